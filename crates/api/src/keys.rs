@@ -1,0 +1,67 @@
+//! Label and annotation keys the operator reads and writes, and their well-known values.
+//!
+//! The `pingcap.com/*` keys and the `core.pingcap.com/*` annotations are the reference operator's,
+//! so objects created by either operator are recognised by the other's selectors.
+
+/// `app.kubernetes.io/name`: the application, always [`APP_NAME`].
+pub const LABEL_APP_NAME: &str = "app.kubernetes.io/name";
+/// `app.kubernetes.io/instance`: the Cluster the object belongs to.
+pub const LABEL_APP_INSTANCE: &str = "app.kubernetes.io/instance";
+/// `app.kubernetes.io/component`: pd, tikv, tidb, backup, restore.
+pub const LABEL_APP_COMPONENT: &str = "app.kubernetes.io/component";
+/// `app.kubernetes.io/managed-by`: always [`MANAGED_BY`].
+pub const LABEL_APP_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_APP_NAME`].
+pub const APP_NAME: &str = "tidb";
+
+/// `pingcap.com/managed-by`: who manages the object.
+pub const LABEL_MANAGED_BY: &str = "pingcap.com/managed-by";
+/// Value of [`LABEL_MANAGED_BY`] and [`LABEL_APP_MANAGED_BY`].
+pub const MANAGED_BY: &str = "tidb-operator";
+/// `pingcap.com/cluster`: the Cluster the object belongs to.
+pub const LABEL_CLUSTER: &str = "pingcap.com/cluster";
+/// `pingcap.com/component`: pd, tikv, tidb.
+pub const LABEL_COMPONENT: &str = "pingcap.com/component";
+/// `pingcap.com/group`: the group the instance (or its Pod, PVC, ConfigMap) belongs to.
+pub const LABEL_GROUP: &str = "pingcap.com/group";
+/// `pingcap.com/instance`: the instance a Pod, PVC or ConfigMap belongs to.
+pub const LABEL_INSTANCE: &str = "pingcap.com/instance";
+/// `pingcap.com/pod-spec-hash`: hash of the Pod spec the operator built, to detect drift.
+pub const LABEL_POD_SPEC_HASH: &str = "pingcap.com/pod-spec-hash";
+/// `pingcap.com/instance-revision-hash`: the group revision an instance was created from.
+pub const LABEL_INSTANCE_REVISION_HASH: &str = "pingcap.com/instance-revision-hash";
+/// `pingcap.com/config-hash`: hash of the user's config TOML (not the merged one), so an operator
+/// upgrade that changes the keys it owns does not restart every Pod.
+pub const LABEL_CONFIG_HASH: &str = "pingcap.com/config-hash";
+/// `pingcap.com/volume-name`: which of the template's volumes a PVC is.
+pub const LABEL_VOLUME_NAME: &str = "pingcap.com/volume-name";
+
+/// `tidb.pingcap.com/cluster-id`: PD's cluster ID (kept from tidb-operator v1).
+pub const LABEL_CLUSTER_ID: &str = "tidb.pingcap.com/cluster-id";
+/// `tidb.pingcap.com/member-id`: a PD member's ID (kept from tidb-operator v1).
+pub const LABEL_MEMBER_ID: &str = "tidb.pingcap.com/member-id";
+/// `tidb.pingcap.com/store-id`: a TiKV store's ID (kept from tidb-operator v1).
+pub const LABEL_STORE_ID: &str = "tidb.pingcap.com/store-id";
+
+/// Component label values.
+pub const COMPONENT_PD: &str = "pd";
+/// Component label value of TiKV.
+pub const COMPONENT_TIKV: &str = "tikv";
+/// Component label value of TiDB.
+pub const COMPONENT_TIDB: &str = "tidb";
+
+/// Prefix of the operator's annotations.
+pub const ANNO_PREFIX: &str = "core.pingcap.com/";
+/// The instance is marked for deletion and goes once it is safe.
+pub const ANNO_DEFER_DELETE: &str = "core.pingcap.com/defer-delete";
+/// The instance template last applied to the Pod, to tell whether a restart is needed.
+pub const ANNO_LAST_INSTANCE_TEMPLATE: &str = "core.pingcap.com/last-instance-template";
+/// The features last applied to the Pod.
+pub const ANNO_FEATURES: &str = "core.pingcap.com/features";
+/// Number of members the PD cluster was bootstrapped with.
+pub const ANNO_INITIAL_CLUSTER_NUM: &str = "pd.core.pingcap.com/initial-cluster-num";
+/// Value of boolean annotations.
+pub const ANNO_TRUE: &str = "true";
+
+/// Finalizer the operator puts on the objects whose removal needs work first.
+pub const FINALIZER: &str = "core.pingcap.com/finalizer";

@@ -1,0 +1,2 @@
+//! backup
+fn main() {}

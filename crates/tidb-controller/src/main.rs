@@ -1,0 +1,2 @@
+//! tidb
+fn main() {}

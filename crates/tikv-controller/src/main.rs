@@ -1,0 +1,2 @@
+//! tikv
+fn main() {}

@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# The local Kubernetes control plane used by tests, CI and local bring-up:
+# real etcd, kube-apiserver (RBAC on), kube-controller-manager, kube-scheduler
+# and kwok, all as processes on 127.0.0.1 (no container runtime), run by
+# kwokctl's binary runtime from binaries built by hack/build-tools.sh.
+#
+# Usage: hack/local-cluster.sh COMMAND [NAME]
+#   up [NAME]       build the tools if needed, start the cluster (or reuse a
+#                   running one), create the fake Nodes, install the CRDs
+#   down [NAME]     stop every process of the cluster and remove its state
+#   env [NAME]      print `export KUBECONFIG=...`, `export KUBECTL=...` and
+#                   `export PATH=...` lines; use: eval "$(hack/local-cluster.sh env)"
+#   status [NAME]   print the cluster's state; exit 1 if it is not up
+#   kubeconfig [NAME]  print the kubeconfig path only
+# NAME defaults to tidb-dev. Several clusters with different NAMEs can run at
+# once; kwokctl picks free ports for each.
+#
+# Environment:
+#   TIDB_OPERATOR_CACHE          cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/tidb-operator)
+#   LOCAL_CLUSTER_ZONES          zones of the fake Nodes (default "zone-a zone-b zone-c")
+#   LOCAL_CLUSTER_NODES_PER_ZONE fake Nodes per zone (default 2)
+#   LOCAL_CLUSTER_TIMEOUT        seconds allowed for each wait during `up` (default 180)
+#   LOCAL_CLUSTER_CRD_DIR        CRDs to install (default manifests/crd of this repo)
+#
+# Layout: kwokctl's work dir is $TIDB_OPERATOR_CACHE/kwok; a cluster NAME lives
+# in $TIDB_OPERATOR_CACHE/kwok/clusters/NAME/ and its admin kubeconfig is
+# $TIDB_OPERATOR_CACHE/kwok/clusters/NAME/kubeconfig.yaml.
+set -euo pipefail
+
+# shellcheck source=hack/lib/tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/tools.sh"
+
+ZONES="${LOCAL_CLUSTER_ZONES:-zone-a zone-b zone-c}"
+NODES_PER_ZONE="${LOCAL_CLUSTER_NODES_PER_ZONE:-2}"
+TIMEOUT="${LOCAL_CLUSTER_TIMEOUT:-180}"
+CRD_DIR="${LOCAL_CLUSTER_CRD_DIR:-${REPO_ROOT}/manifests/crd}"
+
+usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+COMMAND="${1:-}"
+NAME="${2:-tidb-dev}"
+[[ $# -le 2 ]] || { usage >&2; exit 2; }
+[[ "${NAME}" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "cluster name must be a DNS label (lowercase letters, digits, '-'): ${NAME}"
+[[ "${NODES_PER_ZONE}" =~ ^[1-9][0-9]*$ ]] || die "LOCAL_CLUSTER_NODES_PER_ZONE must be a positive integer"
+[[ "${TIMEOUT}" =~ ^[1-9][0-9]*$ ]] || die "LOCAL_CLUSTER_TIMEOUT must be a positive number of seconds"
+
+export KWOK_WORKDIR="${TIDB_OPERATOR_CACHE}/kwok"
+CLUSTER_DIR="${KWOK_WORKDIR}/clusters/${NAME}"
+KUBECONFIG_PATH="${CLUSTER_DIR}/kubeconfig.yaml"
+KUBECTL_BIN="${K8S_BIN_DIR}/kubectl"
+KWOKCTL_BIN="${KWOK_BIN_DIR}/kwokctl"
+
+kubectl_() { "${KUBECTL_BIN}" --kubeconfig "${KUBECONFIG_PATH}" "$@"; }
+kwokctl_() { "${KWOKCTL_BIN}" --name "${NAME}" "$@"; }
+
+cluster_exists() { [[ -f "${CLUSTER_DIR}/kwok.yaml" ]]; }
+api_ready() { [[ -f "${KUBECONFIG_PATH}" ]] && kubectl_ get --raw=/readyz --request-timeout=5s >/dev/null 2>&1; }
+
+# wait_until DESCRIPTION COMMAND...: retry COMMAND every second for TIMEOUT seconds.
+wait_until() {
+  local what="$1"; shift
+  local deadline=$((SECONDS + TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      die "timed out after ${TIMEOUT}s waiting for ${what} (cluster ${NAME}; logs: ${CLUSTER_DIR}/logs)"
+    fi
+    sleep 1
+  done
+}
+
+ensure_tools() {
+  local out
+  out="$("${HACK_DIR}/build-tools.sh")" || die "hack/build-tools.sh failed"
+  [[ -x "${KUBECTL_BIN}" && -x "${KWOKCTL_BIN}" ]] || die "tools missing after build: ${out}"
+}
+
+# The kwokctl configuration of a cluster: every binary is a local path, so
+# kwokctl never downloads anything, and every component binds to loopback.
+write_kwokctl_config() {
+  local file="$1"
+  cat >"${file}" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  bindAddress: 127.0.0.1
+  kubeVersion: ${K8S_VERSION}
+  etcdVersion: ${ETCD_VERSION#v}
+  kwokVersion: ${KWOK_VERSION}
+  securePort: true
+  kubeAuthorization: true
+  kubeAdmission: true
+  disableKubeScheduler: false
+  disableKubeControllerManager: false
+  quietPull: true
+  cacheDir: ${KWOK_WORKDIR}/cache
+  kubeBinaryPrefix: ${K8S_BIN_DIR}
+  kubeApiserverBinary: ${K8S_BIN_DIR}/kube-apiserver
+  kubeControllerManagerBinary: ${K8S_BIN_DIR}/kube-controller-manager
+  kubeSchedulerBinary: ${K8S_BIN_DIR}/kube-scheduler
+  kubectlBinary: ${K8S_BIN_DIR}/kubectl
+  etcdBinaryPrefix: ${ETCD_BIN_DIR}
+  etcdBinary: ${ETCD_BIN_DIR}/etcd
+  kwokBinaryPrefix: ${KWOK_BIN_DIR}
+  kwokControllerBinary: ${KWOK_BIN_DIR}/kwok
+EOF
+}
+
+nodes_yaml() {
+  local zone i name
+  for zone in ${ZONES}; do
+    for ((i = 0; i < NODES_PER_ZONE; i++)); do
+      name="kwok-${zone}-${i}"
+      cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: ${name}
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    type: kwok
+    kubernetes.io/arch: amd64
+    kubernetes.io/os: linux
+    kubernetes.io/hostname: ${name}
+    topology.kubernetes.io/region: local
+    topology.kubernetes.io/zone: ${zone}
+spec: {}
+status:
+  allocatable:
+    cpu: "32"
+    memory: 256Gi
+    pods: "110"
+    ephemeral-storage: 1Ti
+  capacity:
+    cpu: "32"
+    memory: 256Gi
+    pods: "110"
+    ephemeral-storage: 1Ti
+  nodeInfo:
+    architecture: amd64
+    kubeProxyVersion: fake
+    kubeletVersion: fake
+    operatingSystem: linux
+  phase: Running
+EOF
+    done
+  done
+}
+
+install_crds() {
+  if [[ ! -d "${CRD_DIR}" ]] || [[ -z "$(find "${CRD_DIR}" -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' \) -print -quit)" ]]; then
+    log "no CRD manifests in ${CRD_DIR}; skipping CRD installation"
+    return 0
+  fi
+  log "installing CRDs from ${CRD_DIR}"
+  if [[ -f "${CRD_DIR}/kustomization.yaml" ]]; then
+    kubectl_ apply --server-side --force-conflicts -k "${CRD_DIR}" >&2
+  else
+    kubectl_ apply --server-side --force-conflicts -f "${CRD_DIR}" >&2
+  fi
+  kubectl_ wait --for=condition=Established crd --all --timeout="${TIMEOUT}s" >&2 \
+    || die "CRDs did not become Established within ${TIMEOUT}s"
+}
+
+print_env() {
+  printf 'export KUBECONFIG=%q\n' "${KUBECONFIG_PATH}"
+  printf 'export KUBECTL=%q\n' "${KUBECTL_BIN}"
+  # shellcheck disable=SC2016  # $PATH is for the caller's shell to expand
+  printf 'export PATH=%q:"${PATH}"\n' "$(tools_path)"
+}
+
+cmd_up() {
+  ensure_tools
+  mkdir -p "${KWOK_WORKDIR}"
+
+  if cluster_exists && api_ready; then
+    log "cluster ${NAME} is already running"
+  else
+    local config
+    config="$(mktemp "${KWOK_WORKDIR}/kwokctl-${NAME}.XXXXXX.yaml")"
+    write_kwokctl_config "${config}"
+    log "starting cluster ${NAME} (logs: ${CLUSTER_DIR}/logs)"
+    # kwokctl's own --timeout bounds creation; --kubeconfig "" keeps it away
+    # from ~/.kube/config.
+    if ! kwokctl_ --config "${config}" create cluster \
+        --runtime binary \
+        --kubeconfig "" \
+        --timeout "${TIMEOUT}s" \
+        --wait "${TIMEOUT}s" >&2; then
+      rm -f "${config}"
+      die "kwokctl could not create cluster ${NAME}; see ${CLUSTER_DIR}/logs, then run: $0 down ${NAME}"
+    fi
+    rm -f "${config}"
+  fi
+
+  [[ -f "${KUBECONFIG_PATH}" ]] || die "kwokctl wrote no kubeconfig at ${KUBECONFIG_PATH}"
+  wait_until "the API server of ${NAME} to be ready" api_ready
+
+  log "creating fake Nodes (${NODES_PER_ZONE} per zone in: ${ZONES})"
+  nodes_yaml | kubectl_ apply -f - >&2
+  kubectl_ wait --for=condition=Ready node -l type=kwok --timeout="${TIMEOUT}s" >&2 \
+    || die "fake Nodes did not become Ready within ${TIMEOUT}s (is kwok running? see ${CLUSTER_DIR}/logs)"
+
+  # Pods cannot be created in a namespace before its default ServiceAccount is.
+  wait_until "the default ServiceAccount (kube-controller-manager)" \
+    kubectl_ get serviceaccount default --namespace default
+
+  install_crds
+
+  log ""
+  log "cluster ${NAME} is up"
+  log "  kubeconfig: ${KUBECONFIG_PATH}"
+  log "  kubectl:    ${KUBECTL_BIN}"
+  log "  use it:     eval \"\$($0 env ${NAME})\""
+  print_env
+}
+
+# ours PID: the process is alive and was started for this cluster (its
+# command line names the cluster's directory), not a recycled pid.
+ours() {
+  local pid="$1"
+  kill -0 "${pid}" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF "${CLUSTER_DIR}/"
+}
+
+# pids of the cluster's running processes, from kwokctl's pid files.
+cluster_pids() {
+  local f pid
+  [[ -d "${CLUSTER_DIR}/pids" ]] || return 0
+  for f in "${CLUSTER_DIR}"/pids/*.pid; do
+    [[ -f "${f}" ]] || continue
+    pid="$(cat "${f}")"
+    if [[ "${pid}" =~ ^[0-9]+$ ]] && ours "${pid}"; then
+      printf '%s\n' "${pid}"
+    fi
+  done
+}
+
+cmd_down() {
+  if [[ ! -d "${CLUSTER_DIR}" ]]; then
+    log "cluster ${NAME} does not exist; nothing to do"
+    return 0
+  fi
+  local -a pids
+  mapfile -t pids < <(cluster_pids)
+  if [[ -x "${KWOKCTL_BIN}" ]]; then
+    log "deleting cluster ${NAME}"
+    timeout "${TIMEOUT}" "${KWOKCTL_BIN}" --name "${NAME}" delete cluster --kubeconfig "" >&2 \
+      || log "kwokctl delete cluster failed; stopping the processes directly"
+  fi
+  # Whatever kwokctl left behind: stop it by pid, then remove the state.
+  local pid alive deadline
+  for pid in "${pids[@]}"; do
+    if ours "${pid}"; then kill "${pid}" 2>/dev/null || true; fi
+  done
+  deadline=$((SECONDS + 30))
+  while :; do
+    alive=()
+    for pid in "${pids[@]}"; do
+      if ours "${pid}"; then alive+=("${pid}"); fi
+    done
+    ((${#alive[@]} == 0)) && break
+    if ((SECONDS >= deadline)); then
+      log "killing processes that did not stop: ${alive[*]}"
+      kill -9 "${alive[@]}" 2>/dev/null || true
+      break
+    fi
+    sleep 0.5
+  done
+  rm -rf "${CLUSTER_DIR}"
+  log "cluster ${NAME} removed"
+}
+
+cmd_status() {
+  if ! cluster_exists; then
+    echo "cluster ${NAME}: not created"
+    return 1
+  fi
+  echo "cluster ${NAME}"
+  echo "  state dir:  ${CLUSTER_DIR}"
+  echo "  kubeconfig: ${KUBECONFIG_PATH}"
+  echo "  processes:"
+  local f pid state
+  for f in "${CLUSTER_DIR}"/pids/*.pid; do
+    [[ -f "${f}" ]] || continue
+    pid="$(cat "${f}")"
+    if kill -0 "${pid}" 2>/dev/null; then state=running; else state=stopped; fi
+    printf '    %-26s pid %-8s %s\n' "$(basename "${f}" .pid)" "${pid}" "${state}"
+  done
+  if api_ready; then
+    echo "  api server: ready at $(kubectl_ config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+    kubectl_ get nodes -L topology.kubernetes.io/zone | sed 's/^/    /'
+  else
+    echo "  api server: not ready"
+    return 1
+  fi
+}
+
+case "${COMMAND}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  env)
+    [[ -x "${KUBECTL_BIN}" ]] || log "warning: tools not built yet; run hack/build-tools.sh or '$0 up ${NAME}'"
+    cluster_exists || log "warning: cluster ${NAME} does not exist yet; run '$0 up ${NAME}'"
+    print_env
+    ;;
+  status) cmd_status ;;
+  kubeconfig) printf '%s\n' "${KUBECONFIG_PATH}" ;;
+  -h|--help|help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac
