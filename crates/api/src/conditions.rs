@@ -1,1 +1,255 @@
-//! stub
+//! Condition types and reasons, and helpers to read and set conditions on any of the kinds.
+//!
+//! Setting a condition keeps its `lastTransitionTime` unless its status changes, so a controller
+//! that writes the same observation twice changes nothing.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::core::{
+    Cluster, ClusterStatus, PD, PDGroup, PDStatus, TiDB, TiDBGroup, TiDBStatus, TiKV,
+};
+use crate::core::{ComponentGroupStatus, TiKVGroup, TiKVStatus};
+
+/// All managed objects are ready (not necessarily up to date).
+pub const READY: &str = "Ready";
+/// Every managed object matches the spec; only status may still change.
+pub const SYNCED: &str = "Synced";
+/// The object's Pods are suspended (removed) or being suspended.
+pub const SUSPENDED: &str = "Suspended";
+/// Cluster: it can serve clients (a TiDB group is available, or the stores of a TiKV-only cluster).
+pub const AVAILABLE: &str = "Available";
+/// Cluster: a group is being created, rolled or scaled.
+pub const PROGRESSING: &str = "Progressing";
+/// PD: the member has joined the PD cluster.
+pub const INITIALIZED: &str = "Initialized";
+/// TiKV: the store's leaders are evicted before a restart.
+pub const LEADERS_EVICTED: &str = "LeadersEvicted";
+/// TiKV: the store is offline (being removed, or removed).
+pub const OFFLINED: &str = "Offlined";
+
+/// Condition status `True`.
+pub const STATUS_TRUE: &str = "True";
+/// Condition status `False`.
+pub const STATUS_FALSE: &str = "False";
+/// Condition status `Unknown`.
+pub const STATUS_UNKNOWN: &str = "Unknown";
+
+/// Reasons, shared by the conditions above.
+pub mod reasons {
+    /// Ready.
+    pub const READY: &str = "Ready";
+    /// Not ready.
+    pub const UNREADY: &str = "Unready";
+    /// Group: some instances are not ready.
+    pub const NOT_ALL_INSTANCES_READY: &str = "NotAllInstancesReady";
+    /// Instance: its Pod does not exist yet.
+    pub const POD_NOT_CREATED: &str = "PodNotCreated";
+    /// Instance: its Pod is not ready.
+    pub const POD_NOT_READY: &str = "PodNotReady";
+    /// Instance: its Pod is terminating.
+    pub const POD_TERMINATING: &str = "PodTerminating";
+    /// Instance: the component reports itself unhealthy.
+    pub const INSTANCE_NOT_HEALTHY: &str = "InstanceNotHealthy";
+    /// Synced.
+    pub const SYNCED: &str = "Synced";
+    /// Not synced.
+    pub const UNSYNCED: &str = "Unsynced";
+    /// Group: some instances are outdated.
+    pub const NOT_ALL_INSTANCES_UP_TO_DATE: &str = "NotAllInstancesUpToDate";
+    /// Instance: its Pod is outdated.
+    pub const POD_NOT_UP_TO_DATE: &str = "PodNotUpToDate";
+    /// Instance: its Pod still exists though it should not.
+    pub const POD_NOT_DELETED: &str = "PodNotDeleted";
+    /// Suspended.
+    pub const SUSPENDED: &str = "Suspended";
+    /// Being suspended.
+    pub const SUSPENDING: &str = "Suspending";
+    /// Not suspended.
+    pub const UNSUSPENDED: &str = "Unsuspended";
+    /// The Cluster is paused; nothing is changed.
+    pub const PAUSED: &str = "Paused";
+    /// The Cluster the object points at does not exist.
+    pub const CLUSTER_NOT_FOUND: &str = "ClusterNotFound";
+    /// The spec cannot be acted on; the message says why.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The group waits for the groups it depends on to run the new version.
+    pub const WAITING_FOR_DEPENDENCIES: &str = "WaitingForDependencies";
+    /// Cluster: being created.
+    pub const CLUSTER_CREATION: &str = "ClusterCreation";
+    /// Cluster: being deleted.
+    pub const CLUSTER_DELETION: &str = "ClusterDeletion";
+    /// Cluster: available.
+    pub const CLUSTER_AVAILABLE: &str = "ClusterAvailable";
+    /// Cluster: suspended.
+    pub const CLUSTER_SUSPEND: &str = "ClusterSuspend";
+}
+
+/// The condition of a type in a list, if present.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether the condition of a type is present and `True`.
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    find(conditions, type_).is_some_and(|c| c.status == STATUS_TRUE)
+}
+
+/// A condition to set: everything but the transition time, which [`set`] decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCondition<'a> {
+    /// Condition type, for example [`READY`].
+    pub type_: &'a str,
+    /// Whether it holds.
+    pub status: bool,
+    /// CamelCase reason.
+    pub reason: &'a str,
+    /// Message for people.
+    pub message: String,
+    /// Generation of the spec the observation is based on.
+    pub observed_generation: Option<i64>,
+}
+
+/// Sets a condition in the list. `lastTransitionTime` becomes `now` only when the status changes
+/// (or the condition is new). Returns whether anything changed.
+pub fn set(conditions: &mut Vec<Condition>, new: NewCondition<'_>, now: Timestamp) -> bool {
+    let status = if new.status {
+        STATUS_TRUE
+    } else {
+        STATUS_FALSE
+    };
+    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
+        Some(existing) => {
+            let before = existing.clone();
+            if existing.status != status {
+                existing.status = status.to_string();
+                existing.last_transition_time = Time(now);
+            }
+            existing.reason = new.reason.to_string();
+            existing.message = new.message;
+            existing.observed_generation = new.observed_generation;
+            *existing != before
+        }
+        None => {
+            conditions.push(Condition {
+                type_: new.type_.to_string(),
+                status: status.to_string(),
+                reason: new.reason.to_string(),
+                message: new.message,
+                observed_generation: new.observed_generation,
+                last_transition_time: Time(now),
+            });
+            true
+        }
+    }
+}
+
+/// Any object with conditions in its status.
+pub trait HasConditions {
+    /// The conditions, empty when there is no status yet.
+    fn conditions(&self) -> &[Condition];
+    /// The conditions to change, creating an empty status when there is none.
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+}
+
+macro_rules! has_conditions {
+    ($kind:ty, $status:ty, |$s:ident| $path:expr) => {
+        impl HasConditions for $kind {
+            fn conditions(&self) -> &[Condition] {
+                match &self.status {
+                    Some($s) => &$path,
+                    None => &[],
+                }
+            }
+            fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+                let $s: &mut $status = self.status.get_or_insert_with(Default::default);
+                &mut $path
+            }
+        }
+    };
+}
+
+has_conditions!(Cluster, ClusterStatus, |s| s.conditions);
+has_conditions!(PDGroup, ComponentGroupStatus, |s| s.common.conditions);
+has_conditions!(TiKVGroup, ComponentGroupStatus, |s| s.common.conditions);
+has_conditions!(TiDBGroup, ComponentGroupStatus, |s| s.common.conditions);
+has_conditions!(PD, PDStatus, |s| s.common.conditions);
+has_conditions!(TiKV, TiKVStatus, |s| s.common.conditions);
+has_conditions!(TiDB, TiDBStatus, |s| s.common.conditions);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(seconds).unwrap()
+    }
+
+    fn ready(status: bool, reason: &str) -> NewCondition<'_> {
+        NewCondition {
+            type_: READY,
+            status,
+            reason,
+            message: format!("{reason} message"),
+            observed_generation: Some(3),
+        }
+    }
+
+    #[test]
+    fn a_new_condition_gets_the_current_time() {
+        let mut conditions = Vec::new();
+        assert!(set(&mut conditions, ready(true, reasons::READY), at(100)));
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].status, STATUS_TRUE);
+        assert_eq!(conditions[0].last_transition_time, Time(at(100)));
+        assert_eq!(conditions[0].observed_generation, Some(3));
+    }
+
+    #[test]
+    fn the_same_observation_changes_nothing() {
+        let mut conditions = Vec::new();
+        set(&mut conditions, ready(true, reasons::READY), at(100));
+        let before = conditions.clone();
+        assert!(!set(&mut conditions, ready(true, reasons::READY), at(200)));
+        assert_eq!(conditions, before);
+    }
+
+    #[test]
+    fn the_transition_time_moves_only_when_the_status_changes() {
+        let mut conditions = Vec::new();
+        set(
+            &mut conditions,
+            ready(false, reasons::POD_NOT_READY),
+            at(100),
+        );
+        assert!(set(
+            &mut conditions,
+            ready(false, reasons::POD_NOT_CREATED),
+            at(200)
+        ));
+        assert_eq!(conditions[0].last_transition_time, Time(at(100)));
+        assert_eq!(conditions[0].reason, reasons::POD_NOT_CREATED);
+        assert!(set(&mut conditions, ready(true, reasons::READY), at(300)));
+        assert_eq!(conditions[0].last_transition_time, Time(at(300)));
+        assert!(is_true(&conditions, READY));
+        assert!(!is_true(&conditions, SYNCED));
+    }
+
+    #[test]
+    fn kinds_without_status_get_one_when_a_condition_is_set() {
+        let mut pd = PD::new(
+            "basic-pd-0",
+            serde_json::from_value(serde_json::json!({
+                "cluster": {"name": "basic"},
+                "subdomain": "basic-pd-peer",
+                "version": "v8.5.0",
+                "volumes": [{"name": "data", "mounts": [{"type": "data"}], "storage": "20Gi"}]
+            }))
+            .unwrap(),
+        );
+        assert!(pd.conditions().is_empty());
+        set(pd.conditions_mut(), ready(true, reasons::READY), at(1));
+        assert!(is_true(pd.conditions(), READY));
+        assert!(pd.status.is_some());
+    }
+}

@@ -1,1 +1,174 @@
-//! stub
+//! Cluster: one TiDB (or TiKV-only) cluster, the object every group points at.
+
+use k8s_openapi::api::core::v1::LocalObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{FeatureGate, FeatureGateStatus, name_length_rule};
+
+/// A TiDB cluster: its cluster-wide settings. The PD, TiKV and TiDB groups that make it up point
+/// at it by name.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "core.pingcap.com",
+    version = "v1alpha1",
+    kind = "Cluster",
+    namespaced,
+    status = "ClusterStatus",
+    printcolumn(name = "PD", type_ = "integer", json_path = r#".status.components[?(@.kind=="PD")].replicas"#),
+    printcolumn(name = "TiKV", type_ = "integer", json_path = r#".status.components[?(@.kind=="TiKV")].replicas"#),
+    printcolumn(name = "TiDB", type_ = "integer", json_path = r#".status.components[?(@.kind=="TiDB")].replicas"#),
+    printcolumn(name = "TiFlash", type_ = "integer", json_path = r#".status.components[?(@.kind=="TiFlash")].replicas"#),
+    printcolumn(name = "TiProxy", type_ = "integer", json_path = r#".status.components[?(@.kind=="TiProxy")].replicas"#),
+    printcolumn(name = "Available", type_ = "string", json_path = r#".status.conditions[?(@.type=="Available")].status"#),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = name_length_rule(),
+    doc = "Cluster: one TiDB or TiKV-only cluster; its PD, TiKV and TiDB groups point at it by name."
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("oldSelf == null || !has(self.bootstrapSQL) || (has(oldSelf.bootstrapSQL) && self.bootstrapSQL.name == oldSelf.bootstrapSQL.name)").message("bootstrapSQL can only be set at creation, can be unset, but cannot be changed to a different value"))]
+pub struct ClusterSpec {
+    /// What to suspend: with `suspendCompute`, every Pod is removed while instances, PVCs and data
+    /// stay, and the same instances come back on the same PVCs when it is turned off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend_action: Option<SuspendAction>,
+    /// Mutual TLS between the components. It cannot be turned on or off after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cluster: Option<TlsCluster>,
+    /// A ConfigMap whose key `bootstrap-sql` holds SQL run once, when TiDB first bootstraps the
+    /// cluster (TiDB v6.5.1 and later). It can be set at creation or removed, never changed.
+    #[serde(
+        rename = "bootstrapSQL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bootstrap_sql: Option<LocalObjectReference>,
+    /// Upgrade order: `Default` upgrades PD, then TiKV, then TiDB, each only once the one before
+    /// runs the new version everywhere; `NoConstraints` upgrades all groups at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_policy: Option<UpgradePolicy>,
+    /// Stops every controller from changing anything of this cluster until it is false again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// Revisions kept in each group's history. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub revision_history_limit: Option<i32>,
+    /// Features turned on for the whole cluster. Changing them later needs `FeatureModification`,
+    /// which cannot be turned off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["name".into()]),
+        validation = Rule::new("oldSelf.exists(fg, fg.name == 'FeatureModification') || self.filter(fg, fg.name != 'FeatureModification') == oldSelf").message("can only enable FeatureModification if it's not enabled"),
+        validation = Rule::new("self.exists(fg, fg.name == 'FeatureModification') || !oldSelf.exists(fg, fg.name == 'FeatureModification')").message("cannot disable FeatureModification")
+    )]
+    pub feature_gates: Vec<FeatureGate>,
+    /// How components name each other in DNS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<ClusterDns>,
+}
+
+/// What a suspended cluster gives up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SuspendAction {
+    /// Delete every Pod of the cluster but keep its instances, PVCs and data.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend_compute: bool,
+}
+
+/// Mutual TLS between the components of a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("oldSelf == null || self.enabled == oldSelf.enabled").message("field .tlsCluster.enabled is immutable"))]
+pub struct TlsCluster {
+    /// Turn on mutual TLS for every component. Each group needs the Secret
+    /// `<group>-<component>-cluster-secret` (keys `tls.crt`, `tls.key`, `ca.crt`), and clients the
+    /// Secret `<cluster>-cluster-client-secret`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enabled: bool,
+}
+
+/// The order in which groups take a new version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum UpgradePolicy {
+    /// PD first, then TiKV, then TiDB; each waits for the one before.
+    #[default]
+    Default,
+    /// Every group upgrades at once.
+    NoConstraints,
+}
+
+/// DNS names of the components.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterDns {
+    /// How addresses are formed. Empty means short in-cluster names
+    /// (`<pod>.<service>.<namespace>.svc`); `FQDN` appends `clusterDomain`, which clusters spanning
+    /// several Kubernetes clusters need.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mode: String,
+    /// The Kubernetes cluster domain, for example `cluster.local`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster_domain: String,
+}
+
+/// The kind of a component in `status.components`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum ComponentKind {
+    /// PD.
+    PD,
+    /// TiKV.
+    TiKV,
+    /// TiDB.
+    TiDB,
+    /// TiFlash.
+    TiFlash,
+    /// TiCDC.
+    TiCDC,
+    /// TiProxy.
+    TiProxy,
+}
+
+/// Replicas of one component of a cluster, summed over its groups.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ComponentStatus {
+    /// The component.
+    pub kind: ComponentKind,
+    /// Desired replicas over all groups of the component.
+    pub replicas: i32,
+}
+
+/// Observed state of a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// The generation of the spec the controller last acted on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub observed_generation: i64,
+    /// Replicas of each component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["kind".into()]))]
+    pub components: Vec<ComponentStatus>,
+    /// `Available`, `Progressing`, `Ready`, `Synced`, `Suspended`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// PD's cluster ID.
+    #[serde(default)]
+    pub id: String,
+    /// URL of the PD service the other controllers use, for example `http://basic-pd.db:2379`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pd: String,
+    /// Feature gates in force, with their stage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub feature_gates: Vec<FeatureGateStatus>,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}

@@ -149,7 +149,11 @@ pub struct Overlay {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodOverlay>,
     /// Patches of the PVCs, by volume name. Each name must be one of the template's volumes.
-    #[serde(rename = "volumeClaims", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "volumeClaims",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     #[schemars(length(max = 256))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub persistent_volume_claims: Vec<NamedPersistentVolumeClaimOverlay>,
@@ -228,7 +232,9 @@ pub struct ScheduleTopology {
 }
 
 /// Optional features of a cluster that the user turns on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Feature {
     /// Allows changing the feature gates after the cluster is created (cannot be turned off).
     FeatureModification,

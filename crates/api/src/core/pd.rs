@@ -4,6 +4,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::schema::min_1_property;
+
 use super::common::{
     ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, Feature, ObjectMeta,
     Port, SchedulePolicy, Topology, data_volume_required, name_length_rule,
@@ -48,7 +50,8 @@ pub const PD_DEFAULT_PORT_PEER: i32 = 2380;
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = name_length_rule()
+    validation = name_length_rule(),
+    doc = "PDGroup: a group of PD members made from one template."
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.bootstrapped || (self.replicas == oldSelf.replicas)").message("replicas cannot be changed when bootstrapped is false"))]
@@ -63,7 +66,7 @@ pub struct PDGroupSpec {
     pub replicas: i32,
     /// Whether the PD cluster has been bootstrapped; new members then join it instead of forming a
     /// new one. The operator sets it; once true it cannot go back to false.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     #[x_kube(validation = Rule::new("!oldSelf || self").message("bootstrapped cannot be changed from true to false"))]
     pub bootstrapped: bool,
     /// How members are placed over topologies.
@@ -154,7 +157,8 @@ impl PDPorts {
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = name_length_rule()
+    validation = name_length_rule(),
+    doc = "PD: one PD member, made by its PDGroup."
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = topology_set_at_creation())]
@@ -166,6 +170,7 @@ pub struct PDSpec {
     pub features: Vec<Feature>,
     /// Where this member runs; it becomes the Pod's node selector and cannot change.
     #[serde(default, skip_serializing_if = "Topology::is_empty")]
+    #[schemars(transform = min_1_property)]
     #[x_kube(validation = Rule::new("self == oldSelf").message("topology is immutable"))]
     pub topology: Topology,
     /// Subdomain of the member's DNS name (the group's peer Service); the same for every member.

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The project's test command (README.md; CI runs it through .ci/run):
+#   1. builds the local control plane's tools once into the cache (hack/build-tools.sh) and puts
+#      them first on PATH, so the tests use the same kubectl everywhere;
+#   2. checks formatting, that manifests/crd and docs/api-reference.md match the code, and clippy;
+#   3. runs every test of the workspace;
+#   4. prints one closing line: "tests: N passed, N failed".
+#
+# Usage: hack/test.sh [extra cargo test arguments]
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${REPO_ROOT}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "tools (kubectl and the local control plane binaries)"
+tools="$(hack/build-tools.sh)"
+eval "${tools}"
+export PATH="${TOOLS_PATH}:${PATH}"
+export KUBECTL="${K8S_BIN_DIR}/kubectl"
+"${KUBECTL}" version --client >&2
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "generated files are up to date"
+cargo xtask crds --check
+cargo xtask docs --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+log="$(mktemp)"
+trap 'rm -f "${log}"' EXIT
+set +e
+cargo test --workspace --locked "$@" 2>&1 | tee "${log}"
+status=${PIPESTATUS[0]}
+set -e
+
+# One closing line summing every test binary's result line.
+awk '
+  /^test result:/ {
+    for (i = 1; i <= NF; i++) {
+      if ($(i) ~ /^passed;?$/) passed += $(i - 1)
+      if ($(i) ~ /^failed;?$/) failed += $(i - 1)
+      if ($(i) ~ /^ignored;?$/) ignored += $(i - 1)
+    }
+  }
+  END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }
+' "${log}"
+exit "${status}"
