@@ -448,3 +448,54 @@ fn every_field_is_documented_for_kubectl_explain() {
         "fields without a description: {missing:#?}"
     );
 }
+
+#[test]
+fn backup_kinds_match_the_reference() {
+    for (kind, plural, short) in [
+        ("Backup", "backups", "bk"),
+        ("Restore", "restores", "rt"),
+        ("BackupSchedule", "backupschedules", "bks"),
+    ] {
+        let crd = crd(kind);
+        assert_eq!(crd.spec.group, "br.pingcap.com");
+        assert_eq!(crd.spec.names.plural, plural);
+        assert_eq!(
+            crd.spec.names.short_names.clone().unwrap_or_default(),
+            vec![short]
+        );
+        assert_eq!(
+            crd.spec.names.categories.clone().unwrap_or_default(),
+            vec!["br"]
+        );
+        let sub = crd.spec.versions[0].subresources.clone().unwrap();
+        assert!(sub.status.is_some(), "{kind} has no status subresource");
+        assert!(sub.scale.is_none());
+    }
+    let names: Vec<_> = printer_columns("Backup")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Type",
+            "Mode",
+            "Status",
+            "BackupPath",
+            "BackupSize",
+            "CommitTS",
+            "LogTruncateUntil",
+            "Started",
+            "Completed",
+            "TimeTaken",
+            "Age"
+        ]
+    );
+    let message = "Field `logStop` is the old version field, please use `logSubcommand` instead";
+    assert_rules("Backup", SPEC, &[message]);
+    assert_rules(
+        "BackupSchedule",
+        &at(SPEC, &["logBackupTemplate"]),
+        &[message],
+    );
+}

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use operator_api::core;
+use operator_api::{br, core};
 use scenarios::{Manifest, load_manifests};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,9 +23,9 @@ fn round_trip_by_kind(manifest: &Manifest) -> Result<Value, String> {
         "TiKV" => round_trip::<core::TiKV>(manifest),
         "TiDBGroup" => round_trip::<core::TiDBGroup>(manifest),
         "TiDB" => round_trip::<core::TiDB>(manifest),
-        // BR "Backup" => round_trip::<br::Backup>(manifest),
-        // BR "Restore" => round_trip::<br::Restore>(manifest),
-        // BR "BackupSchedule" => round_trip::<br::BackupSchedule>(manifest),
+        "Backup" => round_trip::<br::Backup>(manifest),
+        "Restore" => round_trip::<br::Restore>(manifest),
+        "BackupSchedule" => round_trip::<br::BackupSchedule>(manifest),
         other => Err(format!("no type for kind {other:?}")),
     }
 }
