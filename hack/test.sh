@@ -3,8 +3,9 @@
 #   1. builds the local control plane's tools once into the cache (hack/build-tools.sh) and puts
 #      them first on PATH, so the tests use the same kubectl everywhere;
 #   2. checks formatting, that manifests/crd and docs/api-reference.md match the code, and clippy;
-#   3. runs every test of the workspace;
-#   4. prints one closing line: "tests: N passed, N failed".
+#   3. starts the local control plane `tidb-test` (removed again at the end unless KEEP_CLUSTER=1)
+#      and runs every test of the workspace, the API and end-to-end tests against it;
+#   4. prints one closing line: "tests: N passed, N failed, N skipped".
 #
 # Usage: hack/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -31,9 +32,21 @@ cargo xtask docs --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "local control plane"
+export TESTKIT_CLUSTER="${TESTKIT_CLUSTER:-tidb-test}"
+cleanup() {
+  rm -f "${log:-}"
+  if [[ "${KEEP_CLUSTER:-0}" != 1 ]]; then
+    hack/local-cluster.sh down "${TESTKIT_CLUSTER}" >&2 || true
+  fi
+}
+trap cleanup EXIT
+hack/local-cluster.sh up "${TESTKIT_CLUSTER}" >&2
+
 step "tests"
+# Controller binaries run as child processes in end-to-end tests.
+cargo build --workspace --bins --locked
 log="$(mktemp)"
-trap 'rm -f "${log}"' EXIT
 set +e
 cargo test --workspace --locked "$@" 2>&1 | tee "${log}"
 status=${PIPESTATUS[0]}

@@ -92,3 +92,49 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Installs the CRDs of this checkout (`manifests/crd`) into the local control plane, once per
+/// test process, so tests never run against CRDs from an older build, and waits until they are
+/// Established.
+pub fn ensure_crds(cluster: &testkit::LocalCluster) -> Result<(), String> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let kubectl = cluster.kubectl();
+        let dir = repo_root().join("manifests/crd");
+        let dir = dir.to_string_lossy();
+        kubectl
+            .ok(
+                &["apply", "--server-side", "--force-conflicts", "-k", &dir],
+                None,
+            )
+            .map_err(|e| e.to_string())?;
+        let names: Vec<String> = operator_api::crds()
+            .iter()
+            .filter_map(|crd| crd.metadata.name.as_ref().map(|n| format!("crd/{n}")))
+            .collect();
+        let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+        args.extend(names.iter().map(String::as_str));
+        kubectl.ok(&args, None).map_err(|e| e.to_string())?;
+        Ok(())
+    })
+    .clone()
+}
+
+/// The API resource of one of the operator's kinds, by kind name.
+pub fn api_resource(kind: &str) -> Option<kube::core::ApiResource> {
+    use kube::core::ApiResource;
+    use operator_api::{br, core};
+    Some(match kind {
+        "Cluster" => ApiResource::erase::<core::Cluster>(&()),
+        "PDGroup" => ApiResource::erase::<core::PDGroup>(&()),
+        "PD" => ApiResource::erase::<core::PD>(&()),
+        "TiKVGroup" => ApiResource::erase::<core::TiKVGroup>(&()),
+        "TiKV" => ApiResource::erase::<core::TiKV>(&()),
+        "TiDBGroup" => ApiResource::erase::<core::TiDBGroup>(&()),
+        "TiDB" => ApiResource::erase::<core::TiDB>(&()),
+        "Backup" => ApiResource::erase::<br::Backup>(&()),
+        "Restore" => ApiResource::erase::<br::Restore>(&()),
+        "BackupSchedule" => ApiResource::erase::<br::BackupSchedule>(&()),
+        _ => return None,
+    })
+}

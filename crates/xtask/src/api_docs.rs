@@ -77,7 +77,7 @@ fn render_crd(out: &mut String, crd: &CustomResourceDefinition) {
     collect_rules(&schema, "", &mut rules);
     for section in ["spec", "status"] {
         if let Some(node) = schema.pointer(&format!("/properties/{section}")) {
-            render_fields(out, node, section, &mut rules);
+            render_fields(out, node, section);
         }
     }
     if !rules.is_empty() {
@@ -96,7 +96,7 @@ fn render_crd(out: &mut String, crd: &CustomResourceDefinition) {
     }
 }
 
-fn render_fields(out: &mut String, node: &Value, path: &str, rules: &mut Vec<(String, String)>) {
+fn render_fields(out: &mut String, node: &Value, path: &str) {
     let Some(properties) = node.get("properties").and_then(Value::as_object) else {
         return;
     };
@@ -126,8 +126,8 @@ fn render_fields(out: &mut String, node: &Value, path: &str, rules: &mut Vec<(St
         }
         let items = prop.get("items");
         match items {
-            Some(items) => render_fields(out, items, &format!("{child}[]"), rules),
-            None => render_fields(out, prop, &child, rules),
+            Some(items) => render_fields(out, items, &format!("{child}[]")),
+            None => render_fields(out, prop, &child),
         }
     }
 }
