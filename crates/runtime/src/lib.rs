@@ -1,7 +1,11 @@
 //! What every controller binary shares: command-line flags, logging, and (as the controllers
 //! grow) leader election, the metrics and health server, apply and status helpers.
 
+pub mod apply;
+pub mod events;
 pub mod flags;
+pub mod revision;
 pub mod telemetry;
+pub mod update;
 
 pub use flags::{CommonFlags, EndpointOverride, LogFormat};
