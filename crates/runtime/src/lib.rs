@@ -2,8 +2,10 @@
 //! grow) leader election, the metrics and health server, apply and status helpers.
 
 pub mod apply;
+pub mod endpoints;
 pub mod events;
 pub mod flags;
+pub mod overlay;
 pub mod revision;
 pub mod telemetry;
 pub mod update;
