@@ -2,6 +2,7 @@
 //! grow) leader election, the metrics and health server, apply and status helpers.
 
 pub mod apply;
+pub mod build;
 pub mod endpoints;
 pub mod events;
 pub mod flags;

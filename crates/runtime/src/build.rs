@@ -1,0 +1,349 @@
+//! Pure builders every component shares: the labels the operator puts on what it creates, owner
+//! references, PVCs of a template's volumes, container resources, the config-file merge, and the
+//! overlay applied over a built Pod.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, ResourceRequirements,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use operator_api::core::{self as api, Overlay, Volume};
+use operator_api::keys;
+
+/// Errors of the pure builders: what the user wrote cannot be turned into objects.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The config is not valid TOML.
+    #[error("config is not valid TOML: {0}")]
+    InvalidConfig(String),
+    /// The overlay cannot be merged into the Pod.
+    #[error("overlay cannot be applied: {0}")]
+    InvalidOverlay(String),
+    /// An object lacks something the builder needs.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// Identity of the object a builder works for.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Cluster name.
+    pub cluster: &'a str,
+    /// Component label value: pd, tikv, tidb.
+    pub component: &'a str,
+    /// Group name.
+    pub group: &'a str,
+}
+
+/// Labels of every object of a group, and its selector.
+pub fn group_labels(owner: Owner<'_>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            keys::LABEL_MANAGED_BY.to_string(),
+            keys::MANAGED_BY.to_string(),
+        ),
+        (keys::LABEL_CLUSTER.to_string(), owner.cluster.to_string()),
+        (
+            keys::LABEL_COMPONENT.to_string(),
+            owner.component.to_string(),
+        ),
+        (keys::LABEL_GROUP.to_string(), owner.group.to_string()),
+    ])
+}
+
+/// The label selector of a group's instances, as a string for `status.selector`.
+pub fn group_selector(owner: Owner<'_>) -> String {
+    group_labels(owner)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Labels of every object of an instance: the group's, the instance's, and the
+/// `app.kubernetes.io` ones.
+pub fn instance_labels(owner: Owner<'_>, instance: &str) -> BTreeMap<String, String> {
+    let mut labels = group_labels(owner);
+    labels.insert(keys::LABEL_INSTANCE.to_string(), instance.to_string());
+    labels.insert(keys::LABEL_APP_NAME.to_string(), keys::APP_NAME.to_string());
+    labels.insert(
+        keys::LABEL_APP_INSTANCE.to_string(),
+        owner.cluster.to_string(),
+    );
+    labels.insert(
+        keys::LABEL_APP_COMPONENT.to_string(),
+        owner.component.to_string(),
+    );
+    labels.insert(
+        keys::LABEL_APP_MANAGED_BY.to_string(),
+        keys::MANAGED_BY.to_string(),
+    );
+    labels
+}
+
+/// A controller owner reference to `object`, so its dependents are collected with it.
+pub fn controller_ref<K: Resource<DynamicType = ()>>(
+    object: &K,
+) -> Result<OwnerReference, BuildError> {
+    object.controller_owner_ref(&()).ok_or_else(|| {
+        BuildError::Missing(format!(
+            "{} {} has no uid yet",
+            K::kind(&()),
+            object.name_any()
+        ))
+    })
+}
+
+/// Requests equal to limits for the CPU and memory the template asks for.
+pub fn resources(requirements: &api::ResourceRequirements) -> Option<ResourceRequirements> {
+    let mut values = BTreeMap::new();
+    if let Some(cpu) = &requirements.cpu {
+        values.insert("cpu".to_string(), cpu.clone());
+    }
+    if let Some(memory) = &requirements.memory {
+        values.insert("memory".to_string(), memory.clone());
+    }
+    (!values.is_empty()).then(|| ResourceRequirements {
+        requests: Some(values.clone()),
+        limits: Some(values),
+        ..ResourceRequirements::default()
+    })
+}
+
+/// Name of the PVC of a volume of an instance.
+pub fn pvc_name(volume: &str, instance: &str) -> String {
+    format!("{volume}-{instance}")
+}
+
+/// The PVCs of an instance, one per template volume, with the overlay's claim patches applied.
+/// They carry no owner reference: their data outlives the Pod and is removed only by the
+/// instance's finalizer once it is no longer needed.
+pub fn pvcs(
+    owner: Owner<'_>,
+    instance: &str,
+    volumes: &[Volume],
+    overlay: Option<&Overlay>,
+) -> Result<Vec<PersistentVolumeClaim>, BuildError> {
+    volumes
+        .iter()
+        .map(|volume| {
+            let mut labels = instance_labels(owner, instance);
+            labels.insert(keys::LABEL_VOLUME_NAME.to_string(), volume.name.clone());
+            let mut pvc = PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some(pvc_name(&volume.name, instance)),
+                    namespace: Some(owner.namespace.to_string()),
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_string(),
+                            volume.storage.clone(),
+                        )])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    storage_class_name: volume.storage_class_name.clone(),
+                    volume_attributes_class_name: volume.volume_attributes_class_name.clone(),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            };
+            let patch = overlay
+                .into_iter()
+                .flat_map(|o| o.persistent_volume_claims.iter())
+                .find(|c| c.name == volume.name);
+            if let Some(patch) = patch {
+                let mut value = serde_json::to_value(&pvc)
+                    .map_err(|e| BuildError::InvalidOverlay(e.to_string()))?;
+                let mut overlay_value = serde_json::json!({});
+                if !patch.volume_claim.metadata.is_empty() {
+                    overlay_value["metadata"] = serde_json::json!({
+                        "labels": patch.volume_claim.metadata.labels,
+                        "annotations": patch.volume_claim.metadata.annotations,
+                    });
+                }
+                if let Some(spec) = &patch.volume_claim.spec {
+                    overlay_value["spec"] = serde_json::to_value(spec)
+                        .map_err(|e| BuildError::InvalidOverlay(e.to_string()))?;
+                }
+                crate::overlay::merge(&mut value, &overlay_value);
+                pvc = serde_json::from_value(value)
+                    .map_err(|e| BuildError::InvalidOverlay(e.to_string()))?;
+            }
+            Ok(pvc)
+        })
+        .collect()
+}
+
+/// Applies the template's Pod overlay (metadata and spec) over a built Pod.
+pub fn apply_pod_overlay(pod: Pod, overlay: Option<&Overlay>) -> Result<Pod, BuildError> {
+    let Some(patch) = overlay.and_then(|o| o.pod.as_ref()) else {
+        return Ok(pod);
+    };
+    let mut value =
+        serde_json::to_value(&pod).map_err(|e| BuildError::InvalidOverlay(e.to_string()))?;
+    let mut overlay_value = serde_json::json!({});
+    if !patch.metadata.is_empty() {
+        overlay_value["metadata"] = serde_json::json!({"labels": patch.metadata.labels, "annotations": patch.metadata.annotations});
+    }
+    if let Some(spec) = &patch.spec {
+        let mut spec =
+            serde_json::to_value(spec).map_err(|e| BuildError::InvalidOverlay(e.to_string()))?;
+        // k8s-openapi writes `containers: []` for an overlay that names none: that is not a wish
+        // to remove every container.
+        if spec
+            .get("containers")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(Vec::is_empty)
+            && let Some(map) = spec.as_object_mut()
+        {
+            map.remove("containers");
+        }
+        overlay_value["spec"] = spec;
+    }
+    crate::overlay::merge(&mut value, &overlay_value);
+    serde_json::from_value(value).map_err(|e| BuildError::InvalidOverlay(e.to_string()))
+}
+
+/// The user's TOML with the keys the operator owns set over it. `owned` maps dotted paths
+/// (`security.cacert-path`) to values.
+pub fn merge_config(user: &str, owned: &[(&str, toml::Value)]) -> Result<String, BuildError> {
+    let mut table: toml::Table = if user.trim().is_empty() {
+        toml::Table::new()
+    } else {
+        user.parse()
+            .map_err(|e: toml::de::Error| BuildError::InvalidConfig(e.message().to_string()))?
+    };
+    for (path, value) in owned {
+        let mut node = &mut table;
+        let mut parts = path.split('.').peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                node.insert(part.to_string(), value.clone());
+                break;
+            }
+            let entry = node
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            match entry.as_table_mut() {
+                Some(next) => node = next,
+                None => return Err(BuildError::InvalidConfig(format!("{path} is not a table"))),
+            }
+        }
+    }
+    toml::to_string(&table).map_err(|e| BuildError::InvalidConfig(e.to_string()))
+}
+
+/// A storage quantity as given (for messages).
+pub fn quantity_text(q: &Quantity) -> &str {
+    &q.0
+}
+
+#[cfg(test)]
+mod tests {
+    use operator_api::core::{
+        NamedPersistentVolumeClaimOverlay, PersistentVolumeClaimOverlay, VolumeMount,
+    };
+
+    use super::*;
+
+    const OWNER: Owner<'static> = Owner {
+        namespace: "db",
+        cluster: "basic",
+        component: "pd",
+        group: "pd",
+    };
+
+    #[test]
+    fn operator_keys_win_over_the_users_and_the_rest_is_kept() {
+        let user = "name = \"mine\"\n[log]\nlevel = \"debug\"\n[replication]\nmax-replicas = 5\n";
+        let merged = merge_config(
+            user,
+            &[
+                ("name", "pd-abc".into()),
+                ("log.file.filename", "/var/log/pd.log".into()),
+            ],
+        )
+        .unwrap();
+        let table: toml::Table = merged.parse().unwrap();
+        assert_eq!(table["name"].as_str(), Some("pd-abc"));
+        assert_eq!(table["log"]["level"].as_str(), Some("debug"));
+        assert_eq!(
+            table["log"]["file"]["filename"].as_str(),
+            Some("/var/log/pd.log")
+        );
+        assert_eq!(table["replication"]["max-replicas"].as_integer(), Some(5));
+    }
+
+    #[test]
+    fn invalid_toml_is_an_error_with_a_reason() {
+        let err = merge_config("[log\nlevel = 1", &[]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("config is not valid TOML"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pvcs_follow_the_volumes_and_their_overlays() {
+        let volumes = vec![Volume {
+            name: "data".into(),
+            mounts: vec![VolumeMount {
+                type_: "data".into(),
+                ..VolumeMount::default()
+            }],
+            storage: Quantity("20Gi".into()),
+            storage_class_name: Some("fast".into()),
+            volume_attributes_class_name: None,
+        }];
+        let overlay = Overlay {
+            pod: None,
+            persistent_volume_claims: vec![NamedPersistentVolumeClaimOverlay {
+                name: "data".into(),
+                volume_claim: PersistentVolumeClaimOverlay {
+                    metadata: api::ObjectMeta {
+                        annotations: [("backup".to_string(), "daily".to_string())].into(),
+                        ..api::ObjectMeta::default()
+                    },
+                    spec: None,
+                },
+            }],
+        };
+        let pvcs = pvcs(OWNER, "pd-abc", &volumes, Some(&overlay)).unwrap();
+        assert_eq!(pvcs.len(), 1);
+        let pvc = &pvcs[0];
+        assert_eq!(pvc.metadata.name.as_deref(), Some("data-pd-abc"));
+        assert!(
+            pvc.metadata.owner_references.is_none(),
+            "PVCs must not be garbage-collected with the Pod"
+        );
+        assert_eq!(pvc.labels()[keys::LABEL_VOLUME_NAME], "data");
+        assert_eq!(pvc.annotations()["backup"], "daily");
+        let spec = pvc.spec.as_ref().unwrap();
+        assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"],
+            Quantity("20Gi".into())
+        );
+    }
+
+    #[test]
+    fn selectors_name_cluster_component_and_group() {
+        assert_eq!(
+            group_selector(OWNER),
+            "pingcap.com/cluster=basic,pingcap.com/component=pd,pingcap.com/group=pd,pingcap.com/managed-by=tidb-operator"
+        );
+    }
+}
