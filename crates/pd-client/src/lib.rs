@@ -1,4 +1,32 @@
 //! Typed async client of the PD HTTP API and the TiDB/TiKV status endpoints.
 //!
-//! Empty for now: the calls the operator makes (members, leader transfer, stores, schedulers) come
-//! with the PD controller.
+//! [`PdClient`] makes the calls the operator needs from PD: members and leader transfer, stores
+//! and their removal, the evict-leader scheduler, Region health and the replication config.
+//! [`StatusClient`] checks TiDB's and TiKV's status ports. Both speak plain HTTP or TLS (with a
+//! client certificate for mutual TLS) through rustls and its ring provider, put one timeout on
+//! every request, and return an [`Error`] that names the URL and, for a non-2xx answer, the
+//! status and the start of the body.
+//!
+//! The JSON types follow what PD writes (field names, comma-joined `location-labels`, enums as
+//! numbers, IDs above `i64::MAX`) and decode leniently: missing or `null` fields take their
+//! default and unknown fields are ignored, so neighbouring PD versions and the operand simulator
+//! decode alike.
+
+#![warn(missing_docs)]
+
+mod error;
+mod pd;
+mod status;
+mod tls;
+mod transport;
+mod types;
+
+pub use error::{Error, MAX_ERROR_BODY_CHARS, Result};
+pub use pd::{EVICT_LEADER_SCHEDULER, PdClient};
+pub use status::StatusClient;
+pub use tls::TlsConfig;
+pub use types::{
+    ClusterInfo, Member, MemberHealth, MembersInfo, Peer, PeerStats, RegionInfo, RegionsInfo,
+    ReplicationConfig, STATE_DISCONNECTED, STATE_DOWN, STATE_OFFLINE, STATE_TOMBSTONE, STATE_UP,
+    Store, StoreInfo, StoreLabel, StoreStatus, StoresInfo, TidbStatus,
+};
