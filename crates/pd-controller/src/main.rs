@@ -1,20 +1,37 @@
-//! pd-controller: the binary that reconciles PDGroup and PD.
-//!
-//! It parses the flags every controller shares and sets up logging. The reconcile loop, leader
-//! election and the metrics server come with the controller's own issue; until then it says so
-//! and exits cleanly.
+//! pd-controller: reconciles PDGroup and PD. Each PDGroup becomes PD instances; each PD instance
+//! becomes its ConfigMap, PVCs and Pod, joined to or removed from PD through PD's API.
+
+mod build;
+mod context;
+mod error;
+mod group;
+mod instance;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use operator_runtime::CommonFlags;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use operator_api::core::{Cluster, PD, PDGroup};
+use operator_api::keys;
+use operator_runtime::endpoints::Endpoints;
+use operator_runtime::{CommonFlags, Context, RuntimeError};
+
+use crate::context::Ctx;
+use crate::error::Error;
+
+/// Name of the binary, its Lease and its field manager.
+const NAME: &str = "pd-controller";
 
 /// Command line of the pd-controller.
 #[derive(Debug, Parser)]
-#[command(
-    name = "pd-controller",
-    version,
-    about = "Reconciles PDGroup and PD of core.pingcap.com/v1alpha1"
-)]
+#[command(name = NAME, version, about = "Reconciles PDGroup and PD of core.pingcap.com/v1alpha1")]
 struct Cli {
     #[command(flatten)]
     common: CommonFlags,
@@ -23,9 +40,115 @@ struct Cli {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     operator_runtime::telemetry::init(cli.common.log_format, &cli.common.log_filter)?;
-    tracing::warn!(
-        lease = cli.common.lease_name_or("pd-controller"),
-        "pd-controller has no reconcile loop yet; exiting"
-    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(operator_runtime::run(NAME, cli.common, controllers))?;
     Ok(())
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the PDGroup and PD controllers until shutdown.
+async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
+    let namespace = ctx.flags.namespace.as_deref();
+    let shared = Ctx::new(
+        ctx.client.clone(),
+        ctx.metrics.clone(),
+        Endpoints::new(&ctx.flags.endpoint_overrides),
+    );
+    let config = ControllerConfig::default().concurrency(ctx.flags.concurrency);
+    let operands = watcher::Config::default().labels(&format!(
+        "{}={},{}={}",
+        keys::LABEL_MANAGED_BY,
+        keys::MANAGED_BY,
+        keys::LABEL_COMPONENT,
+        keys::COMPONENT_PD
+    ));
+
+    let groups = Controller::new(
+        api::<PDGroup>(&ctx.client, namespace),
+        watcher::Config::default(),
+    );
+    let group_store = groups.store();
+    let groups = groups
+        .owns(
+            api::<PD>(&ctx.client, namespace),
+            watcher::Config::default(),
+        )
+        .watches(
+            api::<Cluster>(&ctx.client, namespace),
+            watcher::Config::default(),
+            move |cluster| {
+                let cluster_ns = cluster.metadata.namespace.clone();
+                let name = cluster.metadata.name.clone().unwrap_or_default();
+                group_store
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.metadata.namespace == cluster_ns && g.spec.cluster.name == name)
+                    .map(|g| ObjectRef::from_obj(&*g))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(config.clone())
+        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
+        .run(group::reconcile, error_policy::<PDGroup>, shared.clone())
+        .for_each(|_| async {});
+
+    let instances = Controller::new(
+        api::<PD>(&ctx.client, namespace),
+        watcher::Config::default(),
+    );
+    let instance_store = instances.store();
+    let instances = instances
+        .owns(api::<Pod>(&ctx.client, namespace), operands.clone())
+        .owns(api::<ConfigMap>(&ctx.client, namespace), operands)
+        .watches(
+            api::<Cluster>(&ctx.client, namespace),
+            watcher::Config::default(),
+            move |cluster| {
+                let cluster_ns = cluster.metadata.namespace.clone();
+                let name = cluster.metadata.name.clone().unwrap_or_default();
+                instance_store
+                    .state()
+                    .into_iter()
+                    .filter(|pd| {
+                        pd.metadata.namespace == cluster_ns && pd.spec.cluster.name == name
+                    })
+                    .map(|pd| ObjectRef::from_obj(&*pd))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(config)
+        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
+        .run(instance::reconcile, error_policy::<PD>, shared)
+        .for_each(|_| async {});
+
+    ctx.readiness.set_synced(true);
+    tokio::join!(groups, instances);
+    Ok(())
+}
+
+/// Logs a failed reconcile and retries with a delay.
+fn error_policy<K>(object: Arc<K>, error: &Error, _ctx: Arc<Ctx>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    tracing::warn!(
+        kind = %K::kind(&()),
+        name = object.meta().name.as_deref().unwrap_or_default(),
+        namespace = object.meta().namespace.as_deref().unwrap_or_default(),
+        %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(5))
 }

@@ -1,0 +1,639 @@
+//! Pure builders of everything PD needs: instances from a group, the group's Services, and an
+//! instance's ConfigMap, PVCs and Pod. No client here; every function is tested on plain values.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaimVolumeSource,
+    Pod, PodSpec, Probe, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume as PodVolume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use operator_api::core::{
+    Feature, PD, PD_DATA_DEFAULT_PATH, PD_DEFAULT_PORT_CLIENT, PD_DEFAULT_PORT_PEER,
+    PD_PORT_NAME_CLIENT, PD_PORT_NAME_PEER, PDGroup, PDSpec, PDTemplateSpec, Topology,
+};
+use operator_api::keys;
+use operator_runtime::build::{self, BuildError, Owner};
+use operator_runtime::revision::hash_of;
+
+/// Name of the component label value and of the container.
+pub const COMPONENT: &str = keys::COMPONENT_PD;
+/// Where the config file is mounted.
+pub const CONFIG_DIR: &str = "/etc/pd";
+/// Key of the config file in the ConfigMap.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Default image when the template names none.
+pub const DEFAULT_IMAGE: &str = "pingcap/pd";
+
+/// Headless Service giving each member a stable DNS name.
+pub fn peer_service_name(group: &str) -> String {
+    format!("{group}-pd-peer")
+}
+
+/// Service clients use to reach any member.
+pub fn client_service_name(group: &str) -> String {
+    format!("{group}-pd")
+}
+
+/// The owner identity of a group's objects.
+pub fn owner<'a>(namespace: &'a str, cluster: &'a str, group: &'a str) -> Owner<'a> {
+    Owner {
+        namespace,
+        cluster,
+        component: COMPONENT,
+        group,
+    }
+}
+
+/// Client port of a template.
+pub fn client_port(spec: &PDTemplateSpec) -> i32 {
+    spec.server
+        .ports
+        .client
+        .as_ref()
+        .map_or(PD_DEFAULT_PORT_CLIENT, |p| p.port)
+}
+
+/// Peer port of a template.
+pub fn peer_port(spec: &PDTemplateSpec) -> i32 {
+    spec.server
+        .ports
+        .peer
+        .as_ref()
+        .map_or(PD_DEFAULT_PORT_PEER, |p| p.port)
+}
+
+/// What the revision of a group covers: the template and the features.
+pub fn revision_input(group: &PDGroup) -> serde_json::Value {
+    serde_json::json!({"template": group.spec.template, "features": group.spec.features})
+}
+
+/// A PD instance of a group at the group's current template.
+pub fn instance(
+    group: &PDGroup,
+    name: &str,
+    topology: Topology,
+    revision: &str,
+    initial_cluster_num: Option<i32>,
+) -> Result<PD, BuildError> {
+    let namespace = group.namespace().unwrap_or_default();
+    let cluster = &group.spec.cluster.name;
+    let group_name = group.name_any();
+    let mut labels = build::instance_labels(owner(&namespace, cluster, &group_name), name);
+    labels.extend(group.spec.template.metadata.labels.clone());
+    labels.insert(
+        keys::LABEL_INSTANCE_REVISION_HASH.to_string(),
+        revision.to_string(),
+    );
+    let mut annotations = group.spec.template.metadata.annotations.clone();
+    if let Some(count) = initial_cluster_num {
+        annotations.insert(
+            keys::ANNO_INITIAL_CLUSTER_NUM.to_string(),
+            count.to_string(),
+        );
+    }
+    let mut pd = PD::new(
+        name,
+        PDSpec {
+            cluster: group.spec.cluster.clone(),
+            features: group.spec.features.clone(),
+            topology,
+            subdomain: peer_service_name(&group_name),
+            template: group.spec.template.spec.clone(),
+        },
+    );
+    pd.metadata.namespace = Some(namespace);
+    pd.metadata.labels = Some(labels);
+    pd.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
+    pd.metadata.owner_references = Some(vec![build::controller_ref(group)?]);
+    pd.metadata.finalizers = Some(vec![keys::FINALIZER.to_string()]);
+    Ok(pd)
+}
+
+/// The group's headless peer Service and its client Service.
+pub fn services(group: &PDGroup) -> Result<[Service; 2], BuildError> {
+    let namespace = group.namespace().unwrap_or_default();
+    let group_name = group.name_any();
+    let owner = owner(&namespace, &group.spec.cluster.name, &group_name);
+    let selector = build::group_labels(owner);
+    let spec = &group.spec.template.spec;
+    let ports = vec![
+        ServicePort {
+            name: Some(PD_PORT_NAME_CLIENT.into()),
+            port: client_port(spec),
+            target_port: Some(IntOrString::String(PD_PORT_NAME_CLIENT.into())),
+            ..ServicePort::default()
+        },
+        ServicePort {
+            name: Some(PD_PORT_NAME_PEER.into()),
+            port: peer_port(spec),
+            target_port: Some(IntOrString::String(PD_PORT_NAME_PEER.into())),
+            ..ServicePort::default()
+        },
+    ];
+    let meta = |name: String| ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace.clone()),
+        labels: Some(selector.clone()),
+        owner_references: build::controller_ref(group).ok().map(|r| vec![r]),
+        ..ObjectMeta::default()
+    };
+    let peer = Service {
+        metadata: meta(peer_service_name(&group_name)),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            // Members find each other before they are ready.
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector.clone()),
+            ports: Some(ports.clone()),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let client = Service {
+        metadata: meta(client_service_name(&group_name)),
+        spec: Some(ServiceSpec {
+            selector: Some(selector.clone()),
+            ports: Some(ports.into_iter().take(1).collect()),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    Ok([peer, client])
+}
+
+/// DNS name of an instance through its peer Service.
+pub fn host(pd: &PD) -> String {
+    format!(
+        "{}.{}.{}",
+        pd.name_any(),
+        pd.spec.subdomain,
+        pd.namespace().unwrap_or_default()
+    )
+}
+
+/// Client URL of an instance.
+pub fn client_url(pd: &PD) -> String {
+    format!("http://{}:{}", host(pd), client_port(&pd.spec.template))
+}
+
+/// Peer URL of an instance.
+pub fn peer_url(pd: &PD) -> String {
+    format!("http://{}:{}", host(pd), peer_port(&pd.spec.template))
+}
+
+/// How a new member finds the PD cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// Bootstrap a new cluster with these members (`name=peer-url`, comma separated).
+    InitialCluster(String),
+    /// Join the running cluster through this client URL.
+    Join(String),
+}
+
+/// The config file: the user's TOML with the keys the operator owns.
+pub fn config(pd: &PD, membership: &Membership) -> Result<String, BuildError> {
+    let spec = &pd.spec.template;
+    let data_dir = data_mount_path(spec);
+    let mut owned: Vec<(&str, toml::Value)> = vec![
+        ("name", pd.name_any().into()),
+        ("data-dir", format!("{data_dir}/data").into()),
+        (
+            "client-urls",
+            format!("http://0.0.0.0:{}", client_port(spec)).into(),
+        ),
+        ("advertise-client-urls", client_url(pd).into()),
+        (
+            "peer-urls",
+            format!("http://0.0.0.0:{}", peer_port(spec)).into(),
+        ),
+        ("advertise-peer-urls", peer_url(pd).into()),
+    ];
+    match membership {
+        Membership::InitialCluster(members) => {
+            owned.push(("initial-cluster", members.clone().into()))
+        }
+        Membership::Join(url) => owned.push(("join", url.clone().into())),
+    }
+    build::merge_config(&spec.common.config, &owned)
+}
+
+/// Where the `data` volume is mounted.
+pub fn data_mount_path(spec: &PDTemplateSpec) -> String {
+    spec.common
+        .volumes
+        .iter()
+        .flat_map(|v| v.mounts.iter())
+        .find(|m| {
+            m.type_ == operator_api::core::PD_VOLUME_MOUNT_TYPE_DATA && !m.mount_path.is_empty()
+        })
+        .map_or_else(
+            || PD_DATA_DEFAULT_PATH.to_string(),
+            |m| m.mount_path.clone(),
+        )
+}
+
+/// Hash of the user's config, the part that decides restarts (see the config-hash label).
+pub fn config_hash(pd: &PD) -> String {
+    hash_of(&pd.spec.template.common.config)
+}
+
+/// The ConfigMap holding the config file.
+pub fn config_map(pd: &PD, config: String) -> Result<ConfigMap, BuildError> {
+    Ok(ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(pd.name_any()),
+            namespace: pd.namespace(),
+            labels: Some(instance_object_labels(pd)),
+            owner_references: Some(vec![build::controller_ref(pd)?]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config)])),
+        ..ConfigMap::default()
+    })
+}
+
+fn instance_object_labels(pd: &PD) -> BTreeMap<String, String> {
+    let namespace = pd.namespace().unwrap_or_default();
+    let group = pd
+        .labels()
+        .get(keys::LABEL_GROUP)
+        .cloned()
+        .unwrap_or_default();
+    build::instance_labels(
+        owner(&namespace, &pd.spec.cluster.name, &group),
+        &pd.name_any(),
+    )
+}
+
+/// The instance's PVCs.
+pub fn pvcs(pd: &PD) -> Result<Vec<k8s_openapi::api::core::v1::PersistentVolumeClaim>, BuildError> {
+    let namespace = pd.namespace().unwrap_or_default();
+    let group = pd
+        .labels()
+        .get(keys::LABEL_GROUP)
+        .cloned()
+        .unwrap_or_default();
+    let spec = &pd.spec.template.common;
+    build::pvcs(
+        owner(&namespace, &pd.spec.cluster.name, &group),
+        &pd.name_any(),
+        &spec.volumes,
+        spec.overlay.as_ref(),
+    )
+}
+
+/// The image to run: the template's image (tagged with the version unless it has a tag).
+pub fn image(spec: &PDTemplateSpec) -> String {
+    let base = spec
+        .common
+        .image
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_string());
+    let last = base.rsplit('/').next().unwrap_or(&base);
+    if last.contains(':') || base.contains('@') {
+        base
+    } else {
+        format!("{base}:{}", spec.common.version)
+    }
+}
+
+/// The Pod of an instance. Its labels carry the hash of the Pod as built (and, with the
+/// `Restart` config strategy, of the config), so a change shows as a different hash.
+pub fn pod(pd: &PD) -> Result<Pod, BuildError> {
+    let spec = &pd.spec.template;
+    let mut mounts = vec![VolumeMount {
+        name: "config".into(),
+        mount_path: CONFIG_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    let mut volumes = vec![PodVolume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: pd.name_any(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..PodVolume::default()
+    }];
+    for volume in &spec.common.volumes {
+        for mount in &volume.mounts {
+            let path = if mount.mount_path.is_empty() {
+                if mount.type_ == operator_api::core::PD_VOLUME_MOUNT_TYPE_DATA {
+                    PD_DATA_DEFAULT_PATH.to_string()
+                } else {
+                    return Err(BuildError::Missing(format!(
+                        "volume {} mount of type {} needs a mountPath",
+                        volume.name, mount.type_
+                    )));
+                }
+            } else {
+                mount.mount_path.clone()
+            };
+            mounts.push(VolumeMount {
+                name: volume.name.clone(),
+                mount_path: path,
+                sub_path: (!mount.sub_path.is_empty()).then(|| mount.sub_path.clone()),
+                ..VolumeMount::default()
+            });
+        }
+        volumes.push(PodVolume {
+            name: volume.name.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: build::pvc_name(&volume.name, &pd.name_any()),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..PodVolume::default()
+        });
+    }
+    let readiness = (!pd
+        .spec
+        .features
+        .contains(&Feature::DisablePDDefaultReadinessProbe))
+    .then(|| Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String(PD_PORT_NAME_CLIENT.into()),
+            ..TCPSocketAction::default()
+        }),
+        period_seconds: Some(5),
+        ..Probe::default()
+    });
+    let container = Container {
+        name: COMPONENT.into(),
+        image: Some(image(spec)),
+        command: Some(vec![
+            "/pd-server".into(),
+            format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
+        ]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(PD_PORT_NAME_CLIENT.into()),
+                container_port: client_port(spec),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some(PD_PORT_NAME_PEER.into()),
+                container_port: peer_port(spec),
+                ..ContainerPort::default()
+            },
+        ]),
+        resources: build::resources(&spec.common.resources),
+        volume_mounts: Some(mounts),
+        readiness_probe: readiness,
+        ..Container::default()
+    };
+    let mut labels = instance_object_labels(pd);
+    labels.extend(
+        pd.spec
+            .template
+            .common
+            .overlay
+            .as_ref()
+            .and_then(|o| o.pod.as_ref())
+            .map(|p| p.metadata.labels.clone())
+            .unwrap_or_default(),
+    );
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(pd.name_any()),
+            namespace: pd.namespace(),
+            labels: Some(labels),
+            owner_references: Some(vec![build::controller_ref(pd)?]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            hostname: Some(pd.name_any()),
+            subdomain: Some(pd.spec.subdomain.clone()),
+            node_selector: (!pd.spec.topology.is_empty()).then(|| pd.spec.topology.clone()),
+            containers: vec![container],
+            volumes: Some(volumes),
+            termination_grace_period_seconds: Some(30),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    let mut pod = build::apply_pod_overlay(pod, spec.common.overlay.as_ref())?;
+    let restart_on_config = spec.common.update_strategy.config
+        != Some(operator_api::core::ConfigUpdateStrategy::HotReload);
+    let pod_hash = hash_of(&pod.spec);
+    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
+    if restart_on_config {
+        labels.insert(keys::LABEL_CONFIG_HASH.to_string(), config_hash(pd));
+    }
+    Ok(pod)
+}
+
+/// Whether a running Pod is what the instance asks for: same Pod spec hash, and, with the
+/// `Restart` strategy, the same config hash.
+pub fn pod_is_current(existing: &Pod, desired: &Pod) -> bool {
+    let get = |pod: &Pod, key: &str| pod.labels().get(key).cloned();
+    get(existing, keys::LABEL_POD_SPEC_HASH) == get(desired, keys::LABEL_POD_SPEC_HASH)
+        && get(existing, keys::LABEL_CONFIG_HASH) == get(desired, keys::LABEL_CONFIG_HASH)
+}
+
+#[cfg(test)]
+mod tests {
+    use operator_api::core::{ConfigUpdateStrategy, PDGroupSpec};
+
+    use super::*;
+
+    fn group(template: serde_json::Value) -> PDGroup {
+        let spec: PDGroupSpec = serde_json::from_value(serde_json::json!({
+            "cluster": {"name": "basic"},
+            "replicas": 3,
+            "template": {"spec": template}
+        }))
+        .unwrap();
+        let mut group = PDGroup::new("pd", spec);
+        group.metadata.namespace = Some("db".into());
+        group.metadata.uid = Some("uid-1".into());
+        group
+    }
+
+    fn default_group() -> PDGroup {
+        group(serde_json::json!({
+            "version": "v8.5.2",
+            "config": "[log]\nlevel = \"info\"\n",
+            "resources": {"cpu": "1", "memory": "2Gi"},
+            "volumes": [{"name": "data", "mounts": [{"type": "data"}], "storage": "20Gi"}]
+        }))
+    }
+
+    fn instance_of(group: &PDGroup) -> PD {
+        let mut pd = instance(group, "pd-abcde", Topology::new(), "pd-rev1", Some(3)).unwrap();
+        pd.metadata.uid = Some("uid-2".into());
+        pd
+    }
+
+    #[test]
+    fn an_instance_carries_the_template_labels_owner_and_finalizer() {
+        let group = default_group();
+        let pd = instance_of(&group);
+        assert_eq!(pd.spec.subdomain, "pd-pd-peer");
+        assert_eq!(pd.labels()[keys::LABEL_INSTANCE_REVISION_HASH], "pd-rev1");
+        assert_eq!(pd.labels()[keys::LABEL_GROUP], "pd");
+        assert_eq!(pd.annotations()[keys::ANNO_INITIAL_CLUSTER_NUM], "3");
+        assert_eq!(pd.finalizers(), [keys::FINALIZER.to_string()]);
+        assert_eq!(pd.owner_references()[0].uid, "uid-1");
+        assert_eq!(pd.spec.template.common.version, "v8.5.2");
+    }
+
+    #[test]
+    fn config_has_the_operator_keys_over_the_users() {
+        let pd = instance_of(&default_group());
+        let text = config(
+            &pd,
+            &Membership::InitialCluster("pd-abcde=http://x:2380".into()),
+        )
+        .unwrap();
+        let table: toml::Table = text.parse().unwrap();
+        assert_eq!(table["name"].as_str(), Some("pd-abcde"));
+        assert_eq!(
+            table["advertise-client-urls"].as_str(),
+            Some("http://pd-abcde.pd-pd-peer.db:2379")
+        );
+        assert_eq!(
+            table["initial-cluster"].as_str(),
+            Some("pd-abcde=http://x:2380")
+        );
+        assert_eq!(table["data-dir"].as_str(), Some("/var/lib/pd/data"));
+        assert_eq!(table["log"]["level"].as_str(), Some("info"));
+        let joined: toml::Table = config(&pd, &Membership::Join("http://pd-pd.db:2379".into()))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(joined.get("initial-cluster").is_none());
+        assert_eq!(joined["join"].as_str(), Some("http://pd-pd.db:2379"));
+    }
+
+    #[test]
+    fn the_pod_runs_pd_with_its_volumes_ports_and_resources() {
+        let pd = instance_of(&default_group());
+        let pod = pod(&pd).unwrap();
+        let spec = pod.spec.as_ref().unwrap();
+        let container = &spec.containers[0];
+        assert_eq!(container.image.as_deref(), Some("pingcap/pd:v8.5.2"));
+        assert_eq!(spec.hostname.as_deref(), Some("pd-abcde"));
+        assert_eq!(spec.subdomain.as_deref(), Some("pd-pd-peer"));
+        let ports: Vec<_> = container
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| p.container_port)
+            .collect();
+        assert_eq!(ports, [2379, 2380]);
+        let mounts: Vec<_> = container
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(mounts, ["/etc/pd", "/var/lib/pd"]);
+        let claim = spec.volumes.as_ref().unwrap()[1]
+            .persistent_volume_claim
+            .as_ref()
+            .unwrap();
+        assert_eq!(claim.claim_name, "data-pd-abcde");
+        let limits = container
+            .resources
+            .as_ref()
+            .unwrap()
+            .limits
+            .as_ref()
+            .unwrap();
+        assert_eq!(limits["memory"].0, "2Gi");
+        assert!(pod.labels().contains_key(keys::LABEL_POD_SPEC_HASH));
+        assert!(pod.labels().contains_key(keys::LABEL_CONFIG_HASH));
+        assert_eq!(pod.owner_references()[0].uid, "uid-2");
+    }
+
+    #[test]
+    fn a_config_change_restarts_only_with_the_restart_strategy() {
+        let base = instance_of(&default_group());
+        let mut changed = base.clone();
+        changed.spec.template.common.config = "[log]\nlevel = \"warn\"\n".into();
+        assert!(!pod_is_current(
+            &pod(&base).unwrap(),
+            &pod(&changed).unwrap()
+        ));
+
+        let mut hot = base.clone();
+        hot.spec.template.common.update_strategy.config = Some(ConfigUpdateStrategy::HotReload);
+        let mut hot_changed = hot.clone();
+        hot_changed.spec.template.common.config = "[log]\nlevel = \"warn\"\n".into();
+        assert!(pod_is_current(
+            &pod(&hot).unwrap(),
+            &pod(&hot_changed).unwrap()
+        ));
+    }
+
+    #[test]
+    fn a_version_change_restarts() {
+        let base = instance_of(&default_group());
+        let mut newer = base.clone();
+        newer.spec.template.common.version = "v8.5.3".into();
+        assert!(!pod_is_current(&pod(&base).unwrap(), &pod(&newer).unwrap()));
+        assert_eq!(
+            pod(&newer).unwrap().spec.unwrap().containers[0]
+                .image
+                .as_deref(),
+            Some("pingcap/pd:v8.5.3")
+        );
+    }
+
+    #[test]
+    fn the_overlay_lands_on_the_pod() {
+        let group = group(serde_json::json!({
+            "version": "v8.5.2",
+            "volumes": [{"name": "data", "mounts": [{"type": "data"}], "storage": "20Gi"}],
+            "overlay": {"pod": {
+                "metadata": {"labels": {"team": "db"}},
+                "spec": {"tolerations": [{"key": "dedicated", "operator": "Exists"}],
+                         "containers": [{"name": "pd", "env": [{"name": "TZ", "value": "UTC"}]}]}
+            }}
+        }));
+        let pod = pod(&instance_of(&group)).unwrap();
+        assert_eq!(pod.labels()["team"], "db");
+        let spec = pod.spec.unwrap();
+        assert_eq!(
+            spec.tolerations.unwrap()[0].key.as_deref(),
+            Some("dedicated")
+        );
+        assert_eq!(spec.containers.len(), 1);
+        assert_eq!(spec.containers[0].env.as_ref().unwrap()[0].name, "TZ");
+        assert_eq!(
+            spec.containers[0].image.as_deref(),
+            Some("pingcap/pd:v8.5.2")
+        );
+    }
+
+    #[test]
+    fn services_select_the_group() {
+        let [peer, client] = services(&default_group()).unwrap();
+        assert_eq!(peer.metadata.name.as_deref(), Some("pd-pd-peer"));
+        assert_eq!(
+            peer.spec.as_ref().unwrap().cluster_ip.as_deref(),
+            Some("None")
+        );
+        assert_eq!(client.metadata.name.as_deref(), Some("pd-pd"));
+        assert_eq!(
+            client.spec.as_ref().unwrap().selector.as_ref().unwrap()[keys::LABEL_GROUP],
+            "pd"
+        );
+    }
+
+    #[test]
+    fn images_keep_explicit_tags() {
+        let mut spec = default_group().spec.template.spec;
+        spec.common.image = Some("registry:5000/pingcap/pd".into());
+        assert_eq!(image(&spec), "registry:5000/pingcap/pd:v8.5.2");
+        spec.common.image = Some("pingcap/pd:nightly".into());
+        assert_eq!(image(&spec), "pingcap/pd:nightly");
+    }
+}

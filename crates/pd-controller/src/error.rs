@@ -1,0 +1,53 @@
+//! The reconcile error of the PD controllers, with a short category for the error metric.
+
+use operator_runtime::apply::ApplyError;
+use operator_runtime::build::BuildError;
+
+/// Why a reconcile of a PDGroup or PD failed; the controller logs it and retries with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: String,
+        /// The client's error.
+        source: kube::Error,
+    },
+    /// Applying an owned object failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// The objects could not be built from the spec.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// PD's API failed.
+    #[error("PD at {url}: {source}")]
+    Pd {
+        /// Which PD.
+        url: String,
+        /// The client's error.
+        source: pd_client::Error,
+    },
+    /// An object lacks a field the reconcile needs.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Wraps a client error with what was being done.
+    pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Kube { action, source }
+    }
+
+    /// Short category for `tidb_operator_reconcile_errors_total{error}`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube_api",
+            Error::Apply(_) => "apply",
+            Error::Build(_) => "build",
+            Error::Pd { .. } => "pd_api",
+            Error::Invalid(_) => "invalid",
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! The PDGroup reconcile: the group's Services, its PD instances (created, updated one at a time,
+//! removed on scale-in with PD's quorum in mind), `bootstrapped`, and the group's status.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
+use operator_api::core::{Cluster, ComponentGroupStatus, PD, PDGroup};
+use operator_api::keys;
+use operator_runtime::apply::apply_if_changed;
+use operator_runtime::build as shared;
+use operator_runtime::revision::{fnv1a64, revision_name};
+use operator_runtime::update::{self, InstanceView, Policy};
+use tracing::{info, instrument};
+
+use crate::build;
+use crate::context::{Ctx, MANAGER};
+use crate::error::Error;
+
+/// Reason of a scale-in PD refuses because it would break quorum or empty the cluster.
+pub const REASON_SCALE_IN_REFUSED: &str = "ScaleInRefused";
+/// Reason of a group waiting for its first members to form the PD cluster.
+pub const REASON_BOOTSTRAPPING: &str = "Bootstrapping";
+
+/// Reconciles one PDGroup.
+#[instrument(skip_all, fields(namespace = group.namespace(), group = group.name_any(), cluster = group.spec.cluster.name))]
+pub async fn reconcile(group: Arc<PDGroup>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile_started("pdgroup");
+    let result = reconcile_inner(&group, &ctx).await;
+    match &result {
+        Ok(_) => timer.finish(Ok(())),
+        Err(e) => timer.finish_error(e.category()),
+    }
+    result
+}
+
+async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
+    if group.metadata.deletion_timestamp.is_some() {
+        // Instances go with the group (owner references); their finalizers take them out of PD.
+        return Ok(Action::await_change());
+    }
+    let namespace = group
+        .namespace()
+        .ok_or_else(|| Error::Invalid("PDGroup has no namespace".into()))?;
+    let name = group.name_any();
+    let cluster_name = &group.spec.cluster.name;
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(cluster) = clusters
+        .get_opt(cluster_name)
+        .await
+        .map_err(Error::kube("reading the Cluster"))?
+    else {
+        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
+        write_blocked(group, ctx, reasons::CLUSTER_NOT_FOUND, message).await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+    if cluster.spec.paused {
+        let message =
+            format!("Cluster {cluster_name} is paused; nothing changes until spec.paused is false");
+        write_blocked(group, ctx, reasons::PAUSED, message).await?;
+        return Ok(Action::await_change());
+    }
+
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    for service in build::services(group)? {
+        let existing = services
+            .get_opt(&service.name_any())
+            .await
+            .map_err(Error::kube("reading a Service"))?;
+        apply_if_changed(&services, MANAGER, existing.as_ref(), service).await?;
+    }
+
+    let instances_api: Api<PD> = Api::namespaced(ctx.client.clone(), &namespace);
+    let owner = build::owner(&namespace, cluster_name, &name);
+    let selector = shared::group_selector(owner);
+    let instances = instances_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::kube("listing the group's PD instances"))?
+        .items;
+    let update_revision = revision_name(&name, &build::revision_input(group));
+
+    let mut blocked = None;
+    let mut waiting = None;
+    let mut acted = false;
+    if !group.spec.bootstrapped {
+        if instances.is_empty() {
+            // The first members form the PD cluster together: each waits for all of them.
+            let replicas = group.spec.replicas.max(1);
+            let topologies = update::topologies(&group.spec.schedule_policies);
+            let policy = Policy {
+                replicas,
+                update_revision: update_revision.clone(),
+                max_surge: 0,
+                max_unavailable: 1,
+                topologies,
+            };
+            for (index, action) in update::plan(&policy, &[]).actions.into_iter().enumerate() {
+                if let update::Action::Create { topology } = action {
+                    let pd = build::instance(
+                        group,
+                        &new_name(group, index),
+                        topology,
+                        &update_revision,
+                        Some(replicas),
+                    )?;
+                    create_instance(&instances_api, &pd).await?;
+                    acted = true;
+                }
+            }
+            waiting = Some("creating the first PD members".to_string());
+        } else if instances
+            .iter()
+            .any(|pd| conditions::is_true(pd.conditions(), conditions::INITIALIZED))
+        {
+            let patch = serde_json::json!({"spec": {"bootstrapped": true}});
+            Api::<PDGroup>::namespaced(ctx.client.clone(), &namespace)
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(Error::kube("marking the PDGroup bootstrapped"))?;
+            ctx.events
+                .normal(
+                    group,
+                    "Bootstrapped",
+                    "Bootstrap",
+                    "the PD cluster is up; new members join it".into(),
+                )
+                .await;
+            acted = true;
+        } else {
+            waiting = Some("waiting for the first PD members to form the cluster".to_string());
+        }
+    } else {
+        let views: Vec<InstanceView> = instances.iter().map(view).collect();
+        let policy = Policy {
+            replicas: group.spec.replicas,
+            update_revision: update_revision.clone(),
+            max_surge: 0,
+            max_unavailable: 1,
+            topologies: update::topologies(&group.spec.schedule_policies),
+        };
+        let plan = update::plan(&policy, &views);
+        waiting = plan.waiting.clone();
+        for (index, action) in plan.actions.into_iter().enumerate() {
+            match action {
+                update::Action::Create { topology } => {
+                    let pd = build::instance(
+                        group,
+                        &new_name(group, index),
+                        topology,
+                        &update_revision,
+                        None,
+                    )?;
+                    create_instance(&instances_api, &pd).await?;
+                    acted = true;
+                }
+                update::Action::Update { name: instance } => {
+                    let Some(existing) = instances.iter().find(|i| i.name_any() == instance) else {
+                        continue;
+                    };
+                    let desired = build::instance(
+                        group,
+                        &instance,
+                        existing.spec.topology.clone(),
+                        &update_revision,
+                        None,
+                    )?;
+                    instances_api
+                        .patch(
+                            &instance,
+                            &PatchParams::apply(MANAGER).force(),
+                            &Patch::Apply(&desired),
+                        )
+                        .await
+                        .map_err(Error::kube(format!("updating PD {instance}")))?;
+                    info!(instance, revision = update_revision, "updating PD instance");
+                    acted = true;
+                }
+                update::Action::Delete { name: instance } => {
+                    if let Some(refusal) = scale_in_refusal(&views, &instance) {
+                        if !is_blocked_with(group, REASON_SCALE_IN_REFUSED) {
+                            ctx.events
+                                .warning(group, REASON_SCALE_IN_REFUSED, "ScaleIn", refusal.clone())
+                                .await;
+                        }
+                        blocked = Some((REASON_SCALE_IN_REFUSED, refusal));
+                        continue;
+                    }
+                    instances_api
+                        .delete(&instance, &DeleteParams::default())
+                        .await
+                        .map_err(Error::kube(format!("deleting PD {instance}")))?;
+                    ctx.events
+                        .normal(
+                            group,
+                            "ScaleIn",
+                            "ScaleIn",
+                            format!("removing PD {instance}; it leaves the PD cluster first"),
+                        )
+                        .await;
+                    acted = true;
+                }
+            }
+        }
+    }
+
+    let status = group_status(
+        group,
+        &instances,
+        &update_revision,
+        &selector,
+        blocked.as_ref(),
+        waiting.as_deref(),
+        acted,
+    );
+    write_status(group, ctx, status).await?;
+    Ok(if acted {
+        Action::requeue(Duration::from_secs(2))
+    } else if waiting.is_some() || blocked.is_some() {
+        Action::requeue(Duration::from_secs(15))
+    } else {
+        Action::requeue(Duration::from_secs(300))
+    })
+}
+
+/// How the update engine sees a PD instance.
+fn view(pd: &PD) -> InstanceView {
+    InstanceView {
+        name: pd.name_any(),
+        revision: pd
+            .labels()
+            .get(keys::LABEL_INSTANCE_REVISION_HASH)
+            .cloned()
+            .unwrap_or_default(),
+        ready: conditions::is_true(pd.conditions(), conditions::READY),
+        deleting: pd.metadata.deletion_timestamp.is_some(),
+        topology: pd.spec.topology.clone(),
+        last: pd.status.as_ref().is_some_and(|s| s.is_leader),
+    }
+}
+
+/// Why removing `victim` now would hurt the PD cluster, if it would: never below one member, and
+/// never while the members left would not have a healthy majority.
+fn scale_in_refusal(views: &[InstanceView], victim: &str) -> Option<String> {
+    let active: Vec<&InstanceView> = views.iter().filter(|v| !v.deleting).collect();
+    let remaining = active.len().saturating_sub(1);
+    if remaining == 0 {
+        return Some("PD cannot be scaled below one member".to_string());
+    }
+    let unhealthy_others: Vec<&str> = active
+        .iter()
+        .filter(|v| v.name != victim && !v.ready)
+        .map(|v| v.name.as_str())
+        .collect();
+    let healthy_after = remaining - unhealthy_others.len();
+    if healthy_after * 2 <= remaining {
+        return Some(format!(
+            "removing {victim} would leave {healthy_after} healthy of {remaining} PD members, no quorum; unhealthy: {}",
+            unhealthy_others.join(", ")
+        ));
+    }
+    None
+}
+
+/// A new instance name: the group's name and five characters that differ per call.
+fn new_name(group: &PDGroup, index: usize) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seed = format!(
+        "{}/{}/{nanos}/{index}",
+        group.uid().unwrap_or_default(),
+        group.name_any()
+    );
+    let mut n = fnv1a64(seed.as_bytes());
+    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = (0..5)
+        .map(|_| {
+            let c = alphabet[(n % alphabet.len() as u64) as usize] as char;
+            n /= alphabet.len() as u64;
+            c
+        })
+        .collect();
+    format!("{}-{suffix}", group.name_any())
+}
+
+async fn create_instance(api: &Api<PD>, pd: &PD) -> Result<(), Error> {
+    let name = pd.name_any();
+    api.create(
+        &PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..PostParams::default()
+        },
+        pd,
+    )
+    .await
+    .map_err(Error::kube(format!("creating PD {name}")))?;
+    info!(instance = name, "created PD instance");
+    Ok(())
+}
+
+fn is_blocked_with(group: &PDGroup, reason: &str) -> bool {
+    conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| c.reason == reason)
+}
+
+/// The group's status from its instances.
+fn group_status(
+    group: &PDGroup,
+    instances: &[PD],
+    update_revision: &str,
+    selector: &str,
+    blocked: Option<&(&str, String)>,
+    waiting: Option<&str>,
+    acted: bool,
+) -> ComponentGroupStatus {
+    let mut status = group.status.clone().unwrap_or_default();
+    let active: Vec<&PD> = instances
+        .iter()
+        .filter(|pd| pd.metadata.deletion_timestamp.is_none())
+        .collect();
+    let revision = |pd: &PD| {
+        pd.labels()
+            .get(keys::LABEL_INSTANCE_REVISION_HASH)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let desired = usize::try_from(group.spec.replicas.max(0)).unwrap_or_default();
+    let ready = active
+        .iter()
+        .filter(|pd| conditions::is_true(pd.conditions(), conditions::READY))
+        .count();
+    let updated = active
+        .iter()
+        .filter(|pd| revision(pd) == update_revision)
+        .count();
+    if status.common.current_revision.is_empty() {
+        status.common.current_revision = update_revision.to_string();
+    }
+    let all_updated = updated == desired && active.len() == desired && ready == desired;
+    if all_updated {
+        status.common.current_revision = update_revision.to_string();
+        status.group.version = group.spec.template.spec.common.version.clone();
+    }
+    let current = active
+        .iter()
+        .filter(|pd| revision(pd) == status.common.current_revision)
+        .count();
+    status.common.update_revision = update_revision.to_string();
+    status.common.observed_generation = group.metadata.generation.unwrap_or_default();
+    status.group.selector = selector.to_string();
+    status.group.replicas = i32::try_from(active.len()).unwrap_or(i32::MAX);
+    status.group.ready_replicas = i32::try_from(ready).unwrap_or(i32::MAX);
+    status.group.updated_replicas = i32::try_from(updated).unwrap_or(i32::MAX);
+    status.group.current_replicas = i32::try_from(current).unwrap_or(i32::MAX);
+
+    let generation = group.metadata.generation;
+    let now = Timestamp::now();
+    let ready_condition = if ready == desired && active.len() == desired {
+        NewCondition {
+            type_: conditions::READY,
+            status: true,
+            reason: reasons::READY,
+            message: format!("all {desired} PD members are ready"),
+            observed_generation: generation,
+        }
+    } else {
+        NewCondition {
+            type_: conditions::READY,
+            status: false,
+            reason: reasons::NOT_ALL_INSTANCES_READY,
+            message: format!("{ready} of {desired} PD members are ready"),
+            observed_generation: generation,
+        }
+    };
+    conditions::set(&mut status.common.conditions, ready_condition, now);
+    let synced = match (blocked, waiting) {
+        (Some((reason, message)), _) => NewCondition {
+            type_: conditions::SYNCED,
+            status: false,
+            reason,
+            message: message.clone(),
+            observed_generation: generation,
+        },
+        _ if !group.spec.bootstrapped => NewCondition {
+            type_: conditions::SYNCED,
+            status: false,
+            reason: REASON_BOOTSTRAPPING,
+            message: waiting
+                .unwrap_or("bootstrapping the PD cluster")
+                .to_string(),
+            observed_generation: generation,
+        },
+        _ if updated == desired && active.len() == desired && !acted => NewCondition {
+            type_: conditions::SYNCED,
+            status: true,
+            reason: reasons::SYNCED,
+            message: format!("all {desired} PD members are up to date"),
+            observed_generation: generation,
+        },
+        (None, waiting) => NewCondition {
+            type_: conditions::SYNCED,
+            status: false,
+            reason: reasons::NOT_ALL_INSTANCES_UP_TO_DATE,
+            message: match waiting {
+                Some(w) => format!("{updated} of {desired} PD members are up to date; {w}"),
+                None => format!("{updated} of {desired} PD members are up to date"),
+            },
+            observed_generation: generation,
+        },
+    };
+    conditions::set(&mut status.common.conditions, synced, now);
+    status
+}
+
+/// Records why the group cannot proceed (both conditions false with the same reason).
+async fn write_blocked(
+    group: &PDGroup,
+    ctx: &Ctx,
+    reason: &str,
+    message: String,
+) -> Result<(), Error> {
+    let mut status = group.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let generation = group.metadata.generation;
+    for type_ in [conditions::READY, conditions::SYNCED] {
+        let changed = conditions::set(
+            &mut status.common.conditions,
+            NewCondition {
+                type_,
+                status: false,
+                reason,
+                message: message.clone(),
+                observed_generation: generation,
+            },
+            now,
+        );
+        if changed && type_ == conditions::SYNCED && reason != reasons::PAUSED {
+            ctx.events
+                .warning(group, reason, "Reconcile", message.clone())
+                .await;
+        }
+    }
+    write_status(group, ctx, status).await
+}
+
+/// Writes the status when it differs from what the object has.
+async fn write_status(
+    group: &PDGroup,
+    ctx: &Ctx,
+    status: ComponentGroupStatus,
+) -> Result<(), Error> {
+    if group.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let namespace = group.namespace().unwrap_or_default();
+    let patch = serde_json::json!({"status": status});
+    Api::<PDGroup>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &group.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(Error::kube("writing the PDGroup status"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(name: &str, ready: bool) -> InstanceView {
+        InstanceView {
+            name: name.into(),
+            revision: "r".into(),
+            ready,
+            deleting: false,
+            topology: Default::default(),
+            last: false,
+        }
+    }
+
+    #[test]
+    fn never_below_one_member() {
+        let refusal = scale_in_refusal(&[view("a", true)], "a").unwrap();
+        assert!(refusal.contains("below one member"), "{refusal}");
+    }
+
+    #[test]
+    fn scale_in_keeps_a_healthy_majority() {
+        // 3 → 2 with one other member down: 1 healthy of 2 is no quorum.
+        let views = [view("a", true), view("b", false), view("c", true)];
+        let refusal = scale_in_refusal(&views, "c").unwrap();
+        assert!(
+            refusal.contains("no quorum") && refusal.contains('b'),
+            "{refusal}"
+        );
+        // Removing the unhealthy one itself is fine.
+        assert!(scale_in_refusal(&views, "b").is_none());
+        // All healthy: fine.
+        assert!(
+            scale_in_refusal(&[view("a", true), view("b", true), view("c", true)], "c").is_none()
+        );
+    }
+
+    #[test]
+    fn new_names_are_distinct_and_short() {
+        let mut group = PDGroup::new(
+            "pd",
+            serde_json::from_value(serde_json::json!({
+                "cluster": {"name": "c"}, "replicas": 3, "template": {"spec": {"version": "v8.5.2"}}
+            }))
+            .unwrap(),
+        );
+        group.metadata.uid = Some("u".into());
+        let a = new_name(&group, 0);
+        let b = new_name(&group, 1);
+        assert_ne!(a, b);
+        assert!(a.starts_with("pd-") && a.len() == 8, "{a}");
+    }
+}

@@ -1,0 +1,668 @@
+//! The PD instance reconcile: its ConfigMap, PVCs and Pod; a restart that hands PD leadership
+//! over first; removal from PD before the Pod and PVCs go; and the instance's status from PD.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use operator_api::conditions::{self, NewCondition, reasons};
+use operator_api::core::{Cluster, PD, PDGroup, PDStatus};
+use operator_api::keys;
+use operator_runtime::apply::apply_if_changed;
+use pd_client::{MemberHealth, MembersInfo, PdClient};
+use tracing::{info, instrument, warn};
+
+use crate::build::{self, Membership};
+use crate::context::{Ctx, MANAGER};
+use crate::error::Error;
+
+/// Reason of an instance waiting for the other first members before it starts.
+pub const REASON_WAITING_FOR_MEMBERS: &str = "WaitingForInitialMembers";
+/// Reason of an instance PD cannot be asked about.
+pub const REASON_PD_UNREACHABLE: &str = "PDUnreachable";
+
+/// Reconciles one PD instance.
+#[instrument(skip_all, fields(namespace = pd.namespace(), instance = pd.name_any(), cluster = pd.spec.cluster.name))]
+pub async fn reconcile(pd: Arc<PD>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile_started("pd");
+    let result = reconcile_inner(&pd, &ctx).await;
+    match &result {
+        Ok(_) => timer.finish(Ok(())),
+        Err(e) => timer.finish_error(e.category()),
+    }
+    result
+}
+
+/// What the reconcile learns about the instance from PD.
+#[derive(Default)]
+struct Observed {
+    members: Option<MembersInfo>,
+    health: Option<Vec<MemberHealth>>,
+    error: Option<String>,
+}
+
+impl Observed {
+    async fn of(pd: &PdClient) -> Self {
+        match pd.members().await {
+            Ok(members) => Observed {
+                members: Some(members),
+                health: pd.health().await.ok(),
+                error: None,
+            },
+            Err(e) => Observed {
+                error: Some(e.to_string()),
+                ..Observed::default()
+            },
+        }
+    }
+
+    fn is_member(&self, name: &str) -> bool {
+        self.members
+            .as_ref()
+            .is_some_and(|m| m.member(name).is_some())
+    }
+
+    fn is_leader(&self, name: &str) -> bool {
+        self.members.as_ref().and_then(|m| m.leader_name()) == Some(name)
+    }
+
+    fn healthy(&self, name: &str) -> bool {
+        self.health
+            .as_ref()
+            .is_some_and(|h| h.iter().any(|m| m.name == name && m.health))
+    }
+
+    /// A healthy member other than `name` to hand leadership to.
+    fn successor(&self, name: &str) -> Option<String> {
+        let members = self.members.as_ref()?;
+        members
+            .members
+            .iter()
+            .map(|m| m.name.clone())
+            .find(|m| m != name && self.healthy(m))
+    }
+}
+
+async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
+    let namespace = pd
+        .namespace()
+        .ok_or_else(|| Error::Invalid("PD has no namespace".into()))?;
+    let name = pd.name_any();
+    let cluster_name = &pd.spec.cluster.name;
+    let group_name = pd
+        .labels()
+        .get(keys::LABEL_GROUP)
+        .cloned()
+        .unwrap_or_default();
+    let cluster = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(cluster_name)
+        .await
+        .map_err(Error::kube("reading the Cluster"))?;
+    let group = Api::<PDGroup>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&group_name)
+        .await
+        .map_err(Error::kube("reading the PDGroup"))?;
+    if cluster.as_ref().is_some_and(|c| c.spec.paused) {
+        write_status(pd, ctx, with_paused(pd, cluster_name)).await?;
+        return Ok(Action::await_change());
+    }
+    let client_port = build::client_port(&pd.spec.template);
+    let in_cluster = format!(
+        "http://{}.{namespace}:{client_port}",
+        build::client_service_name(&group_name)
+    );
+    let pd_api = ctx.pd(&namespace, cluster_name, in_cluster.clone())?;
+
+    if pd.metadata.deletion_timestamp.is_some() {
+        let leaving_only_this = group
+            .as_ref()
+            .is_some_and(|g| g.metadata.deletion_timestamp.is_none())
+            && cluster
+                .as_ref()
+                .is_some_and(|c| c.metadata.deletion_timestamp.is_none());
+        return finalize(pd, ctx, &pd_api, leaving_only_this).await;
+    }
+    let Some(_) = cluster else {
+        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
+        write_status(
+            pd,
+            ctx,
+            with_blocked(pd, reasons::CLUSTER_NOT_FOUND, &message),
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+
+    // Config: the first members bootstrap together, later ones join the running cluster.
+    let bootstrapping = group.as_ref().is_some_and(|g| !g.spec.bootstrapped)
+        && pd
+            .annotations()
+            .contains_key(keys::ANNO_INITIAL_CLUSTER_NUM);
+    let membership = if bootstrapping {
+        let expected: usize = pd
+            .annotations()
+            .get(keys::ANNO_INITIAL_CLUSTER_NUM)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let siblings = Api::<PD>::namespaced(ctx.client.clone(), &namespace)
+            .list(&ListParams::default().labels(&format!("{}={group_name}", keys::LABEL_GROUP)))
+            .await
+            .map_err(Error::kube("listing the first PD members"))?
+            .items;
+        let initial: Vec<&PD> = siblings
+            .iter()
+            .filter(|s| s.annotations().contains_key(keys::ANNO_INITIAL_CLUSTER_NUM))
+            .collect();
+        if initial.len() < expected {
+            let message = format!("{} of {expected} initial PD members exist", initial.len());
+            write_status(
+                pd,
+                ctx,
+                with_blocked(pd, REASON_WAITING_FOR_MEMBERS, &message),
+            )
+            .await?;
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        let mut members: Vec<String> = initial
+            .iter()
+            .map(|s| format!("{}={}", s.name_any(), build::peer_url(s)))
+            .collect();
+        members.sort();
+        Membership::InitialCluster(members.join(","))
+    } else {
+        Membership::Join(in_cluster)
+    };
+    let config = match build::config(pd, &membership) {
+        Ok(config) => config,
+        Err(e) => {
+            let message = e.to_string();
+            write_status(pd, ctx, with_blocked(pd, reasons::INVALID_SPEC, &message)).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing = config_maps
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("reading the ConfigMap"))?;
+    apply_if_changed(
+        &config_maps,
+        MANAGER,
+        existing.as_ref(),
+        build::config_map(pd, config)?,
+    )
+    .await?;
+
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+    for pvc in build::pvcs(pd)? {
+        let pvc_name = pvc.name_any();
+        if claims
+            .get_opt(&pvc_name)
+            .await
+            .map_err(Error::kube("reading a PVC"))?
+            .is_none()
+        {
+            claims
+                .create(
+                    &PostParams {
+                        field_manager: Some(MANAGER.into()),
+                        ..PostParams::default()
+                    },
+                    &pvc,
+                )
+                .await
+                .map_err(Error::kube(format!("creating PVC {pvc_name}")))?;
+        }
+    }
+
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let desired_pod = match build::pod(pd) {
+        Ok(pod) => pod,
+        Err(e) => {
+            let message = e.to_string();
+            write_status(pd, ctx, with_blocked(pd, reasons::INVALID_SPEC, &message)).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let existing_pod = pods
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("reading the Pod"))?;
+    let observed = Observed::of(&pd_api).await;
+    let mut requeue = None;
+    match &existing_pod {
+        None => {
+            pods.create(
+                &PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..PostParams::default()
+                },
+                &desired_pod,
+            )
+            .await
+            .map_err(Error::kube("creating the Pod"))?;
+            info!("created PD Pod");
+            requeue = Some(Duration::from_secs(2));
+        }
+        Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+            requeue = Some(Duration::from_secs(2))
+        }
+        Some(pod) if !build::pod_is_current(pod, &desired_pod) => {
+            requeue = Some(Duration::from_secs(2));
+            if observed.is_leader(&name) {
+                match observed.successor(&name) {
+                    Some(successor) => {
+                        pd_api
+                            .transfer_leader(&successor)
+                            .await
+                            .map_err(|source| Error::Pd {
+                                url: pd_api.base().into(),
+                                source,
+                            })?;
+                        ctx.events
+                            .normal(
+                                pd,
+                                "LeaderTransferred",
+                                "Restart",
+                                format!(
+                                    "PD leadership moved to {successor} before restarting {name}"
+                                ),
+                            )
+                            .await;
+                    }
+                    None if observed
+                        .members
+                        .as_ref()
+                        .is_some_and(|m| m.members.len() > 1) =>
+                    {
+                        // Other members exist but none is healthy: restarting the leader now could
+                        // leave the cluster without one. Wait.
+                        write_status(
+                            pd,
+                            ctx,
+                            observe_status(pd, &existing_pod, &desired_pod, &observed),
+                        )
+                        .await?;
+                        return Ok(Action::requeue(Duration::from_secs(5)));
+                    }
+                    None => restart(pd, ctx, &pods, pod).await?,
+                }
+            } else {
+                restart(pd, ctx, &pods, pod).await?;
+            }
+        }
+        Some(_) => {}
+    }
+
+    let status = observe_status(pd, &existing_pod, &desired_pod, &observed);
+    let ready = conditions::is_true(&status.common.conditions, conditions::READY);
+    write_status(pd, ctx, status).await?;
+    Ok(Action::requeue(requeue.unwrap_or(if ready {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(5)
+    })))
+}
+
+async fn restart(pd: &PD, ctx: &Ctx, pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    pods.delete(&pod.name_any(), &params)
+        .await
+        .map_err(Error::kube("deleting the outdated Pod"))?;
+    ctx.events
+        .normal(
+            pd,
+            "PodRestarted",
+            "Restart",
+            "recreating the Pod with the new template".into(),
+        )
+        .await;
+    info!("deleted outdated PD Pod");
+    Ok(())
+}
+
+/// Takes a removed instance out of PD (leadership first), then deletes its Pod and PVCs, then
+/// lets the instance go. When the whole group or cluster goes, PD is not asked and PVCs stay.
+async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Result<Action, Error> {
+    if !pd.finalizers().iter().any(|f| f == keys::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let namespace = pd.namespace().unwrap_or_default();
+    let name = pd.name_any();
+    if scale_in {
+        let observed = Observed::of(pd_api).await;
+        if let Some(error) = &observed.error {
+            warn!(%error, "PD is unreachable; the member is removed once it answers");
+            let message = format!("cannot remove {name} from PD: {error}");
+            write_status(pd, ctx, with_blocked(pd, REASON_PD_UNREACHABLE, &message)).await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+        if observed.is_member(&name) {
+            if observed.is_leader(&name)
+                && let Some(successor) = observed.successor(&name)
+            {
+                pd_api
+                    .transfer_leader(&successor)
+                    .await
+                    .map_err(|source| Error::Pd {
+                        url: pd_api.base().into(),
+                        source,
+                    })?;
+                ctx.events
+                    .normal(
+                        pd,
+                        "LeaderTransferred",
+                        "ScaleIn",
+                        format!("PD leadership moved to {successor} before removing {name}"),
+                    )
+                    .await;
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
+            pd_api
+                .delete_member_by_name(&name)
+                .await
+                .map_err(|source| Error::Pd {
+                    url: pd_api.base().into(),
+                    source,
+                })?;
+            ctx.events
+                .normal(
+                    pd,
+                    "MemberDeleted",
+                    "ScaleIn",
+                    format!("{name} left the PD cluster"),
+                )
+                .await;
+        }
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+        if let Some(pod) = pods
+            .get_opt(&name)
+            .await
+            .map_err(Error::kube("reading the Pod"))?
+        {
+            if pod.metadata.deletion_timestamp.is_none() {
+                pods.delete(&name, &DeleteParams::default())
+                    .await
+                    .map_err(Error::kube("deleting the Pod"))?;
+            }
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        // The member is gone from PD and its Pod is gone: its data is no longer needed.
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+        let selector = format!(
+            "{}={name},{}={}",
+            keys::LABEL_INSTANCE,
+            keys::LABEL_COMPONENT,
+            build::COMPONENT
+        );
+        for pvc in claims
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(Error::kube("listing PVCs"))?
+            .items
+        {
+            if pvc.metadata.deletion_timestamp.is_none() {
+                claims
+                    .delete(&pvc.name_any(), &DeleteParams::default())
+                    .await
+                    .map_err(Error::kube("deleting a PVC"))?;
+            }
+        }
+    }
+    let finalizers: Vec<String> = pd
+        .finalizers()
+        .iter()
+        .filter(|f| *f != keys::FINALIZER)
+        .cloned()
+        .collect();
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": pd.resource_version()}});
+    Api::<PD>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube("removing the finalizer"))?;
+    info!("PD instance released");
+    Ok(Action::await_change())
+}
+
+/// The status from the Pod and what PD says.
+fn observe_status(pd: &PD, pod: &Option<Pod>, desired: &Pod, observed: &Observed) -> PDStatus {
+    let name = pd.name_any();
+    let mut status = pd.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let generation = pd.metadata.generation;
+    let set = |status: &mut PDStatus, type_, ok, reason, message: String| {
+        conditions::set(
+            &mut status.common.conditions,
+            NewCondition {
+                type_,
+                status: ok,
+                reason,
+                message,
+                observed_generation: generation,
+            },
+            now,
+        );
+    };
+    if let Some(members) = &observed.members {
+        if let Some(member) = members.member(&name) {
+            status.id = member.member_id.to_string();
+            set(
+                &mut status,
+                conditions::INITIALIZED,
+                true,
+                "Initialized",
+                "the member joined the PD cluster".into(),
+            );
+        } else if !conditions::is_true(&status.common.conditions, conditions::INITIALIZED) {
+            set(
+                &mut status,
+                conditions::INITIALIZED,
+                false,
+                "NotJoined",
+                "the member has not joined the PD cluster yet".into(),
+            );
+        }
+        status.is_leader = observed.is_leader(&name);
+    }
+    let pod_ready = pod.as_ref().is_some_and(is_ready);
+    let (ready, reason, message) = match pod {
+        None => (
+            false,
+            reasons::POD_NOT_CREATED,
+            "the Pod does not exist yet".to_string(),
+        ),
+        Some(p) if p.metadata.deletion_timestamp.is_some() => (
+            false,
+            reasons::POD_TERMINATING,
+            "the Pod is terminating".into(),
+        ),
+        Some(p) if !pod_ready => (false, reasons::POD_NOT_READY, pod_not_ready_message(p)),
+        Some(_) => match &observed.error {
+            Some(error) => (
+                false,
+                REASON_PD_UNREACHABLE,
+                format!("PD cannot be asked about this member: {error}"),
+            ),
+            None if !observed.healthy(&name) => (
+                false,
+                reasons::INSTANCE_NOT_HEALTHY,
+                "PD reports the member unhealthy".to_string(),
+            ),
+            None => (true, reasons::READY, "the member is healthy".to_string()),
+        },
+    };
+    set(&mut status, conditions::READY, ready, reason, message);
+    let current = pod
+        .as_ref()
+        .is_some_and(|p| build::pod_is_current(p, desired));
+    let (synced, reason, message) = if current {
+        (true, reasons::SYNCED, "the Pod is up to date".to_string())
+    } else if pod.is_none() {
+        (
+            false,
+            reasons::POD_NOT_CREATED,
+            "the Pod does not exist yet".to_string(),
+        )
+    } else {
+        (
+            false,
+            reasons::POD_NOT_UP_TO_DATE,
+            "the Pod is being recreated with the new template".to_string(),
+        )
+    };
+    set(&mut status, conditions::SYNCED, synced, reason, message);
+    status.common.observed_generation = generation.unwrap_or_default();
+    status.common.current_revision = pd
+        .labels()
+        .get(keys::LABEL_INSTANCE_REVISION_HASH)
+        .cloned()
+        .unwrap_or_default();
+    status.common.update_revision = status.common.current_revision.clone();
+    status
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Why a Pod is not ready, from its containers' states (an image that cannot be pulled, a crash).
+fn pod_not_ready_message(pod: &Pod) -> String {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    let reasons: Vec<String> = statuses
+        .iter()
+        .filter_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            Some(format!(
+                "container {} is waiting: {}{}",
+                c.name,
+                waiting.reason.clone().unwrap_or_default(),
+                waiting
+                    .message
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ))
+        })
+        .collect();
+    if reasons.is_empty() {
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Pending".into());
+        format!("the Pod is {phase} and not ready")
+    } else {
+        reasons.join("; ")
+    }
+}
+
+fn with_blocked(pd: &PD, reason: &str, message: &str) -> PDStatus {
+    let mut status = pd.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    for type_ in [conditions::READY, conditions::SYNCED] {
+        conditions::set(
+            &mut status.common.conditions,
+            NewCondition {
+                type_,
+                status: false,
+                reason,
+                message: message.to_string(),
+                observed_generation: pd.metadata.generation,
+            },
+            now,
+        );
+    }
+    status
+}
+
+fn with_paused(pd: &PD, cluster: &str) -> PDStatus {
+    let mut status = pd.status.clone().unwrap_or_default();
+    conditions::set(
+        &mut status.common.conditions,
+        NewCondition {
+            type_: conditions::SYNCED,
+            status: false,
+            reason: reasons::PAUSED,
+            message: format!(
+                "Cluster {cluster} is paused; nothing changes until spec.paused is false"
+            ),
+            observed_generation: pd.metadata.generation,
+        },
+        Timestamp::now(),
+    );
+    status
+}
+
+async fn write_status(pd: &PD, ctx: &Ctx, status: PDStatus) -> Result<(), Error> {
+    if pd.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"status": status});
+    Api::<PD>::namespaced(ctx.client.clone(), &pd.namespace().unwrap_or_default())
+        .patch_status(
+            &pd.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(Error::kube("writing the PD status"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use pd_client::Member;
+
+    use super::*;
+
+    fn observed(leader: &str, healthy: &[&str]) -> Observed {
+        let member = |n: &str| Member {
+            name: n.into(),
+            member_id: 7,
+            ..Member::default()
+        };
+        Observed {
+            members: Some(MembersInfo {
+                members: vec![member("a"), member("b"), member("c")],
+                leader: Some(member(leader)),
+                etcd_leader: None,
+            }),
+            health: Some(
+                ["a", "b", "c"]
+                    .iter()
+                    .map(|n| MemberHealth {
+                        name: n.to_string(),
+                        health: healthy.contains(n),
+                        ..MemberHealth::default()
+                    })
+                    .collect(),
+            ),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn leadership_goes_to_a_healthy_other_member() {
+        let o = observed("a", &["a", "c"]);
+        assert!(o.is_leader("a"));
+        assert_eq!(o.successor("a").as_deref(), Some("c"));
+        assert_eq!(observed("a", &["a"]).successor("a"), None);
+    }
+}
