@@ -12,7 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
-use scenarios::{api_resource, ensure_crds, repo_root};
+use scenarios::{api_resource, apply_controller_identity, ensure_crds};
 use serde_json::json;
 use testkit::{
     ControllerProcess, LocalCluster, TestNamespace, client_for, service_account_kubeconfig,
@@ -182,65 +182,6 @@ async fn a_job_completes() {
     .unwrap();
 }
 
-/// Applies the ServiceAccount and RBAC (not the Deployment) of a controller's base.
-fn apply_identity(cluster: &LocalCluster, controller: &str) {
-    let kubectl = cluster.kubectl();
-    let root = repo_root();
-    let namespace_base = root.join("manifests/controllers/namespace");
-    kubectl
-        .ok(
-            &[
-                "apply",
-                "--server-side",
-                "-k",
-                &namespace_base.to_string_lossy(),
-            ],
-            None,
-        )
-        .unwrap();
-    let rendered = kubectl
-        .ok(
-            &[
-                "kustomize",
-                &root
-                    .join("manifests/controllers")
-                    .join(controller)
-                    .to_string_lossy(),
-            ],
-            None,
-        )
-        .unwrap();
-    let wanted = [
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Role",
-        "RoleBinding",
-    ];
-    let documents: Vec<String> = rendered
-        .split("\n---\n")
-        .filter(|doc| {
-            let value: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
-            value
-                .get("kind")
-                .and_then(|k| k.as_str())
-                .is_some_and(|k| wanted.contains(&k))
-        })
-        .map(str::to_string)
-        .collect();
-    assert_eq!(
-        documents.len(),
-        wanted.len(),
-        "{controller}: expected one of each of {wanted:?}"
-    );
-    kubectl
-        .ok(
-            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
-            Some(&documents.join("\n---\n")),
-        )
-        .unwrap();
-}
-
 fn is_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
     matches!(result, Err(kube::Error::Api(ref s)) if s.code == 403)
 }
@@ -248,8 +189,8 @@ fn is_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
 #[tokio::test]
 async fn a_controller_identity_gets_exactly_its_rbac() {
     let (cluster, admin, ns) = setup("rbac").await;
-    apply_identity(&cluster, "pd-controller");
-    apply_identity(&cluster, "backup-controller");
+    apply_controller_identity(&cluster, "pd-controller").unwrap();
+    apply_controller_identity(&cluster, "backup-controller").unwrap();
     let dir = std::env::temp_dir();
     let pd_config = service_account_kubeconfig(
         &admin,

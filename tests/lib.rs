@@ -138,3 +138,299 @@ pub fn api_resource(kind: &str) -> Option<kube::core::ApiResource> {
         _ => return None,
     })
 }
+
+/// A free TCP port on loopback, for a child process's HTTP server.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Plain HTTP GET returning the body; errors become strings for test messages.
+pub async fn http_get(url: &str) -> Result<String, String> {
+    let response = reqwest::get(url)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!("GET {url}: {status}: {body}"))
+    }
+}
+
+/// Plain HTTP request with a JSON body.
+pub async fn http_send(
+    method: reqwest::Method,
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<String, String> {
+    let response = reqwest::Client::new()
+        .request(method, url)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(format!("{url}: {status}: {text}"))
+    }
+}
+
+/// The operand simulator, scoped to one test namespace, as a child process.
+pub struct Simulator {
+    process: testkit::ControllerProcess,
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Simulator {
+    /// Starts it with the admin identity (it only reads Pods) and waits for its address.
+    pub async fn start(
+        cluster: &testkit::LocalCluster,
+        namespace: &str,
+    ) -> Result<Simulator, String> {
+        let dir = std::env::temp_dir();
+        let address_file = dir.join(format!("{namespace}.simulator.address"));
+        let _ = std::fs::remove_file(&address_file);
+        let address_arg = format!("--address-file={}", address_file.display());
+        let namespace_arg = format!("--namespace={namespace}");
+        let process = testkit::ControllerProcess::start(
+            "operand-simulator",
+            &format!("{namespace}.simulator"),
+            cluster.kubeconfig(),
+            &[
+                "--listen=127.0.0.1:0",
+                &address_arg,
+                &namespace_arg,
+                "--tick=200ms",
+            ],
+            &dir,
+        )
+        .map_err(|e| e.to_string())?;
+        for _ in 0..100 {
+            if let Ok(address) = std::fs::read_to_string(&address_file)
+                && !address.trim().is_empty()
+            {
+                let address = address.trim();
+                let url = if address.starts_with("http") {
+                    address.to_string()
+                } else {
+                    format!("http://{address}")
+                };
+                return Ok(Simulator { process, url });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "the simulator did not report its address:\n{}",
+            process.output()
+        ))
+    }
+
+    /// The endpoint overrides that send a controller's PD, TiKV and TiDB calls here.
+    pub fn overrides(&self) -> Vec<String> {
+        vec![
+            format!(
+                "--endpoint-override=pd={}/clusters/{{namespace}}/{{cluster}}",
+                self.url
+            ),
+            format!(
+                "--endpoint-override=tikv={}/clusters/{{namespace}}/{{cluster}}/tikv/{{instance}}",
+                self.url
+            ),
+            format!(
+                "--endpoint-override=tidb={}/clusters/{{namespace}}/{{cluster}}/tidb/{{instance}}",
+                self.url
+            ),
+        ]
+    }
+
+    /// What the simulator saw happen in a cluster, in order.
+    pub async fn events(
+        &self,
+        namespace: &str,
+        cluster: &str,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let body = http_get(&format!(
+            "{}/control/clusters/{namespace}/{cluster}/events",
+            self.url
+        ))
+        .await?;
+        let value: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        Ok(match value {
+            serde_json::Value::Array(items) => items,
+            other => other
+                .get("events")
+                .and_then(|e| e.as_array())
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The simulated state of a cluster.
+    pub async fn state(&self, namespace: &str, cluster: &str) -> Result<serde_json::Value, String> {
+        let body = http_get(&format!(
+            "{}/control/clusters/{namespace}/{cluster}/state",
+            self.url
+        ))
+        .await?;
+        serde_json::from_str(&body).map_err(|e| e.to_string())
+    }
+
+    /// Its log so far.
+    pub fn output(&self) -> String {
+        self.process.output()
+    }
+}
+
+/// One replica of a controller binary, under its shipped ServiceAccount, scoped to a namespace.
+pub struct Controller {
+    /// The process.
+    pub process: testkit::ControllerProcess,
+    /// Port of its /metrics, /healthz and /readyz.
+    pub port: u16,
+}
+
+impl Controller {
+    /// Starts replica `replica` of `binary` watching `namespace`, with its Lease named after the
+    /// namespace in `tidb-admin` (so tests do not share a Lease) and the given extra flags.
+    pub async fn start(
+        cluster: &testkit::LocalCluster,
+        admin: &kube::Client,
+        binary: &str,
+        namespace: &str,
+        replica: usize,
+        extra: &[String],
+    ) -> Result<Controller, String> {
+        let dir = std::env::temp_dir();
+        let kubeconfig = testkit::service_account_kubeconfig(
+            admin,
+            cluster.kubeconfig(),
+            "tidb-admin",
+            binary,
+            &dir,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let port = free_port();
+        let mut args = vec![
+            format!("--namespace={namespace}"),
+            format!("--http-address=127.0.0.1:{port}"),
+            "--lease-namespace=tidb-admin".to_string(),
+            format!("--lease-name={binary}-{namespace}"),
+            format!("--identity={binary}-{replica}"),
+            "--log-filter=info,kube=warn".to_string(),
+        ];
+        args.extend(extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = testkit::ControllerProcess::start(
+            binary,
+            &format!("{namespace}.{binary}-{replica}"),
+            &kubeconfig,
+            &args,
+            &dir,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Controller { process, port })
+    }
+
+    /// Its /metrics text.
+    pub async fn metrics(&self) -> Result<String, String> {
+        http_get(&format!("http://127.0.0.1:{}/metrics", self.port)).await
+    }
+
+    /// Sum of a metric's samples whose labels contain every given `key="value"` pair.
+    pub async fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64, String> {
+        Ok(metric_sum(&self.metrics().await?, name, labels))
+    }
+}
+
+/// Sums the samples of `name` in a Prometheus text exposition that carry all `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Applies the ServiceAccount and RBAC (not the Deployment) of a controller's Kustomize base, so
+/// a test runs the controller under exactly what `manifests/` grants.
+pub fn apply_controller_identity(
+    cluster: &testkit::LocalCluster,
+    controller: &str,
+) -> Result<(), String> {
+    let kubectl = cluster.kubectl();
+    let root = repo_root();
+    let namespace_base = root.join("manifests/controllers/namespace");
+    kubectl
+        .ok(
+            &[
+                "apply",
+                "--server-side",
+                "-k",
+                &namespace_base.to_string_lossy(),
+            ],
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    let rendered = kubectl
+        .ok(
+            &[
+                "kustomize",
+                &root
+                    .join("manifests/controllers")
+                    .join(controller)
+                    .to_string_lossy(),
+            ],
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    let wanted = [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    let documents: Vec<&str> = rendered
+        .split("\n---\n")
+        .filter(|doc| {
+            serde_yaml::from_str::<serde_yaml::Value>(doc)
+                .ok()
+                .and_then(|v| {
+                    v.get("kind")
+                        .and_then(|k| k.as_str())
+                        .map(|k| wanted.contains(&k))
+                })
+                .unwrap_or(false)
+        })
+        .collect();
+    if documents.len() != wanted.len() {
+        return Err(format!(
+            "{controller}: expected one each of {wanted:?}, found {}",
+            documents.len()
+        ));
+    }
+    kubectl
+        .ok(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(&documents.join("\n---\n")),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}

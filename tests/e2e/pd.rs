@@ -1,0 +1,418 @@
+//! PD end to end: the pd-controller runs as processes under its shipped RBAC against the local
+//! control plane, with the operand simulator standing in for PD. Each scenario drives it the way a
+//! user would (apply, patch, scale) and watches the result through the API.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use operator_api::conditions::{self, HasConditions};
+use operator_api::core::{Cluster, PD, PDGroup};
+use scenarios::{Controller, Simulator, apply_controller_identity, ensure_crds};
+use serde_json::{Value, json};
+use testkit::{Kubectl, LocalCluster, TestNamespace, wait_until};
+
+/// A running test: namespace, simulator and pd-controller replicas.
+struct Scene {
+    cluster: LocalCluster,
+    client: Client,
+    ns: TestNamespace,
+    simulator: Simulator,
+    controllers: Vec<Controller>,
+}
+
+impl Scene {
+    async fn start(prefix: &str, replicas: usize) -> Scene {
+        let cluster = LocalCluster::get().unwrap();
+        ensure_crds(&cluster).unwrap();
+        apply_controller_identity(&cluster, "pd-controller").unwrap();
+        let client = cluster.client().await.unwrap();
+        let ns = TestNamespace::create(&cluster, &client, prefix)
+            .await
+            .unwrap();
+        let simulator = Simulator::start(&cluster, ns.name()).await.unwrap();
+        let mut controllers = Vec::new();
+        for replica in 0..replicas {
+            controllers.push(
+                Controller::start(
+                    &cluster,
+                    &client,
+                    "pd-controller",
+                    ns.name(),
+                    replica,
+                    &simulator.overrides(),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        Scene {
+            cluster,
+            client,
+            ns,
+            simulator,
+            controllers,
+        }
+    }
+
+    fn n(&self) -> &str {
+        self.ns.name()
+    }
+
+    fn kubectl(&self) -> Kubectl {
+        self.cluster.kubectl()
+    }
+
+    fn groups(&self) -> Api<PDGroup> {
+        Api::namespaced(self.client.clone(), self.n())
+    }
+
+    fn pds(&self) -> Api<PD> {
+        Api::namespaced(self.client.clone(), self.n())
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), self.n())
+    }
+
+    async fn create_cluster(&self, name: &str) {
+        let cluster: Cluster = serde_json::from_value(json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": name}, "spec": {}
+        }))
+        .unwrap();
+        Api::<Cluster>::namespaced(self.client.clone(), self.n())
+            .create(&PostParams::default(), &cluster)
+            .await
+            .unwrap();
+    }
+
+    async fn create_group(&self, cluster: &str, replicas: i32, template: Value) {
+        let mut spec = json!({
+            "version": "v8.5.2",
+            "volumes": [{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}],
+            "config": "[log]\nlevel = \"info\"\n"
+        });
+        if let (Some(base), Some(extra)) = (spec.as_object_mut(), template.as_object()) {
+            base.extend(extra.clone());
+        }
+        let group: PDGroup = serde_json::from_value(json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "PDGroup",
+            "metadata": {"name": "pd"},
+            "spec": {
+                "cluster": {"name": cluster}, "replicas": replicas,
+                "schedulePolicies": [{"type": "EvenlySpread", "evenlySpread": {"topologies": [
+                    {"topology": {"topology.kubernetes.io/zone": "zone-a"}},
+                    {"topology": {"topology.kubernetes.io/zone": "zone-b"}},
+                    {"topology": {"topology.kubernetes.io/zone": "zone-c"}}
+                ]}}],
+                "template": {"spec": spec}
+            }
+        }))
+        .unwrap();
+        self.groups()
+            .create(&PostParams::default(), &group)
+            .await
+            .unwrap();
+    }
+
+    async fn patch_group(&self, patch: Value) {
+        self.groups()
+            .patch("pd", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the group has `replicas` PD instances, all Ready and on `version`, the group is
+    /// Ready and Synced, and PD has exactly one leader among them.
+    async fn wait_converged(&self, replicas: usize, version: &str, timeout: Duration) {
+        let what = format!("PDGroup pd with {replicas} ready members on {version} and one leader");
+        wait_until(&self.kubectl(), self.n(), &what, timeout, || async {
+            let group = self.groups().get("pd").await?;
+            let pds = self.pds().list(&ListParams::default()).await?.items;
+            let status = group.status.clone().unwrap_or_default();
+            let members_ready = pds.len() == replicas
+                && pds
+                    .iter()
+                    .all(|pd| conditions::is_true(pd.conditions(), conditions::READY))
+                && pds
+                    .iter()
+                    .all(|pd| pd.spec.template.common.version == version);
+            let leaders = pds
+                .iter()
+                .filter(|pd| pd.status.as_ref().is_some_and(|s| s.is_leader))
+                .count();
+            Ok::<_, kube::Error>(
+                members_ready
+                    && leaders == 1
+                    && conditions::is_true(group.conditions(), conditions::READY)
+                    && conditions::is_true(group.conditions(), conditions::SYNCED)
+                    && status.group.version == version
+                    && usize::try_from(status.group.ready_replicas).unwrap_or(0) == replicas,
+            )
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// Members PD (the simulator) reports for the cluster.
+    async fn members(&self, cluster: &str) -> BTreeSet<String> {
+        let state = self
+            .simulator
+            .state(self.n(), cluster)
+            .await
+            .unwrap_or_default();
+        state
+            .get("members")
+            .and_then(Value::as_array)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|m| m.get("name").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// UIDs of the PD Pods by name.
+    async fn pod_uids(&self) -> BTreeMap<String, String> {
+        self.pods()
+            .list(&ListParams::default().labels("pingcap.com/component=pd"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+            .collect()
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for (i, c) in self.controllers.iter().enumerate() {
+            let log = c.process.output();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            out.push_str(&format!("--- pd-controller-{i} (last lines) ---\n"));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+const CONVERGE: Duration = Duration::from_secs(120);
+
+#[tokio::test]
+async fn three_members_come_up_then_scale_out_and_in_through_pd() {
+    let scene = Scene::start("pd-scale", 1).await;
+    scene.create_cluster("basic").await;
+    scene.create_group("basic", 3, json!({})).await;
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    assert_eq!(
+        scene.members("basic").await.len(),
+        3,
+        "PD reports three members"
+    );
+
+    // Idle: a reconcile with nothing to change makes no write.
+    let controller = &scene.controllers[0];
+    let writes = |text: &str| {
+        ["create", "update", "patch", "delete"]
+            .iter()
+            .map(|verb| {
+                scenarios::metric_sum(text, "tidb_operator_api_requests_total", &[("verb", verb)])
+            })
+            .sum::<f64>()
+    };
+    let before = controller.metrics().await.unwrap();
+    let reconciles_before = scenarios::metric_sum(&before, "tidb_operator_reconcile_total", &[]);
+    // Touch every object so each is reconciled again, without changing anything it acts on.
+    scene
+        .patch_group(json!({"metadata": {"annotations": {"test/touch": "1"}}}))
+        .await;
+    for pd in scene.pds().list(&ListParams::default()).await.unwrap() {
+        scene
+            .pds()
+            .patch(
+                &pd.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"test/touch": "1"}}})),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = controller.metrics().await.unwrap();
+    let reconciles_after = scenarios::metric_sum(&after, "tidb_operator_reconcile_total", &[]);
+    assert!(
+        reconciles_after >= reconciles_before + 4.0,
+        "the touched objects were reconciled"
+    );
+    assert_eq!(
+        writes(&after),
+        writes(&before),
+        "idle reconciles wrote something:\n{after}"
+    );
+
+    // Scale out: two members join.
+    scene
+        .kubectl()
+        .ok(
+            &["scale", "-n", scene.n(), "pdgroup/pd", "--replicas=5"],
+            None,
+        )
+        .unwrap();
+    scene.wait_converged(5, "v8.5.2", CONVERGE).await;
+    assert_eq!(scene.members("basic").await.len(), 5);
+    let five: BTreeSet<String> = scene
+        .pds()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+
+    // Scale in: two members leave PD, then their instances, Pods and PVCs go.
+    scene
+        .kubectl()
+        .ok(
+            &["scale", "-n", scene.n(), "pdgroup/pd", "--replicas=3"],
+            None,
+        )
+        .unwrap();
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    let three: BTreeSet<String> = scene
+        .pds()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    let removed: Vec<&String> = five.difference(&three).collect();
+    assert_eq!(removed.len(), 2);
+    let members = scene.members("basic").await;
+    assert_eq!(
+        members, three,
+        "PD's members are exactly the remaining instances"
+    );
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "removed members' Pods and PVCs gone",
+        Duration::from_secs(60),
+        || async {
+            let pods = scene.pod_uids().await;
+            let claims = Api::<PersistentVolumeClaim>::namespaced(scene.client.clone(), scene.n())
+                .list(&ListParams::default())
+                .await?
+                .items;
+            let leftover = removed.iter().any(|r| {
+                pods.contains_key(*r) || claims.iter().any(|c| c.name_any() == format!("data-{r}"))
+            });
+            Ok::<_, kube::Error>(!leftover && claims.len() == 3)
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn hot_reload_updates_the_config_map_and_restarts_nothing() {
+    let scene = Scene::start("pd-hot", 1).await;
+    scene.create_cluster("hot").await;
+    scene
+        .create_group("hot", 3, json!({"updateStrategy": {"config": "HotReload"}}))
+        .await;
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    let uids = scene.pod_uids().await;
+    assert_eq!(uids.len(), 3);
+
+    scene
+        .patch_group(
+            json!({"spec": {"template": {"spec": {"config": "[log]\nlevel = \"warn\"\n"}}}}),
+        )
+        .await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(scene.client.clone(), scene.n());
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "every ConfigMap has the new log level",
+        CONVERGE,
+        || async {
+            let mut updated = 0;
+            for name in uids.keys() {
+                let cm = config_maps.get(name).await?;
+                let text = cm
+                    .data
+                    .unwrap_or_default()
+                    .get("config.toml")
+                    .cloned()
+                    .unwrap_or_default();
+                if text.contains("level = \"warn\"") {
+                    updated += 1;
+                }
+            }
+            Ok::<_, kube::Error>(updated == 3)
+        },
+    )
+    .await
+    .unwrap();
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        scene.pod_uids().await,
+        uids,
+        "a HotReload config change restarted a Pod"
+    );
+}
+
+#[tokio::test]
+async fn a_group_of_a_missing_cluster_says_so() {
+    let scene = Scene::start("pd-orphan", 1).await;
+    scene.create_group("nowhere", 3, json!({})).await;
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "PDGroup pd Synced=False ClusterNotFound",
+        Duration::from_secs(30),
+        || async {
+            let group = scene.groups().get("pd").await?;
+            Ok::<_, kube::Error>(
+                conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| {
+                    c.status == "False"
+                        && c.reason == "ClusterNotFound"
+                        && c.message.contains("nowhere")
+                }),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        scene
+            .pds()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no instance without a Cluster"
+    );
+    let events = scene
+        .kubectl()
+        .ok(&["get", "events", "-n", scene.n(), "-o", "json"], None)
+        .unwrap();
+    assert!(
+        events.contains("ClusterNotFound"),
+        "an Event says why: {events}"
+    );
+    // Creating the Cluster lets it proceed.
+    scene.create_cluster("nowhere").await;
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+}
