@@ -12,3 +12,14 @@ pub mod telemetry;
 pub mod update;
 
 pub use flags::{CommonFlags, EndpointOverride, LogFormat};
+pub mod client;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod run;
+pub use error::RuntimeError;
+pub use http::{HttpServer, Readiness};
+pub use leader::{LeaderConfig, LeaderElector, Leadership, LeaseLoss};
+pub use metrics::{Metrics, ReconcileTimer};
+pub use run::{Context, RunOutcome, Setup, run, run_with};

@@ -1,0 +1,398 @@
+//! The Prometheus metrics every controller binary exports on `/metrics`: reconciles, API requests,
+//! leadership and instance counts.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::error::RuntimeError;
+
+/// Name of the reconcile counter, labelled `controller` and `result` (`success` | `error`).
+pub const RECONCILE_TOTAL: &str = "tidb_operator_reconcile_total";
+/// Name of the reconcile error counter, labelled `controller` and `error` (a short category).
+pub const RECONCILE_ERRORS_TOTAL: &str = "tidb_operator_reconcile_errors_total";
+/// Name of the reconcile duration histogram (seconds), labelled `controller`.
+pub const RECONCILE_DURATION_SECONDS: &str = "tidb_operator_reconcile_duration_seconds";
+/// Name of the Kubernetes API request counter, labelled `verb`, `resource` and `code`.
+pub const API_REQUESTS_TOTAL: &str = "tidb_operator_api_requests_total";
+/// Name of the leadership gauge (1 while this replica leads, else 0), labelled `lease`.
+pub const LEADER: &str = "tidb_operator_leader";
+/// Name of the instance gauge, labelled `kind`, `condition` and `status`.
+pub const INSTANCES: &str = "tidb_operator_instances";
+
+/// The verbs that change objects, as counted in [`API_REQUESTS_TOTAL`].
+pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+
+/// Bucket bounds of the reconcile duration histogram, in seconds.
+const RECONCILE_BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The metrics of one controller binary, in a registry of their own.
+///
+/// Cloning is cheap (an `Arc`); every clone records into the same registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    reconcile_total: IntCounterVec,
+    reconcile_errors: IntCounterVec,
+    reconcile_duration: HistogramVec,
+    api_requests: IntCounterVec,
+    leader: IntGaugeVec,
+    instances: IntGaugeVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn register<M>(registry: &Registry, name: &'static str, metric: M) -> Result<M, RuntimeError>
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    registry
+        .register(Box::new(metric.clone()))
+        .map_err(|source| RuntimeError::Metrics { name, source })?;
+    Ok(metric)
+}
+
+fn counter(
+    registry: &Registry,
+    name: &'static str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, RuntimeError> {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)
+        .map_err(|source| RuntimeError::Metrics { name, source })?;
+    register(registry, name, metric)
+}
+
+fn gauge(
+    registry: &Registry,
+    name: &'static str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, RuntimeError> {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)
+        .map_err(|source| RuntimeError::Metrics { name, source })?;
+    register(registry, name, metric)
+}
+
+impl Metrics {
+    /// A new registry with every metric of this module registered (and no samples yet).
+    pub fn new() -> Result<Metrics, RuntimeError> {
+        let registry = Registry::new();
+        let reconcile_total = counter(
+            &registry,
+            RECONCILE_TOTAL,
+            "Reconciles finished, by controller and result (success or error).",
+            &["controller", "result"],
+        )?;
+        let reconcile_errors = counter(
+            &registry,
+            RECONCILE_ERRORS_TOTAL,
+            "Reconciles that failed, by controller and error category.",
+            &["controller", "error"],
+        )?;
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new(
+                RECONCILE_DURATION_SECONDS,
+                "Time one reconcile took, in seconds, by controller.",
+            )
+            .buckets(RECONCILE_BUCKETS.to_vec()),
+            &["controller"],
+        )
+        .map_err(|source| RuntimeError::Metrics {
+            name: RECONCILE_DURATION_SECONDS,
+            source,
+        })?;
+        let reconcile_duration =
+            register(&registry, RECONCILE_DURATION_SECONDS, reconcile_duration)?;
+        let api_requests = counter(
+            &registry,
+            API_REQUESTS_TOTAL,
+            "Requests to the Kubernetes API, by verb, resource and HTTP status code \
+             (\"error\" when no response came back). A watch counts once, when it starts.",
+            &["verb", "resource", "code"],
+        )?;
+        let leader = gauge(
+            &registry,
+            LEADER,
+            "1 while this replica holds the leader-election Lease, else 0.",
+            &["lease"],
+        )?;
+        let instances = gauge(
+            &registry,
+            INSTANCES,
+            "Instances (PD, TiKV, TiDB, ...) by kind and by the status of one of their conditions.",
+            &["kind", "condition", "status"],
+        )?;
+        Ok(Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                reconcile_total,
+                reconcile_errors,
+                reconcile_duration,
+                api_requests,
+                leader,
+                instances,
+            }),
+        })
+    }
+
+    /// The registry, for a controller that wants to export metrics of its own beside these.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Starts timing one reconcile of `controller`. Finish the returned guard with
+    /// [`ReconcileTimer::finish`] or [`ReconcileTimer::finish_error`].
+    pub fn reconcile_started(&self, controller: &str) -> ReconcileTimer {
+        ReconcileTimer {
+            metrics: self.clone(),
+            controller: controller.to_string(),
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
+    /// Counts one request to the Kubernetes API. The client made by
+    /// [`client`](crate::client::client) calls this for every request.
+    pub fn api_request(&self, verb: &str, resource: &str, code: &str) {
+        self.inner
+            .api_requests
+            .with_label_values(&[verb, resource, code])
+            .inc();
+    }
+
+    /// Requests with this verb so far, summed over resources and codes (for tests).
+    pub fn api_requests(&self, verb: &str) -> u64 {
+        self.sum_api_requests(|v, _| v == verb)
+    }
+
+    /// Requests with this verb on this resource (for example `pds/status`) so far, summed over
+    /// codes (for tests).
+    pub fn api_requests_on(&self, verb: &str, resource: &str) -> u64 {
+        self.sum_api_requests(|v, r| v == verb && r == resource)
+    }
+
+    /// Requests that change objects ([`WRITE_VERBS`]) so far, summed over every label (for tests:
+    /// a reconcile with nothing to change makes none).
+    pub fn api_writes(&self) -> u64 {
+        self.sum_api_requests(|v, _| WRITE_VERBS.contains(&v))
+    }
+
+    fn sum_api_requests(&self, matches: impl Fn(&str, &str) -> bool) -> u64 {
+        use prometheus::core::Collector;
+        let mut total = 0;
+        for family in self.inner.api_requests.collect() {
+            for metric in family.get_metric() {
+                let mut verb = "";
+                let mut resource = "";
+                for label in metric.get_label() {
+                    match label.name() {
+                        "verb" => verb = label.value(),
+                        "resource" => resource = label.value(),
+                        _ => {}
+                    }
+                }
+                if matches(verb, resource) {
+                    // Counters hold whole numbers; the cast cannot lose anything we count.
+                    total += metric.get_counter().get_value() as u64;
+                }
+            }
+        }
+        total
+    }
+
+    /// Sets the leadership gauge of `lease`: 1 while leading, 0 while standing by.
+    pub fn set_leader(&self, lease: &str, leading: bool) {
+        self.inner
+            .leader
+            .with_label_values(&[lease])
+            .set(i64::from(leading));
+    }
+
+    /// The leadership gauge of `lease` (for tests).
+    pub fn leader(&self, lease: &str) -> bool {
+        self.inner.leader.with_label_values(&[lease]).get() == 1
+    }
+
+    /// Sets how many instances of `kind` (for example `PD`) have `condition` (for example `Ready`)
+    /// at `status` (`True`, `False`, `Unknown`). Controllers call this after each pass over their
+    /// instances, for every combination they track, including zero counts.
+    pub fn set_instances(&self, kind: &str, condition: &str, status: &str, count: i64) {
+        self.inner
+            .instances
+            .with_label_values(&[kind, condition, status])
+            .set(count);
+    }
+
+    /// Every metric in the Prometheus text exposition format, as served on `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let families = self.inner.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buffer) {
+            tracing::error!(error = %e, "cannot encode metrics");
+            return format!("# cannot encode metrics: {e}\n");
+        }
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+
+    fn record_reconcile(&self, controller: &str, seconds: f64, outcome: Option<Result<(), &str>>) {
+        let inner = &self.inner;
+        inner
+            .reconcile_duration
+            .with_label_values(&[controller])
+            .observe(seconds);
+        match outcome {
+            None => {}
+            Some(Ok(())) => inner
+                .reconcile_total
+                .with_label_values(&[controller, "success"])
+                .inc(),
+            Some(Err(category)) => {
+                inner
+                    .reconcile_total
+                    .with_label_values(&[controller, "error"])
+                    .inc();
+                inner
+                    .reconcile_errors
+                    .with_label_values(&[controller, category])
+                    .inc();
+            }
+        }
+    }
+}
+
+/// Times one reconcile, from [`Metrics::reconcile_started`] until it is finished.
+///
+/// Finishing records the duration and the result. A guard dropped unfinished (the reconcile was
+/// cancelled at shutdown, or panicked) records only its duration: it counts neither as a success
+/// nor as an error, because its outcome is unknown.
+#[must_use = "finish the timer with the reconcile's result"]
+pub struct ReconcileTimer {
+    metrics: Metrics,
+    controller: String,
+    started: Instant,
+    finished: bool,
+}
+
+impl ReconcileTimer {
+    /// Records the reconcile's duration and result; an error is given as its short category
+    /// (for example `pd_api`, `apply`, `invalid_spec`), which becomes the `error` label.
+    pub fn finish(mut self, result: Result<(), &str>) {
+        self.finished = true;
+        let seconds = self.started.elapsed().as_secs_f64();
+        self.metrics
+            .record_reconcile(&self.controller, seconds, Some(result));
+    }
+
+    /// Records a failed reconcile with its error category.
+    pub fn finish_error(self, category: &str) {
+        self.finish(Err(category));
+    }
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        if !self.finished {
+            let seconds = self.started.elapsed().as_secs_f64();
+            self.metrics
+                .record_reconcile(&self.controller, seconds, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciles_are_counted_by_result_and_category() {
+        let metrics = Metrics::new().unwrap();
+        metrics.reconcile_started("pd").finish(Ok(()));
+        metrics.reconcile_started("pd").finish_error("pd_api");
+        metrics.reconcile_started("pd").finish(Err("pd_api"));
+        drop(metrics.reconcile_started("pd"));
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"tidb_operator_reconcile_total{controller="pd",result="success"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tidb_operator_reconcile_total{controller="pd",result="error"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"tidb_operator_reconcile_errors_total{controller="pd",error="pd_api"} 2"#
+            ),
+            "{text}"
+        );
+        // The dropped guard adds a duration sample but no result.
+        assert!(
+            text.contains(r#"tidb_operator_reconcile_duration_seconds_count{controller="pd"} 4"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn api_requests_sum_over_labels() {
+        let metrics = Metrics::new().unwrap();
+        metrics.api_request("get", "pods", "200");
+        metrics.api_request("get", "pods", "404");
+        metrics.api_request("patch", "pds/status", "200");
+        metrics.api_request("patch", "pds", "409");
+        metrics.api_request("watch", "pds", "200");
+        assert_eq!(metrics.api_requests("get"), 2);
+        assert_eq!(metrics.api_requests("patch"), 2);
+        assert_eq!(metrics.api_requests_on("patch", "pds/status"), 1);
+        assert_eq!(metrics.api_requests("delete"), 0);
+        assert_eq!(metrics.api_writes(), 2);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"tidb_operator_api_requests_total{code="200",resource="pds/status",verb="patch"} 1"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn gauges_render_with_their_labels() {
+        let metrics = Metrics::new().unwrap();
+        metrics.set_leader("pd-controller", true);
+        assert!(metrics.leader("pd-controller"));
+        metrics.set_instances("PD", "Ready", "True", 3);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"tidb_operator_leader{lease="pd-controller"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"tidb_operator_instances{condition="Ready",kind="PD",status="True"} 3"#
+            ),
+            "{text}"
+        );
+        metrics.set_leader("pd-controller", false);
+        assert!(!metrics.leader("pd-controller"));
+    }
+
+    #[test]
+    fn clones_share_one_registry() {
+        let metrics = Metrics::new().unwrap();
+        metrics.clone().api_request("create", "pds", "201");
+        assert_eq!(metrics.api_requests("create"), 1);
+    }
+}
