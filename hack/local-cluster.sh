@@ -151,16 +151,20 @@ EOF
 }
 
 install_crds() {
-  if [[ ! -d "${CRD_DIR}" ]] || [[ -z "$(find "${CRD_DIR}" -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' \) -print -quit)" ]]; then
+  local -a files=()
+  local f
+  if [[ -d "${CRD_DIR}" ]]; then
+    while IFS= read -r -d '' f; do
+      # A kustomization.yaml beside the CRDs is not itself an API object.
+      [[ "$(basename "${f}")" == kustomization.y*ml ]] || files+=(-f "${f}")
+    done < <(find "${CRD_DIR}" -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' \) -print0 | LC_ALL=C sort -z)
+  fi
+  if ((${#files[@]} == 0)); then
     log "no CRD manifests in ${CRD_DIR}; skipping CRD installation"
     return 0
   fi
-  log "installing CRDs from ${CRD_DIR}"
-  if [[ -f "${CRD_DIR}/kustomization.yaml" ]]; then
-    kubectl_ apply --server-side --force-conflicts -k "${CRD_DIR}" >&2
-  else
-    kubectl_ apply --server-side --force-conflicts -f "${CRD_DIR}" >&2
-  fi
+  log "installing $((${#files[@]} / 2)) CRD manifest(s) from ${CRD_DIR}"
+  kubectl_ apply --server-side --force-conflicts "${files[@]}" >&2
   kubectl_ wait --for=condition=Established crd --all --timeout="${TIMEOUT}s" >&2 \
     || die "CRDs did not become Established within ${TIMEOUT}s"
 }
@@ -179,25 +183,47 @@ cmd_up() {
   if cluster_exists && api_ready; then
     log "cluster ${NAME} is already running"
   else
+    if cluster_exists; then
+      # Left over from an earlier run (a reboot, a crash): stop what is left
+      # of it so that kwokctl starts every component afresh on the same state.
+      log "cluster ${NAME} exists but is not ready; restarting its processes"
+      local -a stale
+      mapfile -t stale < <(cluster_pids)
+      stop_processes "${stale[@]}"
+      # kwokctl skips a component whose pid file names a live pid, and an
+      # exited process may linger as a zombie for a while: drop the pid files.
+      rm -f "${CLUSTER_DIR}"/pids/*.pid
+    fi
     local config
     config="$(mktemp "${KWOK_WORKDIR}/kwokctl-${NAME}.XXXXXX.yaml")"
     write_kwokctl_config "${config}"
+    # kwokctl picks each cluster's ports by probing for free ones; two
+    # clusters created at the same moment can pick the same ports. Create one
+    # at a time: once kwokctl returns, this cluster's ports are bound.
+    exec 8>"${KWOK_WORKDIR}/.create.lock"
+    flock -w "${TIMEOUT}" 8 || die "timed out after ${TIMEOUT}s waiting for another cluster's creation (lock ${KWOK_WORKDIR}/.create.lock)"
     log "starting cluster ${NAME} (logs: ${CLUSTER_DIR}/logs)"
-    # kwokctl's own --timeout bounds creation; --kubeconfig "" keeps it away
-    # from ~/.kube/config.
+    # --timeout bounds creation; --kubeconfig "" keeps ~/.kube/config
+    # untouched; 8>&- keeps the lock out of the processes kwokctl leaves running.
     if ! kwokctl_ --config "${config}" create cluster \
         --runtime binary \
         --kubeconfig "" \
-        --timeout "${TIMEOUT}s" \
-        --wait "${TIMEOUT}s" >&2; then
+        --timeout "${TIMEOUT}s" >&2 8>&-; then
       rm -f "${config}"
       die "kwokctl could not create cluster ${NAME}; see ${CLUSTER_DIR}/logs, then run: $0 down ${NAME}"
     fi
     rm -f "${config}"
+    [[ -f "${KUBECONFIG_PATH}" ]] || die "kwokctl wrote no kubeconfig at ${KUBECONFIG_PATH}"
+    wait_until "the API server of ${NAME} to be ready" api_ready
+    exec 8>&-
   fi
 
-  [[ -f "${KUBECONFIG_PATH}" ]] || die "kwokctl wrote no kubeconfig at ${KUBECONFIG_PATH}"
-  wait_until "the API server of ${NAME} to be ready" api_ready
+  # The scheduler and the controller manager hold their leader leases once
+  # they are running.
+  wait_until "kube-scheduler to take its leader lease" \
+    kubectl_ get lease kube-scheduler --namespace kube-system
+  wait_until "kube-controller-manager to take its leader lease" \
+    kubectl_ get lease kube-controller-manager --namespace kube-system
 
   log "creating fake Nodes (${NODES_PER_ZONE} per zone in: ${ZONES})"
   nodes_yaml | kubectl_ apply -f - >&2
@@ -223,6 +249,8 @@ cmd_up() {
 ours() {
   local pid="$1"
   kill -0 "${pid}" 2>/dev/null || return 1
+  # A zombie has exited already (its cmdline is empty too).
+  [[ "$(awk '{print $3}' "/proc/${pid}/stat" 2>/dev/null)" != Z ]] || return 1
   tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF "${CLUSTER_DIR}/"
 }
 
@@ -239,6 +267,30 @@ cluster_pids() {
   done
 }
 
+# stop_processes PID...: SIGTERM, then SIGKILL whatever is still running
+# after 10s. Only pids that are still this cluster's processes are touched.
+stop_processes() {
+  local pid deadline
+  local -a alive
+  for pid in "$@"; do
+    if ours "${pid}"; then kill "${pid}" 2>/dev/null || true; fi
+  done
+  deadline=$((SECONDS + 10))
+  while :; do
+    alive=()
+    for pid in "$@"; do
+      if ours "${pid}"; then alive+=("${pid}"); fi
+    done
+    ((${#alive[@]} == 0)) && return 0
+    if ((SECONDS >= deadline)); then
+      log "killing processes that did not stop within 10s: ${alive[*]}"
+      kill -9 "${alive[@]}" 2>/dev/null || true
+      return 0
+    fi
+    sleep 0.5
+  done
+}
+
 cmd_down() {
   if [[ ! -d "${CLUSTER_DIR}" ]]; then
     log "cluster ${NAME} does not exist; nothing to do"
@@ -248,28 +300,16 @@ cmd_down() {
   mapfile -t pids < <(cluster_pids)
   if [[ -x "${KWOKCTL_BIN}" ]]; then
     log "deleting cluster ${NAME}"
-    timeout "${TIMEOUT}" "${KWOKCTL_BIN}" --name "${NAME}" delete cluster --kubeconfig "" >&2 \
+    # kwokctl removes the cluster's context from --kubeconfig (it refuses an
+    # empty path); give it a scratch file so ~/.kube/config is left alone.
+    local scratch
+    scratch="$(mktemp)"
+    timeout "${TIMEOUT}" "${KWOKCTL_BIN}" --name "${NAME}" delete cluster --kubeconfig "${scratch}" >&2 \
       || log "kwokctl delete cluster failed; stopping the processes directly"
+    rm -f "${scratch}"
   fi
   # Whatever kwokctl left behind: stop it by pid, then remove the state.
-  local pid alive deadline
-  for pid in "${pids[@]}"; do
-    if ours "${pid}"; then kill "${pid}" 2>/dev/null || true; fi
-  done
-  deadline=$((SECONDS + 30))
-  while :; do
-    alive=()
-    for pid in "${pids[@]}"; do
-      if ours "${pid}"; then alive+=("${pid}"); fi
-    done
-    ((${#alive[@]} == 0)) && break
-    if ((SECONDS >= deadline)); then
-      log "killing processes that did not stop: ${alive[*]}"
-      kill -9 "${alive[@]}" 2>/dev/null || true
-      break
-    fi
-    sleep 0.5
-  done
+  stop_processes "${pids[@]}"
   rm -rf "${CLUSTER_DIR}"
   log "cluster ${NAME} removed"
 }
@@ -287,7 +327,7 @@ cmd_status() {
   for f in "${CLUSTER_DIR}"/pids/*.pid; do
     [[ -f "${f}" ]] || continue
     pid="$(cat "${f}")"
-    if kill -0 "${pid}" 2>/dev/null; then state=running; else state=stopped; fi
+    if ours "${pid}"; then state=running; else state=stopped; fi
     printf '    %-26s pid %-8s %s\n' "$(basename "${f}" .pid)" "${pid}" "${state}"
   done
   if api_ready; then
