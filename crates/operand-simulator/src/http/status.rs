@@ -1,0 +1,130 @@
+//! TiDB and TiKV status endpoints, per instance:
+//! `/clusters/{namespace}/{cluster}/tidb/{instance}/...` and `.../tikv/{instance}/...`.
+//! An instance whose Pod does not run, or that a fault marks unhealthy, answers 503.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{SharedSim, json, lock};
+
+pub(super) fn routes() -> Router<SharedSim> {
+    Router::new()
+        .route(
+            "/clusters/{namespace}/{cluster}/tidb/{instance}/status",
+            get(tidb_status),
+        )
+        .route(
+            "/clusters/{namespace}/{cluster}/tidb/{instance}/labels",
+            get(tidb_labels).post(set_tidb_labels),
+        )
+        .route(
+            "/clusters/{namespace}/{cluster}/tikv/{instance}/status",
+            get(tikv_status),
+        )
+        .route(
+            "/clusters/{namespace}/{cluster}/tikv/{instance}/metrics",
+            get(tikv_metrics),
+        )
+}
+
+#[derive(Deserialize)]
+struct InstancePath {
+    namespace: String,
+    cluster: String,
+    instance: String,
+}
+
+fn unavailable(what: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{what} is not running or is marked unhealthy (simulated)\n"),
+    )
+        .into_response()
+}
+
+async fn tidb_status(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    match sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.tidb_status(&p.instance))
+    {
+        Some(status) => json(StatusCode::OK, &status),
+        None => unavailable(&format!("TiDB {}", p.instance)),
+    }
+}
+
+async fn tidb_labels(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    let Some(cluster) = sim.cluster(&p.namespace, &p.cluster) else {
+        return unavailable(&format!("TiDB {}", p.instance));
+    };
+    if cluster.tidb_status(&p.instance).is_none() {
+        return unavailable(&format!("TiDB {}", p.instance));
+    }
+    json(StatusCode::OK, &cluster.tidb_labels(&p.instance))
+}
+
+async fn set_tidb_labels(
+    State(sim): State<SharedSim>,
+    Path(p): Path<InstancePath>,
+    body: Bytes,
+) -> Response {
+    let labels: BTreeMap<String, String> = match serde_json::from_slice(&body) {
+        Ok(labels) => labels,
+        Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+    };
+    let mut sim = lock(&sim);
+    let Some(cluster) = sim.cluster_mut(&p.namespace, &p.cluster) else {
+        return unavailable(&format!("TiDB {}", p.instance));
+    };
+    if cluster.tidb_status(&p.instance).is_none() {
+        return unavailable(&format!("TiDB {}", p.instance));
+    }
+    cluster.set_tidb_labels(&p.instance, labels);
+    json(StatusCode::OK, &cluster.tidb_labels(&p.instance))
+}
+
+async fn tikv_status(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    match sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.tikv_status(&p.instance))
+    {
+        Some(_) => json(StatusCode::OK, &serde_json::json!({})),
+        None => unavailable(&format!("TiKV {}", p.instance)),
+    }
+}
+
+/// The two TiKV metrics the operator reads, in Prometheus text format.
+async fn tikv_metrics(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    let Some(status) = sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.tikv_status(&p.instance))
+    else {
+        return unavailable(&format!("TiKV {}", p.instance));
+    };
+    let body = format!(
+        "# HELP tikv_raftstore_region_count Number of regions (simulated).\n\
+         # TYPE tikv_raftstore_region_count gauge\n\
+         tikv_raftstore_region_count{{type=\"leader\"}} {}\n\
+         tikv_raftstore_region_count{{type=\"region\"}} {}\n",
+        status.leader_count, status.region_count
+    );
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,181 @@
+//! `operand-simulator`: TEST TOOLING that stands in for PD, TiKV and TiDB on loopback for the
+//! operator's tests and local runs. Never a substitute for the real API's contract.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use operand_simulator::clock::{Now, parse_duration};
+use operand_simulator::http::{self, lock};
+use operand_simulator::sim::{Sim, SimConfig};
+use operand_simulator::watch;
+
+/// TEST TOOLING ONLY — a loopback stand-in for PD, TiKV and TiDB, for the operator's tests.
+///
+/// Watches the operand Pods (label pingcap.com/managed-by=tidb-operator) through the Kubernetes
+/// API (KUBECONFIG, or the in-cluster config) and answers, for many clusters at once:
+/// PD's HTTP API at http://ADDR/clusters/{namespace}/{cluster}/pd/api/v1/...,
+/// TiDB status at http://ADDR/clusters/{namespace}/{cluster}/tidb/{instance}/status,
+/// TiKV status at http://ADDR/clusters/{namespace}/{cluster}/tikv/{instance}/status,
+/// and a control API for faults and an event log at http://ADDR/control/clusters/....
+///
+/// It reproduces the PD behaviour the operator relies on; it is never a substitute for the
+/// real API's contract. See docs/operand-simulator.md.
+#[derive(Debug, Parser)]
+#[command(name = "operand-simulator", version)]
+struct Args {
+    /// Address to serve on; loopback only. Port 0 picks a free port. The first line on stdout
+    /// is `listening on http://ADDR`.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+
+    /// Also write the bound ADDR (host:port) to this file once listening.
+    #[arg(long, value_name = "PATH")]
+    address_file: Option<PathBuf>,
+
+    /// Simulation step: elections, leader eviction, region moves.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    tick: Duration,
+
+    /// PD's replication.max-replicas for every cluster (until changed through the API).
+    #[arg(long, default_value_t = 3)]
+    max_replicas: u64,
+
+    /// PD's replication.location-labels, comma-separated.
+    #[arg(long, default_value = "zone,host")]
+    location_labels: String,
+
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long)]
+    namespace: Option<String>,
+
+    /// How long a store whose Pod stopped stays Disconnected before it is Down.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    down_after: Duration,
+
+    /// Regions per cluster.
+    #[arg(long, default_value_t = 30)]
+    regions: usize,
+
+    /// Leaders moved off each evicted store, and region peers moved per cluster, per tick.
+    #[arg(long, default_value_t = 3)]
+    moves_per_tick: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    if !args.listen.ip().is_loopback() {
+        bail!(
+            "--listen {} is not a loopback address: the simulator is test tooling and serves only on loopback",
+            args.listen
+        );
+    }
+    if args.tick.is_zero() {
+        bail!("--tick must be longer than zero");
+    }
+    if args.max_replicas == 0 {
+        bail!("--max-replicas must be at least 1");
+    }
+
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster config)")?;
+
+    let config = SimConfig {
+        max_replicas: args.max_replicas,
+        location_labels: args
+            .location_labels
+            .split(',')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        regions: args.regions,
+        down_after: args.down_after,
+        moves_per_tick: args.moves_per_tick.max(1),
+    };
+    let sim = Arc::new(Mutex::new(Sim::new(config)));
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on http://{addr}").context("writing to stdout")?;
+        stdout.flush().context("flushing stdout")?;
+    }
+    if let Some(path) = &args.address_file {
+        // Written whole, then renamed, so a reader never sees a partial address.
+        let tmp = path.with_extension("tmp");
+        tokio::fs::write(&tmp, addr.to_string())
+            .await
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        tokio::fs::rename(&tmp, path)
+            .await
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    }
+    tracing::info!(%addr, "operand simulator (test tooling) serving");
+
+    tokio::spawn(watch::run(client, args.namespace.clone(), sim.clone()));
+
+    let ticker_sim = sim.clone();
+    let tick = args.tick;
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            lock(&ticker_sim).tick(Now::real());
+        }
+    });
+
+    axum::serve(listener, http::router(sim))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,974 @@
+//! One simulated cluster: its Pods, PD members and leader, stores, regions, schedulers, faults
+//! and event log, and the PD API operations that change them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Instant, SystemTime};
+
+use super::events::{EventKind, EventLog, StopReason};
+use super::faults::{Fault, Faults};
+use super::{ClusterKey, Component, PodObservation, SimConfig, stable_id};
+use crate::clock::Now;
+
+/// PD's name of the evict-leader scheduler.
+pub const EVICT_LEADER: &str = "evict-leader-scheduler";
+
+/// The schedulers a fresh PD runs (PD 8.5 `DefaultSchedulers`).
+pub const DEFAULT_SCHEDULERS: [&str; 4] = [
+    "balance-region-scheduler",
+    "balance-leader-scheduler",
+    "balance-hot-region-scheduler",
+    "evict-slow-store-scheduler",
+];
+
+/// PD's answer on its cluster paths before the first TiKV joined (`errs.ErrNotBootstrapped`).
+pub const NOT_BOOTSTRAPPED: &str =
+    "[PD:cluster:ErrNotBootstrapped]TiKV cluster not bootstrapped, please start TiKV first";
+
+/// A PD API call that failed: the status and message PD answers with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Message (PD sends it as a JSON string).
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a status and message.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// `metapb.StoreState`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreState {
+    /// 0; node state Serving.
+    Up,
+    /// 1; node state Removing.
+    Offline,
+    /// 2; node state Removed.
+    Tombstone,
+}
+
+impl StoreState {
+    /// The protobuf number (`state` in the JSON).
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Up => 0,
+            Self::Offline => 1,
+            Self::Tombstone => 2,
+        }
+    }
+
+    /// `metapb.NodeState` number: Preparing 0, Serving 1, Removing 2, Removed 3.
+    pub fn node_state(self) -> i32 {
+        match self {
+            Self::Up => 1,
+            Self::Offline => 2,
+            Self::Tombstone => 3,
+        }
+    }
+
+    /// `metapb.NodeState` name.
+    pub fn node_state_name(self) -> &'static str {
+        match self {
+            Self::Up => "Serving",
+            Self::Offline => "Removing",
+            Self::Tombstone => "Removed",
+        }
+    }
+}
+
+/// Whether a store heartbeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Liveness {
+    Alive,
+    Disconnected,
+    Down,
+}
+
+/// A TiKV store.
+#[derive(Clone, Debug)]
+pub(super) struct Store {
+    pub id: u64,
+    pub instance: String,
+    pub pod: String,
+    pub uid: String,
+    pub address: String,
+    pub status_address: String,
+    pub version: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: StoreState,
+    pub pod_running: bool,
+    /// When its Pod stopped running, while it is not running.
+    pub stopped_at: Option<Instant>,
+    pub started: SystemTime,
+    pub last_heartbeat: SystemTime,
+    /// The `state_name` last reported in an event.
+    pub last_state_name: String,
+    /// Whether `leaders_drained` was logged for the current eviction.
+    pub drained_reported: bool,
+}
+
+/// A peer of a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Peer {
+    pub id: u64,
+    pub store: u64,
+}
+
+/// A region: its peers and which store holds its leader.
+#[derive(Clone, Debug)]
+pub(super) struct Region {
+    pub id: u64,
+    pub index: usize,
+    pub peers: Vec<Peer>,
+    pub leader: Option<u64>,
+    pub conf_ver: u64,
+    pub version: u64,
+}
+
+impl Region {
+    pub fn has_peer_on(&self, store: u64) -> bool {
+        self.peers.iter().any(|p| p.store == store)
+    }
+}
+
+/// The replication config (`/config/replicate`).
+#[derive(Clone, Debug)]
+pub(super) struct Replication {
+    pub max_replicas: u64,
+    pub location_labels: Vec<String>,
+}
+
+/// A PD member: a running PD Pod that was not removed through the API.
+#[derive(Clone, Debug)]
+pub(super) struct MemberView {
+    pub name: String,
+    pub member_id: u64,
+    pub pod: String,
+    pub uid: String,
+    pub client_url: String,
+    pub peer_url: String,
+    pub version: String,
+}
+
+/// One simulated cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterState {
+    pub(super) key: ClusterKey,
+    pub(super) id: u64,
+    pub(super) settings: SimConfig,
+    pub(super) created: Now,
+    /// Every Pod of the cluster the API holds, by name.
+    pub(super) pods: BTreeMap<String, PodObservation>,
+    pub(super) leader: Option<String>,
+    /// Members removed through the API: name → UID of the Pod that ran then.
+    pub(super) removed_members: BTreeMap<String, String>,
+    pub(super) stores: BTreeMap<u64, Store>,
+    /// The current store of each TiKV instance.
+    pub(super) store_by_instance: BTreeMap<String, u64>,
+    pub(super) next_store_id: u64,
+    pub(super) regions: Vec<Region>,
+    pub(super) next_id: u64,
+    pub(super) bootstrapped_at: Option<Now>,
+    pub(super) schedulers: BTreeSet<String>,
+    pub(super) evict_leader: BTreeSet<u64>,
+    pub(super) replication: Replication,
+    pub(super) faults: Faults,
+    pub(super) events: EventLog,
+    pub(super) tidb_labels: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl ClusterState {
+    /// An empty cluster.
+    pub fn new(key: ClusterKey, settings: SimConfig, now: Now) -> Self {
+        let id = stable_id(&[&key.namespace, &key.cluster]);
+        let replication = Replication {
+            max_replicas: settings.max_replicas,
+            location_labels: settings.location_labels.clone(),
+        };
+        Self {
+            key,
+            id,
+            settings,
+            created: now,
+            pods: BTreeMap::new(),
+            leader: None,
+            removed_members: BTreeMap::new(),
+            stores: BTreeMap::new(),
+            store_by_instance: BTreeMap::new(),
+            next_store_id: 1,
+            regions: Vec::new(),
+            next_id: 1000,
+            bootstrapped_at: None,
+            schedulers: DEFAULT_SCHEDULERS.iter().map(|s| (*s).to_owned()).collect(),
+            evict_leader: BTreeSet::new(),
+            replication,
+            faults: Faults::default(),
+            events: EventLog::default(),
+            tidb_labels: BTreeMap::new(),
+        }
+    }
+
+    /// Namespace and name.
+    pub fn key(&self) -> &ClusterKey {
+        &self.key
+    }
+
+    /// PD's cluster ID.
+    pub fn cluster_id(&self) -> u64 {
+        self.id
+    }
+
+    /// The event log.
+    pub fn events(&self) -> &super::events::EventLog {
+        &self.events
+    }
+
+    /// The faults set.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// The `max-replicas` in effect (the fault override, else the config).
+    pub fn max_replicas(&self) -> u64 {
+        self.faults
+            .max_replicas
+            .unwrap_or(self.replication.max_replicas)
+    }
+
+    pub(super) fn log(&mut self, now: Now, kind: EventKind) {
+        self.events.push(now, kind);
+    }
+
+    fn reject(&mut self, now: Now, operation: String, err: ApiError) -> ApiError {
+        self.log(
+            now,
+            EventKind::RequestRejected {
+                operation,
+                status: err.status,
+                message: err.message.clone(),
+            },
+        );
+        err
+    }
+
+    pub(super) fn alloc_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    // ---------------------------------------------------------------- Pod observations
+
+    /// A Pod of this cluster was added or changed.
+    pub fn observe_pod(&mut self, pod: PodObservation, now: Now) {
+        let previous = self.pods.insert(pod.name.clone(), pod.clone());
+        let mut was_running = false;
+        if let Some(prev) = previous {
+            if prev.uid == pod.uid {
+                was_running = prev.running;
+            } else if prev.running {
+                // Another Pod of the same name replaced it without our seeing it stop.
+                self.pod_stopped(&prev, StopReason::Replaced, now);
+            }
+        }
+        if pod.component == Component::Pd
+            && self
+                .removed_members
+                .get(&pod.instance)
+                .is_some_and(|uid| *uid != pod.uid)
+        {
+            // A new Pod for a removed member: it joins as a new member.
+            self.removed_members.remove(&pod.instance);
+        }
+        match (was_running, pod.running) {
+            (false, true) => self.pod_started(&pod, now),
+            (true, false) => {
+                let reason = if pod.deleting {
+                    StopReason::Deleting
+                } else {
+                    StopReason::NotRunning
+                };
+                self.pod_stopped(&pod, reason, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// A Pod of this cluster disappeared from the API.
+    pub fn pod_gone(&mut self, name: &str, now: Now) {
+        let Some(pod) = self.pods.remove(name) else {
+            return;
+        };
+        if pod.running {
+            self.pod_stopped(&pod, StopReason::Deleted, now);
+        }
+        self.log(
+            now,
+            EventKind::PodDeleted {
+                component: pod.component,
+                instance: pod.instance.clone(),
+                pod: pod.name.clone(),
+                uid: pod.uid.clone(),
+            },
+        );
+    }
+
+    fn pod_started(&mut self, pod: &PodObservation, now: Now) {
+        self.log(
+            now,
+            EventKind::PodRunning {
+                component: pod.component,
+                instance: pod.instance.clone(),
+                pod: pod.name.clone(),
+                uid: pod.uid.clone(),
+            },
+        );
+        if pod.component == Component::Tikv {
+            self.tikv_started(pod, now);
+        }
+    }
+
+    fn pod_stopped(&mut self, pod: &PodObservation, reason: StopReason, now: Now) {
+        self.log(
+            now,
+            EventKind::PodStopped {
+                component: pod.component,
+                instance: pod.instance.clone(),
+                pod: pod.name.clone(),
+                uid: pod.uid.clone(),
+                reason,
+            },
+        );
+        if pod.component == Component::Tikv
+            && let Some(id) = self.store_by_instance.get(&pod.instance).copied()
+            && let Some(store) = self.stores.get_mut(&id)
+            && store.uid == pod.uid
+            && store.pod_running
+        {
+            store.pod_running = false;
+            store.stopped_at = Some(now.instant);
+        }
+    }
+
+    fn tikv_started(&mut self, pod: &PodObservation, now: Now) {
+        let address = format!("{}:{}", pod.host(), pod.port("client", 20160));
+        let status_address = format!("{}:{}", pod.host(), pod.port("status", 20180));
+        let version = pod.version().trim_start_matches('v').to_owned();
+        let existing = self
+            .store_by_instance
+            .get(&pod.instance)
+            .and_then(|id| self.stores.get_mut(id));
+        match existing {
+            Some(store) if store.state != StoreState::Tombstone => {
+                // The same instance again (a restart or a recreated Pod): it keeps its store.
+                store.pod = pod.name.clone();
+                if store.uid != pod.uid {
+                    store.uid = pod.uid.clone();
+                    store.started = now.wall;
+                }
+                store.address = address;
+                store.status_address = status_address;
+                store.version = version;
+                store.pod_running = true;
+                store.stopped_at = None;
+                store.last_heartbeat = now.wall;
+            }
+            Some(store) if store.uid == pod.uid => {
+                // A tombstone store's own Pod running again: it stays a tombstone.
+            }
+            _ => {
+                let id = self.next_store_id;
+                self.next_store_id += 1;
+                self.stores.insert(
+                    id,
+                    Store {
+                        id,
+                        instance: pod.instance.clone(),
+                        pod: pod.name.clone(),
+                        uid: pod.uid.clone(),
+                        address: address.clone(),
+                        status_address,
+                        version,
+                        labels: BTreeMap::new(),
+                        state: StoreState::Up,
+                        pod_running: true,
+                        stopped_at: None,
+                        started: now.wall,
+                        last_heartbeat: now.wall,
+                        last_state_name: "Up".to_owned(),
+                        drained_reported: false,
+                    },
+                );
+                self.store_by_instance.insert(pod.instance.clone(), id);
+                self.log(
+                    now,
+                    EventKind::StoreRegistered {
+                        store_id: id,
+                        instance: pod.instance.clone(),
+                        address,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Whether any PD Pod of the cluster runs.
+    pub fn any_pd_running(&self) -> bool {
+        self.pods
+            .values()
+            .any(|p| p.component == Component::Pd && p.running)
+    }
+
+    /// Whether PD answers at all; if not, the 503 message.
+    pub fn pd_available(&self) -> Result<(), ApiError> {
+        if self.faults.pd_unreachable {
+            return Err(ApiError::new(
+                503,
+                "PD is unreachable (simulated fault pd-unreachable)",
+            ));
+        }
+        if !self.any_pd_running() {
+            return Err(ApiError::new(503, "no PD Pod of this cluster is running"));
+        }
+        if self.current_leader().is_none() {
+            // What PD's redirector answers while no member leads.
+            return Err(ApiError::new(503, "no leader"));
+        }
+        Ok(())
+    }
+
+    /// Whether PD's raft cluster is bootstrapped: a TiKV store has joined. Before that, PD's
+    /// store, region and scheduler paths answer 500 with [`NOT_BOOTSTRAPPED`].
+    pub fn raft_bootstrapped(&self) -> Result<(), ApiError> {
+        if self.stores.is_empty() {
+            return Err(ApiError::new(500, NOT_BOOTSTRAPPED));
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- PD members
+
+    /// The members, ordered by name.
+    pub(super) fn members(&self) -> Vec<MemberView> {
+        self.pods
+            .values()
+            .filter(|p| p.component == Component::Pd && p.running)
+            .filter(|p| self.removed_members.get(&p.instance) != Some(&p.uid))
+            .map(|p| MemberView {
+                name: p.instance.clone(),
+                member_id: stable_id(&[&self.key.namespace, &self.key.cluster, &p.instance]),
+                pod: p.name.clone(),
+                uid: p.uid.clone(),
+                client_url: format!("http://{}:{}", p.host(), p.port("client", 2379)),
+                peer_url: format!("http://{}:{}", p.host(), p.port("peer", 2380)),
+                version: p.version(),
+            })
+            .map(|m| (m.name.clone(), m))
+            .collect::<BTreeMap<_, _>>()
+            .into_values()
+            .collect()
+    }
+
+    /// The current leader's name, if any (a leader that stopped being a member is none).
+    pub fn leader(&self) -> Option<String> {
+        self.current_leader()
+    }
+
+    /// `POST /leader/transfer/{name}`.
+    pub fn transfer_leader(&mut self, to: &str, now: Now) -> Result<(), ApiError> {
+        if !self.members().iter().any(|m| m.name == to) {
+            let err = ApiError::new(500, "no valid pd to transfer etcd leader");
+            return Err(self.reject(now, format!("POST /leader/transfer/{to}"), err));
+        }
+        if self.leader.as_deref() != Some(to) {
+            let from = self.leader.replace(to.to_owned());
+            self.log(
+                now,
+                EventKind::LeaderTransferred {
+                    from,
+                    to: to.to_owned(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// `POST /leader/resign`: leadership goes to another member, the first by name.
+    pub fn resign_leader(&mut self, now: Now) -> Result<(), ApiError> {
+        let members = self.members();
+        let next = members
+            .iter()
+            .find(|m| Some(m.name.as_str()) != self.leader.as_deref());
+        match next {
+            Some(m) => {
+                let to = m.name.clone();
+                self.transfer_leader(&to, now)
+            }
+            // PD does nothing when it is the only member.
+            None if members.len() == 1 => Ok(()),
+            None => {
+                let err = ApiError::new(500, "no valid pd to transfer etcd leader");
+                Err(self.reject(now, "POST /leader/resign".to_owned(), err))
+            }
+        }
+    }
+
+    /// `DELETE /members/name/{name}`.
+    pub fn delete_member_by_name(&mut self, name: &str, now: Now) -> Result<String, ApiError> {
+        let Some(member) = self.members().into_iter().find(|m| m.name == name) else {
+            let err = ApiError::new(404, format!("not found, pd: {name}"));
+            return Err(self.reject(now, format!("DELETE /members/name/{name}"), err));
+        };
+        self.remove_member(&member, now);
+        Ok(format!("removed, pd: {name}"))
+    }
+
+    /// `DELETE /members/id/{id}`.
+    pub fn delete_member_by_id(&mut self, id: u64, now: Now) -> Result<String, ApiError> {
+        let Some(member) = self.members().into_iter().find(|m| m.member_id == id) else {
+            let err = ApiError::new(500, "etcdserver: member not found");
+            return Err(self.reject(now, format!("DELETE /members/id/{id}"), err));
+        };
+        self.remove_member(&member, now);
+        Ok(format!("removed, pd: {id}"))
+    }
+
+    fn remove_member(&mut self, member: &MemberView, now: Now) {
+        self.removed_members
+            .insert(member.name.clone(), member.uid.clone());
+        if self.leader.as_deref() == Some(member.name.as_str()) {
+            // The removed leader steps down; an election follows on the next tick.
+            self.leader = None;
+        }
+        self.log(
+            now,
+            EventKind::MemberDeleted {
+                name: member.name.clone(),
+                member_id: member.member_id,
+            },
+        );
+    }
+
+    // ---------------------------------------------------------------- replication config
+
+    /// `POST /config/replicate` with `max-replicas` and/or `location-labels`.
+    pub fn set_replication(
+        &mut self,
+        max_replicas: Option<u64>,
+        location_labels: Option<Vec<String>>,
+        now: Now,
+    ) -> Result<(), ApiError> {
+        if max_replicas == Some(0) {
+            let err = ApiError::new(
+                400,
+                "[PD:config:ErrConfigItem]max-replicas should be positive",
+            );
+            return Err(self.reject(now, "POST /config/replicate".to_owned(), err));
+        }
+        if let Some(n) = max_replicas {
+            self.replication.max_replicas = n;
+        }
+        if let Some(labels) = location_labels {
+            self.replication.location_labels = labels;
+        }
+        self.log(
+            now,
+            EventKind::ReplicationConfigSet {
+                max_replicas: self.replication.max_replicas,
+                location_labels: self.replication.location_labels.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- stores
+
+    fn store_not_found(id: u64) -> ApiError {
+        ApiError::new(
+            404,
+            format!("[PD:core:ErrStoreNotFound]store {id} not found"),
+        )
+    }
+
+    /// Stores whose meta state is Up (Serving), whatever their heartbeats: PD's `getUpStores`.
+    fn up_store_count(&self) -> usize {
+        self.stores
+            .values()
+            .filter(|s| s.state == StoreState::Up)
+            .count()
+    }
+
+    /// `DELETE /store/{id}`: the store goes Offline, its regions move away, then Tombstone.
+    pub fn delete_store(&mut self, id: u64, now: Now) -> Result<(), ApiError> {
+        let op = format!("DELETE /store/{id}");
+        let Some(store) = self.stores.get(&id) else {
+            return Err(self.reject(now, op, Self::store_not_found(id)));
+        };
+        match store.state {
+            StoreState::Offline => Ok(()),
+            StoreState::Tombstone => {
+                let err = ApiError::new(
+                    410,
+                    format!("[PD:core:ErrStoreRemoved]store {id} has been removed"),
+                );
+                Err(self.reject(now, op, err))
+            }
+            StoreState::Up => {
+                let remaining = self.up_store_count().saturating_sub(1);
+                let need = self.max_replicas();
+                if (remaining as u64) < need {
+                    let err = ApiError::new(
+                        400,
+                        format!(
+                            "[PD:core:ErrStoresNotEnough]can not remove store {id} since the number of up stores would be {remaining} while need {need}"
+                        ),
+                    );
+                    return Err(self.reject(now, op, err));
+                }
+                let instance = store.instance.clone();
+                if let Some(store) = self.stores.get_mut(&id) {
+                    store.state = StoreState::Offline;
+                }
+                self.log(
+                    now,
+                    EventKind::StoreDeleted {
+                        store_id: id,
+                        instance,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// `POST /store/{id}/state?state=Up|Offline`.
+    pub fn set_store_state(&mut self, id: u64, state: &str, now: Now) -> Result<(), ApiError> {
+        if state.eq_ignore_ascii_case("offline") {
+            return self.delete_store(id, now);
+        }
+        let op = format!("POST /store/{id}/state?state={state}");
+        if !state.eq_ignore_ascii_case("up") {
+            let err = ApiError::new(400, format!("invalid state {state}"));
+            return Err(self.reject(now, op, err));
+        }
+        let Some(store) = self.stores.get_mut(&id) else {
+            return Err(self.reject(now, op, Self::store_not_found(id)));
+        };
+        match store.state {
+            StoreState::Up => Ok(()),
+            StoreState::Tombstone => {
+                let err = ApiError::new(
+                    410,
+                    format!("[PD:core:ErrStoreRemoved]store {id} has been removed"),
+                );
+                Err(self.reject(now, op, err))
+            }
+            StoreState::Offline => {
+                store.state = StoreState::Up;
+                let instance = store.instance.clone();
+                self.log(
+                    now,
+                    EventKind::StoreDeleteCancelled {
+                        store_id: id,
+                        instance,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// `POST /store/{id}/label`: merged into the store's labels (replaced with `force`).
+    pub fn set_store_labels(
+        &mut self,
+        id: u64,
+        labels: BTreeMap<String, String>,
+        force: bool,
+        now: Now,
+    ) -> Result<(), ApiError> {
+        let op = format!("POST /store/{id}/label");
+        if labels.contains_key("engine") {
+            let err = ApiError::new(400, "label key \"engine\" is reserved");
+            return Err(self.reject(now, op, err));
+        }
+        if let Some(bad) = labels.keys().find(|k| !valid_label_key(k)) {
+            let err = ApiError::new(
+                400,
+                format!("[PD:config:ErrInvalidLabel]invalid label key: {bad:?}"),
+            );
+            return Err(self.reject(now, op, err));
+        }
+        let Some(store) = self.stores.get_mut(&id) else {
+            let err = ApiError::new(
+                500,
+                format!("[PD:cluster:ErrInvalidStoreID]invalid store ID {id}, not found"),
+            );
+            return Err(self.reject(now, op, err));
+        };
+        if force {
+            store.labels = labels;
+        } else {
+            store.labels.extend(labels);
+        }
+        let (instance, labels) = (store.instance.clone(), store.labels.clone());
+        self.log(
+            now,
+            EventKind::StoreLabelsSet {
+                store_id: id,
+                instance,
+                labels,
+            },
+        );
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- schedulers
+
+    /// `POST /schedulers` (and `POST /scheduler-config/evict-leader-scheduler/config`).
+    pub fn add_scheduler(
+        &mut self,
+        name: &str,
+        store_id: Option<u64>,
+        now: Now,
+    ) -> Result<(), ApiError> {
+        let op = "POST /schedulers".to_owned();
+        if name == EVICT_LEADER {
+            let Some(id) = store_id else {
+                return Err(self.reject(now, op, ApiError::new(400, "missing store id")));
+            };
+            if !self.stores.contains_key(&id) {
+                let err = ApiError::new(
+                    500,
+                    format!("[PD:core:ErrStoreNotFound]store {id} not found"),
+                );
+                return Err(self.reject(now, op, err));
+            }
+            if self.evict_leader.insert(id) {
+                if let Some(store) = self.stores.get_mut(&id) {
+                    store.drained_reported = false;
+                }
+                self.log(
+                    now,
+                    EventKind::SchedulerAdded {
+                        name: format!("{EVICT_LEADER}-{id}"),
+                        store_id: Some(id),
+                    },
+                );
+            }
+            return Ok(());
+        }
+        if !DEFAULT_SCHEDULERS.contains(&name) {
+            return Err(self.reject(now, op, ApiError::new(400, "unknown scheduler")));
+        }
+        if !self.schedulers.insert(name.to_owned()) {
+            let err = ApiError::new(500, "[PD:scheduler:ErrSchedulerExisted]scheduler existed");
+            return Err(self.reject(now, op, err));
+        }
+        self.log(
+            now,
+            EventKind::SchedulerAdded {
+                name: name.to_owned(),
+                store_id: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// `DELETE /schedulers/{name}`: `evict-leader-scheduler-{id}` removes one store,
+    /// `evict-leader-scheduler` all of them. Whether the evict-leader scheduler is gone after.
+    pub fn remove_scheduler(&mut self, name: &str, now: Now) -> Result<bool, ApiError> {
+        let op = format!("DELETE /schedulers/{name}");
+        let not_found = || {
+            ApiError::new(
+                404,
+                "[PD:scheduler:ErrSchedulerNotFound]scheduler not found",
+            )
+        };
+        if name == EVICT_LEADER {
+            if self.evict_leader.is_empty() {
+                return Err(self.reject(now, op, not_found()));
+            }
+            for id in std::mem::take(&mut self.evict_leader) {
+                self.log(
+                    now,
+                    EventKind::SchedulerRemoved {
+                        name: format!("{EVICT_LEADER}-{id}"),
+                        store_id: Some(id),
+                    },
+                );
+            }
+            return Ok(true);
+        }
+        if let Some(suffix) = name
+            .strip_prefix(EVICT_LEADER)
+            .and_then(|s| s.strip_prefix('-'))
+        {
+            // PD takes the text after the last '-' as the store ID.
+            let last = suffix.rsplit('-').next().unwrap_or(suffix);
+            let removed = last
+                .parse::<u64>()
+                .ok()
+                .filter(|id| self.evict_leader.remove(id));
+            let Some(id) = removed else {
+                return Err(self.reject(now, op, not_found()));
+            };
+            self.log(
+                now,
+                EventKind::SchedulerRemoved {
+                    name: format!("{EVICT_LEADER}-{id}"),
+                    store_id: Some(id),
+                },
+            );
+            return Ok(self.evict_leader.is_empty());
+        }
+        if !self.schedulers.remove(name) {
+            return Err(self.reject(now, op, not_found()));
+        }
+        self.log(
+            now,
+            EventKind::SchedulerRemoved {
+                name: name.to_owned(),
+                store_id: None,
+            },
+        );
+        Ok(false)
+    }
+
+    /// Stores under the evict-leader scheduler.
+    pub fn evicted_stores(&self) -> impl Iterator<Item = u64> + '_ {
+        self.evict_leader.iter().copied()
+    }
+
+    // ---------------------------------------------------------------- TiDB
+
+    /// `POST /labels` of a TiDB instance.
+    pub fn set_tidb_labels(&mut self, instance: &str, labels: BTreeMap<String, String>) {
+        self.tidb_labels
+            .entry(instance.to_owned())
+            .or_default()
+            .extend(labels);
+    }
+
+    // ---------------------------------------------------------------- faults
+
+    /// Sets a fault.
+    pub fn set_fault(&mut self, fault: &Fault, now: Now) {
+        if self.faults.set(fault) {
+            self.log(
+                now,
+                EventKind::FaultSet {
+                    fault: fault.name().to_owned(),
+                    target: fault.target(),
+                },
+            );
+        }
+    }
+
+    /// Clears a fault.
+    pub fn clear_fault(&mut self, fault: &Fault, now: Now) {
+        if self.faults.clear(fault) {
+            let target = match fault {
+                Fault::MaxReplicas(_) => None,
+                other => other.target(),
+            };
+            self.log(
+                now,
+                EventKind::FaultCleared {
+                    fault: fault.name().to_owned(),
+                    target,
+                },
+            );
+        }
+    }
+
+    /// Clears every fault.
+    pub fn clear_all_faults(&mut self, now: Now) {
+        let faults = std::mem::take(&mut self.faults);
+        let mut cleared: Vec<Fault> = Vec::new();
+        if faults.pd_unreachable {
+            cleared.push(Fault::PdUnreachable);
+        }
+        cleared.extend(
+            faults
+                .unhealthy_members
+                .into_iter()
+                .map(Fault::MemberUnhealthy),
+        );
+        cleared.extend(faults.down_stores.into_iter().map(Fault::StoreDown));
+        cleared.extend(faults.down_peer_stores.into_iter().map(Fault::DownPeers));
+        cleared.extend(
+            faults
+                .leaders_never_drain
+                .into_iter()
+                .map(Fault::LeadersNeverDrain),
+        );
+        cleared.extend(faults.unhealthy_tidb.into_iter().map(Fault::TidbUnhealthy));
+        if let Some(n) = faults.max_replicas {
+            cleared.push(Fault::MaxReplicas(n));
+        }
+        for fault in cleared {
+            let target = match &fault {
+                Fault::MaxReplicas(_) => None,
+                other => other.target(),
+            };
+            self.log(
+                now,
+                EventKind::FaultCleared {
+                    fault: fault.name().to_owned(),
+                    target,
+                },
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------- store liveness
+
+    pub(super) fn liveness(&self, store: &Store, now: Now) -> Liveness {
+        if self.faults.store_down(store.id, &store.instance) {
+            return Liveness::Down;
+        }
+        if store.pod_running {
+            return Liveness::Alive;
+        }
+        match store.stopped_at {
+            Some(at) if now.instant.saturating_duration_since(at) < self.settings.down_after => {
+                Liveness::Disconnected
+            }
+            _ => Liveness::Down,
+        }
+    }
+
+    /// `state_name` as PD reports it.
+    pub(super) fn state_name(&self, store: &Store, now: Now) -> &'static str {
+        match store.state {
+            StoreState::Tombstone => "Tombstone",
+            StoreState::Offline => "Offline",
+            StoreState::Up => match self.liveness(store, now) {
+                Liveness::Alive => "Up",
+                Liveness::Disconnected => "Disconnected",
+                Liveness::Down => "Down",
+            },
+        }
+    }
+}
+
+/// PD's label key rule: letters, digits and `-_./`, starting and ending with a letter or digit
+/// (an optional leading `$` marks an internal label).
+fn valid_label_key(key: &str) -> bool {
+    let key = key.strip_prefix('$').unwrap_or(key);
+    let bytes = key.as_bytes();
+    let edge = |b: &u8| b.is_ascii_alphanumeric();
+    !bytes.is_empty()
+        && bytes.first().is_some_and(edge)
+        && bytes.last().is_some_and(edge)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(b))
+}

@@ -1,0 +1,237 @@
+//! The per-cluster event log: every state-changing API call and every Pod observation, in order,
+//! with a sequence number, so tests can assert orderings ("leader transferred before its Pod was
+//! deleted").
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::Serialize;
+
+use super::Component;
+use crate::clock::Now;
+
+/// How many events a cluster keeps; older ones are dropped (sequence numbers keep counting).
+pub const EVENT_LOG_CAPACITY: usize = 20_000;
+
+/// Why a Pod stopped counting as running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Its phase left Running.
+    NotRunning,
+    /// It got a deletionTimestamp.
+    Deleting,
+    /// It disappeared from the API while still running.
+    Deleted,
+    /// A Pod of the same name with another UID took its place.
+    Replaced,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A Pod started counting as running (phase Running, no deletionTimestamp).
+    PodRunning {
+        /// pd, tikv or tidb.
+        component: Component,
+        /// `pingcap.com/instance`.
+        instance: String,
+        /// Pod name.
+        pod: String,
+        /// Pod UID.
+        uid: String,
+    },
+    /// A Pod stopped counting as running.
+    PodStopped {
+        /// pd, tikv or tidb.
+        component: Component,
+        /// `pingcap.com/instance`.
+        instance: String,
+        /// Pod name.
+        pod: String,
+        /// Pod UID.
+        uid: String,
+        /// Why.
+        reason: StopReason,
+    },
+    /// A Pod disappeared from the API.
+    PodDeleted {
+        /// pd, tikv or tidb.
+        component: Component,
+        /// `pingcap.com/instance`.
+        instance: String,
+        /// Pod name.
+        pod: String,
+        /// Pod UID.
+        uid: String,
+    },
+    /// PD elected a leader on its own (start, or the leader went away).
+    LeaderElected {
+        /// The new leader.
+        name: String,
+        /// The leader before, if any.
+        previous: Option<String>,
+    },
+    /// `POST /leader/transfer/{name}` or `/leader/resign` moved the leadership.
+    LeaderTransferred {
+        /// The leader before.
+        from: Option<String>,
+        /// The new leader.
+        to: String,
+    },
+    /// `DELETE /members/name/{name}` or `/members/id/{id}` removed a member.
+    MemberDeleted {
+        /// Member name.
+        name: String,
+        /// Member ID.
+        member_id: u64,
+    },
+    /// A TiKV Pod ran for the first time (or anew after its store became Tombstone): new store.
+    StoreRegistered {
+        /// Store ID.
+        store_id: u64,
+        /// TiKV instance.
+        instance: String,
+        /// Store address.
+        address: String,
+    },
+    /// The store's `state_name` changed (Up, Disconnected, Down, Offline, Tombstone).
+    StoreStateChanged {
+        /// Store ID.
+        store_id: u64,
+        /// TiKV instance.
+        instance: String,
+        /// Previous state name.
+        from: String,
+        /// New state name.
+        to: String,
+    },
+    /// `DELETE /store/{id}` set the store Offline.
+    StoreDeleted {
+        /// Store ID.
+        store_id: u64,
+        /// TiKV instance.
+        instance: String,
+    },
+    /// `POST /store/{id}/state?state=Up` brought an Offline store back.
+    StoreDeleteCancelled {
+        /// Store ID.
+        store_id: u64,
+        /// TiKV instance.
+        instance: String,
+    },
+    /// The Offline store has no region left and became Tombstone.
+    StoreTombstone {
+        /// Store ID.
+        store_id: u64,
+        /// TiKV instance.
+        instance: String,
+    },
+    /// `POST /store/{id}/label` set labels.
+    StoreLabelsSet {
+        /// Store ID.
+        store_id: u64,
+        /// TiKV instance.
+        instance: String,
+        /// All labels after the call.
+        labels: BTreeMap<String, String>,
+    },
+    /// A scheduler was added (for evict-leader: a store was added to it).
+    SchedulerAdded {
+        /// As `GET /schedulers` names it per store: `evict-leader-scheduler-{id}`.
+        name: String,
+        /// The store, for per-store schedulers.
+        store_id: Option<u64>,
+    },
+    /// A scheduler was removed (for evict-leader: a store was removed from it).
+    SchedulerRemoved {
+        /// As added.
+        name: String,
+        /// The store, for per-store schedulers.
+        store_id: Option<u64>,
+    },
+    /// The leaders of an evicted store reached 0.
+    LeadersDrained {
+        /// Store ID.
+        store_id: u64,
+        /// TiKV instance.
+        instance: String,
+    },
+    /// `POST /config/replicate` changed the replication config.
+    ReplicationConfigSet {
+        /// New max-replicas.
+        max_replicas: u64,
+        /// New location labels.
+        location_labels: Vec<String>,
+    },
+    /// A state-changing PD call was refused.
+    RequestRejected {
+        /// Which call, e.g. `DELETE /store/3`.
+        operation: String,
+        /// The HTTP status answered.
+        status: u16,
+        /// The message answered.
+        message: String,
+    },
+    /// A fault was set through the control API.
+    FaultSet {
+        /// Fault name.
+        fault: String,
+        /// Its target, if any.
+        target: Option<String>,
+    },
+    /// A fault was cleared through the control API.
+    FaultCleared {
+        /// Fault name.
+        fault: String,
+        /// Its target, if any.
+        target: Option<String>,
+    },
+}
+
+/// One entry of the log.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    /// Monotonic per cluster, from 1.
+    pub seq: u64,
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    /// Milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// A bounded, ordered log.
+#[derive(Clone, Debug, Default)]
+pub struct EventLog {
+    last_seq: u64,
+    events: VecDeque<Event>,
+}
+
+impl EventLog {
+    /// Appends an event.
+    pub fn push(&mut self, now: Now, kind: EventKind) {
+        self.last_seq += 1;
+        if self.events.len() == EVENT_LOG_CAPACITY {
+            self.events.pop_front();
+        }
+        self.events.push_back(Event {
+            seq: self.last_seq,
+            time: now.rfc3339(),
+            unix_ms: now.unix_ms(),
+            kind,
+        });
+    }
+
+    /// Events with a sequence number above `after`, oldest first.
+    pub fn since(&self, after: u64) -> impl Iterator<Item = &Event> {
+        self.events.iter().filter(move |e| e.seq > after)
+    }
+
+    /// The sequence number of the last event (0 if none).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+}

@@ -1,0 +1,220 @@
+//! Faults a test injects into one simulated cluster through the control endpoints.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// A store named by its ID or by the `pingcap.com/instance` label of its TiKV Pod, so a fault
+/// can be set before the store exists.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StoreRef {
+    /// A store ID.
+    Id(u64),
+    /// A TiKV instance name.
+    Instance(String),
+}
+
+impl StoreRef {
+    /// All digits: a store ID; anything else: an instance name.
+    pub fn parse(s: &str) -> Self {
+        match s.parse::<u64>() {
+            Ok(id) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Self::Id(id),
+            _ => Self::Instance(s.to_owned()),
+        }
+    }
+
+    /// Whether this names the store `id` of TiKV instance `instance`.
+    pub fn matches(&self, id: u64, instance: &str) -> bool {
+        match self {
+            Self::Id(i) => *i == id,
+            Self::Instance(name) => name == instance,
+        }
+    }
+}
+
+impl fmt::Display for StoreRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "{id}"),
+            Self::Instance(name) => f.write_str(name),
+        }
+    }
+}
+
+impl Serialize for StoreRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One fault, as set or cleared through `/control/clusters/{ns}/{cluster}/faults/...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Every PD path of the cluster answers 503.
+    PdUnreachable,
+    /// The member reports `health: false` in `/health`.
+    MemberUnhealthy(String),
+    /// The store is Down whatever its Pod does; its TiKV status answers 503.
+    StoreDown(StoreRef),
+    /// Every region with a peer on the store reports that peer as down.
+    DownPeers(StoreRef),
+    /// The evict-leader scheduler never moves the store's leaders away.
+    LeadersNeverDrain(StoreRef),
+    /// The TiDB instance's status answers 503.
+    TidbUnhealthy(String),
+    /// PD reports and uses this `max-replicas` instead of the configured one (ignored on clear).
+    MaxReplicas(u64),
+}
+
+impl Fault {
+    /// The fault's name in the control URL.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::PdUnreachable => "pd-unreachable",
+            Self::MemberUnhealthy(_) => "member-unhealthy",
+            Self::StoreDown(_) => "store-down",
+            Self::DownPeers(_) => "down-peers",
+            Self::LeadersNeverDrain(_) => "leaders-never-drain",
+            Self::TidbUnhealthy(_) => "tidb-unhealthy",
+            Self::MaxReplicas(_) => "max-replicas",
+        }
+    }
+
+    /// What the fault applies to, if it takes a target.
+    pub fn target(&self) -> Option<String> {
+        match self {
+            Self::PdUnreachable => None,
+            Self::MemberUnhealthy(n) | Self::TidbUnhealthy(n) => Some(n.clone()),
+            Self::StoreDown(s) | Self::DownPeers(s) | Self::LeadersNeverDrain(s) => {
+                Some(s.to_string())
+            }
+            Self::MaxReplicas(n) => Some(n.to_string()),
+        }
+    }
+
+    /// Parses `{name}` or `{name}/{target}` from a control URL.
+    pub fn parse(name: &str, target: Option<&str>) -> Result<Self, String> {
+        let need = |t: Option<&str>| {
+            t.filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("fault {name} needs a target: .../faults/{name}/{{target}}"))
+        };
+        Ok(match name {
+            "pd-unreachable" => Self::PdUnreachable,
+            "member-unhealthy" => Self::MemberUnhealthy(need(target)?),
+            "store-down" => Self::StoreDown(StoreRef::parse(&need(target)?)),
+            "down-peers" => Self::DownPeers(StoreRef::parse(&need(target)?)),
+            "leaders-never-drain" => Self::LeadersNeverDrain(StoreRef::parse(&need(target)?)),
+            "tidb-unhealthy" => Self::TidbUnhealthy(need(target)?),
+            "max-replicas" => {
+                // On clear the value does not matter; on set it must be a positive number.
+                let value = target.unwrap_or("0");
+                Self::MaxReplicas(
+                    value
+                        .parse()
+                        .map_err(|_| format!("max-replicas needs a number, got {value:?}"))?,
+                )
+            }
+            other => return Err(format!("unknown fault {other:?}")),
+        })
+    }
+}
+
+/// The faults currently set on a cluster.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Faults {
+    /// Every PD path answers 503.
+    pub pd_unreachable: bool,
+    /// Members reported unhealthy, by name.
+    pub unhealthy_members: BTreeSet<String>,
+    /// Stores forced Down.
+    pub down_stores: BTreeSet<StoreRef>,
+    /// Stores whose peers are reported down.
+    pub down_peer_stores: BTreeSet<StoreRef>,
+    /// Stores whose leaders never drain.
+    pub leaders_never_drain: BTreeSet<StoreRef>,
+    /// TiDB instances whose status answers 503.
+    pub unhealthy_tidb: BTreeSet<String>,
+    /// The `max-replicas` override.
+    pub max_replicas: Option<u64>,
+}
+
+fn any_matches(set: &BTreeSet<StoreRef>, id: u64, instance: &str) -> bool {
+    set.iter().any(|r| r.matches(id, instance))
+}
+
+impl Faults {
+    /// Sets a fault; whether anything changed.
+    pub fn set(&mut self, fault: &Fault) -> bool {
+        match fault {
+            Fault::PdUnreachable => !std::mem::replace(&mut self.pd_unreachable, true),
+            Fault::MemberUnhealthy(n) => self.unhealthy_members.insert(n.clone()),
+            Fault::StoreDown(s) => self.down_stores.insert(s.clone()),
+            Fault::DownPeers(s) => self.down_peer_stores.insert(s.clone()),
+            Fault::LeadersNeverDrain(s) => self.leaders_never_drain.insert(s.clone()),
+            Fault::TidbUnhealthy(n) => self.unhealthy_tidb.insert(n.clone()),
+            Fault::MaxReplicas(n) => self.max_replicas.replace(*n) != Some(*n),
+        }
+    }
+
+    /// Clears a fault; whether anything changed.
+    pub fn clear(&mut self, fault: &Fault) -> bool {
+        match fault {
+            Fault::PdUnreachable => std::mem::replace(&mut self.pd_unreachable, false),
+            Fault::MemberUnhealthy(n) => self.unhealthy_members.remove(n),
+            Fault::StoreDown(s) => self.down_stores.remove(s),
+            Fault::DownPeers(s) => self.down_peer_stores.remove(s),
+            Fault::LeadersNeverDrain(s) => self.leaders_never_drain.remove(s),
+            Fault::TidbUnhealthy(n) => self.unhealthy_tidb.remove(n),
+            Fault::MaxReplicas(_) => self.max_replicas.take().is_some(),
+        }
+    }
+
+    /// Whether the store is forced Down.
+    pub fn store_down(&self, id: u64, instance: &str) -> bool {
+        any_matches(&self.down_stores, id, instance)
+    }
+
+    /// Whether the store's peers are reported down.
+    pub fn down_peers(&self, id: u64, instance: &str) -> bool {
+        any_matches(&self.down_peer_stores, id, instance)
+    }
+
+    /// Whether the store's leaders never drain.
+    pub fn leaders_never_drain(&self, id: u64, instance: &str) -> bool {
+        any_matches(&self.leaders_never_drain, id, instance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_refs_parse_ids_and_instance_names() {
+        assert_eq!(StoreRef::parse("12"), StoreRef::Id(12));
+        assert_eq!(
+            StoreRef::parse("basic-tikv-x1"),
+            StoreRef::Instance("basic-tikv-x1".into())
+        );
+        assert!(StoreRef::parse("4").matches(4, "any"));
+        assert!(StoreRef::parse("t-1").matches(9, "t-1"));
+        assert!(!StoreRef::parse("t-1").matches(9, "t-2"));
+    }
+
+    #[test]
+    fn faults_parse_from_urls() {
+        assert_eq!(
+            Fault::parse("pd-unreachable", None),
+            Ok(Fault::PdUnreachable)
+        );
+        assert_eq!(
+            Fault::parse("store-down", Some("3")),
+            Ok(Fault::StoreDown(StoreRef::Id(3)))
+        );
+        assert!(Fault::parse("store-down", None).is_err());
+        assert!(Fault::parse("max-replicas", Some("x")).is_err());
+        assert!(Fault::parse("nope", None).is_err());
+    }
+}

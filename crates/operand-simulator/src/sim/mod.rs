@@ -1,0 +1,295 @@
+//! The simulation itself, free of I/O: Pod observations and PD API operations go in, PD-shaped
+//! views come out, and `tick` advances elections, leader eviction and region movement. Every
+//! method takes the current [`Now`], so tests drive time by hand.
+//!
+//! Test tooling only: it reproduces the PD behaviour the operator depends on, not PD.
+
+mod cluster;
+mod events;
+mod faults;
+mod placement;
+mod views;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use cluster::{
+    ApiError, ClusterState, DEFAULT_SCHEDULERS, EVICT_LEADER, NOT_BOOTSTRAPPED, StoreState,
+};
+pub use events::{Event, EventKind, StopReason};
+pub use faults::{Fault, Faults, StoreRef};
+pub use views::{GIT_HASH, StateView, TidbStatus, TikvStatus};
+
+use crate::clock::Now;
+
+/// Version reported when a Pod's image has no tag.
+pub const DEFAULT_VERSION: &str = "v8.5.2";
+
+/// Simulation settings, from the command line.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// `replication.max-replicas` of every cluster until changed.
+    pub max_replicas: u64,
+    /// `replication.location-labels` of every cluster until changed.
+    pub location_labels: Vec<String>,
+    /// Regions per cluster.
+    pub regions: usize,
+    /// How long a store whose Pod stopped stays Disconnected before it is Down.
+    pub down_after: Duration,
+    /// Leader transfers per evicted store, and region moves per cluster, per tick.
+    pub moves_per_tick: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            max_replicas: 3,
+            location_labels: vec!["zone".to_owned(), "host".to_owned()],
+            regions: 30,
+            down_after: Duration::from_secs(10),
+            moves_per_tick: 3,
+        }
+    }
+}
+
+/// A cluster: namespace and `pingcap.com/cluster` label.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ClusterKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Cluster name.
+    pub cluster: String,
+}
+
+impl ClusterKey {
+    /// A key from its parts.
+    pub fn new(namespace: impl Into<String>, cluster: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            cluster: cluster.into(),
+        }
+    }
+}
+
+/// Which operand a Pod runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Component {
+    /// PD.
+    Pd,
+    /// TiKV.
+    Tikv,
+    /// TiDB.
+    Tidb,
+}
+
+impl Component {
+    /// From the `pingcap.com/component` label value.
+    pub fn from_label(value: &str) -> Option<Self> {
+        match value {
+            operator_api::keys::COMPONENT_PD => Some(Self::Pd),
+            operator_api::keys::COMPONENT_TIKV => Some(Self::Tikv),
+            operator_api::keys::COMPONENT_TIDB => Some(Self::Tidb),
+            _ => None,
+        }
+    }
+}
+
+/// What the simulator takes from an operand Pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodObservation {
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub name: String,
+    /// Pod UID.
+    pub uid: String,
+    /// `pingcap.com/cluster`.
+    pub cluster: String,
+    /// `pingcap.com/component`.
+    pub component: Component,
+    /// `pingcap.com/instance`.
+    pub instance: String,
+    /// Phase Running and no deletionTimestamp.
+    pub running: bool,
+    /// Has a deletionTimestamp.
+    pub deleting: bool,
+    /// `spec.hostname`.
+    pub hostname: Option<String>,
+    /// `spec.subdomain`.
+    pub subdomain: Option<String>,
+    /// Named container ports.
+    pub ports: BTreeMap<String, u16>,
+    /// The first container's image.
+    pub image: Option<String>,
+}
+
+impl PodObservation {
+    /// The cluster the Pod belongs to.
+    pub fn key(&self) -> ClusterKey {
+        ClusterKey::new(&self.namespace, &self.cluster)
+    }
+
+    /// `{hostname}.{subdomain}.{namespace}`, as the operand advertises itself.
+    pub fn host(&self) -> String {
+        let hostname = self.hostname.as_deref().unwrap_or(&self.name);
+        match self.subdomain.as_deref() {
+            Some(sub) if !sub.is_empty() => format!("{hostname}.{sub}.{}", self.namespace),
+            _ => format!("{hostname}.{}", self.namespace),
+        }
+    }
+
+    /// The named container port, or `default`.
+    pub fn port(&self, name: &str, default: u16) -> u16 {
+        self.ports.get(name).copied().unwrap_or(default)
+    }
+
+    /// The image tag (`v8.5.2` of `pingcap/tikv:v8.5.2`), or [`DEFAULT_VERSION`].
+    pub fn version(&self) -> String {
+        self.image
+            .as_deref()
+            .and_then(image_tag)
+            .unwrap_or(DEFAULT_VERSION)
+            .to_owned()
+    }
+}
+
+/// The tag of an image reference, without digest: `reg:5000/pingcap/pd:v8.5.2@sha256:..` → `v8.5.2`.
+pub fn image_tag(image: &str) -> Option<&str> {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last_segment = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last_segment
+        .split_once(':')
+        .map(|(_, tag)| tag)
+        .filter(|t| !t.is_empty())
+}
+
+/// Stable 64-bit FNV-1a hash, for member and cluster IDs that survive restarts.
+pub fn stable_id(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            h ^= u64::from(b'/');
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        for b in part.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    // Real IDs are never 0; keep them in the positive i64 range too, for strict JSON readers.
+    (h & (u64::MAX >> 1)).max(1)
+}
+
+/// Every simulated cluster.
+#[derive(Debug)]
+pub struct Sim {
+    config: SimConfig,
+    clusters: BTreeMap<ClusterKey, ClusterState>,
+    /// Which cluster each known Pod (namespace, name) belongs to.
+    pod_index: BTreeMap<(String, String), ClusterKey>,
+    /// Pods seen since the watch restarted, until the restart's list is complete.
+    resync_seen: Option<BTreeSet<(String, String)>>,
+}
+
+impl Sim {
+    /// An empty simulation.
+    pub fn new(config: SimConfig) -> Self {
+        Self {
+            config,
+            clusters: BTreeMap::new(),
+            pod_index: BTreeMap::new(),
+            resync_seen: None,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// A Pod was added or changed.
+    pub fn observe_pod(&mut self, pod: PodObservation, now: Now) {
+        let id = (pod.namespace.clone(), pod.name.clone());
+        if let Some(seen) = &mut self.resync_seen {
+            seen.insert(id.clone());
+        }
+        let key = pod.key();
+        if let Some(old) = self.pod_index.get(&id)
+            && *old != key
+            && let Some(cluster) = self.clusters.get_mut(old)
+        {
+            // Its cluster label changed: it left the old cluster.
+            cluster.pod_gone(&pod.name, now);
+        }
+        self.pod_index.insert(id, key.clone());
+        self.cluster_entry(key, now).observe_pod(pod, now);
+    }
+
+    /// A Pod disappeared from the API.
+    pub fn pod_gone(&mut self, namespace: &str, name: &str, now: Now) {
+        if let Some(key) = self
+            .pod_index
+            .remove(&(namespace.to_owned(), name.to_owned()))
+            && let Some(cluster) = self.clusters.get_mut(&key)
+        {
+            cluster.pod_gone(name, now);
+        }
+    }
+
+    /// The watch restarted: a full list follows.
+    pub fn begin_resync(&mut self) {
+        self.resync_seen = Some(BTreeSet::new());
+    }
+
+    /// The full list is complete: Pods it did not hold are gone.
+    pub fn end_resync(&mut self, now: Now) {
+        let Some(seen) = self.resync_seen.take() else {
+            return;
+        };
+        let gone: Vec<(String, String)> = self
+            .pod_index
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        for (namespace, name) in gone {
+            self.pod_gone(&namespace, &name, now);
+        }
+    }
+
+    /// One simulation step for every cluster.
+    pub fn tick(&mut self, now: Now) {
+        for cluster in self.clusters.values_mut() {
+            cluster.tick(now);
+        }
+    }
+
+    /// A cluster, if it was ever seen.
+    pub fn cluster(&self, namespace: &str, cluster: &str) -> Option<&ClusterState> {
+        self.clusters.get(&ClusterKey::new(namespace, cluster))
+    }
+
+    /// A cluster, if it was ever seen.
+    pub fn cluster_mut(&mut self, namespace: &str, cluster: &str) -> Option<&mut ClusterState> {
+        self.clusters.get_mut(&ClusterKey::new(namespace, cluster))
+    }
+
+    /// A cluster, created empty if it was never seen (faults may be set before its Pods exist).
+    pub fn cluster_entry(&mut self, key: ClusterKey, now: Now) -> &mut ClusterState {
+        let config = &self.config;
+        self.clusters
+            .entry(key.clone())
+            .or_insert_with(|| ClusterState::new(key, config.clone(), now))
+    }
+
+    /// Every cluster, ordered by namespace and name.
+    pub fn clusters(&self) -> impl Iterator<Item = &ClusterState> {
+        self.clusters.values()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,835 @@
+//! Unit tests of the simulation: members and leader, stores and their states, eviction, store
+//! deletion, down peers, labels, faults, events, and isolation between clusters.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::clock::Now;
+
+const NS: &str = "db";
+const CL: &str = "basic";
+
+fn pod(component: Component, instance: &str, uid: &str) -> PodObservation {
+    let (client, peer) = match component {
+        Component::Pd => (2379, 2380),
+        Component::Tikv => (20160, 20180),
+        Component::Tidb => (4000, 10080),
+    };
+    PodObservation {
+        namespace: NS.to_owned(),
+        name: instance.to_owned(),
+        uid: uid.to_owned(),
+        cluster: CL.to_owned(),
+        component,
+        instance: instance.to_owned(),
+        running: true,
+        deleting: false,
+        hostname: Some(instance.to_owned()),
+        subdomain: Some(format!("{CL}-peer")),
+        ports: BTreeMap::from([
+            ("client".to_owned(), client),
+            (
+                if component == Component::Tikv {
+                    "status"
+                } else {
+                    "peer"
+                }
+                .to_owned(),
+                peer,
+            ),
+        ]),
+        image: Some("pingcap/x:v8.5.1".to_owned()),
+    }
+}
+
+/// A simulation with a hand-driven clock.
+struct World {
+    sim: Sim,
+    now: Now,
+}
+
+impl World {
+    fn new() -> Self {
+        Self::with(SimConfig::default())
+    }
+
+    fn with(config: SimConfig) -> Self {
+        Self {
+            sim: Sim::new(config),
+            now: Now::real(),
+        }
+    }
+
+    fn run(&mut self, pod: PodObservation) {
+        self.sim.observe_pod(pod, self.now);
+    }
+
+    fn pd(&mut self, names: &[&str]) {
+        for n in names {
+            self.run(pod(Component::Pd, n, &format!("uid-{n}")));
+        }
+    }
+
+    fn tikv(&mut self, names: &[&str]) {
+        for n in names {
+            self.run(pod(Component::Tikv, n, &format!("uid-{n}")));
+        }
+    }
+
+    fn stop(&mut self, component: Component, name: &str) {
+        let mut p = pod(component, name, &format!("uid-{name}"));
+        p.running = false;
+        self.run(p);
+    }
+
+    fn tick(&mut self) {
+        self.now = self.now.after(Duration::from_millis(500));
+        self.sim.tick(self.now);
+    }
+
+    fn ticks(&mut self, n: usize) {
+        for _ in 0..n {
+            self.tick();
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now.after(d);
+    }
+
+    fn c(&mut self) -> &mut ClusterState {
+        self.sim
+            .cluster_mut(NS, CL)
+            .expect("the cluster has been seen")
+    }
+
+    fn store(&mut self, id: u64) -> crate::wire::StoreInfo {
+        let now = self.now;
+        self.c().store_info(id, now).expect("store exists")
+    }
+
+    fn kinds(&mut self) -> Vec<String> {
+        self.c()
+            .events()
+            .since(0)
+            .map(|e| {
+                serde_json::to_value(e).expect("serializable")["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+/// PD, three TiKV stores, ticked until regions exist.
+fn basic_cluster(stores: &[&str]) -> World {
+    let mut w = World::new();
+    w.pd(&["pd-a", "pd-b", "pd-c"]);
+    w.tikv(stores);
+    w.tick();
+    w
+}
+
+// ------------------------------------------------------------------------ members and leader
+
+#[test]
+fn members_come_from_running_pd_pods_and_a_leader_is_elected_on_the_first_tick() {
+    let mut w = World::new();
+    w.pd(&["pd-b", "pd-a", "pd-c"]);
+    assert_eq!(w.c().pd_available().map_err(|e| e.status), Err(503));
+    assert_eq!(w.c().leader(), None);
+
+    w.tick();
+    assert_eq!(w.c().leader().as_deref(), Some("pd-a"));
+    let info = w.c().members_info();
+    let names: Vec<&str> = info.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["pd-a", "pd-b", "pd-c"]);
+    assert_eq!(info.leader.as_ref().map(|m| m.name.as_str()), Some("pd-a"));
+    assert_eq!(info.etcd_leader, info.leader);
+    assert_eq!(info.header.cluster_id, w.c().cluster_id());
+    let a = &info.members[0];
+    assert_eq!(a.client_urls, ["http://pd-a.basic-peer.db:2379"]);
+    assert_eq!(a.peer_urls, ["http://pd-a.basic-peer.db:2380"]);
+    assert_eq!(a.binary_version, "v8.5.1");
+    assert_eq!(a.member_id, stable_id(&[NS, CL, "pd-a"]));
+    assert!(w.c().health().iter().all(|h| h.health));
+    assert!(w.c().pd_available().is_ok());
+}
+
+#[test]
+fn the_first_remaining_member_becomes_leader_one_tick_after_the_leader_stops() {
+    let mut w = World::new();
+    w.pd(&["pd-a", "pd-b", "pd-c"]);
+    w.tick();
+    w.stop(Component::Pd, "pd-a");
+    // Until the next tick there is no leader: PD answers 503.
+    assert_eq!(w.c().leader(), None);
+    assert_eq!(w.c().pd_available().map_err(|e| e.status), Err(503));
+    w.tick();
+    assert_eq!(w.c().leader().as_deref(), Some("pd-b"));
+    let kinds = w.kinds();
+    let stopped = kinds.iter().position(|k| k == "pod_stopped");
+    let elected = kinds.iter().rposition(|k| k == "leader_elected");
+    assert!(stopped < elected, "{kinds:?}");
+}
+
+#[test]
+fn leader_transfer_moves_leadership_and_refuses_unknown_members() {
+    let mut w = World::new();
+    w.pd(&["pd-a", "pd-b"]);
+    w.tick();
+    let now = w.now;
+    assert!(w.c().transfer_leader("pd-b", now).is_ok());
+    assert_eq!(w.c().leader().as_deref(), Some("pd-b"));
+    assert_eq!(w.c().leader_info().map(|m| m.name), Some("pd-b".to_owned()));
+    let err = w
+        .c()
+        .transfer_leader("pd-z", now)
+        .expect_err("unknown member");
+    assert_eq!(err.status, 500);
+    // Ticks keep a valid leader.
+    w.ticks(3);
+    assert_eq!(w.c().leader().as_deref(), Some("pd-b"));
+    assert!(w.c().resign_leader(now).is_ok());
+    assert_eq!(w.c().leader().as_deref(), Some("pd-a"));
+    let kinds = w.kinds();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "leader_transferred").count(),
+        2
+    );
+    assert!(kinds.contains(&"request_rejected".to_owned()));
+}
+
+#[test]
+fn a_deleted_member_stays_out_until_a_new_pod_of_that_name_runs() {
+    let mut w = World::new();
+    w.pd(&["pd-a", "pd-b", "pd-c"]);
+    w.tick();
+    let now = w.now;
+    assert_eq!(
+        w.c().delete_member_by_name("pd-a", now),
+        Ok("removed, pd: pd-a".to_owned())
+    );
+    let names = |w: &mut World| -> Vec<String> {
+        w.c()
+            .members_info()
+            .members
+            .into_iter()
+            .map(|m| m.name)
+            .collect()
+    };
+    assert_eq!(names(&mut w), ["pd-b", "pd-c"]);
+    // The removed leader stepped down; the next tick elects another.
+    w.tick();
+    assert_eq!(w.c().leader().as_deref(), Some("pd-b"));
+    // The same Pod observed again stays removed.
+    w.pd(&["pd-a"]);
+    w.tick();
+    assert_eq!(names(&mut w), ["pd-b", "pd-c"]);
+    // A new Pod (another UID) of that name joins as a new member.
+    w.run(pod(Component::Pd, "pd-a", "uid-pd-a-2"));
+    assert_eq!(names(&mut w), ["pd-a", "pd-b", "pd-c"]);
+
+    let id = stable_id(&[NS, CL, "pd-c"]);
+    assert!(w.c().delete_member_by_id(id, now).is_ok());
+    assert_eq!(names(&mut w), ["pd-a", "pd-b"]);
+    assert_eq!(
+        w.c()
+            .delete_member_by_name("pd-x", now)
+            .map_err(|e| e.status),
+        Err(404)
+    );
+    assert_eq!(
+        w.c().delete_member_by_id(42, now).map_err(|e| e.status),
+        Err(500)
+    );
+}
+
+#[test]
+fn pd_is_unreachable_without_pd_pods_or_with_the_fault() {
+    let mut w = World::new();
+    w.tikv(&["kv-1"]);
+    w.tick();
+    assert_eq!(w.c().pd_available().map_err(|e| e.status), Err(503));
+    w.pd(&["pd-a"]);
+    w.tick();
+    assert!(w.c().pd_available().is_ok());
+    let now = w.now;
+    w.c().set_fault(&Fault::PdUnreachable, now);
+    assert_eq!(w.c().pd_available().map_err(|e| e.status), Err(503));
+    w.c().clear_fault(&Fault::PdUnreachable, now);
+    assert!(w.c().pd_available().is_ok());
+    w.c().set_fault(&Fault::MemberUnhealthy("pd-a".into()), now);
+    assert!(!w.c().health()[0].health);
+}
+
+// ------------------------------------------------------------------------ stores
+
+#[test]
+fn stores_register_with_ids_from_one_and_keep_them_per_instance() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let s1 = w.store(1);
+    assert_eq!(s1.store.address, "kv-a.basic-peer.db:20160");
+    assert_eq!(s1.store.status_address, "kv-a.basic-peer.db:20180");
+    assert_eq!(s1.store.state_name, "Up");
+    assert_eq!(s1.store.state, 0);
+    assert_eq!(s1.store.node_state, 1);
+    assert_eq!(s1.store.version, "8.5.1");
+    assert_eq!(w.store(3).store.address, "kv-c.basic-peer.db:20160");
+
+    // A recreated Pod of the same instance keeps its store.
+    w.stop(Component::Tikv, "kv-b");
+    w.run(pod(Component::Tikv, "kv-b", "uid-kv-b-2"));
+    w.tick();
+    assert_eq!(w.store(2).store.state_name, "Up");
+    let now = w.now;
+    assert_eq!(w.c().stores_info(&[0, 1], now).count, 3);
+}
+
+#[test]
+fn a_stopped_store_is_disconnected_then_down_then_up_again() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    w.stop(Component::Tikv, "kv-a");
+    w.tick();
+    assert_eq!(w.store(1).store.state_name, "Disconnected");
+    w.advance(Duration::from_secs(10));
+    w.tick();
+    assert_eq!(w.store(1).store.state_name, "Down");
+    // Its leaders moved to live peers at once.
+    assert_eq!(w.store(1).status.leader_count, 0);
+    assert_eq!(w.store(1).status.region_count, 30);
+    w.tikv(&["kv-a"]);
+    w.tick();
+    assert_eq!(w.store(1).store.state_name, "Up");
+    let changes: Vec<(String, String)> = w
+        .c()
+        .events()
+        .since(0)
+        .filter_map(|e| match &e.kind {
+            EventKind::StoreStateChanged { from, to, .. } => Some((from.clone(), to.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("Up".into(), "Disconnected".into()),
+            ("Disconnected".into(), "Down".into()),
+            ("Down".into(), "Up".into())
+        ]
+    );
+    // Leaders come back over ticks.
+    w.ticks(10);
+    let leaders: Vec<usize> = (1..=3).map(|id| w.store(id).status.leader_count).collect();
+    assert_eq!(leaders.iter().sum::<usize>(), 30);
+    assert!(leaders.iter().all(|n| (9..=11).contains(n)), "{leaders:?}");
+}
+
+#[test]
+fn regions_and_leaders_spread_over_stores_and_rebalance_to_a_new_store() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    for id in 1..=3 {
+        let s = w.store(id);
+        assert_eq!(s.status.region_count, 30);
+        assert_eq!(s.status.leader_count, 10);
+    }
+    w.tikv(&["kv-d"]);
+    w.tick();
+    let first = w.store(4).status.region_count;
+    assert!(
+        first > 0 && first <= 3,
+        "a few regions per tick, got {first}"
+    );
+    w.ticks(20);
+    let regions: Vec<usize> = (1..=4).map(|id| w.store(id).status.region_count).collect();
+    assert_eq!(regions.iter().sum::<usize>(), 90);
+    assert!(regions.iter().all(|n| (22..=23).contains(n)), "{regions:?}");
+    let leaders: Vec<usize> = (1..=4).map(|id| w.store(id).status.leader_count).collect();
+    assert_eq!(leaders.iter().sum::<usize>(), 30);
+    assert!(leaders.iter().all(|n| (7..=8).contains(n)), "{leaders:?}");
+}
+
+#[test]
+fn the_simulation_is_deterministic() {
+    let run = || {
+        let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+        w.tikv(&["kv-d"]);
+        w.ticks(3);
+        let now = w.now;
+        w.c().regions_info(now)
+    };
+    assert_eq!(run(), run());
+}
+
+// ------------------------------------------------------------------------ evict-leader
+
+#[test]
+fn evict_leader_drains_a_store_over_a_few_ticks_and_leaders_come_back_after() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let now = w.now;
+    assert!(w.c().add_scheduler(EVICT_LEADER, Some(2), now).is_ok());
+    assert_eq!(
+        w.c().schedulers().last().map(String::as_str),
+        Some(EVICT_LEADER)
+    );
+    let config = w.c().evict_leader_config().expect("scheduler exists");
+    assert!(config.store_id_ranges.contains_key("2"));
+
+    let mut seen = vec![w.store(2).status.leader_count];
+    for _ in 0..6 {
+        w.tick();
+        seen.push(w.store(2).status.leader_count);
+    }
+    assert_eq!(seen[0], 10);
+    assert!(
+        seen[1] < 10 && seen[1] > 0,
+        "drains a few per tick: {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&0), "{seen:?}");
+    assert!(w.kinds().contains(&"leaders_drained".to_owned()));
+
+    assert_eq!(
+        w.c().remove_scheduler("evict-leader-scheduler-2", now),
+        Ok(true)
+    );
+    assert!(w.c().evict_leader_config().is_none());
+    assert!(!w.c().schedulers().contains(&EVICT_LEADER.to_owned()));
+    w.ticks(10);
+    assert!(w.store(2).status.leader_count >= 9);
+    assert_eq!(
+        w.c()
+            .remove_scheduler("evict-leader-scheduler-2", now)
+            .map_err(|e| e.status),
+        Err(404)
+    );
+}
+
+#[test]
+fn leaders_never_drain_keeps_them_on_the_evicted_store() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let now = w.now;
+    w.c().set_fault(
+        &Fault::LeadersNeverDrain(StoreRef::Instance("kv-a".into())),
+        now,
+    );
+    assert!(w.c().add_scheduler(EVICT_LEADER, Some(1), now).is_ok());
+    w.ticks(10);
+    assert_eq!(w.store(1).status.leader_count, 10);
+    // Clearing the fault lets them drain.
+    w.c().clear_all_faults(now);
+    w.ticks(6);
+    assert_eq!(w.store(1).status.leader_count, 0);
+}
+
+#[test]
+fn scheduler_requests_are_checked_like_pd() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let now = w.now;
+    let status = |r: Result<(), ApiError>| r.map_err(|e| e.status);
+    assert_eq!(
+        status(w.c().add_scheduler(EVICT_LEADER, None, now)),
+        Err(400)
+    );
+    assert_eq!(
+        status(w.c().add_scheduler(EVICT_LEADER, Some(9), now)),
+        Err(500)
+    );
+    assert_eq!(status(w.c().add_scheduler("nope", None, now)), Err(400));
+    assert_eq!(
+        status(w.c().add_scheduler("balance-leader-scheduler", None, now)),
+        Err(500)
+    );
+    // Adding the same store twice is fine, as in PD.
+    assert_eq!(
+        status(w.c().add_scheduler(EVICT_LEADER, Some(1), now)),
+        Ok(())
+    );
+    assert_eq!(
+        status(w.c().add_scheduler(EVICT_LEADER, Some(1), now)),
+        Ok(())
+    );
+    assert_eq!(
+        status(w.c().add_scheduler(EVICT_LEADER, Some(3), now)),
+        Ok(())
+    );
+    assert_eq!(
+        w.c().remove_scheduler("evict-leader-scheduler-1", now),
+        Ok(false)
+    );
+    assert_eq!(w.c().remove_scheduler(EVICT_LEADER, now), Ok(true));
+    assert_eq!(w.c().evicted_stores().count(), 0);
+}
+
+// ------------------------------------------------------------------------ store deletion
+
+#[test]
+fn a_deleted_store_goes_offline_drains_and_becomes_tombstone() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c", "kv-d"]);
+    w.ticks(20);
+    let now = w.now;
+    assert!(w.c().delete_store(4, now).is_ok());
+    assert_eq!(w.store(4).store.state_name, "Offline");
+    assert_eq!(w.store(4).store.state, 1);
+    assert_eq!(w.store(4).store.node_state, 2);
+    // Deleting again is fine while Offline.
+    assert!(w.c().delete_store(4, now).is_ok());
+    w.tick();
+    let after_one = w.store(4).status.region_count;
+    assert!(after_one > 0, "moves a few regions per tick");
+    w.ticks(20);
+    let s = w.store(4);
+    assert_eq!(s.store.state_name, "Tombstone");
+    assert_eq!(s.store.node_state, 3);
+    assert_eq!(s.status.region_count, 0);
+    for id in 1..=3 {
+        assert_eq!(w.store(id).status.region_count, 30);
+    }
+    // Tombstone stores are listed only when asked for.
+    let now = w.now;
+    assert_eq!(w.c().stores_info(&[0, 1], now).count, 3);
+    assert_eq!(w.c().stores_info(&[2], now).count, 1);
+    assert_eq!(w.c().delete_store(4, now).map_err(|e| e.status), Err(410));
+    assert_eq!(
+        w.c().set_store_state(4, "Up", now).map_err(|e| e.status),
+        Err(410)
+    );
+    assert_eq!(w.c().delete_store(99, now).map_err(|e| e.status), Err(404));
+    let kinds = w.kinds();
+    let deleted = kinds.iter().position(|k| k == "store_deleted");
+    let tombstone = kinds.iter().position(|k| k == "store_tombstone");
+    assert!(deleted.is_some() && deleted < tombstone, "{kinds:?}");
+}
+
+#[test]
+fn a_recreated_instance_after_tombstone_registers_a_new_store() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c", "kv-d"]);
+    let now = w.now;
+    assert!(w.c().delete_store(4, now).is_ok());
+    w.ticks(30);
+    assert_eq!(w.store(4).store.state_name, "Tombstone");
+    w.run(pod(Component::Tikv, "kv-d", "uid-kv-d-2"));
+    assert_eq!(w.store(5).store.state_name, "Up");
+    assert_eq!(w.store(4).store.state_name, "Tombstone");
+}
+
+#[test]
+fn cancelling_a_deletion_brings_the_store_back_up() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c", "kv-d"]);
+    w.ticks(20);
+    let now = w.now;
+    assert!(w.c().delete_store(2, now).is_ok());
+    w.tick();
+    assert!(w.c().set_store_state(2, "Up", now).is_ok());
+    assert_eq!(w.store(2).store.state_name, "Up");
+    assert!(w.kinds().contains(&"store_delete_cancelled".to_owned()));
+    // It takes regions again.
+    w.ticks(20);
+    assert!(w.store(2).status.region_count >= 22);
+    assert_eq!(
+        w.c().set_store_state(2, "Bogus", now).map_err(|e| e.status),
+        Err(400)
+    );
+}
+
+#[test]
+fn deletion_below_max_replicas_is_refused_and_an_offline_store_without_targets_stays_offline() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let now = w.now;
+    let err = w.c().delete_store(1, now).expect_err("refused");
+    assert_eq!(err.status, 400);
+    assert!(
+        err.message
+            .contains("the number of up stores would be 2 while need 3"),
+        "{}",
+        err.message
+    );
+    assert_eq!(w.store(1).store.state_name, "Up");
+
+    // With a fourth store the deletion is accepted, but if another store goes down meanwhile,
+    // the regions have nowhere to go and the store stays Offline.
+    w.tikv(&["kv-d"]);
+    w.ticks(20);
+    let now = w.now;
+    assert!(w.c().delete_store(4, now).is_ok());
+    w.stop(Component::Tikv, "kv-a");
+    w.ticks(20);
+    let s = w.store(4);
+    assert_eq!(s.store.state_name, "Offline");
+    assert!(s.status.region_count > 0);
+    // Back up: it drains.
+    w.tikv(&["kv-a"]);
+    w.ticks(20);
+    assert_eq!(w.store(4).store.state_name, "Tombstone");
+}
+
+#[test]
+fn the_max_replicas_fault_overrides_the_config() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c", "kv-d"]);
+    let now = w.now;
+    w.c().set_fault(&Fault::MaxReplicas(4), now);
+    assert_eq!(w.c().replication_config().max_replicas, 4);
+    assert_eq!(w.c().cluster_meta().max_peer_count, 4);
+    assert_eq!(w.c().delete_store(1, now).map_err(|e| e.status), Err(400));
+    w.tick();
+    for id in 1..=4 {
+        assert_eq!(w.store(id).status.region_count, 30);
+    }
+    w.c().clear_fault(&Fault::MaxReplicas(0), now);
+    assert_eq!(w.c().replication_config().max_replicas, 3);
+    w.tick();
+    let now = w.now;
+    assert_eq!(
+        w.c().regions_check("extra-peer", now).map(|r| r.count),
+        Some(0)
+    );
+}
+
+// ------------------------------------------------------------------------ down peers, labels
+
+#[test]
+fn down_peers_come_from_down_stores_and_the_down_peers_fault() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let now = w.now;
+    let down = |w: &mut World| {
+        let now = w.now;
+        w.c().regions_check("down-peer", now).map(|r| r.count)
+    };
+    assert_eq!(down(&mut w), Some(0));
+    w.c().set_fault(&Fault::DownPeers(StoreRef::Id(2)), now);
+    assert_eq!(down(&mut w), Some(30));
+    assert_eq!(w.store(2).store.state_name, "Up");
+    w.c().clear_fault(&Fault::DownPeers(StoreRef::Id(2)), now);
+    assert_eq!(down(&mut w), Some(0));
+
+    // A stopped store has down peers only once Down.
+    w.stop(Component::Tikv, "kv-c");
+    w.tick();
+    assert_eq!(down(&mut w), Some(0));
+    w.advance(Duration::from_secs(11));
+    w.tick();
+    assert_eq!(down(&mut w), Some(30));
+    let now = w.now;
+    let info = w.c().regions_check("down-peer", now).expect("known kind");
+    let peer = &info.regions[0].down_peers[0];
+    assert_eq!(peer.peer.store_id, 3);
+    assert!(peer.down_seconds >= 11);
+
+    // The store-down fault forces Down whatever the Pod does.
+    w.tikv(&["kv-c"]);
+    w.tick();
+    assert_eq!(down(&mut w), Some(0));
+    w.c()
+        .set_fault(&Fault::StoreDown(StoreRef::Instance("kv-a".into())), now);
+    assert_eq!(w.store(1).store.state_name, "Down");
+    assert_eq!(down(&mut w), Some(30));
+    assert!(w.c().tikv_status("kv-a").is_none());
+    assert!(w.c().tikv_status("kv-b").is_some());
+    assert!(w.c().regions_check("no-such-check", now).is_none());
+}
+
+#[test]
+fn store_labels_merge_and_are_validated() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let now = w.now;
+    let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    assert!(
+        w.c()
+            .set_store_labels(1, labels(&[("zone", "a"), ("host", "h1")]), false, now)
+            .is_ok()
+    );
+    assert!(
+        w.c()
+            .set_store_labels(1, labels(&[("zone", "b")]), false, now)
+            .is_ok()
+    );
+    let got: Vec<(String, String)> = w
+        .store(1)
+        .store
+        .labels
+        .into_iter()
+        .map(|l| (l.key, l.value))
+        .collect();
+    assert_eq!(
+        got,
+        [("host".into(), "h1".into()), ("zone".into(), "b".into())]
+    );
+    assert!(
+        w.c()
+            .set_store_labels(1, labels(&[("rack", "r")]), true, now)
+            .is_ok()
+    );
+    assert_eq!(w.store(1).store.labels.len(), 1);
+    let status = |r: Result<(), ApiError>| r.map_err(|e| e.status);
+    assert_eq!(
+        status(
+            w.c()
+                .set_store_labels(1, labels(&[("engine", "tiflash")]), false, now)
+        ),
+        Err(400)
+    );
+    assert_eq!(
+        status(
+            w.c()
+                .set_store_labels(1, labels(&[("-bad", "x")]), false, now)
+        ),
+        Err(400)
+    );
+    assert_eq!(
+        status(
+            w.c()
+                .set_store_labels(7, labels(&[("zone", "a")]), false, now)
+        ),
+        Err(500)
+    );
+    assert!(w.kinds().contains(&"store_labels_set".to_owned()));
+}
+
+// ------------------------------------------------------------------------ TiDB, TiKV status
+
+#[test]
+fn tidb_status_reports_the_image_version_and_honours_the_fault() {
+    let mut w = World::new();
+    let mut p = pod(Component::Tidb, "db-0", "uid-db-0");
+    p.image = Some("registry:5000/pingcap/tidb:v8.5.2@sha256:abc".into());
+    w.run(p);
+    let status = w.c().tidb_status("db-0").expect("running");
+    assert_eq!(status.version, "8.0.11-TiDB-v8.5.2");
+    assert_eq!(status.connections, 0);
+    let now = w.now;
+    w.c().set_fault(&Fault::TidbUnhealthy("db-0".into()), now);
+    assert!(w.c().tidb_status("db-0").is_none());
+    w.c().clear_fault(&Fault::TidbUnhealthy("db-0".into()), now);
+    assert!(w.c().tidb_status("db-0").is_some());
+    w.stop(Component::Tidb, "db-0");
+    assert!(w.c().tidb_status("db-0").is_none());
+    assert!(w.c().tidb_status("db-9").is_none());
+}
+
+#[test]
+fn image_tags_are_read_without_registry_ports_or_digests() {
+    assert_eq!(image_tag("pingcap/pd:v8.5.2"), Some("v8.5.2"));
+    assert_eq!(image_tag("reg:5000/pingcap/pd:v8.1.0"), Some("v8.1.0"));
+    assert_eq!(image_tag("reg:5000/pingcap/pd"), None);
+    assert_eq!(image_tag("pingcap/pd@sha256:abc"), None);
+}
+
+// ------------------------------------------------------------------------ many clusters, events
+
+#[test]
+fn clusters_are_isolated() {
+    let mut w = World::new();
+    for (ns, cluster) in [("ns-1", "basic"), ("ns-2", "basic"), ("ns-1", "other")] {
+        for (component, name) in [
+            (Component::Pd, "pd-0"),
+            (Component::Tikv, "kv-0"),
+            (Component::Tikv, "kv-1"),
+            (Component::Tikv, "kv-2"),
+        ] {
+            let mut p = pod(component, name, &format!("{ns}-{cluster}-{name}"));
+            // Pod names are unique per namespace; instance names may repeat across clusters.
+            p.name = format!("{cluster}-{name}");
+            p.namespace = ns.into();
+            p.cluster = cluster.into();
+            w.run(p);
+        }
+    }
+    w.tick();
+    let now = w.now;
+    let ids: Vec<u64> = w.sim.clusters().map(ClusterState::cluster_id).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+    for c in w.sim.clusters() {
+        assert_eq!(c.stores_info(&[0], now).count, 3, "store IDs per cluster");
+        assert!(c.store_info(1, now).is_some());
+        assert_eq!(c.leader().as_deref(), Some("pd-0"));
+    }
+    let one = w.sim.cluster_mut("ns-1", "basic").expect("seen");
+    one.set_fault(&Fault::PdUnreachable, now);
+    assert!(one.delete_store(9, now).is_err());
+    assert!(
+        w.sim
+            .cluster("ns-2", "basic")
+            .is_some_and(|c| c.pd_available().is_ok())
+    );
+    assert!(
+        w.sim
+            .cluster("ns-1", "other")
+            .is_some_and(|c| c.pd_available().is_ok())
+    );
+    assert!(
+        w.sim
+            .cluster("ns-1", "basic")
+            .is_some_and(|c| c.pd_available().is_err())
+    );
+    let events = |ns: &str, c: &str| {
+        w.sim
+            .cluster(ns, c)
+            .map(|c| c.events().last_seq())
+            .unwrap_or_default()
+    };
+    assert!(events("ns-1", "basic") > events("ns-2", "basic"));
+}
+
+#[test]
+fn events_are_ordered_and_pods_gone_from_a_resync_are_deleted() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let seqs: Vec<u64> = w.c().events().since(0).map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|p| p[0] + 1 == p[1]));
+    let last = w.c().events().last_seq();
+    assert_eq!(w.c().events().since(last).count(), 0);
+
+    // A watch restart lists everything but kv-c.
+    w.sim.begin_resync();
+    for name in ["pd-a", "pd-b", "pd-c"] {
+        w.run(pod(Component::Pd, name, &format!("uid-{name}")));
+    }
+    w.tikv(&["kv-a", "kv-b"]);
+    let now = w.now;
+    w.sim.end_resync(now);
+    let after: Vec<EventKind> = w.c().events().since(last).map(|e| e.kind.clone()).collect();
+    assert_eq!(
+        after,
+        [
+            EventKind::PodStopped {
+                component: Component::Tikv,
+                instance: "kv-c".into(),
+                pod: "kv-c".into(),
+                uid: "uid-kv-c".into(),
+                reason: StopReason::Deleted,
+            },
+            EventKind::PodDeleted {
+                component: Component::Tikv,
+                instance: "kv-c".into(),
+                pod: "kv-c".into(),
+                uid: "uid-kv-c".into(),
+            },
+        ]
+    );
+    w.tick();
+    assert_eq!(w.store(3).store.state_name, "Disconnected");
+}
+
+#[test]
+fn a_deleting_pod_is_reported_with_its_reason() {
+    let mut w = World::new();
+    w.pd(&["pd-a"]);
+    let mut p = pod(Component::Pd, "pd-a", "uid-pd-a");
+    p.running = false;
+    p.deleting = true;
+    w.run(p);
+    let last = w.c().events().since(0).last().map(|e| e.kind.clone());
+    assert!(matches!(
+        last,
+        Some(EventKind::PodStopped {
+            reason: StopReason::Deleting,
+            ..
+        })
+    ));
+}
