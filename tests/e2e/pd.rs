@@ -224,7 +224,14 @@ async fn three_members_come_up_then_scale_out_and_in_through_pd() {
         ["create", "update", "patch", "delete"]
             .iter()
             .map(|verb| {
+                // The leader-election Lease is renewed every few seconds; it is not the
+                // reconcile's doing.
                 scenarios::metric_sum(text, "tidb_operator_api_requests_total", &[("verb", verb)])
+                    - scenarios::metric_sum(
+                        text,
+                        "tidb_operator_api_requests_total",
+                        &[("verb", verb), ("resource", "leases")],
+                    )
             })
             .sum::<f64>()
     };
@@ -415,4 +422,111 @@ async fn a_group_of_a_missing_cluster_says_so() {
     // Creating the Cluster lets it proceed.
     scene.create_cluster("nowhere").await;
     scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+}
+
+/// Pods that stopped, in order, and the UIDs each PD Pod ran with, from the simulator's log.
+struct PodHistory {
+    stopped: Vec<(String, u64)>,
+    uids: BTreeMap<String, BTreeSet<String>>,
+    transfers: Vec<(Option<String>, String, u64)>,
+    max_down_at_once: usize,
+}
+
+fn pod_history(events: &[Value], since: u64) -> PodHistory {
+    let mut history = PodHistory { stopped: Vec::new(), uids: BTreeMap::new(), transfers: Vec::new(), max_down_at_once: 0 };
+    let mut down: BTreeSet<String> = BTreeSet::new();
+    for event in events {
+        let seq = event.get("seq").or_else(|| event.get("sequence")).and_then(Value::as_u64).unwrap_or_default();
+        let kind = event.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let pod = event.get("pod").and_then(Value::as_str).unwrap_or_default().to_string();
+        let is_pd = event.get("component").and_then(Value::as_str) == Some("pd");
+        match kind {
+            "pod_running" if is_pd => {
+                let uid = event.get("uid").and_then(Value::as_str).unwrap_or_default().to_string();
+                history.uids.entry(pod.clone()).or_default().insert(uid);
+                down.remove(&pod);
+            }
+            "pod_stopped" if is_pd && seq >= since => {
+                history.stopped.push((pod.clone(), seq));
+                down.insert(pod);
+                history.max_down_at_once = history.max_down_at_once.max(down.len());
+            }
+            "leader_transferred" if seq >= since => {
+                let from = event.get("from").and_then(Value::as_str).map(str::to_string);
+                let to = event.get("to").and_then(Value::as_str).unwrap_or_default().to_string();
+                history.transfers.push((from, to, seq));
+            }
+            _ => {}
+        }
+    }
+    history
+}
+
+fn last_seq(events: &[Value]) -> u64 {
+    events.iter().filter_map(|e| e.get("seq").or_else(|| e.get("sequence")).and_then(Value::as_u64)).max().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn upgrade_rolls_one_member_at_a_time_leader_last_and_survives_a_killed_controller() {
+    let mut scene = Scene::start("pd-upgrade", 2).await;
+    scene.create_cluster("up").await;
+    scene.create_group("up", 3, json!({})).await;
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+
+    // Exactly one replica leads, and each one's /metrics says which.
+    let lease = format!("pd-controller-{}", scene.n());
+    let mut leading = Vec::new();
+    for controller in &scene.controllers {
+        leading.push(controller.metric_sum("tidb_operator_leader", &[("lease", &lease)]).await.unwrap());
+    }
+    assert_eq!(leading.iter().filter(|v| **v == 1.0).count(), 1, "one leader: {leading:?}");
+    assert_eq!(leading.iter().filter(|v| **v == 0.0).count(), 1, "one standby: {leading:?}");
+    let leader_index = leading.iter().position(|v| *v == 1.0).unwrap();
+
+    let pd_leader = scene
+        .pds()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|pd| pd.status.as_ref().is_some_and(|s| s.is_leader))
+        .map(|pd| pd.name_any())
+        .unwrap();
+    let before = scene.pod_uids().await;
+    let start = last_seq(&scene.simulator.events(scene.n(), "up").await.unwrap());
+
+    scene.patch_group(json!({"spec": {"template": {"spec": {"version": "v8.5.3"}}}})).await;
+
+    // Kill the leading controller once the roll has started.
+    wait_until(&scene.kubectl(), scene.n(), "the first PD Pod recreated", CONVERGE, || async {
+        let now = scene.pod_uids().await;
+        Ok::<_, kube::Error>(before.iter().any(|(name, uid)| now.get(name).is_some_and(|u| u != uid)))
+    })
+    .await
+    .unwrap();
+    scene.controllers[leader_index].process.kill();
+
+    scene.wait_converged(3, "v8.5.3", Duration::from_secs(240)).await;
+    let standby = &scene.controllers[1 - leader_index];
+    assert_eq!(standby.metric_sum("tidb_operator_leader", &[("lease", &lease)]).await.unwrap(), 1.0, "the standby took over");
+
+    let events = scene.simulator.events(scene.n(), "up").await.unwrap();
+    let history = pod_history(&events, start);
+    let after = scene.pod_uids().await;
+    for (name, uid) in &before {
+        assert_ne!(after.get(name), Some(uid), "{name} was not recreated");
+        assert_eq!(history.uids.get(name).map(BTreeSet::len), Some(2), "{name} must run with exactly two UIDs (recreated once): {:?}", history.uids.get(name));
+    }
+    assert_eq!(history.stopped.len(), 3, "each Pod stopped once: {:?}", history.stopped);
+    assert_eq!(history.max_down_at_once, 1, "more than one PD member was down at once");
+    let (last_pod, last_stop) = history.stopped.last().cloned().unwrap();
+    assert_eq!(last_pod, pd_leader, "the PD leader must be restarted last");
+    assert!(
+        history.transfers.iter().any(|(from, _, seq)| from.as_deref() == Some(pd_leader.as_str()) && *seq < last_stop),
+        "leadership must move away from {pd_leader} before its Pod goes: {:?}",
+        history.transfers
+    );
+    let group = scene.groups().get("pd").await.unwrap();
+    assert_eq!(group.status.unwrap().group.version, "v8.5.3");
+    drop(scene.controllers.remove(leader_index));
 }

@@ -8,10 +8,12 @@
 //! real API's contract, which is checked against a real pd-server.
 //!
 //! Layout: [`sim`] is the pure simulation (Pods and API calls in, PD-shaped views out, `tick`
-//! to advance), [`wire`] the PD JSON types, [`http`] the axum router, [`watch`] the Pod watcher.
+//! to advance), [`wire`] the PD JSON types, [`http`] the axum router, [`watch`] the Pod watcher,
+//! [`volumes`] a stand-in volume provisioner for the operands' PVCs.
 
 pub mod clock;
 pub mod http;
 pub mod sim;
+pub mod volumes;
 pub mod watch;
 pub mod wire;

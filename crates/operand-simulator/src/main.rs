@@ -61,6 +61,11 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     regions: usize,
 
+    /// Do not create stand-in PersistentVolumes for the operands' pending PVCs (the local control
+    /// plane has no storage; without them, Pods with volumes are never scheduled).
+    #[arg(long)]
+    no_volumes: bool,
+
     /// Leaders moved off each evicted store, and region peers moved per cluster, per tick.
     #[arg(long, default_value_t = 3)]
     moves_per_tick: usize,
@@ -130,7 +135,17 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(%addr, "operand simulator (test tooling) serving");
 
-    tokio::spawn(watch::run(client, args.namespace.clone(), sim.clone()));
+    tokio::spawn(watch::run(
+        client.clone(),
+        args.namespace.clone(),
+        sim.clone(),
+    ));
+    if !args.no_volumes {
+        tokio::spawn(operand_simulator::volumes::run(
+            client,
+            args.namespace.clone(),
+        ));
+    }
 
     let ticker_sim = sim.clone();
     let tick = args.tick;
