@@ -345,7 +345,23 @@ impl Controller {
 
     /// Its /metrics text.
     pub async fn metrics(&self) -> Result<String, String> {
-        http_get(&format!("http://127.0.0.1:{}/metrics", self.port)).await
+        http_get(&format!("http://127.0.0.1:{}/metrics", self.port))
+            .await
+            .map_err(|e| {
+                let log = self.process.output();
+                let tail: Vec<&str> = log
+                    .lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                format!(
+                    "{e}\n--- controller log (last lines) ---\n{}",
+                    tail.join("\n")
+                )
+            })
     }
 
     /// Sum of a metric's samples whose labels contain every given `key="value"` pair.

@@ -433,16 +433,36 @@ struct PodHistory {
 }
 
 fn pod_history(events: &[Value], since: u64) -> PodHistory {
-    let mut history = PodHistory { stopped: Vec::new(), uids: BTreeMap::new(), transfers: Vec::new(), max_down_at_once: 0 };
+    let mut history = PodHistory {
+        stopped: Vec::new(),
+        uids: BTreeMap::new(),
+        transfers: Vec::new(),
+        max_down_at_once: 0,
+    };
     let mut down: BTreeSet<String> = BTreeSet::new();
     for event in events {
-        let seq = event.get("seq").or_else(|| event.get("sequence")).and_then(Value::as_u64).unwrap_or_default();
-        let kind = event.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let pod = event.get("pod").and_then(Value::as_str).unwrap_or_default().to_string();
+        let seq = event
+            .get("seq")
+            .or_else(|| event.get("sequence"))
+            .and_then(Value::as_u64)
+            .unwrap_or_default();
+        let kind = event
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let pod = event
+            .get("pod")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let is_pd = event.get("component").and_then(Value::as_str) == Some("pd");
         match kind {
             "pod_running" if is_pd => {
-                let uid = event.get("uid").and_then(Value::as_str).unwrap_or_default().to_string();
+                let uid = event
+                    .get("uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 history.uids.entry(pod.clone()).or_default().insert(uid);
                 down.remove(&pod);
             }
@@ -452,8 +472,15 @@ fn pod_history(events: &[Value], since: u64) -> PodHistory {
                 history.max_down_at_once = history.max_down_at_once.max(down.len());
             }
             "leader_transferred" if seq >= since => {
-                let from = event.get("from").and_then(Value::as_str).map(str::to_string);
-                let to = event.get("to").and_then(Value::as_str).unwrap_or_default().to_string();
+                let from = event
+                    .get("from")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let to = event
+                    .get("to")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 history.transfers.push((from, to, seq));
             }
             _ => {}
@@ -463,7 +490,15 @@ fn pod_history(events: &[Value], since: u64) -> PodHistory {
 }
 
 fn last_seq(events: &[Value]) -> u64 {
-    events.iter().filter_map(|e| e.get("seq").or_else(|| e.get("sequence")).and_then(Value::as_u64)).max().unwrap_or(0)
+    events
+        .iter()
+        .filter_map(|e| {
+            e.get("seq")
+                .or_else(|| e.get("sequence"))
+                .and_then(Value::as_u64)
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -477,10 +512,23 @@ async fn upgrade_rolls_one_member_at_a_time_leader_last_and_survives_a_killed_co
     let lease = format!("pd-controller-{}", scene.n());
     let mut leading = Vec::new();
     for controller in &scene.controllers {
-        leading.push(controller.metric_sum("tidb_operator_leader", &[("lease", &lease)]).await.unwrap());
+        leading.push(
+            controller
+                .metric_sum("tidb_operator_leader", &[("lease", &lease)])
+                .await
+                .unwrap(),
+        );
     }
-    assert_eq!(leading.iter().filter(|v| **v == 1.0).count(), 1, "one leader: {leading:?}");
-    assert_eq!(leading.iter().filter(|v| **v == 0.0).count(), 1, "one standby: {leading:?}");
+    assert_eq!(
+        leading.iter().filter(|v| **v == 1.0).count(),
+        1,
+        "one leader: {leading:?}"
+    );
+    assert_eq!(
+        leading.iter().filter(|v| **v == 0.0).count(),
+        1,
+        "one standby: {leading:?}"
+    );
     let leader_index = leading.iter().position(|v| *v == 1.0).unwrap();
 
     let pd_leader = scene
@@ -495,34 +543,118 @@ async fn upgrade_rolls_one_member_at_a_time_leader_last_and_survives_a_killed_co
     let before = scene.pod_uids().await;
     let start = last_seq(&scene.simulator.events(scene.n(), "up").await.unwrap());
 
-    scene.patch_group(json!({"spec": {"template": {"spec": {"version": "v8.5.3"}}}})).await;
+    scene
+        .patch_group(json!({"spec": {"template": {"spec": {"version": "v8.5.3"}}}}))
+        .await;
 
-    // Kill the leading controller once the roll has started.
-    wait_until(&scene.kubectl(), scene.n(), "the first PD Pod recreated", CONVERGE, || async {
+    // Kill the leading controller as soon as the roll has started.
+    let replaced_at_kill = loop {
         let now = scene.pod_uids().await;
-        Ok::<_, kube::Error>(before.iter().any(|(name, uid)| now.get(name).is_some_and(|u| u != uid)))
-    })
+        let replaced = before
+            .iter()
+            .filter(|(name, uid)| now.get(*name) != Some(*uid))
+            .count();
+        if replaced > 0 {
+            scene.controllers[leader_index].process.kill();
+            break replaced;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        replaced_at_kill < 3,
+        "the roll finished before the controller could be killed"
+    );
+
+    // The standby takes over once the Lease expires, and finishes the roll.
+    let standby = &scene.controllers[1 - leader_index];
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "the standby leads",
+        Duration::from_secs(60),
+        || async {
+            standby
+                .metric_sum("tidb_operator_leader", &[("lease", &lease)])
+                .await
+                .map(|v| v == 1.0)
+        },
+    )
     .await
     .unwrap();
-    scene.controllers[leader_index].process.kill();
+    scene
+        .wait_converged(3, "v8.5.3", Duration::from_secs(240))
+        .await;
 
-    scene.wait_converged(3, "v8.5.3", Duration::from_secs(240)).await;
-    let standby = &scene.controllers[1 - leader_index];
-    assert_eq!(standby.metric_sum("tidb_operator_leader", &[("lease", &lease)]).await.unwrap(), 1.0, "the standby took over");
-
+    // The simulator watches Pods on its own; let it catch up with what the API shows.
+    let after = scene.pod_uids().await;
+    let current: BTreeSet<String> = after.values().cloned().collect();
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "the simulator sees the new PD Pods running",
+        Duration::from_secs(30),
+        || async {
+            let state = scene.simulator.state(scene.n(), "up").await?;
+            let running: BTreeSet<String> = state
+                .get("members")
+                .and_then(Value::as_array)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|m| m.get("uid").and_then(Value::as_str).map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok::<_, String>(running == current)
+        },
+    )
+    .await
+    .unwrap();
     let events = scene.simulator.events(scene.n(), "up").await.unwrap();
     let history = pod_history(&events, start);
-    let after = scene.pod_uids().await;
     for (name, uid) in &before {
-        assert_ne!(after.get(name), Some(uid), "{name} was not recreated");
-        assert_eq!(history.uids.get(name).map(BTreeSet::len), Some(2), "{name} must run with exactly two UIDs (recreated once): {:?}", history.uids.get(name));
+        if after.get(name) == Some(uid) {
+            let pds = scene
+                .kubectl()
+                .ok(&["get", "pd", "-n", scene.n(), "-o", "yaml"], None)
+                .unwrap_or_default();
+            panic!(
+                "{name} was not recreated\n{pds}\n{}\n{}",
+                testkit::diagnostics(&scene.kubectl(), scene.n()),
+                scene.logs()
+            );
+        }
+        let seen: Vec<&Value> = events
+            .iter()
+            .filter(|e| e.get("pod").and_then(Value::as_str) == Some(name))
+            .collect();
+        assert_eq!(
+            history.uids.get(name).map(BTreeSet::len),
+            Some(2),
+            "{name} must run with exactly two UIDs (recreated once): {seen:#?}\nstate: {:#}\npods now: {after:?}",
+            scene
+                .simulator
+                .state(scene.n(), "up")
+                .await
+                .unwrap_or_default()
+        );
     }
-    assert_eq!(history.stopped.len(), 3, "each Pod stopped once: {:?}", history.stopped);
-    assert_eq!(history.max_down_at_once, 1, "more than one PD member was down at once");
+    assert_eq!(
+        history.stopped.len(),
+        3,
+        "each Pod stopped once: {:?}",
+        history.stopped
+    );
+    assert_eq!(
+        history.max_down_at_once, 1,
+        "more than one PD member was down at once"
+    );
     let (last_pod, last_stop) = history.stopped.last().cloned().unwrap();
     assert_eq!(last_pod, pd_leader, "the PD leader must be restarted last");
     assert!(
-        history.transfers.iter().any(|(from, _, seq)| from.as_deref() == Some(pd_leader.as_str()) && *seq < last_stop),
+        history
+            .transfers
+            .iter()
+            .any(|(from, _, seq)| from.as_deref() == Some(pd_leader.as_str()) && *seq < last_stop),
         "leadership must move away from {pd_leader} before its Pod goes: {:?}",
         history.transfers
     );

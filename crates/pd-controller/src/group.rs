@@ -237,11 +237,20 @@ fn view(pd: &PD) -> InstanceView {
             .get(keys::LABEL_INSTANCE_REVISION_HASH)
             .cloned()
             .unwrap_or_default(),
-        ready: conditions::is_true(pd.conditions(), conditions::READY),
+        ready: is_available(pd),
         deleting: pd.metadata.deletion_timestamp.is_some(),
         topology: pd.spec.topology.clone(),
         last: pd.status.as_ref().is_some_and(|s| s.is_leader),
     }
+}
+
+/// Ready by a status that has seen the instance's current spec, with its Pod up to date: right
+/// after the group changes an instance, its old `Ready` must not let the next one go.
+fn is_available(pd: &PD) -> bool {
+    let observed = pd.status.as_ref().map(|s| s.common.observed_generation);
+    observed == pd.metadata.generation
+        && conditions::is_true(pd.conditions(), conditions::READY)
+        && conditions::is_true(pd.conditions(), conditions::SYNCED)
 }
 
 /// Why removing `victim` now would hurt the PD cluster, if it would: never below one member, and

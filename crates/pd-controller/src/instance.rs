@@ -137,12 +137,14 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
 
-    // Config: the first members bootstrap together, later ones join the running cluster.
-    let bootstrapping = group.as_ref().is_some_and(|g| !g.spec.bootstrapped)
-        && pd
-            .annotations()
-            .contains_key(keys::ANNO_INITIAL_CLUSTER_NUM);
-    let membership = if bootstrapping {
+    // Config: the first members bootstrap together and keep `initial-cluster` (PD ignores it once
+    // it has data, and a stable file means no rewrite when the group becomes bootstrapped); later
+    // members join the running cluster.
+    let initial_member = pd
+        .annotations()
+        .contains_key(keys::ANNO_INITIAL_CLUSTER_NUM);
+    let bootstrapping = group.as_ref().is_some_and(|g| !g.spec.bootstrapped);
+    let membership = if initial_member {
         let expected: usize = pd
             .annotations()
             .get(keys::ANNO_INITIAL_CLUSTER_NUM)
@@ -157,7 +159,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             .iter()
             .filter(|s| s.annotations().contains_key(keys::ANNO_INITIAL_CLUSTER_NUM))
             .collect();
-        if initial.len() < expected {
+        if bootstrapping && initial.len() < expected {
             let message = format!("{} of {expected} initial PD members exist", initial.len());
             write_status(
                 pd,

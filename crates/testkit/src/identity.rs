@@ -2,6 +2,7 @@
 //! controller started by a test has exactly the permissions `manifests/` gives it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -76,7 +77,15 @@ pub async fn service_account_kubeconfig(
     }];
     config.current_context = Some(user);
 
-    let path = out_dir.join(format!("{namespace}.{service_account}.kubeconfig"));
+    // A file of its own per call: processes started in parallel must never read a half-written
+    // kubeconfig of another.
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = out_dir.join(format!("{namespace}.{service_account}.{unique}.kubeconfig"));
     let yaml = serde_yaml::to_string(&config).map_err(|e| Error::Kubeconfig {
         path: path.clone(),
         message: e.to_string(),
