@@ -11,12 +11,12 @@ pub enum Error {
     Kube {
         /// What was being done.
         action: String,
-        /// The client's error.
-        source: kube::Error,
+        /// The client's error (boxed: it is large).
+        source: Box<kube::Error>,
     },
     /// Applying an owned object failed.
     #[error(transparent)]
-    Apply(#[from] ApplyError),
+    Apply(Box<ApplyError>),
     /// The objects could not be built from the spec.
     #[error(transparent)]
     Build(#[from] BuildError),
@@ -37,7 +37,7 @@ impl Error {
     /// Wraps a client error with what was being done.
     pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let action = action.into();
-        move |source| Error::Kube { action, source }
+        move |source| Error::Kube { action, source: Box::new(source) }
     }
 
     /// Short category for `tidb_operator_reconcile_errors_total{error}`.
@@ -49,5 +49,11 @@ impl Error {
             Error::Pd { .. } => "pd_api",
             Error::Invalid(_) => "invalid",
         }
+    }
+}
+
+impl From<ApplyError> for Error {
+    fn from(error: ApplyError) -> Self {
+        Error::Apply(Box::new(error))
     }
 }

@@ -2,19 +2,19 @@
 //! removed on scale-in with PD's quorum in mind), `bootstrapped`, and the group's status.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
+use operator_api::conditions::{self, HasConditions, reasons};
 use operator_api::core::{Cluster, ComponentGroupStatus, PD, PDGroup};
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
 use operator_runtime::build as shared;
-use operator_runtime::revision::{fnv1a64, revision_name};
+use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
+use operator_runtime::revision::revision_name;
 use operator_runtime::update::{self, InstanceView, Policy};
 use tracing::{info, instrument};
 
@@ -209,14 +209,30 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         }
     }
 
-    let status = group_status(
-        group,
-        &instances,
+    let summaries: Vec<InstanceSummary> = instances
+        .iter()
+        .map(|pd| InstanceSummary {
+            revision: revision_of(pd),
+            available: is_available(pd),
+            deleting: pd.metadata.deletion_timestamp.is_some(),
+        })
+        .collect();
+    let progress = Progress {
+        blocked: blocked.clone(),
+        waiting: waiting.clone(),
+        waiting_reason: (!group.spec.bootstrapped).then_some(REASON_BOOTSTRAPPING),
+        acted,
+    };
+    let status = shared_group::group_status(
+        group.status.as_ref(),
+        group.metadata.generation,
+        group.spec.replicas,
+        &group.spec.template.spec.common.version,
+        &summaries,
         &update_revision,
         &selector,
-        blocked.as_ref(),
-        waiting.as_deref(),
-        acted,
+        "PD members",
+        &progress,
     );
     write_status(group, ctx, status).await?;
     Ok(if acted {
@@ -232,11 +248,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
 fn view(pd: &PD) -> InstanceView {
     InstanceView {
         name: pd.name_any(),
-        revision: pd
-            .labels()
-            .get(keys::LABEL_INSTANCE_REVISION_HASH)
-            .cloned()
-            .unwrap_or_default(),
+        revision: revision_of(pd),
         ready: is_available(pd),
         deleting: pd.metadata.deletion_timestamp.is_some(),
         topology: pd.spec.topology.clone(),
@@ -244,13 +256,21 @@ fn view(pd: &PD) -> InstanceView {
     }
 }
 
-/// Ready by a status that has seen the instance's current spec, with its Pod up to date: right
-/// after the group changes an instance, its old `Ready` must not let the next one go.
+/// See [`shared_group::is_available`].
 fn is_available(pd: &PD) -> bool {
-    let observed = pd.status.as_ref().map(|s| s.common.observed_generation);
-    observed == pd.metadata.generation
-        && conditions::is_true(pd.conditions(), conditions::READY)
-        && conditions::is_true(pd.conditions(), conditions::SYNCED)
+    let observed = pd
+        .status
+        .as_ref()
+        .map(|s| s.common.observed_generation)
+        .unwrap_or_default();
+    shared_group::is_available(pd.conditions(), observed, pd.metadata.generation)
+}
+
+fn revision_of(pd: &PD) -> String {
+    pd.labels()
+        .get(keys::LABEL_INSTANCE_REVISION_HASH)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Why removing `victim` now would hurt the PD cluster, if it would: never below one member, and
@@ -276,27 +296,8 @@ fn scale_in_refusal(views: &[InstanceView], victim: &str) -> Option<String> {
     None
 }
 
-/// A new instance name: the group's name and five characters that differ per call.
 fn new_name(group: &PDGroup, index: usize) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let seed = format!(
-        "{}/{}/{nanos}/{index}",
-        group.uid().unwrap_or_default(),
-        group.name_any()
-    );
-    let mut n = fnv1a64(seed.as_bytes());
-    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-    let suffix: String = (0..5)
-        .map(|_| {
-            let c = alphabet[(n % alphabet.len() as u64) as usize] as char;
-            n /= alphabet.len() as u64;
-            c
-        })
-        .collect();
-    format!("{}-{suffix}", group.name_any())
+    shared_group::instance_name(&group.name_any(), &group.uid().unwrap_or_default(), index)
 }
 
 async fn create_instance(api: &Api<PD>, pd: &PD) -> Result<(), Error> {
@@ -318,116 +319,8 @@ fn is_blocked_with(group: &PDGroup, reason: &str) -> bool {
     conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| c.reason == reason)
 }
 
-/// The group's status from its instances.
-fn group_status(
-    group: &PDGroup,
-    instances: &[PD],
-    update_revision: &str,
-    selector: &str,
-    blocked: Option<&(&str, String)>,
-    waiting: Option<&str>,
-    acted: bool,
-) -> ComponentGroupStatus {
-    let mut status = group.status.clone().unwrap_or_default();
-    let active: Vec<&PD> = instances
-        .iter()
-        .filter(|pd| pd.metadata.deletion_timestamp.is_none())
-        .collect();
-    let revision = |pd: &PD| {
-        pd.labels()
-            .get(keys::LABEL_INSTANCE_REVISION_HASH)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let desired = usize::try_from(group.spec.replicas.max(0)).unwrap_or_default();
-    let ready = active
-        .iter()
-        .filter(|pd| conditions::is_true(pd.conditions(), conditions::READY))
-        .count();
-    let updated = active
-        .iter()
-        .filter(|pd| revision(pd) == update_revision)
-        .count();
-    if status.common.current_revision.is_empty() {
-        status.common.current_revision = update_revision.to_string();
-    }
-    let all_updated = updated == desired && active.len() == desired && ready == desired;
-    if all_updated {
-        status.common.current_revision = update_revision.to_string();
-        status.group.version = group.spec.template.spec.common.version.clone();
-    }
-    let current = active
-        .iter()
-        .filter(|pd| revision(pd) == status.common.current_revision)
-        .count();
-    status.common.update_revision = update_revision.to_string();
-    status.common.observed_generation = group.metadata.generation.unwrap_or_default();
-    status.group.selector = selector.to_string();
-    status.group.replicas = i32::try_from(active.len()).unwrap_or(i32::MAX);
-    status.group.ready_replicas = i32::try_from(ready).unwrap_or(i32::MAX);
-    status.group.updated_replicas = i32::try_from(updated).unwrap_or(i32::MAX);
-    status.group.current_replicas = i32::try_from(current).unwrap_or(i32::MAX);
-
-    let generation = group.metadata.generation;
-    let now = Timestamp::now();
-    let ready_condition = if ready == desired && active.len() == desired {
-        NewCondition {
-            type_: conditions::READY,
-            status: true,
-            reason: reasons::READY,
-            message: format!("all {desired} PD members are ready"),
-            observed_generation: generation,
-        }
-    } else {
-        NewCondition {
-            type_: conditions::READY,
-            status: false,
-            reason: reasons::NOT_ALL_INSTANCES_READY,
-            message: format!("{ready} of {desired} PD members are ready"),
-            observed_generation: generation,
-        }
-    };
-    conditions::set(&mut status.common.conditions, ready_condition, now);
-    let synced = match (blocked, waiting) {
-        (Some((reason, message)), _) => NewCondition {
-            type_: conditions::SYNCED,
-            status: false,
-            reason,
-            message: message.clone(),
-            observed_generation: generation,
-        },
-        _ if !group.spec.bootstrapped => NewCondition {
-            type_: conditions::SYNCED,
-            status: false,
-            reason: REASON_BOOTSTRAPPING,
-            message: waiting
-                .unwrap_or("bootstrapping the PD cluster")
-                .to_string(),
-            observed_generation: generation,
-        },
-        _ if updated == desired && active.len() == desired && !acted => NewCondition {
-            type_: conditions::SYNCED,
-            status: true,
-            reason: reasons::SYNCED,
-            message: format!("all {desired} PD members are up to date"),
-            observed_generation: generation,
-        },
-        (None, waiting) => NewCondition {
-            type_: conditions::SYNCED,
-            status: false,
-            reason: reasons::NOT_ALL_INSTANCES_UP_TO_DATE,
-            message: match waiting {
-                Some(w) => format!("{updated} of {desired} PD members are up to date; {w}"),
-                None => format!("{updated} of {desired} PD members are up to date"),
-            },
-            observed_generation: generation,
-        },
-    };
-    conditions::set(&mut status.common.conditions, synced, now);
-    status
-}
-
-/// Records why the group cannot proceed (both conditions false with the same reason).
+/// Records why the group cannot proceed (both conditions false with the same reason), with an
+/// Event when that is news.
 async fn write_blocked(
     group: &PDGroup,
     ctx: &Ctx,
@@ -435,46 +328,28 @@ async fn write_blocked(
     message: String,
 ) -> Result<(), Error> {
     let mut status = group.status.clone().unwrap_or_default();
-    let now = Timestamp::now();
-    let generation = group.metadata.generation;
-    for type_ in [conditions::READY, conditions::SYNCED] {
-        let changed = conditions::set(
-            &mut status.common.conditions,
-            NewCondition {
-                type_,
-                status: false,
-                reason,
-                message: message.clone(),
-                observed_generation: generation,
-            },
-            now,
-        );
-        if changed && type_ == conditions::SYNCED && reason != reasons::PAUSED {
-            ctx.events
-                .warning(group, reason, "Reconcile", message.clone())
-                .await;
-        }
+    let changed = shared_group::blocked_conditions(
+        &mut status.common.conditions,
+        reason,
+        &message,
+        group.metadata.generation,
+    );
+    if changed && reason != reasons::PAUSED {
+        ctx.events
+            .warning(group, reason, "Reconcile", message)
+            .await;
     }
     write_status(group, ctx, status).await
 }
 
-/// Writes the status when it differs from what the object has.
 async fn write_status(
     group: &PDGroup,
     ctx: &Ctx,
     status: ComponentGroupStatus,
 ) -> Result<(), Error> {
-    if group.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let namespace = group.namespace().unwrap_or_default();
-    let patch = serde_json::json!({"status": status});
-    Api::<PDGroup>::namespaced(ctx.client.clone(), &namespace)
-        .patch_status(
-            &group.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
+    let api =
+        Api::<PDGroup>::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
+    shared_group::write_status_if_changed(&api, &group.name_any(), group.status.as_ref(), &status)
         .await
         .map_err(Error::kube("writing the PDGroup status"))?;
     Ok(())

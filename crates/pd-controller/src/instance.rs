@@ -13,6 +13,7 @@ use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{Cluster, PD, PDGroup, PDStatus};
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
+use operator_runtime::group as shared_group;
 use pd_client::{MemberHealth, MembersInfo, PdClient};
 use tracing::{info, instrument, warn};
 
@@ -577,20 +578,12 @@ fn pod_not_ready_message(pod: &Pod) -> String {
 
 fn with_blocked(pd: &PD, reason: &str, message: &str) -> PDStatus {
     let mut status = pd.status.clone().unwrap_or_default();
-    let now = Timestamp::now();
-    for type_ in [conditions::READY, conditions::SYNCED] {
-        conditions::set(
-            &mut status.common.conditions,
-            NewCondition {
-                type_,
-                status: false,
-                reason,
-                message: message.to_string(),
-                observed_generation: pd.metadata.generation,
-            },
-            now,
-        );
-    }
+    shared_group::blocked_conditions(
+        &mut status.common.conditions,
+        reason,
+        message,
+        pd.metadata.generation,
+    );
     status
 }
 
@@ -613,16 +606,8 @@ fn with_paused(pd: &PD, cluster: &str) -> PDStatus {
 }
 
 async fn write_status(pd: &PD, ctx: &Ctx, status: PDStatus) -> Result<(), Error> {
-    if pd.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let patch = serde_json::json!({"status": status});
-    Api::<PD>::namespaced(ctx.client.clone(), &pd.namespace().unwrap_or_default())
-        .patch_status(
-            &pd.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
+    let api = Api::<PD>::namespaced(ctx.client.clone(), &pd.namespace().unwrap_or_default());
+    shared_group::write_status_if_changed(&api, &pd.name_any(), pd.status.as_ref(), &status)
         .await
         .map_err(Error::kube("writing the PD status"))?;
     Ok(())

@@ -6,6 +6,7 @@ pub mod build;
 pub mod endpoints;
 pub mod events;
 pub mod flags;
+pub mod group;
 pub mod overlay;
 pub mod revision;
 pub mod telemetry;

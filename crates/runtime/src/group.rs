@@ -1,0 +1,349 @@
+//! What every group controller shares besides the update engine: instance names, when an
+//! instance counts as available, the group's status from its instances, and writing a status
+//! only when it changed.
+
+use std::fmt::Debug;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource};
+use operator_api::conditions::{self, NewCondition, reasons};
+use operator_api::core::ComponentGroupStatus;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::revision::fnv1a64;
+
+/// A new instance name: the group's name and five characters that differ per call.
+pub fn instance_name(group: &str, group_uid: &str, index: usize) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut n = fnv1a64(format!("{group_uid}/{group}/{nanos}/{index}").as_bytes());
+    // No vowels: no words by accident. No characters that read alike.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let base = ALPHABET.len() as u64;
+    let suffix: String = (0..5)
+        .map(|_| {
+            let c = ALPHABET[(n % base) as usize] as char;
+            n /= base;
+            c
+        })
+        .collect();
+    format!("{group}-{suffix}")
+}
+
+/// Ready by a status that has seen the instance's current spec, with its Pod up to date: right
+/// after the group changes an instance, its old `Ready` must not let the next one go.
+pub fn is_available(
+    conditions: &[Condition],
+    observed_generation: i64,
+    generation: Option<i64>,
+) -> bool {
+    Some(observed_generation) == generation
+        && conditions::is_true(conditions, conditions::READY)
+        && conditions::is_true(conditions, conditions::SYNCED)
+}
+
+/// One instance as the group's status counts it.
+#[derive(Clone, Debug)]
+pub struct InstanceSummary {
+    /// Its revision label.
+    pub revision: String,
+    /// See [`is_available`].
+    pub available: bool,
+    /// Being deleted.
+    pub deleting: bool,
+}
+
+/// Why the group does not move, if it does not.
+#[derive(Clone, Debug, Default)]
+pub struct Progress<'a> {
+    /// A refusal, with its reason and message (for example a scale-in refused).
+    pub blocked: Option<(&'a str, String)>,
+    /// A wait of the update engine or the component, as a message.
+    pub waiting: Option<String>,
+    /// A reason that overrides `NotAllInstancesUpToDate` while waiting (for example
+    /// `Bootstrapping`).
+    pub waiting_reason: Option<&'a str>,
+    /// Whether this reconcile changed instances.
+    pub acted: bool,
+}
+
+/// The group's status from its instances: counts, revisions, the version once every instance
+/// runs it, and `Ready`/`Synced`. `noun` names the instances in messages ("PD members").
+#[allow(clippy::too_many_arguments)]
+pub fn group_status(
+    previous: Option<&ComponentGroupStatus>,
+    generation: Option<i64>,
+    desired: i32,
+    version: &str,
+    instances: &[InstanceSummary],
+    update_revision: &str,
+    selector: &str,
+    noun: &str,
+    progress: &Progress<'_>,
+) -> ComponentGroupStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let active: Vec<&InstanceSummary> = instances.iter().filter(|i| !i.deleting).collect();
+    let desired_count = usize::try_from(desired.max(0)).unwrap_or_default();
+    let ready = active.iter().filter(|i| i.available).count();
+    let updated = active
+        .iter()
+        .filter(|i| i.revision == update_revision)
+        .count();
+    if status.common.current_revision.is_empty() {
+        status.common.current_revision = update_revision.to_string();
+    }
+    if updated == desired_count && active.len() == desired_count && ready == desired_count {
+        status.common.current_revision = update_revision.to_string();
+        status.group.version = version.to_string();
+    }
+    let current = active
+        .iter()
+        .filter(|i| i.revision == status.common.current_revision)
+        .count();
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    status.common.update_revision = update_revision.to_string();
+    status.common.observed_generation = generation.unwrap_or_default();
+    status.group.selector = selector.to_string();
+    status.group.replicas = count(active.len());
+    status.group.ready_replicas = count(ready);
+    status.group.updated_replicas = count(updated);
+    status.group.current_replicas = count(current);
+
+    let now = Timestamp::now();
+    let all_ready = ready == desired_count && active.len() == desired_count;
+    conditions::set(
+        &mut status.common.conditions,
+        NewCondition {
+            type_: conditions::READY,
+            status: all_ready,
+            reason: if all_ready {
+                reasons::READY
+            } else {
+                reasons::NOT_ALL_INSTANCES_READY
+            },
+            message: if all_ready {
+                format!("all {desired_count} {noun} are ready")
+            } else {
+                format!("{ready} of {desired_count} {noun} are ready")
+            },
+            observed_generation: generation,
+        },
+        now,
+    );
+    let up_to_date = updated == desired_count && active.len() == desired_count;
+    let synced = match (&progress.blocked, &progress.waiting) {
+        (Some((reason, message)), _) => NewCondition {
+            type_: conditions::SYNCED,
+            status: false,
+            reason,
+            message: message.clone(),
+            observed_generation: generation,
+        },
+        (None, waiting) if up_to_date && !progress.acted && progress.waiting_reason.is_none() => {
+            NewCondition {
+                type_: conditions::SYNCED,
+                status: true,
+                reason: reasons::SYNCED,
+                message: match waiting {
+                    Some(w) => format!("all {desired_count} {noun} are up to date; {w}"),
+                    None => format!("all {desired_count} {noun} are up to date"),
+                },
+                observed_generation: generation,
+            }
+        }
+        (None, waiting) => NewCondition {
+            type_: conditions::SYNCED,
+            status: false,
+            reason: progress
+                .waiting_reason
+                .unwrap_or(reasons::NOT_ALL_INSTANCES_UP_TO_DATE),
+            message: match waiting {
+                Some(w) => format!("{updated} of {desired_count} {noun} are up to date; {w}"),
+                None => format!("{updated} of {desired_count} {noun} are up to date"),
+            },
+            observed_generation: generation,
+        },
+    };
+    conditions::set(&mut status.common.conditions, synced, now);
+    status
+}
+
+/// Sets `Ready` and `Synced` false with one reason, for a group or instance that cannot proceed.
+pub fn blocked_conditions(
+    conditions: &mut Vec<Condition>,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> bool {
+    let now = Timestamp::now();
+    let mut changed = false;
+    for type_ in [conditions::READY, conditions::SYNCED] {
+        changed |= conditions::set(
+            conditions,
+            NewCondition {
+                type_,
+                status: false,
+                reason,
+                message: message.to_string(),
+                observed_generation: generation,
+            },
+            now,
+        );
+    }
+    changed
+}
+
+/// Writes `desired` as the object's status unless it equals `current`. Returns whether it wrote.
+pub async fn write_status_if_changed<K, S>(
+    api: &Api<K>,
+    name: &str,
+    current: Option<&S>,
+    desired: &S,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
+    S: PartialEq + Serialize,
+{
+    if current == Some(desired) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({"status": desired});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(revision: &str, available: bool) -> InstanceSummary {
+        InstanceSummary {
+            revision: revision.into(),
+            available,
+            deleting: false,
+        }
+    }
+
+    #[test]
+    fn names_differ_per_call() {
+        let a = instance_name("tikv", "uid", 0);
+        let b = instance_name("tikv", "uid", 1);
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("tikv-") && a.len() == "tikv-".len() + 5,
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn the_version_moves_only_when_every_instance_runs_it() {
+        let progress = Progress::default();
+        let partial = group_status(
+            None,
+            Some(2),
+            3,
+            "v2",
+            &[
+                summary("new", true),
+                summary("old", true),
+                summary("old", true),
+            ],
+            "new",
+            "sel",
+            "stores",
+            &progress,
+        );
+        assert_eq!(partial.group.version, "");
+        assert_eq!(partial.group.updated_replicas, 1);
+        assert!(!conditions::is_true(
+            &partial.common.conditions,
+            conditions::SYNCED
+        ));
+        let done = group_status(
+            Some(&partial),
+            Some(2),
+            3,
+            "v2",
+            &[
+                summary("new", true),
+                summary("new", true),
+                summary("new", true),
+            ],
+            "new",
+            "sel",
+            "stores",
+            &progress,
+        );
+        assert_eq!(done.group.version, "v2");
+        assert_eq!(done.common.current_revision, "new");
+        assert!(conditions::is_true(
+            &done.common.conditions,
+            conditions::SYNCED
+        ));
+        assert!(conditions::is_true(
+            &done.common.conditions,
+            conditions::READY
+        ));
+    }
+
+    #[test]
+    fn a_refusal_shows_in_synced() {
+        let progress = Progress {
+            blocked: Some(("ScaleInRefused", "too few stores".into())),
+            ..Progress::default()
+        };
+        let status = group_status(
+            None,
+            Some(1),
+            3,
+            "v1",
+            &[summary("r", true), summary("r", true), summary("r", true)],
+            "r",
+            "sel",
+            "stores",
+            &progress,
+        );
+        let synced = conditions::find(&status.common.conditions, conditions::SYNCED).unwrap();
+        assert_eq!(
+            (synced.status.as_str(), synced.reason.as_str()),
+            ("False", "ScaleInRefused")
+        );
+    }
+
+    #[test]
+    fn availability_needs_a_status_of_the_current_generation() {
+        let mut conds = Vec::new();
+        conditions::set(
+            &mut conds,
+            NewCondition {
+                type_: conditions::READY,
+                status: true,
+                reason: "Ready",
+                message: String::new(),
+                observed_generation: None,
+            },
+            Timestamp::now(),
+        );
+        conditions::set(
+            &mut conds,
+            NewCondition {
+                type_: conditions::SYNCED,
+                status: true,
+                reason: "Synced",
+                message: String::new(),
+                observed_generation: None,
+            },
+            Timestamp::now(),
+        );
+        assert!(is_available(&conds, 3, Some(3)));
+        assert!(!is_available(&conds, 2, Some(3)));
+    }
+}
