@@ -37,7 +37,10 @@ impl Error {
     /// Wraps a client error with what was being done.
     pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let action = action.into();
-        move |source| Error::Kube { action, source: Box::new(source) }
+        move |source| Error::Kube {
+            action,
+            source: Box::new(source),
+        }
     }
 
     /// Short category for `tidb_operator_reconcile_errors_total{error}`.
