@@ -11,6 +11,7 @@ pub mod overlay;
 pub mod revision;
 pub mod telemetry;
 pub mod update;
+pub mod upgrade;
 
 pub use flags::{CommonFlags, EndpointOverride, LogFormat};
 pub mod client;

@@ -1,0 +1,1 @@
+//! backup end to end (scenarios come with its controller).

@@ -1,0 +1,1 @@
+//! cluster end to end (scenarios come with its controller).

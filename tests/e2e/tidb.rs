@@ -1,0 +1,1 @@
+//! tidb end to end (scenarios come with its controller).

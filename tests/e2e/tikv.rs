@@ -1,0 +1,1 @@
+//! tikv end to end (scenarios come with its controller).
