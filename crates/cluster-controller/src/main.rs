@@ -1,20 +1,29 @@
-//! cluster-controller: the binary that reconciles Cluster.
-//!
-//! It parses the flags every controller shares and sets up logging. The reconcile loop, leader
-//! election and the metrics server come with the controller's own issue; until then it says so
-//! and exits cleanly.
+//! cluster-controller: reconciles Cluster. It reads every group of a cluster (and PD) and writes
+//! the Cluster's status, carries its feature gates into the groups, and deletes the groups in
+//! reverse dependency order when the Cluster goes.
+
+mod cluster;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use operator_runtime::CommonFlags;
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKVGroup};
+use operator_runtime::endpoints::Endpoints;
+use operator_runtime::events::Events;
+use operator_runtime::{CommonFlags, Context, RuntimeError};
+
+use crate::cluster::{Ctx, Error, MANAGER};
 
 /// Command line of the cluster-controller.
 #[derive(Debug, Parser)]
-#[command(
-    name = "cluster-controller",
-    version,
-    about = "Reconciles Cluster of core.pingcap.com/v1alpha1"
-)]
+#[command(name = MANAGER, version, about = "Reconciles Cluster of core.pingcap.com/v1alpha1")]
 struct Cli {
     #[command(flatten)]
     common: CommonFlags,
@@ -23,9 +32,69 @@ struct Cli {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     operator_runtime::telemetry::init(cli.common.log_format, &cli.common.log_filter)?;
-    tracing::warn!(
-        lease = cli.common.lease_name_or("cluster-controller"),
-        "cluster-controller has no reconcile loop yet; exiting"
-    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(operator_runtime::run(MANAGER, cli.common, controllers))?;
     Ok(())
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The Cluster a group points at.
+fn cluster_of<K: Resource<DynamicType = ()>>(
+    group: &K,
+    cluster: &str,
+) -> Option<ObjectRef<Cluster>> {
+    let namespace = group.meta().namespace.as_deref()?;
+    Some(ObjectRef::new(cluster).within(namespace))
+}
+
+/// Runs the Cluster controller until shutdown.
+async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
+    let namespace = ctx.flags.namespace.as_deref();
+    let shared = Arc::new(Ctx {
+        events: Events::new(ctx.client.clone(), MANAGER),
+        client: ctx.client.clone(),
+        metrics: ctx.metrics.clone(),
+        endpoints: Endpoints::new(&ctx.flags.endpoint_overrides),
+    });
+    let all = watcher::Config::default();
+    ctx.readiness.set_synced(true);
+    Controller::new(api::<Cluster>(&ctx.client, namespace), all.clone())
+        .watches(api::<PDGroup>(&ctx.client, namespace), all.clone(), |g| {
+            cluster_of(&g, &g.spec.cluster.name)
+        })
+        .watches(api::<TiKVGroup>(&ctx.client, namespace), all.clone(), |g| {
+            cluster_of(&g, &g.spec.cluster.name)
+        })
+        .watches(api::<TiDBGroup>(&ctx.client, namespace), all, |g| {
+            cluster_of(&g, &g.spec.cluster.name)
+        })
+        .with_config(ControllerConfig::default().concurrency(ctx.flags.concurrency))
+        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
+        .run(cluster::reconcile, error_policy, shared)
+        .for_each(|_| async {})
+        .await;
+    Ok(())
+}
+
+/// Logs a failed reconcile and retries with a delay.
+fn error_policy(cluster: Arc<Cluster>, error: &Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::warn!(
+        name = cluster.meta().name.as_deref().unwrap_or_default(),
+        namespace = cluster.meta().namespace.as_deref().unwrap_or_default(),
+        %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(5))
 }

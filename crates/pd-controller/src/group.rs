@@ -88,7 +88,15 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
     let mut blocked = None;
     let mut waiting = None;
     let mut acted = false;
-    if !group.spec.bootstrapped {
+    let suspended = cluster
+        .spec
+        .suspend_action
+        .as_ref()
+        .is_some_and(|s| s.suspend_compute);
+    if suspended {
+        // Nothing is created, updated or removed while the Pods are suspended.
+        waiting = Some("the Cluster suspends compute".to_string());
+    } else if !group.spec.bootstrapped {
         if instances.is_empty() {
             // The first members form the PD cluster together: each waits for all of them.
             let replicas = group.spec.replicas.max(1);
@@ -233,6 +241,14 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         &selector,
         "PD members",
         &progress,
+    );
+    let status = shared_group::with_suspended(
+        status,
+        suspended,
+        &instances
+            .iter()
+            .map(|pd| pd.conditions())
+            .collect::<Vec<_>>(),
     );
     write_status(group, ctx, status).await?;
     Ok(if acted {

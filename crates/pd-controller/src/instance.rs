@@ -127,7 +127,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
                 .is_some_and(|c| c.metadata.deletion_timestamp.is_none());
         return finalize(pd, ctx, &pd_api, leaving_only_this).await;
     }
-    let Some(_) = cluster else {
+    let Some(cluster) = cluster else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
         write_status(
             pd,
@@ -235,6 +235,14 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         .get_opt(&name)
         .await
         .map_err(Error::kube("reading the Pod"))?;
+    if cluster
+        .spec
+        .suspend_action
+        .as_ref()
+        .is_some_and(|s| s.suspend_compute)
+    {
+        return suspend(pd, ctx, &pods, existing_pod.as_ref()).await;
+    }
     let observed = Observed::of(&pd_api).await;
     let mut requeue = None;
     match &existing_pod {
@@ -309,6 +317,58 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
     } else {
         Duration::from_secs(5)
     })))
+}
+
+/// Suspended compute: the Pod goes, the instance, its ConfigMap and PVCs stay, and the same
+/// instance comes back on the same PVCs when the Cluster resumes.
+async fn suspend(pd: &PD, ctx: &Ctx, pods: &Api<Pod>, pod: Option<&Pod>) -> Result<Action, Error> {
+    if let Some(pod) = pod
+        && pod.metadata.deletion_timestamp.is_none()
+    {
+        pods.delete(&pod.name_any(), &DeleteParams::default())
+            .await
+            .map_err(Error::kube("deleting the Pod to suspend"))?;
+        ctx.events
+            .normal(
+                pd,
+                reasons::SUSPENDING,
+                "Suspend",
+                "the Cluster suspends compute: removing the Pod, keeping its PVCs".into(),
+            )
+            .await;
+    }
+    let mut status = pd.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let generation = pd.metadata.generation;
+    let gone = pod.is_none();
+    let (reason, message) = if gone {
+        (
+            reasons::SUSPENDED,
+            "the Pod is removed; the instance and its PVCs are kept",
+        )
+    } else {
+        (reasons::SUSPENDING, "the Pod is being removed")
+    };
+    for (type_, value) in [(conditions::SUSPENDED, gone), (conditions::READY, false)] {
+        conditions::set(
+            &mut status.common.conditions,
+            NewCondition {
+                type_,
+                status: value,
+                reason,
+                message: message.to_string(),
+                observed_generation: generation,
+            },
+            now,
+        );
+    }
+    status.is_leader = false;
+    write_status(pd, ctx, status).await?;
+    Ok(if gone {
+        Action::await_change()
+    } else {
+        Action::requeue(Duration::from_secs(2))
+    })
 }
 
 async fn restart(pd: &PD, ctx: &Ctx, pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
@@ -524,6 +584,15 @@ fn observe_status(pd: &PD, pod: &Option<Pod>, desired: &Pod, observed: &Observed
         )
     };
     set(&mut status, conditions::SYNCED, synced, reason, message);
+    if conditions::find(&status.common.conditions, conditions::SUSPENDED).is_some() {
+        set(
+            &mut status,
+            conditions::SUSPENDED,
+            false,
+            reasons::UNSUSPENDED,
+            "the Pod runs again".to_string(),
+        );
+    }
     status.common.observed_generation = generation.unwrap_or_default();
     status.common.current_revision = pd
         .labels()

@@ -175,6 +175,55 @@ pub fn group_status(
     status
 }
 
+/// Sets the group's `Suspended` condition: true once every instance reports its Pod suspended
+/// while the Cluster suspends compute; false (`Unsuspended`) afterwards.
+pub fn with_suspended(
+    mut status: ComponentGroupStatus,
+    suspending: bool,
+    instances: &[&[Condition]],
+) -> ComponentGroupStatus {
+    let done = instances
+        .iter()
+        .filter(|c| conditions::is_true(c, conditions::SUSPENDED))
+        .count();
+    let (value, reason, message) = if suspending {
+        if done == instances.len() {
+            (
+                true,
+                reasons::SUSPENDED,
+                format!("all {} instances are suspended", instances.len()),
+            )
+        } else {
+            (
+                false,
+                reasons::SUSPENDING,
+                format!("{done} of {} instances are suspended", instances.len()),
+            )
+        }
+    } else if conditions::find(&status.common.conditions, conditions::SUSPENDED).is_some() {
+        (
+            false,
+            reasons::UNSUSPENDED,
+            "the group is not suspended".to_string(),
+        )
+    } else {
+        return status;
+    };
+    let generation = Some(status.common.observed_generation);
+    conditions::set(
+        &mut status.common.conditions,
+        NewCondition {
+            type_: conditions::SUSPENDED,
+            status: value,
+            reason,
+            message,
+            observed_generation: generation,
+        },
+        Timestamp::now(),
+    );
+    status
+}
+
 /// Sets `Ready` and `Synced` false with one reason, for a group or instance that cannot proceed.
 pub fn blocked_conditions(
     conditions: &mut Vec<Condition>,
