@@ -1,1 +1,369 @@
-//! cluster end to end (scenarios come with its controller).
+//! Cluster end to end: the cluster-controller and pd-controller as processes under their shipped
+//! RBAC, with the operand simulator. The Cluster's conditions follow a scale-out; a paused Cluster
+//! gets no writes; suspending compute keeps instances and PVCs; deleting the Cluster removes its
+//! groups and keeps the data.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use operator_api::conditions::{self, HasConditions};
+use operator_api::core::{Cluster, PD, PDGroup};
+use scenarios::{Controller, Simulator, apply_controller_identity, ensure_crds, metric_sum};
+use serde_json::json;
+use testkit::{LocalCluster, TestNamespace, wait_until};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn condition(cluster: &Cluster, type_: &str) -> Option<(String, String)> {
+    conditions::find(cluster.conditions(), type_).map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Writes a controller made, leaving out its leader-election Lease renewals.
+fn writes(metrics: &str) -> f64 {
+    ["create", "update", "patch", "delete"]
+        .iter()
+        .map(|verb| {
+            metric_sum(
+                metrics,
+                "tidb_operator_api_requests_total",
+                &[("verb", verb)],
+            ) - metric_sum(
+                metrics,
+                "tidb_operator_api_requests_total",
+                &[("verb", verb), ("resource", "leases")],
+            )
+        })
+        .sum()
+}
+
+async fn pvc_uids(client: &Client, ns: &str) -> BTreeMap<String, String> {
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn cluster_follows_scale_pause_suspend_and_delete() {
+    let cluster = LocalCluster::get().unwrap();
+    ensure_crds(&cluster).unwrap();
+    apply_controller_identity(&cluster, "pd-controller").unwrap();
+    apply_controller_identity(&cluster, "cluster-controller").unwrap();
+    let client = cluster.client().await.unwrap();
+    let ns = TestNamespace::create(&cluster, &client, "cluster")
+        .await
+        .unwrap();
+    let n = ns.name();
+    let kubectl = cluster.kubectl();
+    let simulator = Simulator::start(&cluster, n).await.unwrap();
+    let pd_controller = Controller::start(
+        &cluster,
+        &client,
+        "pd-controller",
+        n,
+        0,
+        &simulator.overrides(),
+    )
+    .await
+    .unwrap();
+    let cluster_controller = Controller::start(
+        &cluster,
+        &client,
+        "cluster-controller",
+        n,
+        0,
+        &simulator.overrides(),
+    )
+    .await
+    .unwrap();
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), n);
+    let groups: Api<PDGroup> = Api::namespaced(client.clone(), n);
+    let instances: Api<PD> = Api::namespaced(client.clone(), n);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+
+    let object: Cluster = serde_json::from_value(json!({
+        "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster", "metadata": {"name": "basic"}, "spec": {}
+    }))
+    .unwrap();
+    clusters
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+    let group: PDGroup = serde_json::from_value(json!({
+        "apiVersion": "core.pingcap.com/v1alpha1", "kind": "PDGroup", "metadata": {"name": "pd"},
+        "spec": {"cluster": {"name": "basic"}, "replicas": 3, "template": {"spec": {
+            "version": "v8.5.2",
+            "volumes": [{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]
+        }}}
+    }))
+    .unwrap();
+    groups.create(&PostParams::default(), &group).await.unwrap();
+
+    let settled = |replicas: i32| {
+        let clusters = clusters.clone();
+        move || {
+            let clusters = clusters.clone();
+            async move {
+                let c = clusters.get("basic").await?;
+                let status = c.status.clone().unwrap_or_default();
+                Ok::<_, kube::Error>(
+                    condition(&c, conditions::READY).is_some_and(|(s, _)| s == "True")
+                        && condition(&c, conditions::PROGRESSING)
+                            .is_some_and(|(s, _)| s == "False")
+                        && status
+                            .components
+                            .first()
+                            .is_some_and(|p| p.replicas == replicas)
+                        && !status.id.is_empty(),
+                )
+            }
+        }
+    };
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster basic Ready, not Progressing, with PD's ID",
+        WAIT,
+        settled(3),
+    )
+    .await
+    .unwrap();
+    let status = clusters.get("basic").await.unwrap().status.unwrap();
+    assert_eq!(status.pd, format!("http://pd-pd.{n}:2379"));
+    assert_eq!(
+        condition(&clusters.get("basic").await.unwrap(), conditions::AVAILABLE).map(|(s, _)| s),
+        Some("False".to_string()),
+        "a cluster with PD only serves nothing"
+    );
+
+    // A scale-out shows as Progressing, then settles again.
+    groups
+        .patch(
+            "pd",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    wait_until(&kubectl, n, "Cluster basic Progressing", WAIT, || async {
+        Ok::<_, kube::Error>(
+            condition(&clusters.get("basic").await?, conditions::PROGRESSING)
+                .is_some_and(|(s, _)| s == "True"),
+        )
+    })
+    .await
+    .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster basic settled at 5 PD members",
+        WAIT,
+        settled(5),
+    )
+    .await
+    .unwrap();
+
+    // Paused: every controller says so and writes nothing, even when the spec changes.
+    clusters
+        .patch(
+            "basic",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": true}})),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster and PDGroup say Paused",
+        WAIT,
+        || async {
+            let c = clusters.get("basic").await?;
+            let g = groups.get("pd").await?;
+            Ok::<_, kube::Error>(
+                condition(&c, conditions::SYNCED).is_some_and(|(_, r)| r == "Paused")
+                    && conditions::find(g.conditions(), conditions::SYNCED)
+                        .is_some_and(|c| c.reason == "Paused"),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = (
+        writes(&pd_controller.metrics().await.unwrap()),
+        writes(&cluster_controller.metrics().await.unwrap()),
+    );
+    groups
+        .patch(
+            "pd",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let after = (
+        writes(&pd_controller.metrics().await.unwrap()),
+        writes(&cluster_controller.metrics().await.unwrap()),
+    );
+    assert_eq!(
+        after, before,
+        "a controller wrote while the Cluster was paused"
+    );
+    assert_eq!(
+        instances
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        5,
+        "nothing was scaled in while paused"
+    );
+
+    // Unpaused: the scale-in that waited happens.
+    clusters
+        .patch(
+            "basic",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": false}})),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster basic settled at 4 PD members after unpausing",
+        WAIT,
+        || async {
+            let count = instances.list(&ListParams::default()).await?.items.len();
+            Ok::<_, kube::Error>(count == 4 && settled(4)().await?)
+        },
+    )
+    .await
+    .unwrap();
+
+    // Suspended compute: Pods go, instances and PVCs stay; resuming brings the same instances
+    // back on the same PVCs.
+    let claims = pvc_uids(&client, n).await;
+    let members: Vec<String> = instances
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    clusters
+        .patch(
+            "basic",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspendAction": {"suspendCompute": true}}})),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster basic Suspended with no PD Pods",
+        WAIT,
+        || async {
+            let c = clusters.get("basic").await?;
+            let left = pods
+                .list(&ListParams::default().labels("pingcap.com/component=pd"))
+                .await?
+                .items
+                .len();
+            Ok::<_, kube::Error>(
+                left == 0 && condition(&c, conditions::SUSPENDED).is_some_and(|(s, _)| s == "True"),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pvc_uids(&client, n).await,
+        claims,
+        "suspending touched the PVCs"
+    );
+    let still: Vec<String> = instances
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    assert_eq!(still, members, "suspending removed instances");
+    clusters
+        .patch(
+            "basic",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspendAction": {"suspendCompute": false}}})),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster basic resumed and settled",
+        WAIT,
+        settled(4),
+    )
+    .await
+    .unwrap();
+    let back: Vec<String> = pods
+        .list(&ListParams::default().labels("pingcap.com/component=pd"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    let mut expected = members.clone();
+    expected.sort();
+    let mut back_sorted = back.clone();
+    back_sorted.sort();
+    assert_eq!(back_sorted, expected, "the same instances came back");
+    assert_eq!(
+        pvc_uids(&client, n).await,
+        claims,
+        "resuming used other PVCs"
+    );
+
+    // Deleting the Cluster removes its groups and instances, and keeps the PVCs.
+    clusters
+        .delete("basic", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster, PDGroup and PD instances gone",
+        WAIT,
+        || async {
+            let left = clusters.get_opt("basic").await?.is_none()
+                && groups.list(&ListParams::default()).await?.items.is_empty()
+                && instances
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .is_empty();
+            Ok::<_, kube::Error>(left)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pvc_uids(&client, n).await,
+        claims,
+        "deleting the Cluster deleted PVCs"
+    );
+}

@@ -145,7 +145,17 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
 
-    if !cluster.spec.paused {
+    if cluster.spec.paused {
+        let says_so = cluster
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, conditions::SYNCED))
+            .is_some_and(|c| c.reason == reasons::PAUSED);
+        if says_so {
+            // A paused cluster gets no writes at all, its own status included.
+            return Ok(Action::await_change());
+        }
+    } else {
         carry_feature_gates(cluster, ctx, &groups).await?;
     }
 

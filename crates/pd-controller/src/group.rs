@@ -59,7 +59,15 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         write_blocked(group, ctx, reasons::CLUSTER_NOT_FOUND, message).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // The cluster-controller removes the groups; nothing new is made meanwhile.
+        return Ok(Action::await_change());
+    }
     if cluster.spec.paused {
+        if is_blocked_with(group, reasons::PAUSED) {
+            // Already says so: a paused cluster gets no writes at all.
+            return Ok(Action::await_change());
+        }
         let message =
             format!("Cluster {cluster_name} is paused; nothing changes until spec.paused is false");
         write_blocked(group, ctx, reasons::PAUSED, message).await?;

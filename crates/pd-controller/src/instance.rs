@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use operator_api::conditions::{self, NewCondition, reasons};
+use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
 use operator_api::core::{Cluster, PD, PDGroup, PDStatus};
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
@@ -108,6 +108,12 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         .await
         .map_err(Error::kube("reading the PDGroup"))?;
     if cluster.as_ref().is_some_and(|c| c.spec.paused) {
+        if conditions::find(pd.conditions(), conditions::SYNCED)
+            .is_some_and(|c| c.reason == reasons::PAUSED)
+        {
+            // Already says so: a paused cluster gets no writes at all.
+            return Ok(Action::await_change());
+        }
         write_status(pd, ctx, with_paused(pd, cluster_name)).await?;
         return Ok(Action::await_change());
     }
@@ -126,6 +132,16 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
                 .as_ref()
                 .is_some_and(|c| c.metadata.deletion_timestamp.is_none());
         return finalize(pd, ctx, &pd_api, leaving_only_this).await;
+    }
+    let going = cluster
+        .as_ref()
+        .is_none_or(|c| c.metadata.deletion_timestamp.is_some())
+        || group
+            .as_ref()
+            .is_none_or(|g| g.metadata.deletion_timestamp.is_some());
+    if going && cluster.is_some() {
+        // Its group or cluster is being removed: the instance goes with them; create nothing.
+        return Ok(Action::await_change());
     }
     let Some(cluster) = cluster else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
