@@ -176,6 +176,8 @@ const CONTROLLERS: &[Controller] = &[
                 &[F],
             ),
             grant(CORE, &["clusters"], &[R]),
+            // The group version that picks BR's image; read when a Job is built.
+            grant(CORE, &["pdgroups", "tikvgroups"], &[&["get", "list"]]),
             grant(BATCH, &["jobs"], &[R, W]),
             // Checks that referenced credentials exist; no list or watch.
             grant(K8S, &["secrets"], &[&["get"]]),

@@ -1,0 +1,397 @@
+//! The Jobs this controller creates: BR runs for Backups and Restores, and clean-ups of backup
+//! data. Pure builders.
+//!
+//! A Job's Pod has two containers: an init container from the BR image (`pingcap/br:<version>`)
+//! that copies the `br` binary into a shared `emptyDir`, and the runner (this binary's image,
+//! `backup-controller run-br -- <br> <args>`) that runs it and writes the result to its
+//! termination message.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use operator_api::br::{BackupSpec, RestoreSpec};
+
+use crate::outcome::{FAKE_RESULT_ANNOTATION, FakeMode};
+use crate::storage::merge_env;
+
+/// Where the init container puts `br`, and the runner's scratch space.
+pub const BR_BIN_DIR: &str = "/var/lib/br-bin";
+/// Path of `br` in the runner container.
+pub const BR_BIN: &str = "/var/lib/br-bin/br";
+/// Name of the runner container, whose termination message carries the result.
+pub const RUNNER_CONTAINER: &str = "br";
+const BR_BIN_VOLUME: &str = "br-bin";
+
+/// How Jobs are made, from the controller's flags.
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    /// Image of the runner: this binary's image.
+    pub runner_image: String,
+    /// Path of this binary in that image.
+    pub runner_command: String,
+    /// Test tooling: runs get `--fake-br` instead of running BR, and their Pods carry the fake
+    /// result (see [`FAKE_RESULT_ANNOTATION`]).
+    pub fake_br: bool,
+}
+
+/// The Pod settings a Backup or Restore spec gives its Job.
+#[derive(Clone, Debug, Default)]
+pub struct PodSettings {
+    /// Container resources.
+    pub resources: Option<ResourceRequirements>,
+    /// The user's environment, which overrides the operator's.
+    pub env: Vec<EnvVar>,
+    /// Tolerations.
+    pub tolerations: Vec<Toleration>,
+    /// Affinity.
+    pub affinity: Option<Affinity>,
+    /// Image pull secrets.
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// ServiceAccount of the Pod (for a cloud identity); empty: none mounted.
+    pub service_account: String,
+    /// Pod security context.
+    pub pod_security_context: Option<PodSecurityContext>,
+    /// PriorityClass.
+    pub priority_class_name: String,
+    /// Extra volumes.
+    pub volumes: Vec<Volume>,
+    /// Where the extra volumes are mounted.
+    pub volume_mounts: Vec<VolumeMount>,
+}
+
+impl PodSettings {
+    /// The Pod settings of a Backup.
+    pub fn of_backup(spec: &BackupSpec) -> PodSettings {
+        PodSettings {
+            resources: spec.resources.clone(),
+            env: spec.env.clone(),
+            tolerations: spec.tolerations.clone(),
+            affinity: spec.affinity.clone(),
+            image_pull_secrets: spec.image_pull_secrets.clone(),
+            service_account: spec.service_account.clone(),
+            pod_security_context: spec.pod_security_context.clone(),
+            priority_class_name: spec.priority_class_name.clone(),
+            volumes: spec.additional_volumes.clone(),
+            volume_mounts: spec.additional_volume_mounts.clone(),
+        }
+    }
+
+    /// The Pod settings of a Restore.
+    pub fn of_restore(spec: &RestoreSpec) -> PodSettings {
+        PodSettings {
+            resources: spec.resources.clone(),
+            env: spec.env.clone(),
+            tolerations: spec.tolerations.clone(),
+            affinity: spec.affinity.clone(),
+            image_pull_secrets: spec.image_pull_secrets.clone(),
+            service_account: spec.service_account.clone(),
+            pod_security_context: spec.pod_security_context.clone(),
+            priority_class_name: spec.priority_class_name.clone(),
+            volumes: spec.additional_volumes.clone(),
+            volume_mounts: spec.additional_volume_mounts.clone(),
+        }
+    }
+}
+
+/// What one Job runs.
+#[derive(Clone, Debug)]
+pub enum Work {
+    /// BR, from this image, with these arguments.
+    Br {
+        /// The BR image.
+        image: String,
+        /// BR's arguments.
+        args: Vec<String>,
+    },
+    /// Deleting the data under a storage URI (no BR needed).
+    Clean {
+        /// The runner's `clean` arguments (`--storage=...`).
+        args: Vec<String>,
+    },
+}
+
+/// Everything one Job is made from.
+#[derive(Clone, Debug)]
+pub struct JobRequest {
+    /// The Job's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The Backup or Restore that owns it.
+    pub owner: OwnerReference,
+    /// Labels of the Job and its Pod.
+    pub labels: BTreeMap<String, String>,
+    /// What it runs.
+    pub work: Work,
+    /// The storage's environment (credentials as Secret references).
+    pub env: Vec<EnvVar>,
+    /// The storage's volume, for local storage.
+    pub storage_volume: Option<(Volume, VolumeMount)>,
+    /// Pod settings from the spec.
+    pub pod: PodSettings,
+    /// Test tooling: the fake mode's text and value, used only when [`JobSettings::fake_br`].
+    pub fake: Option<(String, FakeMode)>,
+}
+
+/// The Job of a request.
+pub fn build(settings: &JobSettings, request: JobRequest) -> Job {
+    let JobRequest {
+        name,
+        namespace,
+        owner,
+        labels,
+        work,
+        env,
+        storage_volume,
+        pod,
+        fake,
+    } = request;
+    let fake = fake.filter(|_| settings.fake_br);
+    let bin_mount = VolumeMount {
+        name: BR_BIN_VOLUME.into(),
+        mount_path: BR_BIN_DIR.into(),
+        ..VolumeMount::default()
+    };
+    let mut volumes = vec![Volume {
+        name: BR_BIN_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![bin_mount.clone()];
+    if let Some((volume, mount)) = storage_volume {
+        volumes.push(volume);
+        mounts.push(mount);
+    }
+    volumes.extend(pod.volumes);
+    mounts.extend(pod.volume_mounts);
+
+    let fake_flag = fake.as_ref().map(|(text, _)| format!("--fake-br={text}"));
+    let (init_containers, args) = match work {
+        Work::Br {
+            image,
+            args: br_args,
+        } => {
+            let init = Container {
+                name: "br-bin".into(),
+                image: Some(image),
+                command: Some(vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    format!("cp /br {BR_BIN}"),
+                ]),
+                volume_mounts: Some(vec![bin_mount]),
+                ..Container::default()
+            };
+            let mut args = vec!["run-br".to_string()];
+            args.extend(fake_flag);
+            args.push("--".into());
+            args.push(BR_BIN.into());
+            args.extend(br_args);
+            (Some(vec![init]), args)
+        }
+        Work::Clean { args: clean_args } => {
+            let mut args = vec!["clean".to_string()];
+            args.extend(fake_flag);
+            args.extend(clean_args);
+            (None, args)
+        }
+    };
+
+    let env = merge_env(env, &pod.env);
+    let runner = Container {
+        name: RUNNER_CONTAINER.into(),
+        image: Some(settings.runner_image.clone()),
+        command: Some(vec![settings.runner_command.clone()]),
+        args: Some(args),
+        env: (!env.is_empty()).then_some(env),
+        resources: pod.resources,
+        volume_mounts: Some(mounts),
+        // The runner writes its result there; a crash before that leaves the log's tail.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    };
+    let mut annotations = BTreeMap::new();
+    if let Some((_, mode)) = &fake {
+        annotations.insert(
+            FAKE_RESULT_ANNOTATION.to_string(),
+            mode.result().to_message(),
+        );
+    }
+    let has_account = !pod.service_account.is_empty();
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            // Retries are the controller's, per backoffRetryPolicy.
+            backoff_limit: Some(0),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: (!annotations.is_empty()).then_some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    init_containers,
+                    containers: vec![runner],
+                    volumes: Some(volumes),
+                    service_account_name: has_account.then_some(pod.service_account),
+                    // The runner needs no API access; a ServiceAccount given for a cloud
+                    // identity keeps its own token settings.
+                    automount_service_account_token: (!has_account).then_some(false),
+                    tolerations: (!pod.tolerations.is_empty()).then_some(pod.tolerations),
+                    affinity: pod.affinity,
+                    image_pull_secrets: (!pod.image_pull_secrets.is_empty())
+                        .then_some(pod.image_pull_secrets),
+                    security_context: pod.pod_security_context,
+                    priority_class_name: (!pod.priority_class_name.is_empty())
+                        .then_some(pod.priority_class_name),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+/// The BR image: `toolImage` as given when it has a tag, `toolImage:<version>` when it has none,
+/// else `pingcap/br:<version>`. `None` when a version is needed and unknown.
+pub fn br_image(tool_image: &str, version: Option<&str>) -> Option<String> {
+    let has_tag = |image: &str| {
+        let last = image.rsplit('/').next().unwrap_or(image);
+        last.contains(':') || last.contains('@')
+    };
+    if !tool_image.is_empty() && has_tag(tool_image) {
+        return Some(tool_image.to_string());
+    }
+    let version = version.filter(|v| !v.is_empty())?;
+    let version = if version.starts_with('v') {
+        version.to_string()
+    } else {
+        format!("v{version}")
+    };
+    let repository = if tool_image.is_empty() {
+        "pingcap/br"
+    } else {
+        tool_image
+    };
+    Some(format!("{repository}:{version}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Storage;
+
+    fn settings(fake_br: bool) -> JobSettings {
+        JobSettings {
+            runner_image: "tidb-operator/backup-controller:v0.1.0".into(),
+            runner_command: "/backup-controller".into(),
+            fake_br,
+        }
+    }
+
+    fn request(fake: Option<&str>) -> JobRequest {
+        let provider = serde_json::from_value(serde_json::json!({"s3": {
+            "provider": "aws", "bucket": "b", "secretName": "creds"}}))
+        .unwrap();
+        let storage = Storage::of(&provider).unwrap();
+        JobRequest {
+            name: "backup-b1".into(),
+            namespace: "db".into(),
+            owner: OwnerReference {
+                api_version: "br.pingcap.com/v1alpha1".into(),
+                kind: "Backup".into(),
+                name: "b1".into(),
+                uid: "u".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+            labels: [("a".to_string(), "b".to_string())].into(),
+            work: Work::Br {
+                image: "pingcap/br:v8.5.2".into(),
+                args: vec!["backup".into(), "full".into()],
+            },
+            env: storage.env(),
+            storage_volume: None,
+            pod: PodSettings {
+                env: vec![EnvVar {
+                    name: "EXTRA".into(),
+                    value: Some("1".into()),
+                    value_from: None,
+                }],
+                ..PodSettings::default()
+            },
+            fake: fake.map(|f| (f.to_string(), f.parse().unwrap())),
+        }
+    }
+
+    #[test]
+    fn a_br_job_copies_br_and_runs_it_through_the_runner() {
+        let job = build(&settings(false), request(Some("success")));
+        let spec = job.spec.unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let init = &pod.init_containers.unwrap()[0];
+        assert_eq!(init.image.as_deref(), Some("pingcap/br:v8.5.2"));
+        let runner = &pod.containers[0];
+        assert_eq!(
+            runner.args.as_deref().unwrap(),
+            ["run-br", "--", BR_BIN, "backup", "full"],
+            "no fake flag unless the controller runs with --fake-br"
+        );
+        let env = runner.env.as_ref().unwrap();
+        assert_eq!(env.len(), 3);
+        assert!(env[..2].iter().all(|e| e.value.is_none()));
+        assert!(
+            spec.template
+                .metadata
+                .unwrap()
+                .annotations
+                .is_none_or(|a| !a.contains_key(FAKE_RESULT_ANNOTATION))
+        );
+    }
+
+    #[test]
+    fn a_fake_run_says_so_and_carries_its_result() {
+        let job = build(&settings(true), request(Some("fail:boom")));
+        let template = job.spec.unwrap().template;
+        let runner = &template.spec.unwrap().containers[0];
+        assert_eq!(
+            &runner.args.as_deref().unwrap()[..3],
+            ["run-br", "--fake-br=fail:boom", "--"]
+        );
+        let annotation =
+            template.metadata.unwrap().annotations.unwrap()[FAKE_RESULT_ANNOTATION].clone();
+        let result = crate::outcome::RunResult::parse(&annotation).unwrap();
+        assert!(!result.ok && result.message.contains("boom"));
+    }
+
+    #[test]
+    fn images_follow_the_tool_image_and_version() {
+        assert_eq!(br_image("", Some("v8.5.2")).unwrap(), "pingcap/br:v8.5.2");
+        assert_eq!(br_image("", Some("8.5.2")).unwrap(), "pingcap/br:v8.5.2");
+        assert_eq!(
+            br_image("registry:5000/br", Some("v8.5.2")).unwrap(),
+            "registry:5000/br:v8.5.2"
+        );
+        assert_eq!(
+            br_image("registry:5000/br:v7.5.0", None).unwrap(),
+            "registry:5000/br:v7.5.0"
+        );
+        assert_eq!(br_image("", None), None);
+    }
+}

@@ -1,0 +1,142 @@
+//! The cluster a Backup or Restore works on, as BR needs it: the PD address and the version that
+//! picks BR's image. Read from the Cluster's status and its TiKV or PD group; never written.
+
+use kube::Api;
+use kube::api::ListParams;
+use operator_api::br::BRConfig;
+use operator_api::core::{Cluster, PDGroup, TiKVGroup};
+
+use crate::error::Error;
+use crate::status::Blocked;
+
+/// Reason: the Cluster has no PD URL or version yet.
+pub const CLUSTER_NOT_READY: &str = "ClusterNotReady";
+/// Reason: the Cluster uses TLS, which these Jobs do not set up yet.
+pub const TLS_NOT_SUPPORTED: &str = "TLSNotSupported";
+
+/// What BR needs to know about its cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Namespace of the Cluster.
+    pub namespace: String,
+    /// Name of the Cluster.
+    pub name: String,
+    /// PD as `host:port`.
+    pub pd: String,
+    /// Version of TiKV (or PD) the cluster runs, if known.
+    pub version: Option<String>,
+}
+
+/// `host:port` of a PD URL such as `http://basic-pd.db:2379`.
+pub fn pd_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
+
+/// Finds the Cluster `br.cluster` (in `br.clusterNamespace`, else `namespace`) and what BR needs
+/// of it. `Ok(Err(_))` says why the object cannot proceed.
+pub async fn resolve(
+    client: &kube::Client,
+    namespace: &str,
+    br: &BRConfig,
+) -> Result<Result<Target, Blocked>, Error> {
+    let cluster_ns = if br.cluster_namespace.is_empty() {
+        namespace
+    } else {
+        &br.cluster_namespace
+    };
+    let name = &br.cluster;
+    let Some(cluster) = Api::<Cluster>::namespaced(client.clone(), cluster_ns)
+        .get_opt(name)
+        .await
+        .map_err(Error::kube("reading the Cluster"))?
+    else {
+        return Ok(Err(Blocked::new(
+            operator_api::conditions::reasons::CLUSTER_NOT_FOUND,
+            format!("Cluster {name} does not exist in namespace {cluster_ns}"),
+        )));
+    };
+    if cluster.spec.tls_cluster.as_ref().is_some_and(|t| t.enabled) {
+        return Ok(Err(Blocked::new(
+            TLS_NOT_SUPPORTED,
+            format!(
+                "Cluster {name} uses TLS between components; backup and restore Jobs do not mount its client certificates yet"
+            ),
+        )));
+    }
+    let pd_url = cluster
+        .status
+        .as_ref()
+        .map(|s| s.pd.clone())
+        .unwrap_or_default();
+    if pd_url.is_empty() {
+        return Ok(Err(Blocked::new(
+            CLUSTER_NOT_READY,
+            format!("Cluster {name} reports no PD URL (status.pd) yet"),
+        )));
+    }
+    let version = version(client, cluster_ns, name).await?;
+    Ok(Ok(Target {
+        namespace: cluster_ns.to_string(),
+        name: name.clone(),
+        pd: pd_address(&pd_url),
+        version,
+    }))
+}
+
+/// The version of the cluster's TiKV group (what it runs, else what it is moving to), else of
+/// its PD group.
+async fn version(
+    client: &kube::Client,
+    namespace: &str,
+    cluster: &str,
+) -> Result<Option<String>, Error> {
+    let tikv = Api::<TiKVGroup>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube("listing TiKV groups"))?;
+    let pick = |running: Option<String>, wanted: String| {
+        running
+            .filter(|v| !v.is_empty())
+            .or(Some(wanted).filter(|v| !v.is_empty()))
+    };
+    if let Some(v) = tikv
+        .items
+        .iter()
+        .filter(|g| g.spec.cluster.name == cluster)
+        .find_map(|g| {
+            pick(
+                g.status.as_ref().map(|s| s.group.version.clone()),
+                g.spec.template.spec.common.version.clone(),
+            )
+        })
+    {
+        return Ok(Some(v));
+    }
+    let pd = Api::<PDGroup>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube("listing PD groups"))?;
+    Ok(pd
+        .items
+        .iter()
+        .filter(|g| g.spec.cluster.name == cluster)
+        .find_map(|g| {
+            pick(
+                g.status.as_ref().map(|s| s.group.version.clone()),
+                g.spec.template.spec.common.version.clone(),
+            )
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pd_urls_become_addresses() {
+        assert_eq!(pd_address("http://basic-pd.db:2379"), "basic-pd.db:2379");
+        assert_eq!(pd_address("https://pd.db.svc:2379/"), "pd.db.svc:2379");
+        assert_eq!(pd_address("basic-pd:2379"), "basic-pd:2379");
+    }
+}
