@@ -1,17 +1,39 @@
-//! tidb-controller: the binary that reconciles TiDBGroup and TiDB.
-//!
-//! It parses the flags every controller shares and sets up logging. The reconcile loop, leader
-//! election and the metrics server come with the controller's own issue; until then it says so
-//! and exits cleanly.
+//! tidb-controller: reconciles TiDBGroup and TiDB. Each TiDBGroup becomes TiDB instances and a
+//! MySQL Service; each TiDB instance becomes its ConfigMap, PVCs and Pod, watched through TiDB's
+//! status port. Rolling updates surge: a new server is Ready before an old one leaves.
+
+mod build;
+mod context;
+mod error;
+mod group;
+mod instance;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use operator_runtime::CommonFlags;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use operator_api::core::{Cluster, PDGroup, TiDB, TiDBGroup, TiKVGroup};
+use operator_api::keys;
+use operator_runtime::endpoints::Endpoints;
+use operator_runtime::{CommonFlags, Context, RuntimeError};
+
+use crate::context::Ctx;
+use crate::error::Error;
+
+/// Name of the binary, its Lease and its field manager.
+const NAME: &str = "tidb-controller";
 
 /// Command line of the tidb-controller.
 #[derive(Debug, Parser)]
 #[command(
-    name = "tidb-controller",
+    name = NAME,
     version,
     about = "Reconciles TiDBGroup and TiDB of core.pingcap.com/v1alpha1"
 )]
@@ -23,9 +45,148 @@ struct Cli {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     operator_runtime::telemetry::init(cli.common.log_format, &cli.common.log_filter)?;
-    tracing::warn!(
-        lease = cli.common.lease_name_or("tidb-controller"),
-        "tidb-controller has no reconcile loop yet; exiting"
-    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(operator_runtime::run(NAME, cli.common, controllers))?;
     Ok(())
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The TiDB groups of the cluster a changed object belongs to (namespace and cluster name).
+fn groups_of_cluster(
+    store: &Store<TiDBGroup>,
+    namespace: Option<String>,
+    cluster: &str,
+) -> Vec<ObjectRef<TiDBGroup>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|g| g.metadata.namespace == namespace && g.spec.cluster.name == cluster)
+        .map(|g| ObjectRef::from_obj(&*g))
+        .collect()
+}
+
+/// Runs the TiDBGroup and TiDB controllers until shutdown.
+async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
+    let namespace = ctx.flags.namespace.as_deref();
+    let shared = match Ctx::new(
+        ctx.client.clone(),
+        ctx.metrics.clone(),
+        Endpoints::new(&ctx.flags.endpoint_overrides),
+    ) {
+        Ok(shared) => shared,
+        Err(error) => {
+            // Without the status client no instance can be judged; stop rather than guess.
+            tracing::error!(%error, "cannot start the TiDB controllers");
+            return Ok(());
+        }
+    };
+    let config = ControllerConfig::default().concurrency(ctx.flags.concurrency);
+    let operands = watcher::Config::default().labels(&format!(
+        "{}={},{}={}",
+        keys::LABEL_MANAGED_BY,
+        keys::MANAGED_BY,
+        keys::LABEL_COMPONENT,
+        keys::COMPONENT_TIDB
+    ));
+
+    let groups = Controller::new(
+        api::<TiDBGroup>(&ctx.client, namespace),
+        watcher::Config::default(),
+    );
+    let store = groups.store();
+    let (by_cluster, by_pd, by_tikv) = (store.clone(), store.clone(), store);
+    let groups = groups
+        .owns(
+            api::<TiDB>(&ctx.client, namespace),
+            watcher::Config::default(),
+        )
+        .watches(
+            api::<Cluster>(&ctx.client, namespace),
+            watcher::Config::default(),
+            move |cluster| {
+                let name = cluster.metadata.name.clone().unwrap_or_default();
+                groups_of_cluster(&by_cluster, cluster.metadata.namespace.clone(), &name)
+            },
+        )
+        // The upgrade order: a PD or TiKV group reaching a version may let a TiDB group move.
+        .watches(
+            api::<PDGroup>(&ctx.client, namespace),
+            watcher::Config::default(),
+            move |pd| {
+                groups_of_cluster(&by_pd, pd.metadata.namespace.clone(), &pd.spec.cluster.name)
+            },
+        )
+        .watches(
+            api::<TiKVGroup>(&ctx.client, namespace),
+            watcher::Config::default(),
+            move |tikv| {
+                groups_of_cluster(
+                    &by_tikv,
+                    tikv.metadata.namespace.clone(),
+                    &tikv.spec.cluster.name,
+                )
+            },
+        )
+        .with_config(config.clone())
+        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
+        .run(group::reconcile, error_policy::<TiDBGroup>, shared.clone())
+        .for_each(|_| async {});
+
+    let instances = Controller::new(
+        api::<TiDB>(&ctx.client, namespace),
+        watcher::Config::default(),
+    );
+    let instance_store = instances.store();
+    let instances = instances
+        .owns(api::<Pod>(&ctx.client, namespace), operands.clone())
+        .owns(api::<ConfigMap>(&ctx.client, namespace), operands)
+        .watches(
+            api::<Cluster>(&ctx.client, namespace),
+            watcher::Config::default(),
+            move |cluster| {
+                let cluster_ns = cluster.metadata.namespace.clone();
+                let name = cluster.metadata.name.clone().unwrap_or_default();
+                instance_store
+                    .state()
+                    .into_iter()
+                    .filter(|t| t.metadata.namespace == cluster_ns && t.spec.cluster.name == name)
+                    .map(|t| ObjectRef::from_obj(&*t))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(config)
+        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
+        .run(instance::reconcile, error_policy::<TiDB>, shared)
+        .for_each(|_| async {});
+
+    ctx.readiness.set_synced(true);
+    tokio::join!(groups, instances);
+    Ok(())
+}
+
+/// Logs a failed reconcile and retries with a delay.
+fn error_policy<K>(object: Arc<K>, error: &Error, _ctx: Arc<Ctx>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    tracing::warn!(
+        kind = %K::kind(&()),
+        name = object.meta().name.as_deref().unwrap_or_default(),
+        namespace = object.meta().namespace.as_deref().unwrap_or_default(),
+        %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(5))
 }

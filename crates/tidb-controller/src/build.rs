@@ -1,0 +1,1007 @@
+//! Pure builders of everything TiDB needs: instances from a group, the group's Services, and an
+//! instance's config file, ConfigMap, PVCs and Pod. No client here; every function is tested on
+//! plain values.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ExecAction,
+    KeyToPath, Lifecycle, LifecycleHandler, PersistentVolumeClaim,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume as PodVolume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use operator_api::core::{
+    self as api, Feature, TIDB_DEFAULT_PORT_CLIENT, TIDB_DEFAULT_PORT_STATUS,
+    TIDB_DEFAULT_PRE_STOP_SLEEP_SECONDS, TIDB_PORT_NAME_CLIENT, TIDB_PORT_NAME_STATUS,
+    TIDB_SLOW_LOG_DEFAULT_PATH, TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG, TiDB, TiDBGroup, TiDBProbeType,
+    TiDBSpec, TiDBTemplateSpec, Topology,
+};
+use operator_api::keys;
+use operator_runtime::build::{self, BuildError, Owner};
+use operator_runtime::revision::hash_of;
+
+/// Name of the component label value and of the main container.
+pub const COMPONENT: &str = keys::COMPONENT_TIDB;
+/// Where the config file is mounted.
+pub const CONFIG_DIR: &str = "/etc/tidb";
+/// Key of the config file in the ConfigMap.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Default image when the template names none.
+pub const DEFAULT_IMAGE: &str = "pingcap/tidb";
+/// Key of the bootstrap SQL in the user's ConfigMap named by the Cluster's `bootstrapSQL`.
+pub const BOOTSTRAP_SQL_KEY: &str = "bootstrap-sql";
+/// Where the bootstrap SQL is mounted.
+pub const BOOTSTRAP_SQL_DIR: &str = "/etc/tidb-bootstrap";
+/// File name of the bootstrap SQL in [`BOOTSTRAP_SQL_DIR`].
+pub const BOOTSTRAP_SQL_FILE: &str = "bootstrap.sql";
+/// File name of the slow log in the slow-log directory.
+pub const SLOW_LOG_FILE: &str = "slowlog";
+/// Image of the slow-log sidecar when the template names none.
+pub const DEFAULT_SLOW_LOG_IMAGE: &str = "busybox:1.37.0";
+/// Seconds tidb-server waits for open transactions after SIGTERM (fixed in tidb-server).
+pub const GRACEFUL_CLOSE_SECONDS: i64 = 15;
+/// Extra seconds of the termination grace period beyond the preStop sleep and TiDB's close.
+pub const TERMINATION_BUFFER_SECONDS: i64 = 5;
+/// Seconds before the first readiness probe, as the reference operator waits.
+const READINESS_INITIAL_DELAY_SECONDS: i32 = 10;
+
+/// Pod volume names the operator uses itself; a template volume may not take them.
+const CONFIG_VOLUME: &str = "config";
+const BOOTSTRAP_SQL_VOLUME: &str = "bootstrap-sql";
+const SLOW_LOG_VOLUME: &str = "slowlog";
+/// Name of the slow-log sidecar container.
+const SLOW_LOG_CONTAINER: &str = "slowlog";
+
+/// Headless Service giving each server a stable DNS name.
+pub fn peer_service_name(group: &str) -> String {
+    format!("{group}-tidb-peer")
+}
+
+/// Service MySQL clients connect to.
+pub fn client_service_name(group: &str) -> String {
+    format!("{group}-tidb")
+}
+
+/// The owner identity of a group's objects.
+pub fn owner<'a>(namespace: &'a str, cluster: &'a str, group: &'a str) -> Owner<'a> {
+    Owner {
+        namespace,
+        cluster,
+        component: COMPONENT,
+        group,
+    }
+}
+
+/// MySQL port of a template.
+pub fn client_port(spec: &TiDBTemplateSpec) -> i32 {
+    spec.server
+        .ports
+        .client
+        .as_ref()
+        .map_or(TIDB_DEFAULT_PORT_CLIENT, |p| p.port)
+}
+
+/// Status port of a template.
+pub fn status_port(spec: &TiDBTemplateSpec) -> i32 {
+    spec.server
+        .ports
+        .status
+        .as_ref()
+        .map_or(TIDB_DEFAULT_PORT_STATUS, |p| p.port)
+}
+
+/// Seconds the preStop hook sleeps before TiDB is told to stop.
+pub fn pre_stop_sleep_seconds(spec: &TiDBTemplateSpec) -> i32 {
+    spec.pre_stop
+        .as_ref()
+        .and_then(|p| p.sleep_seconds)
+        .unwrap_or(TIDB_DEFAULT_PRE_STOP_SLEEP_SECONDS)
+        .max(0)
+}
+
+/// The Pod's termination grace period: the preStop sleep, TiDB's own close, and a buffer.
+pub fn termination_grace_period_seconds(spec: &TiDBTemplateSpec) -> i64 {
+    i64::from(pre_stop_sleep_seconds(spec)) + GRACEFUL_CLOSE_SECONDS + TERMINATION_BUFFER_SECONDS
+}
+
+/// What the revision of a group covers: the template and the features.
+pub fn revision_input(group: &TiDBGroup) -> serde_json::Value {
+    serde_json::json!({"template": group.spec.template, "features": group.spec.features})
+}
+
+/// What new or updated instances are made from: the group's template at its update revision, or,
+/// while a new version waits for its dependencies, the spec of an instance already running.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// The revision label the instances get.
+    pub revision: String,
+    /// The instance spec fields.
+    pub spec: TiDBTemplateSpec,
+    /// The features.
+    pub features: Vec<Feature>,
+}
+
+impl Target {
+    /// The group's own template.
+    pub fn of_group(group: &TiDBGroup, revision: &str) -> Self {
+        Target {
+            revision: revision.to_string(),
+            spec: group.spec.template.spec.clone(),
+            features: group.spec.features.clone(),
+        }
+    }
+
+    /// What an existing instance runs, with its revision.
+    pub fn of_instance(tidb: &TiDB) -> Self {
+        Target {
+            revision: revision_of(tidb),
+            spec: tidb.spec.template.clone(),
+            features: tidb.spec.features.clone(),
+        }
+    }
+}
+
+/// The revision label of an instance.
+pub fn revision_of(tidb: &TiDB) -> String {
+    tidb.labels()
+        .get(keys::LABEL_INSTANCE_REVISION_HASH)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A TiDB instance of a group, made from `target`.
+pub fn instance(
+    group: &TiDBGroup,
+    name: &str,
+    topology: Topology,
+    target: &Target,
+) -> Result<TiDB, BuildError> {
+    let namespace = group.namespace().unwrap_or_default();
+    let group_name = group.name_any();
+    let mut labels = build::instance_labels(
+        owner(&namespace, &group.spec.cluster.name, &group_name),
+        name,
+    );
+    labels.extend(group.spec.template.metadata.labels.clone());
+    labels.insert(
+        keys::LABEL_INSTANCE_REVISION_HASH.to_string(),
+        target.revision.clone(),
+    );
+    let annotations = group.spec.template.metadata.annotations.clone();
+    let mut tidb = TiDB::new(
+        name,
+        TiDBSpec {
+            cluster: group.spec.cluster.clone(),
+            features: target.features.clone(),
+            topology,
+            subdomain: peer_service_name(&group_name),
+            template: target.spec.clone(),
+        },
+    );
+    tidb.metadata.namespace = Some(namespace);
+    tidb.metadata.labels = Some(labels);
+    tidb.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
+    tidb.metadata.owner_references = Some(vec![build::controller_ref(group)?]);
+    tidb.metadata.finalizers = Some(vec![keys::FINALIZER.to_string()]);
+    Ok(tidb)
+}
+
+/// Whether moving an instance to `target` leaves its Pod as it is (a change of the config with
+/// the `HotReload` strategy, of labels or annotations): such an instance is updated in place.
+pub fn update_keeps_pod(existing: &TiDB, target: &Target) -> bool {
+    let mut updated = existing.clone();
+    updated.spec.template = target.spec.clone();
+    updated.spec.features = target.features.clone();
+    match (pod(existing, None), pod(&updated, None)) {
+        (Ok(before), Ok(after)) => pod_is_current(&before, &after),
+        _ => false,
+    }
+}
+
+/// The group's headless peer Service and its MySQL Service.
+pub fn services(group: &TiDBGroup) -> Result<[Service; 2], BuildError> {
+    let namespace = group.namespace().unwrap_or_default();
+    let group_name = group.name_any();
+    let owner = owner(&namespace, &group.spec.cluster.name, &group_name);
+    let selector = build::group_labels(owner);
+    let spec = &group.spec.template.spec;
+    let ports = vec![
+        ServicePort {
+            name: Some(TIDB_PORT_NAME_CLIENT.into()),
+            port: client_port(spec),
+            protocol: Some("TCP".into()),
+            target_port: Some(IntOrString::String(TIDB_PORT_NAME_CLIENT.into())),
+            ..ServicePort::default()
+        },
+        ServicePort {
+            name: Some(TIDB_PORT_NAME_STATUS.into()),
+            port: status_port(spec),
+            protocol: Some("TCP".into()),
+            target_port: Some(IntOrString::String(TIDB_PORT_NAME_STATUS.into())),
+            ..ServicePort::default()
+        },
+    ];
+    let owner_ref = build::controller_ref(group)?;
+    let meta = |name: String| ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace.clone()),
+        labels: Some(selector.clone()),
+        owner_references: Some(vec![owner_ref.clone()]),
+        ..ObjectMeta::default()
+    };
+    let peer = Service {
+        metadata: meta(peer_service_name(&group_name)),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            // Each server has a DNS name before it is ready.
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector.clone()),
+            ports: Some(ports.clone()),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let mysql = Service {
+        metadata: meta(client_service_name(&group_name)),
+        spec: Some(ServiceSpec {
+            type_: Some(
+                group
+                    .spec
+                    .service
+                    .as_ref()
+                    .and_then(|s| s.type_.clone())
+                    .unwrap_or_else(|| "ClusterIP".into()),
+            ),
+            selector: Some(selector),
+            ports: Some(ports),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    Ok([peer, mysql])
+}
+
+/// DNS name of an instance through its peer Service.
+pub fn host(tidb: &TiDB) -> String {
+    format!(
+        "{}.{}.{}",
+        tidb.name_any(),
+        tidb.spec.subdomain,
+        tidb.namespace().unwrap_or_default()
+    )
+}
+
+/// In-cluster URL of an instance's status port.
+pub fn status_url(tidb: &TiDB) -> String {
+    format!("http://{}:{}", host(tidb), status_port(&tidb.spec.template))
+}
+
+/// TiDB's `path`: the PD endpoints as `host:port`, comma separated. From the Cluster's
+/// `status.pd` URL(s) when set, else from the client Services of the Cluster's PD groups
+/// (`(group, client port)`). `None` when there is no PD to name.
+pub fn pd_path(status_pd: &str, namespace: &str, pd_groups: &[(String, i32)]) -> Option<String> {
+    let from_status: Vec<String> = status_pd
+        .split(',')
+        .map(|u| {
+            u.trim()
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .filter(|u| !u.is_empty())
+        .collect();
+    if !from_status.is_empty() {
+        return Some(from_status.join(","));
+    }
+    let mut groups: Vec<String> = pd_groups
+        .iter()
+        .map(|(group, port)| format!("{group}-pd.{namespace}:{port}"))
+        .collect();
+    groups.sort();
+    (!groups.is_empty()).then(|| groups.join(","))
+}
+
+/// Where the slow log goes: the mount of type `slowlog` (its path, or the default), or the
+/// default directory when the slow-log sidecar is on without such a volume.
+pub fn slow_log_dir(spec: &TiDBTemplateSpec) -> Option<String> {
+    let mounted = spec
+        .common
+        .volumes
+        .iter()
+        .flat_map(|v| v.mounts.iter())
+        .find(|m| m.type_ == TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG)
+        .map(|m| {
+            if m.mount_path.is_empty() {
+                TIDB_SLOW_LOG_DEFAULT_PATH.to_string()
+            } else {
+                m.mount_path.clone()
+            }
+        });
+    mounted.or_else(|| {
+        spec.slow_log
+            .as_ref()
+            .map(|_| TIDB_SLOW_LOG_DEFAULT_PATH.to_string())
+    })
+}
+
+/// The config file: the user's TOML with the keys the operator owns set over it. `pd` is TiDB's
+/// `path`; `bootstrap_sql` says whether the Cluster's bootstrap SQL is mounted.
+pub fn config(tidb: &TiDB, pd: &str, bootstrap_sql: bool) -> Result<String, BuildError> {
+    let spec = &tidb.spec.template;
+    let mut owned: Vec<(&str, toml::Value)> = vec![
+        ("store", "tikv".into()),
+        ("host", "::".into()),
+        ("advertise-address", host(tidb).into()),
+        ("port", i64::from(client_port(spec)).into()),
+        ("status.status-port", i64::from(status_port(spec)).into()),
+        ("path", pd.into()),
+    ];
+    if let Some(dir) = slow_log_dir(spec) {
+        owned.push((
+            "log.slow-query-file",
+            format!("{dir}/{SLOW_LOG_FILE}").into(),
+        ));
+    }
+    if bootstrap_sql {
+        owned.push((
+            "initialize-sql-file",
+            format!("{BOOTSTRAP_SQL_DIR}/{BOOTSTRAP_SQL_FILE}").into(),
+        ));
+    }
+    if !spec.server.labels.is_empty() {
+        let labels: toml::Table = spec
+            .server
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), toml::Value::from(v.clone())))
+            .collect();
+        owned.push(("labels", toml::Value::Table(labels)));
+    }
+    build::merge_config(&spec.common.config, &owned)
+}
+
+/// Hash of the user's config, the part that decides restarts (see the config-hash label).
+pub fn config_hash(tidb: &TiDB) -> String {
+    hash_of(&tidb.spec.template.common.config)
+}
+
+/// Labels of the objects of an instance.
+fn instance_object_labels(tidb: &TiDB) -> BTreeMap<String, String> {
+    let namespace = tidb.namespace().unwrap_or_default();
+    let group = tidb
+        .labels()
+        .get(keys::LABEL_GROUP)
+        .cloned()
+        .unwrap_or_default();
+    build::instance_labels(
+        owner(&namespace, &tidb.spec.cluster.name, &group),
+        &tidb.name_any(),
+    )
+}
+
+/// The ConfigMap holding the config file.
+pub fn config_map(tidb: &TiDB, config: String) -> Result<ConfigMap, BuildError> {
+    Ok(ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(tidb.name_any()),
+            namespace: tidb.namespace(),
+            labels: Some(instance_object_labels(tidb)),
+            owner_references: Some(vec![build::controller_ref(tidb)?]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config)])),
+        ..ConfigMap::default()
+    })
+}
+
+/// The instance's PVCs: one per declared volume, none otherwise.
+pub fn pvcs(tidb: &TiDB) -> Result<Vec<PersistentVolumeClaim>, BuildError> {
+    let namespace = tidb.namespace().unwrap_or_default();
+    let group = tidb
+        .labels()
+        .get(keys::LABEL_GROUP)
+        .cloned()
+        .unwrap_or_default();
+    let spec = &tidb.spec.template.common;
+    build::pvcs(
+        owner(&namespace, &tidb.spec.cluster.name, &group),
+        &tidb.name_any(),
+        &spec.volumes,
+        spec.overlay.as_ref(),
+    )
+}
+
+/// The image to run: the template's image (tagged with the version unless it has a tag).
+pub fn image(spec: &TiDBTemplateSpec) -> String {
+    let base = spec
+        .common
+        .image
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_string());
+    let last = base.rsplit('/').next().unwrap_or(&base);
+    if last.contains(':') || base.contains('@') {
+        base
+    } else {
+        format!("{base}:{}", spec.common.version)
+    }
+}
+
+/// The readiness probe: a TCP connect to the MySQL port (the default), or with type `command`
+/// a request to the status API's `/status` from inside the container.
+fn readiness_probe(spec: &TiDBTemplateSpec) -> Probe {
+    let kind = spec
+        .probes
+        .readiness
+        .as_ref()
+        .and_then(|r| r.type_)
+        .unwrap_or(TiDBProbeType::Tcp);
+    let mut probe = Probe {
+        initial_delay_seconds: Some(READINESS_INITIAL_DELAY_SECONDS),
+        ..Probe::default()
+    };
+    match kind {
+        TiDBProbeType::Tcp => {
+            probe.tcp_socket = Some(TCPSocketAction {
+                port: IntOrString::Int(client_port(spec)),
+                ..TCPSocketAction::default()
+            });
+        }
+        TiDBProbeType::Command => {
+            probe.exec = Some(ExecAction {
+                command: Some(vec![
+                    "curl".into(),
+                    format!("http://127.0.0.1:{}/status", status_port(spec)),
+                    "--fail".into(),
+                    "--location".into(),
+                ]),
+            });
+        }
+    }
+    probe
+}
+
+/// The Pod of an instance. Its labels carry the hash of the Pod as built (and, with the
+/// `Restart` config strategy, of the user's config), so a change shows as a different hash.
+///
+/// `bootstrap_sql` names the user's ConfigMap holding the Cluster's bootstrap SQL; it is mounted
+/// at [`BOOTSTRAP_SQL_DIR`] but left out of the hash, so removing `bootstrapSQL` from the Cluster
+/// after the first bootstrap restarts nothing.
+pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>) -> Result<Pod, BuildError> {
+    let spec = &tidb.spec.template;
+    let name = tidb.name_any();
+    let mut mounts = vec![VolumeMount {
+        name: CONFIG_VOLUME.into(),
+        mount_path: CONFIG_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    let mut volumes = vec![PodVolume {
+        name: CONFIG_VOLUME.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: name.clone(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..PodVolume::default()
+    }];
+    let mut slow_log_mount = None;
+    for volume in &spec.common.volumes {
+        if [CONFIG_VOLUME, BOOTSTRAP_SQL_VOLUME, SLOW_LOG_VOLUME].contains(&volume.name.as_str()) {
+            return Err(BuildError::Missing(format!(
+                "volume name {} is used by the operator; choose another",
+                volume.name
+            )));
+        }
+        for mount in &volume.mounts {
+            let path = if !mount.mount_path.is_empty() {
+                mount.mount_path.clone()
+            } else if mount.type_ == TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG {
+                TIDB_SLOW_LOG_DEFAULT_PATH.to_string()
+            } else {
+                return Err(BuildError::Missing(format!(
+                    "volume {} mount of type {} needs a mountPath",
+                    volume.name, mount.type_
+                )));
+            };
+            let volume_mount = VolumeMount {
+                name: volume.name.clone(),
+                mount_path: path,
+                sub_path: (!mount.sub_path.is_empty()).then(|| mount.sub_path.clone()),
+                ..VolumeMount::default()
+            };
+            if mount.type_ == TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG && slow_log_mount.is_none() {
+                slow_log_mount = Some(volume_mount.clone());
+            }
+            mounts.push(volume_mount);
+        }
+        volumes.push(PodVolume {
+            name: volume.name.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: build::pvc_name(&volume.name, &name),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..PodVolume::default()
+        });
+    }
+    let mut init_containers = Vec::new();
+    if let Some(sidecar) = &spec.slow_log {
+        let mount = match slow_log_mount {
+            Some(mount) => mount,
+            None => {
+                // No volume for the slow log: a scratch directory shared with the sidecar.
+                volumes.push(PodVolume {
+                    name: SLOW_LOG_VOLUME.into(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..PodVolume::default()
+                });
+                let mount = VolumeMount {
+                    name: SLOW_LOG_VOLUME.into(),
+                    mount_path: TIDB_SLOW_LOG_DEFAULT_PATH.into(),
+                    ..VolumeMount::default()
+                };
+                mounts.push(mount.clone());
+                mount
+            }
+        };
+        let file = format!("{}/{SLOW_LOG_FILE}", mount.mount_path);
+        init_containers.push(Container {
+            name: SLOW_LOG_CONTAINER.into(),
+            image: Some(
+                sidecar
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SLOW_LOG_IMAGE.into()),
+            ),
+            // A native sidecar: it starts before TiDB and runs beside it.
+            restart_policy: Some("Always".into()),
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("touch {file}; tail -n0 -F {file};"),
+            ]),
+            volume_mounts: Some(vec![mount]),
+            resources: build::resources(&sidecar.resources),
+            ..Container::default()
+        });
+    }
+    let sleep = pre_stop_sleep_seconds(spec);
+    let container = Container {
+        name: COMPONENT.into(),
+        image: Some(image(spec)),
+        command: Some(vec![
+            "/tidb-server".into(),
+            format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
+        ]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(TIDB_PORT_NAME_CLIENT.into()),
+                container_port: client_port(spec),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some(TIDB_PORT_NAME_STATUS.into()),
+                container_port: status_port(spec),
+                ..ContainerPort::default()
+            },
+        ]),
+        resources: build::resources(&spec.common.resources),
+        volume_mounts: Some(mounts),
+        readiness_probe: Some(readiness_probe(spec)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec![
+                        "/bin/sh".into(),
+                        "-c".into(),
+                        format!("sleep {sleep}"),
+                    ]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        ..Container::default()
+    };
+    let mut labels = instance_object_labels(tidb);
+    for (key, value) in tidb.labels() {
+        if key != keys::LABEL_INSTANCE_REVISION_HASH {
+            labels.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    let mut annotations = tidb.annotations().clone();
+    annotations.insert("prometheus.io/scrape".into(), "true".into());
+    annotations.insert("prometheus.io/port".into(), status_port(spec).to_string());
+    annotations.insert("prometheus.io/path".into(), "/metrics".into());
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: tidb.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![build::controller_ref(tidb)?]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            hostname: Some(name.clone()),
+            subdomain: Some(tidb.spec.subdomain.clone()),
+            node_selector: (!tidb.spec.topology.is_empty()).then(|| tidb.spec.topology.clone()),
+            init_containers: (!init_containers.is_empty()).then_some(init_containers),
+            containers: vec![container],
+            volumes: Some(volumes),
+            termination_grace_period_seconds: Some(termination_grace_period_seconds(spec)),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    let mut pod = build::apply_pod_overlay(pod, spec.common.overlay.as_ref())?;
+    let restart_on_config =
+        spec.common.update_strategy.config != Some(api::ConfigUpdateStrategy::HotReload);
+    let pod_hash = hash_of(&pod.spec);
+    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
+    if restart_on_config {
+        labels.insert(keys::LABEL_CONFIG_HASH.to_string(), config_hash(tidb));
+    }
+    if let Some(config_map) = bootstrap_sql
+        && let Some(spec) = pod.spec.as_mut()
+    {
+        spec.volumes.get_or_insert_with(Vec::new).push(PodVolume {
+            name: BOOTSTRAP_SQL_VOLUME.into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map.to_string(),
+                items: Some(vec![KeyToPath {
+                    key: BOOTSTRAP_SQL_KEY.into(),
+                    path: BOOTSTRAP_SQL_FILE.into(),
+                    ..KeyToPath::default()
+                }]),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..PodVolume::default()
+        });
+        if let Some(main) = spec.containers.iter_mut().find(|c| c.name == COMPONENT) {
+            main.volume_mounts
+                .get_or_insert_with(Vec::new)
+                .push(VolumeMount {
+                    name: BOOTSTRAP_SQL_VOLUME.into(),
+                    mount_path: BOOTSTRAP_SQL_DIR.into(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                });
+        }
+    }
+    Ok(pod)
+}
+
+/// Whether a running Pod is what the instance asks for: same Pod spec hash, and, with the
+/// `Restart` strategy, the same config hash.
+pub fn pod_is_current(existing: &Pod, desired: &Pod) -> bool {
+    let get = |pod: &Pod, key: &str| pod.labels().get(key).cloned();
+    get(existing, keys::LABEL_POD_SPEC_HASH) == get(desired, keys::LABEL_POD_SPEC_HASH)
+        && get(existing, keys::LABEL_CONFIG_HASH) == get(desired, keys::LABEL_CONFIG_HASH)
+}
+
+#[cfg(test)]
+mod tests {
+    use operator_api::core::{ConfigUpdateStrategy, TiDBGroupSpec};
+
+    use super::*;
+
+    fn group(extra: serde_json::Value) -> TiDBGroup {
+        let mut spec = serde_json::json!({
+            "cluster": {"name": "basic"},
+            "replicas": 2,
+            "template": {"spec": {
+                "version": "v8.5.2",
+                "config": "[log]\nlevel = \"info\"\n",
+                "resources": {"cpu": "1", "memory": "2Gi"}
+            }}
+        });
+        merge(&mut spec, &extra);
+        let spec: TiDBGroupSpec = serde_json::from_value(spec).unwrap();
+        let mut group = TiDBGroup::new("db", spec);
+        group.metadata.namespace = Some("ns".into());
+        group.metadata.uid = Some("uid-1".into());
+        group
+    }
+
+    fn merge(base: &mut serde_json::Value, extra: &serde_json::Value) {
+        operator_runtime::overlay::merge(base, extra);
+    }
+
+    fn instance_of(group: &TiDBGroup) -> TiDB {
+        let target = Target::of_group(group, "db-rev1");
+        let mut tidb = instance(group, "db-abcde", Topology::new(), &target).unwrap();
+        tidb.metadata.uid = Some("uid-2".into());
+        tidb
+    }
+
+    #[test]
+    fn an_instance_carries_the_template_labels_owner_and_finalizer() {
+        let group = group(serde_json::json!({"template": {"metadata": {"labels": {"team": "a"}}}}));
+        let tidb = instance_of(&group);
+        assert_eq!(tidb.spec.subdomain, "db-tidb-peer");
+        assert_eq!(tidb.labels()[keys::LABEL_INSTANCE_REVISION_HASH], "db-rev1");
+        assert_eq!(tidb.labels()[keys::LABEL_GROUP], "db");
+        assert_eq!(tidb.labels()[keys::LABEL_COMPONENT], "tidb");
+        assert_eq!(tidb.labels()["team"], "a");
+        assert_eq!(tidb.finalizers(), [keys::FINALIZER.to_string()]);
+        assert_eq!(tidb.owner_references()[0].uid, "uid-1");
+        assert_eq!(tidb.spec.template.common.version, "v8.5.2");
+    }
+
+    #[test]
+    fn config_has_the_operator_keys_over_the_users() {
+        let group = group(serde_json::json!({"template": {"spec": {
+            "config": "host = \"1.2.3.4\"\npath = \"mine:2379\"\n[log]\nlevel = \"info\"\n[status]\nreport-status = true\n",
+            "server": {"ports": {"client": {"port": 4001}}, "labels": {"rack": "r1"}}
+        }}}));
+        let tidb = instance_of(&group);
+        let text = config(&tidb, "basic-pd.ns:2379", false).unwrap();
+        let table: toml::Table = text.parse().unwrap();
+        assert_eq!(table["store"].as_str(), Some("tikv"));
+        assert_eq!(table["host"].as_str(), Some("::"));
+        assert_eq!(
+            table["advertise-address"].as_str(),
+            Some("db-abcde.db-tidb-peer.ns")
+        );
+        assert_eq!(table["port"].as_integer(), Some(4001));
+        assert_eq!(table["status"]["status-port"].as_integer(), Some(10080));
+        assert_eq!(table["status"]["report-status"].as_bool(), Some(true));
+        assert_eq!(table["path"].as_str(), Some("basic-pd.ns:2379"));
+        assert_eq!(table["log"]["level"].as_str(), Some("info"));
+        assert_eq!(table["labels"]["rack"].as_str(), Some("r1"));
+        assert!(table.get("initialize-sql-file").is_none());
+        assert!(table["log"].get("slow-query-file").is_none());
+
+        let with_sql: toml::Table = config(&tidb, "x:2379", true).unwrap().parse().unwrap();
+        assert_eq!(
+            with_sql["initialize-sql-file"].as_str(),
+            Some("/etc/tidb-bootstrap/bootstrap.sql")
+        );
+    }
+
+    #[test]
+    fn invalid_toml_is_an_error_with_a_reason() {
+        let group = group(serde_json::json!({"template": {"spec": {"config": "[log\n"}}}));
+        let err = config(&instance_of(&group), "x:2379", false).unwrap_err();
+        assert!(err.to_string().contains("not valid TOML"), "{err}");
+    }
+
+    #[test]
+    fn pd_path_prefers_the_cluster_status_then_the_pd_groups() {
+        assert_eq!(
+            pd_path("http://basic-pd.ns:2379", "ns", &[("pd".into(), 2379)]).as_deref(),
+            Some("basic-pd.ns:2379")
+        );
+        assert_eq!(
+            pd_path("https://a:2379/,https://b:2379", "ns", &[]).as_deref(),
+            Some("a:2379,b:2379")
+        );
+        assert_eq!(
+            pd_path("", "ns", &[("pd".into(), 2379), ("pd2".into(), 3379)]).as_deref(),
+            Some("pd-pd.ns:2379,pd2-pd.ns:3379")
+        );
+        assert_eq!(pd_path("", "ns", &[]), None);
+    }
+
+    #[test]
+    fn the_pod_runs_tidb_with_ports_probe_and_a_graceful_stop() {
+        let tidb = instance_of(&group(serde_json::json!({})));
+        let pod = pod(&tidb, None).unwrap();
+        let spec = pod.spec.as_ref().unwrap();
+        let container = &spec.containers[0];
+        assert_eq!(container.image.as_deref(), Some("pingcap/tidb:v8.5.2"));
+        assert_eq!(
+            container.command.as_ref().unwrap(),
+            &["/tidb-server", "--config=/etc/tidb/config.toml"]
+        );
+        let ports: Vec<_> = container
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.container_port))
+            .collect();
+        assert_eq!(
+            ports,
+            [("mysql-client".into(), 4000), ("status".into(), 10080)]
+        );
+        let probe = container.readiness_probe.as_ref().unwrap();
+        assert_eq!(
+            probe.tcp_socket.as_ref().unwrap().port,
+            IntOrString::Int(4000)
+        );
+        let pre_stop = container
+            .lifecycle
+            .as_ref()
+            .unwrap()
+            .pre_stop
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            pre_stop.exec.as_ref().unwrap().command.as_ref().unwrap()[2],
+            "sleep 10"
+        );
+        assert_eq!(spec.termination_grace_period_seconds, Some(30));
+        assert_eq!(spec.hostname.as_deref(), Some("db-abcde"));
+        assert_eq!(spec.subdomain.as_deref(), Some("db-tidb-peer"));
+        assert_eq!(spec.volumes.as_ref().unwrap().len(), 1, "only the config");
+        assert!(pod.labels().contains_key(keys::LABEL_POD_SPEC_HASH));
+        assert!(pod.labels().contains_key(keys::LABEL_CONFIG_HASH));
+        assert!(
+            !pod.labels()
+                .contains_key(keys::LABEL_INSTANCE_REVISION_HASH)
+        );
+        assert_eq!(pod.labels()[keys::LABEL_INSTANCE], "db-abcde");
+        assert_eq!(pod.owner_references()[0].uid, "uid-2");
+    }
+
+    #[test]
+    fn pre_stop_and_grace_period_follow_the_template() {
+        let group = group(serde_json::json!({"template": {"spec": {
+            "preStop": {"sleepSeconds": 25},
+            "probes": {"readiness": {"type": "command"}}
+        }}}));
+        let pod = pod(&instance_of(&group), None).unwrap();
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.termination_grace_period_seconds, Some(45));
+        let container = &spec.containers[0];
+        let exec = container.readiness_probe.as_ref().unwrap().exec.as_ref();
+        assert_eq!(
+            exec.unwrap().command.as_ref().unwrap()[1],
+            "http://127.0.0.1:10080/status"
+        );
+    }
+
+    #[test]
+    fn pvcs_only_for_declared_volumes_and_the_slow_log_mount() {
+        let plain = instance_of(&group(serde_json::json!({})));
+        assert!(pvcs(&plain).unwrap().is_empty());
+
+        let group = group(serde_json::json!({"template": {"spec": {
+            "volumes": [{"name": "log", "mounts": [{"type": "slowlog"}], "storage": "5Gi"}],
+            "slowLog": {}
+        }}}));
+        let tidb = instance_of(&group);
+        let claims = pvcs(&tidb).unwrap();
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].metadata.name.as_deref(), Some("log-db-abcde"));
+        let pod = pod(&tidb, None).unwrap();
+        let spec = pod.spec.unwrap();
+        let mounts: Vec<_> = spec.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| (m.name.clone(), m.mount_path.clone()))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("config".to_string(), "/etc/tidb".to_string()),
+                ("log".to_string(), "/var/log/tidb".to_string())
+            ]
+        );
+        let sidecar = &spec.init_containers.unwrap()[0];
+        assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(sidecar.image.as_deref(), Some("busybox:1.37.0"));
+        let table: toml::Table = config(&tidb, "x:2379", false).unwrap().parse().unwrap();
+        assert_eq!(
+            table["log"]["slow-query-file"].as_str(),
+            Some("/var/log/tidb/slowlog")
+        );
+    }
+
+    #[test]
+    fn the_slow_log_sidecar_without_a_volume_gets_a_scratch_directory() {
+        let group =
+            group(serde_json::json!({"template": {"spec": {"slowLog": {"image": "alpine"}}}}));
+        let pod = pod(&instance_of(&group), None).unwrap();
+        let spec = pod.spec.unwrap();
+        let volumes = spec.volumes.unwrap();
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v.name == "slowlog" && v.empty_dir.is_some())
+        );
+        assert_eq!(
+            spec.init_containers.unwrap()[0].image.as_deref(),
+            Some("alpine")
+        );
+    }
+
+    #[test]
+    fn the_bootstrap_sql_is_mounted_but_does_not_decide_restarts() {
+        let tidb = instance_of(&group(serde_json::json!({})));
+        let with = pod(&tidb, Some("init-sql")).unwrap();
+        let without = pod(&tidb, None).unwrap();
+        assert!(pod_is_current(&with, &without));
+        let spec = with.spec.unwrap();
+        let volume = spec
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "bootstrap-sql")
+            .unwrap();
+        let source = volume.config_map.unwrap();
+        assert_eq!(source.name, "init-sql");
+        assert_eq!(source.items.unwrap()[0].key, "bootstrap-sql");
+        assert!(
+            spec.containers[0]
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.mount_path == "/etc/tidb-bootstrap")
+        );
+    }
+
+    #[test]
+    fn reserved_volume_names_are_refused() {
+        let group = group(serde_json::json!({"template": {"spec": {
+            "volumes": [{"name": "config", "mounts": [{"type": "slowlog"}], "storage": "1Gi"}]
+        }}}));
+        let err = pod(&instance_of(&group), None).unwrap_err();
+        assert!(err.to_string().contains("used by the operator"), "{err}");
+    }
+
+    #[test]
+    fn a_version_change_restarts_and_a_hot_reload_config_change_does_not() {
+        let base = instance_of(&group(serde_json::json!({})));
+        let mut newer = Target::of_instance(&base);
+        newer.spec.common.version = "v8.5.3".into();
+        assert!(!update_keeps_pod(&base, &newer));
+
+        let mut config = Target::of_instance(&base);
+        config.spec.common.config = "[log]\nlevel = \"warn\"\n".into();
+        assert!(!update_keeps_pod(&base, &config), "Restart strategy");
+
+        let mut hot = instance_of(&group(serde_json::json!({})));
+        hot.spec.template.common.update_strategy.config = Some(ConfigUpdateStrategy::HotReload);
+        let mut hot_config = Target::of_instance(&hot);
+        hot_config.spec.common.config = "[log]\nlevel = \"warn\"\n".into();
+        assert!(update_keeps_pod(&hot, &hot_config));
+    }
+
+    #[test]
+    fn services_select_the_group_and_honour_the_type() {
+        let [peer, mysql] = services(&group(serde_json::json!({}))).unwrap();
+        assert_eq!(peer.metadata.name.as_deref(), Some("db-tidb-peer"));
+        let peer_spec = peer.spec.unwrap();
+        assert_eq!(peer_spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(peer_spec.publish_not_ready_addresses, Some(true));
+        assert_eq!(mysql.metadata.name.as_deref(), Some("db-tidb"));
+        let spec = mysql.spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        let selector = spec.selector.unwrap();
+        assert_eq!(selector[keys::LABEL_GROUP], "db");
+        assert_eq!(selector[keys::LABEL_COMPONENT], "tidb");
+        assert_eq!(selector[keys::LABEL_CLUSTER], "basic");
+        let ports: Vec<_> = spec
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.port))
+            .collect();
+        assert_eq!(
+            ports,
+            [("mysql-client".into(), 4000), ("status".into(), 10080)]
+        );
+
+        let [_, node_port] =
+            services(&group(serde_json::json!({"service": {"type": "NodePort"}}))).unwrap();
+        assert_eq!(node_port.spec.unwrap().type_.as_deref(), Some("NodePort"));
+    }
+
+    #[test]
+    fn images_keep_explicit_tags() {
+        let mut spec = group(serde_json::json!({})).spec.template.spec;
+        spec.common.image = Some("registry:5000/pingcap/tidb".into());
+        assert_eq!(image(&spec), "registry:5000/pingcap/tidb:v8.5.2");
+        spec.common.image = Some("pingcap/tidb:nightly".into());
+        assert_eq!(image(&spec), "pingcap/tidb:nightly");
+    }
+}

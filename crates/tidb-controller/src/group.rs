@@ -1,0 +1,501 @@
+//! The TiDBGroup reconcile: the group's Services, its TiDB instances (created, rolled with a
+//! surge so that no server goes before its replacement is Ready, removed on scale-in), the
+//! upgrade order (PD and TiKV first), and the group's status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
+use operator_api::core::{
+    Cluster, ComponentGroupStatus, PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup,
+};
+use operator_runtime::apply::apply_if_changed;
+use operator_runtime::build as shared;
+use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
+use operator_runtime::revision::revision_name;
+use operator_runtime::update::{self, InstanceView, Policy};
+use operator_runtime::upgrade::{self, Dependency};
+use tracing::{info, instrument};
+
+use crate::build::{self, Target};
+use crate::context::{Ctx, MANAGER};
+use crate::error::Error;
+
+/// How the group's instances are named in condition messages.
+const NOUN: &str = "TiDB servers";
+
+/// Reconciles one TiDBGroup.
+#[instrument(skip_all, fields(namespace = group.namespace(), group = group.name_any(), cluster = group.spec.cluster.name))]
+pub async fn reconcile(group: Arc<TiDBGroup>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile_started("tidbgroup");
+    let result = reconcile_inner(&group, &ctx).await;
+    match &result {
+        Ok(_) => timer.finish(Ok(())),
+        Err(e) => timer.finish_error(e.category()),
+    }
+    result
+}
+
+async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> {
+    if group.metadata.deletion_timestamp.is_some() {
+        // Instances go with the group (owner references); their finalizers stop their Pods.
+        return Ok(Action::await_change());
+    }
+    let namespace = group
+        .namespace()
+        .ok_or_else(|| Error::Invalid("TiDBGroup has no namespace".into()))?;
+    let name = group.name_any();
+    let cluster_name = &group.spec.cluster.name;
+    let Some(cluster) = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(cluster_name)
+        .await
+        .map_err(Error::kube("reading the Cluster"))?
+    else {
+        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
+        write_blocked(group, ctx, reasons::CLUSTER_NOT_FOUND, message).await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+    if cluster.spec.paused {
+        write_paused(group, ctx, cluster_name).await?;
+        return Ok(Action::await_change());
+    }
+
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    for service in build::services(group)? {
+        let existing = services
+            .get_opt(&service.name_any())
+            .await
+            .map_err(Error::kube("reading a Service"))?;
+        apply_if_changed(&services, MANAGER, existing.as_ref(), service).await?;
+    }
+
+    let instances_api: Api<TiDB> = Api::namespaced(ctx.client.clone(), &namespace);
+    let owner = build::owner(&namespace, cluster_name, &name);
+    let selector = shared::group_selector(owner);
+    let instances = instances_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::kube("listing the group's TiDB instances"))?
+        .items;
+    let update_revision = revision_name(&name, &build::revision_input(group));
+
+    // The upgrade order: a new version starts only once PD and TiKV run it everywhere.
+    let version = &group.spec.template.spec.common.version;
+    let outdated_version: Vec<&TiDB> = instances
+        .iter()
+        .filter(|i| i.metadata.deletion_timestamp.is_none())
+        .filter(|i| !upgrade::same_version(&i.spec.template.common.version, version))
+        .collect();
+    let gate = match outdated_version.first() {
+        None => Ok(()),
+        Some(running) => {
+            let (pd_groups, tikv_groups) = dependencies(ctx, &namespace, cluster_name).await?;
+            let mut deps: Vec<Dependency<'_>> = pd_groups
+                .iter()
+                .map(|g| Dependency {
+                    label: format!("PDGroup {}", g.name_any()),
+                    replicas: g.spec.replicas,
+                    generation: g.metadata.generation,
+                    status: g.status.as_ref(),
+                })
+                .collect();
+            deps.extend(tikv_groups.iter().map(|g| Dependency {
+                label: format!("TiKVGroup {}", g.name_any()),
+                replicas: g.spec.replicas,
+                generation: g.metadata.generation,
+                status: g.status.as_ref(),
+            }));
+            upgrade::may_upgrade(
+                cluster.spec.upgrade_policy,
+                version,
+                Some(&running.spec.template.common.version),
+                &deps,
+            )
+        }
+    };
+    let (target, gated) = match gate {
+        Ok(()) => (Target::of_group(group, &update_revision), None),
+        Err(message) => {
+            // Until the dependencies are ready, the group keeps (and scales) what it runs.
+            let source = most_common_revision(&outdated_version);
+            let target = source.map_or_else(
+                || Target::of_group(group, &update_revision),
+                Target::of_instance,
+            );
+            if !is_synced_with(group, reasons::WAITING_FOR_DEPENDENCIES) {
+                ctx.events
+                    .normal(
+                        group,
+                        reasons::WAITING_FOR_DEPENDENCIES,
+                        "Upgrade",
+                        message.clone(),
+                    )
+                    .await;
+            }
+            (target, Some(message))
+        }
+    };
+
+    let mut acted = false;
+    let mut waiting = None;
+    let suspended = cluster
+        .spec
+        .suspend_action
+        .as_ref()
+        .is_some_and(|s| s.suspend_compute);
+    // Right after a pause, instances still say `Paused` instead of how they are: the engine
+    // would take every one for unavailable and pick the wrong one to remove. Wait for them.
+    let unobserved = instances
+        .iter()
+        .filter(|i| {
+            conditions::find(i.conditions(), conditions::SYNCED)
+                .is_some_and(|c| c.reason == reasons::PAUSED)
+        })
+        .count();
+    // Changes that leave the Pods as they are (HotReload config, labels) apply in place at once.
+    let in_place: Vec<&TiDB> = instances
+        .iter()
+        .filter(|_| !suspended && unobserved == 0)
+        .filter(|i| i.metadata.deletion_timestamp.is_none())
+        .filter(|i| build::revision_of(i) != target.revision)
+        .filter(|i| build::update_keeps_pod(i, &target))
+        .collect();
+    for instance in &in_place {
+        update_instance(group, ctx, &instances_api, instance, &target).await?;
+        acted = true;
+    }
+    if suspended {
+        // Nothing is created, updated or removed while the Pods are suspended.
+        waiting = Some("the Cluster suspends compute".to_string());
+    } else if unobserved > 0 {
+        waiting = Some(format!(
+            "waiting for {unobserved} instance(s) to report their state after the pause"
+        ));
+    } else if in_place.is_empty() {
+        let views: Vec<InstanceView> = instances.iter().map(view).collect();
+        let policy = Policy {
+            replicas: group.spec.replicas,
+            update_revision: target.revision.clone(),
+            max_surge: group
+                .spec
+                .max_surge
+                .unwrap_or(TIDB_DEFAULT_MAX_SURGE)
+                .max(0),
+            max_unavailable: 1,
+            topologies: update::topologies(&group.spec.schedule_policies),
+        };
+        let plan = update::plan(&policy, &views);
+        waiting = plan.waiting.clone();
+        let outdated = views
+            .iter()
+            .filter(|v| !v.deleting && v.revision != target.revision)
+            .count();
+        for (index, action) in plan.actions.into_iter().enumerate() {
+            match action {
+                update::Action::Create { topology } => {
+                    let instance_name =
+                        shared_group::instance_name(&name, &group.uid().unwrap_or_default(), index);
+                    let tidb = build::instance(group, &instance_name, topology, &target)?;
+                    instances_api
+                        .create(
+                            &PostParams {
+                                field_manager: Some(MANAGER.into()),
+                                ..PostParams::default()
+                            },
+                            &tidb,
+                        )
+                        .await
+                        .map_err(Error::kube(format!("creating TiDB {instance_name}")))?;
+                    let why = if outdated > 0 {
+                        "to replace an outdated server; the outdated one goes once it is Ready"
+                    } else {
+                        "to reach the desired replicas"
+                    };
+                    info!(
+                        instance = instance_name,
+                        revision = target.revision,
+                        "created TiDB instance"
+                    );
+                    ctx.events
+                        .normal(
+                            group,
+                            "InstanceCreated",
+                            "Scale",
+                            format!("created TiDB {instance_name} {why}"),
+                        )
+                        .await;
+                    acted = true;
+                }
+                update::Action::Update { name: instance } => {
+                    if let Some(existing) = instances.iter().find(|i| i.name_any() == instance) {
+                        update_instance(group, ctx, &instances_api, existing, &target).await?;
+                        acted = true;
+                    }
+                }
+                update::Action::Delete { name: instance } => {
+                    let why = match instances.iter().find(|i| i.name_any() == instance) {
+                        Some(i) if build::revision_of(i) != target.revision => {
+                            "it is outdated and its replacement is Ready"
+                        }
+                        Some(i) if !is_available(i) => "scale-in; it is not Ready",
+                        _ => "scale-in",
+                    };
+                    instances_api
+                        .delete(&instance, &DeleteParams::default())
+                        .await
+                        .map_err(Error::kube(format!("deleting TiDB {instance}")))?;
+                    info!(instance, why, "deleting TiDB instance");
+                    ctx.events
+                        .normal(
+                            group,
+                            "InstanceDeleted",
+                            "Scale",
+                            format!(
+                                "removing TiDB {instance} ({why}); it leaves the MySQL Service, then stops gracefully"
+                            ),
+                        )
+                        .await;
+                    acted = true;
+                }
+            }
+        }
+    }
+
+    let summaries: Vec<InstanceSummary> = instances
+        .iter()
+        .map(|tidb| InstanceSummary {
+            revision: build::revision_of(tidb),
+            available: is_available(tidb),
+            deleting: tidb.metadata.deletion_timestamp.is_some(),
+        })
+        .collect();
+    let progress = Progress {
+        blocked: None,
+        waiting: gated.clone().or(waiting.clone()),
+        waiting_reason: gated.as_ref().map(|_| reasons::WAITING_FOR_DEPENDENCIES),
+        acted,
+    };
+    let status = shared_group::group_status(
+        group.status.as_ref(),
+        group.metadata.generation,
+        group.spec.replicas,
+        version,
+        &summaries,
+        &update_revision,
+        &selector,
+        NOUN,
+        &progress,
+    );
+    let status = shared_group::with_suspended(
+        status,
+        suspended,
+        &instances.iter().map(|t| t.conditions()).collect::<Vec<_>>(),
+    );
+    write_status(group, ctx, status).await?;
+    Ok(if acted {
+        Action::requeue(Duration::from_secs(2))
+    } else if waiting.is_some() || gated.is_some() {
+        Action::requeue(Duration::from_secs(10))
+    } else {
+        Action::requeue(Duration::from_secs(300))
+    })
+}
+
+/// The PD and TiKV groups of the cluster: what a new TiDB version waits for.
+async fn dependencies(
+    ctx: &Ctx,
+    namespace: &str,
+    cluster: &str,
+) -> Result<(Vec<PDGroup>, Vec<TiKVGroup>), Error> {
+    let of_cluster = ListParams::default().fields(&format!("spec.cluster.name={cluster}"));
+    let pd = Api::<PDGroup>::namespaced(ctx.client.clone(), namespace)
+        .list(&of_cluster)
+        .await
+        .map_err(Error::kube("listing the Cluster's PD groups"))?
+        .items;
+    let tikv = Api::<TiKVGroup>::namespaced(ctx.client.clone(), namespace)
+        .list(&of_cluster)
+        .await
+        .map_err(Error::kube("listing the Cluster's TiKV groups"))?
+        .items;
+    Ok((pd, tikv))
+}
+
+/// The instance whose revision most of `instances` share (ties: the first name), if any.
+fn most_common_revision<'a>(instances: &[&'a TiDB]) -> Option<&'a TiDB> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for instance in instances {
+        *counts.entry(build::revision_of(instance)).or_default() += 1;
+    }
+    let best = counts
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(revision, _)| revision.clone())?;
+    let mut candidates: Vec<&'a TiDB> = instances
+        .iter()
+        .copied()
+        .filter(|i| build::revision_of(i) == best)
+        .collect();
+    candidates.sort_by_key(|i| i.name_any());
+    candidates.first().copied()
+}
+
+/// Moves an instance to `target` (server-side apply of its spec and revision label).
+async fn update_instance(
+    group: &TiDBGroup,
+    ctx: &Ctx,
+    api: &Api<TiDB>,
+    existing: &TiDB,
+    target: &Target,
+) -> Result<(), Error> {
+    let name = existing.name_any();
+    let desired = build::instance(group, &name, existing.spec.topology.clone(), target)?;
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await
+    .map_err(Error::kube(format!("updating TiDB {name}")))?;
+    info!(
+        instance = name,
+        revision = target.revision,
+        "updated TiDB instance"
+    );
+    ctx.events
+        .normal(
+            group,
+            "InstanceUpdated",
+            "Update",
+            format!("TiDB {name} updated to revision {}", target.revision),
+        )
+        .await;
+    Ok(())
+}
+
+/// How the update engine sees a TiDB instance.
+fn view(tidb: &TiDB) -> InstanceView {
+    InstanceView {
+        name: tidb.name_any(),
+        revision: build::revision_of(tidb),
+        ready: is_available(tidb),
+        deleting: tidb.metadata.deletion_timestamp.is_some(),
+        topology: tidb.spec.topology.clone(),
+        last: false,
+    }
+}
+
+/// See [`shared_group::is_available`].
+fn is_available(tidb: &TiDB) -> bool {
+    let observed = tidb
+        .status
+        .as_ref()
+        .map(|s| s.common.observed_generation)
+        .unwrap_or_default();
+    shared_group::is_available(tidb.conditions(), observed, tidb.metadata.generation)
+}
+
+fn is_synced_with(group: &TiDBGroup, reason: &str) -> bool {
+    conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| c.reason == reason)
+}
+
+/// Records why the group cannot proceed (both conditions false with the same reason), with an
+/// Event when that is news.
+async fn write_blocked(
+    group: &TiDBGroup,
+    ctx: &Ctx,
+    reason: &str,
+    message: String,
+) -> Result<(), Error> {
+    let mut status = group.status.clone().unwrap_or_default();
+    let changed = shared_group::blocked_conditions(
+        &mut status.common.conditions,
+        reason,
+        &message,
+        group.metadata.generation,
+    );
+    if changed {
+        ctx.events
+            .warning(group, reason, "Reconcile", message)
+            .await;
+    }
+    write_status(group, ctx, status).await
+}
+
+/// A paused Cluster: `Synced=False` (reason `Paused`); `Ready` keeps what was last seen, since
+/// the servers keep serving.
+async fn write_paused(group: &TiDBGroup, ctx: &Ctx, cluster: &str) -> Result<(), Error> {
+    let mut status = group.status.clone().unwrap_or_default();
+    conditions::set(
+        &mut status.common.conditions,
+        NewCondition {
+            type_: conditions::SYNCED,
+            status: false,
+            reason: reasons::PAUSED,
+            message: format!(
+                "Cluster {cluster} is paused; nothing changes until spec.paused is false"
+            ),
+            observed_generation: group.metadata.generation,
+        },
+        Timestamp::now(),
+    );
+    write_status(group, ctx, status).await
+}
+
+async fn write_status(
+    group: &TiDBGroup,
+    ctx: &Ctx,
+    status: ComponentGroupStatus,
+) -> Result<(), Error> {
+    let api =
+        Api::<TiDBGroup>::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
+    shared_group::write_status_if_changed(&api, &group.name_any(), group.status.as_ref(), &status)
+        .await
+        .map_err(Error::kube("writing the TiDBGroup status"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use operator_api::keys;
+
+    use super::*;
+
+    fn tidb(name: &str, revision: &str) -> TiDB {
+        let mut t = TiDB::new(
+            name,
+            serde_json::from_value(serde_json::json!({
+                "cluster": {"name": "c"}, "subdomain": "db-tidb-peer", "version": "v8.5.2"
+            }))
+            .unwrap(),
+        );
+        t.metadata.labels = Some(
+            [(
+                keys::LABEL_INSTANCE_REVISION_HASH.to_string(),
+                revision.to_string(),
+            )]
+            .into(),
+        );
+        t
+    }
+
+    #[test]
+    fn the_source_of_a_held_back_group_is_its_most_common_revision() {
+        let a = tidb("db-a", "r1");
+        let b = tidb("db-b", "r2");
+        let c = tidb("db-c", "r2");
+        let picked = most_common_revision(&[&a, &b, &c]).unwrap();
+        assert_eq!(picked.name_any(), "db-b");
+        assert_eq!(
+            most_common_revision(&[&a]).map(|t| t.name_any()),
+            Some("db-a".into())
+        );
+        assert!(most_common_revision(&[]).is_none());
+    }
+}

@@ -1,0 +1,686 @@
+//! The TiDB instance reconcile: its ConfigMap, PVCs and Pod; a restart when the Pod is outdated;
+//! a graceful removal (the Pod first, then the PVCs, then the instance); and the instance's
+//! status from its Pod and TiDB's `/status`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use operator_api::conditions::{self, NewCondition, reasons};
+use operator_api::core::{Cluster, PD_DEFAULT_PORT_CLIENT, PDGroup, TiDB, TiDBStatus};
+use operator_api::keys;
+use operator_runtime::apply::apply_if_changed;
+use operator_runtime::group as shared_group;
+use tracing::{info, instrument};
+
+use crate::build;
+use crate::context::{Ctx, MANAGER};
+use crate::error::Error;
+
+/// Reason of an instance whose Cluster names no PD to connect to.
+pub const REASON_NO_PD: &str = "PDNotFound";
+/// Reason of an instance whose Cluster's bootstrap SQL ConfigMap is missing or lacks its key.
+pub const REASON_BOOTSTRAP_SQL_NOT_FOUND: &str = "BootstrapSQLNotFound";
+/// How often a Ready instance's `/status` is checked.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+/// How often an instance that is not Ready is looked at again.
+const NOT_READY_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Reconciles one TiDB instance.
+#[instrument(skip_all, fields(namespace = tidb.namespace(), instance = tidb.name_any(), cluster = tidb.spec.cluster.name))]
+pub async fn reconcile(tidb: Arc<TiDB>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile_started("tidb");
+    let result = reconcile_inner(&tidb, &ctx).await;
+    match &result {
+        Ok(_) => timer.finish(Ok(())),
+        Err(e) => timer.finish_error(e.category()),
+    }
+    result
+}
+
+/// What TiDB's status port said.
+enum Health {
+    /// Not asked: the Pod is missing, terminating or not ready.
+    NotAsked,
+    /// It answered, with its version string.
+    Serving(String),
+    /// It did not answer 2xx: the error, and the URL asked.
+    Failing { url: String, error: String },
+}
+
+async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
+    let namespace = tidb
+        .namespace()
+        .ok_or_else(|| Error::Invalid("TiDB has no namespace".into()))?;
+    let name = tidb.name_any();
+    let cluster_name = &tidb.spec.cluster.name;
+    let cluster = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(cluster_name)
+        .await
+        .map_err(Error::kube("reading the Cluster"))?;
+    if cluster.as_ref().is_some_and(|c| c.spec.paused) {
+        write_status(tidb, ctx, with_paused(tidb, cluster_name)).await?;
+        return Ok(Action::await_change());
+    }
+    if tidb.metadata.deletion_timestamp.is_some() {
+        return finalize(tidb, ctx).await;
+    }
+    let Some(cluster) = cluster else {
+        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
+        write_status(
+            tidb,
+            ctx,
+            with_blocked(tidb, reasons::CLUSTER_NOT_FOUND, &message),
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+
+    // Where PD is: the Cluster's status, else the client Services of its PD groups.
+    let status_pd = cluster
+        .status
+        .as_ref()
+        .map(|s| s.pd.clone())
+        .unwrap_or_default();
+    let pd_groups = if status_pd.is_empty() {
+        Api::<PDGroup>::namespaced(ctx.client.clone(), &namespace)
+            .list(&ListParams::default().fields(&format!("spec.cluster.name={cluster_name}")))
+            .await
+            .map_err(Error::kube("listing the Cluster's PD groups"))?
+            .items
+            .iter()
+            .map(|g| {
+                let port = g
+                    .spec
+                    .template
+                    .spec
+                    .server
+                    .ports
+                    .client
+                    .as_ref()
+                    .map_or(PD_DEFAULT_PORT_CLIENT, |p| p.port);
+                (g.name_any(), port)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let Some(pd_path) = build::pd_path(&status_pd, &namespace, &pd_groups) else {
+        let message = format!(
+            "Cluster {cluster_name} has no status.pd and no PDGroup; TiDB needs PD to start"
+        );
+        write_status(tidb, ctx, with_blocked(tidb, REASON_NO_PD, &message)).await?;
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    };
+
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing_pod = pods
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("reading the Pod"))?;
+
+    if cluster
+        .spec
+        .suspend_action
+        .as_ref()
+        .is_some_and(|s| s.suspend_compute)
+    {
+        return suspend(tidb, ctx, &pods, existing_pod.as_ref()).await;
+    }
+
+    // The bootstrap SQL: mounted while the Cluster names it (TiDB runs it only when it
+    // bootstraps the cluster). A Pod is not created without the file it would be told to run.
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    let bootstrap_sql = cluster.spec.bootstrap_sql.as_ref().map(|r| r.name.clone());
+    if let Some(source) = &bootstrap_sql
+        && existing_pod.is_none()
+    {
+        let found = config_maps
+            .get_opt(source)
+            .await
+            .map_err(Error::kube("reading the bootstrap SQL ConfigMap"))?;
+        let problem = match found {
+            None => Some(format!(
+                "ConfigMap {source} named by Cluster {cluster_name} spec.bootstrapSQL does not exist"
+            )),
+            Some(cm)
+                if !cm
+                    .data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(build::BOOTSTRAP_SQL_KEY)) =>
+            {
+                Some(format!(
+                    "ConfigMap {source} named by Cluster {cluster_name} spec.bootstrapSQL has no key {}",
+                    build::BOOTSTRAP_SQL_KEY
+                ))
+            }
+            Some(_) => None,
+        };
+        if let Some(message) = problem {
+            write_status(
+                tidb,
+                ctx,
+                with_blocked(tidb, REASON_BOOTSTRAP_SQL_NOT_FOUND, &message),
+            )
+            .await?;
+            return Ok(Action::requeue(Duration::from_secs(15)));
+        }
+    }
+
+    let config = match build::config(tidb, &pd_path, bootstrap_sql.is_some()) {
+        Ok(config) => config,
+        Err(e) => {
+            let message = e.to_string();
+            write_status(
+                tidb,
+                ctx,
+                with_blocked(tidb, reasons::INVALID_SPEC, &message),
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let existing_config = config_maps
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("reading the ConfigMap"))?;
+    apply_if_changed(
+        &config_maps,
+        MANAGER,
+        existing_config.as_ref(),
+        build::config_map(tidb, config)?,
+    )
+    .await?;
+
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+    for pvc in build::pvcs(tidb)? {
+        let pvc_name = pvc.name_any();
+        if claims
+            .get_opt(&pvc_name)
+            .await
+            .map_err(Error::kube("reading a PVC"))?
+            .is_none()
+        {
+            claims
+                .create(
+                    &PostParams {
+                        field_manager: Some(MANAGER.into()),
+                        ..PostParams::default()
+                    },
+                    &pvc,
+                )
+                .await
+                .map_err(Error::kube(format!("creating PVC {pvc_name}")))?;
+        }
+    }
+
+    let desired_pod = match build::pod(tidb, bootstrap_sql.as_deref()) {
+        Ok(pod) => pod,
+        Err(e) => {
+            let message = e.to_string();
+            write_status(
+                tidb,
+                ctx,
+                with_blocked(tidb, reasons::INVALID_SPEC, &message),
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let mut requeue = None;
+    match &existing_pod {
+        None => {
+            pods.create(
+                &PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..PostParams::default()
+                },
+                &desired_pod,
+            )
+            .await
+            .map_err(Error::kube("creating the Pod"))?;
+            info!("created TiDB Pod");
+            requeue = Some(Duration::from_secs(2));
+        }
+        Some(pod) if is_terminating(pod) => requeue = Some(Duration::from_secs(2)),
+        Some(pod) if !build::pod_is_current(pod, &desired_pod) => {
+            restart(tidb, ctx, &pods, pod).await?;
+            requeue = Some(Duration::from_secs(2));
+        }
+        Some(_) => {}
+    }
+
+    let health = match &existing_pod {
+        Some(pod) if !is_terminating(pod) && is_ready(pod) => {
+            let url = ctx.status_url(&namespace, cluster_name, &name, build::status_url(tidb));
+            match ctx.tidb_status(&url).await {
+                Ok(status) => Health::Serving(status.version),
+                Err(e) => Health::Failing {
+                    url,
+                    error: e.to_string(),
+                },
+            }
+        }
+        _ => Health::NotAsked,
+    };
+    let status = observe_status(tidb, existing_pod.as_ref(), &desired_pod, &health);
+    let ready = conditions::is_true(&status.common.conditions, conditions::READY);
+    write_status(tidb, ctx, status).await?;
+    Ok(Action::requeue(requeue.unwrap_or(if ready {
+        HEALTH_INTERVAL
+    } else {
+        NOT_READY_INTERVAL
+    })))
+}
+
+/// Suspended compute: the Pod goes; the instance, its ConfigMap and PVCs stay, and the same
+/// instance comes back when the Cluster resumes.
+async fn suspend(
+    tidb: &TiDB,
+    ctx: &Ctx,
+    pods: &Api<Pod>,
+    pod: Option<&Pod>,
+) -> Result<Action, Error> {
+    if let Some(pod) = pod
+        && !is_terminating(pod)
+    {
+        pods.delete(&pod.name_any(), &DeleteParams::default())
+            .await
+            .map_err(Error::kube("deleting the Pod to suspend"))?;
+        ctx.events
+            .normal(
+                tidb,
+                reasons::SUSPENDING,
+                "Suspend",
+                "the Cluster suspends compute: removing the Pod".into(),
+            )
+            .await;
+    }
+    let mut status = tidb.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let gone = pod.is_none();
+    let (reason, message) = if gone {
+        (
+            reasons::SUSPENDED,
+            "the Pod is removed; the instance is kept",
+        )
+    } else {
+        (reasons::SUSPENDING, "the Pod is being removed")
+    };
+    for (type_, value) in [(conditions::SUSPENDED, gone), (conditions::READY, false)] {
+        conditions::set(
+            &mut status.common.conditions,
+            NewCondition {
+                type_,
+                status: value,
+                reason,
+                message: message.to_string(),
+                observed_generation: tidb.metadata.generation,
+            },
+            now,
+        );
+    }
+    write_status(tidb, ctx, status).await?;
+    Ok(if gone {
+        Action::await_change()
+    } else {
+        Action::requeue(Duration::from_secs(2))
+    })
+}
+
+/// Deletes an outdated Pod (only the one seen, by UID) so that it is recreated from the spec.
+async fn restart(tidb: &TiDB, ctx: &Ctx, pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    pods.delete(&pod.name_any(), &params)
+        .await
+        .map_err(Error::kube("deleting the outdated Pod"))?;
+    ctx.events
+        .normal(
+            tidb,
+            "PodRestarted",
+            "Restart",
+            "recreating the Pod with the new template; it leaves the MySQL Service first".into(),
+        )
+        .await;
+    info!("deleted outdated TiDB Pod");
+    Ok(())
+}
+
+/// A removed instance: its Pod is deleted (it leaves the Service's ready endpoints at once, then
+/// sleeps in preStop and stops gracefully), then its PVCs; then the instance lets go.
+async fn finalize(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
+    if !tidb.finalizers().iter().any(|f| f == keys::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let namespace = tidb.namespace().unwrap_or_default();
+    let name = tidb.name_any();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Some(pod) = pods
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("reading the Pod"))?
+    {
+        if !is_terminating(&pod) {
+            pods.delete(&name, &DeleteParams::default())
+                .await
+                .map_err(Error::kube("deleting the Pod"))?;
+            ctx.events
+                .normal(
+                    tidb,
+                    "PodDeleted",
+                    "Remove",
+                    "the Pod leaves the MySQL Service and stops gracefully".into(),
+                )
+                .await;
+            info!("deleting TiDB Pod of a removed instance");
+        }
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+    let selector = format!(
+        "{}={name},{}={}",
+        keys::LABEL_INSTANCE,
+        keys::LABEL_COMPONENT,
+        build::COMPONENT
+    );
+    for pvc in claims
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::kube("listing PVCs"))?
+        .items
+    {
+        if pvc.metadata.deletion_timestamp.is_none() {
+            claims
+                .delete(&pvc.name_any(), &DeleteParams::default())
+                .await
+                .map_err(Error::kube("deleting a PVC"))?;
+        }
+    }
+    let finalizers: Vec<String> = tidb
+        .finalizers()
+        .iter()
+        .filter(|f| *f != keys::FINALIZER)
+        .cloned()
+        .collect();
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": tidb.resource_version()}});
+    Api::<TiDB>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube("removing the finalizer"))?;
+    info!("TiDB instance released");
+    Ok(Action::await_change())
+}
+
+/// The status from the Pod and what TiDB's status port says.
+fn observe_status(tidb: &TiDB, pod: Option<&Pod>, desired: &Pod, health: &Health) -> TiDBStatus {
+    let mut status = tidb.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let generation = tidb.metadata.generation;
+    let (ready, reason, message) = match pod {
+        None => (
+            false,
+            reasons::POD_NOT_CREATED,
+            "the Pod does not exist yet".to_string(),
+        ),
+        Some(p) if is_terminating(p) => (
+            false,
+            reasons::POD_TERMINATING,
+            "the Pod is terminating".to_string(),
+        ),
+        Some(p) if !is_ready(p) => (false, reasons::POD_NOT_READY, not_ready_message(p)),
+        Some(_) => match health {
+            Health::Serving(version) => (
+                true,
+                reasons::READY,
+                format!("TiDB {version} answers on its status port"),
+            ),
+            Health::Failing { url, error } => (
+                false,
+                reasons::INSTANCE_NOT_HEALTHY,
+                format!("TiDB's /status does not answer (asked {url}): {error}"),
+            ),
+            Health::NotAsked => (
+                false,
+                reasons::POD_NOT_READY,
+                "the Pod is not ready".to_string(),
+            ),
+        },
+    };
+    conditions::set(
+        &mut status.common.conditions,
+        NewCondition {
+            type_: conditions::READY,
+            status: ready,
+            reason,
+            message,
+            observed_generation: generation,
+        },
+        now,
+    );
+    let current = pod.is_some_and(|p| build::pod_is_current(p, desired));
+    let (synced, reason, message) = if current {
+        (true, reasons::SYNCED, "the Pod is up to date".to_string())
+    } else if pod.is_none() {
+        (
+            false,
+            reasons::POD_NOT_CREATED,
+            "the Pod does not exist yet".to_string(),
+        )
+    } else {
+        (
+            false,
+            reasons::POD_NOT_UP_TO_DATE,
+            "the Pod is being recreated with the new template".to_string(),
+        )
+    };
+    conditions::set(
+        &mut status.common.conditions,
+        NewCondition {
+            type_: conditions::SYNCED,
+            status: synced,
+            reason,
+            message,
+            observed_generation: generation,
+        },
+        now,
+    );
+    if conditions::find(&status.common.conditions, conditions::SUSPENDED).is_some() {
+        conditions::set(
+            &mut status.common.conditions,
+            NewCondition {
+                type_: conditions::SUSPENDED,
+                status: false,
+                reason: reasons::UNSUSPENDED,
+                message: "the Pod runs again".to_string(),
+                observed_generation: generation,
+            },
+            now,
+        );
+    }
+    status.common.observed_generation = generation.unwrap_or_default();
+    status.common.current_revision = build::revision_of(tidb);
+    status.common.update_revision = status.common.current_revision.clone();
+    status
+}
+
+/// Whether the Pod's `Ready` condition is `True`.
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Whether the Pod is being deleted.
+fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+/// Why a Pod is not ready, from its containers' waiting states, else from its phase.
+fn not_ready_message(pod: &Pod) -> String {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    let waiting: Vec<String> = statuses
+        .iter()
+        .filter_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            Some(format!(
+                "container {} is waiting: {}{}",
+                c.name,
+                waiting.reason.clone().unwrap_or_default(),
+                waiting
+                    .message
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ))
+        })
+        .collect();
+    if waiting.is_empty() {
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Pending".into());
+        format!("the Pod is {phase} and not ready")
+    } else {
+        waiting.join("; ")
+    }
+}
+
+fn with_blocked(tidb: &TiDB, reason: &str, message: &str) -> TiDBStatus {
+    let mut status = tidb.status.clone().unwrap_or_default();
+    shared_group::blocked_conditions(
+        &mut status.common.conditions,
+        reason,
+        message,
+        tidb.metadata.generation,
+    );
+    status
+}
+
+fn with_paused(tidb: &TiDB, cluster: &str) -> TiDBStatus {
+    let mut status = tidb.status.clone().unwrap_or_default();
+    conditions::set(
+        &mut status.common.conditions,
+        NewCondition {
+            type_: conditions::SYNCED,
+            status: false,
+            reason: reasons::PAUSED,
+            message: format!(
+                "Cluster {cluster} is paused; nothing changes until spec.paused is false"
+            ),
+            observed_generation: tidb.metadata.generation,
+        },
+        Timestamp::now(),
+    );
+    status
+}
+
+async fn write_status(tidb: &TiDB, ctx: &Ctx, status: TiDBStatus) -> Result<(), Error> {
+    let api = Api::<TiDB>::namespaced(ctx.client.clone(), &tidb.namespace().unwrap_or_default());
+    shared_group::write_status_if_changed(&api, &tidb.name_any(), tidb.status.as_ref(), &status)
+        .await
+        .map_err(Error::kube("writing the TiDB status"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+
+    use super::*;
+
+    fn tidb() -> TiDB {
+        let mut t = TiDB::new(
+            "db-abcde",
+            serde_json::from_value(serde_json::json!({
+                "cluster": {"name": "c"}, "subdomain": "db-tidb-peer", "version": "v8.5.2"
+            }))
+            .unwrap(),
+        );
+        t.metadata.namespace = Some("ns".into());
+        t.metadata.uid = Some("u".into());
+        t.metadata.generation = Some(4);
+        t
+    }
+
+    fn ready_pod(t: &TiDB) -> Pod {
+        let mut pod = build::pod(t, None).unwrap();
+        pod.status = Some(PodStatus {
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..PodCondition::default()
+            }]),
+            ..PodStatus::default()
+        });
+        pod
+    }
+
+    fn ready_condition(status: &TiDBStatus) -> (String, String, String) {
+        let c = conditions::find(&status.common.conditions, conditions::READY).unwrap();
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn ready_needs_the_pod_and_the_status_port() {
+        let t = tidb();
+        let pod = ready_pod(&t);
+        let desired = build::pod(&t, None).unwrap();
+        let serving = observe_status(&t, Some(&pod), &desired, &Health::Serving("v".into()));
+        assert_eq!(ready_condition(&serving).0, "True");
+        assert!(conditions::is_true(
+            &serving.common.conditions,
+            conditions::SYNCED
+        ));
+        assert_eq!(serving.common.observed_generation, 4);
+
+        let failing = observe_status(
+            &t,
+            Some(&pod),
+            &desired,
+            &Health::Failing {
+                url: "http://x/status".into(),
+                error: "answered HTTP 503".into(),
+            },
+        );
+        let (status, reason, message) = ready_condition(&failing);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "InstanceNotHealthy")
+        );
+        assert!(
+            message.contains("503") && message.contains("http://x/status"),
+            "{message}"
+        );
+
+        let missing = observe_status(&t, None, &desired, &Health::NotAsked);
+        assert_eq!(ready_condition(&missing).1, "PodNotCreated");
+    }
+
+    #[test]
+    fn an_outdated_pod_is_not_synced() {
+        let t = tidb();
+        let pod = ready_pod(&t);
+        let mut newer = t.clone();
+        newer.spec.template.common.version = "v8.5.3".into();
+        let desired = build::pod(&newer, None).unwrap();
+        let status = observe_status(&newer, Some(&pod), &desired, &Health::Serving("v".into()));
+        let synced = conditions::find(&status.common.conditions, conditions::SYNCED).unwrap();
+        assert_eq!(synced.reason, "PodNotUpToDate");
+    }
+}
