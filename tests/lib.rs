@@ -450,3 +450,65 @@ pub fn apply_controller_identity(
         .map_err(|e| e.to_string())?;
     Ok(())
 }
+
+impl Simulator {
+    /// Sets a fault of a cluster through the control API, e.g. `tidb-unhealthy/basic-tidb-x`.
+    pub async fn set_fault(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        fault: &str,
+    ) -> Result<(), String> {
+        let url = format!(
+            "{}/control/clusters/{namespace}/{cluster}/faults/{fault}",
+            self.url
+        );
+        http_send(reqwest::Method::PUT, &url, &serde_json::json!({}))
+            .await
+            .map(drop)
+    }
+
+    /// Clears one fault of a cluster (the same path as [`Simulator::set_fault`]).
+    pub async fn clear_fault(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        fault: &str,
+    ) -> Result<(), String> {
+        let url = format!(
+            "{}/control/clusters/{namespace}/{cluster}/faults/{fault}",
+            self.url
+        );
+        http_send(reqwest::Method::DELETE, &url, &serde_json::json!({}))
+            .await
+            .map(drop)
+    }
+}
+
+/// The endpoints of a Service that its EndpointSlices mark `ready`, by the name of the Pod they
+/// point at (or the address when they name none).
+pub async fn ready_endpoints(
+    client: &kube::Client,
+    namespace: &str,
+    service: &str,
+) -> Result<std::collections::BTreeSet<String>, kube::Error> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let slices = kube::Api::<EndpointSlice>::namespaced(client.clone(), namespace)
+        .list(
+            &kube::api::ListParams::default()
+                .labels(&format!("kubernetes.io/service-name={service}")),
+        )
+        .await?
+        .items;
+    Ok(slices
+        .iter()
+        .flat_map(|slice| slice.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .map(|e| {
+            e.target_ref
+                .as_ref()
+                .and_then(|r| r.name.clone())
+                .unwrap_or_else(|| e.addresses.join(","))
+        })
+        .collect())
+}

@@ -1,1 +1,975 @@
-//! tidb end to end (scenarios come with its controller).
+//! TiDB end to end: the tidb-controller (with the pd-controller, and the tikv-controller for the
+//! whole-cluster scenario) runs as processes under the shipped RBAC against the local control
+//! plane, with the operand simulator answering TiDB's `/status`. Each scenario drives it as a user
+//! would and watches what a user watches: objects, conditions, Events, and the ready endpoints of
+//! the MySQL Service.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use operator_api::conditions::{self, HasConditions};
+use operator_api::core::{Cluster, PDGroup, TiDB, TiDBGroup, TiKVGroup};
+use scenarios::{Controller, Simulator, apply_controller_identity, ensure_crds, ready_endpoints};
+use serde_json::{Value, json};
+use testkit::{Kubectl, LocalCluster, TestNamespace, wait_until};
+
+/// Name of the TiDBGroup of every scenario, and so of its MySQL Service `db-tidb`.
+const GROUP: &str = "db";
+const SERVICE: &str = "db-tidb";
+const CONVERGE: Duration = Duration::from_secs(120);
+/// A finalizer the tests put on old TiDB Pods so that their deletion lasts until the MySQL
+/// Service lists them as terminating: kwok otherwise removes a deleted Pod at once, before the
+/// endpoint controller publishes the drain.
+const DRAIN_HOLD: &str = "test.tidb.pingcap.com/drain";
+
+/// A running scenario: namespace, simulator, and the controllers.
+struct Scene {
+    cluster: LocalCluster,
+    client: Client,
+    ns: TestNamespace,
+    simulator: Simulator,
+    controllers: Vec<(String, Controller)>,
+}
+
+impl Scene {
+    /// Starts the simulator, one pd-controller, `tidb_replicas` tidb-controllers and, with
+    /// `with_tikv`, one tikv-controller.
+    async fn start(prefix: &str, tidb_replicas: usize, with_tikv: bool) -> Scene {
+        let cluster = LocalCluster::get().unwrap();
+        ensure_crds(&cluster).unwrap();
+        let mut binaries = vec![("pd-controller", 1), ("tidb-controller", tidb_replicas)];
+        if with_tikv {
+            binaries.push(("tikv-controller", 1));
+        }
+        for (binary, _) in &binaries {
+            apply_controller_identity(&cluster, binary).unwrap();
+        }
+        let client = cluster.client().await.unwrap();
+        let ns = TestNamespace::create(&cluster, &client, prefix)
+            .await
+            .unwrap();
+        let simulator = Simulator::start(&cluster, ns.name()).await.unwrap();
+        let mut controllers = Vec::new();
+        for (binary, replicas) in binaries {
+            for replica in 0..replicas {
+                let controller = Controller::start(
+                    &cluster,
+                    &client,
+                    binary,
+                    ns.name(),
+                    replica,
+                    &simulator.overrides(),
+                )
+                .await
+                .unwrap();
+                controllers.push((format!("{binary}-{replica}"), controller));
+            }
+        }
+        Scene {
+            cluster,
+            client,
+            ns,
+            simulator,
+            controllers,
+        }
+    }
+
+    fn n(&self) -> &str {
+        self.ns.name()
+    }
+
+    fn kubectl(&self) -> Kubectl {
+        self.cluster.kubectl()
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        Api::namespaced(self.client.clone(), self.n())
+    }
+
+    async fn create<K>(&self, value: Value)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+        K: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    {
+        let object: K = serde_json::from_value(value).unwrap();
+        self.api::<K>()
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+    }
+
+    async fn create_cluster(&self, name: &str, spec: Value) {
+        self.create::<Cluster>(json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .await;
+    }
+
+    fn spread() -> Value {
+        json!([{"type": "EvenlySpread", "evenlySpread": {"topologies": [
+            {"topology": {"topology.kubernetes.io/zone": "zone-a"}},
+            {"topology": {"topology.kubernetes.io/zone": "zone-b"}},
+            {"topology": {"topology.kubernetes.io/zone": "zone-c"}}
+        ]}}])
+    }
+
+    async fn create_pd(&self, cluster: &str, replicas: i32, version: &str) {
+        self.create::<PDGroup>(json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "PDGroup",
+            "metadata": {"name": "pd"},
+            "spec": {
+                "cluster": {"name": cluster}, "replicas": replicas,
+                "schedulePolicies": Self::spread(),
+                "template": {"spec": {
+                    "version": version,
+                    "volumes": [{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]
+                }}
+            }
+        }))
+        .await;
+    }
+
+    async fn create_tikv(&self, cluster: &str, replicas: i32, version: &str) {
+        self.create::<TiKVGroup>(json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiKVGroup",
+            "metadata": {"name": "tikv"},
+            "spec": {
+                "cluster": {"name": cluster}, "replicas": replicas,
+                "schedulePolicies": Self::spread(),
+                "template": {"spec": {
+                    "version": version,
+                    "volumes": [{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]
+                }}
+            }
+        }))
+        .await;
+    }
+
+    async fn create_tidb(&self, cluster: &str, replicas: i32, version: &str) {
+        self.create::<TiDBGroup>(json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiDBGroup",
+            "metadata": {"name": GROUP},
+            "spec": {
+                "cluster": {"name": cluster}, "replicas": replicas,
+                "schedulePolicies": Self::spread(),
+                "template": {"spec": {
+                    "version": version,
+                    "config": "[log]\nlevel = \"info\"\n"
+                }}
+            }
+        }))
+        .await;
+    }
+
+    async fn patch<K>(&self, name: &str, patch: Value)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        self.api::<K>()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    async fn tidbs(&self) -> Vec<TiDB> {
+        self.api::<TiDB>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+    }
+
+    /// UIDs of the TiDB Pods by name.
+    async fn tidb_pods(&self) -> BTreeMap<String, String> {
+        self.api::<Pod>()
+            .list(&ListParams::default().labels("pingcap.com/component=tidb"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+            .collect()
+    }
+
+    /// Waits until a PD or TiKV group has `replicas` ready members on `version`.
+    async fn wait_group<K>(&self, name: &str, replicas: i32, version: &str)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + HasConditions,
+        K: serde::Serialize,
+    {
+        let what = format!("{} {name}: {replicas} ready on {version}", K::kind(&()));
+        wait_until(&self.kubectl(), self.n(), &what, CONVERGE, || async {
+            let group = serde_json::to_value(self.api::<K>().get(name).await?).unwrap();
+            let status = &group["status"];
+            let conds = group_conditions(&group);
+            Ok::<_, kube::Error>(
+                conds.get("Ready").map(String::as_str) == Some("True")
+                    && conds.get("Synced").map(String::as_str) == Some("True")
+                    && status["version"] == version
+                    && status["readyReplicas"] == replicas
+                    && status["replicas"] == replicas,
+            )
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// Waits until the TiDBGroup has `replicas` Ready servers on `version`, is Ready and Synced,
+    /// and the MySQL Service has exactly those servers' Pods as ready endpoints.
+    async fn wait_tidb(&self, replicas: usize, version: &str) {
+        let what = format!(
+            "TiDBGroup {GROUP}: {replicas} ready servers on {version}, as many ready endpoints"
+        );
+        wait_until(&self.kubectl(), self.n(), &what, CONVERGE, || async {
+            let group = self.api::<TiDBGroup>().get(GROUP).await?;
+            let status = group.status.clone().unwrap_or_default();
+            let tidbs = self.tidbs().await;
+            let names: BTreeSet<String> = tidbs.iter().map(|t| t.name_any()).collect();
+            let endpoints = ready_endpoints(&self.client, self.n(), SERVICE).await?;
+            Ok::<_, kube::Error>(
+                tidbs.len() == replicas
+                    && tidbs.iter().all(|t| {
+                        conditions::is_true(t.conditions(), conditions::READY)
+                            && t.spec.template.common.version == version
+                            && t.metadata.deletion_timestamp.is_none()
+                    })
+                    && conditions::is_true(group.conditions(), conditions::READY)
+                    && conditions::is_true(group.conditions(), conditions::SYNCED)
+                    && status.group.version == version
+                    && status.common.current_revision == status.common.update_revision
+                    && usize::try_from(status.group.ready_replicas).unwrap_or(0) == replicas
+                    && endpoints == names,
+            )
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// Waits for a condition of the TiDBGroup.
+    async fn wait_group_condition(&self, what: &str, check: impl Fn(&TiDBGroup) -> bool) {
+        wait_until(
+            &self.kubectl(),
+            self.n(),
+            what,
+            Duration::from_secs(60),
+            || async {
+                let group = self.api::<TiDBGroup>().get(GROUP).await?;
+                Ok::<_, kube::Error>(check(&group))
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for (name, c) in &self.controllers {
+            let log = c.process.output();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            out.push_str(&format!("--- {name} (last lines) ---\n"));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    fn controller(&self, name: &str) -> &Controller {
+        &self
+            .controllers
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no controller {name}"))
+            .1
+    }
+}
+
+fn group_conditions(object: &Value) -> BTreeMap<String, String> {
+    object["status"]["conditions"]
+        .as_array()
+        .map(|conds| {
+            conds
+                .iter()
+                .map(|c| {
+                    (
+                        c["type"].as_str().unwrap_or_default().to_string(),
+                        c["status"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn condition(
+    conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> (String, String, String) {
+    conditions::find(conds, type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        .unwrap_or_default()
+}
+
+fn seq(event: &Value) -> u64 {
+    event["seq"].as_u64().unwrap_or_default()
+}
+
+fn last_seq(events: &[Value]) -> u64 {
+    events.iter().map(seq).max().unwrap_or(0)
+}
+
+/// Simulator events of one kind and component after `since`.
+fn events_of<'a>(events: &'a [Value], since: u64, kind: &str, component: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| seq(e) > since && e["kind"] == kind && e["component"] == component)
+        .collect()
+}
+
+/// What a background poller saw while a roll ran: the fewest and most ready endpoints of the
+/// MySQL Service, the endpoints it listed as terminating (and any of those marked ready), every
+/// TiDB instance (name → UIDs), and the group's `Synced` reasons.
+#[derive(Default, Debug)]
+struct Watched {
+    samples: usize,
+    min_ready: Option<usize>,
+    max_ready: usize,
+    instances: BTreeMap<String, BTreeSet<String>>,
+    synced_reasons: BTreeSet<String>,
+    terminating: BTreeSet<String>,
+    terminating_but_ready: Vec<String>,
+    drained: BTreeSet<String>,
+}
+
+/// Polls every 100 ms until `stop` is set.
+fn watch_roll(
+    client: Client,
+    namespace: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (Arc<Mutex<Watched>>, tokio::task::JoinHandle<()>) {
+    let watched = Arc::new(Mutex::new(Watched::default()));
+    let out = watched.clone();
+    let handle = tokio::spawn(async move {
+        let tidbs: Api<TiDB> = Api::namespaced(client.clone(), &namespace);
+        let groups: Api<TiDBGroup> = Api::namespaced(client.clone(), &namespace);
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let of_service =
+            ListParams::default().labels(&format!("kubernetes.io/service-name={SERVICE}"));
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let endpoints = slices.list(&of_service).await;
+            let instances = tidbs.list(&ListParams::default()).await;
+            let group = groups.get(GROUP).await;
+            {
+                let mut w = out.lock().unwrap();
+                if let Ok(slices) = &endpoints {
+                    let all: Vec<_> = slices
+                        .items
+                        .iter()
+                        .flat_map(|s| s.endpoints.iter())
+                        .collect();
+                    let name = |e: &&k8s_openapi::api::discovery::v1::Endpoint| {
+                        e.target_ref
+                            .as_ref()
+                            .and_then(|r| r.name.clone())
+                            .unwrap_or_default()
+                    };
+                    let ready: BTreeSet<String> = all
+                        .iter()
+                        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                        .map(name)
+                        .collect();
+                    w.samples += 1;
+                    w.min_ready = Some(w.min_ready.map_or(ready.len(), |m| m.min(ready.len())));
+                    w.max_ready = w.max_ready.max(ready.len());
+                    for e in &all {
+                        let c = e.conditions.clone().unwrap_or_default();
+                        if c.terminating == Some(true) {
+                            w.terminating.insert(name(e));
+                            if c.ready == Some(true) {
+                                w.terminating_but_ready.push(name(e));
+                            }
+                        }
+                    }
+                }
+                if let Ok(instances) = instances {
+                    for t in instances.items {
+                        w.instances
+                            .entry(t.name_any())
+                            .or_default()
+                            .insert(t.uid().unwrap_or_default());
+                    }
+                }
+                if let Ok(group) = group
+                    && let Some(c) = conditions::find(group.conditions(), conditions::SYNCED)
+                {
+                    w.synced_reasons.insert(c.reason.clone());
+                }
+            }
+            // A Pod held by DRAIN_HOLD stays Terminating, as a real one does through its preStop
+            // sleep; it is let go once the Service lists it as terminating and not ready.
+            let held = pods
+                .list(&ListParams::default().labels("pingcap.com/component=tidb"))
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
+            for pod in held.iter().filter(|p| {
+                p.metadata.deletion_timestamp.is_some()
+                    && p.finalizers().iter().any(|f| f == DRAIN_HOLD)
+            }) {
+                let name = pod.name_any();
+                let seen = out.lock().unwrap().terminating.contains(&name);
+                if seen {
+                    let rest: Vec<String> = pod
+                        .finalizers()
+                        .iter()
+                        .filter(|f| *f != DRAIN_HOLD)
+                        .cloned()
+                        .collect();
+                    let patch = json!({"metadata": {"finalizers": rest}});
+                    if pods
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .is_ok()
+                    {
+                        out.lock().unwrap().drained.insert(name);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (watched, handle)
+}
+
+#[tokio::test]
+async fn a_full_cluster_serves_mysql_and_upgrades_pd_then_tikv_then_tidb_without_losing_an_endpoint()
+ {
+    let scene = Scene::start("tidb-full", 1, true).await;
+    let n = scene.n().to_string();
+    // Bootstrap SQL from a ConfigMap, as a user sets it at creation.
+    scene
+        .create::<ConfigMap>(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "init-sql"},
+            "data": {"bootstrap-sql": "CREATE DATABASE app;"}
+        }))
+        .await;
+    scene
+        .create_cluster("full", json!({"bootstrapSQL": {"name": "init-sql"}}))
+        .await;
+    scene.create_pd("full", 3, "v8.5.2").await;
+    scene.create_tikv("full", 3, "v8.5.2").await;
+    scene.create_tidb("full", 2, "v8.5.2").await;
+    scene.wait_group::<PDGroup>("pd", 3, "v8.5.2").await;
+    scene.wait_group::<TiKVGroup>("tikv", 3, "v8.5.2").await;
+    scene.wait_tidb(2, "v8.5.2").await;
+
+    // The MySQL Service: the group's Pods only, both ports.
+    let service = scene.api::<Service>().get(SERVICE).await.unwrap();
+    let spec = service.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    let ports: Vec<(String, i32)> = spec
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        [("mysql-client".into(), 4000), ("status".into(), 10080)]
+    );
+    assert_eq!(spec.selector.unwrap()["pingcap.com/group"], GROUP);
+    let peer = scene.api::<Service>().get("db-tidb-peer").await.unwrap();
+    assert_eq!(peer.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+
+    // What one server runs: the config keys the operator owns, the bootstrap SQL, the graceful stop.
+    let tidb = &scene.tidbs().await[0];
+    let name = tidb.name_any();
+    let config_map = scene.api::<ConfigMap>().get(&name).await.unwrap();
+    let config = config_map.data.unwrap()["config.toml"].clone();
+    for line in [
+        format!("path = \"pd-pd.{n}:2379\""),
+        format!("advertise-address = \"{name}.db-tidb-peer.{n}\""),
+        "store = \"tikv\"".to_string(),
+        "port = 4000".to_string(),
+        "status-port = 10080".to_string(),
+        "level = \"info\"".to_string(),
+        "initialize-sql-file = \"/etc/tidb-bootstrap/bootstrap.sql\"".to_string(),
+    ] {
+        assert!(
+            config.lines().any(|l| l == line),
+            "config.toml lacks {line}:\n{config}"
+        );
+    }
+    let pod = scene.api::<Pod>().get(&name).await.unwrap();
+    let pod_spec = pod.spec.unwrap();
+    assert_eq!(pod_spec.termination_grace_period_seconds, Some(30));
+    let container = &pod_spec.containers[0];
+    assert_eq!(
+        container.command.as_ref().unwrap(),
+        &["/tidb-server", "--config=/etc/tidb/config.toml"]
+    );
+    let pre_stop = container
+        .lifecycle
+        .as_ref()
+        .unwrap()
+        .pre_stop
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        pre_stop.exec.as_ref().unwrap().command.as_ref().unwrap()[2],
+        "sleep 10"
+    );
+    let bootstrap = pod_spec
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.config_map.as_ref().is_some_and(|c| c.name == "init-sql"))
+        .expect("the bootstrap SQL ConfigMap is mounted");
+    assert!(
+        container
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.name == bootstrap.name && m.mount_path == "/etc/tidb-bootstrap")
+    );
+
+    // Upgrade every group at once. PD goes first, then TiKV, then TiDB.
+    let pods = |component: &'static str| {
+        let api = scene.api::<Pod>();
+        async move {
+            api.list(&ListParams::default().labels(&format!("pingcap.com/component={component}")))
+                .await
+                .unwrap()
+                .items
+        }
+    };
+    let old_tidb: BTreeSet<String> = scene.tidbs().await.iter().map(|t| t.name_any()).collect();
+    for pod in &old_tidb {
+        scene
+            .patch::<Pod>(pod, json!({"metadata": {"finalizers": [DRAIN_HOLD]}}))
+            .await;
+    }
+    let start = last_seq(&scene.simulator.events(&n, "full").await.unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (watched, poller) = watch_roll(scene.client.clone(), n.clone(), stop.clone());
+    let upgrade = json!({"spec": {"template": {"spec": {"version": "v8.5.3"}}}});
+    scene.patch::<TiDBGroup>(GROUP, upgrade.clone()).await;
+    scene.patch::<TiKVGroup>("tikv", upgrade.clone()).await;
+    scene.patch::<PDGroup>("pd", upgrade).await;
+
+    // While PD and TiKV roll, TiDB says what it waits for.
+    scene
+        .wait_group_condition("TiDBGroup Synced=False WaitingForDependencies", |g| {
+            let (status, reason, message) = condition(g.conditions(), conditions::SYNCED);
+            status == "False"
+                && reason == "WaitingForDependencies"
+                && message.contains("v8.5.3")
+                && (message.contains("PDGroup pd") || message.contains("TiKVGroup tikv"))
+        })
+        .await;
+    scene.wait_group::<PDGroup>("pd", 3, "v8.5.3").await;
+    scene.wait_group::<TiKVGroup>("tikv", 3, "v8.5.3").await;
+    scene.wait_tidb(2, "v8.5.3").await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    poller.await.unwrap();
+    let watched = watched.lock().unwrap();
+
+    // Never fewer than two servers in the MySQL Service; the surge shows as a third.
+    assert!(watched.samples > 50, "the poller ran: {watched:?}");
+    assert_eq!(
+        watched.min_ready,
+        Some(2),
+        "ready endpoints dropped below two: {watched:?}"
+    );
+    assert_eq!(
+        watched.max_ready, 3,
+        "a surge server joined before an old one left: {watched:?}"
+    );
+    assert!(
+        watched.terminating_but_ready.is_empty(),
+        "a terminating Pod was a ready endpoint: {watched:?}"
+    );
+    assert_eq!(
+        watched.drained, old_tidb,
+        "each old server was seen draining: terminating and not ready in the Service: {watched:?}"
+    );
+    let new_tidb: BTreeSet<String> = scene.tidbs().await.iter().map(|t| t.name_any()).collect();
+    assert!(
+        new_tidb.is_disjoint(&old_tidb),
+        "each server was replaced by a new one"
+    );
+    assert_eq!(
+        watched.instances.len(),
+        4,
+        "two old and two new TiDB instances, no more: {:?}",
+        watched.instances
+    );
+
+    // The order, from what the simulator saw happen to the Pods.
+    let events = scene.simulator.events(&n, "full").await.unwrap();
+    let pd_running = events_of(&events, start, "pod_running", "pd");
+    let tikv_stopped = events_of(&events, start, "pod_stopped", "tikv");
+    let tikv_running = events_of(&events, start, "pod_running", "tikv");
+    let tidb_running = events_of(&events, start, "pod_running", "tidb");
+    let tidb_stopped = events_of(&events, start, "pod_stopped", "tidb");
+    assert_eq!(
+        events_of(&events, start, "pod_stopped", "pd").len(),
+        3,
+        "every PD restarted"
+    );
+    assert_eq!(pd_running.len(), 3);
+    assert_eq!(tikv_stopped.len(), 3, "every TiKV restarted");
+    assert_eq!(tikv_running.len(), 3);
+    assert_eq!(tidb_running.len(), 2, "two new TiDB servers");
+    assert_eq!(tidb_stopped.len(), 2, "two old TiDB servers stopped");
+    let last_pd = pd_running.iter().map(|e| seq(e)).max().unwrap();
+    let first_tikv = tikv_stopped.iter().map(|e| seq(e)).min().unwrap();
+    let last_tikv = tikv_running.iter().map(|e| seq(e)).max().unwrap();
+    let first_tidb = tidb_running
+        .iter()
+        .chain(tidb_stopped.iter())
+        .map(|e| seq(e))
+        .min()
+        .unwrap();
+    assert!(
+        last_pd < first_tikv,
+        "TiKV started before PD finished: {events:#?}"
+    );
+    assert!(
+        last_tikv < first_tidb,
+        "TiDB started before TiKV finished: {events:#?}"
+    );
+    // The same order in the Pods' creation times.
+    let created = |pods: Vec<Pod>| -> Vec<k8s_openapi::jiff::Timestamp> {
+        pods.iter()
+            .filter_map(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .collect()
+    };
+    let (pd_created, tikv_created, tidb_created) = (
+        created(pods("pd").await),
+        created(pods("tikv").await),
+        created(pods("tidb").await),
+    );
+    assert!(pd_created.iter().max() <= tikv_created.iter().min());
+    assert!(tikv_created.iter().max() <= tidb_created.iter().min());
+    assert!(
+        watched.synced_reasons.contains("WaitingForDependencies"),
+        "{watched:?}"
+    );
+}
+
+#[tokio::test]
+async fn scaling_out_and_in_removes_an_unhealthy_server_first_and_waits_while_paused() {
+    let scene = Scene::start("tidb-scale", 1, false).await;
+    let n = scene.n().to_string();
+    scene.create_cluster("scale", json!({})).await;
+    scene.create_pd("scale", 1, "v8.5.2").await;
+    scene.create_tidb("scale", 2, "v8.5.2").await;
+    scene.wait_tidb(2, "v8.5.2").await;
+
+    scene
+        .kubectl()
+        .ok(&["scale", "-n", &n, "tidbgroup/db", "--replicas=4"], None)
+        .unwrap();
+    scene.wait_tidb(4, "v8.5.2").await;
+
+    // The server the engine would remove last on its own: alone in its zone, first by name.
+    let tidbs = scene.tidbs().await;
+    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+    for t in &tidbs {
+        *per_zone
+            .entry(t.spec.topology["topology.kubernetes.io/zone"].clone())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_zone.len(),
+        3,
+        "four servers spread over three zones: {per_zone:?}"
+    );
+    let sick = tidbs
+        .iter()
+        .filter(|t| per_zone[&t.spec.topology["topology.kubernetes.io/zone"]] == 1)
+        .map(|t| t.name_any())
+        .min()
+        .unwrap();
+    scene
+        .simulator
+        .set_fault(&n, "scale", &format!("tidb-unhealthy/{sick}"))
+        .await
+        .unwrap();
+    wait_until(
+        &scene.kubectl(),
+        &n,
+        "the faulty server is not Ready",
+        CONVERGE,
+        || async {
+            let t = scene.api::<TiDB>().get(&sick).await?;
+            Ok::<_, kube::Error>(
+                condition(t.conditions(), conditions::READY).1 == "InstanceNotHealthy",
+            )
+        },
+    )
+    .await
+    .unwrap();
+
+    // Paused: a scale-in waits, and the group says why.
+    scene
+        .patch::<Cluster>("scale", json!({"spec": {"paused": true}}))
+        .await;
+    scene
+        .wait_group_condition("TiDBGroup Synced=False Paused", |g| {
+            condition(g.conditions(), conditions::SYNCED).1 == "Paused"
+        })
+        .await;
+    scene
+        .kubectl()
+        .ok(&["scale", "-n", &n, "tidbgroup/db", "--replicas=1"], None)
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let held = scene.tidbs().await;
+    assert_eq!(
+        held.len(),
+        4,
+        "nothing is removed while the Cluster is paused"
+    );
+    assert!(held.iter().all(|t| t.metadata.deletion_timestamp.is_none()));
+
+    let since = last_seq(&scene.simulator.events(&n, "scale").await.unwrap());
+    scene
+        .patch::<Cluster>("scale", json!({"spec": {"paused": false}}))
+        .await;
+    scene.wait_tidb(1, "v8.5.2").await;
+    let left = scene.tidbs().await;
+    assert_ne!(left[0].name_any(), sick);
+
+    let events = scene.simulator.events(&n, "scale").await.unwrap();
+    let stopped: Vec<String> = events_of(&events, since, "pod_stopped", "tidb")
+        .iter()
+        .map(|e| e["instance"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(stopped.len(), 3, "three servers removed: {stopped:?}");
+    assert_eq!(
+        stopped[0], sick,
+        "the unhealthy server goes first: {stopped:?}"
+    );
+    let endpoints = ready_endpoints(&scene.client, &n, SERVICE).await.unwrap();
+    assert_eq!(endpoints, BTreeSet::from([left[0].name_any()]));
+}
+
+#[tokio::test]
+async fn an_unhealthy_server_makes_its_instance_and_group_not_ready_until_it_recovers() {
+    let scene = Scene::start("tidb-health", 1, false).await;
+    let n = scene.n().to_string();
+    scene.create_cluster("health", json!({})).await;
+    scene.create_pd("health", 1, "v8.5.2").await;
+    scene.create_tidb("health", 2, "v8.5.2").await;
+    scene.wait_tidb(2, "v8.5.2").await;
+    let pods = scene.tidb_pods().await;
+    let sick = scene.tidbs().await[0].name_any();
+
+    scene
+        .simulator
+        .set_fault(&n, "health", &format!("tidb-unhealthy/{sick}"))
+        .await
+        .unwrap();
+    wait_until(
+        &scene.kubectl(),
+        &n,
+        "the instance and the group are not Ready",
+        CONVERGE,
+        || async {
+            let t = scene.api::<TiDB>().get(&sick).await?;
+            let g = scene.api::<TiDBGroup>().get(GROUP).await?;
+            let (status, reason, message) = condition(t.conditions(), conditions::READY);
+            let (g_status, g_reason, g_message) = condition(g.conditions(), conditions::READY);
+            Ok::<_, kube::Error>(
+                status == "False"
+                    && reason == "InstanceNotHealthy"
+                    && message.contains("/status")
+                    && message.contains("503")
+                    && g_status == "False"
+                    && g_reason == "NotAllInstancesReady"
+                    && g_message.contains("1 of 2")
+                    && g.status
+                        .as_ref()
+                        .is_some_and(|s| s.group.ready_replicas == 1),
+            )
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", scene.logs()));
+
+    scene
+        .simulator
+        .clear_fault(&n, "health", &format!("tidb-unhealthy/{sick}"))
+        .await
+        .unwrap();
+    scene.wait_tidb(2, "v8.5.2").await;
+    assert_eq!(
+        scene.tidb_pods().await,
+        pods,
+        "an unhealthy server is reported, not restarted or replaced"
+    );
+}
+
+#[tokio::test]
+async fn a_roll_interrupted_by_a_killed_controller_is_finished_once_by_the_standby() {
+    let mut scene = Scene::start("tidb-kill", 2, false).await;
+    let n = scene.n().to_string();
+    scene.create_cluster("kill", json!({})).await;
+    scene.create_pd("kill", 1, "v8.5.2").await;
+    scene.create_tidb("kill", 2, "v8.5.2").await;
+    scene.wait_tidb(2, "v8.5.2").await;
+
+    let lease = format!("tidb-controller-{n}");
+    let mut leading = Vec::new();
+    for name in ["tidb-controller-0", "tidb-controller-1"] {
+        leading.push(
+            scene
+                .controller(name)
+                .metric_sum("tidb_operator_leader", &[("lease", &lease)])
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        leading.iter().filter(|v| **v == 1.0).count(),
+        1,
+        "one leader: {leading:?}"
+    );
+    let leader = format!(
+        "tidb-controller-{}",
+        leading.iter().position(|v| *v == 1.0).unwrap()
+    );
+    let standby = if leader.ends_with('0') {
+        "tidb-controller-1"
+    } else {
+        "tidb-controller-0"
+    };
+
+    let old: BTreeMap<String, String> = scene.tidb_pods().await;
+    let start = last_seq(&scene.simulator.events(&n, "kill").await.unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (watched, poller) = watch_roll(scene.client.clone(), n.clone(), stop.clone());
+    // A config change (Restart strategy): every server is replaced, a surge at a time.
+    scene
+        .patch::<TiDBGroup>(
+            GROUP,
+            json!({"spec": {"template": {"spec": {"config": "[log]\nlevel = \"warn\"\n"}}}}),
+        )
+        .await;
+
+    // Kill the leader as soon as the first replacement exists.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let names: BTreeSet<String> = scene.tidbs().await.iter().map(|t| t.name_any()).collect();
+        if names.iter().any(|name| !old.contains_key(name)) {
+            let index = scene
+                .controllers
+                .iter()
+                .position(|(n, _)| *n == leader)
+                .unwrap();
+            scene.controllers[index].1.process.kill();
+            assert!(
+                old.keys().all(|o| names.contains(o)),
+                "the roll had gone past its first step before the kill: {names:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replacement was created\n{}",
+            scene.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    wait_until(
+        &scene.kubectl(),
+        &n,
+        "the standby leads",
+        Duration::from_secs(60),
+        || async {
+            scene
+                .controller(standby)
+                .metric_sum("tidb_operator_leader", &[("lease", &lease)])
+                .await
+                .map(|v| v == 1.0)
+        },
+    )
+    .await
+    .unwrap();
+    scene.wait_tidb(2, "v8.5.2").await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    poller.await.unwrap();
+    let watched = watched.lock().unwrap();
+
+    let now = scene.tidbs().await;
+    for t in &now {
+        let config = scene.api::<ConfigMap>().get(&t.name_any()).await.unwrap();
+        assert!(
+            config.data.unwrap()["config.toml"].contains("level = \"warn\""),
+            "{} runs the new config",
+            t.name_any()
+        );
+    }
+    let new: BTreeSet<String> = now.iter().map(|t| t.name_any()).collect();
+    assert!(
+        new.iter().all(|name| !old.contains_key(name)),
+        "both servers replaced: {new:?}"
+    );
+    // Exactly one replacement per server: four instances ever, each created once.
+    assert_eq!(
+        watched.instances.len(),
+        4,
+        "no instance created twice for a slot: {:?}",
+        watched.instances
+    );
+    assert!(
+        watched.instances.values().all(|uids| uids.len() == 1),
+        "no instance name reused: {:?}",
+        watched.instances
+    );
+    assert_eq!(watched.min_ready, Some(2), "{watched:?}");
+
+    // Every old Pod stopped once; every new Pod started once.
+    let events = scene.simulator.events(&n, "kill").await.unwrap();
+    let stopped: Vec<String> = events_of(&events, start, "pod_stopped", "tidb")
+        .iter()
+        .map(|e| e["pod"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut expected_stopped: Vec<String> = old.keys().cloned().collect();
+    let mut sorted = stopped.clone();
+    sorted.sort();
+    expected_stopped.sort();
+    assert_eq!(
+        sorted, expected_stopped,
+        "each old Pod stopped exactly once"
+    );
+    let mut started: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in events_of(&events, start, "pod_running", "tidb") {
+        started
+            .entry(e["pod"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .insert(e["uid"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(started.keys().cloned().collect::<BTreeSet<_>>(), new);
+    assert!(started.values().all(|uids| uids.len() == 1), "{started:?}");
+}
