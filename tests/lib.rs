@@ -203,16 +203,16 @@ impl Simulator {
         let _ = std::fs::remove_file(&address_file);
         let address_arg = format!("--address-file={}", address_file.display());
         let namespace_arg = format!("--namespace={namespace}");
+        let mut args = vec!["--listen=127.0.0.1:0", address_arg.as_str(), "--tick=200ms"];
+        // An empty namespace means every namespace.
+        if !namespace.is_empty() {
+            args.push(namespace_arg.as_str());
+        }
         let process = testkit::ControllerProcess::start(
             "operand-simulator",
             &format!("{namespace}.simulator"),
             cluster.kubeconfig(),
-            &[
-                "--listen=127.0.0.1:0",
-                &address_arg,
-                &namespace_arg,
-                "--tick=200ms",
-            ],
+            &args,
             &dir,
         )
         .map_err(|e| e.to_string())?;
@@ -511,4 +511,84 @@ pub async fn ready_endpoints(
                 .unwrap_or_else(|| e.addresses.join(","))
         })
         .collect())
+}
+
+impl Simulator {
+    /// [`Simulator::start`] with other simulation settings: `tick` (e.g. `500ms`) and extra flags
+    /// such as `--moves-per-tick=1` or `--regions=60`, for scenarios that need a slower cluster
+    /// (a store removal that takes long enough to be cancelled).
+    pub async fn start_with(
+        cluster: &testkit::LocalCluster,
+        namespace: &str,
+        tick: &str,
+        extra: &[&str],
+    ) -> Result<Simulator, String> {
+        let dir = std::env::temp_dir();
+        let address_file = dir.join(format!("{namespace}.simulator.address"));
+        let _ = std::fs::remove_file(&address_file);
+        let address_arg = format!("--address-file={}", address_file.display());
+        let namespace_arg = format!("--namespace={namespace}");
+        let tick_arg = format!("--tick={tick}");
+        let mut args = vec![
+            "--listen=127.0.0.1:0",
+            address_arg.as_str(),
+            namespace_arg.as_str(),
+            tick_arg.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let process = testkit::ControllerProcess::start(
+            "operand-simulator",
+            &format!("{namespace}.simulator"),
+            cluster.kubeconfig(),
+            &args,
+            &dir,
+        )
+        .map_err(|e| e.to_string())?;
+        for _ in 0..100 {
+            if let Ok(address) = std::fs::read_to_string(&address_file)
+                && !address.trim().is_empty()
+            {
+                let address = address.trim();
+                let url = if address.starts_with("http") {
+                    address.to_string()
+                } else {
+                    format!("http://{address}")
+                };
+                return Ok(Simulator { process, url });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "the simulator did not report its address:\n{}",
+            process.output()
+        ))
+    }
+}
+
+/// The `seq` of a simulator event (0 when it has none).
+pub fn event_seq(event: &serde_json::Value) -> u64 {
+    event
+        .get("seq")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_default()
+}
+
+/// The simulator events of `kind` whose fields include every `(key, value)` given (values
+/// compared as strings, so `("store_id", "3")` matches the number 3).
+pub fn events_of<'a>(
+    events: &'a [serde_json::Value],
+    kind: &str,
+    fields: &[(&str, &str)],
+) -> Vec<&'a serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| e.get("kind").and_then(serde_json::Value::as_str) == Some(kind))
+        .filter(|e| {
+            fields.iter().all(|(key, value)| match e.get(*key) {
+                Some(serde_json::Value::String(s)) => s == value,
+                Some(other) => other.to_string() == *value,
+                None => false,
+            })
+        })
+        .collect()
 }

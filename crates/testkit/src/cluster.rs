@@ -36,7 +36,13 @@ impl LocalCluster {
     }
 
     fn connect() -> Result<LocalCluster> {
-        let name = cluster_name();
+        Self::named(&cluster_name())
+    }
+
+    /// The local control plane called `name`, started with `hack/local-cluster.sh up` when it is
+    /// not running (or `KUBECONFIG_TEST` as it is, when set).
+    pub fn named(name: &str) -> Result<LocalCluster> {
+        let name = name.to_string();
         if let Some(path) = std::env::var_os("KUBECONFIG_TEST") {
             return Ok(LocalCluster {
                 name,

@@ -53,6 +53,11 @@ impl ControllerProcess {
         })
     }
 
+    /// The process ID, to read its resource use from `/proc`.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The process's output so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -79,18 +84,20 @@ impl Drop for ControllerProcess {
     }
 }
 
-/// Path of a workspace binary: `target/<profile>/<name>`, the directory above the running test
-/// executable's `deps/`.
+/// Path of a workspace binary: `target/<profile>/<name>`, next to the running executable or the
+/// directory above its `deps/`.
 fn workspace_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| Error::Command {
         command: name.to_string(),
         message: e.to_string(),
     })?;
+    // Test executables live in target/<profile>/deps, tools in target/<profile>.
     let candidate = exe
-        .parent()
-        .and_then(|deps| deps.parent())
+        .ancestors()
+        .skip(1)
+        .take(2)
         .map(|dir| dir.join(name))
-        .filter(|p| p.is_file());
+        .find(|p| p.is_file());
     candidate.ok_or_else(|| Error::Command {
         command: name.to_string(),
         message: format!(

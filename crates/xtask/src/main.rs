@@ -3,6 +3,7 @@
 //! committed files differ from what the types generate.
 
 mod api_docs;
+mod bench;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,27 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Measure the operator on the local control plane (see docs/benchmarks.md).
+    Bench {
+        /// Cluster counts, one round each.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 50])]
+        clusters: Vec<usize>,
+        /// Seconds of idleness measured after convergence.
+        #[arg(long, default_value_t = 60)]
+        idle: u64,
+        /// Deadline of each wait, in seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+        /// Where to write the JSON report (default target/bench/bench.json).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Name of the local control plane to use (started when it is not running).
+        #[arg(long, default_value = "tidb-bench")]
+        control_plane: String,
+        /// The controllers to run (default: all five).
+        #[arg(long, value_delimiter = ',')]
+        controllers: Vec<String>,
+    },
     /// Write docs/api-reference.md from the CRD schemas.
     Docs {
         /// Compare instead of writing; exit non-zero when the file is stale.
@@ -35,6 +57,32 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Crds { check } => crds(&repo_root()?.join("manifests/crd"), check),
+        Command::Bench {
+            clusters,
+            idle,
+            timeout,
+            json,
+            control_plane,
+            controllers,
+        } => {
+            let root = repo_root()?;
+            let options = bench::Options {
+                clusters,
+                idle,
+                timeout: std::time::Duration::from_secs(timeout),
+                json: json.unwrap_or_else(|| bench::default_json(&root)),
+                control_plane,
+                controllers: if controllers.is_empty() {
+                    bench::CONTROLLERS.iter().map(|c| c.to_string()).collect()
+                } else {
+                    controllers
+                },
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(bench::run(options))
+        }
         Command::Docs { check } => {
             let path = repo_root()?.join("docs/api-reference.md");
             write_or_check(&path, &api_docs::render(&operator_api::crds()), check)

@@ -1,0 +1,462 @@
+//! `cargo xtask bench`: measures the operator on the local control plane. For each N, fresh
+//! controller processes (one replica each, under their shipped ServiceAccounts) and the operand
+//! simulator run against N sample clusters (PD 3, TiKV 3, TiDB 2) applied at once; it reports the
+//! time until all are Ready, the API requests the controllers made, each controller's peak memory
+//! and CPU time, the requests made while idle, and the time for a version upgrade of every
+//! cluster. It prints a table and writes JSON.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use operator_api::conditions;
+use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKVGroup};
+use scenarios::{
+    Simulator, api_resource, apply_controller_identity, ensure_crds, free_port, http_get,
+    load_manifests, metric_sum,
+};
+use serde::Serialize;
+use testkit::{ControllerProcess, LocalCluster, TestNamespace, service_account_kubeconfig};
+
+/// Every controller binary.
+pub const CONTROLLERS: [&str; 5] = [
+    "cluster-controller",
+    "pd-controller",
+    "tikv-controller",
+    "tidb-controller",
+    "backup-controller",
+];
+
+/// Options of one benchmark run.
+pub struct Options {
+    /// Cluster counts, one round each.
+    pub clusters: Vec<usize>,
+    /// Seconds of idleness measured after convergence.
+    pub idle: u64,
+    /// Deadline of each wait.
+    pub timeout: Duration,
+    /// Where the JSON goes.
+    pub json: PathBuf,
+    /// Name of the local control plane.
+    pub control_plane: String,
+    /// The controllers to run.
+    pub controllers: Vec<String>,
+}
+
+/// Figures of one controller in one round.
+#[derive(Debug, Serialize)]
+struct ControllerFigures {
+    /// Peak resident memory, in MiB.
+    peak_rss_mib: f64,
+    /// CPU time (user + system), in seconds.
+    cpu_seconds: f64,
+    /// Requests to the Kubernetes API until every cluster was Ready.
+    requests_to_ready: f64,
+    /// Requests while idle.
+    idle_requests: f64,
+    /// Writes (create, update, patch, delete; Lease renewals left out) while idle.
+    idle_writes: f64,
+    /// Requests during the upgrade.
+    requests_during_upgrade: f64,
+}
+
+/// Figures of one round.
+#[derive(Debug, Serialize)]
+struct Round {
+    clusters: usize,
+    seconds_to_ready: f64,
+    requests_to_ready: f64,
+    idle_seconds: u64,
+    idle_requests: f64,
+    idle_writes: f64,
+    seconds_to_upgrade: f64,
+    requests_during_upgrade: f64,
+    controllers: BTreeMap<String, ControllerFigures>,
+}
+
+struct Running {
+    name: String,
+    process: ControllerProcess,
+    port: u16,
+}
+
+impl Running {
+    async fn metrics(&self) -> Result<String> {
+        http_get(&format!("http://127.0.0.1:{}/metrics", self.port))
+            .await
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+fn requests(metrics: &str) -> f64 {
+    metric_sum(metrics, "tidb_operator_api_requests_total", &[])
+}
+
+fn writes(metrics: &str) -> f64 {
+    ["create", "update", "patch", "delete"]
+        .iter()
+        .map(|verb| {
+            metric_sum(
+                metrics,
+                "tidb_operator_api_requests_total",
+                &[("verb", verb)],
+            ) - metric_sum(
+                metrics,
+                "tidb_operator_api_requests_total",
+                &[("verb", verb), ("resource", "leases")],
+            )
+        })
+        .sum()
+}
+
+/// Peak RSS (MiB) and CPU seconds of a process, from /proc.
+fn resource_use(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak_kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the command.
+    let clock_ticks = 100.0;
+    (peak_kib / 1024.0, (ticks(11) + ticks(12)) / clock_ticks)
+}
+
+async fn snapshot(running: &[Running]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for r in running {
+        out.insert(r.name.clone(), r.metrics().await?);
+    }
+    Ok(out)
+}
+
+fn delta(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+    f: fn(&str) -> f64,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(name, text)| {
+            (
+                name.clone(),
+                f(text) - before.get(name).map(|t| f(t)).unwrap_or(0.0),
+            )
+        })
+        .collect()
+}
+
+/// Runs every round and writes the report.
+pub async fn run(options: Options) -> Result<()> {
+    let cluster =
+        LocalCluster::named(&options.control_plane).context("starting the local control plane")?;
+    ensure_crds(&cluster).map_err(anyhow::Error::msg)?;
+    for controller in &options.controllers {
+        apply_controller_identity(&cluster, controller).map_err(anyhow::Error::msg)?;
+    }
+    let client = cluster.client().await?;
+    let manifests = load_manifests(&["examples/basic"]).map_err(anyhow::Error::msg)?;
+    let mut rounds = Vec::new();
+    for &n in &options.clusters {
+        eprintln!("==> {n} cluster(s)");
+        rounds.push(round(&cluster, &client, &manifests, n, &options).await?);
+    }
+    print_table(&rounds);
+    if let Some(dir) = options.json.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&options.json, serde_json::to_string_pretty(&rounds)?)
+        .with_context(|| format!("writing {}", options.json.display()))?;
+    println!("wrote {}", options.json.display());
+    Ok(())
+}
+
+async fn round(
+    cluster: &LocalCluster,
+    client: &Client,
+    manifests: &[scenarios::Manifest],
+    n: usize,
+    options: &Options,
+) -> Result<Round> {
+    let mut namespaces = Vec::new();
+    for i in 0..n {
+        namespaces.push(TestNamespace::create(cluster, client, &format!("bench{n}-{i}")).await?);
+    }
+    let dir = std::env::temp_dir();
+    let simulator = Simulator::start(cluster, "")
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("starting the simulator")?;
+    let mut running = Vec::new();
+    for controller in options.controllers.iter().map(String::as_str) {
+        let kubeconfig = service_account_kubeconfig(
+            client,
+            cluster.kubeconfig(),
+            "tidb-admin",
+            controller,
+            &dir,
+        )
+        .await?;
+        let port = free_port();
+        let mut args = vec![
+            format!("--http-address=127.0.0.1:{port}"),
+            "--lease-namespace=tidb-admin".to_string(),
+            format!("--lease-name={controller}-bench"),
+            "--log-filter=warn".to_string(),
+        ];
+        args.extend(simulator.overrides());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = ControllerProcess::start(
+            controller,
+            &format!("bench-{controller}"),
+            &kubeconfig,
+            &args,
+            &dir,
+        )?;
+        running.push(Running {
+            name: controller.to_string(),
+            process,
+            port,
+        });
+    }
+    wait_for(
+        options.timeout,
+        "every controller serving /metrics",
+        || async {
+            Ok(
+                futures::future::join_all(running.iter().map(|r| r.metrics()))
+                    .await
+                    .iter()
+                    .all(|m| m.is_ok()),
+            )
+        },
+    )
+    .await?;
+
+    let start_metrics = snapshot(&running).await?;
+    let started = Instant::now();
+    for ns in &namespaces {
+        for manifest in manifests {
+            let resource = api_resource(manifest.kind()).context("a sample of an unknown kind")?;
+            let object: DynamicObject = serde_json::from_value(manifest.value.clone())?;
+            Api::<DynamicObject>::namespaced_with(client.clone(), ns.name(), &resource)
+                .create(&PostParams::default(), &object)
+                .await
+                .with_context(|| format!("creating {} in {}", manifest.label(), ns.name()))?;
+        }
+    }
+    wait_for(options.timeout, "every Cluster Ready", || {
+        all_ready(client, &namespaces, None)
+    })
+    .await?;
+    let seconds_to_ready = started.elapsed().as_secs_f64();
+    let ready_metrics = snapshot(&running).await?;
+
+    tokio::time::sleep(Duration::from_secs(options.idle)).await;
+    let idle_metrics = snapshot(&running).await?;
+
+    let upgrade_started = Instant::now();
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"version": "v8.5.3"}}}});
+    for ns in &namespaces {
+        let params = PatchParams::default();
+        Api::<PDGroup>::namespaced(client.clone(), ns.name())
+            .patch("pd", &params, &Patch::Merge(&patch))
+            .await?;
+        Api::<TiKVGroup>::namespaced(client.clone(), ns.name())
+            .patch("tikv", &params, &Patch::Merge(&patch))
+            .await?;
+        Api::<TiDBGroup>::namespaced(client.clone(), ns.name())
+            .patch("tidb", &params, &Patch::Merge(&patch))
+            .await?;
+    }
+    wait_for(
+        options.timeout,
+        "every group on v8.5.3 and every Cluster Ready",
+        || all_ready(client, &namespaces, Some("v8.5.3")),
+    )
+    .await?;
+    let seconds_to_upgrade = upgrade_started.elapsed().as_secs_f64();
+    let upgraded_metrics = snapshot(&running).await?;
+
+    let to_ready = delta(&start_metrics, &ready_metrics, requests);
+    let idle = delta(&ready_metrics, &idle_metrics, requests);
+    let idle_w = delta(&ready_metrics, &idle_metrics, writes);
+    let upgrade = delta(&idle_metrics, &upgraded_metrics, requests);
+    let mut controllers = BTreeMap::new();
+    for r in &running {
+        let (peak_rss_mib, cpu_seconds) = resource_use(r.process.id());
+        controllers.insert(
+            r.name.clone(),
+            ControllerFigures {
+                peak_rss_mib,
+                cpu_seconds,
+                requests_to_ready: to_ready[&r.name],
+                idle_requests: idle[&r.name],
+                idle_writes: idle_w[&r.name],
+                requests_during_upgrade: upgrade[&r.name],
+            },
+        );
+    }
+    for ns in &namespaces {
+        let _ = Api::<Cluster>::namespaced(client.clone(), ns.name())
+            .delete("basic", &DeleteParams::default())
+            .await;
+    }
+    // The controllers stay until the Clusters are gone: their finalizers need them.
+    wait_for(options.timeout, "every Cluster deleted", || async {
+        for ns in &namespaces {
+            if Api::<Cluster>::namespaced(client.clone(), ns.name())
+                .get_opt("basic")
+                .await?
+                .is_some()
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await?;
+    drop(running);
+    drop(simulator);
+    Ok(Round {
+        clusters: n,
+        seconds_to_ready,
+        requests_to_ready: to_ready.values().sum(),
+        idle_seconds: options.idle,
+        idle_requests: idle.values().sum(),
+        idle_writes: idle_w.values().sum(),
+        seconds_to_upgrade,
+        requests_during_upgrade: upgrade.values().sum(),
+        controllers,
+    })
+}
+
+/// Whether every Cluster is Ready (and, with a version, every group reports it).
+async fn all_ready(
+    client: &Client,
+    namespaces: &[TestNamespace],
+    version: Option<&str>,
+) -> Result<bool> {
+    for ns in namespaces {
+        let Some(cluster) = Api::<Cluster>::namespaced(client.clone(), ns.name())
+            .get_opt("basic")
+            .await?
+        else {
+            return Ok(false);
+        };
+        let ready = cluster
+            .status
+            .as_ref()
+            .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY));
+        if !ready {
+            return Ok(false);
+        }
+        if let Some(version) = version {
+            let params = ListParams::default();
+            let pd = Api::<PDGroup>::namespaced(client.clone(), ns.name())
+                .list(&params)
+                .await?;
+            let kv = Api::<TiKVGroup>::namespaced(client.clone(), ns.name())
+                .list(&params)
+                .await?;
+            let db = Api::<TiDBGroup>::namespaced(client.clone(), ns.name())
+                .list(&params)
+                .await?;
+            let versions = pd
+                .iter()
+                .map(|g| g.status.as_ref().map(|s| s.group.version.clone()))
+                .chain(
+                    kv.iter()
+                        .map(|g| g.status.as_ref().map(|s| s.group.version.clone())),
+                )
+                .chain(
+                    db.iter()
+                        .map(|g| g.status.as_ref().map(|s| s.group.version.clone())),
+                );
+            if versions.into_iter().any(|v| v.as_deref() != Some(version)) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await.unwrap_or(false) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {}s waiting for {what}", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn print_table(rounds: &[Round]) {
+    println!(
+        "\n{:>8} {:>10} {:>12} {:>10} {:>11} {:>12} {:>14}",
+        "clusters",
+        "ready (s)",
+        "requests",
+        "idle req",
+        "idle writes",
+        "upgrade (s)",
+        "upgrade req"
+    );
+    for r in rounds {
+        println!(
+            "{:>8} {:>10.1} {:>12.0} {:>10.0} {:>11.0} {:>12.1} {:>14.0}",
+            r.clusters,
+            r.seconds_to_ready,
+            r.requests_to_ready,
+            r.idle_requests,
+            r.idle_writes,
+            r.seconds_to_upgrade,
+            r.requests_during_upgrade
+        );
+    }
+    println!(
+        "\n{:>8} {:<20} {:>12} {:>10} {:>12} {:>10}",
+        "clusters", "controller", "peak MiB", "CPU (s)", "requests", "idle req"
+    );
+    for r in rounds {
+        for (name, c) in &r.controllers {
+            println!(
+                "{:>8} {:<20} {:>12.1} {:>10.2} {:>12.0} {:>10.0}",
+                r.clusters,
+                name,
+                c.peak_rss_mib,
+                c.cpu_seconds,
+                c.requests_to_ready,
+                c.idle_requests
+            );
+        }
+    }
+}
+
+/// Default path of the JSON report.
+pub fn default_json(root: &Path) -> PathBuf {
+    root.join("target/bench/bench.json")
+}
