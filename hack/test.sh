@@ -62,5 +62,5 @@ awk '
     }
   }
   END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }
-' "${log}"
+' "${log}" | tee target/test-summary.txt
 exit "${status}"
