@@ -367,3 +367,94 @@ async fn cluster_follows_scale_pause_suspend_and_delete() {
         "deleting the Cluster deleted PVCs"
     );
 }
+
+#[tokio::test]
+async fn the_basic_example_converges_into_an_available_cluster() {
+    let cluster = LocalCluster::get().unwrap();
+    ensure_crds(&cluster).unwrap();
+    let controllers = [
+        "cluster-controller",
+        "pd-controller",
+        "tikv-controller",
+        "tidb-controller",
+    ];
+    for controller in controllers {
+        apply_controller_identity(&cluster, controller).unwrap();
+    }
+    let client = cluster.client().await.unwrap();
+    let ns = TestNamespace::create(&cluster, &client, "basic")
+        .await
+        .unwrap();
+    let n = ns.name();
+    let simulator = Simulator::start(&cluster, n).await.unwrap();
+    let mut running = Vec::new();
+    for controller in controllers {
+        running.push(
+            Controller::start(&cluster, &client, controller, n, 0, &simulator.overrides())
+                .await
+                .unwrap(),
+        );
+    }
+    // Applied as a user would, from the v2-style example manifests.
+    let kubectl = cluster.kubectl();
+    let dir = scenarios::repo_root().join("examples/basic");
+    kubectl
+        .ok(
+            &[
+                "apply",
+                "-n",
+                n,
+                "--server-side",
+                "-k",
+                &dir.to_string_lossy(),
+            ],
+            None,
+        )
+        .unwrap();
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), n);
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster basic Available and Ready with PD 3, TiKV 3, TiDB 2",
+        Duration::from_secs(180),
+        || async {
+            let c = clusters.get("basic").await?;
+            let components: Vec<(String, i32)> = c
+                .status
+                .as_ref()
+                .map(|s| {
+                    s.components
+                        .iter()
+                        .map(|p| (format!("{:?}", p.kind), p.replicas))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok::<_, kube::Error>(
+                condition(&c, conditions::AVAILABLE).is_some_and(|(s, _)| s == "True")
+                    && condition(&c, conditions::READY).is_some_and(|(s, _)| s == "True")
+                    && condition(&c, conditions::PROGRESSING).is_some_and(|(s, _)| s == "False")
+                    && components
+                        == [
+                            ("PD".to_string(), 3),
+                            ("TiKV".to_string(), 3),
+                            ("TiDB".to_string(), 2),
+                        ],
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let printed = kubectl
+        .ok(&["get", "-n", n, "cluster", "basic"], None)
+        .unwrap();
+    let row: Vec<&str> = printed.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..4],
+        ["basic", "3", "3", "2"],
+        "kubectl get cluster shows the replicas: {printed}"
+    );
+    assert!(
+        printed.contains("True"),
+        "kubectl get cluster shows Available: {printed}"
+    );
+}
