@@ -190,7 +190,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
             max_unavailable: 1,
             topologies: update::topologies(&group.spec.schedule_policies),
         };
-        let plan = update::plan(&policy, &views);
+        let plan = plan(&policy, &views);
         waiting = plan.waiting.clone();
         let outdated = views
             .iter()
@@ -305,6 +305,49 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
     } else {
         Action::requeue(Duration::from_secs(300))
     })
+}
+
+/// The update engine's plan, and one thing more: the engine surges only while every instance is
+/// Ready, but an outdated server that is not Ready serves no one, and waiting for it would stall
+/// the very roll that may fix it. Then the surge goes ahead (placed as the engine places it), and
+/// the engine removes the unready outdated server first. A new server that is not Ready still
+/// holds the roll: no working server is removed for it.
+fn plan(policy: &Policy, views: &[InstanceView]) -> update::Plan {
+    let plan = update::plan(policy, views);
+    if !plan.actions.is_empty() || policy.max_surge <= 0 {
+        return plan;
+    }
+    let replicas = usize::try_from(policy.replicas).unwrap_or(0);
+    let active = views.iter().filter(|v| !v.deleting).count();
+    let not_ready: Vec<&InstanceView> = views.iter().filter(|v| !v.ready).collect();
+    let only_outdated_unready = !not_ready.is_empty()
+        && not_ready
+            .iter()
+            .all(|v| !v.deleting && v.revision != policy.update_revision);
+    if active != views.len() || active != replicas || !only_outdated_unready {
+        return plan;
+    }
+    let as_if_ready: Vec<InstanceView> = views
+        .iter()
+        .cloned()
+        .map(|mut v| {
+            v.ready = true;
+            v
+        })
+        .collect();
+    let surge = update::plan(policy, &as_if_ready);
+    let creates: Vec<update::Action> = surge
+        .actions
+        .into_iter()
+        .filter(|a| matches!(a, update::Action::Create { .. }))
+        .collect();
+    if creates.is_empty() {
+        return plan;
+    }
+    update::Plan {
+        actions: creates,
+        waiting: None,
+    }
 }
 
 /// The PD and TiKV groups of the cluster: what a new TiDB version waits for.
@@ -483,6 +526,69 @@ mod tests {
             .into(),
         );
         t
+    }
+
+    fn view(name: &str, revision: &str, ready: bool) -> InstanceView {
+        InstanceView {
+            name: name.into(),
+            revision: revision.into(),
+            ready,
+            deleting: false,
+            topology: Default::default(),
+            last: false,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            replicas: 2,
+            update_revision: "new".into(),
+            max_surge: 1,
+            max_unavailable: 1,
+            topologies: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_roll_surges_past_an_unready_outdated_server_and_removes_it_first() {
+        let views = [view("db-a", "old", false), view("db-b", "old", true)];
+        let first = plan(&policy(), &views);
+        assert!(
+            matches!(first.actions.as_slice(), [update::Action::Create { .. }]),
+            "{first:?}"
+        );
+        let views = [
+            view("db-a", "old", false),
+            view("db-b", "old", true),
+            view("db-c", "new", false),
+        ];
+        assert_eq!(
+            plan(&policy(), &views).actions,
+            [update::Action::Delete {
+                name: "db-a".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn an_unready_new_server_still_holds_the_roll() {
+        let views = [view("db-b", "old", true), view("db-c", "new", false)];
+        let held = plan(&policy(), &views);
+        assert!(held.actions.is_empty(), "{held:?}");
+        assert!(held.waiting.is_some());
+    }
+
+    #[test]
+    fn without_surge_the_engine_decides_alone() {
+        let mut p = policy();
+        p.max_surge = 0;
+        let views = [view("db-a", "old", false), view("db-b", "old", true)];
+        assert_eq!(
+            plan(&p, &views).actions,
+            [update::Action::Update {
+                name: "db-a".into()
+            }]
+        );
     }
 
     #[test]
