@@ -827,6 +827,52 @@ async fn an_unhealthy_server_makes_its_instance_and_group_not_ready_until_it_rec
         pods,
         "an unhealthy server is reported, not restarted or replaced"
     );
+
+    // A roll does not wait for an unhealthy outdated server: it is replaced first.
+    let other = scene
+        .tidbs()
+        .await
+        .into_iter()
+        .map(|t| t.name_any())
+        .find(|name| *name != sick)
+        .unwrap();
+    scene
+        .simulator
+        .set_fault(&n, "health", &format!("tidb-unhealthy/{sick}"))
+        .await
+        .unwrap();
+    wait_until(
+        &scene.kubectl(),
+        &n,
+        "the server is unhealthy again",
+        CONVERGE,
+        || async {
+            let t = scene.api::<TiDB>().get(&sick).await?;
+            Ok::<_, kube::Error>(
+                condition(t.conditions(), conditions::READY).1 == "InstanceNotHealthy",
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let since = last_seq(&scene.simulator.events(&n, "health").await.unwrap());
+    scene
+        .patch::<TiDBGroup>(
+            GROUP,
+            json!({"spec": {"template": {"spec": {"config": "[log]\nlevel = \"warn\"\n"}}}}),
+        )
+        .await;
+    scene.wait_tidb(2, "v8.5.2").await;
+    let events = scene.simulator.events(&n, "health").await.unwrap();
+    let stopped: Vec<String> = events_of(&events, since, "pod_stopped", "tidb")
+        .iter()
+        .map(|e| e["instance"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        stopped,
+        [sick, other],
+        "the unhealthy server goes first, then the other"
+    );
 }
 
 #[tokio::test]
