@@ -48,7 +48,7 @@ pub const COMPONENT_CLEAN: &str = "clean";
 #[instrument(skip_all, fields(namespace = backup.namespace(), backup = backup.name_any()))]
 pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_started("backup");
-    let result = reconcile_inner(&backup, &ctx).await;
+    let result = Box::pin(reconcile_inner(&backup, &ctx)).await;
     match &result {
         Ok(_) => timer.finish(Ok(())),
         Err(e) => timer.finish_error(e.category()),
@@ -72,7 +72,7 @@ async fn reconcile_inner(backup: &Backup, ctx: &Ctx) -> Result<Action, Error> {
         return Err(Error::Invalid("Backup has no namespace".into()));
     }
     if backup.metadata.deletion_timestamp.is_some() {
-        return finalize(backup, ctx).await;
+        return Box::pin(finalize(backup, ctx)).await;
     }
     let wanted = needs_finalizer(backup);
     if wanted != has_finalizer(backup) {
@@ -88,8 +88,8 @@ async fn reconcile_inner(backup: &Backup, ctx: &Ctx) -> Result<Action, Error> {
         set_finalizers(ctx, backup, finalizers).await?;
     }
     match backup.spec.mode.unwrap_or_default() {
-        BackupMode::Snapshot => snapshot(backup, ctx).await,
-        BackupMode::Log => log_backup(backup, ctx).await,
+        BackupMode::Snapshot => Box::pin(snapshot(backup, ctx)).await,
+        BackupMode::Log => Box::pin(log_backup(backup, ctx)).await,
     }
 }
 

@@ -118,6 +118,8 @@ fn main() -> Result<()> {
     let flags = cli.controller;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Reconciles are deep futures; unoptimised builds need more than the default 2 MiB.
+        .thread_stack_size(8 * 1024 * 1024)
         .build()?;
     runtime.block_on(operator_runtime::run(NAME, cli.common, move |ctx| {
         controllers(ctx, flags)
