@@ -16,7 +16,9 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
 use operator_api::core::{Cluster, PDGroup, TiDB, TiDBGroup, TiKVGroup};
-use scenarios::{Controller, Simulator, apply_controller_identity, ensure_crds, ready_endpoints};
+use scenarios::{
+    Controller, Simulator, apply_controller_identity, ensure_crds, metric_sum, ready_endpoints,
+};
 use serde_json::{Value, json};
 use testkit::{Kubectl, LocalCluster, TestNamespace, wait_until};
 
@@ -297,6 +299,24 @@ impl Scene {
             .unwrap_or_else(|| panic!("no controller {name}"))
             .1
     }
+}
+
+/// Writes a controller made, leaving out its leader-election Lease renewals.
+fn writes(metrics: &str) -> f64 {
+    ["create", "update", "patch", "delete"]
+        .iter()
+        .map(|verb| {
+            metric_sum(
+                metrics,
+                "tidb_operator_api_requests_total",
+                &[("verb", verb)],
+            ) - metric_sum(
+                metrics,
+                "tidb_operator_api_requests_total",
+                &[("verb", verb), ("resource", "leases")],
+            )
+        })
+        .sum()
 }
 
 fn group_conditions(object: &Value) -> BTreeMap<String, String> {
@@ -783,6 +803,37 @@ async fn an_unhealthy_server_makes_its_instance_and_group_not_ready_until_it_rec
     scene.wait_tidb(2, "v8.5.2").await;
     let pods = scene.tidb_pods().await;
     let sick = scene.tidbs().await[0].name_any();
+
+    // Idle: reconciles that change nothing, health checks included, write nothing.
+    let controller = scene.controller("tidb-controller-0");
+    let before = controller.metrics().await.unwrap();
+    scene
+        .patch::<TiDBGroup>(
+            GROUP,
+            json!({"metadata": {"annotations": {"test/touch": "1"}}}),
+        )
+        .await;
+    for t in scene.tidbs().await {
+        scene
+            .patch::<TiDB>(
+                &t.name_any(),
+                json!({"metadata": {"annotations": {"test/touch": "1"}}}),
+            )
+            .await;
+    }
+    // Longer than the health check interval of a Ready server.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = controller.metrics().await.unwrap();
+    let reconciles = |text: &str| metric_sum(text, "tidb_operator_reconcile_total", &[]);
+    assert!(
+        reconciles(&after) >= reconciles(&before) + 5.0,
+        "the touched objects were reconciled, and the servers checked again"
+    );
+    assert_eq!(
+        writes(&after),
+        writes(&before),
+        "idle reconciles wrote something:\n{after}"
+    );
 
     scene
         .simulator
