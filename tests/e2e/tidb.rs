@@ -609,7 +609,7 @@ async fn a_full_cluster_serves_mysql_and_upgrades_pd_then_tikv_then_tidb_without
     scene.wait_tidb(2, "v8.5.3").await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     poller.await.unwrap();
-    let watched = watched.lock().unwrap();
+    let watched = std::mem::take(&mut *watched.lock().unwrap());
 
     // Never fewer than two servers in the MySQL Service; the surge shows as a third.
     assert!(watched.samples > 50, "the poller ran: {watched:?}");
@@ -1016,7 +1016,7 @@ async fn a_roll_interrupted_by_a_killed_controller_is_finished_once_by_the_stand
     scene.wait_tidb(2, "v8.5.2").await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     poller.await.unwrap();
-    let watched = watched.lock().unwrap();
+    let watched = std::mem::take(&mut *watched.lock().unwrap());
 
     let now = scene.tidbs().await;
     for t in &now {
