@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod duration;
 pub mod endpoints;
 pub mod events;
 pub mod flags;
