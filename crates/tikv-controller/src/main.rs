@@ -1,31 +1,188 @@
-//! tikv-controller: the binary that reconciles TiKVGroup and TiKV.
-//!
-//! It parses the flags every controller shares and sets up logging. The reconcile loop, leader
-//! election and the metrics server come with the controller's own issue; until then it says so
-//! and exits cleanly.
+//! tikv-controller: reconciles TiKVGroup and TiKV. Each TiKVGroup becomes TiKV instances; each
+//! TiKV instance becomes its ConfigMap, PVCs and Pod, and a store in PD that the controller
+//! tracks, labels, restarts safely (leader eviction first) and removes through PD.
+
+mod build;
+mod context;
+mod error;
+mod group;
+mod instance;
+mod pd;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use operator_runtime::CommonFlags;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use operator_api::core::{Cluster, PDGroup, TiKV, TiKVGroup};
+use operator_api::keys;
+use operator_runtime::endpoints::Endpoints;
+use operator_runtime::{CommonFlags, Context, RuntimeError};
+
+use crate::context::{Ctx, MANAGER};
+use crate::error::Error;
 
 /// Command line of the tikv-controller.
 #[derive(Debug, Parser)]
 #[command(
-    name = "tikv-controller",
+    name = MANAGER,
     version,
     about = "Reconciles TiKVGroup and TiKV of core.pingcap.com/v1alpha1"
 )]
 struct Cli {
     #[command(flatten)]
     common: CommonFlags,
+
+    /// How long a restart waits for a store's leaders to leave (evict-leader scheduler) before it
+    /// restarts the Pod anyway, e.g. `10m`, `90s`.
+    #[arg(
+        long,
+        env = "LEADER_EVICTION_TIMEOUT",
+        default_value = "10m",
+        value_parser = operator_runtime::duration::parse_duration
+    )]
+    leader_eviction_timeout: Duration,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     operator_runtime::telemetry::init(cli.common.log_format, &cli.common.log_filter)?;
-    tracing::warn!(
-        lease = cli.common.lease_name_or("tikv-controller"),
-        "tikv-controller has no reconcile loop yet; exiting"
-    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let timeout = cli.leader_eviction_timeout;
+    runtime.block_on(operator_runtime::run(MANAGER, cli.common, move |ctx| {
+        controllers(ctx, timeout)
+    }))?;
     Ok(())
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the TiKVGroup and TiKV controllers until shutdown.
+async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<(), RuntimeError> {
+    let namespace = ctx.flags.namespace.as_deref();
+    let shared = Ctx::new(
+        ctx.client.clone(),
+        ctx.metrics.clone(),
+        Endpoints::new(&ctx.flags.endpoint_overrides),
+        leader_eviction_timeout,
+    );
+    let config = ControllerConfig::default().concurrency(ctx.flags.concurrency);
+    let operands = watcher::Config::default().labels(&format!(
+        "{}={},{}={}",
+        keys::LABEL_MANAGED_BY,
+        keys::MANAGED_BY,
+        keys::LABEL_COMPONENT,
+        keys::COMPONENT_TIKV
+    ));
+
+    let groups = Controller::new(
+        api::<TiKVGroup>(&ctx.client, namespace),
+        watcher::Config::default(),
+    );
+    let group_store = groups.store();
+    let pd_group_store = group_store.clone();
+    let groups = groups
+        .owns(
+            api::<TiKV>(&ctx.client, namespace),
+            watcher::Config::default(),
+        )
+        .watches(
+            api::<Cluster>(&ctx.client, namespace),
+            watcher::Config::default(),
+            move |cluster| {
+                let cluster_ns = cluster.metadata.namespace.clone();
+                let name = cluster.metadata.name.clone().unwrap_or_default();
+                group_store
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.metadata.namespace == cluster_ns && g.spec.cluster.name == name)
+                    .map(|g| ObjectRef::from_obj(&*g))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // The upgrade gate opens when PD finishes its roll.
+        .watches(
+            api::<PDGroup>(&ctx.client, namespace),
+            watcher::Config::default(),
+            move |pd_group| {
+                let pd_ns = pd_group.metadata.namespace.clone();
+                let cluster = pd_group.spec.cluster.name.clone();
+                pd_group_store
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.metadata.namespace == pd_ns && g.spec.cluster.name == cluster)
+                    .map(|g| ObjectRef::from_obj(&*g))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(config.clone())
+        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
+        .run(group::reconcile, error_policy::<TiKVGroup>, shared.clone())
+        .for_each(|_| async {});
+
+    let instances = Controller::new(
+        api::<TiKV>(&ctx.client, namespace),
+        watcher::Config::default(),
+    );
+    let instance_store = instances.store();
+    let instances = instances
+        .owns(api::<Pod>(&ctx.client, namespace), operands.clone())
+        .owns(api::<ConfigMap>(&ctx.client, namespace), operands)
+        .watches(
+            api::<Cluster>(&ctx.client, namespace),
+            watcher::Config::default(),
+            move |cluster| {
+                let cluster_ns = cluster.metadata.namespace.clone();
+                let name = cluster.metadata.name.clone().unwrap_or_default();
+                instance_store
+                    .state()
+                    .into_iter()
+                    .filter(|tikv| {
+                        tikv.metadata.namespace == cluster_ns && tikv.spec.cluster.name == name
+                    })
+                    .map(|tikv| ObjectRef::from_obj(&*tikv))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(config)
+        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
+        .run(instance::reconcile, error_policy::<TiKV>, shared)
+        .for_each(|_| async {});
+
+    ctx.readiness.set_synced(true);
+    tokio::join!(groups, instances);
+    Ok(())
+}
+
+/// Logs a failed reconcile and retries with a delay.
+fn error_policy<K>(object: Arc<K>, error: &Error, _ctx: Arc<Ctx>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    tracing::warn!(
+        kind = %K::kind(&()),
+        name = object.meta().name.as_deref().unwrap_or_default(),
+        namespace = object.meta().namespace.as_deref().unwrap_or_default(),
+        %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(5))
 }

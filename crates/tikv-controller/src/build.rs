@@ -1,0 +1,613 @@
+//! Pure builders of everything TiKV needs: instances from a group, the group's peer Service, and
+//! an instance's ConfigMap, PVCs and Pod. No client here; every function is tested on plain
+//! values.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume as PodVolume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use operator_api::core::{
+    ConfigUpdateStrategy, TIKV_DATA_DEFAULT_PATH, TIKV_DEFAULT_PORT_CLIENT,
+    TIKV_DEFAULT_PORT_STATUS, TIKV_PORT_NAME_CLIENT, TIKV_PORT_NAME_STATUS,
+    TIKV_VOLUME_MOUNT_TYPE_DATA, TiKV, TiKVGroup, TiKVSpec, TiKVTemplateSpec, Topology,
+};
+use operator_api::keys;
+use operator_runtime::build::{self, BuildError, Owner};
+use operator_runtime::revision::hash_of;
+
+/// Name of the component label value and of the container.
+pub const COMPONENT: &str = keys::COMPONENT_TIKV;
+/// Where the config file is mounted.
+pub const CONFIG_DIR: &str = "/etc/tikv";
+/// Key of the config file in the ConfigMap.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Default image when the template names none.
+pub const DEFAULT_IMAGE: &str = "pingcap/tikv";
+/// Termination grace period of the Pod as built; a restart may give more (see
+/// [`crate::store::restart_grace_period`]).
+pub const POD_TERMINATION_GRACE_SECONDS: i64 = 30;
+
+/// Headless Service giving each store a stable DNS name.
+pub fn peer_service_name(group: &str) -> String {
+    format!("{group}-tikv-peer")
+}
+
+/// The owner identity of a group's objects.
+pub fn owner<'a>(namespace: &'a str, cluster: &'a str, group: &'a str) -> Owner<'a> {
+    Owner {
+        namespace,
+        cluster,
+        component: COMPONENT,
+        group,
+    }
+}
+
+/// Client (gRPC) port of a template.
+pub fn client_port(spec: &TiKVTemplateSpec) -> i32 {
+    spec.server
+        .ports
+        .client
+        .as_ref()
+        .map_or(TIKV_DEFAULT_PORT_CLIENT, |p| p.port)
+}
+
+/// Status (HTTP) port of a template.
+pub fn status_port(spec: &TiKVTemplateSpec) -> i32 {
+    spec.server
+        .ports
+        .status_port()
+        .map_or(TIKV_DEFAULT_PORT_STATUS, |p| p.port)
+}
+
+/// What the revision of a group covers: the template and the features.
+pub fn revision_input(group: &TiKVGroup) -> serde_json::Value {
+    serde_json::json!({"template": group.spec.template, "features": group.spec.features})
+}
+
+/// A TiKV instance of a group at the group's current template.
+pub fn instance(
+    group: &TiKVGroup,
+    name: &str,
+    topology: Topology,
+    revision: &str,
+) -> Result<TiKV, BuildError> {
+    let namespace = group.namespace().unwrap_or_default();
+    let cluster = &group.spec.cluster.name;
+    let group_name = group.name_any();
+    let mut labels = build::instance_labels(owner(&namespace, cluster, &group_name), name);
+    labels.extend(group.spec.template.metadata.labels.clone());
+    labels.insert(
+        keys::LABEL_INSTANCE_REVISION_HASH.to_string(),
+        revision.to_string(),
+    );
+    let annotations = group.spec.template.metadata.annotations.clone();
+    let mut tikv = TiKV::new(
+        name,
+        TiKVSpec {
+            cluster: group.spec.cluster.clone(),
+            features: group.spec.features.clone(),
+            topology,
+            subdomain: peer_service_name(&group_name),
+            template: group.spec.template.spec.clone(),
+        },
+    );
+    tikv.metadata.namespace = Some(namespace);
+    tikv.metadata.labels = Some(labels);
+    tikv.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
+    tikv.metadata.owner_references = Some(vec![build::controller_ref(group)?]);
+    tikv.metadata.finalizers = Some(vec![keys::FINALIZER.to_string()]);
+    Ok(tikv)
+}
+
+/// The group's headless peer Service: every store's DNS name is
+/// `<instance>.<group>-tikv-peer.<namespace>`.
+pub fn peer_service(group: &TiKVGroup) -> Result<Service, BuildError> {
+    let namespace = group.namespace().unwrap_or_default();
+    let group_name = group.name_any();
+    let owner = owner(&namespace, &group.spec.cluster.name, &group_name);
+    let selector = build::group_labels(owner);
+    let spec = &group.spec.template.spec;
+    Ok(Service {
+        metadata: ObjectMeta {
+            name: Some(peer_service_name(&group_name)),
+            namespace: Some(namespace.clone()),
+            labels: Some(selector.clone()),
+            owner_references: Some(vec![build::controller_ref(group)?]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            // Stores register with PD before their Pods are ready.
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector),
+            ports: Some(vec![
+                ServicePort {
+                    name: Some(TIKV_PORT_NAME_CLIENT.into()),
+                    port: client_port(spec),
+                    target_port: Some(IntOrString::String(TIKV_PORT_NAME_CLIENT.into())),
+                    ..ServicePort::default()
+                },
+                ServicePort {
+                    name: Some(TIKV_PORT_NAME_STATUS.into()),
+                    port: status_port(spec),
+                    target_port: Some(IntOrString::String(TIKV_PORT_NAME_STATUS.into())),
+                    ..ServicePort::default()
+                },
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+/// DNS name of an instance through its peer Service.
+pub fn host(tikv: &TiKV) -> String {
+    format!(
+        "{}.{}.{}",
+        tikv.name_any(),
+        tikv.spec.subdomain,
+        tikv.namespace().unwrap_or_default()
+    )
+}
+
+/// The address the store advertises to PD, `host:client-port`; the instance's store is found in
+/// PD by it.
+pub fn store_address(tikv: &TiKV) -> String {
+    format!("{}:{}", host(tikv), client_port(&tikv.spec.template))
+}
+
+/// The in-cluster URL of a PDGroup's client Service.
+pub fn pd_group_url(namespace: &str, pd_group: &str, port: i32) -> String {
+    format!("http://{pd_group}-pd.{namespace}:{port}")
+}
+
+/// The config file: the user's TOML with the keys the operator owns (addresses, data directory,
+/// PD endpoints) set over it.
+pub fn config(tikv: &TiKV, pd_url: &str) -> Result<String, BuildError> {
+    let spec = &tikv.spec.template;
+    let host = host(tikv);
+    let owned: Vec<(&str, toml::Value)> = vec![
+        (
+            "server.addr",
+            format!("0.0.0.0:{}", client_port(spec)).into(),
+        ),
+        (
+            "server.advertise-addr",
+            format!("{host}:{}", client_port(spec)).into(),
+        ),
+        (
+            "server.status-addr",
+            format!("0.0.0.0:{}", status_port(spec)).into(),
+        ),
+        (
+            "server.advertise-status-addr",
+            format!("{host}:{}", status_port(spec)).into(),
+        ),
+        ("storage.data-dir", data_mount_path(spec).into()),
+        (
+            "pd.endpoints",
+            toml::Value::Array(vec![pd_url.to_string().into()]),
+        ),
+    ];
+    build::merge_config(&spec.common.config, &owned)
+}
+
+/// Where the `data` volume is mounted.
+pub fn data_mount_path(spec: &TiKVTemplateSpec) -> String {
+    spec.common
+        .volumes
+        .iter()
+        .flat_map(|v| v.mounts.iter())
+        .find(|m| m.type_ == TIKV_VOLUME_MOUNT_TYPE_DATA && !m.mount_path.is_empty())
+        .map_or_else(
+            || TIKV_DATA_DEFAULT_PATH.to_string(),
+            |m| m.mount_path.clone(),
+        )
+}
+
+/// Hash of the user's config, the part that decides restarts (see the config-hash label).
+pub fn config_hash(tikv: &TiKV) -> String {
+    hash_of(&tikv.spec.template.common.config)
+}
+
+fn group_of(tikv: &TiKV) -> String {
+    tikv.labels()
+        .get(keys::LABEL_GROUP)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn instance_object_labels(tikv: &TiKV) -> BTreeMap<String, String> {
+    let namespace = tikv.namespace().unwrap_or_default();
+    let group = group_of(tikv);
+    build::instance_labels(
+        owner(&namespace, &tikv.spec.cluster.name, &group),
+        &tikv.name_any(),
+    )
+}
+
+/// The ConfigMap holding the config file.
+pub fn config_map(tikv: &TiKV, config: String) -> Result<ConfigMap, BuildError> {
+    Ok(ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(tikv.name_any()),
+            namespace: tikv.namespace(),
+            labels: Some(instance_object_labels(tikv)),
+            owner_references: Some(vec![build::controller_ref(tikv)?]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config)])),
+        ..ConfigMap::default()
+    })
+}
+
+/// The instance's PVCs (no owner reference: they outlive the Pod and go only after the store is
+/// removed from PD).
+pub fn pvcs(tikv: &TiKV) -> Result<Vec<PersistentVolumeClaim>, BuildError> {
+    let namespace = tikv.namespace().unwrap_or_default();
+    let group = group_of(tikv);
+    let spec = &tikv.spec.template.common;
+    build::pvcs(
+        owner(&namespace, &tikv.spec.cluster.name, &group),
+        &tikv.name_any(),
+        &spec.volumes,
+        spec.overlay.as_ref(),
+    )
+}
+
+/// The label selector of an instance's PVCs.
+pub fn pvc_selector(instance: &str) -> String {
+    format!(
+        "{}={instance},{}={COMPONENT}",
+        keys::LABEL_INSTANCE,
+        keys::LABEL_COMPONENT
+    )
+}
+
+/// The image to run: the template's image (tagged with the version unless it has a tag).
+pub fn image(spec: &TiKVTemplateSpec) -> String {
+    let base = spec
+        .common
+        .image
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_string());
+    let last = base.rsplit('/').next().unwrap_or(&base);
+    if last.contains(':') || base.contains('@') {
+        base
+    } else {
+        format!("{base}:{}", spec.common.version)
+    }
+}
+
+/// The Pod of an instance. Its labels carry the hash of the Pod as built (and, with the
+/// `Restart` config strategy, of the user's config), so a change shows as a different hash.
+pub fn pod(tikv: &TiKV) -> Result<Pod, BuildError> {
+    let spec = &tikv.spec.template;
+    let name = tikv.name_any();
+    let mut mounts = vec![VolumeMount {
+        name: "config".into(),
+        mount_path: CONFIG_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    let mut volumes = vec![PodVolume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: name.clone(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..PodVolume::default()
+    }];
+    for volume in &spec.common.volumes {
+        for mount in &volume.mounts {
+            let path = if !mount.mount_path.is_empty() {
+                mount.mount_path.clone()
+            } else if mount.type_ == TIKV_VOLUME_MOUNT_TYPE_DATA {
+                TIKV_DATA_DEFAULT_PATH.to_string()
+            } else {
+                return Err(BuildError::Missing(format!(
+                    "volume {} mount of type {} needs a mountPath",
+                    volume.name, mount.type_
+                )));
+            };
+            mounts.push(VolumeMount {
+                name: volume.name.clone(),
+                mount_path: path,
+                sub_path: (!mount.sub_path.is_empty()).then(|| mount.sub_path.clone()),
+                ..VolumeMount::default()
+            });
+        }
+        volumes.push(PodVolume {
+            name: volume.name.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: build::pvc_name(&volume.name, &name),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..PodVolume::default()
+        });
+    }
+    let container = Container {
+        name: COMPONENT.into(),
+        image: Some(image(spec)),
+        command: Some(vec![
+            "/tikv-server".into(),
+            format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
+        ]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(TIKV_PORT_NAME_CLIENT.into()),
+                container_port: client_port(spec),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some(TIKV_PORT_NAME_STATUS.into()),
+                container_port: status_port(spec),
+                ..ContainerPort::default()
+            },
+        ]),
+        resources: build::resources(&spec.common.resources),
+        volume_mounts: Some(mounts),
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String(TIKV_PORT_NAME_CLIENT.into()),
+                ..TCPSocketAction::default()
+            }),
+            period_seconds: Some(5),
+            ..Probe::default()
+        }),
+        ..Container::default()
+    };
+    let mut labels = instance_object_labels(tikv);
+    labels.extend(
+        spec.common
+            .overlay
+            .as_ref()
+            .and_then(|o| o.pod.as_ref())
+            .map(|p| p.metadata.labels.clone())
+            .unwrap_or_default(),
+    );
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: tikv.namespace(),
+            labels: Some(labels),
+            owner_references: Some(vec![build::controller_ref(tikv)?]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            hostname: Some(name),
+            subdomain: Some(tikv.spec.subdomain.clone()),
+            node_selector: (!tikv.spec.topology.is_empty()).then(|| tikv.spec.topology.clone()),
+            containers: vec![container],
+            volumes: Some(volumes),
+            termination_grace_period_seconds: Some(POD_TERMINATION_GRACE_SECONDS),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    let mut pod = build::apply_pod_overlay(pod, spec.common.overlay.as_ref())?;
+    let restart_on_config =
+        spec.common.update_strategy.config != Some(ConfigUpdateStrategy::HotReload);
+    let pod_hash = hash_of(&pod.spec);
+    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
+    if restart_on_config {
+        labels.insert(keys::LABEL_CONFIG_HASH.to_string(), config_hash(tikv));
+    }
+    Ok(pod)
+}
+
+/// Whether a running Pod is what the instance asks for: same Pod spec hash, and, with the
+/// `Restart` strategy, the same config hash.
+pub fn pod_is_current(existing: &Pod, desired: &Pod) -> bool {
+    let get = |pod: &Pod, key: &str| pod.labels().get(key).cloned();
+    get(existing, keys::LABEL_POD_SPEC_HASH) == get(desired, keys::LABEL_POD_SPEC_HASH)
+        && get(existing, keys::LABEL_CONFIG_HASH) == get(desired, keys::LABEL_CONFIG_HASH)
+}
+
+#[cfg(test)]
+mod tests {
+    use operator_api::core::TiKVGroupSpec;
+
+    use super::*;
+
+    fn group(template: serde_json::Value) -> TiKVGroup {
+        let spec: TiKVGroupSpec = serde_json::from_value(serde_json::json!({
+            "cluster": {"name": "basic"},
+            "replicas": 3,
+            "template": {"spec": template}
+        }))
+        .unwrap();
+        let mut group = TiKVGroup::new("tikv", spec);
+        group.metadata.namespace = Some("db".into());
+        group.metadata.uid = Some("uid-1".into());
+        group
+    }
+
+    fn default_group() -> TiKVGroup {
+        group(serde_json::json!({
+            "version": "v8.5.2",
+            "config": "[log]\nlevel = \"info\"\n[server]\ngrpc-concurrency = 8\n",
+            "resources": {"cpu": "2", "memory": "4Gi"},
+            "volumes": [{"name": "data", "mounts": [{"type": "data"}], "storage": "100Gi"}]
+        }))
+    }
+
+    fn instance_of(group: &TiKVGroup) -> TiKV {
+        let zone: Topology = [("topology.kubernetes.io/zone".to_string(), "a".to_string())].into();
+        let mut tikv = instance(group, "tikv-abcde", zone, "tikv-rev1").unwrap();
+        tikv.metadata.uid = Some("uid-2".into());
+        tikv
+    }
+
+    #[test]
+    fn an_instance_carries_the_template_labels_owner_and_finalizer() {
+        let tikv = instance_of(&default_group());
+        assert_eq!(tikv.spec.subdomain, "tikv-tikv-peer");
+        assert_eq!(
+            tikv.labels()[keys::LABEL_INSTANCE_REVISION_HASH],
+            "tikv-rev1"
+        );
+        assert_eq!(tikv.labels()[keys::LABEL_GROUP], "tikv");
+        assert_eq!(tikv.labels()[keys::LABEL_COMPONENT], "tikv");
+        assert_eq!(tikv.finalizers(), [keys::FINALIZER.to_string()]);
+        assert_eq!(tikv.owner_references()[0].uid, "uid-1");
+        assert_eq!(tikv.spec.template.common.version, "v8.5.2");
+    }
+
+    #[test]
+    fn config_has_the_operator_keys_over_the_users() {
+        let tikv = instance_of(&default_group());
+        let text = config(&tikv, "http://pd-pd.db:2379").unwrap();
+        let table: toml::Table = text.parse().unwrap();
+        let server = &table["server"];
+        assert_eq!(server["addr"].as_str(), Some("0.0.0.0:20160"));
+        assert_eq!(
+            server["advertise-addr"].as_str(),
+            Some("tikv-abcde.tikv-tikv-peer.db:20160")
+        );
+        assert_eq!(server["status-addr"].as_str(), Some("0.0.0.0:20180"));
+        assert_eq!(
+            server["advertise-status-addr"].as_str(),
+            Some("tikv-abcde.tikv-tikv-peer.db:20180")
+        );
+        assert_eq!(server["grpc-concurrency"].as_integer(), Some(8));
+        assert_eq!(table["storage"]["data-dir"].as_str(), Some("/var/lib/tikv"));
+        let endpoints = table["pd"]["endpoints"].as_array().unwrap();
+        assert_eq!(endpoints[0].as_str(), Some("http://pd-pd.db:2379"));
+        assert_eq!(table["log"]["level"].as_str(), Some("info"));
+        assert_eq!(store_address(&tikv), "tikv-abcde.tikv-tikv-peer.db:20160");
+    }
+
+    #[test]
+    fn custom_ports_and_data_paths_are_followed() {
+        let group = group(serde_json::json!({
+            "version": "v8.5.2",
+            "server": {"ports": {"client": {"port": 30160}, "peer": {"port": 30180}}},
+            "volumes": [{"name": "data", "mounts": [{"type": "data", "mountPath": "/data"}], "storage": "1Gi"}]
+        }));
+        let tikv = instance_of(&group);
+        let table: toml::Table = config(&tikv, "http://pd:2379").unwrap().parse().unwrap();
+        assert_eq!(
+            table["server"]["advertise-status-addr"].as_str(),
+            Some("tikv-abcde.tikv-tikv-peer.db:30180")
+        );
+        assert_eq!(table["storage"]["data-dir"].as_str(), Some("/data"));
+        assert_eq!(store_address(&tikv), "tikv-abcde.tikv-tikv-peer.db:30160");
+    }
+
+    #[test]
+    fn the_pod_runs_tikv_with_its_volumes_ports_probe_and_placement() {
+        let tikv = instance_of(&default_group());
+        let pod = pod(&tikv).unwrap();
+        let spec = pod.spec.as_ref().unwrap();
+        let container = &spec.containers[0];
+        assert_eq!(container.image.as_deref(), Some("pingcap/tikv:v8.5.2"));
+        assert_eq!(
+            container.command.as_ref().unwrap(),
+            &["/tikv-server", "--config=/etc/tikv/config.toml"]
+        );
+        assert_eq!(spec.hostname.as_deref(), Some("tikv-abcde"));
+        assert_eq!(spec.subdomain.as_deref(), Some("tikv-tikv-peer"));
+        assert_eq!(
+            spec.node_selector.as_ref().unwrap()["topology.kubernetes.io/zone"],
+            "a"
+        );
+        let ports: Vec<_> = container
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.container_port))
+            .collect();
+        assert_eq!(
+            ports,
+            [("client".to_string(), 20160), ("status".to_string(), 20180)]
+        );
+        let probe = container.readiness_probe.as_ref().unwrap();
+        assert_eq!(
+            probe.tcp_socket.as_ref().unwrap().port,
+            IntOrString::String("client".into())
+        );
+        let mounts: Vec<_> = container
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(mounts, ["/etc/tikv", "/var/lib/tikv"]);
+        let claim = spec.volumes.as_ref().unwrap()[1]
+            .persistent_volume_claim
+            .as_ref()
+            .unwrap();
+        assert_eq!(claim.claim_name, "data-tikv-abcde");
+        assert!(pod.labels().contains_key(keys::LABEL_POD_SPEC_HASH));
+        assert!(pod.labels().contains_key(keys::LABEL_CONFIG_HASH));
+        assert_eq!(pod.owner_references()[0].uid, "uid-2");
+    }
+
+    #[test]
+    fn a_version_or_config_change_restarts_but_hot_reload_does_not() {
+        let base = instance_of(&default_group());
+        let mut newer = base.clone();
+        newer.spec.template.common.version = "v8.5.3".into();
+        assert!(!pod_is_current(&pod(&base).unwrap(), &pod(&newer).unwrap()));
+
+        let mut changed = base.clone();
+        changed.spec.template.common.config = "[log]\nlevel = \"warn\"\n".into();
+        assert!(!pod_is_current(
+            &pod(&base).unwrap(),
+            &pod(&changed).unwrap()
+        ));
+
+        let mut hot = base.clone();
+        hot.spec.template.common.update_strategy.config = Some(ConfigUpdateStrategy::HotReload);
+        let mut hot_changed = hot.clone();
+        hot_changed.spec.template.common.config = "[log]\nlevel = \"warn\"\n".into();
+        assert!(pod_is_current(
+            &pod(&hot).unwrap(),
+            &pod(&hot_changed).unwrap()
+        ));
+        assert!(pod_is_current(&pod(&base).unwrap(), &pod(&base).unwrap()));
+    }
+
+    #[test]
+    fn the_overlay_lands_on_the_pod_and_pvcs_have_no_owner() {
+        let group = group(serde_json::json!({
+            "version": "v8.5.2",
+            "volumes": [{"name": "data", "mounts": [{"type": "data"}], "storage": "20Gi"}],
+            "overlay": {"pod": {
+                "metadata": {"labels": {"team": "kv"}},
+                "spec": {"containers": [{"name": "tikv", "env": [{"name": "TZ", "value": "UTC"}]}]}
+            }}
+        }));
+        let tikv = instance_of(&group);
+        let pod = pod(&tikv).unwrap();
+        assert_eq!(pod.labels()["team"], "kv");
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.containers.len(), 1);
+        assert_eq!(spec.containers[0].env.as_ref().unwrap()[0].name, "TZ");
+        let claims = pvcs(&tikv).unwrap();
+        assert_eq!(claims.len(), 1);
+        assert!(claims[0].metadata.owner_references.is_none());
+        assert_eq!(claims[0].labels()[keys::LABEL_INSTANCE], "tikv-abcde");
+    }
+
+    #[test]
+    fn the_peer_service_is_headless_and_selects_the_group() {
+        let service = peer_service(&default_group()).unwrap();
+        assert_eq!(service.metadata.name.as_deref(), Some("tikv-tikv-peer"));
+        let spec = service.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.publish_not_ready_addresses, Some(true));
+        assert_eq!(spec.selector.unwrap()[keys::LABEL_GROUP], "tikv");
+        assert_eq!(pd_group_url("db", "pd", 2379), "http://pd-pd.db:2379");
+    }
+}

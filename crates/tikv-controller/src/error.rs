@@ -1,0 +1,70 @@
+//! The reconcile error of the TiKV controllers, with a short category for the error metric.
+
+use operator_runtime::apply::ApplyError;
+use operator_runtime::build::BuildError;
+
+/// Why a reconcile of a TiKVGroup or TiKV failed; the controller logs it and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: String,
+        /// The client's error (boxed: it is large).
+        source: Box<kube::Error>,
+    },
+    /// Applying an owned object failed.
+    #[error(transparent)]
+    Apply(Box<ApplyError>),
+    /// The objects could not be built from the spec.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// PD's API failed.
+    #[error("PD at {url}: {source}")]
+    Pd {
+        /// Which PD.
+        url: String,
+        /// The client's error.
+        source: pd_client::Error,
+    },
+    /// An object lacks a field the reconcile needs.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Wraps a client error with what was being done.
+    pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Kube {
+            action,
+            source: Box::new(source),
+        }
+    }
+
+    /// Wraps a PD error with the PD it came from.
+    pub fn pd(url: &str) -> impl FnOnce(pd_client::Error) -> Error + '_ {
+        move |source| Error::Pd {
+            url: url.to_string(),
+            source,
+        }
+    }
+
+    /// Short category for `tidb_operator_reconcile_errors_total{error}`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube_api",
+            Error::Apply(_) => "apply",
+            Error::Build(_) => "build",
+            Error::Pd { .. } => "pd_api",
+            Error::Invalid(_) => "invalid",
+        }
+    }
+}
+
+impl From<ApplyError> for Error {
+    fn from(error: ApplyError) -> Self {
+        Error::Apply(Box::new(error))
+    }
+}

@@ -1,0 +1,605 @@
+//! The TiKVGroup reconcile: the group's peer Service; its TiKV instances, created over the
+//! schedule policy's topologies, updated one store at a time once PD runs the new version, and
+//! taken out on scale-in through PD (marked, never below PD's `max-replicas`, cancelled by a
+//! scale-out); evict-leader schedulers no restart needs any more; and the group's status.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use operator_api::conditions::{self, HasConditions, reasons};
+use operator_api::core::{Cluster, ComponentGroupStatus, STORE_STATE_REMOVED, TiKV, TiKVGroup};
+use operator_api::keys;
+use operator_runtime::apply::apply_if_changed;
+use operator_runtime::build as shared;
+use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
+use operator_runtime::revision::revision_name;
+use operator_runtime::update::{self, InstanceView, Policy};
+use operator_runtime::upgrade::{self, Dependency};
+use pd_client::PdClient;
+use tracing::{info, instrument, warn};
+
+use crate::build;
+use crate::context::{Ctx, MANAGER};
+use crate::error::Error;
+use crate::instance::{ANNO_EVICTION_STARTED, REASON_PD_NOT_FOUND, REASON_PD_UNREACHABLE};
+use crate::pd;
+use crate::store;
+
+/// Reason of a scale-in refused because it would leave fewer Up stores than PD's `max-replicas`.
+pub const REASON_SCALE_IN_REFUSED: &str = "ScaleInRefused";
+/// Reason of a group whose stores are being taken out.
+pub const REASON_SCALING_IN: &str = "ScalingIn";
+
+/// Reconciles one TiKVGroup.
+#[instrument(skip_all, fields(namespace = group.namespace(), group = group.name_any(), cluster = group.spec.cluster.name))]
+pub async fn reconcile(group: Arc<TiKVGroup>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile_started("tikvgroup");
+    // The latest spec and status, not the cached copy: a stale `replicas` would take a store
+    // out only to keep it again a moment later.
+    let latest = match group.namespace() {
+        Some(namespace) => Api::<TiKVGroup>::namespaced(ctx.client.clone(), &namespace)
+            .get_opt(&group.name_any())
+            .await
+            .map_err(Error::kube("reading the TiKVGroup")),
+        None => Err(Error::Invalid("TiKVGroup has no namespace".into())),
+    };
+    let result = match latest {
+        Ok(Some(group)) => reconcile_inner(&group, &ctx).await,
+        Ok(None) => Ok(Action::await_change()),
+        Err(e) => Err(e),
+    };
+    match &result {
+        Ok(_) => timer.finish(Ok(())),
+        Err(e) => timer.finish_error(e.category()),
+    }
+    result
+}
+
+/// Whether an instance is marked for removal (scale-in in progress).
+pub fn is_marked(tikv: &TiKV) -> bool {
+    tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE)
+}
+
+/// Whether an instance is leaving the group: deleted, or marked for removal.
+fn is_leaving(tikv: &TiKV) -> bool {
+    tikv.metadata.deletion_timestamp.is_some() || is_marked(tikv)
+}
+
+/// Whether a marked instance can still be kept: its store is not removed yet.
+fn is_cancellable(tikv: &TiKV) -> bool {
+    is_marked(tikv)
+        && tikv.metadata.deletion_timestamp.is_none()
+        && tikv.status.as_ref().map(|s| s.state.as_str()) != Some(STORE_STATE_REMOVED)
+}
+
+async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> {
+    if group.metadata.deletion_timestamp.is_some() {
+        // Instances go with the group (owner references); PD is not asked.
+        return Ok(Action::await_change());
+    }
+    let namespace = group
+        .namespace()
+        .ok_or_else(|| Error::Invalid("TiKVGroup has no namespace".into()))?;
+    let name = group.name_any();
+    let cluster_name = &group.spec.cluster.name;
+    let Some(cluster) = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(cluster_name)
+        .await
+        .map_err(Error::kube("reading the Cluster"))?
+    else {
+        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
+        write_blocked(group, ctx, reasons::CLUSTER_NOT_FOUND, message).await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+    if cluster.spec.paused {
+        let message =
+            format!("Cluster {cluster_name} is paused; nothing changes until spec.paused is false");
+        write_blocked(group, ctx, reasons::PAUSED, message).await?;
+        return Ok(Action::await_change());
+    }
+
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    let service = build::peer_service(group)?;
+    let existing = services
+        .get_opt(&service.name_any())
+        .await
+        .map_err(Error::kube("reading the peer Service"))?;
+    apply_if_changed(&services, MANAGER, existing.as_ref(), service).await?;
+
+    let pd_groups = pd::pd_groups(ctx, &namespace, cluster_name).await?;
+    let pd_api = match pd::pd_url(Some(&cluster), &pd_groups, &namespace) {
+        Some(url) => Some(ctx.pd(&namespace, cluster_name, url)?),
+        None => None,
+    };
+    // Read the evicted stores before the instances: an instance's record of its restart is
+    // written before it adds a scheduler, so every scheduler seen here has its record below.
+    let evicting = match &pd_api {
+        Some(pd) => pd.evict_leader_store_ids().await.ok().unwrap_or_default(),
+        None => Vec::new(),
+    };
+
+    let instances_api: Api<TiKV> = Api::namespaced(ctx.client.clone(), &namespace);
+    let owner = build::owner(&namespace, cluster_name, &name);
+    let selector = shared::group_selector(owner);
+    let instances = instances_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::kube("listing the group's TiKV instances"))?
+        .items;
+    if let Some(pd) = &pd_api
+        && !evicting.is_empty()
+    {
+        clean_up_schedulers(group, ctx, pd, &evicting, &instances).await;
+    }
+    let update_revision = revision_name(&name, &build::revision_input(group));
+    let version = &group.spec.template.spec.common.version;
+
+    // The upgrade gate: a new version only once every PDGroup of the Cluster runs it.
+    let running = instances
+        .iter()
+        .filter(|i| !is_leaving(i))
+        .map(|i| i.spec.template.common.version.as_str())
+        .find(|v| !upgrade::same_version(v, version))
+        .or_else(|| (!instances.is_empty()).then_some(version.as_str()));
+    let dependencies: Vec<Dependency<'_>> = pd_groups
+        .iter()
+        .map(|g| Dependency {
+            label: format!("PDGroup {}", g.name_any()),
+            replicas: g.spec.replicas,
+            generation: g.metadata.generation,
+            status: g.status.as_ref(),
+        })
+        .collect();
+    let gate = upgrade::may_upgrade(cluster.spec.upgrade_policy, version, running, &dependencies);
+
+    let suspended = cluster
+        .spec
+        .suspend_action
+        .as_ref()
+        .is_some_and(|s| s.suspend_compute);
+    let views: Vec<InstanceView> = instances.iter().map(view).collect();
+    let policy = Policy {
+        replicas: group.spec.replicas,
+        update_revision: update_revision.clone(),
+        max_surge: 0,
+        max_unavailable: 1,
+        topologies: update::topologies(&group.spec.schedule_policies),
+    };
+    let plan = update::plan(&policy, &views);
+    let mut waiting = plan.waiting.clone();
+    let mut waiting_reason = None;
+    let mut blocked: Option<(&str, String)> = None;
+    let mut acted = false;
+    let mut held = 0usize;
+    let mut cancellable: Vec<&TiKV> = instances.iter().filter(|i| is_cancellable(i)).collect();
+    if suspended {
+        // Nothing is created, updated or removed while the Pods are suspended.
+        waiting = Some("the Cluster suspends compute".to_string());
+    } else {
+        for (index, action) in plan.actions.into_iter().enumerate() {
+            match action {
+                update::Action::Create { topology } => {
+                    if let Some(kept) = cancellable.pop() {
+                        // Scale-in in progress: keep that store instead of adding a new one.
+                        let kept_name = kept.name_any();
+                        set_mark(&instances_api, &kept_name, false).await?;
+                        ctx.events
+                            .normal(
+                                group,
+                                "ScaleInCancelled",
+                                "ScaleOut",
+                                format!(
+                                    "keeping TiKV {kept_name}: its store was being removed and is kept instead of adding a new one"
+                                ),
+                            )
+                            .await;
+                        info!(instance = kept_name, "scale-in cancelled");
+                        acted = true;
+                        continue;
+                    }
+                    if gate.is_err() {
+                        held += 1;
+                        continue;
+                    }
+                    let tikv = build::instance(
+                        group,
+                        &new_name(group, index),
+                        topology,
+                        &update_revision,
+                    )?;
+                    create_instance(&instances_api, &tikv).await?;
+                    acted = true;
+                }
+                update::Action::Update { name: instance } => {
+                    if gate.is_err() {
+                        continue;
+                    }
+                    let Some(existing) = instances.iter().find(|i| i.name_any() == instance) else {
+                        continue;
+                    };
+                    let desired = build::instance(
+                        group,
+                        &instance,
+                        existing.spec.topology.clone(),
+                        &update_revision,
+                    )?;
+                    instances_api
+                        .patch(
+                            &instance,
+                            &PatchParams::apply(MANAGER).force(),
+                            &Patch::Apply(&desired),
+                        )
+                        .await
+                        .map_err(Error::kube(format!("updating TiKV {instance}")))?;
+                    info!(
+                        instance,
+                        revision = update_revision,
+                        "updating TiKV instance"
+                    );
+                    acted = true;
+                }
+                update::Action::Delete { name: instance } => {
+                    let Some(victim) = instances.iter().find(|i| i.name_any() == instance) else {
+                        continue;
+                    };
+                    match scale_in_refusal(pd_api.as_ref(), victim).await {
+                        Err((reason, message)) => {
+                            if !is_blocked_with(group, reason) {
+                                ctx.events
+                                    .warning(group, reason, "ScaleIn", message.clone())
+                                    .await;
+                            }
+                            blocked = Some((reason, message));
+                        }
+                        Ok(()) => {
+                            set_mark(&instances_api, &instance, true).await?;
+                            ctx.events
+                                .normal(
+                                    group,
+                                    "ScaleIn",
+                                    "ScaleIn",
+                                    format!(
+                                        "removing TiKV {instance}: its store is taken offline through PD first"
+                                    ),
+                                )
+                                .await;
+                            info!(instance, "marked for removal");
+                            acted = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let outdated = instances
+        .iter()
+        .filter(|i| !is_leaving(i))
+        .any(|i| revision_of(i) != update_revision);
+    if let Err(message) = &gate
+        && (outdated || held > 0)
+    {
+        waiting = Some(if held > 0 {
+            format!("{message}; {held} new store(s) wait too")
+        } else {
+            message.clone()
+        });
+        waiting_reason = Some(reasons::WAITING_FOR_DEPENDENCIES);
+    } else {
+        let leaving: Vec<String> = instances
+            .iter()
+            .filter(|i| is_leaving(i))
+            .map(|i| i.name_any())
+            .collect();
+        if !leaving.is_empty() && blocked.is_none() {
+            waiting = Some(format!(
+                "taking out the store(s) of {} through PD",
+                leaving.join(", ")
+            ));
+            waiting_reason = Some(REASON_SCALING_IN);
+        }
+    }
+
+    let summaries: Vec<InstanceSummary> = instances
+        .iter()
+        .map(|tikv| InstanceSummary {
+            revision: revision_of(tikv),
+            available: is_available(tikv),
+            deleting: is_leaving(tikv),
+        })
+        .collect();
+    let progress = Progress {
+        blocked: blocked.clone(),
+        waiting: waiting.clone(),
+        waiting_reason,
+        acted,
+    };
+    let status = shared_group::group_status(
+        group.status.as_ref(),
+        group.metadata.generation,
+        group.spec.replicas,
+        version,
+        &summaries,
+        &update_revision,
+        &selector,
+        "TiKV stores",
+        &progress,
+    );
+    let status = shared_group::with_suspended(
+        status,
+        suspended,
+        &instances
+            .iter()
+            .map(|tikv| tikv.conditions())
+            .collect::<Vec<_>>(),
+    );
+    write_status(group, ctx, status).await?;
+    Ok(if acted {
+        Action::requeue(Duration::from_secs(2))
+    } else if waiting.is_some() || blocked.is_some() {
+        Action::requeue(Duration::from_secs(10))
+    } else {
+        Action::requeue(Duration::from_secs(300))
+    })
+}
+
+/// Removes evict-leader schedulers of this group's stores that no restart needs: the store's
+/// instance is gone or has no record of a restart in progress. Best effort: a failure is
+/// logged and tried again on the next reconcile.
+async fn clean_up_schedulers(
+    group: &TiKVGroup,
+    ctx: &Ctx,
+    pd: &PdClient,
+    evicting: &[u64],
+    instances: &[TiKV],
+) {
+    // Read again: a scheduler removed meanwhile (a restart that just finished, whose record is
+    // gone from `instances`) is not a leftover. One added meanwhile is not in `evicting`.
+    let still = match pd.evict_leader_store_ids().await {
+        Ok(ids) => ids,
+        Err(error) => {
+            warn!(%error, "cannot read the evicted stores to clean up schedulers");
+            return;
+        }
+    };
+    let evicting: Vec<u64> = evicting
+        .iter()
+        .copied()
+        .filter(|id| still.contains(id))
+        .collect();
+    if evicting.is_empty() {
+        return;
+    }
+    let stores = match pd.stores().await {
+        Ok(stores) => stores,
+        Err(error) => {
+            warn!(%error, "cannot list stores to clean up evict-leader schedulers");
+            return;
+        }
+    };
+    let namespace = group.namespace().unwrap_or_default();
+    let suffix = format!(
+        ".{}.{namespace}:",
+        build::peer_service_name(&group.name_any())
+    );
+    let restarting: BTreeSet<String> = instances
+        .iter()
+        .filter(|i| i.annotations().contains_key(ANNO_EVICTION_STARTED))
+        .map(|i| i.name_any())
+        .collect();
+    for id in &evicting {
+        let Some(info) = stores.by_id(*id) else {
+            continue;
+        };
+        // Only stores of this group: `<instance>.<group>-tikv-peer.<namespace>:<port>`.
+        let Some(instance) = info
+            .store
+            .address
+            .find(&suffix)
+            .map(|at| &info.store.address[..at])
+        else {
+            continue;
+        };
+        if restarting.contains(instance) {
+            continue;
+        }
+        match pd.remove_evict_leader_scheduler(*id).await {
+            Ok(()) => {
+                info!(
+                    store_id = id,
+                    instance, "removed a leftover evict-leader scheduler"
+                );
+                ctx.events
+                    .normal(
+                        group,
+                        "EvictLeaderSchedulerRemoved",
+                        "Restart",
+                        format!(
+                            "store {id} of {instance}: evict-leader scheduler removed; no restart of it is in progress"
+                        ),
+                    )
+                    .await;
+            }
+            Err(error) => warn!(%error, store_id = id, "cannot remove an evict-leader scheduler"),
+        }
+    }
+}
+
+/// `Ok` when `victim` may be taken out, else the reason and message of the refusal.
+async fn scale_in_refusal(
+    pd_api: Option<&PdClient>,
+    victim: &TiKV,
+) -> Result<(), (&'static str, String)> {
+    let Some(pd_api) = pd_api else {
+        return Err((
+            REASON_PD_NOT_FOUND,
+            "cannot check PD's max-replicas: the Cluster has no PD".to_string(),
+        ));
+    };
+    let unreachable = |e: pd_client::Error| {
+        (
+            REASON_PD_UNREACHABLE,
+            format!("cannot check PD's max-replicas before a scale-in: {e}"),
+        )
+    };
+    let stores = match pd_api.stores().await {
+        Ok(stores) => stores,
+        Err(e) if pd::not_bootstrapped(&e) => return Ok(()),
+        Err(e) => return Err(unreachable(e)),
+    };
+    let replication = pd_api.replication_config().await.map_err(unreachable)?;
+    let victim_store = store::find_store(&stores, &build::store_address(victim));
+    match store::scale_in_refusal(&stores, victim_store, replication.max_replicas) {
+        Some(message) => Err((REASON_SCALE_IN_REFUSED, message)),
+        None => Ok(()),
+    }
+}
+
+/// Marks an instance for removal, or takes the mark back.
+async fn set_mark(api: &Api<TiKV>, name: &str, marked: bool) -> Result<(), Error> {
+    let value = marked.then(|| keys::ANNO_TRUE.to_string());
+    let patch = serde_json::json!({"metadata": {"annotations": {keys::ANNO_DEFER_DELETE: value}}});
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::kube(format!("marking TiKV {name}")))?;
+    Ok(())
+}
+
+/// How the update engine sees a TiKV instance. A marked instance counts as being removed, so a
+/// scale-in goes one store at a time and a scale-out finds it to keep.
+fn view(tikv: &TiKV) -> InstanceView {
+    InstanceView {
+        name: tikv.name_any(),
+        revision: revision_of(tikv),
+        ready: is_available(tikv),
+        deleting: is_leaving(tikv),
+        topology: tikv.spec.topology.clone(),
+        last: false,
+    }
+}
+
+/// See [`shared_group::is_available`].
+fn is_available(tikv: &TiKV) -> bool {
+    let observed = tikv
+        .status
+        .as_ref()
+        .map(|s| s.common.observed_generation)
+        .unwrap_or_default();
+    shared_group::is_available(tikv.conditions(), observed, tikv.metadata.generation)
+}
+
+fn revision_of(tikv: &TiKV) -> String {
+    tikv.labels()
+        .get(keys::LABEL_INSTANCE_REVISION_HASH)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn new_name(group: &TiKVGroup, index: usize) -> String {
+    shared_group::instance_name(&group.name_any(), &group.uid().unwrap_or_default(), index)
+}
+
+async fn create_instance(api: &Api<TiKV>, tikv: &TiKV) -> Result<(), Error> {
+    let name = tikv.name_any();
+    api.create(
+        &PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..PostParams::default()
+        },
+        tikv,
+    )
+    .await
+    .map_err(Error::kube(format!("creating TiKV {name}")))?;
+    info!(instance = name, "created TiKV instance");
+    Ok(())
+}
+
+fn is_blocked_with(group: &TiKVGroup, reason: &str) -> bool {
+    conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| c.reason == reason)
+}
+
+/// Records why the group cannot proceed (both conditions false with the same reason), with an
+/// Event when that is news.
+async fn write_blocked(
+    group: &TiKVGroup,
+    ctx: &Ctx,
+    reason: &str,
+    message: String,
+) -> Result<(), Error> {
+    let mut status = group.status.clone().unwrap_or_default();
+    let changed = shared_group::blocked_conditions(
+        &mut status.common.conditions,
+        reason,
+        &message,
+        group.metadata.generation,
+    );
+    if changed && reason != reasons::PAUSED {
+        ctx.events
+            .warning(group, reason, "Reconcile", message)
+            .await;
+    }
+    write_status(group, ctx, status).await
+}
+
+async fn write_status(
+    group: &TiKVGroup,
+    ctx: &Ctx,
+    status: ComponentGroupStatus,
+) -> Result<(), Error> {
+    let api =
+        Api::<TiKVGroup>::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
+    shared_group::write_status_if_changed(&api, &group.name_any(), group.status.as_ref(), &status)
+        .await
+        .map_err(Error::kube("writing the TiKVGroup status"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use operator_api::core::TiKVStatus;
+
+    use super::*;
+
+    fn tikv(annotations: &[(&str, &str)], state: &str) -> TiKV {
+        let mut tikv = TiKV::new(
+            "tikv-a",
+            serde_json::from_value(serde_json::json!({
+                "cluster": {"name": "c"}, "subdomain": "tikv-tikv-peer", "version": "v8.5.2"
+            }))
+            .unwrap(),
+        );
+        tikv.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        tikv.status = Some(TiKVStatus {
+            state: state.into(),
+            ..TiKVStatus::default()
+        });
+        tikv
+    }
+
+    #[test]
+    fn a_marked_instance_counts_as_leaving_and_is_kept_until_its_store_is_removed() {
+        let plain = tikv(&[], "Serving");
+        assert!(!is_leaving(&plain) && !is_cancellable(&plain));
+        let marked = tikv(&[(keys::ANNO_DEFER_DELETE, "true")], "Removing");
+        assert!(is_leaving(&marked) && is_cancellable(&marked));
+        assert!(view(&marked).deleting);
+        let removed = tikv(&[(keys::ANNO_DEFER_DELETE, "true")], "Removed");
+        assert!(is_leaving(&removed) && !is_cancellable(&removed));
+    }
+}

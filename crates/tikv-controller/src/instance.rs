@@ -1,0 +1,1282 @@
+//! The TiKV instance reconcile: its ConfigMap, PVCs and Pod; the store it is in PD (ID, state,
+//! labels from its Node); a restart that evicts the store's leaders first (bounded wait) and never
+//! runs while another store has down peers; and removal through PD (Offline, then Tombstone)
+//! before the Pod, then the PVCs, then the instance go.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use operator_api::conditions::{self, NewCondition, reasons};
+use operator_api::core::{Cluster, TiKV, TiKVGroup, TiKVStatus};
+use operator_api::keys;
+use operator_runtime::apply::apply_if_changed;
+use operator_runtime::group as shared_group;
+use pd_client::{PdClient, StoreInfo};
+use tracing::{info, instrument, warn};
+
+use crate::build;
+use crate::context::{Ctx, MANAGER};
+use crate::error::Error;
+use crate::pd::{self, PdView};
+use crate::store::{self, RestartCause, RestartInput, RestartStep};
+
+/// Annotation of a TiKV instance: when the leader-eviction wait of the current restart started
+/// (RFC 3339). It is written before the evict-leader scheduler is added and removed after the
+/// scheduler is, so a controller that restarts mid-way continues the same wait and finds every
+/// scheduler it added.
+pub const ANNO_EVICTION_STARTED: &str = "tikv.core.pingcap.com/leader-eviction-started-at";
+
+/// Reason: PD cannot be asked.
+pub const REASON_PD_UNREACHABLE: &str = "PDUnreachable";
+/// Reason: the Cluster has no PD to register with.
+pub const REASON_PD_NOT_FOUND: &str = "PDNotFound";
+/// Reason: a restart waits because other stores have down peers.
+pub const REASON_DOWN_PEERS_ELSEWHERE: &str = "DownPeersElsewhere";
+/// `LeadersEvicted` reason: the evict-leader scheduler is moving the store's leaders away.
+pub const REASON_EVICTING: &str = "EvictingLeaders";
+/// `LeadersEvicted` reason: every leader left the store.
+pub const REASON_EVICTED: &str = "LeadersEvicted";
+/// `LeadersEvicted` reason (and Event): the wait for the leaders passed the timeout.
+pub const REASON_EVICTION_TIMED_OUT: &str = "LeaderEvictionTimedOut";
+/// `LeadersEvicted` reason: no eviction is going on.
+pub const REASON_NOT_EVICTING: &str = "NotEvicting";
+/// Reason: the store does not serve (not registered, disconnected, down).
+pub const REASON_STORE_NOT_SERVING: &str = "StoreNotServing";
+/// Reason: after a restart, the store has not served again yet.
+pub const REASON_WAITING_FOR_STORE: &str = "WaitingForStore";
+/// `Offlined` reason: PD is moving the store's Regions away.
+pub const REASON_STORE_REMOVING: &str = "StoreRemoving";
+/// `Offlined` reason: PD removed the store (Tombstone).
+pub const REASON_STORE_REMOVED: &str = "StoreRemoved";
+/// `Offlined` reason: PD refused to take the store offline.
+pub const REASON_STORE_REMOVAL_REFUSED: &str = "StoreRemovalRefused";
+/// `Offlined` reason: the removal was cancelled; the store is Up again.
+pub const REASON_OFFLINE_CANCELLED: &str = "OfflineCancelled";
+
+/// Reconciles one TiKV instance.
+#[instrument(skip_all, fields(namespace = tikv.namespace(), instance = tikv.name_any(), cluster = tikv.spec.cluster.name))]
+pub async fn reconcile(tikv: Arc<TiKV>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile_started("tikv");
+    let result = match latest(&tikv, &ctx).await {
+        Ok(Some(tikv)) => reconcile_inner(&tikv, &ctx).await,
+        Ok(None) => Ok(Action::await_change()),
+        Err(e) => Err(e),
+    };
+    match &result {
+        Ok(_) => timer.finish(Ok(())),
+        Err(e) => timer.finish_error(e.category()),
+    }
+    result
+}
+
+/// The instance as the API server has it now. The cached copy may lag behind this controller's
+/// own last writes, and the status built here carries conditions over from it (the record of a
+/// timed-out eviction, for one), so it must not be older than what was last written.
+async fn latest(tikv: &TiKV, ctx: &Ctx) -> Result<Option<TiKV>, Error> {
+    let namespace = tikv
+        .namespace()
+        .ok_or_else(|| Error::Invalid("TiKV has no namespace".into()))?;
+    Api::<TiKV>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&tikv.name_any())
+        .await
+        .map_err(Error::kube("reading the TiKV"))
+}
+
+/// The instance's status as this reconcile builds it.
+struct Draft {
+    status: TiKVStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+}
+
+impl Draft {
+    fn new(tikv: &TiKV) -> Self {
+        Draft {
+            status: tikv.status.clone().unwrap_or_default(),
+            generation: tikv.metadata.generation,
+            now: Timestamp::now(),
+        }
+    }
+
+    fn set(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
+        conditions::set(
+            &mut self.status.common.conditions,
+            NewCondition {
+                type_,
+                status: ok,
+                reason,
+                message: message.into(),
+                observed_generation: self.generation,
+            },
+            self.now,
+        );
+    }
+
+    fn reason(&self, type_: &str) -> Option<String> {
+        conditions::find(&self.status.common.conditions, type_).map(|c| c.reason.clone())
+    }
+
+    fn store(&mut self, info: Option<&StoreInfo>) {
+        if let Some(info) = info {
+            self.status.id = info.store.id.to_string();
+            self.status.state = store::instance_state(info).to_string();
+        }
+    }
+
+    fn finish(mut self, tikv: &TiKV) -> TiKVStatus {
+        self.status.common.observed_generation = self.generation.unwrap_or_default();
+        self.status.common.current_revision = tikv
+            .labels()
+            .get(keys::LABEL_INSTANCE_REVISION_HASH)
+            .cloned()
+            .unwrap_or_default();
+        self.status.common.update_revision = self.status.common.current_revision.clone();
+        self.status
+    }
+}
+
+/// Everything one reconcile works with.
+struct Scope<'a> {
+    tikv: &'a TiKV,
+    ctx: &'a Ctx,
+    namespace: String,
+    name: String,
+    pd: PdClient,
+}
+
+impl Scope<'_> {
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.ctx.client.clone(), &self.namespace)
+    }
+
+    fn pd_error(&self) -> impl FnOnce(pd_client::Error) -> Error + '_ {
+        Error::pd(self.pd.base())
+    }
+
+    async fn set_annotation(&self, key: &str, value: Option<String>) -> Result<(), Error> {
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        Api::<TiKV>::namespaced(self.ctx.client.clone(), &self.namespace)
+            .patch(
+                &self.name,
+                &PatchParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(Error::kube(format!("annotating TiKV {}", self.name)))?;
+        Ok(())
+    }
+
+    async fn remove_scheduler(&self, store_id: u64, why: &str) -> Result<(), Error> {
+        self.pd
+            .remove_evict_leader_scheduler(store_id)
+            .await
+            .map_err(self.pd_error())?;
+        info!(store_id, why, "removed the evict-leader scheduler");
+        self.ctx
+            .events
+            .normal(
+                self.tikv,
+                "EvictLeaderSchedulerRemoved",
+                "Restart",
+                format!("store {store_id}: evict-leader scheduler removed ({why})"),
+            )
+            .await;
+        Ok(())
+    }
+
+    async fn create_pod(&self, pod: &Pod) -> Result<(), Error> {
+        self.pods()
+            .create(
+                &PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..PostParams::default()
+                },
+                pod,
+            )
+            .await
+            .map_err(Error::kube("creating the Pod"))?;
+        info!("created TiKV Pod");
+        Ok(())
+    }
+
+    /// Deletes the PVCs of the instance; whether any was left.
+    async fn delete_pvcs(&self) -> Result<bool, Error> {
+        let claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let left = claims
+            .list(&ListParams::default().labels(&build::pvc_selector(&self.name)))
+            .await
+            .map_err(Error::kube("listing PVCs"))?
+            .items;
+        for pvc in &left {
+            if pvc.metadata.deletion_timestamp.is_none() {
+                claims
+                    .delete(&pvc.name_any(), &DeleteParams::default())
+                    .await
+                    .map_err(Error::kube("deleting a PVC"))?;
+                info!(pvc = pvc.name_any(), "deleted PVC of a removed store");
+            }
+        }
+        Ok(!left.is_empty())
+    }
+}
+
+async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
+    let namespace = tikv
+        .namespace()
+        .ok_or_else(|| Error::Invalid("TiKV has no namespace".into()))?;
+    let name = tikv.name_any();
+    let cluster_name = &tikv.spec.cluster.name;
+    let group_name = tikv
+        .labels()
+        .get(keys::LABEL_GROUP)
+        .cloned()
+        .unwrap_or_default();
+    let cluster = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(cluster_name)
+        .await
+        .map_err(Error::kube("reading the Cluster"))?;
+    if let Some(cluster) = &cluster
+        && cluster.spec.paused
+    {
+        let mut draft = Draft::new(tikv);
+        draft.set(
+            conditions::SYNCED,
+            false,
+            reasons::PAUSED,
+            format!("Cluster {cluster_name} is paused; nothing changes until spec.paused is false"),
+        );
+        write_status(tikv, ctx, draft.finish(tikv)).await?;
+        return Ok(Action::await_change());
+    }
+    let pd_groups = pd::pd_groups(ctx, &namespace, cluster_name).await?;
+    let pd_url = pd::pd_url(cluster.as_ref(), &pd_groups, &namespace);
+
+    if tikv.metadata.deletion_timestamp.is_some() {
+        let group = Api::<TiKVGroup>::namespaced(ctx.client.clone(), &namespace)
+            .get_opt(&group_name)
+            .await
+            .map_err(Error::kube("reading the TiKVGroup"))?;
+        let leaving_only_this = group
+            .as_ref()
+            .is_some_and(|g| g.metadata.deletion_timestamp.is_none())
+            && cluster
+                .as_ref()
+                .is_some_and(|c| c.metadata.deletion_timestamp.is_none());
+        return finalize(tikv, ctx, pd_url, leaving_only_this).await;
+    }
+    let Some(cluster) = cluster else {
+        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
+        write_status(
+            tikv,
+            ctx,
+            blocked(tikv, reasons::CLUSTER_NOT_FOUND, &message),
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+    let Some(pd_url) = pd_url else {
+        let message = format!(
+            "Cluster {cluster_name} has no PD yet (no status.pd and no PDGroup); the store waits for one"
+        );
+        write_status(tikv, ctx, blocked(tikv, REASON_PD_NOT_FOUND, &message)).await?;
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    };
+    let scope = Scope {
+        tikv,
+        ctx,
+        namespace: namespace.clone(),
+        name: name.clone(),
+        pd: ctx.pd(&namespace, cluster_name, pd_url.clone())?,
+    };
+
+    let config = match build::config(tikv, &pd_url) {
+        Ok(config) => config,
+        Err(e) => {
+            let message = e.to_string();
+            write_status(tikv, ctx, blocked(tikv, reasons::INVALID_SPEC, &message)).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing = config_maps
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("reading the ConfigMap"))?;
+    apply_if_changed(
+        &config_maps,
+        MANAGER,
+        existing.as_ref(),
+        build::config_map(tikv, config)?,
+    )
+    .await?;
+
+    let desired_pod = match build::pod(tikv) {
+        Ok(pod) => pod,
+        Err(e) => {
+            let message = e.to_string();
+            write_status(tikv, ctx, blocked(tikv, reasons::INVALID_SPEC, &message)).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let existing_pod = scope
+        .pods()
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("reading the Pod"))?;
+    if cluster
+        .spec
+        .suspend_action
+        .as_ref()
+        .is_some_and(|s| s.suspend_compute)
+    {
+        return suspend(&scope, existing_pod.as_ref()).await;
+    }
+
+    let view = PdView::read(&scope.pd).await;
+    let address = build::store_address(tikv);
+    let store = view
+        .as_ref()
+        .ok()
+        .and_then(|v| store::find_store(&v.stores, &address));
+    let marked = tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE);
+    if marked || store.is_some_and(store::is_removed) {
+        return remove_store(&scope, &view, store, existing_pod.as_ref(), &desired_pod).await;
+    }
+    ensure_pvcs(&scope).await?;
+
+    let mut draft = Draft::new(tikv);
+    draft.store(store);
+    if let Some(info) = store
+        && store::is_removing(info)
+    {
+        // Scaled back out before PD finished taking the store out: keep it.
+        let id = info.store.id;
+        scope
+            .pd
+            .cancel_delete_store(id)
+            .await
+            .map_err(scope.pd_error())?;
+        ctx.events
+            .normal(
+                tikv,
+                REASON_OFFLINE_CANCELLED,
+                "ScaleOut",
+                format!("store {id} is kept: its removal was cancelled and it is Up again"),
+            )
+            .await;
+        draft.set(
+            conditions::OFFLINED,
+            false,
+            REASON_OFFLINE_CANCELLED,
+            format!("the removal of store {id} was cancelled; the store stays"),
+        );
+        write_status(tikv, ctx, draft.finish(tikv)).await?;
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+
+    // The Pod: created, restarted safely when outdated, and the restart finished afterwards.
+    let mut requeue = None;
+    let synced: (bool, &str, String) = match &existing_pod {
+        None => {
+            scope.create_pod(&desired_pod).await?;
+            requeue = Some(Duration::from_secs(2));
+            (
+                false,
+                reasons::POD_NOT_CREATED,
+                "the Pod is being created".into(),
+            )
+        }
+        Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+            requeue = Some(Duration::from_secs(2));
+            (
+                false,
+                reasons::POD_TERMINATING,
+                "the Pod is terminating; it is recreated once gone".into(),
+            )
+        }
+        Some(pod) if !build::pod_is_current(pod, &desired_pod) => {
+            let (wait, reason, message) = restart(&scope, &mut draft, &view, store, pod).await?;
+            requeue = Some(wait);
+            (false, reason, message)
+        }
+        Some(pod) => {
+            let (done, message) = finish_restart(&scope, &mut draft, &view, store, pod).await?;
+            if done {
+                (true, reasons::SYNCED, message)
+            } else {
+                requeue = Some(Duration::from_secs(2));
+                (false, REASON_WAITING_FOR_STORE, message)
+            }
+        }
+    };
+    draft.set(conditions::SYNCED, synced.0, synced.1, synced.2);
+
+    if let (Some(pod), Ok(view), Some(info)) = (&existing_pod, &view, store)
+        && info.is_up()
+        && pod_ready(pod)
+    {
+        let _ = view;
+        sync_labels(&scope, info, pod).await?;
+    }
+
+    set_ready(&mut draft, existing_pod.as_ref(), &view, store);
+    if conditions::find(&draft.status.common.conditions, conditions::SUSPENDED).is_some() {
+        draft.set(
+            conditions::SUSPENDED,
+            false,
+            reasons::UNSUSPENDED,
+            "the Pod runs again",
+        );
+    }
+    let ready = conditions::is_true(&draft.status.common.conditions, conditions::READY);
+    write_status(tikv, ctx, draft.finish(tikv)).await?;
+    Ok(Action::requeue(requeue.unwrap_or(if ready {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(5)
+    })))
+}
+
+/// Creates the instance's PVCs that do not exist. Never for a store on its way out: its PVCs go
+/// once the store is removed.
+async fn ensure_pvcs(scope: &Scope<'_>) -> Result<(), Error> {
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(scope.ctx.client.clone(), &scope.namespace);
+    for pvc in build::pvcs(scope.tikv)? {
+        let pvc_name = pvc.name_any();
+        if claims
+            .get_opt(&pvc_name)
+            .await
+            .map_err(Error::kube("reading a PVC"))?
+            .is_none()
+        {
+            claims
+                .create(
+                    &PostParams {
+                        field_manager: Some(MANAGER.into()),
+                        ..PostParams::default()
+                    },
+                    &pvc,
+                )
+                .await
+                .map_err(Error::kube(format!("creating PVC {pvc_name}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// One step of restarting an outdated Pod; returns when to look again and the `Synced` reason
+/// and message.
+async fn restart(
+    scope: &Scope<'_>,
+    draft: &mut Draft,
+    view: &Result<PdView, String>,
+    store: Option<&StoreInfo>,
+    pod: &Pod,
+) -> Result<(Duration, &'static str, String), Error> {
+    let view = match view {
+        Ok(view) => view,
+        Err(error) => {
+            return Ok((
+                Duration::from_secs(5),
+                REASON_PD_UNREACHABLE,
+                format!(
+                    "the Pod is outdated but cannot be restarted safely: PD is unreachable: {error}"
+                ),
+            ));
+        }
+    };
+    let down_peer_stores = if store.is_some_and(|s| s.is_up()) {
+        match scope.pd.down_peer_regions().await {
+            Ok(regions) => regions.stores_with_down_peers(),
+            Err(error) => {
+                return Ok((
+                    Duration::from_secs(5),
+                    REASON_PD_UNREACHABLE,
+                    format!(
+                        "the Pod is outdated but PD cannot tell which stores have down peers: {error}"
+                    ),
+                ));
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let started = scope.tikv.annotations().get(ANNO_EVICTION_STARTED);
+    let started_ms = started
+        .and_then(|s| s.parse::<Timestamp>().ok())
+        .map(|t| t.as_millisecond());
+    let evicting = store.is_some_and(|s| view.is_evicting(s.store.id));
+    let timeout = scope.ctx.leader_eviction_timeout;
+    let mut input = RestartInput {
+        store,
+        evicting,
+        down_peer_stores: &down_peer_stores,
+        eviction_started_ms: started_ms,
+        now_ms: draft.now.as_millisecond(),
+        timeout,
+    };
+    let mut step = store::restart_step(&input);
+    let id = store.map(|s| s.store.id).unwrap_or_default();
+    if step == RestartStep::StartEviction {
+        let now = draft.now;
+        scope
+            .set_annotation(ANNO_EVICTION_STARTED, Some(now.to_string()))
+            .await?;
+        input.eviction_started_ms = Some(now.as_millisecond());
+        step = store::restart_step(&input);
+    }
+    match step {
+        RestartStep::StartEviction => Err(Error::Invalid(
+            "the leader-eviction start was not recorded".into(),
+        )),
+        RestartStep::BlockedByDownPeers(others) => {
+            // Hold without evicting: the store keeps serving while it waits.
+            if evicting {
+                scope
+                    .remove_scheduler(id, "the restart waits for down peers elsewhere")
+                    .await?;
+            }
+            if started.is_some() {
+                scope.set_annotation(ANNO_EVICTION_STARTED, None).await?;
+            }
+            let message = format!(
+                "stores {} have down peers; restarting store {id} now could leave Regions without a quorum. The restart waits (no timeout) until they recover",
+                store::describe_stores(&others, Some(&view.stores))
+            );
+            if draft.reason(conditions::SYNCED).as_deref() != Some(REASON_DOWN_PEERS_ELSEWHERE) {
+                scope
+                    .ctx
+                    .events
+                    .warning(
+                        scope.tikv,
+                        REASON_DOWN_PEERS_ELSEWHERE,
+                        "Restart",
+                        message.clone(),
+                    )
+                    .await;
+            }
+            draft.set(
+                conditions::LEADERS_EVICTED,
+                false,
+                REASON_NOT_EVICTING,
+                "the restart waits for down peers on other stores before evicting",
+            );
+            Ok((Duration::from_secs(5), REASON_DOWN_PEERS_ELSEWHERE, message))
+        }
+        RestartStep::AddScheduler => {
+            scope
+                .pd
+                .add_evict_leader_scheduler(id)
+                .await
+                .map_err(scope.pd_error())?;
+            let leaders = store.map(|s| s.status.leader_count).unwrap_or_default();
+            scope
+                .ctx
+                .events
+                .normal(
+                    scope.tikv,
+                    REASON_EVICTING,
+                    "Restart",
+                    format!(
+                        "evicting {leaders} leaders from store {id} before restarting its Pod (at most {})",
+                        human(timeout)
+                    ),
+                )
+                .await;
+            draft.set(
+                conditions::LEADERS_EVICTED,
+                false,
+                REASON_EVICTING,
+                format!(
+                    "evicting the leaders of store {id} before the restart; waiting at most {}",
+                    human(timeout)
+                ),
+            );
+            Ok((
+                Duration::from_secs(1),
+                reasons::POD_NOT_UP_TO_DATE,
+                "evicting the store's leaders before restarting the Pod".into(),
+            ))
+        }
+        RestartStep::WaitForLeaders { leaders, waited } => {
+            draft.set(
+                conditions::LEADERS_EVICTED,
+                false,
+                REASON_EVICTING,
+                format!(
+                    "{leaders} leaders left on store {id}; the restart waits for them at most {} (since {})",
+                    human(timeout),
+                    started.cloned().unwrap_or_default()
+                ),
+            );
+            let left = timeout.saturating_sub(waited);
+            Ok((
+                left.clamp(Duration::from_millis(200), Duration::from_secs(1)),
+                reasons::POD_NOT_UP_TO_DATE,
+                "waiting for the store's leaders to move away before restarting the Pod".into(),
+            ))
+        }
+        RestartStep::Restart(cause) => {
+            let regions = store.map(|s| s.status.region_count).unwrap_or_default();
+            let pod_grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds);
+            let grace = store::restart_grace_period(regions, pod_grace);
+            let why = match &cause {
+                RestartCause::LeadersEvicted => {
+                    draft.set(
+                        conditions::LEADERS_EVICTED,
+                        true,
+                        REASON_EVICTED,
+                        format!("every leader left store {id}; the Pod restarts"),
+                    );
+                    "its leaders were evicted".to_string()
+                }
+                RestartCause::TimedOut { leaders } => {
+                    let message = format!(
+                        "{leaders} leaders were still on store {id} after {}; the Pod restarts anyway",
+                        human(timeout)
+                    );
+                    scope
+                        .ctx
+                        .events
+                        .warning(
+                            scope.tikv,
+                            REASON_EVICTION_TIMED_OUT,
+                            "Restart",
+                            message.clone(),
+                        )
+                        .await;
+                    draft.set(
+                        conditions::LEADERS_EVICTED,
+                        false,
+                        REASON_EVICTION_TIMED_OUT,
+                        message,
+                    );
+                    format!("the leader-eviction wait timed out with {leaders} leaders left")
+                }
+                RestartCause::NotServing(state) => {
+                    format!("{state}, so it has no leaders to evict")
+                }
+            };
+            let params = DeleteParams {
+                grace_period_seconds: u32::try_from(grace).ok(),
+                preconditions: Some(Preconditions {
+                    uid: pod.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            scope
+                .pods()
+                .delete(&pod.name_any(), &params)
+                .await
+                .map_err(Error::kube("deleting the outdated Pod"))?;
+            info!(grace, why, "deleted outdated TiKV Pod");
+            scope
+                .ctx
+                .events
+                .normal(
+                    scope.tikv,
+                    "PodRestarted",
+                    "Restart",
+                    format!(
+                        "recreating the Pod with the new template: {why}; grace period {grace}s for {regions} Regions"
+                    ),
+                )
+                .await;
+            Ok((
+                Duration::from_secs(2),
+                reasons::POD_NOT_UP_TO_DATE,
+                "the Pod is being recreated with the new template".into(),
+            ))
+        }
+    }
+}
+
+/// With a current Pod: once it is ready and its store serves, any evict-leader scheduler for the
+/// store goes (the restart is over, whoever started it) and so does the record of the wait.
+/// Returns whether nothing is left to do, and a message.
+async fn finish_restart(
+    scope: &Scope<'_>,
+    draft: &mut Draft,
+    view: &Result<PdView, String>,
+    store: Option<&StoreInfo>,
+    pod: &Pod,
+) -> Result<(bool, String), Error> {
+    let recorded = scope.tikv.annotations().contains_key(ANNO_EVICTION_STARTED);
+    let view = match view {
+        Ok(view) => view,
+        Err(error) if recorded => {
+            return Ok((
+                false,
+                format!(
+                    "the Pod was restarted; PD is unreachable, so the evict-leader scheduler stays until it answers: {error}"
+                ),
+            ));
+        }
+        Err(_) => return Ok((true, "the Pod is up to date".into())),
+    };
+    let evicting = store.is_some_and(|s| view.is_evicting(s.store.id));
+    if !recorded && !evicting {
+        return Ok((true, "the Pod is up to date".into()));
+    }
+    let serving = store.is_some_and(StoreInfo::is_up) && pod_ready(pod);
+    if !serving {
+        return Ok((
+            false,
+            "the Pod was restarted; waiting for the store to serve again before leaders may return"
+                .into(),
+        ));
+    }
+    let id = store.map(|s| s.store.id).unwrap_or_default();
+    if evicting {
+        scope
+            .remove_scheduler(id, "the store serves again after its restart")
+            .await?;
+    }
+    if recorded {
+        scope.set_annotation(ANNO_EVICTION_STARTED, None).await?;
+    }
+    let last = if draft.reason(conditions::LEADERS_EVICTED).as_deref()
+        == Some(REASON_EVICTION_TIMED_OUT)
+    {
+        " (the last restart went ahead after the leader-eviction timeout)"
+    } else {
+        ""
+    };
+    draft.set(
+        conditions::LEADERS_EVICTED,
+        false,
+        REASON_NOT_EVICTING,
+        format!("store {id} serves again and takes leaders{last}"),
+    );
+    Ok((true, "the Pod is up to date".into()))
+}
+
+/// Pushes the Node's location labels to the store when they differ.
+async fn sync_labels(scope: &Scope<'_>, info: &StoreInfo, pod: &Pod) -> Result<(), Error> {
+    let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+        return Ok(());
+    };
+    let replication = match scope.pd.replication_config().await {
+        Ok(r) => r,
+        Err(error) => {
+            warn!(%error, "cannot read PD's location labels");
+            return Ok(());
+        }
+    };
+    if replication.location_labels.is_empty() {
+        return Ok(());
+    }
+    let Some(node) = Api::<Node>::all(scope.ctx.client.clone())
+        .get_opt(&node_name)
+        .await
+        .map_err(Error::kube(format!("reading Node {node_name}")))?
+    else {
+        return Ok(());
+    };
+    let desired = store::desired_labels(&replication.location_labels, node.labels());
+    let missing = store::labels_to_set(info, &desired);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let id = info.store.id;
+    scope
+        .pd
+        .set_store_labels(id, &missing)
+        .await
+        .map_err(scope.pd_error())?;
+    let text = missing
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    info!(store_id = id, labels = text, "set store labels");
+    scope
+        .ctx
+        .events
+        .normal(
+            scope.tikv,
+            "StoreLabelsSet",
+            "Labels",
+            format!("store {id} labelled {text} from Node {node_name}"),
+        )
+        .await;
+    Ok(())
+}
+
+/// `Ready`: the Pod is ready and the store is Up in PD.
+fn set_ready(
+    draft: &mut Draft,
+    pod: Option<&Pod>,
+    view: &Result<PdView, String>,
+    store: Option<&StoreInfo>,
+) {
+    let (ready, reason, message) = match pod {
+        None => (
+            false,
+            reasons::POD_NOT_CREATED,
+            "the Pod does not exist yet".to_string(),
+        ),
+        Some(p) if p.metadata.deletion_timestamp.is_some() => (
+            false,
+            reasons::POD_TERMINATING,
+            "the Pod is terminating".into(),
+        ),
+        Some(p) if !pod_ready(p) => (false, reasons::POD_NOT_READY, pod_not_ready_message(p)),
+        Some(_) => match (view, store) {
+            // A PD that cannot be asked for a moment does not make a ready store unready.
+            (Err(_), _)
+                if conditions::is_true(&draft.status.common.conditions, conditions::READY) =>
+            {
+                return;
+            }
+            (Err(error), _) => (
+                false,
+                REASON_PD_UNREACHABLE,
+                format!("PD cannot be asked about this store: {error}"),
+            ),
+            (Ok(_), None) => (
+                false,
+                REASON_STORE_NOT_SERVING,
+                "the store has not registered with PD yet".to_string(),
+            ),
+            (Ok(_), Some(info)) if !info.is_up() => (
+                false,
+                REASON_STORE_NOT_SERVING,
+                format!("store {} is {}", info.store.id, info.store.state_name),
+            ),
+            (Ok(_), Some(info)) => (
+                true,
+                reasons::READY,
+                format!("store {} is Up", info.store.id),
+            ),
+        },
+    };
+    draft.set(conditions::READY, ready, reason, message);
+}
+
+/// The scale-in path of an instance marked for removal (or whose store PD removed): the store is
+/// deleted through PD, then, once it is Tombstone, the Pod, then the PVCs, then the instance.
+async fn remove_store(
+    scope: &Scope<'_>,
+    view: &Result<PdView, String>,
+    store: Option<&StoreInfo>,
+    pod: Option<&Pod>,
+    desired_pod: &Pod,
+) -> Result<Action, Error> {
+    let tikv = scope.tikv;
+    let mut draft = Draft::new(tikv);
+    draft.store(store);
+    let view = match view {
+        Ok(view) => view,
+        Err(error) => {
+            let message = format!("cannot take the store out: PD is unreachable: {error}");
+            draft.set(conditions::READY, false, REASON_PD_UNREACHABLE, &message);
+            draft.set(conditions::SYNCED, false, REASON_PD_UNREACHABLE, message);
+            write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+    };
+    if let Some(info) = store
+        && view.is_evicting(info.store.id)
+    {
+        scope
+            .remove_scheduler(info.store.id, "the store is being removed")
+            .await?;
+    }
+    if tikv.annotations().contains_key(ANNO_EVICTION_STARTED) {
+        scope.set_annotation(ANNO_EVICTION_STARTED, None).await?;
+    }
+    let pod_running = pod.is_some_and(|p| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+    });
+    let removed = match store {
+        Some(info) if store::is_removed(info) => true,
+        Some(info) => {
+            let id = info.store.id;
+            if !store::is_removing(info) {
+                match scope.pd.delete_store(id).await {
+                    Ok(()) => {
+                        scope
+                            .ctx
+                            .events
+                            .normal(
+                                tikv,
+                                REASON_STORE_REMOVING,
+                                "ScaleIn",
+                                format!(
+                                    "store {id} taken offline through PD; its {} Regions move to other stores",
+                                    info.status.region_count
+                                ),
+                            )
+                            .await;
+                    }
+                    Err(error) if error.status().is_some_and(|s| (400..500).contains(&s)) => {
+                        let message = format!("PD refuses to take store {id} offline: {error}");
+                        if draft.reason(conditions::OFFLINED).as_deref()
+                            != Some(REASON_STORE_REMOVAL_REFUSED)
+                        {
+                            scope
+                                .ctx
+                                .events
+                                .warning(
+                                    tikv,
+                                    REASON_STORE_REMOVAL_REFUSED,
+                                    "ScaleIn",
+                                    message.clone(),
+                                )
+                                .await;
+                        }
+                        draft.set(
+                            conditions::OFFLINED,
+                            false,
+                            REASON_STORE_REMOVAL_REFUSED,
+                            &message,
+                        );
+                        draft.set(
+                            conditions::SYNCED,
+                            false,
+                            REASON_STORE_REMOVAL_REFUSED,
+                            message,
+                        );
+                        write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+                        return Ok(Action::requeue(Duration::from_secs(15)));
+                    }
+                    Err(error) => return Err(scope.pd_error()(error)),
+                }
+            }
+            // Keep the store's Pod while its Regions move away.
+            if pod.is_none() {
+                scope.create_pod(desired_pod).await?;
+            }
+            let message = format!(
+                "store {id} is being removed; {} Regions left on it",
+                info.status.region_count
+            );
+            draft.set(conditions::OFFLINED, false, REASON_STORE_REMOVING, &message);
+            draft.set(conditions::READY, false, REASON_STORE_REMOVING, &message);
+            draft.set(conditions::SYNCED, false, REASON_STORE_REMOVING, message);
+            write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        // Never registered (and its Pod cannot register it any more), or PD forgot it.
+        None => !tikv.status.as_ref().is_none_or(|s| s.id.is_empty()) || !pod_running,
+    };
+    if !removed {
+        let message = "waiting for the store to register with PD before taking it out".to_string();
+        draft.set(conditions::SYNCED, false, REASON_STORE_REMOVING, message);
+        write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    let id = draft.status.id.clone();
+    let was_removed = draft.reason(conditions::OFFLINED).as_deref() == Some(REASON_STORE_REMOVED);
+    let message =
+        format!("store {id} is removed from PD (Tombstone); its Pod, PVCs and instance go");
+    draft.set(conditions::OFFLINED, true, REASON_STORE_REMOVED, &message);
+    draft.set(conditions::READY, false, REASON_STORE_REMOVED, &message);
+    draft.set(conditions::SYNCED, false, REASON_STORE_REMOVED, &message);
+    if !was_removed {
+        scope
+            .ctx
+            .events
+            .normal(tikv, REASON_STORE_REMOVED, "ScaleIn", message)
+            .await;
+    }
+    write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+    if !tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE) {
+        // PD removed the store by other means: the instance is on its way out for good (and
+        // the group, seeing the store Removed, does not take the mark back).
+        scope
+            .set_annotation(keys::ANNO_DEFER_DELETE, Some(keys::ANNO_TRUE.into()))
+            .await?;
+    }
+    if let Some(pod) = pod {
+        if pod.metadata.deletion_timestamp.is_none() {
+            scope
+                .pods()
+                .delete(&pod.name_any(), &DeleteParams::default())
+                .await
+                .map_err(Error::kube("deleting the Pod of a removed store"))?;
+            info!("deleted the Pod of a removed store");
+        }
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    if scope.delete_pvcs().await? {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    Api::<TiKV>::namespaced(scope.ctx.client.clone(), &scope.namespace)
+        .delete(&scope.name, &DeleteParams::default())
+        .await
+        .map_err(Error::kube("deleting the instance of a removed store"))?;
+    info!("store removed; instance deleted");
+    Ok(Action::requeue(Duration::from_secs(1)))
+}
+
+/// A deleted instance: taken out of PD first when only it goes (a user deleted it); with its group
+/// or Cluster going, PD is not asked and the PVCs stay. Any evict-leader scheduler for its store
+/// goes either way.
+async fn finalize(
+    tikv: &TiKV,
+    ctx: &Ctx,
+    pd_url: Option<String>,
+    only_this: bool,
+) -> Result<Action, Error> {
+    if !tikv.finalizers().iter().any(|f| f == keys::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let namespace = tikv.namespace().unwrap_or_default();
+    let name = tikv.name_any();
+    let pd = match &pd_url {
+        Some(url) => Some(ctx.pd(&namespace, &tikv.spec.cluster.name, url.clone())?),
+        None => None,
+    };
+    let view = match &pd {
+        Some(pd) => PdView::read(pd).await,
+        None => Err("the Cluster has no PD".to_string()),
+    };
+    let address = build::store_address(tikv);
+    let store = view
+        .as_ref()
+        .ok()
+        .and_then(|v| store::find_store(&v.stores, &address));
+    if let (Some(pd), Ok(view), Some(info)) = (&pd, &view, store)
+        && view.is_evicting(info.store.id)
+    {
+        pd.remove_evict_leader_scheduler(info.store.id)
+            .await
+            .map_err(Error::pd(pd.base()))?;
+    }
+    if only_this {
+        let Some(pd) = pd else {
+            let message = "cannot take the store out: the Cluster has no PD".to_string();
+            write_status(tikv, ctx, blocked(tikv, REASON_PD_NOT_FOUND, &message)).await?;
+            return Ok(Action::requeue(Duration::from_secs(15)));
+        };
+        let scope = Scope {
+            tikv,
+            ctx,
+            namespace: namespace.clone(),
+            name: name.clone(),
+            pd,
+        };
+        if let Err(error) = &view {
+            let message = format!("cannot take the store out: PD is unreachable: {error}");
+            write_status(tikv, ctx, blocked(tikv, REASON_PD_UNREACHABLE, &message)).await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+        if let Some(info) = store
+            && !store::is_removed(info)
+        {
+            let id = info.store.id;
+            if !store::is_removing(info) {
+                if let Err(error) = scope.pd.delete_store(id).await {
+                    let message = format!("PD refuses to take store {id} offline: {error}");
+                    write_status(
+                        tikv,
+                        ctx,
+                        blocked(tikv, REASON_STORE_REMOVAL_REFUSED, &message),
+                    )
+                    .await?;
+                    return Ok(Action::requeue(Duration::from_secs(15)));
+                }
+                ctx.events
+                    .normal(
+                        tikv,
+                        REASON_STORE_REMOVING,
+                        "Delete",
+                        format!("store {id} taken offline through PD before the instance goes"),
+                    )
+                    .await;
+            }
+            let mut draft = Draft::new(tikv);
+            draft.store(Some(info));
+            draft.set(
+                conditions::OFFLINED,
+                false,
+                REASON_STORE_REMOVING,
+                format!(
+                    "store {id} is being removed; {} Regions left",
+                    info.status.region_count
+                ),
+            );
+            write_status(tikv, ctx, draft.finish(tikv)).await?;
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        // The store is gone from PD (or never was): its data is no longer needed.
+        if let Some(pod) = scope
+            .pods()
+            .get_opt(&name)
+            .await
+            .map_err(Error::kube("reading the Pod"))?
+        {
+            if pod.metadata.deletion_timestamp.is_none() {
+                scope
+                    .pods()
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .map_err(Error::kube("deleting the Pod"))?;
+            }
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        if scope.delete_pvcs().await? {
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+    }
+    let finalizers: Vec<String> = tikv
+        .finalizers()
+        .iter()
+        .filter(|f| *f != keys::FINALIZER)
+        .cloned()
+        .collect();
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": tikv.resource_version()}});
+    Api::<TiKV>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube("removing the finalizer"))?;
+    info!("TiKV instance released");
+    Ok(Action::await_change())
+}
+
+/// Suspended compute: the Pod goes (the whole cluster stops, so no leaders are evicted), the
+/// instance, its ConfigMap and PVCs stay, and the same store comes back when the Cluster resumes.
+async fn suspend(scope: &Scope<'_>, pod: Option<&Pod>) -> Result<Action, Error> {
+    let tikv = scope.tikv;
+    if let Some(pod) = pod
+        && pod.metadata.deletion_timestamp.is_none()
+    {
+        scope
+            .pods()
+            .delete(&pod.name_any(), &DeleteParams::default())
+            .await
+            .map_err(Error::kube("deleting the Pod to suspend"))?;
+        scope
+            .ctx
+            .events
+            .normal(
+                tikv,
+                reasons::SUSPENDING,
+                "Suspend",
+                "the Cluster suspends compute: removing the Pod, keeping its PVCs".into(),
+            )
+            .await;
+    }
+    let mut draft = Draft::new(tikv);
+    let gone = pod.is_none();
+    let (reason, message) = if gone {
+        (
+            reasons::SUSPENDED,
+            "the Pod is removed; the instance and its PVCs are kept",
+        )
+    } else {
+        (reasons::SUSPENDING, "the Pod is being removed")
+    };
+    draft.set(conditions::SUSPENDED, gone, reason, message);
+    draft.set(conditions::READY, false, reason, message);
+    write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+    Ok(if gone {
+        Action::await_change()
+    } else {
+        Action::requeue(Duration::from_secs(2))
+    })
+}
+
+fn blocked(tikv: &TiKV, reason: &str, message: &str) -> TiKVStatus {
+    let mut status = tikv.status.clone().unwrap_or_default();
+    shared_group::blocked_conditions(
+        &mut status.common.conditions,
+        reason,
+        message,
+        tikv.metadata.generation,
+    );
+    status
+}
+
+/// A duration as people write it: `10m`, `5s`, `1m30s`.
+pub fn human(duration: Duration) -> String {
+    let total = duration.as_secs();
+    let (m, s) = (total / 60, total % 60);
+    match (m, s) {
+        (0, 0) => format!("{}ms", duration.as_millis()),
+        (0, s) => format!("{s}s"),
+        (m, 0) => format!("{m}m"),
+        (m, s) => format!("{m}m{s}s"),
+    }
+}
+
+async fn write_status(tikv: &TiKV, ctx: &Ctx, status: TiKVStatus) -> Result<(), Error> {
+    let api = Api::<TiKV>::namespaced(ctx.client.clone(), &tikv.namespace().unwrap_or_default());
+    shared_group::write_status_if_changed(&api, &tikv.name_any(), tikv.status.as_ref(), &status)
+        .await
+        .map_err(Error::kube("writing the TiKV status"))?;
+    Ok(())
+}
+
+/// Whether the Pod's `Ready` condition is `True`.
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Why a Pod is not ready, from its containers' waiting states, else its phase.
+fn pod_not_ready_message(pod: &Pod) -> String {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    let waiting: Vec<String> = statuses
+        .iter()
+        .filter_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            Some(format!(
+                "container {} is waiting: {}{}",
+                c.name,
+                waiting.reason.clone().unwrap_or_default(),
+                waiting
+                    .message
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ))
+        })
+        .collect();
+    if waiting.is_empty() {
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Pending".into());
+        format!("the Pod is {phase} and not ready")
+    } else {
+        waiting.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_written() {
+        assert_eq!(human(Duration::from_secs(600)), "10m");
+        assert_eq!(human(Duration::from_secs(5)), "5s");
+        assert_eq!(human(Duration::from_secs(90)), "1m30s");
+        assert_eq!(human(Duration::from_millis(300)), "300ms");
+    }
+}

@@ -1,0 +1,123 @@
+//! Where the PD of a cluster is, and what the TiKV controllers read from it in one go: the
+//! stores and the stores under the evict-leader scheduler.
+
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use operator_api::core::{Cluster, PD_DEFAULT_PORT_CLIENT, PDGroup};
+use pd_client::{PdClient, StoresInfo};
+
+use crate::build;
+use crate::context::Ctx;
+use crate::error::Error;
+
+/// The PDGroups of a cluster, by name.
+pub async fn pd_groups(ctx: &Ctx, namespace: &str, cluster: &str) -> Result<Vec<PDGroup>, Error> {
+    let mut groups: Vec<PDGroup> = Api::<PDGroup>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube("listing the PDGroups"))?
+        .items
+        .into_iter()
+        .filter(|g| g.spec.cluster.name == cluster)
+        .collect();
+    groups.sort_by_key(|g| g.name_any());
+    Ok(groups)
+}
+
+/// The in-cluster URL of a cluster's PD: `status.pd` of the Cluster when it is set, else the
+/// client Service of its (first, by name) PDGroup.
+pub fn pd_url(cluster: Option<&Cluster>, groups: &[PDGroup], namespace: &str) -> Option<String> {
+    if let Some(url) = cluster
+        .and_then(|c| c.status.as_ref())
+        .map(|s| s.pd.clone())
+        .filter(|u| !u.is_empty())
+    {
+        return Some(url);
+    }
+    groups.first().map(|g| {
+        let port = g
+            .spec
+            .template
+            .spec
+            .server
+            .ports
+            .client
+            .as_ref()
+            .map_or(PD_DEFAULT_PORT_CLIENT, |p| p.port);
+        build::pd_group_url(namespace, &g.name_any(), port)
+    })
+}
+
+/// PD's answer before the first store joined: its store and scheduler paths fail until then.
+pub fn not_bootstrapped(error: &pd_client::Error) -> bool {
+    error.status() == Some(500) && error.to_string().contains("not bootstrapped")
+}
+
+/// The stores and the evicted stores, or why PD could not be asked.
+#[derive(Clone, Debug, Default)]
+pub struct PdView {
+    /// Every store, Tombstones included.
+    pub stores: StoresInfo,
+    /// Stores whose leaders PD is evicting.
+    pub evicting: Vec<u64>,
+}
+
+impl PdView {
+    /// Reads both from PD. A PD not bootstrapped yet has no stores and no evictions.
+    pub async fn read(pd: &PdClient) -> Result<PdView, String> {
+        let stores = match pd.stores().await {
+            Ok(stores) => stores,
+            Err(e) if not_bootstrapped(&e) => return Ok(PdView::default()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let evicting = match pd.evict_leader_store_ids().await {
+            Ok(ids) => ids,
+            Err(e) if not_bootstrapped(&e) => Vec::new(),
+            Err(e) => return Err(e.to_string()),
+        };
+        Ok(PdView { stores, evicting })
+    }
+
+    /// Whether the store is under the evict-leader scheduler.
+    pub fn is_evicting(&self, store_id: u64) -> bool {
+        self.evicting.contains(&store_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use operator_api::core::{ClusterStatus, PDGroupSpec};
+
+    use super::*;
+
+    fn pd_group(name: &str, port: Option<i32>) -> PDGroup {
+        let mut template = serde_json::json!({"version": "v8.5.2"});
+        if let Some(port) = port {
+            template["server"] = serde_json::json!({"ports": {"client": {"port": port}}});
+        }
+        let spec: PDGroupSpec = serde_json::from_value(serde_json::json!({
+            "cluster": {"name": "basic"}, "replicas": 3, "template": {"spec": template}
+        }))
+        .unwrap();
+        PDGroup::new(name, spec)
+    }
+
+    #[test]
+    fn the_clusters_pd_url_wins_over_the_pd_groups_service() {
+        let groups = [pd_group("pd", Some(3379)), pd_group("pd2", None)];
+        assert_eq!(
+            pd_url(None, &groups, "db").as_deref(),
+            Some("http://pd-pd.db:3379")
+        );
+        let mut cluster = Cluster::new("basic", Default::default());
+        cluster.status = Some(ClusterStatus {
+            pd: "https://pd.example:2379".into(),
+            ..ClusterStatus::default()
+        });
+        assert_eq!(
+            pd_url(Some(&cluster), &groups, "db").as_deref(),
+            Some("https://pd.example:2379")
+        );
+        assert_eq!(pd_url(None, &[], "db"), None);
+    }
+}
