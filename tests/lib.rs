@@ -586,7 +586,9 @@ pub fn events_of<'a>(
         .filter(|e| {
             fields.iter().all(|(key, value)| match e.get(*key) {
                 Some(serde_json::Value::String(s)) => s == value,
-                Some(other) => other.to_string() == *value,
+                Some(other) => value
+                    .parse::<serde_json::Value>()
+                    .is_ok_and(|v| v == *other),
                 None => false,
             })
         })
