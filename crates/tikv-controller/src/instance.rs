@@ -420,11 +420,10 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
     };
     draft.set(conditions::SYNCED, synced.0, synced.1, synced.2);
 
-    if let (Some(pod), Ok(view), Some(info)) = (&existing_pod, &view, store)
+    if let (Some(pod), Ok(_), Some(info)) = (&existing_pod, &view, store)
         && info.is_up()
         && pod_ready(pod)
     {
-        let _ = view;
         sync_labels(&scope, info, pod).await?;
     }
 
