@@ -1074,3 +1074,57 @@ async fn a_roll_interrupted_by_a_killed_controller_is_finished_once_by_the_stand
     assert_eq!(started.keys().cloned().collect::<BTreeSet<_>>(), new);
     assert!(started.values().all(|uids| uids.len() == 1), "{started:?}");
 }
+
+#[tokio::test]
+async fn suspending_compute_removes_the_pods_and_resuming_brings_the_same_servers_back() {
+    let scene = Scene::start("tidb-suspend", 1, false).await;
+    let n = scene.n().to_string();
+    scene.create_cluster("sus", json!({})).await;
+    scene.create_pd("sus", 1, "v8.5.2").await;
+    scene.create_tidb("sus", 2, "v8.5.2").await;
+    scene.wait_tidb(2, "v8.5.2").await;
+    let names: BTreeSet<String> = scene.tidbs().await.iter().map(|t| t.name_any()).collect();
+
+    scene
+        .patch::<Cluster>(
+            "sus",
+            json!({"spec": {"suspendAction": {"suspendCompute": true}}}),
+        )
+        .await;
+    wait_until(
+        &scene.kubectl(),
+        &n,
+        "TiDB Pods gone, instances suspended",
+        CONVERGE,
+        || async {
+            let tidbs = scene.tidbs().await;
+            let group = scene.api::<TiDBGroup>().get(GROUP).await?;
+            Ok::<_, kube::Error>(
+                scene.tidb_pods().await.is_empty()
+                    && tidbs.iter().map(|t| t.name_any()).collect::<BTreeSet<_>>() == names
+                    && tidbs
+                        .iter()
+                        .all(|t| conditions::is_true(t.conditions(), conditions::SUSPENDED))
+                    && conditions::is_true(group.conditions(), conditions::SUSPENDED),
+            )
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", scene.logs()));
+
+    scene
+        .patch::<Cluster>(
+            "sus",
+            json!({"spec": {"suspendAction": {"suspendCompute": false}}}),
+        )
+        .await;
+    scene.wait_tidb(2, "v8.5.2").await;
+    let back: BTreeSet<String> = scene.tidbs().await.iter().map(|t| t.name_any()).collect();
+    assert_eq!(back, names, "the same servers come back");
+    let group = scene.api::<TiDBGroup>().get(GROUP).await.unwrap();
+    assert_eq!(
+        condition(group.conditions(), conditions::SUSPENDED).0,
+        "False",
+        "the group is no longer suspended"
+    );
+}
