@@ -521,7 +521,8 @@ async fn a_schedule_makes_backups_keeps_max_backups_and_stops_when_paused() {
             "maxBackups": 2,
             "br": {"cluster": "basic"},
             "s3": s3("often", None),
-            "backupTemplate": {}
+            "backupTemplate": {},
+            "logBackupTemplate": {"s3": s3("often-log", None)}
         }
     }))
     .unwrap();
@@ -545,6 +546,7 @@ async fn a_schedule_makes_backups_keeps_max_backups_and_stops_when_paused() {
                     .items
                     .into_iter()
                     .filter(|b| b.metadata.deletion_timestamp.is_none())
+                    .filter(|b| b.name_any() != "often-log")
                     .collect();
                 most.fetch_max(live.len(), std::sync::atomic::Ordering::Relaxed);
                 let mut seen = seen.lock().unwrap();
@@ -586,8 +588,22 @@ async fn a_schedule_makes_backups_keeps_max_backups_and_stops_when_paused() {
         .iter()
         .filter(|b| b.metadata.deletion_timestamp.is_none())
         .map(|b| b.name_any())
+        .filter(|name| name != "often-log")
         .collect();
     assert!(live.len() <= 2, "{live:?}");
+    // The log backup runs alongside, untouched by retention.
+    assert_eq!(status.log_backup.as_deref(), Some("often-log"));
+    let log = scene.wait_backup_phase("often-log", "Running", WAIT).await;
+    assert_eq!(log.labels()["br.pingcap.com/backup-schedule"], "often");
+    let log_job = scene
+        .jobs()
+        .get(&format!(
+            "backup-often-log-log-start-g{}",
+            log.metadata.generation.unwrap()
+        ))
+        .await
+        .unwrap();
+    assert!(br_command(&log_job).contains(&"--storage=s3://backups/often-log".to_string()));
 
     // Paused: no new Backup.
     scene
@@ -637,6 +653,12 @@ async fn a_schedule_makes_backups_keeps_max_backups_and_stops_when_paused() {
         .map(|b| b.name_any())
         .collect();
     assert_eq!(after, before, "a Backup was made while paused");
+    // The log backup is paused with the schedule.
+    let log = scene.wait_backup_phase("often-log", "Paused", WAIT).await;
+    assert_eq!(
+        log.spec.log_subcommand,
+        Some(operator_api::br::LogSubCommandType::LogPause)
+    );
     assert!(
         names_after.is_subset(&names_before),
         "new Backups while paused: {:?}",
@@ -1000,4 +1022,135 @@ spec:
     let backup = scene.wait_backup_phase("nosecret", "Complete", WAIT).await;
     let invalid = conditions::find(&backup.status.unwrap().conditions, "Invalid").cloned();
     assert_eq!(invalid.map(|c| c.status), Some("False".to_string()));
+}
+
+#[tokio::test]
+async fn a_log_backup_starts_pauses_resumes_truncates_and_stops() {
+    let scene = Scene::start("bk-log").await;
+    scene.create_target("basic").await;
+    scene.create_secret("s3-secret").await;
+    scene
+        .create_backup(json!({
+            "metadata": {"name": "pitr", "annotations": {
+                "tidb-operator.test/fake-br": "success:size=1,commit-ts=451000000000000000"
+            }},
+            "spec": {
+                "backupMode": "log",
+                "commitTs": "450999999999999999",
+                "br": {"cluster": "basic"},
+                "s3": s3("log", Some("s3-secret"))
+            }
+        }))
+        .await;
+    let backup = scene.wait_backup_phase("pitr", "Running", WAIT).await;
+    let generation = backup.metadata.generation.unwrap();
+    let start = scene
+        .jobs()
+        .get(&format!("backup-pitr-log-start-g{generation}"))
+        .await
+        .unwrap();
+    let pd = format!("--pd=basic-pd.{}:2379", scene.n());
+    assert_eq!(
+        br_command(&start),
+        [
+            "/var/lib/br-bin/br",
+            "log",
+            "start",
+            "--task-name=pitr",
+            pd.as_str(),
+            "--storage=s3://backups/log",
+            "--s3.provider=ceph",
+            "--s3.endpoint=http://minio.storage:9000",
+            "--start-ts=450999999999999999",
+        ]
+    );
+    let status = backup.status.unwrap();
+    assert_eq!(status.commit_ts, "451000000000000000");
+    assert_eq!(
+        phase_of(&status.log_sub_command_statuses["log-start"].phase),
+        "Complete"
+    );
+    // Nothing more runs while the spec stays the same.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(scene.job_names("br.pingcap.com/backup=pitr").await.len(), 1);
+
+    let this = &scene;
+    let set = |patch: Value| async move {
+        this.backups()
+            .patch("pitr", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap()
+    };
+    let paused = set(json!({"spec": {"logSubcommand": "log-pause"}})).await;
+    scene.wait_backup_phase("pitr", "Paused", WAIT).await;
+    let pause = scene
+        .jobs()
+        .get(&format!(
+            "backup-pitr-log-pause-g{}",
+            paused.metadata.generation.unwrap()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        &br_command(&pause)[1..4],
+        ["log", "pause", "--task-name=pitr"]
+    );
+
+    let resumed = set(json!({"spec": {"logSubcommand": "log-start"}})).await;
+    scene.wait_backup_phase("pitr", "Running", WAIT).await;
+    let resume = scene
+        .jobs()
+        .get(&format!(
+            "backup-pitr-log-resume-g{}",
+            resumed.metadata.generation.unwrap()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        &br_command(&resume)[1..4],
+        ["log", "resume", "--task-name=pitr"]
+    );
+
+    set(json!({"spec": {"logTruncateUntil": "2024-05-01 00:00:00"}})).await;
+    scene
+        .wait("log truncated", WAIT, || async {
+            let b = scene.backup("pitr").await?;
+            Ok(b.status
+                .is_some_and(|s| s.log_success_truncate_until == "2024-05-01 00:00:00"))
+        })
+        .await;
+    let truncate_jobs: Vec<Job> = scene
+        .jobs()
+        .list(&ListParams::default().labels("br.pingcap.com/backup=pitr"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|j| j.name_any().starts_with("backup-pitr-log-truncate-"))
+        .collect();
+    assert_eq!(truncate_jobs.len(), 1);
+    assert_eq!(
+        &br_command(&truncate_jobs[0])[1..5],
+        ["log", "truncate", "--until=2024-05-01 00:00:00", "--yes"]
+    );
+
+    set(json!({"spec": {"logSubcommand": "log-stop"}})).await;
+    let stopped = scene.wait_backup_phase("pitr", "Stopped", WAIT).await;
+    let statuses = stopped.status.unwrap().log_sub_command_statuses;
+    for command in [
+        "log-start",
+        "log-pause",
+        "log-resume",
+        "log-truncate",
+        "log-stop",
+    ] {
+        assert_eq!(
+            phase_of(&statuses[command].phase),
+            "Complete",
+            "{command}: {statuses:?}"
+        );
+    }
+    // Five commands, five Jobs: none ran twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(scene.job_names("br.pingcap.com/backup=pitr").await.len(), 5);
 }
