@@ -225,6 +225,9 @@ async fn prepare(
     let namespace = backup.namespace().unwrap_or_default();
     let spec = &backup.spec;
     let invalid = |message: String| Ok(Err(Blocked::new(reasons::INVALID_SPEC, message)));
+    if let Err(e) = job::check_job_name(job_name) {
+        return invalid(e);
+    }
     let Some(br) = spec.br.as_ref().filter(|br| !br.cluster.is_empty()) else {
         return invalid("spec.br.cluster is required: the Cluster to back up".into());
     };

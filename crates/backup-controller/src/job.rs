@@ -27,6 +27,20 @@ pub const BR_BIN: &str = "/var/lib/br-bin/br";
 pub const RUNNER_CONTAINER: &str = "br";
 const BR_BIN_VOLUME: &str = "br-bin";
 
+/// Longest Job name: the Job controller puts it in a label of the Job's Pods.
+pub const MAX_JOB_NAME: usize = 63;
+
+/// Why a Job name cannot be used, if it cannot.
+pub fn check_job_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_JOB_NAME {
+        return Err(format!(
+            "the Job name {name:?} would be {} characters, more than {MAX_JOB_NAME}; use a shorter name for this object",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
 /// How Jobs are made, from the controller's flags.
 #[derive(Clone, Debug)]
 pub struct JobSettings {
@@ -378,6 +392,16 @@ mod tests {
             template.metadata.unwrap().annotations.unwrap()[FAKE_RESULT_ANNOTATION].clone();
         let result = crate::outcome::RunResult::parse(&annotation).unwrap();
         assert!(!result.ok && result.message.contains("boom"));
+    }
+
+    #[test]
+    fn job_names_fit_in_a_label() {
+        assert!(check_job_name(&"a".repeat(63)).is_ok());
+        assert!(
+            check_job_name(&"a".repeat(64))
+                .unwrap_err()
+                .contains("64 characters")
+        );
     }
 
     #[test]

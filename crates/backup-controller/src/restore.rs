@@ -96,6 +96,9 @@ async fn prepare(restore: &Restore, ctx: &Ctx) -> Result<Result<Job, Blocked>, E
     let namespace = restore.namespace().unwrap_or_default();
     let spec = &restore.spec;
     let invalid = |message: String| Ok(Err(Blocked::new(reasons::INVALID_SPEC, message)));
+    if let Err(e) = job::check_job_name(&job_name(&restore.name_any())) {
+        return invalid(e);
+    }
     let Some(br) = spec.br.as_ref().filter(|br| !br.cluster.is_empty()) else {
         return invalid("spec.br.cluster is required: the Cluster to restore to".into());
     };
