@@ -5,18 +5,18 @@
 mod cluster;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
 use futures::StreamExt;
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::Resource;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource};
 use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKVGroup};
 use operator_runtime::endpoints::Endpoints;
 use operator_runtime::events::Events;
+use operator_runtime::scope::{log_and_retry, scoped};
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 
 use crate::cluster::{Ctx, Error, MANAGER};
@@ -39,17 +39,6 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 /// The Cluster a group points at.
 fn cluster_of<K: Resource<DynamicType = ()>>(
     group: &K,
@@ -70,31 +59,28 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
     });
     let all = watcher::Config::default();
     ctx.readiness.set_synced(true);
-    Controller::new(api::<Cluster>(&ctx.client, namespace), all.clone())
-        .watches(api::<PDGroup>(&ctx.client, namespace), all.clone(), |g| {
-            cluster_of(&g, &g.spec.cluster.name)
-        })
-        .watches(api::<TiKVGroup>(&ctx.client, namespace), all.clone(), |g| {
-            cluster_of(&g, &g.spec.cluster.name)
-        })
-        .watches(api::<TiDBGroup>(&ctx.client, namespace), all, |g| {
+    Controller::new(scoped::<Cluster>(&ctx.client, namespace), all.clone())
+        .watches(
+            scoped::<PDGroup>(&ctx.client, namespace),
+            all.clone(),
+            |g| cluster_of(&g, &g.spec.cluster.name),
+        )
+        .watches(
+            scoped::<TiKVGroup>(&ctx.client, namespace),
+            all.clone(),
+            |g| cluster_of(&g, &g.spec.cluster.name),
+        )
+        .watches(scoped::<TiDBGroup>(&ctx.client, namespace), all, |g| {
             cluster_of(&g, &g.spec.cluster.name)
         })
         .with_config(ControllerConfig::default().concurrency(ctx.flags.concurrency))
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(cluster::reconcile, error_policy, shared)
+        .run(
+            cluster::reconcile,
+            log_and_retry::<Cluster, Error, Ctx>,
+            shared,
+        )
         .for_each(|_| async {})
         .await;
     Ok(())
-}
-
-/// Logs a failed reconcile and retries with a delay.
-fn error_policy(cluster: Arc<Cluster>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(
-        name = cluster.meta().name.as_deref().unwrap_or_default(),
-        namespace = cluster.meta().namespace.as_deref().unwrap_or_default(),
-        %error,
-        "reconcile failed; retrying"
-    );
-    Action::requeue(Duration::from_secs(5))
 }

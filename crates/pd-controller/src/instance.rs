@@ -14,6 +14,7 @@ use operator_api::core::{Cluster, PD, PDGroup, PDStatus};
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
 use operator_runtime::group as shared_group;
+use operator_runtime::pod::{is_ready, not_ready_message};
 use pd_client::{MemberHealth, MembersInfo, PdClient};
 use tracing::{info, instrument, warn};
 
@@ -565,7 +566,7 @@ fn observe_status(pd: &PD, pod: &Option<Pod>, desired: &Pod, observed: &Observed
             reasons::POD_TERMINATING,
             "the Pod is terminating".into(),
         ),
-        Some(p) if !pod_ready => (false, reasons::POD_NOT_READY, pod_not_ready_message(p)),
+        Some(p) if !pod_ready => (false, reasons::POD_NOT_READY, not_ready_message(p)),
         Some(_) => match &observed.error {
             Some(error) => (
                 false,
@@ -617,48 +618,6 @@ fn observe_status(pd: &PD, pod: &Option<Pod>, desired: &Pod, observed: &Observed
         .unwrap_or_default();
     status.common.update_revision = status.common.current_revision.clone();
     status
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Why a Pod is not ready, from its containers' states (an image that cannot be pulled, a crash).
-fn pod_not_ready_message(pod: &Pod) -> String {
-    let statuses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.clone())
-        .unwrap_or_default();
-    let reasons: Vec<String> = statuses
-        .iter()
-        .filter_map(|c| {
-            let waiting = c.state.as_ref()?.waiting.as_ref()?;
-            Some(format!(
-                "container {} is waiting: {}{}",
-                c.name,
-                waiting.reason.clone().unwrap_or_default(),
-                waiting
-                    .message
-                    .as_ref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
-            ))
-        })
-        .collect();
-    if reasons.is_empty() {
-        let phase = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Pending".into());
-        format!("the Pod is {phase} and not ready")
-    } else {
-        reasons.join("; ")
-    }
 }
 
 fn with_blocked(pd: &PD, reason: &str, message: &str) -> PDStatus {

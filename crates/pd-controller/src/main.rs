@@ -7,20 +7,17 @@ mod error;
 mod group;
 mod instance;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use anyhow::Result;
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource};
 use operator_api::core::{Cluster, PD, PDGroup};
 use operator_api::keys;
 use operator_runtime::endpoints::Endpoints;
+use operator_runtime::scope::{log_and_retry, scoped};
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 
 use crate::context::Ctx;
@@ -47,17 +44,6 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 /// Runs the PDGroup and PD controllers until shutdown.
 async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
     let namespace = ctx.flags.namespace.as_deref();
@@ -76,17 +62,17 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
     ));
 
     let groups = Controller::new(
-        api::<PDGroup>(&ctx.client, namespace),
+        scoped::<PDGroup>(&ctx.client, namespace),
         watcher::Config::default(),
     );
     let group_store = groups.store();
     let groups = groups
         .owns(
-            api::<PD>(&ctx.client, namespace),
+            scoped::<PD>(&ctx.client, namespace),
             watcher::Config::default(),
         )
         .watches(
-            api::<Cluster>(&ctx.client, namespace),
+            scoped::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
                 let cluster_ns = cluster.metadata.namespace.clone();
@@ -101,19 +87,23 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         )
         .with_config(config.clone())
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(group::reconcile, error_policy::<PDGroup>, shared.clone())
+        .run(
+            group::reconcile,
+            log_and_retry::<PDGroup, Error, Ctx>,
+            shared.clone(),
+        )
         .for_each(|_| async {});
 
     let instances = Controller::new(
-        api::<PD>(&ctx.client, namespace),
+        scoped::<PD>(&ctx.client, namespace),
         watcher::Config::default(),
     );
     let instance_store = instances.store();
     let instances = instances
-        .owns(api::<Pod>(&ctx.client, namespace), operands.clone())
-        .owns(api::<ConfigMap>(&ctx.client, namespace), operands)
+        .owns(scoped::<Pod>(&ctx.client, namespace), operands.clone())
+        .owns(scoped::<ConfigMap>(&ctx.client, namespace), operands)
         .watches(
-            api::<Cluster>(&ctx.client, namespace),
+            scoped::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
                 let cluster_ns = cluster.metadata.namespace.clone();
@@ -130,25 +120,10 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         )
         .with_config(config)
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(instance::reconcile, error_policy::<PD>, shared)
+        .run(instance::reconcile, log_and_retry::<PD, Error, Ctx>, shared)
         .for_each(|_| async {});
 
     ctx.readiness.set_synced(true);
     tokio::join!(groups, instances);
     Ok(())
-}
-
-/// Logs a failed reconcile and retries with a delay.
-fn error_policy<K>(object: Arc<K>, error: &Error, _ctx: Arc<Ctx>) -> Action
-where
-    K: Resource<DynamicType = ()>,
-{
-    tracing::warn!(
-        kind = %K::kind(&()),
-        name = object.meta().name.as_deref().unwrap_or_default(),
-        namespace = object.meta().namespace.as_deref().unwrap_or_default(),
-        %error,
-        "reconcile failed; retrying"
-    );
-    Action::requeue(Duration::from_secs(5))
 }

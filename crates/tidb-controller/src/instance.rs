@@ -15,6 +15,7 @@ use operator_api::core::{Cluster, PD_DEFAULT_PORT_CLIENT, PDGroup, TiDB, TiDBSta
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
 use operator_runtime::group as shared_group;
+use operator_runtime::pod::{is_ready, not_ready_message};
 use tracing::{info, instrument};
 
 use crate::build;
@@ -513,52 +514,9 @@ fn observe_status(tidb: &TiDB, pod: Option<&Pod>, desired: &Pod, health: &Health
     status
 }
 
-/// Whether the Pod's `Ready` condition is `True`.
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// Whether the Pod is being deleted.
 fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
-}
-
-/// Why a Pod is not ready, from its containers' waiting states, else from its phase.
-fn not_ready_message(pod: &Pod) -> String {
-    let statuses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.clone())
-        .unwrap_or_default();
-    let waiting: Vec<String> = statuses
-        .iter()
-        .filter_map(|c| {
-            let waiting = c.state.as_ref()?.waiting.as_ref()?;
-            Some(format!(
-                "container {} is waiting: {}{}",
-                c.name,
-                waiting.reason.clone().unwrap_or_default(),
-                waiting
-                    .message
-                    .as_ref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
-            ))
-        })
-        .collect();
-    if waiting.is_empty() {
-        let phase = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Pending".into());
-        format!("the Pod is {phase} and not ready")
-    } else {
-        waiting.join("; ")
-    }
 }
 
 fn with_blocked(tidb: &TiDB, reason: &str, message: &str) -> TiDBStatus {

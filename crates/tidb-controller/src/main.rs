@@ -8,20 +8,17 @@ mod error;
 mod group;
 mod instance;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use anyhow::Result;
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource};
 use operator_api::core::{Cluster, PDGroup, TiDB, TiDBGroup, TiKVGroup};
 use operator_api::keys;
 use operator_runtime::endpoints::Endpoints;
+use operator_runtime::scope::{log_and_retry, scoped};
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 
 use crate::context::Ctx;
@@ -50,17 +47,6 @@ fn main() -> Result<()> {
         .build()?;
     runtime.block_on(operator_runtime::run(NAME, cli.common, controllers))?;
     Ok(())
-}
-
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// The TiDB groups of the cluster a changed object belongs to (namespace and cluster name).
@@ -102,18 +88,18 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
     ));
 
     let groups = Controller::new(
-        api::<TiDBGroup>(&ctx.client, namespace),
+        scoped::<TiDBGroup>(&ctx.client, namespace),
         watcher::Config::default(),
     );
     let store = groups.store();
     let (by_cluster, by_pd, by_tikv) = (store.clone(), store.clone(), store);
     let groups = groups
         .owns(
-            api::<TiDB>(&ctx.client, namespace),
+            scoped::<TiDB>(&ctx.client, namespace),
             watcher::Config::default(),
         )
         .watches(
-            api::<Cluster>(&ctx.client, namespace),
+            scoped::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
                 let name = cluster.metadata.name.clone().unwrap_or_default();
@@ -122,14 +108,14 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         )
         // The upgrade order: a PD or TiKV group reaching a version may let a TiDB group move.
         .watches(
-            api::<PDGroup>(&ctx.client, namespace),
+            scoped::<PDGroup>(&ctx.client, namespace),
             watcher::Config::default(),
             move |pd| {
                 groups_of_cluster(&by_pd, pd.metadata.namespace.clone(), &pd.spec.cluster.name)
             },
         )
         .watches(
-            api::<TiKVGroup>(&ctx.client, namespace),
+            scoped::<TiKVGroup>(&ctx.client, namespace),
             watcher::Config::default(),
             move |tikv| {
                 groups_of_cluster(
@@ -141,19 +127,23 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         )
         .with_config(config.clone())
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(group::reconcile, error_policy::<TiDBGroup>, shared.clone())
+        .run(
+            group::reconcile,
+            log_and_retry::<TiDBGroup, Error, Ctx>,
+            shared.clone(),
+        )
         .for_each(|_| async {});
 
     let instances = Controller::new(
-        api::<TiDB>(&ctx.client, namespace),
+        scoped::<TiDB>(&ctx.client, namespace),
         watcher::Config::default(),
     );
     let instance_store = instances.store();
     let instances = instances
-        .owns(api::<Pod>(&ctx.client, namespace), operands.clone())
-        .owns(api::<ConfigMap>(&ctx.client, namespace), operands)
+        .owns(scoped::<Pod>(&ctx.client, namespace), operands.clone())
+        .owns(scoped::<ConfigMap>(&ctx.client, namespace), operands)
         .watches(
-            api::<Cluster>(&ctx.client, namespace),
+            scoped::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
                 let cluster_ns = cluster.metadata.namespace.clone();
@@ -168,25 +158,14 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         )
         .with_config(config)
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(instance::reconcile, error_policy::<TiDB>, shared)
+        .run(
+            instance::reconcile,
+            log_and_retry::<TiDB, Error, Ctx>,
+            shared,
+        )
         .for_each(|_| async {});
 
     ctx.readiness.set_synced(true);
     tokio::join!(groups, instances);
     Ok(())
-}
-
-/// Logs a failed reconcile and retries with a delay.
-fn error_policy<K>(object: Arc<K>, error: &Error, _ctx: Arc<Ctx>) -> Action
-where
-    K: Resource<DynamicType = ()>,
-{
-    tracing::warn!(
-        kind = %K::kind(&()),
-        name = object.meta().name.as_deref().unwrap_or_default(),
-        namespace = object.meta().namespace.as_deref().unwrap_or_default(),
-        %error,
-        "reconcile failed; retrying"
-    );
-    Action::requeue(Duration::from_secs(5))
 }

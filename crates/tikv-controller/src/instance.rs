@@ -16,6 +16,7 @@ use operator_api::core::{Cluster, TiKV, TiKVGroup, TiKVStatus};
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
 use operator_runtime::group as shared_group;
+use operator_runtime::pod::{is_ready, not_ready_message};
 use pd_client::{PdClient, StoreInfo};
 use tracing::{info, instrument, warn};
 
@@ -422,7 +423,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
 
     if let (Some(pod), Ok(_), Some(info)) = (&existing_pod, &view, store)
         && info.is_up()
-        && pod_ready(pod)
+        && is_ready(pod)
     {
         sync_labels(&scope, info, pod).await?;
     }
@@ -731,7 +732,7 @@ async fn finish_restart(
     if !recorded && !evicting {
         return Ok((true, "the Pod is up to date".into()));
     }
-    let serving = store.is_some_and(StoreInfo::is_up) && pod_ready(pod);
+    let serving = store.is_some_and(StoreInfo::is_up) && is_ready(pod);
     if !serving {
         return Ok((
             false,
@@ -834,7 +835,7 @@ fn set_ready(
             reasons::POD_TERMINATING,
             "the Pod is terminating".into(),
         ),
-        Some(p) if !pod_ready(p) => (false, reasons::POD_NOT_READY, pod_not_ready_message(p)),
+        Some(p) if !is_ready(p) => (false, reasons::POD_NOT_READY, not_ready_message(p)),
         Some(_) => match (view, store) {
             // A PD that cannot be asked for a moment does not make a ready store unready.
             (Err(_), _)
@@ -1222,49 +1223,6 @@ async fn write_status(tikv: &TiKV, ctx: &Ctx, status: TiKVStatus) -> Result<(), 
         .await
         .map_err(Error::kube("writing the TiKV status"))?;
     Ok(())
-}
-
-/// Whether the Pod's `Ready` condition is `True`.
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Why a Pod is not ready, from its containers' waiting states, else its phase.
-fn pod_not_ready_message(pod: &Pod) -> String {
-    let statuses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.clone())
-        .unwrap_or_default();
-    let waiting: Vec<String> = statuses
-        .iter()
-        .filter_map(|c| {
-            let waiting = c.state.as_ref()?.waiting.as_ref()?;
-            Some(format!(
-                "container {} is waiting: {}{}",
-                c.name,
-                waiting.reason.clone().unwrap_or_default(),
-                waiting
-                    .message
-                    .as_ref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
-            ))
-        })
-        .collect();
-    if waiting.is_empty() {
-        let phase = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Pending".into());
-        format!("the Pod is {phase} and not ready")
-    } else {
-        waiting.join("; ")
-    }
 }
 
 #[cfg(test)]

@@ -10,20 +10,19 @@ mod instance;
 mod pd;
 mod store;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource};
 use operator_api::core::{Cluster, PDGroup, TiKV, TiKVGroup};
 use operator_api::keys;
 use operator_runtime::endpoints::Endpoints;
+use operator_runtime::scope::{log_and_retry, scoped};
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 
 use crate::context::{Ctx, MANAGER};
@@ -64,17 +63,6 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 /// Runs the TiKVGroup and TiKV controllers until shutdown.
 async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<(), RuntimeError> {
     let namespace = ctx.flags.namespace.as_deref();
@@ -94,18 +82,18 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
     ));
 
     let groups = Controller::new(
-        api::<TiKVGroup>(&ctx.client, namespace),
+        scoped::<TiKVGroup>(&ctx.client, namespace),
         watcher::Config::default(),
     );
     let group_store = groups.store();
     let pd_group_store = group_store.clone();
     let groups = groups
         .owns(
-            api::<TiKV>(&ctx.client, namespace),
+            scoped::<TiKV>(&ctx.client, namespace),
             watcher::Config::default(),
         )
         .watches(
-            api::<Cluster>(&ctx.client, namespace),
+            scoped::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
                 let cluster_ns = cluster.metadata.namespace.clone();
@@ -120,7 +108,7 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
         )
         // The upgrade gate opens when PD finishes its roll.
         .watches(
-            api::<PDGroup>(&ctx.client, namespace),
+            scoped::<PDGroup>(&ctx.client, namespace),
             watcher::Config::default(),
             move |pd_group| {
                 let pd_ns = pd_group.metadata.namespace.clone();
@@ -135,19 +123,23 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
         )
         .with_config(config.clone())
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(group::reconcile, error_policy::<TiKVGroup>, shared.clone())
+        .run(
+            group::reconcile,
+            log_and_retry::<TiKVGroup, Error, Ctx>,
+            shared.clone(),
+        )
         .for_each(|_| async {});
 
     let instances = Controller::new(
-        api::<TiKV>(&ctx.client, namespace),
+        scoped::<TiKV>(&ctx.client, namespace),
         watcher::Config::default(),
     );
     let instance_store = instances.store();
     let instances = instances
-        .owns(api::<Pod>(&ctx.client, namespace), operands.clone())
-        .owns(api::<ConfigMap>(&ctx.client, namespace), operands)
+        .owns(scoped::<Pod>(&ctx.client, namespace), operands.clone())
+        .owns(scoped::<ConfigMap>(&ctx.client, namespace), operands)
         .watches(
-            api::<Cluster>(&ctx.client, namespace),
+            scoped::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
                 let cluster_ns = cluster.metadata.namespace.clone();
@@ -164,25 +156,14 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
         )
         .with_config(config)
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(instance::reconcile, error_policy::<TiKV>, shared)
+        .run(
+            instance::reconcile,
+            log_and_retry::<TiKV, Error, Ctx>,
+            shared,
+        )
         .for_each(|_| async {});
 
     ctx.readiness.set_synced(true);
     tokio::join!(groups, instances);
     Ok(())
-}
-
-/// Logs a failed reconcile and retries with a delay.
-fn error_policy<K>(object: Arc<K>, error: &Error, _ctx: Arc<Ctx>) -> Action
-where
-    K: Resource<DynamicType = ()>,
-{
-    tracing::warn!(
-        kind = %K::kind(&()),
-        name = object.meta().name.as_deref().unwrap_or_default(),
-        namespace = object.meta().namespace.as_deref().unwrap_or_default(),
-        %error,
-        "reconcile failed; retrying"
-    );
-    Action::requeue(Duration::from_secs(5))
 }
