@@ -17,7 +17,7 @@ use scenarios::{Controller, Simulator, apply_controller_identity, ensure_crds, m
 use serde_json::json;
 use testkit::{LocalCluster, TestNamespace, wait_until};
 
-const WAIT: Duration = Duration::from_secs(120);
+const WAIT: Duration = Duration::from_secs(240);
 
 fn condition(cluster: &Cluster, type_: &str) -> Option<(String, String)> {
     conditions::find(cluster.conditions(), type_).map(|c| (c.status.clone(), c.reason.clone()))
@@ -91,7 +91,8 @@ async fn cluster_follows_scale_pause_suspend_and_delete() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), n);
 
     let object: Cluster = serde_json::from_value(json!({
-        "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster", "metadata": {"name": "basic"}, "spec": {}
+        "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster", "metadata": {"name": "basic"},
+        "spec": {"featureGates": [{"name": "FeatureModification"}, {"name": "VolumeAttributesClass"}]}
     }))
     .unwrap();
     clusters
@@ -139,6 +140,16 @@ async fn cluster_follows_scale_pause_suspend_and_delete() {
     .unwrap();
     let status = clusters.get("basic").await.unwrap().status.unwrap();
     assert_eq!(status.pd, format!("http://pd-pd.{n}:2379"));
+    // The Cluster's feature gates are carried into the group, and reported with their stage.
+    let features = groups.get("pd").await.unwrap().spec.features;
+    assert_eq!(
+        features,
+        [
+            operator_api::core::Feature::FeatureModification,
+            operator_api::core::Feature::VolumeAttributesClass
+        ]
+    );
+    assert_eq!(status.feature_gates.len(), 2);
     assert_eq!(
         condition(&clusters.get("basic").await.unwrap(), conditions::AVAILABLE).map(|(s, _)| s),
         Some("False".to_string()),
