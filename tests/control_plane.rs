@@ -12,7 +12,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
-use scenarios::{api_resource, apply_controller_identity, ensure_crds};
+use scenarios::{
+    api_resource, apply_controller_identity, ensure_crds, free_port, http_get, metric_sum,
+};
 use serde_json::json;
 use testkit::{
     ControllerProcess, LocalCluster, TestNamespace, client_for, service_account_kubeconfig,
@@ -276,19 +278,41 @@ async fn a_controller_identity_gets_exactly_its_rbac() {
             .await
     ));
 
-    // A controller binary runs as a child process under that identity.
-    let mut process = ControllerProcess::start(
+    // A controller binary runs as a child process under that identity: it takes its Lease and
+    // serves /metrics, and nothing it does is forbidden.
+    let port = free_port();
+    let lease = format!("pd-controller-{n}");
+    let args = [
+        format!("--namespace={n}"),
+        "--lease-namespace=tidb-admin".to_string(),
+        format!("--lease-name={lease}"),
+        format!("--http-address=127.0.0.1:{port}"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let process = ControllerProcess::start(
         "pd-controller",
         "pd-controller-rbac",
         &pd_config,
-        &["--lease-namespace=tidb-admin", "--http-address=127.0.0.1:0"],
+        &args,
         &dir,
     )
     .unwrap();
-    let status = process.wait().unwrap();
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    wait_until(
+        &cluster.kubectl(),
+        n,
+        "pd-controller leading under its ServiceAccount",
+        Duration::from_secs(60),
+        || async {
+            let text = http_get(&metrics).await.unwrap_or_default();
+            Ok::<_, String>(metric_sum(&text, "tidb_operator_leader", &[("lease", &lease)]) == 1.0)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", process.output()));
+    let log = process.output();
     assert!(
-        status.success(),
-        "pd-controller exited with {status}: {}",
-        process.output()
+        !log.contains("Forbidden") && !log.contains("forbidden"),
+        "pd-controller was refused something:\n{log}"
     );
 }
