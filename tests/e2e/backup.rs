@@ -974,6 +974,18 @@ spec:
             }))
         })
         .await;
+    scene
+        .wait(
+            "garbled says Ready=False InvalidSchedule in its status",
+            WAIT,
+            || async {
+                let schedule = scene.schedules().get("garbled").await?;
+                let conditions = schedule.status.map(|s| s.conditions).unwrap_or_default();
+                Ok(operator_api::conditions::find(&conditions, "Ready")
+                    .is_some_and(|c| c.status == "False" && c.reason == "InvalidSchedule"))
+            },
+        )
+        .await;
 
     // Nothing was created for any of them, even after a while.
     tokio::time::sleep(Duration::from_secs(5)).await;

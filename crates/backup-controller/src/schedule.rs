@@ -24,9 +24,9 @@ use crate::storage::Storage;
 
 /// Label on the Backups a schedule makes: the schedule's name.
 pub const LABEL_SCHEDULE: &str = "br.pingcap.com/backup-schedule";
-/// Reason (Event): the schedule does not parse.
+/// Reason (Event and `Ready` condition): the schedule does not parse.
 pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
-/// Reason (Event): the templates cannot make a valid Backup.
+/// Reason (Event and `Ready` condition): the templates cannot make a valid Backup.
 pub const INVALID_TEMPLATE: &str = "InvalidTemplate";
 /// Longest wait between two looks at a schedule.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -121,6 +121,15 @@ async fn reconcile_inner(schedule: &BackupSchedule, ctx: &Ctx) -> Result<Action,
                     format!("{message}; no Backup is made until it is fixed"),
                 )
                 .await;
+            write_ready(
+                schedule,
+                ctx,
+                Some((
+                    INVALID_SCHEDULE,
+                    format!("schedule {:?}: {message}", schedule.spec.schedule),
+                )),
+            )
+            .await?;
             return Ok(Action::await_change());
         }
     };
@@ -134,6 +143,12 @@ async fn reconcile_inner(schedule: &BackupSchedule, ctx: &Ctx) -> Result<Action,
                 format!("backupTemplate: {e}; no Backup is made until it is fixed"),
             )
             .await;
+        write_ready(
+            schedule,
+            ctx,
+            Some((INVALID_TEMPLATE, format!("backupTemplate: {e}"))),
+        )
+        .await?;
         return Ok(Action::await_change());
     }
     let max_reserved = match schedule.spec.max_reserved_time.as_deref() {
@@ -271,6 +286,7 @@ async fn reconcile_inner(schedule: &BackupSchedule, ctx: &Ctx) -> Result<Action,
         status.log_backup = Some(log_name);
     }
 
+    set_ready(&mut status, schedule.metadata.generation, None);
     write_status_if_changed(
         &Api::<BackupSchedule>::namespaced(ctx.client.clone(), &namespace),
         &name,
@@ -294,6 +310,54 @@ fn next_look(cron: &Schedule, paused: bool, now: Timestamp) -> Action {
         .and_then(|d| Duration::try_from(d).ok())
         .unwrap_or(MAX_WAIT);
     Action::requeue(wait.min(MAX_WAIT) + Duration::from_millis(300))
+}
+
+/// Records on the schedule why it cannot be acted on (`Ready=False`), or that it can.
+async fn write_ready(
+    schedule: &BackupSchedule,
+    ctx: &Ctx,
+    problem: Option<(&str, String)>,
+) -> Result<(), Error> {
+    let mut status = schedule.status.clone().unwrap_or_default();
+    set_ready(&mut status, schedule.metadata.generation, problem);
+    write_status_if_changed(
+        &Api::<BackupSchedule>::namespaced(
+            ctx.client.clone(),
+            &schedule.namespace().unwrap_or_default(),
+        ),
+        &schedule.name_any(),
+        schedule.status.as_ref(),
+        &status,
+    )
+    .await
+    .map_err(Error::kube("writing the BackupSchedule status"))?;
+    Ok(())
+}
+
+fn set_ready(
+    status: &mut operator_api::br::BackupScheduleStatus,
+    generation: Option<i64>,
+    problem: Option<(&str, String)>,
+) {
+    let (ok, reason, message) = match problem {
+        Some((reason, message)) => (false, reason.to_string(), message),
+        None => (
+            true,
+            "Scheduling".to_string(),
+            "the schedule and its templates are valid".to_string(),
+        ),
+    };
+    operator_api::conditions::set(
+        &mut status.conditions,
+        operator_api::conditions::NewCondition {
+            type_: operator_api::conditions::READY,
+            status: ok,
+            reason: &reason,
+            message,
+            observed_generation: generation,
+        },
+        Timestamp::now(),
+    );
 }
 
 #[cfg(test)]

@@ -175,7 +175,7 @@ pub struct CompactSpec {
 }
 
 /// Observed state of a BackupSchedule.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, kube::KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupScheduleStatus {
     /// Name of the last Backup made.
@@ -202,4 +202,9 @@ pub struct BackupScheduleStatus {
     /// When the data of every Backup was cleaned up, after the schedule was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub all_backup_clean_time: Option<Time>,
+    /// Extension (not in the reference): `Ready` is `False` with the reason and message while the
+    /// schedule or its templates cannot be acted on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
 }
