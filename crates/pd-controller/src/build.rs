@@ -427,13 +427,7 @@ pub fn pod(pd: &PD) -> Result<Pod, BuildError> {
     Ok(pod)
 }
 
-/// Whether a running Pod is what the instance asks for: same Pod spec hash, and, with the
-/// `Restart` strategy, the same config hash.
-pub fn pod_is_current(existing: &Pod, desired: &Pod) -> bool {
-    let get = |pod: &Pod, key: &str| pod.labels().get(key).cloned();
-    get(existing, keys::LABEL_POD_SPEC_HASH) == get(desired, keys::LABEL_POD_SPEC_HASH)
-        && get(existing, keys::LABEL_CONFIG_HASH) == get(desired, keys::LABEL_CONFIG_HASH)
-}
+pub use operator_runtime::build::pod_is_current;
 
 #[cfg(test)]
 mod tests {

@@ -246,6 +246,14 @@ pub fn merge_config(user: &str, owned: &[(&str, toml::Value)]) -> Result<String,
     toml::to_string(&table).map_err(|e| BuildError::InvalidConfig(e.to_string()))
 }
 
+/// Whether a running Pod is what the instance asks for: same Pod spec hash, and, with the
+/// `Restart` strategy, the same config hash (the labels the instance builders stamp).
+pub fn pod_is_current(existing: &Pod, desired: &Pod) -> bool {
+    let get = |pod: &Pod, key: &str| pod.labels().get(key).cloned();
+    get(existing, keys::LABEL_POD_SPEC_HASH) == get(desired, keys::LABEL_POD_SPEC_HASH)
+        && get(existing, keys::LABEL_CONFIG_HASH) == get(desired, keys::LABEL_CONFIG_HASH)
+}
+
 /// A storage quantity as given (for messages).
 pub fn quantity_text(q: &Quantity) -> &str {
     &q.0
