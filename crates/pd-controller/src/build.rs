@@ -416,14 +416,7 @@ pub fn pod(pd: &PD) -> Result<Pod, BuildError> {
         ..Pod::default()
     };
     let mut pod = build::apply_pod_overlay(pod, spec.common.overlay.as_ref())?;
-    let restart_on_config = spec.common.update_strategy.config
-        != Some(operator_api::core::ConfigUpdateStrategy::HotReload);
-    let pod_hash = hash_of(&pod.spec);
-    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
-    labels.insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
-    if restart_on_config {
-        labels.insert(keys::LABEL_CONFIG_HASH.to_string(), config_hash(pd));
-    }
+    build::stamp_hashes(&mut pod, &spec.common.update_strategy, config_hash(pd));
     Ok(pod)
 }
 

@@ -246,6 +246,18 @@ pub fn merge_config(user: &str, owned: &[(&str, toml::Value)]) -> Result<String,
     toml::to_string(&table).map_err(|e| BuildError::InvalidConfig(e.to_string()))
 }
 
+/// Labels a built Pod with the hash of its spec and, unless config changes are hot-reloaded, with
+/// `config_hash` (of the user's config as written), so [`pod_is_current`] tells when it must be
+/// recreated.
+pub fn stamp_hashes(pod: &mut Pod, strategy: &api::UpdateStrategy, config_hash: String) {
+    let pod_hash = crate::revision::hash_of(&pod.spec);
+    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
+    if strategy.config != Some(api::ConfigUpdateStrategy::HotReload) {
+        labels.insert(keys::LABEL_CONFIG_HASH.to_string(), config_hash);
+    }
+}
+
 /// Whether a running Pod is what the instance asks for: same Pod spec hash, and, with the
 /// `Restart` strategy, the same config hash (the labels the instance builders stamp).
 pub fn pod_is_current(existing: &Pod, desired: &Pod) -> bool {

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use operator_api::core::{
-    self as api, Feature, TIDB_DEFAULT_PORT_CLIENT, TIDB_DEFAULT_PORT_STATUS,
+    Feature, TIDB_DEFAULT_PORT_CLIENT, TIDB_DEFAULT_PORT_STATUS,
     TIDB_DEFAULT_PRE_STOP_SLEEP_SECONDS, TIDB_PORT_NAME_CLIENT, TIDB_PORT_NAME_STATUS,
     TIDB_SLOW_LOG_DEFAULT_PATH, TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG, TiDB, TiDBGroup, TiDBProbeType,
     TiDBSpec, TiDBTemplateSpec, Topology,
@@ -637,14 +637,7 @@ pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>) -> Result<Pod, BuildError> 
         ..Pod::default()
     };
     let mut pod = build::apply_pod_overlay(pod, spec.common.overlay.as_ref())?;
-    let restart_on_config =
-        spec.common.update_strategy.config != Some(api::ConfigUpdateStrategy::HotReload);
-    let pod_hash = hash_of(&pod.spec);
-    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
-    labels.insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
-    if restart_on_config {
-        labels.insert(keys::LABEL_CONFIG_HASH.to_string(), config_hash(tidb));
-    }
+    build::stamp_hashes(&mut pod, &spec.common.update_strategy, config_hash(tidb));
     if let Some(config_map) = bootstrap_sql
         && let Some(spec) = pod.spec.as_mut()
     {

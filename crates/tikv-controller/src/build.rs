@@ -13,9 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use operator_api::core::{
-    ConfigUpdateStrategy, TIKV_DATA_DEFAULT_PATH, TIKV_DEFAULT_PORT_CLIENT,
-    TIKV_DEFAULT_PORT_STATUS, TIKV_PORT_NAME_CLIENT, TIKV_PORT_NAME_STATUS,
-    TIKV_VOLUME_MOUNT_TYPE_DATA, TiKV, TiKVGroup, TiKVSpec, TiKVTemplateSpec, Topology,
+    TIKV_DATA_DEFAULT_PATH, TIKV_DEFAULT_PORT_CLIENT, TIKV_DEFAULT_PORT_STATUS,
+    TIKV_PORT_NAME_CLIENT, TIKV_PORT_NAME_STATUS, TIKV_VOLUME_MOUNT_TYPE_DATA, TiKV, TiKVGroup,
+    TiKVSpec, TiKVTemplateSpec, Topology,
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError, Owner};
@@ -392,14 +392,7 @@ pub fn pod(tikv: &TiKV) -> Result<Pod, BuildError> {
         ..Pod::default()
     };
     let mut pod = build::apply_pod_overlay(pod, spec.common.overlay.as_ref())?;
-    let restart_on_config =
-        spec.common.update_strategy.config != Some(ConfigUpdateStrategy::HotReload);
-    let pod_hash = hash_of(&pod.spec);
-    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
-    labels.insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
-    if restart_on_config {
-        labels.insert(keys::LABEL_CONFIG_HASH.to_string(), config_hash(tikv));
-    }
+    build::stamp_hashes(&mut pod, &spec.common.update_strategy, config_hash(tikv));
     Ok(pod)
 }
 
@@ -407,7 +400,7 @@ pub use operator_runtime::build::pod_is_current;
 
 #[cfg(test)]
 mod tests {
-    use operator_api::core::TiKVGroupSpec;
+    use operator_api::core::{ConfigUpdateStrategy, TiKVGroupSpec};
 
     use super::*;
 
