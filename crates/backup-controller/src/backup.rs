@@ -86,6 +86,8 @@ async fn reconcile_inner(backup: &Backup, ctx: &Ctx) -> Result<Action, Error> {
             finalizers.push(keys::FINALIZER.to_string());
         }
         set_finalizers(ctx, backup, finalizers).await?;
+        // The patch made this copy stale; its event brings the next pass.
+        return Ok(Action::requeue(Duration::from_millis(500)));
     }
     match backup.spec.mode.unwrap_or_default() {
         BackupMode::Snapshot => Box::pin(snapshot(backup, ctx)).await,
@@ -121,14 +123,9 @@ async fn set_finalizers(ctx: &Ctx, backup: &Backup, finalizers: Vec<String>) -> 
 }
 
 async fn write(ctx: &Ctx, backup: &Backup, status: &BackupStatus) -> Result<(), Error> {
-    write_status_if_changed(
-        &api(ctx, backup),
-        &backup.name_any(),
-        backup.status.as_ref(),
-        status,
-    )
-    .await
-    .map_err(Error::kube("writing the Backup status"))?;
+    write_status_if_changed(&api(ctx, backup), backup, backup.status.as_ref(), status)
+        .await
+        .map_err(Error::kube("writing the Backup status"))?;
     Ok(())
 }
 
@@ -399,6 +396,7 @@ async fn snapshot(backup: &Backup, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::requeue(Duration::from_secs(5)));
     };
 
+    record_start(backup, &mut status, &existing);
     match observe(&ctx.client, &existing, ctx.jobs.fake_br).await? {
         Run::Active { running } => {
             if running && status.phase != Some(Phase::Running) {
@@ -411,8 +409,8 @@ async fn snapshot(backup: &Backup, ctx: &Ctx) -> Result<Action, Error> {
                     format!("Job {job_name} is running BR"),
                     generation,
                 );
-                write(ctx, backup, &status).await?;
             }
+            write(ctx, backup, &status).await?;
             Ok(Action::requeue(Duration::from_secs(5)))
         }
         Run::Done(result) if result.ok => {
@@ -420,6 +418,32 @@ async fn snapshot(backup: &Backup, ctx: &Ctx) -> Result<Action, Error> {
             Ok(Action::await_change())
         }
         Run::Done(result) => failed_attempt(backup, ctx, status, &result).await,
+    }
+}
+
+/// What the pass that created `job` wrote about it, written again from the Job itself when that
+/// write was lost (a conflict with a newer copy of the Backup).
+fn record_start(backup: &Backup, status: &mut BackupStatus, job: &Job) {
+    let created = job
+        .metadata
+        .creation_timestamp
+        .clone()
+        .unwrap_or_else(now_time);
+    if let Some(last) = status.backoff_retry_status.last_mut()
+        && last.real_retry_at.is_none()
+    {
+        last.real_retry_at = Some(created.clone());
+    }
+    if status.time_started.is_none() {
+        status.time_started = Some(created);
+    }
+    if status.backup_path.is_empty()
+        && let Ok(storage) = Storage::of(&backup.spec.storage)
+    {
+        status.backup_path = storage.uri();
+    }
+    if matches!(status.phase, None | Some(Phase::Invalid)) {
+        status.phase = Some(Phase::Scheduled);
     }
 }
 
@@ -651,7 +675,23 @@ async fn log_backup(backup: &Backup, ctx: &Ctx) -> Result<Action, Error> {
         write(ctx, backup, &status).await?;
         return Ok(Action::requeue(Duration::from_secs(5)));
     };
+    // What the pass that created the Job wrote, again, in case that write was lost.
+    let entry = status
+        .log_sub_command_statuses
+        .entry(key.clone())
+        .or_default();
+    if entry.time_started.is_none() {
+        entry.command = Some(command);
+        entry.time_started = existing.metadata.creation_timestamp.clone();
+        entry.phase = entry.phase.or(Some(Phase::Scheduled));
+    }
+    if status.backup_path.is_empty()
+        && let Ok(storage) = Storage::of(&backup.spec.storage)
+    {
+        status.backup_path = storage.uri();
+    }
     let Run::Done(result) = observe(&ctx.client, &existing, ctx.jobs.fake_br).await? else {
+        write(ctx, backup, &status).await?;
         return Ok(Action::requeue(Duration::from_secs(5)));
     };
     let entry = status.log_sub_command_statuses.entry(key).or_default();
@@ -834,6 +874,8 @@ async fn finalize(backup: &Backup, ctx: &Ctx) -> Result<Action, Error> {
                         .warning(backup, status::CLEAN_FAILED, "Clean", message.clone())
                         .await;
                     write(ctx, backup, &status).await?;
+                    // The write made this copy stale; the next pass retries or gives up.
+                    return Ok(Action::requeue(Duration::from_millis(500)));
                 }
                 last_failure = Some((message, last.clone()));
             }

@@ -59,7 +59,7 @@ fn jobs(ctx: &Ctx, restore: &Restore) -> Api<Job> {
 async fn write(ctx: &Ctx, restore: &Restore, status: &RestoreStatus) -> Result<(), Error> {
     let api =
         Api::<Restore>::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
-    write_status_if_changed(&api, &restore.name_any(), restore.status.as_ref(), status)
+    write_status_if_changed(&api, restore, restore.status.as_ref(), status)
         .await
         .map_err(Error::kube("writing the Restore status"))?;
     Ok(())
@@ -243,6 +243,13 @@ async fn reconcile_inner(restore: &Restore, ctx: &Ctx) -> Result<Action, Error> 
         write(ctx, restore, &status).await?;
         return Ok(Action::requeue(Duration::from_secs(5)));
     };
+    // What the pass that created the Job wrote, again, in case that write was lost.
+    if status.time_started.is_none() {
+        status.time_started = existing.metadata.creation_timestamp.clone();
+    }
+    if matches!(status.phase, None | Some(Phase::Invalid)) {
+        status.phase = Some(Phase::Scheduled);
+    }
     match observe(&ctx.client, &existing, ctx.jobs.fake_br).await? {
         Run::Active { running } => {
             if running && status.phase != Some(Phase::Running) {
@@ -255,8 +262,8 @@ async fn reconcile_inner(restore: &Restore, ctx: &Ctx) -> Result<Action, Error> 
                     format!("Job {name} is running BR"),
                     generation,
                 );
-                write(ctx, restore, &status).await?;
             }
+            write(ctx, restore, &status).await?;
             Ok(Action::requeue(Duration::from_secs(5)))
         }
         Run::Done(result) => {

@@ -289,7 +289,7 @@ async fn reconcile_inner(schedule: &BackupSchedule, ctx: &Ctx) -> Result<Action,
     set_ready(&mut status, schedule.metadata.generation, None);
     write_status_if_changed(
         &Api::<BackupSchedule>::namespaced(ctx.client.clone(), &namespace),
-        &name,
+        schedule,
         schedule.status.as_ref(),
         &status,
     )
@@ -325,7 +325,7 @@ async fn write_ready(
             ctx.client.clone(),
             &schedule.namespace().unwrap_or_default(),
         ),
-        &schedule.name_any(),
+        schedule,
         schedule.status.as_ref(),
         &status,
     )

@@ -191,7 +191,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
     if let Some(before) = &cluster.status {
         announce_transitions(cluster, ctx, before, &status).await;
     }
-    write_status_if_changed(&api, &name, cluster.status.as_ref(), &status)
+    write_status_if_changed(&api, cluster, cluster.status.as_ref(), &status)
         .await
         .map_err(Error::kube("writing the Cluster status"))?;
     let settled =

@@ -373,7 +373,7 @@ async fn write_status(
 ) -> Result<(), Error> {
     let api =
         Api::<PDGroup>::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
-    shared_group::write_status_if_changed(&api, &group.name_any(), group.status.as_ref(), &status)
+    shared_group::write_status_if_changed(&api, group, group.status.as_ref(), &status)
         .await
         .map_err(Error::kube("writing the PDGroup status"))?;
     Ok(())

@@ -651,7 +651,7 @@ fn with_paused(pd: &PD, cluster: &str) -> PDStatus {
 
 async fn write_status(pd: &PD, ctx: &Ctx, status: PDStatus) -> Result<(), Error> {
     let api = Api::<PD>::namespaced(ctx.client.clone(), &pd.namespace().unwrap_or_default());
-    shared_group::write_status_if_changed(&api, &pd.name_any(), pd.status.as_ref(), &status)
+    shared_group::write_status_if_changed(&api, pd, pd.status.as_ref(), &status)
         .await
         .map_err(Error::kube("writing the PD status"))?;
     Ok(())

@@ -250,9 +250,14 @@ pub fn blocked_conditions(
 }
 
 /// Writes `desired` as the object's status unless it equals `current`. Returns whether it wrote.
+///
+/// The write carries the object's `resourceVersion`, so a status computed from a stale cached copy
+/// never overwrites a newer one (a Backup's retry history, say). A conflict is not an error: the
+/// object changed since it was read, so its newer version is reconciled next and recomputes what
+/// this write would have said.
 pub async fn write_status_if_changed<K, S>(
     api: &Api<K>,
-    name: &str,
+    object: &K,
     current: Option<&S>,
     desired: &S,
 ) -> Result<bool, kube::Error>
@@ -263,10 +268,25 @@ where
     if current == Some(desired) {
         return Ok(false);
     }
-    let patch = serde_json::json!({"status": desired});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(true)
+    let name = object.meta().name.as_deref().unwrap_or_default();
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": object.meta().resource_version},
+        "status": desired,
+    });
+    match api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!(
+                name,
+                "status not written: the object changed since it was read"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -550,7 +550,7 @@ fn with_paused(tidb: &TiDB, cluster: &str) -> TiDBStatus {
 
 async fn write_status(tidb: &TiDB, ctx: &Ctx, status: TiDBStatus) -> Result<(), Error> {
     let api = Api::<TiDB>::namespaced(ctx.client.clone(), &tidb.namespace().unwrap_or_default());
-    shared_group::write_status_if_changed(&api, &tidb.name_any(), tidb.status.as_ref(), &status)
+    shared_group::write_status_if_changed(&api, tidb, tidb.status.as_ref(), &status)
         .await
         .map_err(Error::kube("writing the TiDB status"))?;
     Ok(())

@@ -1219,7 +1219,7 @@ pub fn human(duration: Duration) -> String {
 
 async fn write_status(tikv: &TiKV, ctx: &Ctx, status: TiKVStatus) -> Result<(), Error> {
     let api = Api::<TiKV>::namespaced(ctx.client.clone(), &tikv.namespace().unwrap_or_default());
-    shared_group::write_status_if_changed(&api, &tikv.name_any(), tikv.status.as_ref(), &status)
+    shared_group::write_status_if_changed(&api, tikv, tikv.status.as_ref(), &status)
         .await
         .map_err(Error::kube("writing the TiKV status"))?;
     Ok(())
