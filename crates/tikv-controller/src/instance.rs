@@ -3,7 +3,7 @@
 //! runs while another store has down peers; and removal through PD (Offline, then Tombstone)
 //! before the Pod, then the PVCs, then the instance go.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod};
@@ -148,6 +148,9 @@ struct Scope<'a> {
     namespace: String,
     name: String,
     pd: PdClient,
+    /// The instance's resourceVersion after this reconcile's own annotation patches, so its
+    /// status write is not refused as stale because of them.
+    resource_version: Mutex<Option<String>>,
 }
 
 impl Scope<'_> {
@@ -161,7 +164,7 @@ impl Scope<'_> {
 
     async fn set_annotation(&self, key: &str, value: Option<String>) -> Result<(), Error> {
         let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
-        Api::<TiKV>::namespaced(self.ctx.client.clone(), &self.namespace)
+        let patched = Api::<TiKV>::namespaced(self.ctx.client.clone(), &self.namespace)
             .patch(
                 &self.name,
                 &PatchParams {
@@ -172,7 +175,19 @@ impl Scope<'_> {
             )
             .await
             .map_err(Error::kube(format!("annotating TiKV {}", self.name)))?;
+        if let Ok(mut version) = self.resource_version.lock() {
+            *version = patched.metadata.resource_version;
+        }
         Ok(())
+    }
+
+    /// Writes the instance's status, as of this reconcile's own patches.
+    async fn write_status(&self, status: TiKVStatus) -> Result<(), Error> {
+        let mut current = self.tikv.clone();
+        if let Some(version) = self.resource_version.lock().ok().and_then(|v| v.clone()) {
+            current.metadata.resource_version = Some(version);
+        }
+        write_status(&current, self.ctx, status).await
     }
 
     async fn remove_scheduler(&self, store_id: u64, why: &str) -> Result<(), Error> {
@@ -297,13 +312,16 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         namespace: namespace.clone(),
         name: name.clone(),
         pd: ctx.pd(&namespace, cluster_name, pd_url.clone())?,
+        resource_version: Mutex::new(None),
     };
 
     let config = match build::config(tikv, &pd_url) {
         Ok(config) => config,
         Err(e) => {
             let message = e.to_string();
-            write_status(tikv, ctx, blocked(tikv, reasons::INVALID_SPEC, &message)).await?;
+            scope
+                .write_status(blocked(tikv, reasons::INVALID_SPEC, &message))
+                .await?;
             return Ok(Action::await_change());
         }
     };
@@ -324,7 +342,9 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         Ok(pod) => pod,
         Err(e) => {
             let message = e.to_string();
-            write_status(tikv, ctx, blocked(tikv, reasons::INVALID_SPEC, &message)).await?;
+            scope
+                .write_status(blocked(tikv, reasons::INVALID_SPEC, &message))
+                .await?;
             return Ok(Action::await_change());
         }
     };
@@ -380,7 +400,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
             REASON_OFFLINE_CANCELLED,
             format!("the removal of store {id} was cancelled; the store stays"),
         );
-        write_status(tikv, ctx, draft.finish(tikv)).await?;
+        scope.write_status(draft.finish(tikv)).await?;
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
 
@@ -438,7 +458,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         );
     }
     let ready = conditions::is_true(&draft.status.common.conditions, conditions::READY);
-    write_status(tikv, ctx, draft.finish(tikv)).await?;
+    scope.write_status(draft.finish(tikv)).await?;
     Ok(Action::requeue(requeue.unwrap_or(if ready {
         Duration::from_secs(30)
     } else {
@@ -886,7 +906,7 @@ async fn remove_store(
             let message = format!("cannot take the store out: PD is unreachable: {error}");
             draft.set(conditions::READY, false, REASON_PD_UNREACHABLE, &message);
             draft.set(conditions::SYNCED, false, REASON_PD_UNREACHABLE, message);
-            write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+            scope.write_status(draft.finish(tikv)).await?;
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
     };
@@ -953,7 +973,7 @@ async fn remove_store(
                             REASON_STORE_REMOVAL_REFUSED,
                             message,
                         );
-                        write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+                        scope.write_status(draft.finish(tikv)).await?;
                         return Ok(Action::requeue(Duration::from_secs(15)));
                     }
                     Err(error) => return Err(scope.pd_error()(error)),
@@ -970,7 +990,7 @@ async fn remove_store(
             draft.set(conditions::OFFLINED, false, REASON_STORE_REMOVING, &message);
             draft.set(conditions::READY, false, REASON_STORE_REMOVING, &message);
             draft.set(conditions::SYNCED, false, REASON_STORE_REMOVING, message);
-            write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+            scope.write_status(draft.finish(tikv)).await?;
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         // Never registered (and its Pod cannot register it any more), or PD forgot it.
@@ -979,7 +999,7 @@ async fn remove_store(
     if !removed {
         let message = "waiting for the store to register with PD before taking it out".to_string();
         draft.set(conditions::SYNCED, false, REASON_STORE_REMOVING, message);
-        write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+        scope.write_status(draft.finish(tikv)).await?;
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
     let id = draft.status.id.clone();
@@ -996,7 +1016,7 @@ async fn remove_store(
             .normal(tikv, REASON_STORE_REMOVED, "ScaleIn", message)
             .await;
     }
-    write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+    scope.write_status(draft.finish(tikv)).await?;
     if !tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE) {
         // PD removed the store by other means: the instance is on its way out for good (and
         // the group, seeing the store Removed, does not take the mark back).
@@ -1072,10 +1092,13 @@ async fn finalize(
             namespace: namespace.clone(),
             name: name.clone(),
             pd,
+            resource_version: Mutex::new(None),
         };
         if let Err(error) = &view {
             let message = format!("cannot take the store out: PD is unreachable: {error}");
-            write_status(tikv, ctx, blocked(tikv, REASON_PD_UNREACHABLE, &message)).await?;
+            scope
+                .write_status(blocked(tikv, REASON_PD_UNREACHABLE, &message))
+                .await?;
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
         if let Some(info) = store
@@ -1085,12 +1108,9 @@ async fn finalize(
             if !store::is_removing(info) {
                 if let Err(error) = scope.pd.delete_store(id).await {
                     let message = format!("PD refuses to take store {id} offline: {error}");
-                    write_status(
-                        tikv,
-                        ctx,
-                        blocked(tikv, REASON_STORE_REMOVAL_REFUSED, &message),
-                    )
-                    .await?;
+                    scope
+                        .write_status(blocked(tikv, REASON_STORE_REMOVAL_REFUSED, &message))
+                        .await?;
                     return Ok(Action::requeue(Duration::from_secs(15)));
                 }
                 ctx.events
@@ -1113,7 +1133,7 @@ async fn finalize(
                     info.status.region_count
                 ),
             );
-            write_status(tikv, ctx, draft.finish(tikv)).await?;
+            scope.write_status(draft.finish(tikv)).await?;
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         // The store is gone from PD (or never was): its data is no longer needed.
@@ -1186,7 +1206,7 @@ async fn suspend(scope: &Scope<'_>, pod: Option<&Pod>) -> Result<Action, Error> 
     };
     draft.set(conditions::SUSPENDED, gone, reason, message);
     draft.set(conditions::READY, false, reason, message);
-    write_status(tikv, scope.ctx, draft.finish(tikv)).await?;
+    scope.write_status(draft.finish(tikv)).await?;
     Ok(if gone {
         Action::await_change()
     } else {
