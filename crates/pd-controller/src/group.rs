@@ -231,6 +231,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
             revision: revision_of(pd),
             available: is_available(pd),
             deleting: pd.metadata.deletion_timestamp.is_some(),
+            not_ready: shared_group::not_ready_note(&pd.name_any(), pd.conditions()),
         })
         .collect();
     let progress = Progress {

@@ -58,6 +58,16 @@ pub struct InstanceSummary {
     pub available: bool,
     /// Being deleted.
     pub deleting: bool,
+    /// Why it is not ready, as its own `Ready` condition says, named: see [`not_ready_note`].
+    pub not_ready: Option<String>,
+}
+
+/// `name: message` of an instance whose `Ready` condition is false, so a group that is not ready
+/// says which instance holds it back and why (a Pod waiting on `ImagePullBackOff`, say).
+pub fn not_ready_note(name: &str, conditions: &[Condition]) -> Option<String> {
+    conditions::find(conditions, conditions::READY)
+        .filter(|c| c.status == "False")
+        .map(|c| format!("{name}: {}", c.message))
 }
 
 /// Why the group does not move, if it does not.
@@ -131,7 +141,11 @@ pub fn group_status(
             message: if all_ready {
                 format!("all {desired_count} {noun} are ready")
             } else {
-                format!("{ready} of {desired_count} {noun} are ready")
+                // The first reason is enough to act on; the instances hold the rest.
+                match active.iter().find_map(|i| i.not_ready.as_ref()) {
+                    Some(why) => format!("{ready} of {desired_count} {noun} are ready; {why}"),
+                    None => format!("{ready} of {desired_count} {noun} are ready"),
+                }
             },
             observed_generation: generation,
         },
@@ -298,6 +312,7 @@ mod tests {
             revision: revision.into(),
             available,
             deleting: false,
+            not_ready: None,
         }
     }
 
@@ -387,6 +402,42 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_group_that_is_not_ready_names_the_instance_and_why() {
+        let mut stuck = Vec::new();
+        conditions::set(
+            &mut stuck,
+            NewCondition {
+                type_: conditions::READY,
+                status: false,
+                reason: "PodNotReady",
+                message: "container pd is waiting: ImagePullBackOff".into(),
+                observed_generation: Some(1),
+            },
+            Timestamp::now(),
+        );
+        let mut waiting = summary("r", false);
+        waiting.not_ready = not_ready_note("pd-x", &stuck);
+        // An instance without a Ready=False condition has no note.
+        assert_eq!(not_ready_note("pd-y", &[]), None);
+        let status = group_status(
+            None,
+            Some(1),
+            3,
+            "v1",
+            &[summary("r", true), waiting, summary("r", true)],
+            "r",
+            "sel",
+            "PD members",
+            &Progress::default(),
+        );
+        let ready = conditions::find(&status.common.conditions, conditions::READY).unwrap();
+        assert_eq!(ready.status, "False");
+        assert_eq!(
+            ready.message,
+            "2 of 3 PD members are ready; pd-x: container pd is waiting: ImagePullBackOff"
+        );
+    }
     #[test]
     fn availability_needs_a_status_of_the_current_generation() {
         let mut conds = Vec::new();

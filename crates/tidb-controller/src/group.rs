@@ -273,6 +273,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
             revision: build::revision_of(tidb),
             available: is_available(tidb),
             deleting: tidb.metadata.deletion_timestamp.is_some(),
+            not_ready: shared_group::not_ready_note(&tidb.name_any(), tidb.conditions()),
         })
         .collect();
     let progress = Progress {

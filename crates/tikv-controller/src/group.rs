@@ -310,6 +310,7 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
             revision: revision_of(tikv),
             available: is_available(tikv),
             deleting: is_leaving(tikv),
+            not_ready: shared_group::not_ready_note(&tikv.name_any(), tikv.conditions()),
         })
         .collect();
     let progress = Progress {
