@@ -104,6 +104,103 @@ options:
   kwokBinaryPrefix: ${KWOK_BIN_DIR}
   kwokControllerBinary: ${KWOK_BIN_DIR}/kwok
 EOF
+  write_stages >>"${file}"
+}
+
+# The directory of the kwok module the tools were built from (downloaded if
+# the Go module cache no longer has it).
+kwok_module_dir() {
+  local json
+  json="$(cd "${TOOLS_DIR}/kwok" && GOFLAGS=-mod=readonly go mod download -json "sigs.k8s.io/kwok@${KWOK_VERSION}")" \
+    || die "cannot find the sigs.k8s.io/kwok ${KWOK_VERSION} module (go mod download failed)"
+  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"${json}"
+}
+
+# A selector expression (jq, as kwok Stages take them) true for a Pod with a
+# container image on a host under `.invalid`: a name that never resolves
+# (RFC 2606), so such an image can never be pulled.
+UNPULLABLE_IMAGE='.spec.containers.[].image | split("/") | .[0] | endswith(".invalid")'
+
+# kwokctl drops all of its default stages once any Stage is given, so this
+# gives kwok's own defaults for this runtime, from the pinned kwok module (node
+# initialize and heartbeat with leases; pod ready, Job pod complete, pod
+# delete), with pod-ready skipping Pods of unpullable images, plus a stage that
+# leaves such a Pod Pending in ImagePullBackOff, as a kubelet would.
+write_stages() {
+  local dir stage
+  dir="$(kwok_module_dir)"
+  [[ -d "${dir}/kustomize/stage" ]] || die "no kwok stages in '${dir}'"
+  for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+      pod/fast/pod-complete pod/fast/pod-delete; do
+    printf -- '---\n'
+    cat "${dir}/kustomize/stage/${stage}.yaml"
+  done
+  printf -- '---\n'
+  # The extra expression goes first in pod-ready's match expressions.
+  awk -v expr="${UNPULLABLE_IMAGE}" '
+    { print }
+    /^    matchExpressions:$/ && !done {
+      print "    - key: '\''" expr "'\''"
+      print "      operator: NotIn"
+      print "      values: [\"true\"]"
+      done = 1
+    }
+    END { if (!done) exit 1 }
+  ' "${dir}/kustomize/stage/pod/fast/pod-ready.yaml" \
+    || die "kwok's pod-ready stage has no matchExpressions to extend"
+  cat <<EOF
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-image-pull-back-off
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: DoesNotExist
+    - key: '${UNPULLABLE_IMAGE}'
+      operator: In
+      values: ["true"]
+    - key: '.status.containerStatuses.[].state.waiting.reason'
+      operator: NotIn
+      values: ["ImagePullBackOff"]
+  next:
+    statusTemplate: |
+      {{ \$now := Now }}
+      conditions:
+      - lastTransitionTime: {{ \$now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ \$now | Quote }}
+        status: "False"
+        type: Ready
+        reason: ContainersNotReady
+      - lastTransitionTime: {{ \$now | Quote }}
+        status: "False"
+        type: ContainersReady
+        reason: ContainersNotReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        started: false
+        restartCount: 0
+        state:
+          waiting:
+            reason: ImagePullBackOff
+            message: {{ printf "Back-off pulling image %q" .image | Quote }}
+      {{ end }}
+      {{ with NodeIPsWith .spec.nodeName }}
+      hostIP: {{ index . 0 | Quote }}
+      {{ end }}
+      phase: Pending
+      startTime: {{ \$now | Quote }}
+EOF
 }
 
 nodes_yaml() {

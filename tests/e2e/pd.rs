@@ -424,6 +424,112 @@ async fn a_group_of_a_missing_cluster_says_so() {
     scene.wait_converged(3, "v8.5.2", CONVERGE).await;
 }
 
+/// An image that can never be pulled (its registry host is under `.invalid`; the local cluster's
+/// kwok leaves such a Pod Pending in `ImagePullBackOff`, as a kubelet would): the roll stops at the
+/// first member, which says why, the group names it, the other members keep running, and fixing
+/// the image lets the roll finish.
+#[tokio::test]
+async fn an_image_that_never_gets_ready_stops_the_roll_and_says_why() {
+    let mut scene = Scene::start("pd-image", 1).await;
+    scene.create_cluster("img").await;
+    scene.create_group("img", 3, json!({})).await;
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    let before = scene.pod_uids().await;
+
+    let bad = "registry.invalid/pingcap/pd";
+    scene
+        .patch_group(json!({"spec": {"template": {"spec": {"image": bad}}}}))
+        .await;
+    let stuck_name = std::sync::Mutex::new(String::new());
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "one PD Ready=False PodNotReady with ImagePullBackOff, named by the PDGroup",
+        Duration::from_secs(90),
+        || async {
+            let group = scene.groups().get("pd").await?;
+            let pds = scene.pds().list(&ListParams::default()).await?.items;
+            let stuck: Vec<&PD> = pds
+                .iter()
+                .filter(|pd| {
+                    conditions::find(pd.conditions(), conditions::READY).is_some_and(|c| {
+                        c.status == "False"
+                            && c.reason == "PodNotReady"
+                            && c.message.contains("ImagePullBackOff")
+                            && c.message.contains(&format!("{bad}:v8.5.2"))
+                    })
+                })
+                .collect();
+            let [pd] = stuck.as_slice() else {
+                return Ok::<_, kube::Error>(false);
+            };
+            let named = conditions::find(group.conditions(), conditions::READY).is_some_and(|c| {
+                c.status == "False"
+                    && c.message.contains(&pd.name_any())
+                    && c.message.contains("ImagePullBackOff")
+            });
+            if named {
+                *stuck_name.lock().unwrap() = pd.name_any();
+            }
+            Ok(named)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n(a local cluster started before its kwok had the ImagePullBackOff stage lacks it: \
+             hack/local-cluster.sh down, then up)\n{}",
+            scene.logs()
+        )
+    });
+
+    // Not a hang nor a loop: for a while nothing more is replaced, the stuck Pod is not
+    // recreated again and again, the other members keep their Pods and stay Ready, and the
+    // controller keeps running.
+    let stuck = scene.pod_uids().await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let later = scene.pod_uids().await;
+    assert_eq!(
+        later, stuck,
+        "no Pod was replaced while the image cannot start"
+    );
+    let replaced: Vec<&String> = before
+        .iter()
+        .filter(|(name, uid)| later.get(*name) != Some(*uid))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(replaced.len(), 1, "exactly one member rolled: {replaced:?}");
+    let pds = scene
+        .pds()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let ready: Vec<String> = pds
+        .iter()
+        .filter(|pd| conditions::is_true(pd.conditions(), conditions::READY))
+        .map(ResourceExt::name_any)
+        .collect();
+    let stuck_name = stuck_name.lock().unwrap().clone();
+    assert_eq!(
+        ready.len(),
+        2,
+        "the two other members stay Ready: {ready:?}"
+    );
+    assert!(!ready.contains(&stuck_name));
+    assert!(
+        scene.controllers[0].process.exited().is_none(),
+        "the controller keeps running\n{}",
+        scene.logs()
+    );
+
+    // Fixing the image lets the roll finish.
+    scene
+        .patch_group(json!({"spec": {"template": {"spec": {"image": null}}}}))
+        .await;
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+}
+
 /// Pods that stopped, in order, and the UIDs each PD Pod ran with, from the simulator's log.
 struct PodHistory {
     stopped: Vec<(String, u64)>,

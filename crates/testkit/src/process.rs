@@ -71,6 +71,11 @@ impl ControllerProcess {
         })
     }
 
+    /// How the process ended, if it has: `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Kills the process (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
