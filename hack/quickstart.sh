@@ -77,7 +77,8 @@ up() {
   echo $! >"${RUN_DIR}/simulator.pid"
   for _ in $(seq 1 100); do [[ -s "${RUN_DIR}/simulator.address" ]] && break; sleep 0.1; done
   [[ -s "${RUN_DIR}/simulator.address" ]] || die "the simulator did not start; see ${RUN_DIR}/simulator.log"
-  local sim="http://$(cat "${RUN_DIR}/simulator.address")"
+  local sim
+  sim="http://$(cat "${RUN_DIR}/simulator.address")"
   local overrides=(
     "--endpoint-override=pd=${sim}/clusters/{namespace}/{cluster}"
     "--endpoint-override=tikv=${sim}/clusters/{namespace}/{cluster}/tikv/{instance}"
