@@ -34,6 +34,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "local control plane"
 export TESTKIT_CLUSTER="${TESTKIT_CLUSTER:-tidb-test}"
+# shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
   rm -f "${log:-}"
   if [[ "${KEEP_CLUSTER:-0}" != 1 ]]; then
@@ -48,7 +49,7 @@ step "tests"
 cargo build --workspace --bins --locked
 log="$(mktemp)"
 set +e
-cargo test --workspace --locked "$@" 2>&1 | tee "${log}"
+cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "${log}"
 status=${PIPESTATUS[0]}
 set -e
 

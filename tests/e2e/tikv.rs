@@ -510,52 +510,54 @@ impl Scene {
     }
 }
 
-/// Records every condition the TiKVGroup and the TiKV instances show, polling every 200 ms, so
-/// a test can assert on states that pass quickly (a wait that timed out, a blocked restart).
+/// Records every condition the TiKVGroup and the TiKV instances show, from watches, so a test can
+/// assert on states that pass quickly (a wait that timed out, a blocked restart): every status
+/// written is seen, however soon the next one follows.
 struct ConditionLog {
     seen: Arc<Mutex<BTreeSet<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// `Kind/name Type=Status Reason: message` for each condition of `object`.
+fn condition_lines<K: HasConditions + ResourceExt>(kind: &str, object: &K) -> Vec<String> {
+    object
+        .conditions()
+        .iter()
+        .map(|c| {
+            format!(
+                "{kind}/{} {}={} {}: {}",
+                object.name_any(),
+                c.type_,
+                c.status,
+                c.reason,
+                c.message
+            )
+        })
+        .collect()
+}
+
 impl ConditionLog {
     fn start(client: &Client, namespace: &str) -> ConditionLog {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+
         let seen = Arc::new(Mutex::new(BTreeSet::new()));
         let groups: Api<TiKVGroup> = Api::namespaced(client.clone(), namespace);
         let tikvs: Api<TiKV> = Api::namespaced(client.clone(), namespace);
+        let groups = watcher(groups, watcher::Config::default())
+            .applied_objects()
+            .map(|g| {
+                g.map(|g| condition_lines("TiKVGroup", &g))
+                    .unwrap_or_default()
+            });
+        let tikvs = watcher(tikvs, watcher::Config::default())
+            .applied_objects()
+            .map(|t| t.map(|t| condition_lines("TiKV", &t)).unwrap_or_default());
         let sink = seen.clone();
         let task = tokio::spawn(async move {
-            loop {
-                let mut lines = Vec::new();
-                if let Ok(list) = groups.list(&ListParams::default()).await {
-                    for g in list.items {
-                        for c in g.conditions() {
-                            lines.push(format!(
-                                "TiKVGroup/{} {}={} {}: {}",
-                                g.name_any(),
-                                c.type_,
-                                c.status,
-                                c.reason,
-                                c.message
-                            ));
-                        }
-                    }
-                }
-                if let Ok(list) = tikvs.list(&ListParams::default()).await {
-                    for t in list.items {
-                        for c in t.conditions() {
-                            lines.push(format!(
-                                "TiKV/{} {}={} {}: {}",
-                                t.name_any(),
-                                c.type_,
-                                c.status,
-                                c.reason,
-                                c.message
-                            ));
-                        }
-                    }
-                }
+            let mut all = futures::stream::select(groups.boxed(), tikvs.boxed());
+            while let Some(lines) = all.next().await {
                 sink.lock().unwrap().extend(lines);
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
         ConditionLog { seen, task }
@@ -1466,14 +1468,40 @@ async fn a_killed_controller_hands_over_mid_upgrade_and_mid_scale_in() {
             json!({"spec": {"template": {"spec": {"config": "[log]\nlevel = \"warn\"\n"}}}}),
         )
         .await;
+    // A store with leaders still to move (one per 300 ms tick), so the eviction cannot end
+    // before the kill lands; a store that had none restarts at once and does not count.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while scene.evicted_stores(cluster).await.is_empty() {
+    let evicted_at_kill: Vec<u64> = loop {
+        let state = scene
+            .simulator
+            .state(scene.n(), cluster)
+            .await
+            .unwrap_or_default();
+        let draining: Vec<u64> = state
+            .get("stores")
+            .and_then(Value::as_array)
+            .map(|stores| {
+                stores
+                    .iter()
+                    .filter(|s| {
+                        s["evicting_leaders"].as_bool() == Some(true)
+                            && s["pod_running"].as_bool() == Some(true)
+                            && s["leader_count"].as_u64().unwrap_or_default() >= 2
+                    })
+                    .filter_map(|s| s["id"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !draining.is_empty() {
+            break draining;
+        }
         if Instant::now() > deadline {
-            scene.fail(cluster, "no store was evicted").await;
+            scene
+                .fail(cluster, "no store with leaders was evicted")
+                .await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let evicted_at_kill = scene.evicted_stores(cluster).await;
+    };
     let killed_at = now_ms();
     let killed = scene.kill_tikv_leader(cluster).await;
     eprintln!("killed {killed} while evicting {evicted_at_kill:?}");
