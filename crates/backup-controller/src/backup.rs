@@ -437,13 +437,18 @@ fn record_start(backup: &Backup, status: &mut BackupStatus, job: &Job) {
     if status.time_started.is_none() {
         status.time_started = Some(created);
     }
+    record_path(backup, status);
+    if matches!(status.phase, None | Some(Phase::Invalid)) {
+        status.phase = Some(Phase::Scheduled);
+    }
+}
+
+/// The backup's location, as the pass that created its Job wrote it.
+fn record_path(backup: &Backup, status: &mut BackupStatus) {
     if status.backup_path.is_empty()
         && let Ok(storage) = Storage::of(&backup.spec.storage)
     {
         status.backup_path = storage.uri();
-    }
-    if matches!(status.phase, None | Some(Phase::Invalid)) {
-        status.phase = Some(Phase::Scheduled);
     }
 }
 
@@ -685,11 +690,7 @@ async fn log_backup(backup: &Backup, ctx: &Ctx) -> Result<Action, Error> {
         entry.time_started = existing.metadata.creation_timestamp.clone();
         entry.phase = entry.phase.or(Some(Phase::Scheduled));
     }
-    if status.backup_path.is_empty()
-        && let Ok(storage) = Storage::of(&backup.spec.storage)
-    {
-        status.backup_path = storage.uri();
-    }
+    record_path(backup, &mut status);
     let Run::Done(result) = observe(&ctx.client, &existing, ctx.jobs.fake_br).await? else {
         write(ctx, backup, &status).await?;
         return Ok(Action::requeue(Duration::from_secs(5)));
@@ -977,6 +978,40 @@ mod tests {
     fn backup(spec: serde_json::Value) -> Backup {
         let spec: BackupSpec = serde_json::from_value(spec).unwrap();
         Backup::new("b", spec)
+    }
+
+    #[test]
+    fn a_lost_start_write_is_recovered_from_the_job() {
+        let b = backup(serde_json::json!({"local": {
+            "prefix": "p",
+            "volume": {"name": "v"},
+            "volumeMount": {"name": "v", "mountPath": "/b"}
+        }}));
+        let mut status = BackupStatus {
+            backoff_retry_status: vec![BackoffRetryRecord {
+                retry_num: 1,
+                ..BackoffRetryRecord::default()
+            }],
+            ..BackupStatus::default()
+        };
+        let created = Time(Timestamp::from_second(1_700_000_000).unwrap());
+        let mut job = Job::default();
+        job.metadata.creation_timestamp = Some(created.clone());
+        record_start(&b, &mut status, &job);
+        assert_eq!(
+            status.backoff_retry_status[0].real_retry_at,
+            Some(created.clone())
+        );
+        assert_eq!(status.time_started, Some(created));
+        assert_eq!(status.phase, Some(Phase::Scheduled));
+        assert!(!status.backup_path.is_empty());
+        // What was recorded stays as it was.
+        let again = status.clone();
+        let mut later = Job::default();
+        later.metadata.creation_timestamp =
+            Some(Time(Timestamp::from_second(1_800_000_000).unwrap()));
+        record_start(&b, &mut status, &later);
+        assert_eq!(status, again);
     }
 
     #[test]
