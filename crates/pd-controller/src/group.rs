@@ -68,8 +68,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
             // Already says so: a paused cluster gets no writes at all.
             return Ok(Action::await_change());
         }
-        let message =
-            format!("Cluster {cluster_name} is paused; nothing changes until spec.paused is false");
+        let message = shared_group::paused_message(cluster_name);
         write_blocked(group, ctx, reasons::PAUSED, message).await?;
         return Ok(Action::await_change());
     }
@@ -372,9 +371,7 @@ async fn write_status(
     ctx: &Ctx,
     status: ComponentGroupStatus,
 ) -> Result<(), Error> {
-    let api =
-        Api::<PDGroup>::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
-    shared_group::write_status_if_changed(&api, group, group.status.as_ref(), &status)
+    shared_group::write_own_status(&ctx.client, group, &status)
         .await
         .map_err(Error::kube("writing the PDGroup status"))?;
     Ok(())

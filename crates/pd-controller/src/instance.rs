@@ -115,7 +115,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             // Already says so: a paused cluster gets no writes at all.
             return Ok(Action::await_change());
         }
-        write_status(pd, ctx, with_paused(pd, cluster_name)).await?;
+        write_status(pd, ctx, shared_group::status_paused(pd, cluster_name)).await?;
         return Ok(Action::await_change());
     }
     let client_port = build::client_port(&pd.spec.template);
@@ -149,7 +149,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         write_status(
             pd,
             ctx,
-            with_blocked(pd, reasons::CLUSTER_NOT_FOUND, &message),
+            shared_group::status_blocked(pd, reasons::CLUSTER_NOT_FOUND, &message),
         )
         .await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
@@ -182,7 +182,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             write_status(
                 pd,
                 ctx,
-                with_blocked(pd, REASON_WAITING_FOR_MEMBERS, &message),
+                shared_group::status_blocked(pd, REASON_WAITING_FOR_MEMBERS, &message),
             )
             .await?;
             return Ok(Action::requeue(Duration::from_secs(2)));
@@ -200,7 +200,12 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         Ok(config) => config,
         Err(e) => {
             let message = e.to_string();
-            write_status(pd, ctx, with_blocked(pd, reasons::INVALID_SPEC, &message)).await?;
+            write_status(
+                pd,
+                ctx,
+                shared_group::status_blocked(pd, reasons::INVALID_SPEC, &message),
+            )
+            .await?;
             return Ok(Action::await_change());
         }
     };
@@ -244,7 +249,12 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         Ok(pod) => pod,
         Err(e) => {
             let message = e.to_string();
-            write_status(pd, ctx, with_blocked(pd, reasons::INVALID_SPEC, &message)).await?;
+            write_status(
+                pd,
+                ctx,
+                shared_group::status_blocked(pd, reasons::INVALID_SPEC, &message),
+            )
+            .await?;
             return Ok(Action::await_change());
         }
     };
@@ -424,7 +434,12 @@ async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Resu
         if let Some(error) = &observed.error {
             warn!(%error, "PD is unreachable; the member is removed once it answers");
             let message = format!("cannot remove {name} from PD: {error}");
-            write_status(pd, ctx, with_blocked(pd, REASON_PD_UNREACHABLE, &message)).await?;
+            write_status(
+                pd,
+                ctx,
+                shared_group::status_blocked(pd, REASON_PD_UNREACHABLE, &message),
+            )
+            .await?;
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
         if observed.is_member(&name) {
@@ -620,38 +635,8 @@ fn observe_status(pd: &PD, pod: &Option<Pod>, desired: &Pod, observed: &Observed
     status
 }
 
-fn with_blocked(pd: &PD, reason: &str, message: &str) -> PDStatus {
-    let mut status = pd.status.clone().unwrap_or_default();
-    shared_group::blocked_conditions(
-        &mut status.common.conditions,
-        reason,
-        message,
-        pd.metadata.generation,
-    );
-    status
-}
-
-fn with_paused(pd: &PD, cluster: &str) -> PDStatus {
-    let mut status = pd.status.clone().unwrap_or_default();
-    conditions::set(
-        &mut status.common.conditions,
-        NewCondition {
-            type_: conditions::SYNCED,
-            status: false,
-            reason: reasons::PAUSED,
-            message: format!(
-                "Cluster {cluster} is paused; nothing changes until spec.paused is false"
-            ),
-            observed_generation: pd.metadata.generation,
-        },
-        Timestamp::now(),
-    );
-    status
-}
-
 async fn write_status(pd: &PD, ctx: &Ctx, status: PDStatus) -> Result<(), Error> {
-    let api = Api::<PD>::namespaced(ctx.client.clone(), &pd.namespace().unwrap_or_default());
-    shared_group::write_status_if_changed(&api, pd, pd.status.as_ref(), &status)
+    shared_group::write_own_status(&ctx.client, pd, &status)
         .await
         .map_err(Error::kube("writing the PD status"))?;
     Ok(())

@@ -9,8 +9,9 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Resource};
-use operator_api::conditions::{self, NewCondition, reasons};
+use kube::core::object::HasStatus;
+use kube::{Api, Client, Resource};
+use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
 use operator_api::core::ComponentGroupStatus;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -263,6 +264,69 @@ pub fn blocked_conditions(
     changed
 }
 
+/// The message of `Synced=False`, reason `Paused`, on everything of a paused Cluster.
+pub fn paused_message(cluster: &str) -> String {
+    format!("Cluster {cluster} is paused; nothing changes until spec.paused is false")
+}
+
+/// The object's status with `Ready` and `Synced` false for `reason` (see [`blocked_conditions`]).
+pub fn status_blocked<K>(object: &K, reason: &str, message: &str) -> K::Status
+where
+    K: HasStatus + HasConditions + Resource + Clone,
+    K::Status: Clone + Default,
+{
+    let mut copy = object.clone();
+    blocked_conditions(
+        copy.conditions_mut(),
+        reason,
+        message,
+        object.meta().generation,
+    );
+    copy.status().cloned().unwrap_or_default()
+}
+
+/// The object's status with `Synced=False`, reason `Paused`; `Ready` keeps what was last seen,
+/// since what runs keeps running.
+pub fn status_paused<K>(object: &K, cluster: &str) -> K::Status
+where
+    K: HasStatus + HasConditions + Resource + Clone,
+    K::Status: Clone + Default,
+{
+    let mut copy = object.clone();
+    conditions::set(
+        copy.conditions_mut(),
+        NewCondition {
+            type_: conditions::SYNCED,
+            status: false,
+            reason: reasons::PAUSED,
+            message: paused_message(cluster),
+            observed_generation: object.meta().generation,
+        },
+        Timestamp::now(),
+    );
+    copy.status().cloned().unwrap_or_default()
+}
+
+/// Writes `desired` as the status of `object` (a namespaced custom resource) unless it is what
+/// the object has; see [`write_status_if_changed`].
+pub async fn write_own_status<K>(
+    client: &Client,
+    object: &K,
+    desired: &K::Status,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + HasStatus
+        + Clone
+        + Debug
+        + DeserializeOwned,
+    K::Status: PartialEq + Serialize,
+{
+    let namespace = object.meta().namespace.as_deref().unwrap_or_default();
+    let api = Api::<K>::namespaced(client.clone(), namespace);
+    write_status_if_changed(&api, object, object.status(), desired).await
+}
+
 /// Writes `desired` as the object's status unless it equals `current`. Returns whether it wrote.
 ///
 /// The write carries the object's `resourceVersion`, so a status computed from a stale cached copy
@@ -400,6 +464,48 @@ mod tests {
             (synced.status.as_str(), synced.reason.as_str()),
             ("False", "ScaleInRefused")
         );
+    }
+
+    #[test]
+    fn paused_keeps_ready_and_blocked_clears_it() {
+        let mut pd: operator_api::core::PD = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "PD",
+            "metadata": {"name": "pd-x", "generation": 4},
+            "spec": {"cluster": {"name": "c"}, "version": "v8.5.2", "subdomain": "pd-peer"}
+        }))
+        .unwrap();
+        conditions::set(
+            pd.conditions_mut(),
+            NewCondition {
+                type_: conditions::READY,
+                status: true,
+                reason: reasons::READY,
+                message: "ready".into(),
+                observed_generation: Some(4),
+            },
+            Timestamp::now(),
+        );
+        let paused = status_paused(&pd, "c");
+        let c = &paused.common.conditions;
+        assert!(conditions::is_true(c, conditions::READY));
+        let synced = conditions::find(c, conditions::SYNCED).unwrap();
+        assert_eq!(
+            (synced.status.as_str(), synced.reason.as_str()),
+            ("False", reasons::PAUSED)
+        );
+        assert_eq!(synced.message, paused_message("c"));
+        assert_eq!(synced.observed_generation, Some(4));
+
+        let blocked = status_blocked(&pd, "ClusterNotFound", "no Cluster c");
+        for type_ in [conditions::READY, conditions::SYNCED] {
+            let c = conditions::find(&blocked.common.conditions, type_).unwrap();
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", "ClusterNotFound")
+            );
+        }
+        // The object itself is left as it was.
+        assert!(conditions::is_true(pd.conditions(), conditions::READY));
     }
 
     #[test]

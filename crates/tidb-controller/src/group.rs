@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
+use operator_api::conditions::{self, HasConditions, reasons};
 use operator_api::core::{
     Cluster, ComponentGroupStatus, PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup,
 };
@@ -475,21 +474,7 @@ async fn write_blocked(
 /// A paused Cluster: `Synced=False` (reason `Paused`); `Ready` keeps what was last seen, since
 /// the servers keep serving.
 async fn write_paused(group: &TiDBGroup, ctx: &Ctx, cluster: &str) -> Result<(), Error> {
-    let mut status = group.status.clone().unwrap_or_default();
-    conditions::set(
-        &mut status.common.conditions,
-        NewCondition {
-            type_: conditions::SYNCED,
-            status: false,
-            reason: reasons::PAUSED,
-            message: format!(
-                "Cluster {cluster} is paused; nothing changes until spec.paused is false"
-            ),
-            observed_generation: group.metadata.generation,
-        },
-        Timestamp::now(),
-    );
-    write_status(group, ctx, status).await
+    write_status(group, ctx, shared_group::status_paused(group, cluster)).await
 }
 
 async fn write_status(
@@ -497,9 +482,7 @@ async fn write_status(
     ctx: &Ctx,
     status: ComponentGroupStatus,
 ) -> Result<(), Error> {
-    let api =
-        Api::<TiDBGroup>::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
-    shared_group::write_status_if_changed(&api, group, group.status.as_ref(), &status)
+    shared_group::write_own_status(&ctx.client, group, &status)
         .await
         .map_err(Error::kube("writing the TiDBGroup status"))?;
     Ok(())

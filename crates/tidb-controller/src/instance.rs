@@ -64,7 +64,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         .await
         .map_err(Error::kube("reading the Cluster"))?;
     if cluster.as_ref().is_some_and(|c| c.spec.paused) {
-        write_status(tidb, ctx, with_paused(tidb, cluster_name)).await?;
+        write_status(tidb, ctx, shared_group::status_paused(tidb, cluster_name)).await?;
         return Ok(Action::await_change());
     }
     if tidb.metadata.deletion_timestamp.is_some() {
@@ -75,7 +75,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         write_status(
             tidb,
             ctx,
-            with_blocked(tidb, reasons::CLUSTER_NOT_FOUND, &message),
+            shared_group::status_blocked(tidb, reasons::CLUSTER_NOT_FOUND, &message),
         )
         .await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
@@ -114,7 +114,12 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         let message = format!(
             "Cluster {cluster_name} has no status.pd and no PDGroup; TiDB needs PD to start"
         );
-        write_status(tidb, ctx, with_blocked(tidb, REASON_NO_PD, &message)).await?;
+        write_status(
+            tidb,
+            ctx,
+            shared_group::status_blocked(tidb, REASON_NO_PD, &message),
+        )
+        .await?;
         return Ok(Action::requeue(Duration::from_secs(15)));
     };
 
@@ -165,7 +170,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
             write_status(
                 tidb,
                 ctx,
-                with_blocked(tidb, REASON_BOOTSTRAP_SQL_NOT_FOUND, &message),
+                shared_group::status_blocked(tidb, REASON_BOOTSTRAP_SQL_NOT_FOUND, &message),
             )
             .await?;
             return Ok(Action::requeue(Duration::from_secs(15)));
@@ -179,7 +184,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
             write_status(
                 tidb,
                 ctx,
-                with_blocked(tidb, reasons::INVALID_SPEC, &message),
+                shared_group::status_blocked(tidb, reasons::INVALID_SPEC, &message),
             )
             .await?;
             return Ok(Action::await_change());
@@ -226,7 +231,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
             write_status(
                 tidb,
                 ctx,
-                with_blocked(tidb, reasons::INVALID_SPEC, &message),
+                shared_group::status_blocked(tidb, reasons::INVALID_SPEC, &message),
             )
             .await?;
             return Ok(Action::await_change());
@@ -519,38 +524,8 @@ fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
-fn with_blocked(tidb: &TiDB, reason: &str, message: &str) -> TiDBStatus {
-    let mut status = tidb.status.clone().unwrap_or_default();
-    shared_group::blocked_conditions(
-        &mut status.common.conditions,
-        reason,
-        message,
-        tidb.metadata.generation,
-    );
-    status
-}
-
-fn with_paused(tidb: &TiDB, cluster: &str) -> TiDBStatus {
-    let mut status = tidb.status.clone().unwrap_or_default();
-    conditions::set(
-        &mut status.common.conditions,
-        NewCondition {
-            type_: conditions::SYNCED,
-            status: false,
-            reason: reasons::PAUSED,
-            message: format!(
-                "Cluster {cluster} is paused; nothing changes until spec.paused is false"
-            ),
-            observed_generation: tidb.metadata.generation,
-        },
-        Timestamp::now(),
-    );
-    status
-}
-
 async fn write_status(tidb: &TiDB, ctx: &Ctx, status: TiDBStatus) -> Result<(), Error> {
-    let api = Api::<TiDB>::namespaced(ctx.client.clone(), &tidb.namespace().unwrap_or_default());
-    shared_group::write_status_if_changed(&api, tidb, tidb.status.as_ref(), &status)
+    shared_group::write_own_status(&ctx.client, tidb, &status)
         .await
         .map_err(Error::kube("writing the TiDB status"))?;
     Ok(())

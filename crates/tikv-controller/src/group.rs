@@ -97,8 +97,7 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
     if cluster.spec.paused {
-        let message =
-            format!("Cluster {cluster_name} is paused; nothing changes until spec.paused is false");
+        let message = shared_group::paused_message(cluster_name);
         write_blocked(group, ctx, reasons::PAUSED, message).await?;
         return Ok(Action::await_change());
     }
@@ -558,9 +557,7 @@ async fn write_status(
     ctx: &Ctx,
     status: ComponentGroupStatus,
 ) -> Result<(), Error> {
-    let api =
-        Api::<TiKVGroup>::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
-    shared_group::write_status_if_changed(&api, group, group.status.as_ref(), &status)
+    shared_group::write_own_status(&ctx.client, group, &status)
         .await
         .map_err(Error::kube("writing the TiKVGroup status"))?;
     Ok(())

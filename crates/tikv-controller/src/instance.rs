@@ -268,7 +268,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
             conditions::SYNCED,
             false,
             reasons::PAUSED,
-            format!("Cluster {cluster_name} is paused; nothing changes until spec.paused is false"),
+            shared_group::paused_message(cluster_name),
         );
         write_status(tikv, ctx, draft.finish(tikv)).await?;
         return Ok(Action::await_change());
@@ -294,7 +294,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         write_status(
             tikv,
             ctx,
-            blocked(tikv, reasons::CLUSTER_NOT_FOUND, &message),
+            shared_group::status_blocked(tikv, reasons::CLUSTER_NOT_FOUND, &message),
         )
         .await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
@@ -303,7 +303,12 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         let message = format!(
             "Cluster {cluster_name} has no PD yet (no status.pd and no PDGroup); the store waits for one"
         );
-        write_status(tikv, ctx, blocked(tikv, REASON_PD_NOT_FOUND, &message)).await?;
+        write_status(
+            tikv,
+            ctx,
+            shared_group::status_blocked(tikv, REASON_PD_NOT_FOUND, &message),
+        )
+        .await?;
         return Ok(Action::requeue(Duration::from_secs(15)));
     };
     let scope = Scope {
@@ -320,7 +325,11 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         Err(e) => {
             let message = e.to_string();
             scope
-                .write_status(blocked(tikv, reasons::INVALID_SPEC, &message))
+                .write_status(shared_group::status_blocked(
+                    tikv,
+                    reasons::INVALID_SPEC,
+                    &message,
+                ))
                 .await?;
             return Ok(Action::await_change());
         }
@@ -343,7 +352,11 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         Err(e) => {
             let message = e.to_string();
             scope
-                .write_status(blocked(tikv, reasons::INVALID_SPEC, &message))
+                .write_status(shared_group::status_blocked(
+                    tikv,
+                    reasons::INVALID_SPEC,
+                    &message,
+                ))
                 .await?;
             return Ok(Action::await_change());
         }
@@ -1083,7 +1096,12 @@ async fn finalize(
     if only_this {
         let Some(pd) = pd else {
             let message = "cannot take the store out: the Cluster has no PD".to_string();
-            write_status(tikv, ctx, blocked(tikv, REASON_PD_NOT_FOUND, &message)).await?;
+            write_status(
+                tikv,
+                ctx,
+                shared_group::status_blocked(tikv, REASON_PD_NOT_FOUND, &message),
+            )
+            .await?;
             return Ok(Action::requeue(Duration::from_secs(15)));
         };
         let scope = Scope {
@@ -1097,7 +1115,11 @@ async fn finalize(
         if let Err(error) = &view {
             let message = format!("cannot take the store out: PD is unreachable: {error}");
             scope
-                .write_status(blocked(tikv, REASON_PD_UNREACHABLE, &message))
+                .write_status(shared_group::status_blocked(
+                    tikv,
+                    REASON_PD_UNREACHABLE,
+                    &message,
+                ))
                 .await?;
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
@@ -1109,7 +1131,11 @@ async fn finalize(
                 if let Err(error) = scope.pd.delete_store(id).await {
                     let message = format!("PD refuses to take store {id} offline: {error}");
                     scope
-                        .write_status(blocked(tikv, REASON_STORE_REMOVAL_REFUSED, &message))
+                        .write_status(shared_group::status_blocked(
+                            tikv,
+                            REASON_STORE_REMOVAL_REFUSED,
+                            &message,
+                        ))
                         .await?;
                     return Ok(Action::requeue(Duration::from_secs(15)));
                 }
@@ -1214,17 +1240,6 @@ async fn suspend(scope: &Scope<'_>, pod: Option<&Pod>) -> Result<Action, Error> 
     })
 }
 
-fn blocked(tikv: &TiKV, reason: &str, message: &str) -> TiKVStatus {
-    let mut status = tikv.status.clone().unwrap_or_default();
-    shared_group::blocked_conditions(
-        &mut status.common.conditions,
-        reason,
-        message,
-        tikv.metadata.generation,
-    );
-    status
-}
-
 /// A duration as people write it: `10m`, `5s`, `1m30s`.
 pub fn human(duration: Duration) -> String {
     let total = duration.as_secs();
@@ -1238,8 +1253,7 @@ pub fn human(duration: Duration) -> String {
 }
 
 async fn write_status(tikv: &TiKV, ctx: &Ctx, status: TiKVStatus) -> Result<(), Error> {
-    let api = Api::<TiKV>::namespaced(ctx.client.clone(), &tikv.namespace().unwrap_or_default());
-    shared_group::write_status_if_changed(&api, tikv, tikv.status.as_ref(), &status)
+    shared_group::write_own_status(&ctx.client, tikv, &status)
         .await
         .map_err(Error::kube("writing the TiKV status"))?;
     Ok(())
