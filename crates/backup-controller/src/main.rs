@@ -33,7 +33,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
-use operator_api::br::{Backup, BackupSchedule, Restore};
+use operator_api::br::{BRConfig, Backup, BackupSchedule, Restore};
 use operator_api::core::Cluster;
 use operator_api::keys;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
@@ -138,6 +138,17 @@ where
     }
 }
 
+/// Whether a Backup or Restore in `namespace` with `br` targets `cluster` (its `clusterNamespace`,
+/// or its own namespace when that is empty).
+fn targets(br: Option<&BRConfig>, namespace: Option<&str>, cluster: &Cluster) -> bool {
+    let cluster_ns = cluster.metadata.namespace.as_deref().unwrap_or_default();
+    br.is_some_and(|br| {
+        Some(br.cluster.as_str()) == cluster.metadata.name.as_deref()
+            && (br.cluster_namespace == cluster_ns
+                || (br.cluster_namespace.is_empty() && namespace == Some(cluster_ns)))
+    })
+}
+
 /// Runs the Backup, Restore and BackupSchedule controllers until shutdown.
 async fn controllers(ctx: Context, flags: ControllerFlags) -> Result<(), RuntimeError> {
     if flags.fake_br {
@@ -183,19 +194,15 @@ async fn controllers(ctx: Context, flags: ControllerFlags) -> Result<(), Runtime
             api::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
-                let cluster_ns = cluster.metadata.namespace.clone().unwrap_or_default();
-                let name = cluster.metadata.name.clone().unwrap_or_default();
                 backup_store
                     .state()
                     .into_iter()
                     .filter(|b| {
-                        b.spec.br.as_ref().is_some_and(|br| {
-                            br.cluster == name
-                                && (br.cluster_namespace == cluster_ns
-                                    || (br.cluster_namespace.is_empty()
-                                        && b.metadata.namespace.as_deref()
-                                            == Some(cluster_ns.as_str())))
-                        })
+                        targets(
+                            b.spec.br.as_ref(),
+                            b.metadata.namespace.as_deref(),
+                            &cluster,
+                        )
                     })
                     .map(|b| ObjectRef::from_obj(&*b))
                     .collect::<Vec<_>>()
@@ -217,19 +224,15 @@ async fn controllers(ctx: Context, flags: ControllerFlags) -> Result<(), Runtime
             api::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
-                let cluster_ns = cluster.metadata.namespace.clone().unwrap_or_default();
-                let name = cluster.metadata.name.clone().unwrap_or_default();
                 restore_store
                     .state()
                     .into_iter()
                     .filter(|r| {
-                        r.spec.br.as_ref().is_some_and(|br| {
-                            br.cluster == name
-                                && (br.cluster_namespace == cluster_ns
-                                    || (br.cluster_namespace.is_empty()
-                                        && r.metadata.namespace.as_deref()
-                                            == Some(cluster_ns.as_str())))
-                        })
+                        targets(
+                            r.spec.br.as_ref(),
+                            r.metadata.namespace.as_deref(),
+                            &cluster,
+                        )
                     })
                     .map(|r| ObjectRef::from_obj(&*r))
                     .collect::<Vec<_>>()
@@ -276,6 +279,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backup_targets_its_cluster_in_its_own_or_the_named_namespace() {
+        let cluster: Cluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": "c", "namespace": "db"}, "spec": {}
+        }))
+        .unwrap();
+        let br = |cluster: &str, namespace: &str| BRConfig {
+            cluster: cluster.into(),
+            cluster_namespace: namespace.into(),
+            ..BRConfig::default()
+        };
+        assert!(targets(Some(&br("c", "")), Some("db"), &cluster));
+        assert!(targets(Some(&br("c", "db")), Some("ops"), &cluster));
+        assert!(!targets(Some(&br("c", "")), Some("ops"), &cluster));
+        assert!(!targets(Some(&br("d", "db")), Some("db"), &cluster));
+        assert!(!targets(None, Some("db"), &cluster));
+    }
 
     #[test]
     fn the_runner_takes_brs_arguments_after_a_double_dash() {

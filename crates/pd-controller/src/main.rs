@@ -12,12 +12,11 @@ use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use operator_api::core::{Cluster, PD, PDGroup};
 use operator_api::keys;
 use operator_runtime::endpoints::Endpoints;
-use operator_runtime::scope::{log_and_retry, scoped};
+use operator_runtime::scope::{log_and_retry, of_cluster, scoped};
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 
 use crate::context::Ctx;
@@ -75,14 +74,11 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
             scoped::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
-                let cluster_ns = cluster.metadata.namespace.clone();
-                let name = cluster.metadata.name.clone().unwrap_or_default();
-                group_store
-                    .state()
-                    .into_iter()
-                    .filter(|g| g.metadata.namespace == cluster_ns && g.spec.cluster.name == name)
-                    .map(|g| ObjectRef::from_obj(&*g))
-                    .collect::<Vec<_>>()
+                of_cluster(
+                    &group_store,
+                    cluster.metadata.namespace.as_deref(),
+                    cluster.metadata.name.as_deref().unwrap_or_default(),
+                )
             },
         )
         .with_config(config.clone())
@@ -106,16 +102,11 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
             scoped::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
-                let cluster_ns = cluster.metadata.namespace.clone();
-                let name = cluster.metadata.name.clone().unwrap_or_default();
-                instance_store
-                    .state()
-                    .into_iter()
-                    .filter(|pd| {
-                        pd.metadata.namespace == cluster_ns && pd.spec.cluster.name == name
-                    })
-                    .map(|pd| ObjectRef::from_obj(&*pd))
-                    .collect::<Vec<_>>()
+                of_cluster(
+                    &instance_store,
+                    cluster.metadata.namespace.as_deref(),
+                    cluster.metadata.name.as_deref().unwrap_or_default(),
+                )
             },
         )
         .with_config(config)

@@ -271,6 +271,17 @@ pub fn quantity_text(q: &Quantity) -> &str {
     &q.0
 }
 
+/// The image to run: `image` (or `default`) tagged with `version`, unless it has a tag or digest.
+pub fn image(image: Option<&str>, default: &str, version: &str) -> String {
+    let base = image.unwrap_or(default);
+    let last = base.rsplit('/').next().unwrap_or(base);
+    if last.contains(':') || base.contains('@') {
+        base.to_string()
+    } else {
+        format!("{base}:{version}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use operator_api::core::{

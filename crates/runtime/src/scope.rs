@@ -1,5 +1,6 @@
-//! What every controller binary's wiring shares: the API of a kind in the watched scope, and the
-//! error policy of a reconcile.
+//! What every controller binary's wiring shares: the API of a kind in the watched scope, the
+//! objects of one Cluster to reconcile when something of that Cluster changes, and the error
+//! policy of a reconcile.
 
 use std::fmt::{Debug, Display};
 use std::sync::Arc;
@@ -7,7 +8,9 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource};
+use operator_api::core::OfCluster;
 use serde::de::DeserializeOwned;
 
 /// The API of a namespaced kind in `--namespace`, or in every namespace.
@@ -22,6 +25,20 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// The cached objects of Cluster `cluster` in `namespace`: what to reconcile when that Cluster,
+/// or another object of it, changes.
+pub fn of_cluster<K>(store: &Store<K>, namespace: Option<&str>, cluster: &str) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + OfCluster + Clone,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.meta().namespace.as_deref() == namespace && o.cluster_name() == cluster)
+        .map(|o| ObjectRef::from_obj(&*o))
+        .collect()
 }
 
 /// Error policy of every controller: log the failed reconcile and retry after a short delay.

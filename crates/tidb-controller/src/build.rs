@@ -417,17 +417,11 @@ pub fn pvcs(tidb: &TiDB) -> Result<Vec<PersistentVolumeClaim>, BuildError> {
 
 /// The image to run: the template's image (tagged with the version unless it has a tag).
 pub fn image(spec: &TiDBTemplateSpec) -> String {
-    let base = spec
-        .common
-        .image
-        .clone()
-        .unwrap_or_else(|| DEFAULT_IMAGE.to_string());
-    let last = base.rsplit('/').next().unwrap_or(&base);
-    if last.contains(':') || base.contains('@') {
-        base
-    } else {
-        format!("{base}:{}", spec.common.version)
-    }
+    build::image(
+        spec.common.image.as_deref(),
+        DEFAULT_IMAGE,
+        &spec.common.version,
+    )
 }
 
 /// The readiness probe: a TCP connect to the MySQL port (the default), or with type `command`

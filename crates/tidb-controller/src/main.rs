@@ -13,12 +13,11 @@ use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use operator_api::core::{Cluster, PDGroup, TiDB, TiDBGroup, TiKVGroup};
 use operator_api::keys;
 use operator_runtime::endpoints::Endpoints;
-use operator_runtime::scope::{log_and_retry, scoped};
+use operator_runtime::scope::{log_and_retry, of_cluster, scoped};
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 
 use crate::context::Ctx;
@@ -47,20 +46,6 @@ fn main() -> Result<()> {
         .build()?;
     runtime.block_on(operator_runtime::run(NAME, cli.common, controllers))?;
     Ok(())
-}
-
-/// The TiDB groups of the cluster a changed object belongs to (namespace and cluster name).
-fn groups_of_cluster(
-    store: &Store<TiDBGroup>,
-    namespace: Option<String>,
-    cluster: &str,
-) -> Vec<ObjectRef<TiDBGroup>> {
-    store
-        .state()
-        .into_iter()
-        .filter(|g| g.metadata.namespace == namespace && g.spec.cluster.name == cluster)
-        .map(|g| ObjectRef::from_obj(&*g))
-        .collect()
 }
 
 /// Runs the TiDBGroup and TiDB controllers until shutdown.
@@ -103,7 +88,7 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
             watcher::Config::default(),
             move |cluster| {
                 let name = cluster.metadata.name.clone().unwrap_or_default();
-                groups_of_cluster(&by_cluster, cluster.metadata.namespace.clone(), &name)
+                of_cluster(&by_cluster, cluster.metadata.namespace.as_deref(), &name)
             },
         )
         // The upgrade order: a PD or TiKV group reaching a version may let a TiDB group move.
@@ -111,16 +96,20 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
             scoped::<PDGroup>(&ctx.client, namespace),
             watcher::Config::default(),
             move |pd| {
-                groups_of_cluster(&by_pd, pd.metadata.namespace.clone(), &pd.spec.cluster.name)
+                of_cluster(
+                    &by_pd,
+                    pd.metadata.namespace.as_deref(),
+                    &pd.spec.cluster.name,
+                )
             },
         )
         .watches(
             scoped::<TiKVGroup>(&ctx.client, namespace),
             watcher::Config::default(),
             move |tikv| {
-                groups_of_cluster(
+                of_cluster(
                     &by_tikv,
-                    tikv.metadata.namespace.clone(),
+                    tikv.metadata.namespace.as_deref(),
                     &tikv.spec.cluster.name,
                 )
             },
@@ -146,14 +135,11 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
             scoped::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
-                let cluster_ns = cluster.metadata.namespace.clone();
-                let name = cluster.metadata.name.clone().unwrap_or_default();
-                instance_store
-                    .state()
-                    .into_iter()
-                    .filter(|t| t.metadata.namespace == cluster_ns && t.spec.cluster.name == name)
-                    .map(|t| ObjectRef::from_obj(&*t))
-                    .collect::<Vec<_>>()
+                of_cluster(
+                    &instance_store,
+                    cluster.metadata.namespace.as_deref(),
+                    cluster.metadata.name.as_deref().unwrap_or_default(),
+                )
             },
         )
         .with_config(config)

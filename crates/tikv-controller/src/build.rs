@@ -272,17 +272,11 @@ pub fn pvc_selector(instance: &str) -> String {
 
 /// The image to run: the template's image (tagged with the version unless it has a tag).
 pub fn image(spec: &TiKVTemplateSpec) -> String {
-    let base = spec
-        .common
-        .image
-        .clone()
-        .unwrap_or_else(|| DEFAULT_IMAGE.to_string());
-    let last = base.rsplit('/').next().unwrap_or(&base);
-    if last.contains(':') || base.contains('@') {
-        base
-    } else {
-        format!("{base}:{}", spec.common.version)
-    }
+    build::image(
+        spec.common.image.as_deref(),
+        DEFAULT_IMAGE,
+        &spec.common.version,
+    )
 }
 
 /// The Pod of an instance. Its labels carry the hash of the Pod as built (and, with the

@@ -17,12 +17,11 @@ use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use operator_api::core::{Cluster, PDGroup, TiKV, TiKVGroup};
 use operator_api::keys;
 use operator_runtime::endpoints::Endpoints;
-use operator_runtime::scope::{log_and_retry, scoped};
+use operator_runtime::scope::{log_and_retry, of_cluster, scoped};
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 
 use crate::context::{Ctx, MANAGER};
@@ -96,14 +95,11 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
             scoped::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
-                let cluster_ns = cluster.metadata.namespace.clone();
-                let name = cluster.metadata.name.clone().unwrap_or_default();
-                group_store
-                    .state()
-                    .into_iter()
-                    .filter(|g| g.metadata.namespace == cluster_ns && g.spec.cluster.name == name)
-                    .map(|g| ObjectRef::from_obj(&*g))
-                    .collect::<Vec<_>>()
+                of_cluster(
+                    &group_store,
+                    cluster.metadata.namespace.as_deref(),
+                    cluster.metadata.name.as_deref().unwrap_or_default(),
+                )
             },
         )
         // The upgrade gate opens when PD finishes its roll.
@@ -111,14 +107,11 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
             scoped::<PDGroup>(&ctx.client, namespace),
             watcher::Config::default(),
             move |pd_group| {
-                let pd_ns = pd_group.metadata.namespace.clone();
-                let cluster = pd_group.spec.cluster.name.clone();
-                pd_group_store
-                    .state()
-                    .into_iter()
-                    .filter(|g| g.metadata.namespace == pd_ns && g.spec.cluster.name == cluster)
-                    .map(|g| ObjectRef::from_obj(&*g))
-                    .collect::<Vec<_>>()
+                of_cluster(
+                    &pd_group_store,
+                    pd_group.metadata.namespace.as_deref(),
+                    &pd_group.spec.cluster.name,
+                )
             },
         )
         .with_config(config.clone())
@@ -142,16 +135,11 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
             scoped::<Cluster>(&ctx.client, namespace),
             watcher::Config::default(),
             move |cluster| {
-                let cluster_ns = cluster.metadata.namespace.clone();
-                let name = cluster.metadata.name.clone().unwrap_or_default();
-                instance_store
-                    .state()
-                    .into_iter()
-                    .filter(|tikv| {
-                        tikv.metadata.namespace == cluster_ns && tikv.spec.cluster.name == name
-                    })
-                    .map(|tikv| ObjectRef::from_obj(&*tikv))
-                    .collect::<Vec<_>>()
+                of_cluster(
+                    &instance_store,
+                    cluster.metadata.namespace.as_deref(),
+                    cluster.metadata.name.as_deref().unwrap_or_default(),
+                )
             },
         )
         .with_config(config)

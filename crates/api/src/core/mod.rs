@@ -12,6 +12,24 @@ pub use pd::*;
 pub use tidb::*;
 pub use tikv::*;
 
+/// A group or instance of one Cluster (`spec.cluster.name`, in its own namespace).
+pub trait OfCluster {
+    /// The name of its Cluster.
+    fn cluster_name(&self) -> &str;
+}
+
+macro_rules! of_cluster {
+    ($($kind:ty),*) => {
+        $(impl OfCluster for $kind {
+            fn cluster_name(&self) -> &str {
+                &self.spec.cluster.name
+            }
+        })*
+    };
+}
+
+of_cluster!(PDGroup, PD, TiKVGroup, TiKV, TiDBGroup, TiDB);
+
 /// API group of the core kinds.
 pub const GROUP: &str = "core.pingcap.com";
 /// API version of the core kinds.
