@@ -156,7 +156,35 @@ async fn cluster_follows_scale_pause_suspend_and_delete() {
         "a cluster with PD only serves nothing"
     );
 
-    // A scale-out shows as Progressing, then settles again.
+    // A scale-out shows as Progressing, then settles again. The state can pass in well under a
+    // second, so it is seen through a watch, which gets every status written.
+    let progressed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let (seen, first) = (progressed.clone(), listed.clone());
+        let stream = watcher(
+            clusters.clone(),
+            watcher::Config::default().fields("metadata.name=basic"),
+        )
+        .applied_objects();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(Ok(cluster)) = stream.next().await {
+                first.store(true, std::sync::atomic::Ordering::SeqCst);
+                if condition(&cluster, conditions::PROGRESSING).is_some_and(|(s, _)| s == "True") {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    // Watching before the change, so no state written after it is missed.
+    wait_until(&kubectl, n, "the Cluster watch started", WAIT, || async {
+        Ok::<_, kube::Error>(listed.load(std::sync::atomic::Ordering::SeqCst))
+    })
+    .await
+    .unwrap();
     groups
         .patch(
             "pd",
@@ -166,13 +194,11 @@ async fn cluster_follows_scale_pause_suspend_and_delete() {
         .await
         .unwrap();
     wait_until(&kubectl, n, "Cluster basic Progressing", WAIT, || async {
-        Ok::<_, kube::Error>(
-            condition(&clusters.get("basic").await?, conditions::PROGRESSING)
-                .is_some_and(|(s, _)| s == "True"),
-        )
+        Ok::<_, kube::Error>(progressed.load(std::sync::atomic::Ordering::SeqCst))
     })
     .await
     .unwrap();
+    watch.abort();
     wait_until(
         &kubectl,
         n,
@@ -209,6 +235,13 @@ async fn cluster_follows_scale_pause_suspend_and_delete() {
     )
     .await
     .unwrap();
+    // The members keep serving: the group stays Ready while paused.
+    let g = groups.get("pd").await.unwrap();
+    assert!(
+        conditions::is_true(g.conditions(), conditions::READY),
+        "a paused PDGroup keeps Ready: {:?}",
+        g.conditions()
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = (
         writes(&pd_controller.metrics().await.unwrap()),

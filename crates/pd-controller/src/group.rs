@@ -68,8 +68,8 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
             // Already says so: a paused cluster gets no writes at all.
             return Ok(Action::await_change());
         }
-        let message = shared_group::paused_message(cluster_name);
-        write_blocked(group, ctx, reasons::PAUSED, message).await?;
+        // What runs keeps running: `Ready` keeps what was last seen.
+        write_status(group, ctx, shared_group::status_paused(group, cluster_name)).await?;
         return Ok(Action::await_change());
     }
 
@@ -358,7 +358,7 @@ async fn write_blocked(
         &message,
         group.metadata.generation,
     );
-    if changed && reason != reasons::PAUSED {
+    if changed {
         ctx.events
             .warning(group, reason, "Reconcile", message)
             .await;
