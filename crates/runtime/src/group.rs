@@ -1,6 +1,6 @@
 //! What every group controller shares besides the update engine: instance names, when an
-//! instance counts as available, the group's status from its instances, and writing a status
-//! only when it changed.
+//! instance counts as available, the group's status from its instances, the status of a blocked
+//! or paused object, and writing a status only when it changed (and not from a stale copy).
 
 use std::fmt::Debug;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -544,6 +544,7 @@ mod tests {
             "2 of 3 PD members are ready; pd-x: container pd is waiting: ImagePullBackOff"
         );
     }
+
     #[test]
     fn availability_needs_a_status_of_the_current_generation() {
         let mut conds = Vec::new();
