@@ -181,6 +181,12 @@ impl Scope<'_> {
         Ok(())
     }
 
+    /// Records why the instance cannot proceed (`Ready` and `Synced` false for `reason`).
+    async fn write_blocked(&self, reason: &str, message: &str) -> Result<(), Error> {
+        self.write_status(shared_group::status_blocked(self.tikv, reason, message))
+            .await
+    }
+
     /// Writes the instance's status, as of this reconcile's own patches.
     async fn write_status(&self, status: TiKVStatus) -> Result<(), Error> {
         let mut current = self.tikv.clone();
@@ -324,13 +330,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         Ok(config) => config,
         Err(e) => {
             let message = e.to_string();
-            scope
-                .write_status(shared_group::status_blocked(
-                    tikv,
-                    reasons::INVALID_SPEC,
-                    &message,
-                ))
-                .await?;
+            scope.write_blocked(reasons::INVALID_SPEC, &message).await?;
             return Ok(Action::await_change());
         }
     };
@@ -351,13 +351,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         Ok(pod) => pod,
         Err(e) => {
             let message = e.to_string();
-            scope
-                .write_status(shared_group::status_blocked(
-                    tikv,
-                    reasons::INVALID_SPEC,
-                    &message,
-                ))
-                .await?;
+            scope.write_blocked(reasons::INVALID_SPEC, &message).await?;
             return Ok(Action::await_change());
         }
     };
@@ -1114,13 +1108,7 @@ async fn finalize(
         };
         if let Err(error) = &view {
             let message = format!("cannot take the store out: PD is unreachable: {error}");
-            scope
-                .write_status(shared_group::status_blocked(
-                    tikv,
-                    REASON_PD_UNREACHABLE,
-                    &message,
-                ))
-                .await?;
+            scope.write_blocked(REASON_PD_UNREACHABLE, &message).await?;
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
         if let Some(info) = store
@@ -1131,11 +1119,7 @@ async fn finalize(
                 if let Err(error) = scope.pd.delete_store(id).await {
                     let message = format!("PD refuses to take store {id} offline: {error}");
                     scope
-                        .write_status(shared_group::status_blocked(
-                            tikv,
-                            REASON_STORE_REMOVAL_REFUSED,
-                            &message,
-                        ))
+                        .write_blocked(REASON_STORE_REMOVAL_REFUSED, &message)
                         .await?;
                     return Ok(Action::requeue(Duration::from_secs(15)));
                 }
