@@ -11,7 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use operator_api::br::{
@@ -20,6 +20,7 @@ use operator_api::br::{
 };
 use operator_api::conditions::reasons;
 use operator_api::keys;
+use operator_runtime::finalize;
 use operator_runtime::group::write_status_if_changed;
 use tracing::{info, instrument};
 
@@ -74,18 +75,10 @@ async fn reconcile_inner(backup: &Backup, ctx: &Ctx) -> Result<Action, Error> {
     if backup.metadata.deletion_timestamp.is_some() {
         return Box::pin(finalize(backup, ctx)).await;
     }
-    let wanted = needs_finalizer(backup);
-    if wanted != has_finalizer(backup) {
-        let mut finalizers: Vec<String> = backup
-            .finalizers()
-            .iter()
-            .filter(|f| *f != keys::FINALIZER)
-            .cloned()
-            .collect();
-        if wanted {
-            finalizers.push(keys::FINALIZER.to_string());
-        }
-        set_finalizers(ctx, backup, finalizers).await?;
+    if finalize::set_finalizer(&api(ctx, backup), backup, needs_finalizer(backup))
+        .await
+        .map_err(Error::kube("updating the Backup's finalizers"))?
+    {
         // The patch made this copy stale; its event brings the next pass.
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
@@ -101,25 +94,6 @@ fn api(ctx: &Ctx, backup: &Backup) -> Api<Backup> {
 
 fn jobs(ctx: &Ctx, backup: &Backup) -> Api<Job> {
     Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default())
-}
-
-async fn set_finalizers(ctx: &Ctx, backup: &Backup, finalizers: Vec<String>) -> Result<(), Error> {
-    let patch = serde_json::json!({"metadata": {
-        "finalizers": finalizers,
-        "resourceVersion": backup.resource_version(),
-    }});
-    match api(ctx, backup)
-        .patch(
-            &backup.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::kube("updating the Backup's finalizers")(e)),
-    }
 }
 
 async fn write(ctx: &Ctx, backup: &Backup, status: &BackupStatus) -> Result<(), Error> {
@@ -773,13 +747,9 @@ fn needs_clean(backup: &Backup) -> bool {
 }
 
 async fn release(backup: &Backup, ctx: &Ctx) -> Result<Action, Error> {
-    let finalizers: Vec<String> = backup
-        .finalizers()
-        .iter()
-        .filter(|f| *f != keys::FINALIZER)
-        .cloned()
-        .collect();
-    set_finalizers(ctx, backup, finalizers).await?;
+    finalize::set_finalizer(&api(ctx, backup), backup, false)
+        .await
+        .map_err(Error::kube("removing the Backup's finalizer"))?;
     Ok(Action::await_change())
 }
 

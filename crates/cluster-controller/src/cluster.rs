@@ -19,6 +19,7 @@ use operator_api::core::{
 use operator_api::keys;
 use operator_runtime::endpoints::{EndpointFor, Endpoints};
 use operator_runtime::events::Events;
+use operator_runtime::finalize;
 use operator_runtime::group::write_status_if_changed;
 use operator_runtime::metrics::Metrics;
 use pd_client::PdClient;
@@ -134,14 +135,14 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
     if cluster.metadata.deletion_timestamp.is_some() {
         return delete_in_order(cluster, ctx, &groups).await;
     }
-    if !cluster.finalizers().iter().any(|f| f == keys::FINALIZER) {
-        let mut finalizers = cluster.finalizers().to_vec();
-        finalizers.push(keys::FINALIZER.to_string());
-        let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": cluster.resource_version()}});
-        Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(Error::kube("adding the Cluster's finalizer"))?;
+    if finalize::set_finalizer(
+        &Api::<Cluster>::namespaced(ctx.client.clone(), &namespace),
+        cluster,
+        true,
+    )
+    .await
+    .map_err(Error::kube("adding the Cluster's finalizer"))?
+    {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
 
@@ -640,21 +641,13 @@ async fn delete_in_order(
         // The next kind waits until these are gone.
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
-    let finalizers: Vec<String> = cluster
-        .finalizers()
-        .iter()
-        .filter(|f| *f != keys::FINALIZER)
-        .cloned()
-        .collect();
-    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": cluster.resource_version()}});
-    Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
-        .patch(
-            &cluster.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(Error::kube("removing the Cluster's finalizer"))?;
+    finalize::set_finalizer(
+        &Api::<Cluster>::namespaced(ctx.client.clone(), &namespace),
+        cluster,
+        false,
+    )
+    .await
+    .map_err(Error::kube("removing the Cluster's finalizer"))?;
     Ok(Action::await_change())
 }
 

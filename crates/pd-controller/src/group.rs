@@ -64,7 +64,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     if cluster.spec.paused {
-        if is_blocked_with(group, reasons::PAUSED) {
+        if shared_group::synced_reason_is(group, reasons::PAUSED) {
             // Already says so: a paused cluster gets no writes at all.
             return Ok(Action::await_change());
         }
@@ -198,7 +198,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
                 }
                 update::Action::Delete { name: instance } => {
                     if let Some(refusal) = scale_in_refusal(&views, &instance) {
-                        if !is_blocked_with(group, REASON_SCALE_IN_REFUSED) {
+                        if !shared_group::synced_reason_is(group, REASON_SCALE_IN_REFUSED) {
                             ctx.events
                                 .warning(group, REASON_SCALE_IN_REFUSED, "ScaleIn", refusal.clone())
                                 .await;
@@ -339,10 +339,6 @@ async fn create_instance(api: &Api<PD>, pd: &PD) -> Result<(), Error> {
     Ok(())
 }
 
-fn is_blocked_with(group: &PDGroup, reason: &str) -> bool {
-    conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| c.reason == reason)
-}
-
 /// Records why the group cannot proceed (both conditions false with the same reason), with an
 /// Event when that is news.
 async fn write_blocked(
@@ -351,19 +347,10 @@ async fn write_blocked(
     reason: &str,
     message: String,
 ) -> Result<(), Error> {
-    let mut status = group.status.clone().unwrap_or_default();
-    let changed = shared_group::blocked_conditions(
-        &mut status.common.conditions,
-        reason,
-        &message,
-        group.metadata.generation,
-    );
-    if changed {
-        ctx.events
-            .warning(group, reason, "Reconcile", message)
-            .await;
-    }
-    write_status(group, ctx, status).await
+    shared_group::write_blocked(&ctx.client, &ctx.events, group, reason, message)
+        .await
+        .map_err(Error::kube("writing the PDGroup status"))?;
+    Ok(())
 }
 
 async fn write_status(

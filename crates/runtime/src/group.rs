@@ -16,6 +16,7 @@ use operator_api::core::ComponentGroupStatus;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::events::Events;
 use crate::revision::fnv1a64;
 
 /// A new instance name: the group's name and five characters that differ per call.
@@ -275,14 +276,53 @@ where
     K: HasStatus + HasConditions + Resource + Clone,
     K::Status: Clone + Default,
 {
+    blocked(object, reason, message).0
+}
+
+/// [`status_blocked`], and whether the conditions changed.
+fn blocked<K>(object: &K, reason: &str, message: &str) -> (K::Status, bool)
+where
+    K: HasStatus + HasConditions + Resource + Clone,
+    K::Status: Clone + Default,
+{
     let mut copy = object.clone();
-    blocked_conditions(
+    let changed = blocked_conditions(
         copy.conditions_mut(),
         reason,
         message,
         object.meta().generation,
     );
-    copy.status().cloned().unwrap_or_default()
+    (copy.status().cloned().unwrap_or_default(), changed)
+}
+
+/// Whether the object's `Synced` condition gives `reason`.
+pub fn synced_reason_is(object: &impl HasConditions, reason: &str) -> bool {
+    conditions::find(object.conditions(), conditions::SYNCED).is_some_and(|c| c.reason == reason)
+}
+
+/// Records on `object` (a group) why it cannot proceed ([`status_blocked`]), with a Warning Event
+/// when that is news. Returns whether it wrote.
+pub async fn write_blocked<K>(
+    client: &Client,
+    events: &Events,
+    object: &K,
+    reason: &str,
+    message: String,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + HasStatus
+        + HasConditions
+        + Clone
+        + Debug
+        + DeserializeOwned,
+    K::Status: Clone + Default + PartialEq + Serialize,
+{
+    let (status, changed) = blocked(object, reason, &message);
+    if changed {
+        events.warning(object, reason, "Reconcile", message).await;
+    }
+    write_own_status(client, object, &status).await
 }
 
 /// The object's status with `Synced=False`, reason `Paused`; `Ready` keeps what was last seen,

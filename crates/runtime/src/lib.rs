@@ -6,6 +6,7 @@ pub mod build;
 pub mod duration;
 pub mod endpoints;
 pub mod events;
+pub mod finalize;
 pub mod flags;
 pub mod group;
 pub mod overlay;

@@ -127,7 +127,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
                 || Target::of_group(group, &update_revision),
                 Target::of_instance,
             );
-            if !is_synced_with(group, reasons::WAITING_FOR_DEPENDENCIES) {
+            if !shared_group::synced_reason_is(group, reasons::WAITING_FOR_DEPENDENCIES) {
                 ctx.events
                     .normal(
                         group,
@@ -444,10 +444,6 @@ fn is_available(tidb: &TiDB) -> bool {
     shared_group::is_available(tidb.conditions(), observed, tidb.metadata.generation)
 }
 
-fn is_synced_with(group: &TiDBGroup, reason: &str) -> bool {
-    conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| c.reason == reason)
-}
-
 /// Records why the group cannot proceed (both conditions false with the same reason), with an
 /// Event when that is news.
 async fn write_blocked(
@@ -456,19 +452,10 @@ async fn write_blocked(
     reason: &str,
     message: String,
 ) -> Result<(), Error> {
-    let mut status = group.status.clone().unwrap_or_default();
-    let changed = shared_group::blocked_conditions(
-        &mut status.common.conditions,
-        reason,
-        &message,
-        group.metadata.generation,
-    );
-    if changed {
-        ctx.events
-            .warning(group, reason, "Reconcile", message)
-            .await;
-    }
-    write_status(group, ctx, status).await
+    shared_group::write_blocked(&ctx.client, &ctx.events, group, reason, message)
+        .await
+        .map_err(Error::kube("writing the TiDBGroup status"))?;
+    Ok(())
 }
 
 /// A paused Cluster: `Synced=False` (reason `Paused`); `Ready` keeps what was last seen, since

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{Cluster, PD_DEFAULT_PORT_CLIENT, PDGroup, TiDB, TiDBStatus};
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
+use operator_runtime::finalize;
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
 use tracing::{info, instrument};
@@ -392,37 +393,20 @@ async fn finalize(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         }
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
-    let selector = format!(
-        "{}={name},{}={}",
-        keys::LABEL_INSTANCE,
-        keys::LABEL_COMPONENT,
-        build::COMPONENT
-    );
-    for pvc in claims
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube("listing PVCs"))?
-        .items
-    {
-        if pvc.metadata.deletion_timestamp.is_none() {
-            claims
-                .delete(&pvc.name_any(), &DeleteParams::default())
-                .await
-                .map_err(Error::kube("deleting a PVC"))?;
-        }
-    }
-    let finalizers: Vec<String> = tidb
-        .finalizers()
-        .iter()
-        .filter(|f| *f != keys::FINALIZER)
-        .cloned()
-        .collect();
-    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": tidb.resource_version()}});
-    Api::<TiDB>::namespaced(ctx.client.clone(), &namespace)
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::kube("removing the finalizer"))?;
+    finalize::delete_pvcs(
+        &Api::namespaced(ctx.client.clone(), &namespace),
+        &name,
+        build::COMPONENT,
+    )
+    .await
+    .map_err(Error::kube("deleting the PVCs"))?;
+    finalize::set_finalizer(
+        &Api::<TiDB>::namespaced(ctx.client.clone(), &namespace),
+        tidb,
+        false,
+    )
+    .await
+    .map_err(Error::kube("removing the finalizer"))?;
     info!("TiDB instance released");
     Ok(Action::await_change())
 }

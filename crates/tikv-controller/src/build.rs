@@ -261,15 +261,6 @@ pub fn pvcs(tikv: &TiKV) -> Result<Vec<PersistentVolumeClaim>, BuildError> {
     )
 }
 
-/// The label selector of an instance's PVCs.
-pub fn pvc_selector(instance: &str) -> String {
-    format!(
-        "{}={instance},{}={COMPONENT}",
-        keys::LABEL_INSTANCE,
-        keys::LABEL_COMPONENT
-    )
-}
-
 /// The image to run: the template's image (tagged with the version unless it has a tag).
 pub fn image(spec: &TiKVTemplateSpec) -> String {
     build::image(

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use operator_api::conditions::{self, HasConditions, reasons};
+use operator_api::conditions::{HasConditions, reasons};
 use operator_api::core::{Cluster, ComponentGroupStatus, STORE_STATE_REMOVED, TiKV, TiKVGroup};
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
@@ -248,7 +248,7 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
                     };
                     match scale_in_refusal(pd_api.as_ref(), victim).await {
                         Err((reason, message)) => {
-                            if !is_blocked_with(group, reason) {
+                            if !shared_group::synced_reason_is(group, reason) {
                                 ctx.events
                                     .warning(group, reason, "ScaleIn", message.clone())
                                     .await;
@@ -525,10 +525,6 @@ async fn create_instance(api: &Api<TiKV>, tikv: &TiKV) -> Result<(), Error> {
     Ok(())
 }
 
-fn is_blocked_with(group: &TiKVGroup, reason: &str) -> bool {
-    conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| c.reason == reason)
-}
-
 /// Records why the group cannot proceed (both conditions false with the same reason), with an
 /// Event when that is news.
 async fn write_blocked(
@@ -537,19 +533,10 @@ async fn write_blocked(
     reason: &str,
     message: String,
 ) -> Result<(), Error> {
-    let mut status = group.status.clone().unwrap_or_default();
-    let changed = shared_group::blocked_conditions(
-        &mut status.common.conditions,
-        reason,
-        &message,
-        group.metadata.generation,
-    );
-    if changed {
-        ctx.events
-            .warning(group, reason, "Reconcile", message)
-            .await;
-    }
-    write_status(group, ctx, status).await
+    shared_group::write_blocked(&ctx.client, &ctx.events, group, reason, message)
+        .await
+        .map_err(Error::kube("writing the TiKVGroup status"))?;
+    Ok(())
 }
 
 async fn write_status(

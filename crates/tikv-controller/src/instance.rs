@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{Cluster, TiKV, TiKVGroup, TiKVStatus};
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
+use operator_runtime::finalize;
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
 use pd_client::{PdClient, StoreInfo};
@@ -231,23 +232,13 @@ impl Scope<'_> {
 
     /// Deletes the PVCs of the instance; whether any was left.
     async fn delete_pvcs(&self) -> Result<bool, Error> {
-        let claims: Api<PersistentVolumeClaim> =
-            Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        let left = claims
-            .list(&ListParams::default().labels(&build::pvc_selector(&self.name)))
-            .await
-            .map_err(Error::kube("listing PVCs"))?
-            .items;
-        for pvc in &left {
-            if pvc.metadata.deletion_timestamp.is_none() {
-                claims
-                    .delete(&pvc.name_any(), &DeleteParams::default())
-                    .await
-                    .map_err(Error::kube("deleting a PVC"))?;
-                info!(pvc = pvc.name_any(), "deleted PVC of a removed store");
-            }
-        }
-        Ok(!left.is_empty())
+        finalize::delete_pvcs(
+            &Api::namespaced(self.ctx.client.clone(), &self.namespace),
+            &self.name,
+            build::COMPONENT,
+        )
+        .await
+        .map_err(Error::kube("deleting the PVCs"))
     }
 }
 
@@ -1166,17 +1157,13 @@ async fn finalize(
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
     }
-    let finalizers: Vec<String> = tikv
-        .finalizers()
-        .iter()
-        .filter(|f| *f != keys::FINALIZER)
-        .cloned()
-        .collect();
-    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": tikv.resource_version()}});
-    Api::<TiKV>::namespaced(ctx.client.clone(), &namespace)
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::kube("removing the finalizer"))?;
+    finalize::set_finalizer(
+        &Api::<TiKV>::namespaced(ctx.client.clone(), &namespace),
+        tikv,
+        false,
+    )
+    .await
+    .map_err(Error::kube("removing the finalizer"))?;
     info!("TiKV instance released");
     Ok(Action::await_change())
 }
