@@ -12,7 +12,7 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
 use operator_api::core::{Cluster, PD, PDGroup, PDStatus};
 use operator_api::keys;
-use operator_runtime::apply::apply_if_changed;
+use operator_runtime::apply::{apply_if_changed, create_missing};
 use operator_runtime::finalize;
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
@@ -223,27 +223,13 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
     )
     .await?;
 
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
-    for pvc in build::pvcs(pd)? {
-        let pvc_name = pvc.name_any();
-        if claims
-            .get_opt(&pvc_name)
-            .await
-            .map_err(Error::kube("reading a PVC"))?
-            .is_none()
-        {
-            claims
-                .create(
-                    &PostParams {
-                        field_manager: Some(MANAGER.into()),
-                        ..PostParams::default()
-                    },
-                    &pvc,
-                )
-                .await
-                .map_err(Error::kube(format!("creating PVC {pvc_name}")))?;
-        }
-    }
+    create_missing(
+        &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &namespace),
+        MANAGER,
+        build::pvcs(pd)?,
+    )
+    .await
+    .map_err(Error::kube("creating the PVCs"))?;
 
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let desired_pod = match build::pod(pd) {

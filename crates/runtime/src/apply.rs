@@ -5,7 +5,7 @@
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -78,6 +78,28 @@ where
             source,
         })?;
     Ok((applied, true))
+}
+
+/// Creates each of `objects` that does not exist yet and leaves existing ones as they are: for
+/// objects written once, such as PVCs, whose specs the API server does not let change freely.
+pub async fn create_missing<K>(
+    api: &Api<K>,
+    manager: &str,
+    objects: Vec<K>,
+) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let params = PostParams {
+        field_manager: Some(manager.to_string()),
+        ..PostParams::default()
+    };
+    for object in objects {
+        if api.get_opt(&object.name_any()).await?.is_none() {
+            api.create(&params, &object).await?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{Cluster, PD_DEFAULT_PORT_CLIENT, PDGroup, TiDB, TiDBStatus};
 use operator_api::keys;
-use operator_runtime::apply::apply_if_changed;
+use operator_runtime::apply::{apply_if_changed, create_missing};
 use operator_runtime::finalize;
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
@@ -203,27 +203,13 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     )
     .await?;
 
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
-    for pvc in build::pvcs(tidb)? {
-        let pvc_name = pvc.name_any();
-        if claims
-            .get_opt(&pvc_name)
-            .await
-            .map_err(Error::kube("reading a PVC"))?
-            .is_none()
-        {
-            claims
-                .create(
-                    &PostParams {
-                        field_manager: Some(MANAGER.into()),
-                        ..PostParams::default()
-                    },
-                    &pvc,
-                )
-                .await
-                .map_err(Error::kube(format!("creating PVC {pvc_name}")))?;
-        }
-    }
+    create_missing(
+        &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &namespace),
+        MANAGER,
+        build::pvcs(tidb)?,
+    )
+    .await
+    .map_err(Error::kube("creating the PVCs"))?;
 
     let desired_pod = match build::pod(tidb, bootstrap_sql.as_deref()) {
         Ok(pod) => pod,

@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{Cluster, TiKV, TiKVGroup, TiKVStatus};
 use operator_api::keys;
-use operator_runtime::apply::apply_if_changed;
+use operator_runtime::apply::{apply_if_changed, create_missing};
 use operator_runtime::finalize;
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
@@ -467,28 +467,13 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
 /// Creates the instance's PVCs that do not exist. Never for a store on its way out: its PVCs go
 /// once the store is removed.
 async fn ensure_pvcs(scope: &Scope<'_>) -> Result<(), Error> {
-    let claims: Api<PersistentVolumeClaim> =
-        Api::namespaced(scope.ctx.client.clone(), &scope.namespace);
-    for pvc in build::pvcs(scope.tikv)? {
-        let pvc_name = pvc.name_any();
-        if claims
-            .get_opt(&pvc_name)
-            .await
-            .map_err(Error::kube("reading a PVC"))?
-            .is_none()
-        {
-            claims
-                .create(
-                    &PostParams {
-                        field_manager: Some(MANAGER.into()),
-                        ..PostParams::default()
-                    },
-                    &pvc,
-                )
-                .await
-                .map_err(Error::kube(format!("creating PVC {pvc_name}")))?;
-        }
-    }
+    create_missing(
+        &Api::<PersistentVolumeClaim>::namespaced(scope.ctx.client.clone(), &scope.namespace),
+        MANAGER,
+        build::pvcs(scope.tikv)?,
+    )
+    .await
+    .map_err(Error::kube("creating the PVCs"))?;
     Ok(())
 }
 
