@@ -530,6 +530,54 @@ async fn faults_through_the_control_api() {
 }
 
 #[tokio::test]
+async fn store_address_changed_through_the_control_api() {
+    let (_, app) = setup();
+    let (status, faults) = call(
+        &app,
+        Method::PUT,
+        "/control/clusters/db/basic/faults/store-address-changed/basic-tikv-a",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{faults}");
+    let faults: Value = serde_json::from_str(&faults).expect("json");
+    assert_eq!(faults["moved_stores"], json!(["basic-tikv-a"]));
+    let (status, store) = get_json(&app, &format!("{PD}/store/1")).await;
+    assert_eq!(status, StatusCode::OK, "{store}");
+    assert_eq!(store["store"]["id"], 1);
+    assert_eq!(
+        store["store"]["address"],
+        "basic-tikv-a.basic-peer.db-moved:20160"
+    );
+    let (_, state) = get_json(&app, "/control/clusters/db/basic/state").await;
+    assert_eq!(
+        state["stores"][0]["address"],
+        "basic-tikv-a.basic-peer.db-moved:20160"
+    );
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        "/control/clusters/db/basic/faults/store-address-changed/basic-tikv-a",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, store) = get_json(&app, &format!("{PD}/store/1")).await;
+    assert_eq!(
+        store["store"]["address"],
+        "basic-tikv-a.basic-peer.db:20160"
+    );
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        "/control/clusters/db/basic/faults/store-address-changed",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
 async fn tidb_and_tikv_status_endpoints() {
     let (_, app) = setup();
     let (status, body) = get_json(&app, "/clusters/db/basic/tidb/basic-tidb-a/status").await;

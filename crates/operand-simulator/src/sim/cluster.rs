@@ -913,6 +913,12 @@ impl ClusterState {
         if let Some(n) = faults.max_replicas {
             cleared.push(Fault::MaxReplicas(n));
         }
+        cleared.extend(
+            faults
+                .moved_stores
+                .into_iter()
+                .map(Fault::StoreAddressChanged),
+        );
         for fault in cleared {
             let target = match &fault {
                 Fault::MaxReplicas(_) => None,

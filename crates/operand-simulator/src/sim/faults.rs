@@ -65,6 +65,9 @@ pub enum Fault {
     TidbUnhealthy(String),
     /// PD reports and uses this `max-replicas` instead of the configured one (ignored on clear).
     MaxReplicas(u64),
+    /// PD reports the store under another address (its host with a `-moved` suffix) than the
+    /// one its Pod has, with the same ID: the operator can no longer find it by address.
+    StoreAddressChanged(StoreRef),
 }
 
 impl Fault {
@@ -78,6 +81,7 @@ impl Fault {
             Self::LeadersNeverDrain(_) => "leaders-never-drain",
             Self::TidbUnhealthy(_) => "tidb-unhealthy",
             Self::MaxReplicas(_) => "max-replicas",
+            Self::StoreAddressChanged(_) => "store-address-changed",
         }
     }
 
@@ -86,9 +90,10 @@ impl Fault {
         match self {
             Self::PdUnreachable => None,
             Self::MemberUnhealthy(n) | Self::TidbUnhealthy(n) => Some(n.clone()),
-            Self::StoreDown(s) | Self::DownPeers(s) | Self::LeadersNeverDrain(s) => {
-                Some(s.to_string())
-            }
+            Self::StoreDown(s)
+            | Self::DownPeers(s)
+            | Self::LeadersNeverDrain(s)
+            | Self::StoreAddressChanged(s) => Some(s.to_string()),
             Self::MaxReplicas(n) => Some(n.to_string()),
         }
     }
@@ -107,6 +112,7 @@ impl Fault {
             "down-peers" => Self::DownPeers(StoreRef::parse(&need(target)?)),
             "leaders-never-drain" => Self::LeadersNeverDrain(StoreRef::parse(&need(target)?)),
             "tidb-unhealthy" => Self::TidbUnhealthy(need(target)?),
+            "store-address-changed" => Self::StoreAddressChanged(StoreRef::parse(&need(target)?)),
             "max-replicas" => {
                 // On clear the value does not matter; on set it must be a positive number.
                 let value = target.unwrap_or("0");
@@ -138,6 +144,8 @@ pub struct Faults {
     pub unhealthy_tidb: BTreeSet<String>,
     /// The `max-replicas` override.
     pub max_replicas: Option<u64>,
+    /// Stores PD reports under a changed address.
+    pub moved_stores: BTreeSet<StoreRef>,
 }
 
 fn any_matches(set: &BTreeSet<StoreRef>, id: u64, instance: &str) -> bool {
@@ -155,6 +163,7 @@ impl Faults {
             Fault::LeadersNeverDrain(s) => self.leaders_never_drain.insert(s.clone()),
             Fault::TidbUnhealthy(n) => self.unhealthy_tidb.insert(n.clone()),
             Fault::MaxReplicas(n) => self.max_replicas.replace(*n) != Some(*n),
+            Fault::StoreAddressChanged(s) => self.moved_stores.insert(s.clone()),
         }
     }
 
@@ -168,6 +177,7 @@ impl Faults {
             Fault::LeadersNeverDrain(s) => self.leaders_never_drain.remove(s),
             Fault::TidbUnhealthy(n) => self.unhealthy_tidb.remove(n),
             Fault::MaxReplicas(_) => self.max_replicas.take().is_some(),
+            Fault::StoreAddressChanged(s) => self.moved_stores.remove(s),
         }
     }
 
@@ -179,6 +189,11 @@ impl Faults {
     /// Whether the store's peers are reported down.
     pub fn down_peers(&self, id: u64, instance: &str) -> bool {
         any_matches(&self.down_peer_stores, id, instance)
+    }
+
+    /// Whether PD reports the store under a changed address.
+    pub fn address_changed(&self, id: u64, instance: &str) -> bool {
+        any_matches(&self.moved_stores, id, instance)
     }
 
     /// Whether the store's leaders never drain.
@@ -214,6 +229,12 @@ mod tests {
             Ok(Fault::StoreDown(StoreRef::Id(3)))
         );
         assert!(Fault::parse("store-down", None).is_err());
+        assert_eq!(
+            Fault::parse("store-address-changed", Some("basic-tikv-a")),
+            Ok(Fault::StoreAddressChanged(StoreRef::Instance(
+                "basic-tikv-a".into()
+            )))
+        );
         assert!(Fault::parse("max-replicas", Some("x")).is_err());
         assert!(Fault::parse("nope", None).is_err());
     }

@@ -630,6 +630,39 @@ fn down_peers_come_from_down_stores_and_the_down_peers_fault() {
 }
 
 #[test]
+fn store_address_changed_reports_another_address_under_the_same_id() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let now = w.now;
+    let before = w.store(1).store;
+    assert_eq!(before.address, "kv-a.basic-peer.db:20160");
+    let fault = Fault::StoreAddressChanged(StoreRef::Instance("kv-a".into()));
+    w.c().set_fault(&fault, now);
+    let moved = w.store(1).store;
+    assert_eq!(moved.id, 1);
+    assert_eq!(moved.address, "kv-a.basic-peer.db-moved:20160");
+    assert_eq!(moved.peer_address, moved.address);
+    assert_eq!(moved.status_address, "kv-a.basic-peer.db-moved:20180");
+    assert_eq!(moved.state_name, "Up");
+    let listed = w.c().stores_info(&[0, 1], now);
+    assert!(
+        listed
+            .stores
+            .iter()
+            .any(|s| s.store.address == moved.address)
+    );
+    assert_eq!(w.store(2).store.address, "kv-b.basic-peer.db:20160");
+    // The Pod keeps running: a restart on the same instance keeps the store and the fault.
+    w.tikv(&["kv-a"]);
+    w.tick();
+    assert_eq!(w.c().stores_info(&[0, 1, 2], now).count, 3);
+    assert_eq!(w.store(1).store.address, moved.address);
+    w.c().clear_fault(&fault, now);
+    assert_eq!(w.store(1).store.address, before.address);
+    let kinds = w.kinds();
+    assert!(kinds.contains(&"fault_set".to_owned()), "{kinds:?}");
+}
+
+#[test]
 fn store_labels_merge_and_are_validated() {
     let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
     let now = w.now;

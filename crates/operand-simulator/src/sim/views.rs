@@ -69,9 +69,9 @@ pub struct StoreStateView {
     pub pod: String,
     /// Pod UID (the last one seen).
     pub uid: String,
-    /// Address.
+    /// Address, as PD reports it (see the `store-address-changed` fault).
     pub address: String,
-    /// Status address.
+    /// Status address, as PD reports it.
     pub status_address: String,
     /// As PD reports it.
     pub state_name: String,
@@ -321,8 +321,22 @@ impl ClusterState {
         })
     }
 
+    /// The address and status address PD reports for a store: its Pod's, or under the
+    /// `store-address-changed` fault the host with a `-moved` suffix (same ports, same ID).
+    pub(super) fn reported_addresses(&self, store: &Store) -> (String, String) {
+        if !self.faults.address_changed(store.id, &store.instance) {
+            return (store.address.clone(), store.status_address.clone());
+        }
+        let moved = |address: &str| match address.rsplit_once(':') {
+            Some((host, port)) => format!("{host}-moved:{port}"),
+            None => format!("{address}-moved"),
+        };
+        (moved(&store.address), moved(&store.status_address))
+    }
+
     fn store_json(&self, store: &Store, counts: (usize, usize), now: Now) -> StoreInfo {
         let (region_count, leader_count) = counts;
+        let (address, status_address) = self.reported_addresses(store);
         let uptime = store
             .last_heartbeat
             .duration_since(store.started)
@@ -335,7 +349,7 @@ impl ClusterState {
         StoreInfo {
             store: MetaStore {
                 id: store.id,
-                address: store.address.clone(),
+                address: address.clone(),
                 state: store.state.code(),
                 labels: store
                     .labels
@@ -346,8 +360,8 @@ impl ClusterState {
                     })
                     .collect(),
                 version: store.version.clone(),
-                peer_address: store.address.clone(),
-                status_address: store.status_address.clone(),
+                peer_address: address,
+                status_address,
                 git_hash: GIT_HASH.to_owned(),
                 start_timestamp: unix_seconds(store.started),
                 deploy_path: "/".to_owned(),
@@ -642,8 +656,8 @@ impl ClusterState {
                     instance: s.instance.clone(),
                     pod: s.pod.clone(),
                     uid: s.uid.clone(),
-                    address: s.address.clone(),
-                    status_address: s.status_address.clone(),
+                    address: self.reported_addresses(s).0,
+                    status_address: self.reported_addresses(s).1,
                     state_name: self.state_name(s, now).to_owned(),
                     node_state: s.state.node_state_name().to_owned(),
                     pod_running: s.pod_running,
