@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, reasons};
 use operator_api::core::{Cluster, ComponentGroupStatus, PD, PDGroup};
 use operator_api::keys;
-use operator_runtime::apply::apply_if_changed;
+use operator_runtime::apply::{adopt_all, apply_if_changed, apply_owned};
 use operator_runtime::build as shared;
 use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
 use operator_runtime::revision::revision_name;
@@ -91,6 +91,17 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         .map_err(Error::kube("listing the group's PD instances"))?
         .items;
     let update_revision = revision_name(&name, &build::revision_input(group));
+    // Instances created before server-side apply become wholly the template's, in place.
+    adopt_all(&instances_api, MANAGER, &instances, &[], |pd| {
+        (revision_of(pd) == update_revision)
+            .then(|| {
+                let topology = pd.spec.topology.clone();
+                let initial = initial_cluster_num(pd);
+                build::instance(group, &pd.name_any(), topology, &update_revision, initial).ok()
+            })
+            .flatten()
+    })
+    .await?;
 
     let mut blocked = None;
     let mut waiting = None;
@@ -183,16 +194,9 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
                         &instance,
                         existing.spec.topology.clone(),
                         &update_revision,
-                        None,
+                        initial_cluster_num(existing),
                     )?;
-                    instances_api
-                        .patch(
-                            &instance,
-                            &PatchParams::apply(MANAGER).force(),
-                            &Patch::Apply(&desired),
-                        )
-                        .await
-                        .map_err(Error::kube(format!("updating PD {instance}")))?;
+                    apply_owned(&instances_api, MANAGER, Some(existing), &desired, &[]).await?;
                     info!(instance, revision = update_revision, "updating PD instance");
                     acted = true;
                 }
@@ -290,6 +294,14 @@ fn is_available(pd: &PD) -> bool {
     shared_group::is_available(pd.conditions(), observed, pd.metadata.generation)
 }
 
+/// How many first members `pd` bootstrapped with, when it is one: a first member stays one, so
+/// its config keeps `initial-cluster`.
+fn initial_cluster_num(pd: &PD) -> Option<i32> {
+    pd.annotations()
+        .get(keys::ANNO_INITIAL_CLUSTER_NUM)
+        .and_then(|n| n.parse().ok())
+}
+
 fn revision_of(pd: &PD) -> String {
     pd.labels()
         .get(keys::LABEL_INSTANCE_REVISION_HASH)
@@ -325,17 +337,8 @@ fn new_name(group: &PDGroup, index: usize) -> String {
 }
 
 async fn create_instance(api: &Api<PD>, pd: &PD) -> Result<(), Error> {
-    let name = pd.name_any();
-    api.create(
-        &PostParams {
-            field_manager: Some(MANAGER.into()),
-            ..PostParams::default()
-        },
-        pd,
-    )
-    .await
-    .map_err(Error::kube(format!("creating PD {name}")))?;
-    info!(instance = name, "created PD instance");
+    apply_owned(api, MANAGER, None, pd, &[]).await?;
+    info!(instance = pd.name_any(), "created PD instance");
     Ok(())
 }
 

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, reasons};
 use operator_api::core::{
     Cluster, ComponentGroupStatus, PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup,
 };
-use operator_runtime::apply::apply_if_changed;
+use operator_runtime::apply::{adopt_all, apply_if_changed, apply_owned};
 use operator_runtime::build as shared;
 use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
 use operator_runtime::revision::revision_name;
@@ -141,6 +141,16 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
         }
     };
 
+    // Instances created before server-side apply become wholly the template's, in place.
+    adopt_all(&instances_api, MANAGER, &instances, &[], |tidb| {
+        (build::revision_of(tidb) == target.revision)
+            .then(|| {
+                build::instance(group, &tidb.name_any(), tidb.spec.topology.clone(), &target).ok()
+            })
+            .flatten()
+    })
+    .await?;
+
     let mut acted = false;
     let mut waiting = None;
     let suspended = cluster
@@ -201,16 +211,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
                     let instance_name =
                         shared_group::instance_name(&name, &group.uid().unwrap_or_default(), index);
                     let tidb = build::instance(group, &instance_name, topology, &target)?;
-                    instances_api
-                        .create(
-                            &PostParams {
-                                field_manager: Some(MANAGER.into()),
-                                ..PostParams::default()
-                            },
-                            &tidb,
-                        )
-                        .await
-                        .map_err(Error::kube(format!("creating TiDB {instance_name}")))?;
+                    apply_owned(&instances_api, MANAGER, None, &tidb, &[]).await?;
                     let why = if outdated > 0 {
                         "to replace an outdated server; the outdated one goes once it is Ready"
                     } else {
@@ -399,13 +400,7 @@ async fn update_instance(
 ) -> Result<(), Error> {
     let name = existing.name_any();
     let desired = build::instance(group, &name, existing.spec.topology.clone(), target)?;
-    api.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&desired),
-    )
-    .await
-    .map_err(Error::kube(format!("updating TiDB {name}")))?;
+    apply_owned(api, MANAGER, Some(existing), &desired, &[]).await?;
     info!(
         instance = name,
         revision = target.revision,

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{HasConditions, reasons};
 use operator_api::core::{Cluster, ComponentGroupStatus, STORE_STATE_REMOVED, TiKV, TiKVGroup};
 use operator_api::keys;
-use operator_runtime::apply::apply_if_changed;
+use operator_runtime::apply::{adopt_all, apply_if_changed, apply_owned, state_manager};
 use operator_runtime::build as shared;
 use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
 use operator_runtime::revision::revision_name;
@@ -34,6 +34,10 @@ use crate::store;
 pub const REASON_SCALE_IN_REFUSED: &str = "ScaleInRefused";
 /// Reason of a group whose stores are being taken out.
 pub const REASON_SCALING_IN: &str = "ScalingIn";
+
+/// Annotations of a TiKV instance that are operator state, not template: written with merge
+/// patches under their own field manager, never removed by the group's apply.
+const STATE_ANNOTATIONS: &[&str] = &[keys::ANNO_DEFER_DELETE, ANNO_EVICTION_STARTED];
 
 /// Reconciles one TiKVGroup.
 #[instrument(skip_all, fields(namespace = group.namespace(), group = group.name_any(), cluster = group.spec.cluster.name))]
@@ -136,6 +140,22 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
         clean_up_schedulers(group, ctx, pd, &evicting, &instances).await;
     }
     let update_revision = revision_name(&name, &build::revision_input(group));
+    // Instances created before server-side apply become wholly the template's, in place.
+    adopt_all(
+        &instances_api,
+        MANAGER,
+        &instances,
+        STATE_ANNOTATIONS,
+        |tikv| {
+            (revision_of(tikv) == update_revision)
+                .then(|| {
+                    let topology = tikv.spec.topology.clone();
+                    build::instance(group, &tikv.name_any(), topology, &update_revision).ok()
+                })
+                .flatten()
+        },
+    )
+    .await?;
     let version = &group.spec.template.spec.common.version;
 
     // The upgrade gate: a new version only once every PDGroup of the Cluster runs it.
@@ -227,14 +247,14 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
                         existing.spec.topology.clone(),
                         &update_revision,
                     )?;
-                    instances_api
-                        .patch(
-                            &instance,
-                            &PatchParams::apply(MANAGER).force(),
-                            &Patch::Apply(&desired),
-                        )
-                        .await
-                        .map_err(Error::kube(format!("updating TiKV {instance}")))?;
+                    apply_owned(
+                        &instances_api,
+                        MANAGER,
+                        Some(existing),
+                        &desired,
+                        STATE_ANNOTATIONS,
+                    )
+                    .await?;
                     info!(
                         instance,
                         revision = update_revision,
@@ -452,7 +472,8 @@ async fn scale_in_refusal(
         Err(e) => return Err(unreachable(e)),
     };
     let replication = pd_api.replication_config().await.map_err(unreachable)?;
-    let victim_store = store::find_store(&stores, &build::store_address(victim));
+    let recorded = store::recorded_id(victim.status.as_ref().map_or("", |s| s.id.as_str()));
+    let victim_store = store::lookup(&stores, recorded, &build::store_address(victim));
     match store::scale_in_refusal(&stores, victim_store, replication.max_replicas) {
         Some(message) => Err((REASON_SCALE_IN_REFUSED, message)),
         None => Ok(()),
@@ -466,7 +487,7 @@ async fn set_mark(api: &Api<TiKV>, name: &str, marked: bool) -> Result<(), Error
     api.patch(
         name,
         &PatchParams {
-            field_manager: Some(MANAGER.into()),
+            field_manager: Some(state_manager(MANAGER)),
             ..PatchParams::default()
         },
         &Patch::Merge(&patch),
@@ -511,17 +532,8 @@ fn new_name(group: &TiKVGroup, index: usize) -> String {
 }
 
 async fn create_instance(api: &Api<TiKV>, tikv: &TiKV) -> Result<(), Error> {
-    let name = tikv.name_any();
-    api.create(
-        &PostParams {
-            field_manager: Some(MANAGER.into()),
-            ..PostParams::default()
-        },
-        tikv,
-    )
-    .await
-    .map_err(Error::kube(format!("creating TiKV {name}")))?;
-    info!(instance = name, "created TiKV instance");
+    apply_owned(api, MANAGER, None, tikv, STATE_ANNOTATIONS).await?;
+    info!(instance = tikv.name_any(), "created TiKV instance");
     Ok(())
 }
 
