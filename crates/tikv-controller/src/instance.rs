@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{Cluster, TiKV, TiKVGroup, TiKVStatus};
 use operator_api::keys;
-use operator_runtime::apply::{apply_if_changed, create_missing};
+use operator_runtime::apply::{apply_if_changed, create_missing, state_manager};
 use operator_runtime::finalize;
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
@@ -25,7 +25,10 @@ use crate::build;
 use crate::context::{Ctx, MANAGER};
 use crate::error::Error;
 use crate::pd::{self, PdView};
-use crate::store::{self, RestartCause, RestartInput, RestartStep};
+use crate::store::{
+    self, PodPresence, RemovalInput, RemovalStep, RestartCause, RestartInput, RestartStep,
+    StoreLookup,
+};
 
 /// Annotation of a TiKV instance: when the leader-eviction wait of the current restart started
 /// (RFC 3339). It is written before the evict-leader scheduler is added and removed after the
@@ -169,7 +172,7 @@ impl Scope<'_> {
             .patch(
                 &self.name,
                 &PatchParams {
-                    field_manager: Some(MANAGER.into()),
+                    field_manager: Some(state_manager(MANAGER)),
                     ..PatchParams::default()
                 },
                 &Patch::Merge(&patch),
@@ -361,14 +364,19 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
     }
 
     let view = PdView::read(&scope.pd).await;
-    let address = build::store_address(tikv);
-    let store = view
-        .as_ref()
-        .ok()
-        .and_then(|v| store::find_store(&v.stores, &address));
+    let lookup = lookup(tikv, &view);
+    let store = lookup.and_then(|l| l.info());
     let marked = tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE);
     if marked || store.is_some_and(store::is_removed) {
-        return remove_store(&scope, &view, store, existing_pod.as_ref(), &desired_pod).await;
+        return remove_store(
+            &scope,
+            &view,
+            lookup,
+            existing_pod.as_ref(),
+            Some(&desired_pod),
+            Finish::DeleteInstance,
+        )
+        .await;
     }
     ensure_pvcs(&scope).await?;
 
@@ -423,7 +431,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
             )
         }
         Some(pod) if !build::pod_is_current(pod, &desired_pod) => {
-            let (wait, reason, message) = restart(&scope, &mut draft, &view, store, pod).await?;
+            let (wait, reason, message) = restart(&scope, &mut draft, &view, lookup, pod).await?;
             requeue = Some(wait);
             (false, reason, message)
         }
@@ -446,7 +454,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         sync_labels(&scope, info, pod).await?;
     }
 
-    set_ready(&mut draft, existing_pod.as_ref(), &view, store);
+    set_ready(&mut draft, existing_pod.as_ref(), &view, lookup);
     if conditions::find(&draft.status.common.conditions, conditions::SUSPENDED).is_some() {
         draft.set(
             conditions::SUSPENDED,
@@ -462,6 +470,16 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
     } else {
         Duration::from_secs(5)
     })))
+}
+
+/// What PD says of the instance's store: found by the store ID recorded in its status, or at
+/// its address before one is recorded. `None` when PD could not be asked.
+fn lookup<'a>(tikv: &TiKV, view: &'a Result<PdView, String>) -> Option<StoreLookup<'a>> {
+    let recorded = store::recorded_id(tikv.status.as_ref().map_or("", |s| s.id.as_str()));
+    let address = build::store_address(tikv);
+    view.as_ref()
+        .ok()
+        .map(|v| store::lookup(&v.stores, recorded, &address))
 }
 
 /// Creates the instance's PVCs that do not exist. Never for a store on its way out: its PVCs go
@@ -483,12 +501,13 @@ async fn restart(
     scope: &Scope<'_>,
     draft: &mut Draft,
     view: &Result<PdView, String>,
-    store: Option<&StoreInfo>,
+    lookup: Option<StoreLookup<'_>>,
     pod: &Pod,
 ) -> Result<(Duration, &'static str, String), Error> {
-    let view = match view {
-        Ok(view) => view,
-        Err(error) => {
+    let (view, lookup) = match (view, lookup) {
+        (Ok(view), Some(lookup)) => (view, lookup),
+        _ => {
+            let error = view.as_ref().err().map_or("no answer", String::as_str);
             return Ok((
                 Duration::from_secs(5),
                 REASON_PD_UNREACHABLE,
@@ -498,6 +517,7 @@ async fn restart(
             ));
         }
     };
+    let store = lookup.info();
     let down_peer_stores = if store.is_some_and(|s| s.is_up()) {
         match scope.pd.down_peer_regions().await {
             Ok(regions) => regions.stores_with_down_peers(),
@@ -521,7 +541,7 @@ async fn restart(
     let evicting = store.is_some_and(|s| view.is_evicting(s.store.id));
     let timeout = scope.ctx.leader_eviction_timeout;
     let mut input = RestartInput {
-        store,
+        store: lookup,
         evicting,
         down_peer_stores: &down_peer_stores,
         eviction_started_ms: started_ms,
@@ -541,6 +561,13 @@ async fn restart(
     match step {
         RestartStep::StartEviction => Err(Error::Invalid(
             "the leader-eviction start was not recorded".into(),
+        )),
+        RestartStep::StoreNotFound(id) => Ok((
+            Duration::from_secs(5),
+            store::HOLD_STORE_NOT_FOUND,
+            format!(
+                "the Pod is outdated but PD does not list store {id}, the store this instance recorded; it is not restarted until PD reports the store again"
+            ),
         )),
         RestartStep::BlockedByDownPeers(others) => {
             // Hold without evicting: the store keeps serving while it waits.
@@ -825,7 +852,7 @@ fn set_ready(
     draft: &mut Draft,
     pod: Option<&Pod>,
     view: &Result<PdView, String>,
-    store: Option<&StoreInfo>,
+    lookup: Option<StoreLookup<'_>>,
 ) {
     let (ready, reason, message) = match pod {
         None => (
@@ -839,7 +866,7 @@ fn set_ready(
             "the Pod is terminating".into(),
         ),
         Some(p) if !is_ready(p) => (false, reasons::POD_NOT_READY, not_ready_message(p)),
-        Some(_) => match (view, store) {
+        Some(_) => match (view, lookup.unwrap_or(StoreLookup::NeverRegistered)) {
             // A PD that cannot be asked for a moment does not make a ready store unready.
             (Err(_), _)
                 if conditions::is_true(&draft.status.common.conditions, conditions::READY) =>
@@ -851,17 +878,22 @@ fn set_ready(
                 REASON_PD_UNREACHABLE,
                 format!("PD cannot be asked about this store: {error}"),
             ),
-            (Ok(_), None) => (
+            (Ok(_), StoreLookup::NeverRegistered) => (
                 false,
                 REASON_STORE_NOT_SERVING,
                 "the store has not registered with PD yet".to_string(),
             ),
-            (Ok(_), Some(info)) if !info.is_up() => (
+            (Ok(_), StoreLookup::Unlisted(id)) => (
+                false,
+                store::HOLD_STORE_NOT_FOUND,
+                format!("PD does not list store {id}, the store this instance recorded"),
+            ),
+            (Ok(_), StoreLookup::Listed(info)) if !info.is_up() => (
                 false,
                 REASON_STORE_NOT_SERVING,
                 format!("store {} is {}", info.store.id, info.store.state_name),
             ),
-            (Ok(_), Some(info)) => (
+            (Ok(_), StoreLookup::Listed(info)) => (
                 true,
                 reasons::READY,
                 format!("store {} is Up", info.store.id),
@@ -871,167 +903,206 @@ fn set_ready(
     draft.set(conditions::READY, ready, reason, message);
 }
 
-/// The scale-in path of an instance marked for removal (or whose store PD removed): the store is
-/// deleted through PD, then, once it is Tombstone, the Pod, then the PVCs, then the instance.
+/// How a removal ends once the store, its Pod and its PVCs are gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Finish {
+    /// Scale-in: the instance is deleted.
+    DeleteInstance,
+    /// The instance is being deleted: its finalizer is released.
+    ReleaseFinalizer,
+}
+
+/// Removes an instance's store: for a scale-in (the instance is marked, or PD removed its store)
+/// and for a user's deletion of the instance alike, as [`store::removal_step`] decides. The
+/// store is taken offline through PD; only once PD reports its recorded ID Tombstone do the Pod,
+/// then the PVCs, then the instance go. Anything else PD says, or does not say, keeps them.
 async fn remove_store(
     scope: &Scope<'_>,
     view: &Result<PdView, String>,
-    store: Option<&StoreInfo>,
+    lookup: Option<StoreLookup<'_>>,
     pod: Option<&Pod>,
-    desired_pod: &Pod,
+    desired_pod: Option<&Pod>,
+    finish: Finish,
 ) -> Result<Action, Error> {
     let tikv = scope.tikv;
     let mut draft = Draft::new(tikv);
-    draft.store(store);
-    let view = match view {
-        Ok(view) => view,
-        Err(error) => {
-            let message = format!("cannot take the store out: PD is unreachable: {error}");
-            draft.set(conditions::READY, false, REASON_PD_UNREACHABLE, &message);
-            draft.set(conditions::SYNCED, false, REASON_PD_UNREACHABLE, message);
-            scope.write_status(draft.finish(tikv)).await?;
-            return Ok(Action::requeue(Duration::from_secs(5)));
-        }
-    };
-    if let Some(info) = store
-        && view.is_evicting(info.store.id)
-    {
-        scope
-            .remove_scheduler(info.store.id, "the store is being removed")
-            .await?;
-    }
+    draft.store(lookup.and_then(|l| l.info()));
     if tikv.annotations().contains_key(ANNO_EVICTION_STARTED) {
         scope.set_annotation(ANNO_EVICTION_STARTED, None).await?;
     }
-    let pod_running = pod.is_some_and(|p| {
-        p.metadata.deletion_timestamp.is_none()
-            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+    let pd = match (view, lookup) {
+        (Ok(_), Some(lookup)) => Ok(lookup),
+        (Err(error), _) => Err(error.as_str()),
+        (Ok(_), None) => Err("no answer"),
+    };
+    let evicting = match (view, lookup.and_then(|l| l.info())) {
+        (Ok(view), Some(info)) => view.is_evicting(info.store.id),
+        _ => false,
+    };
+    let recorded_removed = tikv
+        .status
+        .as_ref()
+        .is_some_and(|s| s.state == operator_api::core::STORE_STATE_REMOVED);
+    let step = store::removal_step(&RemovalInput {
+        pd,
+        recorded_removed,
+        evicting,
+        pod: PodPresence::of(pod),
     });
-    let removed = match store {
-        Some(info) if store::is_removed(info) => true,
-        Some(info) => {
-            let id = info.store.id;
-            if !store::is_removing(info) {
-                match scope.pd.delete_store(id).await {
-                    Ok(()) => {
+    let topic = match finish {
+        Finish::DeleteInstance => "ScaleIn",
+        Finish::ReleaseFinalizer => "Delete",
+    };
+    match step {
+        RemovalStep::Hold { reason, message } => {
+            if draft.reason(conditions::OFFLINED).as_deref() != Some(reason) {
+                scope
+                    .ctx
+                    .events
+                    .warning(tikv, reason, topic, message.clone())
+                    .await;
+            }
+            draft.set(conditions::OFFLINED, false, reason, &message);
+            draft.set(conditions::SYNCED, false, reason, message);
+            scope.write_status(draft.finish(tikv)).await?;
+            Ok(Action::requeue(Duration::from_secs(5)))
+        }
+        RemovalStep::RemoveScheduler(id) => {
+            scope
+                .remove_scheduler(id, "the store is being removed")
+                .await?;
+            Ok(Action::requeue(Duration::from_secs(1)))
+        }
+        RemovalStep::TakeOffline(id) => {
+            let regions = lookup
+                .and_then(|l| l.info())
+                .map(|s| s.status.region_count)
+                .unwrap_or_default();
+            match scope.pd.delete_store(id).await {
+                Ok(()) => {
+                    scope
+                        .ctx
+                        .events
+                        .normal(
+                            tikv,
+                            REASON_STORE_REMOVING,
+                            topic,
+                            format!(
+                                "store {id} taken offline through PD; its {regions} Regions move to other stores"
+                            ),
+                        )
+                        .await;
+                    let message =
+                        format!("store {id} is being removed; {regions} Regions left on it");
+                    draft.set(conditions::OFFLINED, false, REASON_STORE_REMOVING, &message);
+                    draft.set(conditions::SYNCED, false, REASON_STORE_REMOVING, message);
+                    scope.write_status(draft.finish(tikv)).await?;
+                    Ok(Action::requeue(Duration::from_secs(2)))
+                }
+                Err(error) if error.status().is_some_and(|s| (400..500).contains(&s)) => {
+                    let message = format!("PD refuses to take store {id} offline: {error}");
+                    if draft.reason(conditions::OFFLINED).as_deref()
+                        != Some(REASON_STORE_REMOVAL_REFUSED)
+                    {
                         scope
                             .ctx
                             .events
-                            .normal(
-                                tikv,
-                                REASON_STORE_REMOVING,
-                                "ScaleIn",
-                                format!(
-                                    "store {id} taken offline through PD; its {} Regions move to other stores",
-                                    info.status.region_count
-                                ),
-                            )
+                            .warning(tikv, REASON_STORE_REMOVAL_REFUSED, topic, message.clone())
                             .await;
                     }
-                    Err(error) if error.status().is_some_and(|s| (400..500).contains(&s)) => {
-                        let message = format!("PD refuses to take store {id} offline: {error}");
-                        if draft.reason(conditions::OFFLINED).as_deref()
-                            != Some(REASON_STORE_REMOVAL_REFUSED)
-                        {
-                            scope
-                                .ctx
-                                .events
-                                .warning(
-                                    tikv,
-                                    REASON_STORE_REMOVAL_REFUSED,
-                                    "ScaleIn",
-                                    message.clone(),
-                                )
-                                .await;
-                        }
-                        draft.set(
-                            conditions::OFFLINED,
-                            false,
-                            REASON_STORE_REMOVAL_REFUSED,
-                            &message,
-                        );
-                        draft.set(
-                            conditions::SYNCED,
-                            false,
-                            REASON_STORE_REMOVAL_REFUSED,
-                            message,
-                        );
-                        scope.write_status(draft.finish(tikv)).await?;
-                        return Ok(Action::requeue(Duration::from_secs(15)));
-                    }
-                    Err(error) => return Err(scope.pd_error()(error)),
+                    draft.set(
+                        conditions::OFFLINED,
+                        false,
+                        REASON_STORE_REMOVAL_REFUSED,
+                        &message,
+                    );
+                    draft.set(
+                        conditions::SYNCED,
+                        false,
+                        REASON_STORE_REMOVAL_REFUSED,
+                        message,
+                    );
+                    scope.write_status(draft.finish(tikv)).await?;
+                    Ok(Action::requeue(Duration::from_secs(15)))
                 }
+                Err(error) => Err(scope.pd_error()(error)),
             }
+        }
+        RemovalStep::WaitForTombstone { id, regions } => {
             // Keep the store's Pod while its Regions move away.
-            if pod.is_none() {
-                scope.create_pod(desired_pod).await?;
+            if let (None, Some(desired)) = (pod, desired_pod) {
+                scope.create_pod(desired).await?;
             }
-            let message = format!(
-                "store {id} is being removed; {} Regions left on it",
-                info.status.region_count
-            );
+            let message = format!("store {id} is being removed; {regions} Regions left on it");
             draft.set(conditions::OFFLINED, false, REASON_STORE_REMOVING, &message);
             draft.set(conditions::READY, false, REASON_STORE_REMOVING, &message);
             draft.set(conditions::SYNCED, false, REASON_STORE_REMOVING, message);
             scope.write_status(draft.finish(tikv)).await?;
-            return Ok(Action::requeue(Duration::from_secs(2)));
+            Ok(Action::requeue(Duration::from_secs(2)))
         }
-        // Never registered (and its Pod cannot register it any more), or PD forgot it.
-        None => !tikv.status.as_ref().is_none_or(|s| s.id.is_empty()) || !pod_running,
-    };
-    if !removed {
-        let message = "waiting for the store to register with PD before taking it out".to_string();
-        draft.set(conditions::SYNCED, false, REASON_STORE_REMOVING, message);
-        scope.write_status(draft.finish(tikv)).await?;
-        return Ok(Action::requeue(Duration::from_secs(2)));
-    }
-    let id = draft.status.id.clone();
-    let was_removed = draft.reason(conditions::OFFLINED).as_deref() == Some(REASON_STORE_REMOVED);
-    let message =
-        format!("store {id} is removed from PD (Tombstone); its Pod, PVCs and instance go");
-    draft.set(conditions::OFFLINED, true, REASON_STORE_REMOVED, &message);
-    draft.set(conditions::READY, false, REASON_STORE_REMOVED, &message);
-    draft.set(conditions::SYNCED, false, REASON_STORE_REMOVED, &message);
-    if !was_removed {
-        scope
-            .ctx
-            .events
-            .normal(tikv, REASON_STORE_REMOVED, "ScaleIn", message)
-            .await;
-    }
-    scope.write_status(draft.finish(tikv)).await?;
-    if !tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE) {
-        // PD removed the store by other means: the instance is on its way out for good (and
-        // the group, seeing the store Removed, does not take the mark back).
-        scope
-            .set_annotation(keys::ANNO_DEFER_DELETE, Some(keys::ANNO_TRUE.into()))
-            .await?;
-    }
-    if let Some(pod) = pod {
-        if pod.metadata.deletion_timestamp.is_none() {
-            scope
-                .pods()
-                .delete(&pod.name_any(), &DeleteParams::default())
-                .await
-                .map_err(Error::kube("deleting the Pod of a removed store"))?;
-            info!("deleted the Pod of a removed store");
+        RemovalStep::DeletePod | RemovalStep::WaitForPod | RemovalStep::DeletePvcs => {
+            let id = draft.status.id.clone();
+            let was_removed =
+                draft.reason(conditions::OFFLINED).as_deref() == Some(REASON_STORE_REMOVED);
+            let message = if id.is_empty() {
+                "the store never registered with PD; its Pod, PVCs and instance go".to_string()
+            } else {
+                format!("store {id} is removed from PD (Tombstone); its Pod, PVCs and instance go")
+            };
+            draft.set(conditions::OFFLINED, true, REASON_STORE_REMOVED, &message);
+            draft.set(conditions::READY, false, REASON_STORE_REMOVED, &message);
+            draft.set(conditions::SYNCED, false, REASON_STORE_REMOVED, &message);
+            if !was_removed {
+                scope
+                    .ctx
+                    .events
+                    .normal(tikv, REASON_STORE_REMOVED, topic, message)
+                    .await;
+            }
+            scope.write_status(draft.finish(tikv)).await?;
+            if finish == Finish::DeleteInstance
+                && !tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE)
+            {
+                // PD removed the store by other means: the instance is on its way out for good
+                // (and the group, seeing the store Removed, does not take the mark back).
+                scope
+                    .set_annotation(keys::ANNO_DEFER_DELETE, Some(keys::ANNO_TRUE.into()))
+                    .await?;
+            }
+            match step {
+                RemovalStep::DeletePod => {
+                    scope
+                        .pods()
+                        .delete(&scope.name, &DeleteParams::default())
+                        .await
+                        .map_err(Error::kube("deleting the Pod of a removed store"))?;
+                    info!("deleted the Pod of a removed store");
+                    return Ok(Action::requeue(Duration::from_secs(2)));
+                }
+                RemovalStep::WaitForPod => return Ok(Action::requeue(Duration::from_secs(2))),
+                _ => {}
+            }
+            if scope.delete_pvcs().await? {
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
+            match finish {
+                Finish::DeleteInstance => {
+                    Api::<TiKV>::namespaced(scope.ctx.client.clone(), &scope.namespace)
+                        .delete(&scope.name, &DeleteParams::default())
+                        .await
+                        .map_err(Error::kube("deleting the instance of a removed store"))?;
+                    info!("store removed; instance deleted");
+                    Ok(Action::requeue(Duration::from_secs(1)))
+                }
+                Finish::ReleaseFinalizer => release(tikv, scope.ctx).await,
+            }
         }
-        return Ok(Action::requeue(Duration::from_secs(2)));
     }
-    if scope.delete_pvcs().await? {
-        return Ok(Action::requeue(Duration::from_secs(2)));
-    }
-    Api::<TiKV>::namespaced(scope.ctx.client.clone(), &scope.namespace)
-        .delete(&scope.name, &DeleteParams::default())
-        .await
-        .map_err(Error::kube("deleting the instance of a removed store"))?;
-    info!("store removed; instance deleted");
-    Ok(Action::requeue(Duration::from_secs(1)))
 }
 
-/// A deleted instance: taken out of PD first when only it goes (a user deleted it); with its group
-/// or Cluster going, PD is not asked and the PVCs stay. Any evict-leader scheduler for its store
-/// goes either way.
+/// A deleted instance: its store is removed as in a scale-in ([`remove_store`]) when only it
+/// goes (a user deleted it); with its group or Cluster going, PD is not asked and the PVCs stay.
+/// Any evict-leader scheduler for its store goes either way.
 async fn finalize(
     tikv: &TiKV,
     ctx: &Ctx,
@@ -1042,108 +1113,60 @@ async fn finalize(
         return Ok(Action::await_change());
     }
     let namespace = tikv.namespace().unwrap_or_default();
-    let name = tikv.name_any();
-    let pd = match &pd_url {
-        Some(url) => Some(ctx.pd(&namespace, &tikv.spec.cluster.name, url.clone())?),
-        None => None,
-    };
-    let view = match &pd {
-        Some(pd) => PdView::read(pd).await,
-        None => Err("the Cluster has no PD".to_string()),
-    };
-    let address = build::store_address(tikv);
-    let store = view
-        .as_ref()
-        .ok()
-        .and_then(|v| store::find_store(&v.stores, &address));
-    if let (Some(pd), Ok(view), Some(info)) = (&pd, &view, store)
-        && view.is_evicting(info.store.id)
-    {
-        pd.remove_evict_leader_scheduler(info.store.id)
-            .await
-            .map_err(Error::pd(pd.base()))?;
-    }
-    if only_this {
-        let Some(pd) = pd else {
-            let message = "cannot take the store out: the Cluster has no PD".to_string();
-            write_status(
-                tikv,
-                ctx,
-                shared_group::status_blocked(tikv, REASON_PD_NOT_FOUND, &message),
-            )
-            .await?;
-            return Ok(Action::requeue(Duration::from_secs(15)));
-        };
-        let scope = Scope {
+    let Some(pd_url) = pd_url else {
+        if !only_this {
+            return release(tikv, ctx).await;
+        }
+        let message = "cannot take the store out: the Cluster has no PD".to_string();
+        write_status(
             tikv,
             ctx,
-            namespace: namespace.clone(),
-            name: name.clone(),
-            pd,
-            resource_version: Mutex::new(None),
-        };
-        if let Err(error) = &view {
-            let message = format!("cannot take the store out: PD is unreachable: {error}");
-            scope.write_blocked(REASON_PD_UNREACHABLE, &message).await?;
-            return Ok(Action::requeue(Duration::from_secs(5)));
-        }
-        if let Some(info) = store
-            && !store::is_removed(info)
-        {
-            let id = info.store.id;
-            if !store::is_removing(info) {
-                if let Err(error) = scope.pd.delete_store(id).await {
-                    let message = format!("PD refuses to take store {id} offline: {error}");
-                    scope
-                        .write_blocked(REASON_STORE_REMOVAL_REFUSED, &message)
-                        .await?;
-                    return Ok(Action::requeue(Duration::from_secs(15)));
-                }
-                ctx.events
-                    .normal(
-                        tikv,
-                        REASON_STORE_REMOVING,
-                        "Delete",
-                        format!("store {id} taken offline through PD before the instance goes"),
-                    )
-                    .await;
-            }
-            let mut draft = Draft::new(tikv);
-            draft.store(Some(info));
-            draft.set(
-                conditions::OFFLINED,
-                false,
-                REASON_STORE_REMOVING,
-                format!(
-                    "store {id} is being removed; {} Regions left",
-                    info.status.region_count
-                ),
-            );
-            scope.write_status(draft.finish(tikv)).await?;
-            return Ok(Action::requeue(Duration::from_secs(2)));
-        }
-        // The store is gone from PD (or never was): its data is no longer needed.
-        if let Some(pod) = scope
+            shared_group::status_blocked(tikv, REASON_PD_NOT_FOUND, &message),
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    };
+    let scope = Scope {
+        tikv,
+        ctx,
+        namespace: namespace.clone(),
+        name: tikv.name_any(),
+        pd: ctx.pd(&namespace, &tikv.spec.cluster.name, pd_url)?,
+        resource_version: Mutex::new(None),
+    };
+    let view = PdView::read(&scope.pd).await;
+    let lookup = lookup(tikv, &view);
+    if only_this {
+        let pod = scope
             .pods()
-            .get_opt(&name)
+            .get_opt(&scope.name)
             .await
-            .map_err(Error::kube("reading the Pod"))?
-        {
-            if pod.metadata.deletion_timestamp.is_none() {
-                scope
-                    .pods()
-                    .delete(&name, &DeleteParams::default())
-                    .await
-                    .map_err(Error::kube("deleting the Pod"))?;
-            }
-            return Ok(Action::requeue(Duration::from_secs(2)));
-        }
-        if scope.delete_pvcs().await? {
-            return Ok(Action::requeue(Duration::from_secs(2)));
-        }
+            .map_err(Error::kube("reading the Pod"))?;
+        let desired = build::pod(tikv).ok();
+        return remove_store(
+            &scope,
+            &view,
+            lookup,
+            pod.as_ref(),
+            desired.as_ref(),
+            Finish::ReleaseFinalizer,
+        )
+        .await;
     }
+    if let (Ok(view), Some(info)) = (&view, lookup.and_then(|l| l.info()))
+        && view.is_evicting(info.store.id)
+    {
+        scope
+            .remove_scheduler(info.store.id, "its group or Cluster is deleted")
+            .await?;
+    }
+    release(tikv, ctx).await
+}
+
+/// Takes the operator's finalizer off a deleted instance.
+async fn release(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
     finalize::set_finalizer(
-        &Api::<TiKV>::namespaced(ctx.client.clone(), &namespace),
+        &Api::<TiKV>::namespaced(ctx.client.clone(), &tikv.namespace().unwrap_or_default()),
         tikv,
         false,
     )

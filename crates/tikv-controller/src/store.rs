@@ -27,15 +27,182 @@ pub const MAX_GRACE_SECONDS: i64 = 600;
 /// Regions per extra second of grace period.
 pub const REGIONS_PER_GRACE_SECOND: i64 = 100;
 
-/// The store of an instance: the one PD lists at the instance's advertised address. When several
-/// stores had that address (a store removed, then a new one), the one not removed wins, else
-/// the newest.
+/// The store PD lists at `address`, used only to learn an instance's store ID the first time.
+/// When several stores had that address (a store removed, then a new one), the one not removed
+/// wins, else the newest.
 pub fn find_store<'a>(stores: &'a StoresInfo, address: &str) -> Option<&'a StoreInfo> {
     stores
         .stores
         .iter()
         .filter(|s| s.store.address == address)
         .max_by_key(|s| (!s.is_tombstone(), s.store.id))
+}
+
+/// What PD's store list says of an instance's store.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StoreLookup<'a> {
+    /// PD lists it: by the ID the instance recorded or, before one was recorded, at its address.
+    Listed(&'a StoreInfo),
+    /// No ID is recorded and PD lists no store at the instance's address: it never registered.
+    NeverRegistered,
+    /// PD's answer does not list the store ID the instance recorded. That is silence, not
+    /// removal: nothing is decided on it.
+    Unlisted(u64),
+}
+
+impl<'a> StoreLookup<'a> {
+    /// The store, when PD lists it.
+    pub fn info(&self) -> Option<&'a StoreInfo> {
+        match self {
+            StoreLookup::Listed(info) => Some(info),
+            _ => None,
+        }
+    }
+}
+
+/// Finds an instance's store: by its recorded ID when it has one (whatever address PD now
+/// shows for it), else at its address.
+pub fn lookup<'a>(stores: &'a StoresInfo, recorded: Option<u64>, address: &str) -> StoreLookup<'a> {
+    match recorded {
+        Some(id) => stores
+            .by_id(id)
+            .map_or(StoreLookup::Unlisted(id), StoreLookup::Listed),
+        None => {
+            find_store(stores, address).map_or(StoreLookup::NeverRegistered, StoreLookup::Listed)
+        }
+    }
+}
+
+/// The store ID an instance recorded in its status, if any.
+pub fn recorded_id(status_id: &str) -> Option<u64> {
+    status_id.parse().ok().filter(|id| *id > 0)
+}
+
+/// The Pod of an instance, as the removal sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodPresence {
+    /// No Pod.
+    Absent,
+    /// Being deleted.
+    Terminating,
+    /// Phase Running.
+    Running,
+    /// Exists, not running (pending, failed).
+    NotRunning,
+}
+
+impl PodPresence {
+    /// How `pod` stands.
+    pub fn of(pod: Option<&k8s_openapi::api::core::v1::Pod>) -> PodPresence {
+        match pod {
+            None => PodPresence::Absent,
+            Some(p) if p.metadata.deletion_timestamp.is_some() => PodPresence::Terminating,
+            Some(p) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") => {
+                PodPresence::Running
+            }
+            Some(_) => PodPresence::NotRunning,
+        }
+    }
+}
+
+/// What the removal of a store sees.
+#[derive(Clone, Debug)]
+pub struct RemovalInput<'a> {
+    /// PD's answer about the store, or why PD could not be asked.
+    pub pd: Result<StoreLookup<'a>, &'a str>,
+    /// The instance recorded that PD reported its store Removed (Tombstone) before.
+    pub recorded_removed: bool,
+    /// The store is in the evict-leader scheduler.
+    pub evicting: bool,
+    /// The instance's Pod.
+    pub pod: PodPresence,
+}
+
+/// The next step of removing a store and its instance. Only PD saying Tombstone for the
+/// recorded store ID (or an instance that never registered a store) lets the Pod and the
+/// PVCs go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemovalStep {
+    /// Nothing may be deleted now; the condition says why.
+    Hold {
+        /// Condition reason.
+        reason: &'static str,
+        /// Condition message.
+        message: String,
+    },
+    /// Remove the store from the evict-leader scheduler first.
+    RemoveScheduler(u64),
+    /// Ask PD to take the store offline.
+    TakeOffline(u64),
+    /// PD moves the store's Regions away; its Pod stays (or comes back) meanwhile.
+    WaitForTombstone {
+        /// The store.
+        id: u64,
+        /// Regions left on it.
+        regions: i64,
+    },
+    /// The store is removed: delete the Pod.
+    DeletePod,
+    /// The Pod is going; wait for it.
+    WaitForPod,
+    /// The Pod is gone: delete the PVCs; once none is left, the instance goes.
+    DeletePvcs,
+}
+
+/// Reason: PD cannot be asked about the store.
+pub const HOLD_PD_UNREACHABLE: &str = "PDUnreachable";
+/// Reason: PD's answer does not list the recorded store.
+pub const HOLD_STORE_NOT_FOUND: &str = "StoreNotFound";
+/// Reason: the Pod runs but its store has not registered yet.
+pub const HOLD_WAITING_FOR_STORE: &str = "WaitingForStore";
+
+/// Decides the next step of removing an instance's store (scale-in and deletion alike).
+pub fn removal_step(input: &RemovalInput<'_>) -> RemovalStep {
+    let lookup = match input.pd {
+        Ok(lookup) => lookup,
+        Err(error) => {
+            return RemovalStep::Hold {
+                reason: HOLD_PD_UNREACHABLE,
+                message: format!(
+                    "cannot take the store out: PD cannot be asked ({error}); the Pod and PVCs are kept until it answers"
+                ),
+            };
+        }
+    };
+    let removed = match lookup {
+        StoreLookup::Listed(info) if input.evicting => {
+            return RemovalStep::RemoveScheduler(info.store.id);
+        }
+        StoreLookup::Listed(info) if is_removed(info) => true,
+        StoreLookup::Listed(info) if is_removing(info) => {
+            return RemovalStep::WaitForTombstone {
+                id: info.store.id,
+                regions: info.status.region_count,
+            };
+        }
+        StoreLookup::Listed(info) => return RemovalStep::TakeOffline(info.store.id),
+        StoreLookup::Unlisted(_) if input.recorded_removed => true,
+        StoreLookup::Unlisted(id) => {
+            return RemovalStep::Hold {
+                reason: HOLD_STORE_NOT_FOUND,
+                message: format!(
+                    "PD does not list store {id}, the store this instance recorded; nothing is taken offline or deleted until PD reports store {id} Tombstone"
+                ),
+            };
+        }
+        StoreLookup::NeverRegistered => input.pod != PodPresence::Running,
+    };
+    if !removed {
+        return RemovalStep::Hold {
+            reason: HOLD_WAITING_FOR_STORE,
+            message: "waiting for the store to register with PD before taking it out".into(),
+        };
+    }
+    match input.pod {
+        PodPresence::Running | PodPresence::NotRunning => RemovalStep::DeletePod,
+        PodPresence::Terminating => RemovalStep::WaitForPod,
+        PodPresence::Absent => RemovalStep::DeletePvcs,
+    }
 }
 
 /// The instance's `status.state`: PD's node state (Preparing, Serving, Removing, Removed) when PD
@@ -114,8 +281,8 @@ pub fn restart_grace_period(region_count: i64, pod_grace: Option<i64>) -> i64 {
 /// What a restart of an outdated Pod sees.
 #[derive(Clone, Debug)]
 pub struct RestartInput<'a> {
-    /// The instance's store, if PD knows it.
-    pub store: Option<&'a StoreInfo>,
+    /// What PD says of the instance's store.
+    pub store: StoreLookup<'a>,
     /// The store is in the evict-leader scheduler.
     pub evicting: bool,
     /// Stores PD reports with down peers.
@@ -147,6 +314,9 @@ pub enum RestartCause {
 pub enum RestartStep {
     /// Delete the Pod now.
     Restart(RestartCause),
+    /// PD's answer does not list the recorded store: whether it serves is unknown, so the Pod
+    /// is not restarted.
+    StoreNotFound(u64),
     /// Other stores have down peers: restarting this one could cost a Region its quorum. Hold,
     /// without evicting.
     BlockedByDownPeers(Vec<u64>),
@@ -166,10 +336,14 @@ pub enum RestartStep {
 
 /// Decides the next step of restarting an outdated Pod.
 pub fn restart_step(input: &RestartInput<'_>) -> RestartStep {
-    let Some(store) = input.store else {
-        return RestartStep::Restart(RestartCause::NotServing(
-            "the store is not registered in PD".into(),
-        ));
+    let store = match input.store {
+        StoreLookup::Listed(store) => store,
+        StoreLookup::NeverRegistered => {
+            return RestartStep::Restart(RestartCause::NotServing(
+                "the store is not registered in PD".into(),
+            ));
+        }
+        StoreLookup::Unlisted(id) => return RestartStep::StoreNotFound(id),
     };
     if !store.is_up() {
         return RestartStep::Restart(RestartCause::NotServing(format!(
@@ -204,13 +378,23 @@ pub fn restart_step(input: &RestartInput<'_>) -> RestartStep {
 }
 
 /// Why removing the store `victim` now would leave fewer Up stores than PD's `max-replicas`, if
-/// it would. A victim that is not Up does not lower the count and may always go.
+/// it would. A victim that is not Up does not lower the count and may always go, and one that
+/// never registered has nothing to remove; a victim whose recorded store PD does not list
+/// cannot be checked, so it is refused.
 pub fn scale_in_refusal(
     stores: &StoresInfo,
-    victim: Option<&StoreInfo>,
+    victim: StoreLookup<'_>,
     max_replicas: u64,
 ) -> Option<String> {
-    let victim = victim.filter(|v| v.is_up())?;
+    let victim = match victim {
+        StoreLookup::Listed(info) if info.is_up() => info,
+        StoreLookup::Listed(_) | StoreLookup::NeverRegistered => return None,
+        StoreLookup::Unlisted(id) => {
+            return Some(format!(
+                "PD does not list store {id}, the store of this instance, so the scale-in cannot be checked against max-replicas; nothing is taken offline"
+            ));
+        }
+    };
     let up = stores.stores.iter().filter(|s| s.is_up()).count();
     let after = up.saturating_sub(1);
     (u64::try_from(after).unwrap_or(u64::MAX) < max_replicas).then(|| {
@@ -264,7 +448,7 @@ mod tests {
 
     fn input<'a>(store: Option<&'a StoreInfo>, down: &'a [u64]) -> RestartInput<'a> {
         RestartInput {
-            store,
+            store: store.map_or(StoreLookup::NeverRegistered, StoreLookup::Listed),
             evicting: false,
             down_peer_stores: down,
             eviction_started_ms: None,
@@ -367,7 +551,7 @@ mod tests {
             }
         );
         let drained = store(2, "a", "Up", 0);
-        started.store = Some(&drained);
+        started.store = StoreLookup::Listed(&drained);
         assert_eq!(
             restart_step(&started),
             RestartStep::Restart(RestartCause::LeadersEvicted)
@@ -403,11 +587,14 @@ mod tests {
     }
 
     #[test]
-    fn a_store_that_does_not_serve_restarts_at_once() {
+    fn a_store_that_does_not_serve_restarts_at_once_and_one_pd_does_not_list_never_does() {
         assert!(matches!(
             restart_step(&input(None, &[3])),
             RestartStep::Restart(RestartCause::NotServing(_))
         ));
+        let mut unlisted = input(None, &[]);
+        unlisted.store = StoreLookup::Unlisted(2);
+        assert_eq!(restart_step(&unlisted), RestartStep::StoreNotFound(2));
         let down = store(2, "a", "Disconnected", 4);
         assert!(matches!(
             restart_step(&input(Some(&down), &[3])),
@@ -426,15 +613,213 @@ mod tests {
                 store(4, "d", "Down", 0),
             ],
         };
-        let refusal = scale_in_refusal(&stores, stores.by_id(3), 3).unwrap();
+        let listed = |id| StoreLookup::Listed(stores.by_id(id).unwrap());
+        let refusal = scale_in_refusal(&stores, listed(3), 3).unwrap();
         assert!(
             refusal.contains("leave 2 Up stores") && refusal.contains("max-replicas 3"),
             "{refusal}"
         );
-        assert!(scale_in_refusal(&stores, stores.by_id(3), 2).is_none());
+        assert!(scale_in_refusal(&stores, listed(3), 2).is_none());
         // A store that is down already does not lower the count.
-        assert!(scale_in_refusal(&stores, stores.by_id(4), 3).is_none());
-        assert!(scale_in_refusal(&stores, None, 3).is_none());
+        assert!(scale_in_refusal(&stores, listed(4), 3).is_none());
+        assert!(scale_in_refusal(&stores, StoreLookup::NeverRegistered, 3).is_none());
+        // A store PD does not list is never waved through.
+        let refusal = scale_in_refusal(&stores, StoreLookup::Unlisted(9), 1).unwrap();
+        assert!(refusal.contains("store 9"), "{refusal}");
         assert_eq!(describe_stores(&[2, 9], Some(&stores)), "2 (b), 9");
+    }
+
+    #[test]
+    fn a_store_is_found_by_its_recorded_id_whatever_its_address() {
+        let stores = StoresInfo {
+            count: 2,
+            stores: vec![
+                store(1, "moved:20160", "Up", 0),
+                store(2, "b:20160", "Up", 0),
+            ],
+        };
+        assert_eq!(
+            lookup(&stores, Some(1), "a:20160")
+                .info()
+                .map(|s| s.store.id),
+            Some(1)
+        );
+        // The address is used only while no ID is recorded.
+        assert_eq!(
+            lookup(&stores, None, "b:20160").info().map(|s| s.store.id),
+            Some(2)
+        );
+        assert_eq!(
+            lookup(&stores, None, "a:20160"),
+            StoreLookup::NeverRegistered
+        );
+        // A recorded ID PD does not list is silence, even when another store has the address.
+        assert_eq!(
+            lookup(&stores, Some(7), "b:20160"),
+            StoreLookup::Unlisted(7)
+        );
+        assert_eq!(recorded_id("12"), Some(12));
+        assert_eq!(recorded_id(""), None);
+        assert_eq!(recorded_id("0"), None);
+    }
+
+    /// Every branch of the removal machine, as a table: PD's answer, the record, the Pod and
+    /// the PVCs in; the step out.
+    #[test]
+    fn removal_deletes_nothing_until_pd_says_tombstone_for_the_recorded_id() {
+        use PodPresence::*;
+        let up = store(3, "c", "Up", 2);
+        let down = store(3, "c", "Down", 0);
+        let offline = store(3, "c", "Offline", 0);
+        let tombstone = store(3, "c", "Tombstone", 0);
+        let hold = |reason: &'static str| move |step: &RemovalStep| matches!(step, RemovalStep::Hold { reason: r, .. } if *r == reason);
+        type Check = Box<dyn Fn(&RemovalStep) -> bool>;
+        let is = |want: RemovalStep| -> Check { Box::new(move |step| *step == want) };
+        let cases: Vec<(
+            &str,
+            Result<StoreLookup<'_>, &str>,
+            bool,
+            bool,
+            PodPresence,
+            Check,
+        )> = vec![
+            (
+                "PD unreachable",
+                Err("connection refused"),
+                false,
+                false,
+                Running,
+                Box::new(hold(HOLD_PD_UNREACHABLE)),
+            ),
+            (
+                "PD unreachable, Pod gone",
+                Err("503"),
+                true,
+                false,
+                Absent,
+                Box::new(hold(HOLD_PD_UNREACHABLE)),
+            ),
+            (
+                "recorded ID not listed",
+                Ok(StoreLookup::Unlisted(3)),
+                false,
+                false,
+                Running,
+                Box::new(hold(HOLD_STORE_NOT_FOUND)),
+            ),
+            (
+                "recorded ID not listed, Pod gone",
+                Ok(StoreLookup::Unlisted(3)),
+                false,
+                false,
+                Absent,
+                Box::new(hold(HOLD_STORE_NOT_FOUND)),
+            ),
+            (
+                "Tombstone seen before, PD forgot it since",
+                Ok(StoreLookup::Unlisted(3)),
+                true,
+                false,
+                Absent,
+                is(RemovalStep::DeletePvcs),
+            ),
+            (
+                "evicting first",
+                Ok(StoreLookup::Listed(&up)),
+                false,
+                true,
+                Running,
+                is(RemovalStep::RemoveScheduler(3)),
+            ),
+            (
+                "Up store",
+                Ok(StoreLookup::Listed(&up)),
+                false,
+                false,
+                Running,
+                is(RemovalStep::TakeOffline(3)),
+            ),
+            (
+                "Down store",
+                Ok(StoreLookup::Listed(&down)),
+                false,
+                false,
+                Absent,
+                is(RemovalStep::TakeOffline(3)),
+            ),
+            (
+                "Offline store",
+                Ok(StoreLookup::Listed(&offline)),
+                false,
+                false,
+                Absent,
+                is(RemovalStep::WaitForTombstone { id: 3, regions: 20 }),
+            ),
+            (
+                "Tombstone, Pod runs",
+                Ok(StoreLookup::Listed(&tombstone)),
+                false,
+                false,
+                Running,
+                is(RemovalStep::DeletePod),
+            ),
+            (
+                "Tombstone, Pod pending",
+                Ok(StoreLookup::Listed(&tombstone)),
+                false,
+                false,
+                NotRunning,
+                is(RemovalStep::DeletePod),
+            ),
+            (
+                "Tombstone, Pod terminating",
+                Ok(StoreLookup::Listed(&tombstone)),
+                false,
+                false,
+                Terminating,
+                is(RemovalStep::WaitForPod),
+            ),
+            (
+                "Tombstone, Pod gone",
+                Ok(StoreLookup::Listed(&tombstone)),
+                false,
+                false,
+                Absent,
+                is(RemovalStep::DeletePvcs),
+            ),
+            (
+                "never registered, Pod runs",
+                Ok(StoreLookup::NeverRegistered),
+                false,
+                false,
+                Running,
+                Box::new(hold(HOLD_WAITING_FOR_STORE)),
+            ),
+            (
+                "never registered, Pod pending",
+                Ok(StoreLookup::NeverRegistered),
+                false,
+                false,
+                NotRunning,
+                is(RemovalStep::DeletePod),
+            ),
+            (
+                "never registered, Pod gone",
+                Ok(StoreLookup::NeverRegistered),
+                false,
+                false,
+                Absent,
+                is(RemovalStep::DeletePvcs),
+            ),
+        ];
+        for (name, pd, recorded_removed, evicting, pod, check) in cases {
+            let step = removal_step(&RemovalInput {
+                pd,
+                recorded_removed,
+                evicting,
+                pod,
+            });
+            assert!(check(&step), "{name}: got {step:?}");
+        }
     }
 }
