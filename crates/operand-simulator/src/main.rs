@@ -111,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         regions: args.regions,
         down_after: args.down_after,
         moves_per_tick: args.moves_per_tick.max(1),
+        tick: args.tick,
     };
     let sim = Arc::new(Mutex::new(Sim::new(config)));
 
@@ -144,6 +145,13 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(operand_simulator::volumes::run(
             client,
             args.namespace.clone(),
+            sim.clone(),
+        ));
+    } else {
+        tokio::spawn(operand_simulator::volumes::watch_only(
+            client,
+            args.namespace.clone(),
+            sim.clone(),
         ));
     }
 

@@ -1,7 +1,8 @@
 //! A stand-in volume provisioner (test tooling): the local control plane has no storage, so for
 //! each pending PVC of the operands it creates a PersistentVolume already bound to that claim
 //! (Kubernetes' own PV controller completes the binding), and removes such volumes once their
-//! claim is gone. No data is stored anywhere.
+//! claim is gone. No data is stored anywhere. The same watch tells the simulation which claims
+//! exist (a store's identity is its data volume) and which were deleted (their data is gone).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +16,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
+
+use crate::clock::Now;
+use crate::http::{SharedSim, lock};
+use crate::sim::PvcObservation;
 
 /// Label on the volumes this module creates.
 pub const FAKE_VOLUME_LABEL: &str = "operand-simulator.test/fake-volume";
@@ -77,12 +82,61 @@ pub fn volume_name(namespace: &str, claim: &str) -> String {
     name
 }
 
-/// Provisions volumes for the operands' claims until the process ends.
-pub async fn run(client: Client, namespace: Option<String>) {
-    let claims: Api<PersistentVolumeClaim> = match &namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+/// What the simulation takes from a claim; `deleted` when it disappeared or is being deleted.
+pub fn observe(pvc: &PersistentVolumeClaim, gone: bool) -> Option<PvcObservation> {
+    Some(PvcObservation {
+        namespace: pvc.namespace()?,
+        name: pvc.metadata.name.clone()?,
+        uid: pvc.uid()?,
+        deleted: gone || pvc.metadata.deletion_timestamp.is_some(),
+    })
+}
+
+fn claims_api(client: Client, namespace: Option<&str>) -> Api<PersistentVolumeClaim> {
+    match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    }
+}
+
+/// Watches the operands' claims and feeds them into the simulation; each claim seen applied
+/// goes to `on_apply` too (the provisioner).
+async fn watch_claims<F, Fut>(claims: Api<PersistentVolumeClaim>, sim: SharedSim, on_apply: F)
+where
+    F: Fn(PersistentVolumeClaim) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let config = watcher::Config::default().labels(&crate::watch::label_selector());
+    let mut stream = watcher(claims, config).default_backoff().boxed();
+    while let Some(event) = stream.next().await {
+        let (pvc, gone) = match event {
+            Ok(watcher::Event::InitApply(pvc) | watcher::Event::Apply(pvc)) => (pvc, false),
+            Ok(watcher::Event::Delete(pvc)) => (pvc, true),
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "watching claims");
+                continue;
+            }
+        };
+        if let Some(obs) = observe(&pvc, gone) {
+            lock(&sim).observe_pvc(obs, Now::real());
+        }
+        if !gone {
+            on_apply(pvc).await;
+        }
+    }
+}
+
+/// Feeds the operands' claims into the simulation without provisioning volumes.
+pub async fn watch_only(client: Client, namespace: Option<String>, sim: SharedSim) {
+    let claims = claims_api(client, namespace.as_deref());
+    watch_claims(claims, sim, |_| async {}).await;
+}
+
+/// Provisions volumes for the operands' claims, and feeds the claims into the simulation,
+/// until the process ends.
+pub async fn run(client: Client, namespace: Option<String>, sim: SharedSim) {
+    let claims = claims_api(client.clone(), namespace.as_deref());
     let volumes: Api<PersistentVolume> = Api::all(client);
     let cleanup_volumes = volumes.clone();
     let cleanup_namespace = namespace.clone();
@@ -92,29 +146,20 @@ pub async fn run(client: Client, namespace: Option<String>) {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
     });
-    let config = watcher::Config::default().labels(&crate::watch::label_selector());
-    let mut stream = watcher(claims, config)
-        .default_backoff()
-        .applied_objects()
-        .boxed();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(pvc) => {
-                if let Some(volume) = volume_for(&pvc) {
-                    match volumes.create(&PostParams::default(), &volume).await {
-                        Ok(_) => {
-                            tracing::info!(claim = pvc.name_any(), "provisioned a stand-in volume")
-                        }
-                        Err(kube::Error::Api(e)) if e.code == 409 => {}
-                        Err(error) => {
-                            tracing::warn!(%error, claim = pvc.name_any(), "could not create a volume")
-                        }
-                    }
-                }
+    let volumes = &volumes;
+    watch_claims(claims, sim, |pvc| async move {
+        let Some(volume) = volume_for(&pvc) else {
+            return;
+        };
+        match volumes.create(&PostParams::default(), &volume).await {
+            Ok(_) => tracing::info!(claim = pvc.name_any(), "provisioned a stand-in volume"),
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(error) => {
+                tracing::warn!(%error, claim = pvc.name_any(), "could not create a volume")
             }
-            Err(error) => tracing::warn!(%error, "watching claims"),
         }
-    }
+    })
+    .await;
 }
 
 /// Deletes stand-in volumes whose claim is gone (phase Released).

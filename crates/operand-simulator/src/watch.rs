@@ -52,6 +52,22 @@ pub fn observe(pod: &Pod) -> Option<PodObservation> {
         .find(|c| c.name == component_name)
         .or(containers.first())
         .and_then(|c| c.image.clone());
+    // The data volume is the store's (or member's) identity: the volume named `data`, as the
+    // instance builders name it, else the first PVC.
+    let claims: Vec<(&str, &str)> = spec
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let claim = v.persistent_volume_claim.as_ref()?;
+            Some((v.name.as_str(), claim.claim_name.as_str()))
+        })
+        .collect();
+    let data_claim = claims
+        .iter()
+        .find(|(name, _)| *name == "data")
+        .or(claims.first())
+        .map(|(_, claim)| (*claim).to_owned());
     Some(PodObservation {
         namespace: meta.namespace.clone()?,
         name: meta.name.clone()?,
@@ -65,6 +81,9 @@ pub fn observe(pod: &Pod) -> Option<PodObservation> {
         subdomain: spec.and_then(|s| s.subdomain.clone()),
         ports,
         image,
+        node: spec.and_then(|s| s.node_name.clone()),
+        data_claim,
+        data_volume: None,
     })
 }
 
@@ -123,7 +142,12 @@ mod tests {
                 }
             },
             "spec": {
-                "hostname": "basic-tikv-abc", "subdomain": "basic-tikv-peer",
+                "hostname": "basic-tikv-abc", "subdomain": "basic-tikv-peer", "nodeName": "n1",
+                "volumes": [
+                    {"name": "config", "configMap": {"name": "c"}},
+                    {"name": "raft", "persistentVolumeClaim": {"claimName": "raft-basic-tikv-abc"}},
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "data-basic-tikv-abc"}}
+                ],
                 "containers": [{
                     "name": "tikv", "image": "pingcap/tikv:v8.5.1",
                     "ports": [{"name": "client", "containerPort": 20160}, {"name": "status", "containerPort": 20180}]
@@ -138,6 +162,8 @@ mod tests {
         assert_eq!(obs.host(), "basic-tikv-abc.basic-tikv-peer.db");
         assert_eq!(obs.port("client", 1), 20160);
         assert_eq!(obs.version(), "v8.5.1");
+        assert_eq!(obs.node.as_deref(), Some("n1"));
+        assert_eq!(obs.data_claim.as_deref(), Some("data-basic-tikv-abc"));
     }
 
     #[test]

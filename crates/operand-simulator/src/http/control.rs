@@ -19,6 +19,7 @@ pub(super) fn routes() -> Router<SharedSim> {
         .route("/control/clusters", get(list))
         .route(&format!("{C}/state"), get(state))
         .route(&format!("{C}/events"), get(events))
+        .route(&format!("{C}/safety"), get(safety))
         .route(&format!("{C}/faults"), get(faults).delete(clear_faults))
         .route(
             &format!("{C}/faults/{{fault}}"),
@@ -75,6 +76,14 @@ async fn state(State(sim): State<SharedSim>, Path(p): Path<ClusterPath>) -> Resp
     let sim = lock(&sim);
     match sim.cluster(&p.namespace, &p.cluster) {
         Some(c) => json(StatusCode::OK, &c.state(Now::real())),
+        None => not_found(&p),
+    }
+}
+
+async fn safety(State(sim): State<SharedSim>, Path(p): Path<ClusterPath>) -> Response {
+    let sim = lock(&sim);
+    match sim.cluster(&p.namespace, &p.cluster) {
+        Some(c) => json(StatusCode::OK, &c.safety(Now::real())),
         None => not_found(&p),
     }
 }

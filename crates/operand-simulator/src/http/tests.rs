@@ -39,6 +39,9 @@ fn pod(component: Component, name: &str) -> PodObservation {
             .map(|(n, p)| (n.to_owned(), p))
             .collect::<BTreeMap<_, _>>(),
         image: Some("pingcap/x:v8.5.2".into()),
+        node: None,
+        data_claim: Some(format!("data-{name}")),
+        data_volume: None,
     }
 }
 
@@ -59,6 +62,15 @@ fn setup() -> (SharedSim, Router) {
     }
     let app = router(sim.clone());
     (sim, app)
+}
+
+/// Runs `n` ticks of the simulation, 500 ms apart.
+fn ticks(sim: &SharedSim, n: u32) {
+    let mut s = lock(sim);
+    let start = Now::real();
+    for i in 1..=n {
+        s.tick(start.after(std::time::Duration::from_millis(500) * i));
+    }
 }
 
 async fn call(
@@ -230,7 +242,7 @@ async fn members_leader_health_cluster_and_config_have_pds_shapes() {
 
 #[tokio::test]
 async fn leader_transfer_and_member_deletion() {
-    let (_, app) = setup();
+    let (sim, app) = setup();
     let (status, body) = call(
         &app,
         Method::POST,
@@ -242,6 +254,14 @@ async fn leader_transfer_and_member_deletion() {
         (status, body.as_str()),
         (StatusCode::OK, "\"The transfer command is submitted.\"")
     );
+    // Asynchronous: the leader steps down on the next tick, the target leads on the one after.
+    let (_, leader) = get_json(&app, &format!("{PD}/leader")).await;
+    assert_eq!(leader["name"], "basic-pd-a");
+    ticks(&sim, 1);
+    let (status, body) = get_json(&app, &format!("{PD}/leader")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body, "no leader");
+    ticks(&sim, 1);
     let (_, leader) = get_json(&app, &format!("{PD}/leader")).await;
     assert_eq!(leader["name"], "basic-pd-c");
     let (status, _) = call(
@@ -578,6 +598,62 @@ async fn store_address_changed_through_the_control_api() {
 }
 
 #[tokio::test]
+async fn the_safety_record_and_the_new_faults_through_the_control_api() {
+    let (sim, app) = setup();
+    let (status, safety) = get_json(&app, "/control/clusters/db/basic/safety").await;
+    assert_eq!(status, StatusCode::OK, "{safety}");
+    assert_eq!(safety["pd_leader"], true);
+    assert_eq!(safety["tick_ms"], 500);
+    assert_eq!(safety["pd_without_leader"], json!([]));
+    assert_eq!(safety["data_loss"], json!([]));
+    let (status, _) = get_json(&app, "/control/clusters/db/nope/safety").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    for fault in [
+        "pd-quorum-lost",
+        "pd-member-down/basic-pd-b",
+        "node-lost/node-1",
+        "slow-drain/basic-tikv-a",
+    ] {
+        let (status, body) = call(
+            &app,
+            Method::PUT,
+            &format!("/control/clusters/db/basic/faults/{fault}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{fault}: {body}");
+    }
+    let (_, faults) = get_json(&app, "/control/clusters/db/basic/faults").await;
+    assert_eq!(faults["pd_quorum_lost"], true);
+    assert_eq!(faults["down_members"], json!(["basic-pd-b"]));
+    assert_eq!(faults["lost_nodes"], json!(["node-1"]));
+    assert_eq!(faults["slow_drain_stores"], json!(["basic-tikv-a"]));
+    let (status, body) = get_json(&app, &format!("{PD}/members")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body, "no leader");
+    ticks(&sim, 3);
+    let (_, safety) = get_json(&app, "/control/clusters/db/basic/safety").await;
+    assert_eq!(safety["pd_leader"], false);
+    assert_eq!(safety["pd_without_leader"][0]["ongoing"], true, "{safety}");
+    assert_eq!(safety["pd_without_leader"][0]["ticks"], 3, "{safety}");
+    let (_, state) = get_json(&app, "/control/clusters/db/basic/state").await;
+    assert_eq!(state["pd_quorum"], false);
+    assert_eq!(state["members"][1]["up"], false);
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        "/control/clusters/db/basic/faults",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    ticks(&sim, 1);
+    let (status, _) = get_json(&app, &format!("{PD}/members")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn tidb_and_tikv_status_endpoints() {
     let (_, app) = setup();
     let (status, body) = get_json(&app, "/clusters/db/basic/tidb/basic-tidb-a/status").await;
@@ -640,7 +716,7 @@ async fn tidb_and_tikv_status_endpoints() {
 
 #[tokio::test]
 async fn state_and_events_for_tests() {
-    let (_, app) = setup();
+    let (sim, app) = setup();
     let (status, clusters) = get_json(&app, "/control/clusters").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(clusters[0]["namespace"], "db");
@@ -655,6 +731,7 @@ async fn state_and_events_for_tests() {
         None,
     )
     .await;
+    ticks(&sim, 2);
     let (_, state) = get_json(&app, "/control/clusters/db/basic/state").await;
     assert_eq!(state["leader"], "basic-pd-b");
     assert_eq!(state["stores"].as_array().map(Vec::len), Some(3));

@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use super::events::{EventKind, EventLog, StopReason};
 use super::faults::{Fault, Faults};
+use super::safety::{DataLoss, Safety};
 use super::{ClusterKey, Component, PodObservation, SimConfig, stable_id};
 use crate::clock::Now;
 
@@ -113,6 +114,11 @@ pub(super) struct Store {
     pub last_state_name: String,
     /// Whether `leaders_drained` was logged for the current eviction.
     pub drained_reported: bool,
+    /// Its data volume: claim name and UID (`None` while unknown).
+    pub claim: Option<String>,
+    pub volume: Option<String>,
+    /// Its PVC was deleted: the store never heartbeats again.
+    pub data_lost: bool,
 }
 
 /// A peer of a region.
@@ -131,6 +137,10 @@ pub(super) struct Region {
     pub leader: Option<u64>,
     pub conf_ver: u64,
     pub version: u64,
+    /// Without a leader since at least the last tick: it may elect one on this tick.
+    pub waited: bool,
+    /// A majority of its replicas is gone for good (recorded once).
+    pub lost: bool,
 }
 
 impl Region {
@@ -146,16 +156,41 @@ pub(super) struct Replication {
     pub location_labels: Vec<String>,
 }
 
-/// A PD member: a running PD Pod that was not removed through the API.
+/// A PD member, as etcd lists it: added when a PD Pod of that name first runs, listed until
+/// removed through the API, whether its Pod runs or not.
 #[derive(Clone, Debug)]
 pub(super) struct MemberView {
     pub name: String,
     pub member_id: u64,
+    /// The Pod that last ran as this member.
     pub pod: String,
     pub uid: String,
     pub client_url: String,
     pub peer_url: String,
     pub version: String,
+    /// Its data volume: claim name and UID, once known.
+    pub claim: Option<String>,
+    pub volume: Option<String>,
+    /// Its PVC was deleted while it was a member: it never serves again.
+    pub data_lost: bool,
+}
+
+/// A member removed through the API: what it ran on then, to tell a fresh join from a rejoin.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RemovedMember {
+    /// UID of the Pod that ran as the member.
+    pub uid: String,
+    /// UID of its data volume, if known.
+    pub volume: Option<String>,
+}
+
+/// `POST /leader/transfer/{name}` in progress: the leader steps down on the next tick and the
+/// target leads on the one after.
+#[derive(Clone, Debug)]
+pub(super) struct Transfer {
+    pub from: Option<String>,
+    pub to: String,
+    pub stepped_down: bool,
 }
 
 /// One simulated cluster.
@@ -165,11 +200,22 @@ pub struct ClusterState {
     pub(super) id: u64,
     pub(super) settings: SimConfig,
     pub(super) created: Now,
-    /// Every Pod of the cluster the API holds, by name.
+    /// Every Pod of the cluster the API holds, by name, as the simulation treats it (not
+    /// running on a lost Node).
     pub(super) pods: BTreeMap<String, PodObservation>,
+    /// The same Pods as observed.
+    pub(super) raw_pods: BTreeMap<String, PodObservation>,
+    /// UIDs of TiKV Pods PD refused (a new volume at a live store's address).
+    pub(super) refused_pods: BTreeSet<String>,
     pub(super) leader: Option<String>,
-    /// Members removed through the API: name → UID of the Pod that ran then.
-    pub(super) removed_members: BTreeMap<String, String>,
+    /// PD's members by name.
+    pub(super) members: BTreeMap<String, MemberView>,
+    /// Members removed through the API, by name.
+    pub(super) removed_members: BTreeMap<String, RemovedMember>,
+    pub(super) transfer: Option<Transfer>,
+    /// Ticks so far.
+    pub(super) ticks: u64,
+    pub(super) safety: Safety,
     pub(super) stores: BTreeMap<u64, Store>,
     /// The current store of each TiKV instance.
     pub(super) store_by_instance: BTreeMap<String, u64>,
@@ -199,8 +245,14 @@ impl ClusterState {
             settings,
             created: now,
             pods: BTreeMap::new(),
+            raw_pods: BTreeMap::new(),
+            refused_pods: BTreeSet::new(),
             leader: None,
+            members: BTreeMap::new(),
             removed_members: BTreeMap::new(),
+            transfer: None,
+            ticks: 0,
+            safety: Safety::default(),
             stores: BTreeMap::new(),
             store_by_instance: BTreeMap::new(),
             next_store_id: 1,
@@ -268,6 +320,25 @@ impl ClusterState {
 
     /// A Pod of this cluster was added or changed.
     pub fn observe_pod(&mut self, pod: PodObservation, now: Now) {
+        self.raw_pods.insert(pod.name.clone(), pod.clone());
+        let effective = self.effective(pod);
+        self.apply_pod(effective, now);
+        self.record_safety(now);
+    }
+
+    /// The Pod as the simulation treats it: not running on a lost Node.
+    fn effective(&self, mut pod: PodObservation) -> PodObservation {
+        if pod
+            .node
+            .as_ref()
+            .is_some_and(|n| self.faults.lost_nodes.contains(n))
+        {
+            pod.running = false;
+        }
+        pod
+    }
+
+    fn apply_pod(&mut self, pod: PodObservation, now: Now) {
         let previous = self.pods.insert(pod.name.clone(), pod.clone());
         let mut was_running = false;
         if let Some(prev) = previous {
@@ -277,15 +348,6 @@ impl ClusterState {
                 // Another Pod of the same name replaced it without our seeing it stop.
                 self.pod_stopped(&prev, StopReason::Replaced, now);
             }
-        }
-        if pod.component == Component::Pd
-            && self
-                .removed_members
-                .get(&pod.instance)
-                .is_some_and(|uid| *uid != pod.uid)
-        {
-            // A new Pod for a removed member: it joins as a new member.
-            self.removed_members.remove(&pod.instance);
         }
         match (was_running, pod.running) {
             (false, true) => self.pod_started(&pod, now),
@@ -301,11 +363,28 @@ impl ClusterState {
         }
     }
 
+    /// Every Pod on `node` is observed again (its Node was lost or came back).
+    fn reapply_node(&mut self, node: &str, now: Now) {
+        let on_node: Vec<PodObservation> = self
+            .raw_pods
+            .values()
+            .filter(|p| p.node.as_deref() == Some(node))
+            .cloned()
+            .collect();
+        for pod in on_node {
+            let effective = self.effective(pod);
+            self.apply_pod(effective, now);
+        }
+        self.record_safety(now);
+    }
+
     /// A Pod of this cluster disappeared from the API.
     pub fn pod_gone(&mut self, name: &str, now: Now) {
+        self.raw_pods.remove(name);
         let Some(pod) = self.pods.remove(name) else {
             return;
         };
+        self.refused_pods.remove(&pod.uid);
         if pod.running {
             self.pod_stopped(&pod, StopReason::Deleted, now);
         }
@@ -318,6 +397,7 @@ impl ClusterState {
                 uid: pod.uid.clone(),
             },
         );
+        self.record_safety(now);
     }
 
     fn pod_started(&mut self, pod: &PodObservation, now: Now) {
@@ -330,8 +410,10 @@ impl ClusterState {
                 uid: pod.uid.clone(),
             },
         );
-        if pod.component == Component::Tikv {
-            self.tikv_started(pod, now);
+        match pod.component {
+            Component::Tikv => self.tikv_started(pod, now),
+            Component::Pd => self.admit_member(pod, now),
+            Component::Tidb => {}
         }
     }
 
@@ -357,6 +439,101 @@ impl ClusterState {
         }
     }
 
+    /// A PD Pod runs: the member of its name, if listed, runs again (whatever its Pod UID: on
+    /// the same data it is the same etcd member). A name removed through the API joins again
+    /// only on a fresh data volume (without a known volume: a new Pod), as etcd refuses a
+    /// removed member's data; until then it stays out.
+    fn admit_member(&mut self, pod: &PodObservation, now: Now) {
+        let name = pod.instance.clone();
+        let client_url = format!("http://{}:{}", pod.host(), pod.port("client", 2379));
+        let peer_url = format!("http://{}:{}", pod.host(), pod.port("peer", 2380));
+        if let Some(m) = self.members.get_mut(&name) {
+            m.pod = pod.name.clone();
+            m.uid = pod.uid.clone();
+            m.client_url = client_url;
+            m.peer_url = peer_url;
+            m.version = pod.version();
+            if m.volume.is_none() {
+                m.claim = pod.data_claim.clone();
+                m.volume = pod.data_volume.clone();
+            }
+            return;
+        }
+        if let Some(removed) = self.removed_members.get(&name) {
+            let fresh = match (&removed.volume, &pod.data_volume) {
+                (Some(old), Some(new)) => old != new,
+                // Its volume is not known yet: wait (the next tick asks again).
+                (Some(_), None) => false,
+                (None, _) => removed.uid != pod.uid,
+            };
+            if !fresh {
+                return;
+            }
+            self.removed_members.remove(&name);
+        }
+        let member_id = stable_id(&[&self.key.namespace, &self.key.cluster, &name]);
+        self.members.insert(
+            name.clone(),
+            MemberView {
+                name: name.clone(),
+                member_id,
+                pod: pod.name.clone(),
+                uid: pod.uid.clone(),
+                client_url,
+                peer_url,
+                version: pod.version(),
+                claim: pod.data_claim.clone(),
+                volume: pod.data_volume.clone(),
+                data_lost: false,
+            },
+        );
+        self.log(now, EventKind::MemberAdded { name, member_id });
+    }
+
+    /// PD Pods that run but are not members (a removed name whose volume was not known yet).
+    pub(super) fn admit_waiting_members(&mut self, now: Now) {
+        let waiting: Vec<PodObservation> = self
+            .pods
+            .values()
+            .filter(|p| p.component == Component::Pd && p.running)
+            .filter(|p| !self.members.contains_key(&p.instance))
+            .cloned()
+            .collect();
+        for pod in waiting {
+            self.admit_member(&pod, now);
+        }
+    }
+
+    /// The duplicated-address check PD runs when a store registers: a Pod at the address of a
+    /// store that is not Tombstone, on another data volume than that store's (or after that
+    /// store's data was deleted), is not that store and registers nothing.
+    fn refuse_store(&mut self, pod: &PodObservation, id: u64, address: &str, now: Now) {
+        if !self.refused_pods.insert(pod.uid.clone()) {
+            return;
+        }
+        let reason = format!(
+            "duplicated store address: {address} is store {id}'s, which is not Tombstone, and Pod {} (uid {}) does not run on that store's data volume",
+            pod.name, pod.uid
+        );
+        tracing::warn!(
+            namespace = %self.key.namespace,
+            cluster = %self.key.cluster,
+            store_id = id,
+            %reason,
+            "store registration refused"
+        );
+        self.log(
+            now,
+            EventKind::StoreRefused {
+                store_id: id,
+                instance: pod.instance.clone(),
+                pod: pod.name.clone(),
+                address: address.to_owned(),
+                reason,
+            },
+        );
+    }
+
     fn tikv_started(&mut self, pod: &PodObservation, now: Now) {
         let address = format!("{}:{}", pod.host(), pod.port("client", 20160));
         let status_address = format!("{}:{}", pod.host(), pod.port("status", 20180));
@@ -364,14 +541,36 @@ impl ClusterState {
         let existing = self
             .store_by_instance
             .get(&pod.instance)
-            .and_then(|id| self.stores.get_mut(id));
-        match existing {
-            Some(store) if store.state != StoreState::Tombstone => {
-                // The same instance again (a restart or a recreated Pod): it keeps its store.
+            .copied()
+            .or_else(|| {
+                self.stores
+                    .values()
+                    .find(|s| s.address == address && s.state != StoreState::Tombstone)
+                    .map(|s| s.id)
+            });
+        if let Some(id) = existing
+            && let Some(store) = self.stores.get(&id)
+            && store.state != StoreState::Tombstone
+        {
+            let same_volume = match (&store.volume, &pod.data_volume) {
+                (Some(a), Some(b)) => a == b,
+                // Not known yet: a Pod of the same instance is taken for the same store.
+                _ => true,
+            };
+            if !same_volume || store.data_lost {
+                self.refuse_store(pod, id, &address, now);
+                return;
+            }
+            if let Some(store) = self.stores.get_mut(&id) {
+                // The same data again (a restart or a recreated Pod): it keeps its store.
                 store.pod = pod.name.clone();
                 if store.uid != pod.uid {
                     store.uid = pod.uid.clone();
                     store.started = now.wall;
+                }
+                if store.volume.is_none() {
+                    store.claim = pod.data_claim.clone();
+                    store.volume = pod.data_volume.clone();
                 }
                 store.address = address;
                 store.status_address = status_address;
@@ -380,43 +579,212 @@ impl ClusterState {
                 store.stopped_at = None;
                 store.last_heartbeat = now.wall;
             }
-            Some(store) if store.uid == pod.uid => {
-                // A tombstone store's own Pod running again: it stays a tombstone.
-            }
-            _ => {
-                let id = self.next_store_id;
-                self.next_store_id += 1;
-                self.stores.insert(
-                    id,
-                    Store {
-                        id,
-                        instance: pod.instance.clone(),
-                        pod: pod.name.clone(),
-                        uid: pod.uid.clone(),
-                        address: address.clone(),
-                        status_address,
-                        version,
-                        labels: BTreeMap::new(),
-                        state: StoreState::Up,
-                        pod_running: true,
-                        stopped_at: None,
-                        started: now.wall,
-                        last_heartbeat: now.wall,
-                        last_state_name: "Up".to_owned(),
-                        drained_reported: false,
-                    },
-                );
-                self.store_by_instance.insert(pod.instance.clone(), id);
-                self.log(
-                    now,
-                    EventKind::StoreRegistered {
-                        store_id: id,
-                        instance: pod.instance.clone(),
-                        address,
-                    },
-                );
+            return;
+        }
+        if existing
+            .and_then(|id| self.stores.get(&id))
+            .is_some_and(|s| s.uid == pod.uid)
+        {
+            // A tombstone store's own Pod running again: it stays a tombstone.
+            return;
+        }
+        let id = self.next_store_id;
+        self.next_store_id += 1;
+        self.stores.insert(
+            id,
+            Store {
+                id,
+                instance: pod.instance.clone(),
+                pod: pod.name.clone(),
+                uid: pod.uid.clone(),
+                address: address.clone(),
+                status_address,
+                version,
+                labels: BTreeMap::new(),
+                state: StoreState::Up,
+                pod_running: true,
+                stopped_at: None,
+                started: now.wall,
+                last_heartbeat: now.wall,
+                last_state_name: "Up".to_owned(),
+                drained_reported: false,
+                claim: pod.data_claim.clone(),
+                volume: pod.data_volume.clone(),
+                data_lost: false,
+            },
+        );
+        self.store_by_instance.insert(pod.instance.clone(), id);
+        self.log(
+            now,
+            EventKind::StoreRegistered {
+                store_id: id,
+                instance: pod.instance.clone(),
+                address,
+            },
+        );
+    }
+
+    /// Once a tick: volumes learnt late are taken as the store's, and refused Pods try again
+    /// (TiKV restarts until it registers) once the store holding their address is Tombstone.
+    pub(super) fn retry_stores(&mut self, now: Now) {
+        for store in self.stores.values_mut() {
+            if store.volume.is_none()
+                && let Some(pod) = self.pods.values().find(|p| p.uid == store.uid)
+            {
+                store.claim = pod.data_claim.clone();
+                store.volume = pod.data_volume.clone();
             }
         }
+        for member in self.members.values_mut() {
+            if member.volume.is_none()
+                && let Some(pod) = self.pods.values().find(|p| p.uid == member.uid)
+            {
+                member.claim = pod.data_claim.clone();
+                member.volume = pod.data_volume.clone();
+            }
+        }
+        let retry: Vec<PodObservation> = self
+            .pods
+            .values()
+            .filter(|p| p.running && self.refused_pods.contains(&p.uid))
+            .filter(|p| {
+                self.store_by_instance
+                    .get(&p.instance)
+                    .and_then(|id| self.stores.get(id))
+                    .is_none_or(|s| s.state == StoreState::Tombstone)
+            })
+            .cloned()
+            .collect();
+        for pod in retry {
+            self.refused_pods.remove(&pod.uid);
+            self.tikv_started(&pod, now);
+        }
+    }
+
+    /// A claim of the cluster's namespace was seen (its UID) or deleted (its data is gone).
+    pub fn observe_volume(&mut self, claim: &str, uid: &str, deleted: bool, now: Now) {
+        if !deleted {
+            for pod in self.raw_pods.values_mut().chain(self.pods.values_mut()) {
+                if pod.data_claim.as_deref() == Some(claim) && pod.data_volume.is_none() {
+                    pod.data_volume = Some(uid.to_owned());
+                }
+            }
+            return;
+        }
+        let time = now.rfc3339();
+        let stores: Vec<u64> = self
+            .stores
+            .values()
+            .filter(|s| s.volume.as_deref() == Some(uid) && !s.data_lost)
+            .map(|s| s.id)
+            .collect();
+        for id in stores {
+            let Some(store) = self.stores.get(&id) else {
+                continue;
+            };
+            let state = self.state_name(store, now).to_owned();
+            let instance = store.instance.clone();
+            let tombstone = store.state == StoreState::Tombstone;
+            if let Some(store) = self.stores.get_mut(&id) {
+                store.data_lost = true;
+            }
+            if tombstone {
+                continue;
+            }
+            tracing::warn!(namespace = %self.key.namespace, cluster = %self.key.cluster,
+                store_id = id, claim, "data loss: the PVC of a store that is not Tombstone was deleted");
+            let loss = DataLoss::StoreVolumeDeleted {
+                time: time.clone(),
+                store_id: id,
+                instance,
+                claim: claim.to_owned(),
+                store_state: state,
+            };
+            self.data_lost(loss, now);
+        }
+        let members: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.volume.as_deref() == Some(uid) && !m.data_lost)
+            .map(|m| m.name.clone())
+            .collect();
+        for name in members {
+            if let Some(m) = self.members.get_mut(&name) {
+                m.data_lost = true;
+            }
+            tracing::warn!(namespace = %self.key.namespace, cluster = %self.key.cluster,
+                member = %name, claim, "data loss: the PVC of a voting PD member was deleted");
+            let loss = DataLoss::PdMemberVolumeDeleted {
+                time: time.clone(),
+                name,
+                claim: claim.to_owned(),
+            };
+            self.data_lost(loss, now);
+        }
+        self.check_region_loss(now);
+        self.record_safety(now);
+    }
+
+    fn data_lost(&mut self, loss: DataLoss, now: Now) {
+        self.log(now, EventKind::DataLost { loss: loss.clone() });
+        self.safety.lost(loss);
+    }
+
+    /// Regions with a majority of their replicas on stores whose data is gone are lost.
+    pub(super) fn check_region_loss(&mut self, now: Now) {
+        let gone: BTreeSet<u64> = self
+            .stores
+            .values()
+            .filter(|s| s.data_lost)
+            .map(|s| s.id)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let time = now.rfc3339();
+        let mut losses = Vec::new();
+        for region in self.regions.iter_mut().filter(|r| !r.lost) {
+            let lost: Vec<u64> = region
+                .peers
+                .iter()
+                .map(|p| p.store)
+                .filter(|s| gone.contains(s))
+                .collect();
+            if lost.len() * 2 > region.peers.len() {
+                region.lost = true;
+                losses.push(DataLoss::RegionLost {
+                    time: time.clone(),
+                    region_id: region.id,
+                    peer_stores: region.peers.iter().map(|p| p.store).collect(),
+                    lost_stores: lost,
+                });
+            }
+        }
+        for loss in losses {
+            self.data_lost(loss, now);
+        }
+    }
+
+    /// Regions without a working leader: none, or one whose store does not heartbeat, or
+    /// without a live majority of replicas (it cannot keep its lease).
+    pub(super) fn leaderless_regions(&self, now: Now) -> BTreeSet<u64> {
+        let classes = self.classify(now);
+        let alive = |s: &u64| classes.get(s).is_some_and(|c| c.alive);
+        self.regions
+            .iter()
+            .filter(|r| {
+                let live = r.peers.iter().filter(|p| alive(&p.store)).count();
+                !r.leader.is_some_and(|l| alive(&l)) || live * 2 <= r.peers.len()
+            })
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// Brings the safety record up to date with `now`.
+    pub(super) fn record_safety(&mut self, now: Now) {
+        let leaderless = self.leaderless_regions(now);
+        let pd_leader = self.current_leader().is_some();
+        self.safety.observe(now, self.ticks, pd_leader, &leaderless);
     }
 
     /// Whether any PD Pod of the cluster runs.
@@ -455,25 +823,30 @@ impl ClusterState {
 
     // ---------------------------------------------------------------- PD members
 
-    /// The members, ordered by name.
+    /// The members, ordered by name, whether they run or not.
     pub(super) fn members(&self) -> Vec<MemberView> {
-        self.pods
-            .values()
-            .filter(|p| p.component == Component::Pd && p.running)
-            .filter(|p| self.removed_members.get(&p.instance) != Some(&p.uid))
-            .map(|p| MemberView {
-                name: p.instance.clone(),
-                member_id: stable_id(&[&self.key.namespace, &self.key.cluster, &p.instance]),
-                pod: p.name.clone(),
-                uid: p.uid.clone(),
-                client_url: format!("http://{}:{}", p.host(), p.port("client", 2379)),
-                peer_url: format!("http://{}:{}", p.host(), p.port("peer", 2380)),
-                version: p.version(),
+        self.members.values().cloned().collect()
+    }
+
+    /// Whether a member serves: its Pod runs, its data is there, no `pd-member-down`.
+    pub(super) fn member_up(&self, m: &MemberView) -> bool {
+        !m.data_lost
+            && !self.faults.down_members.contains(&m.name)
+            && self.pods.values().any(|p| {
+                p.component == Component::Pd && p.instance == m.name && p.uid == m.uid && p.running
             })
-            .map(|m| (m.name.clone(), m))
-            .collect::<BTreeMap<_, _>>()
-            .into_values()
-            .collect()
+    }
+
+    /// `health` in `/health`: serving and not marked unhealthy.
+    pub(super) fn member_healthy(&self, m: &MemberView) -> bool {
+        self.member_up(m) && !self.faults.unhealthy_members.contains(&m.name)
+    }
+
+    /// Whether a majority of the listed members serves (and `pd-quorum-lost` is not set).
+    pub(super) fn quorum(&self) -> bool {
+        let listed = self.members.len();
+        let up = self.members.values().filter(|m| self.member_up(m)).count();
+        listed > 0 && up * 2 > listed && !self.faults.pd_quorum_lost
     }
 
     /// The current leader's name, if any (a leader that stopped being a member is none).
@@ -481,30 +854,39 @@ impl ClusterState {
         self.current_leader()
     }
 
-    /// `POST /leader/transfer/{name}`.
+    /// `POST /leader/transfer/{name}`: answered at once; the leader steps down on the next tick
+    /// and the target leads on the one after.
     pub fn transfer_leader(&mut self, to: &str, now: Now) -> Result<(), ApiError> {
-        if !self.members().iter().any(|m| m.name == to) {
+        let valid = self.members.get(to).is_some_and(|m| self.member_up(m));
+        if !valid {
             let err = ApiError::new(500, "no valid pd to transfer etcd leader");
             return Err(self.reject(now, format!("POST /leader/transfer/{to}"), err));
         }
-        if self.leader.as_deref() != Some(to) {
-            let from = self.leader.replace(to.to_owned());
-            self.log(
-                now,
-                EventKind::LeaderTransferred {
-                    from,
-                    to: to.to_owned(),
-                },
-            );
+        if self.current_leader().as_deref() == Some(to) && self.transfer.is_none() {
+            return Ok(());
         }
+        let from = self.leader.clone();
+        self.log(
+            now,
+            EventKind::LeaderTransferRequested {
+                from: from.clone(),
+                to: to.to_owned(),
+            },
+        );
+        self.transfer = Some(Transfer {
+            from,
+            to: to.to_owned(),
+            stepped_down: false,
+        });
         Ok(())
     }
 
-    /// `POST /leader/resign`: leadership goes to another member, the first by name.
+    /// `POST /leader/resign`: leadership goes to another serving member, the first by name.
     pub fn resign_leader(&mut self, now: Now) -> Result<(), ApiError> {
         let members = self.members();
         let next = members
             .iter()
+            .filter(|m| self.member_up(m))
             .find(|m| Some(m.name.as_str()) != self.leader.as_deref());
         match next {
             Some(m) => {
@@ -522,7 +904,7 @@ impl ClusterState {
 
     /// `DELETE /members/name/{name}`.
     pub fn delete_member_by_name(&mut self, name: &str, now: Now) -> Result<String, ApiError> {
-        let Some(member) = self.members().into_iter().find(|m| m.name == name) else {
+        let Some(member) = self.members.get(name).cloned() else {
             let err = ApiError::new(404, format!("not found, pd: {name}"));
             return Err(self.reject(now, format!("DELETE /members/name/{name}"), err));
         };
@@ -532,7 +914,7 @@ impl ClusterState {
 
     /// `DELETE /members/id/{id}`.
     pub fn delete_member_by_id(&mut self, id: u64, now: Now) -> Result<String, ApiError> {
-        let Some(member) = self.members().into_iter().find(|m| m.member_id == id) else {
+        let Some(member) = self.members.values().find(|m| m.member_id == id).cloned() else {
             let err = ApiError::new(500, "etcdserver: member not found");
             return Err(self.reject(now, format!("DELETE /members/id/{id}"), err));
         };
@@ -541,11 +923,20 @@ impl ClusterState {
     }
 
     fn remove_member(&mut self, member: &MemberView, now: Now) {
-        self.removed_members
-            .insert(member.name.clone(), member.uid.clone());
+        self.members.remove(&member.name);
+        self.removed_members.insert(
+            member.name.clone(),
+            RemovedMember {
+                uid: member.uid.clone(),
+                volume: member.volume.clone(),
+            },
+        );
         if self.leader.as_deref() == Some(member.name.as_str()) {
             // The removed leader steps down; an election follows on the next tick.
             self.leader = None;
+        }
+        if self.transfer.as_ref().is_some_and(|t| t.to == member.name) {
+            self.transfer = None;
         }
         self.log(
             now,
@@ -554,6 +945,7 @@ impl ClusterState {
                 member_id: member.member_id,
             },
         );
+        self.record_safety(now);
     }
 
     // ---------------------------------------------------------------- replication config
@@ -868,6 +1260,10 @@ impl ClusterState {
                     target: fault.target(),
                 },
             );
+            if let Fault::NodeLost(node) = fault {
+                self.reapply_node(node, now);
+            }
+            self.record_safety(now);
         }
     }
 
@@ -885,59 +1281,24 @@ impl ClusterState {
                     target,
                 },
             );
+            if let Fault::NodeLost(node) = fault {
+                self.reapply_node(node, now);
+            }
+            self.record_safety(now);
         }
     }
 
     /// Clears every fault.
     pub fn clear_all_faults(&mut self, now: Now) {
-        let faults = std::mem::take(&mut self.faults);
-        let mut cleared: Vec<Fault> = Vec::new();
-        if faults.pd_unreachable {
-            cleared.push(Fault::PdUnreachable);
-        }
-        cleared.extend(
-            faults
-                .unhealthy_members
-                .into_iter()
-                .map(Fault::MemberUnhealthy),
-        );
-        cleared.extend(faults.down_stores.into_iter().map(Fault::StoreDown));
-        cleared.extend(faults.down_peer_stores.into_iter().map(Fault::DownPeers));
-        cleared.extend(
-            faults
-                .leaders_never_drain
-                .into_iter()
-                .map(Fault::LeadersNeverDrain),
-        );
-        cleared.extend(faults.unhealthy_tidb.into_iter().map(Fault::TidbUnhealthy));
-        if let Some(n) = faults.max_replicas {
-            cleared.push(Fault::MaxReplicas(n));
-        }
-        cleared.extend(
-            faults
-                .moved_stores
-                .into_iter()
-                .map(Fault::StoreAddressChanged),
-        );
-        for fault in cleared {
-            let target = match &fault {
-                Fault::MaxReplicas(_) => None,
-                other => other.target(),
-            };
-            self.log(
-                now,
-                EventKind::FaultCleared {
-                    fault: fault.name().to_owned(),
-                    target,
-                },
-            );
+        for fault in self.faults.all() {
+            self.clear_fault(&fault, now);
         }
     }
 
     // ---------------------------------------------------------------- store liveness
 
     pub(super) fn liveness(&self, store: &Store, now: Now) -> Liveness {
-        if self.faults.store_down(store.id, &store.instance) {
+        if store.data_lost || self.faults.store_down(store.id, &store.instance) {
             return Liveness::Down;
         }
         if store.pod_running {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::Serialize;
 
 use super::Component;
+use super::safety::DataLoss;
 use crate::clock::Now;
 
 /// How many events a cluster keeps; older ones are dropped (sequence numbers keep counting).
@@ -72,12 +73,47 @@ pub enum EventKind {
         /// The leader before, if any.
         previous: Option<String>,
     },
-    /// `POST /leader/transfer/{name}` or `/leader/resign` moved the leadership.
+    /// The target of `POST /leader/transfer/{name}` or `/leader/resign` leads.
     LeaderTransferred {
         /// The leader before.
         from: Option<String>,
         /// The new leader.
         to: String,
+    },
+    /// A PD Pod ran for the first time under its name (or anew on a fresh volume after its
+    /// member was removed): a new member.
+    MemberAdded {
+        /// Member name.
+        name: String,
+        /// Member ID.
+        member_id: u64,
+    },
+    /// `POST /leader/transfer/{name}` or `/leader/resign` was accepted; `leader_transferred`
+    /// follows once the target leads.
+    LeaderTransferRequested {
+        /// The leader then.
+        from: Option<String>,
+        /// The target.
+        to: String,
+    },
+    /// A TiKV Pod at the address of a store that is not Tombstone, but not on its data volume,
+    /// was refused (PD's duplicated-address check); it registers nothing.
+    StoreRefused {
+        /// The store holding the address.
+        store_id: u64,
+        /// TiKV instance.
+        instance: String,
+        /// The refused Pod.
+        pod: String,
+        /// The address.
+        address: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// Data is gone for good (also in the safety record).
+    DataLost {
+        /// What was lost.
+        loss: DataLoss,
     },
     /// `DELETE /members/name/{name}` or `/members/id/{id}` removed a member.
     MemberDeleted {

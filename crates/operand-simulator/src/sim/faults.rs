@@ -5,6 +5,9 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
+/// Under `slow-drain`, one leader leaves the evicted store per this many ticks.
+pub const SLOW_DRAIN_TICKS: u64 = 5;
+
 /// A store named by its ID or by the `pingcap.com/instance` label of its TiKV Pod, so a fault
 /// can be set before the store exists.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,6 +71,14 @@ pub enum Fault {
     /// PD reports the store under another address (its host with a `-moved` suffix) than the
     /// one its Pod has, with the same ID: the operator can no longer find it by address.
     StoreAddressChanged(StoreRef),
+    /// The PD member is unhealthy and does not serve: it neither votes nor leads.
+    PdMemberDown(String),
+    /// PD has no leader, whatever its members do.
+    PdQuorumLost,
+    /// Every Pod of the cluster on this Node is treated as not running.
+    NodeLost(String),
+    /// The evict-leader scheduler moves one leader off the store per [`SLOW_DRAIN_TICKS`].
+    SlowDrain(StoreRef),
 }
 
 impl Fault {
@@ -82,18 +93,26 @@ impl Fault {
             Self::TidbUnhealthy(_) => "tidb-unhealthy",
             Self::MaxReplicas(_) => "max-replicas",
             Self::StoreAddressChanged(_) => "store-address-changed",
+            Self::PdMemberDown(_) => "pd-member-down",
+            Self::PdQuorumLost => "pd-quorum-lost",
+            Self::NodeLost(_) => "node-lost",
+            Self::SlowDrain(_) => "slow-drain",
         }
     }
 
     /// What the fault applies to, if it takes a target.
     pub fn target(&self) -> Option<String> {
         match self {
-            Self::PdUnreachable => None,
-            Self::MemberUnhealthy(n) | Self::TidbUnhealthy(n) => Some(n.clone()),
+            Self::PdUnreachable | Self::PdQuorumLost => None,
+            Self::MemberUnhealthy(n)
+            | Self::TidbUnhealthy(n)
+            | Self::PdMemberDown(n)
+            | Self::NodeLost(n) => Some(n.clone()),
             Self::StoreDown(s)
             | Self::DownPeers(s)
             | Self::LeadersNeverDrain(s)
-            | Self::StoreAddressChanged(s) => Some(s.to_string()),
+            | Self::StoreAddressChanged(s)
+            | Self::SlowDrain(s) => Some(s.to_string()),
             Self::MaxReplicas(n) => Some(n.to_string()),
         }
     }
@@ -113,6 +132,10 @@ impl Fault {
             "leaders-never-drain" => Self::LeadersNeverDrain(StoreRef::parse(&need(target)?)),
             "tidb-unhealthy" => Self::TidbUnhealthy(need(target)?),
             "store-address-changed" => Self::StoreAddressChanged(StoreRef::parse(&need(target)?)),
+            "pd-member-down" => Self::PdMemberDown(need(target)?),
+            "pd-quorum-lost" => Self::PdQuorumLost,
+            "node-lost" => Self::NodeLost(need(target)?),
+            "slow-drain" => Self::SlowDrain(StoreRef::parse(&need(target)?)),
             "max-replicas" => {
                 // On clear the value does not matter; on set it must be a positive number.
                 let value = target.unwrap_or("0");
@@ -146,6 +169,14 @@ pub struct Faults {
     pub max_replicas: Option<u64>,
     /// Stores PD reports under a changed address.
     pub moved_stores: BTreeSet<StoreRef>,
+    /// PD members that neither vote nor lead.
+    pub down_members: BTreeSet<String>,
+    /// PD has no leader.
+    pub pd_quorum_lost: bool,
+    /// Nodes whose Pods are treated as not running.
+    pub lost_nodes: BTreeSet<String>,
+    /// Stores whose leaders drain slowly.
+    pub slow_drain_stores: BTreeSet<StoreRef>,
 }
 
 fn any_matches(set: &BTreeSet<StoreRef>, id: u64, instance: &str) -> bool {
@@ -164,6 +195,10 @@ impl Faults {
             Fault::TidbUnhealthy(n) => self.unhealthy_tidb.insert(n.clone()),
             Fault::MaxReplicas(n) => self.max_replicas.replace(*n) != Some(*n),
             Fault::StoreAddressChanged(s) => self.moved_stores.insert(s.clone()),
+            Fault::PdMemberDown(n) => self.down_members.insert(n.clone()),
+            Fault::PdQuorumLost => !std::mem::replace(&mut self.pd_quorum_lost, true),
+            Fault::NodeLost(n) => self.lost_nodes.insert(n.clone()),
+            Fault::SlowDrain(s) => self.slow_drain_stores.insert(s.clone()),
         }
     }
 
@@ -178,7 +213,53 @@ impl Faults {
             Fault::TidbUnhealthy(n) => self.unhealthy_tidb.remove(n),
             Fault::MaxReplicas(_) => self.max_replicas.take().is_some(),
             Fault::StoreAddressChanged(s) => self.moved_stores.remove(s),
+            Fault::PdMemberDown(n) => self.down_members.remove(n),
+            Fault::PdQuorumLost => std::mem::replace(&mut self.pd_quorum_lost, false),
+            Fault::NodeLost(n) => self.lost_nodes.remove(n),
+            Fault::SlowDrain(s) => self.slow_drain_stores.remove(s),
         }
+    }
+
+    /// Every fault set, one [`Fault`] each.
+    pub fn all(&self) -> Vec<Fault> {
+        let mut all = Vec::new();
+        if self.pd_unreachable {
+            all.push(Fault::PdUnreachable);
+        }
+        if self.pd_quorum_lost {
+            all.push(Fault::PdQuorumLost);
+        }
+        all.extend(
+            self.unhealthy_members
+                .iter()
+                .cloned()
+                .map(Fault::MemberUnhealthy),
+        );
+        all.extend(self.down_members.iter().cloned().map(Fault::PdMemberDown));
+        all.extend(self.down_stores.iter().cloned().map(Fault::StoreDown));
+        all.extend(self.down_peer_stores.iter().cloned().map(Fault::DownPeers));
+        all.extend(
+            self.leaders_never_drain
+                .iter()
+                .cloned()
+                .map(Fault::LeadersNeverDrain),
+        );
+        all.extend(self.slow_drain_stores.iter().cloned().map(Fault::SlowDrain));
+        all.extend(
+            self.moved_stores
+                .iter()
+                .cloned()
+                .map(Fault::StoreAddressChanged),
+        );
+        all.extend(self.lost_nodes.iter().cloned().map(Fault::NodeLost));
+        all.extend(
+            self.unhealthy_tidb
+                .iter()
+                .cloned()
+                .map(Fault::TidbUnhealthy),
+        );
+        all.extend(self.max_replicas.map(Fault::MaxReplicas));
+        all
     }
 
     /// Whether the store is forced Down.
@@ -194,6 +275,11 @@ impl Faults {
     /// Whether PD reports the store under a changed address.
     pub fn address_changed(&self, id: u64, instance: &str) -> bool {
         any_matches(&self.moved_stores, id, instance)
+    }
+
+    /// Whether the store's leaders drain slowly.
+    pub fn slow_drain(&self, id: u64, instance: &str) -> bool {
+        any_matches(&self.slow_drain_stores, id, instance)
     }
 
     /// Whether the store's leaders never drain.
@@ -236,6 +322,19 @@ mod tests {
             )))
         );
         assert!(Fault::parse("max-replicas", Some("x")).is_err());
+        assert_eq!(
+            Fault::parse("pd-quorum-lost", None),
+            Ok(Fault::PdQuorumLost)
+        );
+        assert_eq!(
+            Fault::parse("node-lost", Some("n1")),
+            Ok(Fault::NodeLost("n1".into()))
+        );
+        assert_eq!(
+            Fault::parse("slow-drain", Some("2")),
+            Ok(Fault::SlowDrain(StoreRef::Id(2)))
+        );
+        assert!(Fault::parse("pd-member-down", None).is_err());
         assert!(Fault::parse("nope", None).is_err());
     }
 }

@@ -8,6 +8,7 @@ mod cluster;
 mod events;
 mod faults;
 mod placement;
+mod safety;
 mod views;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,7 +20,8 @@ pub use cluster::{
     ApiError, ClusterState, DEFAULT_SCHEDULERS, EVICT_LEADER, NOT_BOOTSTRAPPED, StoreState,
 };
 pub use events::{Event, EventKind, StopReason};
-pub use faults::{Fault, Faults, StoreRef};
+pub use faults::{Fault, Faults, SLOW_DRAIN_TICKS, StoreRef};
+pub use safety::{DataLoss, RegionSpan, SafetyView, Span};
 pub use views::{GIT_HASH, StateView, TidbStatus, TikvStatus};
 
 use crate::clock::Now;
@@ -40,6 +42,8 @@ pub struct SimConfig {
     pub down_after: Duration,
     /// Leader transfers per evicted store, and region moves per cluster, per tick.
     pub moves_per_tick: usize,
+    /// The tick's length, reported with the safety record (the ticker runs outside the sim).
+    pub tick: Duration,
 }
 
 impl Default for SimConfig {
@@ -50,6 +54,7 @@ impl Default for SimConfig {
             regions: 30,
             down_after: Duration::from_secs(10),
             moves_per_tick: 3,
+            tick: Duration::from_millis(500),
         }
     }
 }
@@ -124,6 +129,25 @@ pub struct PodObservation {
     pub ports: BTreeMap<String, u16>,
     /// The first container's image.
     pub image: Option<String>,
+    /// `spec.nodeName`.
+    pub node: Option<String>,
+    /// The claim of its data volume: the PVC of the volume named `data`, else the first PVC.
+    pub data_claim: Option<String>,
+    /// That claim's UID, filled in by [`Sim`] from the PVCs it saw (`None` while unknown).
+    pub data_volume: Option<String>,
+}
+
+/// What the simulator takes from an operand PVC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PvcObservation {
+    /// Namespace.
+    pub namespace: String,
+    /// Claim name.
+    pub name: String,
+    /// Claim UID.
+    pub uid: String,
+    /// Has a deletionTimestamp, or disappeared: its data is gone.
+    pub deleted: bool,
 }
 
 impl PodObservation {
@@ -192,6 +216,8 @@ pub struct Sim {
     pod_index: BTreeMap<(String, String), ClusterKey>,
     /// Pods seen since the watch restarted, until the restart's list is complete.
     resync_seen: Option<BTreeSet<(String, String)>>,
+    /// UIDs of the live operand PVCs by (namespace, name).
+    pvcs: BTreeMap<(String, String), String>,
 }
 
 impl Sim {
@@ -202,6 +228,7 @@ impl Sim {
             clusters: BTreeMap::new(),
             pod_index: BTreeMap::new(),
             resync_seen: None,
+            pvcs: BTreeMap::new(),
         }
     }
 
@@ -211,8 +238,13 @@ impl Sim {
     }
 
     /// A Pod was added or changed.
-    pub fn observe_pod(&mut self, pod: PodObservation, now: Now) {
+    pub fn observe_pod(&mut self, mut pod: PodObservation, now: Now) {
         let id = (pod.namespace.clone(), pod.name.clone());
+        pod.data_volume = pod
+            .data_claim
+            .as_ref()
+            .and_then(|c| self.pvcs.get(&(pod.namespace.clone(), c.clone())))
+            .cloned();
         if let Some(seen) = &mut self.resync_seen {
             seen.insert(id.clone());
         }
@@ -236,6 +268,26 @@ impl Sim {
             && let Some(cluster) = self.clusters.get_mut(&key)
         {
             cluster.pod_gone(name, now);
+        }
+    }
+
+    /// A PVC was added, changed or deleted. A deleted claim's data is gone: the clusters of its
+    /// namespace record data loss if a store or PD member still needed it.
+    pub fn observe_pvc(&mut self, pvc: PvcObservation, now: Now) {
+        let id = (pvc.namespace.clone(), pvc.name.clone());
+        if pvc.deleted {
+            if self.pvcs.get(&id) == Some(&pvc.uid) {
+                self.pvcs.remove(&id);
+            }
+        } else {
+            self.pvcs.insert(id, pvc.uid.clone());
+        }
+        for cluster in self
+            .clusters
+            .values_mut()
+            .filter(|c| c.key().namespace == pvc.namespace)
+        {
+            cluster.observe_volume(&pvc.name, &pvc.uid, pvc.deleted, now);
         }
     }
 

@@ -5,8 +5,9 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
-use super::cluster::{ClusterState, Liveness, Peer, Region, StoreState};
+use super::cluster::{ClusterState, Liveness, MemberView, Peer, Region, StoreState, Transfer};
 use super::events::EventKind;
+use super::faults::SLOW_DRAIN_TICKS;
 use crate::clock::Now;
 
 /// What a store may do this tick.
@@ -25,6 +26,9 @@ pub(super) type Classes = BTreeMap<u64, Class>;
 impl ClusterState {
     /// One simulation step.
     pub fn tick(&mut self, now: Now) {
+        self.ticks += 1;
+        self.admit_waiting_members(now);
+        self.retry_stores(now);
         self.elect_pd_leader(now);
         for id in self.stores.keys().copied().collect::<Vec<_>>() {
             let alive = self
@@ -38,6 +42,7 @@ impl ClusterState {
         let classes = self.classify(now);
         self.bootstrap_regions(&classes, now);
         self.elect_region_leaders(&classes);
+        self.check_region_loss(now);
         let budget = self.settings.moves_per_tick;
         self.evict_leaders(&classes, budget);
         let used = self.drain_offline(&classes, budget);
@@ -51,26 +56,63 @@ impl ClusterState {
         self.tombstone_empty_offline(now);
         self.report_drained(now);
         self.report_state_changes(now);
+        self.record_safety(now);
     }
 
-    /// The leader, if it is still a member.
+    /// The leader, while it is a serving member and a majority of the members serves.
     pub(super) fn current_leader(&self) -> Option<String> {
         let leader = self.leader.as_deref()?;
-        self.members()
-            .into_iter()
-            .find(|m| m.name == leader)
-            .map(|m| m.name)
+        let member = self.members.get(leader)?;
+        (self.member_up(member) && self.quorum()).then(|| member.name.clone())
     }
 
+    /// A transfer in progress steps the leader down on one tick and installs the target on
+    /// the next; without a leader, a majority elects the first serving member by name (healthy
+    /// ones first) on the next tick.
     fn elect_pd_leader(&mut self, now: Now) {
+        if let Some(transfer) = self.transfer.take() {
+            if !transfer.stepped_down {
+                self.leader = None;
+                self.transfer = Some(Transfer {
+                    stepped_down: true,
+                    ..transfer
+                });
+                return;
+            }
+            let target_up = self
+                .members
+                .get(&transfer.to)
+                .is_some_and(|m| self.member_up(m));
+            if target_up && self.quorum() {
+                self.leader = Some(transfer.to.clone());
+                self.log(
+                    now,
+                    EventKind::LeaderTransferred {
+                        from: transfer.from,
+                        to: transfer.to,
+                    },
+                );
+                return;
+            }
+        }
+        if !self.quorum() {
+            // Without a majority the leader steps down (etcd's check-quorum): once a majority
+            // is back, an election takes a tick.
+            self.leader = None;
+            return;
+        }
         if self.current_leader().is_some() {
             return;
         }
-        let members = self.members();
-        let next = members
+        let up: Vec<MemberView> = self
+            .members()
+            .into_iter()
+            .filter(|m| self.member_up(m))
+            .collect();
+        let next = up
             .iter()
             .find(|m| !self.faults.unhealthy_members.contains(&m.name))
-            .or(members.first())
+            .or(up.first())
             .map(|m| m.name.clone());
         let previous = self.leader.take();
         if let Some(name) = next {
@@ -83,8 +125,9 @@ impl ClusterState {
         self.stores
             .values()
             .map(|s| {
-                let alive =
-                    s.state != StoreState::Tombstone && self.liveness(s, now) == Liveness::Alive;
+                let alive = s.state != StoreState::Tombstone
+                    && !s.data_lost
+                    && self.liveness(s, now) == Liveness::Alive;
                 let placeable = alive && s.state == StoreState::Up;
                 let leader_ok = placeable && !self.evict_leader.contains(&s.id);
                 (
@@ -155,6 +198,8 @@ impl ClusterState {
                 leader,
                 conf_ver: replicas as u64,
                 version: 1,
+                waited: false,
+                lost: false,
             });
         }
         self.bootstrapped_at = Some(now);
@@ -178,21 +223,41 @@ impl ClusterState {
             .or_else(|| candidates().find(|s| classes.get(s).is_some_and(|c| c.alive)))
     }
 
-    /// A region whose leader's store stopped heartbeating elects another peer at once.
+    /// Raft: a region keeps its leader while the leader's store heartbeats and a majority of
+    /// its replicas' stores is alive; without one, it elects a live peer one tick later, and
+    /// only with a live majority.
     fn elect_region_leaders(&mut self, classes: &Classes) {
+        let alive = |s: u64| classes.get(&s).is_some_and(|c| c.alive);
         for i in 0..self.regions.len() {
             let region = &self.regions[i];
+            let live = region.peers.iter().filter(|p| alive(p.store)).count();
+            let majority = live * 2 > region.peers.len();
             let healthy = region
                 .leader
-                .is_some_and(|l| region.has_peer_on(l) && classes.get(&l).is_some_and(|c| c.alive));
-            if !healthy {
+                .is_some_and(|l| region.has_peer_on(l) && alive(l));
+            if region.leader.is_some() && healthy && majority {
+                continue;
+            }
+            if region.leader.is_some() {
+                // The leader is lost: an election takes the next tick.
+                let region = &mut self.regions[i];
+                region.leader = None;
+                region.waited = true;
+                continue;
+            }
+            if majority && region.waited {
                 let next = self.best_leader(i, classes, None);
-                self.regions[i].leader = next;
+                let region = &mut self.regions[i];
+                region.leader = next;
+                region.waited = next.is_none();
+            } else {
+                self.regions[i].waited = true;
             }
         }
     }
 
-    /// The evict-leader scheduler moves up to `budget` leaders off each evicted store.
+    /// The evict-leader scheduler moves up to `budget` leaders off each evicted store (one
+    /// per [`SLOW_DRAIN_TICKS`] under `slow-drain`).
     fn evict_leaders(&mut self, classes: &Classes, budget: usize) {
         let evicting: Vec<u64> = self.evict_leader.iter().copied().collect();
         for store in evicting {
@@ -203,6 +268,15 @@ impl ClusterState {
             if never {
                 continue;
             }
+            let slow = self
+                .stores
+                .get(&store)
+                .is_some_and(|s| self.faults.slow_drain(s.id, &s.instance));
+            let budget = match (slow, self.ticks.is_multiple_of(SLOW_DRAIN_TICKS)) {
+                (false, _) => budget,
+                (true, true) => 1,
+                (true, false) => 0,
+            };
             let mut moved = 0;
             for i in 0..self.regions.len() {
                 if moved >= budget {
@@ -269,7 +343,8 @@ impl ClusterState {
                 if used >= budget {
                     return used;
                 }
-                if !self.regions[i].has_peer_on(store) {
+                // A conf change needs the region's leader.
+                if !self.regions[i].has_peer_on(store) || self.regions[i].leader.is_none() {
                     continue;
                 }
                 if let Some(target) = self.pick_target(i, classes) {
@@ -286,6 +361,10 @@ impl ClusterState {
     fn repair_replicas(&mut self, classes: &Classes) {
         let want = usize::try_from(self.max_replicas()).unwrap_or(usize::MAX);
         for i in 0..self.regions.len() {
+            // A conf change needs the region's leader.
+            if self.regions[i].leader.is_none() {
+                continue;
+            }
             while self.regions[i].peers.len() > want.max(1) {
                 let counts = self.region_counts();
                 let region = &self.regions[i];
@@ -320,10 +399,6 @@ impl ClusterState {
                     store: target,
                 });
                 region.conf_ver += 1;
-                if region.leader.is_none() {
-                    let next = self.best_leader(i, classes, None);
-                    self.regions[i].leader = next;
-                }
             }
         }
     }
@@ -348,11 +423,9 @@ impl ClusterState {
             if max <= min + 1 {
                 return;
             }
-            let Some(i) = self
-                .regions
-                .iter()
-                .position(|r| r.has_peer_on(max_id) && !r.has_peer_on(min_id))
-            else {
+            let Some(i) = self.regions.iter().position(|r| {
+                r.leader.is_some() && r.has_peer_on(max_id) && !r.has_peer_on(min_id)
+            }) else {
                 return;
             };
             self.move_peer(i, max_id, min_id, classes);

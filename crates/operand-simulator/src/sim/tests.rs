@@ -40,6 +40,9 @@ fn pod(component: Component, instance: &str, uid: &str) -> PodObservation {
             ),
         ]),
         image: Some("pingcap/x:v8.5.1".to_owned()),
+        node: Some(format!("node-{instance}")),
+        data_claim: Some(format!("data-{instance}")),
+        data_volume: None,
     }
 }
 
@@ -182,6 +185,12 @@ fn leader_transfer_moves_leadership_and_refuses_unknown_members() {
     w.tick();
     let now = w.now;
     assert!(w.c().transfer_leader("pd-b", now).is_ok());
+    // Answered at once; the leader steps down on the next tick, the target leads after.
+    assert_eq!(w.c().leader().as_deref(), Some("pd-a"));
+    w.tick();
+    assert_eq!(w.c().leader(), None);
+    assert_eq!(w.c().pd_available().map_err(|e| e.status), Err(503));
+    w.tick();
     assert_eq!(w.c().leader().as_deref(), Some("pd-b"));
     assert_eq!(w.c().leader_info().map(|m| m.name), Some("pd-b".to_owned()));
     let err = w
@@ -193,6 +202,7 @@ fn leader_transfer_moves_leadership_and_refuses_unknown_members() {
     w.ticks(3);
     assert_eq!(w.c().leader().as_deref(), Some("pd-b"));
     assert!(w.c().resign_leader(now).is_ok());
+    w.ticks(2);
     assert_eq!(w.c().leader().as_deref(), Some("pd-a"));
     let kinds = w.kinds();
     assert_eq!(
@@ -865,4 +875,322 @@ fn a_deleting_pod_is_reported_with_its_reason() {
             ..
         })
     ));
+}
+
+// ------------------------------------------------------------------------ the harsher world
+
+impl World {
+    fn pvc(&mut self, name: &str, uid: &str, deleted: bool) {
+        let pvc = PvcObservation {
+            namespace: NS.to_owned(),
+            name: name.to_owned(),
+            uid: uid.to_owned(),
+            deleted,
+        };
+        self.sim.observe_pvc(pvc, self.now);
+    }
+
+    /// A Pod of `instance` with UID `uid` on the claim `data-{instance}` (UID `volume`).
+    fn on_volume(&mut self, component: Component, instance: &str, uid: &str, volume: &str) {
+        self.pvc(&format!("data-{instance}"), volume, false);
+        self.run(pod(component, instance, uid));
+    }
+
+    fn safety(&mut self) -> serde_json::Value {
+        let now = self.now;
+        serde_json::to_value(self.c().safety(now)).expect("serializable")
+    }
+
+    fn health(&mut self) -> Vec<(String, bool)> {
+        self.c()
+            .health()
+            .into_iter()
+            .map(|h| (h.name, h.health))
+            .collect()
+    }
+}
+
+#[test]
+fn pd_members_stay_listed_and_a_leader_needs_a_healthy_majority() {
+    let mut w = World::new();
+    w.pd(&["pd-a", "pd-b", "pd-c"]);
+    w.tick();
+    w.stop(Component::Pd, "pd-b");
+    w.tick();
+    // Still listed, unhealthy; two of three serve: pd-a still leads.
+    assert_eq!(w.c().members_info().members.len(), 3);
+    assert_eq!(
+        w.health(),
+        [
+            ("pd-a".into(), true),
+            ("pd-b".into(), false),
+            ("pd-c".into(), true)
+        ]
+    );
+    assert_eq!(w.c().leader().as_deref(), Some("pd-a"));
+    // One of three: no leader, every PD path answers 503 "no leader".
+    w.stop(Component::Pd, "pd-c");
+    assert_eq!(w.c().leader(), None);
+    w.ticks(3);
+    let err = w.c().pd_available().expect_err("no quorum");
+    assert_eq!((err.status, err.message.as_str()), (503, "no leader"));
+    assert_eq!(w.c().members_info().members.len(), 3);
+    let safety = w.safety();
+    let spans = safety["pd_without_leader"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(spans.len(), 1, "{safety:#}");
+    assert_eq!(spans[0]["ongoing"], true);
+    assert_eq!(spans[0]["ticks"], 3);
+    // A member back: a majority again, a leader on the next tick.
+    w.pd(&["pd-c"]);
+    assert_eq!(w.c().leader(), None);
+    w.tick();
+    assert_eq!(w.c().leader().as_deref(), Some("pd-a"));
+    let safety = w.safety();
+    assert_eq!(safety["pd_without_leader"][0]["ongoing"], false);
+    assert_eq!(safety["pd_without_leader"][0]["ticks"], 4);
+    assert!(safety["data_loss"].as_array().is_some_and(Vec::is_empty));
+}
+
+#[test]
+fn a_stopped_leader_is_replaced_after_one_tick_without_a_leader() {
+    let mut w = World::new();
+    w.pd(&["pd-a", "pd-b", "pd-c"]);
+    w.tick();
+    w.stop(Component::Pd, "pd-a");
+    w.tick();
+    assert_eq!(w.c().leader().as_deref(), Some("pd-b"));
+    let safety = w.safety();
+    let span = &safety["pd_without_leader"][0];
+    assert_eq!(
+        (span["ongoing"].clone(), span["ticks"].clone()),
+        (false.into(), 1.into())
+    );
+}
+
+#[test]
+fn the_member_faults_take_a_member_out_or_the_whole_quorum() {
+    let mut w = World::new();
+    w.pd(&["pd-a", "pd-b", "pd-c"]);
+    w.tick();
+    let now = w.now;
+    w.c().set_fault(&Fault::PdMemberDown("pd-a".into()), now);
+    assert_eq!(
+        w.c().leader(),
+        None,
+        "a member that does not serve does not lead"
+    );
+    w.tick();
+    assert_eq!(w.c().leader().as_deref(), Some("pd-b"));
+    assert_eq!(w.health()[0], ("pd-a".into(), false));
+    let err = w.c().transfer_leader("pd-a", now).expect_err("not serving");
+    assert_eq!(err.status, 500);
+    w.c().set_fault(&Fault::PdMemberDown("pd-c".into()), now);
+    w.tick();
+    assert_eq!(w.c().leader(), None, "one of three");
+    w.c().clear_all_faults(now);
+    w.tick();
+    assert!(w.c().leader().is_some());
+    w.c().set_fault(&Fault::PdQuorumLost, now);
+    w.ticks(2);
+    assert_eq!(w.c().pd_available().map_err(|e| e.status), Err(503));
+    w.c().clear_fault(&Fault::PdQuorumLost, now);
+    w.tick();
+    assert!(w.c().pd_available().is_ok());
+    // `member-unhealthy` only reports it: the member still votes and may lead.
+    w.c().set_fault(&Fault::MemberUnhealthy("pd-b".into()), now);
+    w.c().set_fault(&Fault::MemberUnhealthy("pd-c".into()), now);
+    w.tick();
+    assert!(w.c().pd_available().is_ok());
+}
+
+#[test]
+fn a_removed_member_rejoins_only_on_a_fresh_volume() {
+    let mut w = World::new();
+    w.on_volume(Component::Pd, "pd-a", "uid-pd-a", "vol-a");
+    w.on_volume(Component::Pd, "pd-b", "uid-pd-b", "vol-b");
+    w.on_volume(Component::Pd, "pd-c", "uid-pd-c", "vol-c");
+    w.tick();
+    let now = w.now;
+    assert!(w.c().delete_member_by_name("pd-c", now).is_ok());
+    // A new Pod on the old volume: etcd refuses the removed member's data.
+    w.stop(Component::Pd, "pd-c");
+    w.run(pod(Component::Pd, "pd-c", "uid-pd-c-2"));
+    w.ticks(2);
+    assert_eq!(w.c().members_info().members.len(), 2);
+    // Its PVC deleted after the removal: not a data loss. A fresh volume: a new member.
+    w.pvc("data-pd-c", "vol-c", true);
+    w.pvc("data-pd-c", "vol-c-2", false);
+    w.run(pod(Component::Pd, "pd-c", "uid-pd-c-3"));
+    assert_eq!(w.c().members_info().members.len(), 3);
+    assert!(w.kinds().contains(&"member_added".to_owned()));
+    assert!(
+        w.safety()["data_loss"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    // Deleting a listed member's volume is a data loss; the member never serves again.
+    w.pvc("data-pd-b", "vol-b", true);
+    let safety = w.safety();
+    assert_eq!(
+        safety["data_loss"][0]["kind"], "pd_member_volume_deleted",
+        "{safety:#}"
+    );
+    assert_eq!(safety["data_loss"][0]["name"], "pd-b");
+    assert_eq!(w.health()[1], ("pd-b".into(), false));
+}
+
+#[test]
+fn a_store_is_its_volume_a_new_volume_at_its_address_is_refused() {
+    let mut w = World::new();
+    w.pd(&["pd-a"]);
+    for (kv, vol) in [("kv-a", "v-a"), ("kv-b", "v-b"), ("kv-c", "v-c")] {
+        w.on_volume(Component::Tikv, kv, &format!("uid-{kv}"), vol);
+    }
+    w.tick();
+    // A new Pod on the same volume is the same store.
+    w.stop(Component::Tikv, "kv-a");
+    w.run(pod(Component::Tikv, "kv-a", "uid-kv-a-2"));
+    w.tick();
+    assert_eq!(w.store(1).store.state_name, "Up");
+    let now = w.now;
+    assert_eq!(w.c().stores_info(&[0, 1, 2], now).count, 3);
+    // Its PVC deleted by hand with its Pod: the data is gone; the Pod on a new PVC is refused.
+    let mut gone = pod(Component::Tikv, "kv-a", "uid-kv-a-2");
+    gone.running = false;
+    gone.deleting = true;
+    w.run(gone);
+    w.pvc("data-kv-a", "v-a", true);
+    w.sim.pod_gone(NS, "kv-a", w.now);
+    w.on_volume(Component::Tikv, "kv-a", "uid-kv-a-3", "v-a-2");
+    w.tick();
+    let now = w.now;
+    assert_eq!(
+        w.c().stores_info(&[0, 1, 2], now).count,
+        3,
+        "registers nothing"
+    );
+    assert_eq!(w.store(1).store.state_name, "Down");
+    assert!(w.c().tikv_status("kv-a").is_none());
+    let kinds = w.kinds();
+    assert!(kinds.contains(&"store_refused".to_owned()), "{kinds:?}");
+    let safety = w.safety();
+    let loss = &safety["data_loss"][0];
+    assert_eq!(loss["kind"], "store_volume_deleted", "{safety:#}");
+    assert_eq!(loss["store_id"], 1);
+    assert_eq!(loss["claim"], "data-kv-a");
+    // One replica of three lost: the regions keep a leader, nothing else is lost.
+    w.ticks(2);
+    assert_eq!(w.safety()["data_loss"].as_array().map(Vec::len), Some(1));
+    // A second store's data gone: every region lost a majority for good.
+    w.pvc("data-kv-b", "v-b", true);
+    w.tick();
+    let safety = w.safety();
+    let losses = safety["data_loss"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        losses.iter().filter(|l| l["kind"] == "region_lost").count(),
+        30,
+        "{safety:#}"
+    );
+    assert_eq!(w.c().state(now).regions.without_leader, 30);
+}
+
+#[test]
+fn the_volume_of_a_tombstone_store_may_go() {
+    let mut w = World::new();
+    w.pd(&["pd-a"]);
+    for (kv, vol) in [
+        ("kv-a", "v-a"),
+        ("kv-b", "v-b"),
+        ("kv-c", "v-c"),
+        ("kv-d", "v-d"),
+    ] {
+        w.on_volume(Component::Tikv, kv, &format!("uid-{kv}"), vol);
+    }
+    w.tick();
+    let now = w.now;
+    assert!(w.c().delete_store(4, now).is_ok());
+    w.ticks(30);
+    assert_eq!(w.store(4).store.state_name, "Tombstone");
+    w.pvc("data-kv-d", "v-d", true);
+    assert!(
+        w.safety()["data_loss"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+}
+
+#[test]
+fn regions_lose_their_leader_without_a_majority_and_elect_one_a_tick_later() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    // One store of three: its regions are without a leader for one tick.
+    w.stop(Component::Tikv, "kv-a");
+    let now = w.now;
+    assert_eq!(w.c().state(now).regions.without_leader, 10);
+    w.tick();
+    assert_eq!(w.store(1).status.leader_count, 0);
+    w.tick();
+    let now = w.now;
+    assert_eq!(w.c().state(now).regions.without_leader, 0);
+    let safety = w.safety();
+    let spans = safety["regions_without_leader"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(spans.len(), 10, "{safety:#}");
+    assert!(
+        spans
+            .iter()
+            .all(|s| s["ticks"] == 2 && s["ongoing"] == false),
+        "{safety:#}"
+    );
+    // Two of three: no region has a leader until one comes back.
+    w.stop(Component::Tikv, "kv-b");
+    w.ticks(5);
+    let now = w.now;
+    assert_eq!(w.c().state(now).regions.without_leader, 30);
+    let regions = w.c().regions_info(now);
+    assert!(regions.regions.iter().all(|r| r.leader.store_id == 0));
+    w.tikv(&["kv-b"]);
+    w.ticks(2);
+    let now = w.now;
+    assert_eq!(w.c().state(now).regions.without_leader, 0);
+    let safety = w.safety();
+    let long = safety["regions_without_leader"]
+        .as_array()
+        .map(|s| s.iter().filter(|s| s["ticks"].as_u64() >= Some(5)).count());
+    assert_eq!(long, Some(30), "{safety:#}");
+    assert!(safety["data_loss"].as_array().is_some_and(Vec::is_empty));
+}
+
+#[test]
+fn a_lost_node_stops_every_pod_on_it_until_it_is_back() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let now = w.now;
+    // The test Pods run on `node-{instance}`.
+    w.c().set_fault(&Fault::NodeLost("node-kv-b".into()), now);
+    w.c().set_fault(&Fault::NodeLost("node-pd-a".into()), now);
+    assert!(w.c().tikv_status("kv-b").is_none());
+    w.tick();
+    assert_eq!(w.store(2).store.state_name, "Disconnected");
+    assert_eq!(w.c().leader().as_deref(), Some("pd-b"));
+    w.c().clear_fault(&Fault::NodeLost("node-kv-b".into()), now);
+    w.tick();
+    assert_eq!(w.store(2).store.state_name, "Up");
+    assert!(w.c().tikv_status("kv-b").is_some());
+}
+
+#[test]
+fn slow_drain_moves_one_leader_per_few_ticks() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let now = w.now;
+    w.c()
+        .set_fault(&Fault::SlowDrain(StoreRef::Instance("kv-b".into())), now);
+    assert!(w.c().add_scheduler(EVICT_LEADER, Some(2), now).is_ok());
+    let before = w.store(2).status.leader_count;
+    w.ticks(usize::try_from(SLOW_DRAIN_TICKS * 3).unwrap_or(15));
+    let after = w.store(2).status.leader_count;
+    assert_eq!(before - after, 3, "{before} → {after}");
 }

@@ -9,6 +9,7 @@ use super::cluster::{
     ClusterState, DEFAULT_SCHEDULERS, EVICT_LEADER, Liveness, MemberView, Region, Store, StoreState,
 };
 use super::faults::Faults;
+use super::safety::SafetyView;
 use super::{Component, DEFAULT_VERSION};
 use crate::clock::{Now, go_duration, rfc3339, unix_nanos, unix_seconds};
 use crate::wire::{
@@ -54,6 +55,10 @@ pub struct MemberStateView {
     pub peer_urls: Vec<String>,
     /// As `/health` reports it.
     pub health: bool,
+    /// Serving: its Pod runs, its data is there, no `pd-member-down`.
+    pub up: bool,
+    /// UID of its data volume, once known.
+    pub volume_uid: Option<String>,
     /// Whether it is the leader.
     pub leader: bool,
 }
@@ -79,6 +84,10 @@ pub struct StoreStateView {
     pub node_state: String,
     /// Whether its Pod runs.
     pub pod_running: bool,
+    /// UID of its data volume, once known.
+    pub volume_uid: Option<String>,
+    /// Its data volume was deleted.
+    pub data_lost: bool,
     /// Regions on it.
     pub region_count: usize,
     /// Leaders on it.
@@ -143,8 +152,10 @@ pub struct RegionSummaryView {
     pub missing_peers: usize,
     /// Regions with more peers than max-replicas.
     pub extra_peers: usize,
-    /// Regions without a leader.
+    /// Regions without a working leader.
     pub without_leader: usize,
+    /// Regions that lost a majority of their replicas for good.
+    pub lost: usize,
 }
 
 /// `GET /control/clusters/{ns}/{cluster}/state`.
@@ -166,6 +177,10 @@ pub struct StateView {
     pub members: Vec<MemberStateView>,
     /// Members removed through the API: name → UID of the Pod that ran then.
     pub removed_members: BTreeMap<String, String>,
+    /// The same members: name → UID of their data volume then, when it was known.
+    pub removed_member_volumes: BTreeMap<String, String>,
+    /// Whether a majority of the members serves.
+    pub pd_quorum: bool,
     /// Replication.
     pub replication: ReplicationStateView,
     /// Stores, Tombstone ones included.
@@ -245,7 +260,7 @@ impl ClusterState {
         self.members()
             .into_iter()
             .map(|m| Health {
-                health: !self.faults.unhealthy_members.contains(&m.name),
+                health: self.member_healthy(&m),
                 name: m.name,
                 member_id: m.member_id,
                 client_urls: vec![m.client_url],
@@ -569,10 +584,12 @@ impl ClusterState {
     /// A TiKV instance's status endpoint: `None` (503) unless its Pod runs and its store is not
     /// forced Down.
     pub fn tikv_status(&self, instance: &str) -> Option<TikvStatus> {
-        let running = self
-            .pods
-            .values()
-            .any(|p| p.component == Component::Tikv && p.instance == instance && p.running);
+        let running = self.pods.values().any(|p| {
+            p.component == Component::Tikv
+                && p.instance == instance
+                && p.running
+                && !self.refused_pods.contains(&p.uid)
+        });
         if !running {
             return None;
         }
@@ -610,6 +627,24 @@ impl ClusterState {
         })
     }
 
+    /// `GET /control/clusters/{ns}/{cluster}/safety`: the availability and data-safety record.
+    pub fn safety(&self, now: Now) -> SafetyView {
+        let parts = self.safety.view(now, self.ticks);
+        SafetyView {
+            namespace: self.key.namespace.clone(),
+            cluster: self.key.cluster.clone(),
+            ticks: self.ticks,
+            tick_ms: u64::try_from(self.settings.tick.as_millis()).unwrap_or(u64::MAX),
+            pd_leader: self.current_leader().is_some(),
+            pd_without_leader: parts.pd,
+            pd_spans_dropped: parts.pd_dropped,
+            regions_without_leader: parts.regions,
+            region_spans_dropped: parts.region_dropped,
+            data_loss: parts.data_loss,
+            data_loss_dropped: parts.data_loss_dropped,
+        }
+    }
+
     /// Labels set on a TiDB instance through `POST /labels`.
     pub fn tidb_labels(&self, instance: &str) -> BTreeMap<String, String> {
         self.tidb_labels.get(instance).cloned().unwrap_or_default()
@@ -632,7 +667,9 @@ impl ClusterState {
                 .members()
                 .into_iter()
                 .map(|m| MemberStateView {
-                    health: !self.faults.unhealthy_members.contains(&m.name),
+                    health: self.member_healthy(&m),
+                    up: self.member_up(&m),
+                    volume_uid: m.volume.clone(),
                     leader: Some(&m.name) == leader.as_ref(),
                     name: m.name,
                     member_id: m.member_id,
@@ -642,7 +679,17 @@ impl ClusterState {
                     peer_urls: vec![m.peer_url],
                 })
                 .collect(),
-            removed_members: self.removed_members.clone(),
+            removed_members: self
+                .removed_members
+                .iter()
+                .map(|(n, r)| (n.clone(), r.uid.clone()))
+                .collect(),
+            removed_member_volumes: self
+                .removed_members
+                .iter()
+                .filter_map(|(n, r)| Some((n.clone(), r.volume.clone()?)))
+                .collect(),
+            pd_quorum: self.quorum(),
             replication: ReplicationStateView {
                 max_replicas: self.max_replicas(),
                 configured_max_replicas: self.replication.max_replicas,
@@ -661,6 +708,8 @@ impl ClusterState {
                     state_name: self.state_name(s, now).to_owned(),
                     node_state: s.state.node_state_name().to_owned(),
                     pod_running: s.pod_running,
+                    volume_uid: s.volume.clone(),
+                    data_lost: s.data_lost,
                     region_count: regions.get(&s.id).copied().unwrap_or(0),
                     leader_count: leaders.get(&s.id).copied().unwrap_or(0),
                     labels: s.labels.clone(),
@@ -678,7 +727,8 @@ impl ClusterState {
                     .count(),
                 missing_peers: self.regions.iter().filter(|r| r.peers.len() < want).count(),
                 extra_peers: self.regions.iter().filter(|r| r.peers.len() > want).count(),
-                without_leader: self.regions.iter().filter(|r| r.leader.is_none()).count(),
+                without_leader: self.leaderless_regions(now).len(),
+                lost: self.regions.iter().filter(|r| r.lost).count(),
             },
             tidb: self
                 .pods
