@@ -544,6 +544,12 @@ async fn restart(
         store: lookup,
         evicting,
         down_peer_stores: &down_peer_stores,
+        other_up_stores: view
+            .stores
+            .stores
+            .iter()
+            .filter(|s| s.is_up() && Some(s.store.id) != store.map(|m| m.store.id))
+            .count(),
         eviction_started_ms: started_ms,
         now_ms: draft.now.as_millisecond(),
         timeout,
@@ -698,6 +704,9 @@ async fn restart(
                 }
                 RestartCause::NotServing(state) => {
                     format!("{state}, so it has no leaders to evict")
+                }
+                RestartCause::NoOtherStore => {
+                    "no other store is Up to take its leaders, so none are evicted".to_string()
                 }
             };
             let params = DeleteParams {

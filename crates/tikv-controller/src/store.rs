@@ -287,6 +287,8 @@ pub struct RestartInput<'a> {
     pub evicting: bool,
     /// Stores PD reports with down peers.
     pub down_peer_stores: &'a [u64],
+    /// Up stores besides this one, which could take its leaders.
+    pub other_up_stores: usize,
     /// When the leader-eviction wait of this restart started (ms since the epoch), if it did.
     pub eviction_started_ms: Option<i64>,
     /// Now (ms since the epoch).
@@ -300,6 +302,8 @@ pub struct RestartInput<'a> {
 pub enum RestartCause {
     /// The store does not serve (not registered, disconnected, down): it has no leaders to move.
     NotServing(String),
+    /// No other store is Up to take its leaders: evicting them could never finish.
+    NoOtherStore,
     /// Its leaders are gone.
     LeadersEvicted,
     /// The wait for its leaders passed the timeout with this many leaders left.
@@ -359,6 +363,9 @@ pub fn restart_step(input: &RestartInput<'_>) -> RestartStep {
         .collect();
     if !elsewhere.is_empty() {
         return RestartStep::BlockedByDownPeers(elsewhere);
+    }
+    if input.other_up_stores == 0 {
+        return RestartStep::Restart(RestartCause::NoOtherStore);
     }
     let Some(started) = input.eviction_started_ms else {
         return RestartStep::StartEviction;
@@ -451,6 +458,7 @@ mod tests {
             store: store.map_or(StoreLookup::NeverRegistered, StoreLookup::Listed),
             evicting: false,
             down_peer_stores: down,
+            other_up_stores: 2,
             eviction_started_ms: None,
             now_ms: 100_000,
             timeout: Duration::from_secs(10),
@@ -555,6 +563,24 @@ mod tests {
         assert_eq!(
             restart_step(&started),
             RestartStep::Restart(RestartCause::LeadersEvicted)
+        );
+    }
+
+    #[test]
+    fn a_store_alone_restarts_without_an_eviction_that_could_never_finish() {
+        let up = store(1, "a", "Up", 30);
+        let mut alone = input(Some(&up), &[]);
+        alone.other_up_stores = 0;
+        assert_eq!(
+            restart_step(&alone),
+            RestartStep::Restart(RestartCause::NoOtherStore)
+        );
+        // Down peers elsewhere still come first.
+        let mut blocked = alone.clone();
+        blocked.down_peer_stores = &[2];
+        assert_eq!(
+            restart_step(&blocked),
+            RestartStep::BlockedByDownPeers(vec![2])
         );
     }
 
