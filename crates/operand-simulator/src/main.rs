@@ -57,6 +57,12 @@ struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     down_after: Duration,
 
+    /// How long a PD or TiKV Pod runs before it serves (process start, joining, log replay):
+    /// until then a PD member does not vote or lead and a TiKV Pod does not register or
+    /// heartbeat. 0 serves at once.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    start_delay: Duration,
+
     /// Regions per cluster.
     #[arg(long, default_value_t = 30)]
     regions: usize,
@@ -110,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
         regions: args.regions,
         down_after: args.down_after,
+        start_delay: args.start_delay,
         moves_per_tick: args.moves_per_tick.max(1),
         tick: args.tick,
     };

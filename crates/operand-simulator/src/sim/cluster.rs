@@ -207,6 +207,8 @@ pub struct ClusterState {
     pub(super) raw_pods: BTreeMap<String, PodObservation>,
     /// UIDs of TiKV Pods PD refused (a new volume at a live store's address).
     pub(super) refused_pods: BTreeSet<String>,
+    /// PD and TiKV Pods that run but do not serve yet (`start_delay`), by UID: since when.
+    pub(super) starting: BTreeMap<String, (Instant, Component)>,
     pub(super) leader: Option<String>,
     /// PD's members by name.
     pub(super) members: BTreeMap<String, MemberView>,
@@ -247,6 +249,7 @@ impl ClusterState {
             pods: BTreeMap::new(),
             raw_pods: BTreeMap::new(),
             refused_pods: BTreeSet::new(),
+            starting: BTreeMap::new(),
             leader: None,
             members: BTreeMap::new(),
             removed_members: BTreeMap::new(),
@@ -410,14 +413,44 @@ impl ClusterState {
                 uid: pod.uid.clone(),
             },
         );
+        let delayed = !self.settings.start_delay.is_zero() && pod.component != Component::Tidb;
+        if delayed {
+            self.starting
+                .insert(pod.uid.clone(), (now.instant, pod.component));
+        }
         match pod.component {
-            Component::Tikv => self.tikv_started(pod, now),
+            Component::Tikv if !delayed => self.tikv_started(pod, now),
             Component::Pd => self.admit_member(pod, now),
-            Component::Tidb => {}
+            _ => {}
+        }
+    }
+
+    /// Pods that have run for `start_delay` serve: a TiKV Pod registers (or rejoins its store),
+    /// a PD member may vote and lead.
+    pub(super) fn finish_starting(&mut self, now: Now) {
+        let delay = self.settings.start_delay;
+        let ready: Vec<(String, Component)> = self
+            .starting
+            .iter()
+            .filter(|(_, (since, _))| now.instant.saturating_duration_since(*since) >= delay)
+            .map(|(uid, (_, component))| (uid.clone(), *component))
+            .collect();
+        for (uid, component) in ready {
+            self.starting.remove(&uid);
+            if component == Component::Tikv
+                && let Some(pod) = self
+                    .pods
+                    .values()
+                    .find(|p| p.uid == uid && p.running)
+                    .cloned()
+            {
+                self.tikv_started(&pod, now);
+            }
         }
     }
 
     fn pod_stopped(&mut self, pod: &PodObservation, reason: StopReason, now: Now) {
+        self.starting.remove(&pod.uid);
         self.log(
             now,
             EventKind::PodStopped {
@@ -646,7 +679,11 @@ impl ClusterState {
         let retry: Vec<PodObservation> = self
             .pods
             .values()
-            .filter(|p| p.running && self.refused_pods.contains(&p.uid))
+            .filter(|p| {
+                p.running
+                    && self.refused_pods.contains(&p.uid)
+                    && !self.starting.contains_key(&p.uid)
+            })
             .filter(|p| {
                 self.store_by_instance
                     .get(&p.instance)
@@ -832,6 +869,7 @@ impl ClusterState {
     pub(super) fn member_up(&self, m: &MemberView) -> bool {
         !m.data_lost
             && !self.faults.down_members.contains(&m.name)
+            && !self.starting.contains_key(&m.uid)
             && self.pods.values().any(|p| {
                 p.component == Component::Pd && p.instance == m.name && p.uid == m.uid && p.running
             })

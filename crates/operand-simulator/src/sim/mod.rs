@@ -40,6 +40,8 @@ pub struct SimConfig {
     pub regions: usize,
     /// How long a store whose Pod stopped stays Disconnected before it is Down.
     pub down_after: Duration,
+    /// How long a PD or TiKV Pod runs before it serves.
+    pub start_delay: Duration,
     /// Leader transfers per evicted store, and region moves per cluster, per tick.
     pub moves_per_tick: usize,
     /// The tick's length, reported with the safety record (the ticker runs outside the sim).
@@ -53,6 +55,7 @@ impl Default for SimConfig {
             location_labels: vec!["zone".to_owned(), "host".to_owned()],
             regions: 30,
             down_after: Duration::from_secs(10),
+            start_delay: Duration::ZERO,
             moves_per_tick: 3,
             tick: Duration::from_millis(500),
         }

@@ -1194,3 +1194,32 @@ fn slow_drain_moves_one_leader_per_few_ticks() {
     let after = w.store(2).status.leader_count;
     assert_eq!(before - after, 3, "{before} → {after}");
 }
+
+#[test]
+fn with_a_start_delay_pods_serve_only_after_it() {
+    let mut w = World::with(SimConfig {
+        start_delay: Duration::from_secs(2),
+        ..SimConfig::default()
+    });
+    w.pd(&["pd-a", "pd-b", "pd-c"]);
+    w.tikv(&["kv-a", "kv-b", "kv-c"]);
+    w.tick();
+    assert_eq!(w.c().leader(), None, "members listed, none serving yet");
+    assert_eq!(w.c().members_info().members.len(), 3);
+    assert!(w.c().tikv_status("kv-a").is_none());
+    let now = w.now;
+    assert_eq!(w.c().stores_info(&[0, 1, 2], now).count, 0);
+    w.advance(Duration::from_secs(2));
+    w.ticks(2);
+    assert!(w.c().leader().is_some());
+    let now = w.now;
+    assert_eq!(w.c().stores_info(&[0, 1, 2], now).count, 3);
+    // A restarted store is Disconnected until it has run for the delay again.
+    w.stop(Component::Tikv, "kv-a");
+    w.run(pod(Component::Tikv, "kv-a", "uid-kv-a-2"));
+    w.tick();
+    assert_eq!(w.store(1).store.state_name, "Disconnected");
+    w.advance(Duration::from_secs(2));
+    w.tick();
+    assert_eq!(w.store(1).store.state_name, "Up");
+}

@@ -589,6 +589,7 @@ impl ClusterState {
                 && p.instance == instance
                 && p.running
                 && !self.refused_pods.contains(&p.uid)
+                && !self.starting.contains_key(&p.uid)
         });
         if !running {
             return None;
