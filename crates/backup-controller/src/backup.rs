@@ -26,7 +26,6 @@ use tracing::{info, instrument};
 
 use crate::command::{self, BackupAction};
 use crate::context::{Ctx, MANAGER};
-use crate::duration;
 use crate::error::Error;
 use crate::job::{self, JobRequest, PodSettings, Work};
 use crate::observe::{Run, observe};
@@ -37,6 +36,7 @@ use crate::retry::{self, Decision, RetryPolicy};
 use crate::status::{self, Blocked, mark};
 use crate::storage::Storage;
 use crate::target::{self, CLUSTER_NOT_READY};
+use operator_runtime::duration;
 
 /// Label on a Backup's Jobs: the Backup's name.
 pub const LABEL_BACKUP: &str = "br.pingcap.com/backup";

@@ -9,7 +9,6 @@ mod backup;
 mod cadence;
 mod command;
 mod context;
-mod duration;
 mod error;
 mod job;
 mod observe;
@@ -72,10 +71,6 @@ enum Command {
     Clean(runner::CleanArgs),
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    duration::parse(text)
-}
-
 /// Flags of the controllers.
 #[derive(Debug, Args)]
 struct ControllerFlags {
@@ -99,11 +94,11 @@ struct ControllerFlags {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
     clean_max_attempts: u16,
     /// Wait between a failed clean-up Job and the next.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = operator_runtime::duration::parse_flag)]
     clean_retry_wait: Duration,
     /// Time after a Backup's deletion after which it is let go even if its clean-up has not
     /// succeeded.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = operator_runtime::duration::parse_flag)]
     clean_timeout: Duration,
 }
 

@@ -21,7 +21,6 @@ use tracing::{info, instrument};
 use crate::backup::check_secret;
 use crate::command;
 use crate::context::{Ctx, MANAGER};
-use crate::duration;
 use crate::error::Error;
 use crate::job::{self, JobRequest, PodSettings, Work};
 use crate::observe::{Run, observe};
@@ -29,6 +28,7 @@ use crate::outcome::{FAKE_BR_ANNOTATION, RunResult};
 use crate::status::{self, Blocked, mark};
 use crate::storage::Storage;
 use crate::target::{self, CLUSTER_NOT_READY};
+use operator_runtime::duration;
 
 /// Label on a Restore's Job: the Restore's name.
 pub const LABEL_RESTORE: &str = "br.pingcap.com/restore";

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use operator_api::br::BackoffRetryPolicy;
 
-use crate::duration;
+use operator_runtime::duration;
 
 /// Wait before the first retry unless the spec says otherwise.
 pub const DEFAULT_MIN_RETRY: Duration = Duration::from_secs(300);

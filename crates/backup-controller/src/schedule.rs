@@ -17,10 +17,10 @@ use tracing::{info, instrument};
 
 use crate::cadence::{self, Made, Schedule};
 use crate::context::{Ctx, MANAGER};
-use crate::duration;
 use crate::error::Error;
 use crate::outcome::FAKE_BR_ANNOTATION;
 use crate::storage::Storage;
+use operator_runtime::duration;
 
 /// Label on the Backups a schedule makes: the schedule's name.
 pub const LABEL_SCHEDULE: &str = "br.pingcap.com/backup-schedule";

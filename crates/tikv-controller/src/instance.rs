@@ -15,9 +15,9 @@ use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{Cluster, TiKV, TiKVGroup, TiKVStatus};
 use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing, state_manager};
-use operator_runtime::finalize;
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
+use operator_runtime::{duration, finalize};
 use pd_client::{PdClient, StoreInfo};
 use tracing::{info, instrument, warn};
 
@@ -625,7 +625,7 @@ async fn restart(
                     "Restart",
                     format!(
                         "evicting {leaders} leaders from store {id} before restarting its Pod (at most {})",
-                        human(timeout)
+                        duration::format(timeout)
                     ),
                 )
                 .await;
@@ -635,7 +635,7 @@ async fn restart(
                 REASON_EVICTING,
                 format!(
                     "evicting the leaders of store {id} before the restart; waiting at most {}",
-                    human(timeout)
+                    duration::format(timeout)
                 ),
             );
             Ok((
@@ -651,7 +651,7 @@ async fn restart(
                 REASON_EVICTING,
                 format!(
                     "{leaders} leaders left on store {id}; the restart waits for them at most {} (since {})",
-                    human(timeout),
+                    duration::format(timeout),
                     started.cloned().unwrap_or_default()
                 ),
             );
@@ -682,7 +682,7 @@ async fn restart(
                 RestartCause::TimedOut { leaders } => {
                     let message = format!(
                         "{leaders} leaders were still on store {id} after {}; the Pod restarts anyway",
-                        human(timeout)
+                        duration::format(timeout)
                     );
                     scope
                         .ctx
@@ -1228,34 +1228,9 @@ async fn suspend(scope: &Scope<'_>, pod: Option<&Pod>) -> Result<Action, Error> 
     })
 }
 
-/// A duration as people write it: `10m`, `5s`, `1m30s`.
-pub fn human(duration: Duration) -> String {
-    let total = duration.as_secs();
-    let (m, s) = (total / 60, total % 60);
-    match (m, s) {
-        (0, 0) => format!("{}ms", duration.as_millis()),
-        (0, s) => format!("{s}s"),
-        (m, 0) => format!("{m}m"),
-        (m, s) => format!("{m}m{s}s"),
-    }
-}
-
 async fn write_status(tikv: &TiKV, ctx: &Ctx, status: TiKVStatus) -> Result<(), Error> {
     shared_group::write_own_status(&ctx.client, tikv, &status)
         .await
         .map_err(Error::kube("writing the TiKV status"))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_written() {
-        assert_eq!(human(Duration::from_secs(600)), "10m");
-        assert_eq!(human(Duration::from_secs(5)), "5s");
-        assert_eq!(human(Duration::from_secs(90)), "1m30s");
-        assert_eq!(human(Duration::from_millis(300)), "300ms");
-    }
 }

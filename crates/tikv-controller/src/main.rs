@@ -44,7 +44,7 @@ struct Cli {
         long,
         env = "LEADER_EVICTION_TIMEOUT",
         default_value = "10m",
-        value_parser = operator_runtime::duration::parse_duration
+        value_parser = operator_runtime::duration::parse_flag
     )]
     leader_eviction_timeout: Duration,
 }
