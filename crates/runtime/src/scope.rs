@@ -41,18 +41,97 @@ where
         .collect()
 }
 
-/// Error policy of every controller: log the failed reconcile and retry after a short delay.
+/// First retry after a failed reconcile.
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between retries of an object that keeps failing.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Per-object exponential backoff of failed reconciles: about 1 s, doubling with each failure
+/// that follows the previous retry, up to 5 min. An object whose last failure is older than
+/// twice its current delay starts again at 1 s (it has reconciled fine since, or changed).
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+}
+
+impl Backoff {
+    /// How long to wait before retrying `key` after a failure at `now`.
+    pub fn next(&self, key: &str, now: std::time::Instant) -> Duration {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Forget objects that stopped failing long ago, so the map stays small.
+        failures.retain(|_, (count, at)| now.duration_since(*at) <= delay(*count) * 2);
+        let count = failures
+            .get(key)
+            .map_or(1, |(count, _)| count.saturating_add(1));
+        failures.insert(key.to_string(), (count, now));
+        delay(count)
+    }
+}
+
+/// The delay after `count` failures in a row.
+fn delay(count: u32) -> Duration {
+    let doublings = count.saturating_sub(1).min(16);
+    RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_MAX)
+}
+
+/// The backoff shared by every controller of this process.
+fn backoff() -> &'static Backoff {
+    static BACKOFF: std::sync::OnceLock<Backoff> = std::sync::OnceLock::new();
+    BACKOFF.get_or_init(Backoff::default)
+}
+
+/// Error policy of every controller: log the failed reconcile and retry it with per-object
+/// exponential backoff ([`Backoff`]).
 pub fn log_and_retry<K, E, C>(object: Arc<K>, error: &E, _ctx: Arc<C>) -> Action
 where
     K: Resource<DynamicType = ()>,
     E: Display,
 {
+    let kind = K::kind(&());
+    let name = object.meta().name.as_deref().unwrap_or_default();
+    let namespace = object.meta().namespace.as_deref().unwrap_or_default();
+    let retry = backoff().next(
+        &format!("{kind}/{namespace}/{name}"),
+        std::time::Instant::now(),
+    );
     tracing::warn!(
-        kind = %K::kind(&()),
-        name = object.meta().name.as_deref().unwrap_or_default(),
-        namespace = object.meta().namespace.as_deref().unwrap_or_default(),
+        kind = %kind,
+        name,
+        namespace,
         %error,
+        retry_in = %crate::duration::format(retry),
         "reconcile failed; retrying"
     );
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(retry)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn retries_double_per_object_up_to_five_minutes_and_start_over_once_it_recovers() {
+        let backoff = Backoff::default();
+        let start = Instant::now();
+        let mut at = start;
+        let mut delays = Vec::new();
+        for _ in 0..12 {
+            let d = backoff.next("TiKV/ns/a", at);
+            delays.push(d.as_secs());
+            at += d;
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        // Another object has its own count.
+        assert_eq!(backoff.next("TiKV/ns/b", at), Duration::from_secs(1));
+        // Quiet for longer than twice the delay: back to the start.
+        assert_eq!(
+            backoff.next("TiKV/ns/a", at + Duration::from_secs(601)),
+            Duration::from_secs(1)
+        );
+    }
 }
