@@ -105,6 +105,26 @@ pub fn instance(
     Ok(tikv)
 }
 
+/// A TiKV instance of a group that runs what `source` runs (its template, features and
+/// revision): a new store added while the group's version change waits for PD. The next update,
+/// once the gate opens, brings it to the group's template like every other store.
+pub fn instance_like(
+    group: &TiKVGroup,
+    name: &str,
+    topology: Topology,
+    source: &TiKV,
+) -> Result<TiKV, BuildError> {
+    let revision = source
+        .labels()
+        .get(keys::LABEL_INSTANCE_REVISION_HASH)
+        .cloned()
+        .unwrap_or_default();
+    let mut tikv = instance(group, name, topology, &revision)?;
+    tikv.spec.template = source.spec.template.clone();
+    tikv.spec.features = source.spec.features.clone();
+    Ok(tikv)
+}
+
 /// The group's headless peer Service: every store's DNS name is
 /// `<instance>.<group>-tikv-peer.<namespace>`.
 pub fn peer_service(group: &TiKVGroup) -> Result<Service, BuildError> {
@@ -416,6 +436,24 @@ mod tests {
         let mut tikv = instance(group, "tikv-abcde", zone, "tikv-rev1").unwrap();
         tikv.metadata.uid = Some("uid-2".into());
         tikv
+    }
+
+    #[test]
+    fn a_store_added_while_the_version_waits_runs_what_the_others_run() {
+        let mut group = default_group();
+        let running = instance(&group, "tikv-a", Topology::new(), "tikv-old").unwrap();
+        group.spec.template.spec.common.version = "v8.5.3".into();
+        let added = instance_like(&group, "tikv-b", Topology::new(), &running).unwrap();
+        assert_eq!(
+            added.spec.template.common.version,
+            running.spec.template.common.version
+        );
+        assert_eq!(
+            added.labels()[keys::LABEL_INSTANCE_REVISION_HASH],
+            "tikv-old"
+        );
+        assert_eq!(added.name_any(), "tikv-b");
+        assert_eq!(added.finalizers(), [keys::FINALIZER.to_string()]);
     }
 
     #[test]

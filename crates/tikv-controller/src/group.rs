@@ -221,16 +221,24 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
                         acted = true;
                         continue;
                     }
-                    if gate.is_err() {
-                        held += 1;
-                        continue;
-                    }
-                    let tikv = build::instance(
-                        group,
-                        &new_name(group, index),
-                        topology,
-                        &update_revision,
-                    )?;
+                    let name = new_name(group, index);
+                    let tikv = if gate.is_ok() {
+                        build::instance(group, &name, topology, &update_revision)?
+                    } else {
+                        // The version change waits for PD; the store count does not: the new
+                        // store runs what the others run until the gate opens.
+                        match instances.iter().filter(|i| !is_leaving(i)).find(|i| {
+                            running.is_some_and(|v| {
+                                upgrade::same_version(&i.spec.template.common.version, v)
+                            })
+                        }) {
+                            Some(source) => build::instance_like(group, &name, topology, source)?,
+                            None => {
+                                held += 1;
+                                continue;
+                            }
+                        }
+                    };
                     create_instance(&instances_api, &tikv).await?;
                     acted = true;
                 }
