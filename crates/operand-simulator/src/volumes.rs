@@ -44,7 +44,11 @@ pub fn volume_for(pvc: &PersistentVolumeClaim) -> Option<PersistentVolume> {
         .clone();
     Some(PersistentVolume {
         metadata: ObjectMeta {
-            name: Some(volume_name(&namespace, &name)),
+            name: Some(volume_name(
+                &namespace,
+                &name,
+                &pvc.uid().unwrap_or_default(),
+            )),
             labels: Some(BTreeMap::from([(
                 FAKE_VOLUME_LABEL.to_string(),
                 "true".to_string(),
@@ -75,11 +79,22 @@ pub fn volume_for(pvc: &PersistentVolumeClaim) -> Option<PersistentVolume> {
     })
 }
 
-/// Name of the volume of a claim: unique per namespace and claim, within the name length limit.
-pub fn volume_name(namespace: &str, claim: &str) -> String {
+/// Name of the volume of a claim: unique per claim (a claim deleted and created again under the
+/// same name gets a new volume while the old one may still await clean-up), within the name
+/// length limit.
+pub fn volume_name(namespace: &str, claim: &str, uid: &str) -> String {
+    let short: String = uid
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
     let mut name = format!("fake-{namespace}-{claim}");
-    name.truncate(253);
-    name
+    if short.is_empty() {
+        name.truncate(253);
+        return name;
+    }
+    name.truncate(253 - short.len() - 1);
+    format!("{name}-{}", short.to_ascii_lowercase())
 }
 
 /// What the simulation takes from a claim; `deleted` when it disappeared or is being deleted.
@@ -229,7 +244,7 @@ mod tests {
         let spec = volume.spec.unwrap();
         assert_eq!(
             volume.metadata.name.as_deref(),
-            Some("fake-db-data-pd-abcde")
+            Some("fake-db-data-pd-abcde-u1")
         );
         assert_eq!(spec.capacity.unwrap()["storage"], Quantity("20Gi".into()));
         let claim_ref = spec.claim_ref.unwrap();
