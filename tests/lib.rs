@@ -594,3 +594,137 @@ pub fn events_of<'a>(
         })
         .collect()
 }
+
+/// The longest span without a PD leader the verdict accepts, in simulation ticks: an election
+/// after the leader's Pod stopped takes one or two ticks, a leader transfer one.
+pub const PD_WITHOUT_LEADER_TICKS: u64 = 5;
+
+/// The longest span of a Region without a leader the verdict accepts, in simulation ticks: a
+/// TiKV restart that keeps a majority of a Region's replicas up costs it two (the leader lost,
+/// then a re-election), so ten (two seconds at the scenarios' 200 ms tick) is generous.
+pub const REGION_WITHOUT_LEADER_TICKS: u64 = 10;
+
+/// What a scenario injected on purpose, so the data-safety verdict does not hold it against the
+/// operator. [`Allowed::none`] for a scenario that injected nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Allowed {
+    /// PD may be without a leader longer than an election takes (quorum lost, every PD Pod gone).
+    pub pd_without_leader: bool,
+    /// Regions may be without a leader longer than a restart takes (a majority of stores down).
+    pub regions_without_leader: bool,
+    /// Data may be lost (a PVC deleted by the scenario, a cluster deleted).
+    pub data_loss: bool,
+}
+
+impl Allowed {
+    /// Nothing: the operator alone must keep PD and every Region led and lose no data.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// PD may lose its quorum (or all its Pods) for longer than an election.
+    pub fn pd_quorum_loss(mut self) -> Self {
+        self.pd_without_leader = true;
+        self
+    }
+
+    /// Regions may be without a leader for longer than a restart.
+    pub fn regions_without_leader(mut self) -> Self {
+        self.regions_without_leader = true;
+        self
+    }
+
+    /// Data may be lost.
+    pub fn data_loss(mut self) -> Self {
+        self.data_loss = true;
+        self
+    }
+}
+
+/// What breaks the verdict in a safety record (`GET /control/clusters/{ns}/{cluster}/safety`),
+/// one line each; empty when it holds.
+pub fn verdict_findings(record: &serde_json::Value, allowed: &Allowed) -> Vec<String> {
+    let spans = |key: &str| {
+        record
+            .get(key)
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let ticks = |span: &serde_json::Value| {
+        span.get("ticks")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let mut findings = Vec::new();
+    if !allowed.pd_without_leader {
+        for span in spans("pd_without_leader") {
+            if ticks(&span) > PD_WITHOUT_LEADER_TICKS {
+                findings.push(format!(
+                    "PD without a leader for {} ticks (more than {PD_WITHOUT_LEADER_TICKS}): {span}",
+                    ticks(&span)
+                ));
+            }
+        }
+    }
+    if !allowed.regions_without_leader {
+        let long: Vec<serde_json::Value> = spans("regions_without_leader")
+            .into_iter()
+            .filter(|s| ticks(s) > REGION_WITHOUT_LEADER_TICKS)
+            .collect();
+        if !long.is_empty() {
+            let regions: std::collections::BTreeSet<u64> = long
+                .iter()
+                .filter_map(|s| s.get("region_id").and_then(serde_json::Value::as_u64))
+                .collect();
+            let longest = long.iter().map(ticks).max().unwrap_or(0);
+            findings.push(format!(
+                "{} Regions without a leader for more than {REGION_WITHOUT_LEADER_TICKS} ticks (longest {longest}): {regions:?}",
+                regions.len()
+            ));
+        }
+    }
+    if !allowed.data_loss {
+        for loss in spans("data_loss") {
+            findings.push(format!("data loss: {loss}"));
+        }
+    }
+    findings
+}
+
+impl Simulator {
+    /// The availability and data-safety record of a cluster.
+    pub async fn safety(
+        &self,
+        namespace: &str,
+        cluster: &str,
+    ) -> Result<serde_json::Value, String> {
+        let body = http_get(&format!(
+            "{}/control/clusters/{namespace}/{cluster}/safety",
+            self.url
+        ))
+        .await?;
+        serde_json::from_str(&body).map_err(|e| e.to_string())
+    }
+
+    /// The data-safety verdict every end-to-end scenario checks at its end: no data lost, PD
+    /// never without a leader for more than [`PD_WITHOUT_LEADER_TICKS`], no Region without a
+    /// leader for more than [`REGION_WITHOUT_LEADER_TICKS`], except what `allowed` names. The
+    /// error prints what broke it and the whole record.
+    pub async fn verdict(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        allowed: &Allowed,
+    ) -> Result<(), String> {
+        let record = self.safety(namespace, cluster).await?;
+        let findings = verdict_findings(&record, allowed);
+        if findings.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "data-safety verdict for {namespace}/{cluster} failed (allowed: {allowed:?}):\n- {}\n--- safety record ---\n{record:#}",
+            findings.join("\n- ")
+        ))
+    }
+}
