@@ -1,5 +1,6 @@
 //! `operand-simulator`: TEST TOOLING that stands in for PD, TiKV and TiDB on loopback for the
-//! operator's tests and local runs. Never a substitute for the real API's contract.
+//! operator's tests and local runs. Modelled on the tikv/pd source; never a substitute for the
+//! real API's contract.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,8 +24,8 @@ use operand_simulator::watch;
 /// TiKV status at http://ADDR/clusters/{namespace}/{cluster}/tikv/{instance}/status,
 /// and a control API for faults and an event log at http://ADDR/control/clusters/....
 ///
-/// It reproduces the PD behaviour the operator relies on; it is never a substitute for the
-/// real API's contract. See docs/operand-simulator.md.
+/// Modelled on the tikv/pd source, not checked against a running pd-server; never a substitute
+/// for the real API's contract. See docs/operand-simulator.md.
 #[derive(Debug, Parser)]
 #[command(name = "operand-simulator", version)]
 struct Args {

@@ -1,8 +1,9 @@
-//! The simulation itself, free of I/O: Pod observations and PD API operations go in, PD-shaped
-//! views come out, and `tick` advances elections, leader eviction and region movement. Every
-//! method takes the current [`Now`], so tests drive time by hand.
+//! The simulation itself, free of I/O: Pod and PVC observations and PD API operations go in,
+//! PD-shaped views and a safety record come out, and `tick` advances elections, leader eviction
+//! and region movement. Every method takes the current [`Now`], so tests drive time by hand.
 //!
-//! Test tooling only: it reproduces the PD behaviour the operator depends on, not PD.
+//! Test tooling only: it models the PD, etcd and Raft rules the operator's safety depends on,
+//! not PD.
 
 mod cluster;
 mod events;
