@@ -728,3 +728,30 @@ impl Simulator {
         ))
     }
 }
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::{Allowed, verdict_findings};
+
+    #[test]
+    fn the_verdict_holds_short_spans_against_nobody_and_names_the_rest() {
+        let record = serde_json::json!({
+            "pd_without_leader": [{"ticks": 2, "ongoing": false}, {"ticks": 9, "ongoing": true}],
+            "regions_without_leader": [
+                {"region_id": 7, "ticks": 2}, {"region_id": 8, "ticks": 11}, {"region_id": 9, "ticks": 40}
+            ],
+            "data_loss": [{"kind": "store_volume_deleted", "store_id": 3}]
+        });
+        let findings = verdict_findings(&record, &Allowed::none());
+        assert_eq!(findings.len(), 3, "{findings:?}");
+        assert!(findings[0].contains("PD without a leader for 9 ticks"));
+        assert!(findings[1].contains("2 Regions") && findings[1].contains("{8, 9}"));
+        assert!(findings[2].contains("store_volume_deleted"));
+        let all = Allowed::none()
+            .pd_quorum_loss()
+            .regions_without_leader()
+            .data_loss();
+        assert!(verdict_findings(&record, &all).is_empty());
+        assert!(verdict_findings(&serde_json::json!({}), &Allowed::none()).is_empty());
+    }
+}
