@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{
@@ -17,6 +18,7 @@ use operator_api::core::{
     FeatureGateStatus, FeatureStage, PD_DEFAULT_PORT_CLIENT, PDGroup, TiDBGroup, TiKVGroup,
 };
 use operator_api::keys;
+use operator_runtime::cache;
 use operator_runtime::endpoints::{EndpointFor, Endpoints};
 use operator_runtime::events::Events;
 use operator_runtime::finalize;
@@ -40,6 +42,19 @@ pub struct Ctx {
     pub metrics: Metrics,
     /// Endpoint overrides.
     pub endpoints: Endpoints,
+    /// The groups of every Cluster of the scope.
+    pub groups: GroupCaches,
+}
+
+/// The caches of the groups a Cluster is made of.
+#[derive(Clone)]
+pub struct GroupCaches {
+    /// PDGroups.
+    pub pd: Store<PDGroup>,
+    /// TiKVGroups.
+    pub tikv: Store<TiKVGroup>,
+    /// TiDBGroups.
+    pub tidb: Store<TiDBGroup>,
 }
 
 /// Why a Cluster reconcile failed.
@@ -130,7 +145,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Ctx>) -> Result<Action, E
 async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> {
     let namespace = cluster.namespace().unwrap_or_default();
     let name = cluster.name_any();
-    let groups = list_groups(&ctx.client, &namespace, &name).await?;
+    let groups = list_groups(&ctx.groups, &namespace, &name);
 
     if cluster.metadata.deletion_timestamp.is_some() {
         return delete_in_order(cluster, ctx, &groups).await;
@@ -204,19 +219,10 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
     }))
 }
 
-/// Every PD, TiKV and TiDB group that points at the cluster (by the selectable field).
-pub async fn list_groups(
-    client: &Client,
-    namespace: &str,
-    cluster: &str,
-) -> Result<Vec<GroupView>, Error> {
-    let params = ListParams::default().fields(&format!("spec.cluster.name={cluster}"));
+/// Every PD, TiKV and TiDB group that points at the cluster.
+pub fn list_groups(caches: &GroupCaches, namespace: &str, cluster: &str) -> Vec<GroupView> {
     let mut views = Vec::new();
-    for group in Api::<PDGroup>::namespaced(client.clone(), namespace)
-        .list(&params)
-        .await
-        .map_err(Error::kube("listing PDGroups"))?
-    {
+    for group in cache::list(&caches.pd, namespace, |g| g.spec.cluster.name == cluster) {
         views.push(view(
             ComponentKind::PD,
             &group,
@@ -225,11 +231,7 @@ pub async fn list_groups(
             group.spec.features.clone(),
         ));
     }
-    for group in Api::<TiKVGroup>::namespaced(client.clone(), namespace)
-        .list(&params)
-        .await
-        .map_err(Error::kube("listing TiKVGroups"))?
-    {
+    for group in cache::list(&caches.tikv, namespace, |g| g.spec.cluster.name == cluster) {
         views.push(view(
             ComponentKind::TiKV,
             &group,
@@ -238,11 +240,7 @@ pub async fn list_groups(
             group.spec.features.clone(),
         ));
     }
-    for group in Api::<TiDBGroup>::namespaced(client.clone(), namespace)
-        .list(&params)
-        .await
-        .map_err(Error::kube("listing TiDBGroups"))?
-    {
+    for group in cache::list(&caches.tidb, namespace, |g| g.spec.cluster.name == cluster) {
         views.push(view(
             ComponentKind::TiDB,
             &group,
@@ -252,7 +250,7 @@ pub async fn list_groups(
         ));
     }
     views.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-    Ok(views)
+    views
 }
 
 fn view<K: Resource>(

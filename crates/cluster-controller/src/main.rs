@@ -14,12 +14,13 @@ use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKVGroup};
+use operator_runtime::cache;
 use operator_runtime::endpoints::Endpoints;
 use operator_runtime::events::Events;
 use operator_runtime::scope::{log_and_retry, scoped};
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 
-use crate::cluster::{Ctx, Error, MANAGER};
+use crate::cluster::{Ctx, Error, GroupCaches, MANAGER};
 
 /// Command line of the cluster-controller.
 #[derive(Debug, Parser)]
@@ -51,15 +52,30 @@ fn cluster_of<K: Resource<DynamicType = ()>>(
 /// Runs the Cluster controller until shutdown.
 async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
     let namespace = ctx.flags.namespace.as_deref();
+    let all = watcher::Config::default();
+    let groups = GroupCaches {
+        pd: cache::reflect(scoped(&ctx.client, namespace), all.clone(), &ctx.shutdown),
+        tikv: cache::reflect(scoped(&ctx.client, namespace), all.clone(), &ctx.shutdown),
+        tidb: cache::reflect(scoped(&ctx.client, namespace), all.clone(), &ctx.shutdown),
+    };
     let shared = Arc::new(Ctx {
         events: Events::new(ctx.client.clone(), MANAGER),
         client: ctx.client.clone(),
         metrics: ctx.metrics.clone(),
         endpoints: Endpoints::new(&ctx.flags.endpoint_overrides),
+        groups: groups.clone(),
     });
-    let all = watcher::Config::default();
-    ctx.readiness.set_synced(true);
-    Controller::new(scoped::<Cluster>(&ctx.client, namespace), all.clone())
+    let clusters = Controller::new(scoped::<Cluster>(&ctx.client, namespace), all.clone());
+    let cluster_store = clusters.store();
+    let readiness = ctx.readiness.clone();
+    let synced = async move {
+        cache::synced(&groups.pd).await;
+        cache::synced(&groups.tikv).await;
+        cache::synced(&groups.tidb).await;
+        cache::synced(&cluster_store).await;
+        readiness.set_synced(true);
+    };
+    let clusters = clusters
         .watches(
             scoped::<PDGroup>(&ctx.client, namespace),
             all.clone(),
@@ -80,7 +96,7 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
             log_and_retry::<Cluster, Error, Ctx>,
             shared,
         )
-        .for_each(|_| async {})
-        .await;
+        .for_each(|_| async {});
+    tokio::join!(clusters, synced);
     Ok(())
 }

@@ -1,76 +1,40 @@
-//! What every reconcile of this binary shares: the client, Events, metrics, endpoints, and one
-//! PD client per PD URL.
+//! What every reconcile of this binary shares: the component runtime's shared state and the
+//! caches of the groups and instances.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::ops::Deref;
+use std::sync::Arc;
 
-use kube::Client;
-use operator_runtime::endpoints::{EndpointFor, Endpoints};
-use operator_runtime::events::Events;
-use operator_runtime::metrics::Metrics;
-use pd_client::PdClient;
-
-use crate::error::Error;
+use kube::runtime::reflector::Store;
+use operator_api::core::{PD, PDGroup};
+use operator_runtime::component::Shared;
 
 /// Field manager of every write this binary makes.
 pub const MANAGER: &str = "pd-controller";
-/// Timeout of each call to PD.
-const PD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Shared state of the reconciles.
 pub struct Ctx {
-    /// Kubernetes client.
-    pub client: Client,
-    /// Event publisher.
-    pub events: Events,
-    /// Metrics.
-    pub metrics: Metrics,
-    endpoints: Endpoints,
-    pd_clients: Mutex<HashMap<String, PdClient>>,
+    shared: Shared,
+    /// Every PDGroup of the scope (the group controller's own cache).
+    pub groups: Store<PDGroup>,
+    /// Every PD instance of the scope (the instance controller's own cache).
+    pub instances: Store<PD>,
+}
+
+impl Deref for Ctx {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl Ctx {
     /// The shared state.
-    pub fn new(client: Client, metrics: Metrics, endpoints: Endpoints) -> Arc<Self> {
+    pub fn new(shared: Shared, groups: Store<PDGroup>, instances: Store<PD>) -> Arc<Self> {
         Arc::new(Self {
-            events: Events::new(client.clone(), MANAGER),
-            client,
-            metrics,
-            endpoints,
-            pd_clients: Mutex::new(HashMap::new()),
+            shared,
+            groups,
+            instances,
         })
-    }
-
-    /// A client of the PD of a cluster, reached through the group's client Service (or the
-    /// endpoint override).
-    pub fn pd(
-        &self,
-        namespace: &str,
-        cluster: &str,
-        in_cluster_url: String,
-    ) -> Result<PdClient, Error> {
-        let url = self.endpoints.resolve(
-            EndpointFor {
-                component: "pd",
-                namespace,
-                cluster,
-                instance: "",
-            },
-            in_cluster_url,
-        );
-        let mut clients = self
-            .pd_clients
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(client) = clients.get(&url) {
-            return Ok(client.clone());
-        }
-        let client = PdClient::new(&url, None, PD_TIMEOUT).map_err(|source| Error::Pd {
-            url: url.clone(),
-            source,
-        })?;
-        clients.insert(url, client.clone());
-        Ok(client)
     }
 }

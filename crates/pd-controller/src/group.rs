@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, reasons};
-use operator_api::core::{Cluster, ComponentGroupStatus, PD, PDGroup};
+use operator_api::core::{ComponentGroupStatus, PD, PDGroup};
 use operator_api::keys;
 use operator_runtime::apply::{adopt_all, apply_if_changed, apply_owned};
 use operator_runtime::build as shared;
+use operator_runtime::cache;
 use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
 use operator_runtime::revision::revision_name;
 use operator_runtime::update::{self, InstanceView, Policy};
@@ -49,12 +50,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         .ok_or_else(|| Error::Invalid("PDGroup has no namespace".into()))?;
     let name = group.name_any();
     let cluster_name = &group.spec.cluster.name;
-    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(cluster) = clusters
-        .get_opt(cluster_name)
-        .await
-        .map_err(Error::kube("reading the Cluster"))?
-    else {
+    let Some(cluster) = cache::get(&ctx.caches.clusters, &namespace, cluster_name) else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
         write_blocked(group, ctx, reasons::CLUSTER_NOT_FOUND, message).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
@@ -75,21 +71,17 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     for service in build::services(group)? {
-        let existing = services
-            .get_opt(&service.name_any())
-            .await
-            .map_err(Error::kube("reading a Service"))?;
+        let existing = cache::get(&ctx.caches.services, &namespace, &service.name_any());
         apply_if_changed(&services, MANAGER, existing.as_ref(), service).await?;
     }
 
     let instances_api: Api<PD> = Api::namespaced(ctx.client.clone(), &namespace);
     let owner = build::owner(&namespace, cluster_name, &name);
     let selector = shared::group_selector(owner);
-    let instances = instances_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube("listing the group's PD instances"))?
-        .items;
+    let labels = shared::group_labels(owner);
+    let instances = cache::list(&ctx.instances, &namespace, |i| {
+        cache::has_labels(i, &labels)
+    });
     let update_revision = revision_name(&name, &build::revision_input(group));
     // Instances created before server-side apply become wholly the template's, in place.
     adopt_all(&instances_api, MANAGER, &instances, &[], |pd| {

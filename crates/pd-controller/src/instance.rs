@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
-use operator_api::core::{Cluster, PD, PDGroup, PDStatus};
+use operator_api::core::{PD, PDStatus};
 use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing};
-use operator_runtime::finalize;
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
+use operator_runtime::{cache, finalize};
 use pd_client::{MemberHealth, MembersInfo, PdClient};
 use tracing::{info, instrument, warn};
 
@@ -101,14 +101,8 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         .get(keys::LABEL_GROUP)
         .cloned()
         .unwrap_or_default();
-    let cluster = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(cluster_name)
-        .await
-        .map_err(Error::kube("reading the Cluster"))?;
-    let group = Api::<PDGroup>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(&group_name)
-        .await
-        .map_err(Error::kube("reading the PDGroup"))?;
+    let cluster = cache::get(&ctx.caches.clusters, &namespace, cluster_name);
+    let group = cache::get(&ctx.groups, &namespace, &group_name);
     if cluster.as_ref().is_some_and(|c| c.spec.paused) {
         if conditions::find(pd.conditions(), conditions::SYNCED)
             .is_some_and(|c| c.reason == reasons::PAUSED)
@@ -169,11 +163,9 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             .get(keys::ANNO_INITIAL_CLUSTER_NUM)
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
-        let siblings = Api::<PD>::namespaced(ctx.client.clone(), &namespace)
-            .list(&ListParams::default().labels(&format!("{}={group_name}", keys::LABEL_GROUP)))
-            .await
-            .map_err(Error::kube("listing the first PD members"))?
-            .items;
+        let siblings = cache::list(&ctx.instances, &namespace, |s| {
+            s.labels().get(keys::LABEL_GROUP) == Some(&group_name)
+        });
         let initial: Vec<&PD> = siblings
             .iter()
             .filter(|s| s.annotations().contains_key(keys::ANNO_INITIAL_CLUSTER_NUM))
@@ -211,10 +203,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         }
     };
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing = config_maps
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube("reading the ConfigMap"))?;
+    let existing = cache::get(&ctx.caches.config_maps, &namespace, &name);
     apply_if_changed(
         &config_maps,
         MANAGER,
@@ -227,6 +216,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &namespace),
         MANAGER,
         build::pvcs(pd)?,
+        |pvc| cache::get(&ctx.caches.pvcs, &namespace, &pvc.name_any()).is_some(),
     )
     .await
     .map_err(Error::kube("creating the PVCs"))?;
@@ -245,10 +235,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
-    let existing_pod = pods
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube("reading the Pod"))?;
+    let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
     if cluster
         .spec
         .suspend_action
@@ -467,11 +454,7 @@ async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Resu
                 .await;
         }
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-        if let Some(pod) = pods
-            .get_opt(&name)
-            .await
-            .map_err(Error::kube("reading the Pod"))?
-        {
+        if let Some(pod) = cache::get(&ctx.caches.pods, &namespace, &name) {
             if pod.metadata.deletion_timestamp.is_none() {
                 pods.delete(&name, &DeleteParams::default())
                     .await

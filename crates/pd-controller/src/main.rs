@@ -9,18 +9,11 @@ mod instance;
 
 use anyhow::Result;
 use clap::Parser;
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::watcher;
-use operator_api::core::{Cluster, PD, PDGroup};
 use operator_api::keys;
-use operator_runtime::endpoints::Endpoints;
-use operator_runtime::scope::{log_and_retry, of_cluster, scoped};
+use operator_runtime::component::run_controllers;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 
 use crate::context::Ctx;
-use crate::error::Error;
 
 /// Name of the binary, its Lease and its field manager.
 const NAME: &str = "pd-controller";
@@ -45,76 +38,15 @@ fn main() -> Result<()> {
 
 /// Runs the PDGroup and PD controllers until shutdown.
 async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
-    let namespace = ctx.flags.namespace.as_deref();
-    let shared = Ctx::new(
-        ctx.client.clone(),
-        ctx.metrics.clone(),
-        Endpoints::new(&ctx.flags.endpoint_overrides),
-    );
-    let config = ControllerConfig::default().concurrency(ctx.flags.concurrency);
-    let operands = watcher::Config::default().labels(&format!(
-        "{}={},{}={}",
-        keys::LABEL_MANAGED_BY,
-        keys::MANAGED_BY,
-        keys::LABEL_COMPONENT,
-        keys::COMPONENT_PD
-    ));
-
-    let groups = Controller::new(
-        scoped::<PDGroup>(&ctx.client, namespace),
-        watcher::Config::default(),
-    );
-    let group_store = groups.store();
-    let groups = groups
-        .owns(
-            scoped::<PD>(&ctx.client, namespace),
-            watcher::Config::default(),
-        )
-        .watches(
-            scoped::<Cluster>(&ctx.client, namespace),
-            watcher::Config::default(),
-            move |cluster| {
-                of_cluster(
-                    &group_store,
-                    cluster.metadata.namespace.as_deref(),
-                    cluster.metadata.name.as_deref().unwrap_or_default(),
-                )
-            },
-        )
-        .with_config(config.clone())
-        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(
-            group::reconcile,
-            log_and_retry::<PDGroup, Error, Ctx>,
-            shared.clone(),
-        )
-        .for_each(|_| async {});
-
-    let instances = Controller::new(
-        scoped::<PD>(&ctx.client, namespace),
-        watcher::Config::default(),
-    );
-    let instance_store = instances.store();
-    let instances = instances
-        .owns(scoped::<Pod>(&ctx.client, namespace), operands.clone())
-        .owns(scoped::<ConfigMap>(&ctx.client, namespace), operands)
-        .watches(
-            scoped::<Cluster>(&ctx.client, namespace),
-            watcher::Config::default(),
-            move |cluster| {
-                of_cluster(
-                    &instance_store,
-                    cluster.metadata.namespace.as_deref(),
-                    cluster.metadata.name.as_deref().unwrap_or_default(),
-                )
-            },
-        )
-        .with_config(config)
-        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(instance::reconcile, log_and_retry::<PD, Error, Ctx>, shared)
-        .for_each(|_| async {});
-
-    ctx.readiness.set_synced(true);
-    tokio::join!(groups, instances);
-    Ok(())
+    run_controllers(
+        ctx,
+        keys::COMPONENT_PD,
+        NAME,
+        |groups, _| groups,
+        Ctx::new,
+        group::reconcile,
+        instance::reconcile,
+        async {},
+    )
+    .await
 }

@@ -81,12 +81,14 @@ where
     Ok((applied, true))
 }
 
-/// Creates each of `objects` that does not exist yet and leaves existing ones as they are: for
-/// objects written once, such as PVCs, whose specs the API server does not let change freely.
+/// Creates each of `objects` that `exists` (a cache lookup) does not know, and leaves existing
+/// ones as they are: for objects written once, such as PVCs, whose specs the API server does not
+/// let change freely. One the cache has not seen yet but the API server has is left alone too.
 pub async fn create_missing<K>(
     api: &Api<K>,
     manager: &str,
     objects: Vec<K>,
+    exists: impl Fn(&K) -> bool,
 ) -> Result<(), kube::Error>
 where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
@@ -95,9 +97,11 @@ where
         field_manager: Some(manager.to_string()),
         ..PostParams::default()
     };
-    for object in objects {
-        if api.get_opt(&object.name_any()).await?.is_none() {
-            api.create(&params, &object).await?;
+    for object in objects.into_iter().filter(|o| !exists(o)) {
+        match api.create(&params, &object).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())

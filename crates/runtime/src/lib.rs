@@ -3,6 +3,8 @@
 
 pub mod apply;
 pub mod build;
+pub mod cache;
+pub mod component;
 pub mod duration;
 pub mod endpoints;
 pub mod events;

@@ -1,44 +1,53 @@
-//! What every reconcile of this binary shares: the client, Events, metrics, the endpoint
-//! overrides, and the client of TiDB's status port.
+//! What every reconcile of this binary shares: the component runtime's shared state, the caches
+//! of the instances and TiKV groups, and the client of TiDB's status port.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
-use operator_runtime::endpoints::{EndpointFor, Endpoints};
-use operator_runtime::events::Events;
-use operator_runtime::metrics::Metrics;
+use kube::runtime::reflector::Store;
+use operator_api::core::{TiDB, TiKVGroup};
+use operator_runtime::component::Shared;
+use operator_runtime::endpoints::EndpointFor;
 use pd_client::{StatusClient, TidbStatus};
-
-use crate::error::Error;
 
 /// Field manager of every write this binary makes, and the name its Events carry.
 pub const MANAGER: &str = "tidb-controller";
 /// Timeout of each call to a TiDB status port.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Shared state of the reconciles.
 pub struct Ctx {
-    /// Kubernetes client.
-    pub client: Client,
-    /// Event publisher.
-    pub events: Events,
-    /// Metrics.
-    pub metrics: Metrics,
-    endpoints: Endpoints,
+    shared: Shared,
+    /// Every TiDB instance of the scope (the instance controller's own cache).
+    pub instances: Store<TiDB>,
+    /// The TiKVGroups a new TiDB version waits for.
+    pub tikv_groups: Store<TiKVGroup>,
     status: StatusClient,
+}
+
+impl Deref for Ctx {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl Ctx {
     /// The shared state.
-    pub fn new(client: Client, metrics: Metrics, endpoints: Endpoints) -> Result<Arc<Self>, Error> {
-        Ok(Arc::new(Self {
-            events: Events::new(client.clone(), MANAGER),
-            client,
-            metrics,
-            endpoints,
-            status: StatusClient::new(None, STATUS_TIMEOUT).map_err(Error::StatusClient)?,
-        }))
+    pub fn new(
+        shared: Shared,
+        instances: Store<TiDB>,
+        tikv_groups: Store<TiKVGroup>,
+        status: StatusClient,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            shared,
+            instances,
+            tikv_groups,
+            status,
+        })
     }
 
     /// The status URL of a TiDB instance: its in-cluster address, or the endpoint override of
@@ -50,7 +59,7 @@ impl Ctx {
         instance: &str,
         in_cluster: String,
     ) -> String {
-        self.endpoints.resolve(
+        self.shared.endpoint(
             EndpointFor {
                 component: "tidb",
                 namespace,

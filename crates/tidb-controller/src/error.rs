@@ -20,9 +20,6 @@ pub enum Error {
     /// The objects could not be built from the spec.
     #[error(transparent)]
     Build(#[from] BuildError),
-    /// The status client could not be set up.
-    #[error("TiDB status client: {0}")]
-    StatusClient(pd_client::Error),
     /// An object lacks a field the reconcile needs.
     #[error("{0}")]
     Invalid(String),
@@ -44,7 +41,6 @@ impl Error {
             Error::Kube { .. } => "kube_api",
             Error::Apply(_) => "apply",
             Error::Build(_) => "build",
-            Error::StatusClient(_) => "status_client",
             Error::Invalid(_) => "invalid",
         }
     }

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, reasons};
 use operator_api::core::{
-    Cluster, ComponentGroupStatus, PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup,
+    ComponentGroupStatus, PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup,
 };
 use operator_runtime::apply::{adopt_all, apply_if_changed, apply_owned};
 use operator_runtime::build as shared;
+use operator_runtime::cache;
 use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
 use operator_runtime::revision::revision_name;
 use operator_runtime::update::{self, InstanceView, Policy};
@@ -51,11 +52,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
         .ok_or_else(|| Error::Invalid("TiDBGroup has no namespace".into()))?;
     let name = group.name_any();
     let cluster_name = &group.spec.cluster.name;
-    let Some(cluster) = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(cluster_name)
-        .await
-        .map_err(Error::kube("reading the Cluster"))?
-    else {
+    let Some(cluster) = cache::get(&ctx.caches.clusters, &namespace, cluster_name) else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
         write_blocked(group, ctx, reasons::CLUSTER_NOT_FOUND, message).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
@@ -67,21 +64,17 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     for service in build::services(group)? {
-        let existing = services
-            .get_opt(&service.name_any())
-            .await
-            .map_err(Error::kube("reading a Service"))?;
+        let existing = cache::get(&ctx.caches.services, &namespace, &service.name_any());
         apply_if_changed(&services, MANAGER, existing.as_ref(), service).await?;
     }
 
     let instances_api: Api<TiDB> = Api::namespaced(ctx.client.clone(), &namespace);
     let owner = build::owner(&namespace, cluster_name, &name);
     let selector = shared::group_selector(owner);
-    let instances = instances_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube("listing the group's TiDB instances"))?
-        .items;
+    let labels = shared::group_labels(owner);
+    let instances = cache::list(&ctx.instances, &namespace, |i| {
+        cache::has_labels(i, &labels)
+    });
     let update_revision = revision_name(&name, &build::revision_input(group));
 
     // The upgrade order: a new version starts only once PD and TiKV run it everywhere.
@@ -94,7 +87,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
     let gate = match outdated_version.first() {
         None => Ok(()),
         Some(running) => {
-            let (pd_groups, tikv_groups) = dependencies(ctx, &namespace, cluster_name).await?;
+            let (pd_groups, tikv_groups) = dependencies(ctx, &namespace, cluster_name);
             let mut deps: Vec<Dependency<'_>> = pd_groups
                 .iter()
                 .map(|g| Dependency {
@@ -352,23 +345,11 @@ fn plan(policy: &Policy, views: &[InstanceView]) -> update::Plan {
 }
 
 /// The PD and TiKV groups of the cluster: what a new TiDB version waits for.
-async fn dependencies(
-    ctx: &Ctx,
-    namespace: &str,
-    cluster: &str,
-) -> Result<(Vec<PDGroup>, Vec<TiKVGroup>), Error> {
-    let of_cluster = ListParams::default().fields(&format!("spec.cluster.name={cluster}"));
-    let pd = Api::<PDGroup>::namespaced(ctx.client.clone(), namespace)
-        .list(&of_cluster)
-        .await
-        .map_err(Error::kube("listing the Cluster's PD groups"))?
-        .items;
-    let tikv = Api::<TiKVGroup>::namespaced(ctx.client.clone(), namespace)
-        .list(&of_cluster)
-        .await
-        .map_err(Error::kube("listing the Cluster's TiKV groups"))?
-        .items;
-    Ok((pd, tikv))
+fn dependencies(ctx: &Ctx, namespace: &str, cluster: &str) -> (Vec<PDGroup>, Vec<TiKVGroup>) {
+    let tikv = cache::list(&ctx.tikv_groups, namespace, |g| {
+        g.spec.cluster.name == cluster
+    });
+    (ctx.caches.pd_groups_of(namespace, cluster), tikv)
 }
 
 /// The instance whose revision most of `instances` share (ties: the first name), if any.

@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
-use operator_api::core::{Cluster, PD_DEFAULT_PORT_CLIENT, PDGroup, TiDB, TiDBStatus};
+use operator_api::core::{PD_DEFAULT_PORT_CLIENT, TiDB, TiDBStatus};
 use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing};
-use operator_runtime::finalize;
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
+use operator_runtime::{cache, finalize};
 use tracing::{info, instrument};
 
 use crate::build;
@@ -60,10 +60,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         .ok_or_else(|| Error::Invalid("TiDB has no namespace".into()))?;
     let name = tidb.name_any();
     let cluster_name = &tidb.spec.cluster.name;
-    let cluster = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(cluster_name)
-        .await
-        .map_err(Error::kube("reading the Cluster"))?;
+    let cluster = cache::get(&ctx.caches.clusters, &namespace, cluster_name);
     if cluster.as_ref().is_some_and(|c| c.spec.paused) {
         write_status(tidb, ctx, shared_group::status_paused(tidb, cluster_name)).await?;
         return Ok(Action::await_change());
@@ -89,11 +86,8 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         .map(|s| s.pd.clone())
         .unwrap_or_default();
     let pd_groups = if status_pd.is_empty() {
-        Api::<PDGroup>::namespaced(ctx.client.clone(), &namespace)
-            .list(&ListParams::default().fields(&format!("spec.cluster.name={cluster_name}")))
-            .await
-            .map_err(Error::kube("listing the Cluster's PD groups"))?
-            .items
+        ctx.caches
+            .pd_groups_of(&namespace, cluster_name)
             .iter()
             .map(|g| {
                 let port = g
@@ -125,10 +119,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     };
 
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing_pod = pods
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube("reading the Pod"))?;
+    let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
 
     if cluster
         .spec
@@ -191,10 +182,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
-    let existing_config = config_maps
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube("reading the ConfigMap"))?;
+    let existing_config = cache::get(&ctx.caches.config_maps, &namespace, &name);
     apply_if_changed(
         &config_maps,
         MANAGER,
@@ -207,6 +195,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &namespace),
         MANAGER,
         build::pvcs(tidb)?,
+        |pvc| cache::get(&ctx.caches.pvcs, &namespace, &pvc.name_any()).is_some(),
     )
     .await
     .map_err(Error::kube("creating the PVCs"))?;
@@ -358,11 +347,7 @@ async fn finalize(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     let namespace = tidb.namespace().unwrap_or_default();
     let name = tidb.name_any();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    if let Some(pod) = pods
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube("reading the Pod"))?
-    {
+    if let Some(pod) = cache::get(&ctx.caches.pods, &namespace, &name) {
         if !is_terminating(&pod) {
             pods.delete(&name, &DeleteParams::default())
                 .await

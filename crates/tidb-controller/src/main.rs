@@ -10,18 +10,16 @@ mod instance;
 
 use anyhow::Result;
 use clap::Parser;
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::watcher;
-use operator_api::core::{Cluster, PDGroup, TiDB, TiDBGroup, TiKVGroup};
+use operator_api::core::{PDGroup, TiKVGroup};
 use operator_api::keys;
-use operator_runtime::endpoints::Endpoints;
-use operator_runtime::scope::{log_and_retry, of_cluster, scoped};
+use operator_runtime::cache;
+use operator_runtime::component::{groups_of_cluster, run_controllers};
+use operator_runtime::scope::scoped;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
+use pd_client::StatusClient;
 
-use crate::context::Ctx;
-use crate::error::Error;
+use crate::context::{Ctx, STATUS_TIMEOUT};
 
 /// Name of the binary, its Lease and its field manager.
 const NAME: &str = "tidb-controller";
@@ -50,108 +48,47 @@ fn main() -> Result<()> {
 
 /// Runs the TiDBGroup and TiDB controllers until shutdown.
 async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
-    let namespace = ctx.flags.namespace.as_deref();
-    let shared = match Ctx::new(
-        ctx.client.clone(),
-        ctx.metrics.clone(),
-        Endpoints::new(&ctx.flags.endpoint_overrides),
-    ) {
-        Ok(shared) => shared,
+    let status = match StatusClient::new(None, STATUS_TIMEOUT) {
+        Ok(status) => status,
         Err(error) => {
             // Without the status client no instance can be judged; stop rather than guess.
             tracing::error!(%error, "cannot start the TiDB controllers");
             return Ok(());
         }
     };
-    let config = ControllerConfig::default().concurrency(ctx.flags.concurrency);
-    let operands = watcher::Config::default().labels(&format!(
-        "{}={},{}={}",
-        keys::LABEL_MANAGED_BY,
-        keys::MANAGED_BY,
-        keys::LABEL_COMPONENT,
-        keys::COMPONENT_TIDB
-    ));
-
-    let groups = Controller::new(
-        scoped::<TiDBGroup>(&ctx.client, namespace),
-        watcher::Config::default(),
+    let namespace = ctx.flags.namespace.as_deref();
+    let (pd_groups, tikv_groups) = (
+        scoped::<PDGroup>(&ctx.client, namespace),
+        scoped::<TiKVGroup>(&ctx.client, namespace),
     );
-    let store = groups.store();
-    let (by_cluster, by_pd, by_tikv) = (store.clone(), store.clone(), store);
-    let groups = groups
-        .owns(
-            scoped::<TiDB>(&ctx.client, namespace),
-            watcher::Config::default(),
-        )
-        .watches(
-            scoped::<Cluster>(&ctx.client, namespace),
-            watcher::Config::default(),
-            move |cluster| {
-                let name = cluster.metadata.name.clone().unwrap_or_default();
-                of_cluster(&by_cluster, cluster.metadata.namespace.as_deref(), &name)
-            },
-        )
+    let tikv_cache = cache::reflect(
+        tikv_groups.clone(),
+        watcher::Config::default(),
+        &ctx.shutdown,
+    );
+    let (tikv_groups_read, synced_tikv) = (tikv_cache.clone(), tikv_cache);
+    run_controllers(
+        ctx,
+        keys::COMPONENT_TIDB,
+        NAME,
         // The upgrade order: a PD or TiKV group reaching a version may let a TiDB group move.
-        .watches(
-            scoped::<PDGroup>(&ctx.client, namespace),
-            watcher::Config::default(),
-            move |pd| {
-                of_cluster(
-                    &by_pd,
-                    pd.metadata.namespace.as_deref(),
-                    &pd.spec.cluster.name,
+        |groups, store| {
+            groups
+                .watches(
+                    pd_groups,
+                    watcher::Config::default(),
+                    groups_of_cluster(store.clone()),
                 )
-            },
-        )
-        .watches(
-            scoped::<TiKVGroup>(&ctx.client, namespace),
-            watcher::Config::default(),
-            move |tikv| {
-                of_cluster(
-                    &by_tikv,
-                    tikv.metadata.namespace.as_deref(),
-                    &tikv.spec.cluster.name,
+                .watches(
+                    tikv_groups,
+                    watcher::Config::default(),
+                    groups_of_cluster(store),
                 )
-            },
-        )
-        .with_config(config.clone())
-        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(
-            group::reconcile,
-            log_and_retry::<TiDBGroup, Error, Ctx>,
-            shared.clone(),
-        )
-        .for_each(|_| async {});
-
-    let instances = Controller::new(
-        scoped::<TiDB>(&ctx.client, namespace),
-        watcher::Config::default(),
-    );
-    let instance_store = instances.store();
-    let instances = instances
-        .owns(scoped::<Pod>(&ctx.client, namespace), operands.clone())
-        .owns(scoped::<ConfigMap>(&ctx.client, namespace), operands)
-        .watches(
-            scoped::<Cluster>(&ctx.client, namespace),
-            watcher::Config::default(),
-            move |cluster| {
-                of_cluster(
-                    &instance_store,
-                    cluster.metadata.namespace.as_deref(),
-                    cluster.metadata.name.as_deref().unwrap_or_default(),
-                )
-            },
-        )
-        .with_config(config)
-        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(
-            instance::reconcile,
-            log_and_retry::<TiDB, Error, Ctx>,
-            shared,
-        )
-        .for_each(|_| async {});
-
-    ctx.readiness.set_synced(true);
-    tokio::join!(groups, instances);
-    Ok(())
+        },
+        move |shared, _, instances| Ctx::new(shared, instances, tikv_groups_read, status),
+        group::reconcile,
+        instance::reconcile,
+        async move { cache::synced(&synced_tikv).await },
+    )
+    .await
 }

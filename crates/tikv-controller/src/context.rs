@@ -1,83 +1,77 @@
-//! What every reconcile of this binary shares: the client, Events, metrics, endpoints, one PD
-//! client per PD URL, and the restart settings.
+//! What every reconcile of this binary shares: the component runtime's shared state, the
+//! caches of the groups, instances and Nodes, PD's view of each cluster, and the restart
+//! settings.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
-use operator_runtime::endpoints::{EndpointFor, Endpoints};
-use operator_runtime::events::Events;
-use operator_runtime::metrics::Metrics;
+use k8s_openapi::api::core::v1::Node;
+use kube::runtime::reflector::Store;
+use operator_api::core::{TiKV, TiKVGroup};
+use operator_runtime::cache::Recent;
+use operator_runtime::component::Shared;
 use pd_client::PdClient;
 
-use crate::error::Error;
+use crate::pd::PdView;
 
 /// Field manager of every write this binary makes, and the name it signs Events with.
 pub const MANAGER: &str = "tikv-controller";
-/// Timeout of each call to PD.
-const PD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one poll of PD's view is shared by the reconciles of a cluster.
+const PD_VIEW_TTL: Duration = Duration::from_secs(1);
 
 /// Shared state of the reconciles.
 pub struct Ctx {
-    /// Kubernetes client.
-    pub client: Client,
-    /// Event publisher.
-    pub events: Events,
-    /// Metrics.
-    pub metrics: Metrics,
+    shared: Shared,
     /// How long a restart waits for a store's leaders to leave before it goes ahead anyway.
     pub leader_eviction_timeout: Duration,
-    endpoints: Endpoints,
-    pd_clients: Mutex<HashMap<String, PdClient>>,
+    /// Every TiKVGroup of the scope (the group controller's own cache).
+    pub groups: Store<TiKVGroup>,
+    /// Every TiKV instance of the scope (the instance controller's own cache).
+    pub instances: Store<TiKV>,
+    /// The Nodes, for store labels.
+    pub nodes: Store<Node>,
+    pd_views: Recent<PdView>,
+}
+
+impl Deref for Ctx {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl Ctx {
     /// The shared state.
     pub fn new(
-        client: Client,
-        metrics: Metrics,
-        endpoints: Endpoints,
+        shared: Shared,
         leader_eviction_timeout: Duration,
+        groups: Store<TiKVGroup>,
+        instances: Store<TiKV>,
+        nodes: Store<Node>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            events: Events::new(client.clone(), MANAGER),
-            client,
-            metrics,
+            shared,
             leader_eviction_timeout,
-            endpoints,
-            pd_clients: Mutex::new(HashMap::new()),
+            groups,
+            instances,
+            nodes,
+            pd_views: Recent::new(PD_VIEW_TTL),
         })
     }
 
-    /// A client of the PD of a cluster, reached at `in_cluster_url` (or the endpoint override).
-    pub fn pd(
-        &self,
-        namespace: &str,
-        cluster: &str,
-        in_cluster_url: String,
-    ) -> Result<PdClient, Error> {
-        let url = self.endpoints.resolve(
-            EndpointFor {
-                component: "pd",
-                namespace,
-                cluster,
-                instance: "",
-            },
-            in_cluster_url,
-        );
-        let mut clients = self
-            .pd_clients
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(client) = clients.get(&url) {
-            return Ok(client.clone());
-        }
-        let client = PdClient::new(&url, None, PD_TIMEOUT).map_err(|source| Error::Pd {
-            url: url.clone(),
-            source,
-        })?;
-        clients.insert(url, client.clone());
-        Ok(client)
+    /// PD's view of the stores of a cluster, polled at most once per [`PD_VIEW_TTL`] for every
+    /// instance and group of that cluster.
+    pub async fn pd_view(&self, pd: &PdClient) -> Result<PdView, String> {
+        self.pd_views
+            .get_or_fetch(pd.base(), PdView::read(pd))
+            .await
+    }
+
+    /// Forgets PD's view after this controller changed it (a store taken offline, a scheduler
+    /// added or removed, labels set), so the next reconcile sees the change.
+    pub fn pd_changed(&self, pd: &PdClient) {
+        self.pd_views.forget(pd.base());
     }
 }

@@ -63,6 +63,15 @@ impl Error {
     }
 }
 
+impl From<operator_runtime::component::PdClientError> for Error {
+    fn from(error: operator_runtime::component::PdClientError) -> Self {
+        Error::Pd {
+            url: error.url,
+            source: error.source,
+        }
+    }
+}
+
 impl From<ApplyError> for Error {
     fn from(error: ApplyError) -> Self {
         Error::Apply(Box::new(error))

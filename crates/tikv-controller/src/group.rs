@@ -3,19 +3,19 @@
 //! taken out on scale-in through PD (marked, never below PD's `max-replicas`, cancelled by a
 //! scale-out); evict-leader schedulers no restart needs any more; and the group's status.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{HasConditions, reasons};
-use operator_api::core::{Cluster, ComponentGroupStatus, STORE_STATE_REMOVED, TiKV, TiKVGroup};
+use operator_api::core::{ComponentGroupStatus, STORE_STATE_REMOVED, TiKV, TiKVGroup};
 use operator_api::keys;
 use operator_runtime::apply::{adopt_all, apply_if_changed, apply_owned, state_manager};
 use operator_runtime::build as shared;
+use operator_runtime::cache;
 use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
 use operator_runtime::revision::revision_name;
 use operator_runtime::update::{self, InstanceView, Policy};
@@ -27,7 +27,7 @@ use crate::build;
 use crate::context::{Ctx, MANAGER};
 use crate::error::Error;
 use crate::instance::{ANNO_EVICTION_STARTED, REASON_PD_NOT_FOUND, REASON_PD_UNREACHABLE};
-use crate::pd;
+use crate::pd::{self, PdView};
 use crate::store;
 
 /// Reason of a scale-in refused because it would leave fewer Up stores than PD's `max-replicas`.
@@ -43,20 +43,7 @@ const STATE_ANNOTATIONS: &[&str] = &[keys::ANNO_DEFER_DELETE, ANNO_EVICTION_STAR
 #[instrument(skip_all, fields(namespace = group.namespace(), group = group.name_any(), cluster = group.spec.cluster.name))]
 pub async fn reconcile(group: Arc<TiKVGroup>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_started("tikvgroup");
-    // The latest spec and status, not the cached copy: a stale `replicas` would take a store
-    // out only to keep it again a moment later.
-    let latest = match group.namespace() {
-        Some(namespace) => Api::<TiKVGroup>::namespaced(ctx.client.clone(), &namespace)
-            .get_opt(&group.name_any())
-            .await
-            .map_err(Error::kube("reading the TiKVGroup")),
-        None => Err(Error::Invalid("TiKVGroup has no namespace".into())),
-    };
-    let result = match latest {
-        Ok(Some(group)) => reconcile_inner(&group, &ctx).await,
-        Ok(None) => Ok(Action::await_change()),
-        Err(e) => Err(e),
-    };
+    let result = reconcile_inner(&group, &ctx).await;
     match &result {
         Ok(_) => timer.finish(Ok(())),
         Err(e) => timer.finish_error(e.category()),
@@ -91,11 +78,7 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
         .ok_or_else(|| Error::Invalid("TiKVGroup has no namespace".into()))?;
     let name = group.name_any();
     let cluster_name = &group.spec.cluster.name;
-    let Some(cluster) = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(cluster_name)
-        .await
-        .map_err(Error::kube("reading the Cluster"))?
-    else {
+    let Some(cluster) = cache::get(&ctx.caches.clusters, &namespace, cluster_name) else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
         write_blocked(group, ctx, reasons::CLUSTER_NOT_FOUND, message).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
@@ -108,36 +91,34 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let service = build::peer_service(group)?;
-    let existing = services
-        .get_opt(&service.name_any())
-        .await
-        .map_err(Error::kube("reading the peer Service"))?;
+    let existing = cache::get(&ctx.caches.services, &namespace, &service.name_any());
     apply_if_changed(&services, MANAGER, existing.as_ref(), service).await?;
 
-    let pd_groups = pd::pd_groups(ctx, &namespace, cluster_name).await?;
+    let pd_groups = ctx.caches.pd_groups_of(&namespace, cluster_name);
     let pd_api = match pd::pd_url(Some(&cluster), &pd_groups, &namespace) {
         Some(url) => Some(ctx.pd(&namespace, cluster_name, url)?),
         None => None,
     };
-    // Read the evicted stores before the instances: an instance's record of its restart is
-    // written before it adds a scheduler, so every scheduler seen here has its record below.
-    let evicting = match &pd_api {
-        Some(pd) => pd.evict_leader_store_ids().await.ok().unwrap_or_default(),
-        None => Vec::new(),
+    let pd_view = match &pd_api {
+        Some(pd) => Some(ctx.pd_view(pd).await),
+        None => None,
+    };
+    let evicting = match &pd_view {
+        Some(Ok(view)) => view.evicting.clone(),
+        _ => Vec::new(),
     };
 
     let instances_api: Api<TiKV> = Api::namespaced(ctx.client.clone(), &namespace);
     let owner = build::owner(&namespace, cluster_name, &name);
     let selector = shared::group_selector(owner);
-    let instances = instances_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube("listing the group's TiKV instances"))?
-        .items;
-    if let Some(pd) = &pd_api
+    let labels = shared::group_labels(owner);
+    let instances = cache::list(&ctx.instances, &namespace, |i| {
+        cache::has_labels(i, &labels)
+    });
+    if let (Some(pd), Some(Ok(view))) = (&pd_api, &pd_view)
         && !evicting.is_empty()
     {
-        clean_up_schedulers(group, ctx, pd, &evicting, &instances).await;
+        clean_up_schedulers(group, ctx, pd, view, &instances).await;
     }
     let update_revision = revision_name(&name, &build::revision_input(group));
     // Instances created before server-side apply become wholly the template's, in place.
@@ -274,7 +255,7 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
                     let Some(victim) = instances.iter().find(|i| i.name_any() == instance) else {
                         continue;
                     };
-                    match scale_in_refusal(pd_api.as_ref(), victim).await {
+                    match scale_in_refusal(pd_view.as_ref(), victim) {
                         Err((reason, message)) => {
                             if !shared_group::synced_reason_is(group, reason) {
                                 ctx.events
@@ -382,11 +363,32 @@ async fn clean_up_schedulers(
     group: &TiKVGroup,
     ctx: &Ctx,
     pd: &PdClient,
-    evicting: &[u64],
+    view: &PdView,
     instances: &[TiKV],
 ) {
-    // Read again: a scheduler removed meanwhile (a restart that just finished, whose record is
-    // gone from `instances`) is not a leftover. One added meanwhile is not in `evicting`.
+    let namespace = group.namespace().unwrap_or_default();
+    let suffix = format!(
+        ".{}.{namespace}:",
+        build::peer_service_name(&group.name_any())
+    );
+    let restarting = |i: &TiKV| i.annotations().contains_key(ANNO_EVICTION_STARTED);
+    let suspects: Vec<(u64, String)> = view
+        .evicting
+        .iter()
+        .filter_map(|id| {
+            let info = view.stores.by_id(*id)?;
+            // Only stores of this group: `<instance>.<group>-tikv-peer.<namespace>:<port>`.
+            let at = info.store.address.find(&suffix)?;
+            let instance = info.store.address[..at].to_string();
+            let known = instances.iter().find(|i| i.name_any() == instance);
+            (!known.is_some_and(restarting)).then_some((*id, instance))
+        })
+        .collect();
+    if suspects.is_empty() {
+        return;
+    }
+    // The cached instances may lag behind an instance that just recorded its restart and added
+    // its scheduler: confirm with PD and the API server before removing anything.
     let still = match pd.evict_leader_store_ids().await {
         Ok(ids) => ids,
         Err(error) => {
@@ -394,48 +396,19 @@ async fn clean_up_schedulers(
             return;
         }
     };
-    let evicting: Vec<u64> = evicting
-        .iter()
-        .copied()
-        .filter(|id| still.contains(id))
-        .collect();
-    if evicting.is_empty() {
-        return;
-    }
-    let stores = match pd.stores().await {
-        Ok(stores) => stores,
-        Err(error) => {
-            warn!(%error, "cannot list stores to clean up evict-leader schedulers");
-            return;
+    let api: Api<TiKV> = Api::namespaced(ctx.client.clone(), &namespace);
+    for (id, instance) in suspects.iter().filter(|(id, _)| still.contains(id)) {
+        match api.get_opt(instance).await {
+            Ok(Some(current)) if restarting(&current) => continue,
+            Ok(_) => {}
+            Err(error) => {
+                warn!(%error, instance, "cannot read an instance to clean up its scheduler");
+                continue;
+            }
         }
-    };
-    let namespace = group.namespace().unwrap_or_default();
-    let suffix = format!(
-        ".{}.{namespace}:",
-        build::peer_service_name(&group.name_any())
-    );
-    let restarting: BTreeSet<String> = instances
-        .iter()
-        .filter(|i| i.annotations().contains_key(ANNO_EVICTION_STARTED))
-        .map(|i| i.name_any())
-        .collect();
-    for id in &evicting {
-        let Some(info) = stores.by_id(*id) else {
-            continue;
-        };
-        // Only stores of this group: `<instance>.<group>-tikv-peer.<namespace>:<port>`.
-        let Some(instance) = info
-            .store
-            .address
-            .find(&suffix)
-            .map(|at| &info.store.address[..at])
-        else {
-            continue;
-        };
-        if restarting.contains(instance) {
-            continue;
-        }
-        match pd.remove_evict_leader_scheduler(*id).await {
+        let removed = pd.remove_evict_leader_scheduler(*id).await;
+        ctx.pd_changed(pd);
+        match removed {
             Ok(()) => {
                 info!(
                     store_id = id,
@@ -458,31 +431,29 @@ async fn clean_up_schedulers(
 }
 
 /// `Ok` when `victim` may be taken out, else the reason and message of the refusal.
-async fn scale_in_refusal(
-    pd_api: Option<&PdClient>,
+fn scale_in_refusal(
+    view: Option<&Result<PdView, String>>,
     victim: &TiKV,
 ) -> Result<(), (&'static str, String)> {
-    let Some(pd_api) = pd_api else {
-        return Err((
-            REASON_PD_NOT_FOUND,
-            "cannot check PD's max-replicas: the Cluster has no PD".to_string(),
-        ));
+    let view = match view {
+        None => {
+            return Err((
+                REASON_PD_NOT_FOUND,
+                "cannot check PD's max-replicas: the Cluster has no PD".to_string(),
+            ));
+        }
+        Some(Err(e)) => {
+            return Err((
+                REASON_PD_UNREACHABLE,
+                format!("cannot check PD's max-replicas before a scale-in: {e}"),
+            ));
+        }
+        Some(Ok(view)) if view.not_bootstrapped => return Ok(()),
+        Some(Ok(view)) => view,
     };
-    let unreachable = |e: pd_client::Error| {
-        (
-            REASON_PD_UNREACHABLE,
-            format!("cannot check PD's max-replicas before a scale-in: {e}"),
-        )
-    };
-    let stores = match pd_api.stores().await {
-        Ok(stores) => stores,
-        Err(e) if pd::not_bootstrapped(&e) => return Ok(()),
-        Err(e) => return Err(unreachable(e)),
-    };
-    let replication = pd_api.replication_config().await.map_err(unreachable)?;
     let recorded = store::recorded_id(victim.status.as_ref().map_or("", |s| s.id.as_str()));
-    let victim_store = store::lookup(&stores, recorded, &build::store_address(victim));
-    match store::scale_in_refusal(&stores, victim_store, replication.max_replicas) {
+    let victim_store = store::lookup(&view.stores, recorded, &build::store_address(victim));
+    match store::scale_in_refusal(&view.stores, victim_store, view.replication.max_replicas) {
         Some(message) => Err((REASON_SCALE_IN_REFUSED, message)),
         None => Ok(()),
     }

@@ -6,20 +6,21 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
-use operator_api::core::{Cluster, TiKV, TiKVGroup, TiKVStatus};
+use operator_api::core::{TiKV, TiKVStatus};
 use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing, state_manager};
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
-use operator_runtime::{duration, finalize};
-use pd_client::{PdClient, StoreInfo};
-use tracing::{info, instrument, warn};
+use operator_runtime::{cache, duration, finalize};
+use pd_client::{PdClient, ReplicationConfig, StoreInfo};
+use tracing::{info, instrument};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
@@ -67,29 +68,12 @@ pub const REASON_OFFLINE_CANCELLED: &str = "OfflineCancelled";
 #[instrument(skip_all, fields(namespace = tikv.namespace(), instance = tikv.name_any(), cluster = tikv.spec.cluster.name))]
 pub async fn reconcile(tikv: Arc<TiKV>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_started("tikv");
-    let result = match latest(&tikv, &ctx).await {
-        Ok(Some(tikv)) => reconcile_inner(&tikv, &ctx).await,
-        Ok(None) => Ok(Action::await_change()),
-        Err(e) => Err(e),
-    };
+    let result = reconcile_inner(&tikv, &ctx).await;
     match &result {
         Ok(_) => timer.finish(Ok(())),
         Err(e) => timer.finish_error(e.category()),
     }
     result
-}
-
-/// The instance as the API server has it now. The cached copy may lag behind this controller's
-/// own last writes, and the status built here carries conditions over from it (the record of a
-/// timed-out eviction, for one), so it must not be older than what was last written.
-async fn latest(tikv: &TiKV, ctx: &Ctx) -> Result<Option<TiKV>, Error> {
-    let namespace = tikv
-        .namespace()
-        .ok_or_else(|| Error::Invalid("TiKV has no namespace".into()))?;
-    Api::<TiKV>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(&tikv.name_any())
-        .await
-        .map_err(Error::kube("reading the TiKV"))
 }
 
 /// The instance's status as this reconcile builds it.
@@ -205,6 +189,7 @@ impl Scope<'_> {
             .remove_evict_leader_scheduler(store_id)
             .await
             .map_err(self.pd_error())?;
+        self.ctx.pd_changed(&self.pd);
         info!(store_id, why, "removed the evict-leader scheduler");
         self.ctx
             .events
@@ -256,10 +241,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         .get(keys::LABEL_GROUP)
         .cloned()
         .unwrap_or_default();
-    let cluster = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(cluster_name)
-        .await
-        .map_err(Error::kube("reading the Cluster"))?;
+    let cluster = cache::get(&ctx.caches.clusters, &namespace, cluster_name);
     if let Some(cluster) = &cluster
         && cluster.spec.paused
     {
@@ -273,14 +255,11 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         write_status(tikv, ctx, draft.finish(tikv)).await?;
         return Ok(Action::await_change());
     }
-    let pd_groups = pd::pd_groups(ctx, &namespace, cluster_name).await?;
+    let pd_groups = ctx.caches.pd_groups_of(&namespace, cluster_name);
     let pd_url = pd::pd_url(cluster.as_ref(), &pd_groups, &namespace);
 
     if tikv.metadata.deletion_timestamp.is_some() {
-        let group = Api::<TiKVGroup>::namespaced(ctx.client.clone(), &namespace)
-            .get_opt(&group_name)
-            .await
-            .map_err(Error::kube("reading the TiKVGroup"))?;
+        let group = cache::get(&ctx.groups, &namespace, &group_name);
         let leaving_only_this = group
             .as_ref()
             .is_some_and(|g| g.metadata.deletion_timestamp.is_none())
@@ -329,10 +308,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         }
     };
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing = config_maps
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube("reading the ConfigMap"))?;
+    let existing = cache::get(&ctx.caches.config_maps, &namespace, &name);
     apply_if_changed(
         &config_maps,
         MANAGER,
@@ -349,11 +325,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
-    let existing_pod = scope
-        .pods()
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube("reading the Pod"))?;
+    let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
     if cluster
         .spec
         .suspend_action
@@ -363,7 +335,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         return suspend(&scope, existing_pod.as_ref()).await;
     }
 
-    let view = PdView::read(&scope.pd).await;
+    let view = scope.ctx.pd_view(&scope.pd).await;
     let lookup = lookup(tikv, &view);
     let store = lookup.and_then(|l| l.info());
     let marked = tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE);
@@ -392,6 +364,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
             .cancel_delete_store(id)
             .await
             .map_err(scope.pd_error())?;
+        scope.ctx.pd_changed(&scope.pd);
         ctx.events
             .normal(
                 tikv,
@@ -447,11 +420,11 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
     };
     draft.set(conditions::SYNCED, synced.0, synced.1, synced.2);
 
-    if let (Some(pod), Ok(_), Some(info)) = (&existing_pod, &view, store)
+    if let (Some(pod), Ok(view), Some(info)) = (&existing_pod, &view, store)
         && info.is_up()
         && is_ready(pod)
     {
-        sync_labels(&scope, info, pod).await?;
+        sync_labels(&scope, &view.replication, info, pod).await?;
     }
 
     set_ready(&mut draft, existing_pod.as_ref(), &view, lookup);
@@ -485,10 +458,12 @@ fn lookup<'a>(tikv: &TiKV, view: &'a Result<PdView, String>) -> Option<StoreLook
 /// Creates the instance's PVCs that do not exist. Never for a store on its way out: its PVCs go
 /// once the store is removed.
 async fn ensure_pvcs(scope: &Scope<'_>) -> Result<(), Error> {
+    let cached = &scope.ctx.caches.pvcs;
     create_missing(
         &Api::<PersistentVolumeClaim>::namespaced(scope.ctx.client.clone(), &scope.namespace),
         MANAGER,
         build::pvcs(scope.tikv)?,
+        |pvc| cache::get(cached, &scope.namespace, &pvc.name_any()).is_some(),
     )
     .await
     .map_err(Error::kube("creating the PVCs"))?;
@@ -615,6 +590,7 @@ async fn restart(
                 .add_evict_leader_scheduler(id)
                 .await
                 .map_err(scope.pd_error())?;
+            scope.ctx.pd_changed(&scope.pd);
             let leaders = store.map(|s| s.status.leader_count).unwrap_or_default();
             scope
                 .ctx
@@ -805,25 +781,19 @@ async fn finish_restart(
 }
 
 /// Pushes the Node's location labels to the store when they differ.
-async fn sync_labels(scope: &Scope<'_>, info: &StoreInfo, pod: &Pod) -> Result<(), Error> {
+async fn sync_labels(
+    scope: &Scope<'_>,
+    replication: &ReplicationConfig,
+    info: &StoreInfo,
+    pod: &Pod,
+) -> Result<(), Error> {
     let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
         return Ok(());
-    };
-    let replication = match scope.pd.replication_config().await {
-        Ok(r) => r,
-        Err(error) => {
-            warn!(%error, "cannot read PD's location labels");
-            return Ok(());
-        }
     };
     if replication.location_labels.is_empty() {
         return Ok(());
     }
-    let Some(node) = Api::<Node>::all(scope.ctx.client.clone())
-        .get_opt(&node_name)
-        .await
-        .map_err(Error::kube(format!("reading Node {node_name}")))?
-    else {
+    let Some(node) = scope.ctx.nodes.get(&ObjectRef::new(&node_name)) else {
         return Ok(());
     };
     let desired = store::desired_labels(&replication.location_labels, node.labels());
@@ -837,6 +807,7 @@ async fn sync_labels(scope: &Scope<'_>, info: &StoreInfo, pod: &Pod) -> Result<(
         .set_store_labels(id, &missing)
         .await
         .map_err(scope.pd_error())?;
+    scope.ctx.pd_changed(&scope.pd);
     let text = missing
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -987,7 +958,9 @@ async fn remove_store(
                 .and_then(|l| l.info())
                 .map(|s| s.status.region_count)
                 .unwrap_or_default();
-            match scope.pd.delete_store(id).await {
+            let deleted = scope.pd.delete_store(id).await;
+            scope.ctx.pd_changed(&scope.pd);
+            match deleted {
                 Ok(()) => {
                     scope
                         .ctx
@@ -1143,14 +1116,10 @@ async fn finalize(
         pd: ctx.pd(&namespace, &tikv.spec.cluster.name, pd_url)?,
         resource_version: Mutex::new(None),
     };
-    let view = PdView::read(&scope.pd).await;
+    let view = scope.ctx.pd_view(&scope.pd).await;
     let lookup = lookup(tikv, &view);
     if only_this {
-        let pod = scope
-            .pods()
-            .get_opt(&scope.name)
-            .await
-            .map_err(Error::kube("reading the Pod"))?;
+        let pod = cache::get(&ctx.caches.pods, &namespace, &scope.name);
         let desired = build::pod(tikv).ok();
         return remove_store(
             &scope,

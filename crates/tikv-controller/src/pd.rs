@@ -1,28 +1,11 @@
 //! Where the PD of a cluster is, and what the TiKV controllers read from it in one go: the
-//! stores and the stores under the evict-leader scheduler.
+//! stores, the stores under the evict-leader scheduler and the replication settings.
 
-use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use operator_api::core::{Cluster, PD_DEFAULT_PORT_CLIENT, PDGroup};
-use pd_client::{PdClient, StoresInfo};
+use pd_client::{PdClient, ReplicationConfig, StoresInfo};
 
 use crate::build;
-use crate::context::Ctx;
-use crate::error::Error;
-
-/// The PDGroups of a cluster, by name.
-pub async fn pd_groups(ctx: &Ctx, namespace: &str, cluster: &str) -> Result<Vec<PDGroup>, Error> {
-    let mut groups: Vec<PDGroup> = Api::<PDGroup>::namespaced(ctx.client.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .map_err(Error::kube("listing the PDGroups"))?
-        .items
-        .into_iter()
-        .filter(|g| g.spec.cluster.name == cluster)
-        .collect();
-    groups.sort_by_key(|g| g.name_any());
-    Ok(groups)
-}
 
 /// The in-cluster URL of a cluster's PD: `status.pd` of the Cluster when it is set, else the
 /// client Service of its (first, by name) PDGroup.
@@ -60,14 +43,25 @@ pub struct PdView {
     pub stores: StoresInfo,
     /// Stores whose leaders PD is evicting.
     pub evicting: Vec<u64>,
+    /// PD's replication settings (`max-replicas`, `location-labels`).
+    pub replication: ReplicationConfig,
+    /// PD has no store yet (not bootstrapped).
+    pub not_bootstrapped: bool,
 }
 
 impl PdView {
-    /// Reads both from PD. A PD not bootstrapped yet has no stores and no evictions.
+    /// Reads them from PD. A PD not bootstrapped yet has no stores and no evictions.
     pub async fn read(pd: &PdClient) -> Result<PdView, String> {
+        let replication = pd.replication_config().await.map_err(|e| e.to_string())?;
         let stores = match pd.stores().await {
             Ok(stores) => stores,
-            Err(e) if not_bootstrapped(&e) => return Ok(PdView::default()),
+            Err(e) if not_bootstrapped(&e) => {
+                return Ok(PdView {
+                    replication,
+                    not_bootstrapped: true,
+                    ..PdView::default()
+                });
+            }
             Err(e) => return Err(e.to_string()),
         };
         let evicting = match pd.evict_leader_store_ids().await {
@@ -75,7 +69,12 @@ impl PdView {
             Err(e) if not_bootstrapped(&e) => Vec::new(),
             Err(e) => return Err(e.to_string()),
         };
-        Ok(PdView { stores, evicting })
+        Ok(PdView {
+            stores,
+            evicting,
+            replication,
+            not_bootstrapped: false,
+        })
     }
 
     /// Whether the store is under the evict-leader scheduler.

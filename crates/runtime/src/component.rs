@@ -1,0 +1,231 @@
+//! The component runtime's wiring: what the reconciles of one component controller share (the
+//! client, Events, metrics, the caches of the watched objects, the endpoint overrides, one PD
+//! client per PD URL), and the one way a component binary runs its group and instance
+//! controllers. Each controller's context wraps [`Shared`] and adds its component's settings.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use operator_api::core::{Cluster, OfCluster};
+use pd_client::PdClient;
+use serde::de::DeserializeOwned;
+
+use crate::cache::{Caches, operand_selector};
+use crate::endpoints::{EndpointFor, Endpoints};
+use crate::events::Events;
+use crate::metrics::Metrics;
+use crate::scope::{log_and_retry, of_cluster, scoped};
+
+/// Timeout of each call to PD.
+pub const PD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A PD client could not be made for a URL.
+#[derive(Debug, thiserror::Error)]
+#[error("PD at {url}: {source}")]
+pub struct PdClientError {
+    /// The URL.
+    pub url: String,
+    /// Why.
+    pub source: pd_client::Error,
+}
+
+/// The shared state of a component controller's reconciles.
+pub struct Shared {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Event publisher.
+    pub events: Events,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// What reconciles read of the watched objects.
+    pub caches: Caches,
+    endpoints: Endpoints,
+    pd_clients: Mutex<HashMap<String, PdClient>>,
+}
+
+impl Shared {
+    /// The shared state of the controller `manager` (the name its Events carry).
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        endpoints: Endpoints,
+        caches: Caches,
+        manager: &str,
+    ) -> Self {
+        Self {
+            events: Events::new(client.clone(), manager),
+            client,
+            metrics,
+            caches,
+            endpoints,
+            pd_clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Where `component`'s endpoint of `instance` is: `in_cluster`, or its endpoint override.
+    pub fn endpoint(&self, of: EndpointFor<'_>, in_cluster: String) -> String {
+        self.endpoints.resolve(of, in_cluster)
+    }
+
+    /// A client of the PD of a cluster, reached at `in_cluster_url` (or the endpoint override),
+    /// made once per URL.
+    pub fn pd(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        in_cluster_url: String,
+    ) -> Result<PdClient, PdClientError> {
+        let url = self.endpoints.resolve(
+            EndpointFor {
+                component: "pd",
+                namespace,
+                cluster,
+                instance: "",
+            },
+            in_cluster_url,
+        );
+        let mut clients = self
+            .pd_clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(&url) {
+            return Ok(client.clone());
+        }
+        let client = PdClient::new(&url, None, PD_TIMEOUT).map_err(|source| PdClientError {
+            url: url.clone(),
+            source,
+        })?;
+        clients.insert(url, client.clone());
+        Ok(client)
+    }
+}
+
+/// Runs a component's group and instance controllers until shutdown, the way every component
+/// binary wires them:
+/// - the group controller reconciles `G`, owns the instances `I` and looks again when their
+///   Cluster changes (plus what `group_watches` adds, such as the groups an upgrade waits for);
+/// - the instance controller reconciles `I`, owns their Pods and ConfigMaps and looks again when
+///   their Cluster changes;
+/// - the caches of the component's objects ([`Caches`]) start, and `/readyz` turns ready once
+///   they, both controllers' own caches and `more_synced` have listed.
+///
+/// `make_ctx` builds the reconciles' context from the shared state and the two controllers'
+/// caches.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_controllers<G, I, C, E, GR, GFut, IR, IFut>(
+    ctx: crate::Context,
+    component: &str,
+    manager: &str,
+    group_watches: impl FnOnce(Controller<G>, Store<G>) -> Controller<G>,
+    make_ctx: impl FnOnce(Shared, Store<G>, Store<I>) -> Arc<C>,
+    group_reconcile: GR,
+    instance_reconcile: IR,
+    more_synced: impl Future<Output = ()>,
+) -> Result<(), crate::RuntimeError>
+where
+    G: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + OfCluster
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    I: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + OfCluster
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    C: Send + Sync + 'static,
+    E: std::error::Error + Send + 'static,
+    GR: FnMut(Arc<G>, Arc<C>) -> GFut,
+    GFut: Future<Output = Result<Action, E>> + Send + 'static,
+    IR: FnMut(Arc<I>, Arc<C>) -> IFut,
+    IFut: Future<Output = Result<Action, E>> + Send + 'static,
+{
+    let namespace = ctx.flags.namespace.as_deref();
+    let config = ControllerConfig::default().concurrency(ctx.flags.concurrency);
+    let operands = watcher::Config::default().labels(&operand_selector(component));
+    let all = watcher::Config::default;
+
+    let groups = Controller::new(scoped::<G>(&ctx.client, namespace), all());
+    let instances = Controller::new(scoped::<I>(&ctx.client, namespace), all());
+    let caches = Caches::start(&ctx.client, namespace, component, &ctx.shutdown);
+    let shared = make_ctx(
+        Shared::new(
+            ctx.client.clone(),
+            ctx.metrics.clone(),
+            Endpoints::new(&ctx.flags.endpoint_overrides),
+            caches.clone(),
+            manager,
+        ),
+        groups.store(),
+        instances.store(),
+    );
+    let (group_store, instance_store) = (groups.store(), instances.store());
+
+    let by_cluster = groups.store();
+    let groups = group_watches(groups, group_store.clone())
+        .owns(scoped::<I>(&ctx.client, namespace), all())
+        .watches(scoped::<Cluster>(&ctx.client, namespace), all(), move |c| {
+            let name = c.metadata.name.clone().unwrap_or_default();
+            of_cluster(&by_cluster, c.metadata.namespace.as_deref(), &name)
+        })
+        .with_config(config.clone())
+        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
+        .run(group_reconcile, log_and_retry::<G, E, C>, shared.clone())
+        .for_each(|_| async {});
+
+    let by_cluster = instances.store();
+    let instances = instances
+        .owns(scoped::<Pod>(&ctx.client, namespace), operands.clone())
+        .owns(scoped::<ConfigMap>(&ctx.client, namespace), operands)
+        .watches(scoped::<Cluster>(&ctx.client, namespace), all(), move |c| {
+            let name = c.metadata.name.clone().unwrap_or_default();
+            of_cluster(&by_cluster, c.metadata.namespace.as_deref(), &name)
+        })
+        .with_config(config)
+        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
+        .run(instance_reconcile, log_and_retry::<I, E, C>, shared)
+        .for_each(|_| async {});
+
+    let readiness = ctx.readiness.clone();
+    let synced = async move {
+        caches.synced().await;
+        crate::cache::synced(&group_store).await;
+        crate::cache::synced(&instance_store).await;
+        more_synced.await;
+        readiness.set_synced(true);
+    };
+    tokio::join!(groups, instances, synced);
+    Ok(())
+}
+
+/// Maps a change of `dependency` (a group the component's groups wait for, such as a PDGroup)
+/// to the groups of the same Cluster: for `group_watches`.
+pub fn groups_of_cluster<G, D>(groups: Store<G>) -> impl Fn(D) -> Vec<ObjectRef<G>>
+where
+    G: Resource<DynamicType = ()> + OfCluster + Clone + 'static,
+    D: Resource + OfCluster,
+{
+    move |dependency| {
+        of_cluster(
+            &groups,
+            dependency.meta().namespace.as_deref(),
+            dependency.cluster_name(),
+        )
+    }
+}
