@@ -171,7 +171,7 @@ impl Scene {
             .as_array()
             .into_iter()
             .flatten()
-            .find(|s| s["id"].to_string() == id)
+            .find(|s| s["id"].as_u64().map(|n| n.to_string()).as_deref() == Some(id))
             .and_then(|s| s["state_name"].as_str())
             .unwrap_or_default()
             .to_string()
