@@ -410,6 +410,17 @@ async fn cluster_follows_scale_pause_suspend_and_delete() {
         claims,
         "deleting the Cluster deleted PVCs"
     );
+    // Suspending compute removes every PD and TiKV Pod on purpose.
+    simulator
+        .verdict(
+            n,
+            "basic",
+            &scenarios::Allowed::none()
+                .pd_quorum_loss()
+                .regions_without_leader(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -501,4 +512,8 @@ async fn the_basic_example_converges_into_an_available_cluster() {
         printed.contains("True"),
         "kubectl get cluster shows Available: {printed}"
     );
+    simulator
+        .verdict(n, "basic", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }

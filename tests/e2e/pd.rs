@@ -327,6 +327,11 @@ async fn three_members_come_up_then_scale_out_and_in_through_pd() {
     )
     .await
     .unwrap();
+    scene
+        .simulator
+        .verdict(scene.n(), "basic", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -377,6 +382,11 @@ async fn hot_reload_updates_the_config_map_and_restarts_nothing() {
         uids,
         "a HotReload config change restarted a Pod"
     );
+    scene
+        .simulator
+        .verdict(scene.n(), "hot", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -422,6 +432,11 @@ async fn a_group_of_a_missing_cluster_says_so() {
     // Creating the Cluster lets it proceed.
     scene.create_cluster("nowhere").await;
     scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    scene
+        .simulator
+        .verdict(scene.n(), "nowhere", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// An image that can never be pulled (its registry host is under `.invalid`; the local cluster's
@@ -528,6 +543,11 @@ async fn an_image_that_never_gets_ready_stops_the_roll_and_says_why() {
         .patch_group(json!({"spec": {"template": {"spec": {"image": null}}}}))
         .await;
     scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    scene
+        .simulator
+        .verdict(scene.n(), "img", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Pods that stopped, in order, and the UIDs each PD Pod ran with, from the simulator's log.
@@ -767,4 +787,9 @@ async fn upgrade_rolls_one_member_at_a_time_leader_last_and_survives_a_killed_co
     let group = scene.groups().get("pd").await.unwrap();
     assert_eq!(group.status.unwrap().group.version, "v8.5.3");
     drop(scene.controllers.remove(leader_index));
+    scene
+        .simulator
+        .verdict(scene.n(), "up", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }

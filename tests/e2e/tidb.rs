@@ -697,6 +697,11 @@ async fn a_full_cluster_serves_mysql_and_upgrades_pd_then_tikv_then_tidb_without
         watched.synced_reasons.contains("WaitingForDependencies"),
         "{watched:?}"
     );
+    scene
+        .simulator
+        .verdict(scene.n(), "full", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -795,6 +800,11 @@ async fn scaling_out_and_in_removes_an_unhealthy_server_first_and_waits_while_pa
     );
     let endpoints = ready_endpoints(&scene.client, &n, SERVICE).await.unwrap();
     assert_eq!(endpoints, BTreeSet::from([left[0].name_any()]));
+    scene
+        .simulator
+        .verdict(scene.n(), "scale", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -928,6 +938,11 @@ async fn an_unhealthy_server_makes_its_instance_and_group_not_ready_until_it_rec
         [sick, other],
         "the unhealthy server goes first, then the other"
     );
+    scene
+        .simulator
+        .verdict(scene.n(), "health", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -1073,6 +1088,11 @@ async fn a_roll_interrupted_by_a_killed_controller_is_finished_once_by_the_stand
     }
     assert_eq!(started.keys().cloned().collect::<BTreeSet<_>>(), new);
     assert!(started.values().all(|uids| uids.len() == 1), "{started:?}");
+    scene
+        .simulator
+        .verdict(scene.n(), "kill", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -1127,4 +1147,14 @@ async fn suspending_compute_removes_the_pods_and_resuming_brings_the_same_server
         "False",
         "the group is no longer suspended"
     );
+    // Suspending compute stops the PD Pod too, on purpose: PD is without a leader meanwhile.
+    scene
+        .simulator
+        .verdict(
+            scene.n(),
+            "sus",
+            &scenarios::Allowed::none().pd_quorum_loss(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -889,6 +889,11 @@ async fn a_tikv_only_cluster_comes_up_with_serving_stores_labelled_by_their_node
         labels_before,
         "labels that already match are not set again"
     );
+    scene
+        .simulator
+        .verdict(scene.n(), "kv", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -1009,6 +1014,11 @@ async fn pd_and_tikv_upgraded_together_roll_pd_first_then_one_evicted_store_at_a
     }
     let stores_after = scene.store_ids(cluster).await;
     assert_eq!(stores_after, store_ids, "every store kept its ID");
+    scene
+        .simulator
+        .verdict(scene.n(), "up", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -1174,6 +1184,11 @@ async fn a_restart_waits_for_down_peers_elsewhere_and_gives_up_on_leaders_that_n
             "{other} did not time out"
         );
     }
+    scene
+        .simulator
+        .verdict(scene.n(), "faults", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -1340,6 +1355,11 @@ async fn scale_out_and_in_through_tombstone_and_refused_below_max_replicas() {
     for name in &four {
         assert_eq!(now[name], uids[name], "{name} was not restarted");
     }
+    scene
+        .simulator
+        .verdict(scene.n(), "scale", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -1439,6 +1459,11 @@ async fn a_scale_in_cancelled_by_scaling_out_keeps_the_store() {
         .await
         .expect("the store's PVC is kept");
     assert_eq!(scene.store_ids(cluster).await, store_ids);
+    scene
+        .simulator
+        .verdict(scene.n(), "cancel", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -1623,4 +1648,9 @@ async fn a_killed_controller_hands_over_mid_upgrade_and_mid_scale_in() {
         assert_eq!(now[name], uids[name], "{name} was not restarted");
     }
     assert!(scene.evicted_stores(cluster).await.is_empty());
+    scene
+        .simulator
+        .verdict(scene.n(), "ha", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
