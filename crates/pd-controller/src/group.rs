@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, reasons};
 use operator_api::core::{ComponentGroupStatus, PD, PDGroup};
 use operator_api::keys;
-use operator_runtime::apply::{adopt_all, apply_if_changed, apply_owned};
+use operator_runtime::apply::apply_if_changed;
 use operator_runtime::build as shared;
 use operator_runtime::cache;
+use operator_runtime::component::InstanceWriter;
 use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
 use operator_runtime::revision::revision_name;
 use operator_runtime::update::{self, InstanceView, Policy};
@@ -75,25 +76,29 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         apply_if_changed(&services, MANAGER, existing.as_ref(), service).await?;
     }
 
-    let instances_api: Api<PD> = Api::namespaced(ctx.client.clone(), &namespace);
     let owner = build::owner(&namespace, cluster_name, &name);
     let selector = shared::group_selector(owner);
     let labels = shared::group_labels(owner);
     let instances = cache::list(&ctx.instances, &namespace, |i| {
         cache::has_labels(i, &labels)
     });
+    let writer = InstanceWriter::new(ctx, group, MANAGER, &[]);
+    if let Some(wait) = writer.wait_for_cache(&ctx.instances) {
+        return Ok(wait);
+    }
     let update_revision = revision_name(&name, &build::revision_input(group));
     // Instances created before server-side apply become wholly the template's, in place.
-    adopt_all(&instances_api, MANAGER, &instances, &[], |pd| {
-        (revision_of(pd) == update_revision)
-            .then(|| {
-                let topology = pd.spec.topology.clone();
-                let initial = initial_cluster_num(pd);
-                build::instance(group, &pd.name_any(), topology, &update_revision, initial).ok()
-            })
-            .flatten()
-    })
-    .await?;
+    writer
+        .adopt_all(&instances, |pd| {
+            (revision_of(pd) == update_revision)
+                .then(|| {
+                    let topology = pd.spec.topology.clone();
+                    let initial = initial_cluster_num(pd);
+                    build::instance(group, &pd.name_any(), topology, &update_revision, initial).ok()
+                })
+                .flatten()
+        })
+        .await?;
 
     let mut blocked = None;
     let mut waiting = None;
@@ -127,7 +132,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
                         &update_revision,
                         Some(replicas),
                     )?;
-                    create_instance(&instances_api, &pd).await?;
+                    create_instance(&writer, &pd).await?;
                     acted = true;
                 }
             }
@@ -174,7 +179,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
                         &update_revision,
                         None,
                     )?;
-                    create_instance(&instances_api, &pd).await?;
+                    create_instance(&writer, &pd).await?;
                     acted = true;
                 }
                 update::Action::Update { name: instance } => {
@@ -188,7 +193,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
                         &update_revision,
                         initial_cluster_num(existing),
                     )?;
-                    apply_owned(&instances_api, MANAGER, Some(existing), &desired, &[]).await?;
+                    writer.apply(Some(existing), &desired).await?;
                     info!(instance, revision = update_revision, "updating PD instance");
                     acted = true;
                 }
@@ -202,8 +207,8 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
                         blocked = Some((REASON_SCALE_IN_REFUSED, refusal));
                         continue;
                     }
-                    instances_api
-                        .delete(&instance, &DeleteParams::default())
+                    writer
+                        .delete(&instance)
                         .await
                         .map_err(Error::kube(format!("deleting PD {instance}")))?;
                     ctx.events
@@ -328,8 +333,8 @@ fn new_name(group: &PDGroup, index: usize) -> String {
     shared_group::instance_name(&group.name_any(), &group.uid().unwrap_or_default(), index)
 }
 
-async fn create_instance(api: &Api<PD>, pd: &PD) -> Result<(), Error> {
-    apply_owned(api, MANAGER, None, pd, &[]).await?;
+async fn create_instance(writer: &InstanceWriter<'_, PD>, pd: &PD) -> Result<(), Error> {
+    writer.apply(None, pd).await?;
     info!(instance = pd.name_any(), "created PD instance");
     Ok(())
 }

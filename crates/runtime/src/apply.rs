@@ -169,19 +169,20 @@ where
 /// Adopts every object of `objects` that still has fields `manager` wrote before server-side
 /// apply (see [`apply_owned`]), applying what `desired` builds for it: the same content it has,
 /// so nothing changes but ownership and no Pod restarts. `desired` answers `None` for objects
-/// that are not up to date; their next update adopts them. Returns whether any was adopted.
+/// that are not up to date; their next update adopts them. Returns the objects adopted, as
+/// written.
 pub async fn adopt_all<K>(
     api: &Api<K>,
     manager: &str,
     objects: &[K],
     state_annotations: &[&str],
     desired: impl Fn(&K) -> Option<K>,
-) -> Result<bool, ApplyError>
+) -> Result<Vec<K>, ApplyError>
 where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
     K::DynamicType: Default,
 {
-    let mut adopted = false;
+    let mut adopted = Vec::new();
     for object in objects {
         if object.meta().deletion_timestamp.is_some()
             || adopted_managed_fields(object.managed_fields(), manager, state_annotations).is_none()
@@ -189,8 +190,8 @@ where
             continue;
         }
         if let Some(desired) = desired(object) {
-            apply_owned(api, manager, Some(object), &desired, state_annotations).await?;
-            adopted = true;
+            adopted
+                .push(apply_owned(api, manager, Some(object), &desired, state_annotations).await?);
         }
     }
     Ok(adopted)

@@ -20,14 +20,19 @@ use operator_api::core::{Cluster, OfCluster};
 use pd_client::PdClient;
 use serde::de::DeserializeOwned;
 
+use crate::apply::{ApplyError, adopt_all, apply_owned, state_manager};
 use crate::cache::{Caches, operand_selector};
 use crate::endpoints::{EndpointFor, Endpoints};
 use crate::events::Events;
+use crate::expect::Expectations;
 use crate::metrics::Metrics;
 use crate::scope::{log_and_retry, of_cluster, scoped};
 
 /// Timeout of each call to PD.
 pub const PD_TIMEOUT: Duration = Duration::from_secs(5);
+/// When a group whose cache does not show its last write looks again (the watch event that
+/// brings it usually comes first).
+pub const CACHE_LAG_RETRY: Duration = Duration::from_millis(200);
 
 /// A PD client could not be made for a URL.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// What reconciles read of the watched objects.
     pub caches: Caches,
+    /// The writes a reconcile waits to see in the caches before it decides again.
+    pub expectations: Expectations,
     endpoints: Endpoints,
     pd_clients: Mutex<HashMap<String, PdClient>>,
 }
@@ -67,6 +74,7 @@ impl Shared {
             client,
             metrics,
             caches,
+            expectations: Expectations::default(),
             endpoints,
             pd_clients: Mutex::new(HashMap::new()),
         }
@@ -227,5 +235,124 @@ where
             dependency.meta().namespace.as_deref(),
             dependency.cluster_name(),
         )
+    }
+}
+
+/// How a group writes its instances: server-side apply as the controller's field manager
+/// ([`apply_owned`]), deletes, and state patches, each recorded in the expectations so that the
+/// next reconcile of the group waits until its cache shows them ([`InstanceWriter::lagging`]).
+pub struct InstanceWriter<'a, K> {
+    api: kube::Api<K>,
+    manager: &'a str,
+    state_annotations: &'a [&'a str],
+    expectations: &'a Expectations,
+    owner: String,
+    namespace: String,
+}
+
+impl<'a, K> InstanceWriter<'a, K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + serde::Serialize
+        + DeserializeOwned
+        + 'static,
+{
+    /// The writer of `group`'s instances, in its namespace.
+    pub fn new<G: Resource<DynamicType = ()>>(
+        shared: &'a Shared,
+        group: &G,
+        manager: &'a str,
+        state_annotations: &'a [&'a str],
+    ) -> Self {
+        let namespace = group.meta().namespace.clone().unwrap_or_default();
+        Self {
+            api: kube::Api::namespaced(shared.client.clone(), &namespace),
+            manager,
+            state_annotations,
+            expectations: &shared.expectations,
+            owner: crate::expect::key_of(group),
+            namespace,
+        }
+    }
+
+    /// The API of the instances.
+    pub fn api(&self) -> &kube::Api<K> {
+        &self.api
+    }
+
+    /// When to look again if `store` does not show every instance this group wrote yet: the
+    /// group must not decide from that cache until it does.
+    pub fn wait_for_cache(&self, store: &Store<K>) -> Option<Action> {
+        let instance = self
+            .expectations
+            .lagging(&self.owner, store, &self.namespace)?;
+        tracing::debug!(instance, "waiting for the cache to show the last write");
+        Some(Action::requeue(CACHE_LAG_RETRY))
+    }
+
+    /// Creates or updates an instance.
+    pub async fn apply(&self, existing: Option<&K>, desired: &K) -> Result<K, ApplyError> {
+        let written = apply_owned(
+            &self.api,
+            self.manager,
+            existing,
+            desired,
+            self.state_annotations,
+        )
+        .await?;
+        self.expectations.wrote(&self.owner, &written);
+        Ok(written)
+    }
+
+    /// Adopts the up-to-date instances written before server-side apply ([`adopt_all`]).
+    pub async fn adopt_all(
+        &self,
+        objects: &[K],
+        desired: impl Fn(&K) -> Option<K>,
+    ) -> Result<(), ApplyError> {
+        let adopted = adopt_all(
+            &self.api,
+            self.manager,
+            objects,
+            self.state_annotations,
+            desired,
+        )
+        .await?;
+        for object in &adopted {
+            self.expectations.wrote(&self.owner, object);
+        }
+        Ok(())
+    }
+
+    /// Sets (or, with `None`, removes) a state annotation of instance `name` with a merge patch
+    /// under the state manager.
+    pub async fn set_state(
+        &self,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<K, kube::Error> {
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        let params = kube::api::PatchParams {
+            field_manager: Some(state_manager(self.manager)),
+            ..kube::api::PatchParams::default()
+        };
+        let written = self
+            .api
+            .patch(name, &params, &kube::api::Patch::Merge(&patch))
+            .await?;
+        self.expectations.wrote(&self.owner, &written);
+        Ok(written)
+    }
+
+    /// Deletes instance `name`.
+    pub async fn delete(&self, name: &str) -> Result<(), kube::Error> {
+        self.api
+            .delete(name, &kube::api::DeleteParams::default())
+            .await?;
+        self.expectations.deleted(&self.owner, name);
+        Ok(())
     }
 }

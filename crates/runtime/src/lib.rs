@@ -8,6 +8,7 @@ pub mod component;
 pub mod duration;
 pub mod endpoints;
 pub mod events;
+pub mod expect;
 pub mod finalize;
 pub mod flags;
 pub mod group;

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, reasons};
 use operator_api::core::{
     ComponentGroupStatus, PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup,
 };
-use operator_runtime::apply::{adopt_all, apply_if_changed, apply_owned};
+use operator_runtime::apply::apply_if_changed;
 use operator_runtime::build as shared;
 use operator_runtime::cache;
+use operator_runtime::component::InstanceWriter;
 use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
 use operator_runtime::revision::revision_name;
 use operator_runtime::update::{self, InstanceView, Policy};
@@ -68,7 +68,10 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
         apply_if_changed(&services, MANAGER, existing.as_ref(), service).await?;
     }
 
-    let instances_api: Api<TiDB> = Api::namespaced(ctx.client.clone(), &namespace);
+    let writer = InstanceWriter::new(ctx, group, MANAGER, &[]);
+    if let Some(wait) = writer.wait_for_cache(&ctx.instances) {
+        return Ok(wait);
+    }
     let owner = build::owner(&namespace, cluster_name, &name);
     let selector = shared::group_selector(owner);
     let labels = shared::group_labels(owner);
@@ -135,14 +138,16 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
     };
 
     // Instances created before server-side apply become wholly the template's, in place.
-    adopt_all(&instances_api, MANAGER, &instances, &[], |tidb| {
-        (build::revision_of(tidb) == target.revision)
-            .then(|| {
-                build::instance(group, &tidb.name_any(), tidb.spec.topology.clone(), &target).ok()
-            })
-            .flatten()
-    })
-    .await?;
+    writer
+        .adopt_all(&instances, |tidb| {
+            (build::revision_of(tidb) == target.revision)
+                .then(|| {
+                    build::instance(group, &tidb.name_any(), tidb.spec.topology.clone(), &target)
+                        .ok()
+                })
+                .flatten()
+        })
+        .await?;
 
     let mut acted = false;
     let mut waiting = None;
@@ -169,7 +174,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
         .filter(|i| build::update_keeps_pod(i, &target))
         .collect();
     for instance in &in_place {
-        update_instance(group, ctx, &instances_api, instance, &target).await?;
+        update_instance(group, ctx, &writer, instance, &target).await?;
         acted = true;
     }
     if suspended {
@@ -204,7 +209,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
                     let instance_name =
                         shared_group::instance_name(&name, &group.uid().unwrap_or_default(), index);
                     let tidb = build::instance(group, &instance_name, topology, &target)?;
-                    apply_owned(&instances_api, MANAGER, None, &tidb, &[]).await?;
+                    writer.apply(None, &tidb).await?;
                     let why = if outdated > 0 {
                         "to replace an outdated server; the outdated one goes once it is Ready"
                     } else {
@@ -227,7 +232,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
                 }
                 update::Action::Update { name: instance } => {
                     if let Some(existing) = instances.iter().find(|i| i.name_any() == instance) {
-                        update_instance(group, ctx, &instances_api, existing, &target).await?;
+                        update_instance(group, ctx, &writer, existing, &target).await?;
                         acted = true;
                     }
                 }
@@ -239,8 +244,8 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
                         Some(i) if !is_available(i) => "scale-in; it is not Ready",
                         _ => "scale-in",
                     };
-                    instances_api
-                        .delete(&instance, &DeleteParams::default())
+                    writer
+                        .delete(&instance)
                         .await
                         .map_err(Error::kube(format!("deleting TiDB {instance}")))?;
                     info!(instance, why, "deleting TiDB instance");
@@ -375,13 +380,13 @@ fn most_common_revision<'a>(instances: &[&'a TiDB]) -> Option<&'a TiDB> {
 async fn update_instance(
     group: &TiDBGroup,
     ctx: &Ctx,
-    api: &Api<TiDB>,
+    writer: &InstanceWriter<'_, TiDB>,
     existing: &TiDB,
     target: &Target,
 ) -> Result<(), Error> {
     let name = existing.name_any();
     let desired = build::instance(group, &name, existing.spec.topology.clone(), target)?;
-    apply_owned(api, MANAGER, Some(existing), &desired, &[]).await?;
+    writer.apply(Some(existing), &desired).await?;
     info!(
         instance = name,
         revision = target.revision,

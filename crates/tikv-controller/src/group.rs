@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{HasConditions, reasons};
 use operator_api::core::{ComponentGroupStatus, STORE_STATE_REMOVED, TiKV, TiKVGroup};
 use operator_api::keys;
-use operator_runtime::apply::{adopt_all, apply_if_changed, apply_owned, state_manager};
+use operator_runtime::apply::apply_if_changed;
 use operator_runtime::build as shared;
 use operator_runtime::cache;
+use operator_runtime::component::InstanceWriter;
 use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
 use operator_runtime::revision::revision_name;
 use operator_runtime::update::{self, InstanceView, Policy};
@@ -108,7 +108,10 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
         _ => Vec::new(),
     };
 
-    let instances_api: Api<TiKV> = Api::namespaced(ctx.client.clone(), &namespace);
+    let writer = InstanceWriter::new(ctx, group, MANAGER, STATE_ANNOTATIONS);
+    if let Some(wait) = writer.wait_for_cache(&ctx.instances) {
+        return Ok(wait);
+    }
     let owner = build::owner(&namespace, cluster_name, &name);
     let selector = shared::group_selector(owner);
     let labels = shared::group_labels(owner);
@@ -122,21 +125,16 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
     }
     let update_revision = revision_name(&name, &build::revision_input(group));
     // Instances created before server-side apply become wholly the template's, in place.
-    adopt_all(
-        &instances_api,
-        MANAGER,
-        &instances,
-        STATE_ANNOTATIONS,
-        |tikv| {
+    writer
+        .adopt_all(&instances, |tikv| {
             (revision_of(tikv) == update_revision)
                 .then(|| {
                     let topology = tikv.spec.topology.clone();
                     build::instance(group, &tikv.name_any(), topology, &update_revision).ok()
                 })
                 .flatten()
-        },
-    )
-    .await?;
+        })
+        .await?;
     let version = &group.spec.template.spec.common.version;
 
     // The upgrade gate: a new version only once every PDGroup of the Cluster runs it.
@@ -187,7 +185,7 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
                     if let Some(kept) = cancellable.pop() {
                         // Scale-in in progress: keep that store instead of adding a new one.
                         let kept_name = kept.name_any();
-                        set_mark(&instances_api, &kept_name, false).await?;
+                        set_mark(&writer, &kept_name, false).await?;
                         ctx.events
                             .normal(
                                 group,
@@ -220,7 +218,7 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
                             }
                         }
                     };
-                    create_instance(&instances_api, &tikv).await?;
+                    create_instance(&writer, &tikv).await?;
                     acted = true;
                 }
                 update::Action::Update { name: instance } => {
@@ -236,14 +234,7 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
                         existing.spec.topology.clone(),
                         &update_revision,
                     )?;
-                    apply_owned(
-                        &instances_api,
-                        MANAGER,
-                        Some(existing),
-                        &desired,
-                        STATE_ANNOTATIONS,
-                    )
-                    .await?;
+                    writer.apply(Some(existing), &desired).await?;
                     info!(
                         instance,
                         revision = update_revision,
@@ -265,7 +256,7 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
                             blocked = Some((reason, message));
                         }
                         Ok(()) => {
-                            set_mark(&instances_api, &instance, true).await?;
+                            set_mark(&writer, &instance, true).await?;
                             ctx.events
                                 .normal(
                                     group,
@@ -460,19 +451,19 @@ fn scale_in_refusal(
 }
 
 /// Marks an instance for removal, or takes the mark back.
-async fn set_mark(api: &Api<TiKV>, name: &str, marked: bool) -> Result<(), Error> {
-    let value = marked.then(|| keys::ANNO_TRUE.to_string());
-    let patch = serde_json::json!({"metadata": {"annotations": {keys::ANNO_DEFER_DELETE: value}}});
-    api.patch(
-        name,
-        &PatchParams {
-            field_manager: Some(state_manager(MANAGER)),
-            ..PatchParams::default()
-        },
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(Error::kube(format!("marking TiKV {name}")))?;
+async fn set_mark(
+    writer: &InstanceWriter<'_, TiKV>,
+    name: &str,
+    marked: bool,
+) -> Result<(), Error> {
+    writer
+        .set_state(
+            name,
+            keys::ANNO_DEFER_DELETE,
+            marked.then_some(keys::ANNO_TRUE),
+        )
+        .await
+        .map_err(Error::kube(format!("marking TiKV {name}")))?;
     Ok(())
 }
 
@@ -510,8 +501,8 @@ fn new_name(group: &TiKVGroup, index: usize) -> String {
     shared_group::instance_name(&group.name_any(), &group.uid().unwrap_or_default(), index)
 }
 
-async fn create_instance(api: &Api<TiKV>, tikv: &TiKV) -> Result<(), Error> {
-    apply_owned(api, MANAGER, None, tikv, STATE_ANNOTATIONS).await?;
+async fn create_instance(writer: &InstanceWriter<'_, TiKV>, tikv: &TiKV) -> Result<(), Error> {
+    writer.apply(None, tikv).await?;
     info!(instance = tikv.name_any(), "created TiKV instance");
     Ok(())
 }

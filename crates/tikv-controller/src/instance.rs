@@ -16,9 +16,10 @@ use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{TiKV, TiKVStatus};
 use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing, state_manager};
+use operator_runtime::component::CACHE_LAG_RETRY;
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
-use operator_runtime::{cache, duration, finalize};
+use operator_runtime::{cache, duration, expect, finalize};
 use pd_client::{PdClient, ReplicationConfig, StoreInfo};
 use tracing::{info, instrument};
 
@@ -68,7 +69,16 @@ pub const REASON_OFFLINE_CANCELLED: &str = "OfflineCancelled";
 #[instrument(skip_all, fields(namespace = tikv.namespace(), instance = tikv.name_any(), cluster = tikv.spec.cluster.name))]
 pub async fn reconcile(tikv: Arc<TiKV>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_started("tikv");
-    let result = reconcile_inner(&tikv, &ctx).await;
+    // The cached copy may not show this controller's own last annotation patch yet; the status
+    // built here carries on from it, so wait for it.
+    let result = match ctx.expectations.lagging(
+        &expect::key_of(tikv.as_ref()),
+        &ctx.instances,
+        tikv.namespace().as_deref().unwrap_or_default(),
+    ) {
+        Some(_) => Ok(Action::requeue(CACHE_LAG_RETRY)),
+        None => reconcile_inner(&tikv, &ctx).await,
+    };
     match &result {
         Ok(_) => timer.finish(Ok(())),
         Err(e) => timer.finish_error(e.category()),
@@ -163,6 +173,9 @@ impl Scope<'_> {
             )
             .await
             .map_err(Error::kube(format!("annotating TiKV {}", self.name)))?;
+        self.ctx
+            .expectations
+            .wrote(&expect::key_of(self.tikv), &patched);
         if let Ok(mut version) = self.resource_version.lock() {
             *version = patched.metadata.resource_version;
         }
