@@ -1,0 +1,320 @@
+//! Tests of the TiDB builders: instances, config, Pods, Services and in-place updates.
+
+use operator_api::core::{ConfigUpdateStrategy, TiDBGroupSpec};
+
+use super::*;
+
+fn group(extra: serde_json::Value) -> TiDBGroup {
+    let mut spec = serde_json::json!({
+        "cluster": {"name": "basic"},
+        "replicas": 2,
+        "template": {"spec": {
+            "version": "v8.5.2",
+            "config": "[log]\nlevel = \"info\"\n",
+            "resources": {"cpu": "1", "memory": "2Gi"}
+        }}
+    });
+    merge(&mut spec, &extra);
+    let spec: TiDBGroupSpec = serde_json::from_value(spec).unwrap();
+    let mut group = TiDBGroup::new("db", spec);
+    group.metadata.namespace = Some("ns".into());
+    group.metadata.uid = Some("uid-1".into());
+    group
+}
+
+fn merge(base: &mut serde_json::Value, extra: &serde_json::Value) {
+    operator_runtime::overlay::merge(base, extra);
+}
+
+fn instance_of(group: &TiDBGroup) -> TiDB {
+    let target = Target::of_group(group, "db-rev1");
+    let mut tidb = instance(group, "db-abcde", Topology::new(), &target).unwrap();
+    tidb.metadata.uid = Some("uid-2".into());
+    tidb
+}
+
+#[test]
+fn an_instance_carries_the_template_labels_owner_and_finalizer() {
+    let group = group(serde_json::json!({"template": {"metadata": {"labels": {"team": "a"}}}}));
+    let tidb = instance_of(&group);
+    assert_eq!(tidb.spec.subdomain, "db-tidb-peer");
+    assert_eq!(tidb.labels()[keys::LABEL_INSTANCE_REVISION_HASH], "db-rev1");
+    assert_eq!(tidb.labels()[keys::LABEL_GROUP], "db");
+    assert_eq!(tidb.labels()[keys::LABEL_COMPONENT], "tidb");
+    assert_eq!(tidb.labels()["team"], "a");
+    assert_eq!(tidb.finalizers(), [keys::FINALIZER.to_string()]);
+    assert_eq!(tidb.owner_references()[0].uid, "uid-1");
+    assert_eq!(tidb.spec.template.common.version, "v8.5.2");
+}
+
+#[test]
+fn config_has_the_operator_keys_over_the_users() {
+    let group = group(serde_json::json!({"template": {"spec": {
+        "config": "host = \"1.2.3.4\"\npath = \"mine:2379\"\n[log]\nlevel = \"info\"\n[status]\nreport-status = true\n",
+        "server": {"ports": {"client": {"port": 4001}}, "labels": {"rack": "r1"}}
+    }}}));
+    let tidb = instance_of(&group);
+    let text = config(&tidb, "basic-pd.ns:2379", false).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    assert_eq!(table["store"].as_str(), Some("tikv"));
+    assert_eq!(table["host"].as_str(), Some("::"));
+    assert_eq!(
+        table["advertise-address"].as_str(),
+        Some("db-abcde.db-tidb-peer.ns")
+    );
+    assert_eq!(table["port"].as_integer(), Some(4001));
+    assert_eq!(table["status"]["status-port"].as_integer(), Some(10080));
+    assert_eq!(table["status"]["report-status"].as_bool(), Some(true));
+    assert_eq!(table["path"].as_str(), Some("basic-pd.ns:2379"));
+    assert_eq!(table["log"]["level"].as_str(), Some("info"));
+    assert_eq!(table["labels"]["rack"].as_str(), Some("r1"));
+    assert!(table.get("initialize-sql-file").is_none());
+    assert!(table["log"].get("slow-query-file").is_none());
+
+    let with_sql: toml::Table = config(&tidb, "x:2379", true).unwrap().parse().unwrap();
+    assert_eq!(
+        with_sql["initialize-sql-file"].as_str(),
+        Some("/etc/tidb-bootstrap/bootstrap.sql")
+    );
+}
+
+#[test]
+fn invalid_toml_is_an_error_with_a_reason() {
+    let group = group(serde_json::json!({"template": {"spec": {"config": "[log\n"}}}));
+    let err = config(&instance_of(&group), "x:2379", false).unwrap_err();
+    assert!(err.to_string().contains("not valid TOML"), "{err}");
+}
+
+#[test]
+fn pd_path_prefers_the_cluster_status_then_the_pd_groups() {
+    assert_eq!(
+        pd_path("http://basic-pd.ns:2379", "ns", &[("pd".into(), 2379)]).as_deref(),
+        Some("basic-pd.ns:2379")
+    );
+    assert_eq!(
+        pd_path("https://a:2379/,https://b:2379", "ns", &[]).as_deref(),
+        Some("a:2379,b:2379")
+    );
+    assert_eq!(
+        pd_path("", "ns", &[("pd".into(), 2379), ("pd2".into(), 3379)]).as_deref(),
+        Some("pd-pd.ns:2379,pd2-pd.ns:3379")
+    );
+    assert_eq!(pd_path("", "ns", &[]), None);
+}
+
+#[test]
+fn the_pod_runs_tidb_with_ports_probe_and_a_graceful_stop() {
+    let tidb = instance_of(&group(serde_json::json!({})));
+    let pod = pod(&tidb, None).unwrap();
+    let spec = pod.spec.as_ref().unwrap();
+    let container = &spec.containers[0];
+    assert_eq!(container.image.as_deref(), Some("pingcap/tidb:v8.5.2"));
+    assert_eq!(
+        container.command.as_ref().unwrap(),
+        &["/tidb-server", "--config=/etc/tidb/config.toml"]
+    );
+    let ports: Vec<_> = container
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| (p.name.clone().unwrap(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [("mysql-client".into(), 4000), ("status".into(), 10080)]
+    );
+    let probe = container.readiness_probe.as_ref().unwrap();
+    assert_eq!(
+        probe.tcp_socket.as_ref().unwrap().port,
+        IntOrString::Int(4000)
+    );
+    let pre_stop = container
+        .lifecycle
+        .as_ref()
+        .unwrap()
+        .pre_stop
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        pre_stop.exec.as_ref().unwrap().command.as_ref().unwrap()[2],
+        "sleep 10"
+    );
+    assert_eq!(spec.termination_grace_period_seconds, Some(30));
+    assert_eq!(spec.hostname.as_deref(), Some("db-abcde"));
+    assert_eq!(spec.subdomain.as_deref(), Some("db-tidb-peer"));
+    assert_eq!(spec.volumes.as_ref().unwrap().len(), 1, "only the config");
+    assert!(pod.labels().contains_key(keys::LABEL_POD_SPEC_HASH));
+    assert!(pod.labels().contains_key(keys::LABEL_CONFIG_HASH));
+    assert!(
+        !pod.labels()
+            .contains_key(keys::LABEL_INSTANCE_REVISION_HASH)
+    );
+    assert_eq!(pod.labels()[keys::LABEL_INSTANCE], "db-abcde");
+    assert_eq!(pod.owner_references()[0].uid, "uid-2");
+}
+
+#[test]
+fn pre_stop_and_grace_period_follow_the_template() {
+    let group = group(serde_json::json!({"template": {"spec": {
+        "preStop": {"sleepSeconds": 25},
+        "probes": {"readiness": {"type": "command"}}
+    }}}));
+    let pod = pod(&instance_of(&group), None).unwrap();
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.termination_grace_period_seconds, Some(45));
+    let container = &spec.containers[0];
+    let exec = container.readiness_probe.as_ref().unwrap().exec.as_ref();
+    assert_eq!(
+        exec.unwrap().command.as_ref().unwrap()[1],
+        "http://127.0.0.1:10080/status"
+    );
+}
+
+#[test]
+fn pvcs_only_for_declared_volumes_and_the_slow_log_mount() {
+    let plain = instance_of(&group(serde_json::json!({})));
+    assert!(pvcs(&plain).unwrap().is_empty());
+
+    let group = group(serde_json::json!({"template": {"spec": {
+        "volumes": [{"name": "log", "mounts": [{"type": "slowlog"}], "storage": "5Gi"}],
+        "slowLog": {}
+    }}}));
+    let tidb = instance_of(&group);
+    let claims = pvcs(&tidb).unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].metadata.name.as_deref(), Some("log-db-abcde"));
+    let pod = pod(&tidb, None).unwrap();
+    let spec = pod.spec.unwrap();
+    let mounts: Vec<_> = spec.containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|m| (m.name.clone(), m.mount_path.clone()))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("config".to_string(), "/etc/tidb".to_string()),
+            ("log".to_string(), "/var/log/tidb".to_string())
+        ]
+    );
+    let sidecar = &spec.init_containers.unwrap()[0];
+    assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(sidecar.image.as_deref(), Some("busybox:1.37.0"));
+    let table: toml::Table = config(&tidb, "x:2379", false).unwrap().parse().unwrap();
+    assert_eq!(
+        table["log"]["slow-query-file"].as_str(),
+        Some("/var/log/tidb/slowlog")
+    );
+}
+
+#[test]
+fn the_slow_log_sidecar_without_a_volume_gets_a_scratch_directory() {
+    let group = group(serde_json::json!({"template": {"spec": {"slowLog": {"image": "alpine"}}}}));
+    let pod = pod(&instance_of(&group), None).unwrap();
+    let spec = pod.spec.unwrap();
+    let volumes = spec.volumes.unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.name == "slowlog" && v.empty_dir.is_some())
+    );
+    assert_eq!(
+        spec.init_containers.unwrap()[0].image.as_deref(),
+        Some("alpine")
+    );
+}
+
+#[test]
+fn the_bootstrap_sql_is_mounted_but_does_not_decide_restarts() {
+    let tidb = instance_of(&group(serde_json::json!({})));
+    let with = pod(&tidb, Some("init-sql")).unwrap();
+    let without = pod(&tidb, None).unwrap();
+    assert!(pod_is_current(&with, &without));
+    let spec = with.spec.unwrap();
+    let volume = spec
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "bootstrap-sql")
+        .unwrap();
+    let source = volume.config_map.unwrap();
+    assert_eq!(source.name, "init-sql");
+    assert_eq!(source.items.unwrap()[0].key, "bootstrap-sql");
+    assert!(
+        spec.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_path == "/etc/tidb-bootstrap")
+    );
+}
+
+#[test]
+fn reserved_volume_names_are_refused() {
+    let group = group(serde_json::json!({"template": {"spec": {
+        "volumes": [{"name": "config", "mounts": [{"type": "slowlog"}], "storage": "1Gi"}]
+    }}}));
+    let err = pod(&instance_of(&group), None).unwrap_err();
+    assert!(err.to_string().contains("used by the operator"), "{err}");
+}
+
+#[test]
+fn a_version_change_restarts_and_a_hot_reload_config_change_does_not() {
+    let base = instance_of(&group(serde_json::json!({})));
+    let mut newer = Target::of_instance(&base);
+    newer.spec.common.version = "v8.5.3".into();
+    assert!(!update_keeps_pod(&base, &newer));
+
+    let mut config = Target::of_instance(&base);
+    config.spec.common.config = "[log]\nlevel = \"warn\"\n".into();
+    assert!(!update_keeps_pod(&base, &config), "Restart strategy");
+
+    let mut hot = instance_of(&group(serde_json::json!({})));
+    hot.spec.template.common.update_strategy.config = Some(ConfigUpdateStrategy::HotReload);
+    let mut hot_config = Target::of_instance(&hot);
+    hot_config.spec.common.config = "[log]\nlevel = \"warn\"\n".into();
+    assert!(update_keeps_pod(&hot, &hot_config));
+}
+
+#[test]
+fn services_select_the_group_and_honour_the_type() {
+    let [peer, mysql] = services(&group(serde_json::json!({}))).unwrap();
+    assert_eq!(peer.metadata.name.as_deref(), Some("db-tidb-peer"));
+    let peer_spec = peer.spec.unwrap();
+    assert_eq!(peer_spec.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(peer_spec.publish_not_ready_addresses, Some(true));
+    assert_eq!(mysql.metadata.name.as_deref(), Some("db-tidb"));
+    let spec = mysql.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    let selector = spec.selector.unwrap();
+    assert_eq!(selector[keys::LABEL_GROUP], "db");
+    assert_eq!(selector[keys::LABEL_COMPONENT], "tidb");
+    assert_eq!(selector[keys::LABEL_CLUSTER], "basic");
+    let ports: Vec<_> = spec
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name.unwrap(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        [("mysql-client".into(), 4000), ("status".into(), 10080)]
+    );
+
+    let [_, node_port] =
+        services(&group(serde_json::json!({"service": {"type": "NodePort"}}))).unwrap();
+    assert_eq!(node_port.spec.unwrap().type_.as_deref(), Some("NodePort"));
+}
+
+#[test]
+fn images_keep_explicit_tags() {
+    let mut spec = group(serde_json::json!({})).spec.template.spec;
+    spec.common.image = Some("registry:5000/pingcap/tidb".into());
+    assert_eq!(image(&spec), "registry:5000/pingcap/tidb:v8.5.2");
+    spec.common.image = Some("pingcap/tidb:nightly".into());
+    assert_eq!(image(&spec), "pingcap/tidb:nightly");
+}
