@@ -297,15 +297,32 @@ impl ClusterState {
         }
     }
 
-    /// A placeable store without a peer of region `i`, with the fewest regions.
-    fn pick_target(&self, i: usize, classes: &Classes) -> Option<u64> {
+    /// A placeable store without a peer of region `i`: first one sharing the first location
+    /// label (e.g. the zone) with as few of the region's other peers as possible (`leaving` is
+    /// the peer being replaced), then the one with the fewest regions.
+    fn pick_target(&self, i: usize, classes: &Classes, leaving: Option<u64>) -> Option<u64> {
         let counts = self.region_counts();
         let region = self.regions.get(i)?;
+        let label = self.replication.location_labels.first();
+        let value_of = |store: u64| {
+            let key = label?;
+            self.stores.get(&store)?.labels.get(key).cloned()
+        };
+        let staying: Vec<Option<String>> = region
+            .peers
+            .iter()
+            .filter(|p| Some(p.store) != leaving)
+            .map(|p| value_of(p.store))
+            .collect();
+        let shared = |store: u64| match value_of(store) {
+            Some(v) => staying.iter().filter(|s| s.as_ref() == Some(&v)).count(),
+            None => 0,
+        };
         classes
             .iter()
             .filter(|(id, c)| c.placeable && !region.has_peer_on(**id))
             .map(|(id, _)| *id)
-            .min_by_key(|id| (counts.get(id).copied().unwrap_or(0), *id))
+            .min_by_key(|id| (shared(*id), counts.get(id).copied().unwrap_or(0), *id))
     }
 
     /// Replaces region `i`'s peer on `from` by a new peer on `to`.
@@ -348,7 +365,7 @@ impl ClusterState {
                 if !self.regions[i].has_peer_on(store) || self.regions[i].leader.is_none() {
                     continue;
                 }
-                if let Some(target) = self.pick_target(i, classes) {
+                if let Some(target) = self.pick_target(i, classes, Some(store)) {
                     self.move_peer(i, store, target, classes);
                     used += 1;
                 }
@@ -390,7 +407,7 @@ impl ClusterState {
                 }
             }
             while self.regions[i].peers.len() < want {
-                let Some(target) = self.pick_target(i, classes) else {
+                let Some(target) = self.pick_target(i, classes, None) else {
                     break;
                 };
                 let peer_id = self.alloc_id();

@@ -1223,3 +1223,45 @@ fn with_a_start_delay_pods_serve_only_after_it() {
     w.tick();
     assert_eq!(w.store(1).store.state_name, "Up");
 }
+
+#[test]
+fn a_replaced_peer_goes_to_a_zone_the_region_does_not_use_yet() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    w.tikv(&["kv-d", "kv-e"]);
+    // Balancing spreads the regions over the five stores first.
+    w.ticks(30);
+    let now = w.now;
+    let zones = [(1, "z1"), (2, "z2"), (3, "z3"), (4, "z1"), (5, "z4")];
+    for (id, zone) in zones {
+        let labels = BTreeMap::from([("zone".to_owned(), zone.to_owned())]);
+        assert!(w.c().set_store_labels(id, labels, false, now).is_ok());
+    }
+    assert!(
+        w.c()
+            .remove_scheduler("balance-region-scheduler", now)
+            .is_ok()
+    );
+    let zone_of = |id: u64| zones.iter().find(|(s, _)| *s == id).map(|(_, z)| *z);
+    let shared_zones = |w: &mut World| {
+        let now = w.now;
+        w.c()
+            .regions_info(now)
+            .regions
+            .iter()
+            .filter(|r| {
+                let mut used: Vec<&str> =
+                    r.peers.iter().filter_map(|p| zone_of(p.store_id)).collect();
+                used.sort_unstable();
+                let n = used.len();
+                used.dedup();
+                used.len() < n
+            })
+            .count()
+    };
+    let before = shared_zones(&mut w);
+    assert!(w.c().delete_store(3, now).is_ok());
+    w.ticks(40);
+    assert_eq!(w.store(3).store.state_name, "Tombstone");
+    // Peers leaving z3 went to z4 (store 5) rather than into z1 next to a peer already there.
+    assert_eq!(shared_zones(&mut w), before);
+}
