@@ -141,13 +141,14 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
     }
     let Some(cluster) = cluster else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        write_status(
+        return block(
             pd,
             ctx,
-            shared_group::status_blocked(pd, reasons::CLUSTER_NOT_FOUND, &message),
+            reasons::CLUSTER_NOT_FOUND,
+            &message,
+            Action::requeue(Duration::from_secs(30)),
         )
-        .await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
+        .await;
     };
 
     // Config: the first members bootstrap together and keep `initial-cluster` (PD ignores it once
@@ -172,13 +173,14 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             .collect();
         if bootstrapping && initial.len() < expected {
             let message = format!("{} of {expected} initial PD members exist", initial.len());
-            write_status(
+            return block(
                 pd,
                 ctx,
-                shared_group::status_blocked(pd, REASON_WAITING_FOR_MEMBERS, &message),
+                REASON_WAITING_FOR_MEMBERS,
+                &message,
+                Action::requeue(Duration::from_secs(2)),
             )
-            .await?;
-            return Ok(Action::requeue(Duration::from_secs(2)));
+            .await;
         }
         let mut members: Vec<String> = initial
             .iter()
@@ -193,13 +195,14 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         Ok(config) => config,
         Err(e) => {
             let message = e.to_string();
-            write_status(
+            return block(
                 pd,
                 ctx,
-                shared_group::status_blocked(pd, reasons::INVALID_SPEC, &message),
+                reasons::INVALID_SPEC,
+                &message,
+                Action::await_change(),
             )
-            .await?;
-            return Ok(Action::await_change());
+            .await;
         }
     };
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -226,13 +229,14 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         Ok(pod) => pod,
         Err(e) => {
             let message = e.to_string();
-            write_status(
+            return block(
                 pd,
                 ctx,
-                shared_group::status_blocked(pd, reasons::INVALID_SPEC, &message),
+                reasons::INVALID_SPEC,
+                &message,
+                Action::await_change(),
             )
-            .await?;
-            return Ok(Action::await_change());
+            .await;
         }
     };
     let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
@@ -408,13 +412,14 @@ async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Resu
         if let Some(error) = &observed.error {
             warn!(%error, "PD is unreachable; the member is removed once it answers");
             let message = format!("cannot remove {name} from PD: {error}");
-            write_status(
+            return block(
                 pd,
                 ctx,
-                shared_group::status_blocked(pd, REASON_PD_UNREACHABLE, &message),
+                REASON_PD_UNREACHABLE,
+                &message,
+                Action::requeue(Duration::from_secs(5)),
             )
-            .await?;
-            return Ok(Action::requeue(Duration::from_secs(5)));
+            .await;
         }
         if observed.is_member(&name) {
             if observed.is_leader(&name)
@@ -593,6 +598,19 @@ async fn write_status(pd: &PD, ctx: &Ctx, status: PDStatus) -> Result<(), Error>
         .await
         .map_err(Error::kube("writing the PD status"))?;
     Ok(())
+}
+
+/// Records why the instance cannot proceed, and answers `then` (see [`shared_group::block`]).
+async fn block(
+    pd: &PD,
+    ctx: &Ctx,
+    reason: &str,
+    message: &str,
+    then: Action,
+) -> Result<Action, Error> {
+    shared_group::block(&ctx.client, pd, reason, message, then)
+        .await
+        .map_err(Error::kube("writing the PD status"))
 }
 
 #[cfg(test)]

@@ -185,26 +185,26 @@ where
     );
     let (group_store, instance_store) = (groups.store(), instances.store());
 
-    let by_cluster = groups.store();
     let groups = group_watches(groups, group_store.clone())
         .owns(scoped::<I>(&ctx.client, namespace), all())
-        .watches(scoped::<Cluster>(&ctx.client, namespace), all(), move |c| {
-            let name = c.metadata.name.clone().unwrap_or_default();
-            of_cluster(&by_cluster, c.metadata.namespace.as_deref(), &name)
-        })
+        .watches(
+            scoped::<Cluster>(&ctx.client, namespace),
+            all(),
+            objects_of(group_store.clone()),
+        )
         .with_config(config.clone())
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
         .run(group_reconcile, log_and_retry::<G, E, C>, shared.clone())
         .for_each(|_| async {});
 
-    let by_cluster = instances.store();
     let instances = instances
         .owns(scoped::<Pod>(&ctx.client, namespace), operands.clone())
         .owns(scoped::<ConfigMap>(&ctx.client, namespace), operands)
-        .watches(scoped::<Cluster>(&ctx.client, namespace), all(), move |c| {
-            let name = c.metadata.name.clone().unwrap_or_default();
-            of_cluster(&by_cluster, c.metadata.namespace.as_deref(), &name)
-        })
+        .watches(
+            scoped::<Cluster>(&ctx.client, namespace),
+            all(),
+            objects_of(instance_store.clone()),
+        )
         .with_config(config)
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
         .run(instance_reconcile, log_and_retry::<I, E, C>, shared)
@@ -220,6 +220,17 @@ where
     };
     tokio::join!(groups, instances, synced);
     Ok(())
+}
+
+/// Maps a change of a Cluster to the cached objects of that Cluster.
+fn objects_of<K>(store: Store<K>) -> impl Fn(Cluster) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + OfCluster + Clone + 'static,
+{
+    move |cluster| {
+        let name = cluster.metadata.name.as_deref().unwrap_or_default();
+        of_cluster(&store, cluster.metadata.namespace.as_deref(), name)
+    }
 }
 
 /// Maps a change of `dependency` (a group the component's groups wait for, such as a PDGroup)

@@ -70,13 +70,14 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     }
     let Some(cluster) = cluster else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        write_status(
+        return block(
             tidb,
             ctx,
-            shared_group::status_blocked(tidb, reasons::CLUSTER_NOT_FOUND, &message),
+            reasons::CLUSTER_NOT_FOUND,
+            &message,
+            Action::requeue(Duration::from_secs(30)),
         )
-        .await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
+        .await;
     };
 
     // Where PD is: the Cluster's status, else the client Services of its PD groups.
@@ -109,13 +110,14 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         let message = format!(
             "Cluster {cluster_name} has no status.pd and no PDGroup; TiDB needs PD to start"
         );
-        write_status(
+        return block(
             tidb,
             ctx,
-            shared_group::status_blocked(tidb, REASON_NO_PD, &message),
+            REASON_NO_PD,
+            &message,
+            Action::requeue(Duration::from_secs(15)),
         )
-        .await?;
-        return Ok(Action::requeue(Duration::from_secs(15)));
+        .await;
     };
 
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -159,13 +161,14 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
             Some(_) => None,
         };
         if let Some(message) = problem {
-            write_status(
+            return block(
                 tidb,
                 ctx,
-                shared_group::status_blocked(tidb, REASON_BOOTSTRAP_SQL_NOT_FOUND, &message),
+                REASON_BOOTSTRAP_SQL_NOT_FOUND,
+                &message,
+                Action::requeue(Duration::from_secs(15)),
             )
-            .await?;
-            return Ok(Action::requeue(Duration::from_secs(15)));
+            .await;
         }
     }
 
@@ -173,13 +176,14 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         Ok(config) => config,
         Err(e) => {
             let message = e.to_string();
-            write_status(
+            return block(
                 tidb,
                 ctx,
-                shared_group::status_blocked(tidb, reasons::INVALID_SPEC, &message),
+                reasons::INVALID_SPEC,
+                &message,
+                Action::await_change(),
             )
-            .await?;
-            return Ok(Action::await_change());
+            .await;
         }
     };
     let existing_config = cache::get(&ctx.caches.config_maps, &namespace, &name);
@@ -204,13 +208,14 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         Ok(pod) => pod,
         Err(e) => {
             let message = e.to_string();
-            write_status(
+            return block(
                 tidb,
                 ctx,
-                shared_group::status_blocked(tidb, reasons::INVALID_SPEC, &message),
+                reasons::INVALID_SPEC,
+                &message,
+                Action::await_change(),
             )
-            .await?;
-            return Ok(Action::await_change());
+            .await;
         }
     };
     let mut requeue = None;
@@ -484,6 +489,19 @@ async fn write_status(tidb: &TiDB, ctx: &Ctx, status: TiDBStatus) -> Result<(), 
         .await
         .map_err(Error::kube("writing the TiDB status"))?;
     Ok(())
+}
+
+/// Records why the instance cannot proceed, and answers `then` (see [`shared_group::block`]).
+async fn block(
+    tidb: &TiDB,
+    ctx: &Ctx,
+    reason: &str,
+    message: &str,
+    then: Action,
+) -> Result<Action, Error> {
+    shared_group::block(&ctx.client, tidb, reason, message, then)
+        .await
+        .map_err(Error::kube("writing the TiDB status"))
 }
 
 #[cfg(test)]

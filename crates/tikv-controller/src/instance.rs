@@ -154,7 +154,20 @@ struct Scope<'a> {
     resource_version: Mutex<Option<String>>,
 }
 
-impl Scope<'_> {
+impl<'a> Scope<'a> {
+    /// The scope of a reconcile of `tikv`, whose Cluster's PD is at `pd_url`.
+    fn new(tikv: &'a TiKV, ctx: &'a Ctx, pd_url: String) -> Result<Scope<'a>, Error> {
+        let namespace = tikv.namespace().unwrap_or_default();
+        Ok(Scope {
+            pd: ctx.pd(&namespace, &tikv.spec.cluster.name, pd_url)?,
+            tikv,
+            ctx,
+            name: tikv.name_any(),
+            namespace,
+            resource_version: Mutex::new(None),
+        })
+    }
+
     fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.ctx.client.clone(), &self.namespace)
     }
@@ -286,34 +299,29 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
     }
     let Some(cluster) = cluster else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        write_status(
+        return block(
             tikv,
             ctx,
-            shared_group::status_blocked(tikv, reasons::CLUSTER_NOT_FOUND, &message),
+            reasons::CLUSTER_NOT_FOUND,
+            &message,
+            Action::requeue(Duration::from_secs(30)),
         )
-        .await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
+        .await;
     };
     let Some(pd_url) = pd_url else {
         let message = format!(
             "Cluster {cluster_name} has no PD yet (no status.pd and no PDGroup); the store waits for one"
         );
-        write_status(
+        return block(
             tikv,
             ctx,
-            shared_group::status_blocked(tikv, REASON_PD_NOT_FOUND, &message),
+            REASON_PD_NOT_FOUND,
+            &message,
+            Action::requeue(Duration::from_secs(15)),
         )
-        .await?;
-        return Ok(Action::requeue(Duration::from_secs(15)));
+        .await;
     };
-    let scope = Scope {
-        tikv,
-        ctx,
-        namespace: namespace.clone(),
-        name: name.clone(),
-        pd: ctx.pd(&namespace, cluster_name, pd_url.clone())?,
-        resource_version: Mutex::new(None),
-    };
+    let scope = Scope::new(tikv, ctx, pd_url.clone())?;
 
     let config = match build::config(tikv, &pd_url) {
         Ok(config) => config,
@@ -637,4 +645,17 @@ async fn write_status(tikv: &TiKV, ctx: &Ctx, status: TiKVStatus) -> Result<(), 
         .await
         .map_err(Error::kube("writing the TiKV status"))?;
     Ok(())
+}
+
+/// Records why the instance cannot proceed, and answers `then` (see [`shared_group::block`]).
+async fn block(
+    tikv: &TiKV,
+    ctx: &Ctx,
+    reason: &str,
+    message: &str,
+    then: Action,
+) -> Result<Action, Error> {
+    shared_group::block(&ctx.client, tikv, reason, message, then)
+        .await
+        .map_err(Error::kube("writing the TiKV status"))
 }

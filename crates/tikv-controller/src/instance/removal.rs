@@ -2,7 +2,6 @@
 //! [`store::removal_step`] decides, through PD (Offline, then Tombstone) before the Pod, then the
 //! PVCs, then the instance go; with the group or Cluster going, PD is not asked.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -12,13 +11,12 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions;
 use operator_api::core::TiKV;
 use operator_api::keys;
-use operator_runtime::group as shared_group;
 use operator_runtime::{cache, finalize};
 use tracing::info;
 
 use super::{
     ANNO_EVICTION_STARTED, Draft, REASON_PD_NOT_FOUND, REASON_STORE_REMOVAL_REFUSED,
-    REASON_STORE_REMOVED, REASON_STORE_REMOVING, Scope, lookup, write_status,
+    REASON_STORE_REMOVED, REASON_STORE_REMOVING, Scope, block, lookup,
 };
 use crate::build;
 use crate::context::Ctx;
@@ -243,22 +241,16 @@ pub(super) async fn finalize(
             return release(tikv, ctx).await;
         }
         let message = "cannot take the store out: the Cluster has no PD".to_string();
-        write_status(
+        return block(
             tikv,
             ctx,
-            shared_group::status_blocked(tikv, REASON_PD_NOT_FOUND, &message),
+            REASON_PD_NOT_FOUND,
+            &message,
+            Action::requeue(Duration::from_secs(15)),
         )
-        .await?;
-        return Ok(Action::requeue(Duration::from_secs(15)));
+        .await;
     };
-    let scope = Scope {
-        tikv,
-        ctx,
-        namespace: namespace.clone(),
-        name: tikv.name_any(),
-        pd: ctx.pd(&namespace, &tikv.spec.cluster.name, pd_url)?,
-        resource_version: Mutex::new(None),
-    };
+    let scope = Scope::new(tikv, ctx, pd_url)?;
     let view = scope.ctx.pd_view(&scope.pd).await;
     let lookup = lookup(tikv, &view);
     if only_this {
