@@ -445,8 +445,9 @@ async fn a_tikv_pvc_deleted_by_hand_loses_the_store_and_the_verdict_reports_the_
 #[tokio::test]
 async fn two_of_three_pd_pods_deleted_lose_the_quorum_and_the_verdict_reports_the_span() {
     let scene = Scene::start("safety-pd").await;
-    scene.create(3, 0).await;
-    scene.wait_settled(3, 0).await;
+    // With stores, so that the Cluster is Available before PD loses its quorum.
+    scene.create(3, 3).await;
+    scene.wait_settled(3, 3).await;
     let pd_url = format!(
         "{}/clusters/{}/{CLUSTER}/pd/api/v1/members",
         scene.simulator.url,
@@ -487,7 +488,7 @@ async fn two_of_three_pd_pods_deleted_lose_the_quorum_and_the_verdict_reports_th
         unavailable,
         "PD answered 503 while two of three members were down"
     );
-    scene.wait_settled(3, 0).await;
+    scene.wait_settled(3, 3).await;
 
     let message = match scene
         .simulator
