@@ -15,6 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKVGroup};
 use operator_runtime::cache;
+use operator_runtime::component::after_sync;
 use operator_runtime::endpoints::Endpoints;
 use operator_runtime::events::Events;
 use operator_runtime::scope::{log_and_retry, scoped};
@@ -68,11 +69,14 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
     let clusters = Controller::new(scoped::<Cluster>(&ctx.client, namespace), all.clone());
     let cluster_store = clusters.store();
     let readiness = ctx.readiness.clone();
+    let synced_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = synced_flag.clone();
     let synced = async move {
         cache::synced(&groups.pd).await;
         cache::synced(&groups.tikv).await;
         cache::synced(&groups.tidb).await;
         cache::synced(&cluster_store).await;
+        synced_flag.store(true, std::sync::atomic::Ordering::Release);
         readiness.set_synced(true);
     };
     let clusters = clusters
@@ -92,7 +96,8 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         .with_config(ControllerConfig::default().concurrency(ctx.flags.concurrency))
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
         .run(
-            cluster::reconcile,
+            // Before the group caches have listed, a Cluster would look as if it had none.
+            after_sync(gate, cluster::reconcile),
             log_and_retry::<Cluster, Error, Ctx>,
             shared,
         )

@@ -16,12 +16,13 @@ use operator_runtime::apply::{apply_if_changed, create_missing};
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
 use operator_runtime::{cache, finalize};
-use pd_client::{MemberHealth, MembersInfo, PdClient};
+use pd_client::PdClient;
 use tracing::{info, instrument, warn};
 
 use crate::build::{self, Membership};
 use crate::context::{Ctx, MANAGER};
 use crate::error::Error;
+use crate::member::{self, Observed, RestartStep};
 
 /// Reason of an instance waiting for the other first members before it starts.
 pub const REASON_WAITING_FOR_MEMBERS: &str = "WaitingForInitialMembers";
@@ -38,56 +39,6 @@ pub async fn reconcile(pd: Arc<PD>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         Err(e) => timer.finish_error(e.category()),
     }
     result
-}
-
-/// What the reconcile learns about the instance from PD.
-#[derive(Default)]
-struct Observed {
-    members: Option<MembersInfo>,
-    health: Option<Vec<MemberHealth>>,
-    error: Option<String>,
-}
-
-impl Observed {
-    async fn of(pd: &PdClient) -> Self {
-        match pd.members().await {
-            Ok(members) => Observed {
-                members: Some(members),
-                health: pd.health().await.ok(),
-                error: None,
-            },
-            Err(e) => Observed {
-                error: Some(e.to_string()),
-                ..Observed::default()
-            },
-        }
-    }
-
-    fn is_member(&self, name: &str) -> bool {
-        self.members
-            .as_ref()
-            .is_some_and(|m| m.member(name).is_some())
-    }
-
-    fn is_leader(&self, name: &str) -> bool {
-        self.members.as_ref().and_then(|m| m.leader_name()) == Some(name)
-    }
-
-    fn healthy(&self, name: &str) -> bool {
-        self.health
-            .as_ref()
-            .is_some_and(|h| h.iter().any(|m| m.name == name && m.health))
-    }
-
-    /// A healthy member other than `name` to hand leadership to.
-    fn successor(&self, name: &str) -> Option<String> {
-        let members = self.members.as_ref()?;
-        members
-            .members
-            .iter()
-            .map(|m| m.name.clone())
-            .find(|m| m != name && self.healthy(m))
-    }
 }
 
 async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
@@ -269,46 +220,42 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         }
         Some(pod) if !build::pod_is_current(pod, &desired_pod) => {
             requeue = Some(Duration::from_secs(2));
-            if observed.is_leader(&name) {
-                match observed.successor(&name) {
-                    Some(successor) => {
-                        pd_api
-                            .transfer_leader(&successor)
-                            .await
-                            .map_err(|source| Error::Pd {
-                                url: pd_api.base().into(),
-                                source,
-                            })?;
-                        ctx.events
-                            .normal(
-                                pd,
-                                "LeaderTransferred",
-                                "Restart",
-                                format!(
-                                    "PD leadership moved to {successor} before restarting {name}"
-                                ),
-                            )
-                            .await;
-                    }
-                    None if observed
-                        .members
-                        .as_ref()
-                        .is_some_and(|m| m.members.len() > 1) =>
-                    {
-                        // Other members exist but none is healthy: restarting the leader now could
-                        // leave the cluster without one. Wait.
-                        write_status(
+            match member::restart_step(&observed, &name, is_ready(pod)) {
+                RestartStep::Restart => restart(pd, ctx, &pods, pod).await?,
+                RestartStep::TransferTo(successor) => {
+                    pd_api
+                        .transfer_leader(&successor)
+                        .await
+                        .map_err(|source| Error::Pd {
+                            url: pd_api.base().into(),
+                            source,
+                        })?;
+                    ctx.events
+                        .normal(
                             pd,
-                            ctx,
-                            observe_status(pd, &existing_pod, &desired_pod, &observed),
+                            "LeaderTransferred",
+                            "Restart",
+                            format!("PD leadership moves to {successor} before {name} restarts"),
                         )
-                        .await?;
-                        return Ok(Action::requeue(Duration::from_secs(5)));
-                    }
-                    None => restart(pd, ctx, &pods, pod).await?,
+                        .await;
                 }
-            } else {
-                restart(pd, ctx, &pods, pod).await?;
+                RestartStep::Wait { reason, message } => {
+                    // It still serves: `Ready` stays as observed, `Synced` says why it waits.
+                    let mut status = observe_status(pd, &existing_pod, &desired_pod, &observed);
+                    conditions::set(
+                        &mut status.common.conditions,
+                        NewCondition {
+                            type_: conditions::SYNCED,
+                            status: false,
+                            reason,
+                            message,
+                            observed_generation: pd.metadata.generation,
+                        },
+                        Timestamp::now(),
+                    );
+                    write_status(pd, ctx, status).await?;
+                    return Ok(Action::requeue(Duration::from_secs(5)));
+                }
             }
         }
         Some(_) => {}
@@ -615,7 +562,7 @@ async fn block(
 
 #[cfg(test)]
 mod tests {
-    use pd_client::Member;
+    use pd_client::{Member, MemberHealth, MembersInfo};
 
     use super::*;
 

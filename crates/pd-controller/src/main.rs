@@ -6,6 +6,7 @@ mod context;
 mod error;
 mod group;
 mod instance;
+mod member;
 
 use anyhow::Result;
 use clap::Parser;

@@ -56,6 +56,9 @@ pub struct Shared {
     pub caches: Caches,
     /// The writes a reconcile waits to see in the caches before it decides again.
     pub expectations: Expectations,
+    /// Every cache has listed its objects once; before that no reconcile decides anything (a
+    /// group that saw no instances yet would create them again).
+    synced: Arc<std::sync::atomic::AtomicBool>,
     endpoints: Endpoints,
     pd_clients: Mutex<HashMap<String, PdClient>>,
 }
@@ -75,6 +78,7 @@ impl Shared {
             metrics,
             caches,
             expectations: Expectations::default(),
+            synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             endpoints,
             pd_clients: Mutex::new(HashMap::new()),
         }
@@ -172,17 +176,15 @@ where
     let groups = Controller::new(scoped::<G>(&ctx.client, namespace), all());
     let instances = Controller::new(scoped::<I>(&ctx.client, namespace), all());
     let caches = Caches::start(&ctx.client, namespace, component, &ctx.shutdown);
-    let shared = make_ctx(
-        Shared::new(
-            ctx.client.clone(),
-            ctx.metrics.clone(),
-            Endpoints::new(&ctx.flags.endpoint_overrides),
-            caches.clone(),
-            manager,
-        ),
-        groups.store(),
-        instances.store(),
+    let state = Shared::new(
+        ctx.client.clone(),
+        ctx.metrics.clone(),
+        Endpoints::new(&ctx.flags.endpoint_overrides),
+        caches.clone(),
+        manager,
     );
+    let synced_flag = state.synced.clone();
+    let shared = make_ctx(state, groups.store(), instances.store());
     let (group_store, instance_store) = (groups.store(), instances.store());
 
     let groups = group_watches(groups, group_store.clone())
@@ -194,7 +196,11 @@ where
         )
         .with_config(config.clone())
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(group_reconcile, log_and_retry::<G, E, C>, shared.clone())
+        .run(
+            after_sync(synced_flag.clone(), group_reconcile),
+            log_and_retry::<G, E, C>,
+            shared.clone(),
+        )
         .for_each(|_| async {});
 
     let instances = instances
@@ -207,7 +213,11 @@ where
         )
         .with_config(config)
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(instance_reconcile, log_and_retry::<I, E, C>, shared)
+        .run(
+            after_sync(synced_flag.clone(), instance_reconcile),
+            log_and_retry::<I, E, C>,
+            shared,
+        )
         .for_each(|_| async {});
 
     let readiness = ctx.readiness.clone();
@@ -216,10 +226,35 @@ where
         crate::cache::synced(&group_store).await;
         crate::cache::synced(&instance_store).await;
         more_synced.await;
+        synced_flag.store(true, std::sync::atomic::Ordering::Release);
         readiness.set_synced(true);
     };
     tokio::join!(groups, instances, synced);
     Ok(())
+}
+
+/// A reconcile that either waits for the caches or runs.
+pub type Gated<Fut, E> = futures::future::Either<futures::future::Ready<Result<Action, E>>, Fut>;
+
+/// `reconcile`, run only once every cache has listed its objects: before that, a group that saw
+/// no instances yet would create them again, and an instance would judge from missing objects.
+pub fn after_sync<K, C, E, R, Fut>(
+    synced: Arc<std::sync::atomic::AtomicBool>,
+    mut reconcile: R,
+) -> impl FnMut(Arc<K>, Arc<C>) -> Gated<Fut, E>
+where
+    R: FnMut(Arc<K>, Arc<C>) -> Fut,
+    Fut: Future<Output = Result<Action, E>>,
+{
+    move |object, ctx| {
+        if synced.load(std::sync::atomic::Ordering::Acquire) {
+            futures::future::Either::Right(reconcile(object, ctx))
+        } else {
+            futures::future::Either::Left(futures::future::ready(Ok(Action::requeue(
+                CACHE_LAG_RETRY,
+            ))))
+        }
+    }
 }
 
 /// Maps a change of a Cluster to the cached objects of that Cluster.

@@ -1,0 +1,249 @@
+//! Pure decisions about one PD member: what PD says of it (member, leader, health), and the next
+//! step of restarting its outdated Pod. A restart never happens on PD's silence: a member whose
+//! leadership or quorum PD cannot confirm keeps its Pod.
+
+use pd_client::{MemberHealth, MembersInfo, PdClient};
+
+/// Reason: PD cannot be asked, so a restart waits.
+pub const REASON_PD_UNREACHABLE: &str = "PDUnreachable";
+/// Reason: restarting this member now would leave PD without a healthy majority.
+pub const REASON_QUORUM_AT_RISK: &str = "QuorumAtRisk";
+/// Reason: the leader cannot hand over: no other member is healthy.
+pub const REASON_NO_SUCCESSOR: &str = "NoHealthySuccessor";
+
+/// What the reconcile learns about the member from PD.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The members, when PD answered.
+    pub members: Option<MembersInfo>,
+    /// Their health, when PD answered.
+    pub health: Option<Vec<MemberHealth>>,
+    /// Why PD did not answer.
+    pub error: Option<String>,
+}
+
+impl Observed {
+    /// Asks PD.
+    pub async fn of(pd: &PdClient) -> Self {
+        match pd.members().await {
+            Ok(members) => Observed {
+                members: Some(members),
+                health: pd.health().await.ok(),
+                error: None,
+            },
+            Err(e) => Observed {
+                error: Some(e.to_string()),
+                ..Observed::default()
+            },
+        }
+    }
+
+    /// Whether `name` is a member.
+    pub fn is_member(&self, name: &str) -> bool {
+        self.members
+            .as_ref()
+            .is_some_and(|m| m.member(name).is_some())
+    }
+
+    /// Whether `name` leads PD.
+    pub fn is_leader(&self, name: &str) -> bool {
+        self.members.as_ref().and_then(|m| m.leader_name()) == Some(name)
+    }
+
+    /// Whether PD reports `name` healthy.
+    pub fn healthy(&self, name: &str) -> bool {
+        self.health
+            .as_ref()
+            .is_some_and(|h| h.iter().any(|m| m.name == name && m.health))
+    }
+
+    /// A healthy member other than `name` to hand leadership to.
+    pub fn successor(&self, name: &str) -> Option<String> {
+        let members = self.members.as_ref()?;
+        members
+            .members
+            .iter()
+            .map(|m| m.name.clone())
+            .find(|m| m != name && self.healthy(m))
+    }
+}
+
+/// The next step of restarting member `name`'s outdated Pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestartStep {
+    /// Delete the Pod now.
+    Restart,
+    /// Hand PD's leadership to this member first.
+    TransferTo(String),
+    /// Keep the Pod; the condition says why.
+    Wait {
+        /// Condition reason.
+        reason: &'static str,
+        /// Condition message.
+        message: String,
+    },
+}
+
+/// Decides the next step of restarting `name`, whose Pod is ready (`pod_ready`) or not. A Pod
+/// that does not serve is restarted whatever PD says (it leads nothing and is the reason PD may
+/// not answer); one that serves is restarted only when PD answered, it does not lead, and the
+/// other members keep a healthy majority.
+pub fn restart_step(observed: &Observed, name: &str, pod_ready: bool) -> RestartStep {
+    if !pod_ready {
+        return RestartStep::Restart;
+    }
+    let Some(members) = &observed.members else {
+        let error = observed.error.as_deref().unwrap_or("no answer");
+        return RestartStep::Wait {
+            reason: REASON_PD_UNREACHABLE,
+            message: format!(
+                "the Pod is outdated, but PD cannot tell whether {name} leads it or what restarting it would cost its quorum ({error}); the Pod is kept until PD answers"
+            ),
+        };
+    };
+    let total = members.members.len();
+    let healthy_others = members
+        .members
+        .iter()
+        .filter(|m| m.name != name && observed.healthy(&m.name))
+        .count();
+    // With this member down for its restart, the others alone must be a majority of all.
+    if observed.healthy(name) && total > 1 && healthy_others * 2 <= total {
+        return RestartStep::Wait {
+            reason: REASON_QUORUM_AT_RISK,
+            message: format!(
+                "restarting {name} now would leave {healthy_others} healthy of {total} PD members, no majority; it waits for the others"
+            ),
+        };
+    }
+    if observed.is_leader(name) {
+        return match observed.successor(name) {
+            Some(successor) => RestartStep::TransferTo(successor),
+            None if total > 1 => RestartStep::Wait {
+                reason: REASON_NO_SUCCESSOR,
+                message: format!(
+                    "{name} leads PD and no other member is healthy to take over; the restart waits"
+                ),
+            },
+            None => RestartStep::Restart,
+        };
+    }
+    RestartStep::Restart
+}
+
+#[cfg(test)]
+mod tests {
+    use pd_client::Member;
+
+    use super::*;
+
+    fn observed(members: &[(&str, bool)], leader: Option<&str>) -> Observed {
+        let member = |name: &str| Member {
+            name: name.into(),
+            ..Member::default()
+        };
+        Observed {
+            members: Some(MembersInfo {
+                members: members.iter().map(|(n, _)| member(n)).collect(),
+                leader: leader.map(member),
+                ..MembersInfo::default()
+            }),
+            health: Some(
+                members
+                    .iter()
+                    .map(|(n, h)| MemberHealth {
+                        name: (*n).into(),
+                        health: *h,
+                        ..MemberHealth::default()
+                    })
+                    .collect(),
+            ),
+            error: None,
+        }
+    }
+
+    /// Every branch, as a table: PD's view, the member, its Pod ready; the step (a wait by its
+    /// reason).
+    #[test]
+    fn a_member_is_restarted_only_when_pd_confirms_it_is_safe() {
+        let silent = Observed {
+            error: Some("HTTP 503: no leader".into()),
+            ..Observed::default()
+        };
+        let three = observed(&[("a", true), ("b", true), ("c", true)], Some("a"));
+        let one_down = observed(&[("a", true), ("b", false), ("c", true)], Some("a"));
+        let others_down = observed(&[("a", true), ("b", false), ("c", false)], Some("a"));
+        let alone = observed(&[("a", true)], Some("a"));
+        let all_unhealthy = observed(&[("a", false), ("b", false), ("c", false)], Some("a"));
+        let wait = |reason: &str| format!("wait {reason}");
+        let table: [(&str, &Observed, &str, bool, String); 11] = [
+            (
+                "PD silent, Pod serving",
+                &silent,
+                "a",
+                true,
+                wait(REASON_PD_UNREACHABLE),
+            ),
+            (
+                "PD silent, Pod not serving",
+                &silent,
+                "a",
+                false,
+                "restart".into(),
+            ),
+            ("follower, all healthy", &three, "b", true, "restart".into()),
+            (
+                "leader, all healthy",
+                &three,
+                "a",
+                true,
+                "transfer b".into(),
+            ),
+            (
+                "leader, one other down",
+                &one_down,
+                "a",
+                true,
+                wait(REASON_QUORUM_AT_RISK),
+            ),
+            (
+                "follower, another down",
+                &one_down,
+                "c",
+                true,
+                wait(REASON_QUORUM_AT_RISK),
+            ),
+            (
+                "the down member itself",
+                &one_down,
+                "b",
+                true,
+                "restart".into(),
+            ),
+            (
+                "leader, every other down",
+                &others_down,
+                "a",
+                true,
+                wait(REASON_QUORUM_AT_RISK),
+            ),
+            ("the only member", &alone, "a", true, "restart".into()),
+            (
+                "leader unhealthy, no one to take over",
+                &all_unhealthy,
+                "a",
+                true,
+                wait(REASON_NO_SUCCESSOR),
+            ),
+            ("not listed yet", &three, "d", true, "restart".into()),
+        ];
+        for (case, observed, name, pod_ready, want) in table {
+            let got = match restart_step(observed, name, pod_ready) {
+                RestartStep::Restart => "restart".to_string(),
+                RestartStep::TransferTo(to) => format!("transfer {to}"),
+                RestartStep::Wait { reason, .. } => wait(reason),
+            };
+            assert_eq!(got, want, "{case}");
+        }
+    }
+}
