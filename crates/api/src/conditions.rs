@@ -41,6 +41,8 @@ pub mod reasons {
     pub const READY: &str = "Ready";
     /// Not ready.
     pub const UNREADY: &str = "Unready";
+    /// PD does not answer (no leader, no quorum, unreachable): nothing is changed until it does.
+    pub const PD_UNAVAILABLE: &str = "PDUnavailable";
     /// Group: some instances are not ready.
     pub const NOT_ALL_INSTANCES_READY: &str = "NotAllInstancesReady";
     /// Instance: its Pod does not exist yet.

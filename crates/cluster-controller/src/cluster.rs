@@ -184,9 +184,9 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
         .as_ref()
         .map(|s| s.id.clone())
         .unwrap_or_default();
-    if cluster_id.is_empty()
-        && let Some(url) = &pd_url
-    {
+    // PD is asked on every reconcile: its ID the first time, whether it answers always.
+    let mut pd_error = None;
+    if let Some(url) = &pd_url {
         let url = ctx.endpoints.resolve(
             EndpointFor {
                 component: "pd",
@@ -196,13 +196,24 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
             },
             url.clone(),
         );
-        if let Ok(pd) = PdClient::new(&url, None, Duration::from_secs(3))
-            && let Ok(id) = pd.cluster_id().await
-        {
-            cluster_id = id.to_string();
+        match PdClient::new(&url, None, Duration::from_secs(3)) {
+            Ok(pd) => match pd.cluster_id().await {
+                Ok(id) => cluster_id = id.to_string(),
+                // Before the first member runs there is no PD to be unavailable.
+                Err(e) if !cluster_id.is_empty() => pd_error = Some(e.to_string()),
+                Err(_) => {}
+            },
+            Err(e) => pd_error = Some(e.to_string()),
         }
     }
-    let status = cluster_status(cluster, &groups, pd_url, cluster_id, Timestamp::now());
+    let status = cluster_status(
+        cluster,
+        &groups,
+        pd_url,
+        cluster_id,
+        pd_error.as_deref(),
+        Timestamp::now(),
+    );
     let api = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace);
     if let Some(before) = &cluster.status {
         announce_transitions(cluster, ctx, before, &status).await;
@@ -210,8 +221,9 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
     write_status_if_changed(&api, cluster, cluster.status.as_ref(), &status)
         .await
         .map_err(Error::kube("writing the Cluster status"))?;
-    let settled =
-        conditions::is_true(&status.conditions, conditions::READY) && !status.id.is_empty();
+    let settled = conditions::is_true(&status.conditions, conditions::READY)
+        && !status.id.is_empty()
+        && pd_error.is_none();
     Ok(Action::requeue(if settled {
         Duration::from_secs(300)
     } else {
@@ -277,6 +289,7 @@ pub fn cluster_status(
     groups: &[GroupView],
     pd_url: Option<String>,
     cluster_id: String,
+    pd_error: Option<&str>,
     now: Timestamp,
 ) -> ClusterStatus {
     let mut status = cluster.status.clone().unwrap_or_default();
@@ -356,18 +369,24 @@ pub fn cluster_status(
     } else {
         (
             false,
-            "the cluster has no TiDB group, and no PD and TiKV groups".to_string(),
+            "the cluster has no TiDB group, and not both a PD and a TiKV group".to_string(),
         )
+    };
+    // Without PD nothing is served, whatever the groups last said.
+    let (available, reason, available_message) = match pd_error {
+        Some(error) => (
+            false,
+            reasons::PD_UNAVAILABLE,
+            format!("PD does not answer ({error}); no data is served until it does"),
+        ),
+        None if available => (true, reasons::CLUSTER_AVAILABLE, available_message),
+        None => (false, reasons::UNREADY, available_message),
     };
     set(
         &mut status,
         conditions::AVAILABLE,
         available,
-        if available {
-            reasons::CLUSTER_AVAILABLE
-        } else {
-            reasons::UNREADY
-        },
+        reason,
         available_message,
     );
 
@@ -713,6 +732,7 @@ mod tests {
             &groups,
             Some("http://pd-pd.db:2379".into()),
             "7".into(),
+            None,
             Timestamp::now(),
         );
         assert_eq!(
@@ -741,7 +761,14 @@ mod tests {
             group(ComponentKind::PD, "pd", 3, 3, true),
             group(ComponentKind::TiKV, "tikv", 5, 3, false),
         ];
-        let status = cluster_status(&cluster(), &groups, None, String::new(), Timestamp::now());
+        let status = cluster_status(
+            &cluster(),
+            &groups,
+            None,
+            String::new(),
+            None,
+            Timestamp::now(),
+        );
         assert_eq!(
             condition(&status, conditions::PROGRESSING),
             ("True".into(), "Progressing".into())
@@ -754,6 +781,33 @@ mod tests {
     }
 
     #[test]
+    fn a_pd_that_does_not_answer_makes_the_cluster_unavailable_and_says_so() {
+        let groups = [
+            group(ComponentKind::PD, "pd", 3, 3, true),
+            group(ComponentKind::TiKV, "tikv", 3, 3, true),
+            group(ComponentKind::TiDB, "tidb", 2, 2, true),
+        ];
+        let status = cluster_status(
+            &cluster(),
+            &groups,
+            Some("http://pd-pd.db:2379".into()),
+            "7".into(),
+            Some("HTTP 503: no leader"),
+            Timestamp::now(),
+        );
+        let available = conditions::find(&status.conditions, conditions::AVAILABLE).unwrap();
+        assert_eq!(
+            (available.status.as_str(), available.reason.as_str()),
+            ("False", reasons::PD_UNAVAILABLE)
+        );
+        assert!(
+            available.message.contains("no leader"),
+            "{}",
+            available.message
+        );
+    }
+
+    #[test]
     fn paused_says_so() {
         let mut paused = cluster();
         paused.spec.paused = true;
@@ -762,6 +816,7 @@ mod tests {
             &[group(ComponentKind::PD, "pd", 3, 3, true)],
             None,
             String::new(),
+            None,
             Timestamp::now(),
         );
         assert_eq!(
