@@ -12,8 +12,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use operator_api::conditions::{self, HasConditions};
-use operator_api::core::{Cluster, PDGroup, TiKV, TiKVGroup};
+use operator_api::conditions::{self, HasConditions, reasons};
+use operator_api::core::{Cluster, PD, PDGroup, TiKV, TiKVGroup};
 use operator_api::keys;
 use scenarios::{
     Allowed, Controller, Simulator, apply_controller_identity, ensure_crds, events_of,
@@ -456,12 +456,117 @@ async fn two_of_three_pd_pods_deleted_lose_the_quorum_and_the_verdict_reports_th
     assert!(scenarios::http_get(&pd_url).await.is_ok());
 
     let before = scene.pods("pd").await;
+    let stores_before = scene.pods("tikv").await;
     let victims: Vec<String> = before.keys().take(2).cloned().collect();
     for name in &victims {
         scene.delete_pod(name).await;
     }
+    // The members come back within seconds; the quorum-lost fault keeps PD without a leader
+    // meanwhile, long enough to ask for a scale step in the middle of the outage.
+    scene
+        .simulator
+        .set_fault(scene.n(), CLUSTER, "pd-quorum-lost")
+        .await
+        .unwrap();
+    scene
+        .wait("the Cluster saying PD is unavailable", CONVERGE, || async {
+            let cluster = scene
+                .api::<Cluster>()
+                .get(CLUSTER)
+                .await
+                .map_err(|e| e.to_string())?;
+            let conditions = cluster.status.map(|s| s.conditions).unwrap_or_default();
+            Ok(conditions::find(&conditions, conditions::AVAILABLE)
+                .is_some_and(|c| c.status == "False" && c.reason == reasons::PD_UNAVAILABLE))
+        })
+        .await;
+    for kind in ["pdgroups", "tikvgroups"] {
+        let name = if kind == "pdgroups" { "pd" } else { "tikv" };
+        scene
+            .kubectl()
+            .ok(
+                &[
+                    "scale",
+                    "-n",
+                    scene.n(),
+                    &format!("{kind}/{name}"),
+                    "--replicas=4",
+                ],
+                None,
+            )
+            .unwrap();
+    }
+    scene
+        .wait(
+            "both groups refusing to scale while PD is unavailable",
+            CONVERGE,
+            || async {
+                let pd = scene
+                    .api::<PDGroup>()
+                    .get("pd")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let kv = scene
+                    .api::<TiKVGroup>()
+                    .get("tikv")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let says = |c: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
+                    conditions::find(c, conditions::SYNCED)
+                        .is_some_and(|c| c.status == "False" && c.reason == reasons::PD_UNAVAILABLE)
+                };
+                Ok(says(pd.conditions()) && says(kv.conditions()))
+            },
+        )
+        .await;
+    // While it lasts nothing is added, removed or restarted.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        scene
+            .api::<PD>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    assert_eq!(
+        scene
+            .api::<TiKV>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    assert_eq!(
+        scene.pods("tikv").await,
+        stores_before,
+        "a store was restarted"
+    );
+    let survivors: BTreeMap<String, String> = before
+        .iter()
+        .filter(|(name, _)| !victims.contains(name))
+        .map(|(n, u)| (n.clone(), u.clone()))
+        .collect();
+    let now = scene.pods("pd").await;
+    for (name, uid) in &survivors {
+        assert_eq!(
+            now.get(name),
+            Some(uid),
+            "the surviving PD member {name} was restarted"
+        );
+    }
+    scene
+        .simulator
+        .clear_fault(scene.n(), CLUSTER, "pd-quorum-lost")
+        .await
+        .unwrap();
+
     // PD has no leader: every PD path answers 503, as a PD without quorum does.
-    let mut unavailable = false;
+    let mut unavailable = true;
     let mut seen_conditions: Vec<String> = Vec::new();
     let deadline = std::time::Instant::now() + CONVERGE;
     loop {
@@ -488,7 +593,8 @@ async fn two_of_three_pd_pods_deleted_lose_the_quorum_and_the_verdict_reports_th
         unavailable,
         "PD answered 503 while two of three members were down"
     );
-    scene.wait_settled(3, 3).await;
+    // Once PD answers again, the scale step asked for during the outage goes ahead.
+    scene.wait_settled(4, 4).await;
 
     let message = match scene
         .simulator

@@ -169,7 +169,37 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         };
         let plan = update::plan(&policy, &views);
         waiting = plan.waiting.clone();
-        for (index, action) in plan.actions.into_iter().enumerate() {
+        // A member is added or removed only while PD answers: without a quorum a new member
+        // cannot join and an old one cannot leave, and the attempt only adds to the outage.
+        let scales = plan
+            .actions
+            .iter()
+            .any(|a| !matches!(a, update::Action::Update { .. }));
+        let silence = if scales {
+            pd_silence(group, ctx, &namespace, cluster_name).await
+        } else {
+            None
+        };
+        if let Some(error) = &silence {
+            let message = format!(
+                "PD does not answer ({error}); no member is added or removed until it does"
+            );
+            blocked = Some(
+                shared_group::refusal(
+                    &ctx.events,
+                    group,
+                    reasons::PD_UNAVAILABLE,
+                    "Scale",
+                    message,
+                )
+                .await,
+            );
+        }
+        let actions = plan
+            .actions
+            .into_iter()
+            .filter(|a| silence.is_none() || matches!(a, update::Action::Update { .. }));
+        for (index, action) in actions.enumerate() {
             match action {
                 update::Action::Create { topology } => {
                     let pd = build::instance(
@@ -199,12 +229,11 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
                 }
                 update::Action::Delete { name: instance } => {
                     if let Some(refusal) = scale_in_refusal(&views, &instance) {
-                        if !shared_group::synced_reason_is(group, REASON_SCALE_IN_REFUSED) {
-                            ctx.events
-                                .warning(group, REASON_SCALE_IN_REFUSED, "ScaleIn", refusal.clone())
-                                .await;
-                        }
-                        blocked = Some((REASON_SCALE_IN_REFUSED, refusal));
+                        let reason = REASON_SCALE_IN_REFUSED;
+                        blocked = Some(
+                            shared_group::refusal(&ctx.events, group, reason, "ScaleIn", refusal)
+                                .await,
+                        );
                         continue;
                     }
                     writer
@@ -289,6 +318,19 @@ fn is_available(pd: &PD) -> bool {
         .map(|s| s.common.observed_generation)
         .unwrap_or_default();
     shared_group::is_available(pd.conditions(), observed, pd.metadata.generation)
+}
+
+/// Why PD does not answer, if it does not: asked through the group's client Service.
+async fn pd_silence(group: &PDGroup, ctx: &Ctx, namespace: &str, cluster: &str) -> Option<String> {
+    let url = format!(
+        "http://{}.{namespace}:{}",
+        build::client_service_name(&group.name_any()),
+        build::client_port(&group.spec.template.spec)
+    );
+    match ctx.pd(namespace, cluster, url) {
+        Ok(pd) => pd.members().await.err().map(|e| e.to_string()),
+        Err(e) => Some(e.to_string()),
+    }
 }
 
 /// How many first members `pd` bootstrapped with, when it is one: a first member stays one, so

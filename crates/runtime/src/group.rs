@@ -280,6 +280,24 @@ where
     blocked(object, reason, message).0
 }
 
+/// A refusal of a group: a Warning Event when `reason` is news (its `Synced` does not give it
+/// yet), and the reason and message for its status.
+pub async fn refusal<K>(
+    events: &crate::events::Events,
+    group: &K,
+    reason: &'static str,
+    action: &str,
+    message: String,
+) -> (&'static str, String)
+where
+    K: Resource<DynamicType = ()> + HasConditions,
+{
+    if !synced_reason_is(group, reason) {
+        events.warning(group, reason, action, message.clone()).await;
+    }
+    (reason, message)
+}
+
 /// Records on `object` why it cannot proceed (`Ready` and `Synced` false for `reason`, see
 /// [`status_blocked`]) and answers `then`, what the reconcile returns.
 pub async fn block<K>(

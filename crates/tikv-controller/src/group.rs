@@ -175,11 +175,40 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
     let mut acted = false;
     let mut held = 0usize;
     let mut cancellable: Vec<&TiKV> = instances.iter().filter(|i| is_cancellable(i)).collect();
+    // Stores are added or removed only while PD answers; updates go on (each restart waits for
+    // PD on its own).
+    let silence = match &pd_view {
+        Some(Err(error)) => Some(error.clone()),
+        _ => None,
+    };
     if suspended {
         // Nothing is created, updated or removed while the Pods are suspended.
         waiting = Some("the Cluster suspends compute".to_string());
     } else {
-        for (index, action) in plan.actions.into_iter().enumerate() {
+        if let Some(error) = &silence
+            && plan
+                .actions
+                .iter()
+                .any(|a| !matches!(a, update::Action::Update { .. }))
+        {
+            let message =
+                format!("PD does not answer ({error}); no store is added or removed until it does");
+            blocked = Some(
+                shared_group::refusal(
+                    &ctx.events,
+                    group,
+                    reasons::PD_UNAVAILABLE,
+                    "Scale",
+                    message,
+                )
+                .await,
+            );
+        }
+        let actions = plan
+            .actions
+            .into_iter()
+            .filter(|a| silence.is_none() || matches!(a, update::Action::Update { .. }));
+        for (index, action) in actions.enumerate() {
             match action {
                 update::Action::Create { topology } => {
                     if let Some(kept) = cancellable.pop() {
@@ -248,12 +277,16 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
                     };
                     match scale_in_refusal(pd_view.as_ref(), victim) {
                         Err((reason, message)) => {
-                            if !shared_group::synced_reason_is(group, reason) {
-                                ctx.events
-                                    .warning(group, reason, "ScaleIn", message.clone())
-                                    .await;
-                            }
-                            blocked = Some((reason, message));
+                            blocked = Some(
+                                shared_group::refusal(
+                                    &ctx.events,
+                                    group,
+                                    reason,
+                                    "ScaleIn",
+                                    message,
+                                )
+                                .await,
+                            );
                         }
                         Ok(()) => {
                             set_mark(&writer, &instance, true).await?;
