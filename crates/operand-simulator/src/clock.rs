@@ -1,6 +1,6 @@
 //! Time for the simulation: a `Now` passed into every step (so the simulation stays pure and
-//! testable), RFC 3339 and Go-style duration formatting for the JSON PD emits, and duration
-//! parsing for the command line.
+//! testable) and RFC 3339 timestamps for the JSON PD emits. Durations are read and printed by
+//! `operator_runtime::duration`, as everywhere in the project.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -94,68 +94,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     )
 }
 
-/// A duration the way Go's `time.Duration.String()` prints it, to whole milliseconds below a
-/// second and whole seconds above: `0s`, `500ms`, `10s`, `1m30s`, `30m0s`, `1h0m5s`.
-pub fn go_duration(d: Duration) -> String {
-    if d.is_zero() {
-        return "0s".to_owned();
-    }
-    if d < Duration::from_secs(1) {
-        return format!("{}ms", d.as_millis());
-    }
-    let s = d.as_secs();
-    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
-/// Error of [`parse_duration`].
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "invalid duration {input:?}: expected numbers with units ms, s, m or h, e.g. 500ms, 10s, 1m30s"
-)]
-pub struct DurationError {
-    input: String,
-}
-
-/// Parses `500ms`, `10s`, `1m30s`, `2h`: one or more whole numbers, each followed by a unit.
-pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = || DurationError {
-        input: input.to_owned(),
-    };
-    let mut rest = input.trim();
-    if rest.is_empty() {
-        return Err(err());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-        if digits == 0 {
-            return Err(err());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let part = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
-            _ => return Err(err()),
-        };
-        total = total.saturating_add(part);
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,29 +105,5 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
-    }
-
-    #[test]
-    fn formats_go_durations() {
-        assert_eq!(go_duration(Duration::ZERO), "0s");
-        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
-        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
-        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(go_duration(Duration::from_secs(1800)), "30m0s");
-        assert_eq!(go_duration(Duration::from_secs(3605)), "1h0m5s");
-    }
-
-    #[test]
-    fn parses_durations() {
-        assert_eq!(
-            parse_duration("500ms").ok(),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(parse_duration("10s").ok(), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1m30s").ok(), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2h").ok(), Some(Duration::from_secs(7200)));
-        for bad in ["", "10", "s", "10x", "1.5s", "-1s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
-        }
     }
 }

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use operand_simulator::clock::{Now, parse_duration};
+use operand_simulator::clock::Now;
 use operand_simulator::http::{self, lock};
 use operand_simulator::sim::{Sim, SimConfig};
 use operand_simulator::watch;
+use operator_runtime::duration::parse_flag as parse_duration;
 
 /// TEST TOOLING ONLY — a loopback stand-in for PD, TiKV and TiDB, for the operator's tests.
 ///

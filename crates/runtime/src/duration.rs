@@ -60,6 +60,9 @@ pub fn parse_flag(text: &str) -> Result<Duration, String> {
 /// A duration as status and messages show it, in Go's style: `45s`, `2m3s`, `1h0m5s`; under a
 /// second, in milliseconds (`300ms`).
 pub fn format(duration: Duration) -> String {
+    if duration.is_zero() {
+        return "0s".to_string();
+    }
     if duration < Duration::from_secs(1) {
         return format!("{}ms", duration.as_millis());
     }
@@ -107,6 +110,7 @@ mod tests {
 
     #[test]
     fn status_durations_read_like_go() {
+        assert_eq!(format(Duration::ZERO), "0s");
         assert_eq!(format(Duration::from_millis(300)), "300ms");
         assert_eq!(format(Duration::from_secs(600)), "10m0s");
         assert_eq!(format(Duration::from_secs(45)), "45s");

@@ -11,7 +11,9 @@ use super::cluster::{
 use super::faults::Faults;
 use super::safety::SafetyView;
 use super::{Component, DEFAULT_VERSION};
-use crate::clock::{Now, go_duration, rfc3339, unix_nanos, unix_seconds};
+use operator_runtime::duration::format as go_duration;
+
+use crate::clock::{Now, rfc3339, unix_nanos, unix_seconds};
 use crate::wire::{
     ClusterMeta, EvictLeaderConfig, Health, KeyRange, Member, MembersInfo, MetaPeer, MetaStore,
     PeerStats, RegionEpoch, RegionInfo, RegionsInfo, ReplicationConfig, ResponseHeader, StoreInfo,
