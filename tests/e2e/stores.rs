@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use operator_api::conditions::{self, HasConditions};
+use operator_api::conditions::{self, HasConditions, reasons};
 use operator_api::core::{Cluster, PDGroup, TiKV, TiKVGroup};
 use operator_api::keys;
 use scenarios::{
@@ -297,7 +297,7 @@ async fn a_store_pd_lists_under_another_address_leaves_only_through_tombstone() 
             let group = scene.api::<TiKVGroup>().get("tikv").await?;
             Ok::<_, kube::Error>(
                 conditions::find(group.conditions(), conditions::SYNCED)
-                    .is_some_and(|c| c.reason == "PDUnreachable"),
+                    .is_some_and(|c| c.reason == reasons::PD_UNAVAILABLE),
             )
         },
     )
