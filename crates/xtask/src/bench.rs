@@ -61,6 +61,16 @@ struct ControllerFigures {
     idle_writes: f64,
     /// Requests during the upgrade.
     requests_during_upgrade: f64,
+    /// Reads (get, list, watch; Leases left out) until every cluster was Ready.
+    reads_to_ready: f64,
+    /// Reads while idle.
+    idle_reads: f64,
+    /// Reads during the upgrade.
+    reads_during_upgrade: f64,
+    /// Writes until every cluster was Ready.
+    writes_to_ready: f64,
+    /// Writes during the upgrade.
+    writes_during_upgrade: f64,
 }
 
 /// Figures of one round.
@@ -74,6 +84,11 @@ struct Round {
     idle_writes: f64,
     seconds_to_upgrade: f64,
     requests_during_upgrade: f64,
+    reads_to_ready: f64,
+    idle_reads: f64,
+    reads_during_upgrade: f64,
+    writes_to_ready: f64,
+    writes_during_upgrade: f64,
     controllers: BTreeMap<String, ControllerFigures>,
 }
 
@@ -96,7 +111,16 @@ fn requests(metrics: &str) -> f64 {
 }
 
 fn writes(metrics: &str) -> f64 {
-    ["create", "update", "patch", "delete"]
+    verbs_without_leases(metrics, &["create", "update", "patch", "delete"])
+}
+
+fn reads(metrics: &str) -> f64 {
+    verbs_without_leases(metrics, &["get", "list", "watch"])
+}
+
+/// Requests of `verbs`, leader-election Leases left out.
+fn verbs_without_leases(metrics: &str, verbs: &[&str]) -> f64 {
+    verbs
         .iter()
         .map(|verb| {
             metric_sum(
@@ -298,6 +322,11 @@ async fn round(
     let idle = delta(&ready_metrics, &idle_metrics, requests);
     let idle_w = delta(&ready_metrics, &idle_metrics, writes);
     let upgrade = delta(&idle_metrics, &upgraded_metrics, requests);
+    let reads_ready = delta(&start_metrics, &ready_metrics, reads);
+    let reads_idle = delta(&ready_metrics, &idle_metrics, reads);
+    let reads_upgrade = delta(&idle_metrics, &upgraded_metrics, reads);
+    let writes_ready = delta(&start_metrics, &ready_metrics, writes);
+    let writes_upgrade = delta(&idle_metrics, &upgraded_metrics, writes);
     let mut controllers = BTreeMap::new();
     for r in &running {
         let (peak_rss_mib, cpu_seconds) = resource_use(r.process.id());
@@ -310,6 +339,11 @@ async fn round(
                 idle_requests: idle[&r.name],
                 idle_writes: idle_w[&r.name],
                 requests_during_upgrade: upgrade[&r.name],
+                reads_to_ready: reads_ready[&r.name],
+                idle_reads: reads_idle[&r.name],
+                reads_during_upgrade: reads_upgrade[&r.name],
+                writes_to_ready: writes_ready[&r.name],
+                writes_during_upgrade: writes_upgrade[&r.name],
             },
         );
     }
@@ -343,6 +377,11 @@ async fn round(
         idle_writes: idle_w.values().sum(),
         seconds_to_upgrade,
         requests_during_upgrade: upgrade.values().sum(),
+        reads_to_ready: reads_ready.values().sum(),
+        idle_reads: reads_idle.values().sum(),
+        reads_during_upgrade: reads_upgrade.values().sum(),
+        writes_to_ready: writes_ready.values().sum(),
+        writes_during_upgrade: writes_upgrade.values().sum(),
         controllers,
     })
 }
@@ -416,41 +455,54 @@ where
 
 fn print_table(rounds: &[Round]) {
     println!(
-        "\n{:>8} {:>10} {:>12} {:>10} {:>11} {:>12} {:>14}",
+        "\n{:>8} {:>10} {:>9} {:>9} {:>10} {:>11} {:>12} {:>13} {:>14}",
         "clusters",
         "ready (s)",
-        "requests",
-        "idle req",
+        "reads",
+        "writes",
+        "idle reads",
         "idle writes",
         "upgrade (s)",
-        "upgrade req"
+        "upgrade reads",
+        "upgrade writes"
     );
     for r in rounds {
         println!(
-            "{:>8} {:>10.1} {:>12.0} {:>10.0} {:>11.0} {:>12.1} {:>14.0}",
+            "{:>8} {:>10.1} {:>9.0} {:>9.0} {:>10.0} {:>11.0} {:>12.1} {:>13.0} {:>14.0}",
             r.clusters,
             r.seconds_to_ready,
-            r.requests_to_ready,
-            r.idle_requests,
+            r.reads_to_ready,
+            r.writes_to_ready,
+            r.idle_reads,
             r.idle_writes,
             r.seconds_to_upgrade,
-            r.requests_during_upgrade
+            r.reads_during_upgrade,
+            r.writes_during_upgrade
         );
     }
     println!(
-        "\n{:>8} {:<20} {:>12} {:>10} {:>12} {:>10}",
-        "clusters", "controller", "peak MiB", "CPU (s)", "requests", "idle req"
+        "\n{:>8} {:<20} {:>9} {:>8} {:>9} {:>9} {:>10} {:>9}",
+        "clusters",
+        "controller",
+        "peak MiB",
+        "CPU (s)",
+        "reads",
+        "writes",
+        "idle reads",
+        "requests"
     );
     for r in rounds {
         for (name, c) in &r.controllers {
             println!(
-                "{:>8} {:<20} {:>12.1} {:>10.2} {:>12.0} {:>10.0}",
+                "{:>8} {:<20} {:>9.1} {:>8.2} {:>9.0} {:>9.0} {:>10.0} {:>9.0}",
                 r.clusters,
                 name,
                 c.peak_rss_mib,
                 c.cpu_seconds,
-                c.requests_to_ready,
-                c.idle_requests
+                c.reads_to_ready,
+                c.writes_to_ready,
+                c.idle_reads,
+                c.requests_to_ready
             );
         }
     }
