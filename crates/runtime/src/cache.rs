@@ -86,14 +86,18 @@ pub fn operand_selector(component: &str) -> String {
 }
 
 /// Starts a reflector of `api` (objects selected by `config`) that runs until `shutdown`, and
-/// returns its store.
+/// returns its store. Cached objects leave out their managed fields, which no reconcile reads
+/// from these caches and which take a good part of an object's memory.
 pub fn reflect<K>(api: Api<K>, config: watcher::Config, shutdown: &CancellationToken) -> Store<K>
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff())
+    let objects = watcher(api, config)
+        .default_backoff()
+        .modify(|o| o.meta_mut().managed_fields = None);
+    let stream = reflector::reflector(writer, objects)
         .applied_objects()
         .for_each(|_| futures::future::ready(()));
     let shutdown = shutdown.clone();

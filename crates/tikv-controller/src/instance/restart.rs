@@ -245,11 +245,13 @@ pub(super) async fn restart(
                 }),
                 ..DeleteParams::default()
             };
-            scope
-                .pods()
-                .delete(&pod.name_any(), &params)
-                .await
-                .map_err(Error::kube("deleting the outdated Pod"))?;
+            match scope.pods().delete(&pod.name_any(), &params).await {
+                // Gone already (the cache had not caught up): nothing left to delete.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                other => {
+                    other.map_err(Error::kube("deleting the outdated Pod"))?;
+                }
+            }
             info!(grace, why, "deleted outdated TiKV Pod");
             scope
                 .ctx
