@@ -180,26 +180,18 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         } else {
             None
         };
-        if let Some(error) = &silence {
-            let message = format!(
-                "PD does not answer ({error}); no member is added or removed until it does"
-            );
-            blocked = Some(
-                shared_group::refusal(
-                    &ctx.events,
-                    group,
-                    reasons::PD_UNAVAILABLE,
-                    "Scale",
-                    message,
-                )
-                .await,
-            );
+        let (actions, hold) = shared_group::hold_scaling(
+            &ctx.events,
+            group,
+            plan.actions,
+            silence.as_deref(),
+            "member",
+        )
+        .await;
+        if hold.is_some() {
+            blocked = hold;
         }
-        let actions = plan
-            .actions
-            .into_iter()
-            .filter(|a| silence.is_none() || matches!(a, update::Action::Update { .. }));
-        for (index, action) in actions.enumerate() {
+        for (index, action) in actions.into_iter().enumerate() {
             match action {
                 update::Action::Create { topology } => {
                     let pd = build::instance(

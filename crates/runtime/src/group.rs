@@ -298,6 +298,33 @@ where
     (reason, message)
 }
 
+/// While PD does not answer (`silence` says why), a group adds and removes nothing: of `actions`
+/// only the updates stay (each instance's restart waits for PD on its own), and the refusal,
+/// with its Event, names what waits (`what`: "member", "store"). Returns the actions to carry out
+/// and the refusal, if any.
+pub async fn hold_scaling<K>(
+    events: &crate::events::Events,
+    group: &K,
+    actions: Vec<crate::update::Action>,
+    silence: Option<&str>,
+    what: &str,
+) -> (Vec<crate::update::Action>, Option<(&'static str, String)>)
+where
+    K: Resource<DynamicType = ()> + HasConditions,
+{
+    let is_update = |a: &crate::update::Action| matches!(a, crate::update::Action::Update { .. });
+    let Some(error) = silence.filter(|_| actions.iter().any(|a| !is_update(a))) else {
+        return (actions, None);
+    };
+    let message =
+        format!("PD does not answer ({error}); no {what} is added or removed until it does");
+    let refused = refusal(events, group, reasons::PD_UNAVAILABLE, "Scale", message).await;
+    (
+        actions.into_iter().filter(is_update).collect(),
+        Some(refused),
+    )
+}
+
 /// Records on `object` why it cannot proceed (`Ready` and `Synced` false for `reason`, see
 /// [`status_blocked`]) and answers `then`, what the reconcile returns.
 pub async fn block<K>(

@@ -185,30 +185,18 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
         // Nothing is created, updated or removed while the Pods are suspended.
         waiting = Some("the Cluster suspends compute".to_string());
     } else {
-        if let Some(error) = &silence
-            && plan
-                .actions
-                .iter()
-                .any(|a| !matches!(a, update::Action::Update { .. }))
-        {
-            let message =
-                format!("PD does not answer ({error}); no store is added or removed until it does");
-            blocked = Some(
-                shared_group::refusal(
-                    &ctx.events,
-                    group,
-                    reasons::PD_UNAVAILABLE,
-                    "Scale",
-                    message,
-                )
-                .await,
-            );
+        let (actions, hold) = shared_group::hold_scaling(
+            &ctx.events,
+            group,
+            plan.actions,
+            silence.as_deref(),
+            "store",
+        )
+        .await;
+        if hold.is_some() {
+            blocked = hold;
         }
-        let actions = plan
-            .actions
-            .into_iter()
-            .filter(|a| silence.is_none() || matches!(a, update::Action::Update { .. }));
-        for (index, action) in actions.enumerate() {
+        for (index, action) in actions.into_iter().enumerate() {
             match action {
                 update::Action::Create { topology } => {
                     if let Some(kept) = cancellable.pop() {
