@@ -1,0 +1,150 @@
+//! Tests of the Cluster status: components, conditions, pausing and PD unavailability.
+
+use operator_api::core::ClusterSpec;
+
+use super::*;
+
+fn group(kind: ComponentKind, name: &str, replicas: i32, ready: i32, settled: bool) -> GroupView {
+    let mut status = ComponentGroupStatus::default();
+    status.common.observed_generation = 1;
+    status.group.ready_replicas = ready;
+    for type_ in [conditions::READY, conditions::SYNCED] {
+        conditions::set(
+            &mut status.common.conditions,
+            NewCondition {
+                type_,
+                status: settled,
+                reason: "r",
+                message: String::new(),
+                observed_generation: Some(1),
+            },
+            Timestamp::now(),
+        );
+    }
+    GroupView {
+        kind,
+        name: name.into(),
+        replicas,
+        generation: Some(1),
+        status: Some(status),
+        features: vec![],
+        deleting: false,
+    }
+}
+
+fn cluster() -> Cluster {
+    let mut c = Cluster::new("basic", ClusterSpec::default());
+    c.metadata.namespace = Some("db".into());
+    c.metadata.generation = Some(3);
+    c
+}
+
+fn condition(status: &ClusterStatus, type_: &str) -> (String, String) {
+    let c = conditions::find(&status.conditions, type_).unwrap();
+    (c.status.clone(), c.reason.clone())
+}
+
+#[test]
+fn a_settled_cluster_is_available_ready_and_not_progressing() {
+    let groups = [
+        group(ComponentKind::PD, "pd", 3, 3, true),
+        group(ComponentKind::TiKV, "tikv", 3, 3, true),
+        group(ComponentKind::TiDB, "tidb", 2, 2, true),
+    ];
+    let status = cluster_status(
+        &cluster(),
+        &groups,
+        Some("http://pd-pd.db:2379".into()),
+        "7".into(),
+        None,
+        Timestamp::now(),
+    );
+    assert_eq!(
+        status
+            .components
+            .iter()
+            .map(|c| (c.kind, c.replicas))
+            .collect::<Vec<_>>(),
+        [
+            (ComponentKind::PD, 3),
+            (ComponentKind::TiKV, 3),
+            (ComponentKind::TiDB, 2)
+        ]
+    );
+    assert_eq!(status.pd, "http://pd-pd.db:2379");
+    assert_eq!(status.observed_generation, 3);
+    assert_eq!(condition(&status, conditions::AVAILABLE).0, "True");
+    assert_eq!(condition(&status, conditions::PROGRESSING).0, "False");
+    assert_eq!(condition(&status, conditions::READY).0, "True");
+    assert_eq!(condition(&status, conditions::SYNCED).0, "True");
+}
+
+#[test]
+fn a_scaling_group_makes_the_cluster_progress() {
+    let groups = [
+        group(ComponentKind::PD, "pd", 3, 3, true),
+        group(ComponentKind::TiKV, "tikv", 5, 3, false),
+    ];
+    let status = cluster_status(
+        &cluster(),
+        &groups,
+        None,
+        String::new(),
+        None,
+        Timestamp::now(),
+    );
+    assert_eq!(
+        condition(&status, conditions::PROGRESSING),
+        ("True".into(), "Progressing".into())
+    );
+    assert_eq!(
+        condition(&status, conditions::AVAILABLE).0,
+        "True",
+        "a TiKV-only cluster with ready stores is available"
+    );
+}
+
+#[test]
+fn a_pd_that_does_not_answer_makes_the_cluster_unavailable_and_says_so() {
+    let groups = [
+        group(ComponentKind::PD, "pd", 3, 3, true),
+        group(ComponentKind::TiKV, "tikv", 3, 3, true),
+        group(ComponentKind::TiDB, "tidb", 2, 2, true),
+    ];
+    let status = cluster_status(
+        &cluster(),
+        &groups,
+        Some("http://pd-pd.db:2379".into()),
+        "7".into(),
+        Some("HTTP 503: no leader"),
+        Timestamp::now(),
+    );
+    let available = conditions::find(&status.conditions, conditions::AVAILABLE).unwrap();
+    assert_eq!(
+        (available.status.as_str(), available.reason.as_str()),
+        ("False", reasons::PD_UNAVAILABLE)
+    );
+    assert!(
+        available.message.contains("no leader"),
+        "{}",
+        available.message
+    );
+}
+
+#[test]
+fn paused_says_so() {
+    let mut paused = cluster();
+    paused.spec.paused = true;
+    let status = cluster_status(
+        &paused,
+        &[group(ComponentKind::PD, "pd", 3, 3, true)],
+        None,
+        String::new(),
+        None,
+        Timestamp::now(),
+    );
+    assert_eq!(
+        condition(&status, conditions::SYNCED),
+        ("False".into(), reasons::PAUSED.into())
+    );
+}
