@@ -34,7 +34,7 @@ pub(super) fn routes() -> Router<SharedSim> {
         .route(&r("/cluster/status"), get(cluster_status))
         .route(&r("/status"), get(status))
         .route(&r("/version"), get(version))
-        .route(&r("/config"), get(config))
+        .route(&r("/config"), get(config).post(set_config))
         .route(
             &r("/config/replicate"),
             get(replication).post(set_replication),
@@ -221,6 +221,18 @@ async fn version(State(sim): State<SharedSim>, Path(p): Path<ClusterPath>) -> Re
 
 async fn config(State(sim): State<SharedSim>, Path(p): Path<ClusterPath>) -> Response {
     with_pd(&sim, &p, |c, _| ok(&c.pd_config()))
+}
+
+async fn set_config(
+    State(sim): State<SharedSim>,
+    Path(p): Path<ClusterPath>,
+    body: Bytes,
+) -> Response {
+    with_pd(&sim, &p, |c, now| {
+        let items: BTreeMap<String, Value> = parse_body(&body)?;
+        c.set_pd_config(&items, now)?;
+        ok("The config is updated.")
+    })
 }
 
 async fn replication(State(sim): State<SharedSim>, Path(p): Path<ClusterPath>) -> Response {

@@ -9,10 +9,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::{SharedSim, json, lock};
+use crate::clock::Now;
 
 pub(super) fn routes() -> Router<SharedSim> {
     Router::new()
@@ -31,6 +32,10 @@ pub(super) fn routes() -> Router<SharedSim> {
         .route(
             "/clusters/{namespace}/{cluster}/tikv/{instance}/metrics",
             get(tikv_metrics),
+        )
+        .route(
+            "/clusters/{namespace}/{cluster}/tikv/{instance}/config",
+            post(set_tikv_config),
         )
 }
 
@@ -99,6 +104,37 @@ async fn tikv_status(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) 
     {
         Some(_) => json(StatusCode::OK, &serde_json::json!({})),
         None => unavailable(&format!("TiKV {}", p.instance)),
+    }
+}
+
+/// `POST /config?persist=false`: an online config change of one TiKV (see `sim::config`).
+async fn set_tikv_config(
+    State(sim): State<SharedSim>,
+    Path(p): Path<InstancePath>,
+    body: Bytes,
+) -> Response {
+    let items: BTreeMap<String, serde_json::Value> = match serde_json::from_slice(&body) {
+        Ok(items) => items,
+        Err(err) => {
+            let message = format!("failed to decode, error: {err}");
+            return (StatusCode::INTERNAL_SERVER_ERROR, message).into_response();
+        }
+    };
+    let mut sim = lock(&sim);
+    let Some(cluster) = sim.cluster_mut(&p.namespace, &p.cluster) else {
+        return unavailable(&format!("TiKV {}", p.instance));
+    };
+    if cluster.tikv_status(&p.instance).is_none() {
+        return unavailable(&format!("TiKV {}", p.instance));
+    }
+    match cluster.set_tikv_config(&p.instance, &items, Now::real()) {
+        Ok(()) => StatusCode::OK.into_response(),
+        // TiKV answers its errors as plain text, not as a JSON string as PD does.
+        Err(err) => {
+            let status =
+                StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, err.message).into_response()
+        }
     }
 }
 

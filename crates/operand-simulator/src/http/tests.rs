@@ -715,6 +715,75 @@ async fn tidb_and_tikv_status_endpoints() {
 }
 
 #[tokio::test]
+async fn online_config_changes_of_pd_and_tikv() {
+    let (sim, app) = setup();
+    ticks(&sim, 2);
+    let items = json!({"schedule.leader-schedule-limit": 8, "log.level": "warn",
+        "replication.max-replicas": 5});
+    let (status, body) = call(&app, Method::POST, &format!("{PD}/config"), Some(items)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, replication) = get_json(&app, &format!("{PD}/config/replicate")).await;
+    assert_eq!(replication["max-replicas"], 5);
+    for (item, answer) in [
+        (
+            json!({"log.file.max-days": 3}),
+            "only support changing log level",
+        ),
+        (json!({"lease": 5}), "config item lease not found"),
+        (
+            json!({"security.cacert-path": "/x"}),
+            "config prefix security not found",
+        ),
+    ] {
+        let (status, body) = call(&app, Method::POST, &format!("{PD}/config"), Some(item)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains(answer), "{body}");
+    }
+
+    let tikv = "/clusters/db/basic/tikv/basic-tikv-a/config?persist=false";
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        tikv,
+        Some(json!({"raftstore.messages-per-tick": 4096})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for item in [
+        json!({"rocksdb.max-open-files": 20000}),
+        json!({"server.grpc-concurrency": 8}),
+        json!({"raftstore.messages-per-tick": [1]}),
+    ] {
+        let (status, body) = call(&app, Method::POST, tikv, Some(item)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.starts_with("failed to"), "{body}");
+    }
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/clusters/db/basic/tikv/nope/config",
+        Some(json!({"log.level": "warn"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    let (_, events) = get_json(&app, "/control/clusters/db/basic/events").await;
+    let changes: Vec<&Value> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == "config_changed")
+        .collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[0]["component"], "pd");
+    assert_eq!(changes[0]["items"]["schedule.leader-schedule-limit"], 8);
+    assert!(changes[0].get("instance").is_none());
+    assert_eq!(changes[1]["component"], "tikv");
+    assert_eq!(changes[1]["instance"], "basic-tikv-a");
+    assert_eq!(changes[1]["items"]["raftstore.messages-per-tick"], 4096);
+}
+
+#[tokio::test]
 async fn state_and_events_for_tests() {
     let (sim, app) = setup();
     let (status, clusters) = get_json(&app, "/control/clusters").await;

@@ -302,7 +302,7 @@ impl ClusterState {
         self.events.push(now, kind);
     }
 
-    fn reject(&mut self, now: Now, operation: String, err: ApiError) -> ApiError {
+    pub(super) fn reject(&mut self, now: Now, operation: String, err: ApiError) -> ApiError {
         self.log(
             now,
             EventKind::RequestRejected {

@@ -193,6 +193,17 @@ pub enum EventKind {
         /// TiKV instance.
         instance: String,
     },
+    /// An online config change was accepted: PD's `POST /config` (no instance: PD keeps these
+    /// items for the whole cluster) or TiKV's `POST /config` on an instance's status port.
+    ConfigChanged {
+        /// pd or tikv.
+        component: Component,
+        /// The TiKV instance.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
+        /// The items, dotted, with the values sent.
+        items: BTreeMap<String, serde_json::Value>,
+    },
     /// `POST /config/replicate` changed the replication config.
     ReplicationConfigSet {
         /// New max-replicas.

@@ -6,6 +6,7 @@
 //! not PD.
 
 mod cluster;
+mod config;
 mod events;
 mod faults;
 mod placement;
