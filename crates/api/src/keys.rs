@@ -58,6 +58,11 @@ pub const ANNO_DEFER_DELETE: &str = "core.pingcap.com/defer-delete";
 pub const ANNO_LAST_INSTANCE_TEMPLATE: &str = "core.pingcap.com/last-instance-template";
 /// The features last applied to the Pod.
 pub const ANNO_FEATURES: &str = "core.pingcap.com/features";
+/// On a PD or TiKV Pod: the user's `config`, as written, that the running process has (started
+/// with, or changed to online). `HotReload` compares it with the instance's to find changed keys.
+pub const ANNO_APPLIED_CONFIG: &str = "core.pingcap.com/applied-config";
+/// On a Pod: the hash of a `config` the component refused to take online; that change restarts.
+pub const ANNO_CONFIG_REJECTED: &str = "core.pingcap.com/config-rejected";
 /// Number of members the PD cluster was bootstrapped with.
 pub const ANNO_INITIAL_CLUSTER_NUM: &str = "pd.core.pingcap.com/initial-cluster-num";
 /// Value of boolean annotations.

@@ -108,6 +108,16 @@ impl PdClient {
         Ok(self.cluster().await?.id)
     }
 
+    /// `POST /pd/api/v1/config` with `{"schedule.leader-schedule-limit": 8, ...}`: changes these
+    /// items online. PD stores `schedule`, `replication` and `pd-server` items for the whole
+    /// cluster; `log.level` changes on the member asked. An item PD cannot change answers 400.
+    pub async fn set_config(&self, items: &BTreeMap<String, serde_json::Value>) -> Result<()> {
+        let body = serde_json::json!(items);
+        self.send(Method::POST, &["config"], &[], Some(&body))
+            .await
+            .map(drop)
+    }
+
     /// `GET /pd/api/v1/config/replicate`: `max-replicas` and `location-labels`.
     pub async fn replication_config(&self) -> Result<ReplicationConfig> {
         self.get(&["config", "replicate"], &[]).await?.json()

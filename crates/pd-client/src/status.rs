@@ -1,5 +1,6 @@
 //! [`StatusClient`]: the health checks of TiDB's and TiKV's status ports.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -43,6 +44,24 @@ impl StatusClient {
         let url = join(&base_url, &["status"])?;
         self.transport
             .send(Method::GET, url, &[], None)
+            .await
+            .map(drop)
+    }
+
+    /// `POST {base}/config?persist=false` of a TiKV with `{"raftstore.messages-per-tick": 4096}`:
+    /// changes these items online, without TiKV rewriting its config file (the file is a
+    /// read-only ConfigMap that holds the new values already). Values are numbers, strings or
+    /// booleans; an item TiKV cannot change online answers 400.
+    pub async fn tikv_set_config(
+        &self,
+        base: &str,
+        items: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<()> {
+        let (_, base_url) = parse_base(base)?;
+        let url = join(&base_url, &["config"])?;
+        let body = serde_json::json!(items);
+        self.transport
+            .send(Method::POST, url, &[("persist", "false")], Some(&body))
             .await
             .map(drop)
     }

@@ -411,6 +411,7 @@ pub fn pod(pd: &PD) -> Result<Pod, BuildError> {
     };
     let mut pod = build::apply_pod_overlay(pod, spec.common.overlay.as_ref())?;
     build::stamp_hashes(&mut pod, &spec.common.update_strategy, config_hash(pd));
+    operator_runtime::online_config::stamp(&mut pod, &spec.common.config);
     Ok(pod)
 }
 

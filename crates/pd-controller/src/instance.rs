@@ -14,6 +14,7 @@ use operator_api::core::{PD, PDStatus};
 use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing};
 use operator_runtime::group as shared_group;
+use operator_runtime::online_config::{self, ConfigStep, Recorder, Settled};
 use operator_runtime::pod::{is_ready, not_ready_message};
 use operator_runtime::{cache, finalize};
 use pd_client::PdClient;
@@ -23,6 +24,7 @@ use crate::build::{self, Membership};
 use crate::context::{Ctx, MANAGER};
 use crate::error::Error;
 use crate::member::{self, Observed, RestartStep};
+use crate::online;
 
 /// Reason of an instance waiting for the other first members before it starts.
 pub const REASON_WAITING_FOR_MEMBERS: &str = "WaitingForInitialMembers";
@@ -200,6 +202,22 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         return suspend(pd, ctx, &pods, existing_pod.as_ref()).await;
     }
     let observed = Observed::of(&pd_api).await;
+    let common = &pd.spec.template.common;
+    let recorder = Recorder::new(&ctx.client, pd, &ctx.expectations);
+    let config_step = match &existing_pod {
+        // The cache does not show the last record yet: decide once it does.
+        Some(_) if recorder.lagging(&ctx.caches.pods, &namespace) => ConfigStep::Current,
+        Some(pod) => {
+            online_config::step(&common.update_strategy, pod, &common.config, online::value)
+        }
+        None => ConfigStep::Current,
+    };
+    let restart_for = match &config_step {
+        ConfigStep::Restart(keys) => Some(keys.as_slice()),
+        _ => None,
+    };
+    let mut config_change = None;
+    let mut config_pending = None;
     let mut requeue = None;
     match &existing_pod {
         None => {
@@ -218,8 +236,12 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
             requeue = Some(Duration::from_secs(2))
         }
-        Some(pod) if !build::pod_is_current(pod, &desired_pod) => {
+        Some(pod) if !build::pod_is_current(pod, &desired_pod) || restart_for.is_some() => {
             requeue = Some(Duration::from_secs(2));
+            if let Some(keys) = restart_for {
+                config_change = Some(online_config::restart_status(keys, &common.config));
+                config_pending = Some(online_config::restart_message(keys));
+            }
             match member::restart_step(&observed, &name, is_ready(pod)) {
                 RestartStep::Restart => restart(pd, ctx, &pods, pod).await?,
                 RestartStep::TransferTo(successor) => {
@@ -241,7 +263,11 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
                 }
                 RestartStep::Wait { reason, message } => {
                     // It still serves: `Ready` stays as observed, `Synced` says why it waits.
-                    let mut status = observe_status(pd, &existing_pod, &desired_pod, &observed);
+                    let mut status =
+                        observe_status(pd, &existing_pod, &desired_pod, &observed, None);
+                    if config_change.is_some() {
+                        status.last_config_change = config_change;
+                    }
                     conditions::set(
                         &mut status.common.conditions,
                         NewCondition {
@@ -258,10 +284,52 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
                 }
             }
         }
-        Some(_) => {}
+        Some(pod) => match &config_step {
+            ConfigStep::Online(items) if is_ready(pod) && observed.healthy(&name) => {
+                // Sent to this member: `log.level` is the member's own; the rest is PD's.
+                let member_api = ctx.pd(&namespace, cluster_name, build::client_url(pd))?;
+                let answer = member_api.set_config(items).await;
+                let settled = recorder
+                    .settle(
+                        &ctx.events,
+                        pd,
+                        &common.config,
+                        items,
+                        answer,
+                        online::refused,
+                    )
+                    .await
+                    .map_err(Error::kube("recording the applied config on the Pod"))?;
+                match settled {
+                    Settled::Applied(change) => config_change = Some(change),
+                    Settled::Refused => requeue = Some(Duration::from_secs(1)),
+                    Settled::Failed(source) => {
+                        return Err(Error::Pd {
+                            url: member_api.base().into(),
+                            source,
+                        });
+                    }
+                }
+            }
+            ConfigStep::Online(items) => {
+                requeue = Some(Duration::from_secs(5));
+                config_pending = Some(format!(
+                    "{} change online once the member is ready and healthy",
+                    online_config::key_list(items.keys())
+                ));
+            }
+            ConfigStep::Record => recorder
+                .record(&common.config)
+                .await
+                .map_err(Error::kube("recording the config on the Pod"))?,
+            ConfigStep::Current | ConfigStep::Restart(_) => {}
+        },
     }
 
-    let status = observe_status(pd, &existing_pod, &desired_pod, &observed);
+    let mut status = observe_status(pd, &existing_pod, &desired_pod, &observed, config_pending);
+    if config_change.is_some() {
+        status.last_config_change = config_change;
+    }
     let ready = conditions::is_true(&status.common.conditions, conditions::READY);
     write_status(pd, ctx, status).await?;
     Ok(Action::requeue(requeue.unwrap_or(if ready {
@@ -435,7 +503,14 @@ async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Resu
 }
 
 /// The status from the Pod and what PD says.
-fn observe_status(pd: &PD, pod: &Option<Pod>, desired: &Pod, observed: &Observed) -> PDStatus {
+/// `config_pending` says why a config change waits on a Pod that is otherwise current.
+fn observe_status(
+    pd: &PD,
+    pod: &Option<Pod>,
+    desired: &Pod,
+    observed: &Observed,
+    config_pending: Option<String>,
+) -> PDStatus {
     let name = pd.name_any();
     let mut status = pd.status.clone().unwrap_or_default();
     let now = Timestamp::now();
@@ -505,7 +580,9 @@ fn observe_status(pd: &PD, pod: &Option<Pod>, desired: &Pod, observed: &Observed
     let current = pod
         .as_ref()
         .is_some_and(|p| build::pod_is_current(p, desired));
-    let (synced, reason, message) = if current {
+    let (synced, reason, message) = if let (true, Some(pending)) = (current, config_pending) {
+        (false, online_config::REASON_CONFIG_PENDING, pending)
+    } else if current {
         (true, reasons::SYNCED, "the Pod is up to date".to_string())
     } else if pod.is_none() {
         (

@@ -7,6 +7,7 @@ mod error;
 mod group;
 mod instance;
 mod member;
+mod online;
 
 use anyhow::Result;
 use clap::Parser;

@@ -182,6 +182,11 @@ pub fn store_address(tikv: &TiKV) -> String {
     format!("{}:{}", host(tikv), client_port(&tikv.spec.template))
 }
 
+/// The in-cluster URL of the instance's status port.
+pub fn status_url(tikv: &TiKV) -> String {
+    format!("http://{}:{}", host(tikv), status_port(&tikv.spec.template))
+}
+
 /// The in-cluster URL of a PDGroup's client Service.
 pub fn pd_group_url(namespace: &str, pd_group: &str, port: i32) -> String {
     format!("http://{pd_group}-pd.{namespace}:{port}")
@@ -398,6 +403,7 @@ pub fn pod(tikv: &TiKV) -> Result<Pod, BuildError> {
     };
     let mut pod = build::apply_pod_overlay(pod, spec.common.overlay.as_ref())?;
     build::stamp_hashes(&mut pod, &spec.common.update_strategy, config_hash(tikv));
+    operator_runtime::online_config::stamp(&mut pod, &spec.common.config);
     Ok(pod)
 }
 

@@ -1,6 +1,6 @@
 //! What every reconcile of this binary shares: the component runtime's shared state, the
-//! caches of the groups, instances and Nodes, PD's view of each cluster, and the restart
-//! settings.
+//! caches of the groups, instances and Nodes, PD's view of each cluster, the restart settings
+//! and the client of the stores' status ports.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -11,12 +11,15 @@ use kube::runtime::reflector::Store;
 use operator_api::core::{TiKV, TiKVGroup};
 use operator_runtime::cache::Recent;
 use operator_runtime::component::Shared;
-use pd_client::PdClient;
+use operator_runtime::endpoints::EndpointFor;
+use pd_client::{PdClient, StatusClient};
 
 use crate::pd::PdView;
 
 /// Field manager of every write this binary makes, and the name it signs Events with.
 pub const MANAGER: &str = "tikv-controller";
+/// Timeout of each call to a TiKV status port.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one poll of PD's view is shared by the reconciles of a cluster.
 const PD_VIEW_TTL: Duration = Duration::from_secs(1);
 
@@ -32,6 +35,8 @@ pub struct Ctx {
     /// The Nodes, for store labels.
     pub nodes: Store<Node>,
     pd_views: Recent<PdView>,
+    /// The client of the stores' status ports (online config changes).
+    pub status: StatusClient,
 }
 
 impl Deref for Ctx {
@@ -50,6 +55,7 @@ impl Ctx {
         groups: Store<TiKVGroup>,
         instances: Store<TiKV>,
         nodes: Store<Node>,
+        status: StatusClient,
     ) -> Arc<Self> {
         Arc::new(Self {
             shared,
@@ -58,7 +64,28 @@ impl Ctx {
             instances,
             nodes,
             pd_views: Recent::new(PD_VIEW_TTL),
+            status,
         })
+    }
+
+    /// The status URL of a TiKV instance: `in_cluster`, or the endpoint override of component
+    /// `tikv` (its template may name `{instance}`).
+    pub fn status_url(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        instance: &str,
+        in_cluster: String,
+    ) -> String {
+        self.endpoint(
+            EndpointFor {
+                component: "tikv",
+                namespace,
+                cluster,
+                instance,
+            },
+            in_cluster,
+        )
     }
 
     /// PD's view of the stores of a cluster, polled at most once per [`PD_VIEW_TTL`] for every

@@ -28,6 +28,14 @@ pub enum Error {
         /// The client's error.
         source: pd_client::Error,
     },
+    /// A store's status port failed.
+    #[error("TiKV status port at {url}: {source}")]
+    Status {
+        /// Which status port.
+        url: String,
+        /// The client's error.
+        source: pd_client::Error,
+    },
     /// An object lacks a field the reconcile needs.
     #[error("{0}")]
     Invalid(String),
@@ -58,6 +66,7 @@ impl Error {
             Error::Apply(_) => "apply",
             Error::Build(_) => "build",
             Error::Pd { .. } => "pd_api",
+            Error::Status { .. } => "status_api",
             Error::Invalid(_) => "invalid",
         }
     }

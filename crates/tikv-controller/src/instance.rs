@@ -18,11 +18,13 @@ use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing, state_manager};
 use operator_runtime::component::CACHE_LAG_RETRY;
 use operator_runtime::group as shared_group;
+use operator_runtime::online_config::{self, ConfigStep, Recorder};
 use operator_runtime::pod::{is_ready, not_ready_message};
 use operator_runtime::{cache, expect, finalize};
 use pd_client::{PdClient, ReplicationConfig, StoreInfo};
 use tracing::{info, instrument};
 
+mod config;
 mod removal;
 mod restart;
 
@@ -407,7 +409,14 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
 
-    // The Pod: created, restarted safely when outdated, and the restart finished afterwards.
+    // The Pod: created, restarted safely when outdated (or for config keys that cannot change
+    // online), the restart finished afterwards, and online config changes sent once it serves.
+    let recorder = Recorder::new(&ctx.client, tikv, &ctx.expectations);
+    let config_step = config::step(&scope, &recorder, existing_pod.as_ref());
+    let restart_for = match &config_step {
+        ConfigStep::Restart(keys) => Some(keys.as_slice()),
+        _ => None,
+    };
     let mut requeue = None;
     let synced: (bool, &str, String) = match &existing_pod {
         None => {
@@ -427,18 +436,27 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
                 "the Pod is terminating; it is recreated once gone".into(),
             )
         }
-        Some(pod) if !build::pod_is_current(pod, &desired_pod) => {
+        Some(pod) if !build::pod_is_current(pod, &desired_pod) || restart_for.is_some() => {
+            if let Some(keys) = restart_for {
+                let change = online_config::restart_status(keys, &tikv.spec.template.common.config);
+                draft.status.last_config_change = Some(change);
+            }
             let (wait, reason, message) = restart(&scope, &mut draft, &view, lookup, pod).await?;
             requeue = Some(wait);
             (false, reason, message)
         }
         Some(pod) => {
             let (done, message) = finish_restart(&scope, &mut draft, &view, store, pod).await?;
-            if done {
-                (true, reasons::SYNCED, message)
-            } else {
+            if !done {
                 requeue = Some(Duration::from_secs(2));
                 (false, REASON_WAITING_FOR_STORE, message)
+            } else if let Some((wait, pending)) =
+                config::apply(&scope, &recorder, &mut draft, &config_step, store, pod).await?
+            {
+                requeue = Some(wait);
+                (false, online_config::REASON_CONFIG_PENDING, pending)
+            } else {
+                (true, reasons::SYNCED, message)
             }
         }
     };

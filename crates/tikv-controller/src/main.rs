@@ -7,6 +7,7 @@ mod context;
 mod error;
 mod group;
 mod instance;
+mod online;
 mod pd;
 mod store;
 
@@ -23,8 +24,9 @@ use operator_runtime::cache;
 use operator_runtime::component::{groups_of_cluster, run_controllers};
 use operator_runtime::scope::scoped;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
+use pd_client::StatusClient;
 
-use crate::context::{Ctx, MANAGER};
+use crate::context::{Ctx, MANAGER, STATUS_TIMEOUT};
 
 /// Command line of the tikv-controller.
 #[derive(Debug, Parser)]
@@ -63,6 +65,14 @@ fn main() -> Result<()> {
 
 /// Runs the TiKVGroup and TiKV controllers until shutdown.
 async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<(), RuntimeError> {
+    let status = match StatusClient::new(None, STATUS_TIMEOUT) {
+        Ok(status) => status,
+        Err(error) => {
+            // Without it no online config change can be sent; stop rather than restart for them.
+            tracing::error!(%error, "cannot start the TiKV controllers");
+            return Ok(());
+        }
+    };
     let namespace = ctx.flags.namespace.as_deref();
     let pd_groups = scoped::<PDGroup>(&ctx.client, namespace);
     let nodes = cache::reflect(
@@ -90,6 +100,7 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
                 groups,
                 instances,
                 node_cache,
+                status,
             )
         },
         group::reconcile,

@@ -86,6 +86,26 @@ pub enum ConfigUpdateStrategy {
     HotReload,
 }
 
+/// How the instance's last change of `config` reached its running process, under
+/// `updateStrategy.config: HotReload`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigChangeStatus {
+    /// `Online`: every changed key was applied through the component's online-config API and
+    /// nothing restarted. `Restart`: a key cannot change online (or the component refused it), so
+    /// the Pod restarts to read the new file.
+    pub method: String,
+    /// The keys applied online, dotted (`log.level`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub online_keys: Vec<String>,
+    /// The keys that needed the restart, dotted; a key removed from `config` is one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_keys: Vec<String>,
+    /// Hash of the `config` this change led to (the Pod's `pingcap.com/config-hash`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config_hash: String,
+}
+
 /// How changes of the template reach running instances.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UpdateStrategy {

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::schema::min_1_property;
 
 use super::common::{
-    ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, Feature, ObjectMeta,
-    Port, SchedulePolicy, Topology, data_volume_required, name_length_rule,
+    ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, ConfigChangeStatus,
+    Feature, ObjectMeta, Port, SchedulePolicy, Topology, data_volume_required, name_length_rule,
     overlay_claims_in_volumes, topology_set_at_creation,
 };
 
@@ -194,4 +194,7 @@ pub struct PDStatus {
     /// Whether this member was PD's leader when last observed.
     #[serde(default)]
     pub is_leader: bool,
+    /// How the last change of `config` reached the running process (`HotReload` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_config_change: Option<ConfigChangeStatus>,
 }

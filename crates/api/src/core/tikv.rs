@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, Feature, ObjectMeta,
-    Port, SchedulePolicy, Topology, data_volume_required, name_length_rule,
+    ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, ConfigChangeStatus,
+    Feature, ObjectMeta, Port, SchedulePolicy, Topology, data_volume_required, name_length_rule,
     overlay_claims_in_volumes, topology_set_at_creation,
 };
 use crate::schema::min_1_property;
@@ -208,4 +208,11 @@ pub struct TiKVStatus {
     /// Store state: Preparing, Serving, Removing or Removed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub state: String,
+    /// How the last change of `config` reached the running process (`HotReload` only).
+    #[serde(
+        default,
+        rename = "lastConfigChange",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_config_change: Option<ConfigChangeStatus>,
 }
