@@ -115,6 +115,7 @@ impl Scene {
     async fn wait_changes(&self, what: &str, want: &[(&str, Option<ConfigChangeStatus>)]) {
         let pds: Api<PD> = Api::namespaced(self.client.clone(), self.n());
         let tikvs: Api<TiKV> = Api::namespaced(self.client.clone(), self.n());
+        let last = std::sync::Mutex::new(Vec::new());
         wait_until(
             &self.cluster.kubectl(),
             self.n(),
@@ -132,16 +133,19 @@ impl Scene {
                     let settled = settled(&tikv, status.common.observed_generation);
                     seen.push(("tikv".into(), settled, status.last_config_change));
                 }
-                Ok::<_, kube::Error>(
-                    seen.len() == 6
-                        && seen.iter().all(|(component, settled, change)| {
-                            *settled && want.iter().any(|(c, w)| c == component && change == w)
-                        }),
-                )
+                let done = seen.len() == 6
+                    && seen.iter().all(|(component, settled, change)| {
+                        *settled && want.iter().any(|(c, w)| c == component && change == w)
+                    });
+                *last.lock().unwrap() = seen;
+                Ok::<_, kube::Error>(done)
             },
         )
         .await
-        .unwrap();
+        .unwrap_or_else(|e| {
+            let seen = last.lock().unwrap();
+            panic!("{e}; wanted {want:?}, last seen (component, settled, change) {seen:?}")
+        });
     }
 
     /// The simulator's online config changes of a component, as `(instance, items)`.

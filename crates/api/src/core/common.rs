@@ -96,10 +96,12 @@ pub struct ConfigChangeStatus {
     /// the Pod restarts to read the new file.
     pub method: String,
     /// The keys applied online, dotted (`log.level`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // Always written, empty too: status is written as a merge patch, where an omitted list
+    // would keep the previous change's keys.
+    #[serde(default)]
     pub online_keys: Vec<String>,
     /// The keys that needed the restart, dotted; a key removed from `config` is one of them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub restart_keys: Vec<String>,
     /// Hash of the `config` this change led to (the Pod's `pingcap.com/config-hash`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
