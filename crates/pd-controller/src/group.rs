@@ -22,7 +22,7 @@ use tracing::{info, instrument};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
-use crate::error::Error;
+use operator_runtime::reconcile::Error;
 
 /// Reason of a scale-in PD refuses because it would break quorum or empty the cluster.
 pub const REASON_SCALE_IN_REFUSED: &str = "ScaleInRefused";

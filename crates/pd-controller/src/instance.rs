@@ -22,9 +22,9 @@ use tracing::{info, instrument, warn};
 
 use crate::build::{self, Membership};
 use crate::context::{Ctx, MANAGER};
-use crate::error::Error;
 use crate::member::{self, Observed, RestartStep};
 use crate::online;
+use operator_runtime::reconcile::Error;
 
 /// Reason of an instance waiting for the other first members before it starts.
 pub const REASON_WAITING_FOR_MEMBERS: &str = "WaitingForInitialMembers";

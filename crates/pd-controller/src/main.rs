@@ -3,7 +3,6 @@
 
 mod build;
 mod context;
-mod error;
 mod group;
 mod instance;
 mod member;

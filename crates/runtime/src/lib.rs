@@ -15,6 +15,7 @@ pub mod group;
 pub mod online_config;
 pub mod overlay;
 pub mod pod;
+pub mod reconcile;
 pub mod revision;
 pub mod scope;
 pub mod telemetry;

@@ -25,7 +25,7 @@ use tracing::{info, instrument};
 
 use crate::build::{self, Target};
 use crate::context::{Ctx, MANAGER};
-use crate::error::Error;
+use operator_runtime::reconcile::Error;
 
 /// How the group's instances are named in condition messages.
 const NOUN: &str = "TiDB servers";

@@ -21,7 +21,7 @@ use tracing::{info, instrument};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
-use crate::error::Error;
+use operator_runtime::reconcile::Error;
 
 /// Reason of an instance whose Cluster names no PD to connect to.
 pub const REASON_NO_PD: &str = "PDNotFound";

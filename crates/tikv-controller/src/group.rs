@@ -25,10 +25,10 @@ use tracing::{info, instrument, warn};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
-use crate::error::Error;
 use crate::instance::{ANNO_EVICTION_STARTED, REASON_PD_NOT_FOUND, REASON_PD_UNREACHABLE};
 use crate::pd::{self, PdView};
 use crate::store;
+use operator_runtime::reconcile::Error;
 
 /// Reason of a scale-in refused because it would leave fewer Up stores than PD's `max-replicas`.
 pub const REASON_SCALE_IN_REFUSED: &str = "ScaleInRefused";

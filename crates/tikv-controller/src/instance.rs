@@ -33,9 +33,9 @@ use restart::{finish_restart, restart};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
-use crate::error::Error;
 use crate::pd::{self, PdView};
 use crate::store::{self, StoreLookup};
+use operator_runtime::reconcile::Error;
 
 /// Annotation of a TiKV instance: when the leader-eviction wait of the current restart started
 /// (RFC 3339). It is written before the evict-leader scheduler is added and removed after the

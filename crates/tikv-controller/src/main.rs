@@ -4,7 +4,6 @@
 
 mod build;
 mod context;
-mod error;
 mod group;
 mod instance;
 mod online;

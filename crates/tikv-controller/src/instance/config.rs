@@ -10,8 +10,8 @@ use operator_runtime::pod::is_ready;
 use pd_client::StoreInfo;
 
 use super::{Draft, Scope};
-use crate::error::Error;
 use crate::{build, online};
+use operator_runtime::reconcile::Error;
 
 /// The step the running `pod` needs; nothing while the Pod cache lags behind the last record.
 pub(super) fn step(scope: &Scope<'_>, recorder: &Recorder<'_>, pod: Option<&Pod>) -> ConfigStep {

@@ -20,9 +20,9 @@ use super::{
 };
 use crate::build;
 use crate::context::Ctx;
-use crate::error::Error;
 use crate::pd::PdView;
 use crate::store::{self, PodPresence, RemovalInput, RemovalStep, StoreLookup};
+use operator_runtime::reconcile::Error;
 
 /// How a removal ends once the store, its Pod and its PVCs are gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,9 +18,9 @@ use super::{
     ANNO_EVICTION_STARTED, Draft, REASON_DOWN_PEERS_ELSEWHERE, REASON_EVICTED, REASON_EVICTING,
     REASON_EVICTION_TIMED_OUT, REASON_NOT_EVICTING, REASON_PD_UNREACHABLE, Scope,
 };
-use crate::error::Error;
 use crate::pd::PdView;
 use crate::store::{self, RestartCause, RestartInput, RestartStep, StoreLookup};
+use operator_runtime::reconcile::Error;
 
 /// One step of restarting an outdated Pod; returns when to look again and the `Synced` reason
 /// and message.

@@ -1,9 +1,12 @@
-//! The reconcile error of the TiDB controllers, with a short category for the error metric.
+//! The reconcile error every component controller returns (PD, TiKV, TiDB groups and instances),
+//! with a short category for the error metric.
 
-use operator_runtime::apply::ApplyError;
-use operator_runtime::build::BuildError;
+use crate::apply::ApplyError;
+use crate::build::BuildError;
+use crate::component::PdClientError;
 
-/// Why a reconcile of a TiDBGroup or TiDB failed; the controller logs it and retries.
+/// Why a reconcile of a group or an instance failed; the controller logs it and retries with
+/// backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed.
@@ -20,6 +23,22 @@ pub enum Error {
     /// The objects could not be built from the spec.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// PD's API failed.
+    #[error("PD at {url}: {source}")]
+    Pd {
+        /// Which PD.
+        url: String,
+        /// The client's error.
+        source: pd_client::Error,
+    },
+    /// A component's status port failed (a TiKV's online config change, say).
+    #[error("status port at {url}: {source}")]
+    Status {
+        /// Which status port.
+        url: String,
+        /// The client's error.
+        source: pd_client::Error,
+    },
     /// An object lacks a field the reconcile needs.
     #[error("{0}")]
     Invalid(String),
@@ -35,13 +54,32 @@ impl Error {
         }
     }
 
+    /// Wraps a PD error with the PD it came from.
+    pub fn pd(url: &str) -> impl FnOnce(pd_client::Error) -> Error + '_ {
+        move |source| Error::Pd {
+            url: url.to_string(),
+            source,
+        }
+    }
+
     /// Short category for `tidb_operator_reconcile_errors_total{error}`.
     pub fn category(&self) -> &'static str {
         match self {
             Error::Kube { .. } => "kube_api",
             Error::Apply(_) => "apply",
             Error::Build(_) => "build",
+            Error::Pd { .. } => "pd_api",
+            Error::Status { .. } => "status_api",
             Error::Invalid(_) => "invalid",
+        }
+    }
+}
+
+impl From<PdClientError> for Error {
+    fn from(error: PdClientError) -> Self {
+        Error::Pd {
+            url: error.url,
+            source: error.source,
         }
     }
 }
