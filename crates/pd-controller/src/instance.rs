@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
@@ -16,7 +16,7 @@ use operator_runtime::apply::{apply_if_changed, create_missing};
 use operator_runtime::group as shared_group;
 use operator_runtime::online_config::{self, ConfigStep, Recorder, Settled};
 use operator_runtime::pod::{is_ready, not_ready_message};
-use operator_runtime::{cache, finalize};
+use operator_runtime::{cache, finalize, instance};
 use pd_client::PdClient;
 use tracing::{info, instrument, warn};
 
@@ -63,7 +63,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             // Already says so: a paused cluster gets no writes at all.
             return Ok(Action::await_change());
         }
-        write_status(pd, ctx, shared_group::status_paused(pd, cluster_name)).await?;
+        instance::write_status(ctx, pd, &shared_group::status_paused(pd, cluster_name)).await?;
         return Ok(Action::await_change());
     }
     let client_port = build::client_port(&pd.spec.template);
@@ -94,9 +94,9 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
     }
     let Some(cluster) = cluster else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        return block(
-            pd,
+        return instance::block(
             ctx,
+            pd,
             reasons::CLUSTER_NOT_FOUND,
             &message,
             Action::requeue(Duration::from_secs(30)),
@@ -126,9 +126,9 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             .collect();
         if bootstrapping && initial.len() < expected {
             let message = format!("{} of {expected} initial PD members exist", initial.len());
-            return block(
-                pd,
+            return instance::block(
                 ctx,
+                pd,
                 REASON_WAITING_FOR_MEMBERS,
                 &message,
                 Action::requeue(Duration::from_secs(2)),
@@ -148,9 +148,9 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         Ok(config) => config,
         Err(e) => {
             let message = e.to_string();
-            return block(
-                pd,
+            return instance::block(
                 ctx,
+                pd,
                 reasons::INVALID_SPEC,
                 &message,
                 Action::await_change(),
@@ -182,9 +182,9 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         Ok(pod) => pod,
         Err(e) => {
             let message = e.to_string();
-            return block(
-                pd,
+            return instance::block(
                 ctx,
+                pd,
                 reasons::INVALID_SPEC,
                 &message,
                 Action::await_change(),
@@ -199,7 +199,11 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         .as_ref()
         .is_some_and(|s| s.suspend_compute)
     {
-        return suspend(pd, ctx, &pods, existing_pod.as_ref()).await;
+        let kept = "the instance and its PVCs";
+        let (mut status, then) = instance::suspend(ctx, pd, existing_pod.as_ref(), kept).await?;
+        status.is_leader = false;
+        instance::write_status(ctx, pd, &status).await?;
+        return Ok(then);
     }
     let observed = Observed::of(&pd_api).await;
     let common = &pd.spec.template.common;
@@ -243,7 +247,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
                 config_pending = Some(online_config::restart_message(keys));
             }
             match member::restart_step(&observed, &name, is_ready(pod)) {
-                RestartStep::Restart => restart(pd, ctx, &pods, pod).await?,
+                RestartStep::Restart => instance::restart_pod(ctx, pd, pod, "").await?,
                 RestartStep::TransferTo(successor) => {
                     pd_api
                         .transfer_leader(&successor)
@@ -279,7 +283,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
                         },
                         Timestamp::now(),
                     );
-                    write_status(pd, ctx, status).await?;
+                    instance::write_status(ctx, pd, &status).await?;
                     return Ok(Action::requeue(Duration::from_secs(5)));
                 }
             }
@@ -331,87 +335,12 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         status.last_config_change = config_change;
     }
     let ready = conditions::is_true(&status.common.conditions, conditions::READY);
-    write_status(pd, ctx, status).await?;
+    instance::write_status(ctx, pd, &status).await?;
     Ok(Action::requeue(requeue.unwrap_or(if ready {
         Duration::from_secs(30)
     } else {
         Duration::from_secs(5)
     })))
-}
-
-/// Suspended compute: the Pod goes, the instance, its ConfigMap and PVCs stay, and the same
-/// instance comes back on the same PVCs when the Cluster resumes.
-async fn suspend(pd: &PD, ctx: &Ctx, pods: &Api<Pod>, pod: Option<&Pod>) -> Result<Action, Error> {
-    if let Some(pod) = pod
-        && pod.metadata.deletion_timestamp.is_none()
-    {
-        pods.delete(&pod.name_any(), &DeleteParams::default())
-            .await
-            .map_err(Error::kube("deleting the Pod to suspend"))?;
-        ctx.events
-            .normal(
-                pd,
-                reasons::SUSPENDING,
-                "Suspend",
-                "the Cluster suspends compute: removing the Pod, keeping its PVCs".into(),
-            )
-            .await;
-    }
-    let mut status = pd.status.clone().unwrap_or_default();
-    let now = Timestamp::now();
-    let generation = pd.metadata.generation;
-    let gone = pod.is_none();
-    let (reason, message) = if gone {
-        (
-            reasons::SUSPENDED,
-            "the Pod is removed; the instance and its PVCs are kept",
-        )
-    } else {
-        (reasons::SUSPENDING, "the Pod is being removed")
-    };
-    for (type_, value) in [(conditions::SUSPENDED, gone), (conditions::READY, false)] {
-        conditions::set(
-            &mut status.common.conditions,
-            NewCondition {
-                type_,
-                status: value,
-                reason,
-                message: message.to_string(),
-                observed_generation: generation,
-            },
-            now,
-        );
-    }
-    status.is_leader = false;
-    write_status(pd, ctx, status).await?;
-    Ok(if gone {
-        Action::await_change()
-    } else {
-        Action::requeue(Duration::from_secs(2))
-    })
-}
-
-async fn restart(pd: &PD, ctx: &Ctx, pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: pod.uid(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    pods.delete(&pod.name_any(), &params)
-        .await
-        .map_err(Error::kube("deleting the outdated Pod"))?;
-    ctx.events
-        .normal(
-            pd,
-            "PodRestarted",
-            "Restart",
-            "recreating the Pod with the new template".into(),
-        )
-        .await;
-    info!("deleted outdated PD Pod");
-    Ok(())
 }
 
 /// Takes a removed instance out of PD (leadership first), then deletes its Pod and PVCs, then
@@ -427,9 +356,9 @@ async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Resu
         if let Some(error) = &observed.error {
             warn!(%error, "PD is unreachable; the member is removed once it answers");
             let message = format!("cannot remove {name} from PD: {error}");
-            return block(
-                pd,
+            return instance::block(
                 ctx,
+                pd,
                 REASON_PD_UNREACHABLE,
                 &message,
                 Action::requeue(Duration::from_secs(5)),
@@ -615,26 +544,6 @@ fn observe_status(
         .unwrap_or_default();
     status.common.update_revision = status.common.current_revision.clone();
     status
-}
-
-async fn write_status(pd: &PD, ctx: &Ctx, status: PDStatus) -> Result<(), Error> {
-    shared_group::write_own_status(&ctx.client, pd, &status)
-        .await
-        .map_err(Error::kube("writing the PD status"))?;
-    Ok(())
-}
-
-/// Records why the instance cannot proceed, and answers `then` (see [`shared_group::block`]).
-async fn block(
-    pd: &PD,
-    ctx: &Ctx,
-    reason: &str,
-    message: &str,
-    then: Action,
-) -> Result<Action, Error> {
-    shared_group::block(&ctx.client, pd, reason, message, then)
-        .await
-        .map_err(Error::kube("writing the PD status"))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
@@ -16,7 +16,7 @@ use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing};
 use operator_runtime::group as shared_group;
 use operator_runtime::pod::{is_ready, not_ready_message};
-use operator_runtime::{cache, finalize};
+use operator_runtime::{cache, finalize, instance};
 use tracing::{info, instrument};
 
 use crate::build;
@@ -62,7 +62,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     let cluster_name = &tidb.spec.cluster.name;
     let cluster = cache::get(&ctx.caches.clusters, &namespace, cluster_name);
     if cluster.as_ref().is_some_and(|c| c.spec.paused) {
-        write_status(tidb, ctx, shared_group::status_paused(tidb, cluster_name)).await?;
+        instance::write_status(ctx, tidb, &shared_group::status_paused(tidb, cluster_name)).await?;
         return Ok(Action::await_change());
     }
     if tidb.metadata.deletion_timestamp.is_some() {
@@ -70,9 +70,9 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     }
     let Some(cluster) = cluster else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        return block(
-            tidb,
+        return instance::block(
             ctx,
+            tidb,
             reasons::CLUSTER_NOT_FOUND,
             &message,
             Action::requeue(Duration::from_secs(30)),
@@ -110,9 +110,9 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         let message = format!(
             "Cluster {cluster_name} has no status.pd and no PDGroup; TiDB needs PD to start"
         );
-        return block(
-            tidb,
+        return instance::block(
             ctx,
+            tidb,
             REASON_NO_PD,
             &message,
             Action::requeue(Duration::from_secs(15)),
@@ -129,7 +129,10 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         .as_ref()
         .is_some_and(|s| s.suspend_compute)
     {
-        return suspend(tidb, ctx, &pods, existing_pod.as_ref()).await;
+        let kept = "the instance and its ConfigMap";
+        let (status, then) = instance::suspend(ctx, tidb, existing_pod.as_ref(), kept).await?;
+        instance::write_status(ctx, tidb, &status).await?;
+        return Ok(then);
     }
 
     // The bootstrap SQL: mounted while the Cluster names it (TiDB runs it only when it
@@ -161,9 +164,9 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
             Some(_) => None,
         };
         if let Some(message) = problem {
-            return block(
-                tidb,
+            return instance::block(
                 ctx,
+                tidb,
                 REASON_BOOTSTRAP_SQL_NOT_FOUND,
                 &message,
                 Action::requeue(Duration::from_secs(15)),
@@ -176,9 +179,9 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         Ok(config) => config,
         Err(e) => {
             let message = e.to_string();
-            return block(
-                tidb,
+            return instance::block(
                 ctx,
+                tidb,
                 reasons::INVALID_SPEC,
                 &message,
                 Action::await_change(),
@@ -208,9 +211,9 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         Ok(pod) => pod,
         Err(e) => {
             let message = e.to_string();
-            return block(
-                tidb,
+            return instance::block(
                 ctx,
+                tidb,
                 reasons::INVALID_SPEC,
                 &message,
                 Action::await_change(),
@@ -235,7 +238,8 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         }
         Some(pod) if is_terminating(pod) => requeue = Some(Duration::from_secs(2)),
         Some(pod) if !build::pod_is_current(pod, &desired_pod) => {
-            restart(tidb, ctx, &pods, pod).await?;
+            let note = "; it leaves the MySQL Service first";
+            instance::restart_pod(ctx, tidb, pod, note).await?;
             requeue = Some(Duration::from_secs(2));
         }
         Some(_) => {}
@@ -256,91 +260,12 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     };
     let status = observe_status(tidb, existing_pod.as_ref(), &desired_pod, &health);
     let ready = conditions::is_true(&status.common.conditions, conditions::READY);
-    write_status(tidb, ctx, status).await?;
+    instance::write_status(ctx, tidb, &status).await?;
     Ok(Action::requeue(requeue.unwrap_or(if ready {
         HEALTH_INTERVAL
     } else {
         NOT_READY_INTERVAL
     })))
-}
-
-/// Suspended compute: the Pod goes; the instance, its ConfigMap and PVCs stay, and the same
-/// instance comes back when the Cluster resumes.
-async fn suspend(
-    tidb: &TiDB,
-    ctx: &Ctx,
-    pods: &Api<Pod>,
-    pod: Option<&Pod>,
-) -> Result<Action, Error> {
-    if let Some(pod) = pod
-        && !is_terminating(pod)
-    {
-        pods.delete(&pod.name_any(), &DeleteParams::default())
-            .await
-            .map_err(Error::kube("deleting the Pod to suspend"))?;
-        ctx.events
-            .normal(
-                tidb,
-                reasons::SUSPENDING,
-                "Suspend",
-                "the Cluster suspends compute: removing the Pod".into(),
-            )
-            .await;
-    }
-    let mut status = tidb.status.clone().unwrap_or_default();
-    let now = Timestamp::now();
-    let gone = pod.is_none();
-    let (reason, message) = if gone {
-        (
-            reasons::SUSPENDED,
-            "the Pod is removed; the instance is kept",
-        )
-    } else {
-        (reasons::SUSPENDING, "the Pod is being removed")
-    };
-    for (type_, value) in [(conditions::SUSPENDED, gone), (conditions::READY, false)] {
-        conditions::set(
-            &mut status.common.conditions,
-            NewCondition {
-                type_,
-                status: value,
-                reason,
-                message: message.to_string(),
-                observed_generation: tidb.metadata.generation,
-            },
-            now,
-        );
-    }
-    write_status(tidb, ctx, status).await?;
-    Ok(if gone {
-        Action::await_change()
-    } else {
-        Action::requeue(Duration::from_secs(2))
-    })
-}
-
-/// Deletes an outdated Pod (only the one seen, by UID) so that it is recreated from the spec.
-async fn restart(tidb: &TiDB, ctx: &Ctx, pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: pod.uid(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    pods.delete(&pod.name_any(), &params)
-        .await
-        .map_err(Error::kube("deleting the outdated Pod"))?;
-    ctx.events
-        .normal(
-            tidb,
-            "PodRestarted",
-            "Restart",
-            "recreating the Pod with the new template; it leaves the MySQL Service first".into(),
-        )
-        .await;
-    info!("deleted outdated TiDB Pod");
-    Ok(())
 }
 
 /// A removed instance: its Pod is deleted (it leaves the Service's ready endpoints at once, then
@@ -482,26 +407,6 @@ fn observe_status(tidb: &TiDB, pod: Option<&Pod>, desired: &Pod, health: &Health
 /// Whether the Pod is being deleted.
 fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
-}
-
-async fn write_status(tidb: &TiDB, ctx: &Ctx, status: TiDBStatus) -> Result<(), Error> {
-    shared_group::write_own_status(&ctx.client, tidb, &status)
-        .await
-        .map_err(Error::kube("writing the TiDB status"))?;
-    Ok(())
-}
-
-/// Records why the instance cannot proceed, and answers `then` (see [`shared_group::block`]).
-async fn block(
-    tidb: &TiDB,
-    ctx: &Ctx,
-    reason: &str,
-    message: &str,
-    then: Action,
-) -> Result<Action, Error> {
-    shared_group::block(&ctx.client, tidb, reason, message, then)
-        .await
-        .map_err(Error::kube("writing the TiDB status"))
 }
 
 #[cfg(test)]

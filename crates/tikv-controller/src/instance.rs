@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
@@ -20,7 +20,7 @@ use operator_runtime::component::CACHE_LAG_RETRY;
 use operator_runtime::group as shared_group;
 use operator_runtime::online_config::{self, ConfigStep, Recorder};
 use operator_runtime::pod::{is_ready, not_ready_message};
-use operator_runtime::{cache, expect, finalize};
+use operator_runtime::{cache, expect, finalize, instance};
 use pd_client::{PdClient, ReplicationConfig, StoreInfo};
 use tracing::{info, instrument};
 
@@ -212,7 +212,7 @@ impl<'a> Scope<'a> {
         if let Some(version) = self.resource_version.lock().ok().and_then(|v| v.clone()) {
             current.metadata.resource_version = Some(version);
         }
-        write_status(&current, self.ctx, status).await
+        instance::write_status(self.ctx, &current, &status).await
     }
 
     async fn remove_scheduler(&self, store_id: u64, why: &str) -> Result<(), Error> {
@@ -283,7 +283,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
             reasons::PAUSED,
             shared_group::paused_message(cluster_name),
         );
-        write_status(tikv, ctx, draft.finish(tikv)).await?;
+        instance::write_status(ctx, tikv, &draft.finish(tikv)).await?;
         return Ok(Action::await_change());
     }
     let pd_groups = ctx.caches.pd_groups_of(&namespace, cluster_name);
@@ -301,9 +301,9 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
     }
     let Some(cluster) = cluster else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        return block(
-            tikv,
+        return instance::block(
             ctx,
+            tikv,
             reasons::CLUSTER_NOT_FOUND,
             &message,
             Action::requeue(Duration::from_secs(30)),
@@ -314,9 +314,9 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         let message = format!(
             "Cluster {cluster_name} has no PD yet (no status.pd and no PDGroup); the store waits for one"
         );
-        return block(
-            tikv,
+        return instance::block(
             ctx,
+            tikv,
             REASON_PD_NOT_FOUND,
             &message,
             Action::requeue(Duration::from_secs(15)),
@@ -358,7 +358,12 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         .as_ref()
         .is_some_and(|s| s.suspend_compute)
     {
-        return suspend(&scope, existing_pod.as_ref()).await;
+        let kept = "the instance and its PVCs";
+        let (status, then) = instance::suspend(ctx, tikv, existing_pod.as_ref(), kept).await?;
+        let mut draft = Draft::new(tikv);
+        draft.status = status;
+        scope.write_status(draft.finish(tikv)).await?;
+        return Ok(then);
     }
 
     let view = scope.ctx.pd_view(&scope.pd).await;
@@ -613,67 +618,4 @@ fn set_ready(
         },
     };
     draft.set(conditions::READY, ready, reason, message);
-}
-
-/// Suspended compute: the Pod goes (the whole cluster stops, so no leaders are evicted), the
-/// instance, its ConfigMap and PVCs stay, and the same store comes back when the Cluster resumes.
-async fn suspend(scope: &Scope<'_>, pod: Option<&Pod>) -> Result<Action, Error> {
-    let tikv = scope.tikv;
-    if let Some(pod) = pod
-        && pod.metadata.deletion_timestamp.is_none()
-    {
-        scope
-            .pods()
-            .delete(&pod.name_any(), &DeleteParams::default())
-            .await
-            .map_err(Error::kube("deleting the Pod to suspend"))?;
-        scope
-            .ctx
-            .events
-            .normal(
-                tikv,
-                reasons::SUSPENDING,
-                "Suspend",
-                "the Cluster suspends compute: removing the Pod, keeping its PVCs".into(),
-            )
-            .await;
-    }
-    let mut draft = Draft::new(tikv);
-    let gone = pod.is_none();
-    let (reason, message) = if gone {
-        (
-            reasons::SUSPENDED,
-            "the Pod is removed; the instance and its PVCs are kept",
-        )
-    } else {
-        (reasons::SUSPENDING, "the Pod is being removed")
-    };
-    draft.set(conditions::SUSPENDED, gone, reason, message);
-    draft.set(conditions::READY, false, reason, message);
-    scope.write_status(draft.finish(tikv)).await?;
-    Ok(if gone {
-        Action::await_change()
-    } else {
-        Action::requeue(Duration::from_secs(2))
-    })
-}
-
-async fn write_status(tikv: &TiKV, ctx: &Ctx, status: TiKVStatus) -> Result<(), Error> {
-    shared_group::write_own_status(&ctx.client, tikv, &status)
-        .await
-        .map_err(Error::kube("writing the TiKV status"))?;
-    Ok(())
-}
-
-/// Records why the instance cannot proceed, and answers `then` (see [`shared_group::block`]).
-async fn block(
-    tikv: &TiKV,
-    ctx: &Ctx,
-    reason: &str,
-    message: &str,
-    then: Action,
-) -> Result<Action, Error> {
-    shared_group::block(&ctx.client, tikv, reason, message, then)
-        .await
-        .map_err(Error::kube("writing the TiKV status"))
 }

@@ -11,12 +11,12 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions;
 use operator_api::core::TiKV;
 use operator_api::keys;
-use operator_runtime::{cache, finalize};
+use operator_runtime::{cache, finalize, instance};
 use tracing::info;
 
 use super::{
     ANNO_EVICTION_STARTED, Draft, REASON_PD_NOT_FOUND, REASON_STORE_REMOVAL_REFUSED,
-    REASON_STORE_REMOVED, REASON_STORE_REMOVING, Scope, block, lookup,
+    REASON_STORE_REMOVED, REASON_STORE_REMOVING, Scope, lookup,
 };
 use crate::build;
 use crate::context::Ctx;
@@ -241,9 +241,9 @@ pub(super) async fn finalize(
             return release(tikv, ctx).await;
         }
         let message = "cannot take the store out: the Cluster has no PD".to_string();
-        return block(
-            tikv,
+        return instance::block(
             ctx,
+            tikv,
             REASON_PD_NOT_FOUND,
             &message,
             Action::requeue(Duration::from_secs(15)),
