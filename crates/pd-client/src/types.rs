@@ -167,6 +167,10 @@ pub struct Store {
     /// The TiKV (or TiFlash) version the store runs.
     #[serde(deserialize_with = "null_as_default")]
     pub version: String,
+    /// When the store's current process started, in seconds since the Unix epoch, as its
+    /// heartbeats report it (0 when PD does not say).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub start_timestamp: i64,
 }
 
 impl Store {

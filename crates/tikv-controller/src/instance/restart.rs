@@ -301,7 +301,7 @@ pub(super) async fn finish_restart(
     if !recorded && !evicting {
         return Ok((true, "the Pod is up to date".into()));
     }
-    let serving = store.is_some_and(StoreInfo::is_up) && is_ready(pod);
+    let serving = store.is_some_and(|s| s.is_up() && started_in(s, pod)) && is_ready(pod);
     if !serving {
         return Ok((
             false,
@@ -332,4 +332,69 @@ pub(super) async fn finish_restart(
         format!("store {id} serves again and takes leaders{last}"),
     );
     Ok((true, "the Pod is up to date".into()))
+}
+
+/// Whether the store PD reports is the process of this Pod: it started no earlier than the Pod.
+/// Right after a restart, PD (or this controller's shared view of it) can still show the old
+/// process Up while the new Pod is already ready. Without a start time on either side, this says
+/// yes, as before such times were compared.
+fn started_in(store: &StoreInfo, pod: &Pod) -> bool {
+    let pod_started = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| t.0.as_second());
+    match (store.store.start_timestamp, pod_started) {
+        (store_started, Some(pod_started)) if store_started > 0 => store_started >= pod_started,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::PodStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use pd_client::Store;
+
+    use super::*;
+
+    fn store(started: i64) -> StoreInfo {
+        StoreInfo {
+            store: Store {
+                start_timestamp: started,
+                ..Store::default()
+            },
+            ..StoreInfo::default()
+        }
+    }
+
+    fn pod(started: Option<i64>) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                start_time: started
+                    .map(|s| Time(Timestamp::from_second(s).expect("a valid second"))),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn the_store_serves_from_this_pod_only_once_it_started_after_it() {
+        let cases = [
+            (
+                "the old process, still reported",
+                store(100),
+                pod(Some(200)),
+                false,
+            ),
+            ("the new process", store(200), pod(Some(200)), true),
+            ("a later start", store(250), pod(Some(200)), true),
+            ("PD gives no start time", store(0), pod(Some(200)), true),
+            ("the Pod has no start time yet", store(100), pod(None), true),
+        ];
+        for (name, store, pod, want) in cases {
+            assert_eq!(started_in(&store, &pod), want, "{name}");
+        }
+    }
 }
