@@ -54,13 +54,12 @@ pub const COMPONENT_CLEAN: &str = "clean";
 /// Reconciles one Backup.
 #[instrument(skip_all, fields(namespace = backup.namespace(), backup = backup.name_any()))]
 pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started("backup");
-    let result = Box::pin(reconcile_inner(&backup, &ctx)).await;
-    match &result {
-        Ok(_) => timer.finish(Ok(())),
-        Err(e) => timer.finish_error(e.category()),
-    }
-    result
+    operator_runtime::reconcile::measured(
+        &ctx.metrics,
+        "backup",
+        Box::pin(reconcile_inner(&backup, &ctx)),
+    )
+    .await
 }
 
 fn needs_finalizer(backup: &Backup) -> bool {

@@ -1,5 +1,7 @@
 //! The reconcile error of the backup controllers, with a short category for the error metric.
 
+use operator_runtime::reconcile::Categorized;
+
 /// Why a reconcile of a Backup, Restore or BackupSchedule failed; the controller logs it and
 /// retries. Problems with the spec are not errors: they are conditions or Events on the object.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +28,10 @@ impl Error {
             source: Box::new(source),
         }
     }
+}
 
-    /// Short category for `tidb_operator_reconcile_errors_total{error}`.
-    pub fn category(&self) -> &'static str {
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
         match self {
             Error::Kube { .. } => "kube_api",
             Error::Invalid(_) => "invalid",

@@ -43,13 +43,12 @@ pub fn job_name(restore: &str) -> String {
 /// Reconciles one Restore.
 #[instrument(skip_all, fields(namespace = restore.namespace(), restore = restore.name_any()))]
 pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started("restore");
-    let result = Box::pin(reconcile_inner(&restore, &ctx)).await;
-    match &result {
-        Ok(_) => timer.finish(Ok(())),
-        Err(e) => timer.finish_error(e.category()),
-    }
-    result
+    operator_runtime::reconcile::measured(
+        &ctx.metrics,
+        "restore",
+        Box::pin(reconcile_inner(&restore, &ctx)),
+    )
+    .await
 }
 
 fn jobs(ctx: &Ctx, restore: &Restore) -> Api<Job> {

@@ -34,13 +34,12 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 /// Reconciles one BackupSchedule.
 #[instrument(skip_all, fields(namespace = schedule.namespace(), schedule = schedule.name_any()))]
 pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started("backupschedule");
-    let result = Box::pin(reconcile_inner(&schedule, &ctx)).await;
-    match &result {
-        Ok(_) => timer.finish(Ok(())),
-        Err(e) => timer.finish_error(e.category()),
-    }
-    result
+    operator_runtime::reconcile::measured(
+        &ctx.metrics,
+        "backupschedule",
+        Box::pin(reconcile_inner(&schedule, &ctx)),
+    )
+    .await
 }
 
 /// Name of the log Backup a schedule keeps.

@@ -78,9 +78,10 @@ impl Error {
             source: Box::new(source),
         }
     }
+}
 
-    /// Short category for the error metric.
-    pub fn category(&self) -> &'static str {
+impl operator_runtime::reconcile::Categorized for Error {
+    fn category(&self) -> &'static str {
         "kube_api"
     }
 }
@@ -133,13 +134,8 @@ impl GroupView {
 /// Reconciles one Cluster.
 #[instrument(skip_all, fields(namespace = cluster.namespace(), cluster = cluster.name_any()))]
 pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started("cluster");
-    let result = reconcile_inner(&cluster, &ctx).await;
-    match &result {
-        Ok(_) => timer.finish(Ok(())),
-        Err(e) => timer.finish_error(e.category()),
-    }
-    result
+    operator_runtime::reconcile::measured(&ctx.metrics, "cluster", reconcile_inner(&cluster, &ctx))
+        .await
 }
 
 async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> {

@@ -9,7 +9,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, reasons};
-use operator_api::core::{ComponentGroupStatus, PD, PDGroup};
+use operator_api::core::{PD, PDGroup};
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
 use operator_runtime::build as shared;
@@ -22,7 +22,7 @@ use tracing::{info, instrument};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
-use operator_runtime::reconcile::Error;
+use operator_runtime::reconcile::{self, Error};
 
 /// Reason of a scale-in PD refuses because it would break quorum or empty the cluster.
 pub const REASON_SCALE_IN_REFUSED: &str = "ScaleInRefused";
@@ -32,13 +32,8 @@ pub const REASON_BOOTSTRAPPING: &str = "Bootstrapping";
 /// Reconciles one PDGroup.
 #[instrument(skip_all, fields(namespace = group.namespace(), group = group.name_any(), cluster = group.spec.cluster.name))]
 pub async fn reconcile(group: Arc<PDGroup>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started("pdgroup");
-    let result = reconcile_inner(&group, &ctx).await;
-    match &result {
-        Ok(_) => timer.finish(Ok(())),
-        Err(e) => timer.finish_error(e.category()),
-    }
-    result
+    operator_runtime::reconcile::measured(&ctx.metrics, "pdgroup", reconcile_inner(&group, &ctx))
+        .await
 }
 
 async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
@@ -53,7 +48,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
     let cluster_name = &group.spec.cluster.name;
     let Some(cluster) = cache::get(&ctx.caches.clusters, &namespace, cluster_name) else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        write_blocked(group, ctx, reasons::CLUSTER_NOT_FOUND, message).await?;
+        reconcile::write_blocked(ctx, group, reasons::CLUSTER_NOT_FOUND, message).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
     if cluster.metadata.deletion_timestamp.is_some() {
@@ -66,7 +61,12 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
         // What runs keeps running: `Ready` keeps what was last seen.
-        write_status(group, ctx, shared_group::status_paused(group, cluster_name)).await?;
+        reconcile::write_status(
+            ctx,
+            group,
+            &shared_group::status_paused(group, cluster_name),
+        )
+        .await?;
         return Ok(Action::await_change());
     }
 
@@ -280,7 +280,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
             .map(|pd| pd.conditions())
             .collect::<Vec<_>>(),
     );
-    write_status(group, ctx, status).await?;
+    reconcile::write_status(ctx, group, &status).await?;
     Ok(if acted {
         Action::requeue(Duration::from_secs(2))
     } else if waiting.is_some() || blocked.is_some() {
@@ -370,31 +370,6 @@ fn new_name(group: &PDGroup, index: usize) -> String {
 async fn create_instance(writer: &InstanceWriter<'_, PD>, pd: &PD) -> Result<(), Error> {
     writer.apply(None, pd).await?;
     info!(instance = pd.name_any(), "created PD instance");
-    Ok(())
-}
-
-/// Records why the group cannot proceed (both conditions false with the same reason), with an
-/// Event when that is news.
-async fn write_blocked(
-    group: &PDGroup,
-    ctx: &Ctx,
-    reason: &str,
-    message: String,
-) -> Result<(), Error> {
-    shared_group::write_blocked(&ctx.client, &ctx.events, group, reason, message)
-        .await
-        .map_err(Error::kube("writing the PDGroup status"))?;
-    Ok(())
-}
-
-async fn write_status(
-    group: &PDGroup,
-    ctx: &Ctx,
-    status: ComponentGroupStatus,
-) -> Result<(), Error> {
-    shared_group::write_own_status(&ctx.client, group, &status)
-        .await
-        .map_err(Error::kube("writing the PDGroup status"))?;
     Ok(())
 }
 

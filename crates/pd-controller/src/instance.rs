@@ -24,7 +24,7 @@ use crate::build::{self, Membership};
 use crate::context::{Ctx, MANAGER};
 use crate::member::{self, Observed, RestartStep};
 use crate::online;
-use operator_runtime::reconcile::Error;
+use operator_runtime::reconcile::{self, Error};
 
 /// Reason of an instance waiting for the other first members before it starts.
 pub const REASON_WAITING_FOR_MEMBERS: &str = "WaitingForInitialMembers";
@@ -34,13 +34,7 @@ pub const REASON_PD_UNREACHABLE: &str = "PDUnreachable";
 /// Reconciles one PD instance.
 #[instrument(skip_all, fields(namespace = pd.namespace(), instance = pd.name_any(), cluster = pd.spec.cluster.name))]
 pub async fn reconcile(pd: Arc<PD>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started("pd");
-    let result = reconcile_inner(&pd, &ctx).await;
-    match &result {
-        Ok(_) => timer.finish(Ok(())),
-        Err(e) => timer.finish_error(e.category()),
-    }
-    result
+    operator_runtime::reconcile::measured(&ctx.metrics, "pd", reconcile_inner(&pd, &ctx)).await
 }
 
 async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
@@ -63,7 +57,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             // Already says so: a paused cluster gets no writes at all.
             return Ok(Action::await_change());
         }
-        instance::write_status(ctx, pd, &shared_group::status_paused(pd, cluster_name)).await?;
+        reconcile::write_status(ctx, pd, &shared_group::status_paused(pd, cluster_name)).await?;
         return Ok(Action::await_change());
     }
     let client_port = build::client_port(&pd.spec.template);
@@ -94,7 +88,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
     }
     let Some(cluster) = cluster else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        return instance::block(
+        return reconcile::block(
             ctx,
             pd,
             reasons::CLUSTER_NOT_FOUND,
@@ -126,7 +120,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             .collect();
         if bootstrapping && initial.len() < expected {
             let message = format!("{} of {expected} initial PD members exist", initial.len());
-            return instance::block(
+            return reconcile::block(
                 ctx,
                 pd,
                 REASON_WAITING_FOR_MEMBERS,
@@ -148,7 +142,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         Ok(config) => config,
         Err(e) => {
             let message = e.to_string();
-            return instance::block(
+            return reconcile::block(
                 ctx,
                 pd,
                 reasons::INVALID_SPEC,
@@ -182,7 +176,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         Ok(pod) => pod,
         Err(e) => {
             let message = e.to_string();
-            return instance::block(
+            return reconcile::block(
                 ctx,
                 pd,
                 reasons::INVALID_SPEC,
@@ -202,7 +196,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         let kept = "the instance and its PVCs";
         let (mut status, then) = instance::suspend(ctx, pd, existing_pod.as_ref(), kept).await?;
         status.is_leader = false;
-        instance::write_status(ctx, pd, &status).await?;
+        reconcile::write_status(ctx, pd, &status).await?;
         return Ok(then);
     }
     let observed = Observed::of(&pd_api).await;
@@ -283,7 +277,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
                         },
                         Timestamp::now(),
                     );
-                    instance::write_status(ctx, pd, &status).await?;
+                    reconcile::write_status(ctx, pd, &status).await?;
                     return Ok(Action::requeue(Duration::from_secs(5)));
                 }
             }
@@ -335,7 +329,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         status.last_config_change = config_change;
     }
     let ready = conditions::is_true(&status.common.conditions, conditions::READY);
-    instance::write_status(ctx, pd, &status).await?;
+    reconcile::write_status(ctx, pd, &status).await?;
     Ok(Action::requeue(requeue.unwrap_or(if ready {
         Duration::from_secs(30)
     } else {
@@ -356,7 +350,7 @@ async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Resu
         if let Some(error) = &observed.error {
             warn!(%error, "PD is unreachable; the member is removed once it answers");
             let message = format!("cannot remove {name} from PD: {error}");
-            return instance::block(
+            return reconcile::block(
                 ctx,
                 pd,
                 REASON_PD_UNREACHABLE,

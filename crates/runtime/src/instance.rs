@@ -1,91 +1,29 @@
-//! What every instance reconcile (PD, TiKV, TiDB) shares besides its component's rules: writing
-//! its status, recording why it cannot proceed, suspending its Pod when the Cluster suspends
-//! compute, and deleting an outdated Pod so that it is recreated from the spec.
+//! What every instance reconcile (PD, TiKV, TiDB) shares besides its component's rules and the
+//! status writes of [`crate::reconcile`]: suspending its Pod when the Cluster suspends compute,
+//! and deleting an outdated Pod so that it is recreated from the spec.
 
-use std::fmt::Debug;
 use std::time::Duration;
 
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Preconditions};
-use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
-use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::{Api, ResourceExt};
+use operator_api::conditions::{self, NewCondition, reasons};
 
 use crate::component::Shared;
-use crate::group;
-use crate::reconcile::Error;
-
-/// The bounds every instance kind meets.
-pub trait InstanceKind:
-    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-    + HasStatus<Status = Self::InstanceStatus>
-    + HasConditions
-    + Clone
-    + Debug
-    + DeserializeOwned
-{
-    /// Its status type.
-    type InstanceStatus: Clone + Default + PartialEq + Serialize;
-}
-
-impl<K, S> InstanceKind for K
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + HasStatus<Status = S>
-        + HasConditions
-        + Clone
-        + Debug
-        + DeserializeOwned,
-    S: Clone + Default + PartialEq + Serialize,
-{
-    type InstanceStatus = S;
-}
-
-fn writing<K: InstanceKind>() -> String {
-    format!("writing the {} status", K::kind(&()))
-}
-
-/// Writes the instance's status unless it is what the instance has (and not from a stale copy).
-pub async fn write_status<K: InstanceKind>(
-    shared: &Shared,
-    instance: &K,
-    status: &K::InstanceStatus,
-) -> Result<(), Error> {
-    group::write_own_status(&shared.client, instance, status)
-        .await
-        .map_err(Error::kube(writing::<K>()))?;
-    Ok(())
-}
-
-/// Records why the instance cannot proceed (`Ready` and `Synced` false for `reason`), and
-/// answers `then` (see [`group::block`]).
-pub async fn block<K: InstanceKind>(
-    shared: &Shared,
-    instance: &K,
-    reason: &str,
-    message: &str,
-    then: Action,
-) -> Result<Action, Error> {
-    group::block(&shared.client, instance, reason, message, then)
-        .await
-        .map_err(Error::kube(writing::<K>()))
-}
+use crate::reconcile::{Error, StatusKind};
 
 /// Suspended compute: deletes the running Pod (the instance, its ConfigMap and PVCs stay, and the
 /// same instance comes back on them when the Cluster resumes). Returns the instance's status with
 /// `Suspended` and `Ready` saying where that stands, for the caller to adjust and write, and when
 /// to look again.
-pub async fn suspend<K: InstanceKind>(
+pub async fn suspend<K: StatusKind>(
     shared: &Shared,
     instance: &K,
     pod: Option<&Pod>,
     kept: &str,
-) -> Result<(K::InstanceStatus, Action), Error> {
+) -> Result<(K::StatusOf, Action), Error> {
     if let Some(pod) = pod
         && pod.metadata.deletion_timestamp.is_none()
     {
@@ -135,7 +73,7 @@ pub async fn suspend<K: InstanceKind>(
 
 /// Deletes an outdated Pod, only the one seen (by UID), so that it is recreated from the spec;
 /// `note` ends the `PodRestarted` Event's message.
-pub async fn restart_pod<K: InstanceKind>(
+pub async fn restart_pod<K: StatusKind>(
     shared: &Shared,
     instance: &K,
     pod: &Pod,

@@ -1,9 +1,23 @@
 //! The reconcile error every component controller returns (PD, TiKV, TiDB groups and instances),
-//! with a short category for the error metric.
+//! with a short category for the error metric, and the status writes and timing every reconcile
+//! shares.
+
+use std::fmt::Debug;
+use std::future::Future;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use kube::core::object::HasStatus;
+use kube::runtime::controller::Action;
+use operator_api::conditions::HasConditions;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::apply::ApplyError;
 use crate::build::BuildError;
-use crate::component::PdClientError;
+use crate::component::{PdClientError, Shared};
+use crate::group;
+use crate::metrics::Metrics;
 
 /// Why a reconcile of a group or an instance failed; the controller logs it and retries with
 /// backoff.
@@ -61,18 +75,6 @@ impl Error {
             source,
         }
     }
-
-    /// Short category for `tidb_operator_reconcile_errors_total{error}`.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::Kube { .. } => "kube_api",
-            Error::Apply(_) => "apply",
-            Error::Build(_) => "build",
-            Error::Pd { .. } => "pd_api",
-            Error::Status { .. } => "status_api",
-            Error::Invalid(_) => "invalid",
-        }
-    }
 }
 
 impl From<PdClientError> for Error {
@@ -88,4 +90,112 @@ impl From<ApplyError> for Error {
     fn from(error: ApplyError) -> Self {
         Error::Apply(Box::new(error))
     }
+}
+
+/// The bounds of every kind whose status a controller writes (groups and instances).
+pub trait StatusKind:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + HasStatus<Status = Self::StatusOf>
+    + HasConditions
+    + Clone
+    + Debug
+    + DeserializeOwned
+{
+    /// Its status type.
+    type StatusOf: Clone + Default + PartialEq + Serialize;
+}
+
+impl<K, S> StatusKind for K
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + HasStatus<Status = S>
+        + HasConditions
+        + Clone
+        + Debug
+        + DeserializeOwned,
+    S: Clone + Default + PartialEq + Serialize,
+{
+    type StatusOf = S;
+}
+
+fn writing<K: StatusKind>() -> String {
+    format!("writing the {} status", K::kind(&()))
+}
+
+/// Writes the object's status unless it is what the object has (and not from a stale copy).
+pub async fn write_status<K: StatusKind>(
+    shared: &Shared,
+    object: &K,
+    status: &K::StatusOf,
+) -> Result<(), Error> {
+    group::write_own_status(&shared.client, object, status)
+        .await
+        .map_err(Error::kube(writing::<K>()))?;
+    Ok(())
+}
+
+/// Records why an instance cannot proceed (`Ready` and `Synced` false for `reason`), and
+/// answers `then` (see [`group::block`]).
+pub async fn block<K: StatusKind>(
+    shared: &Shared,
+    object: &K,
+    reason: &str,
+    message: &str,
+    then: Action,
+) -> Result<Action, Error> {
+    group::block(&shared.client, object, reason, message, then)
+        .await
+        .map_err(Error::kube(writing::<K>()))
+}
+
+/// Records why a group cannot proceed (both conditions false with the same reason), with a
+/// Warning Event when that is news.
+pub async fn write_blocked<K: StatusKind>(
+    shared: &Shared,
+    group: &K,
+    reason: &str,
+    message: String,
+) -> Result<(), Error>
+where
+    K::StatusOf: Clone,
+{
+    group::write_blocked(&shared.client, &shared.events, group, reason, message)
+        .await
+        .map_err(Error::kube(writing::<K>()))?;
+    Ok(())
+}
+
+/// An error with a short category for `tidb_operator_reconcile_errors_total{error}`.
+pub trait Categorized {
+    /// The category.
+    fn category(&self) -> &'static str;
+}
+
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube_api",
+            Error::Apply(_) => "apply",
+            Error::Build(_) => "build",
+            Error::Pd { .. } => "pd_api",
+            Error::Status { .. } => "status_api",
+            Error::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// Runs one reconcile of `controller` (a metric label: `pd`, `tikvgroup`), timing it and
+/// counting its error by category.
+pub async fn measured<E: Categorized>(
+    metrics: &Metrics,
+    controller: &str,
+    run: impl Future<Output = Result<Action, E>>,
+) -> Result<Action, E> {
+    let timer = metrics.reconcile_started(controller);
+    let result = run.await;
+    match &result {
+        Ok(_) => timer.finish(Ok(())),
+        Err(e) => timer.finish_error(e.category()),
+    }
+    result
 }

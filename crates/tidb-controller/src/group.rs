@@ -10,9 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, reasons};
-use operator_api::core::{
-    ComponentGroupStatus, PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup,
-};
+use operator_api::core::{PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup};
 use operator_runtime::apply::apply_if_changed;
 use operator_runtime::build as shared;
 use operator_runtime::cache;
@@ -25,7 +23,7 @@ use tracing::{info, instrument};
 
 use crate::build::{self, Target};
 use crate::context::{Ctx, MANAGER};
-use operator_runtime::reconcile::Error;
+use operator_runtime::reconcile::{self, Error};
 
 /// How the group's instances are named in condition messages.
 const NOUN: &str = "TiDB servers";
@@ -33,13 +31,8 @@ const NOUN: &str = "TiDB servers";
 /// Reconciles one TiDBGroup.
 #[instrument(skip_all, fields(namespace = group.namespace(), group = group.name_any(), cluster = group.spec.cluster.name))]
 pub async fn reconcile(group: Arc<TiDBGroup>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started("tidbgroup");
-    let result = reconcile_inner(&group, &ctx).await;
-    match &result {
-        Ok(_) => timer.finish(Ok(())),
-        Err(e) => timer.finish_error(e.category()),
-    }
-    result
+    operator_runtime::reconcile::measured(&ctx.metrics, "tidbgroup", reconcile_inner(&group, &ctx))
+        .await
 }
 
 async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> {
@@ -54,7 +47,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
     let cluster_name = &group.spec.cluster.name;
     let Some(cluster) = cache::get(&ctx.caches.clusters, &namespace, cluster_name) else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        write_blocked(group, ctx, reasons::CLUSTER_NOT_FOUND, message).await?;
+        reconcile::write_blocked(ctx, group, reasons::CLUSTER_NOT_FOUND, message).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
     if cluster.spec.paused {
@@ -296,7 +289,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
         suspended,
         &instances.iter().map(|t| t.conditions()).collect::<Vec<_>>(),
     );
-    write_status(group, ctx, status).await?;
+    reconcile::write_status(ctx, group, &status).await?;
     Ok(if acted {
         Action::requeue(Duration::from_secs(2))
     } else if waiting.is_some() || gated.is_some() {
@@ -425,35 +418,10 @@ fn is_available(tidb: &TiDB) -> bool {
     shared_group::is_available(tidb.conditions(), observed, tidb.metadata.generation)
 }
 
-/// Records why the group cannot proceed (both conditions false with the same reason), with an
-/// Event when that is news.
-async fn write_blocked(
-    group: &TiDBGroup,
-    ctx: &Ctx,
-    reason: &str,
-    message: String,
-) -> Result<(), Error> {
-    shared_group::write_blocked(&ctx.client, &ctx.events, group, reason, message)
-        .await
-        .map_err(Error::kube("writing the TiDBGroup status"))?;
-    Ok(())
-}
-
 /// A paused Cluster: `Synced=False` (reason `Paused`); `Ready` keeps what was last seen, since
 /// the servers keep serving.
 async fn write_paused(group: &TiDBGroup, ctx: &Ctx, cluster: &str) -> Result<(), Error> {
-    write_status(group, ctx, shared_group::status_paused(group, cluster)).await
-}
-
-async fn write_status(
-    group: &TiDBGroup,
-    ctx: &Ctx,
-    status: ComponentGroupStatus,
-) -> Result<(), Error> {
-    shared_group::write_own_status(&ctx.client, group, &status)
-        .await
-        .map_err(Error::kube("writing the TiDBGroup status"))?;
-    Ok(())
+    reconcile::write_status(ctx, group, &shared_group::status_paused(group, cluster)).await
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use tracing::{info, instrument};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
-use operator_runtime::reconcile::Error;
+use operator_runtime::reconcile::{self, Error};
 
 /// Reason of an instance whose Cluster names no PD to connect to.
 pub const REASON_NO_PD: &str = "PDNotFound";
@@ -35,13 +35,7 @@ const NOT_READY_INTERVAL: Duration = Duration::from_secs(3);
 /// Reconciles one TiDB instance.
 #[instrument(skip_all, fields(namespace = tidb.namespace(), instance = tidb.name_any(), cluster = tidb.spec.cluster.name))]
 pub async fn reconcile(tidb: Arc<TiDB>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started("tidb");
-    let result = reconcile_inner(&tidb, &ctx).await;
-    match &result {
-        Ok(_) => timer.finish(Ok(())),
-        Err(e) => timer.finish_error(e.category()),
-    }
-    result
+    operator_runtime::reconcile::measured(&ctx.metrics, "tidb", reconcile_inner(&tidb, &ctx)).await
 }
 
 /// What TiDB's status port said.
@@ -62,7 +56,8 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     let cluster_name = &tidb.spec.cluster.name;
     let cluster = cache::get(&ctx.caches.clusters, &namespace, cluster_name);
     if cluster.as_ref().is_some_and(|c| c.spec.paused) {
-        instance::write_status(ctx, tidb, &shared_group::status_paused(tidb, cluster_name)).await?;
+        reconcile::write_status(ctx, tidb, &shared_group::status_paused(tidb, cluster_name))
+            .await?;
         return Ok(Action::await_change());
     }
     if tidb.metadata.deletion_timestamp.is_some() {
@@ -70,7 +65,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     }
     let Some(cluster) = cluster else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        return instance::block(
+        return reconcile::block(
             ctx,
             tidb,
             reasons::CLUSTER_NOT_FOUND,
@@ -110,7 +105,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         let message = format!(
             "Cluster {cluster_name} has no status.pd and no PDGroup; TiDB needs PD to start"
         );
-        return instance::block(
+        return reconcile::block(
             ctx,
             tidb,
             REASON_NO_PD,
@@ -131,7 +126,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     {
         let kept = "the instance and its ConfigMap";
         let (status, then) = instance::suspend(ctx, tidb, existing_pod.as_ref(), kept).await?;
-        instance::write_status(ctx, tidb, &status).await?;
+        reconcile::write_status(ctx, tidb, &status).await?;
         return Ok(then);
     }
 
@@ -164,7 +159,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
             Some(_) => None,
         };
         if let Some(message) = problem {
-            return instance::block(
+            return reconcile::block(
                 ctx,
                 tidb,
                 REASON_BOOTSTRAP_SQL_NOT_FOUND,
@@ -179,7 +174,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         Ok(config) => config,
         Err(e) => {
             let message = e.to_string();
-            return instance::block(
+            return reconcile::block(
                 ctx,
                 tidb,
                 reasons::INVALID_SPEC,
@@ -211,7 +206,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         Ok(pod) => pod,
         Err(e) => {
             let message = e.to_string();
-            return instance::block(
+            return reconcile::block(
                 ctx,
                 tidb,
                 reasons::INVALID_SPEC,
@@ -260,7 +255,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     };
     let status = observe_status(tidb, existing_pod.as_ref(), &desired_pod, &health);
     let ready = conditions::is_true(&status.common.conditions, conditions::READY);
-    instance::write_status(ctx, tidb, &status).await?;
+    reconcile::write_status(ctx, tidb, &status).await?;
     Ok(Action::requeue(requeue.unwrap_or(if ready {
         HEALTH_INTERVAL
     } else {

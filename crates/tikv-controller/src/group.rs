@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{HasConditions, reasons};
-use operator_api::core::{ComponentGroupStatus, STORE_STATE_REMOVED, TiKV, TiKVGroup};
+use operator_api::core::{STORE_STATE_REMOVED, TiKV, TiKVGroup};
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
 use operator_runtime::build as shared;
@@ -28,7 +28,7 @@ use crate::context::{Ctx, MANAGER};
 use crate::instance::{ANNO_EVICTION_STARTED, REASON_PD_NOT_FOUND, REASON_PD_UNREACHABLE};
 use crate::pd::{self, PdView};
 use crate::store;
-use operator_runtime::reconcile::Error;
+use operator_runtime::reconcile::{self, Error};
 
 /// Reason of a scale-in refused because it would leave fewer Up stores than PD's `max-replicas`.
 pub const REASON_SCALE_IN_REFUSED: &str = "ScaleInRefused";
@@ -42,13 +42,8 @@ const STATE_ANNOTATIONS: &[&str] = &[keys::ANNO_DEFER_DELETE, ANNO_EVICTION_STAR
 /// Reconciles one TiKVGroup.
 #[instrument(skip_all, fields(namespace = group.namespace(), group = group.name_any(), cluster = group.spec.cluster.name))]
 pub async fn reconcile(group: Arc<TiKVGroup>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started("tikvgroup");
-    let result = reconcile_inner(&group, &ctx).await;
-    match &result {
-        Ok(_) => timer.finish(Ok(())),
-        Err(e) => timer.finish_error(e.category()),
-    }
-    result
+    operator_runtime::reconcile::measured(&ctx.metrics, "tikvgroup", reconcile_inner(&group, &ctx))
+        .await
 }
 
 /// Whether an instance is marked for removal (scale-in in progress).
@@ -80,12 +75,17 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
     let cluster_name = &group.spec.cluster.name;
     let Some(cluster) = cache::get(&ctx.caches.clusters, &namespace, cluster_name) else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        write_blocked(group, ctx, reasons::CLUSTER_NOT_FOUND, message).await?;
+        reconcile::write_blocked(ctx, group, reasons::CLUSTER_NOT_FOUND, message).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
     if cluster.spec.paused {
         // What runs keeps running: `Ready` keeps what was last seen.
-        write_status(group, ctx, shared_group::status_paused(group, cluster_name)).await?;
+        reconcile::write_status(
+            ctx,
+            group,
+            &shared_group::status_paused(group, cluster_name),
+        )
+        .await?;
         return Ok(Action::await_change());
     }
 
@@ -358,7 +358,7 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
             .map(|tikv| tikv.conditions())
             .collect::<Vec<_>>(),
     );
-    write_status(group, ctx, status).await?;
+    reconcile::write_status(ctx, group, &status).await?;
     Ok(if acted {
         Action::requeue(Duration::from_secs(2))
     } else if waiting.is_some() || blocked.is_some() {
@@ -525,31 +525,6 @@ fn new_name(group: &TiKVGroup, index: usize) -> String {
 async fn create_instance(writer: &InstanceWriter<'_, TiKV>, tikv: &TiKV) -> Result<(), Error> {
     writer.apply(None, tikv).await?;
     info!(instance = tikv.name_any(), "created TiKV instance");
-    Ok(())
-}
-
-/// Records why the group cannot proceed (both conditions false with the same reason), with an
-/// Event when that is news.
-async fn write_blocked(
-    group: &TiKVGroup,
-    ctx: &Ctx,
-    reason: &str,
-    message: String,
-) -> Result<(), Error> {
-    shared_group::write_blocked(&ctx.client, &ctx.events, group, reason, message)
-        .await
-        .map_err(Error::kube("writing the TiKVGroup status"))?;
-    Ok(())
-}
-
-async fn write_status(
-    group: &TiKVGroup,
-    ctx: &Ctx,
-    status: ComponentGroupStatus,
-) -> Result<(), Error> {
-    shared_group::write_own_status(&ctx.client, group, &status)
-        .await
-        .map_err(Error::kube("writing the TiKVGroup status"))?;
     Ok(())
 }
 

@@ -35,7 +35,7 @@ use crate::build;
 use crate::context::{Ctx, MANAGER};
 use crate::pd::{self, PdView};
 use crate::store::{self, StoreLookup};
-use operator_runtime::reconcile::Error;
+use operator_runtime::reconcile::{self, Error};
 
 /// Annotation of a TiKV instance: when the leader-eviction wait of the current restart started
 /// (RFC 3339). It is written before the evict-leader scheduler is added and removed after the
@@ -73,22 +73,19 @@ pub const REASON_OFFLINE_CANCELLED: &str = "OfflineCancelled";
 /// Reconciles one TiKV instance.
 #[instrument(skip_all, fields(namespace = tikv.namespace(), instance = tikv.name_any(), cluster = tikv.spec.cluster.name))]
 pub async fn reconcile(tikv: Arc<TiKV>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started("tikv");
-    // The cached copy may not show this controller's own last annotation patch yet; the status
-    // built here carries on from it, so wait for it.
-    let result = match ctx.expectations.lagging(
-        &expect::key_of(tikv.as_ref()),
-        &ctx.instances,
-        tikv.namespace().as_deref().unwrap_or_default(),
-    ) {
-        Some(_) => Ok(Action::requeue(CACHE_LAG_RETRY)),
-        None => reconcile_inner(&tikv, &ctx).await,
+    let run = async {
+        // The cached copy may not show this controller's own last annotation patch yet; the
+        // status built here carries on from it, so wait for it.
+        match ctx.expectations.lagging(
+            &expect::key_of(tikv.as_ref()),
+            &ctx.instances,
+            tikv.namespace().as_deref().unwrap_or_default(),
+        ) {
+            Some(_) => Ok(Action::requeue(CACHE_LAG_RETRY)),
+            None => reconcile_inner(&tikv, &ctx).await,
+        }
     };
-    match &result {
-        Ok(_) => timer.finish(Ok(())),
-        Err(e) => timer.finish_error(e.category()),
-    }
-    result
+    reconcile::measured(&ctx.metrics, "tikv", run).await
 }
 
 /// The instance's status as this reconcile builds it.
@@ -212,7 +209,7 @@ impl<'a> Scope<'a> {
         if let Some(version) = self.resource_version.lock().ok().and_then(|v| v.clone()) {
             current.metadata.resource_version = Some(version);
         }
-        instance::write_status(self.ctx, &current, &status).await
+        reconcile::write_status(self.ctx, &current, &status).await
     }
 
     async fn remove_scheduler(&self, store_id: u64, why: &str) -> Result<(), Error> {
@@ -283,7 +280,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
             reasons::PAUSED,
             shared_group::paused_message(cluster_name),
         );
-        instance::write_status(ctx, tikv, &draft.finish(tikv)).await?;
+        reconcile::write_status(ctx, tikv, &draft.finish(tikv)).await?;
         return Ok(Action::await_change());
     }
     let pd_groups = ctx.caches.pd_groups_of(&namespace, cluster_name);
@@ -301,7 +298,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
     }
     let Some(cluster) = cluster else {
         let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        return instance::block(
+        return reconcile::block(
             ctx,
             tikv,
             reasons::CLUSTER_NOT_FOUND,
@@ -314,7 +311,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         let message = format!(
             "Cluster {cluster_name} has no PD yet (no status.pd and no PDGroup); the store waits for one"
         );
-        return instance::block(
+        return reconcile::block(
             ctx,
             tikv,
             REASON_PD_NOT_FOUND,

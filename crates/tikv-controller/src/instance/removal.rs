@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions;
 use operator_api::core::TiKV;
 use operator_api::keys;
-use operator_runtime::{cache, finalize, instance};
+use operator_runtime::{cache, finalize};
 use tracing::info;
 
 use super::{
@@ -22,7 +22,7 @@ use crate::build;
 use crate::context::Ctx;
 use crate::pd::PdView;
 use crate::store::{self, PodPresence, RemovalInput, RemovalStep, StoreLookup};
-use operator_runtime::reconcile::Error;
+use operator_runtime::reconcile::{self, Error};
 
 /// How a removal ends once the store, its Pod and its PVCs are gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,7 +241,7 @@ pub(super) async fn finalize(
             return release(tikv, ctx).await;
         }
         let message = "cannot take the store out: the Cluster has no PD".to_string();
-        return instance::block(
+        return reconcile::block(
             ctx,
             tikv,
             REASON_PD_NOT_FOUND,
