@@ -1,19 +1,17 @@
 //! Pure builders of everything PD needs: instances from a group, the group's Services, and an
 //! instance's ConfigMap, PVCs and Pod. No client here; every function is tested on plain values.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaimVolumeSource,
-    Pod, PodSpec, Probe, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume as PodVolume,
-    VolumeMount,
+    ConfigMap, Container, ContainerPort, Pod, PodSpec, Probe, Service, ServicePort, ServiceSpec,
+    TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use operator_api::core::{
     Feature, PD, PD_DATA_DEFAULT_PATH, PD_DEFAULT_PORT_CLIENT, PD_DEFAULT_PORT_PEER,
-    PD_PORT_NAME_CLIENT, PD_PORT_NAME_PEER, PDGroup, PDSpec, PDTemplateSpec, Topology,
+    PD_PORT_NAME_CLIENT, PD_PORT_NAME_PEER, PD_VOLUME_MOUNT_TYPE_DATA, PDGroup, PDSpec,
+    PDTemplateSpec, Topology,
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError, Owner};
@@ -243,47 +241,12 @@ pub fn config_hash(pd: &PD) -> String {
 
 /// The ConfigMap holding the config file.
 pub fn config_map(pd: &PD, config: String) -> Result<ConfigMap, BuildError> {
-    Ok(ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(pd.name_any()),
-            namespace: pd.namespace(),
-            labels: Some(instance_object_labels(pd)),
-            owner_references: Some(vec![build::controller_ref(pd)?]),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config)])),
-        ..ConfigMap::default()
-    })
-}
-
-fn instance_object_labels(pd: &PD) -> BTreeMap<String, String> {
-    let namespace = pd.namespace().unwrap_or_default();
-    let group = pd
-        .labels()
-        .get(keys::LABEL_GROUP)
-        .cloned()
-        .unwrap_or_default();
-    build::instance_labels(
-        owner(&namespace, &pd.spec.cluster.name, &group),
-        &pd.name_any(),
-    )
+    build::config_map_of(pd, CONFIG_FILE, config)
 }
 
 /// The instance's PVCs.
 pub fn pvcs(pd: &PD) -> Result<Vec<k8s_openapi::api::core::v1::PersistentVolumeClaim>, BuildError> {
-    let namespace = pd.namespace().unwrap_or_default();
-    let group = pd
-        .labels()
-        .get(keys::LABEL_GROUP)
-        .cloned()
-        .unwrap_or_default();
-    let spec = &pd.spec.template.common;
-    build::pvcs(
-        owner(&namespace, &pd.spec.cluster.name, &group),
-        &pd.name_any(),
-        &spec.volumes,
-        spec.overlay.as_ref(),
-    )
+    build::pvcs_of(pd)
 }
 
 /// The image to run: the template's image (tagged with the version unless it has a tag).
@@ -299,50 +262,8 @@ pub fn image(spec: &PDTemplateSpec) -> String {
 /// `Restart` config strategy, of the config), so a change shows as a different hash.
 pub fn pod(pd: &PD) -> Result<Pod, BuildError> {
     let spec = &pd.spec.template;
-    let mut mounts = vec![VolumeMount {
-        name: "config".into(),
-        mount_path: CONFIG_DIR.into(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }];
-    let mut volumes = vec![PodVolume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: pd.name_any(),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..PodVolume::default()
-    }];
-    for volume in &spec.common.volumes {
-        for mount in &volume.mounts {
-            let path = if mount.mount_path.is_empty() {
-                if mount.type_ == operator_api::core::PD_VOLUME_MOUNT_TYPE_DATA {
-                    PD_DATA_DEFAULT_PATH.to_string()
-                } else {
-                    return Err(BuildError::Missing(format!(
-                        "volume {} mount of type {} needs a mountPath",
-                        volume.name, mount.type_
-                    )));
-                }
-            } else {
-                mount.mount_path.clone()
-            };
-            mounts.push(VolumeMount {
-                name: volume.name.clone(),
-                mount_path: path,
-                sub_path: (!mount.sub_path.is_empty()).then(|| mount.sub_path.clone()),
-                ..VolumeMount::default()
-            });
-        }
-        volumes.push(PodVolume {
-            name: volume.name.clone(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: build::pvc_name(&volume.name, &pd.name_any()),
-                ..PersistentVolumeClaimVolumeSource::default()
-            }),
-            ..PodVolume::default()
-        });
-    }
+    let default_paths = [(PD_VOLUME_MOUNT_TYPE_DATA, PD_DATA_DEFAULT_PATH)];
+    let (volumes, mounts) = build::volumes_of(pd, CONFIG_DIR, &default_paths)?;
     let readiness = (!pd
         .spec
         .features
@@ -379,40 +300,13 @@ pub fn pod(pd: &PD) -> Result<Pod, BuildError> {
         readiness_probe: readiness,
         ..Container::default()
     };
-    let mut labels = instance_object_labels(pd);
-    labels.extend(
-        pd.spec
-            .template
-            .common
-            .overlay
-            .as_ref()
-            .and_then(|o| o.pod.as_ref())
-            .map(|p| p.metadata.labels.clone())
-            .unwrap_or_default(),
-    );
-    let pod = Pod {
-        metadata: ObjectMeta {
-            name: Some(pd.name_any()),
-            namespace: pd.namespace(),
-            labels: Some(labels),
-            owner_references: Some(vec![build::controller_ref(pd)?]),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PodSpec {
-            hostname: Some(pd.name_any()),
-            subdomain: Some(pd.spec.subdomain.clone()),
-            node_selector: (!pd.spec.topology.is_empty()).then(|| pd.spec.topology.clone()),
-            containers: vec![container],
-            volumes: Some(volumes),
-            termination_grace_period_seconds: Some(30),
-            ..PodSpec::default()
-        }),
-        ..Pod::default()
+    let spec = PodSpec {
+        containers: vec![container],
+        volumes: Some(volumes),
+        termination_grace_period_seconds: Some(30),
+        ..PodSpec::default()
     };
-    let mut pod = build::apply_pod_overlay(pod, spec.common.overlay.as_ref())?;
-    build::stamp_hashes(&mut pod, &spec.common.update_strategy, config_hash(pd));
-    operator_runtime::online_config::stamp(&mut pod, &spec.common.config);
-    Ok(pod)
+    build::pod_of(pd, spec, config_hash(pd))
 }
 
 pub use operator_runtime::build::pod_is_current;

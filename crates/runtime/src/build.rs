@@ -1,12 +1,13 @@
 //! Pure builders every component shares: the labels the operator puts on what it creates, owner
-//! references, PVCs of a template's volumes, container resources, the config-file merge, and the
-//! overlay applied over a built Pod.
+//! references, PVCs of a template's volumes, container resources, the config-file merge, the
+//! overlay applied over a built Pod, and an instance's ConfigMap, volumes and Pod.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, ResourceRequirements,
-    VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements, Volume as PodVolume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -282,6 +283,186 @@ pub fn image(image: Option<&str>, default: &str, version: &str) -> String {
     }
 }
 
+/// The identity of an instance's objects, for the label and PVC builders.
+fn owner_parts<I>(instance: &I) -> (String, String)
+where
+    I: api::Instance + Resource<DynamicType = ()>,
+{
+    let namespace = instance.namespace().unwrap_or_default();
+    let group = instance
+        .labels()
+        .get(keys::LABEL_GROUP)
+        .cloned()
+        .unwrap_or_default();
+    (namespace, group)
+}
+
+/// The labels of an instance's own objects (ConfigMap, Pod, PVCs): see [`instance_labels`].
+pub fn labels_of<I>(instance: &I) -> BTreeMap<String, String>
+where
+    I: api::Instance + Resource<DynamicType = ()>,
+{
+    let (namespace, group) = owner_parts(instance);
+    let owner = Owner {
+        namespace: &namespace,
+        cluster: instance.cluster_name(),
+        component: I::COMPONENT,
+        group: &group,
+    };
+    instance_labels(owner, &instance.name_any())
+}
+
+/// The instance's ConfigMap, holding its config as `file`, owned by the instance.
+pub fn config_map_of<I>(instance: &I, file: &str, config: String) -> Result<ConfigMap, BuildError>
+where
+    I: api::Instance + Resource<DynamicType = ()>,
+{
+    Ok(ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(instance.name_any()),
+            namespace: instance.namespace(),
+            labels: Some(labels_of(instance)),
+            owner_references: Some(vec![controller_ref(instance)?]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(file.to_string(), config)])),
+        ..ConfigMap::default()
+    })
+}
+
+/// The instance's PVCs: see [`pvcs`].
+pub fn pvcs_of<I>(instance: &I) -> Result<Vec<PersistentVolumeClaim>, BuildError>
+where
+    I: api::Instance + Resource<DynamicType = ()>,
+{
+    let (namespace, group) = owner_parts(instance);
+    let owner = Owner {
+        namespace: &namespace,
+        cluster: instance.cluster_name(),
+        component: I::COMPONENT,
+        group: &group,
+    };
+    let common = instance.common();
+    pvcs(
+        owner,
+        &instance.name_any(),
+        &common.volumes,
+        common.overlay.as_ref(),
+    )
+}
+
+/// Where a template volume's mount goes: its `mountPath`, or the default path of its type from
+/// `default_paths`; a mount without either is an error naming the volume.
+pub fn volume_mount(
+    volume: &Volume,
+    mount: &api::VolumeMount,
+    default_paths: &[(&str, &str)],
+) -> Result<VolumeMount, BuildError> {
+    let path = if !mount.mount_path.is_empty() {
+        mount.mount_path.clone()
+    } else if let Some((_, path)) = default_paths.iter().find(|(t, _)| *t == mount.type_) {
+        (*path).to_string()
+    } else {
+        return Err(BuildError::Missing(format!(
+            "volume {} mount of type {} needs a mountPath",
+            volume.name, mount.type_
+        )));
+    };
+    Ok(VolumeMount {
+        name: volume.name.clone(),
+        mount_path: path,
+        sub_path: (!mount.sub_path.is_empty()).then(|| mount.sub_path.clone()),
+        ..VolumeMount::default()
+    })
+}
+
+/// An instance's Pod volumes and its container's mounts: the instance's ConfigMap, read only at
+/// `config_dir` (volume `config`), then each template volume as the instance's PVC, mounted
+/// where its mounts say ([`volume_mount`]).
+pub fn volumes_of<I>(
+    instance: &I,
+    config_dir: &str,
+    default_paths: &[(&str, &str)],
+) -> Result<(Vec<PodVolume>, Vec<VolumeMount>), BuildError>
+where
+    I: api::Instance + Resource<DynamicType = ()>,
+{
+    let name = instance.name_any();
+    let mut mounts = vec![VolumeMount {
+        name: CONFIG_VOLUME.into(),
+        mount_path: config_dir.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    let mut volumes = vec![PodVolume {
+        name: CONFIG_VOLUME.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: name.clone(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..PodVolume::default()
+    }];
+    for volume in &instance.common().volumes {
+        for mount in &volume.mounts {
+            mounts.push(volume_mount(volume, mount, default_paths)?);
+        }
+        volumes.push(PodVolume {
+            name: volume.name.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: pvc_name(&volume.name, &name),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..PodVolume::default()
+        });
+    }
+    Ok((volumes, mounts))
+}
+
+/// The name of the volume of an instance's ConfigMap.
+pub const CONFIG_VOLUME: &str = "config";
+
+/// The Pod of a PD or TiKV instance around `spec` (its containers, volumes and grace period):
+/// named as the instance, with its hostname, subdomain and topology, the instance's labels and
+/// the overlay's, owned by the instance; then the overlay, the hashes that tell when it must be
+/// recreated ([`stamp_hashes`]) and the config it starts with ([`crate::online_config::stamp`]).
+pub fn pod_of<I>(instance: &I, spec: PodSpec, config_hash: String) -> Result<Pod, BuildError>
+where
+    I: api::Instance + Resource<DynamicType = ()>,
+{
+    let common = instance.common();
+    let mut labels = labels_of(instance);
+    labels.extend(
+        common
+            .overlay
+            .as_ref()
+            .and_then(|o| o.pod.as_ref())
+            .map(|p| p.metadata.labels.clone())
+            .unwrap_or_default(),
+    );
+    let name = instance.name_any();
+    let topology = instance.topology();
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: instance.namespace(),
+            labels: Some(labels),
+            owner_references: Some(vec![controller_ref(instance)?]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            hostname: Some(name),
+            subdomain: Some(instance.subdomain().to_string()),
+            node_selector: (!topology.is_empty()).then(|| topology.clone()),
+            ..spec
+        }),
+        ..Pod::default()
+    };
+    let mut pod = apply_pod_overlay(pod, common.overlay.as_ref())?;
+    stamp_hashes(&mut pod, &common.update_strategy, config_hash);
+    crate::online_config::stamp(&mut pod, &common.config);
+    Ok(pod)
+}
+
 #[cfg(test)]
 mod tests {
     use operator_api::core::{
@@ -375,6 +556,28 @@ mod tests {
         assert_eq!(
             group_selector(OWNER),
             "pingcap.com/cluster=basic,pingcap.com/component=pd,pingcap.com/group=pd,pingcap.com/managed-by=tidb-operator"
+        );
+    }
+
+    #[test]
+    fn mounts_go_to_their_path_or_their_types_default_and_say_when_they_have_neither() {
+        let volume: Volume = serde_json::from_value(serde_json::json!({
+            "name": "data", "storage": "1Gi",
+            "mounts": [{"type": "data"}, {"type": "log", "mountPath": "/log", "subPath": "l"},
+                       {"type": "other"}]
+        }))
+        .unwrap();
+        let defaults = [("data", "/var/lib/x")];
+        let mount = |i: usize| volume_mount(&volume, &volume.mounts[i], &defaults);
+        assert_eq!(mount(0).unwrap().mount_path, "/var/lib/x");
+        let log = mount(1).unwrap();
+        assert_eq!(
+            (log.mount_path.as_str(), log.sub_path.as_deref()),
+            ("/log", Some("l"))
+        );
+        assert_eq!(
+            mount(2).unwrap_err().to_string(),
+            "volume data mount of type other needs a mountPath"
         );
     }
 }

@@ -2,13 +2,10 @@
 //! instance's config file, ConfigMap, PVCs and Pod. No client here; every function is tested on
 //! plain values.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ExecAction,
-    KeyToPath, Lifecycle, LifecycleHandler, PersistentVolumeClaim,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, Service, ServicePort, ServiceSpec,
-    TCPSocketAction, Volume as PodVolume, VolumeMount,
+    KeyToPath, Lifecycle, LifecycleHandler, PersistentVolumeClaim, Pod, PodSpec, Probe, Service,
+    ServicePort, ServiceSpec, TCPSocketAction, Volume as PodVolume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -369,50 +366,14 @@ pub fn config_hash(tidb: &TiDB) -> String {
     hash_of(&tidb.spec.template.common.config)
 }
 
-/// Labels of the objects of an instance.
-fn instance_object_labels(tidb: &TiDB) -> BTreeMap<String, String> {
-    let namespace = tidb.namespace().unwrap_or_default();
-    let group = tidb
-        .labels()
-        .get(keys::LABEL_GROUP)
-        .cloned()
-        .unwrap_or_default();
-    build::instance_labels(
-        owner(&namespace, &tidb.spec.cluster.name, &group),
-        &tidb.name_any(),
-    )
-}
-
 /// The ConfigMap holding the config file.
 pub fn config_map(tidb: &TiDB, config: String) -> Result<ConfigMap, BuildError> {
-    Ok(ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(tidb.name_any()),
-            namespace: tidb.namespace(),
-            labels: Some(instance_object_labels(tidb)),
-            owner_references: Some(vec![build::controller_ref(tidb)?]),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config)])),
-        ..ConfigMap::default()
-    })
+    build::config_map_of(tidb, CONFIG_FILE, config)
 }
 
 /// The instance's PVCs: one per declared volume, none otherwise.
 pub fn pvcs(tidb: &TiDB) -> Result<Vec<PersistentVolumeClaim>, BuildError> {
-    let namespace = tidb.namespace().unwrap_or_default();
-    let group = tidb
-        .labels()
-        .get(keys::LABEL_GROUP)
-        .cloned()
-        .unwrap_or_default();
-    let spec = &tidb.spec.template.common;
-    build::pvcs(
-        owner(&namespace, &tidb.spec.cluster.name, &group),
-        &tidb.name_any(),
-        &spec.volumes,
-        spec.overlay.as_ref(),
-    )
+    build::pvcs_of(tidb)
 }
 
 /// The image to run: the template's image (tagged with the version unless it has a tag).
@@ -467,59 +428,26 @@ fn readiness_probe(spec: &TiDBTemplateSpec) -> Probe {
 pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>) -> Result<Pod, BuildError> {
     let spec = &tidb.spec.template;
     let name = tidb.name_any();
-    let mut mounts = vec![VolumeMount {
-        name: CONFIG_VOLUME.into(),
-        mount_path: CONFIG_DIR.into(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }];
-    let mut volumes = vec![PodVolume {
-        name: CONFIG_VOLUME.into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: name.clone(),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..PodVolume::default()
-    }];
-    let mut slow_log_mount = None;
-    for volume in &spec.common.volumes {
-        if [CONFIG_VOLUME, BOOTSTRAP_SQL_VOLUME, SLOW_LOG_VOLUME].contains(&volume.name.as_str()) {
-            return Err(BuildError::Missing(format!(
-                "volume name {} is used by the operator; choose another",
-                volume.name
-            )));
-        }
-        for mount in &volume.mounts {
-            let path = if !mount.mount_path.is_empty() {
-                mount.mount_path.clone()
-            } else if mount.type_ == TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG {
-                TIDB_SLOW_LOG_DEFAULT_PATH.to_string()
-            } else {
-                return Err(BuildError::Missing(format!(
-                    "volume {} mount of type {} needs a mountPath",
-                    volume.name, mount.type_
-                )));
-            };
-            let volume_mount = VolumeMount {
-                name: volume.name.clone(),
-                mount_path: path,
-                sub_path: (!mount.sub_path.is_empty()).then(|| mount.sub_path.clone()),
-                ..VolumeMount::default()
-            };
-            if mount.type_ == TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG && slow_log_mount.is_none() {
-                slow_log_mount = Some(volume_mount.clone());
-            }
-            mounts.push(volume_mount);
-        }
-        volumes.push(PodVolume {
-            name: volume.name.clone(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: build::pvc_name(&volume.name, &name),
-                ..PersistentVolumeClaimVolumeSource::default()
-            }),
-            ..PodVolume::default()
-        });
+    if let Some(volume) =
+        spec.common.volumes.iter().find(|v| {
+            [CONFIG_VOLUME, BOOTSTRAP_SQL_VOLUME, SLOW_LOG_VOLUME].contains(&v.name.as_str())
+        })
+    {
+        return Err(BuildError::Missing(format!(
+            "volume name {} is used by the operator; choose another",
+            volume.name
+        )));
     }
+    let default_paths = [(TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG, TIDB_SLOW_LOG_DEFAULT_PATH)];
+    let (mut volumes, mut mounts) = build::volumes_of(tidb, CONFIG_DIR, &default_paths)?;
+    let slow_log_mount = spec
+        .common
+        .volumes
+        .iter()
+        .flat_map(|v| v.mounts.iter().map(move |m| (v, m)))
+        .find(|(_, m)| m.type_ == TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG)
+        .map(|(v, m)| build::volume_mount(v, m, &default_paths))
+        .transpose()?;
     let mut init_containers = Vec::new();
     if let Some(sidecar) = &spec.slow_log {
         let mount = match slow_log_mount {
@@ -599,7 +527,7 @@ pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>) -> Result<Pod, BuildError> 
         }),
         ..Container::default()
     };
-    let mut labels = instance_object_labels(tidb);
+    let mut labels = build::labels_of(tidb);
     for (key, value) in tidb.labels() {
         if key != keys::LABEL_INSTANCE_REVISION_HASH {
             labels.entry(key.clone()).or_insert_with(|| value.clone());

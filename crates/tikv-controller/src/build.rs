@@ -2,12 +2,9 @@
 //! an instance's ConfigMap, PVCs and Pod. No client here; every function is tested on plain
 //! values.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, Service, ServicePort, ServiceSpec,
-    TCPSocketAction, Volume as PodVolume, VolumeMount,
+    ConfigMap, Container, ContainerPort, PersistentVolumeClaim, Pod, PodSpec, Probe, Service,
+    ServicePort, ServiceSpec, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -241,49 +238,15 @@ pub fn config_hash(tikv: &TiKV) -> String {
     hash_of(&tikv.spec.template.common.config)
 }
 
-fn group_of(tikv: &TiKV) -> String {
-    tikv.labels()
-        .get(keys::LABEL_GROUP)
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn instance_object_labels(tikv: &TiKV) -> BTreeMap<String, String> {
-    let namespace = tikv.namespace().unwrap_or_default();
-    let group = group_of(tikv);
-    build::instance_labels(
-        owner(&namespace, &tikv.spec.cluster.name, &group),
-        &tikv.name_any(),
-    )
-}
-
 /// The ConfigMap holding the config file.
 pub fn config_map(tikv: &TiKV, config: String) -> Result<ConfigMap, BuildError> {
-    Ok(ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(tikv.name_any()),
-            namespace: tikv.namespace(),
-            labels: Some(instance_object_labels(tikv)),
-            owner_references: Some(vec![build::controller_ref(tikv)?]),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config)])),
-        ..ConfigMap::default()
-    })
+    build::config_map_of(tikv, CONFIG_FILE, config)
 }
 
 /// The instance's PVCs (no owner reference: they outlive the Pod and go only after the store is
 /// removed from PD).
 pub fn pvcs(tikv: &TiKV) -> Result<Vec<PersistentVolumeClaim>, BuildError> {
-    let namespace = tikv.namespace().unwrap_or_default();
-    let group = group_of(tikv);
-    let spec = &tikv.spec.template.common;
-    build::pvcs(
-        owner(&namespace, &tikv.spec.cluster.name, &group),
-        &tikv.name_any(),
-        &spec.volumes,
-        spec.overlay.as_ref(),
-    )
+    build::pvcs_of(tikv)
 }
 
 /// The image to run: the template's image (tagged with the version unless it has a tag).
@@ -299,49 +262,8 @@ pub fn image(spec: &TiKVTemplateSpec) -> String {
 /// `Restart` config strategy, of the user's config), so a change shows as a different hash.
 pub fn pod(tikv: &TiKV) -> Result<Pod, BuildError> {
     let spec = &tikv.spec.template;
-    let name = tikv.name_any();
-    let mut mounts = vec![VolumeMount {
-        name: "config".into(),
-        mount_path: CONFIG_DIR.into(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }];
-    let mut volumes = vec![PodVolume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: name.clone(),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..PodVolume::default()
-    }];
-    for volume in &spec.common.volumes {
-        for mount in &volume.mounts {
-            let path = if !mount.mount_path.is_empty() {
-                mount.mount_path.clone()
-            } else if mount.type_ == TIKV_VOLUME_MOUNT_TYPE_DATA {
-                TIKV_DATA_DEFAULT_PATH.to_string()
-            } else {
-                return Err(BuildError::Missing(format!(
-                    "volume {} mount of type {} needs a mountPath",
-                    volume.name, mount.type_
-                )));
-            };
-            mounts.push(VolumeMount {
-                name: volume.name.clone(),
-                mount_path: path,
-                sub_path: (!mount.sub_path.is_empty()).then(|| mount.sub_path.clone()),
-                ..VolumeMount::default()
-            });
-        }
-        volumes.push(PodVolume {
-            name: volume.name.clone(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: build::pvc_name(&volume.name, &name),
-                ..PersistentVolumeClaimVolumeSource::default()
-            }),
-            ..PodVolume::default()
-        });
-    }
+    let default_paths = [(TIKV_VOLUME_MOUNT_TYPE_DATA, TIKV_DATA_DEFAULT_PATH)];
+    let (volumes, mounts) = build::volumes_of(tikv, CONFIG_DIR, &default_paths)?;
     let container = Container {
         name: COMPONENT.into(),
         image: Some(image(spec)),
@@ -373,38 +295,13 @@ pub fn pod(tikv: &TiKV) -> Result<Pod, BuildError> {
         }),
         ..Container::default()
     };
-    let mut labels = instance_object_labels(tikv);
-    labels.extend(
-        spec.common
-            .overlay
-            .as_ref()
-            .and_then(|o| o.pod.as_ref())
-            .map(|p| p.metadata.labels.clone())
-            .unwrap_or_default(),
-    );
-    let pod = Pod {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: tikv.namespace(),
-            labels: Some(labels),
-            owner_references: Some(vec![build::controller_ref(tikv)?]),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PodSpec {
-            hostname: Some(name),
-            subdomain: Some(tikv.spec.subdomain.clone()),
-            node_selector: (!tikv.spec.topology.is_empty()).then(|| tikv.spec.topology.clone()),
-            containers: vec![container],
-            volumes: Some(volumes),
-            termination_grace_period_seconds: Some(POD_TERMINATION_GRACE_SECONDS),
-            ..PodSpec::default()
-        }),
-        ..Pod::default()
+    let spec = PodSpec {
+        containers: vec![container],
+        volumes: Some(volumes),
+        termination_grace_period_seconds: Some(POD_TERMINATION_GRACE_SECONDS),
+        ..PodSpec::default()
     };
-    let mut pod = build::apply_pod_overlay(pod, spec.common.overlay.as_ref())?;
-    build::stamp_hashes(&mut pod, &spec.common.update_strategy, config_hash(tikv));
-    operator_runtime::online_config::stamp(&mut pod, &spec.common.config);
-    Ok(pod)
+    build::pod_of(tikv, spec, config_hash(tikv))
 }
 
 pub use operator_runtime::build::pod_is_current;

@@ -30,6 +30,41 @@ macro_rules! of_cluster {
 
 of_cluster!(PDGroup, PD, TiKVGroup, TiKV, TiDBGroup, TiDB);
 
+/// An instance of a component (PD, TiKV, TiDB): what every instance has, whatever its component.
+pub trait Instance: OfCluster {
+    /// The `pingcap.com/component` value of its objects (`pd`, `tikv`, `tidb`).
+    const COMPONENT: &'static str;
+    /// The template fields every component has.
+    fn common(&self) -> &CommonTemplateSpec;
+    /// The headless Service its Pod's hostname lives under.
+    fn subdomain(&self) -> &str;
+    /// The Node labels its Pod must run on.
+    fn topology(&self) -> &Topology;
+}
+
+macro_rules! instance {
+    ($($kind:ty => $component:expr),*) => {
+        $(impl Instance for $kind {
+            const COMPONENT: &'static str = $component;
+            fn common(&self) -> &CommonTemplateSpec {
+                &self.spec.template.common
+            }
+            fn subdomain(&self) -> &str {
+                &self.spec.subdomain
+            }
+            fn topology(&self) -> &Topology {
+                &self.spec.topology
+            }
+        })*
+    };
+}
+
+instance!(
+    PD => crate::keys::COMPONENT_PD,
+    TiKV => crate::keys::COMPONENT_TIKV,
+    TiDB => crate::keys::COMPONENT_TIDB
+);
+
 /// API group of the core kinds.
 pub const GROUP: &str = "core.pingcap.com";
 /// API version of the core kinds.
