@@ -56,18 +56,7 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     if cluster.spec.paused {
-        if shared_group::synced_reason_is(group, reasons::PAUSED) {
-            // Already says so: a paused cluster gets no writes at all.
-            return Ok(Action::await_change());
-        }
-        // What runs keeps running: `Ready` keeps what was last seen.
-        reconcile::write_status(
-            ctx,
-            group,
-            &shared_group::status_paused(group, cluster_name),
-        )
-        .await?;
-        return Ok(Action::await_change());
+        return reconcile::paused(ctx, group, cluster_name).await;
     }
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);

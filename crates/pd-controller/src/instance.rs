@@ -9,11 +9,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
+use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{PD, PDStatus};
 use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing};
-use operator_runtime::group as shared_group;
+
 use operator_runtime::online_config::{self, ConfigStep, Recorder, Settled};
 use operator_runtime::pod::{is_ready, not_ready_message};
 use operator_runtime::{cache, finalize, instance};
@@ -51,14 +51,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
     let cluster = cache::get(&ctx.caches.clusters, &namespace, cluster_name);
     let group = cache::get(&ctx.groups, &namespace, &group_name);
     if cluster.as_ref().is_some_and(|c| c.spec.paused) {
-        if conditions::find(pd.conditions(), conditions::SYNCED)
-            .is_some_and(|c| c.reason == reasons::PAUSED)
-        {
-            // Already says so: a paused cluster gets no writes at all.
-            return Ok(Action::await_change());
-        }
-        reconcile::write_status(ctx, pd, &shared_group::status_paused(pd, cluster_name)).await?;
-        return Ok(Action::await_change());
+        return reconcile::paused(ctx, pd, cluster_name).await;
     }
     let client_port = build::client_port(&pd.spec.template);
     let in_cluster = format!(

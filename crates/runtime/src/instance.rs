@@ -64,7 +64,7 @@ pub async fn suspend<K: StatusKind>(
     }
     let status = copy.status().cloned().unwrap_or_default();
     let then = if gone {
-        Action::await_change()
+        crate::reconcile::wait_for_cluster()
     } else {
         Action::requeue(Duration::from_secs(2))
     };

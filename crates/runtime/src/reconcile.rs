@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
@@ -198,4 +199,29 @@ pub async fn measured<E: Categorized>(
         Err(e) => timer.finish_error(e.category()),
     }
     result
+}
+
+/// How long a reconcile that waits on its Cluster (paused, compute suspended) waits before it
+/// looks again on its own. The Cluster watch that wakes it and the cache it reads the Cluster
+/// from are separate watches: when the watch runs ahead, the reconcile it starts still reads the
+/// old Cluster, and without a look of its own it would wait for a change that already came.
+pub const CLUSTER_RECHECK: Duration = Duration::from_secs(10);
+
+/// The answer of a reconcile that waits for its Cluster to change: see [`CLUSTER_RECHECK`].
+pub fn wait_for_cluster() -> Action {
+    Action::requeue(CLUSTER_RECHECK)
+}
+
+/// A paused Cluster: `Synced=False`, reason `Paused`, on `object` (written only when it does not
+/// say so yet: a paused Cluster gets no other writes), and a wait for the Cluster to change.
+pub async fn paused<K: StatusKind>(
+    shared: &Shared,
+    object: &K,
+    cluster: &str,
+) -> Result<Action, Error>
+where
+    K::StatusOf: Clone,
+{
+    write_status(shared, object, &group::status_paused(object, cluster)).await?;
+    Ok(wait_for_cluster())
 }

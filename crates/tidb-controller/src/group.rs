@@ -51,8 +51,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
     if cluster.spec.paused {
-        write_paused(group, ctx, cluster_name).await?;
-        return Ok(Action::await_change());
+        return reconcile::paused(ctx, group, cluster_name).await;
     }
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -416,12 +415,6 @@ fn is_available(tidb: &TiDB) -> bool {
         .map(|s| s.common.observed_generation)
         .unwrap_or_default();
     shared_group::is_available(tidb.conditions(), observed, tidb.metadata.generation)
-}
-
-/// A paused Cluster: `Synced=False` (reason `Paused`); `Ready` keeps what was last seen, since
-/// the servers keep serving.
-async fn write_paused(group: &TiDBGroup, ctx: &Ctx, cluster: &str) -> Result<(), Error> {
-    reconcile::write_status(ctx, group, &shared_group::status_paused(group, cluster)).await
 }
 
 #[cfg(test)]

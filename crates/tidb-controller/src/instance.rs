@@ -14,7 +14,7 @@ use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{PD_DEFAULT_PORT_CLIENT, TiDB, TiDBStatus};
 use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing};
-use operator_runtime::group as shared_group;
+
 use operator_runtime::pod::{is_ready, not_ready_message};
 use operator_runtime::{cache, finalize, instance};
 use tracing::{info, instrument};
@@ -56,9 +56,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     let cluster_name = &tidb.spec.cluster.name;
     let cluster = cache::get(&ctx.caches.clusters, &namespace, cluster_name);
     if cluster.as_ref().is_some_and(|c| c.spec.paused) {
-        reconcile::write_status(ctx, tidb, &shared_group::status_paused(tidb, cluster_name))
-            .await?;
-        return Ok(Action::await_change());
+        return reconcile::paused(ctx, tidb, cluster_name).await;
     }
     if tidb.metadata.deletion_timestamp.is_some() {
         return finalize(tidb, ctx).await;

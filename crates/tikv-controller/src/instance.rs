@@ -281,7 +281,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
             shared_group::paused_message(cluster_name),
         );
         reconcile::write_status(ctx, tikv, &draft.finish(tikv)).await?;
-        return Ok(Action::await_change());
+        return Ok(reconcile::wait_for_cluster());
     }
     let pd_groups = ctx.caches.pd_groups_of(&namespace, cluster_name);
     let pd_url = pd::pd_url(cluster.as_ref(), &pd_groups, &namespace);
