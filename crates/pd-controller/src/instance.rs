@@ -13,7 +13,6 @@ use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{PD, PDStatus};
 use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing};
-
 use operator_runtime::online_config::{self, ConfigStep, Recorder, Settled};
 use operator_runtime::pod::{is_ready, not_ready_message};
 use operator_runtime::{cache, finalize, instance};
