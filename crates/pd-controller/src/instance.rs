@@ -15,7 +15,7 @@ use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing};
 use operator_runtime::online_config::{self, ConfigStep, Recorder, Settled};
 use operator_runtime::pod::{is_ready, not_ready_message};
-use operator_runtime::{cache, finalize, instance};
+use operator_runtime::{cache, instance};
 use pd_client::PdClient;
 use tracing::{info, instrument, warn};
 
@@ -398,23 +398,9 @@ async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Resu
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         // The member is gone from PD and its Pod is gone: its data is no longer needed.
-        finalize::delete_pvcs(
-            &Api::namespaced(ctx.client.clone(), &namespace),
-            &name,
-            build::COMPONENT,
-        )
-        .await
-        .map_err(Error::kube("deleting the PVCs"))?;
+        instance::delete_pvcs(ctx, pd).await?;
     }
-    finalize::set_finalizer(
-        &Api::<PD>::namespaced(ctx.client.clone(), &namespace),
-        pd,
-        false,
-    )
-    .await
-    .map_err(Error::kube("removing the finalizer"))?;
-    info!("PD instance released");
-    Ok(Action::await_change())
+    instance::release(ctx, pd).await
 }
 
 /// The status from the Pod and what PD says.

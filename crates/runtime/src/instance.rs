@@ -1,6 +1,7 @@
 //! What every instance reconcile (PD, TiKV, TiDB) shares besides its component's rules and the
 //! status writes of [`crate::reconcile`]: suspending its Pod when the Cluster suspends compute,
-//! and deleting an outdated Pod so that it is recreated from the spec.
+//! deleting an outdated Pod so that it is recreated from the spec, and the end of a removal
+//! (PVCs deleted, finalizer released).
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
+use operator_api::core::Instance;
 
 use crate::component::Shared;
 use crate::reconcile::{Error, StatusKind};
@@ -98,4 +100,33 @@ pub async fn restart_pod<K: StatusKind>(
         .await;
     tracing::info!(pod = pod.name_any(), "deleted the outdated Pod");
     Ok(())
+}
+
+/// Deletes the instance's PVCs (its data is no longer needed); whether any was left.
+pub async fn delete_pvcs<K>(shared: &Shared, instance: &K) -> Result<bool, Error>
+where
+    K: StatusKind + Instance,
+{
+    let namespace = instance.namespace().unwrap_or_default();
+    crate::finalize::delete_pvcs(
+        &Api::namespaced(shared.client.clone(), &namespace),
+        &instance.name_any(),
+        K::COMPONENT,
+    )
+    .await
+    .map_err(Error::kube("deleting the PVCs"))
+}
+
+/// Takes the operator's finalizer off a deleted instance, which lets it go.
+pub async fn release<K: StatusKind>(shared: &Shared, instance: &K) -> Result<Action, Error> {
+    let namespace = instance.namespace().unwrap_or_default();
+    crate::finalize::set_finalizer(
+        &Api::<K>::namespaced(shared.client.clone(), &namespace),
+        instance,
+        false,
+    )
+    .await
+    .map_err(Error::kube("removing the finalizer"))?;
+    tracing::info!(instance = instance.name_any(), "instance released");
+    Ok(Action::await_change())
 }

@@ -15,7 +15,7 @@ use operator_api::core::{PD_DEFAULT_PORT_CLIENT, TiDB, TiDBStatus};
 use operator_api::keys;
 use operator_runtime::apply::{apply_if_changed, create_missing};
 use operator_runtime::pod::{is_ready, not_ready_message};
-use operator_runtime::{cache, finalize, instance};
+use operator_runtime::{cache, instance};
 use tracing::{info, instrument};
 
 use crate::build;
@@ -286,22 +286,8 @@ async fn finalize(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         }
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
-    finalize::delete_pvcs(
-        &Api::namespaced(ctx.client.clone(), &namespace),
-        &name,
-        build::COMPONENT,
-    )
-    .await
-    .map_err(Error::kube("deleting the PVCs"))?;
-    finalize::set_finalizer(
-        &Api::<TiDB>::namespaced(ctx.client.clone(), &namespace),
-        tidb,
-        false,
-    )
-    .await
-    .map_err(Error::kube("removing the finalizer"))?;
-    info!("TiDB instance released");
-    Ok(Action::await_change())
+    instance::delete_pvcs(ctx, tidb).await?;
+    instance::release(ctx, tidb).await
 }
 
 /// The status from the Pod and what TiDB's status port says.

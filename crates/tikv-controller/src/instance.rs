@@ -20,7 +20,7 @@ use operator_runtime::component::CACHE_LAG_RETRY;
 use operator_runtime::group as shared_group;
 use operator_runtime::online_config::{self, ConfigStep, Recorder};
 use operator_runtime::pod::{is_ready, not_ready_message};
-use operator_runtime::{cache, expect, finalize, instance};
+use operator_runtime::{cache, expect, instance};
 use pd_client::{PdClient, ReplicationConfig, StoreInfo};
 use tracing::{info, instrument};
 
@@ -248,13 +248,7 @@ impl<'a> Scope<'a> {
 
     /// Deletes the PVCs of the instance; whether any was left.
     async fn delete_pvcs(&self) -> Result<bool, Error> {
-        finalize::delete_pvcs(
-            &Api::namespaced(self.ctx.client.clone(), &self.namespace),
-            &self.name,
-            build::COMPONENT,
-        )
-        .await
-        .map_err(Error::kube("deleting the PVCs"))
+        instance::delete_pvcs(self.ctx, self.tikv).await
     }
 }
 

@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions;
 use operator_api::core::TiKV;
 use operator_api::keys;
-use operator_runtime::{cache, finalize};
+use operator_runtime::{cache, instance};
 use tracing::info;
 
 use super::{
@@ -217,7 +217,7 @@ pub(super) async fn remove_store(
                     info!("store removed; instance deleted");
                     Ok(Action::requeue(Duration::from_secs(1)))
                 }
-                Finish::ReleaseFinalizer => release(tikv, scope.ctx).await,
+                Finish::ReleaseFinalizer => instance::release(scope.ctx, tikv).await,
             }
         }
     }
@@ -238,7 +238,7 @@ pub(super) async fn finalize(
     let namespace = tikv.namespace().unwrap_or_default();
     let Some(pd_url) = pd_url else {
         if !only_this {
-            return release(tikv, ctx).await;
+            return instance::release(ctx, tikv).await;
         }
         let message = "cannot take the store out: the Cluster has no PD".to_string();
         return reconcile::block(
@@ -273,18 +273,5 @@ pub(super) async fn finalize(
             .remove_scheduler(info.store.id, "its group or Cluster is deleted")
             .await?;
     }
-    release(tikv, ctx).await
-}
-
-/// Takes the operator's finalizer off a deleted instance.
-async fn release(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
-    finalize::set_finalizer(
-        &Api::<TiKV>::namespaced(ctx.client.clone(), &tikv.namespace().unwrap_or_default()),
-        tikv,
-        false,
-    )
-    .await
-    .map_err(Error::kube("removing the finalizer"))?;
-    info!("TiKV instance released");
-    Ok(Action::await_change())
+    instance::release(ctx, tikv).await
 }
