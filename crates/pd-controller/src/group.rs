@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use operator_api::conditions::{self, HasConditions, reasons};
+use operator_api::conditions::{self, HasConditions};
 use operator_api::core::{PD, PDGroup};
 use operator_api::keys;
 use operator_runtime::apply::apply_if_changed;
@@ -22,7 +22,7 @@ use tracing::{info, instrument};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
-use operator_runtime::reconcile::{self, Error};
+use operator_runtime::reconcile::{self, Error, GroupStart};
 
 /// Reason of a scale-in PD refuses because it would break quorum or empty the cluster.
 pub const REASON_SCALE_IN_REFUSED: &str = "ScaleInRefused";
@@ -37,26 +37,15 @@ pub async fn reconcile(group: Arc<PDGroup>, ctx: Arc<Ctx>) -> Result<Action, Err
 }
 
 async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
-    if group.metadata.deletion_timestamp.is_some() {
-        // Instances go with the group (owner references); their finalizers take them out of PD.
-        return Ok(Action::await_change());
-    }
-    let namespace = group
-        .namespace()
-        .ok_or_else(|| Error::Invalid("PDGroup has no namespace".into()))?;
+    let (namespace, cluster) = match reconcile::group_start(ctx, group).await? {
+        GroupStart::Go { namespace, cluster } => (namespace, cluster),
+        GroupStart::Done(then) => return Ok(then),
+    };
     let name = group.name_any();
     let cluster_name = &group.spec.cluster.name;
-    let Some(cluster) = cache::get(&ctx.caches.clusters, &namespace, cluster_name) else {
-        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        reconcile::write_blocked(ctx, group, reasons::CLUSTER_NOT_FOUND, message).await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
-    };
     if cluster.metadata.deletion_timestamp.is_some() {
         // The cluster-controller removes the groups; nothing new is made meanwhile.
         return Ok(Action::await_change());
-    }
-    if cluster.spec.paused {
-        return reconcile::paused(ctx, group, cluster_name).await;
     }
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);

@@ -10,12 +10,14 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
-use operator_api::conditions::HasConditions;
+use operator_api::conditions::{HasConditions, reasons};
+use operator_api::core::{Cluster, OfCluster};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::apply::ApplyError;
 use crate::build::BuildError;
+use crate::cache;
 use crate::component::{PdClientError, Shared};
 use crate::group;
 use crate::metrics::Metrics;
@@ -224,4 +226,50 @@ where
 {
     write_status(shared, object, &group::status_paused(object, cluster)).await?;
     Ok(wait_for_cluster())
+}
+
+/// How a group's reconcile begins, the same for every component.
+pub enum GroupStart {
+    /// Go on with the group's rules: its namespace and its Cluster.
+    Go {
+        /// The group's namespace.
+        namespace: String,
+        /// Its Cluster, from the cache.
+        cluster: Box<Cluster>,
+    },
+    /// Nothing more to do now; answer this.
+    Done(Action),
+}
+
+/// The first steps of every group's reconcile: a group being deleted is left to its owner
+/// references and finalizers; a group whose Cluster does not exist says so (`ClusterNotFound`,
+/// with an Event) and looks again in 30 s; a paused Cluster's group says so and waits.
+pub async fn group_start<G>(shared: &Shared, group: &G) -> Result<GroupStart, Error>
+where
+    G: StatusKind + OfCluster,
+    G::StatusOf: Clone,
+{
+    if group.meta().deletion_timestamp.is_some() {
+        return Ok(GroupStart::Done(Action::await_change()));
+    }
+    let namespace = group
+        .meta()
+        .namespace
+        .clone()
+        .ok_or_else(|| Error::Invalid(format!("{} has no namespace", G::kind(&()))))?;
+    let cluster_name = group.cluster_name();
+    let Some(cluster) = cache::get(&shared.caches.clusters, &namespace, cluster_name) else {
+        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
+        write_blocked(shared, group, reasons::CLUSTER_NOT_FOUND, message).await?;
+        return Ok(GroupStart::Done(Action::requeue(Duration::from_secs(30))));
+    };
+    if cluster.spec.paused {
+        return paused(shared, group, cluster_name)
+            .await
+            .map(GroupStart::Done);
+    }
+    Ok(GroupStart::Go {
+        namespace,
+        cluster: Box::new(cluster),
+    })
 }

@@ -23,7 +23,7 @@ use tracing::{info, instrument};
 
 use crate::build::{self, Target};
 use crate::context::{Ctx, MANAGER};
-use operator_runtime::reconcile::{self, Error};
+use operator_runtime::reconcile::{self, Error, GroupStart};
 
 /// How the group's instances are named in condition messages.
 const NOUN: &str = "TiDB servers";
@@ -36,23 +36,12 @@ pub async fn reconcile(group: Arc<TiDBGroup>, ctx: Arc<Ctx>) -> Result<Action, E
 }
 
 async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> {
-    if group.metadata.deletion_timestamp.is_some() {
-        // Instances go with the group (owner references); their finalizers stop their Pods.
-        return Ok(Action::await_change());
-    }
-    let namespace = group
-        .namespace()
-        .ok_or_else(|| Error::Invalid("TiDBGroup has no namespace".into()))?;
+    let (namespace, cluster) = match reconcile::group_start(ctx, group).await? {
+        GroupStart::Go { namespace, cluster } => (namespace, cluster),
+        GroupStart::Done(then) => return Ok(then),
+    };
     let name = group.name_any();
     let cluster_name = &group.spec.cluster.name;
-    let Some(cluster) = cache::get(&ctx.caches.clusters, &namespace, cluster_name) else {
-        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        reconcile::write_blocked(ctx, group, reasons::CLUSTER_NOT_FOUND, message).await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
-    };
-    if cluster.spec.paused {
-        return reconcile::paused(ctx, group, cluster_name).await;
-    }
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     for service in build::services(group)? {

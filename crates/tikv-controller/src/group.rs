@@ -28,7 +28,7 @@ use crate::context::{Ctx, MANAGER};
 use crate::instance::{ANNO_EVICTION_STARTED, REASON_PD_NOT_FOUND, REASON_PD_UNREACHABLE};
 use crate::pd::{self, PdView};
 use crate::store;
-use operator_runtime::reconcile::{self, Error};
+use operator_runtime::reconcile::{self, Error, GroupStart};
 
 /// Reason of a scale-in refused because it would leave fewer Up stores than PD's `max-replicas`.
 pub const REASON_SCALE_IN_REFUSED: &str = "ScaleInRefused";
@@ -64,30 +64,12 @@ fn is_cancellable(tikv: &TiKV) -> bool {
 }
 
 async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> {
-    if group.metadata.deletion_timestamp.is_some() {
-        // Instances go with the group (owner references); PD is not asked.
-        return Ok(Action::await_change());
-    }
-    let namespace = group
-        .namespace()
-        .ok_or_else(|| Error::Invalid("TiKVGroup has no namespace".into()))?;
+    let (namespace, cluster) = match reconcile::group_start(ctx, group).await? {
+        GroupStart::Go { namespace, cluster } => (namespace, cluster),
+        GroupStart::Done(then) => return Ok(then),
+    };
     let name = group.name_any();
     let cluster_name = &group.spec.cluster.name;
-    let Some(cluster) = cache::get(&ctx.caches.clusters, &namespace, cluster_name) else {
-        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        reconcile::write_blocked(ctx, group, reasons::CLUSTER_NOT_FOUND, message).await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
-    };
-    if cluster.spec.paused {
-        // What runs keeps running: `Ready` keeps what was last seen.
-        reconcile::write_status(
-            ctx,
-            group,
-            &shared_group::status_paused(group, cluster_name),
-        )
-        .await?;
-        return Ok(Action::await_change());
-    }
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let service = build::peer_service(group)?;
