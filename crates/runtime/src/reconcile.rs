@@ -215,7 +215,7 @@ pub fn wait_for_cluster() -> Action {
 }
 
 /// A paused Cluster: `Synced=False`, reason `Paused`, on `object` (written only when it does not
-/// say so yet: a paused Cluster gets no other writes), and a wait for the Cluster to change.
+/// say so yet: a paused Cluster gets no writes at all), and a wait for the Cluster to change.
 pub async fn paused<K: StatusKind>(
     shared: &Shared,
     object: &K,
@@ -224,7 +224,10 @@ pub async fn paused<K: StatusKind>(
 where
     K::StatusOf: Clone,
 {
-    write_status(shared, object, &group::status_paused(object, cluster)).await?;
+    // Once it says so, nothing more is written, not even a newer observedGeneration.
+    if !group::synced_reason_is(object, reasons::PAUSED) {
+        write_status(shared, object, &group::status_paused(object, cluster)).await?;
+    }
     Ok(wait_for_cluster())
 }
 

@@ -267,15 +267,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
     if let Some(cluster) = &cluster
         && cluster.spec.paused
     {
-        let mut draft = Draft::new(tikv);
-        draft.set(
-            conditions::SYNCED,
-            false,
-            reasons::PAUSED,
-            shared_group::paused_message(cluster_name),
-        );
-        reconcile::write_status(ctx, tikv, &draft.finish(tikv)).await?;
-        return Ok(reconcile::wait_for_cluster());
+        return reconcile::paused(ctx, tikv, cluster_name).await;
     }
     let pd_groups = ctx.caches.pd_groups_of(&namespace, cluster_name);
     let pd_url = pd::pd_url(cluster.as_ref(), &pd_groups, &namespace);
