@@ -2,8 +2,7 @@
 //! instance's ConfigMap, PVCs and Pod. No client here; every function is tested on plain values.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerPort, Pod, PodSpec, Probe, Service, ServicePort, ServiceSpec,
-    TCPSocketAction,
+    ConfigMap, Container, Pod, PodSpec, Probe, Service, ServicePort, ServiceSpec, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -277,28 +276,19 @@ pub fn pod(pd: &PD) -> Result<Pod, BuildError> {
         ..Probe::default()
     });
     let container = Container {
-        name: COMPONENT.into(),
-        image: Some(image(spec)),
-        command: Some(vec![
-            "/pd-server".into(),
-            format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
-        ]),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some(PD_PORT_NAME_CLIENT.into()),
-                container_port: client_port(spec),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some(PD_PORT_NAME_PEER.into()),
-                container_port: peer_port(spec),
-                ..ContainerPort::default()
-            },
-        ]),
-        resources: build::resources(&spec.common.resources),
-        volume_mounts: Some(mounts),
         readiness_probe: readiness,
-        ..Container::default()
+        ..build::server_container(
+            COMPONENT,
+            image(spec),
+            "/pd-server",
+            &format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+            &[
+                (PD_PORT_NAME_CLIENT, client_port(spec)),
+                (PD_PORT_NAME_PEER, peer_port(spec)),
+            ],
+            &spec.common.resources,
+            mounts,
+        )
     };
     let spec = PodSpec {
         containers: vec![container],

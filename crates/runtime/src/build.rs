@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements, Volume as PodVolume,
-    VolumeMount, VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
+    ResourceRequirements, Volume as PodVolume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -416,6 +416,37 @@ where
         });
     }
     Ok((volumes, mounts))
+}
+
+/// The container of a component's server: named as the component, running
+/// `<binary> --config=<config>`, with its named ports, the template's resources and `mounts`.
+pub fn server_container(
+    component: &str,
+    image: String,
+    binary: &str,
+    config: &str,
+    ports: &[(&str, i32)],
+    resources: &api::ResourceRequirements,
+    mounts: Vec<VolumeMount>,
+) -> Container {
+    Container {
+        name: component.into(),
+        image: Some(image),
+        command: Some(vec![binary.into(), format!("--config={config}")]),
+        ports: Some(
+            ports
+                .iter()
+                .map(|(name, port)| ContainerPort {
+                    name: Some((*name).into()),
+                    container_port: *port,
+                    ..ContainerPort::default()
+                })
+                .collect(),
+        ),
+        resources: self::resources(resources),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    }
 }
 
 /// The name of the volume of an instance's ConfigMap.

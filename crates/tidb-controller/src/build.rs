@@ -3,9 +3,9 @@
 //! plain values.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ExecAction,
-    KeyToPath, Lifecycle, LifecycleHandler, PersistentVolumeClaim, Pod, PodSpec, Probe, Service,
-    ServicePort, ServiceSpec, TCPSocketAction, Volume as PodVolume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, ExecAction, KeyToPath,
+    Lifecycle, LifecycleHandler, PersistentVolumeClaim, Pod, PodSpec, Probe, Service, ServicePort,
+    ServiceSpec, TCPSocketAction, Volume as PodVolume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -491,26 +491,6 @@ pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>) -> Result<Pod, BuildError> 
     }
     let sleep = pre_stop_sleep_seconds(spec);
     let container = Container {
-        name: COMPONENT.into(),
-        image: Some(image(spec)),
-        command: Some(vec![
-            "/tidb-server".into(),
-            format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
-        ]),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some(TIDB_PORT_NAME_CLIENT.into()),
-                container_port: client_port(spec),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some(TIDB_PORT_NAME_STATUS.into()),
-                container_port: status_port(spec),
-                ..ContainerPort::default()
-            },
-        ]),
-        resources: build::resources(&spec.common.resources),
-        volume_mounts: Some(mounts),
         readiness_probe: Some(readiness_probe(spec)),
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
@@ -525,7 +505,18 @@ pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>) -> Result<Pod, BuildError> 
             }),
             ..Lifecycle::default()
         }),
-        ..Container::default()
+        ..build::server_container(
+            COMPONENT,
+            image(spec),
+            "/tidb-server",
+            &format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+            &[
+                (TIDB_PORT_NAME_CLIENT, client_port(spec)),
+                (TIDB_PORT_NAME_STATUS, status_port(spec)),
+            ],
+            &spec.common.resources,
+            mounts,
+        )
     };
     let mut labels = build::labels_of(tidb);
     for (key, value) in tidb.labels() {

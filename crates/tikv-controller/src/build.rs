@@ -3,8 +3,8 @@
 //! values.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerPort, PersistentVolumeClaim, Pod, PodSpec, Probe, Service,
-    ServicePort, ServiceSpec, TCPSocketAction,
+    ConfigMap, Container, PersistentVolumeClaim, Pod, PodSpec, Probe, Service, ServicePort,
+    ServiceSpec, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -265,26 +265,6 @@ pub fn pod(tikv: &TiKV) -> Result<Pod, BuildError> {
     let default_paths = [(TIKV_VOLUME_MOUNT_TYPE_DATA, TIKV_DATA_DEFAULT_PATH)];
     let (volumes, mounts) = build::volumes_of(tikv, CONFIG_DIR, &default_paths)?;
     let container = Container {
-        name: COMPONENT.into(),
-        image: Some(image(spec)),
-        command: Some(vec![
-            "/tikv-server".into(),
-            format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
-        ]),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some(TIKV_PORT_NAME_CLIENT.into()),
-                container_port: client_port(spec),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some(TIKV_PORT_NAME_STATUS.into()),
-                container_port: status_port(spec),
-                ..ContainerPort::default()
-            },
-        ]),
-        resources: build::resources(&spec.common.resources),
-        volume_mounts: Some(mounts),
         readiness_probe: Some(Probe {
             tcp_socket: Some(TCPSocketAction {
                 port: IntOrString::String(TIKV_PORT_NAME_CLIENT.into()),
@@ -293,7 +273,18 @@ pub fn pod(tikv: &TiKV) -> Result<Pod, BuildError> {
             period_seconds: Some(5),
             ..Probe::default()
         }),
-        ..Container::default()
+        ..build::server_container(
+            COMPONENT,
+            image(spec),
+            "/tikv-server",
+            &format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+            &[
+                (TIKV_PORT_NAME_CLIENT, client_port(spec)),
+                (TIKV_PORT_NAME_STATUS, status_port(spec)),
+            ],
+            &spec.common.resources,
+            mounts,
+        )
     };
     let spec = PodSpec {
         containers: vec![container],
