@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
@@ -12,7 +12,6 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{PD, PDStatus};
 use operator_api::keys;
-use operator_runtime::apply::{apply_if_changed, create_missing};
 use operator_runtime::online_config::{self, ConfigStep, Recorder, Settled};
 use operator_runtime::pod::{is_ready, not_ready_message};
 use operator_runtime::{cache, instance};
@@ -144,24 +143,8 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             .await;
         }
     };
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing = cache::get(&ctx.caches.config_maps, &namespace, &name);
-    apply_if_changed(
-        &config_maps,
-        MANAGER,
-        existing.as_ref(),
-        build::config_map(pd, config)?,
-    )
-    .await?;
-
-    create_missing(
-        &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &namespace),
-        MANAGER,
-        build::pvcs(pd)?,
-        |pvc| cache::get(&ctx.caches.pvcs, &namespace, &pvc.name_any()).is_some(),
-    )
-    .await
-    .map_err(Error::kube("creating the PVCs"))?;
+    instance::apply_config_map(ctx, MANAGER, pd, build::config_map(pd, config)?).await?;
+    instance::create_pvcs(ctx, MANAGER, pd, build::pvcs(pd)?).await?;
 
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let desired_pod = match build::pod(pd) {

@@ -1,11 +1,11 @@
 //! What every instance reconcile (PD, TiKV, TiDB) shares besides its component's rules and the
 //! status writes of [`crate::reconcile`]: suspending its Pod when the Cluster suspends compute,
 //! deleting an outdated Pod so that it is recreated from the spec, and the end of a removal
-//! (PVCs deleted, finalizer released).
+//! (PVCs deleted, finalizer released); and writing its ConfigMap and creating its PVCs.
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -13,6 +13,7 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::Instance;
 
+use crate::cache;
 use crate::component::Shared;
 use crate::reconcile::{Error, StatusKind};
 
@@ -129,4 +130,49 @@ pub async fn release<K: StatusKind>(shared: &Shared, instance: &K) -> Result<Act
     .map_err(Error::kube("removing the finalizer"))?;
     tracing::info!(instance = instance.name_any(), "instance released");
     Ok(Action::await_change())
+}
+
+/// Writes the instance's ConfigMap (server-side apply under `manager`) when the cached one
+/// differs from `config_map`.
+pub async fn apply_config_map<K>(
+    shared: &Shared,
+    manager: &str,
+    instance: &K,
+    config_map: ConfigMap,
+) -> Result<(), Error>
+where
+    K: StatusKind,
+{
+    let namespace = instance.namespace().unwrap_or_default();
+    let existing = cache::get(&shared.caches.config_maps, &namespace, &instance.name_any());
+    crate::apply::apply_if_changed(
+        &Api::<ConfigMap>::namespaced(shared.client.clone(), &namespace),
+        manager,
+        existing.as_ref(),
+        config_map,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates the instance's PVCs that its cache does not show; one that exists is never changed.
+pub async fn create_pvcs<K>(
+    shared: &Shared,
+    manager: &str,
+    instance: &K,
+    pvcs: Vec<PersistentVolumeClaim>,
+) -> Result<(), Error>
+where
+    K: StatusKind,
+{
+    let namespace = instance.namespace().unwrap_or_default();
+    crate::apply::create_missing(
+        &Api::<PersistentVolumeClaim>::namespaced(shared.client.clone(), &namespace),
+        manager,
+        pvcs,
+        |pvc| cache::get(&shared.caches.pvcs, &namespace, &pvc.name_any()).is_some(),
+    )
+    .await
+    .map_err(Error::kube("creating the PVCs"))?;
+    Ok(())
 }

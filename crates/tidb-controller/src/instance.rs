@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
@@ -13,7 +13,6 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{PD_DEFAULT_PORT_CLIENT, TiDB, TiDBStatus};
 use operator_api::keys;
-use operator_runtime::apply::{apply_if_changed, create_missing};
 use operator_runtime::pod::{is_ready, not_ready_message};
 use operator_runtime::{cache, instance};
 use tracing::{info, instrument};
@@ -181,23 +180,8 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
             .await;
         }
     };
-    let existing_config = cache::get(&ctx.caches.config_maps, &namespace, &name);
-    apply_if_changed(
-        &config_maps,
-        MANAGER,
-        existing_config.as_ref(),
-        build::config_map(tidb, config)?,
-    )
-    .await?;
-
-    create_missing(
-        &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &namespace),
-        MANAGER,
-        build::pvcs(tidb)?,
-        |pvc| cache::get(&ctx.caches.pvcs, &namespace, &pvc.name_any()).is_some(),
-    )
-    .await
-    .map_err(Error::kube("creating the PVCs"))?;
+    instance::apply_config_map(ctx, MANAGER, tidb, build::config_map(tidb, config)?).await?;
+    instance::create_pvcs(ctx, MANAGER, tidb, build::pvcs(tidb)?).await?;
 
     let desired_pod = match build::pod(tidb, bootstrap_sql.as_deref()) {
         Ok(pod) => pod,

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -15,7 +15,7 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{TiKV, TiKVStatus};
 use operator_api::keys;
-use operator_runtime::apply::{apply_if_changed, create_missing, state_manager};
+use operator_runtime::apply::state_manager;
 use operator_runtime::component::CACHE_LAG_RETRY;
 use operator_runtime::group as shared_group;
 use operator_runtime::online_config::{self, ConfigStep, Recorder};
@@ -316,15 +316,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing = cache::get(&ctx.caches.config_maps, &namespace, &name);
-    apply_if_changed(
-        &config_maps,
-        MANAGER,
-        existing.as_ref(),
-        build::config_map(tikv, config)?,
-    )
-    .await?;
+    instance::apply_config_map(ctx, MANAGER, tikv, build::config_map(tikv, config)?).await?;
 
     let desired_pod = match build::pod(tikv) {
         Ok(pod) => pod,
@@ -488,16 +480,7 @@ fn lookup<'a>(tikv: &TiKV, view: &'a Result<PdView, String>) -> Option<StoreLook
 /// Creates the instance's PVCs that do not exist. Never for a store on its way out: its PVCs go
 /// once the store is removed.
 async fn ensure_pvcs(scope: &Scope<'_>) -> Result<(), Error> {
-    let cached = &scope.ctx.caches.pvcs;
-    create_missing(
-        &Api::<PersistentVolumeClaim>::namespaced(scope.ctx.client.clone(), &scope.namespace),
-        MANAGER,
-        build::pvcs(scope.tikv)?,
-        |pvc| cache::get(cached, &scope.namespace, &pvc.name_any()).is_some(),
-    )
-    .await
-    .map_err(Error::kube("creating the PVCs"))?;
-    Ok(())
+    instance::create_pvcs(scope.ctx, MANAGER, scope.tikv, build::pvcs(scope.tikv)?).await
 }
 
 /// Pushes the Node's location labels to the store when they differ.
