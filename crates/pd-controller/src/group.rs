@@ -2,7 +2,6 @@
 //! removed on scale-in with PD's quorum in mind), `bootstrapped`, and the group's status.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
@@ -250,22 +249,8 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         "PD members",
         &progress,
     );
-    let status = shared_group::with_suspended(
-        status,
-        suspended,
-        &instances
-            .iter()
-            .map(|pd| pd.conditions())
-            .collect::<Vec<_>>(),
-    );
-    reconcile::write_status(ctx, group, &status).await?;
-    Ok(if acted {
-        Action::requeue(Duration::from_secs(2))
-    } else if waiting.is_some() || blocked.is_some() {
-        Action::requeue(Duration::from_secs(15))
-    } else {
-        Action::requeue(Duration::from_secs(300))
-    })
+    let waiting = waiting.is_some() || blocked.is_some();
+    reconcile::finish_group(ctx, group, status, suspended, &instances, (acted, waiting)).await
 }
 
 /// How the update engine sees a PD instance.

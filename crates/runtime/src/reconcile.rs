@@ -11,7 +11,7 @@ use kube::Resource;
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use operator_api::conditions::{HasConditions, reasons};
-use operator_api::core::{Cluster, OfCluster};
+use operator_api::core::{Cluster, ComponentGroupStatus, OfCluster};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -275,4 +275,37 @@ where
         namespace,
         cluster: Box::new(cluster),
     })
+}
+
+/// When a group looks again after a reconcile: soon after it acted (to see the result), in a
+/// while when it waits or is blocked, and rarely when all is done (its watches wake it on every
+/// change of its instances).
+pub fn group_requeue(acted: bool, waiting: bool) -> Action {
+    Action::requeue(if acted {
+        Duration::from_secs(2)
+    } else if waiting {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(300)
+    })
+}
+
+/// The end of every group's reconcile: `status` with `Suspended` from its instances
+/// (see [`group::with_suspended`]) written, and when to look again ([`group_requeue`]).
+pub async fn finish_group<G, I>(
+    shared: &Shared,
+    group: &G,
+    status: ComponentGroupStatus,
+    suspending: bool,
+    instances: &[I],
+    (acted, waiting): (bool, bool),
+) -> Result<Action, Error>
+where
+    G: StatusKind<StatusOf = ComponentGroupStatus>,
+    I: HasConditions,
+{
+    let conditions: Vec<_> = instances.iter().map(|i| i.conditions()).collect();
+    let status = group::with_suspended(status, suspending, &conditions);
+    write_status(shared, group, &status).await?;
+    Ok(group_requeue(acted, waiting))
 }

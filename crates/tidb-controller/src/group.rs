@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::Action;
@@ -272,19 +271,8 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
         NOUN,
         &progress,
     );
-    let status = shared_group::with_suspended(
-        status,
-        suspended,
-        &instances.iter().map(|t| t.conditions()).collect::<Vec<_>>(),
-    );
-    reconcile::write_status(ctx, group, &status).await?;
-    Ok(if acted {
-        Action::requeue(Duration::from_secs(2))
-    } else if waiting.is_some() || gated.is_some() {
-        Action::requeue(Duration::from_secs(10))
-    } else {
-        Action::requeue(Duration::from_secs(300))
-    })
+    let waiting = waiting.is_some() || gated.is_some();
+    reconcile::finish_group(ctx, group, status, suspended, &instances, (acted, waiting)).await
 }
 
 /// The update engine's plan, and one thing more: the engine surges only while every instance is

@@ -4,7 +4,6 @@
 //! scale-out); evict-leader schedulers no restart needs any more; and the group's status.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::Action;
@@ -332,22 +331,8 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
         "TiKV stores",
         &progress,
     );
-    let status = shared_group::with_suspended(
-        status,
-        suspended,
-        &instances
-            .iter()
-            .map(|tikv| tikv.conditions())
-            .collect::<Vec<_>>(),
-    );
-    reconcile::write_status(ctx, group, &status).await?;
-    Ok(if acted {
-        Action::requeue(Duration::from_secs(2))
-    } else if waiting.is_some() || blocked.is_some() {
-        Action::requeue(Duration::from_secs(10))
-    } else {
-        Action::requeue(Duration::from_secs(300))
-    })
+    let waiting = waiting.is_some() || blocked.is_some();
+    reconcile::finish_group(ctx, group, status, suspended, &instances, (acted, waiting)).await
 }
 
 /// Removes evict-leader schedulers of this group's stores that no restart needs: the store's
