@@ -109,17 +109,9 @@ fn main() -> Result<()> {
         Some(Command::Clean(args)) => std::process::exit(runner::clean(args)),
         None => {}
     }
-    operator_runtime::telemetry::init(cli.common.log_format, &cli.common.log_filter)?;
     let flags = cli.controller;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // Reconciles are deep futures; unoptimised builds need more than the default 2 MiB.
-        .thread_stack_size(8 * 1024 * 1024)
-        .build()?;
-    runtime.block_on(operator_runtime::run(NAME, cli.common, move |ctx| {
-        controllers(ctx, flags)
-    }))?;
-    Ok(())
+    operator_runtime::main(NAME, cli.common, move |ctx| controllers(ctx, flags))
+        .map_err(anyhow::Error::from_boxed)
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>

@@ -33,12 +33,7 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    operator_runtime::telemetry::init(cli.common.log_format, &cli.common.log_filter)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(operator_runtime::run(MANAGER, cli.common, controllers))?;
-    Ok(())
+    operator_runtime::main(MANAGER, cli.common, controllers).map_err(anyhow::Error::from_boxed)
 }
 
 /// The Cluster a group points at.

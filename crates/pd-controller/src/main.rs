@@ -29,12 +29,7 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    operator_runtime::telemetry::init(cli.common.log_format, &cli.common.log_filter)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(operator_runtime::run(NAME, cli.common, controllers))?;
-    Ok(())
+    operator_runtime::main(NAME, cli.common, controllers).map_err(anyhow::Error::from_boxed)
 }
 
 /// Runs the PDGroup and PD controllers until shutdown.

@@ -34,4 +34,4 @@ pub use error::RuntimeError;
 pub use http::{HttpServer, Readiness};
 pub use leader::{LeaderConfig, LeaderElector, Leadership, LeaseLoss};
 pub use metrics::{Metrics, ReconcileTimer};
-pub use run::{Context, RunOutcome, Setup, run, run_with};
+pub use run::{Context, RunOutcome, Setup, main, run, run_with};

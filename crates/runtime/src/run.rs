@@ -66,6 +66,27 @@ pub enum RunOutcome {
     LeaseLost(LeaseLoss),
 }
 
+/// The whole `main` of a controller binary once its flags are parsed: logging as the flags say,
+/// a multi-threaded Tokio runtime, and [`run`] on it until shutdown.
+pub fn main<F, Fut>(
+    binary: &'static str,
+    flags: CommonFlags,
+    controllers: F,
+) -> Result<(), crate::error::BoxError>
+where
+    F: FnOnce(Context) -> Fut,
+    Fut: Future<Output = Result<(), RuntimeError>> + Send + 'static,
+{
+    crate::telemetry::init(flags.log_format, &flags.log_filter)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Reconciles are deep futures; unoptimised builds need more than the default 2 MiB.
+        .thread_stack_size(8 * 1024 * 1024)
+        .build()?;
+    runtime.block_on(run(binary, flags, controllers))?;
+    Ok(())
+}
+
 /// Runs a controller binary until SIGTERM or SIGINT.
 ///
 /// In order: builds the metrics and the client (from the Pod's service account or

@@ -51,15 +51,9 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    operator_runtime::telemetry::init(cli.common.log_format, &cli.common.log_filter)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let timeout = cli.leader_eviction_timeout;
-    runtime.block_on(operator_runtime::run(MANAGER, cli.common, move |ctx| {
-        controllers(ctx, timeout)
-    }))?;
-    Ok(())
+    operator_runtime::main(MANAGER, cli.common, move |ctx| controllers(ctx, timeout))
+        .map_err(anyhow::Error::from_boxed)
 }
 
 /// Runs the TiKVGroup and TiKV controllers until shutdown.
