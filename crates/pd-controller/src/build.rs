@@ -14,7 +14,6 @@ use operator_api::core::{
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError, Owner};
-use operator_runtime::revision::hash_of;
 
 /// Name of the component label value and of the container.
 pub const COMPONENT: &str = keys::COMPONENT_PD;
@@ -164,12 +163,7 @@ pub fn services(group: &PDGroup) -> Result<[Service; 2], BuildError> {
 
 /// DNS name of an instance through its peer Service.
 pub fn host(pd: &PD) -> String {
-    format!(
-        "{}.{}.{}",
-        pd.name_any(),
-        pd.spec.subdomain,
-        pd.namespace().unwrap_or_default()
-    )
+    build::host_of(pd)
 }
 
 /// Client URL of an instance.
@@ -235,7 +229,7 @@ pub fn data_mount_path(spec: &PDTemplateSpec) -> String {
 
 /// Hash of the user's config, the part that decides restarts (see the config-hash label).
 pub fn config_hash(pd: &PD) -> String {
-    hash_of(&pd.spec.template.common.config)
+    build::config_hash_of(pd)
 }
 
 /// The ConfigMap holding the config file.

@@ -78,15 +78,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let Some(cluster) = cluster else {
-        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        return reconcile::block(
-            ctx,
-            pd,
-            reasons::CLUSTER_NOT_FOUND,
-            &message,
-            Action::requeue(Duration::from_secs(30)),
-        )
-        .await;
+        return reconcile::cluster_missing(ctx, pd).await;
     };
 
     // Config: the first members bootstrap together and keep `initial-cluster` (PD ignores it once

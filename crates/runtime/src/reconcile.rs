@@ -231,6 +231,28 @@ where
     Ok(wait_for_cluster())
 }
 
+/// An instance whose Cluster does not exist: `Ready` and `Synced` false, reason
+/// `ClusterNotFound`, and a look again in 30 s.
+pub async fn cluster_missing<K>(shared: &Shared, instance: &K) -> Result<Action, Error>
+where
+    K: StatusKind + OfCluster,
+    K::StatusOf: Clone,
+{
+    let message = format!(
+        "Cluster {} does not exist in namespace {}",
+        instance.cluster_name(),
+        instance.meta().namespace.as_deref().unwrap_or_default()
+    );
+    block(
+        shared,
+        instance,
+        reasons::CLUSTER_NOT_FOUND,
+        &message,
+        Action::requeue(Duration::from_secs(30)),
+    )
+    .await
+}
+
 /// How a group's reconcile begins, the same for every component.
 pub enum GroupStart {
     /// Go on with the group's rules: its namespace and its Cluster.

@@ -18,7 +18,6 @@ use operator_api::core::{
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError, Owner};
-use operator_runtime::revision::hash_of;
 
 /// Name of the component label value and of the main container.
 pub const COMPONENT: &str = keys::COMPONENT_TIDB;
@@ -263,12 +262,7 @@ pub fn services(group: &TiDBGroup) -> Result<[Service; 2], BuildError> {
 
 /// DNS name of an instance through its peer Service.
 pub fn host(tidb: &TiDB) -> String {
-    format!(
-        "{}.{}.{}",
-        tidb.name_any(),
-        tidb.spec.subdomain,
-        tidb.namespace().unwrap_or_default()
-    )
+    build::host_of(tidb)
 }
 
 /// In-cluster URL of an instance's status port.
@@ -363,7 +357,7 @@ pub fn config(tidb: &TiDB, pd: &str, bootstrap_sql: bool) -> Result<String, Buil
 
 /// Hash of the user's config, the part that decides restarts (see the config-hash label).
 pub fn config_hash(tidb: &TiDB) -> String {
-    hash_of(&tidb.spec.template.common.config)
+    build::config_hash_of(tidb)
 }
 
 /// The ConfigMap holding the config file.

@@ -60,15 +60,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         return finalize(tidb, ctx).await;
     }
     let Some(cluster) = cluster else {
-        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        return reconcile::block(
-            ctx,
-            tidb,
-            reasons::CLUSTER_NOT_FOUND,
-            &message,
-            Action::requeue(Duration::from_secs(30)),
-        )
-        .await;
+        return reconcile::cluster_missing(ctx, tidb).await;
     };
 
     // Where PD is: the Cluster's status, else the client Services of its PD groups.

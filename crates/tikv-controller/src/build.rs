@@ -16,7 +16,6 @@ use operator_api::core::{
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError, Owner};
-use operator_runtime::revision::hash_of;
 
 /// Name of the component label value and of the container.
 pub const COMPONENT: &str = keys::COMPONENT_TIKV;
@@ -165,12 +164,7 @@ pub fn peer_service(group: &TiKVGroup) -> Result<Service, BuildError> {
 
 /// DNS name of an instance through its peer Service.
 pub fn host(tikv: &TiKV) -> String {
-    format!(
-        "{}.{}.{}",
-        tikv.name_any(),
-        tikv.spec.subdomain,
-        tikv.namespace().unwrap_or_default()
-    )
+    build::host_of(tikv)
 }
 
 /// The address the store advertises to PD, `host:client-port`; the instance's store is found in
@@ -235,7 +229,7 @@ pub fn data_mount_path(spec: &TiKVTemplateSpec) -> String {
 
 /// Hash of the user's config, the part that decides restarts (see the config-hash label).
 pub fn config_hash(tikv: &TiKV) -> String {
-    hash_of(&tikv.spec.template.common.config)
+    build::config_hash_of(tikv)
 }
 
 /// The ConfigMap holding the config file.

@@ -283,15 +283,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         return finalize(tikv, ctx, pd_url, leaving_only_this).await;
     }
     let Some(cluster) = cluster else {
-        let message = format!("Cluster {cluster_name} does not exist in namespace {namespace}");
-        return reconcile::block(
-            ctx,
-            tikv,
-            reasons::CLUSTER_NOT_FOUND,
-            &message,
-            Action::requeue(Duration::from_secs(30)),
-        )
-        .await;
+        return reconcile::cluster_missing(ctx, tikv).await;
     };
     let Some(pd_url) = pd_url else {
         let message = format!(
