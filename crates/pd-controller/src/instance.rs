@@ -123,17 +123,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
     };
     let config = match build::config(pd, &membership) {
         Ok(config) => config,
-        Err(e) => {
-            let message = e.to_string();
-            return reconcile::block(
-                ctx,
-                pd,
-                reasons::INVALID_SPEC,
-                &message,
-                Action::await_change(),
-            )
-            .await;
-        }
+        Err(e) => return reconcile::invalid_spec(ctx, pd, &e).await,
     };
     instance::apply_config_map(ctx, MANAGER, pd, build::config_map(pd, config)?).await?;
     instance::create_pvcs(ctx, MANAGER, pd, build::pvcs(pd)?).await?;
@@ -141,17 +131,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let desired_pod = match build::pod(pd) {
         Ok(pod) => pod,
-        Err(e) => {
-            let message = e.to_string();
-            return reconcile::block(
-                ctx,
-                pd,
-                reasons::INVALID_SPEC,
-                &message,
-                Action::await_change(),
-            )
-            .await;
-        }
+        Err(e) => return reconcile::invalid_spec(ctx, pd, &e).await,
     };
     let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
     if cluster

@@ -231,6 +231,29 @@ where
     Ok(wait_for_cluster())
 }
 
+/// An object whose spec cannot be turned into objects (a config that is not TOML, say):
+/// `Ready` and `Synced` false, reason `InvalidSpec` with the builder's message, until the spec
+/// changes.
+pub async fn invalid_spec<K>(
+    shared: &Shared,
+    object: &K,
+    error: &BuildError,
+) -> Result<Action, Error>
+where
+    K: StatusKind,
+    K::StatusOf: Clone,
+{
+    let message = error.to_string();
+    block(
+        shared,
+        object,
+        reasons::INVALID_SPEC,
+        &message,
+        Action::await_change(),
+    )
+    .await
+}
+
 /// An instance whose Cluster does not exist: `Ready` and `Synced` false, reason
 /// `ClusterNotFound`, and a look again in 30 s.
 pub async fn cluster_missing<K>(shared: &Shared, instance: &K) -> Result<Action, Error>

@@ -160,34 +160,14 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
 
     let config = match build::config(tidb, &pd_path, bootstrap_sql.is_some()) {
         Ok(config) => config,
-        Err(e) => {
-            let message = e.to_string();
-            return reconcile::block(
-                ctx,
-                tidb,
-                reasons::INVALID_SPEC,
-                &message,
-                Action::await_change(),
-            )
-            .await;
-        }
+        Err(e) => return reconcile::invalid_spec(ctx, tidb, &e).await,
     };
     instance::apply_config_map(ctx, MANAGER, tidb, build::config_map(tidb, config)?).await?;
     instance::create_pvcs(ctx, MANAGER, tidb, build::pvcs(tidb)?).await?;
 
     let desired_pod = match build::pod(tidb, bootstrap_sql.as_deref()) {
         Ok(pod) => pod,
-        Err(e) => {
-            let message = e.to_string();
-            return reconcile::block(
-                ctx,
-                tidb,
-                reasons::INVALID_SPEC,
-                &message,
-                Action::await_change(),
-            )
-            .await;
-        }
+        Err(e) => return reconcile::invalid_spec(ctx, tidb, &e).await,
     };
     let mut requeue = None;
     match &existing_pod {
