@@ -22,7 +22,7 @@ use crate::build::{self, Membership};
 use crate::context::{Ctx, MANAGER};
 use crate::member::{self, Observed, RestartStep};
 use crate::online;
-use operator_runtime::reconcile::{self, Error};
+use operator_runtime::reconcile::{self, Error, InstanceStart};
 
 /// Reason of an instance waiting for the other first members before it starts.
 pub const REASON_WAITING_FOR_MEMBERS: &str = "WaitingForInitialMembers";
@@ -36,21 +36,17 @@ pub async fn reconcile(pd: Arc<PD>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 }
 
 async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
-    let namespace = pd
-        .namespace()
-        .ok_or_else(|| Error::Invalid("PD has no namespace".into()))?;
+    let (namespace, group_name, cluster) = match reconcile::instance_start(ctx, pd).await? {
+        InstanceStart::Go {
+            namespace,
+            group,
+            cluster,
+        } => (namespace, group, cluster),
+        InstanceStart::Done(then) => return Ok(then),
+    };
     let name = pd.name_any();
     let cluster_name = &pd.spec.cluster.name;
-    let group_name = pd
-        .labels()
-        .get(keys::LABEL_GROUP)
-        .cloned()
-        .unwrap_or_default();
-    let cluster = cache::get(&ctx.caches.clusters, &namespace, cluster_name);
     let group = cache::get(&ctx.groups, &namespace, &group_name);
-    if cluster.as_ref().is_some_and(|c| c.spec.paused) {
-        return reconcile::paused(ctx, pd, cluster_name).await;
-    }
     let client_port = build::client_port(&pd.spec.template);
     let in_cluster = format!(
         "http://{}.{namespace}:{client_port}",

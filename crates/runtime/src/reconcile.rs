@@ -12,6 +12,7 @@ use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use operator_api::conditions::{HasConditions, reasons};
 use operator_api::core::{Cluster, ComponentGroupStatus, OfCluster};
+use operator_api::keys;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -353,4 +354,52 @@ where
     let status = group::with_suspended(status, suspending, &conditions);
     write_status(shared, group, &status).await?;
     Ok(group_requeue(acted, waiting))
+}
+
+/// How an instance's reconcile begins, the same for every component.
+pub enum InstanceStart {
+    /// Go on with the component's rules.
+    Go {
+        /// The instance's namespace.
+        namespace: String,
+        /// Its group (the `pingcap.com/group` label).
+        group: String,
+        /// Its Cluster from the cache; `None` when it does not exist.
+        cluster: Option<Box<Cluster>>,
+    },
+    /// The Cluster is paused: answer this.
+    Done(Action),
+}
+
+/// The first steps of every instance's reconcile: its namespace, group and Cluster, and a paused
+/// Cluster's answer ([`paused`]).
+pub async fn instance_start<K>(shared: &Shared, instance: &K) -> Result<InstanceStart, Error>
+where
+    K: StatusKind + OfCluster,
+    K::StatusOf: Clone,
+{
+    let namespace = instance
+        .meta()
+        .namespace
+        .clone()
+        .ok_or_else(|| Error::Invalid(format!("{} has no namespace", K::kind(&()))))?;
+    let group = instance
+        .meta()
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(keys::LABEL_GROUP))
+        .cloned()
+        .unwrap_or_default();
+    let cluster_name = instance.cluster_name();
+    let cluster = cache::get(&shared.caches.clusters, &namespace, cluster_name);
+    if cluster.as_ref().is_some_and(|c| c.spec.paused) {
+        return paused(shared, instance, cluster_name)
+            .await
+            .map(InstanceStart::Done);
+    }
+    Ok(InstanceStart::Go {
+        namespace,
+        group,
+        cluster: cluster.map(Box::new),
+    })
 }

@@ -19,7 +19,7 @@ use tracing::{info, instrument};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
-use operator_runtime::reconcile::{self, Error};
+use operator_runtime::reconcile::{self, Error, InstanceStart};
 
 /// Reason of an instance whose Cluster names no PD to connect to.
 pub const REASON_NO_PD: &str = "PDNotFound";
@@ -47,15 +47,14 @@ enum Health {
 }
 
 async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
-    let namespace = tidb
-        .namespace()
-        .ok_or_else(|| Error::Invalid("TiDB has no namespace".into()))?;
+    let (namespace, cluster) = match reconcile::instance_start(ctx, tidb).await? {
+        InstanceStart::Go {
+            namespace, cluster, ..
+        } => (namespace, cluster),
+        InstanceStart::Done(then) => return Ok(then),
+    };
     let name = tidb.name_any();
     let cluster_name = &tidb.spec.cluster.name;
-    let cluster = cache::get(&ctx.caches.clusters, &namespace, cluster_name);
-    if cluster.as_ref().is_some_and(|c| c.spec.paused) {
-        return reconcile::paused(ctx, tidb, cluster_name).await;
-    }
     if tidb.metadata.deletion_timestamp.is_some() {
         return finalize(tidb, ctx).await;
     }

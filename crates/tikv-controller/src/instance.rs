@@ -35,7 +35,7 @@ use crate::build;
 use crate::context::{Ctx, MANAGER};
 use crate::pd::{self, PdView};
 use crate::store::{self, StoreLookup};
-use operator_runtime::reconcile::{self, Error};
+use operator_runtime::reconcile::{self, Error, InstanceStart};
 
 /// Annotation of a TiKV instance: when the leader-eviction wait of the current restart started
 /// (RFC 3339). It is written before the evict-leader scheduler is added and removed after the
@@ -253,24 +253,18 @@ impl<'a> Scope<'a> {
 }
 
 async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
-    let namespace = tikv
-        .namespace()
-        .ok_or_else(|| Error::Invalid("TiKV has no namespace".into()))?;
+    let (namespace, group_name, cluster) = match reconcile::instance_start(ctx, tikv).await? {
+        InstanceStart::Go {
+            namespace,
+            group,
+            cluster,
+        } => (namespace, group, cluster),
+        InstanceStart::Done(then) => return Ok(then),
+    };
     let name = tikv.name_any();
     let cluster_name = &tikv.spec.cluster.name;
-    let group_name = tikv
-        .labels()
-        .get(keys::LABEL_GROUP)
-        .cloned()
-        .unwrap_or_default();
-    let cluster = cache::get(&ctx.caches.clusters, &namespace, cluster_name);
-    if let Some(cluster) = &cluster
-        && cluster.spec.paused
-    {
-        return reconcile::paused(ctx, tikv, cluster_name).await;
-    }
     let pd_groups = ctx.caches.pd_groups_of(&namespace, cluster_name);
-    let pd_url = pd::pd_url(cluster.as_ref(), &pd_groups, &namespace);
+    let pd_url = pd::pd_url(cluster.as_deref(), &pd_groups, &namespace);
 
     if tikv.metadata.deletion_timestamp.is_some() {
         let group = cache::get(&ctx.groups, &namespace, &group_name);
