@@ -77,6 +77,8 @@ pub mod reasons {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// The group waits for the groups it depends on to run the new version.
     pub const WAITING_FOR_DEPENDENCIES: &str = "WaitingForDependencies";
+    /// The group's version is lower than one its instances run: nothing is rolled.
+    pub const DOWNGRADE_REFUSED: &str = "DowngradeRefused";
     /// Cluster: being created.
     pub const CLUSTER_CREATION: &str = "ClusterCreation";
     /// Cluster: being deleted.

@@ -63,6 +63,10 @@ pub const ANNO_FEATURES: &str = "core.pingcap.com/features";
 pub const ANNO_APPLIED_CONFIG: &str = "core.pingcap.com/applied-config";
 /// On a Pod: the hash of a `config` the component refused to take online; that change restarts.
 pub const ANNO_CONFIG_REJECTED: &str = "core.pingcap.com/config-rejected";
+/// On a group: `"true"` lets the group move to a version lower than one its instances run.
+/// TiDB, TiKV and PD support no downgrade (patch versions included); this is for someone who
+/// knows the versions involved are compatible.
+pub const ANNO_ALLOW_DOWNGRADE: &str = "core.pingcap.com/allow-downgrade";
 /// Number of members the PD cluster was bootstrapped with.
 pub const ANNO_INITIAL_CLUSTER_NUM: &str = "pd.core.pingcap.com/initial-cluster-num";
 /// Value of boolean annotations.

@@ -135,6 +135,15 @@ async fn reconcile_inner(group: &PDGroup, ctx: &Ctx) -> Result<Action, Error> {
         } else {
             waiting = Some("waiting for the first PD members to form the cluster".to_string());
         }
+    } else if let Some(refusal) = shared_group::downgrade_hold(
+        &ctx.events,
+        group,
+        &group.spec.template.spec.common.version,
+        &instances,
+    )
+    .await
+    {
+        blocked = Some(refusal);
     } else {
         let views: Vec<InstanceView> = instances.iter().map(view).collect();
         let policy = Policy {

@@ -13,7 +13,8 @@ use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::{Api, Client, Resource};
 use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
-use operator_api::core::ComponentGroupStatus;
+use operator_api::core::{ComponentGroupStatus, Instance};
+use operator_api::keys;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -361,6 +362,42 @@ where
         object.meta().generation,
     );
     (copy.status().cloned().unwrap_or_default(), changed)
+}
+
+/// A group's refusal of a downgrade ([`crate::upgrade::downgrade_refusal`] of its template's
+/// `version` over what its instances are at), for its status, with a Warning Event when it is
+/// news. While it holds, the group creates, updates and removes no instance.
+pub async fn downgrade_hold<G, I>(
+    events: &Events,
+    group: &G,
+    version: &str,
+    instances: &[I],
+) -> Option<(&'static str, String)>
+where
+    G: Resource<DynamicType = ()> + HasConditions,
+    I: Instance + Resource,
+{
+    let allowed = group
+        .meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(keys::ANNO_ALLOW_DOWNGRADE))
+        .is_some_and(|v| v == "true");
+    let running = instances
+        .iter()
+        .filter(|i| i.meta().deletion_timestamp.is_none())
+        .map(|i| i.common().version.as_str());
+    let message = crate::upgrade::downgrade_refusal(version, running, allowed)?;
+    Some(
+        refusal(
+            events,
+            group,
+            reasons::DOWNGRADE_REFUSED,
+            "Upgrade",
+            message,
+        )
+        .await,
+    )
 }
 
 /// Whether the object's `Synced` condition gives `reason`.

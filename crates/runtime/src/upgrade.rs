@@ -22,6 +22,40 @@ pub fn same_version(a: &str, b: &str) -> bool {
     a.trim_start_matches('v') == b.trim_start_matches('v')
 }
 
+/// Whether `a` is a lower version than `b` by SemVer (a leading `v` ignored). A version that
+/// does not parse compares as neither lower nor higher: the refusal below never fires on a guess.
+pub fn is_lower(a: &str, b: &str) -> bool {
+    let parse = |v: &str| semver::Version::parse(v.trim_start_matches('v')).ok();
+    match (parse(a), parse(b)) {
+        (Some(a), Some(b)) => a < b,
+        _ => false,
+    }
+}
+
+/// Why moving to `version` is refused: the highest of `running` (the versions the group's
+/// instances are at) when it is above `version`, unless `allowed` (the group's
+/// `core.pingcap.com/allow-downgrade` annotation). `None` when it is no downgrade.
+pub fn downgrade_refusal<'a>(
+    version: &str,
+    running: impl IntoIterator<Item = &'a str>,
+    allowed: bool,
+) -> Option<String> {
+    if allowed {
+        return None;
+    }
+    let highest = running
+        .into_iter()
+        .filter(|r| is_lower(version, r))
+        .reduce(|a, b| if is_lower(a, b) { b } else { a })?;
+    Some(format!(
+        "version {version} is lower than {highest}, which instances of this group run: TiDB \
+         components support no downgrade, patch versions included, so nothing is rolled. Set \
+         spec.template.spec.version back to {highest} or higher, or, if you know these versions \
+         are compatible, annotate the group {}=true",
+        operator_api::keys::ANNO_ALLOW_DOWNGRADE
+    ))
+}
+
 /// `Ok` when the group may move to `version`, else why it waits (for a condition message).
 /// `running` is the version the group's instances run now: a group that already runs `version`
 /// (or has no instances yet) never waits.
@@ -123,5 +157,40 @@ mod tests {
         );
         assert!(may_upgrade(None, "v8.5.3", None, &[dep(&rolling)]).is_ok());
         assert!(may_upgrade(None, "v8.5.3", Some("v8.5.3"), &[dep(&rolling)]).is_ok());
+    }
+
+    #[test]
+    fn a_lower_version_than_one_running_is_refused_unless_allowed() {
+        let cases: &[(&str, &[&str], bool, Option<&str>)] = &[
+            ("v8.5.2", &["v8.5.2"], false, None),
+            ("v8.5.3", &["v8.5.2"], false, None),
+            ("v7.1.0", &["v8.5.2"], false, Some("v8.5.2")),
+            ("v8.5.1", &["v8.5.2", "v8.5.1"], false, Some("v8.5.2")),
+            (
+                "8.5.1",
+                &["v8.1.0", "v8.5.2", "v8.4.0"],
+                false,
+                Some("v8.5.2"),
+            ),
+            ("v8.5.0", &["v8.5.0-alpha"], false, None),
+            ("v8.5.0-alpha", &["v8.5.0"], false, Some("v8.5.0")),
+            ("v7.1.0", &["v8.5.2"], true, None),
+            ("nightly", &["v8.5.2"], false, None),
+            ("v7.1.0", &[], false, None),
+        ];
+        for (version, running, allowed, want) in cases {
+            let got = downgrade_refusal(version, running.iter().copied(), *allowed);
+            match want {
+                None => assert_eq!(got, None, "{version} over {running:?}"),
+                Some(highest) => {
+                    let message = got.unwrap_or_default();
+                    assert!(
+                        message.contains(&format!("lower than {highest},")),
+                        "{version} over {running:?}: {message}"
+                    );
+                    assert!(message.contains("core.pingcap.com/allow-downgrade=true"));
+                }
+            }
+        }
     }
 }

@@ -131,6 +131,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
 
     let mut acted = false;
     let mut waiting = None;
+    let mut blocked = None;
     let suspended = cluster
         .spec
         .suspend_action
@@ -160,6 +161,10 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
     if suspended {
         // Nothing is created, updated or removed while the Pods are suspended.
         waiting = Some("the Cluster suspends compute".to_string());
+    } else if let Some(refusal) =
+        shared_group::downgrade_hold(&ctx.events, group, version, &instances).await
+    {
+        blocked = Some(refusal);
     } else if unobserved > 0 {
         waiting = Some(format!(
             "waiting for {unobserved} instance(s) to report their state after the pause"
@@ -255,7 +260,7 @@ async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> 
         })
         .collect();
     let progress = Progress {
-        blocked: None,
+        blocked,
         waiting: gated.clone().or(waiting.clone()),
         waiting_reason: gated.as_ref().map(|_| reasons::WAITING_FOR_DEPENDENCIES),
         acted,

@@ -165,6 +165,10 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
     if suspended {
         // Nothing is created, updated or removed while the Pods are suspended.
         waiting = Some("the Cluster suspends compute".to_string());
+    } else if let Some(refusal) =
+        shared_group::downgrade_hold(&ctx.events, group, version, &instances).await
+    {
+        blocked = Some(refusal);
     } else {
         let (actions, hold) = shared_group::hold_scaling(
             &ctx.events,

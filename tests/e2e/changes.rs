@@ -1,8 +1,11 @@
-//! `updateStrategy.config: HotReload` end to end: the pd- and tikv-controllers run as processes
-//! under their shipped RBAC with the operand simulator. A config change whose keys PD and TiKV
-//! take online reaches every process through their online-config APIs without a restart; a key
-//! that cannot change online, or one the component refuses, restarts the Pods one at a time
-//! through the ordinary safe restart. Each instance's status says which happened.
+//! Changes of a group's template that the operator carries out, or refuses, end to end: the pd-
+//! and tikv-controllers run as processes under their shipped RBAC with the operand simulator.
+//! - `updateStrategy.config: HotReload`: a config change whose keys PD and TiKV take online
+//!   reaches every process through their online-config APIs without a restart; a key that cannot
+//!   change online, or one the component refuses, restarts the Pods one at a time through the
+//!   ordinary safe restart. Each instance's status says which happened.
+//! - A version lower than the one a group runs is refused, and nothing is touched, until the
+//!   version is set back or the group carries the documented override.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +17,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
-use operator_api::core::{ConfigChangeStatus, PD, TiKV};
+use operator_api::core::{ConfigChangeStatus, PD, PDGroup, TiKV, TiKVGroup};
 use scenarios::{Controller, Simulator, apply_controller_identity, ensure_crds, events_of};
 use serde_json::{Value, json};
 use testkit::{LocalCluster, TestNamespace, wait_until};
@@ -88,13 +91,35 @@ impl Scene {
             .unwrap();
     }
 
-    async fn set_config(&self, kind: &str, name: &str, config: &str) {
+    async fn patch_template(&self, kind: &str, name: &str, spec: Value) {
         let resource = scenarios::api_resource(kind).unwrap();
-        let patch = json!({"spec": {"template": {"spec": {"config": config}}}});
+        let patch = json!({"spec": {"template": {"spec": spec}}});
         Api::<DynamicObject>::namespaced_with(self.client.clone(), self.n(), &resource)
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .unwrap();
+    }
+
+    async fn set_config(&self, kind: &str, name: &str, config: &str) {
+        self.patch_template(kind, name, json!({ "config": config }))
+            .await;
+    }
+
+    /// The Cluster, a PDGroup `pd` and a TiKVGroup `tikv` of three each with these configs,
+    /// once every instance is Ready and Synced.
+    async fn create_cluster(&self, pd_config: &str, tikv_config: &str) {
+        self.create(json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": CLUSTER}, "spec": {}
+        }))
+        .await;
+        self.create(group("PDGroup", "pd", pd_config)).await;
+        self.create(group("TiKVGroup", "tikv", tikv_config)).await;
+        self.wait_changes(
+            "every PD and TiKV Ready and Synced",
+            &[("pd", None), ("tikv", None)],
+        )
+        .await;
     }
 
     /// Pod UIDs of a component, by Pod name.
@@ -237,20 +262,7 @@ fn group(kind: &str, name: &str, config: &str) -> Value {
 #[tokio::test]
 async fn online_keys_change_without_a_restart_and_the_rest_restart_one_at_a_time() {
     let scene = Scene::start("hot-reload").await;
-    scene
-        .create(json!({
-            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
-            "metadata": {"name": CLUSTER}, "spec": {}
-        }))
-        .await;
-    scene.create(group("PDGroup", "pd", PD_BEFORE)).await;
-    scene.create(group("TiKVGroup", "tikv", TIKV_BEFORE)).await;
-    scene
-        .wait_changes(
-            "every PD and TiKV Ready and Synced",
-            &[("pd", None), ("tikv", None)],
-        )
-        .await;
+    scene.create_cluster(PD_BEFORE, TIKV_BEFORE).await;
     let pods_before = (scene.pod_uids("pd").await, scene.pod_uids("tikv").await);
 
     // Keys both components take online: no Pod restarts, every process gets them.
@@ -348,6 +360,125 @@ async fn online_keys_change_without_a_restart_and_the_rest_restart_one_at_a_time
             .any(|(_, items)| items.contains_key("rocksdb.max-open-files")),
         "TiKV took a key it refuses"
     );
+
+    scene
+        .simulator
+        .verdict(scene.n(), CLUSTER, &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A group's `Synced` reason and message.
+fn synced<K: HasConditions>(object: &K) -> (String, String) {
+    conditions::find(object.conditions(), conditions::SYNCED)
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_lower_version_is_refused_and_touches_nothing_until_allowed() {
+    let scene = Scene::start("downgrade").await;
+    scene.create_cluster("", "").await;
+    let pods_before = (scene.pod_uids("pd").await, scene.pod_uids("tikv").await);
+    let pd_groups: Api<PDGroup> = Api::namespaced(scene.client.clone(), scene.n());
+    let tikv_groups: Api<TiKVGroup> = Api::namespaced(scene.client.clone(), scene.n());
+
+    // Lower than what runs, a patch version included: both groups refuse and say why.
+    scene
+        .patch_template("PDGroup", "pd", json!({"version": "v7.1.0"}))
+        .await;
+    scene
+        .patch_template("TiKVGroup", "tikv", json!({"version": "v8.5.1"}))
+        .await;
+    wait_until(
+        &scene.cluster.kubectl(),
+        scene.n(),
+        "both groups Synced=False DowngradeRefused",
+        CONVERGE,
+        || async {
+            let pd = synced(&pd_groups.get("pd").await?);
+            let tikv = synced(&tikv_groups.get("tikv").await?);
+            Ok::<_, kube::Error>(pd.0 == "DowngradeRefused" && tikv.0 == "DowngradeRefused")
+        },
+    )
+    .await
+    .unwrap();
+    let (_, message) = synced(&pd_groups.get("pd").await.unwrap());
+    assert!(
+        message.contains("v7.1.0 is lower than v8.5.2")
+            && message.contains("core.pingcap.com/allow-downgrade=true"),
+        "{message}"
+    );
+    for kind in ["PDGroup", "TiKVGroup"] {
+        let events = scene.events(kind, "DowngradeRefused").await;
+        assert!(
+            events.iter().any(|e| e.type_.as_deref() == Some("Warning")),
+            "no Warning Event on the {kind}"
+        );
+    }
+    let pd_group = pd_groups.get("pd").await.unwrap();
+    assert!(
+        conditions::is_true(pd_group.conditions(), conditions::READY),
+        "the members keep serving, so the group stays Ready"
+    );
+    // Nothing is touched while refused.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        (scene.pod_uids("pd").await, scene.pod_uids("tikv").await),
+        pods_before,
+        "a refused downgrade restarted a Pod"
+    );
+    let pds: Api<PD> = Api::namespaced(scene.client.clone(), scene.n());
+    let tikvs: Api<TiKV> = Api::namespaced(scene.client.clone(), scene.n());
+    let mut versions: Vec<String> = Vec::new();
+    for pd in pds.list(&ListParams::default()).await.unwrap().items {
+        versions.push(pd.spec.template.common.version);
+    }
+    for tikv in tikvs.list(&ListParams::default()).await.unwrap().items {
+        versions.push(tikv.spec.template.common.version);
+    }
+    assert!(
+        versions.iter().all(|v| v == "v8.5.2"),
+        "an instance moved to the lower version: {versions:?}"
+    );
+
+    // The override lets PD go down; TiKV set back to what it runs is Synced again untouched.
+    let annotate =
+        json!({"metadata": {"annotations": {"core.pingcap.com/allow-downgrade": "true"}}});
+    pd_groups
+        .patch("pd", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+    scene
+        .patch_template("TiKVGroup", "tikv", json!({"version": "v8.5.2"}))
+        .await;
+    wait_until(
+        &scene.cluster.kubectl(),
+        scene.n(),
+        "PD at v7.1.0 and both groups Synced",
+        CONVERGE,
+        || async {
+            let pd = pd_groups.get("pd").await?;
+            let tikv = tikv_groups.get("tikv").await?;
+            let pd_version = pd.status.as_ref().map(|s| s.group.version.clone());
+            Ok::<_, kube::Error>(
+                pd_version.as_deref() == Some("v7.1.0")
+                    && synced(&pd).0 == "Synced"
+                    && synced(&tikv).0 == "Synced",
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let pods_after = (scene.pod_uids("pd").await, scene.pod_uids("tikv").await);
+    assert_eq!(pods_after.1, pods_before.1, "TiKV restarted");
+    for (name, uid) in &pods_before.0 {
+        assert_ne!(
+            pods_after.0.get(name),
+            Some(uid),
+            "{name} was not rolled down"
+        );
+    }
 
     scene
         .simulator
