@@ -157,9 +157,18 @@ async fn reconcile_inner(group: &TiKVGroup, ctx: &Ctx) -> Result<Action, Error> 
     let mut held = 0usize;
     let mut cancellable: Vec<&TiKV> = instances.iter().filter(|i| is_cancellable(i)).collect();
     // Stores are added or removed only while PD answers; updates go on (each restart waits for
-    // PD on its own).
-    let silence = match &pd_view {
-        Some(Err(error)) => Some(error.clone()),
+    // PD on its own). PD's view is shared for a second, so a scale asks PD afresh: a view from
+    // before an outage must not let a store be added during it.
+    let scales = plan
+        .actions
+        .iter()
+        .any(|a| !matches!(a, update::Action::Update { .. }));
+    let silence = match (&pd_api, &pd_view) {
+        (Some(pd), Some(Ok(_))) if scales => {
+            ctx.pd_changed(pd);
+            ctx.pd_view(pd).await.err()
+        }
+        (_, Some(Err(error))) => Some(error.clone()),
         _ => None,
     };
     if suspended {
