@@ -303,8 +303,8 @@ pub fn config_hash_of<I: api::Instance>(instance: &I) -> String {
     crate::revision::hash_of(&instance.common().config)
 }
 
-/// The identity of an instance's objects, for the label and PVC builders.
-fn owner_parts<I>(instance: &I) -> (String, String)
+/// Runs `f` with the identity of an instance's objects (for the label and PVC builders).
+fn with_owner<I, R>(instance: &I, f: impl FnOnce(Owner<'_>) -> R) -> R
 where
     I: api::Instance + Resource<DynamicType = ()>,
 {
@@ -314,7 +314,12 @@ where
         .get(keys::LABEL_GROUP)
         .cloned()
         .unwrap_or_default();
-    (namespace, group)
+    f(Owner {
+        namespace: &namespace,
+        cluster: instance.cluster_name(),
+        component: I::COMPONENT,
+        group: &group,
+    })
 }
 
 /// The labels of an instance's own objects (ConfigMap, Pod, PVCs): see [`instance_labels`].
@@ -322,14 +327,9 @@ pub fn labels_of<I>(instance: &I) -> BTreeMap<String, String>
 where
     I: api::Instance + Resource<DynamicType = ()>,
 {
-    let (namespace, group) = owner_parts(instance);
-    let owner = Owner {
-        namespace: &namespace,
-        cluster: instance.cluster_name(),
-        component: I::COMPONENT,
-        group: &group,
-    };
-    instance_labels(owner, &instance.name_any())
+    with_owner(instance, |owner| {
+        instance_labels(owner, &instance.name_any())
+    })
 }
 
 /// The instance's ConfigMap, holding its config as `file`, owned by the instance.
@@ -355,20 +355,15 @@ pub fn pvcs_of<I>(instance: &I) -> Result<Vec<PersistentVolumeClaim>, BuildError
 where
     I: api::Instance + Resource<DynamicType = ()>,
 {
-    let (namespace, group) = owner_parts(instance);
-    let owner = Owner {
-        namespace: &namespace,
-        cluster: instance.cluster_name(),
-        component: I::COMPONENT,
-        group: &group,
-    };
     let common = instance.common();
-    pvcs(
-        owner,
-        &instance.name_any(),
-        &common.volumes,
-        common.overlay.as_ref(),
-    )
+    with_owner(instance, |owner| {
+        pvcs(
+            owner,
+            &instance.name_any(),
+            &common.volumes,
+            common.overlay.as_ref(),
+        )
+    })
 }
 
 /// Where a template volume's mount goes: its `mountPath`, or the default path of its type from

@@ -89,6 +89,25 @@ impl Shared {
         self.endpoints.resolve(of, in_cluster)
     }
 
+    /// The status-port URL of `instance`, a `K` instance: `in_cluster`, or the endpoint override
+    /// of its component (whose template may name `{instance}`).
+    pub fn status_url<K>(&self, instance: &K, in_cluster: String) -> String
+    where
+        K: operator_api::core::Instance + Resource,
+    {
+        let namespace = instance.meta().namespace.clone().unwrap_or_default();
+        let name = instance.meta().name.clone().unwrap_or_default();
+        self.endpoint(
+            EndpointFor {
+                component: K::COMPONENT,
+                namespace: &namespace,
+                cluster: instance.cluster_name(),
+                instance: &name,
+            },
+            in_cluster,
+        )
+    }
+
     /// A client of the PD of a cluster, reached at `in_cluster_url` (or the endpoint override),
     /// made once per URL.
     pub fn pd(

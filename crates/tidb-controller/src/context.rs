@@ -8,7 +8,6 @@ use std::time::Duration;
 use kube::runtime::reflector::Store;
 use operator_api::core::{TiDB, TiKVGroup};
 use operator_runtime::component::Shared;
-use operator_runtime::endpoints::EndpointFor;
 use pd_client::{StatusClient, TidbStatus};
 
 /// Field manager of every write this binary makes, and the name its Events carry.
@@ -48,26 +47,6 @@ impl Ctx {
             tikv_groups,
             status,
         })
-    }
-
-    /// The status URL of a TiDB instance: its in-cluster address, or the endpoint override of
-    /// component `tidb` (its template may name `{instance}`).
-    pub fn status_url(
-        &self,
-        namespace: &str,
-        cluster: &str,
-        instance: &str,
-        in_cluster: String,
-    ) -> String {
-        self.shared.endpoint(
-            EndpointFor {
-                component: "tidb",
-                namespace,
-                cluster,
-                instance,
-            },
-            in_cluster,
-        )
     }
 
     /// `GET {url}/status` of a TiDB.

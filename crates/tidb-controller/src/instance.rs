@@ -194,7 +194,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
 
     let health = match &existing_pod {
         Some(pod) if !is_terminating(pod) && is_ready(pod) => {
-            let url = ctx.status_url(&namespace, cluster_name, &name, build::status_url(tidb));
+            let url = ctx.status_url(tidb, build::status_url(tidb));
             match ctx.tidb_status(&url).await {
                 Ok(status) => Health::Serving(status.version),
                 Err(e) => Health::Failing {

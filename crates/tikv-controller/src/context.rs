@@ -11,7 +11,6 @@ use kube::runtime::reflector::Store;
 use operator_api::core::{TiKV, TiKVGroup};
 use operator_runtime::cache::Recent;
 use operator_runtime::component::Shared;
-use operator_runtime::endpoints::EndpointFor;
 use pd_client::{PdClient, StatusClient};
 
 use crate::pd::PdView;
@@ -66,26 +65,6 @@ impl Ctx {
             pd_views: Recent::new(PD_VIEW_TTL),
             status,
         })
-    }
-
-    /// The status URL of a TiKV instance: `in_cluster`, or the endpoint override of component
-    /// `tikv` (its template may name `{instance}`).
-    pub fn status_url(
-        &self,
-        namespace: &str,
-        cluster: &str,
-        instance: &str,
-        in_cluster: String,
-    ) -> String {
-        self.endpoint(
-            EndpointFor {
-                component: "tikv",
-                namespace,
-                cluster,
-                instance,
-            },
-            in_cluster,
-        )
     }
 
     /// PD's view of the stores of a cluster, polled at most once per [`PD_VIEW_TTL`] for every
