@@ -324,15 +324,18 @@ where
 }
 
 /// When a group looks again after a reconcile: soon after it acted (to see the result), in a
-/// while when it waits or is blocked, and rarely when all is done (its watches wake it on every
-/// change of its instances).
+/// while when it waits or is blocked, and every 30 s when all is done. Its watches wake it on
+/// every change of its instances, but the watch that wakes it and the cache it reads the
+/// instances from are separate: when the watch runs ahead, the group sees the old instance, and
+/// only a look of its own catches up. A look reads caches only; it sends no request unless
+/// something changed.
 pub fn group_requeue(acted: bool, waiting: bool) -> Action {
     Action::requeue(if acted {
         Duration::from_secs(2)
     } else if waiting {
         Duration::from_secs(10)
     } else {
-        Duration::from_secs(300)
+        Duration::from_secs(30)
     })
 }
 
