@@ -1,6 +1,7 @@
-//! The reconcile error every component controller returns (PD, TiKV, TiDB groups and instances),
-//! with a short category for the error metric, and the status writes and timing every reconcile
-//! shares.
+//! What every group and instance reconcile of the component controllers shares: the reconcile
+//! error (with a category for the error metric) and the timing, the status writes and the
+//! standard answers (blocked, paused, invalid spec, Cluster missing), the first steps of a group
+//! or instance reconcile and the end of a group's.
 
 use std::fmt::Debug;
 use std::future::Future;
