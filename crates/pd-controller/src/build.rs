@@ -62,11 +62,6 @@ pub fn peer_port(spec: &PDTemplateSpec) -> i32 {
         .map_or(PD_DEFAULT_PORT_PEER, |p| p.port)
 }
 
-/// What the revision of a group covers: the template and the features.
-pub fn revision_input(group: &PDGroup) -> serde_json::Value {
-    serde_json::json!({"template": group.spec.template, "features": group.spec.features})
-}
-
 /// A PD instance of a group at the group's current template.
 pub fn instance(
     group: &PDGroup,

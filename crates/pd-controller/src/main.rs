@@ -12,6 +12,7 @@ use anyhow::Result;
 use clap::Parser;
 use operator_api::keys;
 use operator_runtime::component::run_controllers;
+use operator_runtime::group_reconcile;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 
 use crate::context::Ctx;
@@ -40,7 +41,7 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         NAME,
         |groups, _| groups,
         Ctx::new,
-        group::reconcile,
+        group_reconcile::reconcile::<group::Rules>,
         instance::reconcile,
         async {},
     )

@@ -12,6 +12,7 @@ pub mod expect;
 pub mod finalize;
 pub mod flags;
 pub mod group;
+pub mod group_reconcile;
 pub mod instance;
 pub mod online_config;
 pub mod overlay;

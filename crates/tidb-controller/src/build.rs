@@ -103,11 +103,6 @@ pub fn termination_grace_period_seconds(spec: &TiDBTemplateSpec) -> i64 {
     i64::from(pre_stop_sleep_seconds(spec)) + GRACEFUL_CLOSE_SECONDS + TERMINATION_BUFFER_SECONDS
 }
 
-/// What the revision of a group covers: the template and the features.
-pub fn revision_input(group: &TiDBGroup) -> serde_json::Value {
-    serde_json::json!({"template": group.spec.template, "features": group.spec.features})
-}
-
 /// What new or updated instances are made from: the group's template at its update revision, or,
 /// while a new version waits for its dependencies, the spec of an instance already running.
 #[derive(Clone, Debug, PartialEq)]

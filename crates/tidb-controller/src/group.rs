@@ -3,281 +3,286 @@
 //! upgrade order (PD and TiKV first), and the group's status.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
 use operator_api::conditions::{self, HasConditions, reasons};
-use operator_api::core::{PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup};
-use operator_runtime::apply::apply_if_changed;
-use operator_runtime::build as shared;
+use operator_api::core::{
+    Cluster, PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup, Topology,
+};
+use operator_runtime::build::{BuildError, Owner};
 use operator_runtime::cache;
-use operator_runtime::component::InstanceWriter;
-use operator_runtime::group::{self as shared_group, InstanceSummary, Progress};
-use operator_runtime::revision::revision_name;
+use operator_runtime::group as shared_group;
+use operator_runtime::group_reconcile::{
+    BeforePlan, Decision, Effect, GroupRules, GroupView, Outcome, is_available,
+};
+use operator_runtime::reconcile::Error;
 use operator_runtime::update::{self, InstanceView, Policy};
 use operator_runtime::upgrade::{self, Dependency};
-use tracing::{info, instrument};
 
 use crate::build::{self, Target};
 use crate::context::{Ctx, MANAGER};
-use operator_runtime::reconcile::{self, Error, GroupStart};
 
 /// How the group's instances are named in condition messages.
 const NOUN: &str = "TiDB servers";
 
-/// Reconciles one TiDBGroup.
-#[instrument(skip_all, fields(namespace = group.namespace(), group = group.name_any(), cluster = group.spec.cluster.name))]
-pub async fn reconcile(group: Arc<TiDBGroup>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    operator_runtime::reconcile::measured(&ctx.metrics, "tidbgroup", reconcile_inner(&group, &ctx))
-        .await
+/// The TiDB component's group rules.
+pub struct Rules;
+
+/// What a TiDBGroup's rules learn each reconcile: what new and updated instances are made from.
+pub struct Observed {
+    /// The group's template, or while a new version waits for PD and TiKV, what the group runs.
+    target: Target,
+    /// Why the new version waits, if it does.
+    gated: Option<String>,
 }
 
-async fn reconcile_inner(group: &TiDBGroup, ctx: &Ctx) -> Result<Action, Error> {
-    let (namespace, cluster) = match reconcile::group_start(ctx, group).await? {
-        GroupStart::Go { namespace, cluster } => (namespace, cluster),
-        GroupStart::Done(then) => return Ok(then),
-    };
-    let name = group.name_any();
-    let cluster_name = &group.spec.cluster.name;
+/// What a TiDBGroup's rules see.
+type View<'a> = GroupView<'a, Rules>;
 
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
-    for service in build::services(group)? {
-        let existing = cache::get(&ctx.caches.services, &namespace, &service.name_any());
-        apply_if_changed(&services, MANAGER, existing.as_ref(), service).await?;
+impl GroupRules for Rules {
+    type Group = TiDBGroup;
+    type Instance = TiDB;
+    type Observed = Observed;
+    type Ctx = Ctx;
+
+    const CONTROLLER: &'static str = "tidbgroup";
+    const MANAGER: &'static str = MANAGER;
+    const NOUN: &'static str = NOUN;
+    const UNIT: &'static str = "server";
+
+    fn instances(ctx: &Ctx) -> &Store<TiDB> {
+        &ctx.instances
     }
 
-    let writer = InstanceWriter::new(ctx, group, MANAGER, &[]);
-    if let Some(wait) = writer.wait_for_cache(&ctx.instances) {
-        return Ok(wait);
+    fn owner<'a>(namespace: &'a str, cluster: &'a str, group: &'a str) -> Owner<'a> {
+        build::owner(namespace, cluster, group)
     }
-    let owner = build::owner(&namespace, cluster_name, &name);
-    let selector = shared::group_selector(owner);
-    let labels = shared::group_labels(owner);
-    let instances = cache::list(&ctx.instances, &namespace, |i| {
-        cache::has_labels(i, &labels)
-    });
-    let update_revision = revision_name(&name, &build::revision_input(group));
 
-    // The upgrade order: a new version starts only once PD and TiKV run it everywhere.
-    let version = &group.spec.template.spec.common.version;
-    let outdated_version: Vec<&TiDB> = instances
-        .iter()
-        .filter(|i| i.metadata.deletion_timestamp.is_none())
-        .filter(|i| !upgrade::same_version(&i.spec.template.common.version, version))
-        .collect();
-    let gate = match outdated_version.first() {
-        None => Ok(()),
-        Some(running) => {
-            let (pd_groups, tikv_groups) = dependencies(ctx, &namespace, cluster_name);
-            let mut deps: Vec<Dependency<'_>> = pd_groups
-                .iter()
-                .map(|g| Dependency {
-                    label: format!("PDGroup {}", g.name_any()),
+    fn services(group: &TiDBGroup) -> Result<Vec<Service>, BuildError> {
+        Ok(build::services(group)?.into())
+    }
+
+    /// The upgrade order: a new version starts only once PD and TiKV run it everywhere; until
+    /// then the group keeps (and scales) what it runs.
+    async fn observe(
+        ctx: &Ctx,
+        group: &TiDBGroup,
+        cluster: &Cluster,
+        instances: &[TiDB],
+        update_revision: &str,
+    ) -> Result<Observed, Error> {
+        let namespace = group.namespace().unwrap_or_default();
+        let version = &group.spec.template.spec.common.version;
+        let outdated_version: Vec<&TiDB> = instances
+            .iter()
+            .filter(|i| i.metadata.deletion_timestamp.is_none())
+            .filter(|i| !upgrade::same_version(&i.spec.template.common.version, version))
+            .collect();
+        let gate = match outdated_version.first() {
+            None => Ok(()),
+            Some(running) => {
+                let (pd_groups, tikv_groups) =
+                    dependencies(ctx, &namespace, &group.spec.cluster.name);
+                let mut deps: Vec<Dependency<'_>> = pd_groups
+                    .iter()
+                    .map(|g| Dependency {
+                        label: format!("PDGroup {}", g.name_any()),
+                        replicas: g.spec.replicas,
+                        generation: g.metadata.generation,
+                        status: g.status.as_ref(),
+                    })
+                    .collect();
+                deps.extend(tikv_groups.iter().map(|g| Dependency {
+                    label: format!("TiKVGroup {}", g.name_any()),
                     replicas: g.spec.replicas,
                     generation: g.metadata.generation,
                     status: g.status.as_ref(),
-                })
-                .collect();
-            deps.extend(tikv_groups.iter().map(|g| Dependency {
-                label: format!("TiKVGroup {}", g.name_any()),
-                replicas: g.spec.replicas,
-                generation: g.metadata.generation,
-                status: g.status.as_ref(),
-            }));
-            upgrade::may_upgrade(
-                cluster.spec.upgrade_policy,
-                version,
-                Some(&running.spec.template.common.version),
-                &deps,
-            )
-        }
-    };
-    let (target, gated) = match gate {
-        Ok(()) => (Target::of_group(group, &update_revision), None),
-        Err(message) => {
-            // Until the dependencies are ready, the group keeps (and scales) what it runs.
-            let source = most_common_revision(&outdated_version);
-            let target = source.map_or_else(
-                || Target::of_group(group, &update_revision),
-                Target::of_instance,
-            );
-            if !shared_group::synced_reason_is(group, reasons::WAITING_FOR_DEPENDENCIES) {
-                ctx.events
-                    .normal(
-                        group,
-                        reasons::WAITING_FOR_DEPENDENCIES,
-                        "Upgrade",
-                        message.clone(),
-                    )
-                    .await;
+                }));
+                upgrade::may_upgrade(
+                    cluster.spec.upgrade_policy,
+                    version,
+                    Some(&running.spec.template.common.version),
+                    &deps,
+                )
             }
-            (target, Some(message))
-        }
-    };
-
-    // Instances created before server-side apply become wholly the template's, in place.
-    writer
-        .adopt_all(&instances, |tidb| {
-            (build::revision_of(tidb) == target.revision)
-                .then(|| {
-                    build::instance(group, &tidb.name_any(), tidb.spec.topology.clone(), &target)
-                        .ok()
-                })
-                .flatten()
-        })
-        .await?;
-
-    let mut acted = false;
-    let mut waiting = None;
-    let mut blocked = None;
-    let suspended = cluster
-        .spec
-        .suspend_action
-        .as_ref()
-        .is_some_and(|s| s.suspend_compute);
-    // Right after a pause, instances still say `Paused` instead of how they are: the engine
-    // would take every one for unavailable and pick the wrong one to remove. Wait for them.
-    let unobserved = instances
-        .iter()
-        .filter(|i| {
-            conditions::find(i.conditions(), conditions::SYNCED)
-                .is_some_and(|c| c.reason == reasons::PAUSED)
-        })
-        .count();
-    // Changes that leave the Pods as they are (HotReload config, labels) apply in place at once.
-    let in_place: Vec<&TiDB> = instances
-        .iter()
-        .filter(|_| !suspended && unobserved == 0)
-        .filter(|i| i.metadata.deletion_timestamp.is_none())
-        .filter(|i| build::revision_of(i) != target.revision)
-        .filter(|i| build::update_keeps_pod(i, &target))
-        .collect();
-    for instance in &in_place {
-        update_instance(group, ctx, &writer, instance, &target).await?;
-        acted = true;
-    }
-    if suspended {
-        // Nothing is created, updated or removed while the Pods are suspended.
-        waiting = Some("the Cluster suspends compute".to_string());
-    } else if let Some(refusal) =
-        shared_group::downgrade_hold(&ctx.events, group, version, &instances).await
-    {
-        blocked = Some(refusal);
-    } else if unobserved > 0 {
-        waiting = Some(format!(
-            "waiting for {unobserved} instance(s) to report their state after the pause"
-        ));
-    } else if in_place.is_empty() {
-        let views: Vec<InstanceView> = instances.iter().map(view).collect();
-        let policy = Policy {
-            replicas: group.spec.replicas,
-            update_revision: target.revision.clone(),
-            max_surge: group
-                .spec
-                .max_surge
-                .unwrap_or(TIDB_DEFAULT_MAX_SURGE)
-                .max(0),
-            max_unavailable: 1,
-            topologies: update::topologies(&group.spec.schedule_policies),
         };
-        let plan = plan(&policy, &views);
-        waiting = plan.waiting.clone();
-        let outdated = views
-            .iter()
-            .filter(|v| !v.deleting && v.revision != target.revision)
-            .count();
-        for (index, action) in plan.actions.into_iter().enumerate() {
-            match action {
-                update::Action::Create { topology } => {
-                    let instance_name =
-                        shared_group::instance_name(&name, &group.uid().unwrap_or_default(), index);
-                    let tidb = build::instance(group, &instance_name, topology, &target)?;
-                    writer.apply(None, &tidb).await?;
-                    let why = if outdated > 0 {
-                        "to replace an outdated server; the outdated one goes once it is Ready"
-                    } else {
-                        "to reach the desired replicas"
-                    };
-                    info!(
-                        instance = instance_name,
-                        revision = target.revision,
-                        "created TiDB instance"
-                    );
+        Ok(match gate {
+            Ok(()) => Observed {
+                target: Target::of_group(group, update_revision),
+                gated: None,
+            },
+            Err(message) => {
+                let source = most_common_revision(&outdated_version);
+                let target = source.map_or_else(
+                    || Target::of_group(group, update_revision),
+                    Target::of_instance,
+                );
+                if !shared_group::synced_reason_is(group, reasons::WAITING_FOR_DEPENDENCIES) {
                     ctx.events
                         .normal(
                             group,
-                            "InstanceCreated",
-                            "Scale",
-                            format!("created TiDB {instance_name} {why}"),
+                            reasons::WAITING_FOR_DEPENDENCIES,
+                            "Upgrade",
+                            message.clone(),
                         )
                         .await;
-                    acted = true;
                 }
-                update::Action::Update { name: instance } => {
-                    if let Some(existing) = instances.iter().find(|i| i.name_any() == instance) {
-                        update_instance(group, ctx, &writer, existing, &target).await?;
-                        acted = true;
-                    }
-                }
-                update::Action::Delete { name: instance } => {
-                    let why = match instances.iter().find(|i| i.name_any() == instance) {
-                        Some(i) if build::revision_of(i) != target.revision => {
-                            "it is outdated and its replacement is Ready"
-                        }
-                        Some(i) if !is_available(i) => "scale-in; it is not Ready",
-                        _ => "scale-in",
-                    };
-                    writer
-                        .delete(&instance)
-                        .await
-                        .map_err(Error::kube(format!("deleting TiDB {instance}")))?;
-                    info!(instance, why, "deleting TiDB instance");
-                    ctx.events
-                        .normal(
-                            group,
-                            "InstanceDeleted",
-                            "Scale",
-                            format!(
-                                "removing TiDB {instance} ({why}); it leaves the MySQL Service, then stops gracefully"
-                            ),
-                        )
-                        .await;
-                    acted = true;
+                Observed {
+                    target,
+                    gated: Some(message),
                 }
             }
-        }
+        })
     }
 
-    let summaries: Vec<InstanceSummary> = instances
-        .iter()
-        .map(|tidb| InstanceSummary {
-            revision: build::revision_of(tidb),
-            available: is_available(tidb),
-            deleting: tidb.metadata.deletion_timestamp.is_some(),
-            not_ready: shared_group::not_ready_note(&tidb.name_any(), tidb.conditions()),
+    /// TiDB keeps no data: servers are added and removed whether PD answers or not.
+    async fn silence(_ctx: &Ctx, _view: &View<'_>) -> Option<String> {
+        None
+    }
+
+    fn target_revision(view: &View<'_>) -> String {
+        view.observed.target.revision.clone()
+    }
+
+    fn rebuilt(view: &View<'_>, existing: &TiDB) -> Result<TiDB, BuildError> {
+        build::instance(
+            view.group,
+            &existing.name_any(),
+            existing.spec.topology.clone(),
+            &view.observed.target,
+        )
+    }
+
+    fn max_surge(group: &TiDBGroup) -> i32 {
+        group
+            .spec
+            .max_surge
+            .unwrap_or(TIDB_DEFAULT_MAX_SURGE)
+            .max(0)
+    }
+
+    fn plan(policy: &Policy, views: &[InstanceView]) -> update::Plan {
+        plan(policy, views)
+    }
+
+    /// Changes that leave the Pods as they are (HotReload config, labels) apply in place at once.
+    /// Right after a pause, instances still say `Paused` instead of how they are: the engine
+    /// would take every one for unavailable and pick the wrong one to remove, so the plan waits
+    /// for them.
+    fn before_plan(view: &View<'_>) -> Result<BeforePlan<TiDB>, BuildError> {
+        let unobserved = view
+            .instances
+            .iter()
+            .filter(|i| {
+                conditions::find(i.conditions(), conditions::SYNCED)
+                    .is_some_and(|c| c.reason == reasons::PAUSED)
+            })
+            .count();
+        if unobserved > 0 {
+            return Ok(BeforePlan {
+                effects: Vec::new(),
+                waiting: Some(format!(
+                    "waiting for {unobserved} instance(s) to report their state after the pause"
+                )),
+                skip_plan: true,
+            });
+        }
+        let target = &view.observed.target;
+        let mut effects = Vec::new();
+        for instance in view
+            .instances
+            .iter()
+            .filter(|i| i.metadata.deletion_timestamp.is_none())
+            .filter(|i| build::revision_of(i) != target.revision)
+            .filter(|i| build::update_keeps_pod(i, target))
+        {
+            effects.extend(updated(view, instance)?);
+        }
+        Ok(BeforePlan {
+            skip_plan: !effects.is_empty(),
+            effects,
+            waiting: None,
         })
-        .collect();
-    let progress = Progress {
-        blocked,
-        waiting: gated.clone().or(waiting.clone()),
-        waiting_reason: gated.as_ref().map(|_| reasons::WAITING_FOR_DEPENDENCIES),
-        acted,
-    };
-    let status = shared_group::group_status(
-        group.status.as_ref(),
-        group.metadata.generation,
-        group.spec.replicas,
-        version,
-        &summaries,
-        &update_revision,
-        &selector,
-        NOUN,
-        &progress,
-    );
-    let waiting = waiting.is_some() || gated.is_some();
-    reconcile::finish_group(ctx, group, status, suspended, &instances, (acted, waiting)).await
+    }
+
+    fn create(
+        view: &View<'_>,
+        name: &str,
+        topology: Topology,
+        _ordinal: usize,
+    ) -> Result<Decision<TiDB>, BuildError> {
+        let target = &view.observed.target;
+        let tidb = build::instance(view.group, name, topology, target)?;
+        let outdated = view.instances.iter().any(|i| {
+            i.metadata.deletion_timestamp.is_none() && build::revision_of(i) != target.revision
+        });
+        let why = if outdated {
+            "to replace an outdated server; the outdated one goes once it is Ready"
+        } else {
+            "to reach the desired replicas"
+        };
+        Ok(Decision::Act(vec![
+            Effect::Create(tidb),
+            Effect::event(
+                "InstanceCreated",
+                "Scale",
+                format!("created TiDB {name} {why}"),
+            ),
+        ]))
+    }
+
+    fn update(view: &View<'_>, existing: &TiDB) -> Result<Decision<TiDB>, BuildError> {
+        Ok(Decision::Act(updated(view, existing)?))
+    }
+
+    fn delete(view: &View<'_>, victim: &TiDB) -> Result<Decision<TiDB>, BuildError> {
+        let name = victim.name_any();
+        let why = if build::revision_of(victim) != view.observed.target.revision {
+            "it is outdated and its replacement is Ready"
+        } else if !is_available(victim) {
+            "scale-in; it is not Ready"
+        } else {
+            "scale-in"
+        };
+        Ok(Decision::Act(vec![
+            Effect::Delete(name.clone()),
+            Effect::event(
+                "InstanceDeleted",
+                "Scale",
+                format!(
+                    "removing TiDB {name} ({why}); it leaves the MySQL Service, then stops gracefully"
+                ),
+            ),
+        ]))
+    }
+
+    fn progress(view: &View<'_>, outcome: &Outcome) -> (Option<String>, Option<&'static str>) {
+        match &view.observed.gated {
+            Some(message) => (
+                Some(message.clone()),
+                Some(reasons::WAITING_FOR_DEPENDENCIES),
+            ),
+            None => (outcome.waiting.clone(), None),
+        }
+    }
+}
+
+/// Moving `existing` to the target: its new spec and an Event.
+fn updated(view: &View<'_>, existing: &TiDB) -> Result<Vec<Effect<TiDB>>, BuildError> {
+    let revision = &view.observed.target.revision;
+    Ok(vec![
+        Effect::Update(Rules::rebuilt(view, existing)?),
+        Effect::event(
+            "InstanceUpdated",
+            "Update",
+            format!(
+                "TiDB {} updated to revision {revision}",
+                existing.name_any()
+            ),
+        ),
+    ])
 }
 
 /// The update engine's plan, and one thing more: the engine surges only while every instance is
@@ -348,55 +353,6 @@ fn most_common_revision<'a>(instances: &[&'a TiDB]) -> Option<&'a TiDB> {
         .collect();
     candidates.sort_by_key(|i| i.name_any());
     candidates.first().copied()
-}
-
-/// Moves an instance to `target` (server-side apply of its spec and revision label).
-async fn update_instance(
-    group: &TiDBGroup,
-    ctx: &Ctx,
-    writer: &InstanceWriter<'_, TiDB>,
-    existing: &TiDB,
-    target: &Target,
-) -> Result<(), Error> {
-    let name = existing.name_any();
-    let desired = build::instance(group, &name, existing.spec.topology.clone(), target)?;
-    writer.apply(Some(existing), &desired).await?;
-    info!(
-        instance = name,
-        revision = target.revision,
-        "updated TiDB instance"
-    );
-    ctx.events
-        .normal(
-            group,
-            "InstanceUpdated",
-            "Update",
-            format!("TiDB {name} updated to revision {}", target.revision),
-        )
-        .await;
-    Ok(())
-}
-
-/// How the update engine sees a TiDB instance.
-fn view(tidb: &TiDB) -> InstanceView {
-    InstanceView {
-        name: tidb.name_any(),
-        revision: build::revision_of(tidb),
-        ready: is_available(tidb),
-        deleting: tidb.metadata.deletion_timestamp.is_some(),
-        topology: tidb.spec.topology.clone(),
-        last: false,
-    }
-}
-
-/// See [`shared_group::is_available`].
-fn is_available(tidb: &TiDB) -> bool {
-    let observed = tidb
-        .status
-        .as_ref()
-        .map(|s| s.common.observed_generation)
-        .unwrap_or_default();
-    shared_group::is_available(tidb.conditions(), observed, tidb.metadata.generation)
 }
 
 #[cfg(test)]

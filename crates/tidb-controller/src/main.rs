@@ -14,6 +14,7 @@ use operator_api::core::{PDGroup, TiKVGroup};
 use operator_api::keys;
 use operator_runtime::cache;
 use operator_runtime::component::{groups_of_cluster, run_controllers};
+use operator_runtime::group_reconcile;
 use operator_runtime::scope::scoped;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 use pd_client::StatusClient;
@@ -80,7 +81,7 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
                 )
         },
         move |shared, _, instances| Ctx::new(shared, instances, tikv_groups_read, status),
-        group::reconcile,
+        group_reconcile::reconcile::<group::Rules>,
         instance::reconcile,
         async move { cache::synced(&synced_tikv).await },
     )

@@ -61,11 +61,6 @@ pub fn status_port(spec: &TiKVTemplateSpec) -> i32 {
         .map_or(TIKV_DEFAULT_PORT_STATUS, |p| p.port)
 }
 
-/// What the revision of a group covers: the template and the features.
-pub fn revision_input(group: &TiKVGroup) -> serde_json::Value {
-    serde_json::json!({"template": group.spec.template, "features": group.spec.features})
-}
-
 /// A TiKV instance of a group at the group's current template.
 pub fn instance(
     group: &TiKVGroup,

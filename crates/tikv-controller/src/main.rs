@@ -21,6 +21,7 @@ use operator_api::core::PDGroup;
 use operator_api::keys;
 use operator_runtime::cache;
 use operator_runtime::component::{groups_of_cluster, run_controllers};
+use operator_runtime::group_reconcile;
 use operator_runtime::scope::scoped;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 use pd_client::StatusClient;
@@ -96,7 +97,7 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
                 status,
             )
         },
-        group::reconcile,
+        group_reconcile::reconcile::<group::Rules>,
         instance::reconcile,
         async move { cache::synced(&synced_nodes).await },
     )

@@ -40,6 +40,8 @@ pub trait Instance: OfCluster {
     fn subdomain(&self) -> &str;
     /// The Node labels its Pod must run on.
     fn topology(&self) -> &Topology;
+    /// The generation its status last saw (0 before it has a status).
+    fn observed_generation(&self) -> i64;
 }
 
 macro_rules! instance {
@@ -55,6 +57,9 @@ macro_rules! instance {
             fn topology(&self) -> &Topology {
                 &self.spec.topology
             }
+            fn observed_generation(&self) -> i64 {
+                self.status.as_ref().map_or(0, |s| s.common.observed_generation)
+            }
         })*
     };
 }
@@ -63,6 +68,47 @@ instance!(
     PD => crate::keys::COMPONENT_PD,
     TiKV => crate::keys::COMPONENT_TIKV,
     TiDB => crate::keys::COMPONENT_TIDB
+);
+
+/// A group of instances of a component (PDGroup, TiKVGroup, TiDBGroup): what every group has,
+/// whatever its component.
+pub trait Group: OfCluster {
+    /// The `pingcap.com/component` value of its instances.
+    const COMPONENT: &'static str;
+    /// How many instances it asks for.
+    fn replicas(&self) -> i32;
+    /// The template fields every component has.
+    fn common(&self) -> &CommonTemplateSpec;
+    /// How its instances are spread over topologies.
+    fn schedule_policies(&self) -> &[SchedulePolicy];
+    /// What its revision covers: the template and the features.
+    fn revision_input(&self) -> serde_json::Value;
+}
+
+macro_rules! group {
+    ($($kind:ty => $component:expr),*) => {
+        $(impl Group for $kind {
+            const COMPONENT: &'static str = $component;
+            fn replicas(&self) -> i32 {
+                self.spec.replicas
+            }
+            fn common(&self) -> &CommonTemplateSpec {
+                &self.spec.template.spec.common
+            }
+            fn schedule_policies(&self) -> &[SchedulePolicy] {
+                &self.spec.schedule_policies
+            }
+            fn revision_input(&self) -> serde_json::Value {
+                serde_json::json!({"template": self.spec.template, "features": self.spec.features})
+            }
+        })*
+    };
+}
+
+group!(
+    PDGroup => crate::keys::COMPONENT_PD,
+    TiKVGroup => crate::keys::COMPONENT_TIKV,
+    TiDBGroup => crate::keys::COMPONENT_TIDB
 );
 
 /// API group of the core kinds.
