@@ -34,16 +34,6 @@ pub fn client_service_name(group: &str) -> String {
     format!("{group}-pd")
 }
 
-/// The owner identity of a group's objects.
-pub fn owner<'a>(namespace: &'a str, cluster: &'a str, group: &'a str) -> Owner<'a> {
-    Owner {
-        namespace,
-        cluster,
-        component: COMPONENT,
-        group,
-    }
-}
-
 /// Client port of a template.
 pub fn client_port(spec: &PDTemplateSpec) -> i32 {
     spec.server
@@ -70,37 +60,24 @@ pub fn instance(
     revision: &str,
     initial_cluster_num: Option<i32>,
 ) -> Result<PD, BuildError> {
-    let namespace = group.namespace().unwrap_or_default();
-    let cluster = &group.spec.cluster.name;
-    let group_name = group.name_any();
-    let mut labels = build::instance_labels(owner(&namespace, cluster, &group_name), name);
-    labels.extend(group.spec.template.metadata.labels.clone());
-    labels.insert(
-        keys::LABEL_INSTANCE_REVISION_HASH.to_string(),
-        revision.to_string(),
-    );
-    let mut annotations = group.spec.template.metadata.annotations.clone();
+    let mut metadata = build::instance_meta(group, name, revision)?;
     if let Some(count) = initial_cluster_num {
-        annotations.insert(
+        metadata.annotations.get_or_insert_default().insert(
             keys::ANNO_INITIAL_CLUSTER_NUM.to_string(),
             count.to_string(),
         );
     }
-    let mut pd = PD::new(
-        name,
-        PDSpec {
+    let pd = PD {
+        metadata,
+        spec: PDSpec {
             cluster: group.spec.cluster.clone(),
             features: group.spec.features.clone(),
             topology,
-            subdomain: peer_service_name(&group_name),
+            subdomain: peer_service_name(&group.name_any()),
             template: group.spec.template.spec.clone(),
         },
-    );
-    pd.metadata.namespace = Some(namespace);
-    pd.metadata.labels = Some(labels);
-    pd.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
-    pd.metadata.owner_references = Some(vec![build::controller_ref(group)?]);
-    pd.metadata.finalizers = Some(vec![keys::FINALIZER.to_string()]);
+        status: None,
+    };
     Ok(pd)
 }
 
@@ -108,8 +85,7 @@ pub fn instance(
 pub fn services(group: &PDGroup) -> Result<[Service; 2], BuildError> {
     let namespace = group.namespace().unwrap_or_default();
     let group_name = group.name_any();
-    let owner = owner(&namespace, &group.spec.cluster.name, &group_name);
-    let selector = build::group_labels(owner);
+    let selector = build::group_labels(Owner::of_group(group));
     let spec = &group.spec.template.spec;
     let ports = vec![
         ServicePort {

@@ -7,7 +7,7 @@ use kube::runtime::reflector::Store;
 use operator_api::conditions::{self, HasConditions};
 use operator_api::core::{Cluster, PD, PDGroup, Topology};
 use operator_api::keys;
-use operator_runtime::build::{BuildError, Owner};
+use operator_runtime::build::BuildError;
 use operator_runtime::group as shared_group;
 use operator_runtime::group_reconcile::{
     BeforePlan, Decision, Effect, GroupRules, GroupView, Outcome,
@@ -40,10 +40,6 @@ impl GroupRules for Rules {
 
     fn instances(ctx: &Ctx) -> &Store<PD> {
         &ctx.instances
-    }
-
-    fn owner<'a>(namespace: &'a str, cluster: &'a str, group: &'a str) -> Owner<'a> {
-        build::owner(namespace, cluster, group)
     }
 
     fn services(group: &PDGroup) -> Result<Vec<Service>, BuildError> {
@@ -215,7 +211,83 @@ fn scale_in_refusal(views: &[InstanceView], victim: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use operator_api::conditions::NewCondition;
+
     use super::*;
+
+    fn group(bootstrapped: bool) -> PDGroup {
+        let mut group = PDGroup::new(
+            "pd",
+            serde_json::from_value(serde_json::json!({
+                "cluster": {"name": "c"}, "replicas": 3, "bootstrapped": bootstrapped,
+                "template": {"spec": {"version": "v8.5.2"}}
+            }))
+            .unwrap(),
+        );
+        group.metadata.namespace = Some("db".into());
+        group.metadata.uid = Some("u".into());
+        group
+    }
+
+    /// `bootstrap` of `group` over `instances`.
+    fn bootstrap_of(group: &PDGroup, instances: &[PD]) -> BeforePlan<PD> {
+        let cluster = Cluster::new("c", Default::default());
+        bootstrap(&GroupView {
+            group,
+            namespace: "db",
+            cluster: &cluster,
+            instances,
+            update_revision: "pd-r1",
+            observed: &(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_first_members_are_created_together_then_the_group_is_marked_bootstrapped() {
+        let fresh = group(false);
+        let first = bootstrap_of(&fresh, &[]);
+        assert!(first.skip_plan);
+        let created: Vec<&PD> = first
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Create(pd) => Some(pd),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(created.len(), 3);
+        assert!(created.iter().all(|pd| initial_cluster_num(pd) == Some(3)));
+
+        // Members exist, none initialized: wait, create nothing more.
+        let mut member = created[0].clone();
+        let waiting = bootstrap_of(&fresh, std::slice::from_ref(&member));
+        assert!(waiting.skip_plan && waiting.effects.is_empty() && waiting.waiting.is_some());
+
+        // One is initialized: the group is marked bootstrapped.
+        let mut conditions = Vec::new();
+        conditions::set(
+            &mut conditions,
+            NewCondition {
+                type_: conditions::INITIALIZED,
+                status: true,
+                reason: "Initialized",
+                message: String::new(),
+                observed_generation: None,
+            },
+            Default::default(),
+        );
+        member.status = Some(Default::default());
+        *member.conditions_mut() = conditions;
+        let marked = bootstrap_of(&fresh, std::slice::from_ref(&member));
+        assert!(
+            matches!(&marked.effects[0], Effect::PatchGroup(p) if p["spec"]["bootstrapped"] == true)
+        );
+
+        // Bootstrapped: the update engine plans as for any group.
+        let done = bootstrap_of(&group(true), std::slice::from_ref(&member));
+        assert!(!done.skip_plan && done.effects.is_empty());
+    }
 
     fn view(name: &str, ready: bool) -> InstanceView {
         InstanceView {

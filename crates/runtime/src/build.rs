@@ -42,6 +42,46 @@ pub struct Owner<'a> {
     pub group: &'a str,
 }
 
+impl<'a> Owner<'a> {
+    /// The owner identity of a group's objects.
+    pub fn of_group<G>(group: &'a G) -> Self
+    where
+        G: api::Group + Resource,
+    {
+        Owner {
+            namespace: group.meta().namespace.as_deref().unwrap_or_default(),
+            cluster: group.cluster_name(),
+            component: G::COMPONENT,
+            group: group.meta().name.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
+/// The metadata of instance `name` of `group` at `revision`: the instance labels, the template's
+/// labels and annotations, the revision label, the group as controller owner, the finalizer.
+pub fn instance_meta<G>(group: &G, name: &str, revision: &str) -> Result<ObjectMeta, BuildError>
+where
+    G: api::Group + Resource<DynamicType = ()>,
+{
+    let template = group.template_metadata();
+    let mut labels = instance_labels(Owner::of_group(group), name);
+    labels.extend(template.labels.clone());
+    labels.insert(
+        keys::LABEL_INSTANCE_REVISION_HASH.to_string(),
+        revision.to_string(),
+    );
+    let annotations = template.annotations.clone();
+    Ok(ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: group.meta().namespace.clone(),
+        labels: Some(labels),
+        annotations: (!annotations.is_empty()).then_some(annotations),
+        owner_references: Some(vec![controller_ref(group)?]),
+        finalizers: Some(vec![keys::FINALIZER.to_string()]),
+        ..ObjectMeta::default()
+    })
+}
+
 /// Labels of every object of a group, and its selector.
 pub fn group_labels(owner: Owner<'_>) -> BTreeMap<String, String> {
     BTreeMap::from([

@@ -15,7 +15,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
 use operator_api::conditions::HasConditions;
-use operator_api::core::{Cluster, ComponentGroupStatus, Group, Instance, OfCluster, Topology};
+use operator_api::core::{Cluster, ComponentGroupStatus, Group, Instance, Topology};
 use operator_api::keys;
 use serde::Serialize;
 use tracing::info;
@@ -184,9 +184,6 @@ pub trait GroupRules: Sized + Send + Sync + 'static {
     /// The controller's cache of the instances.
     fn instances(ctx: &Self::Ctx) -> &Store<Self::Instance>;
 
-    /// The group's owner identity (labels and selector of its objects).
-    fn owner<'a>(namespace: &'a str, cluster: &'a str, group: &'a str) -> Owner<'a>;
-
     /// The group's Services.
     fn services(group: &Self::Group) -> Result<Vec<Service>, BuildError>;
 
@@ -339,7 +336,7 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
     if let Some(wait) = writer.wait_for_cache(R::instances(ctx)) {
         return Ok(wait);
     }
-    let owner = R::owner(&namespace, group.cluster_name(), &name);
+    let owner = Owner::of_group(group);
     let selector = build::group_selector(owner);
     let labels = build::group_labels(owner);
     let instances = cache::list(R::instances(ctx), &namespace, |i| {

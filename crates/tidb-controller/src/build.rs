@@ -61,16 +61,6 @@ pub fn client_service_name(group: &str) -> String {
     format!("{group}-tidb")
 }
 
-/// The owner identity of a group's objects.
-pub fn owner<'a>(namespace: &'a str, cluster: &'a str, group: &'a str) -> Owner<'a> {
-    Owner {
-        namespace,
-        cluster,
-        component: COMPONENT,
-        group,
-    }
-}
-
 /// MySQL port of a template.
 pub fn client_port(spec: &TiDBTemplateSpec) -> i32 {
     spec.server
@@ -150,33 +140,17 @@ pub fn instance(
     topology: Topology,
     target: &Target,
 ) -> Result<TiDB, BuildError> {
-    let namespace = group.namespace().unwrap_or_default();
-    let group_name = group.name_any();
-    let mut labels = build::instance_labels(
-        owner(&namespace, &group.spec.cluster.name, &group_name),
-        name,
-    );
-    labels.extend(group.spec.template.metadata.labels.clone());
-    labels.insert(
-        keys::LABEL_INSTANCE_REVISION_HASH.to_string(),
-        target.revision.clone(),
-    );
-    let annotations = group.spec.template.metadata.annotations.clone();
-    let mut tidb = TiDB::new(
-        name,
-        TiDBSpec {
+    let tidb = TiDB {
+        metadata: build::instance_meta(group, name, &target.revision)?,
+        spec: TiDBSpec {
             cluster: group.spec.cluster.clone(),
             features: target.features.clone(),
             topology,
-            subdomain: peer_service_name(&group_name),
+            subdomain: peer_service_name(&group.name_any()),
             template: target.spec.clone(),
         },
-    );
-    tidb.metadata.namespace = Some(namespace);
-    tidb.metadata.labels = Some(labels);
-    tidb.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
-    tidb.metadata.owner_references = Some(vec![build::controller_ref(group)?]);
-    tidb.metadata.finalizers = Some(vec![keys::FINALIZER.to_string()]);
+        status: None,
+    };
     Ok(tidb)
 }
 
@@ -196,8 +170,7 @@ pub fn update_keeps_pod(existing: &TiDB, target: &Target) -> bool {
 pub fn services(group: &TiDBGroup) -> Result<[Service; 2], BuildError> {
     let namespace = group.namespace().unwrap_or_default();
     let group_name = group.name_any();
-    let owner = owner(&namespace, &group.spec.cluster.name, &group_name);
-    let selector = build::group_labels(owner);
+    let selector = build::group_labels(Owner::of_group(group));
     let spec = &group.spec.template.spec;
     let ports = vec![
         ServicePort {

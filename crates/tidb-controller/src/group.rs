@@ -11,7 +11,7 @@ use operator_api::conditions::{self, HasConditions, reasons};
 use operator_api::core::{
     Cluster, PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup, Topology,
 };
-use operator_runtime::build::{BuildError, Owner};
+use operator_runtime::build::BuildError;
 use operator_runtime::cache;
 use operator_runtime::group as shared_group;
 use operator_runtime::group_reconcile::{
@@ -54,10 +54,6 @@ impl GroupRules for Rules {
 
     fn instances(ctx: &Ctx) -> &Store<TiDB> {
         &ctx.instances
-    }
-
-    fn owner<'a>(namespace: &'a str, cluster: &'a str, group: &'a str) -> Owner<'a> {
-        build::owner(namespace, cluster, group)
     }
 
     fn services(group: &TiDBGroup) -> Result<Vec<Service>, BuildError> {

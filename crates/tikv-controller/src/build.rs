@@ -34,16 +34,6 @@ pub fn peer_service_name(group: &str) -> String {
     format!("{group}-tikv-peer")
 }
 
-/// The owner identity of a group's objects.
-pub fn owner<'a>(namespace: &'a str, cluster: &'a str, group: &'a str) -> Owner<'a> {
-    Owner {
-        namespace,
-        cluster,
-        component: COMPONENT,
-        group,
-    }
-}
-
 /// Client (gRPC) port of a template.
 pub fn client_port(spec: &TiKVTemplateSpec) -> i32 {
     spec.server
@@ -68,31 +58,17 @@ pub fn instance(
     topology: Topology,
     revision: &str,
 ) -> Result<TiKV, BuildError> {
-    let namespace = group.namespace().unwrap_or_default();
-    let cluster = &group.spec.cluster.name;
-    let group_name = group.name_any();
-    let mut labels = build::instance_labels(owner(&namespace, cluster, &group_name), name);
-    labels.extend(group.spec.template.metadata.labels.clone());
-    labels.insert(
-        keys::LABEL_INSTANCE_REVISION_HASH.to_string(),
-        revision.to_string(),
-    );
-    let annotations = group.spec.template.metadata.annotations.clone();
-    let mut tikv = TiKV::new(
-        name,
-        TiKVSpec {
+    let tikv = TiKV {
+        metadata: build::instance_meta(group, name, revision)?,
+        spec: TiKVSpec {
             cluster: group.spec.cluster.clone(),
             features: group.spec.features.clone(),
             topology,
-            subdomain: peer_service_name(&group_name),
+            subdomain: peer_service_name(&group.name_any()),
             template: group.spec.template.spec.clone(),
         },
-    );
-    tikv.metadata.namespace = Some(namespace);
-    tikv.metadata.labels = Some(labels);
-    tikv.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
-    tikv.metadata.owner_references = Some(vec![build::controller_ref(group)?]);
-    tikv.metadata.finalizers = Some(vec![keys::FINALIZER.to_string()]);
+        status: None,
+    };
     Ok(tikv)
 }
 
@@ -121,8 +97,7 @@ pub fn instance_like(
 pub fn peer_service(group: &TiKVGroup) -> Result<Service, BuildError> {
     let namespace = group.namespace().unwrap_or_default();
     let group_name = group.name_any();
-    let owner = owner(&namespace, &group.spec.cluster.name, &group_name);
-    let selector = build::group_labels(owner);
+    let selector = build::group_labels(Owner::of_group(group));
     let spec = &group.spec.template.spec;
     Ok(Service {
         metadata: ObjectMeta {

@@ -9,7 +9,7 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions::reasons;
 use operator_api::core::{Cluster, STORE_STATE_REMOVED, TiKV, TiKVGroup, Topology};
 use operator_api::keys;
-use operator_runtime::build::{BuildError, Owner};
+use operator_runtime::build::BuildError;
 use operator_runtime::group_reconcile::{
     Decision, Effect, GroupRules, GroupView, Outcome, revision_of,
 };
@@ -82,10 +82,6 @@ impl GroupRules for Rules {
 
     fn instances(ctx: &Ctx) -> &Store<TiKV> {
         &ctx.instances
-    }
-
-    fn owner<'a>(namespace: &'a str, cluster: &'a str, group: &'a str) -> Owner<'a> {
-        build::owner(namespace, cluster, group)
     }
 
     fn services(group: &TiKVGroup) -> Result<Vec<Service>, BuildError> {
@@ -426,5 +422,168 @@ mod tests {
         assert!(Rules::leaving(&marked));
         let removed = tikv(&[(keys::ANNO_DEFER_DELETE, "true")], "Removed");
         assert!(is_leaving(&removed) && !is_cancellable(&removed));
+    }
+
+    fn group() -> TiKVGroup {
+        let mut group = TiKVGroup::new(
+            "tikv",
+            serde_json::from_value(serde_json::json!({
+                "cluster": {"name": "c"}, "replicas": 3,
+                "template": {"spec": {"version": "v8.5.2"}}
+            }))
+            .unwrap(),
+        );
+        group.metadata.namespace = Some("db".into());
+        group.metadata.uid = Some("u".into());
+        group
+    }
+
+    fn observed(gate: Result<(), String>, view: Option<Result<PdView, String>>) -> Observed {
+        Observed {
+            pd: None,
+            view,
+            gate,
+            running: Some("v8.5.1".into()),
+        }
+    }
+
+    /// Runs `decide` over a view of `instances` with `observed`.
+    fn decide<T>(
+        instances: &[TiKV],
+        observed: &Observed,
+        decide: impl FnOnce(&View<'_>) -> T,
+    ) -> T {
+        let group = group();
+        let cluster = Cluster::new("c", Default::default());
+        decide(&GroupView {
+            group: &group,
+            namespace: "db",
+            cluster: &cluster,
+            instances,
+            update_revision: "tikv-r2",
+            observed,
+        })
+    }
+
+    fn effects(decision: Decision<TiKV>) -> Vec<Effect<TiKV>> {
+        match decision {
+            Decision::Act(effects) => effects,
+            other => panic!("expected effects, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_scale_out_keeps_a_store_being_removed_before_it_adds_one() {
+        let marked = tikv(&[(keys::ANNO_DEFER_DELETE, "true")], "Removing");
+        let open = observed(Ok(()), None);
+        let first = effects(
+            decide(std::slice::from_ref(&marked), &open, |v| {
+                Rules::create(v, "tikv-new", Topology::new(), 0)
+            })
+            .unwrap(),
+        );
+        assert!(
+            matches!(&first[0], Effect::SetState { instance, key, value: None }
+                if instance == "tikv-a" && *key == keys::ANNO_DEFER_DELETE),
+            "{first:?}"
+        );
+        // The second create of the same reconcile has no store left to keep: it adds one.
+        let second = effects(
+            decide(std::slice::from_ref(&marked), &open, |v| {
+                Rules::create(v, "tikv-new", Topology::new(), 1)
+            })
+            .unwrap(),
+        );
+        assert!(matches!(&second[..], [Effect::Create(t)] if t.name_any() == "tikv-new"));
+    }
+
+    #[test]
+    fn while_pd_upgrades_a_new_store_runs_the_running_version_or_waits() {
+        let gated = observed(Err("PD first".into()), None);
+        let mut running = tikv(&[], "Serving");
+        running.spec.template.common.version = "v8.5.1".into();
+        let made = effects(
+            decide(std::slice::from_ref(&running), &gated, |v| {
+                Rules::create(v, "tikv-new", Topology::new(), 0)
+            })
+            .unwrap(),
+        );
+        assert!(
+            matches!(&made[..], [Effect::Create(t)] if t.spec.template.common.version == "v8.5.1"),
+            "{made:?}"
+        );
+        // Nothing runs yet that a new store could copy: the create waits and counts as held.
+        let held = decide(&[], &gated, |v| {
+            Rules::create(v, "tikv-new", Topology::new(), 0)
+        });
+        assert!(matches!(held, Ok(Decision::Hold)));
+        // Version updates wait for the gate.
+        let update = decide(std::slice::from_ref(&running), &gated, |v| {
+            Rules::update(v, &running)
+        });
+        assert!(matches!(update, Ok(Decision::Skip)));
+    }
+
+    #[test]
+    fn a_scale_in_without_a_pd_answer_is_refused_and_marks_nothing() {
+        let victim = tikv(&[], "Serving");
+        for (view, reason) in [
+            (None, REASON_PD_NOT_FOUND),
+            (Some(Err("timed out".to_string())), REASON_PD_UNREACHABLE),
+        ] {
+            let observed = observed(Ok(()), view);
+            let decision = decide(std::slice::from_ref(&victim), &observed, |v| {
+                Rules::delete(v, &victim)
+            })
+            .unwrap();
+            assert!(
+                matches!(&decision, Decision::Refuse { reason: r, .. } if *r == reason),
+                "{decision:?}"
+            );
+        }
+        // PD answers and has no store yet: the instance is marked.
+        let empty = PdView {
+            not_bootstrapped: true,
+            ..PdView::default()
+        };
+        let observed = observed(Ok(()), Some(Ok(empty)));
+        let marked = effects(
+            decide(std::slice::from_ref(&victim), &observed, |v| {
+                Rules::delete(v, &victim)
+            })
+            .unwrap(),
+        );
+        assert!(matches!(
+            &marked[0],
+            Effect::SetState { value: Some(_), .. }
+        ));
+    }
+
+    #[test]
+    fn the_status_names_the_gate_held_stores_and_leaving_stores() {
+        let gated = observed(Err("waiting for PDGroup pd".into()), None);
+        let outcome = Outcome {
+            held: 2,
+            ..Outcome::default()
+        };
+        let (message, reason) = decide(&[], &gated, |v| Rules::progress(v, &outcome));
+        assert_eq!(reason, Some(reasons::WAITING_FOR_DEPENDENCIES));
+        assert!(message.is_some_and(|m| m.contains("2 new store(s) wait too")));
+        let leaving = tikv(&[(keys::ANNO_DEFER_DELETE, "true")], "Removing");
+        let open = observed(Ok(()), None);
+        let (message, reason) = decide(std::slice::from_ref(&leaving), &open, |v| {
+            Rules::progress(v, &Outcome::default())
+        });
+        assert_eq!(reason, Some(REASON_SCALING_IN));
+        assert!(message.is_some_and(|m| m.contains("tikv-a")));
+        // A refusal speaks for itself: no "taking out" message over it.
+        let blocked = Outcome {
+            blocked: true,
+            ..Outcome::default()
+        };
+        let (_, reason) = decide(std::slice::from_ref(&leaving), &open, |v| {
+            Rules::progress(v, &blocked)
+        });
+        assert_eq!(reason, None);
     }
 }

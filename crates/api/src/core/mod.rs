@@ -83,6 +83,8 @@ pub trait Group: OfCluster {
     fn schedule_policies(&self) -> &[SchedulePolicy];
     /// What its revision covers: the template and the features.
     fn revision_input(&self) -> serde_json::Value;
+    /// The labels and annotations its template gives its instances.
+    fn template_metadata(&self) -> &ObjectMeta;
 }
 
 macro_rules! group {
@@ -100,6 +102,9 @@ macro_rules! group {
             }
             fn revision_input(&self) -> serde_json::Value {
                 serde_json::json!({"template": self.spec.template, "features": self.spec.features})
+            }
+            fn template_metadata(&self) -> &ObjectMeta {
+                &self.spec.template.metadata
             }
         })*
     };
