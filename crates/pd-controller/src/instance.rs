@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, PostParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{PD, PDStatus};
 use operator_api::keys;
+use operator_runtime::cache;
+use operator_runtime::instance::{self, PodRemoval};
 use operator_runtime::online_config::{self, ConfigStep, Recorder, Settled};
 use operator_runtime::pod::{is_ready, not_ready_message};
-use operator_runtime::{cache, instance};
 use pd_client::PdClient;
-use tracing::{info, instrument, warn};
+use tracing::{instrument, warn};
 
 use crate::build::{self, Membership};
 use crate::context::{Ctx, MANAGER};
@@ -124,7 +124,6 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
     instance::apply_config_map(ctx, MANAGER, pd, build::config_map(pd, config)?).await?;
     instance::create_pvcs(ctx, MANAGER, pd, build::pvcs(pd)?).await?;
 
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let desired_pod = match build::pod(pd) {
         Ok(pod) => pod,
         Err(e) => return reconcile::invalid_spec(ctx, pd, &e).await,
@@ -162,16 +161,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
     let mut requeue = None;
     match &existing_pod {
         None => {
-            pods.create(
-                &PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..PostParams::default()
-                },
-                &desired_pod,
-            )
-            .await
-            .map_err(Error::kube("creating the Pod"))?;
-            info!("created PD Pod");
+            instance::create_pod(ctx, MANAGER, pd, &desired_pod).await?;
             requeue = Some(Duration::from_secs(2));
         }
         Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
@@ -286,7 +276,6 @@ async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Resu
     if !pd.finalizers().iter().any(|f| f == keys::FINALIZER) {
         return Ok(Action::await_change());
     }
-    let namespace = pd.namespace().unwrap_or_default();
     let name = pd.name_any();
     if scale_in {
         let observed = Observed::of(pd_api).await;
@@ -339,13 +328,7 @@ async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Resu
                 )
                 .await;
         }
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-        if let Some(pod) = cache::get(&ctx.caches.pods, &namespace, &name) {
-            if pod.metadata.deletion_timestamp.is_none() {
-                pods.delete(&name, &DeleteParams::default())
-                    .await
-                    .map_err(Error::kube("deleting the Pod"))?;
-            }
+        if instance::remove_pod(ctx, pd).await? != PodRemoval::Gone {
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         // The member is gone from PD and its Pod is gone: its data is no longer needed.

@@ -176,3 +176,61 @@ where
     .map_err(Error::kube("creating the PVCs"))?;
     Ok(())
 }
+
+/// Creates the instance's Pod (under `manager`).
+pub async fn create_pod<K>(
+    shared: &Shared,
+    manager: &str,
+    instance: &K,
+    pod: &Pod,
+) -> Result<(), Error>
+where
+    K: StatusKind + Instance,
+{
+    let namespace = instance.namespace().unwrap_or_default();
+    let params = kube::api::PostParams {
+        field_manager: Some(manager.into()),
+        ..kube::api::PostParams::default()
+    };
+    Api::<Pod>::namespaced(shared.client.clone(), &namespace)
+        .create(&params, pod)
+        .await
+        .map_err(Error::kube("creating the Pod"))?;
+    tracing::info!(
+        instance = instance.name_any(),
+        component = K::COMPONENT,
+        "created Pod"
+    );
+    Ok(())
+}
+
+/// Where the Pod of an instance that is being removed stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodRemoval {
+    /// No Pod is left.
+    Gone,
+    /// The Pod was asked to go just now.
+    Deleted,
+    /// The Pod is terminating.
+    Terminating,
+}
+
+/// Deletes the instance's Pod (as the cache shows it) unless it is already terminating.
+pub async fn remove_pod<K>(shared: &Shared, instance: &K) -> Result<PodRemoval, Error>
+where
+    K: StatusKind,
+{
+    let namespace = instance.namespace().unwrap_or_default();
+    let name = instance.name_any();
+    let Some(pod) = cache::get(&shared.caches.pods, &namespace, &name) else {
+        return Ok(PodRemoval::Gone);
+    };
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Ok(PodRemoval::Terminating);
+    }
+    Api::<Pod>::namespaced(shared.client.clone(), &namespace)
+        .delete(&name, &DeleteParams::default())
+        .await
+        .map_err(Error::kube("deleting the Pod"))?;
+    Ok(PodRemoval::Deleted)
+}

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::{PD_DEFAULT_PORT_CLIENT, TiDB, TiDBStatus};
 use operator_api::keys;
+use operator_runtime::cache;
+use operator_runtime::instance::{self, PodRemoval};
 use operator_runtime::pod::{is_ready, not_ready_message};
-use operator_runtime::{cache, instance};
-use tracing::{info, instrument};
+use tracing::instrument;
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
@@ -102,7 +102,6 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
         .await;
     };
 
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
 
     if cluster
@@ -171,16 +170,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     let mut requeue = None;
     match &existing_pod {
         None => {
-            pods.create(
-                &PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..PostParams::default()
-                },
-                &desired_pod,
-            )
-            .await
-            .map_err(Error::kube("creating the Pod"))?;
-            info!("created TiDB Pod");
+            instance::create_pod(ctx, MANAGER, tidb, &desired_pod).await?;
             requeue = Some(Duration::from_secs(2));
         }
         Some(pod) if is_terminating(pod) => requeue = Some(Duration::from_secs(2)),
@@ -221,14 +211,9 @@ async fn finalize(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     if !tidb.finalizers().iter().any(|f| f == keys::FINALIZER) {
         return Ok(Action::await_change());
     }
-    let namespace = tidb.namespace().unwrap_or_default();
-    let name = tidb.name_any();
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    if let Some(pod) = cache::get(&ctx.caches.pods, &namespace, &name) {
-        if !is_terminating(&pod) {
-            pods.delete(&name, &DeleteParams::default())
-                .await
-                .map_err(Error::kube("deleting the Pod"))?;
+    match instance::remove_pod(ctx, tidb).await? {
+        PodRemoval::Gone => {}
+        PodRemoval::Deleted => {
             ctx.events
                 .normal(
                     tidb,
@@ -237,9 +222,9 @@ async fn finalize(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
                     "the Pod leaves the MySQL Service and stops gracefully".into(),
                 )
                 .await;
-            info!("deleting TiDB Pod of a removed instance");
+            return Ok(Action::requeue(Duration::from_secs(2)));
         }
-        return Ok(Action::requeue(Duration::from_secs(2)));
+        PodRemoval::Terminating => return Ok(Action::requeue(Duration::from_secs(2))),
     }
     instance::delete_pvcs(ctx, tidb).await?;
     instance::release(ctx, tidb).await

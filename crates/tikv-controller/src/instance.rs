@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
@@ -232,18 +232,7 @@ impl<'a> Scope<'a> {
     }
 
     async fn create_pod(&self, pod: &Pod) -> Result<(), Error> {
-        self.pods()
-            .create(
-                &PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..PostParams::default()
-                },
-                pod,
-            )
-            .await
-            .map_err(Error::kube("creating the Pod"))?;
-        info!("created TiKV Pod");
-        Ok(())
+        instance::create_pod(self.ctx, MANAGER, self.tikv, pod).await
     }
 
     /// Deletes the PVCs of the instance; whether any was left.
