@@ -466,11 +466,7 @@ pub fn cluster_status(
         synced_reason,
         synced_message,
     );
-    let suspend = cluster
-        .spec
-        .suspend_action
-        .as_ref()
-        .is_some_and(|s| s.suspend_compute);
+    let suspend = cluster.spec.suspends_compute();
     let suspended_groups: Vec<&GroupView> = groups
         .iter()
         .filter(|g| conditions::is_true(g.conditions(), conditions::SUSPENDED))

@@ -8,9 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use operator_api::core::{
-    Feature, PD, PD_DATA_DEFAULT_PATH, PD_DEFAULT_PORT_CLIENT, PD_DEFAULT_PORT_PEER,
-    PD_PORT_NAME_CLIENT, PD_PORT_NAME_PEER, PD_VOLUME_MOUNT_TYPE_DATA, PDGroup, PDSpec,
-    PDTemplateSpec, Topology,
+    Feature, PD, PD_DATA_DEFAULT_PATH, PD_PORT_NAME_CLIENT, PD_PORT_NAME_PEER,
+    PD_VOLUME_MOUNT_TYPE_DATA, PDGroup, PDSpec, PDTemplateSpec, Topology,
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError, Owner};
@@ -36,20 +35,12 @@ pub fn client_service_name(group: &str) -> String {
 
 /// Client port of a template.
 pub fn client_port(spec: &PDTemplateSpec) -> i32 {
-    spec.server
-        .ports
-        .client
-        .as_ref()
-        .map_or(PD_DEFAULT_PORT_CLIENT, |p| p.port)
+    spec.server.ports.client_port()
 }
 
 /// Peer port of a template.
 pub fn peer_port(spec: &PDTemplateSpec) -> i32 {
-    spec.server
-        .ports
-        .peer
-        .as_ref()
-        .map_or(PD_DEFAULT_PORT_PEER, |p| p.port)
+    spec.server.ports.peer_port()
 }
 
 /// A PD instance of a group at the group's current template.

@@ -36,14 +36,11 @@ pub async fn reconcile(pd: Arc<PD>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 }
 
 async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
-    let (namespace, group_name, cluster) = match reconcile::instance_start(ctx, pd).await? {
-        InstanceStart::Go {
-            namespace,
-            group,
-            cluster,
-        } => (namespace, group, cluster),
+    let start = match reconcile::instance_start(ctx, pd).await? {
+        InstanceStart::Go(start) => start,
         InstanceStart::Done(then) => return Ok(then),
     };
+    let (namespace, group_name) = (start.namespace.clone(), start.group.clone());
     let name = pd.name_any();
     let cluster_name = &pd.spec.cluster.name;
     let group = cache::get(&ctx.groups, &namespace, &group_name);
@@ -55,14 +52,10 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
     let pd_api = ctx.pd(&namespace, cluster_name, in_cluster.clone())?;
 
     if pd.metadata.deletion_timestamp.is_some() {
-        let leaving_only_this = group
-            .as_ref()
-            .is_some_and(|g| g.metadata.deletion_timestamp.is_none())
-            && cluster
-                .as_ref()
-                .is_some_and(|c| c.metadata.deletion_timestamp.is_none());
-        return finalize(pd, ctx, &pd_api, leaving_only_this).await;
+        let alone = start.leaves_alone(group.as_ref());
+        return finalize(pd, ctx, &pd_api, alone).await;
     }
+    let cluster = start.cluster;
     let going = cluster
         .as_ref()
         .is_none_or(|c| c.metadata.deletion_timestamp.is_some())
@@ -129,12 +122,7 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         Err(e) => return reconcile::invalid_spec(ctx, pd, &e).await,
     };
     let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
-    if cluster
-        .spec
-        .suspend_action
-        .as_ref()
-        .is_some_and(|s| s.suspend_compute)
-    {
+    if cluster.spec.suspends_compute() {
         let kept = "the instance and its PVCs";
         let (mut status, then) = instance::suspend(ctx, pd, existing_pod.as_ref(), kept).await?;
         status.is_leader = false;

@@ -367,11 +367,7 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
     let mut blocked = None;
     let mut held = 0;
     let version = &group.common().version;
-    let suspended = cluster
-        .spec
-        .suspend_action
-        .as_ref()
-        .is_some_and(|s| s.suspend_compute);
+    let suspended = cluster.spec.suspends_compute();
     if suspended {
         // Nothing is created, updated or removed while the Pods are suspended.
         waiting = Some("the Cluster suspends compute".to_string());

@@ -363,16 +363,31 @@ where
 /// How an instance's reconcile begins, the same for every component.
 pub enum InstanceStart {
     /// Go on with the component's rules.
-    Go {
-        /// The instance's namespace.
-        namespace: String,
-        /// Its group (the `pingcap.com/group` label).
-        group: String,
-        /// Its Cluster from the cache; `None` when it does not exist.
-        cluster: Option<Box<Cluster>>,
-    },
+    Go(Started),
     /// The Cluster is paused: answer this.
     Done(Action),
+}
+
+/// What the first steps of an instance's reconcile found.
+pub struct Started {
+    /// The instance's namespace.
+    pub namespace: String,
+    /// Its group (the `pingcap.com/group` label).
+    pub group: String,
+    /// Its Cluster from the cache; `None` when it does not exist.
+    pub cluster: Option<Box<Cluster>>,
+}
+
+impl Started {
+    /// Whether the instance leaves on its own (a scale-in, a deleted instance) rather than with
+    /// its `group` or Cluster, which both still exist and are not being deleted.
+    pub fn leaves_alone<G: Resource>(&self, group: Option<&G>) -> bool {
+        group.is_some_and(|g| g.meta().deletion_timestamp.is_none())
+            && self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.metadata.deletion_timestamp.is_none())
+    }
 }
 
 /// The first steps of every instance's reconcile: its namespace, group and Cluster, and a paused
@@ -401,9 +416,9 @@ where
             .await
             .map(InstanceStart::Done);
     }
-    Ok(InstanceStart::Go {
+    Ok(InstanceStart::Go(Started {
         namespace,
         group,
         cluster: cluster.map(Box::new),
-    })
+    }))
 }

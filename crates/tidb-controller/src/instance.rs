@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
-use operator_api::core::{PD_DEFAULT_PORT_CLIENT, TiDB, TiDBStatus};
+use operator_api::core::{TiDB, TiDBStatus};
 use operator_api::keys;
 use operator_runtime::cache;
 use operator_runtime::instance::{self, PodRemoval};
@@ -48,9 +48,7 @@ enum Health {
 
 async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     let (namespace, cluster) = match reconcile::instance_start(ctx, tidb).await? {
-        InstanceStart::Go {
-            namespace, cluster, ..
-        } => (namespace, cluster),
+        InstanceStart::Go(start) => (start.namespace, start.cluster),
         InstanceStart::Done(then) => return Ok(then),
     };
     let name = tidb.name_any();
@@ -73,15 +71,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
             .pd_groups_of(&namespace, cluster_name)
             .iter()
             .map(|g| {
-                let port = g
-                    .spec
-                    .template
-                    .spec
-                    .server
-                    .ports
-                    .client
-                    .as_ref()
-                    .map_or(PD_DEFAULT_PORT_CLIENT, |p| p.port);
+                let port = g.spec.template.spec.server.ports.client_port();
                 (g.name_any(), port)
             })
             .collect()
@@ -104,12 +94,7 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
 
     let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
 
-    if cluster
-        .spec
-        .suspend_action
-        .as_ref()
-        .is_some_and(|s| s.suspend_compute)
-    {
+    if cluster.spec.suspends_compute() {
         let kept = "the instance and its ConfigMap";
         let (status, then) = instance::suspend(ctx, tidb, existing_pod.as_ref(), kept).await?;
         reconcile::write_status(ctx, tidb, &status).await?;

@@ -242,30 +242,22 @@ impl<'a> Scope<'a> {
 }
 
 async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
-    let (namespace, group_name, cluster) = match reconcile::instance_start(ctx, tikv).await? {
-        InstanceStart::Go {
-            namespace,
-            group,
-            cluster,
-        } => (namespace, group, cluster),
+    let start = match reconcile::instance_start(ctx, tikv).await? {
+        InstanceStart::Go(start) => start,
         InstanceStart::Done(then) => return Ok(then),
     };
+    let namespace = start.namespace.clone();
     let name = tikv.name_any();
     let cluster_name = &tikv.spec.cluster.name;
     let pd_groups = ctx.caches.pd_groups_of(&namespace, cluster_name);
-    let pd_url = pd::pd_url(cluster.as_deref(), &pd_groups, &namespace);
+    let pd_url = pd::pd_url(start.cluster.as_deref(), &pd_groups, &namespace);
 
     if tikv.metadata.deletion_timestamp.is_some() {
-        let group = cache::get(&ctx.groups, &namespace, &group_name);
-        let leaving_only_this = group
-            .as_ref()
-            .is_some_and(|g| g.metadata.deletion_timestamp.is_none())
-            && cluster
-                .as_ref()
-                .is_some_and(|c| c.metadata.deletion_timestamp.is_none());
-        return finalize(tikv, ctx, pd_url, leaving_only_this).await;
+        let group = cache::get(&ctx.groups, &namespace, &start.group);
+        let alone = start.leaves_alone(group.as_ref());
+        return finalize(tikv, ctx, pd_url, alone).await;
     }
-    let Some(cluster) = cluster else {
+    let Some(cluster) = start.cluster else {
         return reconcile::cluster_missing(ctx, tikv).await;
     };
     let Some(pd_url) = pd_url else {
@@ -302,12 +294,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         }
     };
     let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
-    if cluster
-        .spec
-        .suspend_action
-        .as_ref()
-        .is_some_and(|s| s.suspend_compute)
-    {
+    if cluster.spec.suspends_compute() {
         let kept = "the instance and its PVCs";
         let (status, then) = instance::suspend(ctx, tikv, existing_pod.as_ref(), kept).await?;
         let mut draft = Draft::new(tikv);

@@ -2,7 +2,7 @@
 //! stores, the stores under the evict-leader scheduler and the replication settings.
 
 use kube::ResourceExt;
-use operator_api::core::{Cluster, PD_DEFAULT_PORT_CLIENT, PDGroup};
+use operator_api::core::{Cluster, PDGroup};
 use pd_client::{PdClient, ReplicationConfig, StoresInfo};
 
 use crate::build;
@@ -18,15 +18,7 @@ pub fn pd_url(cluster: Option<&Cluster>, groups: &[PDGroup], namespace: &str) ->
         return Some(url);
     }
     groups.first().map(|g| {
-        let port = g
-            .spec
-            .template
-            .spec
-            .server
-            .ports
-            .client
-            .as_ref()
-            .map_or(PD_DEFAULT_PORT_CLIENT, |p| p.port);
+        let port = g.spec.template.spec.server.ports.client_port();
         build::pd_group_url(namespace, &g.name_any(), port)
     })
 }

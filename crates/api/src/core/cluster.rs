@@ -172,3 +172,12 @@ pub struct ClusterStatus {
 fn is_zero(value: &i64) -> bool {
     *value == 0
 }
+
+impl ClusterSpec {
+    /// Whether the Cluster suspends compute (every Pod deleted, instances and PVCs kept).
+    pub fn suspends_compute(&self) -> bool {
+        self.suspend_action
+            .as_ref()
+            .is_some_and(|s| s.suspend_compute)
+    }
+}

@@ -139,6 +139,18 @@ impl PDPorts {
     pub fn is_empty(&self) -> bool {
         self.client.is_none() && self.peer.is_none()
     }
+
+    /// The client port: the one set, else 2379.
+    pub fn client_port(&self) -> i32 {
+        self.client
+            .as_ref()
+            .map_or(PD_DEFAULT_PORT_CLIENT, |p| p.port)
+    }
+
+    /// The peer port: the one set, else 2380.
+    pub fn peer_port(&self) -> i32 {
+        self.peer.as_ref().map_or(PD_DEFAULT_PORT_PEER, |p| p.port)
+    }
 }
 
 /// One PD member.
