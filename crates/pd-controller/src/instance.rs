@@ -14,7 +14,7 @@ use operator_api::keys;
 use operator_runtime::cache;
 use operator_runtime::instance::{self, PodRemoval};
 use operator_runtime::online_config::{self, ConfigStep, Recorder, Settled};
-use operator_runtime::pod::{is_ready, not_ready_message};
+use operator_runtime::pod::{is_ready, readiness, synced as pod_synced};
 use pd_client::PdClient;
 use tracing::{instrument, warn};
 
@@ -372,20 +372,9 @@ fn observe_status(
         }
         status.is_leader = observed.is_leader(&name);
     }
-    let pod_ready = pod.as_ref().is_some_and(is_ready);
-    let (ready, reason, message) = match pod {
-        None => (
-            false,
-            reasons::POD_NOT_CREATED,
-            "the Pod does not exist yet".to_string(),
-        ),
-        Some(p) if p.metadata.deletion_timestamp.is_some() => (
-            false,
-            reasons::POD_TERMINATING,
-            "the Pod is terminating".into(),
-        ),
-        Some(p) if !pod_ready => (false, reasons::POD_NOT_READY, not_ready_message(p)),
-        Some(_) => match &observed.error {
+    let (ready, reason, message) = match readiness(pod.as_ref()) {
+        Some(verdict) => verdict,
+        None => match &observed.error {
             Some(error) => (
                 false,
                 REASON_PD_UNREACHABLE,
@@ -403,22 +392,9 @@ fn observe_status(
     let current = pod
         .as_ref()
         .is_some_and(|p| build::pod_is_current(p, desired));
-    let (synced, reason, message) = if let (true, Some(pending)) = (current, config_pending) {
-        (false, online_config::REASON_CONFIG_PENDING, pending)
-    } else if current {
-        (true, reasons::SYNCED, "the Pod is up to date".to_string())
-    } else if pod.is_none() {
-        (
-            false,
-            reasons::POD_NOT_CREATED,
-            "the Pod does not exist yet".to_string(),
-        )
-    } else {
-        (
-            false,
-            reasons::POD_NOT_UP_TO_DATE,
-            "the Pod is being recreated with the new template".to_string(),
-        )
+    let (synced, reason, message) = match (current, config_pending) {
+        (true, Some(pending)) => (false, online_config::REASON_CONFIG_PENDING, pending),
+        _ => pod_synced(pod.as_ref(), current),
     };
     set(&mut status, conditions::SYNCED, synced, reason, message);
     if conditions::find(&status.common.conditions, conditions::SUSPENDED).is_some() {

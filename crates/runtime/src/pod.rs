@@ -1,7 +1,50 @@
 //! What the instance controllers read off a Pod: whether it is ready, and if not, why, in words
-//! for a condition message.
+//! for a condition message; and the `Ready` and `Synced` conditions as far as the Pod decides them.
 
 use k8s_openapi::api::core::v1::Pod;
+use operator_api::conditions::reasons;
+
+/// A condition's status, reason and message.
+pub type Verdict = (bool, &'static str, String);
+
+/// `Ready` as far as the Pod decides it: false while it is missing, terminating or not ready;
+/// `None` once it is ready, when the component's own health decides.
+pub fn readiness(pod: Option<&Pod>) -> Option<Verdict> {
+    match pod {
+        None => Some((
+            false,
+            reasons::POD_NOT_CREATED,
+            "the Pod does not exist yet".to_string(),
+        )),
+        Some(p) if p.metadata.deletion_timestamp.is_some() => Some((
+            false,
+            reasons::POD_TERMINATING,
+            "the Pod is terminating".to_string(),
+        )),
+        Some(p) if !is_ready(p) => Some((false, reasons::POD_NOT_READY, not_ready_message(p))),
+        Some(_) => None,
+    }
+}
+
+/// `Synced` as far as the Pod decides it: whether it is `current` (built from the instance's
+/// spec as it is now), missing, or being recreated.
+pub fn synced(pod: Option<&Pod>, current: bool) -> Verdict {
+    if current {
+        (true, reasons::SYNCED, "the Pod is up to date".to_string())
+    } else if pod.is_none() {
+        (
+            false,
+            reasons::POD_NOT_CREATED,
+            "the Pod does not exist yet".to_string(),
+        )
+    } else {
+        (
+            false,
+            reasons::POD_NOT_UP_TO_DATE,
+            "the Pod is being recreated with the new template".to_string(),
+        )
+    }
+}
 
 /// Whether the Pod's `Ready` condition is `True`.
 pub fn is_ready(pod: &Pod) -> bool {
@@ -74,6 +117,28 @@ mod tests {
         });
         assert!(is_ready(&ready));
         assert!(!is_ready(&Pod::default()));
+
+        // The Pod decides `Ready` only while it is missing, terminating or not ready.
+        assert!(readiness(Some(&ready)).is_none());
+        let reason = |pod: Option<&Pod>| readiness(pod).map(|(_, reason, _)| reason);
+        assert_eq!(reason(None), Some(reasons::POD_NOT_CREATED));
+        assert_eq!(reason(Some(&Pod::default())), Some(reasons::POD_NOT_READY));
+        let mut terminating = ready.clone();
+        terminating.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert_eq!(reason(Some(&terminating)), Some(reasons::POD_TERMINATING));
+    }
+
+    #[test]
+    fn synced_says_whether_the_pod_is_current_missing_or_being_recreated() {
+        assert_eq!(synced(None, false).1, reasons::POD_NOT_CREATED);
+        assert_eq!(
+            synced(Some(&Pod::default()), false).1,
+            reasons::POD_NOT_UP_TO_DATE
+        );
+        assert!(synced(Some(&Pod::default()), true).0);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use operator_api::core::{TiDB, TiDBStatus};
 use operator_api::keys;
 use operator_runtime::cache;
 use operator_runtime::instance::{self, PodRemoval};
-use operator_runtime::pod::{is_ready, not_ready_message};
+use operator_runtime::pod::{is_ready, readiness, synced as pod_synced};
 use tracing::instrument;
 
 use crate::build;
@@ -220,19 +220,9 @@ fn observe_status(tidb: &TiDB, pod: Option<&Pod>, desired: &Pod, health: &Health
     let mut status = tidb.status.clone().unwrap_or_default();
     let now = Timestamp::now();
     let generation = tidb.metadata.generation;
-    let (ready, reason, message) = match pod {
-        None => (
-            false,
-            reasons::POD_NOT_CREATED,
-            "the Pod does not exist yet".to_string(),
-        ),
-        Some(p) if is_terminating(p) => (
-            false,
-            reasons::POD_TERMINATING,
-            "the Pod is terminating".to_string(),
-        ),
-        Some(p) if !is_ready(p) => (false, reasons::POD_NOT_READY, not_ready_message(p)),
-        Some(_) => match health {
+    let (ready, reason, message) = match readiness(pod) {
+        Some(verdict) => verdict,
+        None => match health {
             Health::Serving(version) => (
                 true,
                 reasons::READY,
@@ -262,21 +252,7 @@ fn observe_status(tidb: &TiDB, pod: Option<&Pod>, desired: &Pod, health: &Health
         now,
     );
     let current = pod.is_some_and(|p| build::pod_is_current(p, desired));
-    let (synced, reason, message) = if current {
-        (true, reasons::SYNCED, "the Pod is up to date".to_string())
-    } else if pod.is_none() {
-        (
-            false,
-            reasons::POD_NOT_CREATED,
-            "the Pod does not exist yet".to_string(),
-        )
-    } else {
-        (
-            false,
-            reasons::POD_NOT_UP_TO_DATE,
-            "the Pod is being recreated with the new template".to_string(),
-        )
-    };
+    let (synced, reason, message) = pod_synced(pod, current);
     conditions::set(
         &mut status.common.conditions,
         NewCondition {

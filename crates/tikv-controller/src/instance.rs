@@ -19,7 +19,7 @@ use operator_runtime::apply::state_manager;
 use operator_runtime::component::CACHE_LAG_RETRY;
 use operator_runtime::group as shared_group;
 use operator_runtime::online_config::{self, ConfigStep, Recorder};
-use operator_runtime::pod::{is_ready, not_ready_message};
+use operator_runtime::pod::{is_ready, readiness};
 use operator_runtime::{cache, expect, instance};
 use pd_client::{PdClient, ReplicationConfig, StoreInfo};
 use tracing::{info, instrument};
@@ -499,19 +499,9 @@ fn set_ready(
     view: &Result<PdView, String>,
     lookup: Option<StoreLookup<'_>>,
 ) {
-    let (ready, reason, message) = match pod {
-        None => (
-            false,
-            reasons::POD_NOT_CREATED,
-            "the Pod does not exist yet".to_string(),
-        ),
-        Some(p) if p.metadata.deletion_timestamp.is_some() => (
-            false,
-            reasons::POD_TERMINATING,
-            "the Pod is terminating".into(),
-        ),
-        Some(p) if !is_ready(p) => (false, reasons::POD_NOT_READY, not_ready_message(p)),
-        Some(_) => match (view, lookup.unwrap_or(StoreLookup::NeverRegistered)) {
+    let (ready, reason, message) = match readiness(pod) {
+        Some(verdict) => verdict,
+        None => match (view, lookup.unwrap_or(StoreLookup::NeverRegistered)) {
             // A PD that cannot be asked for a moment does not make a ready store unready.
             (Err(_), _)
                 if conditions::is_true(&draft.status.common.conditions, conditions::READY) =>
