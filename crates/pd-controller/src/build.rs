@@ -2,9 +2,8 @@
 //! instance's ConfigMap, PVCs and Pod. No client here; every function is tested on plain values.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Pod, PodSpec, Probe, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    ConfigMap, Container, Pod, PodSpec, Probe, Service, ServiceSpec, TCPSocketAction,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use operator_api::core::{
@@ -12,7 +11,7 @@ use operator_api::core::{
     PD_VOLUME_MOUNT_TYPE_DATA, PDGroup, PDSpec, PDTemplateSpec, Topology,
 };
 use operator_api::keys;
-use operator_runtime::build::{self, BuildError, Owner};
+use operator_runtime::build::{self, BuildError};
 
 /// Name of the component label value and of the container.
 pub const COMPONENT: &str = keys::COMPONENT_PD;
@@ -74,53 +73,25 @@ pub fn instance(
 
 /// The group's headless peer Service and its client Service.
 pub fn services(group: &PDGroup) -> Result<[Service; 2], BuildError> {
-    let namespace = group.namespace().unwrap_or_default();
     let group_name = group.name_any();
-    let selector = build::group_labels(Owner::of_group(group));
     let spec = &group.spec.template.spec;
-    let ports = vec![
-        ServicePort {
-            name: Some(PD_PORT_NAME_CLIENT.into()),
-            port: client_port(spec),
-            target_port: Some(IntOrString::String(PD_PORT_NAME_CLIENT.into())),
-            ..ServicePort::default()
-        },
-        ServicePort {
-            name: Some(PD_PORT_NAME_PEER.into()),
-            port: peer_port(spec),
-            target_port: Some(IntOrString::String(PD_PORT_NAME_PEER.into())),
-            ..ServicePort::default()
-        },
-    ];
-    let meta = |name: String| ObjectMeta {
-        name: Some(name),
-        namespace: Some(namespace.clone()),
-        labels: Some(selector.clone()),
-        owner_references: build::controller_ref(group).ok().map(|r| vec![r]),
-        ..ObjectMeta::default()
-    };
-    let peer = Service {
-        metadata: meta(peer_service_name(&group_name)),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".into()),
-            // Members find each other before they are ready.
-            publish_not_ready_addresses: Some(true),
-            selector: Some(selector.clone()),
-            ports: Some(ports.clone()),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    };
-    let client = Service {
-        metadata: meta(client_service_name(&group_name)),
-        spec: Some(ServiceSpec {
-            selector: Some(selector.clone()),
-            ports: Some(ports.into_iter().take(1).collect()),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    };
-    Ok([peer, client])
+    let client = build::named_port(PD_PORT_NAME_CLIENT, client_port(spec));
+    let peer = build::named_port(PD_PORT_NAME_PEER, peer_port(spec));
+    Ok([
+        build::peer_service(
+            group,
+            peer_service_name(&group_name),
+            vec![client.clone(), peer],
+        )?,
+        build::group_service(
+            group,
+            client_service_name(&group_name),
+            ServiceSpec {
+                ports: Some(vec![client]),
+                ..ServiceSpec::default()
+            },
+        )?,
+    ])
 }
 
 /// DNS name of an instance through its peer Service.

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
-    ResourceRequirements, Volume as PodVolume, VolumeMount, VolumeResourceRequirements,
+    ResourceRequirements, Service, ServicePort, ServiceSpec, Volume as PodVolume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use operator_api::core::{self as api, Overlay, Volume};
 use operator_api::keys;
@@ -80,6 +82,59 @@ where
         finalizers: Some(vec![keys::FINALIZER.to_string()]),
         ..ObjectMeta::default()
     })
+}
+
+/// A Service port named `name` that targets the container port of the same name.
+pub fn named_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        protocol: Some("TCP".into()),
+        target_port: Some(IntOrString::String(name.to_string())),
+        ..ServicePort::default()
+    }
+}
+
+/// A Service `name` of `group` over all its instances: `spec` with the group's selector, the
+/// group's labels and the group as controller owner.
+pub fn group_service<G>(group: &G, name: String, spec: ServiceSpec) -> Result<Service, BuildError>
+where
+    G: api::Group + Resource<DynamicType = ()>,
+{
+    let selector = group_labels(Owner::of_group(group));
+    Ok(Service {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: group.meta().namespace.clone(),
+            labels: Some(selector.clone()),
+            owner_references: Some(vec![controller_ref(group)?]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ..spec
+        }),
+        ..Service::default()
+    })
+}
+
+/// The headless peer Service `name` of `group`: every instance's DNS name lives under it, from
+/// before the instance is ready (members and stores find each other before they serve).
+pub fn peer_service<G>(
+    group: &G,
+    name: String,
+    ports: Vec<ServicePort>,
+) -> Result<Service, BuildError>
+where
+    G: api::Group + Resource<DynamicType = ()>,
+{
+    let spec = ServiceSpec {
+        cluster_ip: Some("None".into()),
+        publish_not_ready_addresses: Some(true),
+        ports: Some(ports),
+        ..ServiceSpec::default()
+    };
+    group_service(group, name, spec)
 }
 
 /// Labels of every object of a group, and its selector.

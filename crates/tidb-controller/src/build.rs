@@ -4,8 +4,8 @@
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, ExecAction, KeyToPath,
-    Lifecycle, LifecycleHandler, PersistentVolumeClaim, Pod, PodSpec, Probe, Service, ServicePort,
-    ServiceSpec, TCPSocketAction, Volume as PodVolume, VolumeMount,
+    Lifecycle, LifecycleHandler, PersistentVolumeClaim, Pod, PodSpec, Probe, Service, ServiceSpec,
+    TCPSocketAction, Volume as PodVolume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -17,7 +17,7 @@ use operator_api::core::{
     TiDBSpec, TiDBTemplateSpec, Topology,
 };
 use operator_api::keys;
-use operator_runtime::build::{self, BuildError, Owner};
+use operator_runtime::build::{self, BuildError};
 
 /// Name of the component label value and of the main container.
 pub const COMPONENT: &str = keys::COMPONENT_TIDB;
@@ -168,64 +168,30 @@ pub fn update_keeps_pod(existing: &TiDB, target: &Target) -> bool {
 
 /// The group's headless peer Service and its MySQL Service.
 pub fn services(group: &TiDBGroup) -> Result<[Service; 2], BuildError> {
-    let namespace = group.namespace().unwrap_or_default();
     let group_name = group.name_any();
-    let selector = build::group_labels(Owner::of_group(group));
     let spec = &group.spec.template.spec;
     let ports = vec![
-        ServicePort {
-            name: Some(TIDB_PORT_NAME_CLIENT.into()),
-            port: client_port(spec),
-            protocol: Some("TCP".into()),
-            target_port: Some(IntOrString::String(TIDB_PORT_NAME_CLIENT.into())),
-            ..ServicePort::default()
-        },
-        ServicePort {
-            name: Some(TIDB_PORT_NAME_STATUS.into()),
-            port: status_port(spec),
-            protocol: Some("TCP".into()),
-            target_port: Some(IntOrString::String(TIDB_PORT_NAME_STATUS.into())),
-            ..ServicePort::default()
-        },
+        build::named_port(TIDB_PORT_NAME_CLIENT, client_port(spec)),
+        build::named_port(TIDB_PORT_NAME_STATUS, status_port(spec)),
     ];
-    let owner_ref = build::controller_ref(group)?;
-    let meta = |name: String| ObjectMeta {
-        name: Some(name),
-        namespace: Some(namespace.clone()),
-        labels: Some(selector.clone()),
-        owner_references: Some(vec![owner_ref.clone()]),
-        ..ObjectMeta::default()
-    };
-    let peer = Service {
-        metadata: meta(peer_service_name(&group_name)),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".into()),
-            // Each server has a DNS name before it is ready.
-            publish_not_ready_addresses: Some(true),
-            selector: Some(selector.clone()),
-            ports: Some(ports.clone()),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    };
-    let mysql = Service {
-        metadata: meta(client_service_name(&group_name)),
-        spec: Some(ServiceSpec {
-            type_: Some(
-                group
-                    .spec
-                    .service
-                    .as_ref()
-                    .and_then(|s| s.type_.clone())
-                    .unwrap_or_else(|| "ClusterIP".into()),
-            ),
-            selector: Some(selector),
-            ports: Some(ports),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    };
-    Ok([peer, mysql])
+    let type_ = group
+        .spec
+        .service
+        .as_ref()
+        .and_then(|s| s.type_.clone())
+        .unwrap_or_else(|| "ClusterIP".into());
+    Ok([
+        build::peer_service(group, peer_service_name(&group_name), ports.clone())?,
+        build::group_service(
+            group,
+            client_service_name(&group_name),
+            ServiceSpec {
+                type_: Some(type_),
+                ports: Some(ports),
+                ..ServiceSpec::default()
+            },
+        )?,
+    ])
 }
 
 /// DNS name of an instance through its peer Service.

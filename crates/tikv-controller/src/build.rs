@@ -3,10 +3,8 @@
 //! values.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, PersistentVolumeClaim, Pod, PodSpec, Probe, Service, ServicePort,
-    ServiceSpec, TCPSocketAction,
+    ConfigMap, Container, PersistentVolumeClaim, Pod, PodSpec, Probe, Service, TCPSocketAction,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use operator_api::core::{
@@ -15,7 +13,7 @@ use operator_api::core::{
     TiKVSpec, TiKVTemplateSpec, Topology,
 };
 use operator_api::keys;
-use operator_runtime::build::{self, BuildError, Owner};
+use operator_runtime::build::{self, BuildError};
 
 /// Name of the component label value and of the container.
 pub const COMPONENT: &str = keys::COMPONENT_TIKV;
@@ -95,41 +93,12 @@ pub fn instance_like(
 /// The group's headless peer Service: every store's DNS name is
 /// `<instance>.<group>-tikv-peer.<namespace>`.
 pub fn peer_service(group: &TiKVGroup) -> Result<Service, BuildError> {
-    let namespace = group.namespace().unwrap_or_default();
-    let group_name = group.name_any();
-    let selector = build::group_labels(Owner::of_group(group));
     let spec = &group.spec.template.spec;
-    Ok(Service {
-        metadata: ObjectMeta {
-            name: Some(peer_service_name(&group_name)),
-            namespace: Some(namespace.clone()),
-            labels: Some(selector.clone()),
-            owner_references: Some(vec![build::controller_ref(group)?]),
-            ..ObjectMeta::default()
-        },
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".into()),
-            // Stores register with PD before their Pods are ready.
-            publish_not_ready_addresses: Some(true),
-            selector: Some(selector),
-            ports: Some(vec![
-                ServicePort {
-                    name: Some(TIKV_PORT_NAME_CLIENT.into()),
-                    port: client_port(spec),
-                    target_port: Some(IntOrString::String(TIKV_PORT_NAME_CLIENT.into())),
-                    ..ServicePort::default()
-                },
-                ServicePort {
-                    name: Some(TIKV_PORT_NAME_STATUS.into()),
-                    port: status_port(spec),
-                    target_port: Some(IntOrString::String(TIKV_PORT_NAME_STATUS.into())),
-                    ..ServicePort::default()
-                },
-            ]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    })
+    let ports = vec![
+        build::named_port(TIKV_PORT_NAME_CLIENT, client_port(spec)),
+        build::named_port(TIKV_PORT_NAME_STATUS, status_port(spec)),
+    ];
+    build::peer_service(group, peer_service_name(&group.name_any()), ports)
 }
 
 /// DNS name of an instance through its peer Service.
