@@ -114,6 +114,45 @@ pub struct NewCondition<'a> {
     pub observed_generation: Option<i64>,
 }
 
+/// One look at an object: every condition a reconcile sets on it carries the same
+/// `observedGeneration` and, where it changes, the same transition time.
+#[derive(Clone, Copy, Debug)]
+pub struct Look {
+    /// The generation the look is based on.
+    pub generation: Option<i64>,
+    /// When it was taken.
+    pub now: Timestamp,
+}
+
+impl Look {
+    /// A look now at generation `generation`.
+    pub fn now(generation: Option<i64>) -> Self {
+        Look {
+            generation,
+            now: Timestamp::now(),
+        }
+    }
+
+    /// Sets condition `type_` in `conditions` ([`set`]); whether anything changed.
+    pub fn set(
+        &self,
+        conditions: &mut Vec<Condition>,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> bool {
+        let new = NewCondition {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+            observed_generation: self.generation,
+        };
+        set(conditions, new, self.now)
+    }
+}
+
 /// Sets a condition in the list. `lastTransitionTime` becomes `now` only when the status changes
 /// (or the condition is new). Returns whether anything changed.
 pub fn set(conditions: &mut Vec<Condition>, new: NewCondition<'_>, now: Timestamp) -> bool {

@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
-use operator_api::conditions::{self, NewCondition, reasons};
+use operator_api::conditions::{self, reasons};
 use operator_api::core::{
     Cluster, ClusterStatus, ComponentGroupStatus, ComponentKind, ComponentStatus, Feature,
     FeatureGateStatus, FeatureStage, PD_DEFAULT_PORT_CLIENT, PDGroup, TiDBGroup, TiKVGroup,
@@ -315,18 +315,9 @@ pub fn cluster_status(
         })
         .collect();
 
+    let look = conditions::Look { generation, now };
     let set = |status: &mut ClusterStatus, type_, ok: bool, reason, message: String| {
-        conditions::set(
-            &mut status.conditions,
-            NewCondition {
-                type_,
-                status: ok,
-                reason,
-                message,
-                observed_generation: generation,
-            },
-            now,
-        );
+        look.set(&mut status.conditions, type_, ok, reason, message);
     };
     let has = |kind| groups.iter().any(|g| g.kind == kind);
     // Available: SQL is served (a TiDB group with a ready server), or, without TiDB, the stores

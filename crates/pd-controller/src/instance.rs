@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use operator_api::conditions::{self, NewCondition, reasons};
+use operator_api::conditions::{self, Look, reasons};
 use operator_api::core::{PD, PDStatus};
 use operator_api::keys;
 use operator_runtime::cache;
@@ -187,17 +186,9 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
                     if config_change.is_some() {
                         status.last_config_change = config_change;
                     }
-                    conditions::set(
-                        &mut status.common.conditions,
-                        NewCondition {
-                            type_: conditions::SYNCED,
-                            status: false,
-                            reason,
-                            message,
-                            observed_generation: pd.metadata.generation,
-                        },
-                        Timestamp::now(),
-                    );
+                    let conditions = &mut status.common.conditions;
+                    let look = Look::now(pd.metadata.generation);
+                    look.set(conditions, conditions::SYNCED, false, reason, message);
                     reconcile::write_status(ctx, pd, &status).await?;
                     return Ok(Action::requeue(Duration::from_secs(5)));
                 }
@@ -209,16 +200,8 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
                 let member_api = ctx.pd(&namespace, cluster_name, build::client_url(pd))?;
                 let answer = member_api.set_config(items).await;
                 let settled = recorder
-                    .settle(
-                        &ctx.events,
-                        pd,
-                        &common.config,
-                        items,
-                        answer,
-                        online::refused,
-                    )
-                    .await
-                    .map_err(Error::kube("recording the applied config on the Pod"))?;
+                    .settle(&ctx.events, pd, items, answer, online::refused)
+                    .await?;
                 match settled {
                     Settled::Applied(change) => config_change = Some(change),
                     Settled::Refused => requeue = Some(Duration::from_secs(1)),
@@ -336,20 +319,9 @@ fn observe_status(
 ) -> PDStatus {
     let name = pd.name_any();
     let mut status = pd.status.clone().unwrap_or_default();
-    let now = Timestamp::now();
-    let generation = pd.metadata.generation;
+    let look = Look::now(pd.metadata.generation);
     let set = |status: &mut PDStatus, type_, ok, reason, message: String| {
-        conditions::set(
-            &mut status.common.conditions,
-            NewCondition {
-                type_,
-                status: ok,
-                reason,
-                message,
-                observed_generation: generation,
-            },
-            now,
-        );
+        look.set(&mut status.common.conditions, type_, ok, reason, message);
     };
     if let Some(members) = &observed.members {
         if let Some(member) = members.member(&name) {
@@ -406,7 +378,7 @@ fn observe_status(
             "the Pod runs again".to_string(),
         );
     }
-    status.common.observed_generation = generation.unwrap_or_default();
+    status.common.observed_generation = pd.metadata.generation.unwrap_or_default();
     status.common.current_revision = pd
         .labels()
         .get(keys::LABEL_INSTANCE_REVISION_HASH)

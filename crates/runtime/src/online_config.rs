@@ -256,17 +256,38 @@ impl<'a> Recorder<'a> {
             .is_some()
     }
 
-    /// Records what the component's answer to `items` means, and says so in an Event on
-    /// `object`.
-    pub async fn settle<K: Resource<DynamicType = ()>>(
+    /// Records what the component's answer to `items` (the online part of `instance`'s config)
+    /// means, and says so in an Event on `instance`.
+    pub async fn settle<K>(
         &self,
         events: &Events,
-        object: &K,
-        desired: &str,
+        instance: &K,
         items: &BTreeMap<String, Value>,
         answer: pd_client::Result<()>,
         refused: Refusal,
-    ) -> Result<Settled, kube::Error> {
+    ) -> Result<Settled, crate::reconcile::Error>
+    where
+        K: Resource<DynamicType = ()> + operator_api::core::Instance,
+    {
+        self.settle_config(events, instance, items, answer, refused)
+            .await
+            .map_err(crate::reconcile::Error::kube(
+                "recording the applied config on the Pod",
+            ))
+    }
+
+    async fn settle_config<K>(
+        &self,
+        events: &Events,
+        object: &K,
+        items: &BTreeMap<String, Value>,
+        answer: pd_client::Result<()>,
+        refused: Refusal,
+    ) -> Result<Settled, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + operator_api::core::Instance,
+    {
+        let desired = object.common().config.as_str();
         let keys = key_list(items.keys());
         match answer {
             Ok(()) => {

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use operator_api::conditions::{self, NewCondition, reasons};
+use operator_api::conditions::{self, Look, reasons};
 use operator_api::core::{TiDB, TiDBStatus};
 use operator_api::keys;
 use operator_runtime::cache;
@@ -218,8 +217,8 @@ async fn finalize(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
 /// The status from the Pod and what TiDB's status port says.
 fn observe_status(tidb: &TiDB, pod: Option<&Pod>, desired: &Pod, health: &Health) -> TiDBStatus {
     let mut status = tidb.status.clone().unwrap_or_default();
-    let now = Timestamp::now();
     let generation = tidb.metadata.generation;
+    let look = Look::now(generation);
     let (ready, reason, message) = match readiness(pod) {
         Some(verdict) => verdict,
         None => match health {
@@ -240,41 +239,19 @@ fn observe_status(tidb: &TiDB, pod: Option<&Pod>, desired: &Pod, health: &Health
             ),
         },
     };
-    conditions::set(
-        &mut status.common.conditions,
-        NewCondition {
-            type_: conditions::READY,
-            status: ready,
-            reason,
-            message,
-            observed_generation: generation,
-        },
-        now,
-    );
+    let conditions = &mut status.common.conditions;
+    look.set(conditions, conditions::READY, ready, reason, message);
     let current = pod.is_some_and(|p| build::pod_is_current(p, desired));
     let (synced, reason, message) = pod_synced(pod, current);
-    conditions::set(
-        &mut status.common.conditions,
-        NewCondition {
-            type_: conditions::SYNCED,
-            status: synced,
-            reason,
+    look.set(conditions, conditions::SYNCED, synced, reason, message);
+    if conditions::find(conditions, conditions::SUSPENDED).is_some() {
+        let message = "the Pod runs again";
+        look.set(
+            conditions,
+            conditions::SUSPENDED,
+            false,
+            reasons::UNSUSPENDED,
             message,
-            observed_generation: generation,
-        },
-        now,
-    );
-    if conditions::find(&status.common.conditions, conditions::SUSPENDED).is_some() {
-        conditions::set(
-            &mut status.common.conditions,
-            NewCondition {
-                type_: conditions::SUSPENDED,
-                status: false,
-                reason: reasons::UNSUSPENDED,
-                message: "the Pod runs again".to_string(),
-                observed_generation: generation,
-            },
-            now,
         );
     }
     status.common.observed_generation = generation.unwrap_or_default();

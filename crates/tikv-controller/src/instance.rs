@@ -12,7 +12,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use operator_api::conditions::{self, NewCondition, reasons};
+use operator_api::conditions::{self, Look, reasons};
 use operator_api::core::{TiKV, TiKVStatus};
 use operator_api::keys;
 use operator_runtime::apply::state_manager;
@@ -105,16 +105,16 @@ impl Draft {
     }
 
     fn set(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
-        conditions::set(
+        let look = Look {
+            generation: self.generation,
+            now: self.now,
+        };
+        look.set(
             &mut self.status.common.conditions,
-            NewCondition {
-                type_,
-                status: ok,
-                reason,
-                message: message.into(),
-                observed_generation: self.generation,
-            },
-            self.now,
+            type_,
+            ok,
+            reason,
+            message,
         );
     }
 

@@ -1,5 +1,6 @@
 //! Tests of the Cluster status: components, conditions, pausing and PD unavailability.
 
+use operator_api::conditions::NewCondition;
 use operator_api::core::ClusterSpec;
 
 use super::*;

@@ -44,16 +44,8 @@ pub(super) async fn apply(
             let url = scope.ctx.status_url(tikv, build::status_url(tikv));
             let answer = scope.ctx.status.tikv_set_config(&url, items).await;
             let settled = recorder
-                .settle(
-                    &scope.ctx.events,
-                    tikv,
-                    desired,
-                    items,
-                    answer,
-                    online::refused,
-                )
-                .await
-                .map_err(Error::kube("recording the applied config on the Pod"))?;
+                .settle(&scope.ctx.events, tikv, items, answer, online::refused)
+                .await?;
             match settled {
                 Settled::Applied(change) => {
                     draft.status.last_config_change = Some(change);
