@@ -230,21 +230,17 @@ pub use operator_runtime::build::pod_is_current;
 
 #[cfg(test)]
 mod tests {
-    use operator_api::core::{ConfigUpdateStrategy, PDGroupSpec};
+    use testkit::builders::{self, PodFacts};
 
     use super::*;
 
     fn group(template: serde_json::Value) -> PDGroup {
-        let spec: PDGroupSpec = serde_json::from_value(serde_json::json!({
+        let spec = serde_json::json!({
             "cluster": {"name": "basic"},
             "replicas": 3,
             "template": {"spec": template}
-        }))
-        .unwrap();
-        let mut group = PDGroup::new("pd", spec);
-        group.metadata.namespace = Some("db".into());
-        group.metadata.uid = Some("uid-1".into());
-        group
+        });
+        builders::group("pd", "db", spec).unwrap()
     }
 
     fn default_group() -> PDGroup {
@@ -306,78 +302,30 @@ mod tests {
     #[test]
     fn the_pod_runs_pd_with_its_volumes_ports_and_resources() {
         let pd = instance_of(&default_group());
-        let pod = pod(&pd).unwrap();
-        let spec = pod.spec.as_ref().unwrap();
-        let container = &spec.containers[0];
-        assert_eq!(container.image.as_deref(), Some("pingcap/pd:v8.5.2"));
-        assert_eq!(spec.hostname.as_deref(), Some("pd-abcde"));
-        assert_eq!(spec.subdomain.as_deref(), Some("pd-pd-peer"));
-        let ports: Vec<_> = container
-            .ports
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|p| p.container_port)
-            .collect();
-        assert_eq!(ports, [2379, 2380]);
-        let mounts: Vec<_> = container
-            .volume_mounts
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|m| m.mount_path.as_str())
-            .collect();
-        assert_eq!(mounts, ["/etc/pd", "/var/lib/pd"]);
-        let claim = spec.volumes.as_ref().unwrap()[1]
-            .persistent_volume_claim
-            .as_ref()
-            .unwrap();
-        assert_eq!(claim.claim_name, "data-pd-abcde");
-        let limits = container
-            .resources
-            .as_ref()
-            .unwrap()
-            .limits
-            .as_ref()
-            .unwrap();
-        assert_eq!(limits["memory"].0, "2Gi");
-        assert!(pod.labels().contains_key(keys::LABEL_POD_SPEC_HASH));
-        assert!(pod.labels().contains_key(keys::LABEL_CONFIG_HASH));
-        assert_eq!(pod.owner_references()[0].uid, "uid-2");
+        assert_eq!(
+            builders::pod_facts(&pod(&pd).unwrap()),
+            PodFacts {
+                image: "pingcap/pd:v8.5.2".into(),
+                command: vec!["/pd-server".into(), "--config=/etc/pd/config.toml".into()],
+                host: ("pd-abcde".into(), "pd-pd-peer".into()),
+                ports: vec![("client".into(), 2379), ("peer".into(), 2380)],
+                mounts: vec!["/etc/pd".into(), "/var/lib/pd".into()],
+                claims: vec!["data-pd-abcde".into()],
+                memory: Some("2Gi".into()),
+                hashed: true,
+                owner: Some("uid-2".into()),
+            }
+        );
     }
 
     #[test]
-    fn a_config_change_restarts_only_with_the_restart_strategy() {
+    fn restarts_follow_the_config_strategy_and_the_version() {
         let base = instance_of(&default_group());
-        let mut changed = base.clone();
-        changed.spec.template.common.config = "[log]\nlevel = \"warn\"\n".into();
-        assert!(!pod_is_current(
-            &pod(&base).unwrap(),
-            &pod(&changed).unwrap()
-        ));
-
-        let mut hot = base.clone();
-        hot.spec.template.common.update_strategy.config = Some(ConfigUpdateStrategy::HotReload);
-        let mut hot_changed = hot.clone();
-        hot_changed.spec.template.common.config = "[log]\nlevel = \"warn\"\n".into();
-        assert!(pod_is_current(
-            &pod(&hot).unwrap(),
-            &pod(&hot_changed).unwrap()
-        ));
-    }
-
-    #[test]
-    fn a_version_change_restarts() {
-        let base = instance_of(&default_group());
+        builders::assert_restarts_follow_the_strategy(&base, |pd| pod(pd).unwrap());
         let mut newer = base.clone();
         newer.spec.template.common.version = "v8.5.3".into();
-        assert!(!pod_is_current(&pod(&base).unwrap(), &pod(&newer).unwrap()));
-        assert_eq!(
-            pod(&newer).unwrap().spec.unwrap().containers[0]
-                .image
-                .as_deref(),
-            Some("pingcap/pd:v8.5.3")
-        );
+        let image = builders::pod_facts(&pod(&newer).unwrap()).image;
+        assert_eq!(image, "pingcap/pd:v8.5.3");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! connecting to it (starting it when asked), a namespace per test that is removed afterwards,
 //! waits with deadlines that print the objects, conditions and Events they saw when they fail, and
 //! controller binaries started as child processes under a ServiceAccount's identity, so tests run
-//! under the RBAC that `manifests/` ships.
+//! under the RBAC that `manifests/` ships; and support for the unit tests of the components'
+//! builders ([`builders`]).
 
+pub mod builders;
 mod cluster;
 mod error;
 mod identity;

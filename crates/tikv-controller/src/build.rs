@@ -232,21 +232,17 @@ pub use operator_runtime::build::pod_is_current;
 
 #[cfg(test)]
 mod tests {
-    use operator_api::core::{ConfigUpdateStrategy, TiKVGroupSpec};
+    use testkit::builders::{self, PodFacts};
 
     use super::*;
 
     fn group(template: serde_json::Value) -> TiKVGroup {
-        let spec: TiKVGroupSpec = serde_json::from_value(serde_json::json!({
+        let spec = serde_json::json!({
             "cluster": {"name": "basic"},
             "replicas": 3,
             "template": {"spec": template}
-        }))
-        .unwrap();
-        let mut group = TiKVGroup::new("tikv", spec);
-        group.metadata.namespace = Some("db".into());
-        group.metadata.uid = Some("uid-1".into());
-        group
+        });
+        builders::group("tikv", "db", spec).unwrap()
     }
 
     fn default_group() -> TiKVGroup {
@@ -343,76 +339,40 @@ mod tests {
     fn the_pod_runs_tikv_with_its_volumes_ports_probe_and_placement() {
         let tikv = instance_of(&default_group());
         let pod = pod(&tikv).unwrap();
-        let spec = pod.spec.as_ref().unwrap();
-        let container = &spec.containers[0];
-        assert_eq!(container.image.as_deref(), Some("pingcap/tikv:v8.5.2"));
         assert_eq!(
-            container.command.as_ref().unwrap(),
-            &["/tikv-server", "--config=/etc/tikv/config.toml"]
+            builders::pod_facts(&pod),
+            PodFacts {
+                image: "pingcap/tikv:v8.5.2".into(),
+                command: vec![
+                    "/tikv-server".into(),
+                    "--config=/etc/tikv/config.toml".into()
+                ],
+                host: ("tikv-abcde".into(), "tikv-tikv-peer".into()),
+                ports: vec![("client".into(), 20160), ("status".into(), 20180)],
+                mounts: vec!["/etc/tikv".into(), "/var/lib/tikv".into()],
+                claims: vec!["data-tikv-abcde".into()],
+                memory: Some("4Gi".into()),
+                hashed: true,
+                owner: Some("uid-2".into()),
+            }
         );
-        assert_eq!(spec.hostname.as_deref(), Some("tikv-abcde"));
-        assert_eq!(spec.subdomain.as_deref(), Some("tikv-tikv-peer"));
+        let spec = pod.spec.as_ref().unwrap();
         assert_eq!(
             spec.node_selector.as_ref().unwrap()["topology.kubernetes.io/zone"],
             "a"
         );
-        let ports: Vec<_> = container
-            .ports
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|p| (p.name.clone().unwrap(), p.container_port))
-            .collect();
-        assert_eq!(
-            ports,
-            [("client".to_string(), 20160), ("status".to_string(), 20180)]
-        );
-        let probe = container.readiness_probe.as_ref().unwrap();
+        let probe = spec.containers[0].readiness_probe.as_ref().unwrap();
         assert_eq!(
             probe.tcp_socket.as_ref().unwrap().port,
             IntOrString::String("client".into())
         );
-        let mounts: Vec<_> = container
-            .volume_mounts
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|m| m.mount_path.as_str())
-            .collect();
-        assert_eq!(mounts, ["/etc/tikv", "/var/lib/tikv"]);
-        let claim = spec.volumes.as_ref().unwrap()[1]
-            .persistent_volume_claim
-            .as_ref()
-            .unwrap();
-        assert_eq!(claim.claim_name, "data-tikv-abcde");
-        assert!(pod.labels().contains_key(keys::LABEL_POD_SPEC_HASH));
-        assert!(pod.labels().contains_key(keys::LABEL_CONFIG_HASH));
-        assert_eq!(pod.owner_references()[0].uid, "uid-2");
     }
 
     #[test]
-    fn a_version_or_config_change_restarts_but_hot_reload_does_not() {
-        let base = instance_of(&default_group());
-        let mut newer = base.clone();
-        newer.spec.template.common.version = "v8.5.3".into();
-        assert!(!pod_is_current(&pod(&base).unwrap(), &pod(&newer).unwrap()));
-
-        let mut changed = base.clone();
-        changed.spec.template.common.config = "[log]\nlevel = \"warn\"\n".into();
-        assert!(!pod_is_current(
-            &pod(&base).unwrap(),
-            &pod(&changed).unwrap()
-        ));
-
-        let mut hot = base.clone();
-        hot.spec.template.common.update_strategy.config = Some(ConfigUpdateStrategy::HotReload);
-        let mut hot_changed = hot.clone();
-        hot_changed.spec.template.common.config = "[log]\nlevel = \"warn\"\n".into();
-        assert!(pod_is_current(
-            &pod(&hot).unwrap(),
-            &pod(&hot_changed).unwrap()
-        ));
-        assert!(pod_is_current(&pod(&base).unwrap(), &pod(&base).unwrap()));
+    fn restarts_follow_the_config_strategy_and_the_version() {
+        builders::assert_restarts_follow_the_strategy(&instance_of(&default_group()), |tikv| {
+            pod(tikv).unwrap()
+        });
     }
 
     #[test]

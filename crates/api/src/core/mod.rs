@@ -36,6 +36,8 @@ pub trait Instance: OfCluster {
     const COMPONENT: &'static str;
     /// The template fields every component has.
     fn common(&self) -> &CommonTemplateSpec;
+    /// The same, to change.
+    fn common_mut(&mut self) -> &mut CommonTemplateSpec;
     /// The headless Service its Pod's hostname lives under.
     fn subdomain(&self) -> &str;
     /// The Node labels its Pod must run on.
@@ -50,6 +52,9 @@ macro_rules! instance {
             const COMPONENT: &'static str = $component;
             fn common(&self) -> &CommonTemplateSpec {
                 &self.spec.template.common
+            }
+            fn common_mut(&mut self) -> &mut CommonTemplateSpec {
+                &mut self.spec.template.common
             }
             fn subdomain(&self) -> &str {
                 &self.spec.subdomain

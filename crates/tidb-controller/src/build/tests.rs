@@ -1,6 +1,7 @@
 //! Tests of the TiDB builders: instances, config, Pods, Services and in-place updates.
 
-use operator_api::core::{ConfigUpdateStrategy, TiDBGroupSpec};
+use operator_api::core::ConfigUpdateStrategy;
+use testkit::builders;
 
 use super::*;
 
@@ -15,11 +16,7 @@ fn group(extra: serde_json::Value) -> TiDBGroup {
         }}
     });
     merge(&mut spec, &extra);
-    let spec: TiDBGroupSpec = serde_json::from_value(spec).unwrap();
-    let mut group = TiDBGroup::new("db", spec);
-    group.metadata.namespace = Some("ns".into());
-    group.metadata.uid = Some("uid-1".into());
-    group
+    builders::group("db", "ns", spec).unwrap()
 }
 
 fn merge(base: &mut serde_json::Value, extra: &serde_json::Value) {
@@ -106,24 +103,19 @@ fn pd_path_prefers_the_cluster_status_then_the_pd_groups() {
 fn the_pod_runs_tidb_with_ports_probe_and_a_graceful_stop() {
     let tidb = instance_of(&group(serde_json::json!({})));
     let pod = pod(&tidb, None).unwrap();
-    let spec = pod.spec.as_ref().unwrap();
-    let container = &spec.containers[0];
-    assert_eq!(container.image.as_deref(), Some("pingcap/tidb:v8.5.2"));
+    let facts = builders::pod_facts(&pod);
+    assert_eq!(facts.image, "pingcap/tidb:v8.5.2");
     assert_eq!(
-        container.command.as_ref().unwrap(),
-        &["/tidb-server", "--config=/etc/tidb/config.toml"]
+        facts.command,
+        ["/tidb-server", "--config=/etc/tidb/config.toml"]
     );
-    let ports: Vec<_> = container
-        .ports
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|p| (p.name.clone().unwrap(), p.container_port))
-        .collect();
     assert_eq!(
-        ports,
+        facts.ports,
         [("mysql-client".into(), 4000), ("status".into(), 10080)]
     );
+    assert_eq!(facts.host, ("db-abcde".into(), "db-tidb-peer".into()));
+    let spec = pod.spec.as_ref().unwrap();
+    let container = &spec.containers[0];
     let probe = container.readiness_probe.as_ref().unwrap();
     assert_eq!(
         probe.tcp_socket.as_ref().unwrap().port,
@@ -141,8 +133,6 @@ fn the_pod_runs_tidb_with_ports_probe_and_a_graceful_stop() {
         "sleep 10"
     );
     assert_eq!(spec.termination_grace_period_seconds, Some(30));
-    assert_eq!(spec.hostname.as_deref(), Some("db-abcde"));
-    assert_eq!(spec.subdomain.as_deref(), Some("db-tidb-peer"));
     assert_eq!(spec.volumes.as_ref().unwrap().len(), 1, "only the config");
     assert!(pod.labels().contains_key(keys::LABEL_POD_SPEC_HASH));
     assert!(pod.labels().contains_key(keys::LABEL_CONFIG_HASH));
@@ -265,6 +255,7 @@ fn reserved_volume_names_are_refused() {
 #[test]
 fn a_version_change_restarts_and_a_hot_reload_config_change_does_not() {
     let base = instance_of(&group(serde_json::json!({})));
+    builders::assert_restarts_follow_the_strategy(&base, |tidb| pod(tidb, None).unwrap());
     let mut newer = Target::of_instance(&base);
     newer.spec.common.version = "v8.5.3".into();
     assert!(!update_keeps_pod(&base, &newer));
