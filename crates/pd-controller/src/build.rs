@@ -1,10 +1,7 @@
 //! Pure builders of everything PD needs: instances from a group, the group's Services, and an
 //! instance's ConfigMap, PVCs and Pod. No client here; every function is tested on plain values.
 
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Pod, PodSpec, Probe, Service, ServiceSpec, TCPSocketAction,
-};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Service, ServiceSpec};
 use kube::ResourceExt;
 use operator_api::core::{
     Feature, PD, PD_DATA_DEFAULT_PATH, PD_PORT_NAME_CLIENT, PD_PORT_NAME_PEER,
@@ -147,17 +144,11 @@ pub fn config(pd: &PD, membership: &Membership) -> Result<String, BuildError> {
 
 /// Where the `data` volume is mounted.
 pub fn data_mount_path(spec: &PDTemplateSpec) -> String {
-    spec.common
-        .volumes
-        .iter()
-        .flat_map(|v| v.mounts.iter())
-        .find(|m| {
-            m.type_ == operator_api::core::PD_VOLUME_MOUNT_TYPE_DATA && !m.mount_path.is_empty()
-        })
-        .map_or_else(
-            || PD_DATA_DEFAULT_PATH.to_string(),
-            |m| m.mount_path.clone(),
-        )
+    build::mount_path_of(
+        &spec.common,
+        PD_VOLUME_MOUNT_TYPE_DATA,
+        PD_DATA_DEFAULT_PATH,
+    )
 }
 
 /// Hash of the user's config, the part that decides restarts (see the config-hash label).
@@ -177,11 +168,7 @@ pub fn pvcs(pd: &PD) -> Result<Vec<k8s_openapi::api::core::v1::PersistentVolumeC
 
 /// The image to run: the template's image (tagged with the version unless it has a tag).
 pub fn image(spec: &PDTemplateSpec) -> String {
-    build::image(
-        spec.common.image.as_deref(),
-        DEFAULT_IMAGE,
-        &spec.common.version,
-    )
+    build::image_of(&spec.common, DEFAULT_IMAGE)
 }
 
 /// The Pod of an instance. Its labels carry the hash of the Pod as built (and, with the
@@ -194,14 +181,7 @@ pub fn pod(pd: &PD) -> Result<Pod, BuildError> {
         .spec
         .features
         .contains(&Feature::DisablePDDefaultReadinessProbe))
-    .then(|| Probe {
-        tcp_socket: Some(TCPSocketAction {
-            port: IntOrString::String(PD_PORT_NAME_CLIENT.into()),
-            ..TCPSocketAction::default()
-        }),
-        period_seconds: Some(5),
-        ..Probe::default()
-    });
+    .then(|| build::tcp_readiness(PD_PORT_NAME_CLIENT));
     let container = Container {
         readiness_probe: readiness,
         ..build::server_container(

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
-    ResourceRequirements, Service, ServicePort, ServiceSpec, Volume as PodVolume, VolumeMount,
-    VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe,
+    ResourceRequirements, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume as PodVolume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -375,6 +375,34 @@ pub fn image(image: Option<&str>, default: &str, version: &str) -> String {
         base.to_string()
     } else {
         format!("{base}:{version}")
+    }
+}
+
+/// The image an instance runs: its template's image (tagged with the version unless it has a
+/// tag), else `default` at the version.
+pub fn image_of(common: &api::CommonTemplateSpec, default: &str) -> String {
+    image(common.image.as_deref(), default, &common.version)
+}
+
+/// Where the mount of type `type_` of a template goes: its path, else `default`.
+pub fn mount_path_of(common: &api::CommonTemplateSpec, type_: &str, default: &str) -> String {
+    common
+        .volumes
+        .iter()
+        .flat_map(|v| v.mounts.iter())
+        .find(|m| m.type_ == type_ && !m.mount_path.is_empty())
+        .map_or_else(|| default.to_string(), |m| m.mount_path.clone())
+}
+
+/// A readiness probe that the named port accepts TCP connections, every 5 s.
+pub fn tcp_readiness(port: &str) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String(port.to_string()),
+            ..TCPSocketAction::default()
+        }),
+        period_seconds: Some(5),
+        ..Probe::default()
     }
 }
 

@@ -306,11 +306,7 @@ pub fn pvcs(tidb: &TiDB) -> Result<Vec<PersistentVolumeClaim>, BuildError> {
 
 /// The image to run: the template's image (tagged with the version unless it has a tag).
 pub fn image(spec: &TiDBTemplateSpec) -> String {
-    build::image(
-        spec.common.image.as_deref(),
-        DEFAULT_IMAGE,
-        &spec.common.version,
-    )
+    build::image_of(&spec.common, DEFAULT_IMAGE)
 }
 
 /// The readiness probe: a TCP connect to the MySQL port (the default), or with type `command`

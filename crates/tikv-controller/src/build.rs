@@ -3,9 +3,8 @@
 //! values.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, PersistentVolumeClaim, Pod, PodSpec, Probe, Service, TCPSocketAction,
+    ConfigMap, Container, PersistentVolumeClaim, Pod, PodSpec, Service,
 };
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use operator_api::core::{
     TIKV_DATA_DEFAULT_PATH, TIKV_DEFAULT_PORT_CLIENT, TIKV_DEFAULT_PORT_STATUS,
@@ -155,15 +154,11 @@ pub fn config(tikv: &TiKV, pd_url: &str) -> Result<String, BuildError> {
 
 /// Where the `data` volume is mounted.
 pub fn data_mount_path(spec: &TiKVTemplateSpec) -> String {
-    spec.common
-        .volumes
-        .iter()
-        .flat_map(|v| v.mounts.iter())
-        .find(|m| m.type_ == TIKV_VOLUME_MOUNT_TYPE_DATA && !m.mount_path.is_empty())
-        .map_or_else(
-            || TIKV_DATA_DEFAULT_PATH.to_string(),
-            |m| m.mount_path.clone(),
-        )
+    build::mount_path_of(
+        &spec.common,
+        TIKV_VOLUME_MOUNT_TYPE_DATA,
+        TIKV_DATA_DEFAULT_PATH,
+    )
 }
 
 /// Hash of the user's config, the part that decides restarts (see the config-hash label).
@@ -184,11 +179,7 @@ pub fn pvcs(tikv: &TiKV) -> Result<Vec<PersistentVolumeClaim>, BuildError> {
 
 /// The image to run: the template's image (tagged with the version unless it has a tag).
 pub fn image(spec: &TiKVTemplateSpec) -> String {
-    build::image(
-        spec.common.image.as_deref(),
-        DEFAULT_IMAGE,
-        &spec.common.version,
-    )
+    build::image_of(&spec.common, DEFAULT_IMAGE)
 }
 
 /// The Pod of an instance. Its labels carry the hash of the Pod as built (and, with the
@@ -198,14 +189,7 @@ pub fn pod(tikv: &TiKV) -> Result<Pod, BuildError> {
     let default_paths = [(TIKV_VOLUME_MOUNT_TYPE_DATA, TIKV_DATA_DEFAULT_PATH)];
     let (volumes, mounts) = build::volumes_of(tikv, CONFIG_DIR, &default_paths)?;
     let container = Container {
-        readiness_probe: Some(Probe {
-            tcp_socket: Some(TCPSocketAction {
-                port: IntOrString::String(TIKV_PORT_NAME_CLIENT.into()),
-                ..TCPSocketAction::default()
-            }),
-            period_seconds: Some(5),
-            ..Probe::default()
-        }),
+        readiness_probe: Some(build::tcp_readiness(TIKV_PORT_NAME_CLIENT)),
         ..build::server_container(
             COMPONENT,
             image(spec),
@@ -232,6 +216,7 @@ pub use operator_runtime::build::pod_is_current;
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use testkit::builders::{self, PodFacts};
 
     use super::*;
