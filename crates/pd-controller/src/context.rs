@@ -1,7 +1,6 @@
 //! What every reconcile of this binary shares: the component runtime's shared state and the
 //! caches of the groups and instances.
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use kube::runtime::reflector::Store;
@@ -20,13 +19,7 @@ pub struct Ctx {
     pub instances: Store<PD>,
 }
 
-impl Deref for Ctx {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.shared
-    }
-}
+operator_runtime::derefs_to_shared!(Ctx);
 
 impl Ctx {
     /// The shared state.

@@ -32,7 +32,6 @@ impl GroupRules for Rules {
     type Observed = ();
     type Ctx = Ctx;
 
-    const CONTROLLER: &'static str = "pdgroup";
     const MANAGER: &'static str = MANAGER;
     const NOUN: &'static str = "PD members";
     const UNIT: &'static str = "member";

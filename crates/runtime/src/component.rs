@@ -141,6 +141,21 @@ impl Shared {
     }
 }
 
+/// Lets a controller's context (a struct with a `shared: Shared` field) be used as the
+/// [`Shared`] state it wraps.
+#[macro_export]
+macro_rules! derefs_to_shared {
+    ($ctx:ty) => {
+        impl std::ops::Deref for $ctx {
+            type Target = $crate::component::Shared;
+
+            fn deref(&self) -> &$crate::component::Shared {
+                &self.shared
+            }
+        }
+    };
+}
+
 /// Runs a component's group and instance controllers until shutdown, the way every component
 /// binary wires them:
 /// - the group controller reconciles `G`, owns the instances `I` and looks again when their

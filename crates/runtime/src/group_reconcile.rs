@@ -168,8 +168,6 @@ pub trait GroupRules: Sized + Send + Sync + 'static {
     /// The controller's context.
     type Ctx: Deref<Target = Shared> + Send + Sync + 'static;
 
-    /// The metric label of the group controller (`pdgroup`).
-    const CONTROLLER: &'static str;
     /// The field manager of the controller's writes.
     const MANAGER: &'static str;
     /// How messages name the instances ("PD members").
@@ -312,7 +310,9 @@ pub async fn reconcile<R: GroupRules>(
     group: std::sync::Arc<R::Group>,
     ctx: std::sync::Arc<R::Ctx>,
 ) -> Result<Action, Error> {
-    reconcile::measured(&ctx.metrics, R::CONTROLLER, run::<R>(&group, &ctx)).await
+    // The metric label is the kind in lower case (`pdgroup`).
+    let controller = R::Group::kind(&()).to_lowercase();
+    reconcile::measured(&ctx.metrics, &controller, run::<R>(&group, &ctx)).await
 }
 
 async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Error> {

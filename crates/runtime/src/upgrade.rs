@@ -17,6 +17,27 @@ pub struct Dependency<'a> {
     pub status: Option<&'a ComponentGroupStatus>,
 }
 
+impl<'a> Dependency<'a> {
+    /// What the gate needs of `group`.
+    pub fn of<G>(group: &'a G) -> Self
+    where
+        G: operator_api::core::Group
+            + kube::Resource<DynamicType = ()>
+            + kube::core::object::HasStatus<Status = ComponentGroupStatus>,
+    {
+        Dependency {
+            label: format!(
+                "{} {}",
+                G::kind(&()),
+                group.meta().name.as_deref().unwrap_or_default()
+            ),
+            replicas: group.replicas(),
+            generation: group.meta().generation,
+            status: group.status(),
+        }
+    }
+}
+
 /// Versions compare without a leading `v`.
 pub fn same_version(a: &str, b: &str) -> bool {
     a.trim_start_matches('v') == b.trim_start_matches('v')

@@ -1,7 +1,6 @@
 //! What every reconcile of this binary shares: the component runtime's shared state, the caches
 //! of the instances and TiKV groups, and the client of TiDB's status port.
 
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,13 +24,7 @@ pub struct Ctx {
     status: StatusClient,
 }
 
-impl Deref for Ctx {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.shared
-    }
-}
+operator_runtime::derefs_to_shared!(Ctx);
 
 impl Ctx {
     /// The shared state.

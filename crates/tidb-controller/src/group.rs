@@ -47,7 +47,6 @@ impl GroupRules for Rules {
     type Observed = Observed;
     type Ctx = Ctx;
 
-    const CONTROLLER: &'static str = "tidbgroup";
     const MANAGER: &'static str = MANAGER;
     const NOUN: &'static str = NOUN;
     const UNIT: &'static str = "server";
@@ -81,21 +80,8 @@ impl GroupRules for Rules {
             Some(running) => {
                 let (pd_groups, tikv_groups) =
                     dependencies(ctx, &namespace, &group.spec.cluster.name);
-                let mut deps: Vec<Dependency<'_>> = pd_groups
-                    .iter()
-                    .map(|g| Dependency {
-                        label: format!("PDGroup {}", g.name_any()),
-                        replicas: g.spec.replicas,
-                        generation: g.metadata.generation,
-                        status: g.status.as_ref(),
-                    })
-                    .collect();
-                deps.extend(tikv_groups.iter().map(|g| Dependency {
-                    label: format!("TiKVGroup {}", g.name_any()),
-                    replicas: g.spec.replicas,
-                    generation: g.metadata.generation,
-                    status: g.status.as_ref(),
-                }));
+                let mut deps: Vec<Dependency<'_>> = pd_groups.iter().map(Dependency::of).collect();
+                deps.extend(tikv_groups.iter().map(Dependency::of));
                 upgrade::may_upgrade(
                     cluster.spec.upgrade_policy,
                     version,

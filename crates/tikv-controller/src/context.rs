@@ -2,7 +2,6 @@
 //! caches of the groups, instances and Nodes, PD's view of each cluster, the restart settings
 //! and the client of the stores' status ports.
 
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,13 +37,7 @@ pub struct Ctx {
     pub status: StatusClient,
 }
 
-impl Deref for Ctx {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.shared
-    }
-}
+operator_runtime::derefs_to_shared!(Ctx);
 
 impl Ctx {
     /// The shared state.

@@ -74,7 +74,6 @@ impl GroupRules for Rules {
     type Observed = Observed;
     type Ctx = Ctx;
 
-    const CONTROLLER: &'static str = "tikvgroup";
     const MANAGER: &'static str = MANAGER;
     const NOUN: &'static str = "TiKV stores";
     const UNIT: &'static str = "store";
@@ -119,15 +118,7 @@ impl GroupRules for Rules {
             .map(|i| i.spec.template.common.version.as_str())
             .find(|v| !upgrade::same_version(v, version))
             .or_else(|| (!instances.is_empty()).then_some(version.as_str()));
-        let dependencies: Vec<Dependency<'_>> = pd_groups
-            .iter()
-            .map(|g| Dependency {
-                label: format!("PDGroup {}", g.name_any()),
-                replicas: g.spec.replicas,
-                generation: g.metadata.generation,
-                status: g.status.as_ref(),
-            })
-            .collect();
+        let dependencies: Vec<Dependency<'_>> = pd_groups.iter().map(Dependency::of).collect();
         let gate =
             upgrade::may_upgrade(cluster.spec.upgrade_policy, version, running, &dependencies);
         Ok(Observed {
