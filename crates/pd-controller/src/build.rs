@@ -1,7 +1,7 @@
 //! Pure builders of everything PD needs: instances from a group, the group's Services, and an
 //! instance's ConfigMap, PVCs and Pod. No client here; every function is tested on plain values.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Service, ServiceSpec};
 use kube::ResourceExt;
 use operator_api::core::{
     Feature, PD, PD_DATA_DEFAULT_PATH, PD_PORT_NAME_CLIENT, PD_PORT_NAME_PEER,
@@ -151,11 +151,6 @@ pub fn data_mount_path(spec: &PDTemplateSpec) -> String {
     )
 }
 
-/// Hash of the user's config, the part that decides restarts (see the config-hash label).
-pub fn config_hash(pd: &PD) -> String {
-    build::config_hash_of(pd)
-}
-
 /// The ConfigMap holding the config file.
 pub fn config_map(pd: &PD, config: String) -> Result<ConfigMap, BuildError> {
     build::config_map_of(pd, CONFIG_FILE, config)
@@ -197,13 +192,7 @@ pub fn pod(pd: &PD) -> Result<Pod, BuildError> {
             mounts,
         )
     };
-    let spec = PodSpec {
-        containers: vec![container],
-        volumes: Some(volumes),
-        termination_grace_period_seconds: Some(30),
-        ..PodSpec::default()
-    };
-    build::pod_of(pd, spec, config_hash(pd))
+    build::server_pod(pd, container, volumes, 30)
 }
 
 pub use operator_runtime::build::pod_is_current;
@@ -215,12 +204,7 @@ mod tests {
     use super::*;
 
     fn group(template: serde_json::Value) -> PDGroup {
-        let spec = serde_json::json!({
-            "cluster": {"name": "basic"},
-            "replicas": 3,
-            "template": {"spec": template}
-        });
-        builders::group("pd", "db", spec).unwrap()
+        builders::group_of_template("pd", template).unwrap()
     }
 
     fn default_group() -> PDGroup {

@@ -590,6 +590,26 @@ pub fn server_container(
 /// The name of the volume of an instance's ConfigMap.
 pub const CONFIG_VOLUME: &str = "config";
 
+/// The Pod of a one-container server: `container` with `volumes`, given `grace_seconds` to stop
+/// ([`pod_of`], with the instance's config hash).
+pub fn server_pod<I>(
+    instance: &I,
+    container: Container,
+    volumes: Vec<PodVolume>,
+    grace_seconds: i64,
+) -> Result<Pod, BuildError>
+where
+    I: api::Instance + Resource<DynamicType = ()>,
+{
+    let spec = PodSpec {
+        containers: vec![container],
+        volumes: Some(volumes),
+        termination_grace_period_seconds: Some(grace_seconds),
+        ..PodSpec::default()
+    };
+    pod_of(instance, spec, config_hash_of(instance))
+}
+
 /// The Pod of a PD or TiKV instance around `spec` (its containers, volumes and grace period):
 /// named as the instance, with its hostname, subdomain and topology, the instance's labels and
 /// the overlay's, owned by the instance; then the overlay, the hashes that tell when it must be

@@ -23,6 +23,19 @@ where
     }))
 }
 
+/// A group `name` of Cluster `basic` in namespace `db` with 3 replicas of `template`.
+pub fn group_of_template<G>(name: &str, template: serde_json::Value) -> serde_json::Result<G>
+where
+    G: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let spec = serde_json::json!({
+        "cluster": {"name": "basic"},
+        "replicas": 3,
+        "template": {"spec": template}
+    });
+    group(name, "db", spec)
+}
+
 /// What a test reads off a built Pod.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PodFacts {

@@ -2,9 +2,7 @@
 //! an instance's ConfigMap, PVCs and Pod. No client here; every function is tested on plain
 //! values.
 
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, PersistentVolumeClaim, Pod, PodSpec, Service,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolumeClaim, Pod, Service};
 use kube::ResourceExt;
 use operator_api::core::{
     TIKV_DATA_DEFAULT_PATH, TIKV_DEFAULT_PORT_CLIENT, TIKV_DEFAULT_PORT_STATUS,
@@ -161,11 +159,6 @@ pub fn data_mount_path(spec: &TiKVTemplateSpec) -> String {
     )
 }
 
-/// Hash of the user's config, the part that decides restarts (see the config-hash label).
-pub fn config_hash(tikv: &TiKV) -> String {
-    build::config_hash_of(tikv)
-}
-
 /// The ConfigMap holding the config file.
 pub fn config_map(tikv: &TiKV, config: String) -> Result<ConfigMap, BuildError> {
     build::config_map_of(tikv, CONFIG_FILE, config)
@@ -203,13 +196,7 @@ pub fn pod(tikv: &TiKV) -> Result<Pod, BuildError> {
             mounts,
         )
     };
-    let spec = PodSpec {
-        containers: vec![container],
-        volumes: Some(volumes),
-        termination_grace_period_seconds: Some(POD_TERMINATION_GRACE_SECONDS),
-        ..PodSpec::default()
-    };
-    build::pod_of(tikv, spec, config_hash(tikv))
+    build::server_pod(tikv, container, volumes, POD_TERMINATION_GRACE_SECONDS)
 }
 
 pub use operator_runtime::build::pod_is_current;
@@ -222,12 +209,7 @@ mod tests {
     use super::*;
 
     fn group(template: serde_json::Value) -> TiKVGroup {
-        let spec = serde_json::json!({
-            "cluster": {"name": "basic"},
-            "replicas": 3,
-            "template": {"spec": template}
-        });
-        builders::group("tikv", "db", spec).unwrap()
+        builders::group_of_template("tikv", template).unwrap()
     }
 
     fn default_group() -> TiKVGroup {
