@@ -269,44 +269,28 @@ impl<'a> Recorder<'a> {
     where
         K: Resource<DynamicType = ()> + operator_api::core::Instance,
     {
-        self.settle_config(events, instance, items, answer, refused)
-            .await
-            .map_err(crate::reconcile::Error::kube(
-                "recording the applied config on the Pod",
-            ))
-    }
-
-    async fn settle_config<K>(
-        &self,
-        events: &Events,
-        object: &K,
-        items: &BTreeMap<String, Value>,
-        answer: pd_client::Result<()>,
-        refused: Refusal,
-    ) -> Result<Settled, kube::Error>
-    where
-        K: Resource<DynamicType = ()> + operator_api::core::Instance,
-    {
-        let desired = object.common().config.as_str();
+        let recording = || crate::reconcile::Error::kube("recording the applied config on the Pod");
+        let desired = instance.common().config.as_str();
         let keys = key_list(items.keys());
         match answer {
             Ok(()) => {
-                self.record(desired).await?;
+                self.record(desired).await.map_err(recording())?;
                 let note = format!("applied online, without a restart: {keys}");
                 events
-                    .normal(object, "ConfigApplied", "HotReload", note)
+                    .normal(instance, "ConfigApplied", "HotReload", note)
                     .await;
                 Ok(Settled::Applied(online_status(items, desired)))
             }
             Err(error) if refused(&error) => {
                 let hash = config_hash(desired);
                 self.patch(serde_json::json!({ keys::ANNO_CONFIG_REJECTED: hash }))
-                    .await?;
+                    .await
+                    .map_err(recording())?;
                 let note = format!(
                     "the online change of {keys} was refused ({error}); the Pod restarts to read it from its file"
                 );
                 events
-                    .warning(object, "ConfigRejected", "HotReload", note)
+                    .warning(instance, "ConfigRejected", "HotReload", note)
                     .await;
                 Ok(Settled::Refused)
             }
