@@ -1,87 +1,95 @@
-//! The PD instance reconcile: its ConfigMap, PVCs and Pod; a restart that hands PD leadership
+//! The PD instance rules: its ConfigMap, PVCs and Pod; a restart that hands PD leadership
 //! over first; removal from PD before the Pod and PVCs go; and the instance's status from PD.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use operator_api::conditions::{self, Look, reasons};
-use operator_api::core::{PD, PDStatus};
+use operator_api::core::{Cluster, PD, PDGroup, PDStatus};
 use operator_api::keys;
+use operator_runtime::build::BuildError;
 use operator_runtime::cache;
 use operator_runtime::instance::{self, PodRemoval};
+use operator_runtime::instance_reconcile::{Blocked, Finished, InstanceRules, Prepared};
 use operator_runtime::online_config::{self, ConfigStep, Recorder, Settled};
 use operator_runtime::pod::{is_ready, readiness, synced as pod_synced};
+use operator_runtime::reconcile::{Error, Started};
 use pd_client::PdClient;
-use tracing::{instrument, warn};
+use tracing::warn;
 
 use crate::build::{self, Membership};
 use crate::context::{Ctx, MANAGER};
 use crate::member::{self, Observed, RestartStep};
 use crate::online;
-use operator_runtime::reconcile::{self, Error, InstanceStart};
 
 /// Reason of an instance waiting for the other first members before it starts.
 pub const REASON_WAITING_FOR_MEMBERS: &str = "WaitingForInitialMembers";
 /// Reason of an instance PD cannot be asked about.
 pub const REASON_PD_UNREACHABLE: &str = "PDUnreachable";
 
-/// Reconciles one PD instance.
-#[instrument(skip_all, fields(namespace = pd.namespace(), instance = pd.name_any(), cluster = pd.spec.cluster.name))]
-pub async fn reconcile(pd: Arc<PD>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    operator_runtime::reconcile::measured(&ctx.metrics, "pd", reconcile_inner(&pd, &ctx)).await
-}
+/// The PD instance rules on the runtime's instance reconciler.
+pub struct Rules;
 
-async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
-    let start = match reconcile::instance_start(ctx, pd).await? {
-        InstanceStart::Go(start) => start,
-        InstanceStart::Done(then) => return Ok(then),
-    };
-    let (namespace, group_name) = (start.namespace.clone(), start.group.clone());
-    let name = pd.name_any();
-    let cluster_name = &pd.spec.cluster.name;
-    let group = cache::get(&ctx.groups, &namespace, &group_name);
-    let client_port = build::client_port(&pd.spec.template);
-    let in_cluster = format!(
-        "http://{}.{namespace}:{client_port}",
-        build::client_service_name(&group_name)
-    );
-    let pd_api = ctx.pd(&namespace, cluster_name, in_cluster.clone())?;
+impl InstanceRules for Rules {
+    type Instance = PD;
+    type Group = PDGroup;
+    type Ctx = Ctx;
+    type Inputs = Membership;
 
-    if pd.metadata.deletion_timestamp.is_some() {
-        let alone = start.leaves_alone(group.as_ref());
-        return finalize(pd, ctx, &pd_api, alone).await;
+    const MANAGER: &'static str = MANAGER;
+    const METRIC: &'static str = "pd";
+    const KEPT: &'static str = "the instance and its PVCs";
+
+    fn instances(ctx: &Ctx) -> &Store<PD> {
+        &ctx.instances
     }
-    let cluster = start.cluster;
-    let going = cluster
-        .as_ref()
-        .is_none_or(|c| c.metadata.deletion_timestamp.is_some())
-        || group
-            .as_ref()
-            .is_none_or(|g| g.metadata.deletion_timestamp.is_some());
-    if going && cluster.is_some() {
-        // Its group or cluster is being removed: the instance goes with them; create nothing.
-        return Ok(Action::await_change());
-    }
-    let Some(cluster) = cluster else {
-        return reconcile::cluster_missing(ctx, pd).await;
-    };
 
-    // Config: the first members bootstrap together and keep `initial-cluster` (PD ignores it once
-    // it has data, and a stable file means no rewrite when the group becomes bootstrapped); later
-    // members join the running cluster.
-    let initial_member = pd
-        .annotations()
-        .contains_key(keys::ANNO_INITIAL_CLUSTER_NUM);
-    let bootstrapping = group.as_ref().is_some_and(|g| !g.spec.bootstrapped);
-    let membership = if initial_member {
-        let expected: usize = pd
-            .annotations()
-            .get(keys::ANNO_INITIAL_CLUSTER_NUM)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
+    fn groups(ctx: &Ctx) -> &Store<PDGroup> {
+        &ctx.groups
+    }
+
+    async fn finalize(
+        ctx: &Ctx,
+        pd: &PD,
+        start: &Started,
+        alone: bool,
+    ) -> Result<Finished<PDStatus>, Error> {
+        let pd_api = ctx.pd(
+            &start.namespace,
+            &pd.spec.cluster.name,
+            in_cluster_url(pd, &start.namespace, &start.group),
+        )?;
+        finalize(pd, ctx, &pd_api, alone).await
+    }
+
+    /// The first members bootstrap together and keep `initial-cluster` (PD ignores it once it
+    /// has data, and a stable file means no rewrite when the group becomes bootstrapped); later
+    /// members join the running cluster.
+    async fn inputs(
+        ctx: &Ctx,
+        pd: &PD,
+        _cluster: &Cluster,
+        group: Option<&PDGroup>,
+        _pod: Option<&Pod>,
+    ) -> Result<Result<Membership, Blocked>, Error> {
+        let namespace = pd.namespace().unwrap_or_default();
+        let group_name = pd
+            .labels()
+            .get(keys::LABEL_GROUP)
+            .cloned()
+            .unwrap_or_default();
+        let Some(expected) = pd.annotations().get(keys::ANNO_INITIAL_CLUSTER_NUM) else {
+            return Ok(Ok(Membership::Join(in_cluster_url(
+                pd,
+                &namespace,
+                &group_name,
+            ))));
+        };
+        let expected: usize = expected.parse().unwrap_or(1);
+        let bootstrapping = group.is_some_and(|g| !g.spec.bootstrapped);
         let siblings = cache::list(&ctx.instances, &namespace, |s| {
             s.labels().get(keys::LABEL_GROUP) == Some(&group_name)
         });
@@ -90,50 +98,76 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
             .filter(|s| s.annotations().contains_key(keys::ANNO_INITIAL_CLUSTER_NUM))
             .collect();
         if bootstrapping && initial.len() < expected {
-            let message = format!("{} of {expected} initial PD members exist", initial.len());
-            return reconcile::block(
-                ctx,
-                pd,
-                REASON_WAITING_FOR_MEMBERS,
-                &message,
-                Action::requeue(Duration::from_secs(2)),
-            )
-            .await;
+            return Ok(Err(Blocked {
+                reason: REASON_WAITING_FOR_MEMBERS,
+                message: format!("{} of {expected} initial PD members exist", initial.len()),
+                then: Action::requeue(Duration::from_secs(2)),
+            }));
         }
         let mut members: Vec<String> = initial
             .iter()
             .map(|s| format!("{}={}", s.name_any(), build::peer_url(s)))
             .collect();
         members.sort();
-        Membership::InitialCluster(members.join(","))
-    } else {
-        Membership::Join(in_cluster)
-    };
-    let config = match build::config(pd, &membership) {
-        Ok(config) => config,
-        Err(e) => return reconcile::invalid_spec(ctx, pd, &e).await,
-    };
-    instance::apply_config_map(ctx, MANAGER, pd, build::config_map(pd, config)?).await?;
-    instance::create_pvcs(ctx, MANAGER, pd, build::pvcs(pd)?).await?;
-
-    let desired_pod = match build::pod(pd) {
-        Ok(pod) => pod,
-        Err(e) => return reconcile::invalid_spec(ctx, pd, &e).await,
-    };
-    let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
-    if cluster.spec.suspends_compute() {
-        let kept = "the instance and its PVCs";
-        let (mut status, then) = instance::suspend(ctx, pd, existing_pod.as_ref(), kept).await?;
-        status.is_leader = false;
-        reconcile::write_status(ctx, pd, &status).await?;
-        return Ok(then);
+        Ok(Ok(Membership::InitialCluster(members.join(","))))
     }
+
+    fn config_map(pd: &PD, membership: &Membership) -> Result<ConfigMap, BuildError> {
+        build::config_map(pd, build::config(pd, membership)?)
+    }
+
+    fn pod(pd: &PD, _: &Membership) -> Result<Pod, BuildError> {
+        build::pod(pd)
+    }
+
+    fn suspended(mut status: PDStatus) -> PDStatus {
+        status.is_leader = false;
+        status
+    }
+
+    async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStatus>, Error> {
+        act(ctx, prepared).await
+    }
+}
+
+/// PD's client Service of the instance's group.
+fn in_cluster_url(pd: &PD, namespace: &str, group: &str) -> String {
+    let client_port = build::client_port(&pd.spec.template);
+    format!(
+        "http://{}.{namespace}:{client_port}",
+        build::client_service_name(group)
+    )
+}
+
+/// The Pod created, restarted (leadership handed over first) or sent its online config, and the
+/// status observed from the Pod and PD.
+async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStatus>, Error> {
+    let Prepared {
+        instance: pd,
+        namespace,
+        desired: desired_pod,
+        pod: existing_pod,
+        ..
+    } = prepared;
+    let name = pd.name_any();
+    let cluster_name = &pd.spec.cluster.name;
+    let group_name = pd
+        .labels()
+        .get(keys::LABEL_GROUP)
+        .cloned()
+        .unwrap_or_default();
+    let pd_api = ctx.pd(
+        namespace,
+        cluster_name,
+        in_cluster_url(pd, namespace, &group_name),
+    )?;
+    instance::create_pvcs(ctx, MANAGER, pd, build::pvcs(pd)?).await?;
     let observed = Observed::of(&pd_api).await;
     let common = &pd.spec.template.common;
     let recorder = Recorder::new(&ctx.client, pd, &ctx.expectations);
     let config_step = match &existing_pod {
         // The cache does not show the last record yet: decide once it does.
-        Some(_) if recorder.lagging(&ctx.caches.pods, &namespace) => ConfigStep::Current,
+        Some(_) if recorder.lagging(&ctx.caches.pods, namespace) => ConfigStep::Current,
         Some(pod) => {
             online_config::step(&common.update_strategy, pod, &common.config, online::value)
         }
@@ -189,15 +223,17 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
                     let conditions = &mut status.common.conditions;
                     let look = Look::now(pd.metadata.generation);
                     look.set(conditions, conditions::SYNCED, false, reason, message);
-                    reconcile::write_status(ctx, pd, &status).await?;
-                    return Ok(Action::requeue(Duration::from_secs(5)));
+                    return Ok(Finished::with(
+                        status,
+                        Action::requeue(Duration::from_secs(5)),
+                    ));
                 }
             }
         }
         Some(pod) => match &config_step {
             ConfigStep::Online(items) if is_ready(pod) && observed.healthy(&name) => {
                 // Sent to this member: `log.level` is the member's own; the rest is PD's.
-                let member_api = ctx.pd(&namespace, cluster_name, build::client_url(pd))?;
+                let member_api = ctx.pd(namespace, cluster_name, build::client_url(pd))?;
                 let answer = member_api.set_config(items).await;
                 let settled = recorder
                     .settle(&ctx.events, pd, items, answer, online::refused)
@@ -233,34 +269,36 @@ async fn reconcile_inner(pd: &PD, ctx: &Ctx) -> Result<Action, Error> {
         status.last_config_change = config_change;
     }
     let ready = conditions::is_true(&status.common.conditions, conditions::READY);
-    reconcile::write_status(ctx, pd, &status).await?;
-    Ok(Action::requeue(requeue.unwrap_or(if ready {
+    let then = Action::requeue(requeue.unwrap_or(if ready {
         Duration::from_secs(30)
     } else {
         Duration::from_secs(5)
-    })))
+    }));
+    Ok(Finished::with(status, then))
 }
 
 /// Takes a removed instance out of PD (leadership first), then deletes its Pod and PVCs, then
 /// lets the instance go. When the whole group or cluster goes, PD is not asked and PVCs stay.
-async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Result<Action, Error> {
+async fn finalize(
+    pd: &PD,
+    ctx: &Ctx,
+    pd_api: &PdClient,
+    scale_in: bool,
+) -> Result<Finished<PDStatus>, Error> {
     if !pd.finalizers().iter().any(|f| f == keys::FINALIZER) {
-        return Ok(Action::await_change());
+        return Ok(Finished::then(Action::await_change()));
     }
     let name = pd.name_any();
     if scale_in {
         let observed = Observed::of(pd_api).await;
         if let Some(error) = &observed.error {
             warn!(%error, "PD is unreachable; the member is removed once it answers");
-            let message = format!("cannot remove {name} from PD: {error}");
-            return reconcile::block(
-                ctx,
-                pd,
-                REASON_PD_UNREACHABLE,
-                &message,
-                Action::requeue(Duration::from_secs(5)),
-            )
-            .await;
+            let blocked = Blocked {
+                reason: REASON_PD_UNREACHABLE,
+                message: format!("cannot remove {name} from PD: {error}"),
+                then: Action::requeue(Duration::from_secs(5)),
+            };
+            return Ok(Finished::blocked(pd, blocked));
         }
         if observed.is_member(&name) {
             if observed.is_leader(&name)
@@ -281,7 +319,7 @@ async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Resu
                         format!("PD leadership moved to {successor} before removing {name}"),
                     )
                     .await;
-                return Ok(Action::requeue(Duration::from_secs(2)));
+                return Ok(Finished::then(Action::requeue(Duration::from_secs(2))));
             }
             pd_api
                 .delete_member_by_name(&name)
@@ -300,12 +338,12 @@ async fn finalize(pd: &PD, ctx: &Ctx, pd_api: &PdClient, scale_in: bool) -> Resu
                 .await;
         }
         if instance::remove_pod(ctx, pd).await? != PodRemoval::Gone {
-            return Ok(Action::requeue(Duration::from_secs(2)));
+            return Ok(Finished::then(Action::requeue(Duration::from_secs(2))));
         }
         // The member is gone from PD and its Pod is gone: its data is no longer needed.
         instance::delete_pvcs(ctx, pd).await?;
     }
-    instance::release(ctx, pd).await
+    Ok(Finished::then(instance::release(ctx, pd).await?))
 }
 
 /// The status from the Pod and what PD says.

@@ -12,8 +12,8 @@ use anyhow::Result;
 use clap::Parser;
 use operator_api::keys;
 use operator_runtime::component::run_controllers;
-use operator_runtime::group_reconcile;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
+use operator_runtime::{group_reconcile, instance_reconcile};
 
 use crate::context::Ctx;
 
@@ -42,7 +42,7 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         |groups, _| groups,
         Ctx::new,
         group_reconcile::reconcile::<group::Rules>,
-        instance::reconcile,
+        instance_reconcile::reconcile::<instance::Rules>,
         async {},
     )
     .await

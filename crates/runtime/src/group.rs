@@ -10,7 +10,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::core::object::HasStatus;
-use kube::runtime::controller::Action;
 use kube::{Api, Client, Resource};
 use operator_api::conditions::{self, HasConditions, NewCondition, reasons};
 use operator_api::core::{ComponentGroupStatus, Instance};
@@ -324,28 +323,6 @@ where
         actions.into_iter().filter(is_update).collect(),
         Some(refused),
     )
-}
-
-/// Records on `object` why it cannot proceed (`Ready` and `Synced` false for `reason`, see
-/// [`status_blocked`]) and answers `then`, what the reconcile returns.
-pub async fn block<K>(
-    client: &Client,
-    object: &K,
-    reason: &str,
-    message: &str,
-    then: Action,
-) -> Result<Action, kube::Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + HasStatus
-        + HasConditions
-        + Clone
-        + Debug
-        + DeserializeOwned,
-    K::Status: PartialEq + Serialize + Clone + Default,
-{
-    write_own_status(client, object, &status_blocked(object, reason, message)).await?;
-    Ok(then)
 }
 
 /// [`status_blocked`], and whether the conditions changed.

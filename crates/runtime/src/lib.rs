@@ -14,6 +14,7 @@ pub mod flags;
 pub mod group;
 pub mod group_reconcile;
 pub mod instance;
+pub mod instance_reconcile;
 pub mod online_config;
 pub mod overlay;
 pub mod pod;

@@ -1,7 +1,7 @@
 //! What every group and instance reconcile of the component controllers shares: the reconcile
 //! error (with a category for the error metric) and the timing, the status writes and the
-//! standard answers (blocked, paused, invalid spec, Cluster missing), the first steps of a group
-//! or instance reconcile and the end of a group's.
+//! answer to a paused Cluster, the first steps of a group or instance reconcile and the end of a
+//! group's.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -139,20 +139,6 @@ pub async fn write_status<K: StatusKind>(
     Ok(())
 }
 
-/// Records why an instance cannot proceed (`Ready` and `Synced` false for `reason`), and
-/// answers `then` (see [`group::block`]).
-pub async fn block<K: StatusKind>(
-    shared: &Shared,
-    object: &K,
-    reason: &str,
-    message: &str,
-    then: Action,
-) -> Result<Action, Error> {
-    group::block(&shared.client, object, reason, message, then)
-        .await
-        .map_err(Error::kube(writing::<K>()))
-}
-
 /// Records why a group cannot proceed (both conditions false with the same reason), with a
 /// Warning Event when that is news.
 pub async fn write_blocked<K: StatusKind>(
@@ -231,51 +217,6 @@ where
         write_status(shared, object, &group::status_paused(object, cluster)).await?;
     }
     Ok(wait_for_cluster())
-}
-
-/// An object whose spec cannot be turned into objects (a config that is not TOML, say):
-/// `Ready` and `Synced` false, reason `InvalidSpec` with the builder's message, until the spec
-/// changes.
-pub async fn invalid_spec<K>(
-    shared: &Shared,
-    object: &K,
-    error: &BuildError,
-) -> Result<Action, Error>
-where
-    K: StatusKind,
-    K::StatusOf: Clone,
-{
-    let message = error.to_string();
-    block(
-        shared,
-        object,
-        reasons::INVALID_SPEC,
-        &message,
-        Action::await_change(),
-    )
-    .await
-}
-
-/// An instance whose Cluster does not exist: `Ready` and `Synced` false, reason
-/// `ClusterNotFound`, and a look again in 30 s.
-pub async fn cluster_missing<K>(shared: &Shared, instance: &K) -> Result<Action, Error>
-where
-    K: StatusKind + OfCluster,
-    K::StatusOf: Clone,
-{
-    let message = format!(
-        "Cluster {} does not exist in namespace {}",
-        instance.cluster_name(),
-        instance.meta().namespace.as_deref().unwrap_or_default()
-    );
-    block(
-        shared,
-        instance,
-        reasons::CLUSTER_NOT_FOUND,
-        &message,
-        Action::requeue(Duration::from_secs(30)),
-    )
-    .await
 }
 
 /// How a group's reconcile begins, the same for every component.

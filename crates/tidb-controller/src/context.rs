@@ -1,11 +1,11 @@
 //! What every reconcile of this binary shares: the component runtime's shared state, the caches
-//! of the instances and TiKV groups, and the client of TiDB's status port.
+//! of the groups, instances and TiKV groups, and the client of TiDB's status port.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::runtime::reflector::Store;
-use operator_api::core::{TiDB, TiKVGroup};
+use operator_api::core::{TiDB, TiDBGroup, TiKVGroup};
 use operator_runtime::component::Shared;
 use pd_client::{StatusClient, TidbStatus};
 
@@ -17,6 +17,8 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 /// Shared state of the reconciles.
 pub struct Ctx {
     shared: Shared,
+    /// Every TiDBGroup of the scope (the group controller's own cache).
+    pub groups: Store<TiDBGroup>,
     /// Every TiDB instance of the scope (the instance controller's own cache).
     pub instances: Store<TiDB>,
     /// The TiKVGroups a new TiDB version waits for.
@@ -30,12 +32,14 @@ impl Ctx {
     /// The shared state.
     pub fn new(
         shared: Shared,
+        groups: Store<TiDBGroup>,
         instances: Store<TiDB>,
         tikv_groups: Store<TiKVGroup>,
         status: StatusClient,
     ) -> Arc<Self> {
         Arc::new(Self {
             shared,
+            groups,
             instances,
             tikv_groups,
             status,

@@ -1,24 +1,24 @@
-//! The TiDB instance reconcile: its ConfigMap, PVCs and Pod; a restart when the Pod is outdated;
-//! a graceful removal (the Pod first, then the PVCs, then the instance); and the instance's
-//! status from its Pod and TiDB's `/status`.
+//! The TiDB instance rules: its ConfigMap, PVCs and Pod; a restart when the Pod is outdated; a
+//! graceful removal (the Pod first, then the PVCs, then the instance); and the instance's status
+//! from its Pod and TiDB's `/status`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, Look, reasons};
-use operator_api::core::{TiDB, TiDBStatus};
+use operator_api::core::{Cluster, TiDB, TiDBGroup, TiDBStatus};
 use operator_api::keys;
-use operator_runtime::cache;
+use operator_runtime::build::BuildError;
 use operator_runtime::instance::{self, PodRemoval};
+use operator_runtime::instance_reconcile::{Blocked, Finished, InstanceRules, Prepared};
 use operator_runtime::pod::{is_ready, readiness, synced as pod_synced};
-use tracing::instrument;
+use operator_runtime::reconcile::{Error, Started};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
-use operator_runtime::reconcile::{self, Error, InstanceStart};
 
 /// Reason of an instance whose Cluster names no PD to connect to.
 pub const REASON_NO_PD: &str = "PDNotFound";
@@ -29,10 +29,148 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 /// How often an instance that is not Ready is looked at again.
 const NOT_READY_INTERVAL: Duration = Duration::from_secs(3);
 
-/// Reconciles one TiDB instance.
-#[instrument(skip_all, fields(namespace = tidb.namespace(), instance = tidb.name_any(), cluster = tidb.spec.cluster.name))]
-pub async fn reconcile(tidb: Arc<TiDB>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    operator_runtime::reconcile::measured(&ctx.metrics, "tidb", reconcile_inner(&tidb, &ctx)).await
+/// What a TiDB's objects are built from besides the instance.
+pub struct Inputs {
+    /// PD's address (`host:port`, comma separated).
+    pd_path: String,
+    /// The ConfigMap of the bootstrap SQL the Cluster names, if it does.
+    bootstrap_sql: Option<String>,
+}
+
+/// The TiDB instance rules on the runtime's instance reconciler.
+pub struct Rules;
+
+impl InstanceRules for Rules {
+    type Instance = TiDB;
+    type Group = TiDBGroup;
+    type Ctx = Ctx;
+    type Inputs = Inputs;
+
+    const MANAGER: &'static str = MANAGER;
+    const METRIC: &'static str = "tidb";
+    const KEPT: &'static str = "the instance and its ConfigMap";
+
+    fn instances(ctx: &Ctx) -> &Store<TiDB> {
+        &ctx.instances
+    }
+
+    fn groups(ctx: &Ctx) -> &Store<TiDBGroup> {
+        &ctx.groups
+    }
+
+    async fn finalize(
+        ctx: &Ctx,
+        tidb: &TiDB,
+        _: &Started,
+        _: bool,
+    ) -> Result<Finished<TiDBStatus>, Error> {
+        finalize(tidb, ctx).await.map(Finished::then)
+    }
+
+    async fn inputs(
+        ctx: &Ctx,
+        tidb: &TiDB,
+        cluster: &Cluster,
+        _: Option<&TiDBGroup>,
+        pod: Option<&Pod>,
+    ) -> Result<Result<Inputs, Blocked>, Error> {
+        let Some(pd_path) = pd_path(ctx, tidb, cluster) else {
+            return Ok(Err(Blocked {
+                reason: REASON_NO_PD,
+                message: format!(
+                    "Cluster {} has no status.pd and no PDGroup; TiDB needs PD to start",
+                    tidb.spec.cluster.name
+                ),
+                then: Action::requeue(Duration::from_secs(15)),
+            }));
+        };
+        let bootstrap_sql = cluster.spec.bootstrap_sql.as_ref().map(|r| r.name.clone());
+        // A Pod is not created without the bootstrap SQL file it would be told to run (none is
+        // created while compute is suspended).
+        if let Some(source) = &bootstrap_sql
+            && pod.is_none()
+            && !cluster.spec.suspends_compute()
+            && let Some(message) = bootstrap_sql_problem(ctx, tidb, source).await?
+        {
+            return Ok(Err(Blocked {
+                reason: REASON_BOOTSTRAP_SQL_NOT_FOUND,
+                message,
+                then: Action::requeue(Duration::from_secs(15)),
+            }));
+        }
+        Ok(Ok(Inputs {
+            pd_path,
+            bootstrap_sql,
+        }))
+    }
+
+    fn config_map(tidb: &TiDB, inputs: &Inputs) -> Result<ConfigMap, BuildError> {
+        let config = build::config(tidb, &inputs.pd_path, inputs.bootstrap_sql.is_some())?;
+        build::config_map(tidb, config)
+    }
+
+    fn pod(tidb: &TiDB, inputs: &Inputs) -> Result<Pod, BuildError> {
+        build::pod(tidb, inputs.bootstrap_sql.as_deref())
+    }
+
+    async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiDBStatus>, Error> {
+        act(ctx, prepared).await
+    }
+}
+
+/// Where PD is: the Cluster's status, else the client Services of its PD groups.
+fn pd_path(ctx: &Ctx, tidb: &TiDB, cluster: &Cluster) -> Option<String> {
+    let namespace = tidb.namespace().unwrap_or_default();
+    let status_pd = cluster
+        .status
+        .as_ref()
+        .map(|s| s.pd.clone())
+        .unwrap_or_default();
+    let pd_groups = if status_pd.is_empty() {
+        ctx.caches
+            .pd_groups_of(&namespace, &tidb.spec.cluster.name)
+            .iter()
+            .map(|g| {
+                let port = g.spec.template.spec.server.ports.client_port();
+                (g.name_any(), port)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    build::pd_path(&status_pd, &namespace, &pd_groups)
+}
+
+/// What is wrong with the bootstrap SQL ConfigMap `source`, if anything. Read once, before the
+/// Pod is created: TiDB runs the file only when it bootstraps the cluster.
+async fn bootstrap_sql_problem(
+    ctx: &Ctx,
+    tidb: &TiDB,
+    source: &str,
+) -> Result<Option<String>, Error> {
+    let namespace = tidb.namespace().unwrap_or_default();
+    let cluster_name = &tidb.spec.cluster.name;
+    let found = Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(source)
+        .await
+        .map_err(Error::kube("reading the bootstrap SQL ConfigMap"))?;
+    Ok(match found {
+        None => Some(format!(
+            "ConfigMap {source} named by Cluster {cluster_name} spec.bootstrapSQL does not exist"
+        )),
+        Some(cm)
+            if !cm
+                .data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(build::BOOTSTRAP_SQL_KEY)) =>
+        {
+            Some(format!(
+                "ConfigMap {source} named by Cluster {cluster_name} spec.bootstrapSQL has no key {}",
+                build::BOOTSTRAP_SQL_KEY
+            ))
+        }
+        Some(_) => None,
+    })
 }
 
 /// What TiDB's status port said.
@@ -45,112 +183,15 @@ enum Health {
     Failing { url: String, error: String },
 }
 
-async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
-    let (namespace, cluster) = match reconcile::instance_start(ctx, tidb).await? {
-        InstanceStart::Go(start) => (start.namespace, start.cluster),
-        InstanceStart::Done(then) => return Ok(then),
-    };
-    let name = tidb.name_any();
-    let cluster_name = &tidb.spec.cluster.name;
-    if tidb.metadata.deletion_timestamp.is_some() {
-        return finalize(tidb, ctx).await;
-    }
-    let Some(cluster) = cluster else {
-        return reconcile::cluster_missing(ctx, tidb).await;
-    };
-
-    // Where PD is: the Cluster's status, else the client Services of its PD groups.
-    let status_pd = cluster
-        .status
-        .as_ref()
-        .map(|s| s.pd.clone())
-        .unwrap_or_default();
-    let pd_groups = if status_pd.is_empty() {
-        ctx.caches
-            .pd_groups_of(&namespace, cluster_name)
-            .iter()
-            .map(|g| {
-                let port = g.spec.template.spec.server.ports.client_port();
-                (g.name_any(), port)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let Some(pd_path) = build::pd_path(&status_pd, &namespace, &pd_groups) else {
-        let message = format!(
-            "Cluster {cluster_name} has no status.pd and no PDGroup; TiDB needs PD to start"
-        );
-        return reconcile::block(
-            ctx,
-            tidb,
-            REASON_NO_PD,
-            &message,
-            Action::requeue(Duration::from_secs(15)),
-        )
-        .await;
-    };
-
-    let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
-
-    if cluster.spec.suspends_compute() {
-        let kept = "the instance and its ConfigMap";
-        let (status, then) = instance::suspend(ctx, tidb, existing_pod.as_ref(), kept).await?;
-        reconcile::write_status(ctx, tidb, &status).await?;
-        return Ok(then);
-    }
-
-    // The bootstrap SQL: mounted while the Cluster names it (TiDB runs it only when it
-    // bootstraps the cluster). A Pod is not created without the file it would be told to run.
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-    let bootstrap_sql = cluster.spec.bootstrap_sql.as_ref().map(|r| r.name.clone());
-    if let Some(source) = &bootstrap_sql
-        && existing_pod.is_none()
-    {
-        let found = config_maps
-            .get_opt(source)
-            .await
-            .map_err(Error::kube("reading the bootstrap SQL ConfigMap"))?;
-        let problem = match found {
-            None => Some(format!(
-                "ConfigMap {source} named by Cluster {cluster_name} spec.bootstrapSQL does not exist"
-            )),
-            Some(cm)
-                if !cm
-                    .data
-                    .as_ref()
-                    .is_some_and(|d| d.contains_key(build::BOOTSTRAP_SQL_KEY)) =>
-            {
-                Some(format!(
-                    "ConfigMap {source} named by Cluster {cluster_name} spec.bootstrapSQL has no key {}",
-                    build::BOOTSTRAP_SQL_KEY
-                ))
-            }
-            Some(_) => None,
-        };
-        if let Some(message) = problem {
-            return reconcile::block(
-                ctx,
-                tidb,
-                REASON_BOOTSTRAP_SQL_NOT_FOUND,
-                &message,
-                Action::requeue(Duration::from_secs(15)),
-            )
-            .await;
-        }
-    }
-
-    let config = match build::config(tidb, &pd_path, bootstrap_sql.is_some()) {
-        Ok(config) => config,
-        Err(e) => return reconcile::invalid_spec(ctx, tidb, &e).await,
-    };
-    instance::apply_config_map(ctx, MANAGER, tidb, build::config_map(tidb, config)?).await?;
+/// The Pod created or restarted, and the status observed from the Pod and TiDB's `/status`.
+async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiDBStatus>, Error> {
+    let Prepared {
+        instance: tidb,
+        desired: desired_pod,
+        pod: existing_pod,
+        ..
+    } = prepared;
     instance::create_pvcs(ctx, MANAGER, tidb, build::pvcs(tidb)?).await?;
-
-    let desired_pod = match build::pod(tidb, bootstrap_sql.as_deref()) {
-        Ok(pod) => pod,
-        Err(e) => return reconcile::invalid_spec(ctx, tidb, &e).await,
-    };
     let mut requeue = None;
     match &existing_pod {
         None => {
@@ -181,12 +222,12 @@ async fn reconcile_inner(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     };
     let status = observe_status(tidb, existing_pod.as_ref(), &desired_pod, &health);
     let ready = conditions::is_true(&status.common.conditions, conditions::READY);
-    reconcile::write_status(ctx, tidb, &status).await?;
-    Ok(Action::requeue(requeue.unwrap_or(if ready {
+    let then = Action::requeue(requeue.unwrap_or(if ready {
         HEALTH_INTERVAL
     } else {
         NOT_READY_INTERVAL
-    })))
+    }));
+    Ok(Finished::with(status, then))
 }
 
 /// A removed instance: its Pod is deleted (it leaves the Service's ready endpoints at once, then

@@ -14,9 +14,9 @@ use operator_api::core::{PDGroup, TiKVGroup};
 use operator_api::keys;
 use operator_runtime::cache;
 use operator_runtime::component::{groups_of_cluster, run_controllers};
-use operator_runtime::group_reconcile;
 use operator_runtime::scope::scoped;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
+use operator_runtime::{group_reconcile, instance_reconcile};
 use pd_client::StatusClient;
 
 use crate::context::{Ctx, STATUS_TIMEOUT};
@@ -80,9 +80,11 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
                     groups_of_cluster(store),
                 )
         },
-        move |shared, _, instances| Ctx::new(shared, instances, tikv_groups_read, status),
+        move |shared, groups, instances| {
+            Ctx::new(shared, groups, instances, tikv_groups_read, status)
+        },
         group_reconcile::reconcile::<group::Rules>,
-        instance::reconcile,
+        instance_reconcile::reconcile::<instance::Rules>,
         async move { cache::synced(&synced_tikv).await },
     )
     .await

@@ -1,28 +1,29 @@
-//! The TiKV instance reconcile: its ConfigMap, PVCs and Pod; the store it is in PD (ID, state,
+//! The TiKV instance rules: its ConfigMap, PVCs and Pod; the store it is in PD (ID, state,
 //! labels from its Node); a restart that evicts the store's leaders first (bounded wait) and never
 //! runs while another store has down peers; and removal through PD (Offline, then Tombstone)
 //! before the Pod, then the PVCs, then the instance go.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, Look, reasons};
-use operator_api::core::{TiKV, TiKVStatus};
+use operator_api::core::{Cluster, TiKV, TiKVGroup, TiKVStatus};
 use operator_api::keys;
 use operator_runtime::apply::state_manager;
-use operator_runtime::component::CACHE_LAG_RETRY;
-use operator_runtime::group as shared_group;
+use operator_runtime::build::BuildError;
+use operator_runtime::instance_reconcile::{Blocked, Finished, InstanceRules, Prepared};
 use operator_runtime::online_config::{self, ConfigStep, Recorder};
 use operator_runtime::pod::{is_ready, readiness};
-use operator_runtime::{cache, expect, instance};
+use operator_runtime::reconcile::{Error, Started};
+use operator_runtime::{expect, instance};
 use pd_client::{PdClient, ReplicationConfig, StoreInfo};
-use tracing::{info, instrument};
+use tracing::info;
 
 mod config;
 mod removal;
@@ -35,7 +36,6 @@ use crate::build;
 use crate::context::{Ctx, MANAGER};
 use crate::pd::{self, PdView};
 use crate::store::{self, StoreLookup};
-use operator_runtime::reconcile::{self, Error, InstanceStart};
 
 /// Annotation of a TiKV instance: when the leader-eviction wait of the current restart started
 /// (RFC 3339). It is written before the evict-leader scheduler is added and removed after the
@@ -70,22 +70,73 @@ pub const REASON_STORE_REMOVAL_REFUSED: &str = "StoreRemovalRefused";
 /// `Offlined` reason: the removal was cancelled; the store is Up again.
 pub const REASON_OFFLINE_CANCELLED: &str = "OfflineCancelled";
 
-/// Reconciles one TiKV instance.
-#[instrument(skip_all, fields(namespace = tikv.namespace(), instance = tikv.name_any(), cluster = tikv.spec.cluster.name))]
-pub async fn reconcile(tikv: Arc<TiKV>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let run = async {
-        // The cached copy may not show this controller's own last annotation patch yet; the
-        // status built here carries on from it, so wait for it.
-        match ctx.expectations.lagging(
-            &expect::key_of(tikv.as_ref()),
-            &ctx.instances,
-            tikv.namespace().as_deref().unwrap_or_default(),
-        ) {
-            Some(_) => Ok(Action::requeue(CACHE_LAG_RETRY)),
-            None => reconcile_inner(&tikv, &ctx).await,
-        }
-    };
-    reconcile::measured(&ctx.metrics, "tikv", run).await
+/// The TiKV instance rules on the runtime's instance reconciler.
+pub struct Rules;
+
+impl InstanceRules for Rules {
+    type Instance = TiKV;
+    type Group = TiKVGroup;
+    type Ctx = Ctx;
+    /// PD's URL.
+    type Inputs = String;
+
+    const MANAGER: &'static str = MANAGER;
+    const METRIC: &'static str = "tikv";
+    const KEPT: &'static str = "the instance and its PVCs";
+
+    fn instances(ctx: &Ctx) -> &Store<TiKV> {
+        &ctx.instances
+    }
+
+    fn groups(ctx: &Ctx) -> &Store<TiKVGroup> {
+        &ctx.groups
+    }
+
+    async fn finalize(
+        ctx: &Ctx,
+        tikv: &TiKV,
+        start: &Started,
+        alone: bool,
+    ) -> Result<Finished<TiKVStatus>, Error> {
+        let pd_url = pd_url_of(ctx, tikv, start.cluster.as_deref());
+        finalize(tikv, ctx, pd_url, alone).await
+    }
+
+    async fn inputs(
+        ctx: &Ctx,
+        tikv: &TiKV,
+        cluster: &Cluster,
+        _: Option<&TiKVGroup>,
+        _: Option<&Pod>,
+    ) -> Result<Result<String, Blocked>, Error> {
+        Ok(pd_url_of(ctx, tikv, Some(cluster)).ok_or_else(|| Blocked {
+            reason: REASON_PD_NOT_FOUND,
+            message: format!(
+                "Cluster {} has no PD yet (no status.pd and no PDGroup); the store waits for one",
+                tikv.spec.cluster.name
+            ),
+            then: Action::requeue(Duration::from_secs(15)),
+        }))
+    }
+
+    fn config_map(tikv: &TiKV, pd_url: &String) -> Result<ConfigMap, BuildError> {
+        build::config_map(tikv, build::config(tikv, pd_url)?)
+    }
+
+    fn pod(tikv: &TiKV, _: &String) -> Result<Pod, BuildError> {
+        build::pod(tikv)
+    }
+
+    async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVStatus>, Error> {
+        act(ctx, prepared).await
+    }
+}
+
+/// PD's URL for the instance: the Cluster's status, else its PD groups' client Services.
+fn pd_url_of(ctx: &Ctx, tikv: &TiKV, cluster: Option<&Cluster>) -> Option<String> {
+    let namespace = tikv.namespace().unwrap_or_default();
+    let pd_groups = ctx.caches.pd_groups_of(&namespace, &tikv.spec.cluster.name);
+    pd::pd_url(cluster, &pd_groups, &namespace)
 }
 
 /// The instance's status as this reconcile builds it.
@@ -197,19 +248,11 @@ impl<'a> Scope<'a> {
         Ok(())
     }
 
-    /// Records why the instance cannot proceed (`Ready` and `Synced` false for `reason`).
-    async fn write_blocked(&self, reason: &str, message: &str) -> Result<(), Error> {
-        self.write_status(shared_group::status_blocked(self.tikv, reason, message))
-            .await
-    }
-
-    /// Writes the instance's status, as of this reconcile's own patches.
-    async fn write_status(&self, status: TiKVStatus) -> Result<(), Error> {
-        let mut current = self.tikv.clone();
-        if let Some(version) = self.resource_version.lock().ok().and_then(|v| v.clone()) {
-            current.metadata.resource_version = Some(version);
-        }
-        reconcile::write_status(self.ctx, &current, &status).await
+    /// The end of this reconcile: `status` written as of this reconcile's own patches, then
+    /// `then`.
+    fn finished(&self, status: TiKVStatus, then: Action) -> Finished<TiKVStatus> {
+        let version = self.resource_version.lock().ok().and_then(|v| v.clone());
+        Finished::with(status, then).as_of(version)
     }
 
     async fn remove_scheduler(&self, store_id: u64, why: &str) -> Result<(), Error> {
@@ -241,68 +284,18 @@ impl<'a> Scope<'a> {
     }
 }
 
-async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
-    let start = match reconcile::instance_start(ctx, tikv).await? {
-        InstanceStart::Go(start) => start,
-        InstanceStart::Done(then) => return Ok(then),
-    };
-    let namespace = start.namespace.clone();
-    let name = tikv.name_any();
-    let cluster_name = &tikv.spec.cluster.name;
-    let pd_groups = ctx.caches.pd_groups_of(&namespace, cluster_name);
-    let pd_url = pd::pd_url(start.cluster.as_deref(), &pd_groups, &namespace);
-
-    if tikv.metadata.deletion_timestamp.is_some() {
-        let group = cache::get(&ctx.groups, &namespace, &start.group);
-        let alone = start.leaves_alone(group.as_ref());
-        return finalize(tikv, ctx, pd_url, alone).await;
-    }
-    let Some(cluster) = start.cluster else {
-        return reconcile::cluster_missing(ctx, tikv).await;
-    };
-    let Some(pd_url) = pd_url else {
-        let message = format!(
-            "Cluster {cluster_name} has no PD yet (no status.pd and no PDGroup); the store waits for one"
-        );
-        return reconcile::block(
-            ctx,
-            tikv,
-            REASON_PD_NOT_FOUND,
-            &message,
-            Action::requeue(Duration::from_secs(15)),
-        )
-        .await;
-    };
-    let scope = Scope::new(tikv, ctx, pd_url.clone())?;
-
-    let config = match build::config(tikv, &pd_url) {
-        Ok(config) => config,
-        Err(e) => {
-            let message = e.to_string();
-            scope.write_blocked(reasons::INVALID_SPEC, &message).await?;
-            return Ok(Action::await_change());
-        }
-    };
-    instance::apply_config_map(ctx, MANAGER, tikv, build::config_map(tikv, config)?).await?;
-
-    let desired_pod = match build::pod(tikv) {
-        Ok(pod) => pod,
-        Err(e) => {
-            let message = e.to_string();
-            scope.write_blocked(reasons::INVALID_SPEC, &message).await?;
-            return Ok(Action::await_change());
-        }
-    };
-    let existing_pod = cache::get(&ctx.caches.pods, &namespace, &name);
-    if cluster.spec.suspends_compute() {
-        let kept = "the instance and its PVCs";
-        let (status, then) = instance::suspend(ctx, tikv, existing_pod.as_ref(), kept).await?;
-        let mut draft = Draft::new(tikv);
-        draft.status = status;
-        scope.write_status(draft.finish(tikv)).await?;
-        return Ok(then);
-    }
-
+/// The store's removal when it is marked or PD removed it; otherwise the Pod created,
+/// restarted safely or sent its online config, the store's labels kept in line with its Node,
+/// and the status observed from the Pod and PD.
+async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVStatus>, Error> {
+    let Prepared {
+        instance: tikv,
+        inputs: pd_url,
+        desired: desired_pod,
+        pod: existing_pod,
+        ..
+    } = prepared;
+    let scope = Scope::new(tikv, ctx, pd_url)?;
     let view = scope.ctx.pd_view(&scope.pd).await;
     let lookup = lookup(tikv, &view);
     let store = lookup.and_then(|l| l.info());
@@ -347,8 +340,7 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
             REASON_OFFLINE_CANCELLED,
             format!("the removal of store {id} was cancelled; the store stays"),
         );
-        scope.write_status(draft.finish(tikv)).await?;
-        return Ok(Action::requeue(Duration::from_secs(1)));
+        return Ok(scope.finished(draft.finish(tikv), Action::requeue(Duration::from_secs(1))));
     }
 
     // The Pod: created, restarted safely when outdated (or for config keys that cannot change
@@ -421,12 +413,12 @@ async fn reconcile_inner(tikv: &TiKV, ctx: &Ctx) -> Result<Action, Error> {
         );
     }
     let ready = conditions::is_true(&draft.status.common.conditions, conditions::READY);
-    scope.write_status(draft.finish(tikv)).await?;
-    Ok(Action::requeue(requeue.unwrap_or(if ready {
+    let then = Action::requeue(requeue.unwrap_or(if ready {
         Duration::from_secs(30)
     } else {
         Duration::from_secs(5)
-    })))
+    }));
+    Ok(scope.finished(draft.finish(tikv), then))
 }
 
 /// What PD says of the instance's store: found by the store ID recorded in its status, or at

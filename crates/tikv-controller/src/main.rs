@@ -21,9 +21,9 @@ use operator_api::core::PDGroup;
 use operator_api::keys;
 use operator_runtime::cache;
 use operator_runtime::component::{groups_of_cluster, run_controllers};
-use operator_runtime::group_reconcile;
 use operator_runtime::scope::scoped;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
+use operator_runtime::{group_reconcile, instance_reconcile};
 use pd_client::StatusClient;
 
 use crate::context::{Ctx, MANAGER, STATUS_TIMEOUT};
@@ -98,7 +98,7 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
             )
         },
         group_reconcile::reconcile::<group::Rules>,
-        instance::reconcile,
+        instance_reconcile::reconcile::<instance::Rules>,
         async move { cache::synced(&synced_nodes).await },
     )
     .await

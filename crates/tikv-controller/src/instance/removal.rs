@@ -9,8 +9,9 @@ use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions;
-use operator_api::core::TiKV;
+use operator_api::core::{TiKV, TiKVStatus};
 use operator_api::keys;
+use operator_runtime::instance_reconcile::{Blocked, Finished};
 use operator_runtime::{cache, instance};
 use tracing::info;
 
@@ -22,7 +23,7 @@ use crate::build;
 use crate::context::Ctx;
 use crate::pd::PdView;
 use crate::store::{self, PodPresence, RemovalInput, RemovalStep, StoreLookup};
-use operator_runtime::reconcile::{self, Error};
+use operator_runtime::reconcile::Error;
 
 /// How a removal ends once the store, its Pod and its PVCs are gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub(super) async fn remove_store(
     pod: Option<&Pod>,
     desired_pod: Option<&Pod>,
     finish: Finish,
-) -> Result<Action, Error> {
+) -> Result<Finished<TiKVStatus>, Error> {
     let tikv = scope.tikv;
     let mut draft = Draft::new(tikv);
     draft.store(lookup.and_then(|l| l.info()));
@@ -85,14 +86,13 @@ pub(super) async fn remove_store(
             }
             draft.set(conditions::OFFLINED, false, reason, &message);
             draft.set(conditions::SYNCED, false, reason, message);
-            scope.write_status(draft.finish(tikv)).await?;
-            Ok(Action::requeue(Duration::from_secs(5)))
+            Ok(scope.finished(draft.finish(tikv), Action::requeue(Duration::from_secs(5))))
         }
         RemovalStep::RemoveScheduler(id) => {
             scope
                 .remove_scheduler(id, "the store is being removed")
                 .await?;
-            Ok(Action::requeue(Duration::from_secs(1)))
+            Ok(Finished::then(Action::requeue(Duration::from_secs(1))))
         }
         RemovalStep::TakeOffline(id) => {
             let regions = lookup
@@ -119,8 +119,7 @@ pub(super) async fn remove_store(
                         format!("store {id} is being removed; {regions} Regions left on it");
                     draft.set(conditions::OFFLINED, false, REASON_STORE_REMOVING, &message);
                     draft.set(conditions::SYNCED, false, REASON_STORE_REMOVING, message);
-                    scope.write_status(draft.finish(tikv)).await?;
-                    Ok(Action::requeue(Duration::from_secs(2)))
+                    Ok(scope.finished(draft.finish(tikv), Action::requeue(Duration::from_secs(2))))
                 }
                 Err(error) if error.status().is_some_and(|s| (400..500).contains(&s)) => {
                     let message = format!("PD refuses to take store {id} offline: {error}");
@@ -145,8 +144,10 @@ pub(super) async fn remove_store(
                         REASON_STORE_REMOVAL_REFUSED,
                         message,
                     );
-                    scope.write_status(draft.finish(tikv)).await?;
-                    Ok(Action::requeue(Duration::from_secs(15)))
+                    Ok(
+                        scope
+                            .finished(draft.finish(tikv), Action::requeue(Duration::from_secs(15))),
+                    )
                 }
                 Err(error) => Err(scope.pd_error()(error)),
             }
@@ -160,8 +161,7 @@ pub(super) async fn remove_store(
             draft.set(conditions::OFFLINED, false, REASON_STORE_REMOVING, &message);
             draft.set(conditions::READY, false, REASON_STORE_REMOVING, &message);
             draft.set(conditions::SYNCED, false, REASON_STORE_REMOVING, message);
-            scope.write_status(draft.finish(tikv)).await?;
-            Ok(Action::requeue(Duration::from_secs(2)))
+            Ok(scope.finished(draft.finish(tikv), Action::requeue(Duration::from_secs(2))))
         }
         RemovalStep::DeletePod | RemovalStep::WaitForPod | RemovalStep::DeletePvcs => {
             let id = draft.status.id.clone();
@@ -181,8 +181,12 @@ pub(super) async fn remove_store(
                     .events
                     .normal(tikv, REASON_STORE_REMOVED, topic, message)
                     .await;
+                // The status says so first; the Pod, the PVCs and the instance go from the next
+                // look on (the last of them takes the status with it).
+                return Ok(
+                    scope.finished(draft.finish(tikv), Action::requeue(Duration::from_secs(1)))
+                );
             }
-            scope.write_status(draft.finish(tikv)).await?;
             if finish == Finish::DeleteInstance
                 && !tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE)
             {
@@ -192,6 +196,7 @@ pub(super) async fn remove_store(
                     .set_annotation(keys::ANNO_DEFER_DELETE, Some(keys::ANNO_TRUE.into()))
                     .await?;
             }
+            let later = Action::requeue(Duration::from_secs(2));
             match step {
                 RemovalStep::DeletePod => {
                     scope
@@ -200,13 +205,13 @@ pub(super) async fn remove_store(
                         .await
                         .map_err(Error::kube("deleting the Pod of a removed store"))?;
                     info!("deleted the Pod of a removed store");
-                    return Ok(Action::requeue(Duration::from_secs(2)));
+                    return Ok(Finished::then(later));
                 }
-                RemovalStep::WaitForPod => return Ok(Action::requeue(Duration::from_secs(2))),
+                RemovalStep::WaitForPod => return Ok(Finished::then(later)),
                 _ => {}
             }
             if scope.delete_pvcs().await? {
-                return Ok(Action::requeue(Duration::from_secs(2)));
+                return Ok(Finished::then(later));
             }
             match finish {
                 Finish::DeleteInstance => {
@@ -215,9 +220,11 @@ pub(super) async fn remove_store(
                         .await
                         .map_err(Error::kube("deleting the instance of a removed store"))?;
                     info!("store removed; instance deleted");
-                    Ok(Action::requeue(Duration::from_secs(1)))
+                    Ok(Finished::then(Action::requeue(Duration::from_secs(1))))
                 }
-                Finish::ReleaseFinalizer => instance::release(scope.ctx, tikv).await,
+                Finish::ReleaseFinalizer => {
+                    Ok(Finished::then(instance::release(scope.ctx, tikv).await?))
+                }
             }
         }
     }
@@ -231,24 +238,21 @@ pub(super) async fn finalize(
     ctx: &Ctx,
     pd_url: Option<String>,
     only_this: bool,
-) -> Result<Action, Error> {
+) -> Result<Finished<TiKVStatus>, Error> {
     if !tikv.finalizers().iter().any(|f| f == keys::FINALIZER) {
-        return Ok(Action::await_change());
+        return Ok(Finished::then(Action::await_change()));
     }
     let namespace = tikv.namespace().unwrap_or_default();
     let Some(pd_url) = pd_url else {
         if !only_this {
-            return instance::release(ctx, tikv).await;
+            return Ok(Finished::then(instance::release(ctx, tikv).await?));
         }
-        let message = "cannot take the store out: the Cluster has no PD".to_string();
-        return reconcile::block(
-            ctx,
-            tikv,
-            REASON_PD_NOT_FOUND,
-            &message,
-            Action::requeue(Duration::from_secs(15)),
-        )
-        .await;
+        let blocked = Blocked {
+            reason: REASON_PD_NOT_FOUND,
+            message: "cannot take the store out: the Cluster has no PD".to_string(),
+            then: Action::requeue(Duration::from_secs(15)),
+        };
+        return Ok(Finished::blocked(tikv, blocked));
     };
     let scope = Scope::new(tikv, ctx, pd_url)?;
     let view = scope.ctx.pd_view(&scope.pd).await;
@@ -273,5 +277,5 @@ pub(super) async fn finalize(
             .remove_scheduler(info.store.id, "its group or Cluster is deleted")
             .await?;
     }
-    instance::release(ctx, tikv).await
+    Ok(Finished::then(instance::release(ctx, tikv).await?))
 }

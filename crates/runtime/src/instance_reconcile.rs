@@ -1,0 +1,273 @@
+//! The generic instance reconciler: one skeleton runs the PD, TiKV and TiDB instances (and any
+//! component after them). It waits for the cache to show the controller's own last write to the
+//! instance, answers a paused Cluster, hands a deleted instance to the component's removal, does
+//! nothing for an instance whose group or Cluster is going, reports a missing Cluster, asks the
+//! component's [`InstanceRules`] for what its objects need, applies the ConfigMap, removes the
+//! Pod while compute is suspended, and otherwise lets the rules act on the Pod; whatever path the
+//! reconcile takes, the instance's status is written once, at the end, by the runtime.
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use operator_api::conditions::reasons;
+use operator_api::core::{Cluster, OfCluster};
+use tracing::Instrument;
+
+use crate::build::BuildError;
+use crate::component::{CACHE_LAG_RETRY, Shared};
+use crate::reconcile::{self, Error, InstanceStart, Started, StatusKind};
+use crate::{cache, expect, group, instance};
+
+/// How a reconcile of an instance ends: the status to write, if any, and when to look again.
+#[derive(Clone, Debug)]
+pub struct Finished<S> {
+    /// The status to write (nothing is written when `None` or when it is what the object has).
+    pub status: Option<S>,
+    /// When to look again.
+    pub then: Action,
+    /// The instance's resourceVersion after the rules' own writes to it in this reconcile (an
+    /// annotation), so the status write is not refused as stale because of them.
+    pub version: Option<String>,
+}
+
+impl<S> Finished<S> {
+    /// Write `status`, then `then`.
+    pub fn with(status: S, then: Action) -> Self {
+        Finished {
+            status: Some(status),
+            then,
+            version: None,
+        }
+    }
+
+    /// Write nothing; `then`.
+    pub fn then(then: Action) -> Self {
+        Finished {
+            status: None,
+            then,
+            version: None,
+        }
+    }
+
+    /// The same, written as of the instance's `version`.
+    pub fn as_of(mut self, version: Option<String>) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The instance cannot proceed: `Ready` and `Synced` false for `reason`, then `then`.
+    pub fn blocked<K>(instance: &K, blocked: Blocked) -> Self
+    where
+        K: StatusKind<StatusOf = S>,
+        S: Clone + Default,
+    {
+        let status = group::status_blocked(instance, blocked.reason, &blocked.message);
+        Finished::with(status, blocked.then)
+    }
+}
+
+/// Why an instance cannot proceed yet, and when it looks again.
+#[derive(Clone, Debug)]
+pub struct Blocked {
+    /// The reason of its `Ready` and `Synced` conditions.
+    pub reason: &'static str,
+    /// What the user reads.
+    pub message: String,
+    /// When to look again.
+    pub then: Action,
+}
+
+/// What an instance's rules act on once the skeleton has done its part.
+pub struct Prepared<'a, R: InstanceRules> {
+    /// The instance.
+    pub instance: &'a R::Instance,
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its Cluster.
+    pub cluster: &'a Cluster,
+    /// What [`InstanceRules::inputs`] found.
+    pub inputs: R::Inputs,
+    /// The Pod the instance asks for.
+    pub desired: Pod,
+    /// The Pod that exists, from the cache.
+    pub pod: Option<Pod>,
+}
+
+/// A component's rules for its instances: what its objects need, how they are built, and what
+/// it does with its Pod and its member of the component (restart, online config, status).
+pub trait InstanceRules: Sized + Send + Sync + 'static {
+    /// The instance kind.
+    type Instance: StatusKind<StatusOf: Send + Sync> + OfCluster + Send + Sync + 'static;
+    /// The group kind.
+    type Group: Resource<DynamicType = ()> + Clone + Send + Sync + 'static;
+    /// The controller's context.
+    type Ctx: Deref<Target = Shared> + Send + Sync + 'static;
+    /// What the instance's objects are built from besides the instance (PD's address, the
+    /// initial members).
+    type Inputs: Send + Sync;
+
+    /// The field manager of the controller's writes.
+    const MANAGER: &'static str;
+    /// The metric label of the reconcile (`pd`, `tikv`).
+    const METRIC: &'static str;
+    /// What a suspended instance keeps, for its status message.
+    const KEPT: &'static str;
+
+    /// The controller's cache of the instances.
+    fn instances(ctx: &Self::Ctx) -> &Store<Self::Instance>;
+
+    /// The controller's cache of the groups.
+    fn groups(ctx: &Self::Ctx) -> &Store<Self::Group>;
+
+    /// A deleted instance: its removal from the component, then its Pod and PVCs (`alone`: only
+    /// it goes, not its group or Cluster), then its finalizer.
+    fn finalize(
+        ctx: &Self::Ctx,
+        instance: &Self::Instance,
+        start: &Started,
+        alone: bool,
+    ) -> impl Future<Output = Result<Finished<<Self::Instance as StatusKind>::StatusOf>, Error>> + Send;
+
+    /// What the objects need besides the instance, or why the instance waits.
+    fn inputs(
+        ctx: &Self::Ctx,
+        instance: &Self::Instance,
+        cluster: &Cluster,
+        group: Option<&Self::Group>,
+        pod: Option<&Pod>,
+    ) -> impl Future<Output = Result<Result<Self::Inputs, Blocked>, Error>> + Send;
+
+    /// The instance's ConfigMap.
+    fn config_map(
+        instance: &Self::Instance,
+        inputs: &Self::Inputs,
+    ) -> Result<ConfigMap, BuildError>;
+
+    /// The instance's Pod.
+    fn pod(instance: &Self::Instance, inputs: &Self::Inputs) -> Result<Pod, BuildError>;
+
+    /// The status of a suspended instance, from the runtime's (a PD is no longer leader, say).
+    fn suspended(
+        status: <Self::Instance as StatusKind>::StatusOf,
+    ) -> <Self::Instance as StatusKind>::StatusOf {
+        status
+    }
+
+    /// Everything else: the Pod created or restarted, the component told, the status observed.
+    fn act(
+        ctx: &Self::Ctx,
+        prepared: Prepared<'_, Self>,
+    ) -> impl Future<Output = Result<Finished<<Self::Instance as StatusKind>::StatusOf>, Error>> + Send;
+}
+
+/// Reconciles one instance of `R`'s component.
+pub async fn reconcile<R: InstanceRules>(
+    instance: Arc<R::Instance>,
+    ctx: Arc<R::Ctx>,
+) -> Result<Action, Error> {
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = %R::Instance::kind(&()),
+        namespace = instance.namespace().unwrap_or_default(),
+        instance = instance.name_any(),
+        cluster = instance.cluster_name(),
+    );
+    let run = async {
+        let finished = run::<R>(&instance, &ctx).await?;
+        if let Some(status) = &finished.status {
+            let mut current = instance.as_ref().clone();
+            if finished.version.is_some() {
+                current.meta_mut().resource_version = finished.version.clone();
+            }
+            reconcile::write_status(&ctx, &current, status).await?;
+        }
+        Ok(finished.then)
+    };
+    reconcile::measured(&ctx.metrics, R::METRIC, run.instrument(span)).await
+}
+
+async fn run<R: InstanceRules>(
+    instance: &R::Instance,
+    ctx: &R::Ctx,
+) -> Result<Finished<<R::Instance as StatusKind>::StatusOf>, Error> {
+    let namespace = instance.namespace().unwrap_or_default();
+    // The cached copy may not show this controller's own last write to the instance yet; the
+    // status built here carries on from it, so wait for it.
+    if ctx
+        .expectations
+        .lagging(&expect::key_of(instance), R::instances(ctx), &namespace)
+        .is_some()
+    {
+        return Ok(Finished::then(Action::requeue(CACHE_LAG_RETRY)));
+    }
+    let start = match reconcile::instance_start(ctx, instance).await? {
+        InstanceStart::Go(start) => start,
+        InstanceStart::Done(then) => return Ok(Finished::then(then)),
+    };
+    let group = cache::get(R::groups(ctx), &start.namespace, &start.group);
+    if instance.meta().deletion_timestamp.is_some() {
+        let alone = start.leaves_alone(group.as_ref());
+        return R::finalize(ctx, instance, &start, alone).await;
+    }
+    let Some(cluster) = start.cluster.as_deref() else {
+        return Ok(Finished::blocked(instance, cluster_missing(instance)));
+    };
+    if !start.leaves_alone(group.as_ref()) {
+        // Its group or Cluster is being removed: the instance goes with them; create nothing.
+        return Ok(Finished::then(Action::await_change()));
+    }
+    let name = instance.name_any();
+    let pod = cache::get(&ctx.caches.pods, &namespace, &name);
+    let inputs = match R::inputs(ctx, instance, cluster, group.as_ref(), pod.as_ref()).await? {
+        Ok(inputs) => inputs,
+        Err(blocked) => return Ok(Finished::blocked(instance, blocked)),
+    };
+    let built =
+        R::config_map(instance, &inputs).and_then(|cm| Ok((cm, R::pod(instance, &inputs)?)));
+    let (config_map, desired) = match built {
+        Ok(built) => built,
+        Err(error) => return Ok(Finished::blocked(instance, invalid_spec(&error))),
+    };
+    instance::apply_config_map(ctx, R::MANAGER, instance, config_map).await?;
+    if cluster.spec.suspends_compute() {
+        let (status, then) = instance::suspend(ctx, instance, pod.as_ref(), R::KEPT).await?;
+        return Ok(Finished::with(R::suspended(status), then));
+    }
+    let prepared = Prepared {
+        instance,
+        namespace: &namespace,
+        cluster,
+        inputs,
+        desired,
+        pod,
+    };
+    R::act(ctx, prepared).await
+}
+
+/// An instance whose spec cannot be turned into objects (a config that is not TOML, say):
+/// `InvalidSpec` with the builder's message, until the spec changes.
+pub fn invalid_spec(error: &BuildError) -> Blocked {
+    Blocked {
+        reason: reasons::INVALID_SPEC,
+        message: error.to_string(),
+        then: Action::await_change(),
+    }
+}
+
+/// An instance whose Cluster does not exist: `ClusterNotFound`, and a look again in 30 s.
+fn cluster_missing<K: Resource + OfCluster>(instance: &K) -> Blocked {
+    Blocked {
+        reason: reasons::CLUSTER_NOT_FOUND,
+        message: format!(
+            "Cluster {} does not exist in namespace {}",
+            instance.cluster_name(),
+            instance.meta().namespace.as_deref().unwrap_or_default()
+        ),
+        then: Action::requeue(std::time::Duration::from_secs(30)),
+    }
+}
