@@ -31,27 +31,33 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         br::BackupSchedule::crd(),
     ];
     for crd in &mut crds {
+        let kind = crd.spec.names.kind.clone();
         for version in &mut crd.spec.versions {
             if let Some(schema) = version
                 .schema
                 .as_mut()
                 .and_then(|s| s.open_api_v3_schema.as_mut())
             {
-                relax_overlay_pod_spec_schema(schema);
+                adjust_schema(schema, &kind);
             }
         }
     }
     crds
 }
 
-fn relax_overlay_pod_spec_schema(schema: &mut JSONSchemaProps) {
+fn adjust_schema(schema: &mut JSONSchemaProps, kind: &str) {
     // JSONSchemaProps is a typed tree; going through JSON keeps the walk short. Both conversions
     // are of a value that was built from JSON a moment ago, so they cannot fail in practice; if
     // one did, the schema stays as generated (stricter, never looser).
     if let Ok(mut value) = serde_json::to_value(&*schema) {
         schema::relax_overlay_pod_spec(&mut value);
-        if let Ok(relaxed) = serde_json::from_value(value) {
-            *schema = relaxed;
+        match kind {
+            "Cluster" => schema::optional_spec(&mut value),
+            "PDGroup" => schema::pd_group_status_mode(&mut value),
+            _ => {}
+        }
+        if let Ok(adjusted) = serde_json::from_value(value) {
+            *schema = adjusted;
         }
     }
 }

@@ -61,6 +61,7 @@ pub fn instance(
             features: group.spec.features.clone(),
             topology,
             subdomain: peer_service_name(&group.name_any()),
+            replicas: None,
             template: group.spec.template.spec.clone(),
         },
         status: None,

@@ -147,6 +147,7 @@ pub fn instance(
             features: target.features.clone(),
             topology,
             subdomain: peer_service_name(&group.name_any()),
+            replicas: None,
             template: target.spec.clone(),
         },
         status: None,

@@ -60,6 +60,8 @@ pub fn instance(
             features: group.spec.features.clone(),
             topology,
             subdomain: peer_service_name(&group.name_any()),
+            offline: None,
+            replicas: None,
             template: group.spec.template.spec.clone(),
         },
         status: None,

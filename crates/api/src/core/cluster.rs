@@ -1,12 +1,14 @@
 //! Cluster: one TiDB (or TiKV-only) cluster, the object every group points at.
 
-use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{FeatureGate, FeatureGateStatus, name_length_rule};
+use super::common::{
+    CLUSTER_NAME_MAX, FeatureGate, FeatureGateStatus, InternalClientTls, LocalObjectReference,
+    name_length_rule,
+};
 
 /// A TiDB cluster: its cluster-wide settings. The PD, TiKV and TiDB groups that make it up point
 /// at it by name.
@@ -24,17 +26,22 @@ use super::common::{FeatureGate, FeatureGateStatus, name_length_rule};
     printcolumn(name = "TiProxy", type_ = "integer", json_path = r#".status.components[?(@.kind=="TiProxy")].replicas"#),
     printcolumn(name = "Available", type_ = "string", json_path = r#".status.conditions[?(@.type=="Available")].status"#),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = name_length_rule(),
+    validation = name_length_rule(CLUSTER_NAME_MAX),
     doc = "Cluster: one TiDB or TiKV-only cluster; its PD, TiKV and TiDB groups point at it by name."
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("oldSelf == null || !has(self.bootstrapSQL) || (has(oldSelf.bootstrapSQL) && self.bootstrapSQL.name == oldSelf.bootstrapSQL.name)").message("bootstrapSQL can only be set at creation, can be unset, but cannot be changed to a different value"))]
+#[x_kube(
+    validation = Rule::new("oldSelf == null || !has(self.bootstrapSQL) || (has(oldSelf.bootstrapSQL) && self.bootstrapSQL.name == oldSelf.bootstrapSQL.name)").message("bootstrapSQL can only be set at creation, can be unset, but cannot be changed to a different value"),
+    // On the spec, not on `tlsCluster`: adding or removing the whole field is a change too.
+    validation = Rule::new("oldSelf == null || (has(oldSelf.tlsCluster) == has(self.tlsCluster)) && (!has(self.tlsCluster) || self.tlsCluster.enabled == oldSelf.tlsCluster.enabled)").message("tlsCluster is immutable")
+)]
 pub struct ClusterSpec {
     /// What to suspend: with `suspendCompute`, every Pod is removed while instances, PVCs and data
     /// stay, and the same instances come back on the same PVCs when it is turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend_action: Option<SuspendAction>,
-    /// Mutual TLS between the components. It cannot be turned on or off after creation.
+    /// Mutual TLS between the components. It cannot be turned on or off, added or removed after
+    /// creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cluster: Option<TlsCluster>,
     /// A ConfigMap whose key `bootstrap-sql` holds SQL run once, when TiDB first bootstraps the
@@ -65,9 +72,41 @@ pub struct ClusterSpec {
         validation = Rule::new("self.exists(fg, fg.name == 'FeatureModification') || !oldSelf.exists(fg, fg.name == 'FeatureModification')").message("cannot disable FeatureModification")
     )]
     pub feature_gates: Vec<FeatureGate>,
+    /// Name of the PD Service shared by every PDGroup under the `MultiPDGroup` feature (default
+    /// `<cluster>-pd`). This operator runs one PDGroup per cluster and does not use it.
+    #[serde(
+        rename = "customizedPDServiceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub customized_pd_service_name: Option<String>,
     /// How components name each other in DNS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<ClusterDns>,
+    /// Security settings of the whole cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<ClusterSecurity>,
+}
+
+/// Security settings of a whole cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSecurity {
+    /// TLS settings of the whole cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClusterTlsConfig>,
+    /// The Secret (`tls.crt`, `tls.key`) TiDB signs session tokens with, under the
+    /// `SessionTokenSigning` feature. Default: the cluster TLS certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_signing_cert_key_pair: Option<LocalObjectReference>,
+}
+
+/// TLS settings of a whole cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClusterTlsConfig {
+    /// The certificate the operator uses to reach the components.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<InternalClientTls>,
 }
 
 /// What a suspended cluster gives up.
@@ -80,8 +119,7 @@ pub struct SuspendAction {
 }
 
 /// Mutual TLS between the components of a cluster.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("oldSelf == null || self.enabled == oldSelf.enabled").message("field .tlsCluster.enabled is immutable"))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TlsCluster {
     /// Turn on mutual TLS for every component. Each group needs the Secret
     /// `<group>-<component>-cluster-secret` (keys `tls.crt`, `tls.key`, `ca.crt`), and clients the
@@ -103,15 +141,29 @@ pub enum UpgradePolicy {
 /// DNS names of the components.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::require_mode)]
 pub struct ClusterDns {
-    /// How addresses are formed. Empty means short in-cluster names
-    /// (`<pod>.<service>.<namespace>.svc`); `FQDN` appends `clusterDomain`, which clusters spanning
-    /// several Kubernetes clusters need.
+    /// How addresses are formed: `InCluster` (the default) for `<pod>.<service>.<namespace>`,
+    /// `FQDN` for `<pod>.<service>.<namespace>.svc.<clusterDomain>`.
+    // Always written: the API requires it (and defaults it when a manifest leaves it out).
+    #[serde(default)]
+    #[schemars(extend("default" = "InCluster"))]
+    pub mode: DnsMode,
+    /// The Kubernetes cluster domain, used by `FQDN`. Default `cluster.local`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub mode: String,
-    /// The Kubernetes cluster domain, for example `cluster.local`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(extend("default" = "cluster.local"))]
     pub cluster_domain: String,
+}
+
+/// The form of the components' DNS names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DnsMode {
+    /// `<pod>.<service>.<namespace>.svc.<clusterDomain>`.
+    #[serde(rename = "FQDN")]
+    Fqdn,
+    /// `<pod>.<service>.<namespace>`.
+    #[default]
+    InCluster,
 }
 
 /// The kind of a component in `status.components`.
@@ -131,6 +183,8 @@ pub enum ComponentKind {
     TiCDC,
     /// TiProxy.
     TiProxy,
+    /// TiKV workers (next-generation TiKV).
+    TiKVWorker,
 }
 
 /// Replicas of one component of a cluster, summed over its groups.

@@ -11,7 +11,29 @@ use kube::core::Rule;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{CLUSTER_NAME_PATTERN, VERSION_PATTERN, max_512_properties, min_1_property};
+use crate::schema::{
+    CLUSTER_NAME_PATTERN, VERSION_PATTERN, atomic_map, max_512_properties, min_1_property,
+    quantity, require_enabled,
+};
+
+/// Longest name of a Cluster: its name is the prefix of Secrets and Services of the cluster.
+pub const CLUSTER_NAME_MAX: usize = 37;
+/// Longest name of a group: an instance is named `<group>-<suffix>`, and the group's Services
+/// `<group>-<component>-peer` must stay DNS labels.
+pub const GROUP_NAME_MAX: usize = 40;
+/// Longest name of an instance: its Pod's hostname and label values stay within 63 characters.
+pub const INSTANCE_NAME_MAX: usize = 47;
+
+/// A reference to an object in the same namespace by name; the whole reference is replaced when
+/// it changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(transform = atomic_map)]
+pub struct LocalObjectReference {
+    /// Name of the object.
+    #[serde(default)]
+    #[schemars(extend("default" = ""))]
+    pub name: String,
+}
 
 /// A reference to the Cluster an object belongs to, in the same namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -63,9 +85,11 @@ pub struct Port {
 pub struct ResourceRequirements {
     /// CPU, for example `4` or `500m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = quantity)]
     pub cpu: Option<Quantity>,
     /// Memory, for example `16Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = quantity)]
     pub memory: Option<Quantity>,
 }
 
@@ -125,15 +149,16 @@ impl UpdateStrategy {
 }
 
 /// What a volume mount is for. The component defines the known types (`data` for PD and TiKV,
-/// `slowlog` for TiDB); other values need an explicit `mountPath`.
+/// `slowlog` for TiDB); other values, and an empty type, are mounts without built-in meaning and
+/// need an explicit `mountPath`.
 pub type VolumeMountType = String;
 
 /// One place a volume is mounted in the main container.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeMount {
-    /// What the mount is for, for example `data`.
-    #[serde(rename = "type")]
+    /// What the mount is for, for example `data`. Empty means a mount without built-in meaning.
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
     pub type_: VolumeMountType,
     /// Where to mount it. Empty means the default path of the type.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -146,6 +171,7 @@ pub struct VolumeMount {
 /// A persistent volume of every instance: one PVC per instance, mounted at one or more places.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(oldSelf.volumeAttributesClassName) || has(self.volumeAttributesClassName)").message("VolumeAttributesClassName cannot be changed from non-nil to nil"))]
 pub struct Volume {
     /// Name of the volume, unique in the template. PD and TiKV need one named `data`.
     pub name: String,
@@ -153,12 +179,13 @@ pub struct Volume {
     #[x_kube(merge_strategy = ListMerge::Atomic)]
     pub mounts: Vec<VolumeMount>,
     /// Requested size, for example `100Gi`.
+    #[schemars(transform = quantity)]
     pub storage: Quantity,
     /// StorageClass of the PVCs. Changing it affects only PVCs created afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
     /// VolumeAttributesClass of the PVCs; changing it modifies existing volumes where the cluster
-    /// supports it.
+    /// supports it. Once set it can be changed but not removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_attributes_class_name: Option<String>,
 }
@@ -268,6 +295,27 @@ pub enum Feature {
     UsePDReadyAPI,
     /// TiDB always gets the session-token signing certificate and key (needed by TiProxy).
     SessionTokenSigning,
+    /// Every instance of the cluster uses one headless Service as its subdomain.
+    ClusterSubdomain,
+    /// A log-tailing sidecar exits as soon as the main container has exited.
+    TerminableLogTailer,
+    /// TSO Pods are ready by their `/health` API (PD microservices).
+    UseTSOReadyAPI,
+    /// Scheduling Pods are ready by their `/health` API (PD microservices).
+    UseSchedulingReadyAPI,
+    /// TiKV's readiness uses its `/ready` API.
+    UseTiKVReadyAPI,
+    /// PD's readiness uses its `/readyz` API.
+    UsePDReadyAPIV2,
+    /// TiFlash's readiness uses its `/readyz` API.
+    UseTiFlashReadyAPI,
+    /// More than one PDGroup per cluster, behind one PD Service.
+    MultiPDGroup,
+    /// TiCDC Pods load labelled Secrets while they run.
+    TiCDCDynamicSecretSyncer,
+    /// TiKV's `kvengine.remote-worker-addr` follows the default worker instead of the coprocessor
+    /// worker (next-generation TiKV).
+    IndependentKVEngineWorker,
 }
 
 /// Maturity of a feature.
@@ -303,12 +351,87 @@ pub struct FeatureGateStatus {
     pub stage: FeatureStage,
 }
 
-/// TLS between the components, on or off.
+/// A Secret named by a TLS setting.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretName {
+    /// Name of the Secret, in the object's namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// The Secrets of a TLS setting: the CA and the certificate with its key may live in different
+/// Secrets, so that a CA can be rotated on its own. Each defaults to the Secret named for the
+/// setting (see each field that carries them).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSecret {
+    /// The Secret holding `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<SecretName>,
+    /// The Secret holding `tls.crt` and `tls.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_key_pair: Option<SecretName>,
+}
+
+/// TLS of a server, on or off.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = require_enabled)]
 pub struct Tls {
     /// Whether TLS is on.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    // Always written: the API requires it.
+    #[serde(default)]
     pub enabled: bool,
+    /// Whether clients need a certificate: `NoClientCert` (no CA needed) or
+    /// `VerifyClientCertIfNeed` (the default; the CA is needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<String>,
+    /// The Secrets of the server certificate and the CA.
+    #[serde(flatten)]
+    pub secret: TlsSecret,
+}
+
+/// TLS between the components of a cluster, as one component sees it; it is on or off for the
+/// whole cluster (`Cluster.spec.tlsCluster`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InternalTls {
+    /// The Secrets of this group's certificate and the CA. Default: both in
+    /// `<group>-<component>-cluster-secret`.
+    #[serde(flatten)]
+    pub secret: TlsSecret,
+}
+
+/// The certificate the operator uses to reach the components.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InternalClientTls {
+    /// Skip verifying the servers' certificates; the CA may then be left out.
+    #[serde(
+        rename = "insecureSkipTLSVerify",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub insecure_skip_tls_verify: bool,
+    /// The Secrets of the client certificate and the CA. Default: both in
+    /// `<cluster>-cluster-client-secret`.
+    #[serde(flatten)]
+    pub secret: TlsSecret,
+}
+
+/// TLS settings of a component.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ComponentTlsConfig {
+    /// The Secrets used between the components when the cluster has TLS on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<InternalTls>,
+}
+
+/// Security settings of PD and TiKV.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Security {
+    /// TLS settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ComponentTlsConfig>,
 }
 
 /// Template fields every component shares: what runs, with which resources, configuration and
@@ -354,6 +477,9 @@ pub struct CommonStatus {
     /// The generation of the spec the controller last acted on.
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub observed_generation: i64,
+    /// The generation of the Cluster the controller last computed status against.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub observed_cluster_generation: i64,
     /// The revision the current instances were made from.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub current_revision: String,
@@ -419,9 +545,11 @@ pub(crate) fn data_volume_required() -> Rule {
         .message("data volume must be configured")
 }
 
-/// CEL rule of every kind: the name fits the 30 characters that derived names leave room for.
-pub(crate) fn name_length_rule() -> Rule {
-    Rule::new("size(self.metadata.name) <= 30").message("name must not exceed 30 characters")
+/// CEL rule of every kind: the name fits what the names derived from it leave room for
+/// ([`CLUSTER_NAME_MAX`], [`GROUP_NAME_MAX`], [`INSTANCE_NAME_MAX`]).
+pub(crate) fn name_length_rule(max: usize) -> Rule {
+    Rule::new(format!("size(self.metadata.name) <= {max}"))
+        .message(format!("name must not exceed {max} characters").as_str())
 }
 
 /// CEL rule of an instance: a topology can be neither added nor removed after creation.

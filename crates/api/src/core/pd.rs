@@ -4,12 +4,13 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::schema::min_1_property;
+use crate::schema::{min_1_property, require_volumes};
 
 use super::common::{
     ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, ConfigChangeStatus,
-    Feature, ObjectMeta, Port, SchedulePolicy, Topology, data_volume_required, name_length_rule,
-    overlay_claims_in_volumes, topology_set_at_creation,
+    Feature, GROUP_NAME_MAX, INSTANCE_NAME_MAX, ObjectMeta, Port, SchedulePolicy, Security,
+    Topology, data_volume_required, name_length_rule, overlay_claims_in_volumes,
+    topology_set_at_creation,
 };
 
 /// Mount type of PD's data directory.
@@ -24,6 +25,8 @@ pub const PD_PORT_NAME_PEER: &str = "peer";
 pub const PD_DEFAULT_PORT_CLIENT: i32 = 2379;
 /// Default peer port of PD.
 pub const PD_DEFAULT_PORT_PEER: i32 = 2380;
+/// Seconds a PD member must have been Ready to count as available, when the group does not say.
+pub const PD_DEFAULT_MIN_READY_SECONDS: i64 = 5;
 
 /// A group of PD members made from one template.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -50,7 +53,7 @@ pub const PD_DEFAULT_PORT_PEER: i32 = 2380;
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = name_length_rule(),
+    validation = name_length_rule(GROUP_NAME_MAX),
     doc = "PDGroup: a group of PD members made from one template."
 )]
 #[serde(rename_all = "camelCase")]
@@ -73,6 +76,11 @@ pub struct PDGroupSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub schedule_policies: Vec<SchedulePolicy>,
+    /// Seconds a new member must have been Ready, without its containers crashing, to count as
+    /// available. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_ready_seconds: Option<i64>,
     /// The template every member is made from.
     pub template: PDTemplate,
 }
@@ -90,8 +98,8 @@ pub struct PDTemplate {
 /// What every PD member of a group runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = require_volumes)]
 #[x_kube(
-    validation = Rule::new("(!has(oldSelf.mode) && !has(self.mode)) || (has(oldSelf.mode) && has(self.mode))").field_path(".mode").message("pd mode can only be set when creating now"),
     validation = overlay_claims_in_volumes(),
     validation = data_volume_required()
 )]
@@ -99,13 +107,16 @@ pub struct PDTemplateSpec {
     /// Version, image, resources, configuration, volumes and overlay.
     #[serde(flatten)]
     pub common: CommonTemplateSpec,
-    /// PD's mode: empty for a normal PD, `ms` for microservices. Set at creation only.
+    /// PD's mode: empty for a normal PD, `ms` for microservices (TSO and scheduling served
+    /// apart). This operator runs PD in the normal mode only and does not act on `ms`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("pd mode is immutable now, it may be supported later"))]
     pub mode: String,
     /// Listen ports.
     #[serde(default, skip_serializing_if = "PDServer::is_empty")]
     pub server: PDServer,
+    /// Security settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Security>,
 }
 
 /// Server settings of PD.
@@ -164,12 +175,16 @@ impl PDPorts {
     status = "PDStatus",
     category = "instance",
     selectable = ".spec.cluster.name",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas"
+    ),
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster.name"),
     printcolumn(name = "Leader", type_ = "string", json_path = ".status.isLeader"),
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = name_length_rule(),
+    validation = name_length_rule(INSTANCE_NAME_MAX),
     doc = "PD: one PD member, made by its PDGroup."
 )]
 #[serde(rename_all = "camelCase")]
@@ -188,6 +203,10 @@ pub struct PDSpec {
     /// Subdomain of the member's DNS name (the group's peer Service); the same for every member.
     #[x_kube(validation = Rule::new("self == oldSelf").message("subdomain is immutable"))]
     pub subdomain: String,
+    /// Always 1: it lets a PodDisruptionBudget count the instance through the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1), extend("default" = 1))]
+    pub replicas: Option<i32>,
     /// The template fields, copied from the group.
     #[serde(flatten)]
     pub template: PDTemplateSpec,

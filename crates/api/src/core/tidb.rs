@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::LocalObjectReference;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, Feature, ObjectMeta,
-    Port, ResourceRequirements, SchedulePolicy, Tls, Topology, name_length_rule,
+    ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, Feature,
+    GROUP_NAME_MAX, INSTANCE_NAME_MAX, InternalTls, LocalObjectReference, ObjectMeta, Port,
+    ResourceRequirements, SchedulePolicy, Tls, Topology, name_length_rule,
     overlay_claims_in_volumes, topology_set_at_creation,
 };
 use crate::schema::min_1_property;
@@ -30,6 +30,8 @@ pub const TIDB_DEFAULT_PORT_STATUS: i32 = 10080;
 pub const TIDB_DEFAULT_PRE_STOP_SLEEP_SECONDS: i32 = 10;
 /// Default number of extra TiDB instances a rolling update may create.
 pub const TIDB_DEFAULT_MAX_SURGE: i32 = 1;
+/// Seconds a TiDB server must have been Ready to count as available, when the group does not say.
+pub const TIDB_DEFAULT_MIN_READY_SECONDS: i64 = 10;
 
 /// A group of TiDB servers made from one template.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -56,7 +58,7 @@ pub const TIDB_DEFAULT_MAX_SURGE: i32 = 1;
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = name_length_rule(),
+    validation = name_length_rule(GROUP_NAME_MAX),
     doc = "TiDBGroup: a group of TiDB servers made from one template."
 )]
 #[serde(rename_all = "camelCase")]
@@ -69,12 +71,17 @@ pub struct TiDBGroupSpec {
     /// Number of TiDB servers.
     #[schemars(range(min = 0))]
     pub replicas: i32,
-    /// How many instances above `replicas` a rolling update may create, so that no server is
-    /// taken away before its replacement is Ready. Default 1.
+    /// Seconds a new server must have been Ready, without its containers crashing, to count as
+    /// available. Default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
+    pub min_ready_seconds: Option<i64>,
+    /// How many instances above `replicas` a rolling update may create, so that no server is
+    /// taken away before its replacement is Ready. At least 1; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_surge: Option<i32>,
-    /// Overrides of the MySQL Service of the group.
+    /// Overrides of the MySQL Service of the group; an extension of this operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<TiDBService>,
     /// How servers are placed over topologies.
@@ -126,6 +133,34 @@ pub struct TiDBTemplateSpec {
     /// The wait before the server is told to stop, so it leaves load balancers first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_stop: Option<TiDBPreStop>,
+    /// The keyspace this server serves (next-generation TiDB only). It can be set only with
+    /// `mode: Normal`; a classic TiDB has no keyspace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub keyspace: String,
+    /// `Normal` (the default) serves; `StandBy` waits to be given a keyspace (next-generation TiDB
+    /// only).
+    // Left out when Normal, so that the default the API server fills in does not change the
+    // template's revision.
+    #[serde(default, skip_serializing_if = "TiDBMode::is_normal")]
+    #[schemars(extend("default" = "Normal"))]
+    pub mode: TiDBMode,
+}
+
+/// The mode of a TiDB server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TiDBMode {
+    /// Serves SQL.
+    #[default]
+    Normal,
+    /// Waits to be activated with a keyspace.
+    StandBy,
+}
+
+impl TiDBMode {
+    /// True for the default mode.
+    pub fn is_normal(&self) -> bool {
+        *self == TiDBMode::Normal
+    }
 }
 
 /// Server settings of TiDB.
@@ -210,16 +245,30 @@ pub struct TiDBSecurity {
     /// The `tidb_auth_token` authentication method. Its JWKs are read from the named Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<TiDBAuthToken>,
+    /// Security enhanced mode (SEM), with its configuration in a ConfigMap (key `sem.json`);
+    /// setting it sets `security.enable-sem = true`, which the config file can still turn off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sem: Option<TiDBSem>,
 }
 
-/// TLS of TiDB's MySQL port.
+/// Security enhanced mode of TiDB.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TiDBSem {
+    /// The ConfigMap holding the SEM configuration.
+    pub config: LocalObjectReference,
+}
+
+/// TLS of TiDB: its MySQL port and the links to the other components.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 pub struct TiDBTls {
-    /// TLS for MySQL clients, with the server certificate in the Secret
+    /// TLS for MySQL clients, with the server certificate by default in the Secret
     /// `<group>-tidb-server-secret`. It cannot be turned on or off after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("oldSelf == null || self.enabled == oldSelf.enabled").message("field .mysql.enabled is immutable"))]
     pub mysql: Option<Tls>,
+    /// The Secrets used between the components when the cluster has TLS on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<InternalTls>,
 }
 
 /// Token authentication of TiDB.
@@ -246,9 +295,8 @@ pub struct TiDBSlowLog {
 pub struct TiDBPreStop {
     /// Seconds to wait before the server gets SIGTERM, so that it leaves the Service endpoints and
     /// load balancers first. The Pod's termination grace period is this plus 20 seconds.
-    /// Default 10.
+    /// Default 10; a negative value counts as 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
     pub sleep_seconds: Option<i32>,
 }
 
@@ -263,15 +311,23 @@ pub struct TiDBPreStop {
     status = "TiDBStatus",
     category = "instance",
     selectable = ".spec.cluster.name",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas"
+    ),
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster.name"),
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = name_length_rule(),
+    validation = name_length_rule(INSTANCE_NAME_MAX),
     doc = "TiDB: one TiDB server, made by its TiDBGroup."
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = topology_set_at_creation())]
+#[x_kube(
+    validation = topology_set_at_creation(),
+    // On the instance only, where the reference has it too.
+    validation = Rule::new("!has(self.mode) || self.mode == 'Normal' || !has(self.keyspace) || self.keyspace.size() == 0").message("keyspace cannot be set if mode is StandBy")
+)]
 pub struct TiDBSpec {
     /// The Cluster this server belongs to.
     pub cluster: ClusterReference,
@@ -286,6 +342,10 @@ pub struct TiDBSpec {
     /// Subdomain of the server's DNS name (the group's peer Service); the same for every server.
     #[x_kube(validation = Rule::new("self == oldSelf").message("subdomain is immutable"))]
     pub subdomain: String,
+    /// Always 1: it lets a PodDisruptionBudget count the instance through the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1), extend("default" = 1))]
+    pub replicas: Option<i32>,
     /// The template fields, copied from the group.
     #[serde(flatten)]
     pub template: TiDBTemplateSpec,

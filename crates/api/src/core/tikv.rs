@@ -1,15 +1,18 @@
 //! TiKVGroup and TiKV: the storage nodes (stores) of a cluster.
 
+use std::collections::BTreeMap;
+
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
     ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, ConfigChangeStatus,
-    Feature, ObjectMeta, Port, SchedulePolicy, Topology, data_volume_required, name_length_rule,
+    Feature, GROUP_NAME_MAX, INSTANCE_NAME_MAX, LocalObjectReference, ObjectMeta, Port,
+    SchedulePolicy, Security, Topology, data_volume_required, name_length_rule,
     overlay_claims_in_volumes, topology_set_at_creation,
 };
-use crate::schema::min_1_property;
+use crate::schema::{min_1_property, require_volumes};
 
 /// Mount type of TiKV's data directory.
 pub const TIKV_VOLUME_MOUNT_TYPE_DATA: &str = "data";
@@ -23,6 +26,8 @@ pub const TIKV_PORT_NAME_STATUS: &str = "status";
 pub const TIKV_DEFAULT_PORT_CLIENT: i32 = 20160;
 /// Default status port of TiKV.
 pub const TIKV_DEFAULT_PORT_STATUS: i32 = 20180;
+/// Seconds a TiKV store must have been Ready to count as available, when the group does not say.
+pub const TIKV_DEFAULT_MIN_READY_SECONDS: i64 = 5;
 
 /// Store state: registered, no regions yet; ready to serve.
 pub const STORE_STATE_PREPARING: &str = "Preparing";
@@ -58,7 +63,7 @@ pub const STORE_STATE_REMOVED: &str = "Removed";
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = name_length_rule(),
+    validation = name_length_rule(GROUP_NAME_MAX),
     doc = "TiKVGroup: a group of TiKV stores made from one template."
 )]
 #[serde(rename_all = "camelCase")]
@@ -75,6 +80,11 @@ pub struct TiKVGroupSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub schedule_policies: Vec<SchedulePolicy>,
+    /// Seconds a new store must have been Ready, without its containers crashing, to count as
+    /// available. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_ready_seconds: Option<i64>,
     /// The template every store is made from.
     pub template: TiKVTemplate,
 }
@@ -92,17 +102,48 @@ pub struct TiKVTemplate {
 /// What every TiKV store of a group runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = require_volumes)]
 #[x_kube(validation = overlay_claims_in_volumes(), validation = data_volume_required())]
 pub struct TiKVTemplateSpec {
     /// Version, image, resources, configuration, volumes and overlay.
     #[serde(flatten)]
     pub common: CommonTemplateSpec,
-    /// Listen ports.
+    /// Listen ports and store labels.
     #[serde(default, skip_serializing_if = "TiKVServer::is_empty")]
     pub server: TiKVServer,
+    /// Placement labels the operator gives the stores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<TiKVStorePlacement>,
+    /// Security settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Security>,
     /// The check run before a TiKV container stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_stop: Option<TiKVPreStop>,
+    /// The TiKV workers this TiKV hands work to (next-generation TiKV only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_workers: Option<TiKVRemoteWorkers>,
+}
+
+/// Placement labels the operator gives TiKV stores.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TiKVStorePlacement {
+    /// Gives the group's stores an extra, exclusive placement label besides the group's one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<bool>,
+}
+
+/// The TiKV workers of a next-generation TiKV.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TiKVRemoteWorkers {
+    /// The default worker; required once remote workers are used.
+    pub worker: LocalObjectReference,
+    /// The coprocessor worker. Default: `worker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coprocessor: Option<LocalObjectReference>,
+    /// The compactor worker. Default: `worker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compactor: Option<LocalObjectReference>,
 }
 
 /// The pre-stop checker of TiKV.
@@ -114,17 +155,25 @@ pub struct TiKVPreStop {
 }
 
 /// Server settings of TiKV.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 pub struct TiKVServer {
     /// Ports TiKV listens on.
     #[serde(default, skip_serializing_if = "TiKVPorts::is_empty")]
     pub ports: TiKVPorts,
+    /// Store labels of TiKV, set through PD. `host`, `region`, `zone` and keys under `k/` or `$k/`
+    /// are the operator's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(
+        validation = Rule::new("!('host' in self) && !('region' in self) && !('zone' in self)").message("labels cannot contain 'host', 'region', or 'zone' keys"),
+        validation = Rule::new("self.all(k, !k.startsWith('k/') && !k.startsWith('$k/'))").message("labels cannot contain keys with 'k/' or '$k/' prefix")
+    )]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl TiKVServer {
     /// True when nothing is set.
     pub fn is_empty(&self) -> bool {
-        self.ports.is_empty()
+        self.ports.is_empty() && self.labels.is_empty()
     }
 }
 
@@ -134,11 +183,11 @@ pub struct TiKVPorts {
     /// Client (gRPC) port. Default 20160.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<Port>,
-    /// Status (HTTP) port. Default 20180.
+    /// Status (HTTP) port under a name of its own; an extension of this operator. `status` wins
+    /// when both it and `peer` are set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Port>,
-    /// The status port under the name some reference releases gave it; `status` wins when both
-    /// are set.
+    /// Status (HTTP) port, under the name the reference gives it. Default 20180.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<Port>,
 }
@@ -166,13 +215,18 @@ impl TiKVPorts {
     status = "TiKVStatus",
     category = "instance",
     selectable = ".spec.cluster.name",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas"
+    ),
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster.name"),
     printcolumn(name = "StoreID", type_ = "string", json_path = ".status.id"),
     printcolumn(name = "StoreState", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "Offline", type_ = "boolean", json_path = ".spec.offline"),
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = name_length_rule(),
+    validation = name_length_rule(INSTANCE_NAME_MAX),
     doc = "TiKV: one TiKV store, made by its TiKVGroup."
 )]
 #[serde(rename_all = "camelCase")]
@@ -191,6 +245,15 @@ pub struct TiKVSpec {
     /// Subdomain of the store's DNS name (the group's peer Service); the same for every store.
     #[x_kube(validation = Rule::new("self == oldSelf").message("subdomain is immutable"))]
     pub subdomain: String,
+    /// Marks the store offline in PD, so that its data moves to other stores; false brings it
+    /// back online where PD still can. This operator's TiKVGroup takes stores offline on its own
+    /// when it scales in and does not act on this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline: Option<bool>,
+    /// Always 1: it lets a PodDisruptionBudget count the instance through the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1), extend("default" = 1))]
+    pub replicas: Option<i32>,
     /// The template fields, copied from the group.
     #[serde(flatten)]
     pub template: TiKVTemplateSpec,
