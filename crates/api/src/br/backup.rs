@@ -153,7 +153,9 @@ pub struct BackupSpec {
     /// (`400036290571534337`) or a time (`2018-05-11 01:42:23`). Empty means now.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub commit_ts: String,
-    /// What to do with the log backup task: `log-start`, `log-pause` or `log-stop`.
+    /// What to do with the log backup task: `log-start`, `log-pause`, `log-resume`, `log-stop`,
+    /// or `log-truncate` (with `logTruncateUntil`). `log-resume` and `log-truncate` keep the task
+    /// running as `log-start` does; truncation follows `logTruncateUntil` whatever the command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "log_subcommand_schema")]
     pub log_subcommand: Option<LogSubCommandType>,
@@ -226,8 +228,8 @@ pub enum BackupMode {
     Log,
 }
 
-/// A command of a log backup task. The spec accepts `log-start`, `log-pause` and `log-stop`;
-/// status also records `log-truncate`, `log-resume` and `log-unknown`.
+/// A command of a log backup task. The spec accepts `log-start`, `log-stop`, `log-pause`,
+/// `log-resume` and `log-truncate`; status also records `log-unknown`.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -270,7 +272,7 @@ impl LogSubCommandType {
 fn log_subcommand_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
-        "enum": ["log-start", "log-stop", "log-pause"],
+        "enum": ["log-start", "log-stop", "log-pause", "log-resume", "log-truncate"],
     })
 }
 

@@ -160,6 +160,15 @@ pub struct RestoreSpec {
     )]
     #[schemars(extend("default" = false))]
     pub tolerate_single_tikv_outage: bool,
+    /// Retries of the restore Job's Pod by Kubernetes (the Job's `backoffLimit`). This operator
+    /// runs each restore Job once, with no retry, and does not use it yet.
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    #[schemars(extend("default" = 0))]
+    pub backoff_limit: i32,
+}
+
+fn is_zero_i32(value: &i32) -> bool {
+    *value == 0
 }
 
 /// How a restore is done.
