@@ -90,10 +90,13 @@ pub trait Group: OfCluster {
     fn revision_input(&self) -> serde_json::Value;
     /// The labels and annotations its template gives its instances.
     fn template_metadata(&self) -> &ObjectMeta;
+    /// Seconds a new instance must have been Ready to count as available: `spec.minReadySeconds`,
+    /// else the component's default (PD and TiKV 5, TiDB 10, as in the reference).
+    fn min_ready_seconds(&self) -> i64;
 }
 
 macro_rules! group {
-    ($($kind:ty => $component:expr),*) => {
+    ($($kind:ty => $component:expr, $min_ready:expr);*) => {
         $(impl Group for $kind {
             const COMPONENT: &'static str = $component;
             fn replicas(&self) -> i32 {
@@ -111,14 +114,17 @@ macro_rules! group {
             fn template_metadata(&self) -> &ObjectMeta {
                 &self.spec.template.metadata
             }
+            fn min_ready_seconds(&self) -> i64 {
+                self.spec.min_ready_seconds.unwrap_or($min_ready)
+            }
         })*
     };
 }
 
 group!(
-    PDGroup => crate::keys::COMPONENT_PD,
-    TiKVGroup => crate::keys::COMPONENT_TIKV,
-    TiDBGroup => crate::keys::COMPONENT_TIDB
+    PDGroup => crate::keys::COMPONENT_PD, PD_DEFAULT_MIN_READY_SECONDS;
+    TiKVGroup => crate::keys::COMPONENT_TIKV, TIKV_DEFAULT_MIN_READY_SECONDS;
+    TiDBGroup => crate::keys::COMPONENT_TIDB, TIDB_DEFAULT_MIN_READY_SECONDS
 );
 
 /// API group of the core kinds.
