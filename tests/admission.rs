@@ -191,8 +191,9 @@ fn cases() -> Vec<Case> {
                 json!(null),
             ),
             None,
-            "spec.template.spec",
-            "data volume must be configured",
+            // As in the reference: a required field, checked before the CEL rules.
+            "spec.template.spec.volumes",
+            "Required value",
         ),
         case(
             "negative replicas",
@@ -204,14 +205,6 @@ fn cases() -> Vec<Case> {
             None,
             "spec.replicas",
             "spec.replicas in body should be greater than or equal to 0",
-        ),
-        case(
-            "a name over 30 characters",
-            group("TiKVGroup", "tikv-with-a-name-far-too-long-31", "c"),
-            None,
-            // A rule on the whole object names no field; the message names the object.
-            "tikv-with-a-name-far-too-long-31",
-            "name must not exceed 30 characters",
         ),
         case(
             "an overlay claim that is not a volume",
@@ -257,8 +250,8 @@ fn cases() -> Vec<Case> {
                 json!({"enabled": false}),
             ),
             Some(json!({"spec": {"tlsCluster": {"enabled": true}}})),
-            "spec.tlsCluster",
-            "field .tlsCluster.enabled is immutable",
+            "spec",
+            "tlsCluster is immutable",
         ),
         case(
             "a different bootstrap SQL",
@@ -297,13 +290,6 @@ fn cases() -> Vec<Case> {
             None,
             "spec.template.spec.server.labels",
             "labels cannot contain 'host', 'region', or 'zone' keys",
-        ),
-        case(
-            "PD mode set after creation",
-            group("PDGroup", "mode", "c"),
-            Some(json!({"spec": {"template": {"spec": {"mode": "ms"}}}})),
-            "spec.template.spec.mode",
-            "pd mode can only be set when creating now",
         ),
         case(
             "PD scaled before it is bootstrapped",
@@ -603,4 +589,751 @@ async fn kubectl_scale_get_and_field_selectors_work() {
         )
         .unwrap();
     assert_eq!(out.trim(), "pdgroup.core.pingcap.com/pd-beta");
+}
+
+/// What the API server must answer to a parity case.
+enum Want {
+    /// Created (and, with a patch, updated).
+    Accepted,
+    /// Refused with 422, a message containing `message` and naming `field`.
+    Rejected { field: String, message: String },
+}
+
+/// A case taken from the reference's own validation cases: the object (and the patch applied to
+/// it once created) is accepted exactly when the reference accepts it.
+struct Parity {
+    family: &'static str,
+    name: &'static str,
+    initial: Value,
+    patch: Option<Value>,
+    want: Want,
+}
+
+fn accepted(
+    family: &'static str,
+    name: &'static str,
+    initial: Value,
+    patch: Option<Value>,
+) -> Parity {
+    Parity {
+        family,
+        name,
+        initial,
+        patch,
+        want: Want::Accepted,
+    }
+}
+
+fn rejected(
+    family: &'static str,
+    name: &'static str,
+    initial: Value,
+    patch: Option<Value>,
+    field: &str,
+    message: &str,
+) -> Parity {
+    Parity {
+        family,
+        name,
+        initial,
+        patch,
+        want: Want::Rejected {
+            field: field.to_string(),
+            message: message.to_string(),
+        },
+    }
+}
+
+/// Builds an object of one kind with a given name.
+type MakeObject = fn(&str) -> Value;
+
+fn name_length_cases() -> Vec<Parity> {
+    let mut cases = Vec::new();
+    let objects: [(&str, usize, MakeObject); 7] = [
+        ("Cluster", 37, cluster_obj),
+        ("PDGroup", 40, |n| group("PDGroup", n, "c")),
+        ("TiKVGroup", 40, |n| group("TiKVGroup", n, "c")),
+        ("TiDBGroup", 40, |n| group("TiDBGroup", n, "c")),
+        ("PD", 47, |n| instance("PD", n)),
+        ("TiKV", 47, |n| instance("TiKV", n)),
+        ("TiDB", 47, |n| instance("TiDB", n)),
+    ];
+    for (kind, limit, make) in objects {
+        let fits = "a".repeat(limit);
+        let over = "b".repeat(limit + 1);
+        cases.push(accepted("name length", kind, make(&fits), None));
+        cases.push(rejected(
+            "name length",
+            kind,
+            make(&over),
+            None,
+            // A rule on the whole object names no field; the message names the object.
+            &over,
+            &format!("name must not exceed {limit} characters"),
+        ));
+    }
+    cases
+}
+
+fn min_ready_seconds_cases() -> Vec<Parity> {
+    let negative = "spec.minReadySeconds in body should be greater than or equal to 0";
+    let mut cases = Vec::new();
+    for (kind, prefix) in [
+        ("PDGroup", "mrs-pd"),
+        ("TiKVGroup", "mrs-kv"),
+        ("TiDBGroup", "mrs-db"),
+    ] {
+        let with_value = |suffix: &str, value: i64| {
+            with(
+                group(kind, &format!("{prefix}-{suffix}"), "c"),
+                "spec/minReadySeconds",
+                json!(value),
+            )
+        };
+        cases.extend([
+            accepted("minReadySeconds", kind, with_value("zero", 0), None),
+            accepted("minReadySeconds", kind, with_value("large", 3600), None),
+            rejected(
+                "minReadySeconds",
+                kind,
+                with_value("neg", -1),
+                None,
+                "spec.minReadySeconds",
+                negative,
+            ),
+            accepted(
+                "minReadySeconds",
+                kind,
+                with_value("to-zero", 10),
+                Some(json!({"spec": {"minReadySeconds": 0}})),
+            ),
+            rejected(
+                "minReadySeconds",
+                kind,
+                with_value("to-neg", 10),
+                Some(json!({"spec": {"minReadySeconds": -1}})),
+                "spec.minReadySeconds",
+                negative,
+            ),
+        ]);
+    }
+    cases
+}
+
+fn max_surge_cases() -> Vec<Parity> {
+    let surge =
+        |name: &str, value: i64| with(group("TiDBGroup", name, "c"), "spec/maxSurge", json!(value));
+    let message = "spec.maxSurge in body should be greater than or equal to 1";
+    vec![
+        accepted("maxSurge", "minimum", surge("surge-one", 1), None),
+        accepted("maxSurge", "larger", surge("surge-three", 3), None),
+        rejected(
+            "maxSurge",
+            "zero",
+            surge("surge-zero", 0),
+            None,
+            "spec.maxSurge",
+            message,
+        ),
+        rejected(
+            "maxSurge",
+            "negative",
+            surge("surge-neg", -1),
+            None,
+            "spec.maxSurge",
+            message,
+        ),
+        accepted(
+            "maxSurge",
+            "unset to a value",
+            group("TiDBGroup", "surge-set", "c"),
+            Some(json!({"spec": {"maxSurge": 2}})),
+        ),
+    ]
+}
+
+fn volume_cases() -> Vec<Parity> {
+    let vac = |class: Option<&str>| {
+        let mut volume = json!({"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"});
+        if let Some(class) = class {
+            volume["volumeAttributesClassName"] = Value::from(class);
+        }
+        json!({"spec": {"template": {"spec": {"volumes": [volume]}}}})
+    };
+    let with_vac = |name: &str| {
+        with(
+            group("TiKVGroup", name, "c"),
+            "spec/template/spec/volumes",
+            vac(Some("fast"))["spec"]["template"]["spec"]["volumes"].clone(),
+        )
+    };
+    vec![
+        accepted(
+            "volumes",
+            "VAC set later",
+            group("TiKVGroup", "vac-set", "c"),
+            Some(vac(Some("fast"))),
+        ),
+        accepted(
+            "volumes",
+            "VAC changed",
+            with_vac("vac-change"),
+            Some(vac(Some("slow"))),
+        ),
+        rejected(
+            "volumes",
+            "VAC removed",
+            with_vac("vac-removed"),
+            Some(vac(None)),
+            "spec.template.spec.volumes[0]",
+            "VolumeAttributesClassName cannot be changed from non-nil to nil",
+        ),
+        rejected(
+            "volumes",
+            "a PDGroup without the volumes field",
+            with(
+                group("PDGroup", "pd-no-volumes", "c"),
+                "spec/template/spec/volumes",
+                Value::Null,
+            ),
+            None,
+            "spec.template.spec.volumes",
+            "Required value",
+        ),
+        rejected(
+            "volumes",
+            "a PD without the volumes field",
+            with(
+                instance("PD", "pd-inst-no-volumes"),
+                "spec/volumes",
+                Value::Null,
+            ),
+            None,
+            "spec.volumes",
+            "Required value",
+        ),
+        rejected(
+            "volumes",
+            "a TiKVGroup with an empty volume list",
+            with(
+                group("TiKVGroup", "kv-empty-volumes", "c"),
+                "spec/template/spec/volumes",
+                json!([]),
+            ),
+            None,
+            "spec.template.spec",
+            "data volume must be configured",
+        ),
+        accepted(
+            "volumes",
+            "a mount without a type",
+            with(
+                group("TiDBGroup", "untyped-mount", "c"),
+                "spec/template/spec/volumes",
+                json!([{"name": "scratch", "mounts": [{"mountPath": "/scratch"}], "storage": "1Gi"}]),
+            ),
+            None,
+        ),
+        rejected(
+            "volumes",
+            "a size that is not a quantity",
+            with(
+                group("TiDBGroup", "bad-size", "c"),
+                "spec/template/spec/volumes",
+                json!([{"name": "scratch", "mounts": [{"mountPath": "/scratch"}], "storage": "10 GB"}]),
+            ),
+            None,
+            "spec.template.spec.volumes[0].storage",
+            "should match",
+        ),
+        rejected(
+            "volumes",
+            "a memory that is not a quantity",
+            with(
+                group("TiKVGroup", "bad-memory", "c"),
+                "spec/template/spec/resources",
+                json!({"memory": "lots"}),
+            ),
+            None,
+            "spec.template.spec.resources.memory",
+            "should match",
+        ),
+    ]
+}
+
+fn cluster_cases() -> Vec<Parity> {
+    let mut feature_gates = Vec::new();
+    for name in [
+        "FeatureModification",
+        "VolumeAttributesClass",
+        "DisablePDDefaultReadinessProbe",
+        "UsePDReadyAPI",
+        "SessionTokenSigning",
+        "ClusterSubdomain",
+        "TerminableLogTailer",
+        "UseTSOReadyAPI",
+        "UseSchedulingReadyAPI",
+        "UseTiKVReadyAPI",
+        "UsePDReadyAPIV2",
+        "UseTiFlashReadyAPI",
+        "MultiPDGroup",
+        "TiCDCDynamicSecretSyncer",
+        "IndependentKVEngineWorker",
+    ] {
+        feature_gates.push(json!({"name": name}));
+    }
+    let tls = |name: &str| {
+        with(
+            cluster_obj(name),
+            "spec/tlsCluster",
+            json!({"enabled": true}),
+        )
+    };
+    vec![
+        accepted(
+            "cluster",
+            "without a spec",
+            json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster", "metadata": {"name": "no-spec"}}),
+            None,
+        ),
+        accepted(
+            "cluster",
+            "every feature gate of the reference",
+            with(
+                cluster_obj("all-gates"),
+                "spec/featureGates",
+                Value::Array(feature_gates),
+            ),
+            None,
+        ),
+        rejected(
+            "cluster",
+            "TLS added after creation",
+            cluster_obj("tls-added"),
+            Some(json!({"spec": {"tlsCluster": {"enabled": true}}})),
+            "spec",
+            "tlsCluster is immutable",
+        ),
+        rejected(
+            "cluster",
+            "TLS removed after creation",
+            tls("tls-removed"),
+            Some(json!({"spec": {"tlsCluster": null}})),
+            "spec",
+            "tlsCluster is immutable",
+        ),
+        accepted(
+            "cluster",
+            "TLS unchanged while other fields change",
+            tls("tls-kept"),
+            Some(json!({"spec": {"paused": true}})),
+        ),
+        rejected(
+            "cluster",
+            "an unknown DNS mode",
+            with(
+                cluster_obj("dns-mode"),
+                "spec/dns",
+                json!({"mode": "Short"}),
+            ),
+            None,
+            "spec.dns.mode",
+            r#"Unsupported value: "Short": supported values: "FQDN", "InCluster""#,
+        ),
+        accepted(
+            "cluster",
+            "cluster security and the MultiPDGroup service name",
+            with(
+                with(
+                    cluster_obj("security"),
+                    "spec/security",
+                    json!({"tls": {"client": {"insecureSkipTLSVerify": true, "certKeyPair": {"name": "c"}}},
+                           "sessionTokenSigningCertKeyPair": {"name": "s"}}),
+                ),
+                "spec/customizedPDServiceName",
+                json!("legacy-pd"),
+            ),
+            None,
+        ),
+    ]
+}
+
+fn server_label_cases() -> Vec<Parity> {
+    let labels = |kind: &str, name: &str, labels: Value| {
+        with(
+            group(kind, name, "c"),
+            "spec/template/spec/server",
+            json!({"labels": labels}),
+        )
+    };
+    let reserved = "labels cannot contain 'host', 'region', or 'zone' keys";
+    let placement = "labels cannot contain keys with 'k/' or '$k/' prefix";
+    let field = "spec.template.spec.server.labels";
+    vec![
+        rejected(
+            "server labels",
+            "TiKV host",
+            labels("TiKVGroup", "kv-host", json!({"host": "a"})),
+            None,
+            field,
+            reserved,
+        ),
+        rejected(
+            "server labels",
+            "TiKV region",
+            labels("TiKVGroup", "kv-region", json!({"region": "a"})),
+            None,
+            field,
+            reserved,
+        ),
+        rejected(
+            "server labels",
+            "TiKV zone",
+            labels("TiKVGroup", "kv-zone", json!({"zone": "a"})),
+            None,
+            field,
+            reserved,
+        ),
+        accepted(
+            "server labels",
+            "TiKV custom",
+            labels(
+                "TiKVGroup",
+                "kv-custom",
+                json!({"foo": "bar", "custom/k": "v"}),
+            ),
+            None,
+        ),
+        rejected(
+            "server labels",
+            "TiKV keyspace placement",
+            labels("TiKVGroup", "kv-k", json!({"k/tikvgroup": "a"})),
+            None,
+            field,
+            placement,
+        ),
+        rejected(
+            "server labels",
+            "TiKV exclusive placement",
+            labels("TiKVGroup", "kv-dollar-k", json!({"$k/exclusive": "true"})),
+            None,
+            field,
+            placement,
+        ),
+        rejected(
+            "server labels",
+            "TiDB region",
+            labels("TiDBGroup", "db-region", json!({"region": "a"})),
+            None,
+            field,
+            reserved,
+        ),
+        accepted(
+            "server labels",
+            "TiDB placement-like key",
+            labels("TiDBGroup", "db-k", json!({"k/x": "a"})),
+            None,
+        ),
+    ]
+}
+
+fn tidb_cases() -> Vec<Parity> {
+    let tidb = |name: &str, mode: &str, keyspace: &str| {
+        with(
+            with(instance("TiDB", name), "spec/mode", json!(mode)),
+            "spec/keyspace",
+            json!(keyspace),
+        )
+    };
+    let template = |name: &str, spec: Value| {
+        let mut group = group("TiDBGroup", name, "c");
+        for (key, value) in spec.as_object().unwrap() {
+            group["spec"]["template"]["spec"][key] = value.clone();
+        }
+        group
+    };
+    vec![
+        rejected(
+            "tidb",
+            "StandBy with a keyspace",
+            tidb("standby-ks", "StandBy", "ks"),
+            None,
+            "spec",
+            "keyspace cannot be set if mode is StandBy",
+        ),
+        accepted(
+            "tidb",
+            "StandBy without a keyspace",
+            tidb("standby", "StandBy", ""),
+            None,
+        ),
+        accepted(
+            "tidb",
+            "Normal with a keyspace",
+            tidb("normal-ks", "Normal", "ks"),
+            None,
+        ),
+        // The rule sits on the instance only, as in the reference.
+        accepted(
+            "tidb",
+            "a group template in StandBy with a keyspace",
+            template(
+                "group-standby-ks",
+                json!({"mode": "StandBy", "keyspace": "ks"}),
+            ),
+            None,
+        ),
+        rejected(
+            "tidb",
+            "an unknown mode",
+            template("bad-mode", json!({"mode": "Sleeping"})),
+            None,
+            "spec.template.spec.mode",
+            r#"Unsupported value: "Sleeping": supported values: "Normal", "StandBy""#,
+        ),
+        rejected(
+            "tidb",
+            "MySQL TLS without enabled",
+            template("mysql-empty", json!({"security": {"tls": {"mysql": {}}}})),
+            None,
+            "spec.template.spec.security.tls.mysql.enabled",
+            "Required value",
+        ),
+        accepted(
+            "tidb",
+            "TLS Secrets, client auth and SEM",
+            template(
+                "tls-secrets",
+                json!({"security": {
+                    "tls": {"mysql": {"enabled": true, "clientAuth": "NoClientCert", "certKeyPair": {"name": "s"}},
+                            "cluster": {"ca": {"name": "ca"}}},
+                    "sem": {"config": {"name": "sem"}}}}),
+            ),
+            None,
+        ),
+    ]
+}
+
+fn instance_and_pd_cases() -> Vec<Parity> {
+    let replicas = |kind: &str, name: &str, value: i64| {
+        with(instance(kind, name), "spec/replicas", json!(value))
+    };
+    vec![
+        accepted(
+            "instances",
+            "PD replicas 1",
+            replicas("PD", "pd-one", 1),
+            None,
+        ),
+        rejected(
+            "instances",
+            "TiKV replicas 2",
+            replicas("TiKV", "kv-two", 2),
+            None,
+            "spec.replicas",
+            "should be less than or equal to 1",
+        ),
+        rejected(
+            "instances",
+            "TiDB replicas 0",
+            replicas("TiDB", "db-zero", 0),
+            None,
+            "spec.replicas",
+            "should be greater than or equal to 1",
+        ),
+        accepted(
+            "instances",
+            "TiKV marked offline",
+            instance("TiKV", "kv-offline"),
+            Some(json!({"spec": {"offline": true}})),
+        ),
+        accepted(
+            "pd",
+            "PD mode changed after creation",
+            group("PDGroup", "pd-mode", "c"),
+            Some(json!({"spec": {"template": {"spec": {"mode": "ms"}}}})),
+        ),
+        accepted(
+            "pd",
+            "PD and TiKV cluster TLS Secrets",
+            with(
+                group("PDGroup", "pd-tls", "c"),
+                "spec/template/spec/security",
+                json!({"tls": {"cluster": {"ca": {"name": "ca"}, "certKeyPair": {"name": "pd"}}}}),
+            ),
+            None,
+        ),
+        accepted(
+            "tikv",
+            "placement and remote workers",
+            with(
+                with(
+                    group("TiKVGroup", "kv-workers", "c"),
+                    "spec/template/spec/placement",
+                    json!({"exclusive": true}),
+                ),
+                "spec/template/spec/remoteWorkers",
+                json!({"worker": {"name": "w"}, "compactor": {"name": "c"}}),
+            ),
+            None,
+        ),
+    ]
+}
+
+fn backup_cases() -> Vec<Parity> {
+    let log_backup = |name: &str, command: &str| {
+        json!({
+            "apiVersion": "br.pingcap.com/v1alpha1", "kind": "Backup", "metadata": {"name": name},
+            "spec": {"backupMode": "log", "logSubcommand": command, "logTruncateUntil": "2024-05-01 00:00:00",
+                     "br": {"cluster": "c"}, "s3": {"provider": "aws", "bucket": "b"}}
+        })
+    };
+    vec![
+        accepted(
+            "backup",
+            "log-resume",
+            log_backup("log-resume", "log-resume"),
+            None,
+        ),
+        accepted(
+            "backup",
+            "log-truncate",
+            log_backup("log-truncate", "log-truncate"),
+            None,
+        ),
+        rejected(
+            "backup",
+            "an unknown log command",
+            log_backup("log-bad", "log-rewind"),
+            None,
+            "spec.logSubcommand",
+            "Unsupported value",
+        ),
+        accepted(
+            "restore",
+            "backoffLimit",
+            json!({
+                "apiVersion": "br.pingcap.com/v1alpha1", "kind": "Restore", "metadata": {"name": "backoff"},
+                "spec": {"backoffLimit": 3, "br": {"cluster": "c"}, "s3": {"provider": "aws", "bucket": "b"}}
+            }),
+            None,
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn manifests_are_accepted_exactly_when_the_reference_accepts_them() {
+    let (_cluster, client, ns) = setup("parity").await;
+    let cases: Vec<Parity> = [
+        name_length_cases(),
+        min_ready_seconds_cases(),
+        max_surge_cases(),
+        volume_cases(),
+        cluster_cases(),
+        server_label_cases(),
+        tidb_cases(),
+        instance_and_pd_cases(),
+        backup_cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let label = format!("{}: {}", case.family, case.name);
+        let result = match &case.patch {
+            None => create(&client, ns.name(), case.initial.clone()).await,
+            Some(patch) => {
+                if let Err(e) = create(&client, ns.name(), case.initial.clone()).await {
+                    failures.push(format!(
+                        "{label}: the valid starting object was rejected: {e}"
+                    ));
+                    continue;
+                }
+                update(&client, ns.name(), &case.initial, patch.clone()).await
+            }
+        };
+        match (&case.want, result) {
+            (Want::Accepted, Ok(_)) => {}
+            (Want::Accepted, Err(e)) => failures.push(format!("{label}: rejected: {e}")),
+            (Want::Rejected { .. }, Ok(_)) => failures.push(format!("{label}: accepted")),
+            (Want::Rejected { field, message }, Err(kube::Error::Api(status))) => {
+                let text = status.message;
+                if status.code != 422
+                    || !text.contains(message.as_str())
+                    || !text.contains(field.as_str())
+                {
+                    failures.push(format!(
+                        "{label}: got {} {text:?}; want {message:?} at {field}",
+                        status.code
+                    ));
+                }
+            }
+            (Want::Rejected { .. }, Err(e)) => failures.push(format!("{label}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_api_server_fills_in_the_reference_defaults() {
+    let (cluster, client, ns) = setup("defaults").await;
+    let n = ns.name();
+    let get = |kind: &'static str, name: &'static str| {
+        let client = client.clone();
+        async move {
+            let object = api(&client, n, kind).get(name).await.unwrap();
+            serde_json::to_value(object).unwrap()
+        }
+    };
+    create(
+        &client,
+        n,
+        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster", "metadata": {"name": "bare"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(get("Cluster", "bare").await["spec"], json!({}));
+    create(&client, n, with(cluster_obj("dns"), "spec/dns", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        get("Cluster", "dns").await["spec"]["dns"],
+        json!({"mode": "InCluster", "clusterDomain": "cluster.local"})
+    );
+    create(&client, n, instance("PD", "pd-default"))
+        .await
+        .unwrap();
+    assert_eq!(get("PD", "pd-default").await["spec"]["replicas"], json!(1));
+    create(&client, n, group("TiDBGroup", "tidb-default", "c"))
+        .await
+        .unwrap();
+    assert_eq!(
+        get("TiDBGroup", "tidb-default").await["spec"]["template"]["spec"]["mode"],
+        json!("Normal")
+    );
+    // An instance's scale subresource reads its one replica, for PodDisruptionBudgets.
+    let out = cluster
+        .kubectl()
+        .ok(
+            &[
+                "get",
+                "-n",
+                n,
+                "pd",
+                "pd-default",
+                "--subresource=scale",
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(out.trim(), "1");
 }

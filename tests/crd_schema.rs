@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -128,23 +128,32 @@ fn names_short_names_and_categories_match_the_reference() {
 }
 
 #[test]
-fn every_kind_has_a_status_subresource_and_groups_scale() {
+fn every_kind_has_a_status_subresource_and_groups_and_instances_scale() {
     for kind in CORE {
         let sub = crd(kind).spec.versions[0].subresources.clone().unwrap();
         assert!(sub.status.is_some(), "{kind} has no status subresource");
-        if GROUPS.contains(&kind) {
-            let scale = sub
-                .scale
-                .unwrap_or_else(|| panic!("{kind} has no scale subresource"));
-            assert_eq!(scale.spec_replicas_path, ".spec.replicas");
-            assert_eq!(scale.status_replicas_path, ".status.replicas");
-            assert_eq!(
-                scale.label_selector_path.as_deref(),
-                Some(".status.selector")
-            );
-        } else {
+        if kind == "Cluster" {
             assert!(sub.scale.is_none(), "{kind} should not scale");
+            continue;
         }
+        let scale = sub
+            .scale
+            .unwrap_or_else(|| panic!("{kind} has no scale subresource"));
+        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.replicas");
+        // Groups select their instances; an instance (always one replica, for
+        // PodDisruptionBudgets) has no selector, as in the reference.
+        let selector = GROUPS.contains(&kind).then_some(".status.selector");
+        assert_eq!(scale.label_selector_path.as_deref(), selector, "{kind}");
+    }
+    for kind in INSTANCES {
+        let replicas = schema(kind)
+            .pointer(&at(SPEC, &["replicas"]))
+            .cloned()
+            .unwrap_or_else(|| panic!("{kind} has no spec.replicas"));
+        assert_eq!(replicas["minimum"], Value::from(1.0), "{kind}");
+        assert_eq!(replicas["maximum"], Value::from(1.0), "{kind}");
+        assert_eq!(replicas["default"], Value::from(1), "{kind}");
     }
 }
 
@@ -186,7 +195,15 @@ fn printer_columns_match_the_reference() {
     assert_eq!(names("PD"), ["Cluster", "Leader", "Synced", "Ready", "Age"]);
     assert_eq!(
         names("TiKV"),
-        ["Cluster", "StoreID", "StoreState", "Synced", "Ready", "Age"]
+        [
+            "Cluster",
+            "StoreID",
+            "StoreState",
+            "Offline",
+            "Synced",
+            "Ready",
+            "Age"
+        ]
     );
     assert_eq!(names("TiDB"), ["Cluster", "Synced", "Ready", "Age"]);
     assert_eq!(
@@ -214,10 +231,289 @@ fn printer_columns_match_the_reference() {
 }
 
 #[test]
-fn every_kind_limits_its_name_length() {
-    for kind in CORE {
-        assert_rules(kind, "", &["name must not exceed 30 characters"]);
+fn every_kind_limits_its_name_length_as_the_reference_does() {
+    let limits = [
+        ("Cluster", 37),
+        ("PDGroup", 40),
+        ("TiKVGroup", 40),
+        ("TiDBGroup", 40),
+        ("PD", 47),
+        ("TiKV", 47),
+        ("TiDB", 47),
+    ];
+    for (kind, limit) in limits {
+        let rules = rule_messages(&schema(kind), "");
+        assert_eq!(
+            rules,
+            BTreeSet::from([format!("name must not exceed {limit} characters")]),
+            "{kind}"
+        );
     }
+}
+
+/// Every CEL rule of a kind by where it sits (a dotted path below the schema root, `[]` for list
+/// items), as the reference places them: a rule on another field fires in other cases (a rule on
+/// `tlsCluster` does not see the field added or removed).
+fn rules_by_path(kind: &str) -> BTreeMap<String, BTreeSet<String>> {
+    fn walk(node: &Value, path: &str, out: &mut BTreeMap<String, BTreeSet<String>>) {
+        if let Some(rules) = node
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+        {
+            let messages = rules
+                .iter()
+                .map(|r| r["message"].as_str().unwrap().to_string())
+                .collect();
+            out.insert(path.to_string(), messages);
+        }
+        if let Some(props) = node.get("properties").and_then(Value::as_object) {
+            for (name, child) in props {
+                walk(child, &format!("{path}.{name}"), out);
+            }
+        }
+        if let Some(items) = node.get("items") {
+            walk(items, &format!("{path}[]"), out);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&schema(kind), "", &mut out);
+    out
+}
+
+/// The rule messages expected at each path of a kind.
+type Rules = Vec<(&'static str, &'static [&'static str])>;
+
+fn expected_rules(entries: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
+    entries
+        .iter()
+        .map(|(path, messages)| {
+            (
+                path.to_string(),
+                messages.iter().map(|m| m.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+const OVERLAY_CLAIMS: &str = "overlay volumeClaims names must exist in volumes";
+const DATA_VOLUME: &str = "data volume must be configured";
+const VAC: &str = "VolumeAttributesClassName cannot be changed from non-nil to nil";
+const POD_LABELS: &str = "cannot overlay pod labels starting with 'pingcap.com/'";
+const CLUSTER_NAME: &str = "cluster name is immutable";
+const SERVER_LABELS: &str = "labels cannot contain 'host', 'region', or 'zone' keys";
+const PLACEMENT_LABELS: &str = "labels cannot contain keys with 'k/' or '$k/' prefix";
+
+#[test]
+fn cel_rules_sit_where_the_reference_has_them() {
+    let cases: Vec<(&str, Rules)> = vec![
+        (
+            "Cluster",
+            vec![
+                ("", &["name must not exceed 37 characters"]),
+                (
+                    ".spec",
+                    &[
+                        "bootstrapSQL can only be set at creation, can be unset, but cannot be changed to a different value",
+                        "tlsCluster is immutable",
+                    ],
+                ),
+                (
+                    ".spec.featureGates",
+                    &[
+                        "can only enable FeatureModification if it's not enabled",
+                        "cannot disable FeatureModification",
+                    ],
+                ),
+            ],
+        ),
+        (
+            "PDGroup",
+            vec![
+                ("", &["name must not exceed 40 characters"]),
+                (
+                    ".spec",
+                    &["replicas cannot be changed when bootstrapped is false"],
+                ),
+                (
+                    ".spec.bootstrapped",
+                    &["bootstrapped cannot be changed from true to false"],
+                ),
+                (".spec.cluster.name", &[CLUSTER_NAME]),
+                (".spec.template.spec", &[OVERLAY_CLAIMS, DATA_VOLUME]),
+                (".spec.template.spec.overlay.pod.metadata", &[POD_LABELS]),
+                (".spec.template.spec.volumes[]", &[VAC]),
+            ],
+        ),
+        (
+            "TiKVGroup",
+            vec![
+                ("", &["name must not exceed 40 characters"]),
+                (".spec.cluster.name", &[CLUSTER_NAME]),
+                (".spec.template.spec", &[OVERLAY_CLAIMS, DATA_VOLUME]),
+                (".spec.template.spec.overlay.pod.metadata", &[POD_LABELS]),
+                (
+                    ".spec.template.spec.server.labels",
+                    &[SERVER_LABELS, PLACEMENT_LABELS],
+                ),
+                (".spec.template.spec.volumes[]", &[VAC]),
+            ],
+        ),
+        (
+            "TiDBGroup",
+            vec![
+                ("", &["name must not exceed 40 characters"]),
+                (".spec.cluster.name", &[CLUSTER_NAME]),
+                (".spec.template.spec", &[OVERLAY_CLAIMS]),
+                (".spec.template.spec.overlay.pod.metadata", &[POD_LABELS]),
+                (
+                    ".spec.template.spec.security.tls.mysql",
+                    &["field .mysql.enabled is immutable"],
+                ),
+                (".spec.template.spec.server.labels", &[SERVER_LABELS]),
+                (".spec.template.spec.volumes[]", &[VAC]),
+            ],
+        ),
+    ];
+    let instance = |kind: &str, spec: &'static [&'static str], extra: Rules| {
+        let mut entries: Rules = vec![
+            ("", &["name must not exceed 47 characters"]),
+            (".spec", spec),
+            (".spec.cluster.name", &[CLUSTER_NAME]),
+            (".spec.overlay.pod.metadata", &[POD_LABELS]),
+            (".spec.subdomain", &["subdomain is immutable"]),
+            (".spec.topology", &["topology is immutable"]),
+            (".spec.volumes[]", &[VAC]),
+        ];
+        entries.extend(extra);
+        (kind.to_string(), entries)
+    };
+    let instances = vec![
+        instance(
+            "PD",
+            &[
+                OVERLAY_CLAIMS,
+                "topology can only be set when creating",
+                DATA_VOLUME,
+            ],
+            vec![],
+        ),
+        instance(
+            "TiKV",
+            &[
+                OVERLAY_CLAIMS,
+                "topology can only be set when creating",
+                DATA_VOLUME,
+            ],
+            vec![(".spec.server.labels", &[SERVER_LABELS, PLACEMENT_LABELS])],
+        ),
+        instance(
+            "TiDB",
+            &[
+                OVERLAY_CLAIMS,
+                "topology can only be set when creating",
+                "keyspace cannot be set if mode is StandBy",
+            ],
+            vec![
+                (
+                    ".spec.security.tls.mysql",
+                    &["field .mysql.enabled is immutable"],
+                ),
+                (".spec.server.labels", &[SERVER_LABELS]),
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    let all = cases
+        .into_iter()
+        .map(|(k, e)| (k.to_string(), e))
+        .chain(instances);
+    for (kind, entries) in all {
+        let found = rules_by_path(&kind);
+        let want = expected_rules(&entries);
+        if found != want {
+            failures.push(format!("{kind}:\n  found {found:#?}\n  want {want:#?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn bounds_defaults_and_required_fields_match_the_reference() {
+    for kind in GROUPS {
+        let schema = schema(kind);
+        let min_ready = schema
+            .pointer(&at(SPEC, &["minReadySeconds"]))
+            .unwrap_or_else(|| panic!("{kind} has no minReadySeconds"));
+        assert_eq!(min_ready["minimum"], Value::from(0.0), "{kind}");
+        assert_eq!(min_ready["format"], Value::from("int64"), "{kind}");
+        let storage = schema
+            .pointer(&at(TEMPLATE_SPEC, &["volumes"]))
+            .and_then(|v| v.pointer("/items/properties/storage"))
+            .unwrap();
+        assert_eq!(
+            storage["pattern"],
+            Value::from(operator_api::schema::QUANTITY_PATTERN),
+            "{kind}"
+        );
+        // A mount without a type is a custom mount.
+        let mount = schema
+            .pointer(&at(TEMPLATE_SPEC, &["volumes"]))
+            .and_then(|v| v.pointer("/items/properties/mounts/items"))
+            .unwrap();
+        assert!(mount.get("required").is_none(), "{kind}: {mount}");
+    }
+    for kind in ["PDGroup", "TiKVGroup"] {
+        let required = schema(kind)
+            .pointer(&format!("{TEMPLATE_SPEC}/required"))
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            required,
+            serde_json::json!(["version", "volumes"]),
+            "{kind}"
+        );
+    }
+    let tidb = schema("TiDBGroup");
+    assert_eq!(
+        tidb.pointer(&format!("{}/minimum", at(SPEC, &["maxSurge"]))),
+        Some(&Value::from(1.0))
+    );
+    assert_eq!(
+        tidb.pointer(&at(TEMPLATE_SPEC, &["mode"])).unwrap()["default"],
+        Value::from("Normal")
+    );
+    let mysql = tidb
+        .pointer(&at(TEMPLATE_SPEC, &["security", "tls", "mysql"]))
+        .unwrap();
+    assert_eq!(mysql["required"], serde_json::json!(["enabled"]));
+    assert!(mysql.pointer("/properties/enabled/default").is_none());
+    let cluster = schema("Cluster");
+    let dns = cluster.pointer(&at(SPEC, &["dns"])).unwrap();
+    assert_eq!(dns["required"], serde_json::json!(["mode"]));
+    assert_eq!(
+        dns.pointer("/properties/mode/enum"),
+        Some(&serde_json::json!(["FQDN", "InCluster"]))
+    );
+    assert_eq!(
+        dns.pointer("/properties/mode/default"),
+        Some(&Value::from("InCluster"))
+    );
+    assert_eq!(
+        dns.pointer("/properties/clusterDomain/default"),
+        Some(&Value::from("cluster.local"))
+    );
+    // A Cluster may leave out its spec.
+    assert!(cluster.get("required").is_none(), "{cluster}");
+    let features = cluster
+        .pointer(&at(SPEC, &["featureGates"]))
+        .and_then(|f| f.pointer("/items/properties/name/enum"))
+        .unwrap();
+    assert_eq!(features.as_array().unwrap().len(), 15, "{features}");
+    assert!(
+        schema("PDGroup")
+            .pointer(&at("/properties/status", &["mode"]))
+            .is_some()
+    );
 }
 
 #[test]
@@ -237,11 +533,7 @@ fn cluster_rules() {
             "cannot disable FeatureModification",
         ],
     );
-    assert_rules(
-        "Cluster",
-        &at(SPEC, &["tlsCluster"]),
-        &["field .tlsCluster.enabled is immutable"],
-    );
+    assert_rules("Cluster", SPEC, &["tlsCluster is immutable"]);
     let schema = schema("Cluster");
     let policy = schema
         .pointer(&at(SPEC, &["upgradePolicy", "enum"])[..].replace("/properties/enum", "/enum"))
@@ -304,16 +596,7 @@ fn group_rules() {
         &at(SPEC, &["bootstrapped"]),
         &["bootstrapped cannot be changed from true to false"],
     );
-    assert_rules(
-        "PDGroup",
-        TEMPLATE_SPEC,
-        &["pd mode can only be set when creating now"],
-    );
-    assert_rules(
-        "PDGroup",
-        &at(TEMPLATE_SPEC, &["mode"]),
-        &["pd mode is immutable now, it may be supported later"],
-    );
+
     assert_rules(
         "TiDBGroup",
         &at(TEMPLATE_SPEC, &["server", "labels"]),
