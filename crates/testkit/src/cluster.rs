@@ -42,6 +42,12 @@ impl LocalCluster {
     /// The local control plane called `name`, started with `hack/local-cluster.sh up` when it is
     /// not running (or `KUBECONFIG_TEST` as it is, when set).
     pub fn named(name: &str) -> Result<LocalCluster> {
+        Self::named_with(name, &[])
+    }
+
+    /// [`LocalCluster::named`], started (when it is not running) with `env` set for
+    /// `hack/local-cluster.sh up` (its size: `LOCAL_CLUSTER_NODES_PER_ZONE`, say).
+    pub fn named_with(name: &str, env: &[(&str, String)]) -> Result<LocalCluster> {
         let name = name.to_string();
         if let Some(path) = std::env::var_os("KUBECONFIG_TEST") {
             return Ok(LocalCluster {
@@ -58,6 +64,7 @@ impl LocalCluster {
             );
             let out = Command::new(&script)
                 .args(["up", &name])
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .output()
                 .map_err(|e| Error::Cluster {
                     name: name.clone(),

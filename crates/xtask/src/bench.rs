@@ -186,16 +186,80 @@ fn delta(
         .collect()
 }
 
+/// Zones of the local control plane's fake Nodes (`hack/local-cluster.sh`).
+const ZONES: f64 = 3.0;
+/// Allocatable CPUs of each fake Node (`hack/local-cluster.sh`).
+const NODE_CPUS: f64 = 32.0;
+
+/// The CPUs one copy of `manifests` requests: each group's replicas and one more (a surge or a
+/// replacement during a rolling update), times its template's CPU request.
+fn cpus_requested(manifests: &[scenarios::Manifest]) -> f64 {
+    manifests
+        .iter()
+        .map(|m| {
+            let spec = &m.value["spec"];
+            let replicas = spec["replicas"].as_f64().unwrap_or(0.0);
+            let cpu = spec["template"]["spec"]["resources"]["cpu"]
+                .as_str()
+                .map_or(0.0, cpu_quantity);
+            if replicas > 0.0 {
+                (replicas + 1.0) * cpu
+            } else {
+                0.0
+            }
+        })
+        .sum()
+}
+
+/// A CPU quantity (`2`, `500m`, `1.5`) in CPUs; 0 when it does not parse.
+fn cpu_quantity(text: &str) -> f64 {
+    match text.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().map_or(0.0, |m| m / 1000.0),
+        None => text.parse().unwrap_or(0.0),
+    }
+}
+
+/// The allocatable CPUs of every Node.
+async fn node_cpus(client: &Client) -> Result<f64> {
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .context("listing the Nodes")?;
+    Ok(nodes
+        .items
+        .iter()
+        .filter_map(|n| n.status.as_ref()?.allocatable.as_ref()?.get("cpu"))
+        .map(|q| cpu_quantity(&q.0))
+        .sum())
+}
+
 /// Runs every round and writes the report.
 pub async fn run(options: Options) -> Result<()> {
-    let cluster =
-        LocalCluster::named(&options.control_plane).context("starting the local control plane")?;
+    let manifests = load_manifests(&["examples/basic"]).map_err(anyhow::Error::msg)?;
+    // The largest round must fit on the fake Nodes, or its Pods stay Pending for lack of CPU and
+    // the round measures the scheduler instead of the operator.
+    let largest = options.clusters.iter().copied().max().unwrap_or(1);
+    let needed = cpus_requested(&manifests) * largest as f64;
+    let per_zone = (needed / (ZONES * NODE_CPUS)).ceil().max(2.0);
+    let cluster = LocalCluster::named_with(
+        &options.control_plane,
+        &[("LOCAL_CLUSTER_NODES_PER_ZONE", format!("{per_zone}"))],
+    )
+    .context("starting the local control plane")?;
     ensure_crds(&cluster).map_err(anyhow::Error::msg)?;
     for controller in &options.controllers {
         apply_controller_identity(&cluster, controller).map_err(anyhow::Error::msg)?;
     }
     let client = cluster.client().await?;
-    let manifests = load_manifests(&["examples/basic"]).map_err(anyhow::Error::msg)?;
+    let have = node_cpus(&client).await?;
+    if have < needed {
+        bail!(
+            "{largest} sample clusters request {needed} CPUs (a rolling update's extra servers \
+             included), and the Nodes of control plane {name} have {have}: run \
+             `hack/local-cluster.sh down {name}` and the benchmark starts it with enough Nodes",
+            name = options.control_plane
+        );
+    }
     let mut rounds = Vec::new();
     for &n in &options.clusters {
         eprintln!("==> {n} cluster(s)");
@@ -511,4 +575,19 @@ fn print_table(rounds: &[Round]) {
 /// Default path of the JSON report.
 pub fn default_json(root: &Path) -> PathBuf {
     root.join("target/bench/bench.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_cluster_requests_its_cpus_and_one_more_server_per_group() {
+        let manifests = load_manifests(&["examples/basic"]).unwrap();
+        // PD (3 + 1) × 1, TiKV (3 + 1) × 2, TiDB (2 + 1) × 2; the Cluster requests nothing.
+        assert_eq!(cpus_requested(&manifests), 4.0 + 8.0 + 6.0);
+        assert_eq!(cpu_quantity("500m"), 0.5);
+        assert_eq!(cpu_quantity("2"), 2.0);
+        assert_eq!(cpu_quantity("lots"), 0.0);
+    }
 }
