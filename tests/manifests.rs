@@ -43,6 +43,8 @@ const BR: &str = "br.pingcap.com";
 /// The Kubernetes core API group.
 const K8S: &str = "";
 const BATCH: &str = "batch";
+/// The API group of PodDisruptionBudgets.
+const POLICY: &str = "policy";
 
 /// In API group `group`, each of `resources` may have each verb of `verbs`.
 struct Grant {
@@ -115,6 +117,11 @@ const CONTROLLERS: &[Controller] = &[
                 &["pods", "persistentvolumeclaims", "configmaps", "services"],
                 &[R, W],
             ),
+            grant(
+                POLICY,
+                &["poddisruptionbudgets"],
+                &[R, &["create", "patch"]],
+            ),
         ],
     },
     Controller {
@@ -131,6 +138,11 @@ const CONTROLLERS: &[Controller] = &[
                 K8S,
                 &["pods", "persistentvolumeclaims", "configmaps", "services"],
                 &[R, W],
+            ),
+            grant(
+                POLICY,
+                &["poddisruptionbudgets"],
+                &[R, &["create", "patch"]],
             ),
             // Node topology labels become PD store labels.
             grant(K8S, &["nodes"], &[R]),
@@ -150,6 +162,11 @@ const CONTROLLERS: &[Controller] = &[
                 K8S,
                 &["pods", "persistentvolumeclaims", "configmaps", "services"],
                 &[R, W],
+            ),
+            grant(
+                POLICY,
+                &["poddisruptionbudgets"],
+                &[R, &["create", "patch"]],
             ),
         ],
     },

@@ -335,6 +335,37 @@ mod tests {
     }
 
     #[test]
+    fn the_disruption_budget_takes_one_member_of_the_group_at_a_time() {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let group = default_group();
+        let budget = operator_runtime::build::disruption_budget(&group).unwrap();
+        assert_eq!(budget.metadata.name.as_deref(), Some("pd-pd"));
+        assert_eq!(budget.owner_references()[0].kind, "PDGroup");
+        let spec = budget.spec.unwrap();
+        // Three members: two stay, one may be evicted.
+        assert_eq!(spec.min_available, Some(IntOrString::Int(2)));
+        assert_eq!(spec.max_unavailable, None);
+        assert_eq!(
+            spec.unhealthy_pod_eviction_policy.as_deref(),
+            Some("AlwaysAllow")
+        );
+        let selector = spec.selector.unwrap().match_labels.unwrap();
+        // The same labels as the Pods of the group's instances, and only this group's.
+        let pod = pod(&instance_of(&group)).unwrap();
+        for (key, value) in &selector {
+            assert_eq!(pod.labels().get(key), Some(value), "{key}");
+        }
+        assert_eq!(selector[keys::LABEL_GROUP], "pd");
+        let mut single = default_group();
+        single.spec.replicas = 1;
+        let budget = operator_runtime::build::disruption_budget(&single).unwrap();
+        assert_eq!(
+            budget.spec.unwrap().min_available,
+            Some(IntOrString::Int(0))
+        );
+    }
+
+    #[test]
     fn images_keep_explicit_tags() {
         let mut spec = default_group().spec.template.spec;
         spec.common.image = Some("registry:5000/pingcap/pd".into());

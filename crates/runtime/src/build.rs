@@ -10,8 +10,9 @@ use k8s_openapi::api::core::v1::{
     ResourceRequirements, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume as PodVolume,
     VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use operator_api::core::{self as api, Overlay, Volume};
@@ -115,6 +116,42 @@ where
             ..spec
         }),
         ..Service::default()
+    })
+}
+
+/// The PodDisruptionBudget of `group`, named after the group and its component: all but one of
+/// its `replicas` must stay available, so a drain, a cluster autoscaler or a node upgrade evicts
+/// one member and waits for it to be ready again before the next. `minAvailable` is an integer
+/// because the disruption controller can count the Pods only that way: their controller (the
+/// instance) has no scale subresource, so a `maxUnavailable` budget would refuse every eviction.
+/// A group of one may be drained (there is no second member to wait for). A Pod that is not
+/// ready may always be evicted (it serves nothing), so one broken member does not block a drain
+/// of the others' nodes forever; a healthy one waits while another is down. The operator's own
+/// restarts delete Pods rather than evict them, so the budget never holds a roll.
+pub fn disruption_budget<G>(group: &G) -> Result<PodDisruptionBudget, BuildError>
+where
+    G: api::Group + Resource<DynamicType = ()>,
+{
+    let owner = Owner::of_group(group);
+    let labels = group_labels(owner);
+    Ok(PodDisruptionBudget {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-{}", owner.group, owner.component)),
+            namespace: group.meta().namespace.clone(),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![controller_ref(group)?]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int((group.replicas() - 1).max(0))),
+            selector: Some(LabelSelector {
+                match_labels: Some(labels),
+                ..LabelSelector::default()
+            }),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
     })
 }
 

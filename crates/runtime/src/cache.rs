@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -35,6 +36,8 @@ pub struct Caches {
     pub config_maps: Store<ConfigMap>,
     /// The component's Services.
     pub services: Store<Service>,
+    /// The component's PodDisruptionBudgets (one per group).
+    pub disruption_budgets: Store<PodDisruptionBudget>,
 }
 
 impl Caches {
@@ -54,6 +57,7 @@ impl Caches {
             pvcs: reflect(scoped(client, namespace), operands(), shutdown),
             config_maps: reflect(scoped(client, namespace), operands(), shutdown),
             services: reflect(scoped(client, namespace), operands(), shutdown),
+            disruption_budgets: reflect(scoped(client, namespace), operands(), shutdown),
         }
     }
 
@@ -65,6 +69,7 @@ impl Caches {
         synced(&self.pvcs).await;
         synced(&self.config_maps).await;
         synced(&self.services).await;
+        synced(&self.disruption_budgets).await;
     }
 
     /// The PDGroups of Cluster `cluster`, by name.

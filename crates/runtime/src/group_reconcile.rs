@@ -1,6 +1,6 @@
 //! The generic group reconciler: one skeleton runs the PD, TiKV and TiDB groups (and any
 //! component after them). It reads the group's Cluster and instances from the caches, applies the
-//! group's Services, adopts instances made before server-side apply, holds everything while
+//! group's Services and its PodDisruptionBudget, adopts instances made before server-side apply, holds everything while
 //! compute is suspended or a downgrade is refused, plans creates, updates and removals with the
 //! update engine, asks the component's [`GroupRules`] what each step means, carries out the
 //! [`Effect`]s they return, and writes the group's status once.
@@ -9,6 +9,7 @@ use std::future::Future;
 use std::ops::Deref;
 
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Patch, PatchParams};
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
@@ -331,6 +332,14 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
         let existing = cache::get(&ctx.caches.services, &namespace, &service.name_any());
         apply_if_changed(&services, R::MANAGER, existing.as_ref(), service).await?;
     }
+    let budget = build::disruption_budget(group)?;
+    let existing = cache::get(
+        &ctx.caches.disruption_budgets,
+        &namespace,
+        &budget.name_any(),
+    );
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &namespace);
+    apply_if_changed(&budgets, R::MANAGER, existing.as_ref(), budget).await?;
 
     let writer = InstanceWriter::new(ctx, group, R::MANAGER, R::STATE_ANNOTATIONS);
     if let Some(wait) = writer.wait_for_cache(R::instances(ctx)) {
