@@ -48,7 +48,7 @@ const NAME: &str = "backup-controller";
 #[derive(Debug, Parser)]
 #[command(
     name = NAME,
-    version,
+    version = operator_runtime::build_info::version(),
     about = "Reconciles Backup, Restore and BackupSchedule of br.pingcap.com/v1alpha1"
 )]
 struct Cli {
@@ -74,11 +74,12 @@ enum Command {
 /// Flags of the controllers.
 #[derive(Debug, Args)]
 struct ControllerFlags {
-    /// Image of the runner in the Jobs: this binary's image.
+    /// Image of the runner in the Jobs: this binary's image (the released one by default; set
+    /// it when the image comes from another registry).
     #[arg(
         long,
         env = "RUNNER_IMAGE",
-        default_value = "tidb-operator/backup-controller:v0.1.0"
+        default_value = operator_runtime::build_info::IMAGE
     )]
     runner_image: String,
     /// Path of this binary in the runner image.

@@ -25,7 +25,7 @@ use crate::cluster::{Ctx, Error, GroupCaches, MANAGER};
 
 /// Command line of the cluster-controller.
 #[derive(Debug, Parser)]
-#[command(name = MANAGER, version, about = "Reconciles Cluster of core.pingcap.com/v1alpha1")]
+#[command(name = MANAGER, version = operator_runtime::build_info::version(), about = "Reconciles Cluster of core.pingcap.com/v1alpha1")]
 struct Cli {
     #[command(flatten)]
     common: CommonFlags,

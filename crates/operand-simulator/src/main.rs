@@ -28,7 +28,7 @@ use operator_runtime::duration::parse_flag as parse_duration;
 /// Modelled on the tikv/pd source, not checked against a running pd-server; never a substitute
 /// for the real API's contract. See docs/operand-simulator.md.
 #[derive(Debug, Parser)]
-#[command(name = "operand-simulator", version)]
+#[command(name = "operand-simulator", version = operator_runtime::build_info::version())]
 struct Args {
     /// Address to serve on; loopback only. Port 0 picks a free port. The first line on stdout
     /// is `listening on http://ADDR`.

@@ -22,7 +22,7 @@ const NAME: &str = "pd-controller";
 
 /// Command line of the pd-controller.
 #[derive(Debug, Parser)]
-#[command(name = NAME, version, about = "Reconciles PDGroup and PD of core.pingcap.com/v1alpha1")]
+#[command(name = NAME, version = operator_runtime::build_info::version(), about = "Reconciles PDGroup and PD of core.pingcap.com/v1alpha1")]
 struct Cli {
     #[command(flatten)]
     common: CommonFlags,

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod build_info;
 pub mod cache;
 pub mod component;
 pub mod duration;

@@ -136,6 +136,7 @@ impl Metrics {
             "Instances (PD, TiKV, TiDB, ...) by kind and by the status of one of their conditions.",
             &["kind", "condition", "status"],
         )?;
+        crate::build_info::register(&registry)?;
         Ok(Metrics {
             inner: Arc::new(Inner {
                 registry,

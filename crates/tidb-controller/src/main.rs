@@ -28,7 +28,7 @@ const NAME: &str = "tidb-controller";
 #[derive(Debug, Parser)]
 #[command(
     name = NAME,
-    version,
+    version = operator_runtime::build_info::version(),
     about = "Reconciles TiDBGroup and TiDB of core.pingcap.com/v1alpha1"
 )]
 struct Cli {

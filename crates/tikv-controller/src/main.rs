@@ -32,7 +32,7 @@ use crate::context::{Ctx, MANAGER, STATUS_TIMEOUT};
 #[derive(Debug, Parser)]
 #[command(
     name = MANAGER,
-    version,
+    version = operator_runtime::build_info::version(),
     about = "Reconciles TiKVGroup and TiKV of core.pingcap.com/v1alpha1"
 )]
 struct Cli {
