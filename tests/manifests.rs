@@ -8,7 +8,8 @@
 //! - each controller base has the Deployment, metrics Service and PodMonitor it documents;
 //! - the production overlay runs two replicas with a PodDisruptionBudget and spreading, the dev
 //!   overlay one replica with text logs;
-//! - `manifests/crd` holds one CustomResourceDefinition per file its kustomization lists.
+//! - `manifests/crd` holds one CustomResourceDefinition per file its kustomization lists;
+//! - every base and overlay runs the released image, tagged with the workspace version.
 //!
 //! `kubectl` is taken from `$KUBECTL` when set, else from `PATH`; without it these tests fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -24,6 +25,9 @@ use serde_json::{Value, json};
 
 /// The namespace every controller runs in.
 const NAMESPACE: &str = "tidb-admin";
+
+/// The image a release publishes, `<name>:v<workspace version>`.
+const IMAGE: &str = operator_runtime::build_info::IMAGE;
 
 // ---------------------------------------------------------------------------------------------
 // The RBAC table. Each controller may do what its line says and nothing else.
@@ -845,7 +849,7 @@ fn each_controller_base_has_its_deployment_service_and_pod_monitor() {
         let containers = pod["containers"].as_array().unwrap();
         assert_eq!(containers.len(), 1, "{cname}: one container");
         let c = &containers[0];
-        assert_eq!(c["image"], json!(format!("tidb-operator/{cname}:v0.1.0")));
+        assert_eq!(c["image"], json!(IMAGE), "{cname}: the released image");
         assert_eq!(c["command"], json!([format!("/{cname}")]));
         assert_eq!(
             c["args"],
@@ -921,8 +925,9 @@ fn the_image_can_be_changed_with_kustomize_images() {
         dir.join("kustomization.yaml"),
         format!(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\n\
-             images:\n  - name: tidb-operator/pd-controller\n    newName: registry.example.com/pd-controller\n    newTag: v9.9.9\n",
-            relative_path(&dir, &base).display()
+             images:\n  - name: {}\n    newName: registry.example.com/tidb-operator\n    newTag: v9.9.9\n",
+            relative_path(&dir, &base).display(),
+            published_repository()
         ),
     )
     .unwrap();
@@ -930,8 +935,59 @@ fn the_image_can_be_changed_with_kustomize_images() {
     let deployment = find(&objects, "Deployment", "pd-controller");
     assert_eq!(
         deployment["spec"]["template"]["spec"]["containers"][0]["image"],
-        json!("registry.example.com/pd-controller:v9.9.9")
+        json!("registry.example.com/tidb-operator:v9.9.9")
     );
+}
+
+/// The repository part of the released image: its name without the tag.
+fn published_repository() -> &'static str {
+    IMAGE.rsplit_once(':').map_or(IMAGE, |(name, _)| name)
+}
+
+#[test]
+fn every_overlay_runs_the_released_image_tagged_with_the_workspace_version() {
+    // The one place a release sets the tag, and what the binaries say they are.
+    assert_eq!(
+        IMAGE,
+        format!("{}:v{}", published_repository(), env!("CARGO_PKG_VERSION"))
+    );
+    let component =
+        std::fs::read_to_string(manifests_dir().join("image/kustomization.yaml")).unwrap();
+    let component: Value = serde_yaml::from_str(&component).unwrap();
+    assert_eq!(
+        component["images"],
+        json!([{
+            "name": "tidb-operator",
+            "newName": published_repository(),
+            "newTag": format!("v{}", env!("CARGO_PKG_VERSION")),
+        }]),
+        "manifests/image sets the released name and tag"
+    );
+    let overlays = overlay_dirs();
+    assert!(overlays.len() >= 2, "{overlays:?}");
+    for overlay in overlays {
+        let objects = render(&overlay);
+        let deployments: Vec<&Value> = of_kind(&objects, "Deployment").collect();
+        assert_eq!(deployments.len(), CONTROLLERS.len(), "manifests/{overlay}");
+        for deployment in deployments {
+            for spec in pod_specs(deployment) {
+                for container in spec["containers"].as_array().into_iter().flatten() {
+                    assert_eq!(
+                        container["image"],
+                        json!(IMAGE),
+                        "manifests/{overlay}: {}",
+                        id(deployment)
+                    );
+                    assert_eq!(
+                        container["command"],
+                        json!([format!("/{}", name(deployment))]),
+                        "manifests/{overlay}: {} runs its own binary of the image",
+                        id(deployment)
+                    );
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
