@@ -3,9 +3,11 @@
 #   1. builds the local control plane's tools once into the cache (hack/build-tools.sh) and puts
 #      them first on PATH, so the tests use the same kubectl everywhere;
 #   2. checks formatting, that manifests/crd and docs/api-reference.md match the code, and clippy;
-#   3. starts the local control plane `tidb-test` (removed again at the end unless KEEP_CLUSTER=1)
+#   3. builds the operator image (hack/build-image.sh: static release binaries, an OCI image from
+#      scratch, unpacked again) unless SKIP_IMAGE=1, for the scenario that runs the image's binaries;
+#   4. starts the local control plane `tidb-test` (removed again at the end unless KEEP_CLUSTER=1)
 #      and runs every test of the workspace, the API and end-to-end tests against it;
-#   4. prints one closing line: "tests: N passed, N failed, N skipped".
+#   5. prints one closing line: "tests: N passed, N failed, N skipped".
 #
 # Usage: hack/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -31,6 +33,14 @@ cargo xtask docs --check
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+if [[ "${SKIP_IMAGE:-0}" != 1 ]]; then
+  step "the operator image"
+  image_env="$(hack/build-image.sh)"
+  eval "${image_env}"
+  # Read by tests/e2e/image.rs: the unpacked image whose binaries it runs.
+  export TIDB_OPERATOR_IMAGE_BUNDLE
+fi
 
 step "local control plane"
 export TESTKIT_CLUSTER="${TESTKIT_CLUSTER:-tidb-test}"

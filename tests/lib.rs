@@ -311,6 +311,20 @@ impl Controller {
         replica: usize,
         extra: &[String],
     ) -> Result<Controller, String> {
+        Self::start_from(cluster, admin, None, binary, namespace, replica, extra).await
+    }
+
+    /// [`Controller::start`] with the binary found in `bin_dir` (for example the root of the
+    /// unpacked operator image) instead of the workspace's target directory.
+    pub async fn start_from(
+        cluster: &testkit::LocalCluster,
+        admin: &kube::Client,
+        bin_dir: Option<&Path>,
+        binary: &str,
+        namespace: &str,
+        replica: usize,
+        extra: &[String],
+    ) -> Result<Controller, String> {
         let dir = std::env::temp_dir();
         let kubeconfig = testkit::service_account_kubeconfig(
             admin,
@@ -332,13 +346,17 @@ impl Controller {
         ];
         args.extend(extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let process = testkit::ControllerProcess::start(
-            binary,
-            &format!("{namespace}.{binary}-{replica}"),
-            &kubeconfig,
-            &args,
-            &dir,
-        )
+        let log_name = format!("{namespace}.{binary}-{replica}");
+        let process = match bin_dir {
+            None => testkit::ControllerProcess::start(binary, &log_name, &kubeconfig, &args, &dir),
+            Some(bin_dir) => testkit::ControllerProcess::start_path(
+                &bin_dir.join(binary),
+                &log_name,
+                &kubeconfig,
+                &args,
+                &dir,
+            ),
+        }
         .map_err(|e| e.to_string())?;
         Ok(Controller { process, port })
     }

@@ -24,17 +24,29 @@ impl ControllerProcess {
         args: &[&str],
         log_dir: &Path,
     ) -> Result<Self> {
-        let path = workspace_binary(binary)?;
+        Self::start_path(&workspace_binary(binary)?, name, kubeconfig, args, log_dir)
+    }
+
+    /// [`ControllerProcess::start`] with the binary at `path`, for example one taken out of the
+    /// operator image.
+    pub fn start_path(
+        path: &Path,
+        name: &str,
+        kubeconfig: &Path,
+        args: &[&str],
+        log_dir: &Path,
+    ) -> Result<Self> {
+        let binary = path.display().to_string();
         let log = log_dir.join(format!("{name}.log"));
         let file = File::create(&log).map_err(|e| Error::Command {
-            command: binary.to_string(),
+            command: binary.clone(),
             message: format!("cannot create {}: {e}", log.display()),
         })?;
         let err_file = file.try_clone().map_err(|e| Error::Command {
-            command: binary.to_string(),
+            command: binary.clone(),
             message: e.to_string(),
         })?;
-        let child = Command::new(&path)
+        let child = Command::new(path)
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
