@@ -44,6 +44,8 @@ pub struct Options {
     pub control_plane: String,
     /// The controllers to run.
     pub controllers: Vec<String>,
+    /// Where the controller binaries are, when not next to this tool.
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// Figures of one controller in one round.
@@ -310,13 +312,17 @@ async fn round(
         ];
         args.extend(simulator.overrides());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let process = ControllerProcess::start(
-            controller,
-            &format!("bench-{controller}"),
-            &kubeconfig,
-            &args,
-            &dir,
-        )?;
+        let log_name = format!("bench-{controller}");
+        let process = match &options.bin_dir {
+            None => ControllerProcess::start(controller, &log_name, &kubeconfig, &args, &dir)?,
+            Some(bin_dir) => ControllerProcess::start_path(
+                &bin_dir.join(controller),
+                &log_name,
+                &kubeconfig,
+                &args,
+                &dir,
+            )?,
+        };
         running.push(Running {
             name: controller.to_string(),
             process,

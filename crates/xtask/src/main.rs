@@ -45,6 +45,10 @@ enum Command {
         /// The controllers to run (default: all five).
         #[arg(long, value_delimiter = ',')]
         controllers: Vec<String>,
+        /// Run the controller binaries found in this directory (for example release builds, or an
+        /// unpacked image's rootfs) instead of those next to this tool.
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
     },
     /// Write docs/api-reference.md from the CRD schemas.
     Docs {
@@ -64,6 +68,7 @@ fn main() -> Result<()> {
             json,
             control_plane,
             controllers,
+            bin_dir,
         } => {
             let root = repo_root()?;
             let options = bench::Options {
@@ -77,6 +82,7 @@ fn main() -> Result<()> {
                 } else {
                     controllers
                 },
+                bin_dir,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
