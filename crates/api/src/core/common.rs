@@ -216,8 +216,31 @@ pub struct PodOverlay {
     #[x_kube(validation = Rule::new("!has(self.labels) || self.labels.all(key, !key.startsWith('pingcap.com/'))").message("cannot overlay pod labels starting with 'pingcap.com/'"))]
     pub metadata: ObjectMeta,
     /// Pod spec fields merged over the Pod the operator builds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "overlay_pod_spec"
+    )]
     pub spec: Option<PodSpec>,
+}
+
+/// Writes an overlay's Pod spec as the user wrote it. `PodSpec` always writes `containers`, so an
+/// overlay that names no container (only sysctls, say) would come back with `containers: []`
+/// added in every object the operator writes from it.
+fn overlay_pod_spec<S: serde::Serializer>(
+    spec: &Option<PodSpec>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut value = serde_json::to_value(spec).map_err(serde::ser::Error::custom)?;
+    if let Some(map) = value.as_object_mut()
+        && map
+            .get("containers")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(Vec::is_empty)
+    {
+        map.remove("containers");
+    }
+    value.serialize(serializer)
 }
 
 /// Patch of the PVC of one volume.
@@ -557,4 +580,31 @@ pub(crate) fn topology_set_at_creation() -> Rule {
     Rule::new("(!has(oldSelf.topology) && !has(self.topology)) || (has(oldSelf.topology) && has(self.topology))")
         .field_path(".topology")
         .message("topology can only be set when creating")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::PodOverlay;
+
+    #[test]
+    fn an_overlay_without_containers_is_written_back_without_them() {
+        let written = json!({"spec": {
+            "terminationGracePeriodSeconds": 120,
+            "securityContext": {"sysctls": [{"name": "net.ipv4.tcp_keepalive_time", "value": "300"}]}
+        }});
+        let overlay: PodOverlay = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&overlay).unwrap(), written);
+    }
+
+    #[test]
+    fn an_overlay_with_containers_keeps_them() {
+        let written =
+            json!({"spec": {"containers": [{"name": "pd", "env": [{"name": "A", "value": "1"}]}]}});
+        let overlay: PodOverlay = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&overlay).unwrap(), written);
+    }
 }
