@@ -12,6 +12,22 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
+/// Every example under `examples/`, one kustomization directory each, sorted.
+pub fn example_dirs() -> Result<Vec<PathBuf>, String> {
+    let root = repo_root().join("examples");
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(&root).map_err(|e| format!("{}: {e}", root.display()))? {
+        let path = entry
+            .map_err(|e| format!("{}: {e}", root.display()))?
+            .path();
+        if path.is_dir() {
+            dirs.push(path);
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
 /// One YAML document of a manifest file.
 #[derive(Debug, Clone)]
 pub struct Manifest {
@@ -120,7 +136,8 @@ pub fn ensure_crds(cluster: &testkit::LocalCluster) -> Result<(), String> {
     .clone()
 }
 
-/// The API resource of one of the operator's kinds, by kind name.
+/// The API resource of one of the operator's kinds, or of a Kubernetes kind the examples carry
+/// beside them, by kind name.
 pub fn api_resource(kind: &str) -> Option<kube::core::ApiResource> {
     use kube::core::ApiResource;
     use operator_api::{br, core};
@@ -135,6 +152,8 @@ pub fn api_resource(kind: &str) -> Option<kube::core::ApiResource> {
         "Backup" => ApiResource::erase::<br::Backup>(&()),
         "Restore" => ApiResource::erase::<br::Restore>(&()),
         "BackupSchedule" => ApiResource::erase::<br::BackupSchedule>(&()),
+        "ConfigMap" => ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        "Secret" => ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
         _ => return None,
     })
 }
