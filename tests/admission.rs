@@ -428,6 +428,37 @@ async fn every_fixture_and_example_is_accepted() {
 }
 
 #[tokio::test]
+async fn every_example_applies_as_a_user_applies_it() {
+    let (cluster, _client, ns) = setup("examples").await;
+    let kubectl = cluster.kubectl();
+    let dirs = scenarios::example_dirs().unwrap();
+    assert!(dirs.len() >= 5, "examples: {dirs:?}");
+    let mut refused = Vec::new();
+    for dir in dirs {
+        // A server-side dry run goes through the CRD schemas, CEL rules and every admission
+        // plugin of the namespace without creating anything.
+        let dir = dir.to_string_lossy();
+        let args = [
+            "apply",
+            "-n",
+            ns.name(),
+            "--server-side",
+            "--dry-run=server",
+            "-k",
+            &dir,
+        ];
+        if let Err(e) = kubectl.ok(&args, None) {
+            refused.push(format!("{dir}: {e}"));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "refused examples:\n{}",
+        refused.join("\n")
+    );
+}
+
+#[tokio::test]
 async fn invalid_objects_are_rejected_with_the_rule_message() {
     let (_cluster, client, ns) = setup("invalid").await;
     let cases = cases();

@@ -9,7 +9,9 @@
 //! - the production overlay runs two replicas with a PodDisruptionBudget and spreading, the dev
 //!   overlay one replica with text logs;
 //! - `manifests/crd` holds one CustomResourceDefinition per file its kustomization lists;
-//! - every base and overlay runs the released image, tagged with the workspace version.
+//! - every base and overlay runs the released image, tagged with the workspace version;
+//! - every example under `examples/` builds without warnings into exactly the objects of its
+//!   files: one Cluster and groups of that Cluster.
 //!
 //! `kubectl` is taken from `$KUBECTL` when set, else from `PATH`; without it these tests fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -459,6 +461,50 @@ fn every_kustomization_builds_without_warnings() {
                     && !kind(object).is_empty()
                     && !name(object).is_empty(),
                 "manifests/{dir}: an object without apiVersion, kind or name: {object}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_example_builds_into_the_objects_of_its_files() {
+    let dirs = scenarios::example_dirs().unwrap();
+    assert!(dirs.len() >= 5, "examples: {dirs:?}");
+    for dir in dirs {
+        let label = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            dir.join("kustomization.yaml").is_file(),
+            "examples/{label} has no kustomization.yaml"
+        );
+        let objects = kustomize(&dir);
+        let mut built: Vec<String> = objects.iter().map(id).collect();
+        built.sort();
+        // A file left out of the kustomization would be missing from what a user applies.
+        let mut written: Vec<String> = scenarios::load_manifests(&[&format!("examples/{label}")])
+            .unwrap()
+            .iter()
+            .map(|m| id(&m.value))
+            .collect();
+        written.sort();
+        assert_eq!(built, written, "examples/{label}: built vs written");
+
+        let clusters: Vec<&str> = of_kind(&objects, "Cluster").map(name).collect();
+        assert_eq!(clusters.len(), 1, "examples/{label}: one Cluster");
+        let groups: Vec<&Value> = objects
+            .iter()
+            .filter(|o| kind(o).ends_with("Group"))
+            .collect();
+        assert!(
+            groups.iter().any(|g| kind(g) == "PDGroup")
+                && groups.iter().any(|g| kind(g) == "TiKVGroup"),
+            "examples/{label}: a whole cluster has PD and TiKV"
+        );
+        for group in groups {
+            assert_eq!(
+                group["spec"]["cluster"]["name"],
+                clusters[0],
+                "examples/{label}: {} belongs to its Cluster",
+                id(group)
             );
         }
     }
