@@ -1,0 +1,357 @@
+//! The examples under `examples/` end to end: each is applied unchanged, as its docs say
+//! (`kubectl apply --server-side -k`), to a namespace of its own with the PD, TiKV, TiDB and
+//! cluster controllers and the operand simulator, and becomes Available and Ready; then what the
+//! example sets is checked on the Pods a user would look at, and the scenario ends with the
+//! simulator's data-safety verdict. `examples/basic` is covered by `cluster.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+use operator_api::conditions::{self, HasConditions};
+use operator_api::core::Cluster;
+use operator_api::keys::LABEL_COMPONENT;
+use scenarios::{Allowed, Controller, Simulator, apply_controller_identity, ensure_crds};
+use testkit::{LocalCluster, TestNamespace, wait_until};
+
+const WAIT: Duration = Duration::from_secs(180);
+
+/// The Node label the examples spread over.
+const ZONE: &str = "topology.kubernetes.io/zone";
+
+/// One example applied in its own namespace, with the controllers that bring it up.
+struct Applied {
+    client: Client,
+    simulator: Simulator,
+    ns: TestNamespace,
+    cluster: String,
+    // Kept alive for the whole scenario; they stop when dropped.
+    _controllers: Vec<Controller>,
+}
+
+impl Applied {
+    fn ns(&self) -> &str {
+        self.ns.name()
+    }
+
+    /// The Pods of one component (`pd`, `tikv`, `tidb`), by name.
+    async fn pods(&self, component: &str) -> Vec<Pod> {
+        let mut pods = Api::<Pod>::namespaced(self.client.clone(), self.ns())
+            .list(&ListParams::default().labels(&format!("{LABEL_COMPONENT}={component}")))
+            .await
+            .unwrap()
+            .items;
+        pods.sort_by_key(|p| p.name_any());
+        pods
+    }
+
+    /// The data-safety verdict, with nothing allowed.
+    async fn verdict(&self) {
+        self.simulator
+            .verdict(self.ns(), &self.cluster, &Allowed::none())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Applies `examples/<example>` and waits until its Cluster `cluster` is Available and Ready, with
+/// the PD, TiKV and TiDB replicas `replicas` (in that order).
+async fn apply_example(example: &str, cluster_name: &str, replicas: [i32; 3]) -> Applied {
+    let cluster = LocalCluster::get().unwrap();
+    ensure_crds(&cluster).unwrap();
+    let binaries = [
+        "cluster-controller",
+        "pd-controller",
+        "tikv-controller",
+        "tidb-controller",
+    ];
+    for binary in binaries {
+        apply_controller_identity(&cluster, binary).unwrap();
+    }
+    let client = cluster.client().await.unwrap();
+    let ns = TestNamespace::create(&cluster, &client, &format!("example-{example}"))
+        .await
+        .unwrap();
+    let n = ns.name().to_string();
+    let simulator = Simulator::start(&cluster, &n).await.unwrap();
+    let mut controllers = Vec::new();
+    for binary in binaries {
+        controllers.push(
+            Controller::start(&cluster, &client, binary, &n, 0, &simulator.overrides())
+                .await
+                .unwrap(),
+        );
+    }
+
+    let kubectl = cluster.kubectl();
+    let dir = scenarios::repo_root().join("examples").join(example);
+    kubectl
+        .ok(
+            &[
+                "apply",
+                "-n",
+                &n,
+                "--server-side",
+                "-k",
+                &dir.to_string_lossy(),
+            ],
+            None,
+        )
+        .unwrap();
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), &n);
+    wait_until(
+        &kubectl,
+        &n,
+        &format!("Cluster {cluster_name} Available and Ready with PD, TiKV, TiDB {replicas:?}"),
+        WAIT,
+        || async {
+            let c = clusters.get(cluster_name).await?;
+            let found: Vec<i32> = c
+                .status
+                .as_ref()
+                .map(|s| s.components.iter().map(|p| p.replicas).collect())
+                .unwrap_or_default();
+            Ok::<_, kube::Error>(
+                conditions::is_true(c.conditions(), conditions::AVAILABLE)
+                    && conditions::is_true(c.conditions(), conditions::READY)
+                    && found == replicas,
+            )
+        },
+    )
+    .await
+    .unwrap();
+    Applied {
+        client,
+        simulator,
+        ns,
+        cluster: cluster_name.to_string(),
+        _controllers: controllers,
+    }
+}
+
+#[tokio::test]
+async fn bootstrap_sql_example_gives_tidb_the_sql_file() {
+    let applied = apply_example("bootstrap-sql", "bsql", [3, 3, 1]).await;
+
+    // The simulator runs no SQL, so what is checked is what TiDB is given: the user's ConfigMap
+    // key mounted as the file its config names.
+    let tidb = applied.pods("tidb").await;
+    assert_eq!(tidb.len(), 1, "one TiDB Pod");
+    let pod = &tidb[0];
+    let spec = pod.spec.as_ref().unwrap();
+    let volumes = spec.volumes.as_deref().unwrap_or_default();
+    let sql = volumes
+        .iter()
+        .find(|v| v.config_map.as_ref().is_some_and(|c| c.name == "bsql"))
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+            panic!("{}: no volume of ConfigMap bsql: {names:?}", pod.name_any())
+        });
+    let items = sql.config_map.as_ref().unwrap().items.clone().unwrap();
+    assert_eq!(
+        items
+            .iter()
+            .map(|i| (i.key.as_str(), i.path.as_str()))
+            .collect::<Vec<_>>(),
+        [("bootstrap-sql", "bootstrap.sql")]
+    );
+    let container = spec.containers.iter().find(|c| c.name == "tidb").unwrap();
+    let mount = container
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|m| m.name == sql.name)
+        .unwrap_or_else(|| panic!("the tidb container does not mount {}", sql.name));
+    assert_eq!(mount.mount_path, "/etc/tidb-bootstrap");
+    assert_eq!(mount.read_only, Some(true));
+
+    // The server's config file tells TiDB to run it.
+    let config_map = volumes
+        .iter()
+        .find(|v| v.name == operator_runtime::build::CONFIG_VOLUME)
+        .and_then(|v| v.config_map.as_ref())
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| panic!("{}: no config volume", pod.name_any()));
+    let config = Api::<ConfigMap>::namespaced(applied.client.clone(), applied.ns())
+        .get(&config_map)
+        .await
+        .unwrap();
+    let toml = config
+        .data
+        .unwrap_or_default()
+        .remove("config.toml")
+        .unwrap_or_default();
+    assert!(
+        toml.lines()
+            .any(|l| l == r#"initialize-sql-file = "/etc/tidb-bootstrap/bootstrap.sql""#),
+        "config.toml of {}:\n{toml}",
+        pod.name_any()
+    );
+    // Neither PD nor TiKV is given the file.
+    for component in ["pd", "tikv"] {
+        for pod in applied.pods(component).await {
+            let volumes = pod.spec.clone().unwrap().volumes.unwrap_or_default();
+            assert!(
+                !volumes
+                    .iter()
+                    .any(|v| v.config_map.as_ref().is_some_and(|c| c.name == "bsql")),
+                "{} mounts the bootstrap SQL",
+                pod.name_any()
+            );
+        }
+    }
+    applied.verdict().await;
+}
+
+#[tokio::test]
+async fn overlay_example_reaches_the_pd_and_tidb_pods() {
+    let applied = apply_example("overlay", "overlay", [3, 3, 2]).await;
+
+    let pd = applied.pods("pd").await;
+    assert_eq!(pd.len(), 3, "three PD Pods");
+    for pod in &pd {
+        let spec = pod.spec.as_ref().unwrap();
+        let container = spec.containers.iter().find(|c| c.name == "pd").unwrap();
+        let env = container.env.as_deref().unwrap_or_default();
+        let variable = env
+            .iter()
+            .find(|e| e.name == "DASHBOARD_SESSION_SECRET")
+            .unwrap_or_else(|| panic!("{}: no DASHBOARD_SESSION_SECRET: {env:?}", pod.name_any()));
+        // The value is read from the Secret, never copied into the Pod.
+        assert_eq!(variable.value, None, "{}", pod.name_any());
+        let secret = variable
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .unwrap_or_else(|| panic!("{}: not from a Secret: {variable:?}", pod.name_any()));
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("dashboard-session-secret", "encryption_key"),
+            "{}",
+            pod.name_any()
+        );
+        // The overlay adds to the operator's Pod, it does not replace it.
+        assert!(
+            container
+                .volume_mounts
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|m| m.name == "data"),
+            "{} keeps its data volume",
+            pod.name_any()
+        );
+        // TiDB's overlay stays on TiDB.
+        assert!(
+            spec.security_context
+                .as_ref()
+                .and_then(|s| s.sysctls.as_ref())
+                .is_none_or(Vec::is_empty),
+            "{} has sysctls",
+            pod.name_any()
+        );
+        assert_ne!(
+            spec.termination_grace_period_seconds,
+            Some(120),
+            "{}",
+            pod.name_any()
+        );
+    }
+
+    let tidb = applied.pods("tidb").await;
+    assert_eq!(tidb.len(), 2, "two TiDB Pods");
+    for pod in &tidb {
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.termination_grace_period_seconds,
+            Some(120),
+            "{}",
+            pod.name_any()
+        );
+        let sysctls: BTreeMap<String, String> = spec
+            .security_context
+            .as_ref()
+            .and_then(|s| s.sysctls.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.name, s.value))
+            .collect();
+        assert_eq!(
+            sysctls,
+            BTreeMap::from([
+                ("net.ipv4.tcp_keepalive_intvl".to_string(), "75".to_string()),
+                ("net.ipv4.tcp_keepalive_time".to_string(), "300".to_string()),
+            ]),
+            "{}",
+            pod.name_any()
+        );
+        // The TiDB containers are not given PD's Secret.
+        let container = spec.containers.iter().find(|c| c.name == "tidb").unwrap();
+        assert!(
+            container
+                .env
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .all(|e| e.name != "DASHBOARD_SESSION_SECRET"),
+            "{}",
+            pod.name_any()
+        );
+    }
+    applied.verdict().await;
+}
+
+#[tokio::test]
+async fn schedule_policy_example_puts_one_instance_of_each_group_in_each_zone() {
+    let applied = apply_example("schedule-policy", "schedule", [3, 3, 3]).await;
+
+    let zone_of: BTreeMap<String, String> = Api::<Node>::all(applied.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|node| {
+            let zone = node.labels().get(ZONE)?.clone();
+            Some((node.name_any(), zone))
+        })
+        .collect();
+    let all_zones: BTreeSet<&str> = ["zone-a", "zone-b", "zone-c"].into();
+    for component in ["pd", "tikv", "tidb"] {
+        let pods = applied.pods(component).await;
+        let mut zones = Vec::new();
+        for pod in &pods {
+            let spec = pod.spec.as_ref().unwrap();
+            let node = spec
+                .node_name
+                .as_deref()
+                .unwrap_or_else(|| panic!("{} is not scheduled", pod.name_any()));
+            let zone = zone_of
+                .get(node)
+                .unwrap_or_else(|| panic!("Node {node} of {} has no zone", pod.name_any()));
+            // The zone is the Pod's own constraint, not where the scheduler happened to put it.
+            assert_eq!(
+                spec.node_selector
+                    .as_ref()
+                    .and_then(|s| s.get(ZONE))
+                    .map(String::as_str),
+                Some(zone.as_str()),
+                "{} on {node}",
+                pod.name_any()
+            );
+            zones.push(zone.as_str());
+        }
+        zones.sort_unstable();
+        assert_eq!(
+            zones,
+            all_zones.iter().copied().collect::<Vec<_>>(),
+            "{component}: one Pod in each zone"
+        );
+    }
+    applied.verdict().await;
+}
