@@ -1252,6 +1252,68 @@ fn backup_cases() -> Vec<Parity> {
     ]
 }
 
+fn compact_backup_cases() -> Vec<Parity> {
+    let compact = |name: &str, spec: Value| {
+        json!({
+            "apiVersion": "br.pingcap.com/v1alpha1", "kind": "CompactBackup",
+            "metadata": {"name": name}, "spec": spec
+        })
+    };
+    vec![
+        accepted(
+            "compact",
+            "a compaction of S3 log data",
+            compact(
+                "cpbk-s3",
+                json!({"startTs": "400036290571534337", "endTs": "2018-05-11 01:42:23",
+                       "concurrency": 8, "maxRetryTimes": 2, "br": {"cluster": "c"},
+                       "s3": {"provider": "aws", "bucket": "b", "prefix": "log"}}),
+            ),
+            None,
+        ),
+        // The reference leaves the storage and br to a schedule when they are missing.
+        accepted(
+            "compact",
+            "an empty spec",
+            compact("cpbk-empty", json!({})),
+            None,
+        ),
+        rejected(
+            "compact",
+            "no spec",
+            json!({"apiVersion": "br.pingcap.com/v1alpha1", "kind": "CompactBackup",
+                   "metadata": {"name": "cpbk-nospec"}}),
+            None,
+            "spec",
+            "Required value",
+        ),
+        rejected(
+            "compact",
+            "br without a cluster",
+            compact("cpbk-nocluster", json!({"br": {"logLevel": "info"}})),
+            None,
+            "spec.br.cluster",
+            "Required value",
+        ),
+        rejected(
+            "compact",
+            "a concurrency that is not a number",
+            compact("cpbk-concurrency", json!({"concurrency": "four"})),
+            None,
+            "spec.concurrency",
+            "must be of type integer",
+        ),
+        rejected(
+            "compact",
+            "local storage without its volume",
+            compact("cpbk-local", json!({"local": {"prefix": "p"}})),
+            None,
+            "spec.local.volume",
+            "Required value",
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn manifests_are_accepted_exactly_when_the_reference_accepts_them() {
     let (_cluster, client, ns) = setup("parity").await;
@@ -1265,6 +1327,7 @@ async fn manifests_are_accepted_exactly_when_the_reference_accepts_them() {
         tidb_cases(),
         instance_and_pd_cases(),
         backup_cases(),
+        compact_backup_cases(),
     ]
     .into_iter()
     .flatten()
@@ -1349,6 +1412,17 @@ async fn the_api_server_fills_in_the_reference_defaults() {
         get("TiDBGroup", "tidb-default").await["spec"]["template"]["spec"]["mode"],
         json!("Normal")
     );
+    create(
+        &client,
+        n,
+        json!({"apiVersion": "br.pingcap.com/v1alpha1", "kind": "CompactBackup",
+               "metadata": {"name": "compact-default"}, "spec": {"startTs": "1", "endTs": "2"}}),
+    )
+    .await
+    .unwrap();
+    let compact = get("CompactBackup", "compact-default").await;
+    assert_eq!(compact["spec"]["concurrency"], json!(4));
+    assert_eq!(compact["spec"]["maxRetryTimes"], json!(6));
     // An instance's scale subresource reads its one replica, for PodDisruptionBudgets.
     let out = cluster
         .kubectl()

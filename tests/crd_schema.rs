@@ -738,6 +738,7 @@ fn backup_kinds_match_the_reference() {
         ("Backup", "backups", "bk"),
         ("Restore", "restores", "rt"),
         ("BackupSchedule", "backupschedules", "bks"),
+        ("CompactBackup", "compactbackups", "cpbk"),
     ] {
         let crd = crd(kind);
         assert_eq!(crd.spec.group, "br.pingcap.com");

@@ -152,6 +152,7 @@ pub fn api_resource(kind: &str) -> Option<kube::core::ApiResource> {
         "Backup" => ApiResource::erase::<br::Backup>(&()),
         "Restore" => ApiResource::erase::<br::Restore>(&()),
         "BackupSchedule" => ApiResource::erase::<br::BackupSchedule>(&()),
+        "CompactBackup" => ApiResource::erase::<br::CompactBackup>(&()),
         "ConfigMap" => ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
         "Secret" => ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
         _ => return None,

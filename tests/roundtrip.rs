@@ -26,6 +26,7 @@ fn round_trip_by_kind(manifest: &Manifest) -> Result<Value, String> {
         "Backup" => round_trip::<br::Backup>(manifest),
         "Restore" => round_trip::<br::Restore>(manifest),
         "BackupSchedule" => round_trip::<br::BackupSchedule>(manifest),
+        "CompactBackup" => round_trip::<br::CompactBackup>(manifest),
         // The Kubernetes objects an example carries beside the cluster (bootstrap SQL, a Secret).
         "ConfigMap" => round_trip::<k8s_openapi::api::core::v1::ConfigMap>(manifest),
         "Secret" => round_trip::<k8s_openapi::api::core::v1::Secret>(manifest),

@@ -1,7 +1,8 @@
 //! Custom resource types of the operator, wire-compatible with tidb-operator v2.
 //!
 //! `core` holds `core.pingcap.com/v1alpha1` (Cluster and the PD, TiKV and TiDB groups and
-//! instances); `br` holds `br.pingcap.com/v1alpha1` (Backup, Restore, BackupSchedule). The label
+//! instances); `br` holds `br.pingcap.com/v1alpha1` (Backup, Restore, BackupSchedule,
+//! CompactBackup). The label
 //! and annotation keys, condition types and reasons every controller uses live in `keys` and
 //! `conditions`, so that no controller spells them on its own.
 
@@ -29,6 +30,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         br::Backup::crd(),
         br::Restore::crd(),
         br::BackupSchedule::crd(),
+        br::CompactBackup::crd(),
     ];
     for crd in &mut crds {
         let kind = crd.spec.names.kind.clone();

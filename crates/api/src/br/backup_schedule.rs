@@ -1,10 +1,7 @@
 //! BackupSchedule: Backups made on a cron schedule and pruned by count or age, with an optional
 //! log backup and compaction of its data.
 
-use k8s_openapi::api::core::v1::{
-    Affinity, EnvVar, LocalObjectReference, PodSecurityContext, ResourceRequirements, Toleration,
-    Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -12,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backup::BackupSpec;
 use super::common::BRConfig;
+use super::compact_backup::CompactSpec;
 use super::storage::StorageProvider;
 
 /// Backups of a cluster made on a schedule.
@@ -107,71 +105,6 @@ pub struct BackupScheduleSpec {
     /// Storage for templates that set none: `s3`, `gcs`, `azblob` or `local`.
     #[serde(flatten)]
     pub storage: StorageProvider,
-}
-
-/// A compaction of log backup data between two TSs.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CompactSpec {
-    /// CPU and memory of the compaction job's container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// Environment variables of the compaction job's container. They override the variables the
-    /// operator sets for the storage.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<EnvVar>,
-    /// Where the log backup data is: `s3`, `gcs`, `azblob` or `local`. May be left to the
-    /// schedule.
-    #[serde(flatten)]
-    pub storage: StorageProvider,
-    /// TS to compact from, as a TSO (`400036290571534337`) or a time (`2018-05-11 01:42:23`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub start_ts: String,
-    /// TS to compact up to, as a TSO or a time. Empty means now.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub end_ts: String,
-    /// Parallel compaction tasks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = 4))]
-    pub concurrency: Option<i32>,
-    /// Tolerations of the compaction job's Pod.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tolerations: Vec<Toleration>,
-    /// Image of BR, for example `pingcap/br:v8.5.0`. Without a tag, the cluster's TiKV version is
-    /// the tag.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub tool_image: String,
-    /// BR settings and the cluster. May be left to the schedule.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub br: Option<BRConfig>,
-    /// Secrets for pulling the images.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub image_pull_secrets: Vec<LocalObjectReference>,
-    /// Affinity of the compaction job's Pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<Affinity>,
-    /// Whether the storage secrets are encrypted with AWS KMS and must be decrypted first.
-    #[serde(rename = "useKMS", default, skip_serializing_if = "std::ops::Not::not")]
-    pub use_kms: bool,
-    /// ServiceAccount of the compaction job's Pod.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub service_account: String,
-    /// Security context of the compaction job's Pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_security_context: Option<PodSecurityContext>,
-    /// PriorityClass of the compaction job's Pod.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub priority_class_name: String,
-    /// Retries of a failed compaction job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = 6))]
-    pub max_retry_times: Option<i32>,
-    /// Extra volumes of the compaction job's Pod.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub additional_volumes: Vec<Volume>,
-    /// Where the extra volumes are mounted in the compaction job's container.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub additional_volume_mounts: Vec<VolumeMount>,
 }
 
 /// Observed state of a BackupSchedule.

@@ -1,23 +1,25 @@
-//! `br.pingcap.com/v1alpha1`: Backup, Restore and BackupSchedule, the backup and restore kinds.
+//! `br.pingcap.com/v1alpha1`: Backup, Restore, BackupSchedule and CompactBackup, the backup and
+//! restore kinds.
 //!
-//! Every field of tidb-operator v2's Backup, Restore and BackupSchedule is here, with v2's names,
-//! JSON shapes, defaults and CEL rules. Left out are the fields that early v2 snapshots carried
-//! over from v1 and v2 has since dropped: EBS volume-snapshot backup
-//! and restore (`backupMode`/`restoreMode: volume-snapshot`, `calcSizeLevel`,
-//! `federalVolumeBackupPhase`, `resumeGcSchedule`, `federalVolumeRestorePhase`, `volumeAZ`,
-//! `warmup`, `warmupImage`, `warmupStrategy`, `incrementalBackupSize`), Dumpling (`dumpling`) and
-//! direct TiDB access (`from`, `to`). The CompactBackup kind is not served; its spec is modelled,
-//! as [`CompactSpec`], for `BackupSchedule.spec.compactBackupTemplate`.
+//! Every field of tidb-operator v2's Backup, Restore, BackupSchedule and CompactBackup is here,
+//! with v2's names, JSON shapes, defaults and CEL rules. Left out are the fields that early v2
+//! snapshots carried over from v1 and v2 has since dropped: EBS volume-snapshot backup and restore
+//! (`backupMode`/`restoreMode: volume-snapshot`, `calcSizeLevel`, `federalVolumeBackupPhase`,
+//! `resumeGcSchedule`, `federalVolumeRestorePhase`, `volumeAZ`, `warmup`, `warmupImage`,
+//! `warmupStrategy`, `incrementalBackupSize`), Dumpling (`dumpling`) and direct TiDB access
+//! (`from`, `to`).
 
 mod backup;
 mod backup_schedule;
 mod common;
+mod compact_backup;
 mod restore;
 mod storage;
 
 pub use backup::*;
 pub use backup_schedule::*;
 pub use common::*;
+pub use compact_backup::*;
 pub use restore::*;
 pub use storage::*;
 
@@ -32,7 +34,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
     use serde_json::Value;
 
-    use super::{Backup, BackupSchedule, Restore};
+    use super::{Backup, BackupSchedule, CompactBackup, Restore};
 
     fn roundtrip<T: Serialize + DeserializeOwned>(doc: &Value) -> Value {
         let typed: T = serde_json::from_value(doc.clone()).unwrap();
@@ -53,6 +55,7 @@ mod tests {
                     Some("Backup") => roundtrip::<Backup>(&doc),
                     Some("Restore") => roundtrip::<Restore>(&doc),
                     Some("BackupSchedule") => roundtrip::<BackupSchedule>(&doc),
+                    Some("CompactBackup") => roundtrip::<CompactBackup>(&doc),
                     other => panic!("{}: unexpected kind {other:?}", path.display()),
                 };
                 assert_eq!(back, doc, "{} does not round-trip", path.display());
