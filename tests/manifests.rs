@@ -186,6 +186,7 @@ const CONTROLLERS: &[Controller] = &[
                     "backups/status",
                     "restores/status",
                     "backupschedules/status",
+                    "compactbackups/status",
                 ],
                 &[S],
             ),
@@ -195,9 +196,12 @@ const CONTROLLERS: &[Controller] = &[
                     "backups/finalizers",
                     "restores/finalizers",
                     "backupschedules/finalizers",
+                    "compactbackups/finalizers",
                 ],
                 &[F],
             ),
+            // Compactions: read, status written; never created or deleted.
+            grant(BR, &["compactbackups"], &[R]),
             grant(CORE, &["clusters"], &[R]),
             // The group version that picks BR's image; read when a Job is built.
             grant(CORE, &["pdgroups", "tikvgroups"], &[&["get", "list"]]),

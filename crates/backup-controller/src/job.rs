@@ -1,10 +1,12 @@
-//! The Jobs this controller creates: BR runs for Backups and Restores, and clean-ups of backup
-//! data. Pure builders.
+//! The Jobs this controller creates: BR runs for Backups and Restores, compactions of log
+//! backup data, and clean-ups of backup data. Pure builders.
 //!
 //! A Job's Pod has two containers: an init container from the BR image (`pingcap/br:<version>`)
 //! that copies the `br` binary into a shared `emptyDir`, and the runner (this binary's image,
 //! `backup-controller run-br -- <br> <args>`) that runs it and writes the result to its
-//! termination message.
+//! termination message. A compaction adds a second init container from the TiKV image that
+//! copies `tikv-ctl`, and the runner's `run-compact` encodes the storage with
+//! `br operator base64ify` and then runs `tikv-ctl compact-log-backup`.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +16,7 @@ use k8s_openapi::api::core::v1::{
     PodSpec, PodTemplateSpec, ResourceRequirements, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use operator_api::br::{BackupSpec, RestoreSpec};
+use operator_api::br::{BackupSpec, CompactSpec, RestoreSpec};
 
 use crate::outcome::{FAKE_RESULT_ANNOTATION, FakeMode};
 use crate::storage::merge_env;
@@ -23,6 +25,8 @@ use crate::storage::merge_env;
 pub const BR_BIN_DIR: &str = "/var/lib/br-bin";
 /// Path of `br` in the runner container.
 pub const BR_BIN: &str = "/var/lib/br-bin/br";
+/// Path of `tikv-ctl` in the runner container of a compaction.
+pub const TIKV_CTL_BIN: &str = "/var/lib/br-bin/tikv-ctl";
 /// Name of the runner container, whose termination message carries the result.
 pub const RUNNER_CONTAINER: &str = "br";
 const BR_BIN_VOLUME: &str = "br-bin";
@@ -110,6 +114,22 @@ impl PodSettings {
             volume_mounts: spec.additional_volume_mounts.clone(),
         }
     }
+
+    /// The Pod settings of a CompactBackup.
+    pub fn of_compact(spec: &CompactSpec) -> PodSettings {
+        PodSettings {
+            resources: spec.resources.clone(),
+            env: spec.env.clone(),
+            tolerations: spec.tolerations.clone(),
+            affinity: spec.affinity.clone(),
+            image_pull_secrets: spec.image_pull_secrets.clone(),
+            service_account: spec.service_account.clone(),
+            pod_security_context: spec.pod_security_context.clone(),
+            priority_class_name: spec.priority_class_name.clone(),
+            volumes: spec.additional_volumes.clone(),
+            volume_mounts: spec.additional_volume_mounts.clone(),
+        }
+    }
 }
 
 /// What one Job runs.
@@ -120,6 +140,15 @@ pub enum Work {
         /// The BR image.
         image: String,
         /// BR's arguments.
+        args: Vec<String>,
+    },
+    /// A compaction of log backup data: `br` from one image and `tikv-ctl` from another.
+    Compact {
+        /// The BR image.
+        br_image: String,
+        /// The TiKV image, which holds `tikv-ctl`.
+        tikv_image: String,
+        /// The runner's `run-compact` flags, then `--` and BR's `operator base64ify` arguments.
         args: Vec<String>,
     },
     /// Deleting the data under a storage URI (no BR needed).
@@ -185,28 +214,43 @@ pub fn build(settings: &JobSettings, request: JobRequest) -> Job {
     mounts.extend(pod.volume_mounts);
 
     let fake_flag = fake.as_ref().map(|(text, _)| format!("--fake-br={text}"));
+    let copy = |name: &str, image: String, from: &str, to: &str| Container {
+        name: name.into(),
+        image: Some(image),
+        command: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("cp {from} {to}"),
+        ]),
+        volume_mounts: Some(vec![bin_mount.clone()]),
+        ..Container::default()
+    };
     let (init_containers, args) = match work {
         Work::Br {
             image,
             args: br_args,
         } => {
-            let init = Container {
-                name: "br-bin".into(),
-                image: Some(image),
-                command: Some(vec![
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    format!("cp /br {BR_BIN}"),
-                ]),
-                volume_mounts: Some(vec![bin_mount]),
-                ..Container::default()
-            };
+            let init = copy("br-bin", image, "/br", BR_BIN);
             let mut args = vec!["run-br".to_string()];
             args.extend(fake_flag);
             args.push("--".into());
             args.push(BR_BIN.into());
             args.extend(br_args);
             (Some(vec![init]), args)
+        }
+        Work::Compact {
+            br_image,
+            tikv_image,
+            args: compact_args,
+        } => {
+            let init = vec![
+                copy("br-bin", br_image, "/br", BR_BIN),
+                copy("tikv-ctl-bin", tikv_image, "/tikv-ctl", TIKV_CTL_BIN),
+            ];
+            let mut args = vec!["run-compact".to_string()];
+            args.extend(fake_flag);
+            args.extend(compact_args);
+            (Some(init), args)
         }
         Work::Clean { args: clean_args } => {
             let mut args = vec!["clean".to_string()];
@@ -282,12 +326,24 @@ pub fn build(settings: &JobSettings, request: JobRequest) -> Job {
 /// The BR image: `toolImage` as given when it has a tag, `toolImage:<version>` when it has none,
 /// else `pingcap/br:<version>`. `None` when a version is needed and unknown.
 pub fn br_image(tool_image: &str, version: Option<&str>) -> Option<String> {
+    image_of("pingcap/br", tool_image, version)
+}
+
+/// The TiKV image `tikv-ctl` is copied from: `pingcap/tikv:<version>`, the version of the
+/// cluster's TiKV, as BR's own tag is.
+pub fn tikv_image(version: Option<&str>) -> Option<String> {
+    image_of("pingcap/tikv", "", version)
+}
+
+/// `image` as given when it has a tag, `image:<version>` when it has none, else
+/// `<repository>:<version>`.
+fn image_of(repository: &str, image: &str, version: Option<&str>) -> Option<String> {
     let has_tag = |image: &str| {
         let last = image.rsplit('/').next().unwrap_or(image);
         last.contains(':') || last.contains('@')
     };
-    if !tool_image.is_empty() && has_tag(tool_image) {
-        return Some(tool_image.to_string());
+    if !image.is_empty() && has_tag(image) {
+        return Some(image.to_string());
     }
     let version = version.filter(|v| !v.is_empty())?;
     let version = if version.starts_with('v') {
@@ -295,11 +351,7 @@ pub fn br_image(tool_image: &str, version: Option<&str>) -> Option<String> {
     } else {
         format!("v{version}")
     };
-    let repository = if tool_image.is_empty() {
-        "pingcap/br"
-    } else {
-        tool_image
-    };
+    let repository = if image.is_empty() { repository } else { image };
     Some(format!("{repository}:{version}"))
 }
 
@@ -417,5 +469,6 @@ mod tests {
             "registry:5000/br:v7.5.0"
         );
         assert_eq!(br_image("", None), None);
+        assert_eq!(tikv_image(Some("8.5.2")).unwrap(), "pingcap/tikv:v8.5.2");
     }
 }

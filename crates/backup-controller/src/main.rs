@@ -1,13 +1,16 @@
-//! backup-controller: reconciles Backup, Restore and BackupSchedule (`br.pingcap.com/v1alpha1`)
-//! into Jobs that run BR, and reports their results in status.
+//! backup-controller: reconciles Backup, Restore, BackupSchedule and CompactBackup
+//! (`br.pingcap.com/v1alpha1`) into Jobs that run BR (or tikv-ctl), and reports their results in
+//! status.
 //!
 //! The same binary is the runner inside those Jobs: `backup-controller run-br -- <br> <args>`
-//! runs BR and leaves the result in the Pod's termination message, and `backup-controller clean`
+//! runs BR and leaves the result in the Pod's termination message, `run-compact` does the same for
+//! a compaction, and `backup-controller clean`
 //! deletes a backup's data.
 
 mod backup;
 mod cadence;
 mod command;
+mod compact;
 mod context;
 mod error;
 mod job;
@@ -32,7 +35,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
-use operator_api::br::{BRConfig, Backup, BackupSchedule, Restore};
+use operator_api::br::{BRConfig, Backup, BackupSchedule, CompactBackup, Restore};
 use operator_api::core::Cluster;
 use operator_api::keys;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
@@ -49,7 +52,7 @@ const NAME: &str = "backup-controller";
 #[command(
     name = NAME,
     version = operator_runtime::build_info::version(),
-    about = "Reconciles Backup, Restore and BackupSchedule of br.pingcap.com/v1alpha1"
+    about = "Reconciles Backup, Restore, BackupSchedule and CompactBackup of br.pingcap.com/v1alpha1"
 )]
 struct Cli {
     /// Without a subcommand: run the controllers.
@@ -67,6 +70,9 @@ enum Command {
     /// Run BR (the arguments after `--`), write its result to the termination message and exit
     /// with its code.
     RunBr(runner::RunBrArgs),
+    /// Compact log backup data with tikv-ctl (the storage encoded by the BR binary after `--`),
+    /// write the result to the termination message and exit with its code.
+    RunCompact(runner::RunCompactArgs),
     /// Delete a backup's data.
     Clean(runner::CleanArgs),
 }
@@ -107,6 +113,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::RunBr(args)) => std::process::exit(runner::run_br(args)),
+        Some(Command::RunCompact(args)) => std::process::exit(runner::run_compact(args)),
         Some(Command::Clean(args)) => std::process::exit(runner::clean(args)),
         None => {}
     }
@@ -137,7 +144,7 @@ fn targets(br: Option<&BRConfig>, namespace: Option<&str>, cluster: &Cluster) ->
     })
 }
 
-/// Runs the Backup, Restore and BackupSchedule controllers until shutdown.
+/// Runs the Backup, Restore, BackupSchedule and CompactBackup controllers until shutdown.
 async fn controllers(ctx: Context, flags: ControllerFlags) -> Result<(), RuntimeError> {
     if flags.fake_br {
         tracing::warn!("--fake-br: Jobs run a fake BR; this is test tooling, not for production");
@@ -169,6 +176,13 @@ async fn controllers(ctx: Context, flags: ControllerFlags) -> Result<(), Runtime
         keys::LABEL_MANAGED_BY,
         keys::MANAGED_BY,
         restore::LABEL_RESTORE
+    ));
+
+    let compact_jobs = watcher::Config::default().labels(&format!(
+        "{}={},{}",
+        keys::LABEL_MANAGED_BY,
+        keys::MANAGED_BY,
+        compact::LABEL_COMPACT
     ));
 
     let backups = Controller::new(
@@ -231,6 +245,20 @@ async fn controllers(ctx: Context, flags: ControllerFlags) -> Result<(), Runtime
         .run(restore::reconcile, error_policy::<Restore>, shared.clone())
         .for_each(|_| async {});
 
+    let compacts = Controller::new(
+        api::<CompactBackup>(&ctx.client, namespace),
+        watcher::Config::default(),
+    )
+    .owns(api::<Job>(&ctx.client, namespace), compact_jobs)
+    .with_config(config.clone())
+    .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
+    .run(
+        compact::reconcile,
+        error_policy::<CompactBackup>,
+        shared.clone(),
+    )
+    .for_each(|_| async {});
+
     let schedules = Controller::new(
         api::<BackupSchedule>(&ctx.client, namespace),
         watcher::Config::default(),
@@ -245,7 +273,7 @@ async fn controllers(ctx: Context, flags: ControllerFlags) -> Result<(), Runtime
     .for_each(|_| async {});
 
     ctx.readiness.set_synced(true);
-    tokio::join!(backups, restores, schedules);
+    tokio::join!(backups, restores, compacts, schedules);
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The runner: what runs inside a Job's Pod. `run-br` starts BR, passes its output through,
 //! reads its summary, writes the result to the termination message and exits with BR's code.
-//! `clean` deletes a backup's data. Neither talks to the Kubernetes API: the controller reads
+//! `run-compact` does the same for `tikv-ctl compact-log-backup`, after encoding the storage with
+//! `br operator base64ify`. `clean` deletes a backup's data. Neither talks to the Kubernetes API: the controller reads
 //! the result from the Pod's status, so the Pod needs no ServiceAccount token.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -29,6 +30,35 @@ pub struct RunBrArgs {
     /// The BR binary and its arguments.
     #[arg(last = true, required = true, num_args = 1..)]
     pub command: Vec<String>,
+}
+
+/// Flags of `backup-controller run-compact`.
+#[derive(Debug, Args)]
+pub struct RunCompactArgs {
+    /// Test tooling: do not run anything; succeed or fail as told.
+    #[arg(long, env = "FAKE_BR")]
+    pub fake_br: Option<FakeMode>,
+    /// Where the result goes.
+    #[arg(long, default_value = "/dev/termination-log")]
+    pub termination_log: PathBuf,
+    /// Scratch directory (for a GCS credentials file).
+    #[arg(long, default_value = crate::job::BR_BIN_DIR)]
+    pub work_dir: PathBuf,
+    /// The `tikv-ctl` binary.
+    #[arg(long, default_value = crate::job::TIKV_CTL_BIN)]
+    pub tikv_ctl: String,
+    /// First TSO of the data compacted.
+    #[arg(long)]
+    pub from: u64,
+    /// Last TSO of the data compacted.
+    #[arg(long)]
+    pub until: u64,
+    /// Parallel compaction tasks.
+    #[arg(long)]
+    pub concurrency: u32,
+    /// The BR binary and its `operator base64ify` arguments, which print the storage encoded.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub base64ify: Vec<String>,
 }
 
 /// Flags of `backup-controller clean`.
@@ -72,13 +102,103 @@ pub fn run_br(args: RunBrArgs) -> i32 {
         report(&args.termination_log, &result);
         return exit_code(&result, None);
     }
-    let Some((program, br_args)) = args.command.split_first() else {
-        let result = RunResult {
-            message: "no BR command given".into(),
-            ..RunResult::default()
-        };
+    let (result, code) = execute(&args.command, &args.work_dir);
+    report(&args.termination_log, &result);
+    exit_code(&result, code)
+}
+
+/// Runs `run-compact`; returns the process's exit code.
+pub fn run_compact(args: RunCompactArgs) -> i32 {
+    let command = compact_command(&args, "<storage>");
+    if let Some(mode) = &args.fake_br {
+        println!(
+            "runner: fake compaction (test tooling) instead of {:?} and {command:?}",
+            args.base64ify
+        );
+        let result = mode.result();
         report(&args.termination_log, &result);
-        return 1;
+        return exit_code(&result, None);
+    }
+    let storage = match base64ify(&args.base64ify) {
+        Ok(storage) => storage,
+        Err(message) => {
+            let result = RunResult {
+                message,
+                ..RunResult::default()
+            };
+            report(&args.termination_log, &result);
+            return 1;
+        }
+    };
+    let (result, code) = execute(&compact_command(&args, &storage), &args.work_dir);
+    report(&args.termination_log, &result);
+    exit_code(&result, code)
+}
+
+/// `tikv-ctl`'s command line for a compaction of the storage `storage` (base64). The log settings
+/// are those tikv-ctl's JSON progress lines come in.
+fn compact_command(args: &RunCompactArgs, storage: &str) -> Vec<String> {
+    [
+        args.tikv_ctl.as_str(),
+        "--log-level",
+        "INFO",
+        "--log-format",
+        "json",
+        "compact-log-backup",
+        "--storage-base64",
+        storage,
+        "--from",
+        &args.from.to_string(),
+        "--until",
+        &args.until.to_string(),
+        "-N",
+        &args.concurrency.to_string(),
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+/// Runs `br operator base64ify` and returns what it printed, trimmed.
+fn base64ify(command: &[String]) -> Result<String, String> {
+    let Some((program, br_args)) = command.split_first() else {
+        return Err("no base64ify command given".into());
+    };
+    println!("runner: starting {program} {}", br_args.join(" "));
+    let output = Command::new(program)
+        .args(br_args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let _ = std::io::stderr().write_all(&output.stderr);
+    if !output.status.success() {
+        return Err(format!(
+            "br operator base64ify exited with {}: {}",
+            output.status,
+            crate::outcome::truncate(String::from_utf8_lossy(&output.stderr).trim(), 1500)
+        ));
+    }
+    let encoded = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if encoded.is_empty() {
+        return Err("br operator base64ify printed nothing".into());
+    }
+    Ok(encoded)
+}
+
+/// Runs a command, passing its output through and reading BR's summary from it; returns the
+/// result and the exit code.
+fn execute(command_line: &[String], work_dir: &Path) -> (RunResult, Option<i32>) {
+    let failed = |message: String| {
+        (
+            RunResult {
+                message,
+                ..RunResult::default()
+            },
+            Some(1),
+        )
+    };
+    let Some((program, br_args)) = command_line.split_first() else {
+        return failed("no BR command given".into());
     };
     let mut command = Command::new(program);
     command
@@ -91,28 +211,16 @@ pub fn run_br(args: RunBrArgs) -> i32 {
     if let Ok(key) = std::env::var(GCS_JSON_KEY_ENV)
         && std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_none()
     {
-        let file = args.work_dir.join("gcs-credentials.json");
+        let file = work_dir.join("gcs-credentials.json");
         if let Err(e) = std::fs::write(&file, key) {
-            let result = RunResult {
-                message: format!("cannot write the GCS credentials file: {e}"),
-                ..RunResult::default()
-            };
-            report(&args.termination_log, &result);
-            return 1;
+            return failed(format!("cannot write the GCS credentials file: {e}"));
         }
         command.env("GOOGLE_APPLICATION_CREDENTIALS", &file);
     }
     println!("runner: starting {program} {}", br_args.join(" "));
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(e) => {
-            let result = RunResult {
-                message: format!("cannot start {program}: {e}"),
-                ..RunResult::default()
-            };
-            report(&args.termination_log, &result);
-            return 1;
-        }
+        Err(e) => return failed(format!("cannot start {program}: {e}")),
     };
     let summary = Arc::new(Mutex::new(Summary::default()));
     let mut readers = Vec::new();
@@ -137,8 +245,7 @@ pub fn run_br(args: RunBrArgs) -> i32 {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .result(code);
-    report(&args.termination_log, &result);
-    exit_code(&result, code)
+    (result, code)
 }
 
 /// Copies a stream of BR's output to ours line by line, reading the summary from it.
@@ -250,6 +357,50 @@ mod tests {
         let result = RunResult::parse(&std::fs::read_to_string(&log).unwrap()).unwrap();
         assert!(!result.ok);
         assert!(result.message.contains("code 3") && result.message.contains("cannot reach PD"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_compaction_encodes_the_storage_then_runs_tikv_ctl_with_it() {
+        let dir = std::env::temp_dir().join(format!("runner-compact-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("termination-log");
+        // A stand-in tikv-ctl that fails unless it gets the encoded storage and the TS range.
+        let ctl = dir.join("tikv-ctl");
+        std::fs::write(
+            &ctl,
+            "#!/bin/sh\ncase \"$*\" in *'--storage-base64 ZW5jb2RlZA== --from 10 --until 20 -N 4'*) exit 0;; esac\necho \"bad args: $*\" >&2; exit 5\n",
+        )
+        .unwrap();
+        let args = |base64ify: &str| RunCompactArgs {
+            fake_br: None,
+            termination_log: log.clone(),
+            work_dir: dir.clone(),
+            tikv_ctl: ctl.display().to_string(),
+            from: 10,
+            until: 20,
+            concurrency: 4,
+            base64ify: vec!["/bin/sh".into(), "-c".into(), base64ify.into()],
+        };
+        std::process::Command::new("chmod")
+            .args(["+x", &ctl.display().to_string()])
+            .status()
+            .unwrap();
+        assert_eq!(run_compact(args("echo ZW5jb2RlZA==")), 0);
+        assert!(
+            RunResult::parse(&std::fs::read_to_string(&log).unwrap())
+                .unwrap()
+                .ok
+        );
+
+        assert_eq!(run_compact(args("echo no credentials >&2; exit 2")), 1);
+        let result = RunResult::parse(&std::fs::read_to_string(&log).unwrap()).unwrap();
+        assert!(!result.ok);
+        assert!(
+            result.message.contains("no credentials"),
+            "{}",
+            result.message
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

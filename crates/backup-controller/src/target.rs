@@ -33,6 +33,47 @@ pub fn pd_address(url: &str) -> String {
     rest.split('/').next().unwrap_or(rest).to_string()
 }
 
+/// Finds the Cluster `br.cluster` (in `br.clusterNamespace`, else `namespace`). `Ok(Err(_))`
+/// says it does not exist.
+async fn find(
+    client: &kube::Client,
+    namespace: &str,
+    br: &BRConfig,
+) -> Result<Result<(String, Cluster), Blocked>, Error> {
+    let cluster_ns = if br.cluster_namespace.is_empty() {
+        namespace
+    } else {
+        &br.cluster_namespace
+    };
+    let name = &br.cluster;
+    Ok(Api::<Cluster>::namespaced(client.clone(), cluster_ns)
+        .get_opt(name)
+        .await
+        .map_err(Error::kube("reading the Cluster"))?
+        .map(|cluster| (cluster_ns.to_string(), cluster))
+        .ok_or_else(|| {
+            Blocked::new(
+                operator_api::conditions::reasons::CLUSTER_NOT_FOUND,
+                format!("Cluster {name} does not exist in namespace {cluster_ns}"),
+            )
+        }))
+}
+
+/// The namespace of the Cluster `br.cluster` and its version, for Jobs that only need the
+/// version to pick their images (a compaction talks to the storage, not to the cluster).
+pub async fn version_of(
+    client: &kube::Client,
+    namespace: &str,
+    br: &BRConfig,
+) -> Result<Result<(String, Option<String>), Blocked>, Error> {
+    let (cluster_ns, _) = match find(client, namespace, br).await? {
+        Ok(found) => found,
+        Err(blocked) => return Ok(Err(blocked)),
+    };
+    let version = version(client, &cluster_ns, &br.cluster).await?;
+    Ok(Ok((cluster_ns, version)))
+}
+
 /// Finds the Cluster `br.cluster` (in `br.clusterNamespace`, else `namespace`) and what BR needs
 /// of it. `Ok(Err(_))` says why the object cannot proceed.
 pub async fn resolve(
@@ -40,22 +81,12 @@ pub async fn resolve(
     namespace: &str,
     br: &BRConfig,
 ) -> Result<Result<Target, Blocked>, Error> {
-    let cluster_ns = if br.cluster_namespace.is_empty() {
-        namespace
-    } else {
-        &br.cluster_namespace
-    };
     let name = &br.cluster;
-    let Some(cluster) = Api::<Cluster>::namespaced(client.clone(), cluster_ns)
-        .get_opt(name)
-        .await
-        .map_err(Error::kube("reading the Cluster"))?
-    else {
-        return Ok(Err(Blocked::new(
-            operator_api::conditions::reasons::CLUSTER_NOT_FOUND,
-            format!("Cluster {name} does not exist in namespace {cluster_ns}"),
-        )));
+    let (cluster_ns, cluster) = match find(client, namespace, br).await? {
+        Ok(found) => found,
+        Err(blocked) => return Ok(Err(blocked)),
     };
+    let cluster_ns = cluster_ns.as_str();
     if cluster.spec.tls_cluster.as_ref().is_some_and(|t| t.enabled) {
         return Ok(Err(Blocked::new(
             TLS_NOT_SUPPORTED,
