@@ -17,7 +17,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use operator_api::br::{Backup, BackupSchedule, Restore};
+use operator_api::br::{Backup, BackupSchedule, CompactBackup, Restore};
 use operator_api::conditions;
 use operator_api::core::{Cluster, TiKVGroup};
 use scenarios::{Controller, apply_controller_identity, ensure_crds};
@@ -169,7 +169,7 @@ impl Scene {
                     "get",
                     "-n",
                     self.n(),
-                    "backups,restores,backupschedules,jobs",
+                    "backups,restores,backupschedules,compactbackups,jobs",
                     "-o",
                     "yaml",
                 ],
@@ -1165,4 +1165,196 @@ async fn a_log_backup_starts_pauses_resumes_truncates_and_stops() {
     // Five commands, five Jobs: none ran twice.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(scene.job_names("br.pingcap.com/backup=pitr").await.len(), 5);
+}
+
+/// The init containers' images of a Job.
+fn init_images(job: &Job) -> Vec<String> {
+    job.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .init_containers
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.image.clone().unwrap())
+        .collect()
+}
+
+// Like every scenario in this file, no PD or TiKV runs (a compaction touches only the storage),
+// so there is no simulator and no data-safety verdict to check.
+#[tokio::test]
+async fn a_compaction_completes_or_fails_after_its_retries_and_leaves_no_job_behind() {
+    let scene = Scene::start("bk-compact").await;
+    scene.create_target("basic").await;
+    scene.create_secret("s3-secret").await;
+    let compacts = Api::<CompactBackup>::namespaced(scene.client.clone(), scene.n());
+    let create = |name: &str, annotations: Value, extra: Value| {
+        let mut spec = json!({
+            "br": {"cluster": "basic"},
+            "s3": s3("log", Some("s3-secret")),
+            "startTs": "450000000000000000",
+            "endTs": "451000000000000000"
+        });
+        if let Value::Object(extra) = extra {
+            for (k, v) in extra {
+                // A null leaves the field out.
+                if v.is_null() {
+                    spec.as_object_mut().unwrap().remove(&k);
+                } else {
+                    spec[k] = v;
+                }
+            }
+        }
+        let compact: CompactBackup = serde_json::from_value(json!({
+            "apiVersion": "br.pingcap.com/v1alpha1", "kind": "CompactBackup",
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": spec
+        }))
+        .unwrap();
+        let compacts = compacts.clone();
+        async move {
+            compacts
+                .create(&PostParams::default(), &compact)
+                .await
+                .unwrap()
+        }
+    };
+    let wait_state = |name: &'static str, state: &'static str| {
+        let compacts = compacts.clone();
+        let scene = &scene;
+        async move {
+            scene
+                .wait(
+                    &format!("CompactBackup {name} in state {state}"),
+                    WAIT,
+                    || async {
+                        let c = compacts.get(name).await?;
+                        Ok(c.status.is_some_and(|s| s.state == state))
+                    },
+                )
+                .await;
+            compacts.get(name).await.unwrap()
+        }
+    };
+
+    create("good", json!({}), json!({})).await;
+    create(
+        "broken",
+        json!({"tidb-operator.test/fake-br": "fail:the log backup data is unreadable"}),
+        json!({"maxRetryTimes": 1}),
+    )
+    .await;
+
+    // A spec the reference's controller refuses fails at once, and makes no Job.
+    create("no-end", json!({}), json!({"endTs": null})).await;
+
+    // A success: its one Job compacts the range with the cluster's BR and tikv-ctl.
+    let good = wait_state("good", "Complete").await;
+    let status = good.status.unwrap();
+    assert!(status.retry_status.is_empty(), "{:?}", status.retry_status);
+    let job = scene.jobs().get("compact-good").await.unwrap();
+    assert_eq!(
+        init_images(&job),
+        ["pingcap/br:v8.5.2", "pingcap/tikv:v8.5.2"]
+    );
+    let args = runner_args(&job);
+    assert_eq!(
+        &args[..5],
+        [
+            "run-compact",
+            "--fake-br=success",
+            "--from=450000000000000000",
+            "--until=451000000000000000",
+            "--concurrency=4"
+        ]
+    );
+    let base64ify = br_command(&job);
+    assert_eq!(
+        &base64ify[..4],
+        [
+            "/var/lib/br-bin/br",
+            "operator",
+            "base64ify",
+            "--storage=s3://backups/log"
+        ]
+    );
+    assert!(base64ify.contains(&"--s3.endpoint=http://minio.storage:9000".to_string()));
+    assert!(reasons(&scene.events_of("good").await).contains("CompactComplete"));
+
+    // A failure: one retry (maxRetryTimes 1), then Failed with the reason; no third Job.
+    let broken = wait_state("broken", "Failed").await;
+    let status = broken.status.unwrap();
+    assert!(
+        status.message.contains("the log backup data is unreadable")
+            && status.message.contains("maxRetryTimes 1"),
+        "{}",
+        status.message
+    );
+    let records: Vec<i64> = status.retry_status.iter().map(|r| r.retry_num).collect();
+    assert_eq!(records, [0, 1]);
+    assert!(
+        status
+            .retry_status
+            .iter()
+            .all(|r| r.retry_reason.contains("unreadable") && r.detect_failed_at.is_some())
+    );
+    let expected: BTreeSet<String> = ["compact-broken", "compact-broken-retry-1"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let selector = "br.pingcap.com/compact-backup=broken";
+    assert_eq!(scene.job_names(selector).await, expected);
+    let events = reasons(&scene.events_of("broken").await);
+    assert!(
+        events.contains("RetryScheduled") && events.contains("CompactFailed"),
+        "{events:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        scene.job_names(selector).await,
+        expected,
+        "a Job after the CompactBackup failed"
+    );
+
+    let no_end = wait_state("no-end", "Failed").await;
+    assert_eq!(no_end.status.unwrap().message, "end-ts must be set");
+    assert!(
+        scene
+            .job_names("br.pingcap.com/compact-backup=no-end")
+            .await
+            .is_empty()
+    );
+    assert!(reasons(&scene.events_of("no-end").await).contains("InvalidSpec"));
+
+    // Deleting a CompactBackup takes its Jobs and their Pods with it.
+    for name in ["good", "broken", "no-end"] {
+        compacts
+            .delete(name, &DeleteParams::foreground())
+            .await
+            .unwrap();
+    }
+    scene
+        .wait("the compaction Jobs and Pods gone", WAIT, || async {
+            let jobs = scene
+                .jobs()
+                .list(&ListParams::default().labels("br.pingcap.com/compact-backup"))
+                .await?;
+            let pods = Api::<Pod>::namespaced(scene.client.clone(), scene.n())
+                .list(&ListParams::default().labels("br.pingcap.com/compact-backup"))
+                .await?;
+            Ok(jobs.items.is_empty() && pods.items.is_empty())
+        })
+        .await;
+    assert!(
+        compacts
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
