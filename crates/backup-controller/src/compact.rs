@@ -447,10 +447,13 @@ async fn complete(
     compact: &CompactBackup,
     ctx: &Ctx,
     mut status: CompactStatus,
-    _result: &RunResult,
+    result: &RunResult,
 ) -> Result<(), Error> {
     status.state = compact_state::COMPLETE.into();
     status.message = String::new();
+    if let Some(progress) = &result.progress {
+        status.progress = progress.clone();
+    }
     ctx.events
         .normal(
             compact,

@@ -34,6 +34,10 @@ pub struct RunResult {
     /// Why it failed: BR's error lines, or its exit code.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// A compaction's last progress line, as the reference words it:
+    /// `[READ_META(done/total),COMPACT_WORK(bytes done/bytes total)]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
 }
 
 impl RunResult {
@@ -70,8 +74,29 @@ pub struct Summary {
     pub size: Option<i64>,
     /// `[BackupTS=N]` of the summary.
     pub backup_ts: Option<String>,
-    /// Lines that carry `[ERROR]` or `Error:`.
+    /// Lines that carry `[ERROR]` or `Error:`, and tikv-ctl's JSON errors.
     pub errors: Vec<String>,
+    /// tikv-ctl's last `Finishing compaction.` progress.
+    pub progress: Option<String>,
+}
+
+/// One JSON log line of `tikv-ctl --log-format json`, with the fields a compaction reports.
+#[derive(Debug, Default, Deserialize)]
+struct CtlLine {
+    #[serde(default)]
+    level: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    err: Option<String>,
+    #[serde(default)]
+    meta_completed: Option<u64>,
+    #[serde(default)]
+    meta_total: Option<u64>,
+    #[serde(default)]
+    bytes_to_compact: Option<u64>,
+    #[serde(default)]
+    bytes_compacted: Option<u64>,
 }
 
 impl Summary {
@@ -83,6 +108,12 @@ impl Summary {
         if let Some(ts) = field(line, "BackupTS") {
             self.backup_ts = Some(ts.to_string());
         }
+        if line.trim_start().starts_with('{')
+            && let Ok(ctl) = serde_json::from_str::<CtlLine>(line.trim())
+        {
+            self.scan_ctl(ctl);
+            return;
+        }
         if line.contains("[ERROR]") || line.starts_with("Error:") {
             self.errors.push(line.trim().to_string());
             if self.errors.len() > 20 {
@@ -91,19 +122,48 @@ impl Summary {
         }
     }
 
-    /// The record of a run that exited with `code` (`None`: killed by a signal).
-    pub fn result(&self, code: Option<i32>) -> RunResult {
+    /// Takes in one JSON line of tikv-ctl: progress, an aborted compaction, an error.
+    fn scan_ctl(&mut self, line: CtlLine) {
+        match line.message.as_str() {
+            "Finishing compaction." => {
+                self.progress = Some(format!(
+                    "[READ_META({}/{}),COMPACT_WORK({}/{})]",
+                    line.meta_completed.unwrap_or_default(),
+                    line.meta_total.unwrap_or_default(),
+                    line.bytes_compacted.unwrap_or_default(),
+                    line.bytes_to_compact.unwrap_or_default()
+                ));
+            }
+            "Compaction aborted." => {
+                let err = line.err.unwrap_or_default();
+                self.errors.push(format!("compaction aborted: {err}"));
+            }
+            _ if line.level.eq_ignore_ascii_case("ERROR") => {
+                let err = line.err.map(|e| format!(": {e}")).unwrap_or_default();
+                self.errors.push(format!("{}{err}", line.message));
+            }
+            _ => {}
+        }
+        if self.errors.len() > 20 {
+            self.errors.remove(0);
+        }
+    }
+
+    /// The record of a run of `program` (named in the message) that exited with `code` (`None`:
+    /// killed by a signal).
+    pub fn result_of(&self, program: &str, code: Option<i32>) -> RunResult {
         let ok = code == Some(0);
         RunResult {
             ok,
             size: self.size,
             commit_ts: self.backup_ts.clone(),
+            progress: self.progress.clone(),
             message: if ok {
                 String::new()
             } else {
                 let status = match code {
-                    Some(c) => format!("BR exited with code {c}"),
-                    None => "BR was killed by a signal".to_string(),
+                    Some(c) => format!("{program} exited with code {c}"),
+                    None => format!("{program} was killed by a signal"),
                 };
                 if self.errors.is_empty() {
                     status
@@ -188,12 +248,14 @@ impl FakeMode {
                 size: Some(*size),
                 commit_ts: Some(commit_ts.clone()),
                 message: String::new(),
+                progress: None,
             },
             FakeMode::Fail { message } => RunResult {
                 ok: false,
                 size: None,
                 commit_ts: None,
                 message: format!("BR exited with code 1: [ERROR] {message}"),
+                progress: None,
             },
         }
     }
@@ -220,17 +282,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tikv_ctl_progress_and_errors_are_read_from_its_json_lines() {
+        let mut summary = Summary::default();
+        summary.scan(r#"{"level":"INFO","message":"Spawning compaction.","input_max_ts":7}"#);
+        summary.scan(
+            r#"{"level":"INFO","message":"Finishing compaction.","meta_completed":3,"meta_total":5,"bytes_to_compact":4096,"bytes_compacted":1024}"#,
+        );
+        let done = summary.result_of("BR", Some(0));
+        assert!(done.ok);
+        assert_eq!(
+            done.progress.as_deref(),
+            Some("[READ_META(3/5),COMPACT_WORK(1024/4096)]")
+        );
+        summary.scan(
+            r#"{"level":"WARN","message":"Compaction aborted.","err":"storage unreachable"}"#,
+        );
+        let failed = summary.result_of("BR", Some(1));
+        assert!(!failed.ok);
+        assert!(
+            failed
+                .message
+                .contains("compaction aborted: storage unreachable"),
+            "{}",
+            failed.message
+        );
+    }
+
+    #[test]
     fn br_summary_gives_size_and_ts() {
         let mut summary = Summary::default();
         summary.scan(r#"[2024/02/04 22:55:12.429 -05:00] [INFO] [collector.go:77] ["Full Backup success summary"] [total-ranges=19] [backup-data-size(after-compressed)=102.5kB] [Size=102451] [BackupTS=447518343168000000]"#);
-        let result = summary.result(Some(0));
+        let result = summary.result_of("BR", Some(0));
         assert_eq!(
             result,
             RunResult {
                 ok: true,
                 size: Some(102451),
                 commit_ts: Some("447518343168000000".into()),
-                message: String::new()
+                message: String::new(),
+                progress: None,
             }
         );
     }
@@ -240,12 +330,12 @@ mod tests {
         let mut summary = Summary::default();
         summary.scan("[2024/02/04] [INFO] starting");
         summary.scan("[2024/02/04] [ERROR] [backup.go:1] [\"failed to connect to PD\"]");
-        let result = summary.result(Some(2));
+        let result = summary.result_of("BR", Some(2));
         assert!(!result.ok);
         assert!(result.message.starts_with("BR exited with code 2: "));
         assert!(result.message.contains("failed to connect to PD"));
         assert!(!result.message.contains("starting"));
-        assert!(summary.result(None).message.contains("signal"));
+        assert!(summary.result_of("BR", None).message.contains("signal"));
     }
 
     #[test]
@@ -255,6 +345,7 @@ mod tests {
             size: None,
             commit_ts: None,
             message: "é".repeat(4000),
+            progress: None,
         };
         let message = result.to_message();
         assert!(message.len() < 4096, "{}", message.len());
@@ -277,7 +368,8 @@ mod tests {
                 ok: true,
                 size: Some(42),
                 commit_ts: Some("7".into()),
-                message: String::new()
+                message: String::new(),
+                progress: None,
             }
         );
         let fail: FakeMode = "fail:disk full".parse().unwrap();

@@ -102,7 +102,7 @@ pub fn run_br(args: RunBrArgs) -> i32 {
         report(&args.termination_log, &result);
         return exit_code(&result, None);
     }
-    let (result, code) = execute(&args.command, &args.work_dir);
+    let (result, code) = execute("BR", &args.command, &args.work_dir);
     report(&args.termination_log, &result);
     exit_code(&result, code)
 }
@@ -130,7 +130,11 @@ pub fn run_compact(args: RunCompactArgs) -> i32 {
             return 1;
         }
     };
-    let (result, code) = execute(&compact_command(&args, &storage), &args.work_dir);
+    let (result, code) = execute(
+        "tikv-ctl",
+        &compact_command(&args, &storage),
+        &args.work_dir,
+    );
     report(&args.termination_log, &result);
     exit_code(&result, code)
 }
@@ -185,9 +189,13 @@ fn base64ify(command: &[String]) -> Result<String, String> {
     Ok(encoded)
 }
 
-/// Runs a command, passing its output through and reading BR's summary from it; returns the
-/// result and the exit code.
-fn execute(command_line: &[String], work_dir: &Path) -> (RunResult, Option<i32>) {
+/// Runs a command (`program` names it in messages), passing its output through and reading its
+/// summary from it; returns the result and the exit code.
+fn execute(
+    program_name: &str,
+    command_line: &[String],
+    work_dir: &Path,
+) -> (RunResult, Option<i32>) {
     let failed = |message: String| {
         (
             RunResult {
@@ -244,7 +252,7 @@ fn execute(command_line: &[String], work_dir: &Path) -> (RunResult, Option<i32>)
     let result = summary
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .result(code);
+        .result_of(program_name, code);
     (result, code)
 }
 
@@ -391,6 +399,15 @@ mod tests {
             RunResult::parse(&std::fs::read_to_string(&log).unwrap())
                 .unwrap()
                 .ok
+        );
+
+        // tikv-ctl's own failure is named as such, with its exit code.
+        assert_eq!(run_compact(args("echo b3RoZXI=")), 5);
+        let result = RunResult::parse(&std::fs::read_to_string(&log).unwrap()).unwrap();
+        assert!(
+            result.message.starts_with("tikv-ctl exited with code 5"),
+            "{}",
+            result.message
         );
 
         assert_eq!(run_compact(args("echo no credentials >&2; exit 2")), 1);
