@@ -293,6 +293,7 @@ mod tests {
             name: name.into(),
             revision: "r".into(),
             ready,
+            settling: None,
             deleting: false,
             topology: Default::default(),
             last: false,

@@ -10,12 +10,13 @@ use std::ops::Deref;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
-use operator_api::conditions::HasConditions;
+use operator_api::conditions::{self, HasConditions};
 use operator_api::core::{Cluster, ComponentGroupStatus, Group, Instance, Topology};
 use operator_api::keys;
 use serde::Serialize;
@@ -28,7 +29,7 @@ use crate::component::{InstanceWriter, Shared};
 use crate::group::{self as shared_group, InstanceSummary, Progress};
 use crate::reconcile::{self, Error, GroupStart, StatusKind};
 use crate::revision::revision_name;
-use crate::update::{self, InstanceView, Plan, Policy};
+use crate::update::{self, Availability, InstanceView, Plan, Policy};
 
 /// What a group's rules see when they decide: the group, its Cluster and instances, and what the
 /// rules observed of the component this reconcile.
@@ -53,9 +54,14 @@ impl<R: GroupRules> GroupView<'_, R> {
         self.instances.iter().find(|i| i.name_any() == name)
     }
 
-    /// How the update engine sees every instance.
+    /// How the update engine sees every instance now, under the group's `minReadySeconds`.
     pub fn views(&self) -> Vec<InstanceView> {
-        self.instances.iter().map(instance_view::<R>).collect()
+        let min_ready_seconds = self.group.min_ready_seconds();
+        let now = Timestamp::now();
+        self.instances
+            .iter()
+            .map(|i| instance_view::<R>(i, min_ready_seconds, now))
+            .collect()
     }
 }
 
@@ -294,12 +300,27 @@ pub fn is_available<I: Instance + Resource + HasConditions>(instance: &I) -> boo
     )
 }
 
-/// How the update engine sees an instance under rules `R`.
-pub fn instance_view<R: GroupRules>(instance: &R::Instance) -> InstanceView {
+/// How the update engine sees an instance under rules `R` at `now`: an available instance whose
+/// `Ready` condition turned true less than `min_ready_seconds` ago is still settling.
+pub fn instance_view<R: GroupRules>(
+    instance: &R::Instance,
+    min_ready_seconds: i64,
+    now: Timestamp,
+) -> InstanceView {
+    let ready = is_available(instance);
+    let settling = conditions::find(instance.conditions(), conditions::READY)
+        .filter(|_| ready)
+        .and_then(|c| {
+            match update::availability(c.last_transition_time.0, min_ready_seconds, now) {
+                Availability::Available => None,
+                Availability::Settling(left) => Some(left),
+            }
+        });
     InstanceView {
         name: instance.name_any(),
         revision: revision_of(instance),
-        ready: is_available(instance),
+        ready,
+        settling,
         deleting: R::leaving(instance),
         topology: instance.topology().clone(),
         last: R::last(instance),
@@ -375,6 +396,7 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
     let mut waiting = None;
     let mut blocked = None;
     let mut held = 0;
+    let mut recheck = None;
     let version = &group.common().version;
     let suspended = cluster.spec.suspends_compute();
     if suspended {
@@ -402,6 +424,7 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
             };
             let plan = R::plan(&policy, &views);
             waiting = waiting.or(plan.waiting);
+            recheck = plan.recheck_after;
             let scales = plan
                 .actions
                 .iter()
@@ -495,7 +518,15 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
         R::NOUN,
         &progress,
     );
-    reconcile::finish_group(ctx, group, status, suspended, &instances, (acted, still)).await
+    reconcile::finish_group(
+        ctx,
+        group,
+        status,
+        suspended,
+        &instances,
+        (acted, still, recheck),
+    )
+    .await
 }
 
 /// Carries out one effect of the rules.

@@ -271,14 +271,18 @@ where
 /// instances from are separate: when the watch runs ahead, the group sees the old instance, and
 /// only a look of its own catches up. A look reads caches only; it sends no request unless
 /// something changed.
-pub fn group_requeue(acted: bool, waiting: bool) -> Action {
-    Action::requeue(if acted {
+///
+/// A wait that ends by itself (`recheck`: an instance reaches its group's `minReadySeconds`)
+/// sees no watch event when it ends, so the group looks again then if that is sooner.
+pub fn group_requeue(acted: bool, waiting: bool, recheck: Option<Duration>) -> Action {
+    let then = if acted {
         Duration::from_secs(2)
     } else if waiting {
         Duration::from_secs(10)
     } else {
         Duration::from_secs(30)
-    })
+    };
+    Action::requeue(recheck.map_or(then, |r| r.min(then)))
 }
 
 /// The end of every group's reconcile: `status` with `Suspended` from its instances
@@ -289,7 +293,7 @@ pub async fn finish_group<G, I>(
     status: ComponentGroupStatus,
     suspending: bool,
     instances: &[I],
-    (acted, waiting): (bool, bool),
+    (acted, waiting, recheck): (bool, bool, Option<Duration>),
 ) -> Result<Action, Error>
 where
     G: StatusKind<StatusOf = ComponentGroupStatus>,
@@ -298,7 +302,7 @@ where
     let conditions: Vec<_> = instances.iter().map(|i| i.conditions()).collect();
     let status = group::with_suspended(status, suspending, &conditions);
     write_status(shared, group, &status).await?;
-    Ok(group_requeue(acted, waiting))
+    Ok(group_requeue(acted, waiting, recheck))
 }
 
 /// How an instance's reconcile begins, the same for every component.
@@ -362,4 +366,37 @@ where
         group,
         cluster: cluster.map(Box::new),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_that_ends_by_itself_is_looked_at_when_it_ends() {
+        let secs = Duration::from_secs;
+        // (acted, waiting, recheck) -> look again after
+        let cases = [
+            (false, false, None, secs(30)),
+            (false, true, None, secs(10)),
+            (true, false, None, secs(2)),
+            (false, true, Some(secs(4)), secs(4)),
+            (
+                false,
+                true,
+                Some(Duration::from_millis(1500)),
+                Duration::from_millis(1500),
+            ),
+            // Never later than without it.
+            (false, true, Some(secs(25)), secs(10)),
+            (true, true, Some(secs(7)), secs(2)),
+        ];
+        for (acted, waiting, recheck, expected) in cases {
+            assert_eq!(
+                group_requeue(acted, waiting, recheck),
+                Action::requeue(expected),
+                "acted {acted}, waiting {waiting}, recheck {recheck:?}"
+            );
+        }
+    }
 }

@@ -3,10 +3,16 @@
 //! place or delete next — unhealthy ones first, the component's "last" one (the PD leader) last,
 //! spread over the schedule policy's topologies — within `maxSurge` and `maxUnavailable`.
 //!
+//! An instance counts as available only once it has been Ready for the group's
+//! `minReadySeconds` ([`availability`]); until then it holds the roll like an unready one, and
+//! the plan says when to look again ([`Plan::recheck_after`]).
+//!
 //! It is a pure function: the controllers observe, call [`plan`], and carry out the actions.
 
 use std::cmp::Ordering;
+use std::time::Duration;
 
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use operator_api::core::{SchedulePolicy, Topology};
 
 /// What the engine needs to know of one instance.
@@ -18,12 +24,46 @@ pub struct InstanceView {
     pub revision: String,
     /// Ready and healthy.
     pub ready: bool,
+    /// Ready, but not yet for the group's `minReadySeconds`: the time still to go.
+    pub settling: Option<Duration>,
     /// Being deleted (deletion requested, finalizers still running).
     pub deleting: bool,
     /// Where it runs.
     pub topology: Topology,
     /// The component wants it handled after the others (the PD leader).
     pub last: bool,
+}
+
+impl InstanceView {
+    /// Ready for at least `minReadySeconds`: only then does the roll go on past it.
+    pub fn available(&self) -> bool {
+        self.ready && self.settling.is_none()
+    }
+}
+
+/// Whether an instance that is Ready counts as available yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Availability {
+    /// Ready for at least `minReadySeconds`.
+    Available,
+    /// Ready, for less than `minReadySeconds`: available after this much more.
+    Settling(Duration),
+}
+
+/// Whether an instance Ready since `ready_since` (its `Ready` condition's
+/// `lastTransitionTime`) counts as available at `now` under `minReadySeconds`. A transition time
+/// in the future (clocks apart) waits no longer than `minReadySeconds` from `now`.
+pub fn availability(
+    ready_since: Timestamp,
+    min_ready_seconds: i64,
+    now: Timestamp,
+) -> Availability {
+    let min = SignedDuration::from_secs(min_ready_seconds.max(0));
+    let held = now.duration_since(ready_since).max(SignedDuration::ZERO);
+    match Duration::try_from(min - held) {
+        Ok(left) if !left.is_zero() => Availability::Settling(left),
+        _ => Availability::Available,
+    }
 }
 
 /// What the group asks for.
@@ -68,6 +108,9 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Why nothing (more) is done now, for a condition.
     pub waiting: Option<String>,
+    /// When the wait ends by itself (an instance reaches `minReadySeconds`) rather than with a
+    /// change the watches see: look again after this long.
+    pub recheck_after: Option<Duration>,
 }
 
 impl Plan {
@@ -75,6 +118,15 @@ impl Plan {
         Plan {
             actions: Vec::new(),
             waiting: Some(reason),
+            recheck_after: None,
+        }
+    }
+
+    fn act(actions: Vec<Action>) -> Self {
+        Plan {
+            actions,
+            waiting: None,
+            recheck_after: None,
         }
     }
 }
@@ -89,8 +141,21 @@ pub fn topologies(policies: &[SchedulePolicy]) -> Vec<(Topology, i32)> {
         .collect()
 }
 
-/// Decides the next steps for a group.
+/// Decides the next steps for a group. When it waits for an instance to reach
+/// `minReadySeconds`, [`Plan::recheck_after`] says when that will be.
 pub fn plan(policy: &Policy, instances: &[InstanceView]) -> Plan {
+    let mut plan = decide(policy, instances);
+    if plan.waiting.is_some() {
+        plan.recheck_after = instances
+            .iter()
+            .filter(|i| !i.deleting && i.ready)
+            .filter_map(|i| i.settling)
+            .min();
+    }
+    plan
+}
+
+fn decide(policy: &Policy, instances: &[InstanceView]) -> Plan {
     let active: Vec<&InstanceView> = instances.iter().filter(|i| !i.deleting).collect();
     let deleting = instances.len() - active.len();
     let replicas = usize::try_from(policy.replicas.max(0)).unwrap_or(0);
@@ -100,10 +165,14 @@ pub fn plan(policy: &Policy, instances: &[InstanceView]) -> Plan {
         .filter(|i| i.revision != policy.update_revision)
         .collect();
     let not_ready = active.iter().filter(|i| !i.ready).count();
-    let updated_not_ready = active
+    // Ready but not yet for minReadySeconds counts as unavailable: the roll does not go on past it.
+    let unavailable: Vec<&InstanceView> =
+        active.iter().copied().filter(|i| !i.available()).collect();
+    let updated_unavailable: Vec<&InstanceView> = unavailable
         .iter()
-        .filter(|i| i.revision == policy.update_revision && !i.ready)
-        .count();
+        .copied()
+        .filter(|i| i.revision == policy.update_revision)
+        .collect();
 
     if active.len() < replicas {
         let mut counts = topology_counts(policy, &active);
@@ -113,10 +182,7 @@ pub fn plan(policy: &Policy, instances: &[InstanceView]) -> Plan {
                 Action::Create { topology }
             })
             .collect();
-        return Plan {
-            actions,
-            waiting: None,
-        };
+        return Plan::act(actions);
     }
 
     if active.len() > replicas {
@@ -126,18 +192,16 @@ pub fn plan(policy: &Policy, instances: &[InstanceView]) -> Plan {
         let Some(victim) = choose_victim(policy, &active) else {
             return Plan::default();
         };
-        // Surplus from a surge: keep the old instance until its replacements are ready.
-        if victim.ready && updated_not_ready > 0 && !outdated.is_empty() {
+        // Surplus from a surge: keep the old instance until its replacements are available.
+        if victim.ready && !updated_unavailable.is_empty() && !outdated.is_empty() {
             return Plan::wait(format!(
-                "waiting for {updated_not_ready} new instance(s) to become ready"
+                "waiting for {}",
+                unavailable_note(&updated_unavailable, 0)
             ));
         }
-        return Plan {
-            actions: vec![Action::Delete {
-                name: victim.name.clone(),
-            }],
-            waiting: None,
-        };
+        return Plan::act(vec![Action::Delete {
+            name: victim.name.clone(),
+        }]);
     }
 
     if outdated.is_empty() {
@@ -148,10 +212,10 @@ pub fn plan(policy: &Policy, instances: &[InstanceView]) -> Plan {
     }
 
     if policy.max_surge > 0 {
-        if not_ready > 0 || deleting > 0 {
+        if !unavailable.is_empty() || deleting > 0 {
             return Plan::wait(format!(
-                "waiting for {} instance(s) to become ready",
-                not_ready + deleting
+                "waiting for {}",
+                unavailable_note(&unavailable, deleting)
             ));
         }
         let mut counts = topology_counts(policy, &active);
@@ -163,10 +227,7 @@ pub fn plan(policy: &Policy, instances: &[InstanceView]) -> Plan {
                 topology: choose_topology_for_create(policy, &mut counts),
             })
             .collect();
-        return Plan {
-            actions,
-            waiting: None,
-        };
+        return Plan::act(actions);
     }
 
     let mut candidates = outdated;
@@ -174,20 +235,44 @@ pub fn plan(policy: &Policy, instances: &[InstanceView]) -> Plan {
     let Some(next) = candidates.first() else {
         return Plan::default();
     };
-    let unavailable = not_ready + deleting;
     let budget = usize::try_from(policy.max_unavailable.max(1)).unwrap_or(1);
-    if !next.ready || unavailable < budget {
-        return Plan {
-            actions: vec![Action::Update {
-                name: next.name.clone(),
-            }],
-            waiting: None,
-        };
+    // An outdated instance that is not Ready is down already: updating it costs nothing more.
+    if !next.ready || unavailable.len() + deleting < budget {
+        return Plan::act(vec![Action::Update {
+            name: next.name.clone(),
+        }]);
     }
     Plan::wait(format!(
-        "waiting for {unavailable} instance(s) to become ready before updating {}",
+        "waiting for {} before updating {}",
+        unavailable_note(&unavailable, deleting),
         next.name
     ))
+}
+
+/// What a wait is for, for the group's condition: instances to become ready, instances Ready
+/// for less than `minReadySeconds` (named; the time to go is left out so that the message, and
+/// the status, stay the same while the wait lasts), instances being removed.
+fn unavailable_note(unavailable: &[&InstanceView], deleting: usize) -> String {
+    let not_ready = unavailable.iter().filter(|i| !i.ready).count();
+    let settling: Vec<&str> = unavailable
+        .iter()
+        .filter(|i| i.ready && i.settling.is_some())
+        .map(|i| i.name.as_str())
+        .collect();
+    let mut parts = Vec::new();
+    if not_ready > 0 {
+        parts.push(format!("{not_ready} instance(s) to become ready"));
+    }
+    if !settling.is_empty() {
+        parts.push(format!(
+            "{} to be Ready for minReadySeconds",
+            settling.join(", ")
+        ));
+    }
+    if deleting > 0 {
+        parts.push(format!("{deleting} instance(s) being removed"));
+    }
+    parts.join(" and ")
 }
 
 /// Unhealthy first, then not-last, then by name for a stable order.
@@ -272,10 +357,147 @@ mod tests {
             name: name.into(),
             revision: revision.into(),
             ready,
+            settling: None,
             deleting: false,
             topology: zone(z),
             last: false,
         }
+    }
+
+    /// Ready, with `left` seconds to go before `minReadySeconds`.
+    fn settling(name: &str, revision: &str, z: &str, left: u64) -> InstanceView {
+        InstanceView {
+            settling: Some(Duration::from_secs(left)),
+            ..inst(name, revision, true, z)
+        }
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap()
+    }
+
+    #[test]
+    fn an_instance_is_available_once_ready_for_min_ready_seconds() {
+        use Availability::{Available, Settling};
+        let ms = Duration::from_millis;
+        // (Ready since, minReadySeconds, now) -> availability
+        let cases = [
+            (at(100), 0, at(100), Available),
+            (at(100), 5, at(100), Settling(ms(5000))),
+            (at(100), 5, at(103), Settling(ms(2000))),
+            (
+                at(100),
+                5,
+                at(104) + SignedDuration::from_millis(250),
+                Settling(ms(750)),
+            ),
+            (at(100), 5, at(105), Available),
+            (at(100), 5, at(400), Available),
+            (at(100), 10, at(109), Settling(ms(1000))),
+            // A transition time ahead of this clock waits no more than minReadySeconds.
+            (at(110), 5, at(100), Settling(ms(5000))),
+            // A negative minReadySeconds (refused at admission) counts as 0.
+            (at(100), -3, at(100), Available),
+        ];
+        for (since, min_ready, now, expected) in cases {
+            assert_eq!(
+                availability(since, min_ready, now),
+                expected,
+                "Ready since {since}, minReadySeconds {min_ready}, now {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn in_place_update_waits_until_the_updated_instance_has_been_ready_for_min_ready_seconds() {
+        let instances = vec![
+            settling("pd-a", "new", "a", 3),
+            inst("pd-b", "old", true, "b"),
+            inst("pd-c", "old", true, "c"),
+        ];
+        let p = plan(&policy(3, 0), &instances);
+        assert!(p.actions.is_empty(), "{p:?}");
+        let waiting = p.waiting.unwrap_or_default();
+        assert!(
+            waiting.contains("pd-a to be Ready for minReadySeconds before updating pd-b"),
+            "{waiting}"
+        );
+        assert_eq!(p.recheck_after, Some(Duration::from_secs(3)));
+
+        // Once it counts as available the next one goes, and nothing is rechecked on a timer.
+        let instances = vec![
+            inst("pd-a", "new", true, "a"),
+            inst("pd-b", "old", true, "b"),
+            inst("pd-c", "old", true, "c"),
+        ];
+        let p = plan(&policy(3, 0), &instances);
+        assert_eq!(
+            p.actions,
+            vec![Action::Update {
+                name: "pd-b".into()
+            }]
+        );
+        assert_eq!(p.recheck_after, None);
+    }
+
+    #[test]
+    fn a_settling_outdated_instance_is_not_taken_for_a_down_one() {
+        // pd-b came back Ready a moment ago: restarting it now would take a second member down
+        // while pd-c is still settling after its update.
+        let instances = vec![
+            inst("pd-a", "old", true, "a"),
+            settling("pd-b", "old", "b", 2),
+            settling("pd-c", "new", "c", 4),
+        ];
+        let p = plan(&policy(3, 0), &instances);
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert_eq!(p.recheck_after, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn surge_keeps_the_old_instance_until_the_new_one_has_been_ready_for_min_ready_seconds() {
+        let instances = vec![
+            inst("db-a", "old", true, "a"),
+            inst("db-b", "old", true, "b"),
+            settling("db-c", "new", "c", 7),
+        ];
+        let p = plan(&policy(2, 1), &instances);
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert!(
+            p.waiting
+                .unwrap_or_default()
+                .contains("db-c to be Ready for minReadySeconds"),
+            "the wait names the new instance"
+        );
+        assert_eq!(p.recheck_after, Some(Duration::from_secs(7)));
+
+        // The next surge waits for the replacement of the first old one, too.
+        let instances = vec![
+            inst("db-b", "old", true, "b"),
+            settling("db-c", "new", "c", 1),
+        ];
+        let p = plan(&policy(2, 1), &instances);
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert_eq!(p.recheck_after, Some(Duration::from_secs(1)));
+        let instances = vec![
+            inst("db-b", "old", true, "b"),
+            inst("db-c", "new", true, "c"),
+        ];
+        assert!(matches!(
+            plan(&policy(2, 1), &instances).actions.as_slice(),
+            [Action::Create { .. }]
+        ));
+    }
+
+    #[test]
+    fn scaling_out_does_not_wait_for_min_ready_seconds() {
+        let instances = vec![settling("db-a", "new", "a", 9)];
+        let p = plan(&policy(2, 0), &instances);
+        assert!(
+            matches!(p.actions.as_slice(), [Action::Create { .. }]),
+            "{p:?}"
+        );
+        assert_eq!(p.recheck_after, None);
     }
 
     fn policy(replicas: i32, surge: i32) -> Policy {

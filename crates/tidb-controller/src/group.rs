@@ -292,6 +292,7 @@ fn plan(policy: &Policy, views: &[InstanceView]) -> update::Plan {
         .cloned()
         .map(|mut v| {
             v.ready = true;
+            v.settling = None;
             v
         })
         .collect();
@@ -307,6 +308,7 @@ fn plan(policy: &Policy, views: &[InstanceView]) -> update::Plan {
     update::Plan {
         actions: creates,
         waiting: None,
+        recheck_after: None,
     }
 }
 
@@ -366,6 +368,7 @@ mod tests {
             name: name.into(),
             revision: revision.into(),
             ready,
+            settling: None,
             deleting: false,
             topology: Default::default(),
             last: false,
