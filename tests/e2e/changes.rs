@@ -249,6 +249,7 @@ fn group(kind: &str, name: &str, config: &str) -> Value {
         "metadata": {"name": name},
         "spec": {
             "cluster": {"name": CLUSTER}, "replicas": 3,
+            "minReadySeconds": scenarios::SHORT_MIN_READY_SECONDS,
             "template": {"spec": {
                 "version": "v8.5.2",
                 "config": config,

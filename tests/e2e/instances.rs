@@ -66,7 +66,11 @@ fn group(kind: &str, cluster: &str) -> Value {
     json!({
         "apiVersion": "core.pingcap.com/v1alpha1", "kind": kind,
         "metadata": {"name": group_name(kind)},
-        "spec": {"cluster": {"name": cluster}, "replicas": 1, "template": template}
+        "spec": {
+            "cluster": {"name": cluster}, "replicas": 1,
+            "minReadySeconds": scenarios::SHORT_MIN_READY_SECONDS,
+            "template": template
+        }
     })
 }
 

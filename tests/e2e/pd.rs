@@ -105,6 +105,7 @@ impl Scene {
             "metadata": {"name": "pd"},
             "spec": {
                 "cluster": {"name": cluster}, "replicas": replicas,
+                "minReadySeconds": scenarios::SHORT_MIN_READY_SECONDS,
                 "schedulePolicies": [{"type": "EvenlySpread", "evenlySpread": {"topologies": [
                     {"topology": {"topology.kubernetes.io/zone": "zone-a"}},
                     {"topology": {"topology.kubernetes.io/zone": "zone-b"}},

@@ -133,6 +133,7 @@ impl Scene {
             "metadata": {"name": "pd"},
             "spec": {
                 "cluster": {"name": cluster}, "replicas": replicas,
+                "minReadySeconds": scenarios::SHORT_MIN_READY_SECONDS,
                 "schedulePolicies": Self::spread(),
                 "template": {"spec": {
                     "version": version,
@@ -149,6 +150,7 @@ impl Scene {
             "metadata": {"name": "tikv"},
             "spec": {
                 "cluster": {"name": cluster}, "replicas": replicas,
+                "minReadySeconds": scenarios::SHORT_MIN_READY_SECONDS,
                 "schedulePolicies": Self::spread(),
                 "template": {"spec": {
                     "version": version,
@@ -165,6 +167,7 @@ impl Scene {
             "metadata": {"name": GROUP},
             "spec": {
                 "cluster": {"name": cluster}, "replicas": replicas,
+                "minReadySeconds": scenarios::SHORT_MIN_READY_SECONDS,
                 "schedulePolicies": Self::spread(),
                 "template": {"spec": {
                     "version": version,
@@ -1155,6 +1158,69 @@ async fn suspending_compute_removes_the_pods_and_resuming_brings_the_same_server
             "sus",
             &scenarios::Allowed::none().pd_quorum_loss(),
         )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn a_roll_replaces_the_next_server_only_once_the_last_replacement_was_ready_for_min_ready_seconds()
+ {
+    const MIN_READY: i64 = 4;
+    let scene = Scene::start("tidb-minready", 1, false).await;
+    scene.create_cluster("mr", json!({})).await;
+    scene.create_pd("mr", 1, "v8.5.2").await;
+    scene.create_tidb("mr", 2, "v8.5.2").await;
+    scene.wait_tidb(2, "v8.5.2").await;
+    let old: BTreeSet<String> = scene.tidbs().await.iter().map(|t| t.name_any()).collect();
+
+    // minReadySeconds is not part of the template: setting it restarts nothing by itself.
+    scene
+        .patch::<TiDBGroup>(GROUP, json!({"spec": {"minReadySeconds": MIN_READY}}))
+        .await;
+    // A config change (Restart strategy): each server is replaced, a surge at a time.
+    scene
+        .patch::<TiDBGroup>(
+            GROUP,
+            json!({"spec": {"template": {"spec": {"config": "[log]\nlevel = \"warn\"\n"}}}}),
+        )
+        .await;
+    scene
+        .wait_group_condition(
+            "TiDBGroup Synced=False while a replacement is Ready for less than minReadySeconds",
+            |g| {
+                let (status, _, message) = condition(g.conditions(), conditions::SYNCED);
+                status == "False" && message.contains("to be Ready for minReadySeconds")
+            },
+        )
+        .await;
+    scene.wait_tidb(2, "v8.5.2").await;
+
+    // What a user reads off the objects: when each replacement's Pod was created, and since when
+    // each replacement has been Ready.
+    let mut replacements = Vec::new();
+    for tidb in scene.tidbs().await {
+        let name = tidb.name_any();
+        assert!(!old.contains(&name), "{name} was not replaced");
+        let pod = scene.api::<Pod>().get(&name).await.unwrap();
+        let created = pod.metadata.creation_timestamp.unwrap().0.as_second();
+        let ready_since = conditions::find(tidb.conditions(), conditions::READY)
+            .filter(|c| c.status == "True")
+            .map(|c| c.last_transition_time.0.as_second())
+            .unwrap_or_else(|| panic!("{name} is not Ready"));
+        replacements.push((created, ready_since, name));
+    }
+    replacements.sort();
+    let [(_, first_ready, first), (second_created, _, second)] = replacements.as_slice() else {
+        panic!("two replacements: {replacements:?}");
+    };
+    assert!(
+        *second_created >= first_ready + MIN_READY,
+        "{second}'s Pod was created at {second_created}, before {first} (Ready since \
+         {first_ready}) had been Ready for {MIN_READY}s"
+    );
+    scene
+        .simulator
+        .verdict(scene.n(), "mr", &scenarios::Allowed::none())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -214,6 +214,7 @@ impl Scene {
             "metadata": {"name": "pd"},
             "spec": {
                 "cluster": {"name": cluster}, "replicas": replicas,
+                "minReadySeconds": scenarios::SHORT_MIN_READY_SECONDS,
                 "schedulePolicies": Self::spread(),
                 "template": {"spec": {
                     "version": "v8.5.2",
@@ -234,6 +235,7 @@ impl Scene {
             "metadata": {"name": "tikv"},
             "spec": {
                 "cluster": {"name": cluster}, "replicas": replicas,
+                "minReadySeconds": scenarios::SHORT_MIN_READY_SECONDS,
                 "schedulePolicies": Self::spread(),
                 "template": {"spec": {
                     "version": "v8.5.2",
