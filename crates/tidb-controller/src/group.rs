@@ -268,10 +268,11 @@ fn updated(view: &View<'_>, existing: &TiDB) -> Result<Vec<Effect<TiDB>>, BuildE
 }
 
 /// The update engine's plan, and one thing more: the engine surges only while every instance is
-/// Ready, but an outdated server that is not Ready serves no one, and waiting for it would stall
-/// the very roll that may fix it. Then the surge goes ahead (placed as the engine places it), and
-/// the engine removes the unready outdated server first. A new server that is not Ready still
-/// holds the roll: no working server is removed for it.
+/// available (Ready for `minReadySeconds`), but an outdated server that is not Ready serves no
+/// one, and waiting for it would stall the very roll that may fix it. Then the surge goes ahead
+/// (placed as the engine places it), and the engine removes the unready outdated server first. A
+/// new server that is not yet available still holds the roll: no working server is removed for
+/// it.
 fn plan(policy: &Policy, views: &[InstanceView]) -> update::Plan {
     let plan = update::plan(policy, views);
     if !plan.actions.is_empty() || policy.max_surge <= 0 {
