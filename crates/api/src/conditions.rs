@@ -41,6 +41,10 @@ pub mod reasons {
     pub const READY: &str = "Ready";
     /// Not ready.
     pub const UNREADY: &str = "Unready";
+    /// Group `Available`: at least one instance is Ready (TiDB groups, as in the reference).
+    pub const AVAILABLE: &str = "Available";
+    /// Group `Available` false: no instance is Ready.
+    pub const UNAVAILABLE: &str = "Unavailable";
     /// PD does not answer (no leader, no quorum, unreachable): nothing is changed until it does.
     pub const PD_UNAVAILABLE: &str = "PDUnavailable";
     /// Group: some instances are not ready.

@@ -192,6 +192,42 @@ pub fn group_status(
     status
 }
 
+/// Sets the group's `Available` condition, as the reference does for its TiDB groups: true while
+/// at least one of its `ready` instances is Ready, whatever the others do (a roll, a scale-in),
+/// so that a client of the group can tell "degraded" from "down". `minReadySeconds` does not
+/// count here: a Ready server serves.
+pub fn with_available(
+    mut status: ComponentGroupStatus,
+    ready: usize,
+    noun: &str,
+) -> ComponentGroupStatus {
+    let generation = Some(status.common.observed_generation);
+    let (value, reason, message) = match ready {
+        0 => (
+            false,
+            reasons::UNAVAILABLE,
+            format!("none of the {noun} is Ready"),
+        ),
+        n => (
+            true,
+            reasons::AVAILABLE,
+            format!("{n} of the {noun} are Ready"),
+        ),
+    };
+    conditions::set(
+        &mut status.common.conditions,
+        NewCondition {
+            type_: conditions::AVAILABLE,
+            status: value,
+            reason,
+            message,
+            observed_generation: generation,
+        },
+        Timestamp::now(),
+    );
+    status
+}
+
 /// Sets the group's `Suspended` condition: true once every instance reports its Pod suspended
 /// while the Cluster suspends compute; false (`Unsuspended`) afterwards.
 pub fn with_suspended(
@@ -665,6 +701,45 @@ mod tests {
             ready.message,
             "2 of 3 PD members are ready; pd-x: container pd is waiting: ImagePullBackOff"
         );
+    }
+
+    #[test]
+    fn a_group_is_available_while_one_instance_is_ready() {
+        // (Ready instances) -> (Available, reason, message)
+        let cases = [
+            (
+                0,
+                "False",
+                reasons::UNAVAILABLE,
+                "none of the TiDB servers is Ready",
+            ),
+            (
+                1,
+                "True",
+                reasons::AVAILABLE,
+                "1 of the TiDB servers are Ready",
+            ),
+            (
+                3,
+                "True",
+                reasons::AVAILABLE,
+                "3 of the TiDB servers are Ready",
+            ),
+        ];
+        for (ready, status, reason, message) in cases {
+            let status_of = with_available(ComponentGroupStatus::default(), ready, "TiDB servers");
+            let available =
+                conditions::find(&status_of.common.conditions, conditions::AVAILABLE).unwrap();
+            assert_eq!(
+                (
+                    available.status.as_str(),
+                    available.reason.as_str(),
+                    available.message.as_str()
+                ),
+                (status, reason, message),
+                "{ready} ready"
+            );
+        }
     }
 
     #[test]

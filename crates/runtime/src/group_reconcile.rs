@@ -183,6 +183,9 @@ pub trait GroupRules: Sized + Send + Sync + 'static {
     const UNIT: &'static str;
     /// Annotations of an instance that are operator state, not template.
     const STATE_ANNOTATIONS: &'static [&'static str] = &[];
+    /// Whether the group reports `Available` ([`shared_group::with_available`]), as the
+    /// reference's TiDB groups do.
+    const AVAILABLE_CONDITION: bool = false;
     /// Whether the group stops acting once its Cluster is being deleted.
     const HALT_WHILE_CLUSTER_DELETING: bool = false;
 
@@ -518,6 +521,15 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
         R::NOUN,
         &progress,
     );
+    let status = if R::AVAILABLE_CONDITION {
+        let ready = instances
+            .iter()
+            .filter(|i| conditions::is_true(i.conditions(), conditions::READY))
+            .count();
+        shared_group::with_available(status, ready, R::NOUN)
+    } else {
+        status
+    };
     reconcile::finish_group(
         ctx,
         group,

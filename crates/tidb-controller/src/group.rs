@@ -50,6 +50,7 @@ impl GroupRules for Rules {
     const MANAGER: &'static str = MANAGER;
     const NOUN: &'static str = NOUN;
     const UNIT: &'static str = "server";
+    const AVAILABLE_CONDITION: bool = true;
 
     fn instances(ctx: &Ctx) -> &Store<TiDB> {
         &ctx.instances
