@@ -1117,18 +1117,21 @@ async fn suspending_compute_removes_the_pods_and_resuming_brings_the_same_server
     wait_until(
         &scene.kubectl(),
         &n,
-        "TiDB Pods gone, instances suspended",
+        "TiDB Pods gone, instances suspended, the group not Available",
         CONVERGE,
         || async {
             let tidbs = scene.tidbs().await;
             let group = scene.api::<TiDBGroup>().get(GROUP).await?;
+            let (available, reason, _) = condition(group.conditions(), conditions::AVAILABLE);
             Ok::<_, kube::Error>(
                 scene.tidb_pods().await.is_empty()
                     && tidbs.iter().map(|t| t.name_any()).collect::<BTreeSet<_>>() == names
                     && tidbs
                         .iter()
                         .all(|t| conditions::is_true(t.conditions(), conditions::SUSPENDED))
-                    && conditions::is_true(group.conditions(), conditions::SUSPENDED),
+                    && conditions::is_true(group.conditions(), conditions::SUSPENDED)
+                    && available == "False"
+                    && reason == "Unavailable",
             )
         },
     )
@@ -1149,6 +1152,12 @@ async fn suspending_compute_removes_the_pods_and_resuming_brings_the_same_server
         condition(group.conditions(), conditions::SUSPENDED).0,
         "False",
         "the group is no longer suspended"
+    );
+    let (available, reason, message) = condition(group.conditions(), conditions::AVAILABLE);
+    assert_eq!(
+        (available.as_str(), reason.as_str()),
+        ("True", "Available"),
+        "the group is Available again: {message}"
     );
     // Suspending compute stops the PD Pod too, on purpose: PD is without a leader meanwhile.
     scene
