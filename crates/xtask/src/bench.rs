@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use operator_api::conditions;
-use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKVGroup};
+use operator_api::core::{Cluster, PD, PDGroup, TiDB, TiDBGroup, TiKV, TiKVGroup};
 use scenarios::{
     Simulator, api_resource, apply_controller_identity, ensure_crds, free_port, http_get,
     load_manifests, metric_sum,
@@ -511,19 +511,40 @@ async fn round(
             .delete("basic", &DeleteParams::default())
             .await;
     }
-    // The controllers stay until the Clusters are gone: their finalizers need them.
-    wait_for(options.timeout, "every Cluster deleted", || async {
-        for ns in &namespaces {
-            if Api::<Cluster>::namespaced(client.clone(), ns.name())
-                .get_opt("basic")
-                .await?
-                .is_some()
-            {
-                return Ok(false);
+    // The controllers stay until the Clusters and every instance are gone: their finalizers need
+    // them, and a removal left to the next round's controllers would count among its writes.
+    wait_for(
+        options.timeout,
+        "every Cluster and instance deleted",
+        || async {
+            for ns in &namespaces {
+                let n = ns.name();
+                let left = Api::<Cluster>::namespaced(client.clone(), n)
+                    .get_opt("basic")
+                    .await?
+                    .is_some()
+                    || !Api::<PD>::namespaced(client.clone(), n)
+                        .list(&ListParams::default())
+                        .await?
+                        .items
+                        .is_empty()
+                    || !Api::<TiKV>::namespaced(client.clone(), n)
+                        .list(&ListParams::default())
+                        .await?
+                        .items
+                        .is_empty()
+                    || !Api::<TiDB>::namespaced(client.clone(), n)
+                        .list(&ListParams::default())
+                        .await?
+                        .items
+                        .is_empty();
+                if left {
+                    return Ok(false);
+                }
             }
-        }
-        Ok(true)
-    })
+            Ok(true)
+        },
+    )
     .await?;
     drop(running);
     drop(simulator);
