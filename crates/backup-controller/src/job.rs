@@ -80,6 +80,8 @@ pub struct PodSettings {
     pub volumes: Vec<Volume>,
     /// Where the extra volumes are mounted.
     pub volume_mounts: Vec<VolumeMount>,
+    /// How often Kubernetes runs a new Pod after one fails (the Job's `backoffLimit`).
+    pub pod_retries: i32,
 }
 
 impl PodSettings {
@@ -96,6 +98,8 @@ impl PodSettings {
             priority_class_name: spec.priority_class_name.clone(),
             volumes: spec.additional_volumes.clone(),
             volume_mounts: spec.additional_volume_mounts.clone(),
+            // A Backup's retries are the controller's, per backoffRetryPolicy.
+            pod_retries: 0,
         }
     }
 
@@ -112,6 +116,8 @@ impl PodSettings {
             priority_class_name: spec.priority_class_name.clone(),
             volumes: spec.additional_volumes.clone(),
             volume_mounts: spec.additional_volume_mounts.clone(),
+            // As the reference: the restore Job retries its Pod itself, `backoffLimit` times.
+            pod_retries: spec.backoff_limit.max(0),
         }
     }
 
@@ -128,6 +134,8 @@ impl PodSettings {
             priority_class_name: spec.priority_class_name.clone(),
             volumes: spec.additional_volumes.clone(),
             volume_mounts: spec.additional_volume_mounts.clone(),
+            // Retries are the controller's: a new Job per retry.
+            pod_retries: 0,
         }
     }
 }
@@ -290,8 +298,7 @@ pub fn build(settings: &JobSettings, request: JobRequest) -> Job {
             ..ObjectMeta::default()
         },
         spec: Some(JobSpec {
-            // Retries are the controller's, per backoffRetryPolicy.
-            backoff_limit: Some(0),
+            backoff_limit: Some(pod.pod_retries),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
@@ -429,6 +436,34 @@ mod tests {
                 .annotations
                 .is_none_or(|a| !a.contains_key(FAKE_RESULT_ANNOTATION))
         );
+    }
+
+    #[test]
+    fn a_restore_job_retries_its_pod_backoff_limit_times_and_a_backup_job_never() {
+        let restore = |extra: serde_json::Value| -> RestoreSpec {
+            let mut spec = serde_json::json!({"br": {"cluster": "basic"}});
+            if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+                spec.extend(extra.clone());
+            }
+            serde_json::from_value(spec).unwrap()
+        };
+        let limit_of = |pod: PodSettings| {
+            let mut req = request(None);
+            req.pod = pod;
+            build(&settings(false), req).spec.unwrap().backoff_limit
+        };
+        let cases = [
+            (serde_json::json!({"backoffLimit": 3}), Some(3)),
+            (serde_json::json!({}), Some(0)),
+            (serde_json::json!({"backoffLimit": -1}), Some(0)),
+        ];
+        for (extra, want) in cases {
+            let pod = PodSettings::of_restore(&restore(extra.clone()));
+            assert_eq!(limit_of(pod), want, "restore spec {extra}");
+        }
+        let backup: BackupSpec =
+            serde_json::from_value(serde_json::json!({"br": {"cluster": "basic"}})).unwrap();
+        assert_eq!(limit_of(PodSettings::of_backup(&backup)), Some(0));
     }
 
     #[test]

@@ -74,6 +74,25 @@ fn pod_result(pod: &Pod, fake: bool) -> Option<Result<RunResult, String>> {
     None
 }
 
+/// The runner's result among a finished Job's Pods. A Job that retries its Pod (a Restore's
+/// `backoffLimit`) has failed Pods next to the one that succeeded: a complete Job's result is
+/// that of a Pod that succeeded, a failed Job's that of its newest Pod.
+fn result_of(pods: &[Pod], end: &JobEnd, fake: bool) -> Option<Result<RunResult, String>> {
+    let phase = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.clone());
+    match end {
+        JobEnd::Complete => pods
+            .iter()
+            .filter(|p| phase(p).as_deref() == Some("Succeeded"))
+            .chain(pods.iter())
+            .find_map(|p| pod_result(p, fake)),
+        JobEnd::Failed(_) => {
+            let mut newest_first: Vec<&Pod> = pods.iter().collect();
+            newest_first.sort_by_key(|p| std::cmp::Reverse(p.creation_timestamp()));
+            newest_first.into_iter().find_map(|p| pod_result(p, fake))
+        }
+    }
+}
+
 /// How the Job went.
 pub async fn observe(client: &kube::Client, job: &Job, fake: bool) -> Result<Run, Error> {
     let namespace = job.namespace().unwrap_or_default();
@@ -95,7 +114,7 @@ pub async fn observe(client: &kube::Client, job: &Job, fake: bool) -> Result<Run
         });
         return Ok(Run::Active { running });
     };
-    let found = pods.iter().find_map(|p| pod_result(p, fake));
+    let found = result_of(&pods, &end, fake);
     Ok(Run::Done(match (end, found) {
         (_, Some(Ok(result))) => result,
         (JobEnd::Complete, _) => RunResult {
@@ -113,4 +132,40 @@ pub async fn observe(client: &kube::Client, job: &Job, fake: bool) -> Result<Run
             ..RunResult::default()
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Pod of the Job in `phase`, created at second `at`, whose runner left `message`.
+    fn pod(phase: &str, at: &str, message: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("p-{at}"), "creationTimestamp": format!("2024-05-01T00:00:{at}Z")},
+            "status": {"phase": phase, "containerStatuses": [{
+                "name": RUNNER_CONTAINER, "image": "i", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "message": message}}
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_retried_pod_that_succeeded_gives_a_complete_job_its_result() {
+        let failed = pod("Failed", "01", r#"{"ok":false,"message":"first try"}"#);
+        let succeeded = pod("Succeeded", "02", r#"{"ok":true,"commitTs":"42"}"#);
+        let found = result_of(&[failed.clone(), succeeded], &JobEnd::Complete, false);
+        let result = found.and_then(Result::ok).unwrap();
+        assert!(result.ok, "the failed first try is not the result");
+        assert_eq!(result.commit_ts.as_deref(), Some("42"));
+
+        let again = pod("Failed", "03", r#"{"ok":false,"message":"last try"}"#);
+        let found = result_of(&[failed, again], &JobEnd::Failed(String::new()), false);
+        let result = found.and_then(Result::ok).unwrap();
+        assert_eq!(
+            result.message, "last try",
+            "a failed Job reports its newest Pod"
+        );
+    }
 }
