@@ -160,8 +160,8 @@ pub struct RestoreSpec {
     )]
     #[schemars(extend("default" = false))]
     pub tolerate_single_tikv_outage: bool,
-    /// Retries of the restore Job's Pod by Kubernetes (the Job's `backoffLimit`). This operator
-    /// runs each restore Job once, with no retry, and does not use it yet.
+    /// Retries of the restore Job's Pod by Kubernetes: the Job's `backoffLimit`. 0 (the default)
+    /// runs the restore once, with no retry.
     #[serde(default, skip_serializing_if = "is_zero_i32")]
     #[schemars(extend("default" = 0))]
     pub backoff_limit: i32,
