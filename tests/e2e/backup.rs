@@ -820,7 +820,8 @@ async fn a_restore_completes_and_one_into_a_missing_cluster_says_so() {
             }},
             "spec": {
                 "br": {"cluster": cluster},
-                "s3": s3("full", Some("s3-secret"))
+                "s3": s3("full", Some("s3-secret")),
+                "backoffLimit": 2
             }
         }))
         .unwrap();
@@ -841,6 +842,12 @@ async fn a_restore_completes_and_one_into_a_missing_cluster_says_so() {
     assert!(status.time_started.is_some() && status.time_completed.is_some());
     assert!(conditions::is_true(&status.conditions, "Complete"));
     let job = scene.jobs().get("restore-back").await.unwrap();
+    let job_spec = job.spec.as_ref().unwrap();
+    assert_eq!(
+        job_spec.backoff_limit,
+        Some(2),
+        "Kubernetes retries the restore's Pod backoffLimit times"
+    );
     let pd = format!("--pd=basic-pd.{}:2379", scene.n());
     assert_eq!(
         br_command(&job),
