@@ -3,6 +3,7 @@
 //! runs while another store has down peers; and removal through PD (Offline, then Tombstone)
 //! before the Pod, then the PVCs, then the instance go.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -437,7 +438,8 @@ async fn ensure_pvcs(scope: &Scope<'_>) -> Result<(), Error> {
     instance::create_pvcs(scope.ctx, MANAGER, scope.tikv, build::pvcs(scope.tikv)?).await
 }
 
-/// Pushes the Node's location labels to the store when they differ.
+/// Pushes the template's `server.labels` and the Node's location labels to the store when they
+/// differ.
 async fn sync_labels(
     scope: &Scope<'_>,
     replication: &ReplicationConfig,
@@ -447,13 +449,17 @@ async fn sync_labels(
     let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
         return Ok(());
     };
-    if replication.location_labels.is_empty() {
-        return Ok(());
-    }
-    let Some(node) = scope.ctx.nodes.get(&ObjectRef::new(&node_name)) else {
-        return Ok(());
+    let location = if replication.location_labels.is_empty() {
+        BTreeMap::new()
+    } else {
+        // Without the Node the location is unknown; the user's labels wait for it too, so a
+        // store never gets them with its location missing.
+        let Some(node) = scope.ctx.nodes.get(&ObjectRef::new(&node_name)) else {
+            return Ok(());
+        };
+        store::desired_labels(&replication.location_labels, node.labels())
     };
-    let desired = store::desired_labels(&replication.location_labels, node.labels());
+    let desired = store::store_labels(&scope.tikv.spec.template.server.labels, location);
     let missing = store::labels_to_set(info, &desired);
     if missing.is_empty() {
         return Ok(());
@@ -478,7 +484,7 @@ async fn sync_labels(
             scope.tikv,
             "StoreLabelsSet",
             "Labels",
-            format!("store {id} labelled {text} from Node {node_name}"),
+            format!("store {id} labelled {text} (Node {node_name})"),
         )
         .await;
     Ok(())

@@ -257,6 +257,23 @@ pub fn desired_labels(
         .collect()
 }
 
+/// The labels a store should carry in all: the template's `server.labels`, then the Node's
+/// location labels from [`desired_labels`], which win on a key both set (the reference's
+/// precedence: where the store runs is not the user's to override). `engine` is never set from
+/// `server.labels`: PD reads it to tell TiFlash stores from TiKV ones.
+pub fn store_labels(
+    server_labels: &BTreeMap<String, String>,
+    location: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = server_labels
+        .iter()
+        .filter(|(key, _)| key.as_str() != RESERVED_LABEL)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.extend(location);
+    labels
+}
+
 /// The desired labels the store lacks or has with another value; empty when nothing to push.
 pub fn labels_to_set(
     info: &StoreInfo,

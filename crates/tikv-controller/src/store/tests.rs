@@ -431,3 +431,30 @@ fn removal_deletes_nothing_until_pd_says_tombstone_for_the_recorded_id() {
         assert!(ok, "{name}: want {want:?}, got {step:?}");
     }
 }
+
+#[test]
+fn server_labels_join_the_location_labels_which_win_on_a_shared_key() {
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let server = map(&[
+        ("disk", "nvme"),
+        ("rack", "user-rack"),
+        ("engine", "tiflash"),
+    ]);
+    let location = map(&[("zone", "zone-a"), ("rack", "r7")]);
+    assert_eq!(
+        store_labels(&server, location.clone()),
+        map(&[("disk", "nvme"), ("rack", "r7"), ("zone", "zone-a")]),
+        "the Node's rack wins; engine is never taken from server.labels"
+    );
+    assert_eq!(store_labels(&BTreeMap::new(), location.clone()), location);
+    assert_eq!(
+        store_labels(&map(&[("disk", "nvme")]), BTreeMap::new()),
+        map(&[("disk", "nvme")]),
+        "without location labels in PD the user's labels are still set"
+    );
+}
