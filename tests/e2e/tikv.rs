@@ -733,7 +733,11 @@ async fn a_tikv_only_cluster_comes_up_with_serving_stores_labelled_by_their_node
     assert_eq!(manifests.len(), 3, "Cluster, PDGroup and TiKVGroup");
     for manifest in &manifests {
         let params = PostParams::default();
-        let value = manifest.value.clone();
+        let mut value = manifest.value.clone();
+        if manifest.kind() == "TiKVGroup" {
+            // Store labels of the user's, next to the Node's zone and host.
+            value["spec"]["template"]["spec"]["server"]["labels"] = json!({"disk": "nvme"});
+        }
         match manifest.kind() {
             "Cluster" => drop(
                 scene
@@ -843,6 +847,7 @@ async fn a_tikv_only_cluster_comes_up_with_serving_stores_labelled_by_their_node
                 .unwrap_or_default();
             if store["labels"]["zone"] != zone.as_str()
                 || store["labels"]["host"] != node_name.as_str()
+                || store["labels"]["disk"] != "nvme"
             {
                 return Ok(false);
             }
@@ -852,7 +857,7 @@ async fn a_tikv_only_cluster_comes_up_with_serving_stores_labelled_by_their_node
     scene
         .wait(
             cluster,
-            "store labels equal to the zone and host of each Pod's Node",
+            "store labels equal to the zone and host of each Pod's Node, and server.labels",
             Duration::from_secs(60),
             labels_match,
         )
