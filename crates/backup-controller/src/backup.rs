@@ -3,17 +3,16 @@
 //! truncate as the spec says; a deleted Backup's data is removed first when its `cleanPolicy`
 //! says so.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use operator_api::br::{
     BackoffRetryRecord, Backup, BackupConditionType as Phase, BackupMode, BackupStatus,
     CleanPolicy, LogSubCommandType,
@@ -117,32 +116,6 @@ pub fn snapshot_job_name(backup: &str, attempt: usize) -> String {
     }
 }
 
-fn labels(backup: &Backup, cluster: &str, component: &str) -> BTreeMap<String, String> {
-    [
-        (keys::LABEL_APP_NAME, keys::APP_NAME),
-        (keys::LABEL_APP_INSTANCE, cluster),
-        (keys::LABEL_APP_COMPONENT, component),
-        (keys::LABEL_APP_MANAGED_BY, keys::MANAGED_BY),
-        (keys::LABEL_MANAGED_BY, keys::MANAGED_BY),
-        (keys::LABEL_CLUSTER, cluster),
-        (LABEL_BACKUP, &backup.name_any()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-fn owner(backup: &Backup) -> OwnerReference {
-    OwnerReference {
-        api_version: Backup::api_version(&()).into_owned(),
-        kind: Backup::kind(&()).into_owned(),
-        name: backup.name_any(),
-        uid: backup.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 /// Test tooling: the fake mode an annotation of the Backup asks for (default: success).
 fn fake_mode(backup: &Backup, annotation: &str) -> Option<(String, FakeMode)> {
     let text = backup
@@ -239,8 +212,8 @@ async fn prepare(
         JobRequest {
             name: job_name.to_string(),
             namespace,
-            owner: owner(backup),
-            labels: labels(backup, &target.name, COMPONENT_BACKUP),
+            owner: job::owner(backup),
+            labels: job::labels(backup, LABEL_BACKUP, &target.name, COMPONENT_BACKUP),
             work: Work::Br { image, args },
             env: storage.env(),
             storage_volume: storage.volume(),

@@ -2,20 +2,18 @@
 //! `tikv-ctl compact-log-backup`, run again after a failure while `maxRetryTimes` allows, with
 //! the reference's backoff; the state, message and failed runs in status.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use operator_api::br::{
     CompactBackup, CompactRetryRecord, CompactSpec, CompactStatus, compact_state,
 };
-use operator_api::keys;
 use operator_runtime::group::write_status_if_changed;
 use tracing::{info, instrument};
 
@@ -182,32 +180,6 @@ async fn write(ctx: &Ctx, compact: &CompactBackup, status: &CompactStatus) -> Re
     Ok(())
 }
 
-fn owner(compact: &CompactBackup) -> OwnerReference {
-    OwnerReference {
-        api_version: CompactBackup::api_version(&()).into_owned(),
-        kind: CompactBackup::kind(&()).into_owned(),
-        name: compact.name_any(),
-        uid: compact.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-fn labels(compact: &CompactBackup, cluster: &str) -> BTreeMap<String, String> {
-    [
-        (keys::LABEL_APP_NAME, keys::APP_NAME),
-        (keys::LABEL_APP_INSTANCE, cluster),
-        (keys::LABEL_APP_COMPONENT, COMPONENT_COMPACT),
-        (keys::LABEL_APP_MANAGED_BY, keys::MANAGED_BY),
-        (keys::LABEL_MANAGED_BY, keys::MANAGED_BY),
-        (keys::LABEL_CLUSTER, cluster),
-        (LABEL_COMPACT, &compact.name_any()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
 /// The runner's `run-compact` arguments: its flags, then `--` and BR's `operator base64ify`.
 pub fn compact_args(range: &Range, storage: &Storage<'_>) -> Vec<String> {
     let mut args = vec![
@@ -280,8 +252,8 @@ async fn prepare(
         JobRequest {
             name: name.to_string(),
             namespace,
-            owner: owner(compact),
-            labels: labels(compact, &br.cluster),
+            owner: job::owner(compact),
+            labels: job::labels(compact, LABEL_COMPACT, &br.cluster, COMPONENT_COMPACT),
             work: Work::Compact {
                 br_image,
                 tikv_image,
@@ -586,8 +558,8 @@ mod tests {
             JobRequest {
                 name: job_name("c", 0),
                 namespace: "db".into(),
-                owner: OwnerReference::default(),
-                labels: BTreeMap::new(),
+                owner: Default::default(),
+                labels: Default::default(),
                 work: Work::Compact {
                     br_image: "pingcap/br:v8.5.2".into(),
                     tikv_image: "pingcap/tikv:v8.5.2".into(),

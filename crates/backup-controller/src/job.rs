@@ -16,10 +16,48 @@ use k8s_openapi::api::core::v1::{
     PodSpec, PodTemplateSpec, ResourceRequirements, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
 use operator_api::br::{BackupSpec, CompactSpec, RestoreSpec};
+use operator_api::keys;
 
 use crate::outcome::{FAKE_RESULT_ANNOTATION, FakeMode};
 use crate::storage::merge_env;
+
+/// A controller owner reference to `object`, so what it makes (its Jobs, a schedule's Backups)
+/// goes with it.
+pub fn owner<K: Resource<DynamicType = ()>>(object: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: object.name_any(),
+        uid: object.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The labels of a Job run for `object` against `cluster`: the operator's, and `key` naming the
+/// object, so its Jobs can be listed.
+pub fn labels<K: Resource>(
+    object: &K,
+    key: &str,
+    cluster: &str,
+    component: &str,
+) -> BTreeMap<String, String> {
+    let name = object.name_any();
+    [
+        (keys::LABEL_APP_NAME, keys::APP_NAME),
+        (keys::LABEL_APP_INSTANCE, cluster),
+        (keys::LABEL_APP_COMPONENT, component),
+        (keys::LABEL_APP_MANAGED_BY, keys::MANAGED_BY),
+        (keys::LABEL_MANAGED_BY, keys::MANAGED_BY),
+        (keys::LABEL_CLUSTER, cluster),
+        (key, name.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
 
 /// Where the init container puts `br`, and the runner's scratch space.
 pub const BR_BIN_DIR: &str = "/var/lib/br-bin";

@@ -2,19 +2,17 @@
 //! backup up to a point in time) into a Cluster, and the result in status. A Restore into a
 //! Cluster that does not exist creates nothing and says so.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use operator_api::br::{Restore, RestoreConditionType as Phase, RestoreMode, RestoreStatus};
 use operator_api::conditions::{self, reasons};
-use operator_api::keys;
 use operator_runtime::group::write_status_if_changed;
 use tracing::{info, instrument};
 
@@ -62,32 +60,6 @@ async fn write(ctx: &Ctx, restore: &Restore, status: &RestoreStatus) -> Result<(
         .await
         .map_err(Error::kube("writing the Restore status"))?;
     Ok(())
-}
-
-fn owner(restore: &Restore) -> OwnerReference {
-    OwnerReference {
-        api_version: Restore::api_version(&()).into_owned(),
-        kind: Restore::kind(&()).into_owned(),
-        name: restore.name_any(),
-        uid: restore.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-fn labels(restore: &Restore, cluster: &str) -> BTreeMap<String, String> {
-    [
-        (keys::LABEL_APP_NAME, keys::APP_NAME),
-        (keys::LABEL_APP_INSTANCE, cluster),
-        (keys::LABEL_APP_COMPONENT, COMPONENT_RESTORE),
-        (keys::LABEL_APP_MANAGED_BY, keys::MANAGED_BY),
-        (keys::LABEL_MANAGED_BY, keys::MANAGED_BY),
-        (keys::LABEL_CLUSTER, cluster),
-        (LABEL_RESTORE, &restore.name_any()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
 }
 
 /// Builds the Restore's Job, or says why it cannot run.
@@ -147,8 +119,8 @@ async fn prepare(restore: &Restore, ctx: &Ctx) -> Result<Result<Job, Blocked>, E
         JobRequest {
             name: job_name(&restore.name_any()),
             namespace,
-            owner: owner(restore),
-            labels: labels(restore, &target.name),
+            owner: job::owner(restore),
+            labels: job::labels(restore, LABEL_RESTORE, &target.name, COMPONENT_RESTORE),
             work: Work::Br { image, args },
             env: storage.env(),
             storage_volume: storage.volume(),

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use operator_api::br::{Backup, BackupMode, BackupSchedule, BackupSpec, LogSubCommandType};
 use operator_runtime::group::write_status_if_changed;
 use tracing::{info, instrument};
@@ -18,6 +18,7 @@ use tracing::{info, instrument};
 use crate::cadence::{self, Made, Schedule};
 use crate::context::{Ctx, MANAGER};
 use crate::error::Error;
+use crate::job;
 use crate::outcome::FAKE_BR_ANNOTATION;
 use crate::storage::Storage;
 use operator_runtime::duration;
@@ -69,17 +70,6 @@ pub fn backup_spec(schedule: &BackupSchedule, template: &BackupSpec) -> BackupSp
     spec
 }
 
-fn owner(schedule: &BackupSchedule) -> OwnerReference {
-    OwnerReference {
-        api_version: BackupSchedule::api_version(&()).into_owned(),
-        kind: BackupSchedule::kind(&()).into_owned(),
-        name: schedule.name_any(),
-        uid: schedule.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 fn new_backup(schedule: &BackupSchedule, name: String, spec: BackupSpec) -> Backup {
     let mut annotations = std::collections::BTreeMap::new();
     // Test tooling passes down to the Backups.
@@ -92,7 +82,7 @@ fn new_backup(schedule: &BackupSchedule, name: String, spec: BackupSpec) -> Back
             namespace: schedule.namespace(),
             labels: Some([(LABEL_SCHEDULE.to_string(), schedule.name_any())].into()),
             annotations: (!annotations.is_empty()).then_some(annotations),
-            owner_references: Some(vec![owner(schedule)]),
+            owner_references: Some(vec![job::owner(schedule)]),
             ..ObjectMeta::default()
         },
         spec,

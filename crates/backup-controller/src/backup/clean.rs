@@ -162,8 +162,8 @@ pub(super) async fn finalize(backup: &Backup, ctx: &Ctx) -> Result<Action, Error
         JobRequest {
             name: job_name.clone(),
             namespace: namespace.clone(),
-            owner: owner(backup),
-            labels: labels(backup, &cluster, COMPONENT_CLEAN),
+            owner: job::owner(backup),
+            labels: job::labels(backup, LABEL_BACKUP, &cluster, COMPONENT_CLEAN),
             work: Work::Clean {
                 args: vec![format!("--storage={}", storage.uri())],
             },
