@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::job::{self, JobRequest, PodSettings, Work};
 use crate::observe::{Run, observe};
 use crate::outcome::{
-    FAKE_BR_ANNOTATION, FAKE_CLEAN_ANNOTATION, FakeMode, RunResult, readable_size,
+    FAKE_BR_ANNOTATION, FAKE_CLEAN_ANNOTATION, RunResult, fake_mode, readable_size,
 };
 use crate::retry::{self, Decision, RetryPolicy};
 use crate::status::{self, Blocked, mark};
@@ -114,16 +114,6 @@ pub fn snapshot_job_name(backup: &str, attempt: usize) -> String {
     } else {
         format!("backup-{backup}-retry-{attempt}")
     }
-}
-
-/// Test tooling: the fake mode an annotation of the Backup asks for (default: success).
-fn fake_mode(backup: &Backup, annotation: &str) -> Option<(String, FakeMode)> {
-    let text = backup
-        .annotations()
-        .get(annotation)
-        .cloned()
-        .unwrap_or_else(|| "success".to_string());
-    text.parse().ok().map(|mode| (text, mode))
 }
 
 /// Checks that the Secret exists with the keys the storage reads. Only names are looked at.

@@ -22,7 +22,7 @@ use crate::context::{Ctx, MANAGER};
 use crate::error::Error;
 use crate::job::{self, BR_BIN, JobRequest, PodSettings, Work};
 use crate::observe::{Run, observe};
-use crate::outcome::{FAKE_BR_ANNOTATION, RunResult};
+use crate::outcome::{FAKE_BR_ANNOTATION, RunResult, fake_mode};
 use crate::status::Blocked;
 use crate::storage::Storage;
 use crate::target::{self, CLUSTER_NOT_READY};
@@ -239,14 +239,7 @@ async fn prepare(
             ),
         )));
     };
-    let fake = {
-        let text = compact
-            .annotations()
-            .get(FAKE_BR_ANNOTATION)
-            .cloned()
-            .unwrap_or_else(|| "success".to_string());
-        text.parse().ok().map(|mode| (text, mode))
-    };
+    let fake = fake_mode(compact, FAKE_BR_ANNOTATION);
     Ok(Ok(job::build(
         &ctx.jobs,
         JobRequest {

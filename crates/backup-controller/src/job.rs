@@ -122,59 +122,40 @@ pub struct PodSettings {
     pub pod_retries: i32,
 }
 
+/// The Pod settings of a BR kind's spec: every kind names these fields alike.
+macro_rules! pod_settings {
+    ($spec:expr, $retries:expr) => {
+        PodSettings {
+            resources: $spec.resources.clone(),
+            env: $spec.env.clone(),
+            tolerations: $spec.tolerations.clone(),
+            affinity: $spec.affinity.clone(),
+            image_pull_secrets: $spec.image_pull_secrets.clone(),
+            service_account: $spec.service_account.clone(),
+            pod_security_context: $spec.pod_security_context.clone(),
+            priority_class_name: $spec.priority_class_name.clone(),
+            volumes: $spec.additional_volumes.clone(),
+            volume_mounts: $spec.additional_volume_mounts.clone(),
+            pod_retries: $retries,
+        }
+    };
+}
+
 impl PodSettings {
-    /// The Pod settings of a Backup.
+    /// The Pod settings of a Backup. Its retries are the controller's, per backoffRetryPolicy.
     pub fn of_backup(spec: &BackupSpec) -> PodSettings {
-        PodSettings {
-            resources: spec.resources.clone(),
-            env: spec.env.clone(),
-            tolerations: spec.tolerations.clone(),
-            affinity: spec.affinity.clone(),
-            image_pull_secrets: spec.image_pull_secrets.clone(),
-            service_account: spec.service_account.clone(),
-            pod_security_context: spec.pod_security_context.clone(),
-            priority_class_name: spec.priority_class_name.clone(),
-            volumes: spec.additional_volumes.clone(),
-            volume_mounts: spec.additional_volume_mounts.clone(),
-            // A Backup's retries are the controller's, per backoffRetryPolicy.
-            pod_retries: 0,
-        }
+        pod_settings!(spec, 0)
     }
 
-    /// The Pod settings of a Restore.
+    /// The Pod settings of a Restore. As the reference: the restore Job retries its Pod itself,
+    /// `backoffLimit` times.
     pub fn of_restore(spec: &RestoreSpec) -> PodSettings {
-        PodSettings {
-            resources: spec.resources.clone(),
-            env: spec.env.clone(),
-            tolerations: spec.tolerations.clone(),
-            affinity: spec.affinity.clone(),
-            image_pull_secrets: spec.image_pull_secrets.clone(),
-            service_account: spec.service_account.clone(),
-            pod_security_context: spec.pod_security_context.clone(),
-            priority_class_name: spec.priority_class_name.clone(),
-            volumes: spec.additional_volumes.clone(),
-            volume_mounts: spec.additional_volume_mounts.clone(),
-            // As the reference: the restore Job retries its Pod itself, `backoffLimit` times.
-            pod_retries: spec.backoff_limit.max(0),
-        }
+        pod_settings!(spec, spec.backoff_limit.max(0))
     }
 
-    /// The Pod settings of a CompactBackup.
+    /// The Pod settings of a CompactBackup. Retries are the controller's: a new Job per retry.
     pub fn of_compact(spec: &CompactSpec) -> PodSettings {
-        PodSettings {
-            resources: spec.resources.clone(),
-            env: spec.env.clone(),
-            tolerations: spec.tolerations.clone(),
-            affinity: spec.affinity.clone(),
-            image_pull_secrets: spec.image_pull_secrets.clone(),
-            service_account: spec.service_account.clone(),
-            pod_security_context: spec.pod_security_context.clone(),
-            priority_class_name: spec.priority_class_name.clone(),
-            volumes: spec.additional_volumes.clone(),
-            volume_mounts: spec.additional_volume_mounts.clone(),
-            // Retries are the controller's: a new Job per retry.
-            pod_retries: 0,
-        }
+        pod_settings!(spec, 0)
     }
 }
 

@@ -182,6 +182,17 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     Some(&line[start..end])
 }
 
+/// Test tooling: the fake mode an annotation of `object` asks for (default: success), with the
+/// annotation's text.
+pub fn fake_mode<K: kube::ResourceExt>(object: &K, annotation: &str) -> Option<(String, FakeMode)> {
+    let text = object
+        .annotations()
+        .get(annotation)
+        .cloned()
+        .unwrap_or_else(|| "success".to_string());
+    text.parse().ok().map(|mode| (text, mode))
+}
+
 /// What the fake BR of the tests does instead of running BR.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FakeMode {

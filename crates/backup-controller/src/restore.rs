@@ -22,7 +22,7 @@ use crate::context::{Ctx, MANAGER};
 use crate::error::Error;
 use crate::job::{self, JobRequest, PodSettings, Work};
 use crate::observe::{Run, observe};
-use crate::outcome::{FAKE_BR_ANNOTATION, RunResult};
+use crate::outcome::{FAKE_BR_ANNOTATION, RunResult, fake_mode};
 use crate::status::{self, Blocked, mark};
 use crate::storage::Storage;
 use crate::target::{self, CLUSTER_NOT_READY};
@@ -106,14 +106,7 @@ async fn prepare(restore: &Restore, ctx: &Ctx) -> Result<Result<Job, Blocked>, E
         Ok(args) => args,
         Err(e) => return invalid(e),
     };
-    let fake = {
-        let text = restore
-            .annotations()
-            .get(FAKE_BR_ANNOTATION)
-            .cloned()
-            .unwrap_or_else(|| "success".to_string());
-        text.parse().ok().map(|mode| (text, mode))
-    };
+    let fake = fake_mode(restore, FAKE_BR_ANNOTATION);
     Ok(Ok(job::build(
         &ctx.jobs,
         JobRequest {
