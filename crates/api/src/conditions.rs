@@ -103,20 +103,6 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     find(conditions, type_).is_some_and(|c| c.status == STATUS_TRUE)
 }
 
-/// Whether a condition has been true for at least `seconds` at `now`: an instance counts as
-/// available once it has been Ready for its group's `minReadySeconds` (the reference's rule).
-pub fn true_for_at_least(
-    conditions: &[Condition],
-    type_: &str,
-    seconds: i64,
-    now: Timestamp,
-) -> bool {
-    find(conditions, type_).is_some_and(|c| {
-        c.status == STATUS_TRUE
-            && now.as_second() - c.last_transition_time.0.as_second() >= seconds.max(0)
-    })
-}
-
 /// A condition to set: everything but the transition time, which [`set`] decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewCondition<'a> {
@@ -254,22 +240,6 @@ mod tests {
             message: format!("{reason} message"),
             observed_generation: Some(3),
         }
-    }
-
-    #[test]
-    fn ready_counts_as_available_after_min_ready_seconds() {
-        let mut conditions = Vec::new();
-        set(&mut conditions, ready(true, reasons::READY), at(100));
-        assert!(true_for_at_least(&conditions, READY, 0, at(100)));
-        assert!(!true_for_at_least(&conditions, READY, 10, at(109)));
-        assert!(true_for_at_least(&conditions, READY, 10, at(110)));
-        set(
-            &mut conditions,
-            ready(false, reasons::POD_NOT_READY),
-            at(200),
-        );
-        assert!(!true_for_at_least(&conditions, READY, 0, at(300)));
-        assert!(!true_for_at_least(&[], READY, 0, at(300)));
     }
 
     #[test]
