@@ -31,7 +31,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
@@ -164,7 +164,7 @@ async fn controllers(ctx: Context, flags: ControllerFlags) -> Result<(), Runtime
             timeout: flags.clean_timeout,
         },
     );
-    let config = ControllerConfig::default().concurrency(ctx.flags.concurrency);
+    let config = ctx.flags.controller_config();
     let backup_jobs = watcher::Config::default().labels(&format!(
         "{}={},{}",
         keys::LABEL_MANAGED_BY,

@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::Parser;
 use futures::StreamExt;
 use kube::Resource;
-use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKVGroup};
@@ -88,7 +88,7 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         .watches(scoped::<TiDBGroup>(&ctx.client, namespace), all, |g| {
             cluster_of(&g, &g.spec.cluster.name)
         })
-        .with_config(ControllerConfig::default().concurrency(ctx.flags.concurrency))
+        .with_config(ctx.flags.controller_config())
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
         .run(
             // Before the group caches have listed, a Cluster would look as if it had none.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
@@ -203,7 +203,7 @@ where
     IFut: Future<Output = Result<Action, E>> + Send + 'static,
 {
     let namespace = ctx.flags.namespace.as_deref();
-    let config = ControllerConfig::default().concurrency(ctx.flags.concurrency);
+    let config = ctx.flags.controller_config();
     let operands = watcher::Config::default().labels(&operand_selector(component));
     let all = watcher::Config::default;
 

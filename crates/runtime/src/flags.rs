@@ -85,6 +85,13 @@ pub struct CommonFlags {
     #[arg(long, env = "CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 
+    /// Wait this long after the last change to an object before reconciling it, so a burst of
+    /// changes (a Pod created, scheduled, started and ready; the instances of a group turning
+    /// ready one after another) is answered once, with one status write, instead of once per
+    /// change. `0` reconciles on every change.
+    #[arg(long, env = "DEBOUNCE", default_value = "200ms", value_parser = crate::duration::parse_flag)]
+    pub debounce: std::time::Duration,
+
     /// Reach a component at a URL instead of its in-cluster DNS name, as TARGET=URL (repeatable).
     #[arg(long = "endpoint-override", value_name = "TARGET=URL")]
     pub endpoint_overrides: Vec<EndpointOverride>,
@@ -94,6 +101,13 @@ impl CommonFlags {
     /// The Lease name: the flag, or the binary's name.
     pub fn lease_name_or<'a>(&'a self, binary: &'a str) -> &'a str {
         self.lease_name.as_deref().unwrap_or(binary)
+    }
+
+    /// How every controller of the binary schedules its reconciles.
+    pub fn controller_config(&self) -> kube::runtime::controller::Config {
+        kube::runtime::controller::Config::default()
+            .concurrency(self.concurrency)
+            .debounce(self.debounce)
     }
 
     /// The overrides by target; a later flag wins over an earlier one for the same target.
@@ -128,6 +142,7 @@ mod tests {
         assert_eq!(flags.http_address.port(), 8080);
         assert_eq!(flags.lease_name_or("pd-controller"), "pd-controller");
         assert_eq!(flags.concurrency, 4);
+        assert_eq!(flags.debounce, std::time::Duration::from_millis(200));
         assert!(flags.endpoint_overrides.is_empty());
     }
 

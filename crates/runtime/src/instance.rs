@@ -192,10 +192,23 @@ where
         field_manager: Some(manager.into()),
         ..kube::api::PostParams::default()
     };
-    Api::<Pod>::namespaced(shared.client.clone(), &namespace)
+    match Api::<Pod>::namespaced(shared.client.clone(), &namespace)
         .create(&params, pod)
         .await
-        .map_err(Error::kube("creating the Pod"))?;
+    {
+        Ok(_) => {}
+        // The Pod cache has not shown this controller's own earlier create yet (a reconcile woken
+        // by another change in between). The Pod is there; its watch event reconciles again.
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            tracing::debug!(
+                instance = instance.name_any(),
+                component = K::COMPONENT,
+                "the Pod exists already; waiting for the cache to show it"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(Error::kube("creating the Pod")(e)),
+    }
     tracing::info!(
         instance = instance.name_any(),
         component = K::COMPONENT,
