@@ -67,6 +67,10 @@ pub const ANNO_CONFIG_REJECTED: &str = "core.pingcap.com/config-rejected";
 /// TiDB, TiKV and PD support no downgrade (patch versions included); this is for someone who
 /// knows the versions involved are compatible.
 pub const ANNO_ALLOW_DOWNGRADE: &str = "core.pingcap.com/allow-downgrade";
+/// On a group's `spec.template.metadata` or on one instance: a value (a timestamp, by custom)
+/// whose change restarts the Pods it reaches, through the same safe, one-at-a-time restart as an
+/// upgrade. The key the reference operator documents for a rolling restart.
+pub const ANNO_RESTARTED_AT: &str = "pingcap.com/restartedAt";
 /// Number of members the PD cluster was bootstrapped with.
 pub const ANNO_INITIAL_CLUSTER_NUM: &str = "pd.core.pingcap.com/initial-cluster-num";
 /// Value of boolean annotations.

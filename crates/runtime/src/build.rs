@@ -379,11 +379,16 @@ pub fn merge_config(user: &str, owned: &[(&str, toml::Value)]) -> Result<String,
     toml::to_string(&table).map_err(|e| BuildError::InvalidConfig(e.to_string()))
 }
 
-/// Labels a built Pod with the hash of its spec and, unless config changes are hot-reloaded, with
-/// `config_hash` (of the user's config as written), so [`pod_is_current`] tells when it must be
-/// recreated.
+/// Labels a built Pod with the hash of its spec (and of its restart annotation, when it has one)
+/// and, unless config changes are hot-reloaded, with `config_hash` (of the user's config as
+/// written), so [`pod_is_current`] tells when it must be recreated.
 pub fn stamp_hashes(pod: &mut Pod, strategy: &api::UpdateStrategy, config_hash: String) {
-    let pod_hash = crate::revision::hash_of(&pod.spec);
+    // Only a Pod with the annotation hashes it, so Pods without one keep their hash (and are not
+    // restarted by an operator upgrade).
+    let pod_hash = match pod.annotations().get(keys::ANNO_RESTARTED_AT) {
+        Some(at) => crate::revision::hash_of(&(&pod.spec, at)),
+        None => crate::revision::hash_of(&pod.spec),
+    };
     let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
     labels.insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
     if strategy.config != Some(api::ConfigUpdateStrategy::HotReload) {
@@ -667,11 +672,16 @@ where
     );
     let name = instance.name_any();
     let topology = instance.topology();
+    let restarted_at = instance
+        .annotations()
+        .get(keys::ANNO_RESTARTED_AT)
+        .map(|at| BTreeMap::from([(keys::ANNO_RESTARTED_AT.to_string(), at.clone())]));
     let pod = Pod {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: instance.namespace(),
             labels: Some(labels),
+            annotations: restarted_at,
             owner_references: Some(vec![controller_ref(instance)?]),
             ..ObjectMeta::default()
         },
@@ -723,6 +733,42 @@ mod tests {
             Some("/var/log/pd.log")
         );
         assert_eq!(table["replication"]["max-replicas"].as_integer(), Some(5));
+    }
+
+    #[test]
+    fn a_restart_annotation_changes_the_pod_hash_and_its_absence_keeps_the_old_one() {
+        let spec = PodSpec {
+            hostname: Some("pd-abc".into()),
+            ..PodSpec::default()
+        };
+        let stamped = |restarted_at: Option<&str>| {
+            let mut pod = Pod {
+                metadata: ObjectMeta {
+                    annotations: restarted_at.map(|at| {
+                        BTreeMap::from([(keys::ANNO_RESTARTED_AT.to_string(), at.to_string())])
+                    }),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(spec.clone()),
+                ..Pod::default()
+            };
+            stamp_hashes(&mut pod, &api::UpdateStrategy::default(), "c".into());
+            pod
+        };
+        let plain = stamped(None);
+        // What Pods were stamped with before the annotation existed: no restart on upgrade.
+        assert_eq!(
+            plain.labels()[keys::LABEL_POD_SPEC_HASH],
+            crate::revision::hash_of(&Some(spec.clone()))
+        );
+        let first = stamped(Some("2026-01-01T00:00:00Z"));
+        let second = stamped(Some("2026-01-02T00:00:00Z"));
+        assert!(!pod_is_current(&plain, &first));
+        assert!(!pod_is_current(&first, &second));
+        assert!(pod_is_current(
+            &first,
+            &stamped(Some("2026-01-01T00:00:00Z"))
+        ));
     }
 
     #[test]
