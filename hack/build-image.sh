@@ -16,6 +16,8 @@
 # /backup-controller; /etc/passwd and /etc/group naming the user `nonroot` (65532), which the image
 # runs as; /etc/nsswitch.conf; the CA certificates at /etc/ssl/certs/ca-certificates.crt. Nothing
 # is written at run time, so a read-only root filesystem works.
+# The kubectl plugin (crates/kubectl-tidb) is a client tool and is not in the image: only the
+# CONTROLLERS below are built and copied.
 #
 # Environment:
 #   IMAGE_REPOSITORY   name the archive records (default: the name in manifests/image)
@@ -44,7 +46,7 @@ mode=image
 case "${1:-}" in
   image) shift ;;
   rootfs) mode=rootfs; shift; [[ $# -eq 1 ]] || die "usage: hack/build-image.sh rootfs DIR" ;;
-  -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 version="$(sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"$/\1/p' Cargo.toml)"
