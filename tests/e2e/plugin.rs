@@ -417,6 +417,57 @@ async fn the_plugin_shows_operates_and_diagnoses_a_cluster() {
         }
     }
 
+    // restart of a group: its instance's Pod is recreated (one at a time in the roll), no other.
+    let before = pod_uids(&client, &n).await;
+    let pd_pods: Vec<String> = Api::<Pod>::namespaced(client.clone(), &n)
+        .list(&ListParams::default().labels("pingcap.com/component=pd"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(pd_pods.len(), 1, "{pd_pods:?}");
+    let restarted = run(&admin, &n, &["restart", CLUSTER, "pd"]);
+    assert_eq!(restarted.status.code(), Some(0), "{}", show(&restarted));
+    assert!(
+        text(&restarted.stdout).starts_with(
+            "PDGroup/pd: spec.template.metadata.annotations[pingcap.com/restartedAt] (unset) -> "
+        ),
+        "{}",
+        show(&restarted)
+    );
+    wait_until(
+        &kubectl,
+        &n,
+        "the PD Pod is new and the cluster healthy",
+        WAIT,
+        || {
+            let (client, n, pd, before, admin) = (
+                client.clone(),
+                n.clone(),
+                pd_pods[0].clone(),
+                before.clone(),
+                admin.clone(),
+            );
+            async move {
+                let now = pod_uids(&client, &n).await;
+                Ok::<_, String>(
+                    now.get(&pd).is_some_and(|uid| Some(uid) != before.get(&pd))
+                        && run(&admin, &n, &["status", CLUSTER]).status.code() == Some(0),
+                )
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let after = pod_uids(&client, &n).await;
+    for (pod, uid) in &before {
+        if pod != &pd_pods[0] {
+            assert_eq!(after.get(pod), Some(uid), "{pod} is not of the PD group");
+        }
+    }
+
     // An invalid version is refused by the API's validation, with its message.
     let invalid = run(&admin, &n, &["upgrade", CLUSTER, "latest"]);
     assert_eq!(invalid.status.code(), Some(4), "{}", show(&invalid));
@@ -498,15 +549,41 @@ async fn the_plugin_shows_operates_and_diagnoses_a_cluster() {
             None,
         )
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("{n}.diagnose"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let unpacked = std::env::temp_dir().join(format!("{n}.diagnose"));
+    let _ = std::fs::remove_dir_all(&unpacked);
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let archive = unpacked.join("diagnosis.tar.gz");
     let current_tidb = tidbs.list(&ListParams::default()).await.unwrap().items[0].name_any();
     let diagnosed = run(
         &admin,
         &n,
-        &["diagnose", CLUSTER, "--dir", &dir.to_string_lossy()],
+        &["diagnose", CLUSTER, "--file", &archive.to_string_lossy()],
     );
     assert_eq!(diagnosed.status.code(), Some(0), "{}", show(&diagnosed));
+    let untar = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&unpacked)
+        .output()
+        .unwrap();
+    assert!(untar.status.success(), "{}", show(&untar));
+    std::fs::remove_file(&archive).unwrap();
+    // One top directory, named after the namespace and the cluster.
+    let tops: Vec<PathBuf> = std::fs::read_dir(&unpacked)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(tops.len(), 1, "{tops:?}");
+    let dir = tops[0].clone();
+    assert!(
+        dir.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&format!("tidb-diagnose-{n}-{CLUSTER}-")),
+        "{}",
+        dir.display()
+    );
     for file in [
         "objects/cluster/basic.yaml",
         "objects/pdgroups/pd.yaml",

@@ -1,7 +1,8 @@
-//! `diagnose`: a directory with what a bug report needs: the cluster's objects (Secret values
-//! redacted), the Events of its objects, the `status` view and a summary of what looks wrong.
+//! `diagnose`: one tar.gz archive (or a directory) with what a bug report needs: the cluster's
+//! objects (Secret values redacted), the Events of its objects, the `status` view and a summary of
+//! what looks wrong.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret, Service};
@@ -48,18 +49,63 @@ pub fn secret_of_cluster(secret: &Secret, cluster: &str, groups: &[String]) -> b
         || groups.iter().any(|g| name.starts_with(&format!("{g}-")))
 }
 
-fn write(dir: &Path, file: &str, text: &str) -> Result<()> {
-    let path = dir.join(file);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-            doing: format!("creating {}", parent.display()),
-            source,
-        })?;
+/// The files of a diagnosis, by path relative to its top directory, in the order made.
+#[derive(Debug, Default)]
+pub struct Bundle {
+    /// Path and content of each file.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl Bundle {
+    fn add(&mut self, path: String, text: String) {
+        self.files.push((path, text.into_bytes()));
     }
-    std::fs::write(&path, text).map_err(|source| Error::Io {
-        doing: format!("writing {}", path.display()),
-        source,
-    })
+
+    /// Writes the files under `dir`; returns how many.
+    pub fn write_dir(&self, dir: &Path) -> Result<usize> {
+        for (file, content) in &self.files {
+            let path = dir.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                    doing: format!("creating {}", parent.display()),
+                    source,
+                })?;
+            }
+            std::fs::write(&path, content).map_err(|source| Error::Io {
+                doing: format!("writing {}", path.display()),
+                source,
+            })?;
+        }
+        Ok(self.files.len())
+    }
+
+    /// Writes the files as a gzip-compressed tar archive at `path`, under the top directory
+    /// `top`; returns how many.
+    pub fn write_archive(&self, path: &Path, top: &str) -> Result<usize> {
+        let io = |source| Error::Io {
+            doing: format!("writing {}", path.display()),
+            source,
+        };
+        let file = std::fs::File::create(path).map_err(io)?;
+        let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::default(),
+        ));
+        let mtime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for (name, content) in &self.files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(mtime);
+            archive
+                .append_data(&mut header, format!("{top}/{name}"), content.as_slice())
+                .map_err(io)?;
+        }
+        archive.into_inner().map_err(io)?.finish().map_err(io)?;
+        Ok(self.files.len())
+    }
 }
 
 fn yaml<T: Serialize>(value: &T) -> Result<String> {
@@ -67,18 +113,14 @@ fn yaml<T: Serialize>(value: &T) -> Result<String> {
 }
 
 fn objects<K: ResourceExt + Serialize + Clone>(
-    dir: &Path,
+    bundle: &mut Bundle,
     folder: &str,
     items: &[K],
 ) -> Result<()> {
     for item in items {
         let mut item = item.clone();
         item.meta_mut().managed_fields = None;
-        write(
-            dir,
-            &format!("{folder}/{}.yaml", item.name_any()),
-            &yaml(&item)?,
-        )?;
+        bundle.add(format!("{folder}/{}.yaml", item.name_any()), yaml(&item)?);
     }
     Ok(())
 }
@@ -101,8 +143,9 @@ where
     }
 }
 
-/// Writes the diagnosis of the snapshot's cluster under `dir` and returns the files written.
-pub async fn diagnose(client: &Client, snapshot: &Snapshot, dir: &Path) -> Result<Vec<PathBuf>> {
+/// Collects the diagnosis of the snapshot's cluster.
+pub async fn diagnose(client: &Client, snapshot: &Snapshot) -> Result<Bundle> {
+    let mut bundle = Bundle::default();
     let namespace = snapshot.cluster.namespace().unwrap_or_default();
     let name = snapshot.cluster.name_any();
     let mut notes: Vec<String> = snapshot
@@ -142,21 +185,21 @@ pub async fn diagnose(client: &Client, snapshot: &Snapshot, dir: &Path) -> Resul
     .await?;
 
     objects(
-        dir,
+        &mut bundle,
         "objects/cluster",
         std::slice::from_ref(&snapshot.cluster),
     )?;
-    objects(dir, "objects/pdgroups", &snapshot.pd_groups)?;
-    objects(dir, "objects/tikvgroups", &snapshot.tikv_groups)?;
-    objects(dir, "objects/tidbgroups", &snapshot.tidb_groups)?;
-    objects(dir, "objects/pds", &snapshot.pds)?;
-    objects(dir, "objects/tikvs", &snapshot.tikvs)?;
-    objects(dir, "objects/tidbs", &snapshot.tidbs)?;
-    objects(dir, "objects/pods", &snapshot.pods)?;
-    objects(dir, "objects/pvcs", &snapshot.pvcs)?;
-    objects(dir, "objects/configmaps", &config_maps)?;
-    objects(dir, "objects/services", &services)?;
-    objects(dir, "objects/secrets", &secrets)?;
+    objects(&mut bundle, "objects/pdgroups", &snapshot.pd_groups)?;
+    objects(&mut bundle, "objects/tikvgroups", &snapshot.tikv_groups)?;
+    objects(&mut bundle, "objects/tidbgroups", &snapshot.tidb_groups)?;
+    objects(&mut bundle, "objects/pds", &snapshot.pds)?;
+    objects(&mut bundle, "objects/tikvs", &snapshot.tikvs)?;
+    objects(&mut bundle, "objects/tidbs", &snapshot.tidbs)?;
+    objects(&mut bundle, "objects/pods", &snapshot.pods)?;
+    objects(&mut bundle, "objects/pvcs", &snapshot.pvcs)?;
+    objects(&mut bundle, "objects/configmaps", &config_maps)?;
+    objects(&mut bundle, "objects/services", &services)?;
+    objects(&mut bundle, "objects/secrets", &secrets)?;
 
     // Every Event (not only Warnings) of the cluster's objects.
     let mut names: std::collections::BTreeSet<String> = snapshot_names(snapshot);
@@ -175,15 +218,14 @@ pub async fn diagnose(client: &Client, snapshot: &Snapshot, dir: &Path) -> Resul
             e
         })
         .collect();
-    write(dir, "events.yaml", &yaml(&events)?)?;
+    bundle.add("events.yaml".into(), yaml(&events)?);
 
     let status = view::status_view(snapshot);
-    write(dir, "status.txt", &render::status(Style::PLAIN, &status))?;
-    write(
-        dir,
-        "status.json",
-        &serde_json::to_string_pretty(&status).map_err(|e| Error::Encode(e.to_string()))?,
-    )?;
+    bundle.add("status.txt".into(), render::status(Style::PLAIN, &status));
+    bundle.add(
+        "status.json".into(),
+        serde_json::to_string_pretty(&status).map_err(|e| Error::Encode(e.to_string()))?,
+    );
     let mut summary = summary(&status);
     summary.push_str(
         "\nNot collected by this version: the operator's logs and metrics, PD's own view.\n",
@@ -192,11 +234,8 @@ pub async fn diagnose(client: &Client, snapshot: &Snapshot, dir: &Path) -> Resul
         summary.push_str(note);
         summary.push('\n');
     }
-    write(dir, "summary.txt", &summary)?;
-    let mut files = Vec::new();
-    collect_files(dir, &mut files)?;
-    files.sort();
-    Ok(files)
+    bundle.add("summary.txt".into(), summary);
+    Ok(bundle)
 }
 
 fn snapshot_names(snapshot: &Snapshot) -> std::collections::BTreeSet<String> {
@@ -211,22 +250,6 @@ fn snapshot_names(snapshot: &Snapshot) -> std::collections::BTreeSet<String> {
     names.extend(snapshot.pods.iter().map(ResourceExt::name_any));
     names.extend(snapshot.pvcs.iter().map(ResourceExt::name_any));
     names
-}
-
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
-        doing: format!("reading {}", dir.display()),
-        source,
-    })?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect_files(&path, out)?;
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// What looks wrong, in a few lines: health, groups not settled, every problem, Warning Events.
@@ -264,4 +287,50 @@ pub fn summary(view: &view::StatusView) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn the_archive_holds_every_file_under_one_top_directory() {
+        let mut bundle = Bundle::default();
+        bundle.add("summary.txt".into(), "Cluster db/basic: healthy\n".into());
+        bundle.add(
+            "objects/cluster/basic.yaml".into(),
+            "kind: Cluster\n".into(),
+        );
+        let path =
+            std::env::temp_dir().join(format!("diagnose-test-{}.tar.gz", std::process::id()));
+        assert_eq!(bundle.write_archive(&path, "top").unwrap(), 2);
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+            std::fs::File::open(&path).unwrap(),
+        ));
+        let mut found = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            found.push((entry.path().unwrap().display().to_string(), text));
+        }
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            found,
+            [
+                (
+                    "top/summary.txt".to_string(),
+                    "Cluster db/basic: healthy\n".to_string()
+                ),
+                (
+                    "top/objects/cluster/basic.yaml".to_string(),
+                    "kind: Cluster\n".to_string()
+                )
+            ]
+        );
+    }
 }

@@ -88,11 +88,15 @@ enum Command {
         #[arg(long)]
         timeout: Option<f64>,
     },
-    /// Write a directory with the cluster's objects (Secret values redacted), Events and a summary.
+    /// Write a tar.gz archive with the cluster's objects (Secret values redacted), Events and a
+    /// summary of what looks wrong.
     Diagnose {
         /// The Cluster's name.
         cluster: String,
-        /// Where to write (default: tidb-diagnose-<namespace>-<cluster>-<time>).
+        /// The archive to write (default: tidb-diagnose-<namespace>-<cluster>-<time>.tar.gz).
+        #[arg(long, conflicts_with = "dir", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Write a directory instead of an archive.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -290,14 +294,23 @@ async fn run(cli: Cli) -> Result<i32> {
             };
             watch(&client, ns, cluster, options).await
         }
-        Command::Diagnose { cluster, dir } => {
+        Command::Diagnose { cluster, file, dir } => {
             let snapshot = snapshot::fetch(&client, ns, cluster).await?;
-            let dir = dir.clone().unwrap_or_else(|| {
-                let time = Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
-                PathBuf::from(format!("tidb-diagnose-{ns}-{cluster}-{time}"))
-            });
-            let files = diagnose::diagnose(&client, &snapshot, &dir).await?;
-            println!("wrote {} files to {}", files.len(), dir.display());
+            let bundle = diagnose::diagnose(&client, &snapshot).await?;
+            let top = format!(
+                "tidb-diagnose-{ns}-{cluster}-{}",
+                Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
+            );
+            let (count, path) = match (dir, file) {
+                (Some(dir), _) => (bundle.write_dir(dir)?, dir.clone()),
+                (None, file) => {
+                    let path = file
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(format!("{top}.tar.gz")));
+                    (bundle.write_archive(&path, &top)?, path)
+                }
+            };
+            println!("wrote {count} files to {}", path.display());
             Ok(EXIT_OK)
         }
         Command::Upgrade { cluster, version } => {
