@@ -341,6 +341,23 @@ async fn the_plugin_shows_operates_and_diagnoses_a_cluster() {
         );
     }
     assert!(!clusters.get(CLUSTER).await.unwrap().spec.paused);
+    // diagnose with what it may read: the kinds it may not are named, not fatal.
+    let partial = std::env::temp_dir().join(format!("{n}.viewer-diagnose"));
+    let _ = std::fs::remove_dir_all(&partial);
+    let diagnosed = run(
+        &viewer,
+        &n,
+        &["diagnose", CLUSTER, "--dir", &partial.to_string_lossy()],
+    );
+    assert_eq!(diagnosed.status.code(), Some(0), "{}", show(&diagnosed));
+    let summary = std::fs::read_to_string(partial.join("summary.txt")).unwrap();
+    assert!(
+        summary.contains("not allowed to list secrets: not included"),
+        "{summary}"
+    );
+    assert!(partial.join("objects/cluster/basic.yaml").is_file());
+    assert!(!partial.join("objects/secrets").exists());
+    let _ = std::fs::remove_dir_all(&partial);
     let tikv_groups: Api<TiKVGroup> = Api::namespaced(client.clone(), &n);
     assert_eq!(
         tikv_groups

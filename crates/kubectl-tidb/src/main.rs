@@ -262,6 +262,11 @@ fn print_changes(output: Output, changes: &[ops::Change]) -> Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<i32> {
+    if cli.all_namespaces && !matches!(cli.command, Command::List) {
+        return Err(Error::Usage(
+            "-A/--all-namespaces applies to `list` only; name the namespace with -n".into(),
+        ));
+    }
     let (client, namespace) = connect(&cli).await?;
     let ns = namespace.as_str();
     match &cli.command {

@@ -139,13 +139,22 @@ pub async fn upgrade(client: &Client, snapshot: &Snapshot, version: &str) -> Res
         )));
     }
     let body = version_patch(version);
+    let mut done: Vec<&Change> = Vec::new();
     for change in plan.iter().filter(|c| c.changed) {
         let (kind, name) = change.object.split_once('/').unwrap_or_default();
-        match kind {
-            "PDGroup" => patch::<PDGroup>(client, &namespace, name, &body).await?,
-            "TiKVGroup" => patch::<TiKVGroup>(client, &namespace, name, &body).await?,
-            _ => patch::<TiDBGroup>(client, &namespace, name, &body).await?,
+        let sent = match kind {
+            "PDGroup" => patch::<PDGroup>(client, &namespace, name, &body).await,
+            "TiKVGroup" => patch::<TiKVGroup>(client, &namespace, name, &body).await,
+            _ => patch::<TiDBGroup>(client, &namespace, name, &body).await,
+        };
+        if let Err(e) = sent {
+            // A refusal half-way leaves the groups before it changed: say which.
+            for change in done {
+                eprintln!("changed before the failure: {change}");
+            }
+            return Err(e);
         }
+        done.push(change);
     }
     Ok(plan)
 }
