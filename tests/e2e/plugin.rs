@@ -647,6 +647,8 @@ async fn the_plugin_shows_operates_and_diagnoses_a_cluster() {
         serde_yaml::from_str(&std::fs::read_to_string(dir.join("events.yaml")).unwrap()).unwrap();
     assert!(events.is_sequence(), "{events:?}");
 
+    let _ = std::fs::remove_dir_all(&unpacked);
+
     simulator
         .verdict(&n, CLUSTER, &Allowed::none())
         .await
