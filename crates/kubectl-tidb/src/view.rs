@@ -166,6 +166,9 @@ pub struct GroupView {
     pub target_version: String,
     /// The revision instances are updated to.
     pub update_revision: String,
+    /// Its controller has acted on its current spec (`status.observedGeneration` caught up), so
+    /// the counts above are about what the spec asks now.
+    pub observed: bool,
     /// Its conditions.
     pub conditions: Vec<ConditionView>,
     /// Its instances.
@@ -269,6 +272,7 @@ struct GroupFacts<'a> {
     component: &'static str,
     name: String,
     desired: i32,
+    generation: i64,
     target_version: &'a str,
     status: Option<&'a ComponentGroupStatus>,
 }
@@ -282,6 +286,7 @@ macro_rules! group_facts {
                     component: $component,
                     name: g.name_any(),
                     desired: g.spec.replicas,
+                    generation: g.metadata.generation.unwrap_or_default(),
                     target_version: &g.spec.template.spec.common.version,
                     status: g.status.as_ref(),
                 }
@@ -478,6 +483,7 @@ fn group_view<'a>(
         version: status.group.version.clone(),
         target_version: facts.target_version.to_string(),
         update_revision,
+        observed: status.common.observed_generation >= facts.generation,
         conditions: status
             .common
             .conditions
@@ -745,12 +751,13 @@ pub fn progress_line(group: &GroupView) -> String {
     line
 }
 
-/// Whether every group has its desired instances, all updated and ready, at the version asked
-/// for, with nothing not as it should be.
+/// Whether every group's controller has acted on its current spec and the group has its desired
+/// instances, all updated and ready, at the version asked for, with nothing not as it should be.
 pub fn settled(view: &StatusView) -> bool {
     view.healthy
         && view.groups.iter().all(|g| {
-            g.updated == g.desired
+            g.observed
+                && g.updated == g.desired
                 && g.ready == g.desired
                 && g.replicas == g.desired
                 && g.version == g.target_version

@@ -215,6 +215,12 @@ fn a_settled_cluster_is_healthy_and_says_so() {
     let view = status_view(&snapshot);
     assert!(view.healthy, "{:?}", view.problems);
     assert!(settled(&view));
+    // A spec its controller has not acted on yet (a restart just asked for) is not settled, even
+    // if the counts of the older spec say so.
+    snapshot.pd_groups[0].metadata.generation = Some(2);
+    let view = status_view(&snapshot);
+    assert!(!view.groups[0].observed);
+    assert!(!settled(&view));
     let text = render::status(Style::PLAIN, &view);
     assert!(text.contains("Cluster db/basic  healthy"), "{text}");
     assert!(text.contains("No condition is out of order."), "{text}");
