@@ -643,6 +643,13 @@ async fn the_plugin_shows_operates_and_diagnoses_a_cluster() {
         summary.starts_with(&format!("Cluster {n}/basic: healthy")),
         "{summary}"
     );
+    // The controllers run here as processes, not Pods: the summary says what it did not find.
+    assert!(
+        summary.contains(
+            "operator: no Pod with app.kubernetes.io/part-of=tidb-operator in namespace tidb-admin"
+        ),
+        "{summary}"
+    );
     let events: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(dir.join("events.yaml")).unwrap()).unwrap();
     assert!(events.is_sequence(), "{events:?}");

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret, Service};
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret, Service};
+use kube::api::{ListParams, LogParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::keys;
 use serde::Serialize;
@@ -143,8 +143,71 @@ where
     }
 }
 
-/// Collects the diagnosis of the snapshot's cluster.
-pub async fn diagnose(client: &Client, snapshot: &Snapshot) -> Result<Bundle> {
+/// The label every Pod of the operator's controllers carries (manifests/controllers).
+pub const OPERATOR_POD_SELECTOR: &str = "app.kubernetes.io/part-of=tidb-operator";
+/// Lines of each controller's log that are kept.
+const LOG_TAIL_LINES: i64 = 5000;
+
+/// The operator's controller Pods in `namespace`: each Pod, the tail of its log, and its
+/// `/metrics` through the API server's Pod proxy, as far as RBAC and the network allow; what
+/// cannot be read is noted.
+async fn operator(
+    client: &Client,
+    namespace: &str,
+    bundle: &mut Bundle,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let params = ListParams::default().labels(OPERATOR_POD_SELECTOR);
+    let pods = readable(api.clone(), &params, notes).await?;
+    if pods.is_empty() {
+        notes.push(format!(
+            "operator: no Pod with {OPERATOR_POD_SELECTOR} in namespace {namespace} (another namespace: --operator-namespace)"
+        ));
+    }
+    objects(bundle, "operator/pods", &pods)?;
+    for pod in &pods {
+        let name = pod.name_any();
+        let logs = LogParams {
+            tail_lines: Some(LOG_TAIL_LINES),
+            timestamps: true,
+            ..LogParams::default()
+        };
+        match api.logs(&name, &logs).await {
+            Ok(text) => bundle.add(format!("operator/logs/{name}.log"), text),
+            Err(e) => notes.push(format!(
+                "operator: the log of Pod {namespace}/{name} is not readable: {e}"
+            )),
+        }
+        let port = pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some("http"))
+            .map(|p| p.container_port);
+        let Some(port) = port else { continue };
+        let uri = format!("/api/v1/namespaces/{namespace}/pods/{name}:{port}/proxy/metrics");
+        let request = http::Request::get(&uri)
+            .body(Vec::new())
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        match client.request_text(request).await {
+            Ok(text) => bundle.add(format!("operator/metrics/{name}.txt"), text),
+            Err(e) => notes.push(format!(
+                "operator: the metrics of Pod {namespace}/{name} are not reachable: {e}"
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// Collects the diagnosis of the snapshot's cluster, with the operator's Pods, logs and metrics
+/// from `operator_namespace`.
+pub async fn diagnose(
+    client: &Client,
+    snapshot: &Snapshot,
+    operator_namespace: &str,
+) -> Result<Bundle> {
     let mut bundle = Bundle::default();
     let namespace = snapshot.cluster.namespace().unwrap_or_default();
     let name = snapshot.cluster.name_any();
@@ -220,6 +283,8 @@ pub async fn diagnose(client: &Client, snapshot: &Snapshot) -> Result<Bundle> {
         .collect();
     bundle.add("events.yaml".into(), yaml(&events)?);
 
+    operator(client, operator_namespace, &mut bundle, &mut notes).await?;
+
     let status = view::status_view(snapshot);
     bundle.add("status.txt".into(), render::status(Style::PLAIN, &status));
     bundle.add(
@@ -227,9 +292,7 @@ pub async fn diagnose(client: &Client, snapshot: &Snapshot) -> Result<Bundle> {
         serde_json::to_string_pretty(&status).map_err(|e| Error::Encode(e.to_string()))?,
     );
     let mut summary = summary(&status);
-    summary.push_str(
-        "\nNot collected by this version: the operator's logs and metrics, PD's own view.\n",
-    );
+    summary.push_str("\nNot collected by this version: PD's own view (members, stores, config).\n");
     for note in &notes {
         summary.push_str(note);
         summary.push('\n');

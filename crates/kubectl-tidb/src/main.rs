@@ -99,6 +99,9 @@ enum Command {
         /// Write a directory instead of an archive.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Namespace of the operator's controllers, whose Pods, logs and metrics are included.
+        #[arg(long, default_value = "tidb-admin")]
+        operator_namespace: String,
     },
     /// Set VERSION on every group of the cluster; the operator upgrades them in order.
     Upgrade {
@@ -299,9 +302,14 @@ async fn run(cli: Cli) -> Result<i32> {
             };
             watch(&client, ns, cluster, options).await
         }
-        Command::Diagnose { cluster, file, dir } => {
+        Command::Diagnose {
+            cluster,
+            file,
+            dir,
+            operator_namespace,
+        } => {
             let snapshot = snapshot::fetch(&client, ns, cluster).await?;
-            let bundle = diagnose::diagnose(&client, &snapshot).await?;
+            let bundle = diagnose::diagnose(&client, &snapshot, operator_namespace).await?;
             let top = format!(
                 "tidb-diagnose-{ns}-{cluster}-{}",
                 Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
