@@ -319,6 +319,14 @@ async fn the_plugin_shows_operates_and_diagnoses_a_cluster() {
     let seen = run(&viewer, &n, &["status", CLUSTER, "-o", "json"]);
     assert_eq!(seen.status.code(), Some(0), "{}", show(&seen));
     assert_eq!(json_of(&seen)["healthy"], true);
+    // PD's own view needs services/proxy, which it does not have: said, and not a failure.
+    let without_pd = run(&viewer, &n, &["status", CLUSTER, "--pd"]);
+    assert_eq!(without_pd.status.code(), Some(0), "{}", show(&without_pd));
+    let without_pd = text(&without_pd.stdout);
+    assert!(
+        without_pd.contains("PD's own view: not readable: ") && without_pd.contains("forbidden"),
+        "{without_pd}"
+    );
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), &n);
     for args in [
         vec!["pause", CLUSTER],

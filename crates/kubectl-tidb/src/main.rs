@@ -73,6 +73,10 @@ enum Command {
         /// Keep watching (the same as `watch`).
         #[arg(long)]
         watch: bool,
+        /// Add PD's own view (members, stores with leader and Region counts), read through the
+        /// API server's service proxy.
+        #[arg(long)]
+        pd: bool,
     },
     /// A live view of each group's progress and what its roll waits for.
     Watch {
@@ -190,9 +194,21 @@ async fn list(cli: &Cli, client: &Client, namespace: &str) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-async fn status(cli: &Cli, client: &Client, namespace: &str, cluster: &str) -> Result<i32> {
+async fn status(
+    cli: &Cli,
+    client: &Client,
+    namespace: &str,
+    cluster: &str,
+    pd: bool,
+) -> Result<i32> {
     let snapshot = snapshot::fetch(client, namespace, cluster).await?;
-    let view = view::status_view(&snapshot);
+    let mut view = view::status_view(&snapshot);
+    if pd {
+        match snapshot::pd_view(client, &snapshot).await {
+            Ok(pd) => view.pd_view = Some(pd),
+            Err(e) => view.pd_view_error = Some(e),
+        }
+    }
     emit(cli.output, &view, || render::status(style(), &view))?;
     Ok(if view.healthy {
         EXIT_OK
@@ -277,10 +293,12 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Status {
             cluster,
             watch: false,
-        } => status(&cli, &client, ns, cluster).await,
+            pd,
+        } => status(&cli, &client, ns, cluster, *pd).await,
         Command::Status {
             cluster,
             watch: true,
+            ..
         } => {
             let options = WatchOptions {
                 interval: Duration::from_secs(2),

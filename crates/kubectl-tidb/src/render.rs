@@ -295,6 +295,37 @@ pub fn status(style: Style, view: &StatusView) -> String {
             );
         }
     }
+    if let Some(pd) = &view.pd_view {
+        let _ = writeln!(
+            out,
+            "\n{}\n  leader: {}  members: {}",
+            style.bold("PD's own view:"),
+            if pd.leader.is_empty() {
+                style.bad("none")
+            } else {
+                pd.leader.clone()
+            },
+            pd.members.join(", ")
+        );
+        for s in &pd.stores {
+            let _ = writeln!(
+                out,
+                "  store {} {} {}  leaders {}  regions {}",
+                s.id,
+                s.address,
+                if s.state == pd_client::STATE_UP {
+                    s.state.clone()
+                } else {
+                    style.warn(&s.state)
+                },
+                s.leader_count,
+                s.region_count
+            );
+        }
+    }
+    if let Some(error) = &view.pd_view_error {
+        let _ = writeln!(out, "\nPD's own view: not readable: {error}");
+    }
     for kind in &view.unreadable {
         let _ = writeln!(out, "(not allowed to read {kind}; not shown)");
     }

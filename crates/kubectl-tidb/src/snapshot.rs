@@ -133,3 +133,30 @@ pub async fn fetch(client: &Client, namespace: &str, name: &str) -> Result<Snaps
         unreadable,
     })
 }
+
+/// PD's own view of the snapshot's cluster, read through the API server's service proxy (RBAC:
+/// `get` on `services/proxy`); the error says why it could not be read.
+pub async fn pd_view(client: &Client, snapshot: &Snapshot) -> Result<crate::view::PdView, String> {
+    let namespace = snapshot.cluster.namespace().unwrap_or_default();
+    let url = snapshot
+        .cluster
+        .status
+        .as_ref()
+        .map(|s| s.pd.clone())
+        .unwrap_or_default();
+    let base = crate::view::pd_proxy_path(&namespace, &url)
+        .ok_or_else(|| format!("the Cluster reports no PD URL it can be reached at ({url:?})"))?;
+    async fn get<T: DeserializeOwned>(client: &Client, path: String) -> Result<T, String> {
+        let request = http::Request::get(&path)
+            .body(Vec::new())
+            .map_err(|e| format!("{path}: {e}"))?;
+        let text = client
+            .request_text(request)
+            .await
+            .map_err(|e| format!("{path}: {e}"))?;
+        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
+    }
+    let members: pd_client::MembersInfo = get(client, format!("{base}/pd/api/v1/members")).await?;
+    let stores: pd_client::StoresInfo = get(client, format!("{base}/pd/api/v1/stores")).await?;
+    Ok(crate::view::pd_view(&members, &stores))
+}

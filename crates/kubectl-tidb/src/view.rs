@@ -231,6 +231,74 @@ pub struct StatusView {
     /// Kinds the user may not read, so not shown.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<String>,
+    /// With `--pd`: PD's own view of its members and stores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pd_view: Option<PdView>,
+    /// With `--pd`: why PD's own view could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pd_view_error: Option<String>,
+}
+
+/// PD's own view, as PD answers it (`--pd`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PdView {
+    /// The PD leader's member name, empty without one.
+    pub leader: String,
+    /// Every member's name.
+    pub members: Vec<String>,
+    /// Every store PD knows, by ID.
+    pub stores: Vec<PdStoreView>,
+}
+
+/// One store as PD reports it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PdStoreView {
+    /// Store ID.
+    pub id: u64,
+    /// Its address.
+    pub address: String,
+    /// `Up`, `Disconnected`, `Down`, `Offline`, `Tombstone`.
+    pub state: String,
+    /// Region leaders on it.
+    pub leader_count: i64,
+    /// Region peers on it.
+    pub region_count: i64,
+}
+
+/// PD's members and stores answers as a [`PdView`].
+pub fn pd_view(members: &pd_client::MembersInfo, stores: &pd_client::StoresInfo) -> PdView {
+    let mut stores: Vec<PdStoreView> = stores
+        .stores
+        .iter()
+        .map(|s| PdStoreView {
+            id: s.store.id,
+            address: s.store.address.clone(),
+            state: s.store.state_name.clone(),
+            leader_count: s.status.leader_count,
+            region_count: s.status.region_count,
+        })
+        .collect();
+    stores.sort_by_key(|s| s.id);
+    PdView {
+        leader: members.leader_name().unwrap_or_default().to_string(),
+        members: members.members.iter().map(|m| m.name.clone()).collect(),
+        stores,
+    }
+}
+
+/// The API server's service-proxy path of PD's API at `pd_url` (the Cluster's `status.pd`, for
+/// example `http://basic-pd.db:2379`) in `namespace`: the Service is the host's first label.
+pub fn pd_proxy_path(namespace: &str, pd_url: &str) -> Option<String> {
+    let (scheme, rest) = pd_url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let (host, port) = authority.rsplit_once(':')?;
+    let service = host.split('.').next().filter(|s| !s.is_empty())?;
+    let prefix = if scheme == "https" { "https:" } else { "" };
+    Some(format!(
+        "/api/v1/namespaces/{namespace}/services/{prefix}{service}:{port}/proxy"
+    ))
 }
 
 /// The status a condition type has when all is well; `None` for types that say nothing wrong
@@ -616,6 +684,8 @@ pub fn status_view(snapshot: &Snapshot) -> StatusView {
         problems,
         events: recent_events(snapshot, RECENT_EVENTS),
         unreadable: snapshot.unreadable.clone(),
+        pd_view: None,
+        pd_view_error: None,
     }
 }
 

@@ -374,3 +374,41 @@ fn diagnose_redacts_every_secret_value_and_keeps_the_keys() {
         &["tidb".into()]
     ));
 }
+
+#[test]
+fn pds_own_view_is_read_through_the_service_proxy_and_shown_with_counts() {
+    assert_eq!(
+        pd_proxy_path("db", "http://basic-pd.db:2379").as_deref(),
+        Some("/api/v1/namespaces/db/services/basic-pd:2379/proxy")
+    );
+    assert_eq!(
+        pd_proxy_path("db", "https://basic-pd.db.svc.cluster.local:2379/").as_deref(),
+        Some("/api/v1/namespaces/db/services/https:basic-pd:2379/proxy")
+    );
+    assert_eq!(pd_proxy_path("db", ""), None);
+    // PD's answers, in the shapes of GET /pd/api/v1/members and /pd/api/v1/stores.
+    let members: pd_client::MembersInfo = from(json!({
+        "members": [{"name": "pd-a", "member_id": 1}, {"name": "pd-b", "member_id": 2}],
+        "leader": {"name": "pd-b", "member_id": 2}
+    }));
+    let stores: pd_client::StoresInfo = from(json!({"count": 2, "stores": [
+        {"store": {"id": 5, "address": "tikv-b:20160", "state_name": "Down"},
+         "status": {"leader_count": 0, "region_count": 12}},
+        {"store": {"id": 1, "address": "tikv-a:20160", "state_name": "Up"},
+         "status": {"leader_count": 12, "region_count": 12}}
+    ]}));
+    let pd = pd_view(&members, &stores);
+    assert_eq!(pd.leader, "pd-b");
+    assert_eq!(pd.stores.iter().map(|s| s.id).collect::<Vec<_>>(), [1, 5]);
+    let mut view = status_view(&snapshot());
+    view.pd_view = Some(pd);
+    let text = render::status(Style::PLAIN, &view);
+    assert!(text.contains("leader: pd-b  members: pd-a, pd-b"), "{text}");
+    assert!(
+        text.contains("store 5 tikv-b:20160 Down  leaders 0  regions 12"),
+        "{text}"
+    );
+    view.pd_view = None;
+    view.pd_view_error = Some("503".into());
+    assert!(render::status(Style::PLAIN, &view).contains("PD's own view: not readable: 503"));
+}
