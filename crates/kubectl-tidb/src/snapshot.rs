@@ -134,9 +134,8 @@ pub async fn fetch(client: &Client, namespace: &str, name: &str) -> Result<Snaps
     })
 }
 
-/// PD's own view of the snapshot's cluster, read through the API server's service proxy (RBAC:
-/// `get` on `services/proxy`); the error says why it could not be read.
-pub async fn pd_view(client: &Client, snapshot: &Snapshot) -> Result<crate::view::PdView, String> {
+/// The service-proxy base path of the snapshot's cluster's PD, or why there is none.
+fn pd_base(snapshot: &Snapshot) -> Result<String, String> {
     let namespace = snapshot.cluster.namespace().unwrap_or_default();
     let url = snapshot
         .cluster
@@ -144,19 +143,34 @@ pub async fn pd_view(client: &Client, snapshot: &Snapshot) -> Result<crate::view
         .as_ref()
         .map(|s| s.pd.clone())
         .unwrap_or_default();
-    let base = crate::view::pd_proxy_path(&namespace, &url)
-        .ok_or_else(|| format!("the Cluster reports no PD URL it can be reached at ({url:?})"))?;
-    async fn get<T: DeserializeOwned>(client: &Client, path: String) -> Result<T, String> {
-        let request = http::Request::get(&path)
-            .body(Vec::new())
-            .map_err(|e| format!("{path}: {e}"))?;
-        let text = client
-            .request_text(request)
-            .await
-            .map_err(|e| format!("{path}: {e}"))?;
+    crate::view::pd_proxy_path(&namespace, &url)
+        .ok_or_else(|| format!("the Cluster reports no PD URL it can be reached at ({url:?})"))
+}
+
+/// GETs `path` of PD's API (`/pd/api/v1/...`) through the API server's service proxy (RBAC: `get`
+/// on `services/proxy`) and returns the body; the error says why it could not be read.
+pub async fn pd_get(client: &Client, snapshot: &Snapshot, path: &str) -> Result<String, String> {
+    let path = format!("{}{path}", pd_base(snapshot)?);
+    let request = http::Request::get(&path)
+        .body(Vec::new())
+        .map_err(|e| format!("{path}: {e}"))?;
+    client
+        .request_text(request)
+        .await
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+/// PD's own view of the snapshot's cluster, read through the API server's service proxy.
+pub async fn pd_view(client: &Client, snapshot: &Snapshot) -> Result<crate::view::PdView, String> {
+    async fn get<T: DeserializeOwned>(
+        client: &Client,
+        snapshot: &Snapshot,
+        path: &str,
+    ) -> Result<T, String> {
+        let text = pd_get(client, snapshot, path).await?;
         serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
     }
-    let members: pd_client::MembersInfo = get(client, format!("{base}/pd/api/v1/members")).await?;
-    let stores: pd_client::StoresInfo = get(client, format!("{base}/pd/api/v1/stores")).await?;
+    let members: pd_client::MembersInfo = get(client, snapshot, "/pd/api/v1/members").await?;
+    let stores: pd_client::StoresInfo = get(client, snapshot, "/pd/api/v1/stores").await?;
     Ok(crate::view::pd_view(&members, &stores))
 }
