@@ -128,6 +128,8 @@ const CONTROLLERS: &[Controller] = &[
                 &["poddisruptionbudgets"],
                 &[R, &["create", "patch"]],
             ),
+            // A member on a cordoned Node hands PD leadership over.
+            grant(K8S, &["nodes"], &[R]),
         ],
     },
     Controller {
@@ -150,7 +152,7 @@ const CONTROLLERS: &[Controller] = &[
                 &["poddisruptionbudgets"],
                 &[R, &["create", "patch"]],
             ),
-            // Node topology labels become PD store labels.
+            // Node topology labels become PD store labels; a cordoned Node's stores evict leaders.
             grant(K8S, &["nodes"], &[R]),
         ],
     },

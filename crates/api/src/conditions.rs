@@ -25,6 +25,9 @@ pub const PROGRESSING: &str = "Progressing";
 pub const INITIALIZED: &str = "Initialized";
 /// TiKV: the store's leaders are evicted before a restart.
 pub const LEADERS_EVICTED: &str = "LeadersEvicted";
+/// PD and TiKV: the instance's Pod is on a cordoned Node (`spec.unschedulable`); the reason says
+/// what the operator did about it (leaders evicted, PD leadership handed over).
+pub const NODE_CORDONED: &str = "NodeCordoned";
 /// TiKV: the store is offline (being removed, or removed).
 pub const OFFLINED: &str = "Offlined";
 
@@ -91,6 +94,8 @@ pub mod reasons {
     pub const CLUSTER_AVAILABLE: &str = "ClusterAvailable";
     /// Cluster: suspended.
     pub const CLUSTER_SUSPEND: &str = "ClusterSuspend";
+    /// `NodeCordoned` false: the Pod runs on a Node that takes new Pods again.
+    pub const NODE_SCHEDULABLE: &str = "NodeSchedulable";
 }
 
 /// The condition of a type in a list, if present.

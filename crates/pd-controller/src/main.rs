@@ -13,6 +13,7 @@ use clap::Parser;
 use operator_api::keys;
 use operator_runtime::component::run_controllers;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
+use operator_runtime::{cache, node};
 use operator_runtime::{group_reconcile, instance_reconcile};
 
 use crate::context::Ctx;
@@ -35,15 +36,20 @@ fn main() -> Result<()> {
 
 /// Runs the PDGroup and PD controllers until shutdown.
 async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
+    let nodes = node::cache(&ctx.client, &ctx.shutdown);
+    let (node_cache, synced_nodes) = (nodes.clone(), nodes);
+    let client = ctx.client.clone();
     run_controllers(
         ctx,
         keys::COMPONENT_PD,
         NAME,
         |groups, _| groups,
-        Ctx::new,
+        // A cordoned Node: the PD leader on it hands its leadership over.
+        move |instances, caches| node::wake_on_cordon(instances, &client, caches.pods.clone()),
+        move |shared, groups, instances| Ctx::new(shared, groups, instances, node_cache),
         group_reconcile::reconcile::<group::Rules>,
         instance_reconcile::reconcile::<instance::Rules>,
-        async {},
+        async move { cache::synced(&synced_nodes).await },
     )
     .await
 }

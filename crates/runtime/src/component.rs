@@ -161,7 +161,8 @@ macro_rules! derefs_to_shared {
 /// - the group controller reconciles `G`, owns the instances `I` and looks again when their
 ///   Cluster changes (plus what `group_watches` adds, such as the groups an upgrade waits for);
 /// - the instance controller reconciles `I`, owns their Pods and ConfigMaps and looks again when
-///   their Cluster changes;
+///   their Cluster changes (plus what `instance_watches` adds, such as the Nodes their Pods run
+///   on, given the component's caches);
 /// - the caches of the component's objects ([`Caches`]) start, and `/readyz` turns ready once
 ///   they, both controllers' own caches and `more_synced` have listed.
 ///
@@ -173,6 +174,7 @@ pub async fn run_controllers<G, I, C, E, GR, GFut, IR, IFut>(
     component: &str,
     manager: &str,
     group_watches: impl FnOnce(Controller<G>, Store<G>) -> Controller<G>,
+    instance_watches: impl FnOnce(Controller<I>, &Caches) -> Controller<I>,
     make_ctx: impl FnOnce(Shared, Store<G>, Store<I>) -> Arc<C>,
     group_reconcile: GR,
     instance_reconcile: IR,
@@ -237,7 +239,7 @@ where
         )
         .for_each(|_| async {});
 
-    let instances = instances
+    let instances = instance_watches(instances, &caches)
         .owns(scoped::<Pod>(&ctx.client, namespace), operands.clone())
         .owns(scoped::<ConfigMap>(&ctx.client, namespace), operands)
         .watches(

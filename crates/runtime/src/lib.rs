@@ -16,6 +16,7 @@ pub mod group;
 pub mod group_reconcile;
 pub mod instance;
 pub mod instance_reconcile;
+pub mod node;
 pub mod online_config;
 pub mod overlay;
 pub mod pod;

@@ -80,6 +80,7 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
                     groups_of_cluster(store),
                 )
         },
+        |instances, _| instances,
         move |shared, groups, instances| {
             Ctx::new(shared, groups, instances, tikv_groups_read, status)
         },

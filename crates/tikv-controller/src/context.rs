@@ -30,7 +30,7 @@ pub struct Ctx {
     pub groups: Store<TiKVGroup>,
     /// Every TiKV instance of the scope (the instance controller's own cache).
     pub instances: Store<TiKV>,
-    /// The Nodes, for store labels.
+    /// The Nodes, for store labels and to tell a store on a cordoned Node.
     pub nodes: Store<Node>,
     pd_views: Recent<PdView>,
     /// The client of the stores' status ports (online config changes).

@@ -1,7 +1,8 @@
 //! The TiKVGroup reconcile: the group's peer Service; its TiKV instances, created over the
 //! schedule policy's topologies, updated one store at a time once PD runs the new version, and
 //! taken out on scale-in through PD (marked, never below PD's `max-replicas`, cancelled by a
-//! scale-out); evict-leader schedulers no restart needs any more; and the group's status.
+//! scale-out); evict-leader schedulers no restart or cordoned Node needs any more; and the
+//! group's status.
 
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::Store;
@@ -20,7 +21,9 @@ use tracing::{info, warn};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
-use crate::instance::{ANNO_EVICTION_STARTED, REASON_PD_NOT_FOUND, REASON_PD_UNREACHABLE};
+use crate::instance::{
+    ANNO_CORDON_EVICTION_STARTED, ANNO_EVICTION_STARTED, REASON_PD_NOT_FOUND, REASON_PD_UNREACHABLE,
+};
 use crate::pd::{self, PdView};
 use crate::store;
 
@@ -31,7 +34,11 @@ pub const REASON_SCALING_IN: &str = "ScalingIn";
 
 /// Annotations of a TiKV instance that are operator state, not template: written with merge
 /// patches under their own field manager, never removed by the group's apply.
-const STATE_ANNOTATIONS: &[&str] = &[keys::ANNO_DEFER_DELETE, ANNO_EVICTION_STARTED];
+const STATE_ANNOTATIONS: &[&str] = &[
+    keys::ANNO_DEFER_DELETE,
+    ANNO_EVICTION_STARTED,
+    ANNO_CORDON_EVICTION_STARTED,
+];
 
 /// Whether an instance is marked for removal (scale-in in progress).
 pub fn is_marked(tikv: &TiKV) -> bool {
@@ -274,9 +281,10 @@ impl GroupRules for Rules {
     }
 }
 
-/// Removes evict-leader schedulers of this group's stores that no restart needs: the store's
-/// instance is gone or has no record of a restart in progress. Best effort: a failure is
-/// logged and tried again on the next reconcile.
+/// Removes evict-leader schedulers of this group's stores that neither a restart nor a cordoned
+/// Node needs: the store's instance is gone or records neither a restart's nor a cordon's leader
+/// eviction (each records it before adding the scheduler). Best effort: a failure is logged and
+/// tried again on the next reconcile.
 async fn clean_up_schedulers(
     group: &TiKVGroup,
     ctx: &Ctx,
@@ -289,7 +297,10 @@ async fn clean_up_schedulers(
         ".{}.{namespace}:",
         build::peer_service_name(&group.name_any())
     );
-    let restarting = |i: &TiKV| i.annotations().contains_key(ANNO_EVICTION_STARTED);
+    let restarting = |i: &TiKV| {
+        i.annotations().contains_key(ANNO_EVICTION_STARTED)
+            || i.annotations().contains_key(ANNO_CORDON_EVICTION_STARTED)
+    };
     let suspects: Vec<(u64, String)> = view
         .evicting
         .iter()
@@ -338,7 +349,7 @@ async fn clean_up_schedulers(
                         "EvictLeaderSchedulerRemoved",
                         "Restart",
                         format!(
-                            "store {id} of {instance}: evict-leader scheduler removed; no restart of it is in progress"
+                            "store {id} of {instance}: evict-leader scheduler removed; no restart or cordon of it is in progress"
                         ),
                     )
                     .await;

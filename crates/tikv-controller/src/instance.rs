@@ -1,7 +1,8 @@
 //! The TiKV instance rules: its ConfigMap, PVCs and Pod; the store it is in PD (ID, state,
 //! labels from its Node); a restart that evicts the store's leaders first (bounded wait) and never
-//! runs while another store has down peers; and removal through PD (Offline, then Tombstone)
-//! before the Pod, then the PVCs, then the instance go.
+//! runs while another store has down peers; the leaders of a store on a cordoned Node evicted;
+//! and removal through PD (Offline, then Tombstone) before the Pod, then the PVCs, then the
+//! instance go.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -22,11 +23,12 @@ use operator_runtime::instance_reconcile::{Blocked, Finished, InstanceRules, Pre
 use operator_runtime::online_config::{self, ConfigStep, Recorder};
 use operator_runtime::pod::{is_ready, readiness};
 use operator_runtime::reconcile::{Error, Started};
-use operator_runtime::{expect, instance};
+use operator_runtime::{expect, instance, node};
 use pd_client::{PdClient, ReplicationConfig, StoreInfo};
 use tracing::info;
 
 mod config;
+mod cordon;
 mod removal;
 mod restart;
 
@@ -35,6 +37,7 @@ use restart::{finish_restart, restart};
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
+use crate::cordon::{NeedInput, scheduler_need};
 use crate::pd::{self, PdView};
 use crate::store::{self, StoreLookup};
 
@@ -43,6 +46,12 @@ use crate::store::{self, StoreLookup};
 /// scheduler is, so a controller that restarts mid-way continues the same wait and finds every
 /// scheduler it added.
 pub const ANNO_EVICTION_STARTED: &str = "tikv.core.pingcap.com/leader-eviction-started-at";
+
+/// Annotation of a TiKV instance: when the leader eviction for its cordoned Node started
+/// (RFC 3339). Written before the evict-leader scheduler is added and removed after the
+/// scheduler is, so the group's clean-up leaves that scheduler alone and a controller that
+/// restarts finds it.
+pub const ANNO_CORDON_EVICTION_STARTED: &str = "tikv.core.pingcap.com/cordon-eviction-started-at";
 
 /// Reason: PD cannot be asked.
 pub const REASON_PD_UNREACHABLE: &str = "PDUnreachable";
@@ -256,7 +265,7 @@ impl<'a> Scope<'a> {
         Finished::with(status, then).as_of(version)
     }
 
-    async fn remove_scheduler(&self, store_id: u64, why: &str) -> Result<(), Error> {
+    async fn remove_scheduler(&self, store_id: u64, why: &str, action: &str) -> Result<(), Error> {
         self.pd
             .remove_evict_leader_scheduler(store_id)
             .await
@@ -268,7 +277,7 @@ impl<'a> Scope<'a> {
             .normal(
                 self.tikv,
                 "EvictLeaderSchedulerRemoved",
-                "Restart",
+                action,
                 format!("store {store_id}: evict-leader scheduler removed ({why})"),
             )
             .await;
@@ -352,6 +361,22 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVSt
         ConfigStep::Restart(keys) => Some(keys.as_slice()),
         _ => None,
     };
+    // Who needs the store's evict-leader scheduler: the one answer that every step below which
+    // could remove it follows.
+    let node = node::pod_node(&ctx.nodes, existing_pod.as_ref());
+    let live_pod = existing_pod
+        .as_ref()
+        .filter(|p| p.metadata.deletion_timestamp.is_none());
+    let need = scheduler_need(&NeedInput {
+        restart_recorded: tikv.annotations().contains_key(ANNO_EVICTION_STARTED),
+        pod_outdated: live_pod
+            .is_some_and(|p| !build::pod_is_current(p, &desired_pod) || restart_for.is_some()),
+        cordon_recorded: tikv
+            .annotations()
+            .contains_key(ANNO_CORDON_EVICTION_STARTED),
+        node: &node,
+        serving: live_pod.is_some_and(|p| cordon::serving(store, p)),
+    });
     let mut requeue = None;
     let synced: (bool, &str, String) = match &existing_pod {
         None => {
@@ -376,12 +401,14 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVSt
                 let change = online_config::restart_status(keys, &tikv.spec.template.common.config);
                 draft.status.last_config_change = Some(change);
             }
-            let (wait, reason, message) = restart(&scope, &mut draft, &view, lookup, pod).await?;
+            let (wait, reason, message) =
+                restart(&scope, &mut draft, &view, lookup, pod, need).await?;
             requeue = Some(wait);
             (false, reason, message)
         }
         Some(pod) => {
-            let (done, message) = finish_restart(&scope, &mut draft, &view, store, pod).await?;
+            let (done, message) =
+                finish_restart(&scope, &mut draft, &view, store, pod, need).await?;
             if !done {
                 requeue = Some(Duration::from_secs(2));
                 (false, REASON_WAITING_FOR_STORE, message)
@@ -396,6 +423,13 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVSt
         }
     };
     draft.set(conditions::SYNCED, synced.0, synced.1, synced.2);
+
+    // A restart moves the leaders itself; otherwise a cordoned Node gets them moved.
+    if !need.restart
+        && let Some(wait) = cordon::cordon(&scope, &mut draft, &view, lookup, &node, need).await?
+    {
+        requeue = Some(requeue.map_or(wait, |r: Duration| r.min(wait)));
+    }
 
     if let (Some(pod), Ok(view), Some(info)) = (&existing_pod, &view, store)
         && info.is_up()

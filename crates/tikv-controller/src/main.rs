@@ -1,9 +1,11 @@
 //! tikv-controller: reconciles TiKVGroup and TiKV. Each TiKVGroup becomes TiKV instances; each
 //! TiKV instance becomes its ConfigMap, PVCs and Pod, and a store in PD that the controller
-//! tracks, labels, restarts safely (leader eviction first) and removes through PD.
+//! tracks, labels, restarts safely (leader eviction first), empties of leaders when its Node is
+//! cordoned, and removes through PD.
 
 mod build;
 mod context;
+mod cordon;
 mod group;
 mod instance;
 mod online;
@@ -14,13 +16,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use k8s_openapi::api::core::v1::Node;
-use kube::Api;
 use kube::runtime::watcher;
 use operator_api::core::PDGroup;
 use operator_api::keys;
 use operator_runtime::cache;
 use operator_runtime::component::{groups_of_cluster, run_controllers};
+use operator_runtime::node;
 use operator_runtime::scope::scoped;
 use operator_runtime::{CommonFlags, Context, RuntimeError};
 use operator_runtime::{group_reconcile, instance_reconcile};
@@ -40,7 +41,8 @@ struct Cli {
     common: CommonFlags,
 
     /// How long a restart waits for a store's leaders to leave (evict-leader scheduler) before it
-    /// restarts the Pod anyway, e.g. `10m`, `90s`.
+    /// restarts the Pod anyway, and how long a store on a cordoned Node waits for them before it
+    /// says they did not all leave, e.g. `10m`, `90s`.
     #[arg(
         long,
         env = "LEADER_EVICTION_TIMEOUT",
@@ -69,12 +71,9 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
     };
     let namespace = ctx.flags.namespace.as_deref();
     let pd_groups = scoped::<PDGroup>(&ctx.client, namespace);
-    let nodes = cache::reflect(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        &ctx.shutdown,
-    );
+    let nodes = node::cache(&ctx.client, &ctx.shutdown);
     let (node_cache, synced_nodes) = (nodes.clone(), nodes);
+    let client = ctx.client.clone();
     run_controllers(
         ctx,
         keys::COMPONENT_TIKV,
@@ -87,6 +86,8 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
                 groups_of_cluster(store),
             )
         },
+        // A cordoned or uncordoned Node: its stores evict their leaders or take them back.
+        move |instances, caches| node::wake_on_cordon(instances, &client, caches.pods.clone()),
         move |shared, groups, instances| {
             Ctx::new(
                 shared,

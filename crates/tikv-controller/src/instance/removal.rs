@@ -16,8 +16,8 @@ use operator_runtime::{cache, instance};
 use tracing::info;
 
 use super::{
-    ANNO_EVICTION_STARTED, Draft, REASON_PD_NOT_FOUND, REASON_STORE_REMOVAL_REFUSED,
-    REASON_STORE_REMOVED, REASON_STORE_REMOVING, Scope, lookup,
+    ANNO_CORDON_EVICTION_STARTED, ANNO_EVICTION_STARTED, Draft, REASON_PD_NOT_FOUND,
+    REASON_STORE_REMOVAL_REFUSED, REASON_STORE_REMOVED, REASON_STORE_REMOVING, Scope, lookup,
 };
 use crate::build;
 use crate::context::Ctx;
@@ -49,8 +49,11 @@ pub(super) async fn remove_store(
     let tikv = scope.tikv;
     let mut draft = Draft::new(tikv);
     draft.store(lookup.and_then(|l| l.info()));
-    if tikv.annotations().contains_key(ANNO_EVICTION_STARTED) {
-        scope.set_annotation(ANNO_EVICTION_STARTED, None).await?;
+    // A store taken out needs no restart or cordon eviction: its leaders leave with it.
+    for key in [ANNO_EVICTION_STARTED, ANNO_CORDON_EVICTION_STARTED] {
+        if tikv.annotations().contains_key(key) {
+            scope.set_annotation(key, None).await?;
+        }
     }
     let pd = match (view, lookup) {
         (Ok(_), Some(lookup)) => Ok(lookup),
@@ -90,7 +93,7 @@ pub(super) async fn remove_store(
         }
         RemovalStep::RemoveScheduler(id) => {
             scope
-                .remove_scheduler(id, "the store is being removed")
+                .remove_scheduler(id, "the store is being removed", "Remove")
                 .await?;
             Ok(Finished::then(Action::requeue(Duration::from_secs(1))))
         }
@@ -274,7 +277,7 @@ pub(super) async fn finalize(
         && view.is_evicting(info.store.id)
     {
         scope
-            .remove_scheduler(info.store.id, "its group or Cluster is deleted")
+            .remove_scheduler(info.store.id, "its group or Cluster is deleted", "Remove")
             .await?;
     }
     Ok(Finished::then(instance::release(ctx, tikv).await?))

@@ -18,6 +18,7 @@ use super::{
     ANNO_EVICTION_STARTED, Draft, REASON_DOWN_PEERS_ELSEWHERE, REASON_EVICTED, REASON_EVICTING,
     REASON_EVICTION_TIMED_OUT, REASON_NOT_EVICTING, REASON_PD_UNREACHABLE, Scope,
 };
+use crate::cordon::SchedulerNeed;
 use crate::pd::PdView;
 use crate::store::{self, RestartCause, RestartInput, RestartStep, StoreLookup};
 use operator_runtime::reconcile::Error;
@@ -30,6 +31,7 @@ pub(super) async fn restart(
     view: &Result<PdView, String>,
     lookup: Option<StoreLookup<'_>>,
     pod: &Pod,
+    need: SchedulerNeed,
 ) -> Result<(Duration, &'static str, String), Error> {
     let (view, lookup) = match (view, lookup) {
         (Ok(view), Some(lookup)) => (view, lookup),
@@ -103,10 +105,11 @@ pub(super) async fn restart(
             ),
         )),
         RestartStep::BlockedByDownPeers(others) => {
-            // Hold without evicting: the store keeps serving while it waits.
-            if evicting {
+            // Hold without evicting: the store keeps serving while it waits. A cordoned Node
+            // keeps its leaders away all the same.
+            if evicting && !need.cordon {
                 scope
-                    .remove_scheduler(id, "the restart waits for down peers elsewhere")
+                    .remove_scheduler(id, "the restart waits for down peers elsewhere", "Restart")
                     .await?;
             }
             if started.is_some() {
@@ -275,7 +278,8 @@ pub(super) async fn restart(
 }
 
 /// With a current Pod: once it is ready and its store serves, any evict-leader scheduler for the
-/// store goes (the restart is over, whoever started it) and so does the record of the wait.
+/// store goes (the restart is over, whoever started it) unless the cordon of its Node needs it,
+/// and so does the record of the wait.
 /// Returns whether nothing is left to do, and a message.
 pub(super) async fn finish_restart(
     scope: &Scope<'_>,
@@ -283,6 +287,7 @@ pub(super) async fn finish_restart(
     view: &Result<PdView, String>,
     store: Option<&StoreInfo>,
     pod: &Pod,
+    need: SchedulerNeed,
 ) -> Result<(bool, String), Error> {
     let recorded = scope.tikv.annotations().contains_key(ANNO_EVICTION_STARTED);
     let view = match view {
@@ -310,9 +315,10 @@ pub(super) async fn finish_restart(
         ));
     }
     let id = store.map(|s| s.store.id).unwrap_or_default();
-    if evicting {
+    // The cordon of the Pod's Node may still need the scheduler: it removes it itself.
+    if evicting && !need.cordon {
         scope
-            .remove_scheduler(id, "the store serves again after its restart")
+            .remove_scheduler(id, "the store serves again after its restart", "Restart")
             .await?;
     }
     if recorded {
@@ -338,7 +344,7 @@ pub(super) async fn finish_restart(
 /// Right after a restart, PD (or this controller's shared view of it) can still show the old
 /// process Up while the new Pod is already ready. Without a start time on either side, this says
 /// yes, as before such times were compared.
-fn started_in(store: &StoreInfo, pod: &Pod) -> bool {
+pub(super) fn started_in(store: &StoreInfo, pod: &Pod) -> bool {
     let pod_started = pod
         .status
         .as_ref()
