@@ -1,6 +1,8 @@
 //! The PD instance rules: its ConfigMap, PVCs and Pod; a restart that hands PD leadership
-//! over first; removal from PD before the Pod and PVCs go; and the instance's status from PD.
+//! over first; a leader on a cordoned Node that hands it over; removal from PD before the Pod
+//! and PVCs go; and the instance's status from PD.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -11,24 +13,33 @@ use operator_api::conditions::{self, Look, reasons};
 use operator_api::core::{Cluster, PD, PDGroup, PDStatus};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
-use operator_runtime::cache;
 use operator_runtime::instance::{self, PodRemoval};
 use operator_runtime::instance_reconcile::{Blocked, Finished, InstanceRules, Prepared};
+use operator_runtime::node::{self, PodNode};
 use operator_runtime::online_config::{self, ConfigStep, Recorder, Settled};
 use operator_runtime::pod::{is_ready, readiness, synced as pod_synced};
 use operator_runtime::reconcile::{Error, Started};
+use operator_runtime::{cache, duration};
 use pd_client::PdClient;
 use tracing::warn;
 
 use crate::build::{self, Membership};
 use crate::context::{Ctx, MANAGER};
-use crate::member::{self, Observed, RestartStep};
+use crate::member::{self, CordonStep, Observed, RestartStep};
 use crate::online;
 
 /// Reason of an instance waiting for the other first members before it starts.
 pub const REASON_WAITING_FOR_MEMBERS: &str = "WaitingForInitialMembers";
 /// Reason of an instance PD cannot be asked about.
 pub const REASON_PD_UNREACHABLE: &str = "PDUnreachable";
+/// `NodeCordoned` reason: leadership is being handed to a member on a schedulable Node.
+pub const REASON_TRANSFERRING_LEADER: &str = "TransferringLeader";
+/// `NodeCordoned` reason: the member does not lead PD; nothing to hand over.
+pub const REASON_NOT_LEADER: &str = "NotLeader";
+/// `NodeCordoned` reason (and Event): the member still leads after the hand-over's bound.
+pub const REASON_TRANSFER_TIMED_OUT: &str = "LeaderTransferTimedOut";
+/// How long a leader on a cordoned Node keeps asking PD to hand its leadership over.
+pub const CORDON_TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The PD instance rules on the runtime's instance reconciler.
 pub struct Rules;
@@ -163,6 +174,8 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
     )?;
     instance::create_pvcs(ctx, MANAGER, pd, build::pvcs(pd)?).await?;
     let observed = Observed::of(&pd_api).await;
+    let node = node::pod_node(&ctx.nodes, existing_pod.as_ref());
+    let cordoned = cordoned_members(ctx, pd, namespace);
     let common = &pd.spec.template.common;
     let recorder = Recorder::new(&ctx.client, pd, &ctx.expectations);
     let config_step = match &existing_pod {
@@ -194,7 +207,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
                 config_change = Some(online_config::restart_status(keys, &common.config));
                 config_pending = Some(online_config::restart_message(keys));
             }
-            match member::restart_step(&observed, &name, is_ready(pod)) {
+            match member::restart_step(&observed, &name, is_ready(pod), &cordoned) {
                 RestartStep::Restart => instance::restart_pod(ctx, pd, pod, "").await?,
                 RestartStep::TransferTo(successor) => {
                     pd_api
@@ -264,9 +277,25 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
         },
     }
 
+    // A restart hands leadership over itself; otherwise a cordoned Node has it handed over.
+    let restarting = existing_pod.as_ref().is_some_and(|p| {
+        p.metadata.deletion_timestamp.is_none()
+            && (!build::pod_is_current(p, &desired_pod) || restart_for.is_some())
+    });
+    let cordon = if restarting {
+        None
+    } else {
+        cordon(ctx, pd, &pd_api, &observed, &node, &cordoned).await?
+    };
     let mut status = observe_status(pd, &existing_pod, &desired_pod, &observed, config_pending);
     if config_change.is_some() {
         status.last_config_change = config_change;
+    }
+    if let Some((ok, reason, message, wait)) = cordon {
+        let look = Look::now(pd.metadata.generation);
+        let conditions = &mut status.common.conditions;
+        look.set(conditions, conditions::NODE_CORDONED, ok, reason, message);
+        requeue = Some(requeue.map_or(wait, |r: Duration| r.min(wait)));
     }
     let ready = conditions::is_true(&status.common.conditions, conditions::READY);
     let then = Action::requeue(requeue.unwrap_or(if ready {
@@ -275,6 +304,134 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
         Duration::from_secs(5)
     }));
     Ok(Finished::with(status, then))
+}
+
+/// The PD members of `pd`'s Cluster whose Pods are on a cordoned Node, from the caches.
+fn cordoned_members(ctx: &Ctx, pd: &PD, namespace: &str) -> BTreeSet<String> {
+    let cluster = &pd.spec.cluster.name;
+    cache::list(&ctx.instances, namespace, |p| {
+        &p.spec.cluster.name == cluster
+    })
+    .iter()
+    .map(|p| p.name_any())
+    .filter(|name| {
+        let pod = cache::get(&ctx.caches.pods, namespace, name);
+        node::pod_node(&ctx.nodes, pod.as_ref()).is_cordoned()
+    })
+    .collect()
+}
+
+/// A `NodeCordoned` condition (status, reason, message) and when to look again.
+type CordonCondition = (bool, &'static str, String, Duration);
+
+/// A member on a cordoned Node hands PD leadership to a member on a schedulable Node, asking
+/// again until [`CORDON_TRANSFER_TIMEOUT`] after the cordon was first seen. Returns the
+/// `NodeCordoned` condition to set, if any: none for a member never on a cordoned Node.
+async fn cordon(
+    ctx: &Ctx,
+    pd: &PD,
+    pd_api: &PdClient,
+    observed: &Observed,
+    node: &PodNode,
+    cordoned: &BTreeSet<String>,
+) -> Result<Option<CordonCondition>, Error> {
+    let name = pd.name_any();
+    let existing = pd
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.common.conditions, conditions::NODE_CORDONED));
+    let PodNode::Cordoned(node_name) = node else {
+        // Uncordoned, or the Pod runs elsewhere: say so once the Pod is on a known Node.
+        return Ok(match (existing, node.name()) {
+            (Some(c), Some(on)) if c.status == conditions::STATUS_TRUE => Some((
+                false,
+                reasons::NODE_SCHEDULABLE,
+                format!("the Pod runs on Node {on}, which is schedulable"),
+                Duration::from_secs(30),
+            )),
+            _ => None,
+        });
+    };
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let since = existing
+        .filter(|c| c.status == conditions::STATUS_TRUE)
+        .map_or(now, |c| c.last_transition_time.0);
+    let waited = Duration::from_millis(
+        u64::try_from(now.as_millisecond() - since.as_millisecond()).unwrap_or(0),
+    );
+    let timeout = CORDON_TRANSFER_TIMEOUT;
+    let step = member::cordon_step(observed, &name, cordoned, waited, timeout);
+    let condition = match step {
+        CordonStep::Unknown(error) => (
+            true,
+            REASON_PD_UNREACHABLE,
+            format!(
+                "Node {node_name} is cordoned; PD cannot tell whether {name} leads it ({error})"
+            ),
+            Duration::from_secs(5),
+        ),
+        CordonStep::NotLeader => (
+            true,
+            REASON_NOT_LEADER,
+            format!(
+                "Node {node_name} is cordoned; {name} does not lead PD, so it holds nothing to hand over"
+            ),
+            Duration::from_secs(10),
+        ),
+        CordonStep::TransferTo(successor) => {
+            pd_api
+                .transfer_leader(&successor)
+                .await
+                .map_err(|source| Error::Pd {
+                    url: pd_api.base().into(),
+                    source,
+                })?;
+            let message = format!(
+                "Node {node_name} is cordoned: PD leadership moves from {name} to {successor} (asked for at most {})",
+                duration::format(timeout)
+            );
+            ctx.events
+                .normal(pd, "LeaderTransferred", "NodeCordoned", message.clone())
+                .await;
+            (
+                true,
+                REASON_TRANSFERRING_LEADER,
+                message,
+                Duration::from_secs(2),
+            )
+        }
+        CordonStep::NoSuccessor => (
+            true,
+            member::REASON_NO_SUCCESSOR,
+            format!(
+                "Node {node_name} is cordoned and {name} leads PD, but no other member is healthy on a schedulable Node to take over; it keeps leading"
+            ),
+            Duration::from_secs(5),
+        ),
+        CordonStep::TimedOut => {
+            let message = format!(
+                "Node {node_name} is cordoned and {name} still leads PD after {} of asking it to hand over; asked no more, and an eviction of the Pod is not held back",
+                duration::format(timeout)
+            );
+            if existing.map(|c| c.reason.as_str()) != Some(REASON_TRANSFER_TIMED_OUT) {
+                ctx.events
+                    .warning(
+                        pd,
+                        REASON_TRANSFER_TIMED_OUT,
+                        "NodeCordoned",
+                        message.clone(),
+                    )
+                    .await;
+            }
+            (
+                true,
+                REASON_TRANSFER_TIMED_OUT,
+                message,
+                Duration::from_secs(30),
+            )
+        }
+    };
+    Ok(Some(condition))
 }
 
 /// Takes a removed instance out of PD (leadership first), then deletes its Pod and PVCs, then

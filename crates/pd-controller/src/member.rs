@@ -1,6 +1,10 @@
-//! Pure decisions about one PD member: what PD says of it (member, leader, health), and the next
-//! step of restarting its outdated Pod. A restart never happens on PD's silence: a member whose
-//! leadership or quorum PD cannot confirm keeps its Pod.
+//! Pure decisions about one PD member: what PD says of it (member, leader, health), the next
+//! step of restarting its outdated Pod, and what a member on a cordoned Node does with its
+//! leadership. A restart never happens on PD's silence: a member whose leadership or quorum PD
+//! cannot confirm keeps its Pod.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use pd_client::{MemberHealth, MembersInfo, PdClient};
 
@@ -59,12 +63,18 @@ impl Observed {
 
     /// A healthy member other than `name` to hand leadership to.
     pub fn successor(&self, name: &str) -> Option<String> {
+        self.successor_avoiding(name, &BTreeSet::new())
+    }
+
+    /// A healthy member other than `name`, and none of `avoid` (members on cordoned Nodes), to
+    /// hand leadership to.
+    pub fn successor_avoiding(&self, name: &str, avoid: &BTreeSet<String>) -> Option<String> {
         let members = self.members.as_ref()?;
         members
             .members
             .iter()
             .map(|m| m.name.clone())
-            .find(|m| m != name && self.healthy(m))
+            .find(|m| m != name && !avoid.contains(m) && self.healthy(m))
     }
 }
 
@@ -88,7 +98,14 @@ pub enum RestartStep {
 /// that does not serve is restarted whatever PD says (it leads nothing and is the reason PD may
 /// not answer); one that serves is restarted only when PD answered, it does not lead, and the
 /// other members keep a healthy majority.
-pub fn restart_step(observed: &Observed, name: &str, pod_ready: bool) -> RestartStep {
+/// Leadership goes to a member on a schedulable Node when there is one (`cordoned` names those
+/// that are not), else to any healthy one.
+pub fn restart_step(
+    observed: &Observed,
+    name: &str,
+    pod_ready: bool,
+    cordoned: &BTreeSet<String>,
+) -> RestartStep {
     if !pod_ready {
         return RestartStep::Restart;
     }
@@ -117,7 +134,10 @@ pub fn restart_step(observed: &Observed, name: &str, pod_ready: bool) -> Restart
         };
     }
     if observed.is_leader(name) {
-        return match observed.successor(name) {
+        let successor = observed
+            .successor_avoiding(name, cordoned)
+            .or_else(|| observed.successor(name));
+        return match successor {
             Some(successor) => RestartStep::TransferTo(successor),
             None if total > 1 => RestartStep::Wait {
                 reason: REASON_NO_SUCCESSOR,
@@ -129,6 +149,47 @@ pub fn restart_step(observed: &Observed, name: &str, pod_ready: bool) -> Restart
         };
     }
     RestartStep::Restart
+}
+
+/// What a member on a cordoned Node does about PD's leadership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CordonStep {
+    /// PD cannot be asked; nothing is done until it answers.
+    Unknown(String),
+    /// The member does not lead: nothing to hand over.
+    NotLeader,
+    /// Hand leadership to this member, healthy and on a schedulable Node.
+    TransferTo(String),
+    /// It leads, and no other member is healthy on a schedulable Node to take over.
+    NoSuccessor,
+    /// It still leads after the hand-over was asked for the whole bound: asked no more.
+    TimedOut,
+}
+
+/// Decides what member `name`, whose Pod is on a cordoned Node, does: hand leadership to a
+/// healthy member that is not on a cordoned Node (`cordoned` names the members that are),
+/// asking again until `timeout` has passed since the cordon was first seen (`waited`).
+pub fn cordon_step(
+    observed: &Observed,
+    name: &str,
+    cordoned: &BTreeSet<String>,
+    waited: Duration,
+    timeout: Duration,
+) -> CordonStep {
+    if observed.members.is_none() {
+        let error = observed.error.as_deref().unwrap_or("no answer");
+        return CordonStep::Unknown(error.to_string());
+    }
+    if !observed.is_leader(name) {
+        return CordonStep::NotLeader;
+    }
+    if waited >= timeout {
+        return CordonStep::TimedOut;
+    }
+    match observed.successor_avoiding(name, cordoned) {
+        Some(successor) => CordonStep::TransferTo(successor),
+        None => CordonStep::NoSuccessor,
+    }
 }
 
 #[cfg(test)]
@@ -238,12 +299,117 @@ mod tests {
             ("not listed yet", &three, "d", true, "restart".into()),
         ];
         for (case, observed, name, pod_ready, want) in table {
-            let got = match restart_step(observed, name, pod_ready) {
+            let got = match restart_step(observed, name, pod_ready, &BTreeSet::new()) {
                 RestartStep::Restart => "restart".to_string(),
                 RestartStep::TransferTo(to) => format!("transfer {to}"),
                 RestartStep::Wait { reason, .. } => wait(reason),
             };
             assert_eq!(got, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_restarting_leader_prefers_a_successor_on_a_schedulable_node() {
+        let three = observed(&[("a", true), ("b", true), ("c", true)], Some("a"));
+        let cordoned: BTreeSet<String> = ["b".to_string()].into();
+        assert_eq!(
+            restart_step(&three, "a", true, &cordoned),
+            RestartStep::TransferTo("c".into())
+        );
+        // Only cordoned members are healthy: one of them still takes over for a restart.
+        let all: BTreeSet<String> = ["b".to_string(), "c".to_string()].into();
+        assert_eq!(
+            restart_step(&three, "a", true, &all),
+            RestartStep::TransferTo("b".into())
+        );
+    }
+
+    /// A member on a cordoned Node, as a table: PD's view, the member, the cordoned members, how
+    /// long since the cordon was seen; the step.
+    #[test]
+    fn a_leader_on_a_cordoned_node_hands_over_to_a_member_elsewhere_within_the_bound() {
+        let silent = Observed {
+            error: Some("HTTP 503: no leader".into()),
+            ..Observed::default()
+        };
+        let three = observed(&[("a", true), ("b", true), ("c", true)], Some("a"));
+        let c_down = observed(&[("a", true), ("b", true), ("c", false)], Some("a"));
+        let set =
+            |names: &[&str]| -> BTreeSet<String> { names.iter().map(|n| n.to_string()).collect() };
+        let (early, late) = (Duration::from_secs(5), Duration::from_secs(60));
+        let timeout = Duration::from_secs(60);
+        type Row<'a> = (
+            &'a str,
+            &'a Observed,
+            &'a str,
+            BTreeSet<String>,
+            Duration,
+            CordonStep,
+        );
+        let table: [Row<'_>; 7] = [
+            (
+                "PD silent",
+                &silent,
+                "a",
+                set(&["a"]),
+                early,
+                CordonStep::Unknown("HTTP 503: no leader".into()),
+            ),
+            (
+                "a follower",
+                &three,
+                "b",
+                set(&["b"]),
+                early,
+                CordonStep::NotLeader,
+            ),
+            (
+                "the leader",
+                &three,
+                "a",
+                set(&["a"]),
+                early,
+                CordonStep::TransferTo("b".into()),
+            ),
+            (
+                "the leader, b on a cordoned Node too",
+                &three,
+                "a",
+                set(&["a", "b"]),
+                early,
+                CordonStep::TransferTo("c".into()),
+            ),
+            (
+                "the leader, b cordoned and c unhealthy",
+                &c_down,
+                "a",
+                set(&["a", "b"]),
+                early,
+                CordonStep::NoSuccessor,
+            ),
+            (
+                "the leader past the bound",
+                &three,
+                "a",
+                set(&["a"]),
+                late,
+                CordonStep::TimedOut,
+            ),
+            (
+                "a follower past the bound",
+                &three,
+                "c",
+                set(&["c"]),
+                late,
+                CordonStep::NotLeader,
+            ),
+        ];
+        for (case, observed, name, cordoned, waited, want) in table {
+            assert_eq!(
+                cordon_step(observed, name, &cordoned, waited, timeout),
+                want,
+                "{case}"
+            );
         }
     }
 }

@@ -192,7 +192,8 @@ mod tests {
     #[test]
     fn the_scheduler_stays_while_a_restart_or_a_cordon_needs_it() {
         let (c, s, u) = (cordoned(), schedulable(), PodNode::Unknown);
-        let table: [(&str, bool, bool, bool, &PodNode, bool, (bool, bool)); 12] = [
+        type Row<'a> = (&'a str, bool, bool, bool, &'a PodNode, bool, (bool, bool));
+        let table: [Row<'_>; 12] = [
             (
                 "nothing going on",
                 false,
