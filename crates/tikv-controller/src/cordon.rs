@@ -46,6 +46,13 @@ pub fn scheduler_need(input: &NeedInput<'_>) -> SchedulerNeed {
     SchedulerNeed { restart, cordon }
 }
 
+/// Whether the end of a restart (or a restart held by down peers) removes the store's
+/// scheduler itself. Not while the cordon needs it, nor once the cordon recorded its eviction:
+/// then the cordon's release removes it, in the same reconcile, so one place says why.
+pub fn restart_may_remove(need: SchedulerNeed, cordon_recorded: bool) -> bool {
+    !need.cordon && !cordon_recorded
+}
+
 /// What the cordon step of a store sees.
 #[derive(Clone, Debug)]
 pub struct CordonInput<'a> {
@@ -313,6 +320,19 @@ mod tests {
             });
             assert_eq!((need.restart, need.cordon), want, "{case}");
         }
+    }
+
+    #[test]
+    fn a_restart_leaves_a_scheduler_the_cordon_recorded_to_the_cordon() {
+        let nobody = SchedulerNeed::default();
+        let cordon = SchedulerNeed {
+            restart: false,
+            cordon: true,
+        };
+        assert!(restart_may_remove(nobody, false));
+        assert!(!restart_may_remove(nobody, true), "the cordon releases it");
+        assert!(!restart_may_remove(cordon, false), "the cordon needs it");
+        assert!(!restart_may_remove(cordon, true));
     }
 
     fn store(state: &str, leaders: i64) -> StoreInfo {

@@ -15,10 +15,11 @@ use pd_client::StoreInfo;
 use tracing::info;
 
 use super::{
-    ANNO_EVICTION_STARTED, Draft, REASON_DOWN_PEERS_ELSEWHERE, REASON_EVICTED, REASON_EVICTING,
-    REASON_EVICTION_TIMED_OUT, REASON_NOT_EVICTING, REASON_PD_UNREACHABLE, Scope,
+    ANNO_CORDON_EVICTION_STARTED, ANNO_EVICTION_STARTED, Draft, REASON_DOWN_PEERS_ELSEWHERE,
+    REASON_EVICTED, REASON_EVICTING, REASON_EVICTION_TIMED_OUT, REASON_NOT_EVICTING,
+    REASON_PD_UNREACHABLE, Scope,
 };
-use crate::cordon::SchedulerNeed;
+use crate::cordon::{self, SchedulerNeed};
 use crate::pd::PdView;
 use crate::store::{self, RestartCause, RestartInput, RestartStep, StoreLookup};
 use operator_runtime::reconcile::Error;
@@ -107,7 +108,11 @@ pub(super) async fn restart(
         RestartStep::BlockedByDownPeers(others) => {
             // Hold without evicting: the store keeps serving while it waits. A cordoned Node
             // keeps its leaders away all the same.
-            if evicting && !need.cordon {
+            let cordon_recorded = scope
+                .tikv
+                .annotations()
+                .contains_key(ANNO_CORDON_EVICTION_STARTED);
+            if evicting && cordon::restart_may_remove(need, cordon_recorded) {
                 scope
                     .remove_scheduler(id, "the restart waits for down peers elsewhere", "Restart")
                     .await?;
@@ -303,7 +308,13 @@ pub(super) async fn finish_restart(
         Err(_) => return Ok((true, "the Pod is up to date".into())),
     };
     let evicting = store.is_some_and(|s| view.is_evicting(s.store.id));
-    if !recorded && !evicting {
+    let cordon_recorded = scope
+        .tikv
+        .annotations()
+        .contains_key(ANNO_CORDON_EVICTION_STARTED);
+    let restart_removes = cordon::restart_may_remove(need, cordon_recorded);
+    // A scheduler without a restart's record that the cordon owns is none of the restart's.
+    if !recorded && (!evicting || !restart_removes) {
         return Ok((true, "the Pod is up to date".into()));
     }
     let serving = store.is_some_and(|s| s.is_up() && started_in(s, pod)) && is_ready(pod);
@@ -316,7 +327,7 @@ pub(super) async fn finish_restart(
     }
     let id = store.map(|s| s.store.id).unwrap_or_default();
     // The cordon of the Pod's Node may still need the scheduler: it removes it itself.
-    if evicting && !need.cordon {
+    if evicting && restart_removes {
         scope
             .remove_scheduler(id, "the store serves again after its restart", "Restart")
             .await?;
@@ -331,11 +342,16 @@ pub(super) async fn finish_restart(
     } else {
         ""
     };
+    let message = if restart_removes {
+        format!("store {id} serves again and takes leaders{last}")
+    } else {
+        format!("store {id} serves again; the cordon of its Node keeps its leaders away{last}")
+    };
     draft.set(
         conditions::LEADERS_EVICTED,
         false,
         REASON_NOT_EVICTING,
-        format!("store {id} serves again and takes leaders{last}"),
+        message,
     );
     Ok((true, "the Pod is up to date".into()))
 }
