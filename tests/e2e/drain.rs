@@ -3,7 +3,8 @@
 //! other test's Pods land there and a drain touches only this test's). A Node holding a TiKV
 //! store and the PD leader is cordoned and drained with the real `kubectl`: PD leadership and the
 //! store's leaders must leave before its Pods are evicted, the Pods come back on another Node,
-//! every group is Ready again, no evict-leader scheduler is left, and nothing is lost.
+//! every group is Ready again, no evict-leader scheduler is left, and nothing is lost. A plain
+//! drain, not cordoned first, is not held back and is as safe.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -320,6 +321,29 @@ impl Scene {
     }
 }
 
+/// Asserts from the simulator's log that no two members of a group were down at once.
+fn one_down_at_a_time(events: &[Value]) {
+    for component in ["pd", "tikv"] {
+        let mut down = BTreeSet::new();
+        for e in events.iter().filter(|e| e["component"] == component) {
+            let pod = e["pod"].as_str().unwrap_or_default().to_string();
+            match e["kind"].as_str() {
+                Some("pod_stopped") => {
+                    down.insert(pod);
+                    assert!(
+                        down.len() <= 1,
+                        "two {component} members down at once: {down:?}"
+                    );
+                }
+                Some("pod_running") => {
+                    down.remove(&pod);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// The `seq` of the simulator's last event so far.
 async fn last_seq(scene: &Scene) -> u64 {
     scene
@@ -341,7 +365,7 @@ fn single(names: Vec<String>, what: &str) -> String {
 /// Drains a Node that holds a store and the PD leader: leadership and the store's leaders leave
 /// at the cordon, before `kubectl drain` evicts the Pods; the Pods come back on the spare Node,
 /// the evict-leader scheduler goes once the store serves there, and a cordon that is taken back
-/// before any drain gives the store its leaders back.
+/// before any drain gives the store its leaders back. Then a plain drain of another Node.
 #[tokio::test]
 async fn draining_a_node_moves_pd_leadership_and_the_stores_leaders_before_its_pods_go() {
     let scene = Scene::start("drain").await;
@@ -552,26 +576,46 @@ async fn draining_a_node_moves_pd_leadership_and_the_stores_leaders_before_its_p
         removed.len() == added.len() && removed.iter().all(|r| back.iter().any(|b| b < r)),
         "the scheduler of store {id} was removed only once its Pod ran again (added {added:?}, removed {removed:?}, running {back:?})"
     );
-    // Never two members of a group down at once.
-    for component in ["pd", "tikv"] {
-        let mut down = BTreeSet::new();
-        for e in events.iter().filter(|e| e["component"] == component) {
-            let pod = e["pod"].as_str().unwrap_or_default().to_string();
-            match e["kind"].as_str() {
-                Some("pod_stopped") => {
-                    down.insert(pod);
-                    assert!(
-                        down.len() <= 1,
-                        "two {component} members down at once: {down:?}"
-                    );
-                }
-                Some("pod_running") => {
-                    down.remove(&pod);
-                }
-                _ => {}
-            }
-        }
-    }
+    one_down_at_a_time(&events);
+
+    // A plain drain, the Node not cordoned first: the operator holds no eviction back, and the
+    // budgets still take one member of each group at a time; nothing is left evicted after.
+    let other = scene.pool.node(1).to_string();
+    let start = last_seq(&scene).await;
+    scene.kubectl(&[
+        "drain",
+        &other,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=120s",
+    ]);
+    scene
+        .wait_ready("every member back after a plain drain", Some(&other))
+        .await;
+    wait_until(
+        &scene.cluster.kubectl(),
+        scene.n(),
+        "no evicted store left after a plain drain",
+        CONVERGE,
+        || async { Ok::<_, String>(scene.evicted().await.is_empty()) },
+    )
+    .await
+    .unwrap();
+    let events: Vec<Value> = scene
+        .simulator
+        .events(scene.n(), CLUSTER)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| event_seq(e) > start)
+        .collect();
+    assert_eq!(
+        events_of(&events, "pod_stopped", &[]).len(),
+        2,
+        "the drain stopped the Node's PD member and store once each: {events:#?}"
+    );
+    one_down_at_a_time(&events);
+    scene.kubectl(&["uncordon", &other]);
 
     scene
         .simulator
