@@ -38,6 +38,8 @@ pub const REASON_TRANSFERRING_LEADER: &str = "TransferringLeader";
 pub const REASON_NOT_LEADER: &str = "NotLeader";
 /// `NodeCordoned` reason (and Event): the member still leads after the hand-over's bound.
 pub const REASON_TRANSFER_TIMED_OUT: &str = "LeaderTransferTimedOut";
+/// `NodeCordoned` reason: the Pod is not on any Node (evicted, not scheduled yet).
+pub const REASON_POD_NOT_ON_NODE: &str = "PodNotOnNode";
 /// How long a leader on a cordoned Node keeps asking PD to hand its leadership over.
 pub const CORDON_TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -341,13 +343,20 @@ async fn cordon(
         .as_ref()
         .and_then(|s| conditions::find(&s.common.conditions, conditions::NODE_CORDONED));
     let PodNode::Cordoned(node_name) = node else {
-        // Uncordoned, or the Pod runs elsewhere: say so once the Pod is on a known Node.
+        // Uncordoned, or the Pod gone or elsewhere: the cordon is over for this member, and
+        // the bound of a later one counts from then.
         return Ok(match (existing, node.name()) {
-            (Some(c), Some(on)) if c.status == conditions::STATUS_TRUE => Some((
+            (Some(c), Some(on)) if c.reason != reasons::NODE_SCHEDULABLE => Some((
                 false,
                 reasons::NODE_SCHEDULABLE,
                 format!("the Pod runs on Node {on}, which is schedulable"),
                 Duration::from_secs(30),
+            )),
+            (Some(c), None) if c.status == conditions::STATUS_TRUE => Some((
+                false,
+                REASON_POD_NOT_ON_NODE,
+                "the Pod is not on a Node (gone, or not scheduled yet)".to_string(),
+                Duration::from_secs(5),
             )),
             _ => None,
         });
