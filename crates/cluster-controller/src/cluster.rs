@@ -19,6 +19,7 @@ use operator_api::core::{
 };
 use operator_api::keys;
 use operator_runtime::cache;
+use operator_runtime::dns::Dns;
 use operator_runtime::endpoints::{EndpointFor, Endpoints};
 use operator_runtime::events::Events;
 use operator_runtime::finalize;
@@ -174,7 +175,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
     let pd_url = groups
         .iter()
         .find(|g| g.kind == ComponentKind::PD)
-        .map(|g| format!("http://{}-pd.{namespace}:{PD_DEFAULT_PORT_CLIENT}", g.name));
+        .map(|g| pd_url(&Dns::of_spec(&cluster.spec), &namespace, &g.name));
     let mut cluster_id = cluster
         .status
         .as_ref()
@@ -277,6 +278,13 @@ fn view<K: Resource>(
         features,
         deleting: group.meta().deletion_timestamp.is_some(),
     }
+}
+
+/// `status.pd`: the URL of the client Service of the PD group `group`, named as the Cluster's
+/// `spec.dns` asks.
+pub fn pd_url(dns: &Dns, namespace: &str, group: &str) -> String {
+    let host = dns.service_host(&format!("{group}-pd"), namespace);
+    format!("http://{host}:{PD_DEFAULT_PORT_CLIENT}")
 }
 
 /// The Cluster's status from its groups (pure).

@@ -9,6 +9,7 @@ use operator_api::core::{
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
+use operator_runtime::dns::Dns;
 
 /// Name of the component label value and of the container.
 pub const COMPONENT: &str = keys::COMPONENT_PD;
@@ -92,19 +93,45 @@ pub fn services(group: &PDGroup) -> Result<[Service; 2], BuildError> {
     ])
 }
 
-/// DNS name of an instance through its peer Service.
-pub fn host(pd: &PD) -> String {
-    build::host_of(pd)
+/// DNS name of an instance through its peer Service, in the form `dns` asks for.
+pub fn host(pd: &PD, dns: &Dns) -> String {
+    dns.instance_host(pd)
 }
 
 /// Client URL of an instance.
-pub fn client_url(pd: &PD) -> String {
-    format!("http://{}:{}", host(pd), client_port(&pd.spec.template))
+pub fn client_url(pd: &PD, dns: &Dns) -> String {
+    format!(
+        "http://{}:{}",
+        host(pd, dns),
+        client_port(&pd.spec.template)
+    )
 }
 
 /// Peer URL of an instance.
-pub fn peer_url(pd: &PD) -> String {
-    format!("http://{}:{}", host(pd), peer_port(&pd.spec.template))
+pub fn peer_url(pd: &PD, dns: &Dns) -> String {
+    format!("http://{}:{}", host(pd, dns), peer_port(&pd.spec.template))
+}
+
+/// The URL of the client Service of the PD group `group` in `namespace`.
+pub fn client_service_url(namespace: &str, group: &str, port: i32, dns: &Dns) -> String {
+    let host = dns.service_host(&client_service_name(group), namespace);
+    format!("http://{host}:{port}")
+}
+
+/// The URL of the client Service of `group`, the group of `pd` (whose client port it uses).
+pub fn group_client_url(pd: &PD, group: &str, dns: &Dns) -> String {
+    let namespace = pd.namespace().unwrap_or_default();
+    client_service_url(&namespace, group, client_port(&pd.spec.template), dns)
+}
+
+/// PD's `initial-cluster`: `name=peer-url` of each first member, sorted, comma separated.
+pub fn initial_cluster(members: &[&PD], dns: &Dns) -> String {
+    let mut members: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}={}", m.name_any(), peer_url(m, dns)))
+        .collect();
+    members.sort();
+    members.join(",")
 }
 
 /// How a new member finds the PD cluster.
@@ -117,7 +144,7 @@ pub enum Membership {
 }
 
 /// The config file: the user's TOML with the keys the operator owns.
-pub fn config(pd: &PD, membership: &Membership) -> Result<String, BuildError> {
+pub fn config(pd: &PD, dns: &Dns, membership: &Membership) -> Result<String, BuildError> {
     let spec = &pd.spec.template;
     let data_dir = data_mount_path(spec);
     let mut owned: Vec<(&str, toml::Value)> = vec![
@@ -127,12 +154,12 @@ pub fn config(pd: &PD, membership: &Membership) -> Result<String, BuildError> {
             "client-urls",
             format!("http://0.0.0.0:{}", client_port(spec)).into(),
         ),
-        ("advertise-client-urls", client_url(pd).into()),
+        ("advertise-client-urls", client_url(pd, dns).into()),
         (
             "peer-urls",
             format!("http://0.0.0.0:{}", peer_port(spec)).into(),
         ),
-        ("advertise-peer-urls", peer_url(pd).into()),
+        ("advertise-peer-urls", peer_url(pd, dns).into()),
     ];
     match membership {
         Membership::InitialCluster(members) => {
@@ -241,6 +268,7 @@ mod tests {
         let pd = instance_of(&default_group());
         let text = config(
             &pd,
+            &Dns::default(),
             &Membership::InitialCluster("pd-abcde=http://x:2380".into()),
         )
         .unwrap();
@@ -256,10 +284,14 @@ mod tests {
         );
         assert_eq!(table["data-dir"].as_str(), Some("/var/lib/pd/data"));
         assert_eq!(table["log"]["level"].as_str(), Some("info"));
-        let joined: toml::Table = config(&pd, &Membership::Join("http://pd-pd.db:2379".into()))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let joined: toml::Table = config(
+            &pd,
+            &Dns::default(),
+            &Membership::Join("http://pd-pd.db:2379".into()),
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
         assert!(joined.get("initial-cluster").is_none());
         assert_eq!(joined["join"].as_str(), Some("http://pd-pd.db:2379"));
     }
@@ -372,5 +404,69 @@ mod tests {
         assert_eq!(image(&spec), "registry:5000/pingcap/pd:v8.5.2");
         spec.common.image = Some("pingcap/pd:nightly".into());
         assert_eq!(image(&spec), "pingcap/pd:nightly");
+    }
+
+    /// Everything the builders write with an address in it, under `dns`.
+    fn addressed_objects(pd: &PD, dns: &Dns) -> serde_json::Value {
+        let initial = Membership::InitialCluster(initial_cluster(&[pd], dns));
+        let joining = Membership::Join(group_client_url(pd, "pd", dns));
+        serde_json::json!({
+            "initial": config_map(pd, config(pd, dns, &initial).unwrap()).unwrap(),
+            "joining": config_map(pd, config(pd, dns, &joining).unwrap()).unwrap(),
+            "pod": pod(pd).unwrap(),
+            "clientUrl": client_url(pd, dns),
+        })
+    }
+
+    #[test]
+    fn in_cluster_names_leave_every_object_as_it_was() {
+        // Built before `spec.dns` was read: no Pod or ConfigMap of an existing cluster changes.
+        let before: serde_json::Value =
+            serde_json::from_str(include_str!("../testdata/in-cluster.json")).unwrap();
+        let pd = instance_of(&default_group());
+        let spec = |dns: serde_json::Value| -> operator_api::core::ClusterSpec {
+            serde_json::from_value(serde_json::json!({ "dns": dns })).unwrap()
+        };
+        for dns in [
+            Dns::default(),
+            Dns::of_spec(&spec(serde_json::json!({"mode": "InCluster"}))),
+            Dns::of_spec(&spec(
+                serde_json::json!({"mode": "InCluster", "clusterDomain": "east.example"}),
+            )),
+        ] {
+            assert_eq!(addressed_objects(&pd, &dns), before);
+        }
+    }
+
+    #[test]
+    fn fqdn_names_qualify_every_address_and_keep_the_member_name() {
+        let pd = instance_of(&default_group());
+        let dns = Dns::fqdn("east.example");
+        let host = "pd-abcde.pd-pd-peer.db.svc.east.example";
+        assert_eq!(super::host(&pd, &dns), host);
+        let initial = Membership::InitialCluster(initial_cluster(&[&pd], &dns));
+        let table: toml::Table = config(&pd, &dns, &initial).unwrap().parse().unwrap();
+        assert_eq!(table["name"].as_str(), Some("pd-abcde"));
+        assert_eq!(
+            table["advertise-client-urls"].as_str(),
+            Some(format!("http://{host}:2379").as_str())
+        );
+        assert_eq!(
+            table["advertise-peer-urls"].as_str(),
+            Some(format!("http://{host}:2380").as_str())
+        );
+        assert_eq!(
+            table["initial-cluster"].as_str(),
+            Some(format!("pd-abcde=http://{host}:2380").as_str())
+        );
+        assert_eq!(
+            group_client_url(&pd, "pd", &dns),
+            "http://pd-pd.db.svc.east.example:2379"
+        );
+        // The Pod names no address: it reads them from its ConfigMap.
+        assert_eq!(
+            serde_json::to_value(pod(&pd).unwrap()).unwrap(),
+            addressed_objects(&pd, &Dns::default())["pod"]
+        );
     }
 }

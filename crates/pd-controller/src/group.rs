@@ -8,6 +8,7 @@ use operator_api::conditions::{self, HasConditions};
 use operator_api::core::{Cluster, PD, PDGroup, Topology};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
+use operator_runtime::dns::Dns;
 use operator_runtime::group as shared_group;
 use operator_runtime::group_reconcile::{
     BeforePlan, Decision, Effect, GroupRules, GroupView, Outcome,
@@ -59,11 +60,11 @@ impl GroupRules for Rules {
     // join and an old one cannot leave, and the attempt only adds to the outage.
     async fn silence(ctx: &Ctx, view: &View<'_>) -> Option<String> {
         let group = view.group;
-        let url = format!(
-            "http://{}.{}:{}",
-            build::client_service_name(&group.name_any()),
+        let url = build::client_service_url(
             view.namespace,
-            build::client_port(&group.spec.template.spec)
+            &group.name_any(),
+            build::client_port(&group.spec.template.spec),
+            &Dns::of_spec(&view.cluster.spec),
         );
         match ctx.pd(view.namespace, &group.spec.cluster.name, url) {
             Ok(pd) => pd.members().await.err().map(|e| e.to_string()),

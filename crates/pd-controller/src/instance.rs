@@ -13,6 +13,7 @@ use operator_api::conditions::{self, Look, reasons};
 use operator_api::core::{Cluster, PD, PDGroup, PDStatus};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
+use operator_runtime::dns::Dns;
 use operator_runtime::instance::{self, PodRemoval};
 use operator_runtime::instance_reconcile::{Blocked, Finished, InstanceRules, Prepared};
 use operator_runtime::node::{self, PodNode};
@@ -70,10 +71,11 @@ impl InstanceRules for Rules {
         start: &Started,
         alone: bool,
     ) -> Result<Finished<PDStatus>, Error> {
+        let dns = Dns::of(start.cluster.as_deref());
         let pd_api = ctx.pd(
             &start.namespace,
             &pd.spec.cluster.name,
-            in_cluster_url(pd, &start.namespace, &start.group),
+            build::group_client_url(pd, &start.group, &dns),
         )?;
         finalize(pd, ctx, &pd_api, alone).await
     }
@@ -84,7 +86,7 @@ impl InstanceRules for Rules {
     async fn inputs(
         ctx: &Ctx,
         pd: &PD,
-        _cluster: &Cluster,
+        cluster: &Cluster,
         group: Option<&PDGroup>,
         _pod: Option<&Pod>,
     ) -> Result<Result<Membership, Blocked>, Error> {
@@ -94,11 +96,12 @@ impl InstanceRules for Rules {
             .get(keys::LABEL_GROUP)
             .cloned()
             .unwrap_or_default();
+        let dns = Dns::of_spec(&cluster.spec);
         let Some(expected) = pd.annotations().get(keys::ANNO_INITIAL_CLUSTER_NUM) else {
-            return Ok(Ok(Membership::Join(in_cluster_url(
+            return Ok(Ok(Membership::Join(build::group_client_url(
                 pd,
-                &namespace,
                 &group_name,
+                &dns,
             ))));
         };
         let expected: usize = expected.parse().unwrap_or(1);
@@ -117,16 +120,18 @@ impl InstanceRules for Rules {
                 then: Action::requeue(Duration::from_secs(2)),
             }));
         }
-        let mut members: Vec<String> = initial
-            .iter()
-            .map(|s| format!("{}={}", s.name_any(), build::peer_url(s)))
-            .collect();
-        members.sort();
-        Ok(Ok(Membership::InitialCluster(members.join(","))))
+        Ok(Ok(Membership::InitialCluster(build::initial_cluster(
+            &initial, &dns,
+        ))))
     }
 
-    fn config_map(pd: &PD, membership: &Membership) -> Result<ConfigMap, BuildError> {
-        build::config_map(pd, build::config(pd, membership)?)
+    fn config_map(
+        pd: &PD,
+        cluster: &Cluster,
+        membership: &Membership,
+    ) -> Result<ConfigMap, BuildError> {
+        let dns = Dns::of_spec(&cluster.spec);
+        build::config_map(pd, build::config(pd, &dns, membership)?)
     }
 
     fn pod(pd: &PD, _: &Membership) -> Result<Pod, BuildError> {
@@ -143,25 +148,18 @@ impl InstanceRules for Rules {
     }
 }
 
-/// PD's client Service of the instance's group.
-fn in_cluster_url(pd: &PD, namespace: &str, group: &str) -> String {
-    let client_port = build::client_port(&pd.spec.template);
-    format!(
-        "http://{}.{namespace}:{client_port}",
-        build::client_service_name(group)
-    )
-}
-
 /// The Pod created, restarted (leadership handed over first) or sent its online config, and the
 /// status observed from the Pod and PD.
 async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStatus>, Error> {
     let Prepared {
         instance: pd,
         namespace,
+        cluster,
         desired: desired_pod,
         pod: existing_pod,
         ..
     } = prepared;
+    let dns = Dns::of_spec(&cluster.spec);
     let name = pd.name_any();
     let cluster_name = &pd.spec.cluster.name;
     let group_name = pd
@@ -172,7 +170,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
     let pd_api = ctx.pd(
         namespace,
         cluster_name,
-        in_cluster_url(pd, namespace, &group_name),
+        build::group_client_url(pd, &group_name, &dns),
     )?;
     instance::create_pvcs(ctx, MANAGER, pd, build::pvcs(pd)?).await?;
     let observed = Observed::of(&pd_api).await;
@@ -248,7 +246,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
         Some(pod) => match &config_step {
             ConfigStep::Online(items) if is_ready(pod) && observed.healthy(&name) => {
                 // Sent to this member: `log.level` is the member's own; the rest is PD's.
-                let member_api = ctx.pd(namespace, cluster_name, build::client_url(pd))?;
+                let member_api = ctx.pd(namespace, cluster_name, build::client_url(pd, &dns))?;
                 let answer = member_api.set_config(items).await;
                 let settled = recorder
                     .settle(&ctx.events, pd, items, answer, online::refused)

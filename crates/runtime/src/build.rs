@@ -448,21 +448,6 @@ pub fn tcp_readiness(port: &str) -> Probe {
     }
 }
 
-/// The DNS name of an instance's Pod through its headless Service:
-/// `<instance>.<subdomain>.<namespace>`. Every address the operator writes for an instance
-/// comes from here.
-pub fn host_of<I>(instance: &I) -> String
-where
-    I: api::Instance + Resource<DynamicType = ()>,
-{
-    format!(
-        "{}.{}.{}",
-        instance.name_any(),
-        instance.subdomain(),
-        instance.namespace().unwrap_or_default()
-    )
-}
-
 /// The hash of the instance's config as the user wrote it (the `pingcap.com/config-hash` label).
 pub fn config_hash_of<I: api::Instance>(instance: &I) -> String {
     crate::revision::hash_of(&instance.common().config)

@@ -142,9 +142,11 @@ pub trait InstanceRules: Sized + Send + Sync + 'static {
         pod: Option<&Pod>,
     ) -> impl Future<Output = Result<Result<Self::Inputs, Blocked>, Error>> + Send;
 
-    /// The instance's ConfigMap.
+    /// The instance's ConfigMap; the addresses in it are named as its `cluster`'s `spec.dns`
+    /// asks.
     fn config_map(
         instance: &Self::Instance,
+        cluster: &Cluster,
         inputs: &Self::Inputs,
     ) -> Result<ConfigMap, BuildError>;
 
@@ -227,8 +229,8 @@ async fn run<R: InstanceRules>(
         Ok(inputs) => inputs,
         Err(blocked) => return Ok(Finished::blocked(instance, blocked)),
     };
-    let built =
-        R::config_map(instance, &inputs).and_then(|cm| Ok((cm, R::pod(instance, &inputs)?)));
+    let built = R::config_map(instance, cluster, &inputs)
+        .and_then(|cm| Ok((cm, R::pod(instance, &inputs)?)));
     let (config_map, desired) = match built {
         Ok(built) => built,
         Err(error) => return Ok(Finished::blocked(instance, invalid_spec(&error))),

@@ -6,6 +6,7 @@ pub mod build;
 pub mod build_info;
 pub mod cache;
 pub mod component;
+pub mod dns;
 pub mod duration;
 pub mod endpoints;
 pub mod events;

@@ -18,6 +18,7 @@ use operator_api::core::{
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
+use operator_runtime::dns::Dns;
 
 /// Name of the component label value and of the main container.
 pub const COMPONENT: &str = keys::COMPONENT_TIDB;
@@ -195,20 +196,29 @@ pub fn services(group: &TiDBGroup) -> Result<[Service; 2], BuildError> {
     ])
 }
 
-/// DNS name of an instance through its peer Service.
-pub fn host(tidb: &TiDB) -> String {
-    build::host_of(tidb)
+/// DNS name of an instance through its peer Service, in the form `dns` asks for.
+pub fn host(tidb: &TiDB, dns: &Dns) -> String {
+    dns.instance_host(tidb)
 }
 
 /// In-cluster URL of an instance's status port.
-pub fn status_url(tidb: &TiDB) -> String {
-    format!("http://{}:{}", host(tidb), status_port(&tidb.spec.template))
+pub fn status_url(tidb: &TiDB, dns: &Dns) -> String {
+    format!(
+        "http://{}:{}",
+        host(tidb, dns),
+        status_port(&tidb.spec.template)
+    )
 }
 
 /// TiDB's `path`: the PD endpoints as `host:port`, comma separated. From the Cluster's
 /// `status.pd` URL(s) when set, else from the client Services of the Cluster's PD groups
-/// (`(group, client port)`). `None` when there is no PD to name.
-pub fn pd_path(status_pd: &str, namespace: &str, pd_groups: &[(String, i32)]) -> Option<String> {
+/// (`(group, client port)`), named as `dns` asks. `None` when there is no PD to name.
+pub fn pd_path(
+    status_pd: &str,
+    namespace: &str,
+    pd_groups: &[(String, i32)],
+    dns: &Dns,
+) -> Option<String> {
     let from_status: Vec<String> = status_pd
         .split(',')
         .map(|u| {
@@ -225,7 +235,10 @@ pub fn pd_path(status_pd: &str, namespace: &str, pd_groups: &[(String, i32)]) ->
     }
     let mut groups: Vec<String> = pd_groups
         .iter()
-        .map(|(group, port)| format!("{group}-pd.{namespace}:{port}"))
+        .map(|(group, port)| {
+            let host = dns.service_host(&format!("{group}-pd"), namespace);
+            format!("{host}:{port}")
+        })
         .collect();
     groups.sort();
     (!groups.is_empty()).then(|| groups.join(","))
@@ -255,13 +268,14 @@ pub fn slow_log_dir(spec: &TiDBTemplateSpec) -> Option<String> {
 }
 
 /// The config file: the user's TOML with the keys the operator owns set over it. `pd` is TiDB's
-/// `path`; `bootstrap_sql` says whether the Cluster's bootstrap SQL is mounted.
-pub fn config(tidb: &TiDB, pd: &str, bootstrap_sql: bool) -> Result<String, BuildError> {
+/// `path`; `bootstrap_sql` says whether the Cluster's bootstrap SQL is mounted; `dns` names the
+/// advertised address.
+pub fn config(tidb: &TiDB, dns: &Dns, pd: &str, bootstrap_sql: bool) -> Result<String, BuildError> {
     let spec = &tidb.spec.template;
     let mut owned: Vec<(&str, toml::Value)> = vec![
         ("store", "tikv".into()),
         ("host", "::".into()),
-        ("advertise-address", host(tidb).into()),
+        ("advertise-address", host(tidb, dns).into()),
         ("port", i64::from(client_port(spec)).into()),
         ("status.status-port", i64::from(status_port(spec)).into()),
         ("path", pd.into()),

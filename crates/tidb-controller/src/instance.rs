@@ -12,6 +12,7 @@ use operator_api::conditions::{self, Look, reasons};
 use operator_api::core::{Cluster, TiDB, TiDBGroup, TiDBStatus};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
+use operator_runtime::dns::Dns;
 use operator_runtime::instance::{self, PodRemoval};
 use operator_runtime::instance_reconcile::{Blocked, Finished, InstanceRules, Prepared};
 use operator_runtime::pod::{is_ready, readiness, synced as pod_synced};
@@ -104,8 +105,13 @@ impl InstanceRules for Rules {
         }))
     }
 
-    fn config_map(tidb: &TiDB, inputs: &Inputs) -> Result<ConfigMap, BuildError> {
-        let config = build::config(tidb, &inputs.pd_path, inputs.bootstrap_sql.is_some())?;
+    fn config_map(
+        tidb: &TiDB,
+        cluster: &Cluster,
+        inputs: &Inputs,
+    ) -> Result<ConfigMap, BuildError> {
+        let dns = Dns::of_spec(&cluster.spec);
+        let config = build::config(tidb, &dns, &inputs.pd_path, inputs.bootstrap_sql.is_some())?;
         build::config_map(tidb, config)
     }
 
@@ -138,7 +144,12 @@ fn pd_path(ctx: &Ctx, tidb: &TiDB, cluster: &Cluster) -> Option<String> {
     } else {
         Vec::new()
     };
-    build::pd_path(&status_pd, &namespace, &pd_groups)
+    build::pd_path(
+        &status_pd,
+        &namespace,
+        &pd_groups,
+        &Dns::of_spec(&cluster.spec),
+    )
 }
 
 /// What is wrong with the bootstrap SQL ConfigMap `source`, if anything. Read once, before the
@@ -187,6 +198,7 @@ enum Health {
 async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiDBStatus>, Error> {
     let Prepared {
         instance: tidb,
+        cluster,
         desired: desired_pod,
         pod: existing_pod,
         ..
@@ -209,7 +221,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiDBSt
 
     let health = match &existing_pod {
         Some(pod) if !is_terminating(pod) && is_ready(pod) => {
-            let url = ctx.status_url(tidb, build::status_url(tidb));
+            let url = ctx.status_url(tidb, build::status_url(tidb, &Dns::of_spec(&cluster.spec)));
             match ctx.tidb_status(&url).await {
                 Ok(status) => Health::Serving(status.version),
                 Err(e) => Health::Failing {

@@ -11,6 +11,7 @@ use operator_api::core::{
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
+use operator_runtime::dns::Dns;
 
 /// Name of the component label value and of the container.
 pub const COMPONENT: &str = keys::COMPONENT_TIKV;
@@ -100,32 +101,37 @@ pub fn peer_service(group: &TiKVGroup) -> Result<Service, BuildError> {
     build::peer_service(group, peer_service_name(&group.name_any()), ports)
 }
 
-/// DNS name of an instance through its peer Service.
-pub fn host(tikv: &TiKV) -> String {
-    build::host_of(tikv)
+/// DNS name of an instance through its peer Service, in the form `dns` asks for.
+pub fn host(tikv: &TiKV, dns: &Dns) -> String {
+    dns.instance_host(tikv)
 }
 
 /// The address the store advertises to PD, `host:client-port`; the instance's store is found in
 /// PD by it.
-pub fn store_address(tikv: &TiKV) -> String {
-    format!("{}:{}", host(tikv), client_port(&tikv.spec.template))
+pub fn store_address(tikv: &TiKV, dns: &Dns) -> String {
+    format!("{}:{}", host(tikv, dns), client_port(&tikv.spec.template))
 }
 
 /// The in-cluster URL of the instance's status port.
-pub fn status_url(tikv: &TiKV) -> String {
-    format!("http://{}:{}", host(tikv), status_port(&tikv.spec.template))
+pub fn status_url(tikv: &TiKV, dns: &Dns) -> String {
+    format!(
+        "http://{}:{}",
+        host(tikv, dns),
+        status_port(&tikv.spec.template)
+    )
 }
 
-/// The in-cluster URL of a PDGroup's client Service.
-pub fn pd_group_url(namespace: &str, pd_group: &str, port: i32) -> String {
-    format!("http://{pd_group}-pd.{namespace}:{port}")
+/// The URL of a PDGroup's client Service (`<group>-pd`).
+pub fn pd_group_url(namespace: &str, pd_group: &str, port: i32, dns: &Dns) -> String {
+    let host = dns.service_host(&format!("{pd_group}-pd"), namespace);
+    format!("http://{host}:{port}")
 }
 
 /// The config file: the user's TOML with the keys the operator owns (addresses, data directory,
 /// PD endpoints) set over it.
-pub fn config(tikv: &TiKV, pd_url: &str) -> Result<String, BuildError> {
+pub fn config(tikv: &TiKV, dns: &Dns, pd_url: &str) -> Result<String, BuildError> {
     let spec = &tikv.spec.template;
-    let host = host(tikv);
+    let host = host(tikv, dns);
     let owned: Vec<(&str, toml::Value)> = vec![
         (
             "server.addr",
@@ -266,7 +272,7 @@ mod tests {
     #[test]
     fn config_has_the_operator_keys_over_the_users() {
         let tikv = instance_of(&default_group());
-        let text = config(&tikv, "http://pd-pd.db:2379").unwrap();
+        let text = config(&tikv, &Dns::default(), "http://pd-pd.db:2379").unwrap();
         let table: toml::Table = text.parse().unwrap();
         let server = &table["server"];
         assert_eq!(server["addr"].as_str(), Some("0.0.0.0:20160"));
@@ -284,7 +290,10 @@ mod tests {
         let endpoints = table["pd"]["endpoints"].as_array().unwrap();
         assert_eq!(endpoints[0].as_str(), Some("http://pd-pd.db:2379"));
         assert_eq!(table["log"]["level"].as_str(), Some("info"));
-        assert_eq!(store_address(&tikv), "tikv-abcde.tikv-tikv-peer.db:20160");
+        assert_eq!(
+            store_address(&tikv, &Dns::default()),
+            "tikv-abcde.tikv-tikv-peer.db:20160"
+        );
     }
 
     #[test]
@@ -295,13 +304,19 @@ mod tests {
             "volumes": [{"name": "data", "mounts": [{"type": "data", "mountPath": "/data"}], "storage": "1Gi"}]
         }));
         let tikv = instance_of(&group);
-        let table: toml::Table = config(&tikv, "http://pd:2379").unwrap().parse().unwrap();
+        let table: toml::Table = config(&tikv, &Dns::default(), "http://pd:2379")
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(
             table["server"]["advertise-status-addr"].as_str(),
             Some("tikv-abcde.tikv-tikv-peer.db:30180")
         );
         assert_eq!(table["storage"]["data-dir"].as_str(), Some("/data"));
-        assert_eq!(store_address(&tikv), "tikv-abcde.tikv-tikv-peer.db:30160");
+        assert_eq!(
+            store_address(&tikv, &Dns::default()),
+            "tikv-abcde.tikv-tikv-peer.db:30160"
+        );
     }
 
     #[test]
@@ -374,6 +389,76 @@ mod tests {
         assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
         assert_eq!(spec.publish_not_ready_addresses, Some(true));
         assert_eq!(spec.selector.unwrap()[keys::LABEL_GROUP], "tikv");
-        assert_eq!(pd_group_url("db", "pd", 2379), "http://pd-pd.db:2379");
+        assert_eq!(
+            pd_group_url("db", "pd", 2379, &Dns::default()),
+            "http://pd-pd.db:2379"
+        );
+    }
+
+    /// Everything the builders write with an address in it, under the Cluster `spec`.
+    fn addressed_objects(tikv: &TiKV, spec: operator_api::core::ClusterSpec) -> serde_json::Value {
+        let cluster = operator_api::core::Cluster::new("basic", spec);
+        let pd_group: operator_api::core::PDGroup =
+            builders::group_of_template("pd", serde_json::json!({"version": "v8.5.2"})).unwrap();
+        let pd_url = crate::pd::pd_url(Some(&cluster), &[pd_group], "db").unwrap();
+        let dns = Dns::of(Some(&cluster));
+        serde_json::json!({
+            "configMap": config_map(tikv, config(tikv, &dns, &pd_url).unwrap()).unwrap(),
+            "pod": pod(tikv).unwrap(),
+            "storeAddress": store_address(tikv, &dns),
+            "statusUrl": status_url(tikv, &dns),
+        })
+    }
+
+    fn spec_with(dns: serde_json::Value) -> operator_api::core::ClusterSpec {
+        serde_json::from_value(serde_json::json!({ "dns": dns })).unwrap()
+    }
+
+    #[test]
+    fn in_cluster_names_leave_every_object_as_it_was() {
+        // Built before `spec.dns` was read: no Pod or ConfigMap of an existing cluster changes.
+        let before: serde_json::Value =
+            serde_json::from_str(include_str!("../testdata/in-cluster.json")).unwrap();
+        let tikv = instance_of(&default_group());
+        for spec in [
+            operator_api::core::ClusterSpec::default(),
+            spec_with(serde_json::json!({"mode": "InCluster"})),
+            spec_with(serde_json::json!({"mode": "InCluster", "clusterDomain": "east.example"})),
+        ] {
+            assert_eq!(addressed_objects(&tikv, spec), before);
+        }
+    }
+
+    #[test]
+    fn fqdn_names_qualify_the_store_and_pd_addresses() {
+        let tikv = instance_of(&default_group());
+        let objects = addressed_objects(
+            &tikv,
+            spec_with(serde_json::json!({"mode": "FQDN", "clusterDomain": "east.example"})),
+        );
+        let host = "tikv-abcde.tikv-tikv-peer.db.svc.east.example";
+        assert_eq!(objects["storeAddress"], format!("{host}:20160"));
+        assert_eq!(objects["statusUrl"], format!("http://{host}:20180"));
+        let text = objects["configMap"]["data"][CONFIG_FILE].as_str().unwrap();
+        let table: toml::Table = text.parse().unwrap();
+        assert_eq!(
+            table["server"]["advertise-addr"].as_str(),
+            Some(format!("{host}:20160").as_str())
+        );
+        assert_eq!(
+            table["server"]["advertise-status-addr"].as_str(),
+            Some(format!("{host}:20180").as_str())
+        );
+        assert_eq!(
+            table["pd"]["endpoints"][0].as_str(),
+            Some("http://pd-pd.db.svc.east.example:2379")
+        );
+        // FQDN without a domain: the Kubernetes default.
+        let default_domain =
+            addressed_objects(&tikv, spec_with(serde_json::json!({"mode": "FQDN"})));
+        assert_eq!(
+            default_domain["storeAddress"],
+            "tikv-abcde.tikv-tikv-peer.db.svc.cluster.local:20160"
+        );
     }
 }

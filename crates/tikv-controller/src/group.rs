@@ -11,6 +11,7 @@ use operator_api::conditions::reasons;
 use operator_api::core::{Cluster, STORE_STATE_REMOVED, TiKV, TiKVGroup, Topology};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
+use operator_runtime::dns::Dns;
 use operator_runtime::group_reconcile::{
     Decision, Effect, GroupRules, GroupView, Outcome, revision_of,
 };
@@ -116,7 +117,8 @@ impl GroupRules for Rules {
         if let (Some(pd), Some(Ok(view))) = (&pd, &view)
             && !view.evicting.is_empty()
         {
-            clean_up_schedulers(group, ctx, pd, view, instances).await;
+            let dns = Dns::of_spec(&cluster.spec);
+            clean_up_schedulers(group, ctx, pd, view, instances, &dns).await;
         }
         let version = &group.spec.template.spec.common.version;
         let running = instances
@@ -224,7 +226,11 @@ impl GroupRules for Rules {
     fn delete(view: &View<'_>, victim: &TiKV) -> Result<Decision<TiKV>, BuildError> {
         let name = victim.name_any();
         Ok(
-            match scale_in_refusal(view.observed.view.as_ref(), victim) {
+            match scale_in_refusal(
+                view.observed.view.as_ref(),
+                victim,
+                &Dns::of_spec(&view.cluster.spec),
+            ) {
                 Err((reason, message)) => Decision::Refuse {
                     reason,
                     action: "ScaleIn",
@@ -291,12 +297,11 @@ async fn clean_up_schedulers(
     pd: &PdClient,
     view: &PdView,
     instances: &[TiKV],
+    dns: &Dns,
 ) {
     let namespace = group.namespace().unwrap_or_default();
-    let suffix = format!(
-        ".{}.{namespace}:",
-        build::peer_service_name(&group.name_any())
-    );
+    let peer_service = build::peer_service_name(&group.name_any());
+    let suffix = format!(".{}:", dns.service_host(&peer_service, &namespace));
     let restarting = |i: &TiKV| {
         i.annotations().contains_key(ANNO_EVICTION_STARTED)
             || i.annotations().contains_key(ANNO_CORDON_EVICTION_STARTED)
@@ -306,7 +311,8 @@ async fn clean_up_schedulers(
         .iter()
         .filter_map(|id| {
             let info = view.stores.by_id(*id)?;
-            // Only stores of this group: `<instance>.<group>-tikv-peer.<namespace>:<port>`.
+            // Only stores of this group: `<instance>.<group>-tikv-peer.<namespace>:<port>`
+            // (with `.svc.<domain>` before the port when names are fully qualified).
             let at = info.store.address.find(&suffix)?;
             let instance = info.store.address[..at].to_string();
             let known = instances.iter().find(|i| i.name_any() == instance);
@@ -363,6 +369,7 @@ async fn clean_up_schedulers(
 fn scale_in_refusal(
     view: Option<&Result<PdView, String>>,
     victim: &TiKV,
+    dns: &Dns,
 ) -> Result<(), (&'static str, String)> {
     let view = match view {
         None => {
@@ -381,7 +388,7 @@ fn scale_in_refusal(
         Some(Ok(view)) => view,
     };
     let recorded = store::recorded_id(victim.status.as_ref().map_or("", |s| s.id.as_str()));
-    let victim_store = store::lookup(&view.stores, recorded, &build::store_address(victim));
+    let victim_store = store::lookup(&view.stores, recorded, &build::store_address(victim, dns));
     match store::scale_in_refusal(&view.stores, victim_store, view.replication.max_replicas) {
         Some(message) => Err((REASON_SCALE_IN_REFUSED, message)),
         None => Ok(()),

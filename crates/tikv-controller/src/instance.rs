@@ -19,6 +19,7 @@ use operator_api::core::{Cluster, TiKV, TiKVGroup, TiKVStatus};
 use operator_api::keys;
 use operator_runtime::apply::state_manager;
 use operator_runtime::build::BuildError;
+use operator_runtime::dns::Dns;
 use operator_runtime::instance_reconcile::{Blocked, Finished, InstanceRules, Prepared};
 use operator_runtime::online_config::{self, ConfigStep, Recorder};
 use operator_runtime::pod::{is_ready, readiness};
@@ -108,8 +109,9 @@ impl InstanceRules for Rules {
         start: &Started,
         alone: bool,
     ) -> Result<Finished<TiKVStatus>, Error> {
-        let pd_url = pd_url_of(ctx, tikv, start.cluster.as_deref());
-        finalize(tikv, ctx, pd_url, alone).await
+        let cluster = start.cluster.as_deref();
+        let pd_url = pd_url_of(ctx, tikv, cluster);
+        finalize(tikv, ctx, pd_url, Dns::of(cluster), alone).await
     }
 
     async fn inputs(
@@ -129,8 +131,13 @@ impl InstanceRules for Rules {
         }))
     }
 
-    fn config_map(tikv: &TiKV, pd_url: &String) -> Result<ConfigMap, BuildError> {
-        build::config_map(tikv, build::config(tikv, pd_url)?)
+    fn config_map(
+        tikv: &TiKV,
+        cluster: &Cluster,
+        pd_url: &String,
+    ) -> Result<ConfigMap, BuildError> {
+        let dns = Dns::of_spec(&cluster.spec);
+        build::config_map(tikv, build::config(tikv, &dns, pd_url)?)
     }
 
     fn pod(tikv: &TiKV, _: &String) -> Result<Pod, BuildError> {
@@ -209,17 +216,21 @@ struct Scope<'a> {
     namespace: String,
     name: String,
     pd: PdClient,
+    /// How the Cluster names its hosts (the store's address in PD, its status URL).
+    dns: Dns,
     /// The instance's resourceVersion after this reconcile's own annotation patches, so its
     /// status write is not refused as stale because of them.
     resource_version: Mutex<Option<String>>,
 }
 
 impl<'a> Scope<'a> {
-    /// The scope of a reconcile of `tikv`, whose Cluster's PD is at `pd_url`.
-    fn new(tikv: &'a TiKV, ctx: &'a Ctx, pd_url: String) -> Result<Scope<'a>, Error> {
+    /// The scope of a reconcile of `tikv`, whose Cluster's PD is at `pd_url` and whose hosts
+    /// are named as `dns` says.
+    fn new(tikv: &'a TiKV, ctx: &'a Ctx, pd_url: String, dns: Dns) -> Result<Scope<'a>, Error> {
         let namespace = tikv.namespace().unwrap_or_default();
         Ok(Scope {
             pd: ctx.pd(&namespace, &tikv.spec.cluster.name, pd_url)?,
+            dns,
             tikv,
             ctx,
             name: tikv.name_any(),
@@ -300,14 +311,15 @@ impl<'a> Scope<'a> {
 async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVStatus>, Error> {
     let Prepared {
         instance: tikv,
+        cluster,
         inputs: pd_url,
         desired: desired_pod,
         pod: existing_pod,
         ..
     } = prepared;
-    let scope = Scope::new(tikv, ctx, pd_url)?;
+    let scope = Scope::new(tikv, ctx, pd_url, Dns::of_spec(&cluster.spec))?;
     let view = scope.ctx.pd_view(&scope.pd).await;
-    let lookup = lookup(tikv, &view);
+    let lookup = lookup(tikv, &scope.dns, &view);
     let store = lookup.and_then(|l| l.info());
     let marked = tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE);
     if marked || store.is_some_and(store::is_removed) {
@@ -458,9 +470,9 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVSt
 
 /// What PD says of the instance's store: found by the store ID recorded in its status, or at
 /// its address before one is recorded. `None` when PD could not be asked.
-fn lookup<'a>(tikv: &TiKV, view: &'a Result<PdView, String>) -> Option<StoreLookup<'a>> {
+fn lookup<'a>(tikv: &TiKV, dns: &Dns, view: &'a Result<PdView, String>) -> Option<StoreLookup<'a>> {
     let recorded = store::recorded_id(tikv.status.as_ref().map_or("", |s| s.id.as_str()));
-    let address = build::store_address(tikv);
+    let address = build::store_address(tikv, dns);
     view.as_ref()
         .ok()
         .map(|v| store::lookup(&v.stores, recorded, &address))

@@ -3,12 +3,13 @@
 
 use kube::ResourceExt;
 use operator_api::core::{Cluster, PDGroup};
+use operator_runtime::dns::Dns;
 use pd_client::{PdClient, ReplicationConfig, StoresInfo};
 
 use crate::build;
 
 /// The in-cluster URL of a cluster's PD: `status.pd` of the Cluster when it is set, else the
-/// client Service of its (first, by name) PDGroup.
+/// client Service of its (first, by name) PDGroup, named as the Cluster's `spec.dns` asks.
 pub fn pd_url(cluster: Option<&Cluster>, groups: &[PDGroup], namespace: &str) -> Option<String> {
     if let Some(url) = cluster
         .and_then(|c| c.status.as_ref())
@@ -19,7 +20,7 @@ pub fn pd_url(cluster: Option<&Cluster>, groups: &[PDGroup], namespace: &str) ->
     }
     groups.first().map(|g| {
         let port = g.spec.template.spec.server.ports.client_port();
-        build::pd_group_url(namespace, &g.name_any(), port)
+        build::pd_group_url(namespace, &g.name_any(), port, &Dns::of(cluster))
     })
 }
 

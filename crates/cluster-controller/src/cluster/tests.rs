@@ -149,3 +149,26 @@ fn paused_says_so() {
         ("False".into(), reasons::PAUSED.into())
     );
 }
+
+#[test]
+fn the_pd_url_follows_the_clusters_dns() {
+    let spec = |dns: serde_json::Value| -> ClusterSpec {
+        serde_json::from_value(serde_json::json!({ "dns": dns })).unwrap()
+    };
+    // The form every existing cluster has: unchanged by `InCluster`, whatever the domain.
+    for dns in [
+        Dns::default(),
+        Dns::of_spec(&spec(
+            serde_json::json!({"mode": "InCluster", "clusterDomain": "x.example"}),
+        )),
+    ] {
+        assert_eq!(pd_url(&dns, "db", "pd"), "http://pd-pd.db:2379");
+    }
+    let fqdn = Dns::of_spec(&spec(
+        serde_json::json!({"mode": "FQDN", "clusterDomain": "east.example"}),
+    ));
+    assert_eq!(
+        pd_url(&fqdn, "db", "pd"),
+        "http://pd-pd.db.svc.east.example:2379"
+    );
+}

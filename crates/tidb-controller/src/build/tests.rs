@@ -51,7 +51,7 @@ fn config_has_the_operator_keys_over_the_users() {
         "server": {"ports": {"client": {"port": 4001}}, "labels": {"rack": "r1"}}
     }}}));
     let tidb = instance_of(&group);
-    let text = config(&tidb, "basic-pd.ns:2379", false).unwrap();
+    let text = config(&tidb, &Dns::default(), "basic-pd.ns:2379", false).unwrap();
     let table: toml::Table = text.parse().unwrap();
     assert_eq!(table["store"].as_str(), Some("tikv"));
     assert_eq!(table["host"].as_str(), Some("::"));
@@ -68,7 +68,10 @@ fn config_has_the_operator_keys_over_the_users() {
     assert!(table.get("initialize-sql-file").is_none());
     assert!(table["log"].get("slow-query-file").is_none());
 
-    let with_sql: toml::Table = config(&tidb, "x:2379", true).unwrap().parse().unwrap();
+    let with_sql: toml::Table = config(&tidb, &Dns::default(), "x:2379", true)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(
         with_sql["initialize-sql-file"].as_str(),
         Some("/etc/tidb-bootstrap/bootstrap.sql")
@@ -78,25 +81,37 @@ fn config_has_the_operator_keys_over_the_users() {
 #[test]
 fn invalid_toml_is_an_error_with_a_reason() {
     let group = group(serde_json::json!({"template": {"spec": {"config": "[log\n"}}}));
-    let err = config(&instance_of(&group), "x:2379", false).unwrap_err();
+    let err = config(&instance_of(&group), &Dns::default(), "x:2379", false).unwrap_err();
     assert!(err.to_string().contains("not valid TOML"), "{err}");
 }
 
 #[test]
 fn pd_path_prefers_the_cluster_status_then_the_pd_groups() {
     assert_eq!(
-        pd_path("http://basic-pd.ns:2379", "ns", &[("pd".into(), 2379)]).as_deref(),
+        pd_path(
+            "http://basic-pd.ns:2379",
+            "ns",
+            &[("pd".into(), 2379)],
+            &Dns::default()
+        )
+        .as_deref(),
         Some("basic-pd.ns:2379")
     );
     assert_eq!(
-        pd_path("https://a:2379/,https://b:2379", "ns", &[]).as_deref(),
+        pd_path("https://a:2379/,https://b:2379", "ns", &[], &Dns::default()).as_deref(),
         Some("a:2379,b:2379")
     );
     assert_eq!(
-        pd_path("", "ns", &[("pd".into(), 2379), ("pd2".into(), 3379)]).as_deref(),
+        pd_path(
+            "",
+            "ns",
+            &[("pd".into(), 2379), ("pd2".into(), 3379)],
+            &Dns::default()
+        )
+        .as_deref(),
         Some("pd-pd.ns:2379,pd2-pd.ns:3379")
     );
-    assert_eq!(pd_path("", "ns", &[]), None);
+    assert_eq!(pd_path("", "ns", &[], &Dns::default()), None);
 }
 
 #[test]
@@ -193,7 +208,10 @@ fn pvcs_only_for_declared_volumes_and_the_slow_log_mount() {
     let sidecar = &spec.init_containers.unwrap()[0];
     assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
     assert_eq!(sidecar.image.as_deref(), Some("busybox:1.37.0"));
-    let table: toml::Table = config(&tidb, "x:2379", false).unwrap().parse().unwrap();
+    let table: toml::Table = config(&tidb, &Dns::default(), "x:2379", false)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(
         table["log"]["slow-query-file"].as_str(),
         Some("/var/log/tidb/slowlog")
@@ -308,4 +326,54 @@ fn images_keep_explicit_tags() {
     assert_eq!(image(&spec), "registry:5000/pingcap/tidb:v8.5.2");
     spec.common.image = Some("pingcap/tidb:nightly".into());
     assert_eq!(image(&spec), "pingcap/tidb:nightly");
+}
+
+/// Everything the builders write with an address in it, under `dns`.
+fn addressed_objects(tidb: &TiDB, dns: &Dns) -> serde_json::Value {
+    let path = pd_path("", "ns", &[("pd".to_string(), 2379)], dns).unwrap();
+    serde_json::json!({
+        "configMap": config_map(tidb, config(tidb, dns, &path, false).unwrap()).unwrap(),
+        "pod": pod(tidb, None).unwrap(),
+        "statusUrl": status_url(tidb, dns),
+    })
+}
+
+fn dns_of(dns: serde_json::Value) -> Dns {
+    Dns::of_spec(&serde_json::from_value(serde_json::json!({ "dns": dns })).unwrap())
+}
+
+#[test]
+fn in_cluster_names_leave_every_object_as_it_was() {
+    // Built before `spec.dns` was read: no Pod or ConfigMap of an existing cluster changes.
+    let before: serde_json::Value =
+        serde_json::from_str(include_str!("../../testdata/in-cluster.json")).unwrap();
+    let tidb = instance_of(&group(serde_json::json!({})));
+    for dns in [
+        Dns::default(),
+        dns_of(serde_json::json!({"mode": "InCluster"})),
+        dns_of(serde_json::json!({"mode": "InCluster", "clusterDomain": "east.example"})),
+    ] {
+        assert_eq!(addressed_objects(&tidb, &dns), before);
+    }
+}
+
+#[test]
+fn fqdn_names_qualify_the_advertised_address_and_pd() {
+    let tidb = instance_of(&group(serde_json::json!({})));
+    let dns = dns_of(serde_json::json!({"mode": "FQDN", "clusterDomain": "east.example"}));
+    let objects = addressed_objects(&tidb, &dns);
+    let host = "db-abcde.db-tidb-peer.ns.svc.east.example";
+    assert_eq!(objects["statusUrl"], format!("http://{host}:10080"));
+    let text = objects["configMap"]["data"][CONFIG_FILE].as_str().unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    assert_eq!(table["advertise-address"].as_str(), Some(host));
+    assert_eq!(
+        table["path"].as_str(),
+        Some("pd-pd.ns.svc.east.example:2379")
+    );
+    // `status.pd`, once the Cluster has it, is taken as it is (it is written in the same form).
+    assert_eq!(
+        pd_path("http://pd-pd.ns.svc.east.example:2379", "ns", &[], &dns).as_deref(),
+        Some("pd-pd.ns.svc.east.example:2379")
+    );
 }

@@ -41,7 +41,9 @@ pub(super) async fn apply(
     let desired = &tikv.spec.template.common.config;
     match step {
         ConfigStep::Online(items) if is_ready(pod) && store.is_some_and(StoreInfo::is_up) => {
-            let url = scope.ctx.status_url(tikv, build::status_url(tikv));
+            let url = scope
+                .ctx
+                .status_url(tikv, build::status_url(tikv, &scope.dns));
             let answer = scope.ctx.status.tikv_set_config(&url, items).await;
             let settled = recorder
                 .settle(&scope.ctx.events, tikv, items, answer, online::refused)

@@ -11,6 +11,7 @@ use kube::{Api, ResourceExt};
 use operator_api::conditions;
 use operator_api::core::{TiKV, TiKVStatus};
 use operator_api::keys;
+use operator_runtime::dns::Dns;
 use operator_runtime::instance_reconcile::{Blocked, Finished};
 use operator_runtime::{cache, instance};
 use tracing::info;
@@ -240,6 +241,7 @@ pub(super) async fn finalize(
     tikv: &TiKV,
     ctx: &Ctx,
     pd_url: Option<String>,
+    dns: Dns,
     only_this: bool,
 ) -> Result<Finished<TiKVStatus>, Error> {
     if !tikv.finalizers().iter().any(|f| f == keys::FINALIZER) {
@@ -257,9 +259,9 @@ pub(super) async fn finalize(
         };
         return Ok(Finished::blocked(tikv, blocked));
     };
-    let scope = Scope::new(tikv, ctx, pd_url)?;
+    let scope = Scope::new(tikv, ctx, pd_url, dns)?;
     let view = scope.ctx.pd_view(&scope.pd).await;
-    let lookup = lookup(tikv, &view);
+    let lookup = lookup(tikv, &scope.dns, &view);
     if only_this {
         let pod = cache::get(&ctx.caches.pods, &namespace, &scope.name);
         let desired = build::pod(tikv).ok();
