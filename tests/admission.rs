@@ -254,6 +254,35 @@ fn cases() -> Vec<Case> {
             "tlsCluster is immutable",
         ),
         case(
+            "the DNS mode of a running cluster changed",
+            cluster_obj("dns-mode"),
+            Some(json!({"spec": {"dns": {"mode": "FQDN", "clusterDomain": "east.example"}}})),
+            "spec.dns",
+            operator_api::core::DNS_UNCHANGED_MESSAGE,
+        ),
+        case(
+            "the FQDN names of a running cluster dropped",
+            with(
+                cluster_obj("dns-dropped"),
+                "spec/dns",
+                json!({"mode": "FQDN", "clusterDomain": "east.example"}),
+            ),
+            Some(json!({"spec": {"dns": null}})),
+            "spec.dns",
+            operator_api::core::DNS_UNCHANGED_MESSAGE,
+        ),
+        case(
+            "the cluster domain of a running FQDN cluster changed",
+            with(
+                cluster_obj("dns-domain"),
+                "spec/dns",
+                json!({"mode": "FQDN", "clusterDomain": "east.example"}),
+            ),
+            Some(json!({"spec": {"dns": {"clusterDomain": "west.example"}}})),
+            "spec.dns",
+            operator_api::core::DNS_UNCHANGED_MESSAGE,
+        ),
+        case(
             "a different bootstrap SQL",
             with(
                 cluster_obj("bsql"),
@@ -970,6 +999,22 @@ fn cluster_cases() -> Vec<Parity> {
             None,
             "spec.dns.mode",
             r#"Unsupported value: "Short": supported values: "FQDN", "InCluster""#,
+        ),
+        accepted(
+            "cluster",
+            "the default DNS mode written out on a running cluster",
+            cluster_obj("dns-written"),
+            Some(json!({"spec": {"dns": {"mode": "InCluster"}}})),
+        ),
+        accepted(
+            "cluster",
+            "an FQDN cluster changed elsewhere",
+            with(
+                cluster_obj("dns-kept"),
+                "spec/dns",
+                json!({"mode": "FQDN", "clusterDomain": "east.example"}),
+            ),
+            Some(json!({"spec": {"paused": true}})),
         ),
         accepted(
             "cluster",

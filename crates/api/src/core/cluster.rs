@@ -33,7 +33,11 @@ use super::common::{
 #[x_kube(
     validation = Rule::new("oldSelf == null || !has(self.bootstrapSQL) || (has(oldSelf.bootstrapSQL) && self.bootstrapSQL.name == oldSelf.bootstrapSQL.name)").message("bootstrapSQL can only be set at creation, can be unset, but cannot be changed to a different value"),
     // On the spec, not on `tlsCluster`: adding or removing the whole field is a change too.
-    validation = Rule::new("oldSelf == null || (has(oldSelf.tlsCluster) == has(self.tlsCluster)) && (!has(self.tlsCluster) || self.tlsCluster.enabled == oldSelf.tlsCluster.enabled)").message("tlsCluster is immutable")
+    validation = Rule::new("oldSelf == null || (has(oldSelf.tlsCluster) == has(self.tlsCluster)) && (!has(self.tlsCluster) || self.tlsCluster.enabled == oldSelf.tlsCluster.enabled)").message("tlsCluster is immutable"),
+    // Ours, not the reference's: PD keeps each member's peer URLs in its own data, so the names
+    // cannot change under a running cluster. Compared as they take effect: no `dns` is
+    // `InCluster`, and the domain counts only for `FQDN`.
+    validation = Rule::new(DNS_UNCHANGED_RULE).message(DNS_UNCHANGED_MESSAGE).field_path(".dns")
 )]
 pub struct ClusterSpec {
     /// What to suspend: with `suspendCompute`, every Pod is removed while instances, PVCs and data
@@ -138,18 +142,30 @@ pub enum UpgradePolicy {
     NoConstraints,
 }
 
+/// The CEL rule that keeps `spec.dns` as it takes effect once the Cluster exists.
+pub const DNS_UNCHANGED_RULE: &str = "oldSelf == null || \
+(has(self.dns) ? self.dns.mode : 'InCluster') == (has(oldSelf.dns) ? oldSelf.dns.mode : 'InCluster') && \
+((has(self.dns) ? self.dns.mode : 'InCluster') == 'InCluster' || \
+(has(self.dns.clusterDomain) ? self.dns.clusterDomain : 'cluster.local') == \
+(has(oldSelf.dns.clusterDomain) ? oldSelf.dns.clusterDomain : 'cluster.local'))";
+
+/// Why `spec.dns` cannot change.
+pub const DNS_UNCHANGED_MESSAGE: &str = "dns.mode and dns.clusterDomain cannot change once the cluster exists: PD keeps its members' peer URLs in its data";
+
 /// DNS names of the components.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = crate::schema::require_mode)]
 pub struct ClusterDns {
     /// How addresses are formed: `InCluster` (the default) for `<pod>.<service>.<namespace>`,
-    /// `FQDN` for `<pod>.<service>.<namespace>.svc.<clusterDomain>`.
+    /// `FQDN` for `<pod>.<service>.<namespace>.svc.<clusterDomain>`. Fixed once the cluster
+    /// exists.
     // Always written: the API requires it (and defaults it when a manifest leaves it out).
     #[serde(default)]
     #[schemars(extend("default" = "InCluster"))]
     pub mode: DnsMode,
-    /// The Kubernetes cluster domain, used by `FQDN`. Default `cluster.local`.
+    /// The Kubernetes cluster domain, used by `FQDN`. Default `cluster.local`. Fixed once an
+    /// `FQDN` cluster exists.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(extend("default" = "cluster.local"))]
     pub cluster_domain: String,
