@@ -77,6 +77,11 @@ struct Args {
     /// Leaders moved off each evicted store, and region peers moved per cluster, per tick.
     #[arg(long, default_value_t = 3)]
     moves_per_tick: usize,
+
+    /// The DNS domain of the Kubernetes cluster (the kubelet's `--cluster-domain`): a Pod is
+    /// reachable at `<hostname>.<subdomain>.<namespace>`, with `.svc` and `.svc.<domain>`.
+    #[arg(long, default_value = operand_simulator::sim::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
 }
 
 #[tokio::main]
@@ -121,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         start_delay: args.start_delay,
         moves_per_tick: args.moves_per_tick.max(1),
         tick: args.tick,
+        cluster_domain: args.cluster_domain.clone(),
     };
     let sim = Arc::new(Mutex::new(Sim::new(config)));
 
@@ -146,6 +152,11 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%addr, "operand simulator (test tooling) serving");
 
     tokio::spawn(watch::run(
+        client.clone(),
+        args.namespace.clone(),
+        sim.clone(),
+    ));
+    tokio::spawn(watch::run_config_maps(
         client.clone(),
         args.namespace.clone(),
         sim.clone(),

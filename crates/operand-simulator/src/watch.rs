@@ -1,10 +1,11 @@
-//! Watches the operand Pods (`pingcap.com/managed-by=tidb-operator`) through the Kubernetes API
-//! and feeds what it sees into the simulation. The translation of a Pod is a pure function.
+//! Watches the operand Pods and their ConfigMaps (`pingcap.com/managed-by=tidb-operator`)
+//! through the Kubernetes API and feeds what it sees into the simulation. The translation of a
+//! Pod or ConfigMap is a pure function.
 
 use std::collections::BTreeMap;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use operator_api::keys::{
@@ -13,7 +14,7 @@ use operator_api::keys::{
 
 use crate::clock::Now;
 use crate::http::{SharedSim, lock};
-use crate::sim::{Component, PodObservation};
+use crate::sim::{Component, PodObservation, advertised_in};
 
 /// The label selector of the operand Pods.
 pub fn label_selector() -> String {
@@ -68,6 +69,12 @@ pub fn observe(pod: &Pod) -> Option<PodObservation> {
         .find(|(name, _)| *name == "data")
         .or(claims.first())
         .map(|(_, claim)| (*claim).to_owned());
+    // The config file comes from the ConfigMap volume the container runs from.
+    let config_map = spec
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .find_map(|v| v.config_map.as_ref().map(|c| c.name.clone()));
     Some(PodObservation {
         namespace: meta.namespace.clone()?,
         name: meta.name.clone()?,
@@ -84,7 +91,45 @@ pub fn observe(pod: &Pod) -> Option<PodObservation> {
         node: spec.and_then(|s| s.node_name.clone()),
         data_claim,
         data_volume: None,
+        config_map,
+        advertised: BTreeMap::new(),
     })
+}
+
+/// The namespace, name and advertised addresses of an operand ConfigMap: those its config files
+/// set (every data value is read as a config file; the operator writes one).
+pub fn observe_config_map(cm: &ConfigMap) -> Option<(String, String, BTreeMap<String, String>)> {
+    let meta = &cm.metadata;
+    let advertised = cm
+        .data
+        .iter()
+        .flatten()
+        .flat_map(|(_, text)| advertised_in(text))
+        .collect();
+    Some((meta.namespace.clone()?, meta.name.clone()?, advertised))
+}
+
+/// Watches the operand ConfigMaps (in `namespace`, or all namespaces) until the stream ends,
+/// which it does not: errors are logged and the watch retried with backoff.
+pub async fn run_config_maps(client: Client, namespace: Option<String>, sim: SharedSim) {
+    let api: Api<ConfigMap> = match &namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let config = watcher::Config::default().labels(&label_selector());
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::InitApply(cm) | watcher::Event::Apply(cm)) => {
+                if let Some((namespace, name, advertised)) = observe_config_map(&cm) {
+                    lock(&sim).observe_config(&namespace, &name, advertised, Now::real());
+                }
+            }
+            // Kept when deleted: a running process keeps the config it started with.
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "config map watch failed; retrying"),
+        }
+    }
 }
 
 /// Watches Pods (in `namespace`, or all namespaces) until the stream ends, which it does not:

@@ -42,6 +42,8 @@ fn pod(component: Component, name: &str) -> PodObservation {
         node: None,
         data_claim: Some(format!("data-{name}")),
         data_volume: None,
+        config_map: None,
+        advertised: BTreeMap::new(),
     }
 }
 

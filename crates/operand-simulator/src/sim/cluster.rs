@@ -207,6 +207,9 @@ pub struct ClusterState {
     pub(super) raw_pods: BTreeMap<String, PodObservation>,
     /// UIDs of TiKV Pods PD refused (a new volume at a live store's address).
     pub(super) refused_pods: BTreeSet<String>,
+    /// UIDs of Pods whose config advertises an address that does not resolve to them (already
+    /// logged): nobody reaches them there, so they serve no one.
+    pub(super) unresolvable_pods: BTreeSet<String>,
     /// PD and TiKV Pods that run but do not serve yet (`start_delay`), by UID: since when.
     pub(super) starting: BTreeMap<String, (Instant, Component)>,
     pub(super) leader: Option<String>,
@@ -249,6 +252,7 @@ impl ClusterState {
             pods: BTreeMap::new(),
             raw_pods: BTreeMap::new(),
             refused_pods: BTreeSet::new(),
+            unresolvable_pods: BTreeSet::new(),
             starting: BTreeMap::new(),
             leader: None,
             members: BTreeMap::new(),
@@ -388,6 +392,7 @@ impl ClusterState {
             return;
         };
         self.refused_pods.remove(&pod.uid);
+        self.unresolvable_pods.remove(&pod.uid);
         if pod.running {
             self.pod_stopped(&pod, StopReason::Deleted, now);
         }
@@ -421,8 +426,42 @@ impl ClusterState {
         match pod.component {
             Component::Tikv if !delayed => self.tikv_started(pod, now),
             Component::Pd => self.admit_member(pod, now),
-            _ => {}
+            Component::Tidb => {
+                // Only said: TiDB's status port answers the operator through the simulator's
+                // own URL, whatever name TiDB advertises.
+                self.reachable(pod, now);
+            }
+            Component::Tikv => {}
         }
+    }
+
+    /// Whether every address the Pod's config advertises resolves to the Pod in this
+    /// Kubernetes cluster's DNS (its domain is `cluster_domain`). One that does not is logged
+    /// once (`address_unresolvable`), and the Pod serves no one: peers and PD cannot reach it.
+    fn reachable(&mut self, pod: &PodObservation, now: Now) -> bool {
+        let Some(address) = pod.unresolvable(&self.settings.cluster_domain) else {
+            return true;
+        };
+        if self.unresolvable_pods.insert(pod.uid.clone()) {
+            tracing::warn!(
+                namespace = %self.key.namespace,
+                cluster = %self.key.cluster,
+                pod = %pod.name,
+                %address,
+                domain = %self.settings.cluster_domain,
+                "the Pod advertises an address that does not resolve to it; it serves no one"
+            );
+            self.log(
+                now,
+                EventKind::AddressUnresolvable {
+                    component: pod.component,
+                    instance: pod.instance.clone(),
+                    pod: pod.name.clone(),
+                    address,
+                },
+            );
+        }
+        false
     }
 
     /// Pods that have run for `start_delay` serve: a TiKV Pod registers (or rejoins its store),
@@ -477,9 +516,12 @@ impl ClusterState {
     /// only on a fresh data volume (without a known volume: a new Pod), as etcd refuses a
     /// removed member's data; until then it stays out.
     fn admit_member(&mut self, pod: &PodObservation, now: Now) {
+        if !self.reachable(pod, now) {
+            return;
+        }
         let name = pod.instance.clone();
-        let client_url = format!("http://{}:{}", pod.host(), pod.port("client", 2379));
-        let peer_url = format!("http://{}:{}", pod.host(), pod.port("peer", 2380));
+        let client_url = pod.address("advertise-client-urls", "http://", pod.port("client", 2379));
+        let peer_url = pod.address("advertise-peer-urls", "http://", pod.port("peer", 2380));
         if let Some(m) = self.members.get_mut(&name) {
             m.pod = pod.name.clone();
             m.uid = pod.uid.clone();
@@ -568,8 +610,15 @@ impl ClusterState {
     }
 
     fn tikv_started(&mut self, pod: &PodObservation, now: Now) {
-        let address = format!("{}:{}", pod.host(), pod.port("client", 20160));
-        let status_address = format!("{}:{}", pod.host(), pod.port("status", 20180));
+        if !self.reachable(pod, now) {
+            return;
+        }
+        let address = pod.address("server.advertise-addr", "", pod.port("client", 20160));
+        let status_address = pod.address(
+            "server.advertise-status-addr",
+            "",
+            pod.port("status", 20180),
+        );
         let version = pod.version().trim_start_matches('v').to_owned();
         let existing = self
             .store_by_instance

@@ -110,6 +110,18 @@ pub enum EventKind {
         /// Why, in words.
         reason: String,
     },
+    /// A Pod's config advertises an address whose host does not resolve to the Pod in this
+    /// Kubernetes cluster's DNS (another cluster domain, say): the Pod serves no one.
+    AddressUnresolvable {
+        /// pd, tikv or tidb.
+        component: Component,
+        /// `pingcap.com/instance`.
+        instance: String,
+        /// Pod name.
+        pod: String,
+        /// The address.
+        address: String,
+    },
     /// Data is gone for good (also in the safety record).
     DataLost {
         /// What was lost.

@@ -28,6 +28,9 @@ pub use views::{GIT_HASH, StateView, TidbStatus, TikvStatus};
 
 use crate::clock::Now;
 
+/// The cluster domain when none is given, as in Kubernetes.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
 /// Version reported when a Pod's image has no tag.
 pub const DEFAULT_VERSION: &str = "v8.5.2";
 
@@ -48,6 +51,9 @@ pub struct SimConfig {
     pub moves_per_tick: usize,
     /// The tick's length, reported with the safety record (the ticker runs outside the sim).
     pub tick: Duration,
+    /// The DNS domain of the Kubernetes cluster the simulator stands in for: a Pod's fully
+    /// qualified name ends in `.svc.<domain>`, and no other domain resolves to it.
+    pub cluster_domain: String,
 }
 
 impl Default for SimConfig {
@@ -60,6 +66,7 @@ impl Default for SimConfig {
             start_delay: Duration::ZERO,
             moves_per_tick: 3,
             tick: Duration::from_millis(500),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
         }
     }
 }
@@ -140,6 +147,53 @@ pub struct PodObservation {
     pub data_claim: Option<String>,
     /// That claim's UID, filled in by [`Sim`] from the PVCs it saw (`None` while unknown).
     pub data_volume: Option<String>,
+    /// The ConfigMap its config volume mounts, if it has one.
+    pub config_map: Option<String>,
+    /// The addresses its config file advertises, by config key (see [`advertised_keys`]),
+    /// filled in by [`Sim`] from the ConfigMaps it saw.
+    pub advertised: BTreeMap<String, String>,
+}
+
+/// The config keys whose addresses the simulator takes from an operand's config file: what PD
+/// lists for a member (`advertise-client-urls`, `advertise-peer-urls`) and for a store
+/// (`server.advertise-addr`, `server.advertise-status-addr`), and TiDB's `advertise-address`.
+pub fn advertised_keys(component: Component) -> &'static [&'static str] {
+    match component {
+        Component::Pd => &["advertise-client-urls", "advertise-peer-urls"],
+        Component::Tikv => &["server.advertise-addr", "server.advertise-status-addr"],
+        Component::Tidb => &["advertise-address"],
+    }
+}
+
+/// The advertised addresses in a config file (TOML), by the keys of [`advertised_keys`] of
+/// every component; keys it does not set are left out, and a file that is not TOML has none.
+pub fn advertised_in(config: &str) -> BTreeMap<String, String> {
+    let Ok(table) = config.parse::<toml::Table>() else {
+        return BTreeMap::new();
+    };
+    [Component::Pd, Component::Tikv, Component::Tidb]
+        .iter()
+        .flat_map(|c| advertised_keys(*c).iter())
+        .filter_map(|key| {
+            let mut value = None::<&toml::Value>;
+            for (i, part) in key.split('.').enumerate() {
+                value = if i == 0 {
+                    table.get(part)
+                } else {
+                    value.and_then(|v| v.get(part))
+                };
+            }
+            let text = value?.as_str()?;
+            Some(((*key).to_owned(), text.to_owned()))
+        })
+        .collect()
+}
+
+/// The host of an address: `http://h:2379` and `h:20160` both give `h`.
+pub fn host_of_address(address: &str) -> &str {
+    let rest = address.split_once("://").map_or(address, |(_, r)| r);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    rest.rsplit_once(':').map_or(rest, |(host, _)| host)
 }
 
 /// What the simulator takes from an operand PVC.
@@ -168,6 +222,38 @@ impl PodObservation {
             Some(sub) if !sub.is_empty() => format!("{hostname}.{sub}.{}", self.namespace),
             _ => format!("{hostname}.{}", self.namespace),
         }
+    }
+
+    /// The names that resolve to the Pod (through its headless Service) in a Kubernetes
+    /// cluster of domain `domain`: `{hostname}.{subdomain}.{namespace}`, with `.svc` and with
+    /// `.svc.{domain}` after it (a trailing dot is the same name).
+    pub fn resolves(&self, host: &str, domain: &str) -> bool {
+        let short = self.host();
+        let host = host.trim_end_matches('.');
+        host == short
+            || host == format!("{short}.svc")
+            || host == format!("{short}.svc.{}", domain.trim_end_matches('.'))
+    }
+
+    /// The first address the Pod's config advertises whose host does not resolve to the Pod in
+    /// a cluster of domain `domain`, if any (a comma-separated list counts each URL).
+    pub fn unresolvable(&self, domain: &str) -> Option<String> {
+        self.advertised
+            .values()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .find(|a| !self.resolves(host_of_address(a), domain))
+            .map(str::to_owned)
+    }
+
+    /// The address advertised under `key`, else `{host}:{port}`; `scheme` prefixes the derived
+    /// form (PD's URLs).
+    pub fn address(&self, key: &str, scheme: &str, port: u16) -> String {
+        self.advertised
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| format!("{scheme}{}:{port}", self.host()))
     }
 
     /// The named container port, or `default`.
@@ -223,6 +309,11 @@ pub struct Sim {
     resync_seen: Option<BTreeSet<(String, String)>>,
     /// UIDs of the live operand PVCs by (namespace, name).
     pvcs: BTreeMap<(String, String), String>,
+    /// The advertised addresses of each operand ConfigMap seen, by (namespace, name). Kept
+    /// after the ConfigMap goes: a running process keeps the config it started with.
+    configs: BTreeMap<(String, String), BTreeMap<String, String>>,
+    /// Pods (as observed) that wait for their config ConfigMap, by (namespace, name).
+    awaiting_config: BTreeMap<(String, String), PodObservation>,
 }
 
 impl Sim {
@@ -234,6 +325,8 @@ impl Sim {
             pod_index: BTreeMap::new(),
             resync_seen: None,
             pvcs: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            awaiting_config: BTreeMap::new(),
         }
     }
 
@@ -242,7 +335,9 @@ impl Sim {
         &self.config
     }
 
-    /// A Pod was added or changed.
+    /// A Pod was added or changed. A Pod whose config ConfigMap was not seen yet does not run
+    /// yet, as the kubelet starts no container before its ConfigMap volume can be mounted; once
+    /// it runs, it advertises the addresses of that config.
     pub fn observe_pod(&mut self, mut pod: PodObservation, now: Now) {
         let id = (pod.namespace.clone(), pod.name.clone());
         pod.data_volume = pod
@@ -250,6 +345,19 @@ impl Sim {
             .as_ref()
             .and_then(|c| self.pvcs.get(&(pod.namespace.clone(), c.clone())))
             .cloned();
+        self.awaiting_config.remove(&id);
+        if let Some(config_map) = &pod.config_map {
+            match self
+                .configs
+                .get(&(pod.namespace.clone(), config_map.clone()))
+            {
+                Some(advertised) => pod.advertised = advertised.clone(),
+                None => {
+                    self.awaiting_config.insert(id.clone(), pod.clone());
+                    pod.running = false;
+                }
+            }
+        }
         if let Some(seen) = &mut self.resync_seen {
             seen.insert(id.clone());
         }
@@ -265,8 +373,34 @@ impl Sim {
         self.cluster_entry(key, now).observe_pod(pod, now);
     }
 
+    /// An operand ConfigMap was added or changed: the addresses its config file advertises.
+    /// Pods that waited for it are observed again.
+    pub fn observe_config(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        advertised: BTreeMap<String, String>,
+        now: Now,
+    ) {
+        self.configs
+            .insert((namespace.to_owned(), name.to_owned()), advertised);
+        // A process reads its config when it starts: Pods already running keep what they
+        // advertise until they restart.
+        let waiting: Vec<PodObservation> = self
+            .awaiting_config
+            .values()
+            .filter(|p| p.namespace == namespace && p.config_map.as_deref() == Some(name))
+            .cloned()
+            .collect();
+        for pod in waiting {
+            self.observe_pod(pod, now);
+        }
+    }
+
     /// A Pod disappeared from the API.
     pub fn pod_gone(&mut self, namespace: &str, name: &str, now: Now) {
+        self.awaiting_config
+            .remove(&(namespace.to_owned(), name.to_owned()));
         if let Some(key) = self
             .pod_index
             .remove(&(namespace.to_owned(), name.to_owned()))

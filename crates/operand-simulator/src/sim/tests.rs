@@ -43,6 +43,8 @@ fn pod(component: Component, instance: &str, uid: &str) -> PodObservation {
         node: Some(format!("node-{instance}")),
         data_claim: Some(format!("data-{instance}")),
         data_volume: None,
+        config_map: None,
+        advertised: BTreeMap::new(),
     }
 }
 
@@ -1264,4 +1266,122 @@ fn a_replaced_peer_goes_to_a_zone_the_region_does_not_use_yet() {
     assert_eq!(w.store(3).store.state_name, "Tombstone");
     // Peers leaving z3 went to z4 (store 5) rather than into z1 next to a peer already there.
     assert_eq!(shared_zones(&mut w), before);
+}
+
+/// `pod` with its config in the ConfigMap of its name, advertising `host` (the real component's
+/// keys and forms).
+fn configured(component: Component, instance: &str, host: &str) -> (PodObservation, String) {
+    let mut p = pod(component, instance, &format!("uid-{instance}"));
+    p.config_map = Some(instance.to_owned());
+    let config = match component {
+        Component::Pd => format!(
+            "name = \"{instance}\"\nadvertise-client-urls = \"http://{host}:2379\"\nadvertise-peer-urls = \"http://{host}:2380\"\n"
+        ),
+        Component::Tikv => format!(
+            "[server]\nadvertise-addr = \"{host}:20160\"\nadvertise-status-addr = \"{host}:20180\"\n"
+        ),
+        Component::Tidb => format!("advertise-address = \"{host}\"\n"),
+    };
+    (p, config)
+}
+
+fn fqdn_world(domain: &str) -> World {
+    World::with(SimConfig {
+        cluster_domain: domain.to_owned(),
+        ..SimConfig::default()
+    })
+}
+
+#[test]
+fn members_and_stores_are_listed_at_the_addresses_their_config_advertises() {
+    let mut w = fqdn_world("east.example");
+    for (component, names) in [
+        (Component::Pd, ["pd-a", "pd-b", "pd-c"]),
+        (Component::Tikv, ["kv-a", "kv-b", "kv-c"]),
+    ] {
+        for n in names {
+            let host = format!("{n}.{CL}-peer.{NS}.svc.east.example");
+            let (p, config) = configured(component, n, &host);
+            let now = w.now;
+            w.sim.observe_config(NS, n, advertised_in(&config), now);
+            w.run(p);
+        }
+    }
+    w.ticks(2);
+    assert!(w.c().leader().is_some());
+    let members = w.c().members_info().members;
+    assert_eq!(members.len(), 3);
+    for m in &members {
+        let host = format!("{}.{CL}-peer.{NS}.svc.east.example", m.name);
+        assert_eq!(m.client_urls, [format!("http://{host}:2379")]);
+        assert_eq!(m.peer_urls, [format!("http://{host}:2380")]);
+    }
+    let now = w.now;
+    let stores = w.c().stores_info(&[0, 1, 2], now).stores;
+    assert_eq!(stores.len(), 3);
+    for s in &stores {
+        assert!(
+            s.store
+                .address
+                .ends_with(".basic-peer.db.svc.east.example:20160"),
+            "{}",
+            s.store.address
+        );
+        assert!(s.store.status_address.ends_with(".svc.east.example:20180"));
+    }
+}
+
+#[test]
+fn a_pod_runs_only_once_its_config_map_is_seen() {
+    let mut w = fqdn_world("east.example");
+    let (p, config) = configured(Component::Pd, "pd-a", "pd-a.basic-peer.db");
+    w.run(p);
+    w.tick();
+    assert!(w.c().members_info().members.is_empty(), "no config yet");
+    let now = w.now;
+    w.sim
+        .observe_config(NS, "pd-a", advertised_in(&config), now);
+    w.tick();
+    let members = w.c().members_info().members;
+    assert_eq!(members.len(), 1);
+    // The short form resolves in any domain.
+    assert_eq!(members[0].client_urls, ["http://pd-a.basic-peer.db:2379"]);
+}
+
+#[test]
+fn an_address_in_another_cluster_domain_serves_no_one() {
+    let mut w = fqdn_world("east.example");
+    let (p, config) = configured(
+        Component::Tikv,
+        "kv-a",
+        "kv-a.basic-peer.db.svc.west.example",
+    );
+    let now = w.now;
+    w.sim
+        .observe_config(NS, "kv-a", advertised_in(&config), now);
+    w.run(p);
+    w.pd(&["pd-a"]);
+    w.ticks(2);
+    let now = w.now;
+    assert_eq!(w.c().stores_info(&[0, 1, 2], now).count, 0);
+    assert!(w.kinds().contains(&"address_unresolvable".to_owned()));
+}
+
+#[test]
+fn advertised_addresses_are_read_from_each_components_config() {
+    let pd = advertised_in(
+        "advertise-client-urls = \"http://a:2379\"\nadvertise-peer-urls = \"http://a:2380\"\n[log]\nlevel = \"info\"\n",
+    );
+    assert_eq!(pd["advertise-client-urls"], "http://a:2379");
+    assert_eq!(pd["advertise-peer-urls"], "http://a:2380");
+    let tikv = advertised_in("[server]\nadvertise-addr = \"b:20160\"\n");
+    assert_eq!(tikv["server.advertise-addr"], "b:20160");
+    assert_eq!(tikv.len(), 1);
+    assert_eq!(
+        advertised_in("advertise-address = \"c\"\n")["advertise-address"],
+        "c"
+    );
+    assert!(advertised_in("not toml = = =").is_empty());
+    assert_eq!(host_of_address("http://a.b.svc.x:2379"), "a.b.svc.x");
+    assert_eq!(host_of_address("a.b:20160"), "a.b");
 }
