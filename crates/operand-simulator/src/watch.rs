@@ -12,6 +12,8 @@ use operator_api::keys::{
     LABEL_CLUSTER, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY,
 };
 
+use operator_runtime::build::CONFIG_VOLUME;
+
 use crate::clock::Now;
 use crate::http::{SharedSim, lock};
 use crate::sim::{Component, PodObservation, advertised_in};
@@ -69,11 +71,13 @@ pub fn observe(pod: &Pod) -> Option<PodObservation> {
         .find(|(name, _)| *name == "data")
         .or(claims.first())
         .map(|(_, claim)| (*claim).to_owned());
-    // The config file comes from the ConfigMap volume the container runs from.
+    // The config file comes from the operator's config volume (other ConfigMap volumes, such
+    // as TiDB's bootstrap SQL, are the user's).
     let config_map = spec
         .and_then(|s| s.volumes.as_ref())
         .into_iter()
         .flatten()
+        .filter(|v| v.name == CONFIG_VOLUME)
         .find_map(|v| v.config_map.as_ref().map(|c| c.name.clone()));
     Some(PodObservation {
         namespace: meta.namespace.clone()?,
@@ -209,6 +213,36 @@ mod tests {
         assert_eq!(obs.version(), "v8.5.1");
         assert_eq!(obs.node.as_deref(), Some("n1"));
         assert_eq!(obs.data_claim.as_deref(), Some("data-basic-tikv-abc"));
+        assert_eq!(obs.config_map.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn the_config_comes_from_the_config_volume_only() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "t", "namespace": "db", "uid": "u3", "labels": {
+                "pingcap.com/cluster": "basic", "pingcap.com/component": "tidb",
+                "pingcap.com/instance": "t"
+            }},
+            "spec": {"volumes": [
+                {"name": "bootstrap-sql", "configMap": {"name": "users-sql"}},
+                {"name": "config", "configMap": {"name": "t"}}
+            ], "containers": [{"name": "tidb"}]}
+        }));
+        assert_eq!(
+            observe(&p).expect("observed").config_map.as_deref(),
+            Some("t")
+        );
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "t", "namespace": "db"},
+            "data": {"config.toml": "advertise-address = \"t.db-tidb-peer.db.svc.east.example\"\n"}
+        }))
+        .expect("valid config map");
+        let (ns, name, advertised) = observe_config_map(&cm).expect("observed");
+        assert_eq!((ns.as_str(), name.as_str()), ("db", "t"));
+        assert_eq!(
+            advertised["advertise-address"],
+            "t.db-tidb-peer.db.svc.east.example"
+        );
     }
 
     #[test]
