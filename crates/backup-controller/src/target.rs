@@ -167,6 +167,11 @@ mod tests {
     #[test]
     fn pd_urls_become_addresses() {
         assert_eq!(pd_address("http://basic-pd.db:2379"), "basic-pd.db:2379");
+        // A Cluster with `dns.mode: FQDN` reports its PD fully qualified; BR gets it as it is.
+        assert_eq!(
+            pd_address("http://basic-pd.db.svc.east.example:2379"),
+            "basic-pd.db.svc.east.example:2379"
+        );
         assert_eq!(pd_address("https://pd.db.svc:2379/"), "pd.db.svc:2379");
         assert_eq!(pd_address("basic-pd:2379"), "basic-pd:2379");
     }

@@ -287,6 +287,17 @@ impl GroupRules for Rules {
     }
 }
 
+/// The instance of `group` whose store advertises `address`, `None` for a store of another
+/// group: `<instance>.<group>-tikv-peer.<namespace>:<port>`, with `.svc.<domain>` before the
+/// port when the Cluster's names are fully qualified.
+fn instance_at(group: &TiKVGroup, address: &str, dns: &Dns) -> Option<String> {
+    let namespace = group.namespace().unwrap_or_default();
+    let peer_service = build::peer_service_name(&group.name_any());
+    let suffix = format!(".{}:", dns.service_host(&peer_service, &namespace));
+    let at = address.find(&suffix)?;
+    Some(address[..at].to_string())
+}
+
 /// Removes evict-leader schedulers of this group's stores that neither a restart nor a cordoned
 /// Node needs: the store's instance is gone or records neither a restart's nor a cordon's leader
 /// eviction (each records it before adding the scheduler). Best effort: a failure is logged and
@@ -300,8 +311,6 @@ async fn clean_up_schedulers(
     dns: &Dns,
 ) {
     let namespace = group.namespace().unwrap_or_default();
-    let peer_service = build::peer_service_name(&group.name_any());
-    let suffix = format!(".{}:", dns.service_host(&peer_service, &namespace));
     let restarting = |i: &TiKV| {
         i.annotations().contains_key(ANNO_EVICTION_STARTED)
             || i.annotations().contains_key(ANNO_CORDON_EVICTION_STARTED)
@@ -311,10 +320,7 @@ async fn clean_up_schedulers(
         .iter()
         .filter_map(|id| {
             let info = view.stores.by_id(*id)?;
-            // Only stores of this group: `<instance>.<group>-tikv-peer.<namespace>:<port>`
-            // (with `.svc.<domain>` before the port when names are fully qualified).
-            let at = info.store.address.find(&suffix)?;
-            let instance = info.store.address[..at].to_string();
+            let instance = instance_at(group, &info.store.address, dns)?;
             let known = instances.iter().find(|i| i.name_any() == instance);
             (!known.is_some_and(restarting)).then_some((*id, instance))
         })
@@ -594,5 +600,42 @@ mod tests {
             Rules::progress(v, &blocked)
         });
         assert_eq!(reason, None);
+    }
+
+    #[test]
+    fn a_store_address_names_its_instance_in_either_form() {
+        let mut group = TiKVGroup::new(
+            "tikv",
+            serde_json::from_value(serde_json::json!({
+                "cluster": {"name": "c"}, "replicas": 3,
+                "template": {"spec": {"version": "v8.5.2"}}
+            }))
+            .unwrap(),
+        );
+        group.metadata.namespace = Some("db".into());
+        let short = Dns::default();
+        let fqdn = Dns::fqdn("east.example");
+        assert_eq!(
+            instance_at(&group, "tikv-a.tikv-tikv-peer.db:20160", &short).as_deref(),
+            Some("tikv-a")
+        );
+        assert_eq!(
+            instance_at(
+                &group,
+                "tikv-a.tikv-tikv-peer.db.svc.east.example:20160",
+                &fqdn
+            )
+            .as_deref(),
+            Some("tikv-a")
+        );
+        // Another group's store, or a name of the other form, is not this group's.
+        assert_eq!(
+            instance_at(&group, "kv-a.kv-tikv-peer.db.svc.east.example:20160", &fqdn),
+            None
+        );
+        assert_eq!(
+            instance_at(&group, "tikv-a.tikv-tikv-peer.db:20160", &fqdn),
+            None
+        );
     }
 }
