@@ -49,7 +49,7 @@ stamp_for() {
     cd "${moddir}"
     {
       cat go.mod go.sum
-      find . -name '*.go' -not -path './etcd/*' -not -path './kwok/*' -print0 | LC_ALL=C sort -z | xargs -0 cat
+      find . \( -name '*.go' -o -name 'patch.sh' \) -not -path './etcd/*' -not -path './kwok/*' -print0 | LC_ALL=C sort -z | xargs -0 cat
       printf '%s\n' "${ldflags}" "${GOOS:-}" "${GOARCH:-}"
     } | sha256
   )"
@@ -94,10 +94,20 @@ ensure() {
   local tmp start
   tmp="$(mktemp -d "${dir}.tmp.XXXXXX")"
   start="${SECONDS}"
-  if ! (cd "${moddir}" && go build -trimpath -buildvcs=false -ldflags "${ldflags}" -o "${tmp}/" "${pkgs[@]}"); then
-    rm -rf "${tmp}"
+  # A module directory may carry a patch.sh that patches the tool for the test world (it says
+  # what and why): it prepares the patched source next to the build and prints the build flag.
+  local -a patched=()
+  if [[ -x "${moddir}/patch.sh" ]]; then
+    patched=("$(cd "${moddir}" && ./patch.sh "${tmp}.src")") || {
+      rm -rf "${tmp}" "${tmp}.src"
+      die "patching ${names[*]} failed"
+    }
+  fi
+  if ! (cd "${moddir}" && go build -trimpath -buildvcs=false "${patched[@]}" -ldflags "${ldflags}" -o "${tmp}/" "${pkgs[@]}"); then
+    rm -rf "${tmp}" "${tmp}.src"
     die "building ${names[*]} failed"
   fi
+  rm -rf "${tmp}.src"
   local b
   for b in "${names[@]}"; do
     [[ -x "${tmp}/${b}" ]] || { rm -rf "${tmp}"; die "build produced no ${b}"; }
