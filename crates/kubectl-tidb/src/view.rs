@@ -312,6 +312,7 @@ pub fn expected_status(type_: &str) -> Option<&'static str> {
         conditions::PROGRESSING
         | conditions::SUSPENDED
         | conditions::LEADERS_EVICTED
+        | conditions::NODE_CORDONED
         | conditions::OFFLINED => Some(conditions::STATUS_FALSE),
         _ => None,
     }
