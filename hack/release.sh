@@ -12,6 +12,9 @@
 #   hack/release.sh notes X.Y.Z         prints the CHANGELOG.md section of the version
 #   hack/release.sh manifests DIR       renders install.yaml (the production overlay: CRDs,
 #                                       namespace, every controller) and crds.yaml into DIR
+#   hack/release.sh krew X.Y.Z DIR      writes DIR/tidb.yaml, the krew manifest of the kubectl
+#                                       plugin, from hack/krew/tidb.yaml and the plugin archives
+#                                       DIR/kubectl-tidb-linux-{amd64,arm64}.tar.gz (their SHA-256)
 #
 # kubectl (1.27+, for its Kustomize v5) is taken from $KUBECTL, else PATH.
 set -euo pipefail
@@ -76,8 +79,24 @@ case "${1:-}" in
     "${kubectl}" kustomize manifests/crd >"${dir}/crds.yaml"
     echo "wrote ${dir}/install.yaml and ${dir}/crds.yaml" >&2
     ;;
+  krew)
+    v="${2:-}" dir="${3:-}"
+    [[ "${v#v}" =~ ${SEMVER} && -n "${dir}" ]] || die "usage: hack/release.sh krew X.Y.Z DIR"
+    manifest="$(cat hack/krew/tidb.yaml)"
+    manifest="${manifest//'${VERSION}'/${v#v}}"
+    for arch in amd64 arm64; do
+      archive="${dir}/kubectl-tidb-linux-${arch}.tar.gz"
+      [[ -f "${archive}" ]] || die "no ${archive}: the release builds one per architecture"
+      sum="$(sha256sum "${archive}" | awk '{print $1}')"
+      placeholder="\${SHA256_LINUX_${arch^^}}"
+      manifest="${manifest//${placeholder}/${sum}}"
+    done
+    [[ "${manifest}" != *'${'* ]] || die "hack/krew/tidb.yaml has a placeholder this script does not fill"
+    printf '%s\n' "${manifest}" >"${dir}/tidb.yaml"
+    echo "wrote ${dir}/tidb.yaml" >&2
+    ;;
   *)
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     [[ "${1:-}" == -h || "${1:-}" == --help ]] || exit 2
     ;;
 esac

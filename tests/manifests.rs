@@ -1185,3 +1185,67 @@ fn dev_overlay_runs_one_replica_with_text_logs() {
     }
     assert_eq!(of_kind(&objects, "PodDisruptionBudget").count(), 0);
 }
+
+/// A release publishes the krew manifest of the kubectl plugin: `hack/release.sh krew` fills the
+/// template with the version and each archive's SHA-256, and refuses when an archive is missing.
+#[test]
+fn the_release_writes_the_plugins_krew_manifest_from_its_archives() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!("krew-manifest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = || {
+        Command::new(repo.join("hack/release.sh"))
+            .args(["krew", "1.2.3"])
+            .arg(&dir)
+            .current_dir(&repo)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(dir.join("kubectl-tidb-linux-amd64.tar.gz"), "amd64").unwrap();
+    let missing = run();
+    assert!(!missing.status.success(), "an archive is missing");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("kubectl-tidb-linux-arm64.tar.gz"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    std::fs::write(dir.join("kubectl-tidb-linux-arm64.tar.gz"), "arm64").unwrap();
+    let written = run();
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let text = std::fs::read_to_string(dir.join("tidb.yaml")).unwrap();
+    let manifest: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(manifest["kind"], json!("Plugin"));
+    assert_eq!(manifest["metadata"]["name"], json!("tidb"));
+    assert_eq!(manifest["spec"]["version"], json!("v1.2.3"));
+    // sha256 of "amd64" and of "arm64".
+    let expected = [
+        (
+            "amd64",
+            "5861314d7fccb39c2192173240eab44fa35ca66426201ca2acd0630a6258dd51",
+        ),
+        (
+            "arm64",
+            "f69162950f235e3cdbbad33f1f912d1a504be90d8a37d002c735d6f3e3882265",
+        ),
+    ];
+    let platforms = manifest["spec"]["platforms"].as_array().unwrap();
+    assert_eq!(platforms.len(), expected.len());
+    for (platform, (arch, sha256)) in platforms.iter().zip(expected) {
+        assert_eq!(platform["selector"]["matchLabels"]["arch"], json!(arch));
+        assert_eq!(platform["sha256"], json!(sha256), "{arch}");
+        let uri = platform["uri"].as_str().unwrap();
+        assert!(
+            uri.ends_with(&format!("/v1.2.3/kubectl-tidb-linux-{arch}.tar.gz")),
+            "{uri}"
+        );
+        assert_eq!(platform["bin"], json!("kubectl-tidb"));
+    }
+    assert!(!text.contains("${"), "a placeholder is left:\n{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
