@@ -951,7 +951,12 @@ async fn a_tikv_only_cluster_comes_up_with_serving_stores_labelled_by_their_node
             },
         )
         .await;
-    let pods = scene.api::<Pod>();
+    // Without the client's retries, a refused eviction (429) is seen at once instead of after
+    // minutes of backoff.
+    let pods: Api<Pod> = Api::namespaced(
+        scene.cluster.client_without_retries().await.unwrap(),
+        scene.n(),
+    );
     let names: Vec<String> = tikvs.iter().map(|t| t.name_any()).collect();
     pods.evict(&names[0], &EvictParams::default())
         .await

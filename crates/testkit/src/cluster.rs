@@ -115,6 +115,15 @@ impl LocalCluster {
         client_for(&self.kubeconfig).await
     }
 
+    /// A new admin client that does not retry `429 Too Many Requests` (nor 503 and 504): for a
+    /// test that expects such an answer, as a PodDisruptionBudget refusing an eviction gives. The
+    /// usual client retries those up to 15 times with a growing delay, for minutes.
+    pub async fn client_without_retries(&self) -> Result<Client> {
+        let mut config = config_for(&self.kubeconfig).await?;
+        config.default_retry = false;
+        Client::try_from(config).map_err(Error::api("building a client"))
+    }
+
     /// kubectl with the admin identity.
     pub fn kubectl(&self) -> Kubectl {
         Kubectl::new(&self.kubeconfig)
@@ -123,17 +132,22 @@ impl LocalCluster {
 
 /// A client for a kubeconfig file.
 pub async fn client_for(path: &Path) -> Result<Client> {
+    let config = config_for(path).await?;
+    Client::try_from(config).map_err(Error::api("building a client"))
+}
+
+/// The client configuration of a kubeconfig file.
+async fn config_for(path: &Path) -> Result<Config> {
     let kubeconfig = Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .map_err(|e| Error::Kubeconfig {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })?;
-    Client::try_from(config).map_err(Error::api("building a client"))
+        })
 }
 
 fn cluster_name() -> String {
