@@ -213,10 +213,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
                     pd_api
                         .transfer_leader(&successor)
                         .await
-                        .map_err(|source| Error::Pd {
-                            url: pd_api.base().into(),
-                            source,
-                        })?;
+                        .map_err(Error::pd(pd_api.base()))?;
                     ctx.events
                         .normal(
                             pd,
@@ -389,10 +386,7 @@ async fn cordon(
             pd_api
                 .transfer_leader(&successor)
                 .await
-                .map_err(|source| Error::Pd {
-                    url: pd_api.base().into(),
-                    source,
-                })?;
+                .map_err(Error::pd(pd_api.base()))?;
             let message = format!(
                 "Node {node_name} is cordoned: PD leadership moves from {name} to {successor} (asked for at most {})",
                 duration::format(timeout)
@@ -471,10 +465,7 @@ async fn finalize(
                 pd_api
                     .transfer_leader(&successor)
                     .await
-                    .map_err(|source| Error::Pd {
-                        url: pd_api.base().into(),
-                        source,
-                    })?;
+                    .map_err(Error::pd(pd_api.base()))?;
                 ctx.events
                     .normal(
                         pd,
@@ -488,10 +479,7 @@ async fn finalize(
             pd_api
                 .delete_member_by_name(&name)
                 .await
-                .map_err(|source| Error::Pd {
-                    url: pd_api.base().into(),
-                    source,
-                })?;
+                .map_err(Error::pd(pd_api.base()))?;
             ctx.events
                 .normal(
                     pd,
