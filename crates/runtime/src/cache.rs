@@ -98,10 +98,25 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
+    reflect_trimmed(api, config, shutdown, |_| {})
+}
+
+/// [`reflect`], with `trim` also taking out of each cached object what no reconcile reads of it.
+pub fn reflect_trimmed<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    shutdown: &CancellationToken,
+    trim: impl Fn(&mut K) + Send + Sync + 'static,
+) -> Store<K>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
     let (store, writer) = reflector::store();
-    let objects = watcher(api, config)
-        .default_backoff()
-        .modify(|o| o.meta_mut().managed_fields = None);
+    let objects = watcher(api, config).default_backoff().modify(move |o| {
+        o.meta_mut().managed_fields = None;
+        trim(o);
+    });
     let stream = reflector::reflector(writer, objects)
         .applied_objects()
         .for_each(|_| futures::future::ready(()));

@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -68,13 +68,27 @@ pub fn pod_node(nodes: &Store<Node>, pod: Option<&Pod>) -> PodNode {
     }
 }
 
-/// Starts a cache of every Node, for [`pod_node`]. Needs get, list and watch on `nodes`.
+/// Starts a cache of every Node, for [`pod_node`] and the Nodes' location labels. Needs get,
+/// list and watch on `nodes`. It keeps of each Node only its name, labels and `unschedulable`
+/// ([`trim`]): a Node's status (its images, conditions, addresses) is most of its size, and a
+/// large Kubernetes cluster has thousands of Nodes.
 pub fn cache(client: &Client, shutdown: &tokio_util::sync::CancellationToken) -> Store<Node> {
-    crate::cache::reflect(
+    crate::cache::reflect_trimmed(
         Api::<Node>::all(client.clone()),
         watcher::Config::default(),
         shutdown,
+        trim,
     )
+}
+
+/// Takes out of a cached Node everything but its name, labels and `spec.unschedulable`.
+fn trim(node: &mut Node) {
+    node.status = None;
+    node.metadata.annotations = None;
+    node.spec = node.spec.take().map(|spec| NodeSpec {
+        unschedulable: spec.unschedulable,
+        ..NodeSpec::default()
+    });
 }
 
 /// The last `unschedulable` seen of each Node, so that only a change wakes anything: a Node's
@@ -195,6 +209,26 @@ mod tests {
             }),
             ..Pod::default()
         }
+    }
+
+    #[test]
+    fn a_cached_node_keeps_its_name_labels_and_cordon_only() {
+        let mut full = node("kwok-0", Some(true));
+        full.metadata.labels =
+            Some([("topology.kubernetes.io/zone".to_string(), "a".to_string())].into());
+        full.metadata.annotations = Some([("a".to_string(), "b".to_string())].into());
+        if let Some(spec) = full.spec.as_mut() {
+            spec.pod_cidr = Some("10.0.0.0/24".into());
+        }
+        full.status = Some(k8s_openapi::api::core::v1::NodeStatus::default());
+        let mut trimmed = full.clone();
+        trim(&mut trimmed);
+        assert_eq!(trimmed.metadata.name, full.metadata.name);
+        assert_eq!(trimmed.metadata.labels, full.metadata.labels);
+        assert!(is_cordoned(&trimmed));
+        assert_eq!(trimmed.metadata.annotations, None);
+        assert_eq!(trimmed.status, None);
+        assert_eq!(trimmed.spec.and_then(|s| s.pod_cidr), None);
     }
 
     #[test]
