@@ -314,6 +314,9 @@ fn cel_rules_sit_where_the_reference_has_them() {
                     ".spec",
                     &[
                         "bootstrapSQL can only be set at creation, can be unset, but cannot be changed to a different value",
+                        // Ours, not the reference's: the names are fixed once PD holds them
+                        // (docs/dns.md).
+                        "dns.mode and dns.clusterDomain cannot change once the cluster exists: PD keeps its members' peer URLs in its data",
                         "tlsCluster is immutable",
                     ],
                 ),
