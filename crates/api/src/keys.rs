@@ -73,6 +73,14 @@ pub const ANNO_ALLOW_DOWNGRADE: &str = "core.pingcap.com/allow-downgrade";
 pub const ANNO_RESTARTED_AT: &str = "pingcap.com/restartedAt";
 /// Number of members the PD cluster was bootstrapped with.
 pub const ANNO_INITIAL_CLUSTER_NUM: &str = "pd.core.pingcap.com/initial-cluster-num";
+/// When the group first saw an instance failed (RFC 3339): operator state of failover.
+pub const ANNO_FAILING_SINCE: &str = "core.pingcap.com/failing-since";
+/// What the group saw failed about an instance ("PD reports store 5 Down"): operator state of
+/// failover.
+pub const ANNO_FAILURE: &str = "core.pingcap.com/failure";
+/// When the group replaced a failed instance (RFC 3339): operator state of failover; the
+/// instance is kept, with its volumes, until it recovers or is deleted.
+pub const ANNO_FAILED_OVER: &str = "core.pingcap.com/failed-over";
 /// Value of boolean annotations.
 pub const ANNO_TRUE: &str = "true";
 

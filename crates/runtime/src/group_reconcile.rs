@@ -26,6 +26,7 @@ use crate::apply::apply_if_changed;
 use crate::build::{self, BuildError, Owner};
 use crate::cache;
 use crate::component::{InstanceWriter, Shared};
+use crate::failover::{self, FailoverPlan};
 use crate::group::{self as shared_group, InstanceSummary, Progress};
 use crate::reconcile::{self, Error, GroupStart, StatusKind};
 use crate::revision::revision_name;
@@ -81,7 +82,7 @@ pub enum Effect<I> {
         /// The annotation.
         key: &'static str,
         /// Its value.
-        value: Option<&'static str>,
+        value: Option<String>,
     },
     /// Merge-patch the group itself (`spec.bootstrapped`, say).
     PatchGroup(serde_json::Value),
@@ -274,6 +275,24 @@ pub trait GroupRules: Sized + Send + Sync + 'static {
         victim: &Self::Instance,
     ) -> Result<Decision<Self::Instance>, BuildError>;
 
+    /// The group's failover settings; `None` for a component without failover.
+    fn failover(_group: &Self::Group) -> Option<failover::Settings> {
+        None
+    }
+
+    /// How an instance is doing, for failover.
+    fn health(_view: &GroupView<'_, Self>, _instance: &Self::Instance) -> failover::Health {
+        failover::Health::Unknown
+    }
+
+    /// Why the failures now are an outage rather than failures to replace, if they are.
+    fn outage(_view: &GroupView<'_, Self>) -> Option<String> {
+        None
+    }
+
+    /// When a replaced instance leaves the group.
+    const RETIRE: failover::Retire = failover::Retire::OnRecovery;
+
     /// The wait the group's status gives, and its reason when not `NotAllInstancesUpToDate`.
     fn progress(
         _view: &GroupView<'_, Self>,
@@ -416,10 +435,46 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
             carry_out::<R>(ctx, group, &writer, &instances, effect).await?;
             acted = true;
         }
-        if !before.skip_plan {
+        let mut skip_plan = before.skip_plan;
+        let mut extra_replicas = 0;
+        if let Some(settings) = R::failover(group) {
+            let plan = failover_plan::<R>(&view, &settings);
+            extra_replicas = plan.extra_replicas;
+            recheck = plan.recheck_after;
+            if plan.acts() {
+                // The plan below waits for the next reconcile, which sees these writes.
+                skip_plan = true;
+                acted = true;
+            }
+            if let Some((reason, message)) = plan.refusal.clone() {
+                blocked = Some(
+                    shared_group::refusal(&ctx.events, group, reason, "Failover", message).await,
+                );
+            }
+            for mark in plan.marks {
+                let effect = Effect::SetState {
+                    instance: mark.instance,
+                    key: mark.key,
+                    value: mark.value,
+                };
+                carry_out::<R>(ctx, group, &writer, &instances, effect).await?;
+            }
+            for (reason, message) in plan.events {
+                let effect = Effect::event(reason, "Failover", message);
+                carry_out::<R>(ctx, group, &writer, &instances, effect).await?;
+            }
+            for name in &plan.retire {
+                if let Some(victim) = view.instance(name) {
+                    let decision = R::delete(&view, victim)?;
+                    let done = decided::<R>(ctx, group, &writer, &instances, decision).await?;
+                    blocked = done.blocked.or(blocked);
+                }
+            }
+        }
+        if !skip_plan {
             let views = view.views();
             let policy = Policy {
-                replicas: group.replicas(),
+                replicas: group.replicas() + extra_replicas,
                 update_revision: target.clone(),
                 max_surge: R::max_surge(group),
                 max_unavailable: 1,
@@ -427,7 +482,10 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
             };
             let plan = R::plan(&policy, &views);
             waiting = waiting.or(plan.waiting);
-            recheck = plan.recheck_after;
+            recheck = match (recheck, plan.recheck_after) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let scales = plan
                 .actions
                 .iter()
@@ -445,7 +503,7 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
                 R::UNIT,
             )
             .await;
-            blocked = hold;
+            blocked = hold.or(blocked);
             let uid = group.uid().unwrap_or_default();
             let mut creates = 0;
             for (index, action) in actions.into_iter().enumerate() {
@@ -464,26 +522,10 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
                         None => Decision::Skip,
                     },
                 };
-                match decision {
-                    Decision::Act(effects) => {
-                        for effect in effects {
-                            carry_out::<R>(ctx, group, &writer, &instances, effect).await?;
-                        }
-                        acted = true;
-                    }
-                    Decision::Refuse {
-                        reason,
-                        action,
-                        message,
-                    } => {
-                        blocked = Some(
-                            shared_group::refusal(&ctx.events, group, reason, action, message)
-                                .await,
-                        );
-                    }
-                    Decision::Hold => held += 1,
-                    Decision::Skip => {}
-                }
+                let done = decided::<R>(ctx, group, &writer, &instances, decision).await?;
+                acted |= done.acted;
+                held += usize::from(done.held);
+                blocked = done.blocked.or(blocked);
             }
         }
     }
@@ -541,6 +583,86 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
     .await
 }
 
+/// What came of one decision of the rules.
+struct Done {
+    acted: bool,
+    held: bool,
+    blocked: Option<(&'static str, String)>,
+}
+
+/// Carries out a decision of the rules.
+async fn decided<R: GroupRules>(
+    ctx: &R::Ctx,
+    group: &R::Group,
+    writer: &InstanceWriter<'_, R::Instance>,
+    instances: &[R::Instance],
+    decision: Decision<R::Instance>,
+) -> Result<Done, Error> {
+    let mut done = Done {
+        acted: false,
+        held: false,
+        blocked: None,
+    };
+    match decision {
+        Decision::Act(effects) => {
+            for effect in effects {
+                carry_out::<R>(ctx, group, writer, instances, effect).await?;
+            }
+            done.acted = true;
+        }
+        Decision::Refuse {
+            reason,
+            action,
+            message,
+        } => {
+            done.blocked =
+                Some(shared_group::refusal(&ctx.events, group, reason, action, message).await);
+        }
+        Decision::Hold => done.held = true,
+        Decision::Skip => {}
+    }
+    Ok(done)
+}
+
+/// What failover decides for the group now, from each instance's health and annotations.
+fn failover_plan<R: GroupRules>(
+    view: &GroupView<'_, R>,
+    settings: &failover::Settings,
+) -> FailoverPlan {
+    let members: Vec<failover::Member<'_>> = view
+        .instances
+        .iter()
+        .map(|i| {
+            failover::Member::of(
+                i.meta().name.as_deref().unwrap_or_default(),
+                i.meta().annotations.as_ref(),
+                R::health(view, i),
+                R::leaving(i),
+            )
+        })
+        .collect();
+    let replaced = |i: &R::Instance| {
+        i.meta()
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(keys::ANNO_FAILED_OVER))
+    };
+    let ready_others = view
+        .instances
+        .iter()
+        .filter(|i| !R::leaving(i) && !replaced(i) && is_available(*i))
+        .count();
+    let replicas = usize::try_from(view.group.replicas().max(0)).unwrap_or(0);
+    failover::plan(
+        settings,
+        &members,
+        R::outage(view).as_deref(),
+        ready_others >= replicas,
+        R::RETIRE,
+        Timestamp::now(),
+    )
+}
+
 /// Carries out one effect of the rules.
 async fn carry_out<R: GroupRules>(
     ctx: &R::Ctx,
@@ -584,7 +706,7 @@ async fn carry_out<R: GroupRules>(
             value,
         } => {
             writer
-                .set_state(&instance, key, value)
+                .set_state(&instance, key, value.as_deref())
                 .await
                 .map_err(Error::kube(format!("annotating {component} {instance}")))?;
             info!(instance, key, value, component, "set instance state");

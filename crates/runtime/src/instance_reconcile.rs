@@ -14,14 +14,14 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
-use operator_api::conditions::reasons;
+use operator_api::conditions::{self, reasons};
 use operator_api::core::{Cluster, OfCluster};
 use tracing::Instrument;
 
 use crate::build::BuildError;
 use crate::component::{CACHE_LAG_RETRY, Shared};
 use crate::reconcile::{self, Error, InstanceStart, Started, StatusKind};
-use crate::{cache, expect, group, instance};
+use crate::{cache, expect, failover, group, instance};
 
 /// How a reconcile of an instance ends: the status to write, if any, and when to look again.
 #[derive(Clone, Debug)]
@@ -180,7 +180,8 @@ pub async fn reconcile<R: InstanceRules>(
         cluster = instance.cluster_name(),
     );
     let run = async {
-        let finished = run::<R>(&instance, &ctx).await?;
+        let mut finished = run::<R>(&instance, &ctx).await?;
+        finished.status = with_failover_condition(instance.as_ref(), finished.status);
         if let Some(status) = &finished.status {
             let mut current = instance.as_ref().clone();
             if finished.version.is_some() {
@@ -249,6 +250,43 @@ async fn run<R: InstanceRules>(
         pod,
     };
     R::act(ctx, prepared).await
+}
+
+/// `status` (or, when the reconcile writes none, the instance's own) with the `FailedOver`
+/// condition its failover annotations call for ([`failover::condition`]); `status` unchanged
+/// when the condition is already as it should be.
+fn with_failover_condition<K: StatusKind>(
+    instance: &K,
+    status: Option<K::StatusOf>,
+) -> Option<K::StatusOf> {
+    let wanted = failover::condition(instance.meta().annotations.as_ref());
+    let mut object = instance.clone();
+    if let Some(status) = &status {
+        *object.status_mut() = Some(status.clone());
+    }
+    let changed = match wanted {
+        Some((holds, reason, message)) => conditions::Look::now(instance.meta().generation).set(
+            object.conditions_mut(),
+            failover::CONDITION_FAILED_OVER,
+            holds,
+            reason,
+            message,
+        ),
+        None => {
+            let before = object.conditions().len();
+            if before > 0 {
+                object
+                    .conditions_mut()
+                    .retain(|c| c.type_ != failover::CONDITION_FAILED_OVER);
+            }
+            object.conditions().len() != before
+        }
+    };
+    if changed {
+        object.status().cloned()
+    } else {
+        status
+    }
 }
 
 /// An instance whose spec cannot be turned into objects (a config that is not TOML, say):

@@ -11,6 +11,7 @@ pub mod duration;
 pub mod endpoints;
 pub mod events;
 pub mod expect;
+pub mod failover;
 pub mod finalize;
 pub mod flags;
 pub mod group;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use operator_api::conditions::{self, HasConditions, reasons};
@@ -13,6 +14,7 @@ use operator_api::core::{
 };
 use operator_runtime::build::BuildError;
 use operator_runtime::cache;
+use operator_runtime::failover;
 use operator_runtime::group as shared_group;
 use operator_runtime::group_reconcile::{
     BeforePlan, Decision, Effect, GroupRules, GroupView, Outcome, is_available,
@@ -36,6 +38,9 @@ pub struct Observed {
     target: Target,
     /// Why the new version waits, if it does.
     gated: Option<String>,
+    /// When each instance's Pod was created, from the cache: a server is not failed for longer
+    /// than its Pod has existed (after a restart, or compute resumed).
+    pods_created: BTreeMap<String, Timestamp>,
 }
 
 /// What a TiDBGroup's rules see.
@@ -51,9 +56,23 @@ impl GroupRules for Rules {
     const NOUN: &'static str = NOUN;
     const UNIT: &'static str = "server";
     const AVAILABLE_CONDITION: bool = true;
+    const RETIRE: failover::Retire = failover::Retire::OnReplacementReady;
+    const STATE_ANNOTATIONS: &'static [&'static str] = failover::STATE_ANNOTATIONS;
 
     fn instances(ctx: &Ctx) -> &Store<TiDB> {
         &ctx.instances
+    }
+
+    fn failover(group: &TiDBGroup) -> Option<failover::Settings> {
+        Some(failover::Settings::of(group.spec.failover.as_ref()))
+    }
+
+    fn health(view: &View<'_>, tidb: &TiDB) -> failover::Health {
+        server_health(tidb, view.observed.pods_created.get(&tidb.name_any()))
+    }
+
+    fn outage(view: &View<'_>) -> Option<String> {
+        servers_outage(view.instances, &view.observed.pods_created)
     }
 
     fn services(group: &TiDBGroup) -> Result<Vec<Service>, BuildError> {
@@ -70,6 +89,13 @@ impl GroupRules for Rules {
         update_revision: &str,
     ) -> Result<Observed, Error> {
         let namespace = group.namespace().unwrap_or_default();
+        let pods_created = instances
+            .iter()
+            .filter_map(|i| {
+                let pod = cache::get(&ctx.caches.pods, &namespace, &i.name_any())?;
+                Some((i.name_any(), pod.metadata.creation_timestamp?.0))
+            })
+            .collect();
         let version = &group.spec.template.spec.common.version;
         let outdated_version: Vec<&TiDB> = instances
             .iter()
@@ -95,6 +121,7 @@ impl GroupRules for Rules {
             Ok(()) => Observed {
                 target: Target::of_group(group, update_revision),
                 gated: None,
+                pods_created,
             },
             Err(message) => {
                 let source = most_common_revision(&outdated_version);
@@ -115,6 +142,7 @@ impl GroupRules for Rules {
                 Observed {
                     target,
                     gated: Some(message),
+                    pods_created,
                 }
             }
         })
@@ -250,6 +278,47 @@ impl GroupRules for Rules {
             None => (outcome.waiting.clone(), None),
         }
     }
+}
+
+/// How a server is doing, by its own `Ready` condition, since that turned false or its Pod was
+/// created, whichever is later. A server without a Pod (being made, or compute suspended) or
+/// without a `Ready` condition cannot be judged.
+fn server_health(tidb: &TiDB, pod_created: Option<&Timestamp>) -> failover::Health {
+    let Some(pod_created) = pod_created else {
+        return failover::Health::Unknown;
+    };
+    match conditions::find(tidb.conditions(), conditions::READY) {
+        Some(c) if c.status == conditions::STATUS_TRUE => failover::Health::Healthy,
+        Some(c) => failover::Health::Failing {
+            why: format!("not Ready ({}: {})", c.reason, c.message),
+            since: Some(c.last_transition_time.0.max(*pod_created)),
+        },
+        None => failover::Health::Unknown,
+    }
+}
+
+/// More than half of a group of several servers not Ready at once is an outage (PD or TiKV
+/// down, say), which new servers would not mend.
+fn servers_outage(instances: &[TiDB], pods: &BTreeMap<String, Timestamp>) -> Option<String> {
+    let staying: Vec<&TiDB> = instances
+        .iter()
+        .filter(|i| i.metadata.deletion_timestamp.is_none())
+        .collect();
+    let failing = staying
+        .iter()
+        .filter(|i| {
+            matches!(
+                server_health(i, pods.get(&i.name_any())),
+                failover::Health::Failing { .. }
+            )
+        })
+        .count();
+    (staying.len() > 1 && failing * 2 > staying.len()).then(|| {
+        format!(
+            "{failing} of the group's {} servers are not Ready at once: an outage, not the failure of one server",
+            staying.len()
+        )
+    })
 }
 
 /// Moving `existing` to the target: its new spec and an Event.
@@ -441,5 +510,78 @@ mod tests {
             Some("db-a".into())
         );
         assert!(most_common_revision(&[]).is_none());
+    }
+
+    fn with_ready(name: &str, ready: Option<(bool, &str)>) -> TiDB {
+        let mut t = tidb(name, "r");
+        if let Some((status, since)) = ready {
+            let mut conditions = Vec::new();
+            conditions::set(
+                &mut conditions,
+                conditions::NewCondition {
+                    type_: conditions::READY,
+                    status,
+                    reason: "InstanceNotHealthy",
+                    message: "status answers 503".into(),
+                    observed_generation: None,
+                },
+                since.parse().unwrap(),
+            );
+            *t.conditions_mut() = conditions;
+        }
+        t
+    }
+
+    #[test]
+    fn a_server_fails_from_when_it_stopped_being_ready_or_its_pod_came_whichever_is_later() {
+        let early: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let late: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let not_ready = with_ready("a", Some((false, "2026-01-01T00:30:00Z")));
+        let failing = |since: &str| failover::Health::Failing {
+            why: "not Ready (InstanceNotHealthy: status answers 503)".into(),
+            since: Some(since.parse().unwrap()),
+        };
+        assert_eq!(
+            server_health(&not_ready, Some(&early)),
+            failing("2026-01-01T00:30:00Z")
+        );
+        // A Pod made after the condition turned (a restart, compute resumed) starts the clock.
+        assert_eq!(
+            server_health(&not_ready, Some(&late)),
+            failing("2026-01-01T01:00:00Z")
+        );
+        // No Pod, or no condition yet: cannot tell.
+        assert_eq!(server_health(&not_ready, None), failover::Health::Unknown);
+        assert_eq!(
+            server_health(&with_ready("b", None), Some(&early)),
+            failover::Health::Unknown
+        );
+        let ready = with_ready("c", Some((true, "2026-01-01T00:30:00Z")));
+        assert_eq!(
+            server_health(&ready, Some(&early)),
+            failover::Health::Healthy
+        );
+    }
+
+    #[test]
+    fn more_than_half_of_several_servers_failing_is_an_outage_but_one_alone_is_not() {
+        let early: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let down = |name: &str| with_ready(name, Some((false, "2026-01-01T00:30:00Z")));
+        let up = |name: &str| with_ready(name, Some((true, "2026-01-01T00:30:00Z")));
+        let pods = |names: &[&str]| -> BTreeMap<String, Timestamp> {
+            names.iter().map(|n| (n.to_string(), early)).collect()
+        };
+        assert_eq!(servers_outage(&[down("a")], &pods(&["a"])), None);
+        assert_eq!(
+            servers_outage(&[down("a"), up("b")], &pods(&["a", "b"])),
+            None
+        );
+        let outage = servers_outage(&[down("a"), down("b"), up("c")], &pods(&["a", "b", "c"]));
+        assert!(outage.is_some_and(|m| m.starts_with("2 of the group's 3 servers")));
+        // A server without a Pod cannot be judged, so it does not count as failing.
+        assert_eq!(
+            servers_outage(&[down("a"), down("b"), up("c")], &pods(&["a", "c"])),
+            None
+        );
     }
 }

@@ -12,6 +12,7 @@ use operator_api::core::{Cluster, STORE_STATE_REMOVED, TiKV, TiKVGroup, Topology
 use operator_api::keys;
 use operator_runtime::build::BuildError;
 use operator_runtime::dns::Dns;
+use operator_runtime::failover;
 use operator_runtime::group_reconcile::{
     Decision, Effect, GroupRules, GroupView, Outcome, revision_of,
 };
@@ -39,6 +40,9 @@ const STATE_ANNOTATIONS: &[&str] = &[
     keys::ANNO_DEFER_DELETE,
     ANNO_EVICTION_STARTED,
     ANNO_CORDON_EVICTION_STARTED,
+    keys::ANNO_FAILING_SINCE,
+    keys::ANNO_FAILURE,
+    keys::ANNO_FAILED_OVER,
 ];
 
 /// Whether an instance is marked for removal (scale-in in progress).
@@ -89,6 +93,24 @@ impl GroupRules for Rules {
 
     fn instances(ctx: &Ctx) -> &Store<TiKV> {
         &ctx.instances
+    }
+
+    fn failover(group: &TiKVGroup) -> Option<failover::Settings> {
+        Some(failover::Settings::of(group.spec.failover.as_ref()))
+    }
+
+    fn health(view: &View<'_>, tikv: &TiKV) -> failover::Health {
+        match &view.observed.view {
+            Some(Ok(pd)) if !pd.not_bootstrapped => store_health(pd, tikv),
+            _ => failover::Health::Unknown,
+        }
+    }
+
+    fn outage(view: &View<'_>) -> Option<String> {
+        match &view.observed.view {
+            Some(Ok(pd)) => stores_outage(pd),
+            _ => None,
+        }
     }
 
     fn services(group: &TiKVGroup) -> Result<Vec<Service>, BuildError> {
@@ -240,7 +262,7 @@ impl GroupRules for Rules {
                     Effect::SetState {
                         instance: name.clone(),
                         key: keys::ANNO_DEFER_DELETE,
-                        value: Some(keys::ANNO_TRUE),
+                        value: Some(keys::ANNO_TRUE.to_string()),
                     },
                     Effect::event(
                         "ScaleIn",
@@ -369,6 +391,40 @@ async fn clean_up_schedulers(
             Err(error) => warn!(%error, store_id = id, "cannot remove an evict-leader scheduler"),
         }
     }
+}
+
+/// How a store is doing, by PD's view of its recorded ID: failing only when PD says Down; a
+/// store PD does not list, or lists as Disconnected, Offline or Tombstone, cannot be judged.
+fn store_health(pd: &PdView, tikv: &TiKV) -> failover::Health {
+    let Some(id) = store::recorded_id(tikv.status.as_ref().map_or("", |s| s.id.as_str())) else {
+        return failover::Health::Unknown;
+    };
+    match pd.stores.by_id(id) {
+        Some(info) if info.is_up() => failover::Health::Healthy,
+        Some(info) if info.is_down() => failover::Health::Failing {
+            why: format!("PD reports store {id} Down"),
+            since: None,
+        },
+        _ => failover::Health::Unknown,
+    }
+}
+
+/// Half or more of the cluster's stores silent at once is an outage (a zone, the network, PD's
+/// own view), which new stores would not mend: Regions without a majority cannot be re-placed.
+fn stores_outage(pd: &PdView) -> Option<String> {
+    let live = pd
+        .stores
+        .stores
+        .iter()
+        .filter(|s| s.is_up() || s.is_disconnected() || s.is_down());
+    let (total, silent) = live.fold((0, 0), |(total, silent), s| {
+        (total + 1, silent + usize::from(!s.is_up()))
+    });
+    (silent > 0 && silent * 2 >= total).then(|| {
+        format!(
+            "{silent} of the cluster's {total} stores are Down or Disconnected at once: an outage, not the failure of one store"
+        )
+    })
 }
 
 /// `Ok` when `victim` may be taken out, else the reason and message of the refusal.
@@ -637,5 +693,90 @@ mod tests {
             instance_at(&group, "tikv-a.tikv-tikv-peer.db:20160", &fqdn),
             None
         );
+    }
+
+    fn stores(states: &[(u64, &str)]) -> PdView {
+        let stores = states
+            .iter()
+            .map(|(id, state)| {
+                serde_json::from_value(serde_json::json!({
+                    "store": {"id": id, "address": format!("tikv-{id}.tikv-tikv-peer.db:20160"),
+                              "state_name": state}
+                }))
+                .unwrap()
+            })
+            .collect();
+        PdView {
+            stores: pd_client::StoresInfo {
+                count: i64::try_from(states.len()).unwrap(),
+                stores,
+            },
+            ..PdView::default()
+        }
+    }
+
+    fn with_id(id: &str) -> TiKV {
+        let mut tikv = tikv(&[], "Serving");
+        tikv.status.as_mut().unwrap().id = id.into();
+        tikv
+    }
+
+    #[test]
+    fn a_store_fails_only_when_pd_says_down_by_its_recorded_id() {
+        let pd = stores(&[(1, "Up"), (2, "Down"), (3, "Disconnected"), (4, "Offline")]);
+        assert_eq!(store_health(&pd, &with_id("1")), failover::Health::Healthy);
+        assert_eq!(
+            store_health(&pd, &with_id("2")),
+            failover::Health::Failing {
+                why: "PD reports store 2 Down".into(),
+                since: None
+            }
+        );
+        // Between states, being removed, unlisted or never registered: cannot tell.
+        for id in ["3", "4", "9", ""] {
+            assert_eq!(
+                store_health(&pd, &with_id(id)),
+                failover::Health::Unknown,
+                "{id}"
+            );
+        }
+        // Without a PD answer nothing is judged.
+        for view in [None, Some(Err("timed out".to_string()))] {
+            let observed = observed(Ok(()), view);
+            let tikv = with_id("2");
+            let health = decide(std::slice::from_ref(&tikv), &observed, |v| {
+                Rules::health(v, &tikv)
+            });
+            assert_eq!(health, failover::Health::Unknown);
+        }
+    }
+
+    #[test]
+    fn half_the_stores_silent_at_once_is_an_outage() {
+        assert_eq!(
+            stores_outage(&stores(&[(1, "Up"), (2, "Up"), (3, "Up")])),
+            None
+        );
+        assert_eq!(
+            stores_outage(&stores(&[(1, "Down"), (2, "Up"), (3, "Up")])),
+            None
+        );
+        // Tombstone and Offline stores do not count either way.
+        assert_eq!(
+            stores_outage(&stores(&[
+                (1, "Down"),
+                (2, "Up"),
+                (3, "Up"),
+                (4, "Tombstone"),
+                (5, "Offline")
+            ])),
+            None
+        );
+        let outage = stores_outage(&stores(&[(1, "Down"), (2, "Disconnected"), (3, "Up")]));
+        assert!(outage.is_some_and(|m| m.starts_with("2 of the cluster's 3 stores")),);
+        assert!(
+            stores_outage(&stores(&[(1, "Down"), (2, "Down"), (3, "Up"), (4, "Up")])).is_some()
+        );
+        assert!(stores_outage(&stores(&[(1, "Down")])).is_some());
     }
 }

@@ -12,8 +12,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{
-    CLUSTER_NAME_PATTERN, VERSION_PATTERN, atomic_map, max_512_properties, min_1_property,
-    quantity, require_enabled,
+    CLUSTER_NAME_PATTERN, DURATION_PATTERN, VERSION_PATTERN, atomic_map, max_512_properties,
+    min_1_property, quantity, require_enabled,
 };
 
 /// Longest name of a Cluster: its name is the prefix of Secrets and Services of the cluster.
@@ -23,6 +23,32 @@ pub const CLUSTER_NAME_MAX: usize = 37;
 pub const GROUP_NAME_MAX: usize = 40;
 /// Longest name of an instance: its Pod's hostname and label values stay within 63 characters.
 pub const INSTANCE_NAME_MAX: usize = 47;
+
+/// Automatic failover of a group's failed instances; an extension of this operator
+/// (docs/failover.md).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failover {
+    /// Whether failed instances are replaced. Default true. Turning it off stops new
+    /// replacements; the replacements already made stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// How long an instance must have been failed before it is replaced (a TiKV store: Down in
+    /// PD; a TiDB server: not Ready). A Go duration (`90s`, `5m`). Default `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub period: Option<String>,
+    /// The most failed instances whose replacements are outstanding at once; at the cap, a
+    /// further failure is reported and not replaced. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_replacements: Option<i32>,
+}
+
+/// Default of [`Failover::period`].
+pub const FAILOVER_DEFAULT_PERIOD: &str = "5m";
+/// Default of [`Failover::max_replacements`].
+pub const FAILOVER_DEFAULT_MAX_REPLACEMENTS: i32 = 3;
 
 /// A reference to an object in the same namespace by name; the whole reference is replaced when
 /// it changes.

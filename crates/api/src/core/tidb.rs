@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, Feature,
+    ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, Failover, Feature,
     GROUP_NAME_MAX, INSTANCE_NAME_MAX, InternalTls, LocalObjectReference, ObjectMeta, Port,
     ResourceRequirements, SchedulePolicy, Tls, Topology, name_length_rule,
     overlay_claims_in_volumes, topology_set_at_creation,
@@ -88,6 +88,9 @@ pub struct TiDBGroupSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub schedule_policies: Vec<SchedulePolicy>,
+    /// Automatic failover of failed servers; an extension of this operator (docs/failover.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
     /// The template every server is made from.
     pub template: TiDBTemplate,
 }

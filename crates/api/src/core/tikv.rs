@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, ConfigChangeStatus,
-    Feature, GROUP_NAME_MAX, INSTANCE_NAME_MAX, LocalObjectReference, ObjectMeta, Port,
+    Failover, Feature, GROUP_NAME_MAX, INSTANCE_NAME_MAX, LocalObjectReference, ObjectMeta, Port,
     SchedulePolicy, Security, Topology, data_volume_required, name_length_rule,
     overlay_claims_in_volumes, topology_set_at_creation,
 };
@@ -85,6 +85,9 @@ pub struct TiKVGroupSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub min_ready_seconds: Option<i64>,
+    /// Automatic failover of failed stores; an extension of this operator (docs/failover.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
     /// The template every store is made from.
     pub template: TiKVTemplate,
 }

@@ -19,6 +19,8 @@ pub(super) struct Class {
     pub placeable: bool,
     /// Placeable and not under evict-leader: may receive leaders.
     pub leader_ok: bool,
+    /// Up in PD but silent past max-store-down-time (or its data gone): PD replaces its peers.
+    pub down: bool,
 }
 
 pub(super) type Classes = BTreeMap<u64, Class>;
@@ -131,12 +133,14 @@ impl ClusterState {
                     && self.liveness(s, now) == Liveness::Alive;
                 let placeable = alive && s.state == StoreState::Up;
                 let leader_ok = placeable && !self.evict_leader.contains(&s.id);
+                let down = s.state == StoreState::Up && self.liveness(s, now) == Liveness::Down;
                 (
                     s.id,
                     Class {
                         alive,
                         placeable,
                         leader_ok,
+                        down,
                     },
                 )
             })
@@ -374,14 +378,28 @@ impl ClusterState {
         used
     }
 
-    /// Regions with more peers than max-replicas lose the extras; regions with fewer get
-    /// peers on placeable stores. Both at once (the simulated regions hold no data).
+    /// A peer on a Down store is replaced by one on a placeable store (PD's replica checker,
+    /// `ReplaceDownPeer`); regions with more peers than max-replicas lose the extras; regions
+    /// with fewer get peers on placeable stores. All at once (the simulated regions hold no
+    /// data).
     fn repair_replicas(&mut self, classes: &Classes) {
         let want = usize::try_from(self.max_replicas()).unwrap_or(usize::MAX);
         for i in 0..self.regions.len() {
             // A conf change needs the region's leader.
             if self.regions[i].leader.is_none() {
                 continue;
+            }
+            let down: Vec<u64> = self.regions[i]
+                .peers
+                .iter()
+                .map(|p| p.store)
+                .filter(|s| classes.get(s).is_some_and(|c| c.down))
+                .collect();
+            for store in down {
+                let Some(target) = self.pick_target(i, classes, Some(store)) else {
+                    break;
+                };
+                self.move_peer(i, store, target, classes);
             }
             while self.regions[i].peers.len() > want.max(1) {
                 let counts = self.region_counts();

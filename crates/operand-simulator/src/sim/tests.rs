@@ -642,6 +642,47 @@ fn down_peers_come_from_down_stores_and_the_down_peers_fault() {
 }
 
 #[test]
+fn peers_on_a_down_store_are_replaced_on_a_spare_store_and_not_while_only_disconnected() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c", "kv-d"]);
+    let peers_on =
+        |w: &mut World, id: u64| w.c().regions.iter().filter(|r| r.has_peer_on(id)).count();
+    assert!(peers_on(&mut w, 4) > 0);
+    w.stop(Component::Tikv, "kv-d");
+    w.tick();
+    // Disconnected: PD waits for max-store-down-time before it replaces anything.
+    assert_eq!(w.store(4).store.state_name, "Disconnected");
+    assert!(peers_on(&mut w, 4) > 0);
+    w.advance(Duration::from_secs(11));
+    w.tick();
+    assert_eq!(w.store(4).store.state_name, "Down");
+    assert_eq!(
+        peers_on(&mut w, 4),
+        0,
+        "every peer moved off the Down store"
+    );
+    let now = w.now;
+    assert_eq!(
+        w.c().regions_check("down-peer", now).map(|r| r.count),
+        Some(0)
+    );
+    assert_eq!(
+        w.c().regions_check("miss-peer", now).map(|r| r.count),
+        Some(0)
+    );
+
+    // With no spare store, the down peers stay until one comes.
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let now = w.now;
+    w.c()
+        .set_fault(&Fault::StoreDown(StoreRef::Instance("kv-a".into())), now);
+    w.tick();
+    assert_eq!(peers_on(&mut w, 1), 30);
+    w.tikv(&["kv-a", "kv-b", "kv-c", "kv-e"]);
+    w.tick();
+    assert_eq!(peers_on(&mut w, 1), 0, "the new store took the down peers");
+}
+
+#[test]
 fn store_address_changed_reports_another_address_under_the_same_id() {
     let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
     let now = w.now;
