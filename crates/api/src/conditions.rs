@@ -30,6 +30,9 @@ pub const LEADERS_EVICTED: &str = "LeadersEvicted";
 pub const NODE_CORDONED: &str = "NodeCordoned";
 /// TiKV: the store is offline (being removed, or removed).
 pub const OFFLINED: &str = "Offlined";
+/// Condition of an instance that failed: False while failing, True once the group replaced it
+/// (docs/failover.md).
+pub const FAILED_OVER: &str = "FailedOver";
 
 /// Condition status `True`.
 pub const STATUS_TRUE: &str = "True";

@@ -313,6 +313,7 @@ pub fn expected_status(type_: &str) -> Option<&'static str> {
         | conditions::SUSPENDED
         | conditions::LEADERS_EVICTED
         | conditions::NODE_CORDONED
+        | conditions::FAILED_OVER
         | conditions::OFFLINED => Some(conditions::STATUS_FALSE),
         _ => None,
     }

@@ -24,7 +24,7 @@ pub const REASON_FAILOVER_EXHAUSTED: &str = "FailoverExhausted";
 /// Reason of a group whose failed instances are not replaced because too many failed at once.
 pub const REASON_FAILOVER_OUTAGE: &str = "FailoverOutage";
 /// Condition of an instance that failed: False while it is failing, True once it is replaced.
-pub const CONDITION_FAILED_OVER: &str = "FailedOver";
+pub const CONDITION_FAILED_OVER: &str = operator_api::conditions::FAILED_OVER;
 /// Reason of `FailedOver=False`: failing, not replaced yet.
 pub const REASON_FAILING: &str = "Failing";
 /// Reason of `FailedOver=True`: replaced.
