@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
-use operator_api::core::{Cluster, PDGroup, TiDB, TiDBGroup, TiKV, TiKVGroup};
+use operator_api::core::{Cluster, PD, PDGroup, TiDB, TiDBGroup, TiKV, TiKVGroup};
 use operator_api::keys;
 use scenarios::{
     Allowed, Controller, Simulator, apply_controller_identity, ensure_crds, event_seq, events_of,
@@ -102,6 +102,11 @@ impl Scene {
 
     /// The Cluster and one PD member.
     async fn create_cluster(&self) {
+        self.create_cluster_with_pd(1).await;
+    }
+
+    /// The Cluster and a PDGroup of `members`, failing over after the period.
+    async fn create_cluster_with_pd(&self, members: i32) {
         self.create::<Cluster>(json!({
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
             "metadata": {"name": CLUSTER}, "spec": {}
@@ -110,10 +115,41 @@ impl Scene {
         self.create::<PDGroup>(json!({
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "PDGroup",
             "metadata": {"name": "pd"},
-            "spec": {"cluster": {"name": CLUSTER}, "replicas": 1,
+            "spec": {"cluster": {"name": CLUSTER}, "replicas": members, "minReadySeconds": 0,
+                     "failover": {"period": format!("{PERIOD_SECONDS}s")},
                      "template": {"spec": {"version": "v8.5.2", "volumes": volumes()}}}
         }))
         .await;
+    }
+
+    async fn pds(&self) -> Vec<PD> {
+        self.api::<PD>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+    }
+
+    /// Waits until the PDGroup has exactly `members` instances, all Ready, none leaving.
+    async fn wait_pd_ready(&self, members: usize, what: &str) {
+        wait_until(
+            &self.cluster.kubectl(),
+            self.n(),
+            what,
+            CONVERGE,
+            || async {
+                let pds = self.pds().await;
+                Ok::<_, kube::Error>(
+                    pds.len() == members
+                        && pds.iter().all(|p| {
+                            p.metadata.deletion_timestamp.is_none()
+                                && conditions::is_true(p.conditions(), conditions::READY)
+                        }),
+                )
+            },
+        )
+        .await
+        .unwrap();
     }
 
     async fn create_tikv(&self, replicas: i32, max_replacements: i32) {
@@ -302,7 +338,9 @@ fn annotated(tikv: &TiKV, key: &str) -> bool {
     tikv.annotations().contains_key(key)
 }
 
-fn synced_reason(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> String {
+fn synced_reason(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> String {
     conditions::find(conditions, conditions::SYNCED)
         .map(|c| c.reason.clone())
         .unwrap_or_default()
@@ -348,7 +386,9 @@ async fn a_down_store_is_replaced_kept_and_taken_out_through_pd_once_it_is_back_
     let condition = conditions::find(failed.conditions(), "FailedOver").unwrap();
     let id_a = &ids[a];
     assert!(
-        condition.message.contains(&format!("PD reports store {id_a} Down since")),
+        condition
+            .message
+            .contains(&format!("PD reports store {id_a} Down since")),
         "{}",
         condition.message
     );
@@ -367,9 +407,7 @@ async fn a_down_store_is_replaced_kept_and_taken_out_through_pd_once_it_is_back_
         CONVERGE,
         || async {
             let regions = scene.regions().await;
-            Ok::<_, kube::Error>(
-                regions["with_down_peers"] == 0 && regions["missing_peers"] == 0,
-            )
+            Ok::<_, kube::Error>(regions["with_down_peers"] == 0 && regions["missing_peers"] == 0)
         },
     )
     .await
@@ -386,9 +424,8 @@ async fn a_down_store_is_replaced_kept_and_taken_out_through_pd_once_it_is_back_
     scene.fault(&format!("store-down/{b}"), true).await;
     scene
         .wait_tikv_group("failover refused at the cap", |g| {
-            conditions::find(g.conditions(), conditions::SYNCED).is_some_and(|c| {
-                c.reason == "FailoverExhausted" && c.message.contains(b.as_str())
-            })
+            conditions::find(g.conditions(), conditions::SYNCED)
+                .is_some_and(|c| c.reason == "FailoverExhausted" && c.message.contains(b.as_str()))
         })
         .await;
     tokio::time::sleep(Duration::from_secs(3 * PERIOD_SECONDS)).await;
@@ -423,7 +460,9 @@ async fn a_down_store_is_replaced_kept_and_taken_out_through_pd_once_it_is_back_
     // Store a comes back: it leaves through PD (it is nearly empty), its replacement stays.
     scene.fault(&format!("store-down/{a}"), false).await;
     scene.follow_removal(a, id_a).await;
-    scene.wait_tikv_ready(4, "four stores after the recovery").await;
+    scene
+        .wait_tikv_ready(4, "four stores after the recovery")
+        .await;
     let names_now: BTreeSet<String> = scene.tikvs().await.iter().map(|t| t.name_any()).collect();
     assert!(names_now.contains(&replacement), "{names_now:?}");
     assert!(!names_now.contains(a.as_str()));
@@ -456,7 +495,9 @@ async fn a_down_store_is_replaced_kept_and_taken_out_through_pd_once_it_is_back_
         .await
         .unwrap();
     scene.follow_removal(c, &ids[c]).await;
-    scene.wait_tikv_ready(4, "four stores after the deletion").await;
+    scene
+        .wait_tikv_ready(4, "four stores after the deletion")
+        .await;
 
     scene
         .simulator
@@ -559,7 +600,10 @@ async fn a_tidb_server_not_ready_past_the_period_is_replaced_before_it_goes() {
         let endpoints = ready_endpoints(&scene.client, scene.n(), "db-tidb")
             .await
             .unwrap();
-        assert!(!endpoints.is_empty(), "the MySQL Service had no ready endpoint");
+        assert!(
+            !endpoints.is_empty(),
+            "the MySQL Service had no ready endpoint"
+        );
         let replacements_ready = servers
             .iter()
             .filter(|s| !first.contains(&s.name_any()))
@@ -594,6 +638,125 @@ async fn a_tidb_server_not_ready_past_the_period_is_replaced_before_it_goes() {
     scene
         .simulator
         .verdict(scene.n(), CLUSTER, &Allowed::none())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unhealthy_pd_member_leaves_the_pd_cluster_before_its_replacement_joins() {
+    let scene = Scene::start("e2e-failover-pd").await;
+    scene.create_cluster_with_pd(3).await;
+    scene.wait_pd_ready(3, "three PD members").await;
+    let first: BTreeSet<String> = scene.pds().await.iter().map(|p| p.name_any()).collect();
+    let failed = scene
+        .pds()
+        .await
+        .into_iter()
+        .find(|p| !p.status.as_ref().is_some_and(|s| s.is_leader))
+        .map(|p| p.name_any())
+        .unwrap();
+    scene.fault(&format!("pd-member-down/{failed}"), true).await;
+    wait_until(
+        &scene.cluster.kubectl(),
+        scene.n(),
+        "the failed member replaced",
+        CONVERGE,
+        || async {
+            let pds = scene.pds().await;
+            let names: BTreeSet<String> = pds.iter().map(|p| p.name_any()).collect();
+            Ok::<_, kube::Error>(
+                !names.contains(&failed)
+                    && names.len() == 3
+                    && pds
+                        .iter()
+                        .all(|p| conditions::is_true(p.conditions(), conditions::READY)),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let joined: Vec<String> = scene
+        .pds()
+        .await
+        .iter()
+        .map(|p| p.name_any())
+        .filter(|n| !first.contains(n))
+        .collect();
+    assert_eq!(joined.len(), 1, "{joined:?}");
+    // PD removed the failed member before the new one first ran.
+    let events = scene.simulator.events(scene.n(), CLUSTER).await.unwrap();
+    let deleted = events_of(&events, "member_deleted", &[("name", failed.as_str())])
+        .first()
+        .map(|e| event_seq(e))
+        .expect("the failed member removed through PD");
+    let added = events_of(&events, "member_added", &[("name", joined[0].as_str())])
+        .first()
+        .map(|e| event_seq(e))
+        .expect("the new member added");
+    assert!(
+        deleted < added,
+        "member {failed} removed #{deleted}, {} added #{added}",
+        joined[0]
+    );
+    let started = scene.events("FailoverStarted").await;
+    assert!(
+        started.iter().any(|m| m.contains(failed.as_str())),
+        "{started:?}"
+    );
+    scene
+        .fault(&format!("pd-member-down/{failed}"), false)
+        .await;
+    scene
+        .simulator
+        .verdict(scene.n(), CLUSTER, &Allowed::none())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn two_of_three_pd_members_down_is_no_failover_and_pd_comes_back_whole() {
+    let scene = Scene::start("e2e-failover-pdq").await;
+    scene.create_cluster_with_pd(3).await;
+    scene.wait_pd_ready(3, "three PD members").await;
+    let names: Vec<String> = scene.pds().await.iter().map(|p| p.name_any()).collect();
+    for name in &names[..2] {
+        scene.fault(&format!("pd-member-down/{name}"), true).await;
+    }
+    wait_until(
+        &scene.cluster.kubectl(),
+        scene.n(),
+        "failover held: no majority",
+        CONVERGE,
+        || async {
+            let group = scene.api::<PDGroup>().get("pd").await?;
+            Ok::<_, kube::Error>(
+                conditions::find(group.conditions(), conditions::SYNCED)
+                    .is_some_and(|c| c.reason == "FailoverOutage"),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3 * PERIOD_SECONDS)).await;
+    let now: Vec<String> = scene.pds().await.iter().map(|p| p.name_any()).collect();
+    assert_eq!(now, names, "no member removed or added without a majority");
+    assert!(
+        scene
+            .pds()
+            .await
+            .iter()
+            .all(|p| p.metadata.deletion_timestamp.is_none())
+    );
+    for name in &names[..2] {
+        scene.fault(&format!("pd-member-down/{name}"), false).await;
+    }
+    scene.wait_pd_ready(3, "the members back").await;
+    let now: Vec<String> = scene.pds().await.iter().map(|p| p.name_any()).collect();
+    assert_eq!(now, names);
+    // PD had no quorum while two members were down; nothing was lost.
+    scene
+        .simulator
+        .verdict(scene.n(), CLUSTER, &Allowed::none().pd_quorum_loss())
         .await
         .unwrap();
 }

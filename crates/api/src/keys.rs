@@ -81,6 +81,9 @@ pub const ANNO_FAILURE: &str = "core.pingcap.com/failure";
 /// When the group replaced a failed instance (RFC 3339): operator state of failover; the
 /// instance is kept, with its volumes, until it recovers or is deleted.
 pub const ANNO_FAILED_OVER: &str = "core.pingcap.com/failed-over";
+/// On a group whose failed members leave before their replacement (PD): how many replacements
+/// failover made since the group was last wholly healthy; operator state.
+pub const ANNO_FAILOVER_REPLACEMENTS: &str = "core.pingcap.com/failover-replacements";
 /// Value of boolean annotations.
 pub const ANNO_TRUE: &str = "true";
 

@@ -1,7 +1,10 @@
 //! The PDGroup reconcile: the group's Services, its PD instances (created, updated one at a time,
 //! removed on scale-in with PD's quorum in mind), `bootstrapped`, and the group's status.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use operator_api::conditions::{self, HasConditions};
@@ -9,6 +12,7 @@ use operator_api::core::{Cluster, PD, PDGroup, Topology};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
 use operator_runtime::dns::Dns;
+use operator_runtime::failover;
 use operator_runtime::group as shared_group;
 use operator_runtime::group_reconcile::{
     BeforePlan, Decision, Effect, GroupRules, GroupView, Outcome,
@@ -30,16 +34,52 @@ pub struct Rules;
 impl GroupRules for Rules {
     type Group = PDGroup;
     type Instance = PD;
-    type Observed = ();
+    type Observed = Observed;
     type Ctx = Ctx;
 
     const MANAGER: &'static str = MANAGER;
     const NOUN: &'static str = "PD members";
     const UNIT: &'static str = "member";
     const HALT_WHILE_CLUSTER_DELETING: bool = true;
+    const RETIRE: failover::Retire = failover::Retire::First;
 
     fn instances(ctx: &Ctx) -> &Store<PD> {
         &ctx.instances
+    }
+
+    fn failover(group: &PDGroup) -> Option<failover::Settings> {
+        Some(failover::Settings::of(group.spec.failover.as_ref()))
+    }
+
+    fn health(view: &View<'_>, pd: &PD) -> failover::Health {
+        failover::by_readiness(
+            pd.conditions(),
+            view.observed.pods_created.get(&pd.name_any()),
+        )
+    }
+
+    fn outage(view: &View<'_>) -> Option<String> {
+        members_outage(view.instances, &view.observed.pods_created)
+    }
+
+    /// A new member joins only once a leaving one has left the PD cluster: adding it first
+    /// would raise the quorum while the leaving member still counts and the new one is not up.
+    fn plan(policy: &Policy, views: &[InstanceView]) -> update::Plan {
+        let mut plan = update::plan(policy, views);
+        let leaving: Vec<&str> = views
+            .iter()
+            .filter(|v| v.deleting)
+            .map(|v| v.name.as_str())
+            .collect();
+        let creates = |a: &update::Action| matches!(a, update::Action::Create { .. });
+        if !leaving.is_empty() && plan.actions.iter().any(creates) {
+            plan.actions.retain(|a| !creates(a));
+            plan.waiting = Some(format!(
+                "waiting for {} to leave the PD cluster before a new member joins",
+                leaving.join(", ")
+            ));
+        }
+        plan
     }
 
     fn services(group: &PDGroup) -> Result<Vec<Service>, BuildError> {
@@ -47,13 +87,16 @@ impl GroupRules for Rules {
     }
 
     async fn observe(
-        _ctx: &Ctx,
-        _group: &PDGroup,
+        ctx: &Ctx,
+        group: &PDGroup,
         _cluster: &Cluster,
-        _instances: &[PD],
+        instances: &[PD],
         _update_revision: &str,
-    ) -> Result<(), Error> {
-        Ok(())
+    ) -> Result<Observed, Error> {
+        let namespace = group.namespace().unwrap_or_default();
+        Ok(Observed {
+            pods_created: failover::pods_created(&ctx.caches.pods, &namespace, instances),
+        })
     }
 
     // A member is added or removed only while PD answers: without a quorum a new member cannot
@@ -127,6 +170,36 @@ impl GroupRules for Rules {
 
 /// What a PDGroup's rules see.
 type View<'a> = GroupView<'a, Rules>;
+
+/// What a PDGroup's rules learn each reconcile.
+#[derive(Default)]
+pub struct Observed {
+    /// When each member's Pod was created, from the cache: a member is not failed for longer
+    /// than its Pod has existed.
+    pods_created: BTreeMap<String, Timestamp>,
+}
+
+/// A member is replaced only while a majority of the members is healthy, so that PD can remove
+/// it (a change of membership needs a quorum) and the members left keep one.
+fn members_outage(instances: &[PD], pods: &BTreeMap<String, Timestamp>) -> Option<String> {
+    let staying: Vec<&PD> = instances
+        .iter()
+        .filter(|i| i.metadata.deletion_timestamp.is_none())
+        .collect();
+    let healthy = staying
+        .iter()
+        .filter(|i| {
+            failover::by_readiness(i.conditions(), pods.get(&i.name_any()))
+                == failover::Health::Healthy
+        })
+        .count();
+    (healthy * 2 <= staying.len()).then(|| {
+        format!(
+            "only {healthy} of the {} PD members are healthy, no majority: PD cannot change its membership safely, and the members are waited for",
+            staying.len()
+        )
+    })
+}
 
 /// Until the PD cluster is bootstrapped, the plan waits: the first members are created together
 /// (each waits for all of them), and once one of them is initialized the group is marked
@@ -238,7 +311,7 @@ mod tests {
             cluster: &cluster,
             instances,
             update_revision: "pd-r1",
-            observed: &(),
+            observed: &Observed::default(),
         })
         .unwrap()
     }
@@ -322,5 +395,96 @@ mod tests {
         assert!(
             scale_in_refusal(&[view("a", true), view("b", true), view("c", true)], "c").is_none()
         );
+    }
+
+    fn member(name: &str, ready: Option<bool>) -> PD {
+        let mut pd = PD::new(
+            name,
+            serde_json::from_value(serde_json::json!({
+                "cluster": {"name": "c"}, "subdomain": "pd-pd-peer", "version": "v8.5.2"
+            }))
+            .unwrap(),
+        );
+        if let Some(ready) = ready {
+            let mut list = Vec::new();
+            conditions::set(
+                &mut list,
+                NewCondition {
+                    type_: conditions::READY,
+                    status: ready,
+                    reason: "R",
+                    message: String::new(),
+                    observed_generation: None,
+                },
+                Timestamp::UNIX_EPOCH,
+            );
+            *pd.conditions_mut() = list;
+        }
+        pd
+    }
+
+    #[test]
+    fn a_member_is_failed_over_only_while_a_majority_is_healthy() {
+        let pods = |names: &[&str]| -> BTreeMap<String, Timestamp> {
+            names
+                .iter()
+                .map(|n| (n.to_string(), Timestamp::UNIX_EPOCH))
+                .collect()
+        };
+        let all = pods(&["a", "b", "c"]);
+        let one_down = [
+            member("a", Some(false)),
+            member("b", Some(true)),
+            member("c", Some(true)),
+        ];
+        assert_eq!(members_outage(&one_down, &all), None);
+        let two_down = [
+            member("a", Some(false)),
+            member("b", Some(false)),
+            member("c", Some(true)),
+        ];
+        assert!(
+            members_outage(&two_down, &all)
+                .is_some_and(|m| m.starts_with("only 1 of the 3 PD members"))
+        );
+        // A member that cannot be judged is not counted healthy.
+        let unknown = [
+            member("a", Some(false)),
+            member("b", None),
+            member("c", Some(true)),
+        ];
+        assert!(members_outage(&unknown, &all).is_some());
+        // The only member is never replaced.
+        assert!(members_outage(&[member("a", Some(false))], &pods(&["a"])).is_some());
+    }
+
+    #[test]
+    fn a_new_member_waits_until_a_leaving_one_has_left() {
+        let view = |name: &str, deleting: bool| InstanceView {
+            name: name.into(),
+            revision: "r".into(),
+            ready: !deleting,
+            settling: None,
+            deleting,
+            topology: Topology::new(),
+            last: false,
+        };
+        let policy = Policy {
+            replicas: 3,
+            update_revision: "r".into(),
+            max_surge: 0,
+            max_unavailable: 1,
+            topologies: Vec::new(),
+        };
+        let views = [view("a", true), view("b", false), view("c", false)];
+        let plan = Rules::plan(&policy, &views);
+        assert!(plan.actions.is_empty(), "{plan:?}");
+        assert!(
+            plan.waiting
+                .is_some_and(|w| w.contains("waiting for a to leave"))
+        );
+        let views = [view("b", false), view("c", false)];
+        let plan = Rules::plan(&policy, &views);
+        assert!(matches!(&plan.actions[..], [update::Action::Create { .. }]));
     }
 }

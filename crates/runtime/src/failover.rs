@@ -90,6 +90,10 @@ pub enum Retire {
     /// Once the group has `replicas` ready members without it (TiDB: the replacement is Ready),
     /// whether it recovered or not.
     OnReplacementReady,
+    /// Before its replacement exists ([`plan_first`]): a PD member leaves the PD cluster, then
+    /// the group adds a new one, in etcd's order (adding first would raise the quorum while the
+    /// new member is not yet up).
+    First,
 }
 
 /// One instance of the group, as failover sees it.
@@ -152,13 +156,16 @@ pub struct FailoverPlan {
     pub refusal: Option<(&'static str, String)>,
     /// When a failing member's period ends.
     pub recheck_after: Option<Duration>,
+    /// The group's new count of replacements made since it was last wholly healthy
+    /// ([`Retire::First`] only), when it changes.
+    pub replaced: Option<usize>,
 }
 
 impl FailoverPlan {
     /// Whether it writes anything: the update engine then waits for the next reconcile, which
     /// sees the writes.
     pub fn acts(&self) -> bool {
-        !self.marks.is_empty() || !self.retire.is_empty()
+        !self.marks.is_empty() || !self.retire.is_empty() || self.replaced.is_some()
     }
 }
 
@@ -212,7 +219,7 @@ pub fn plan(
                         ),
                     ));
                 }
-                Retire::OnReplacementReady => {
+                Retire::OnReplacementReady | Retire::First => {
                     forget(&mut plan.marks, member);
                     retired += 1;
                     plan.events.push((
@@ -290,10 +297,115 @@ pub fn plan(
     plan
 }
 
+/// Decides failover at `now` for a component whose failed members leave before their
+/// replacement comes ([`Retire::First`]): one member at a time, none while another is leaving,
+/// none in an outage; `replaced` counts the replacements made since the group was last wholly
+/// healthy, and at `maxReplacements` the group stops and says so (a replacement that never
+/// becomes healthy is not replaced for ever).
+pub fn plan_first(
+    settings: &Settings,
+    members: &[Member<'_>],
+    outage: Option<&str>,
+    replaced: usize,
+    now: Timestamp,
+) -> FailoverPlan {
+    let mut plan = FailoverPlan::default();
+    let leaving = members.iter().any(|m| m.leaving);
+    let healthy = members
+        .iter()
+        .all(|m| !m.leaving && m.health == Health::Healthy);
+    if healthy && replaced > 0 {
+        plan.replaced = Some(0);
+    }
+    for member in members.iter().filter(|m| !m.leaving) {
+        let Health::Failing { why, since } = &member.health else {
+            continue;
+        };
+        let Some(since) = since.or(member.failing_since) else {
+            continue;
+        };
+        let failed_for = Duration::try_from(now.duration_since(since)).unwrap_or_default();
+        if failed_for < settings.period {
+            plan.recheck_after = earliest(plan.recheck_after, settings.period - failed_for);
+            continue;
+        }
+        if !settings.enabled || leaving || !plan.retire.is_empty() {
+            continue;
+        }
+        if let Some(outage) = outage {
+            plan.refusal = Some((
+                REASON_FAILOVER_OUTAGE,
+                format!("{} is not replaced: {outage}", member.name),
+            ));
+            continue;
+        }
+        if replaced >= settings.max_replacements {
+            plan.refusal = Some((
+                REASON_FAILOVER_EXHAUSTED,
+                format!(
+                    "{} failed ({why}) and is not replaced: {replaced} replacement(s) were made since the group was last healthy, the group's failover.maxReplacements is {}",
+                    member.name, settings.max_replacements
+                ),
+            ));
+            continue;
+        }
+        plan.retire.push(member.name.to_string());
+        plan.replaced = Some(replaced + 1);
+        plan.events.push((
+            "FailoverStarted",
+            format!(
+                "replacing {}: {why} since {since} ({} ≥ the failover period {}); it leaves first, then a new member joins",
+                member.name,
+                duration::format(failed_for),
+                duration::format(settings.period)
+            ),
+        ));
+    }
+    plan
+}
+
 fn earliest(current: Option<Duration>, next: Duration) -> Option<Duration> {
     // At least a second: a period of zero must not spin.
     let next = next.max(Duration::from_secs(1));
     Some(current.map_or(next, |c| c.min(next)))
+}
+
+/// How a member is doing by its own `Ready` condition, since that turned false or its Pod was
+/// created, whichever is later (a restarted Pod, or compute resumed, starts the clock again). A
+/// member without a Pod (being made, or compute suspended) or without a `Ready` condition cannot
+/// be judged.
+pub fn by_readiness(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    pod_created: Option<&Timestamp>,
+) -> Health {
+    use operator_api::conditions as c;
+    let Some(pod_created) = pod_created else {
+        return Health::Unknown;
+    };
+    match c::find(conditions, c::READY) {
+        Some(ready) if ready.status == c::STATUS_TRUE => Health::Healthy,
+        Some(ready) => Health::Failing {
+            why: format!("not Ready ({}: {})", ready.reason, ready.message),
+            since: Some(ready.last_transition_time.0.max(*pod_created)),
+        },
+        None => Health::Unknown,
+    }
+}
+
+/// When the Pod of each of `instances` was created, from the Pod cache, by instance name.
+pub fn pods_created<I: kube::Resource>(
+    pods: &kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>,
+    namespace: &str,
+    instances: &[I],
+) -> std::collections::BTreeMap<String, Timestamp> {
+    instances
+        .iter()
+        .filter_map(|i| {
+            let name = i.meta().name.clone()?;
+            let pod = crate::cache::get(pods, namespace, &name)?;
+            Some((name, pod.metadata.creation_timestamp?.0))
+        })
+        .collect()
 }
 
 /// The `FailedOver` condition an instance with these annotations carries: `None` when it has

@@ -437,7 +437,8 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
         }
         let mut skip_plan = before.skip_plan;
         let mut extra_replicas = 0;
-        if let Some(settings) = R::failover(group) {
+        // Failover waits while the rules hold the plan (a PD cluster still bootstrapping).
+        if let Some(settings) = R::failover(group).filter(|_| !skip_plan) {
             let plan = failover_plan::<R>(&view, &settings);
             extra_replicas = plan.extra_replicas;
             recheck = plan.recheck_after;
@@ -462,6 +463,13 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
             for (reason, message) in plan.events {
                 let effect = Effect::event(reason, "Failover", message);
                 carry_out::<R>(ctx, group, &writer, &instances, effect).await?;
+            }
+            if let Some(count) = plan.replaced {
+                let value = (count > 0).then(|| count.to_string());
+                let patch = serde_json::json!({"metadata": {"annotations": {
+                    keys::ANNO_FAILOVER_REPLACEMENTS: value
+                }}});
+                carry_out::<R>(ctx, group, &writer, &instances, Effect::PatchGroup(patch)).await?;
             }
             for name in &plan.retire {
                 if let Some(victim) = view.instance(name) {
@@ -652,6 +660,23 @@ fn failover_plan<R: GroupRules>(
         .iter()
         .filter(|i| !R::leaving(i) && !replaced(i) && is_available(*i))
         .count();
+    if R::RETIRE == failover::Retire::First {
+        let replaced = view
+            .group
+            .meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(keys::ANNO_FAILOVER_REPLACEMENTS))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        return failover::plan_first(
+            settings,
+            &members,
+            R::outage(view).as_deref(),
+            replaced,
+            Timestamp::now(),
+        );
+    }
     let replicas = usize::try_from(view.group.replicas().max(0)).unwrap_or(0);
     failover::plan(
         settings,

@@ -89,13 +89,7 @@ impl GroupRules for Rules {
         update_revision: &str,
     ) -> Result<Observed, Error> {
         let namespace = group.namespace().unwrap_or_default();
-        let pods_created = instances
-            .iter()
-            .filter_map(|i| {
-                let pod = cache::get(&ctx.caches.pods, &namespace, &i.name_any())?;
-                Some((i.name_any(), pod.metadata.creation_timestamp?.0))
-            })
-            .collect();
+        let pods_created = failover::pods_created(&ctx.caches.pods, &namespace, instances);
         let version = &group.spec.template.spec.common.version;
         let outdated_version: Vec<&TiDB> = instances
             .iter()
@@ -280,21 +274,9 @@ impl GroupRules for Rules {
     }
 }
 
-/// How a server is doing, by its own `Ready` condition, since that turned false or its Pod was
-/// created, whichever is later. A server without a Pod (being made, or compute suspended) or
-/// without a `Ready` condition cannot be judged.
+/// How a server is doing, by its `Ready` condition ([`failover::by_readiness`]).
 fn server_health(tidb: &TiDB, pod_created: Option<&Timestamp>) -> failover::Health {
-    let Some(pod_created) = pod_created else {
-        return failover::Health::Unknown;
-    };
-    match conditions::find(tidb.conditions(), conditions::READY) {
-        Some(c) if c.status == conditions::STATUS_TRUE => failover::Health::Healthy,
-        Some(c) => failover::Health::Failing {
-            why: format!("not Ready ({}: {})", c.reason, c.message),
-            since: Some(c.last_transition_time.0.max(*pod_created)),
-        },
-        None => failover::Health::Unknown,
-    }
+    failover::by_readiness(tidb.conditions(), pod_created)
 }
 
 /// More than half of a group of several servers not Ready at once is an outage (PD or TiKV

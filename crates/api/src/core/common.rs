@@ -34,7 +34,7 @@ pub struct Failover {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// How long an instance must have been failed before it is replaced (a TiKV store: Down in
-    /// PD; a TiDB server: not Ready). A Go duration (`90s`, `5m`). Default `5m`.
+    /// PD; a PD member or a TiDB server: not Ready). A Go duration (`90s`, `5m`). Default `5m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub period: Option<String>,

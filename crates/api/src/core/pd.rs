@@ -8,8 +8,8 @@ use crate::schema::{min_1_property, require_volumes};
 
 use super::common::{
     ClusterReference, CommonStatus, CommonTemplateSpec, ComponentGroupStatus, ConfigChangeStatus,
-    Feature, GROUP_NAME_MAX, INSTANCE_NAME_MAX, ObjectMeta, Port, SchedulePolicy, Security,
-    Topology, data_volume_required, name_length_rule, overlay_claims_in_volumes,
+    Failover, Feature, GROUP_NAME_MAX, INSTANCE_NAME_MAX, ObjectMeta, Port, SchedulePolicy,
+    Security, Topology, data_volume_required, name_length_rule, overlay_claims_in_volumes,
     topology_set_at_creation,
 };
 
@@ -81,6 +81,9 @@ pub struct PDGroupSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub min_ready_seconds: Option<i64>,
+    /// Automatic failover of failed members; an extension of this operator (docs/failover.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
     /// The template every member is made from.
     pub template: PDTemplate,
 }

@@ -443,3 +443,109 @@ fn a_failure_whose_start_the_component_knows_writes_nothing_until_it_is_replaced
     assert_eq!(late.marks[0].value.as_deref(), Some(T0));
     assert_eq!(late.extra_replicas, 1);
 }
+
+fn known(since: i64) -> Health {
+    Health::Failing {
+        why: "not Ready".into(),
+        since: Some(at(since)),
+    }
+}
+
+#[test]
+fn a_member_that_leaves_first_goes_after_the_period_one_at_a_time_and_counts() {
+    let members = [
+        member("a", known(0)),
+        member("b", known(0)),
+        member("c", Health::Healthy),
+    ];
+    let early = plan_first(&settings(), &members, None, 0, at(100));
+    assert!(!early.acts());
+    assert_eq!(early.recheck_after, Some(Duration::from_secs(200)));
+    let late = plan_first(&settings(), &members, None, 0, at(300));
+    assert_eq!(late.retire, ["a"], "one at a time");
+    assert_eq!(late.replaced, Some(1));
+    assert!(
+        late.events[0]
+            .1
+            .contains("leaves first, then a new member joins")
+    );
+    assert!(late.marks.is_empty());
+    assert_eq!(late.extra_replicas, 0);
+}
+
+#[test]
+fn nothing_leaves_first_while_another_member_is_leaving_in_an_outage_or_at_the_cap() {
+    let leaving = [
+        Member {
+            leaving: true,
+            ..member("a", known(0))
+        },
+        member("b", known(0)),
+    ];
+    assert!(!plan_first(&settings(), &leaving, None, 0, at(400)).acts());
+    let members = [member("b", known(0)), member("c", Health::Healthy)];
+    let outage = plan_first(&settings(), &members, Some("no majority"), 0, at(400));
+    assert!(outage.retire.is_empty());
+    assert_eq!(outage.refusal.unwrap().0, REASON_FAILOVER_OUTAGE);
+    let capped = plan_first(&settings(), &members, None, 2, at(400));
+    assert!(capped.retire.is_empty());
+    let (reason, message) = capped.refusal.unwrap();
+    assert_eq!(reason, REASON_FAILOVER_EXHAUSTED);
+    assert!(message.contains("2 replacement(s) were made"), "{message}");
+    let off = Settings {
+        enabled: false,
+        ..settings()
+    };
+    assert!(!plan_first(&off, &members, None, 0, at(400)).acts());
+}
+
+#[test]
+fn the_count_of_replacements_resets_once_every_member_is_healthy() {
+    let healthy = [member("a", Health::Healthy), member("b", Health::Healthy)];
+    assert_eq!(
+        plan_first(&settings(), &healthy, None, 2, at(0)).replaced,
+        Some(0)
+    );
+    assert_eq!(
+        plan_first(&settings(), &healthy, None, 0, at(0)),
+        FailoverPlan::default()
+    );
+    let starting = [member("a", Health::Healthy), member("b", Health::Unknown)];
+    assert_eq!(
+        plan_first(&settings(), &starting, None, 2, at(0)).replaced,
+        None
+    );
+}
+
+#[test]
+fn readiness_counts_from_the_later_of_the_condition_and_the_pod() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    let ready = |status: &str| Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: "R".into(),
+        message: "m".into(),
+        observed_generation: None,
+        last_transition_time: Time(at(100)),
+    };
+    assert_eq!(
+        by_readiness(&[ready("True")], Some(&at(0))),
+        Health::Healthy
+    );
+    assert_eq!(
+        by_readiness(&[ready("False")], Some(&at(0))),
+        Health::Failing {
+            why: "not Ready (R: m)".into(),
+            since: Some(at(100))
+        }
+    );
+    assert_eq!(
+        by_readiness(&[ready("False")], Some(&at(200))),
+        Health::Failing {
+            why: "not Ready (R: m)".into(),
+            since: Some(at(200))
+        }
+    );
+    assert_eq!(by_readiness(&[ready("False")], None), Health::Unknown);
+    assert_eq!(by_readiness(&[], Some(&at(0))), Health::Unknown);
+}
