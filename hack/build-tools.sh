@@ -5,6 +5,7 @@
 #   $TIDB_OPERATOR_CACHE/bin/k8s-<version>/   kube-apiserver kube-controller-manager kube-scheduler kubectl
 #   $TIDB_OPERATOR_CACHE/bin/etcd-<version>/  etcd
 #   $TIDB_OPERATOR_CACHE/bin/kwok-<version>/  kwok kwokctl
+#   $TIDB_OPERATOR_CACHE/bin/prometheus-<version>/  prometheus promtool
 #
 # TIDB_OPERATOR_CACHE defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/tidb-operator.
 # Versions come from the wrapper modules under hack/tools/ (go.mod).
@@ -17,7 +18,7 @@
 #   --check   build nothing; exit 1 if any binary is missing or stale.
 #
 # On success it prints, on stdout, shell assignments a caller can eval:
-#   K8S_BIN_DIR=... ETCD_BIN_DIR=... KWOK_BIN_DIR=... TOOLS_PATH=...
+#   K8S_BIN_DIR=... ETCD_BIN_DIR=... KWOK_BIN_DIR=... PROMETHEUS_BIN_DIR=... TOOLS_PATH=...
 # Progress goes to stderr.
 set -euo pipefail
 
@@ -41,16 +42,19 @@ export GOFLAGS=-mod=readonly
 
 sha256() { sha256sum | awk '{print $1}'; }
 
-# stamp_for MODULE_DIR VERSION LDFLAGS: the content a fresh stamp must have.
+# stamp_for MODULE_DIR VERSION LDFLAGS [TAGS]: the content a fresh stamp must have.
 stamp_for() {
-  local moddir="$1" version="$2" ldflags="$3"
+  local moddir="$1" version="$2" ldflags="$3" tags="${4:-}"
   local hash
   hash="$(
     cd "${moddir}"
     {
       cat go.mod go.sum
-      find . \( -name '*.go' -o -name 'patch.sh' \) -not -path './etcd/*' -not -path './kwok/*' -print0 | LC_ALL=C sort -z | xargs -0 cat
+      find . \( -name '*.go' -o -name 'patch.sh' \) -not -path './etcd/*' -not -path './kwok/*' \
+        -not -path './prometheus/*' -print0 | LC_ALL=C sort -z | xargs -0 cat
       printf '%s\n' "${ldflags}" "${GOOS:-}" "${GOARCH:-}"
+      # Only when set, so the stamps of tools built without tags stay as they were.
+      if [[ -n "${tags}" ]]; then printf 'tags=%s\n' "${tags}"; fi
     } | sha256
   )"
   printf 'version=%s\nsource=%s\n' "${version}" "${hash}"
@@ -70,8 +74,10 @@ is_fresh() {
 STALE=()
 
 # ensure DIR MODULE_DIR VERSION LDFLAGS "BINARY=PACKAGE"...
+# BUILD_TAGS, when set in the caller's environment of the call, become `go build -tags`.
 ensure() {
   local dir="$1" moddir="$2" version="$3" ldflags="$4"; shift 4
+  local tags="${BUILD_TAGS:-}"
   local -a names=() pkgs=()
   local spec
   for spec in "$@"; do
@@ -80,7 +86,7 @@ ensure() {
   done
 
   local stamp
-  stamp="$(stamp_for "${moddir}" "${version}" "${ldflags}")"
+  stamp="$(stamp_for "${moddir}" "${version}" "${ldflags}" "${tags}")"
   if is_fresh "${dir}" "${stamp}" "${names[@]}"; then
     log "up to date: ${dir}"
     return 0
@@ -97,8 +103,9 @@ ensure() {
   # A module directory may carry a patch.sh that patches the tool for the test world (it says
   # what and why): it prepares the patched source next to the build and prints the build flag.
   local -a patched=()
+  if [[ -n "${tags}" ]]; then patched+=("-tags=${tags}"); fi
   if [[ -x "${moddir}/patch.sh" ]]; then
-    patched=("$(cd "${moddir}" && ./patch.sh "${tmp}.src")") || {
+    patched+=("$(cd "${moddir}" && ./patch.sh "${tmp}.src")") || {
       rm -rf "${tmp}" "${tmp}.src"
       die "patching ${names[*]} failed"
     }
@@ -155,6 +162,21 @@ ensure "${KWOK_BIN_DIR}" "${TOOLS_DIR}/kwok" "${KWOK_VERSION}" \
   kwok=sigs.k8s.io/kwok/cmd/kwok \
   kwokctl=sigs.k8s.io/kwok/cmd/kwokctl
 
+# Prometheus and promtool, for the monitoring tests (promtool's rule unit tests, and a real
+# Prometheus scraping through Kubernetes service discovery). Every service discovery but
+# Kubernetes' (and the built-in file and HTTP ones) is left out, which roughly halves the build;
+# the web UI's assets are not embedded (the HTTP API is all the tests use).
+# The module's v0.MMm.p is Prometheus M.mm.p (v0.316.0 is 3.16.0).
+prom_minor="${PROMETHEUS_VERSION#v0.}"; prom_patch="${prom_minor#*.}"; prom_minor="${prom_minor%%.*}"
+prom_pkg=github.com/prometheus/common/version
+prom_ldflags="-s -w -X ${prom_pkg}.Version=$((prom_minor / 100)).$((prom_minor % 100)).${prom_patch}"
+prom_ldflags+=" -X ${prom_pkg}.Branch=archive"
+prom_ldflags+=" -X ${prom_pkg}.Revision=${PROMETHEUS_VERSION}"
+BUILD_TAGS=remove_all_sd,enable_kubernetes_sd \
+  ensure "${PROMETHEUS_BIN_DIR}" "${TOOLS_DIR}/prometheus" "${PROMETHEUS_VERSION}" "${prom_ldflags}" \
+  prometheus=github.com/prometheus/prometheus/cmd/prometheus \
+  promtool=github.com/prometheus/prometheus/cmd/promtool
+
 if [[ "${CHECK_ONLY}" == true && ${#STALE[@]} -gt 0 ]]; then
   log "missing or stale: ${STALE[*]} (run hack/build-tools.sh)"
   exit 1
@@ -163,4 +185,5 @@ fi
 printf 'K8S_BIN_DIR=%q\n' "${K8S_BIN_DIR}"
 printf 'ETCD_BIN_DIR=%q\n' "${ETCD_BIN_DIR}"
 printf 'KWOK_BIN_DIR=%q\n' "${KWOK_BIN_DIR}"
+printf 'PROMETHEUS_BIN_DIR=%q\n' "${PROMETHEUS_BIN_DIR}"
 printf 'TOOLS_PATH=%q\n' "$(tools_path)"

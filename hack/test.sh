@@ -22,6 +22,8 @@ tools="$(hack/build-tools.sh)"
 eval "${tools}"
 export PATH="${TOOLS_PATH}:${PATH}"
 export KUBECTL="${K8S_BIN_DIR}/kubectl"
+# Read by tests/monitoring.rs: checks and unit-tests the shipped alert rules.
+export PROMTOOL="${PROMETHEUS_BIN_DIR}/promtool"
 "${KUBECTL}" version --client >&2
 
 step "formatting"
