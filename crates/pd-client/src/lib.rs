@@ -22,7 +22,7 @@ mod transport;
 mod types;
 
 pub use error::{Error, MAX_ERROR_BODY_CHARS, Result};
-pub use pd::{EVICT_LEADER_SCHEDULER, PdClient};
+pub use pd::{EVICT_LEADER_SCHEDULER, PdClient, RequestObserver};
 pub use status::StatusClient;
 pub use tls::TlsConfig;
 pub use types::{

@@ -1,6 +1,7 @@
 //! [`PdClient`]: the calls the operator makes to PD's HTTP API (`/pd/api/v1/...`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, Url};
@@ -21,12 +22,27 @@ pub const EVICT_LEADER_SCHEDULER: &str = "evict-leader-scheduler";
 /// `state` parameter PD lists only Up and Offline stores.
 const ALL_STORE_STATES: [(&str, &str); 3] = [("state", "0"), ("state", "1"), ("state", "2")];
 
+/// Told of every request a [`PdClient`] made: its method (`GET`), its endpoint (the first
+/// segment of the API path: `members`, `stores`, `store`, ...; never an ID) and its outcome, as
+/// one of [`PdClient::OUTCOMES`].
+pub type RequestObserver = Arc<dyn Fn(&str, &str, &str) + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct Observer(Option<RequestObserver>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Observer" } else { "None" })
+    }
+}
+
 /// A client of one PD endpoint (a member or the PD Service in front of them).
 #[derive(Debug, Clone)]
 pub struct PdClient {
     base: String,
     base_url: Url,
     transport: Transport,
+    observer: Observer,
 }
 
 impl PdClient {
@@ -42,7 +58,18 @@ impl PdClient {
             base,
             base_url,
             transport: Transport::new(tls, timeout)?,
+            observer: Observer::default(),
         })
+    }
+
+    /// The outcomes a [`RequestObserver`] is told: a 2xx answer, another status, no connection
+    /// or no answer in time, anything else.
+    pub const OUTCOMES: [&'static str; 4] = ["success", "status", "unreachable", "error"];
+
+    /// The same client, telling `observer` of every request it makes (for metrics).
+    pub fn observed(mut self, observer: RequestObserver) -> Self {
+        self.observer = Observer(Some(observer));
+        self
     }
 
     /// The base URL, without a trailing `/`.
@@ -290,7 +317,18 @@ impl PdClient {
         body: Option<&serde_json::Value>,
     ) -> Result<Reply> {
         let url = self.url(path)?;
-        self.transport.send(method, url, query, body).await
+        let endpoint = path.first().copied().unwrap_or_default();
+        let result = self.transport.send(method.clone(), url, query, body).await;
+        if let Some(observer) = &self.observer.0 {
+            let outcome = match &result {
+                Ok(_) => Self::OUTCOMES[0],
+                Err(e) if e.status().is_some() => Self::OUTCOMES[1],
+                Err(e) if e.is_unreachable() => Self::OUTCOMES[2],
+                Err(_) => Self::OUTCOMES[3],
+            };
+            observer(method.as_str(), endpoint, outcome);
+        }
+        result
     }
 }
 

@@ -132,10 +132,12 @@ impl Shared {
         if let Some(client) = clients.get(&url) {
             return Ok(client.clone());
         }
-        let client = PdClient::new(&url, None, PD_TIMEOUT).map_err(|source| PdClientError {
-            url: url.clone(),
-            source,
-        })?;
+        let client = PdClient::new(&url, None, PD_TIMEOUT)
+            .map_err(|source| PdClientError {
+                url: url.clone(),
+                source,
+            })?
+            .observed(self.metrics.pd_observer());
         clients.insert(url, client.clone());
         Ok(client)
     }

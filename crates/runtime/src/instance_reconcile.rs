@@ -16,10 +16,12 @@ use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use operator_api::conditions::{self, reasons};
 use operator_api::core::{Cluster, OfCluster};
+use operator_api::keys;
 use tracing::Instrument;
 
 use crate::build::BuildError;
 use crate::component::{CACHE_LAG_RETRY, Shared};
+use crate::metrics::{InstanceLabels, Metrics};
 use crate::reconcile::{self, Error, InstanceStart, Started, StatusKind};
 use crate::{cache, expect, failover, group, instance};
 
@@ -182,6 +184,12 @@ pub async fn reconcile<R: InstanceRules>(
     let run = async {
         let mut finished = run::<R>(&instance, &ctx).await?;
         finished.status = with_failover_condition(instance.as_ref(), finished.status);
+        observe_health(
+            &ctx.metrics,
+            R::METRIC,
+            instance.as_ref(),
+            finished.status.as_ref(),
+        );
         if let Some(status) = &finished.status {
             let mut current = instance.as_ref().clone();
             if finished.version.is_some() {
@@ -287,6 +295,53 @@ fn with_failover_condition<K: StatusKind>(
     } else {
         status
     }
+}
+
+/// Sets the instance's abnormal-instance gauge from the status it has after this reconcile
+/// (`written`, or the one it had), or removes its series once it is being deleted: its removal
+/// has metrics and alerts of its own, and a gone instance must not keep an alert firing.
+fn observe_health<K>(
+    metrics: &Metrics,
+    component: &str,
+    instance: &K,
+    written: Option<&K::StatusOf>,
+) where
+    K: StatusKind + OfCluster,
+{
+    let meta = instance.meta();
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    let name = meta.name.as_deref().unwrap_or_default();
+    if meta.deletion_timestamp.is_some() {
+        metrics.forget_instance(namespace, component, name);
+        return;
+    }
+    let after;
+    let shown = match written {
+        Some(status) => {
+            let mut copy = instance.clone();
+            *copy.status_mut() = Some(status.clone());
+            after = copy;
+            &after
+        }
+        None => instance,
+    };
+    let group = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(keys::LABEL_GROUP))
+        .map(String::as_str)
+        .unwrap_or_default();
+    let who = InstanceLabels {
+        namespace,
+        cluster: instance.cluster_name(),
+        component,
+        group,
+        instance: name,
+    };
+    metrics.observe_instance(&who, |condition| {
+        conditions::find(shown.conditions(), condition)
+            .is_some_and(|c| c.status == conditions::STATUS_FALSE)
+    });
 }
 
 /// An instance whose spec cannot be turned into objects (a config that is not TOML, say):

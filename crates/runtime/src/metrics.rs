@@ -1,7 +1,8 @@
 //! The Prometheus metrics every controller binary exports on `/metrics`: reconciles, API requests,
-//! leadership and instance counts.
+//! leadership, instances not healthy, and requests to PD.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prometheus::{
@@ -22,6 +23,40 @@ pub const API_REQUESTS_TOTAL: &str = "tidb_operator_api_requests_total";
 pub const LEADER: &str = "tidb_operator_leader";
 /// Name of the instance gauge, labelled `kind`, `condition` and `status`.
 pub const INSTANCES: &str = "tidb_operator_instances";
+/// Name of the gauge that is 1 while a condition of an instance is `False`, else 0 (the
+/// reference operator's metric, with its name and labels: [`ABNORMAL_INSTANCE_LABELS`]).
+pub const ABNORMAL_INSTANCE: &str = "tidb_operator_abnormal_instance";
+/// The labels of [`ABNORMAL_INSTANCE`], in this order.
+pub const ABNORMAL_INSTANCE_LABELS: [&str; 6] = [
+    "namespace",
+    "cluster",
+    "component",
+    "group",
+    "instance",
+    "condition",
+];
+/// The instance conditions [`ABNORMAL_INSTANCE`] reports.
+pub const ABNORMAL_CONDITIONS: [&str; 2] = [
+    operator_api::conditions::READY,
+    operator_api::conditions::SYNCED,
+];
+/// Name of the counter of requests to PD's HTTP API, labelled `method`, `endpoint` (the first
+/// segment of the API path) and `result` (one of [`pd_client::PdClient::OUTCOMES`]).
+pub const PD_REQUESTS_TOTAL: &str = "tidb_operator_pd_requests_total";
+
+/// Every metric family a controller exports (a histogram's series add `_bucket`, `_sum` and
+/// `_count` to its name).
+pub const NAMES: [&str; 9] = [
+    RECONCILE_TOTAL,
+    RECONCILE_ERRORS_TOTAL,
+    RECONCILE_DURATION_SECONDS,
+    API_REQUESTS_TOTAL,
+    LEADER,
+    INSTANCES,
+    ABNORMAL_INSTANCE,
+    PD_REQUESTS_TOTAL,
+    crate::build_info::BUILD_INFO,
+];
 
 /// The verbs that change objects, as counted in [`API_REQUESTS_TOTAL`].
 pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
@@ -47,6 +82,39 @@ struct Inner {
     api_requests: IntCounterVec,
     leader: IntGaugeVec,
     instances: IntGaugeVec,
+    abnormal_instance: IntGaugeVec,
+    /// The label values of the abnormal-instance series of each instance, by (namespace,
+    /// component, instance), so they can be removed when the instance goes even if its cluster
+    /// or group label changed meanwhile.
+    abnormal_series: Mutex<BTreeMap<InstanceKey, BTreeSet<[String; 6]>>>,
+    pd_requests: IntCounterVec,
+}
+
+type InstanceKey = (String, String, String);
+
+/// Who an instance is, as [`ABNORMAL_INSTANCE`] labels it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceLabels<'a> {
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its Cluster.
+    pub cluster: &'a str,
+    /// Its component (`pd`, `tikv`, `tidb`).
+    pub component: &'a str,
+    /// Its group.
+    pub group: &'a str,
+    /// Its name.
+    pub instance: &'a str,
+}
+
+impl InstanceLabels<'_> {
+    fn key(&self) -> InstanceKey {
+        (
+            self.namespace.to_string(),
+            self.component.to_string(),
+            self.instance.to_string(),
+        )
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -136,6 +204,20 @@ impl Metrics {
             "Instances (PD, TiKV, TiDB, ...) by kind and by the status of one of their conditions.",
             &["kind", "condition", "status"],
         )?;
+        let abnormal_instance = gauge(
+            &registry,
+            ABNORMAL_INSTANCE,
+            "1 while the named condition of the instance is False, else 0; the series exists while \
+             the operator manages the instance. Alert on `== 1` held `for` a while.",
+            &ABNORMAL_INSTANCE_LABELS,
+        )?;
+        let pd_requests = counter(
+            &registry,
+            PD_REQUESTS_TOTAL,
+            "Requests to PD's HTTP API, by method, endpoint (first segment of the API path) and \
+             result (success, status: a non-2xx answer, unreachable, error).",
+            &["method", "endpoint", "result"],
+        )?;
         crate::build_info::register(&registry)?;
         Ok(Metrics {
             inner: Arc::new(Inner {
@@ -146,6 +228,9 @@ impl Metrics {
                 api_requests,
                 leader,
                 instances,
+                abnormal_instance,
+                abnormal_series: Mutex::new(BTreeMap::new()),
+                pd_requests,
             }),
         })
     }
@@ -236,6 +321,102 @@ impl Metrics {
             .instances
             .with_label_values(&[kind, condition, status])
             .set(count);
+    }
+
+    /// Sets [`ABNORMAL_INSTANCE`] for `who`: 1 for each of [`ABNORMAL_CONDITIONS`] that
+    /// `is_false` says is `False`, else 0 (a condition that is `True`, `Unknown` or absent is not
+    /// abnormal, as in the reference operator). Series the instance had under other cluster or
+    /// group labels are removed.
+    pub fn observe_instance(&self, who: &InstanceLabels<'_>, is_false: impl Fn(&str) -> bool) {
+        let mut series = self
+            .inner
+            .abnormal_series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let known = series.entry(who.key()).or_default();
+        let mut now = BTreeSet::new();
+        for condition in ABNORMAL_CONDITIONS {
+            let labels = [
+                who.namespace,
+                who.cluster,
+                who.component,
+                who.group,
+                who.instance,
+                condition,
+            ];
+            self.inner
+                .abnormal_instance
+                .with_label_values(&labels)
+                .set(i64::from(is_false(condition)));
+            now.insert(labels.map(str::to_string));
+        }
+        for stale in known.difference(&now) {
+            let labels: Vec<&str> = stale.iter().map(String::as_str).collect();
+            // Absent already is what we want.
+            let _ = self.inner.abnormal_instance.remove_label_values(&labels);
+        }
+        *known = now;
+    }
+
+    /// Removes every [`ABNORMAL_INSTANCE`] series of an instance that is gone (or no longer this
+    /// replica's to report), so no alert fires for an instance that does not exist.
+    pub fn forget_instance(&self, namespace: &str, component: &str, instance: &str) {
+        let mut series = self
+            .inner
+            .abnormal_series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (
+            namespace.to_string(),
+            component.to_string(),
+            instance.to_string(),
+        );
+        for labels in series.remove(&key).unwrap_or_default() {
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let _ = self.inner.abnormal_instance.remove_label_values(&labels);
+        }
+    }
+
+    /// The [`ABNORMAL_INSTANCE`] value of one series, `None` when there is none (for tests).
+    pub fn abnormal(&self, who: &InstanceLabels<'_>, condition: &str) -> Option<i64> {
+        let series = self
+            .inner
+            .abnormal_series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let labels = [
+            who.namespace,
+            who.cluster,
+            who.component,
+            who.group,
+            who.instance,
+            condition,
+        ];
+        let present = series
+            .get(&who.key())
+            .is_some_and(|known| known.contains(&labels.map(str::to_string)));
+        present.then(|| {
+            self.inner
+                .abnormal_instance
+                .with_label_values(&labels)
+                .get()
+        })
+    }
+
+    /// Counts one request to PD (see [`PD_REQUESTS_TOTAL`]).
+    pub fn pd_request(&self, method: &str, endpoint: &str, result: &str) {
+        self.inner
+            .pd_requests
+            .with_label_values(&[method, endpoint, result])
+            .inc();
+    }
+
+    /// An observer for [`pd_client::PdClient::observed`] that counts into these metrics.
+    pub fn pd_observer(&self) -> pd_client::RequestObserver {
+        let metrics = self.clone();
+        Arc::new(move |method: &str, endpoint: &str, result: &str| {
+            metrics.pd_request(method, endpoint, result);
+        })
     }
 
     /// Every metric in the Prometheus text exposition format, as served on `/metrics`.
@@ -388,6 +569,113 @@ mod tests {
         );
         metrics.set_leader("pd-controller", false);
         assert!(!metrics.leader("pd-controller"));
+    }
+
+    const WHO: InstanceLabels<'static> = InstanceLabels {
+        namespace: "db",
+        cluster: "basic",
+        component: "tikv",
+        group: "tikv",
+        instance: "tikv-abc",
+    };
+
+    #[test]
+    fn abnormal_instance_is_one_per_false_condition_with_the_reference_labels() {
+        let metrics = Metrics::new().unwrap();
+        metrics.observe_instance(&WHO, |c| c == "Ready");
+        assert_eq!(metrics.abnormal(&WHO, "Ready"), Some(1));
+        assert_eq!(metrics.abnormal(&WHO, "Synced"), Some(0));
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"tidb_operator_abnormal_instance{cluster="basic",component="tikv",condition="Ready",group="tikv",instance="tikv-abc",namespace="db"} 1"#
+            ),
+            "{text}"
+        );
+        metrics.observe_instance(&WHO, |_| false);
+        assert_eq!(metrics.abnormal(&WHO, "Ready"), Some(0));
+    }
+
+    #[test]
+    fn a_forgotten_or_relabelled_instance_leaves_no_series_behind() {
+        let metrics = Metrics::new().unwrap();
+        metrics.observe_instance(&WHO, |_| true);
+        let moved = InstanceLabels {
+            group: "tikv-b",
+            ..WHO
+        };
+        metrics.observe_instance(&moved, |_| true);
+        assert_eq!(metrics.abnormal(&WHO, "Ready"), None);
+        assert_eq!(metrics.abnormal(&moved, "Ready"), Some(1));
+        assert_eq!(
+            metrics
+                .render()
+                .matches("tidb_operator_abnormal_instance{")
+                .count(),
+            2
+        );
+        metrics.forget_instance("db", "tikv", "tikv-abc");
+        assert_eq!(metrics.abnormal(&moved, "Ready"), None);
+        assert!(
+            !metrics
+                .render()
+                .contains("tidb_operator_abnormal_instance{"),
+            "{}",
+            metrics.render()
+        );
+    }
+
+    #[test]
+    fn pd_requests_are_counted_through_the_observer() {
+        let metrics = Metrics::new().unwrap();
+        let observer = metrics.pd_observer();
+        observer("GET", "stores", "success");
+        observer("GET", "stores", "unreachable");
+        observer("DELETE", "store", "status");
+        let text = metrics.render();
+        for line in [
+            r#"tidb_operator_pd_requests_total{endpoint="stores",method="GET",result="success"} 1"#,
+            r#"tidb_operator_pd_requests_total{endpoint="stores",method="GET",result="unreachable"} 1"#,
+            r#"tidb_operator_pd_requests_total{endpoint="store",method="DELETE",result="status"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+
+    #[test]
+    fn every_metric_exported_is_listed_and_named_by_the_conventions() {
+        let metrics = Metrics::new().unwrap();
+        // One sample in each family, so that every family is rendered.
+        metrics.reconcile_started("pd").finish_error("pd_api");
+        metrics.api_request("get", "pods", "200");
+        metrics.set_leader("pd-controller", true);
+        metrics.set_instances("PD", "Ready", "True", 1);
+        metrics.observe_instance(&WHO, |_| false);
+        metrics.pd_request("GET", "members", "success");
+        let families = metrics.registry().gather();
+        let exported: BTreeSet<&str> = families.iter().map(|f| f.name()).collect();
+        assert_eq!(
+            exported,
+            NAMES.into_iter().collect(),
+            "NAMES lists every family"
+        );
+        for name in NAMES {
+            assert!(name.starts_with("tidb_operator_"), "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{name}"
+            );
+        }
+        for family in &families {
+            let counter = family.get_field_type() == prometheus::proto::MetricType::COUNTER;
+            assert_eq!(
+                counter,
+                family.name().ends_with("_total"),
+                "{}",
+                family.name()
+            );
+        }
     }
 
     #[test]
