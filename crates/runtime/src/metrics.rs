@@ -44,9 +44,18 @@ pub const ABNORMAL_CONDITIONS: [&str; 2] = [
 /// segment of the API path) and `result` (one of [`pd_client::PdClient::OUTCOMES`]).
 pub const PD_REQUESTS_TOTAL: &str = "tidb_operator_pd_requests_total";
 
+/// Name of the counter of waits for a store's leaders to move away before its Pod restarts,
+/// labelled `component` (`tikv`) and `outcome` (`evicted`: every leader left; `timed_out`: the
+/// Pod restarted with leaders left).
+pub const LEADER_EVICTION_WAITS_TOTAL: &str = "tidb_operator_leader_eviction_waits_total";
+/// Name of the counter of store removals asked of PD (scale-in or deletion), labelled
+/// `component` (`tikv`) and `result` (`started`: PD took the store offline; `refused`: PD
+/// answered no).
+pub const STORE_REMOVALS_TOTAL: &str = "tidb_operator_store_removals_total";
+
 /// Every metric family a controller exports (a histogram's series add `_bucket`, `_sum` and
 /// `_count` to its name).
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 11] = [
     RECONCILE_TOTAL,
     RECONCILE_ERRORS_TOTAL,
     RECONCILE_DURATION_SECONDS,
@@ -55,6 +64,8 @@ pub const NAMES: [&str; 9] = [
     INSTANCES,
     ABNORMAL_INSTANCE,
     PD_REQUESTS_TOTAL,
+    LEADER_EVICTION_WAITS_TOTAL,
+    STORE_REMOVALS_TOTAL,
     crate::build_info::BUILD_INFO,
 ];
 
@@ -88,6 +99,8 @@ struct Inner {
     /// or group label changed meanwhile.
     abnormal_series: Mutex<BTreeMap<InstanceKey, BTreeSet<[String; 6]>>>,
     pd_requests: IntCounterVec,
+    leader_eviction_waits: IntCounterVec,
+    store_removals: IntCounterVec,
 }
 
 type InstanceKey = (String, String, String);
@@ -218,6 +231,19 @@ impl Metrics {
              result (success, status: a non-2xx answer, unreachable, error).",
             &["method", "endpoint", "result"],
         )?;
+        let leader_eviction_waits = counter(
+            &registry,
+            LEADER_EVICTION_WAITS_TOTAL,
+            "Waits for a store's leaders to leave before its Pod restarts, by component and \
+             outcome (evicted, timed_out).",
+            &["component", "outcome"],
+        )?;
+        let store_removals = counter(
+            &registry,
+            STORE_REMOVALS_TOTAL,
+            "Store removals asked of PD, by component and result (started, refused).",
+            &["component", "result"],
+        )?;
         crate::build_info::register(&registry)?;
         Ok(Metrics {
             inner: Arc::new(Inner {
@@ -231,6 +257,8 @@ impl Metrics {
                 abnormal_instance,
                 abnormal_series: Mutex::new(BTreeMap::new()),
                 pd_requests,
+                leader_eviction_waits,
+                store_removals,
             }),
         })
     }
@@ -408,6 +436,26 @@ impl Metrics {
         self.inner
             .pd_requests
             .with_label_values(&[method, endpoint, result])
+            .inc();
+    }
+
+    /// Counts a finished wait for a store's leaders to leave before its Pod restarts:
+    /// `timed_out` when the Pod restarted with leaders left.
+    pub fn leader_eviction_finished(&self, component: &str, timed_out: bool) {
+        let outcome = if timed_out { "timed_out" } else { "evicted" };
+        self.inner
+            .leader_eviction_waits
+            .with_label_values(&[component, outcome])
+            .inc();
+    }
+
+    /// Counts a store removal asked of PD: `started` when PD took the store offline, else
+    /// refused.
+    pub fn store_removal(&self, component: &str, started: bool) {
+        let result = if started { "started" } else { "refused" };
+        self.inner
+            .store_removals
+            .with_label_values(&[component, result])
             .inc();
     }
 
@@ -643,6 +691,25 @@ mod tests {
     }
 
     #[test]
+    fn evictions_and_removals_are_counted_by_outcome() {
+        let metrics = Metrics::new().unwrap();
+        metrics.leader_eviction_finished("tikv", false);
+        metrics.leader_eviction_finished("tikv", false);
+        metrics.leader_eviction_finished("tikv", true);
+        metrics.store_removal("tikv", true);
+        metrics.store_removal("tikv", false);
+        let text = metrics.render();
+        for line in [
+            r#"tidb_operator_leader_eviction_waits_total{component="tikv",outcome="evicted"} 2"#,
+            r#"tidb_operator_leader_eviction_waits_total{component="tikv",outcome="timed_out"} 1"#,
+            r#"tidb_operator_store_removals_total{component="tikv",result="started"} 1"#,
+            r#"tidb_operator_store_removals_total{component="tikv",result="refused"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+
+    #[test]
     fn every_metric_exported_is_listed_and_named_by_the_conventions() {
         let metrics = Metrics::new().unwrap();
         // One sample in each family, so that every family is rendered.
@@ -652,6 +719,8 @@ mod tests {
         metrics.set_instances("PD", "Ready", "True", 1);
         metrics.observe_instance(&WHO, |_| false);
         metrics.pd_request("GET", "members", "success");
+        metrics.leader_eviction_finished("tikv", true);
+        metrics.store_removal("tikv", false);
         let families = metrics.registry().gather();
         let exported: BTreeSet<&str> = families.iter().map(|f| f.name()).collect();
         assert_eq!(

@@ -105,6 +105,14 @@ pub(super) async fn remove_store(
                 .unwrap_or_default();
             let deleted = scope.pd.delete_store(id).await;
             scope.ctx.pd_changed(&scope.pd);
+            let refused =
+                matches!(&deleted, Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)));
+            if deleted.is_ok() || refused {
+                scope
+                    .ctx
+                    .metrics
+                    .store_removal(keys::COMPONENT_TIKV, deleted.is_ok());
+            }
             match deleted {
                 Ok(()) => {
                     scope

@@ -9,6 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Preconditions};
 use operator_api::conditions::{self, reasons};
+use operator_api::keys;
 use operator_runtime::duration;
 use operator_runtime::pod::is_ready;
 use pd_client::StoreInfo;
@@ -205,6 +206,17 @@ pub(super) async fn restart(
                 .as_ref()
                 .and_then(|s| s.termination_grace_period_seconds);
             let grace = store::restart_grace_period(regions, pod_grace);
+            match &cause {
+                RestartCause::LeadersEvicted => scope
+                    .ctx
+                    .metrics
+                    .leader_eviction_finished(keys::COMPONENT_TIKV, false),
+                RestartCause::TimedOut { .. } => scope
+                    .ctx
+                    .metrics
+                    .leader_eviction_finished(keys::COMPONENT_TIKV, true),
+                RestartCause::NotServing(_) | RestartCause::NoOtherStore => {}
+            }
             let why = match &cause {
                 RestartCause::LeadersEvicted => {
                     draft.set(
