@@ -630,3 +630,42 @@ async fn status_ports_are_checked_under_their_prefix() {
     let error = status.tidb_status("not a url").await.unwrap_err();
     assert!(matches!(error, Error::InvalidUrl(_)), "{error:?}");
 }
+
+#[tokio::test]
+async fn an_observer_is_told_each_request_by_method_endpoint_and_outcome() {
+    let (_server, base) = Server::start(&[
+        (Method::GET, "/pd/api/v1/members", 200, MEMBERS),
+        (Method::DELETE, "/pd/api/v1/store/77", 500, "boom"),
+    ])
+    .await;
+    let told: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = Arc::clone(&told);
+    let pd = client(&base).observed(Arc::new(move |method, endpoint, outcome| {
+        record
+            .lock()
+            .unwrap()
+            .push(format!("{method} {endpoint} {outcome}"));
+    }));
+    pd.members().await.unwrap();
+    pd.delete_store(77).await.unwrap_err();
+    // Nothing listens on port 9 of loopback.
+    let gone = client("http://127.0.0.1:9").observed(Arc::new({
+        let record = Arc::clone(&told);
+        move |method, endpoint, outcome| {
+            record
+                .lock()
+                .unwrap()
+                .push(format!("{method} {endpoint} {outcome}"));
+        }
+    }));
+    gone.stores().await.unwrap_err();
+    assert_eq!(
+        *told.lock().unwrap(),
+        [
+            "GET members success",
+            "DELETE store status",
+            "GET stores unreachable"
+        ]
+    );
+    assert!(PdClient::OUTCOMES.contains(&"unreachable"));
+}
