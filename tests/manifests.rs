@@ -963,7 +963,7 @@ fn each_controller_base_has_its_deployment_service_and_pod_monitor() {
         );
         assert_eq!(
             monitor["podMetricsEndpoints"],
-            json!([{"port": "http", "path": "/metrics"}])
+            json!([{"port": "http", "path": "/metrics", "honorLabels": true}])
         );
     }
 }
