@@ -22,8 +22,10 @@ tools="$(hack/build-tools.sh)"
 eval "${tools}"
 export PATH="${TOOLS_PATH}:${PATH}"
 export KUBECTL="${K8S_BIN_DIR}/kubectl"
-# Read by tests/monitoring.rs: checks and unit-tests the shipped alert rules.
+# Read by tests/monitoring.rs (checks and unit-tests the shipped alert rules) and
+# tests/e2e/monitoring.rs (a real Prometheus scraping a sample cluster).
 export PROMTOOL="${PROMETHEUS_BIN_DIR}/promtool"
+export PROMETHEUS="${PROMETHEUS_BIN_DIR}/prometheus"
 "${KUBECTL}" version --client >&2
 
 step "formatting"

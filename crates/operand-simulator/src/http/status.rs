@@ -1,6 +1,8 @@
 //! TiDB and TiKV status endpoints, per instance:
 //! `/clusters/{namespace}/{cluster}/tidb/{instance}/...` and `.../tikv/{instance}/...`.
 //! An instance whose Pod does not run, or that a fault marks unhealthy, answers 503.
+//! `/metrics/{namespace}/{cluster}/{pd|tikv|tidb}/{instance}`: each operand's `/metrics`, a
+//! small subset of the real one, for a Prometheus that scrapes the operand Pods.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +39,54 @@ pub(super) fn routes() -> Router<SharedSim> {
             "/clusters/{namespace}/{cluster}/tikv/{instance}/config",
             post(set_tikv_config),
         )
+        // Every operand's /metrics under one prefix (PD's API owns every path under
+        // `/clusters/{namespace}/{cluster}/pd/`): what a scrape of the operand's Pod gets.
+        .route(
+            "/metrics/{namespace}/{cluster}/pd/{instance}",
+            get(pd_metrics),
+        )
+        .route(
+            "/metrics/{namespace}/{cluster}/tikv/{instance}",
+            get(tikv_metrics),
+        )
+        .route(
+            "/metrics/{namespace}/{cluster}/tidb/{instance}",
+            get(tidb_metrics),
+        )
+}
+
+fn exposition(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn pd_metrics(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    match sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.pd_metrics(&p.instance, Now::real()))
+    {
+        Some(body) => exposition(body),
+        None => unavailable(&format!("PD {}", p.instance)),
+    }
+}
+
+async fn tidb_metrics(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    match sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.tidb_metrics(&p.instance))
+    {
+        Some(body) => exposition(body),
+        None => unavailable(&format!("TiDB {}", p.instance)),
+    }
 }
 
 #[derive(Deserialize)]

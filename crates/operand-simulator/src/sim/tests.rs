@@ -301,6 +301,49 @@ fn stores_register_with_ids_from_one_and_keep_them_per_instance() {
 }
 
 #[test]
+fn pd_metrics_report_the_leader_and_the_stores_by_state_on_the_leader_only() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let now = w.now;
+    let leader = w.c().leader_info().unwrap().name;
+    let follower = ["pd-a", "pd-b", "pd-c"]
+        .into_iter()
+        .find(|m| *m != leader)
+        .unwrap();
+    let text = w.c().pd_metrics(&leader, now).unwrap();
+    assert!(
+        text.contains("service_member_role{service=\"PD\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pd_cluster_status{type=\"store_up_count\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pd_cluster_status{type=\"store_down_count\"} 0\n"),
+        "{text}"
+    );
+    let text = w.c().pd_metrics(follower, now).unwrap();
+    assert!(
+        text.contains("service_member_role{service=\"PD\"} 0\n"),
+        "{text}"
+    );
+    assert!(!text.contains("pd_cluster_status"), "{text}");
+    assert!(w.c().pd_metrics("pd-z", now).is_none());
+
+    w.c()
+        .set_fault(&Fault::StoreDown(StoreRef::Instance("kv-a".into())), now);
+    let text = w.c().pd_metrics(&leader, now).unwrap();
+    assert!(
+        text.contains("pd_cluster_status{type=\"store_down_count\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pd_cluster_status{type=\"store_up_count\"} 2\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_stopped_store_is_disconnected_then_down_then_up_again() {
     let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
     w.stop(Component::Tikv, "kv-a");

@@ -614,6 +614,62 @@ impl ClusterState {
         })
     }
 
+    /// A PD member's `/metrics`, a small subset of the real one: `service_member_role` (1 on
+    /// the leader) and, on the leader only as in PD, `pd_cluster_status` with the store counts
+    /// by `state_name`. `None` (503) unless the member is up.
+    pub fn pd_metrics(&self, instance: &str, now: Now) -> Option<String> {
+        let member = self.members().into_iter().find(|m| m.name == instance)?;
+        if !self.member_up(&member) {
+            return None;
+        }
+        let leader = self.current_leader().as_deref() == Some(instance);
+        let mut text = String::from(
+            "# HELP service_member_role The role of this member (simulated).\n\
+             # TYPE service_member_role gauge\n",
+        );
+        text.push_str(&format!(
+            "service_member_role{{service=\"PD\"}} {}\n",
+            u8::from(leader)
+        ));
+        if leader {
+            let mut counts: BTreeMap<&str, usize> = [
+                ("Up", 0),
+                ("Disconnected", 0),
+                ("Down", 0),
+                ("Offline", 0),
+                ("Tombstone", 0),
+            ]
+            .into_iter()
+            .collect();
+            for store in self.stores.values() {
+                *counts.entry(self.state_name(store, now)).or_default() += 1;
+            }
+            text.push_str(
+                "# HELP pd_cluster_status Status of the cluster (simulated: store counts).\n\
+                 # TYPE pd_cluster_status gauge\n",
+            );
+            for (state, count) in counts {
+                text.push_str(&format!(
+                    "pd_cluster_status{{type=\"store_{}_count\"}} {count}\n",
+                    state.to_lowercase()
+                ));
+            }
+        }
+        Some(text)
+    }
+
+    /// A TiDB instance's `/metrics`, a small subset of the real one: `None` (503) when its
+    /// `/status` would be.
+    pub fn tidb_metrics(&self, instance: &str) -> Option<String> {
+        let status = self.tidb_status(instance)?;
+        Some(format!(
+            "# HELP tidb_server_connections Number of connections (simulated).\n\
+             # TYPE tidb_server_connections gauge\n\
+             tidb_server_connections {}\n",
+            status.connections
+        ))
+    }
+
     /// A TiDB instance's `/status`: `None` (503) unless its Pod runs and it is not faulted.
     pub fn tidb_status(&self, instance: &str) -> Option<TidbStatus> {
         let pod = self
