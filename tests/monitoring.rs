@@ -6,7 +6,9 @@
 //!   (extracted from it, not written twice), with a unit test where each alert fires and one
 //!   where it stays quiet (`tests/fixtures/monitoring/alerts-test.yaml`);
 //! - every query of the operator's Grafana dashboard parses (promtool checks it as a recording
-//!   rule) and names only metrics the controllers export ([`operator_runtime::metrics::NAMES`]).
+//!   rule) and names only metrics the controllers export ([`operator_runtime::metrics::NAMES`]);
+//! - `hack/tidb-dashboards.sh` wraps TiDB's dashboards in ConfigMaps for Grafana's sidecar (offline,
+//!   from `tests/fixtures/monitoring/dashboards`).
 //!
 //! `kubectl` comes from `$KUBECTL` or `PATH`, `promtool` from `$PROMTOOL` or `PATH`
 //! (hack/build-tools.sh builds it); without them these tests fail.
@@ -343,4 +345,38 @@ fn a_query_on_a_metric_that_does_not_exist_is_caught() {
         ]
     );
     assert!(!operator_runtime::metrics::NAMES.contains(&"tidb_operator_no_such_thing"));
+}
+
+#[test]
+fn the_dashboard_script_wraps_tidbs_dashboards_in_configmaps_for_the_sidecar() {
+    let output = Command::new("bash")
+        .arg(repo().join("hack/tidb-dashboards.sh"))
+        .args(["--from", "tests/fixtures/monitoring/dashboards"])
+        .args(["--datasource", "prom-main", "--namespace", "monitoring"])
+        .current_dir(repo())
+        .output()
+        .expect("running hack/tidb-dashboards.sh (needs bash and jq)");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let maps = parse_documents(&stdout);
+    assert_eq!(maps.len(), 1, "{stdout}");
+    let map = &maps[0];
+    assert_eq!(map["kind"], "ConfigMap");
+    assert_eq!(map["metadata"]["name"], "tidb-dashboard-tikv-summary");
+    assert_eq!(map["metadata"]["namespace"], "monitoring");
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value =
+        serde_json::from_str(map["data"]["tikv_summary.json"].as_str().unwrap()).unwrap();
+    assert!(dashboard.get("__inputs").is_none());
+    assert_eq!(dashboard["panels"][0]["datasource"], "prom-main");
+    // The filters on the labels the operand PodMonitors set are kept.
+    let expr = dashboard["panels"][0]["targets"][0]["expr"]
+        .as_str()
+        .unwrap();
+    assert!(expr.contains(r#"tidb_cluster="$tidb_cluster""#), "{expr}");
+    assert!(!stdout.contains("DS_TEST-CLUSTER"), "{stdout}");
 }
