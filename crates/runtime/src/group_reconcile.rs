@@ -349,6 +349,24 @@ pub fn instance_view<R: GroupRules>(
     }
 }
 
+/// Sets the group's outdated-replicas gauge from its status as this reconcile finds it (the
+/// controller's last status write, which itself triggers a reconcile), or removes it once the
+/// group is being deleted.
+fn observe_roll<R: GroupRules>(metrics: &crate::metrics::Metrics, group: &R::Group) {
+    let meta = group.meta();
+    let outdated = meta.deletion_timestamp.is_none().then(|| {
+        let status = group.status().map(|s| &s.group);
+        status.map_or(0, |s| i64::from((s.replicas - s.updated_replicas).max(0)))
+    });
+    metrics.observe_group(
+        meta.namespace.as_deref().unwrap_or_default(),
+        operator_api::core::OfCluster::cluster_name(group),
+        <R::Group as Group>::COMPONENT,
+        meta.name.as_deref().unwrap_or_default(),
+        outdated,
+    );
+}
+
 /// Reconciles one group of the component `R`.
 pub async fn reconcile<R: GroupRules>(
     group: std::sync::Arc<R::Group>,
@@ -356,6 +374,7 @@ pub async fn reconcile<R: GroupRules>(
 ) -> Result<Action, Error> {
     // The metric label is the kind in lower case (`pdgroup`).
     let controller = R::Group::kind(&()).to_lowercase();
+    observe_roll::<R>(&ctx.metrics, &group);
     reconcile::measured(&ctx.metrics, &controller, run::<R>(&group, &ctx)).await
 }
 

@@ -53,9 +53,14 @@ pub const LEADER_EVICTION_WAITS_TOTAL: &str = "tidb_operator_leader_eviction_wai
 /// answered no).
 pub const STORE_REMOVALS_TOTAL: &str = "tidb_operator_store_removals_total";
 
+/// Name of the gauge of a group's instances that do not run its current template yet (its
+/// status' `replicas - updatedReplicas`), labelled `namespace`, `cluster`, `component` and
+/// `group`: above 0 while a roll is in progress.
+pub const GROUP_OUTDATED_REPLICAS: &str = "tidb_operator_group_outdated_replicas";
+
 /// Every metric family a controller exports (a histogram's series add `_bucket`, `_sum` and
 /// `_count` to its name).
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     RECONCILE_TOTAL,
     RECONCILE_ERRORS_TOTAL,
     RECONCILE_DURATION_SECONDS,
@@ -66,6 +71,7 @@ pub const NAMES: [&str; 11] = [
     PD_REQUESTS_TOTAL,
     LEADER_EVICTION_WAITS_TOTAL,
     STORE_REMOVALS_TOTAL,
+    GROUP_OUTDATED_REPLICAS,
     crate::build_info::BUILD_INFO,
 ];
 
@@ -101,6 +107,10 @@ struct Inner {
     pd_requests: IntCounterVec,
     leader_eviction_waits: IntCounterVec,
     store_removals: IntCounterVec,
+    group_outdated: IntGaugeVec,
+    /// The label values of each group's outdated-replicas series, by (namespace, component,
+    /// group).
+    group_series: Mutex<BTreeMap<InstanceKey, [String; 4]>>,
 }
 
 type InstanceKey = (String, String, String);
@@ -244,6 +254,13 @@ impl Metrics {
             "Store removals asked of PD, by component and result (started, refused).",
             &["component", "result"],
         )?;
+        let group_outdated = gauge(
+            &registry,
+            GROUP_OUTDATED_REPLICAS,
+            "Instances of a group not yet on its current template (replicas - updatedReplicas of \
+             its status); above 0 while a roll is in progress.",
+            &["namespace", "cluster", "component", "group"],
+        )?;
         crate::build_info::register(&registry)?;
         Ok(Metrics {
             inner: Arc::new(Inner {
@@ -259,6 +276,8 @@ impl Metrics {
                 pd_requests,
                 leader_eviction_waits,
                 store_removals,
+                group_outdated,
+                group_series: Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -457,6 +476,44 @@ impl Metrics {
             .store_removals
             .with_label_values(&[component, result])
             .inc();
+    }
+
+    /// Sets [`GROUP_OUTDATED_REPLICAS`] of a group, or removes its series when `outdated` is
+    /// `None` (the group is being deleted). A group has one series: one under other labels is
+    /// replaced.
+    pub fn observe_group(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        component: &str,
+        group: &str,
+        outdated: Option<i64>,
+    ) {
+        let mut series = self
+            .inner
+            .group_series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (
+            namespace.to_string(),
+            component.to_string(),
+            group.to_string(),
+        );
+        let labels = [namespace, cluster, component, group];
+        if let Some(old) = series.get(&key)
+            && (outdated.is_none() || *old != labels.map(str::to_string))
+        {
+            let old: Vec<&str> = old.iter().map(String::as_str).collect();
+            let _ = self.inner.group_outdated.remove_label_values(&old);
+            series.remove(&key);
+        }
+        if let Some(outdated) = outdated {
+            self.inner
+                .group_outdated
+                .with_label_values(&labels)
+                .set(outdated);
+            series.insert(key, labels.map(str::to_string));
+        }
     }
 
     /// An observer for [`pd_client::PdClient::observed`] that counts into these metrics.
@@ -691,6 +748,30 @@ mod tests {
     }
 
     #[test]
+    fn a_group_has_one_outdated_series_until_it_goes() {
+        let metrics = Metrics::new().unwrap();
+        metrics.observe_group("db", "basic", "tikv", "tikv", Some(2));
+        let line = r#"tidb_operator_group_outdated_replicas{cluster="basic",component="tikv",group="tikv",namespace="db"}"#;
+        assert!(metrics.render().contains(&format!("{line} 2")));
+        metrics.observe_group("db", "basic", "tikv", "tikv", Some(0));
+        assert!(metrics.render().contains(&format!("{line} 0")));
+        metrics.observe_group("db", "other", "tikv", "tikv", Some(1));
+        let text = metrics.render();
+        assert!(!text.contains(line), "{text}");
+        assert_eq!(
+            text.matches("tidb_operator_group_outdated_replicas{")
+                .count(),
+            1
+        );
+        metrics.observe_group("db", "other", "tikv", "tikv", None);
+        assert!(
+            !metrics
+                .render()
+                .contains("tidb_operator_group_outdated_replicas{")
+        );
+    }
+
+    #[test]
     fn evictions_and_removals_are_counted_by_outcome() {
         let metrics = Metrics::new().unwrap();
         metrics.leader_eviction_finished("tikv", false);
@@ -721,6 +802,7 @@ mod tests {
         metrics.pd_request("GET", "members", "success");
         metrics.leader_eviction_finished("tikv", true);
         metrics.store_removal("tikv", false);
+        metrics.observe_group("db", "basic", "tikv", "tikv", Some(0));
         let families = metrics.registry().gather();
         let exported: BTreeSet<&str> = families.iter().map(|f| f.name()).collect();
         assert_eq!(
