@@ -34,7 +34,7 @@ struct Scene {
     client: Client,
     ns: TestNamespace,
     simulator: Simulator,
-    _controllers: Vec<Controller>,
+    controllers: Vec<Controller>,
 }
 
 impl Scene {
@@ -72,7 +72,7 @@ impl Scene {
             client,
             ns,
             simulator,
-            _controllers: controllers,
+            controllers,
         }
     }
 
@@ -316,6 +316,30 @@ impl Scene {
         );
     }
 
+    /// `tidb_operator_failovers_total` of `component`'s controller for `event`.
+    async fn failovers(&self, component: &str, event: &str) -> f64 {
+        self.controller(component)
+            .metric_sum("tidb_operator_failovers_total", &[("event", event)])
+            .await
+            .unwrap()
+    }
+
+    /// `tidb_operator_failed_instances` of `component`'s controller.
+    async fn failed_instances(&self, component: &str) -> f64 {
+        self.controller(component)
+            .metric_sum("tidb_operator_failed_instances", &[])
+            .await
+            .unwrap()
+    }
+
+    fn controller(&self, component: &str) -> &Controller {
+        let index = ["pd", "tikv", "tidb"]
+            .iter()
+            .position(|c| *c == component)
+            .unwrap();
+        &self.controllers[index]
+    }
+
     /// The messages of the Events with `reason` in the namespace.
     async fn events(&self, reason: &str) -> Vec<String> {
         self.api::<Event>()
@@ -412,6 +436,8 @@ async fn a_down_store_is_replaced_kept_and_taken_out_through_pd_once_it_is_back_
     )
     .await
     .unwrap();
+    assert_eq!(scene.failovers("tikv", "started").await, 1.0);
+    assert_eq!(scene.failed_instances("tikv").await, 1.0);
     let replacement = scene
         .tikvs()
         .await
@@ -460,6 +486,7 @@ async fn a_down_store_is_replaced_kept_and_taken_out_through_pd_once_it_is_back_
     // Store a comes back: it leaves through PD (it is nearly empty), its replacement stays.
     scene.fault(&format!("store-down/{a}"), false).await;
     scene.follow_removal(a, id_a).await;
+    assert_eq!(scene.failovers("tikv", "completed").await, 1.0);
     scene
         .wait_tikv_ready(4, "four stores after the recovery")
         .await;

@@ -18,6 +18,9 @@ use crate::duration;
 /// The operator-state annotations of failover, for a component's `STATE_ANNOTATIONS`.
 pub const STATE_ANNOTATIONS: &[&str] = &[ANNO_FAILING_SINCE, ANNO_FAILURE, ANNO_FAILED_OVER];
 
+/// Reason of the Event of a replacement begun.
+pub const EVENT_STARTED: &str = "FailoverStarted";
+
 /// Reason of a group whose failed instance is not replaced because `maxReplacements` are
 /// outstanding.
 pub const REASON_FAILOVER_EXHAUSTED: &str = "FailoverExhausted";
@@ -159,6 +162,9 @@ pub struct FailoverPlan {
     /// The group's new count of replacements made since it was last wholly healthy
     /// ([`Retire::First`] only), when it changes.
     pub replaced: Option<usize>,
+    /// Members failed for at least the period, or replaced and not recovered: the group's
+    /// failed-instance count.
+    pub failed: usize,
 }
 
 impl FailoverPlan {
@@ -204,6 +210,9 @@ pub fn plan(
     let mut outstanding = staying.iter().filter(|m| m.failed_over).count();
     let mut retired = 0;
     for member in &staying {
+        if member.failed_over && member.health != Health::Healthy {
+            plan.failed += 1;
+        }
         match (&member.health, member.failed_over) {
             (Health::Unknown, _) => {}
             (Health::Healthy, false) => forget(&mut plan.marks, member),
@@ -252,6 +261,7 @@ pub fn plan(
                     plan.recheck_after = earliest(plan.recheck_after, settings.period - failed_for);
                     continue;
                 }
+                plan.failed += 1;
                 if let Some(outage) = outage {
                     plan.refusal = Some((
                         REASON_FAILOVER_OUTAGE,
@@ -282,7 +292,7 @@ pub fn plan(
                 plan.marks
                     .push(mark(member.name, ANNO_FAILED_OVER, Some(now.to_string())));
                 plan.events.push((
-                    "FailoverStarted",
+                    EVENT_STARTED,
                     format!(
                         "replacing {}: {why} since {since} ({} ≥ the failover period {}); it is kept, with its volumes, until it recovers or is deleted",
                         member.name,
@@ -329,6 +339,7 @@ pub fn plan_first(
             plan.recheck_after = earliest(plan.recheck_after, settings.period - failed_for);
             continue;
         }
+        plan.failed += 1;
         if !settings.enabled || leaving || !plan.retire.is_empty() {
             continue;
         }
@@ -352,7 +363,7 @@ pub fn plan_first(
         plan.retire.push(member.name.to_string());
         plan.replaced = Some(replaced + 1);
         plan.events.push((
-            "FailoverStarted",
+            EVENT_STARTED,
             format!(
                 "replacing {}: {why} since {since} ({} ≥ the failover period {}); it leaves first, then a new member joins",
                 member.name,

@@ -350,8 +350,8 @@ pub fn instance_view<R: GroupRules>(
 }
 
 /// Sets the group's outdated-replicas gauge from its status as this reconcile finds it (the
-/// controller's last status write, which itself triggers a reconcile), or removes it once the
-/// group is being deleted.
+/// controller's last status write, which itself triggers a reconcile), or removes it, and the
+/// failed-instance gauge, once the group is being deleted.
 fn observe_roll<R: GroupRules>(metrics: &crate::metrics::Metrics, group: &R::Group) {
     let meta = group.meta();
     let outdated = meta.deletion_timestamp.is_none().then(|| {
@@ -365,6 +365,18 @@ fn observe_roll<R: GroupRules>(metrics: &crate::metrics::Metrics, group: &R::Gro
         meta.name.as_deref().unwrap_or_default(),
         outdated,
     );
+    if outdated.is_none() {
+        // The failed-instance gauge is set by the failover step; it goes with the group.
+        metrics.observe_failed(
+            [
+                meta.namespace.as_deref().unwrap_or_default(),
+                operator_api::core::OfCluster::cluster_name(group),
+                <R::Group as Group>::COMPONENT,
+                meta.name.as_deref().unwrap_or_default(),
+            ],
+            None,
+        );
+    }
 }
 
 /// Reconciles one group of the component `R`.
@@ -466,37 +478,8 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
                 skip_plan = true;
                 acted = true;
             }
-            if let Some((reason, message)) = plan.refusal.clone() {
-                blocked = Some(
-                    shared_group::refusal(&ctx.events, group, reason, "Failover", message).await,
-                );
-            }
-            for mark in plan.marks {
-                let effect = Effect::SetState {
-                    instance: mark.instance,
-                    key: mark.key,
-                    value: mark.value,
-                };
-                carry_out::<R>(ctx, group, &writer, &instances, effect).await?;
-            }
-            for (reason, message) in plan.events {
-                let effect = Effect::event(reason, "Failover", message);
-                carry_out::<R>(ctx, group, &writer, &instances, effect).await?;
-            }
-            if let Some(count) = plan.replaced {
-                let value = (count > 0).then(|| count.to_string());
-                let patch = serde_json::json!({"metadata": {"annotations": {
-                    keys::ANNO_FAILOVER_REPLACEMENTS: value
-                }}});
-                carry_out::<R>(ctx, group, &writer, &instances, Effect::PatchGroup(patch)).await?;
-            }
-            for name in &plan.retire {
-                if let Some(victim) = view.instance(name) {
-                    let decision = R::delete(&view, victim)?;
-                    let done = decided::<R>(ctx, group, &writer, &instances, decision).await?;
-                    blocked = done.blocked.or(blocked);
-                }
-            }
+            let refused = fail_over::<R>(ctx, &view, &writer, plan).await?;
+            blocked = refused.or(blocked);
         }
         if !skip_plan {
             let views = view.views();
@@ -608,6 +591,68 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
         (acted, still, recheck),
     )
     .await
+}
+
+/// Carries out a failover plan: its annotations, Events, the group's count and the failed
+/// instances taken out through the rules' own removal; counts it in the metrics. Returns the
+/// refusal the group shows, if any.
+async fn fail_over<R: GroupRules>(
+    ctx: &R::Ctx,
+    view: &GroupView<'_, R>,
+    writer: &InstanceWriter<'_, R::Instance>,
+    plan: FailoverPlan,
+) -> Result<Option<(&'static str, String)>, Error> {
+    let (group, instances) = (view.group, view.instances);
+    let component = <R::Group as Group>::COMPONENT;
+    let meta = group.meta();
+    ctx.metrics.observe_failed(
+        [
+            meta.namespace.as_deref().unwrap_or_default(),
+            operator_api::core::OfCluster::cluster_name(group),
+            component,
+            meta.name.as_deref().unwrap_or_default(),
+        ],
+        Some(i64::try_from(plan.failed).unwrap_or(i64::MAX)),
+    );
+    let mut blocked = match plan.refusal {
+        Some((reason, message)) => {
+            Some(shared_group::refusal(&ctx.events, group, reason, "Failover", message).await)
+        }
+        None => None,
+    };
+    for mark in plan.marks {
+        let effect = Effect::SetState {
+            instance: mark.instance,
+            key: mark.key,
+            value: mark.value,
+        };
+        carry_out::<R>(ctx, group, writer, instances, effect).await?;
+    }
+    for (reason, message) in plan.events {
+        if reason == failover::EVENT_STARTED {
+            ctx.metrics.failover(component, "started");
+        }
+        let effect = Effect::event(reason, "Failover", message);
+        carry_out::<R>(ctx, group, writer, instances, effect).await?;
+    }
+    if let Some(count) = plan.replaced {
+        let value = (count > 0).then(|| count.to_string());
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            keys::ANNO_FAILOVER_REPLACEMENTS: value
+        }}});
+        carry_out::<R>(ctx, group, writer, instances, Effect::PatchGroup(patch)).await?;
+    }
+    for name in &plan.retire {
+        if let Some(victim) = view.instance(name) {
+            let decision = R::delete(view, victim)?;
+            let done = decided::<R>(ctx, group, writer, instances, decision).await?;
+            if done.acted {
+                ctx.metrics.failover(component, "completed");
+            }
+            blocked = done.blocked.or(blocked);
+        }
+    }
+    Ok(blocked)
 }
 
 /// What came of one decision of the rules.

@@ -58,9 +58,16 @@ pub const STORE_REMOVALS_TOTAL: &str = "tidb_operator_store_removals_total";
 /// `group`: above 0 while a roll is in progress.
 pub const GROUP_OUTDATED_REPLICAS: &str = "tidb_operator_group_outdated_replicas";
 
+/// Name of the counter of failovers, labelled `component` and `event` (`started`: a failed
+/// instance got a replacement; `completed`: failover took a failed instance out of its group).
+pub const FAILOVERS_TOTAL: &str = "tidb_operator_failovers_total";
+/// Name of the gauge of a group's failed instances (failed for at least the failover period, or
+/// replaced and not recovered), labelled `namespace`, `cluster`, `component` and `group`.
+pub const FAILED_INSTANCES: &str = "tidb_operator_failed_instances";
+
 /// Every metric family a controller exports (a histogram's series add `_bucket`, `_sum` and
 /// `_count` to its name).
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 14] = [
     RECONCILE_TOTAL,
     RECONCILE_ERRORS_TOTAL,
     RECONCILE_DURATION_SECONDS,
@@ -72,6 +79,8 @@ pub const NAMES: [&str; 12] = [
     LEADER_EVICTION_WAITS_TOTAL,
     STORE_REMOVALS_TOTAL,
     GROUP_OUTDATED_REPLICAS,
+    FAILOVERS_TOTAL,
+    FAILED_INSTANCES,
     crate::build_info::BUILD_INFO,
 ];
 
@@ -107,10 +116,50 @@ struct Inner {
     pd_requests: IntCounterVec,
     leader_eviction_waits: IntCounterVec,
     store_removals: IntCounterVec,
-    group_outdated: IntGaugeVec,
-    /// The label values of each group's outdated-replicas series, by (namespace, component,
-    /// group).
-    group_series: Mutex<BTreeMap<InstanceKey, [String; 4]>>,
+    group_outdated: GroupGauge,
+    failovers: IntCounterVec,
+    failed_instances: GroupGauge,
+}
+
+/// A gauge with one series per group (labels `namespace`, `cluster`, `component`, `group`),
+/// removed when the group goes; a group's series under other labels is replaced.
+struct GroupGauge {
+    gauge: IntGaugeVec,
+    /// The label values of each group's series, by (namespace, component, group).
+    series: Mutex<BTreeMap<InstanceKey, [String; 4]>>,
+}
+
+impl GroupGauge {
+    fn new(gauge: IntGaugeVec) -> Self {
+        GroupGauge {
+            gauge,
+            series: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn set(&self, [namespace, cluster, component, group]: [&str; 4], value: Option<i64>) {
+        let mut series = self
+            .series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (
+            namespace.to_string(),
+            component.to_string(),
+            group.to_string(),
+        );
+        let labels = [namespace, cluster, component, group];
+        if let Some(old) = series.get(&key)
+            && (value.is_none() || *old != labels.map(str::to_string))
+        {
+            let old: Vec<&str> = old.iter().map(String::as_str).collect();
+            let _ = self.gauge.remove_label_values(&old);
+            series.remove(&key);
+        }
+        if let Some(value) = value {
+            self.gauge.with_label_values(&labels).set(value);
+            series.insert(key, labels.map(str::to_string));
+        }
+    }
 }
 
 type InstanceKey = (String, String, String);
@@ -261,6 +310,20 @@ impl Metrics {
              its status); above 0 while a roll is in progress.",
             &["namespace", "cluster", "component", "group"],
         )?;
+        let failovers = counter(
+            &registry,
+            FAILOVERS_TOTAL,
+            "Failovers, by component and event (started: a failed instance got a replacement; \
+             completed: failover took a failed instance out of its group).",
+            &["component", "event"],
+        )?;
+        let failed_instances = gauge(
+            &registry,
+            FAILED_INSTANCES,
+            "Failed instances of a group: failed for at least the failover period, or replaced \
+             and not recovered.",
+            &["namespace", "cluster", "component", "group"],
+        )?;
         crate::build_info::register(&registry)?;
         Ok(Metrics {
             inner: Arc::new(Inner {
@@ -276,8 +339,9 @@ impl Metrics {
                 pd_requests,
                 leader_eviction_waits,
                 store_removals,
-                group_outdated,
-                group_series: Mutex::new(BTreeMap::new()),
+                group_outdated: GroupGauge::new(group_outdated),
+                failovers,
+                failed_instances: GroupGauge::new(failed_instances),
             }),
         })
     }
@@ -489,31 +553,23 @@ impl Metrics {
         group: &str,
         outdated: Option<i64>,
     ) {
-        let mut series = self
-            .inner
-            .group_series
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = (
-            namespace.to_string(),
-            component.to_string(),
-            group.to_string(),
-        );
-        let labels = [namespace, cluster, component, group];
-        if let Some(old) = series.get(&key)
-            && (outdated.is_none() || *old != labels.map(str::to_string))
-        {
-            let old: Vec<&str> = old.iter().map(String::as_str).collect();
-            let _ = self.inner.group_outdated.remove_label_values(&old);
-            series.remove(&key);
-        }
-        if let Some(outdated) = outdated {
-            self.inner
-                .group_outdated
-                .with_label_values(&labels)
-                .set(outdated);
-            series.insert(key, labels.map(str::to_string));
-        }
+        self.inner
+            .group_outdated
+            .set([namespace, cluster, component, group], outdated);
+    }
+
+    /// Sets [`FAILED_INSTANCES`] of a group (`[namespace, cluster, component, group]`), or
+    /// removes its series when `failed` is `None` (the group is being deleted).
+    pub fn observe_failed(&self, group: [&str; 4], failed: Option<i64>) {
+        self.inner.failed_instances.set(group, failed);
+    }
+
+    /// Counts a failover `event` (`started`, `completed`) of `component`.
+    pub fn failover(&self, component: &str, event: &str) {
+        self.inner
+            .failovers
+            .with_label_values(&[component, event])
+            .inc();
     }
 
     /// An observer for [`pd_client::PdClient::observed`] that counts into these metrics.
@@ -803,6 +859,8 @@ mod tests {
         metrics.leader_eviction_finished("tikv", true);
         metrics.store_removal("tikv", false);
         metrics.observe_group("db", "basic", "tikv", "tikv", Some(0));
+        metrics.failover("tikv", "started");
+        metrics.observe_failed(["db", "basic", "tikv", "tikv"], Some(1));
         let families = metrics.registry().gather();
         let exported: BTreeSet<&str> = families.iter().map(|f| f.name()).collect();
         assert_eq!(
@@ -834,5 +892,24 @@ mod tests {
         let metrics = Metrics::new().unwrap();
         metrics.clone().api_request("create", "pds", "201");
         assert_eq!(metrics.api_requests("create"), 1);
+    }
+
+    #[test]
+    fn failovers_are_counted_and_failed_instances_gauged_per_group() {
+        let metrics = Metrics::new().unwrap();
+        metrics.failover("tikv", "started");
+        metrics.failover("tikv", "started");
+        metrics.failover("tikv", "completed");
+        metrics.observe_failed(["db", "basic", "tikv", "tikv"], Some(1));
+        let text = metrics.render();
+        for line in [
+            r#"tidb_operator_failovers_total{component="tikv",event="started"} 2"#,
+            r#"tidb_operator_failovers_total{component="tikv",event="completed"} 1"#,
+            r#"tidb_operator_failed_instances{cluster="basic",component="tikv",group="tikv",namespace="db"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        metrics.observe_failed(["db", "basic", "tikv", "tikv"], None);
+        assert!(!metrics.render().contains("tidb_operator_failed_instances{"));
     }
 }
