@@ -528,6 +528,47 @@ impl Simulator {
     }
 }
 
+/// Whether the Pod and the PVCs of `instance` exist and are not being deleted: `(pod, pvcs)`.
+pub async fn keeps_pod_and_pvc(
+    client: &kube::Client,
+    namespace: &str,
+    instance: &str,
+) -> Result<(bool, bool), kube::Error> {
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+    let pod = kube::Api::<Pod>::namespaced(client.clone(), namespace)
+        .get_opt(instance)
+        .await?;
+    let selector = format!("{}={instance}", operator_api::keys::LABEL_INSTANCE);
+    let pvcs = kube::Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await?
+        .items;
+    Ok((
+        pod.is_some_and(|p| p.metadata.deletion_timestamp.is_none()),
+        !pvcs.is_empty() && pvcs.iter().all(|p| p.metadata.deletion_timestamp.is_none()),
+    ))
+}
+
+impl Simulator {
+    /// The `state_name` PD reports for store `id` of a cluster (empty when it lists none).
+    pub async fn store_state(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        id: &str,
+    ) -> Result<String, String> {
+        let state = self.state(namespace, cluster).await?;
+        Ok(state["stores"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["id"].as_u64().map(|n| n.to_string()).as_deref() == Some(id))
+            .and_then(|s| s["state_name"].as_str())
+            .unwrap_or_default()
+            .to_string())
+    }
+}
+
 /// The endpoints of a Service that its EndpointSlices mark `ready`, by the name of the Pod they
 /// point at (or the address when they name none).
 pub async fn ready_endpoints(

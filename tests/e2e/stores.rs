@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions, reasons};
@@ -166,34 +165,17 @@ impl Scene {
 
     /// The simulator's state name of store `id`.
     async fn store_state(&self, id: &str) -> String {
-        let state = self.simulator.state(self.n(), CLUSTER).await.unwrap();
-        state["stores"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["id"].as_u64().map(|n| n.to_string()).as_deref() == Some(id))
-            .and_then(|s| s["state_name"].as_str())
-            .unwrap_or_default()
-            .to_string()
+        self.simulator
+            .store_state(self.n(), CLUSTER, id)
+            .await
+            .unwrap()
     }
 
     /// Whether the Pod and the PVC of `instance` exist and are not being deleted.
     async fn keeps_pod_and_pvc(&self, instance: &str) -> (bool, bool) {
-        let alive = |deleting: Option<&_>| deleting.is_none();
-        let pod = self.api::<Pod>().get_opt(instance).await.unwrap();
-        let pvcs = self
-            .api::<PersistentVolumeClaim>()
-            .list(&ListParams::default().labels(&format!("{}={instance}", keys::LABEL_INSTANCE)))
+        scenarios::keeps_pod_and_pvc(&self.client, self.n(), instance)
             .await
             .unwrap()
-            .items;
-        (
-            pod.is_some_and(|p| alive(p.metadata.deletion_timestamp.as_ref())),
-            !pvcs.is_empty()
-                && pvcs
-                    .iter()
-                    .all(|p| alive(p.metadata.deletion_timestamp.as_ref())),
-        )
     }
 
     /// Follows the removal of `instance` (store `id`) until the instance is gone: at every look

@@ -173,6 +173,72 @@ impl FailoverPlan {
     pub fn acts(&self) -> bool {
         !self.marks.is_empty() || !self.retire.is_empty() || self.replaced.is_some()
     }
+
+    /// How long a member failing since `since` has failed at `now`, once that is the period or
+    /// more (it then counts as failed); before that, `None`, and the plan looks again when the
+    /// period ends.
+    fn past_period(
+        &mut self,
+        settings: &Settings,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Option<Duration> {
+        let failed_for = Duration::try_from(now.duration_since(since)).unwrap_or_default();
+        if failed_for < settings.period {
+            self.recheck_after = earliest(self.recheck_after, settings.period - failed_for);
+            return None;
+        }
+        self.failed += 1;
+        Some(failed_for)
+    }
+
+    /// Refuses to replace `name` in an outage or at the cap (`count` replacements, which
+    /// `counted` describes); whether it did.
+    fn refused(
+        &mut self,
+        name: &str,
+        why: &str,
+        outage: Option<&str>,
+        (count, counted): (usize, &str),
+        settings: &Settings,
+    ) -> bool {
+        self.refusal = if let Some(outage) = outage {
+            Some((
+                REASON_FAILOVER_OUTAGE,
+                format!("{name} is not replaced: {outage}"),
+            ))
+        } else if count >= settings.max_replacements {
+            Some((
+                REASON_FAILOVER_EXHAUSTED,
+                format!(
+                    "{name} failed ({why}) and is not replaced: {count} replacement(s) {counted}, the group's failover.maxReplacements is {}; recover or delete a failed instance",
+                    settings.max_replacements
+                ),
+            ))
+        } else {
+            return false;
+        };
+        true
+    }
+
+    /// The Event of a replacement of `name` begun: what failed, since when, for how long, and
+    /// what becomes of it (`then`).
+    fn started(
+        &mut self,
+        name: &str,
+        (why, since, failed_for): (&str, Timestamp, Duration),
+        settings: &Settings,
+        then: &str,
+    ) {
+        self.events.push((
+            EVENT_STARTED,
+            format!(
+                "replacing {name}: {why} since {since} ({} ≥ the failover period {}); {then}",
+                duration::format(failed_for),
+                duration::format(settings.period)
+            ),
+        ));
+    }
 }
 
 fn mark(instance: &str, key: &'static str, value: Option<String>) -> Mark {
@@ -256,27 +322,11 @@ pub fn plan(
                     plan.recheck_after = earliest(plan.recheck_after, settings.period);
                     continue;
                 };
-                let failed_for = Duration::try_from(now.duration_since(since)).unwrap_or_default();
-                if failed_for < settings.period {
-                    plan.recheck_after = earliest(plan.recheck_after, settings.period - failed_for);
+                let Some(failed_for) = plan.past_period(settings, since, now) else {
                     continue;
-                }
-                plan.failed += 1;
-                if let Some(outage) = outage {
-                    plan.refusal = Some((
-                        REASON_FAILOVER_OUTAGE,
-                        format!("{} is not replaced: {outage}", member.name),
-                    ));
-                    continue;
-                }
-                if outstanding >= settings.max_replacements {
-                    plan.refusal = Some((
-                        REASON_FAILOVER_EXHAUSTED,
-                        format!(
-                            "{} failed ({why}) and is not replaced: {outstanding} replacement(s) are outstanding, the group's failover.maxReplacements is {}; recover or delete a failed instance",
-                            member.name, settings.max_replacements
-                        ),
-                    ));
+                };
+                let cap = (outstanding, "are outstanding");
+                if plan.refused(member.name, why, outage, cap, settings) {
                     continue;
                 }
                 outstanding += 1;
@@ -291,15 +341,12 @@ pub fn plan(
                 }
                 plan.marks
                     .push(mark(member.name, ANNO_FAILED_OVER, Some(now.to_string())));
-                plan.events.push((
-                    EVENT_STARTED,
-                    format!(
-                        "replacing {}: {why} since {since} ({} ≥ the failover period {}); it is kept, with its volumes, until it recovers or is deleted",
-                        member.name,
-                        duration::format(failed_for),
-                        duration::format(settings.period)
-                    ),
-                ));
+                plan.started(
+                    member.name,
+                    (why, since, failed_for),
+                    settings,
+                    "it is kept, with its volumes, until it recovers or is deleted",
+                );
             }
         }
     }
@@ -334,43 +381,24 @@ pub fn plan_first(
         let Some(since) = since.or(member.failing_since) else {
             continue;
         };
-        let failed_for = Duration::try_from(now.duration_since(since)).unwrap_or_default();
-        if failed_for < settings.period {
-            plan.recheck_after = earliest(plan.recheck_after, settings.period - failed_for);
+        let Some(failed_for) = plan.past_period(settings, since, now) else {
             continue;
-        }
-        plan.failed += 1;
+        };
         if !settings.enabled || leaving || !plan.retire.is_empty() {
             continue;
         }
-        if let Some(outage) = outage {
-            plan.refusal = Some((
-                REASON_FAILOVER_OUTAGE,
-                format!("{} is not replaced: {outage}", member.name),
-            ));
-            continue;
-        }
-        if replaced >= settings.max_replacements {
-            plan.refusal = Some((
-                REASON_FAILOVER_EXHAUSTED,
-                format!(
-                    "{} failed ({why}) and is not replaced: {replaced} replacement(s) were made since the group was last healthy, the group's failover.maxReplacements is {}",
-                    member.name, settings.max_replacements
-                ),
-            ));
+        let cap = (replaced, "were made since the group was last healthy");
+        if plan.refused(member.name, why, outage, cap, settings) {
             continue;
         }
         plan.retire.push(member.name.to_string());
         plan.replaced = Some(replaced + 1);
-        plan.events.push((
-            EVENT_STARTED,
-            format!(
-                "replacing {}: {why} since {since} ({} ≥ the failover period {}); it leaves first, then a new member joins",
-                member.name,
-                duration::format(failed_for),
-                duration::format(settings.period)
-            ),
-        ));
+        plan.started(
+            member.name,
+            (why, since, failed_for),
+            settings,
+            "it leaves first, then a new member joins",
+        );
     }
     plan
 }
