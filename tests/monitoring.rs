@@ -4,11 +4,11 @@
 //!   port and labels the series `tidb_cluster` and `k8s_cluster`;
 //! - `promtool check rules` and `promtool test rules` pass on the shipped PrometheusRule's groups
 //!   (extracted from it, not written twice), with a unit test where each alert fires and one
-//!   where it stays quiet (`tests/fixtures/monitoring/alerts-test.yaml`);
+//!   where it stays quiet (`tests/data/monitoring/alerts-test.yaml`);
 //! - every query of the operator's Grafana dashboard parses (promtool checks it as a recording
 //!   rule) and names only metrics the controllers export ([`operator_runtime::metrics::NAMES`]);
 //! - `hack/tidb-dashboards.sh` wraps TiDB's dashboards in ConfigMaps for Grafana's sidecar (offline,
-//!   from `tests/fixtures/monitoring/dashboards`).
+//!   from `tests/data/monitoring/dashboards`).
 //!
 //! `kubectl` comes from `$KUBECTL` or `PATH`, `promtool` from `$PROMTOOL` or `PATH`
 //! (hack/build-tools.sh builds it); without them these tests fail.
@@ -209,7 +209,7 @@ fn the_shipped_alert_rules_pass_promtool_and_every_alert_has_a_unit_test_both_wa
         serde_yaml::to_string(&rule["spec"]).unwrap(),
     )
     .unwrap();
-    let tests = repo().join("tests/fixtures/monitoring/alerts-test.yaml");
+    let tests = repo().join("tests/data/monitoring/alerts-test.yaml");
     std::fs::copy(&tests, dir.join("alerts-test.yaml")).unwrap();
     run(&promtool, &["check", "rules", "rules.yaml"], &dir);
     run(&promtool, &["test", "rules", "alerts-test.yaml"], &dir);
@@ -351,7 +351,7 @@ fn a_query_on_a_metric_that_does_not_exist_is_caught() {
 fn the_dashboard_script_wraps_tidbs_dashboards_in_configmaps_for_the_sidecar() {
     let output = Command::new("bash")
         .arg(repo().join("hack/tidb-dashboards.sh"))
-        .args(["--from", "tests/fixtures/monitoring/dashboards"])
+        .args(["--from", "tests/data/monitoring/dashboards"])
         .args(["--datasource", "prom-main", "--namespace", "monitoring"])
         .current_dir(repo())
         .output()
