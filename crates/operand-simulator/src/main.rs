@@ -65,6 +65,14 @@ struct Args {
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     start_delay: Duration,
 
+    /// How long a crash-looping store (the `store-flap` fault) is Down in each cycle.
+    #[arg(long, default_value = "8s", value_parser = parse_duration)]
+    flap_down: Duration,
+
+    /// How long a crash-looping store is Up in each cycle.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    flap_up: Duration,
+
     /// Regions per cluster.
     #[arg(long, default_value_t = 30)]
     regions: usize,
@@ -124,6 +132,8 @@ async fn main() -> anyhow::Result<()> {
         regions: args.regions,
         down_after: args.down_after,
         start_delay: args.start_delay,
+        flap_down: args.flap_down,
+        flap_up: args.flap_up,
         moves_per_tick: args.moves_per_tick.max(1),
         tick: args.tick,
         cluster_domain: args.cluster_domain.clone(),

@@ -1339,7 +1339,7 @@ impl ClusterState {
 
     /// Sets a fault.
     pub fn set_fault(&mut self, fault: &Fault, now: Now) {
-        if self.faults.set(fault) {
+        if self.faults.set(fault, now.instant) {
             self.log(
                 now,
                 EventKind::FaultSet {
@@ -1372,6 +1372,20 @@ impl ClusterState {
                 self.reapply_node(node, now);
             }
             self.record_safety(now);
+        }
+    }
+
+    /// Moves crash-looping stores (`store-flap`) to their phase now, logging each change.
+    pub(super) fn flap_stores(&mut self, now: Now) {
+        let (down, up) = (self.settings.flap_down, self.settings.flap_up);
+        for (store, down) in self.faults.flap(now.instant, down, up) {
+            self.log(
+                now,
+                EventKind::StoreFlapped {
+                    store: store.to_string(),
+                    down,
+                },
+            );
         }
     }
 

@@ -239,6 +239,13 @@ pub enum EventKind {
         /// Its target, if any.
         target: Option<String>,
     },
+    /// A crash-looping store (`store-flap`) changed phase.
+    StoreFlapped {
+        /// The fault's target: store ID or instance name.
+        store: String,
+        /// Down now (else Up).
+        down: bool,
+    },
     /// A fault was cleared through the control API.
     FaultCleared {
         /// Fault name.

@@ -1,7 +1,8 @@
 //! Faults a test injects into one simulated cluster through the control endpoints.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use serde::{Serialize, Serializer};
 
@@ -79,6 +80,9 @@ pub enum Fault {
     NodeLost(String),
     /// The evict-leader scheduler moves one leader off the store per [`SLOW_DRAIN_TICKS`].
     SlowDrain(StoreRef),
+    /// A crash-looping TiKV: the store is forced Down (as under `store-down`) for the flap's
+    /// down time, then Up for its up time, over and over, starting Down.
+    StoreFlap(StoreRef),
 }
 
 impl Fault {
@@ -97,6 +101,7 @@ impl Fault {
             Self::PdQuorumLost => "pd-quorum-lost",
             Self::NodeLost(_) => "node-lost",
             Self::SlowDrain(_) => "slow-drain",
+            Self::StoreFlap(_) => "store-flap",
         }
     }
 
@@ -112,7 +117,8 @@ impl Fault {
             | Self::DownPeers(s)
             | Self::LeadersNeverDrain(s)
             | Self::StoreAddressChanged(s)
-            | Self::SlowDrain(s) => Some(s.to_string()),
+            | Self::SlowDrain(s)
+            | Self::StoreFlap(s) => Some(s.to_string()),
             Self::MaxReplicas(n) => Some(n.to_string()),
         }
     }
@@ -136,6 +142,7 @@ impl Fault {
             "pd-quorum-lost" => Self::PdQuorumLost,
             "node-lost" => Self::NodeLost(need(target)?),
             "slow-drain" => Self::SlowDrain(StoreRef::parse(&need(target)?)),
+            "store-flap" => Self::StoreFlap(StoreRef::parse(&need(target)?)),
             "max-replicas" => {
                 // On clear the value does not matter; on set it must be a positive number.
                 let value = target.unwrap_or("0");
@@ -177,6 +184,16 @@ pub struct Faults {
     pub lost_nodes: BTreeSet<String>,
     /// Stores whose leaders drain slowly.
     pub slow_drain_stores: BTreeSet<StoreRef>,
+    /// Crash-looping stores, with when the fault was set (their phase counts from it).
+    #[serde(serialize_with = "keys_only")]
+    pub flapping_stores: BTreeMap<StoreRef, Instant>,
+    /// The flapping stores in their down phase as of the last [`Faults::flap`].
+    #[serde(skip)]
+    flapped_down: BTreeSet<StoreRef>,
+}
+
+fn keys_only<S: Serializer>(map: &BTreeMap<StoreRef, Instant>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(map.keys())
 }
 
 fn any_matches(set: &BTreeSet<StoreRef>, id: u64, instance: &str) -> bool {
@@ -184,8 +201,8 @@ fn any_matches(set: &BTreeSet<StoreRef>, id: u64, instance: &str) -> bool {
 }
 
 impl Faults {
-    /// Sets a fault; whether anything changed.
-    pub fn set(&mut self, fault: &Fault) -> bool {
+    /// Sets a fault at `now`; whether anything changed.
+    pub fn set(&mut self, fault: &Fault, now: Instant) -> bool {
         match fault {
             Fault::PdUnreachable => !std::mem::replace(&mut self.pd_unreachable, true),
             Fault::MemberUnhealthy(n) => self.unhealthy_members.insert(n.clone()),
@@ -199,6 +216,15 @@ impl Faults {
             Fault::PdQuorumLost => !std::mem::replace(&mut self.pd_quorum_lost, true),
             Fault::NodeLost(n) => self.lost_nodes.insert(n.clone()),
             Fault::SlowDrain(s) => self.slow_drain_stores.insert(s.clone()),
+            Fault::StoreFlap(s) => {
+                let new = !self.flapping_stores.contains_key(s);
+                if new {
+                    // Down at once, as a crash does; the phase is counted from now.
+                    self.flapping_stores.insert(s.clone(), now);
+                    self.flapped_down.insert(s.clone());
+                }
+                new
+            }
         }
     }
 
@@ -217,7 +243,33 @@ impl Faults {
             Fault::PdQuorumLost => std::mem::replace(&mut self.pd_quorum_lost, false),
             Fault::NodeLost(n) => self.lost_nodes.remove(n),
             Fault::SlowDrain(s) => self.slow_drain_stores.remove(s),
+            Fault::StoreFlap(s) => {
+                self.flapped_down.remove(s);
+                self.flapping_stores.remove(s).is_some()
+            }
         }
+    }
+
+    /// Moves each flapping store to its phase at `now` (Down for `down`, then Up for `up`, from
+    /// when the fault was set); the stores that changed phase, with whether they are Down now.
+    pub fn flap(&mut self, now: Instant, down: Duration, up: Duration) -> Vec<(StoreRef, bool)> {
+        let cycle = (down + up).as_millis().max(1);
+        let mut changed = Vec::new();
+        for (store, since) in &self.flapping_stores {
+            let into = now.saturating_duration_since(*since).as_millis() % cycle;
+            let is_down = into < down.as_millis();
+            if is_down != self.flapped_down.contains(store) {
+                changed.push((store.clone(), is_down));
+            }
+        }
+        for (store, is_down) in &changed {
+            if *is_down {
+                self.flapped_down.insert(store.clone());
+            } else {
+                self.flapped_down.remove(store);
+            }
+        }
+        changed
     }
 
     /// Every fault set, one [`Fault`] each.
@@ -245,6 +297,7 @@ impl Faults {
                 .map(Fault::LeadersNeverDrain),
         );
         all.extend(self.slow_drain_stores.iter().cloned().map(Fault::SlowDrain));
+        all.extend(self.flapping_stores.keys().cloned().map(Fault::StoreFlap));
         all.extend(
             self.moved_stores
                 .iter()
@@ -265,6 +318,7 @@ impl Faults {
     /// Whether the store is forced Down.
     pub fn store_down(&self, id: u64, instance: &str) -> bool {
         any_matches(&self.down_stores, id, instance)
+            || any_matches(&self.flapped_down, id, instance)
     }
 
     /// Whether the store's peers are reported down.

@@ -47,6 +47,10 @@ pub struct SimConfig {
     pub down_after: Duration,
     /// How long a PD or TiKV Pod runs before it serves.
     pub start_delay: Duration,
+    /// How long a crash-looping store (`store-flap`) is Down in each cycle.
+    pub flap_down: Duration,
+    /// How long a crash-looping store is Up in each cycle.
+    pub flap_up: Duration,
     /// Leader transfers per evicted store, and region moves per cluster, per tick.
     pub moves_per_tick: usize,
     /// The tick's length, reported with the safety record (the ticker runs outside the sim).
@@ -64,6 +68,8 @@ impl Default for SimConfig {
             regions: 30,
             down_after: Duration::from_secs(10),
             start_delay: Duration::ZERO,
+            flap_down: Duration::from_secs(8),
+            flap_up: Duration::from_secs(3),
             moves_per_tick: 3,
             tick: Duration::from_millis(500),
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),

@@ -29,6 +29,7 @@ impl ClusterState {
     /// One simulation step.
     pub fn tick(&mut self, now: Now) {
         self.ticks += 1;
+        self.flap_stores(now);
         self.finish_starting(now);
         self.admit_waiting_members(now);
         self.retry_stores(now);

@@ -1469,3 +1469,33 @@ fn advertised_addresses_are_read_from_each_components_config() {
     assert_eq!(host_of_address("http://a.b.svc.x:2379"), "a.b.svc.x");
     assert_eq!(host_of_address("a.b:20160"), "a.b");
 }
+
+#[test]
+fn a_flapping_store_is_down_then_up_over_and_over_until_cleared() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    let flap = Fault::StoreFlap(StoreRef::Instance("kv-a".into()));
+    let now = w.now;
+    w.c().set_fault(&flap, now);
+    // Down at once, for the down time (8 s by default), then Up for the up time (3 s).
+    assert_eq!(w.store(1).store.state_name, "Down");
+    assert!(w.c().tikv_status("kv-a").is_none());
+    w.ticks(15);
+    assert_eq!(w.store(1).store.state_name, "Down");
+    w.ticks(2);
+    assert_eq!(w.store(1).store.state_name, "Up");
+    assert!(w.c().tikv_status("kv-a").is_some());
+    w.ticks(6);
+    assert_eq!(w.store(1).store.state_name, "Down");
+    let flapped = w.kinds().iter().filter(|k| *k == "store_flapped").count();
+    assert_eq!(flapped, 2, "one event per change of phase");
+    // Cleared: Up for good, and the other stores never flapped.
+    let now = w.now;
+    w.c().clear_fault(&flap, now);
+    w.ticks(30);
+    assert_eq!(w.store(1).store.state_name, "Up");
+    assert_eq!(w.store(2).store.state_name, "Up");
+    assert_eq!(
+        Fault::parse("store-flap", Some("kv-a")).expect("parses"),
+        flap
+    );
+}
