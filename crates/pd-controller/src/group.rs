@@ -51,15 +51,24 @@ impl GroupRules for Rules {
         Some(failover::Settings::of(group.spec.failover.as_ref()))
     }
 
+    // A member PD itself reports healthy is not failed, whatever its instance's `Ready`
+    // (written at its last look, which may be a while ago) says.
     fn health(view: &View<'_>, pd: &PD) -> failover::Health {
-        failover::by_readiness(
-            pd.conditions(),
-            view.observed.pods_created.get(&pd.name_any()),
-        )
+        let name = pd.name_any();
+        if let Some(Ok(health)) = &view.observed.pd_health
+            && health.get(&name) == Some(&true)
+        {
+            return failover::Health::Healthy;
+        }
+        failover::by_readiness(pd.conditions(), view.observed.pods_created.get(&name))
     }
 
     fn outage(view: &View<'_>) -> Option<String> {
-        members_outage(view.instances, &view.observed.pods_created)
+        members_outage(
+            view.instances,
+            &view.observed.pods_created,
+            view.observed.pd_health.as_ref(),
+        )
     }
 
     /// A new member joins only once a leaving one has left the PD cluster: adding it first
@@ -89,13 +98,40 @@ impl GroupRules for Rules {
     async fn observe(
         ctx: &Ctx,
         group: &PDGroup,
-        _cluster: &Cluster,
+        cluster: &Cluster,
         instances: &[PD],
         _update_revision: &str,
     ) -> Result<Observed, Error> {
         let namespace = group.namespace().unwrap_or_default();
+        // Failover decides from PD's own view of its members now, not from instance conditions
+        // that lag by up to a health check: asked only where failover may act.
+        let settings = failover::Settings::of(group.spec.failover.as_ref());
+        let pd_health = if group.spec.bootstrapped && settings.enabled {
+            let url = build::client_service_url(
+                &namespace,
+                &group.name_any(),
+                build::client_port(&group.spec.template.spec),
+                &Dns::of_spec(&cluster.spec),
+            );
+            Some(match ctx.pd(&namespace, &group.spec.cluster.name, url) {
+                Ok(pd) => pd
+                    .health()
+                    .await
+                    .map(|members| {
+                        members
+                            .into_iter()
+                            .map(|m| (m.name, m.health))
+                            .collect::<BTreeMap<String, bool>>()
+                    })
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            })
+        } else {
+            None
+        };
         Ok(Observed {
             pods_created: failover::pods_created(&ctx.caches.pods, &namespace, instances),
+            pd_health,
         })
     }
 
@@ -177,11 +213,25 @@ pub struct Observed {
     /// When each member's Pod was created, from the cache: a member is not failed for longer
     /// than its Pod has existed.
     pods_created: BTreeMap<String, Timestamp>,
+    /// PD's health of each member by name (`/health`), or why PD did not answer; `None` where
+    /// it was not asked (failover off, or PD not bootstrapped).
+    pd_health: Option<Result<BTreeMap<String, bool>, String>>,
 }
 
 /// A member is replaced only while a majority of the members is healthy, so that PD can remove
-/// it (a change of membership needs a quorum) and the members left keep one.
-fn members_outage(instances: &[PD], pods: &BTreeMap<String, Timestamp>) -> Option<String> {
+/// it (a change of membership needs a quorum) and the members left keep one. Healthy means
+/// `Ready` and, where PD was asked (`pd_health`), healthy in PD's own answer now; a PD that does
+/// not answer has no quorum to change its membership with.
+fn members_outage(
+    instances: &[PD],
+    pods: &BTreeMap<String, Timestamp>,
+    pd_health: Option<&Result<BTreeMap<String, bool>, String>>,
+) -> Option<String> {
+    if let Some(Err(error)) = pd_health {
+        return Some(format!(
+            "PD does not answer ({error}): without a quorum it cannot change its membership, and the members are waited for"
+        ));
+    }
     let staying: Vec<&PD> = instances
         .iter()
         .filter(|i| i.metadata.deletion_timestamp.is_none())
@@ -189,8 +239,9 @@ fn members_outage(instances: &[PD], pods: &BTreeMap<String, Timestamp>) -> Optio
     let healthy = staying
         .iter()
         .filter(|i| {
-            failover::by_readiness(i.conditions(), pods.get(&i.name_any()))
-                == failover::Health::Healthy
+            let name = i.name_any();
+            failover::by_readiness(i.conditions(), pods.get(&name)) == failover::Health::Healthy
+                && pd_health.is_none_or(|h| h.as_ref().is_ok_and(|h| h.get(&name) == Some(&true)))
         })
         .count();
     (healthy * 2 <= staying.len()).then(|| {
@@ -437,15 +488,36 @@ mod tests {
             member("b", Some(true)),
             member("c", Some(true)),
         ];
-        assert_eq!(members_outage(&one_down, &all), None);
+        assert_eq!(members_outage(&one_down, &all, None), None);
         let two_down = [
             member("a", Some(false)),
             member("b", Some(false)),
             member("c", Some(true)),
         ];
         assert!(
-            members_outage(&two_down, &all)
+            members_outage(&two_down, &all, None)
                 .is_some_and(|m| m.starts_with("only 1 of the 3 PD members"))
+        );
+        // PD's own answer counts: a member its instance still shows Ready but that PD reports
+        // unhealthy is not healthy, and a PD that does not answer is an outage.
+        let pd = |healthy: &[&str]| -> Result<BTreeMap<String, bool>, String> {
+            Ok(["a", "b", "c"]
+                .iter()
+                .map(|n| (n.to_string(), healthy.contains(n)))
+                .collect())
+        };
+        assert_eq!(
+            members_outage(&one_down, &all, Some(&pd(&["b", "c"]))),
+            None
+        );
+        assert!(
+            members_outage(&one_down, &all, Some(&pd(&["c"])))
+                .is_some_and(|m| m.starts_with("only 1 of the 3 PD members"))
+        );
+        let silent: Result<BTreeMap<String, bool>, String> = Err("no leader".into());
+        assert!(
+            members_outage(&one_down, &all, Some(&silent))
+                .is_some_and(|m| m.starts_with("PD does not answer (no leader)"))
         );
         // A member that cannot be judged is not counted healthy.
         let unknown = [
@@ -453,9 +525,9 @@ mod tests {
             member("b", None),
             member("c", Some(true)),
         ];
-        assert!(members_outage(&unknown, &all).is_some());
+        assert!(members_outage(&unknown, &all, None).is_some());
         // The only member is never replaced.
-        assert!(members_outage(&[member("a", Some(false))], &pods(&["a"])).is_some());
+        assert!(members_outage(&[member("a", Some(false))], &pods(&["a"]), None).is_some());
     }
 
     #[test]
