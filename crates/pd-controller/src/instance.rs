@@ -489,7 +489,7 @@ async fn finalize(
                 )
                 .await;
         }
-        if instance::remove_pod(ctx, pd).await? != PodRemoval::Gone {
+        if instance::remove_pod(ctx, pd, "the member has left PD").await? != PodRemoval::Gone {
             return Ok(Finished::then(Action::requeue(Duration::from_secs(2))));
         }
         // The member is gone from PD and its Pod is gone: its data is no longer needed.

@@ -15,6 +15,7 @@ use operator_api::core::Instance;
 
 use crate::cache;
 use crate::component::Shared;
+use crate::pod;
 use crate::reconcile::{Error, StatusKind};
 
 /// Suspended compute: deletes the running Pod (the instance, its ConfigMap and PVCs stay, and the
@@ -228,8 +229,10 @@ pub enum PodRemoval {
     Terminating,
 }
 
-/// Deletes the instance's Pod (as the cache shows it) unless it is already terminating.
-pub async fn remove_pod<K>(shared: &Shared, instance: &K) -> Result<PodRemoval, Error>
+/// Deletes the instance's Pod (as the cache shows it) unless it is already terminating; a Pod
+/// stuck terminating is removed from the API ([`force_delete_stuck_pod`], `left` saying why that
+/// is safe for this component).
+pub async fn remove_pod<K>(shared: &Shared, instance: &K, left: &str) -> Result<PodRemoval, Error>
 where
     K: StatusKind,
 {
@@ -239,6 +242,7 @@ where
         return Ok(PodRemoval::Gone);
     };
     if pod.metadata.deletion_timestamp.is_some() {
+        force_delete_stuck_pod(shared, instance, &pod, left).await?;
         return Ok(PodRemoval::Terminating);
     }
     Api::<Pod>::namespaced(shared.client.clone(), &namespace)
@@ -246,4 +250,58 @@ where
         .await
         .map_err(Error::kube("deleting the Pod"))?;
     Ok(PodRemoval::Deleted)
+}
+
+/// Removes from the API a Pod of a removed instance that is stuck terminating
+/// ([`pod::stuck_terminating`]): its Node is lost or cut off and will never confirm its end, so
+/// without this the instance, its PVCs and whatever waits for them would wait for ever. Called
+/// only once the member has left its cluster (`left` says how, for the Event): a Pod that comes
+/// back to life on a returning Node cannot rejoin, and its kubelet stops it once the API no
+/// longer has it. Returns whether it removed it.
+pub async fn force_delete_stuck_pod<K: StatusKind>(
+    shared: &Shared,
+    instance: &K,
+    pod: &Pod,
+    left: &str,
+) -> Result<bool, Error> {
+    let Some(past) = pod::stuck_terminating(pod, Timestamp::now()) else {
+        return Ok(false);
+    };
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let namespace = instance.namespace().unwrap_or_default();
+    match Api::<Pod>::namespaced(shared.client.clone(), &namespace)
+        .delete(&pod.name_any(), &params)
+        .await
+    {
+        Ok(_) => {}
+        // Gone meanwhile, or another Pod of that name: nothing of this one to remove.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return Ok(false),
+        Err(error) => return Err(Error::kube("force-deleting a stuck Pod")(error)),
+    }
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("its Node");
+    let message = format!(
+        "the Pod was still terminating {}s after its grace period ended: {node} does not confirm (lost or cut off); {left}, so the Pod is removed from the API",
+        past.as_secs()
+    );
+    shared
+        .events
+        .warning(instance, "PodForceDeleted", "Remove", message)
+        .await;
+    tracing::warn!(
+        pod = pod.name_any(),
+        node,
+        "force-deleted a stuck Pod of a removed instance"
+    );
+    Ok(true)
 }

@@ -1,8 +1,26 @@
 //! What the instance controllers read off a Pod: whether it is ready, and if not, why, in words
-//! for a condition message; and the `Ready` and `Synced` conditions as far as the Pod decides them.
+//! for a condition message; the `Ready` and `Synced` conditions as far as the Pod decides them;
+//! and whether a terminating Pod is stuck because its Node no longer confirms anything.
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use operator_api::conditions::reasons;
+
+/// How long past the end of its grace period a terminating Pod may stay before it counts as
+/// stuck. A kubelet confirms a Pod's end within seconds of its grace period; one that has not
+/// after this long is on a Node that is lost or cut off.
+pub const STUCK_AFTER_GRACE: Duration = Duration::from_secs(20);
+
+/// How long `pod` has been terminating past its grace period plus [`STUCK_AFTER_GRACE`] at
+/// `now` (its `deletionTimestamp` is when the grace period ends), if it has: nothing will
+/// confirm its end. `None` for a Pod that is not terminating or not stuck yet.
+pub fn stuck_terminating(pod: &Pod, now: Timestamp) -> Option<Duration> {
+    let grace_ends = pod.metadata.deletion_timestamp.as_ref()?.0;
+    let past = Duration::try_from(now.duration_since(grace_ends)).ok()?;
+    (past >= STUCK_AFTER_GRACE).then_some(past)
+}
 
 /// A condition's status, reason and message.
 pub type Verdict = (bool, &'static str, String);
@@ -166,5 +184,24 @@ mod tests {
             not_ready_message(&Pod::default()),
             "the Pod is Pending and not ready"
         );
+    }
+
+    #[test]
+    fn a_pod_is_stuck_only_well_past_the_end_of_its_grace_period() {
+        let grace_ends = Timestamp::from_second(1_000).unwrap();
+        let mut terminating = Pod::default();
+        terminating.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(grace_ends),
+        );
+        let at = |seconds: i64| Timestamp::from_second(seconds).unwrap();
+        // Still in its grace period, or just past it: the kubelet has time to confirm.
+        assert_eq!(stuck_terminating(&terminating, at(990)), None);
+        assert_eq!(stuck_terminating(&terminating, at(1_019)), None);
+        assert_eq!(
+            stuck_terminating(&terminating, at(1_020)),
+            Some(STUCK_AFTER_GRACE)
+        );
+        // A Pod that is not terminating is never stuck.
+        assert_eq!(stuck_terminating(&Pod::default(), at(5_000)), None);
     }
 }

@@ -248,7 +248,7 @@ async fn finalize(tidb: &TiDB, ctx: &Ctx) -> Result<Action, Error> {
     if !tidb.finalizers().iter().any(|f| f == keys::FINALIZER) {
         return Ok(Action::await_change());
     }
-    match instance::remove_pod(ctx, tidb).await? {
+    match instance::remove_pod(ctx, tidb, "a TiDB server keeps no data").await? {
         PodRemoval::Gone => {}
         PodRemoval::Deleted => {
             ctx.events

@@ -219,7 +219,19 @@ pub(super) async fn remove_store(
                     info!("deleted the Pod of a removed store");
                     return Ok(Finished::then(later));
                 }
-                RemovalStep::WaitForPod => return Ok(Finished::then(later)),
+                RemovalStep::WaitForPod => {
+                    // A Pod whose Node is lost never finishes terminating; the store is
+                    // Tombstone, so nothing of it can come back.
+                    if let Some(pod) = pod {
+                        let left = if id.is_empty() {
+                            "the store never registered with PD".to_string()
+                        } else {
+                            format!("store {id} is Tombstone in PD")
+                        };
+                        instance::force_delete_stuck_pod(scope.ctx, tikv, pod, &left).await?;
+                    }
+                    return Ok(Finished::then(later));
+                }
                 _ => {}
             }
             if scope.delete_pvcs().await? {
