@@ -713,16 +713,12 @@ fn failover_plan<R: GroupRules>(
             )
         })
         .collect();
-    let replaced = |i: &R::Instance| {
-        i.meta()
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(keys::ANNO_FAILED_OVER))
-    };
+    // Members are in the order of the instances.
     let ready_others = view
         .instances
         .iter()
-        .filter(|i| !R::leaving(i) && !replaced(i) && is_available(*i))
+        .zip(&members)
+        .filter(|(i, m)| !m.leaving && !m.failed_over && is_available(*i))
         .count();
     if R::RETIRE == failover::Retire::First {
         let replaced = view

@@ -11,6 +11,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -182,20 +183,28 @@ pub async fn reconcile<R: InstanceRules>(
         cluster = instance.cluster_name(),
     );
     let run = async {
-        let mut finished = run::<R>(&instance, &ctx).await?;
-        finished.status = with_failover_condition(instance.as_ref(), finished.status);
-        observe_health(
-            &ctx.metrics,
-            R::METRIC,
-            instance.as_ref(),
-            finished.status.as_ref(),
-        );
-        if let Some(status) = &finished.status {
-            let mut current = instance.as_ref().clone();
-            if finished.version.is_some() {
-                current.meta_mut().resource_version = finished.version.clone();
-            }
-            reconcile::write_status(&ctx, &current, status).await?;
+        let finished = run::<R>(&instance, &ctx).await?;
+        // The instance as this reconcile leaves it: the status it writes (or the one it had),
+        // with the `FailedOver` condition its annotations call for. The gauge shows it.
+        let mut after = instance.as_ref().clone();
+        let mut write = finished.status.is_some();
+        if let Some(status) = finished.status {
+            *after.status_mut() = Some(status);
+        }
+        write |= set_failover_condition(&mut after);
+        observe_health(&ctx.metrics, R::METRIC, &after);
+        if write && let Some(status) = after.status() {
+            // Written against the instance as read (or as this reconcile last wrote it), so
+            // that an unchanged status is not written again.
+            let current = match &finished.version {
+                Some(version) => {
+                    let mut read = instance.as_ref().clone();
+                    read.meta_mut().resource_version = Some(version.clone());
+                    std::borrow::Cow::Owned(read)
+                }
+                None => std::borrow::Cow::Borrowed(instance.as_ref()),
+            };
+            reconcile::write_status(&ctx, current.as_ref(), status).await?;
         }
         Ok(finished.then)
     };
@@ -260,52 +269,35 @@ async fn run<R: InstanceRules>(
     R::act(ctx, prepared).await
 }
 
-/// `status` (or, when the reconcile writes none, the instance's own) with the `FailedOver`
-/// condition its failover annotations call for ([`failover::condition`]); `status` unchanged
-/// when the condition is already as it should be.
-fn with_failover_condition<K: StatusKind>(
-    instance: &K,
-    status: Option<K::StatusOf>,
-) -> Option<K::StatusOf> {
+/// Gives `instance` the `FailedOver` condition its failover annotations call for
+/// ([`failover::condition`]), or takes it away; whether that changed its status.
+fn set_failover_condition<K: StatusKind>(instance: &mut K) -> bool {
     let wanted = failover::condition(instance.meta().annotations.as_ref());
-    let mut object = instance.clone();
-    if let Some(status) = &status {
-        *object.status_mut() = Some(status.clone());
-    }
-    let changed = match wanted {
+    match wanted {
         Some((holds, reason, message)) => conditions::Look::now(instance.meta().generation).set(
-            object.conditions_mut(),
+            instance.conditions_mut(),
             failover::CONDITION_FAILED_OVER,
             holds,
             reason,
             message,
         ),
         None => {
-            let before = object.conditions().len();
+            let before = instance.conditions().len();
             if before > 0 {
-                object
+                instance
                     .conditions_mut()
                     .retain(|c| c.type_ != failover::CONDITION_FAILED_OVER);
             }
-            object.conditions().len() != before
+            instance.conditions().len() != before
         }
-    };
-    if changed {
-        object.status().cloned()
-    } else {
-        status
     }
 }
 
-/// Sets the instance's abnormal-instance gauge from the status it has after this reconcile
-/// (`written`, or the one it had), or removes its series once it is being deleted: its removal
-/// has metrics and alerts of its own, and a gone instance must not keep an alert firing.
-fn observe_health<K>(
-    metrics: &Metrics,
-    component: &str,
-    instance: &K,
-    written: Option<&K::StatusOf>,
-) where
+/// Sets the instance's abnormal-instance gauge from its status after this reconcile, or removes
+/// its series once it is being deleted: its removal has metrics and alerts of its own, and a
+/// gone instance must not keep an alert firing.
+fn observe_health<K>(metrics: &Metrics, component: &str, instance: &K)
+where
     K: StatusKind + OfCluster,
 {
     let meta = instance.meta();
@@ -315,16 +307,6 @@ fn observe_health<K>(
         metrics.forget_instance(namespace, component, name);
         return;
     }
-    let after;
-    let shown = match written {
-        Some(status) => {
-            let mut copy = instance.clone();
-            *copy.status_mut() = Some(status.clone());
-            after = copy;
-            &after
-        }
-        None => instance,
-    };
     let group = meta
         .labels
         .as_ref()
@@ -339,7 +321,7 @@ fn observe_health<K>(
         instance: name,
     };
     metrics.observe_instance(&who, |condition| {
-        conditions::find(shown.conditions(), condition)
+        conditions::find(instance.conditions(), condition)
             .is_some_and(|c| c.status == conditions::STATUS_FALSE)
     });
 }
