@@ -121,23 +121,16 @@ kwok_module_dir() {
 # (RFC 2606), so such an image can never be pulled.
 UNPULLABLE_IMAGE='.spec.containers.[].image | split("/") | .[0] | endswith(".invalid")'
 
-# kwokctl drops all of its default stages once any Stage is given, so this
-# gives kwok's own defaults for this runtime, from the pinned kwok module (node
-# initialize and heartbeat with leases; pod ready, Job pod complete, pod
-# delete), with pod-ready skipping Pods of unpullable images, plus a stage that
-# leaves such a Pod Pending in ImagePullBackOff, as a kubelet would.
-write_stages() {
-  local dir stage
-  dir="$(kwok_module_dir)"
-  [[ -d "${dir}/kustomize/stage" ]] || die "no kwok stages in '${dir}'"
-  for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
-      pod/fast/pod-complete pod/fast/pod-delete; do
-    printf -- '---\n'
-    cat "${dir}/kustomize/stage/${stage}.yaml"
-  done
-  printf -- '---\n'
-  # The extra expression goes first in pod-ready's match expressions.
-  awk -v expr="${UNPULLABLE_IMAGE}" '
+# A selector expression true for a Pod whose Node a test has lost (the tests'
+# NodePool::lose annotates the Pods there): no kubelet is left to confirm its
+# end, so once deleted it stays terminating, as on a real lost Node.
+ON_LOST_NODE='.metadata.annotations // {} | has("test.pingcap.com/node-lost")'
+
+# Prints kwok stage FILE with a first match expression that the selector
+# expression EXPR is not true: the stage then skips the objects EXPR picks.
+except_when() {
+  local expr="$1" file="$2"
+  awk -v expr="${expr}" '
     { print }
     /^    matchExpressions:$/ && !done {
       print "    - key: '\''" expr "'\''"
@@ -146,8 +139,28 @@ write_stages() {
       done = 1
     }
     END { if (!done) exit 1 }
-  ' "${dir}/kustomize/stage/pod/fast/pod-ready.yaml" \
-    || die "kwok's pod-ready stage has no matchExpressions to extend"
+  ' "${file}" || die "kwok's stage ${file} has no matchExpressions to extend"
+}
+
+# kwokctl drops all of its default stages once any Stage is given, so this
+# gives kwok's own defaults for this runtime, from the pinned kwok module (node
+# initialize and heartbeat with leases; pod ready, Job pod complete, pod
+# delete), with pod-ready skipping Pods of unpullable images and pod-delete
+# skipping Pods on a lost Node, plus a stage that leaves a Pod of an unpullable
+# image Pending in ImagePullBackOff, as a kubelet would.
+write_stages() {
+  local dir stage
+  dir="$(kwok_module_dir)"
+  [[ -d "${dir}/kustomize/stage" ]] || die "no kwok stages in '${dir}'"
+  for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+      pod/fast/pod-complete; do
+    printf -- '---\n'
+    cat "${dir}/kustomize/stage/${stage}.yaml"
+  done
+  printf -- '---\n'
+  except_when "${UNPULLABLE_IMAGE}" "${dir}/kustomize/stage/pod/fast/pod-ready.yaml"
+  printf -- '---\n'
+  except_when "${ON_LOST_NODE}" "${dir}/kustomize/stage/pod/fast/pod-delete.yaml"
   cat <<EOF
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1

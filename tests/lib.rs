@@ -569,6 +569,143 @@ impl Simulator {
     }
 }
 
+/// Label and taint key of a test's own fake Nodes ([`NodePool`]).
+pub const POOL: &str = "test.pingcap.com/pool";
+
+/// A test's own fake Nodes `<ns>-a`, `-b`, … (kwok runs them), labelled and tainted with the pool
+/// so that no other test's Pods land there, each in a zone of its own; deleted when the test ends
+/// however it ends.
+pub struct NodePool {
+    kubectl: testkit::Kubectl,
+    names: Vec<String>,
+}
+
+impl NodePool {
+    /// One Node per entry of `cordoned` (whether it starts unschedulable).
+    pub async fn create(
+        client: &kube::Client,
+        kubectl: testkit::Kubectl,
+        ns: &str,
+        cordoned: &[bool],
+    ) -> Result<NodePool, kube::Error> {
+        use k8s_openapi::api::core::v1::Node;
+        let api = kube::Api::<Node>::all(client.clone());
+        let mut pool = NodePool {
+            kubectl,
+            names: Vec::new(),
+        };
+        for (index, cordoned) in cordoned.iter().enumerate() {
+            let suffix = char::from(b'a' + u8::try_from(index).unwrap_or(25).min(25));
+            let name = format!("{ns}-{suffix}");
+            let resources = serde_json::json!(
+                {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
+            );
+            let node: Node = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {KWOK_NODE: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "labels": {
+                        "type": "kwok", "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                        "kubernetes.io/hostname": name, "topology.kubernetes.io/region": "local",
+                        "topology.kubernetes.io/zone": name, POOL: ns
+                    }
+                },
+                "spec": {
+                    "unschedulable": cordoned,
+                    "taints": [{"key": POOL, "value": ns, "effect": "NoSchedule"}]
+                },
+                "status": {"allocatable": resources, "capacity": resources,
+                           "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux"}}
+            }))
+            .map_err(kube::Error::SerdeError)?;
+            api.create(&kube::api::PostParams::default(), &node).await?;
+            pool.names.push(name);
+        }
+        Ok(pool)
+    }
+
+    /// The name of the `index`th Node.
+    pub fn node(&self, index: usize) -> &str {
+        &self.names[index]
+    }
+
+    /// A group template's `overlay` that keeps `component`'s Pods of `cluster` on the pool's
+    /// Nodes, one per Node.
+    pub fn overlay(ns: &str, cluster: &str, component: &str) -> Value {
+        use operator_api::keys;
+        serde_json::json!({"pod": {"spec": {
+            "nodeSelector": {POOL: ns},
+            "tolerations": [{"key": POOL, "operator": "Equal", "value": ns, "effect": "NoSchedule"}],
+            "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                "topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": {
+                    keys::LABEL_CLUSTER: cluster, keys::LABEL_COMPONENT: component
+                }}
+            }]}}
+        }}})
+    }
+
+    /// Loses Node `name` for good, as a machine that died: no kubelet confirms anything of the
+    /// Pods there (each gets [`LOST_NODE_POD`], which the local control plane's kwok honours: a
+    /// deleted one stays terminating), and the Node is tainted unreachable as the node lifecycle
+    /// controller does once its lease expires (so the scheduler places nothing new there).
+    pub async fn lose(&self, client: &kube::Client, name: &str) -> Result<(), kube::Error> {
+        use k8s_openapi::api::core::v1::{Node, Pod};
+        let pods = kube::Api::<Pod>::all(client.clone());
+        let on_node = kube::api::ListParams::default().fields(&format!("spec.nodeName={name}"));
+        for pod in pods.list(&on_node).await?.items {
+            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+            let patch = serde_json::json!({"metadata": {"annotations": {LOST_NODE_POD: "true"}}});
+            kube::Api::<Pod>::namespaced(client.clone(), &namespace)
+                .patch(
+                    &pod.metadata.name.clone().unwrap_or_default(),
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await?;
+        }
+        let api = kube::Api::<Node>::all(client.clone());
+        let node = api.get(name).await?;
+        let mut taints = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        taints.push(k8s_openapi::api::core::v1::Taint {
+            key: "node.kubernetes.io/unreachable".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        });
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": node.metadata.resource_version},
+            "spec": {"taints": taints}
+        });
+        api.patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// The annotation by which kwok runs a fake Node.
+const KWOK_NODE: &str = "kwok.x-k8s.io/node";
+
+/// The annotation of a Pod on a lost Node: the local control plane's kwok never confirms its
+/// deletion (`hack/local-cluster.sh`, `ON_LOST_NODE`).
+pub const LOST_NODE_POD: &str = "test.pingcap.com/node-lost";
+
+impl Drop for NodePool {
+    fn drop(&mut self) {
+        let mut args = vec!["delete", "node", "--wait=false", "--ignore-not-found"];
+        args.extend(self.names.iter().map(String::as_str));
+        let _ = self.kubectl.run(&args, None);
+    }
+}
+
 /// The endpoints of a Service that its EndpointSlices mark `ready`, by the name of the Pod they
 /// point at (or the address when they name none).
 pub async fn ready_endpoints(

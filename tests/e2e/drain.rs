@@ -11,84 +11,27 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions, reasons};
 use operator_api::core::{Cluster, PD, PDGroup, TiKV, TiKVGroup};
 use operator_api::keys;
 use scenarios::{
-    Allowed, Controller, Simulator, apply_controller_identity, ensure_crds, event_seq, events_of,
-    http_send,
+    Allowed, Controller, NodePool, Simulator, apply_controller_identity, ensure_crds, event_seq,
+    events_of, http_send,
 };
 use serde_json::{Value, json};
-use testkit::{Kubectl, LocalCluster, TestNamespace, wait_until};
+use testkit::{LocalCluster, TestNamespace, wait_until};
 
 const CONVERGE: Duration = Duration::from_secs(150);
 const CLUSTER: &str = "maint";
-/// Label and taint key of the test's own Nodes.
-const POOL: &str = "test.pingcap.com/pool";
-
-/// The test's fake Nodes, deleted when the test ends however it ends.
-struct Pool {
-    kubectl: Kubectl,
-    names: Vec<String>,
-}
-
-impl Pool {
-    /// Creates Nodes `<ns>-a`, `-b`, `-c` (schedulable) and `-d` (cordoned: the spare), each
-    /// labelled and tainted with the pool, in zones of their own.
-    async fn create(client: &Client, kubectl: Kubectl, ns: &str) -> Pool {
-        let api = Api::<Node>::all(client.clone());
-        let mut names = Vec::new();
-        for (suffix, cordoned) in [("a", false), ("b", false), ("c", false), ("d", true)] {
-            let name = format!("{ns}-{suffix}");
-            let resources =
-                json!({"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"});
-            let node: Node = serde_json::from_value(json!({
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                    "labels": {
-                        "type": "kwok", "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                        "kubernetes.io/hostname": name, "topology.kubernetes.io/region": "local",
-                        "topology.kubernetes.io/zone": format!("{ns}-{suffix}"), POOL: ns
-                    }
-                },
-                "spec": {
-                    "unschedulable": cordoned,
-                    "taints": [{"key": POOL, "value": ns, "effect": "NoSchedule"}]
-                },
-                "status": {"allocatable": resources, "capacity": resources,
-                           "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux"}}
-            }))
-            .unwrap();
-            api.create(&PostParams::default(), &node).await.unwrap();
-            names.push(name);
-        }
-        Pool { kubectl, names }
-    }
-
-    fn node(&self, suffix: usize) -> &str {
-        &self.names[suffix]
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        let mut args = vec!["delete", "node", "--wait=false", "--ignore-not-found"];
-        args.extend(self.names.iter().map(String::as_str));
-        let _ = self.kubectl.run(&args, None);
-    }
-}
-
 struct Scene {
     cluster: LocalCluster,
     client: Client,
     simulator: Simulator,
     _controllers: Vec<Controller>,
-    pool: Pool,
+    pool: NodePool,
     ns: TestNamespace,
 }
 
@@ -104,7 +47,15 @@ impl Scene {
         let ns = TestNamespace::create(&cluster, &client, prefix)
             .await
             .unwrap();
-        let pool = Pool::create(&client, cluster.kubectl(), ns.name()).await;
+        // Three Nodes and a cordoned spare.
+        let pool = NodePool::create(
+            &client,
+            cluster.kubectl(),
+            ns.name(),
+            &[false, false, false, true],
+        )
+        .await
+        .unwrap();
         // One leader leaves an evicted store per tick, so a drain of its leaders is seen.
         let simulator =
             Simulator::start_with(&cluster, ns.name(), "200ms", &["--moves-per-tick=1"])
@@ -158,18 +109,7 @@ impl Scene {
     /// of each group per Node.
     async fn create(&self) {
         let volumes = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]);
-        let overlay = |component: &str| {
-            json!({"pod": {"spec": {
-                "nodeSelector": {POOL: self.n()},
-                "tolerations": [{"key": POOL, "operator": "Equal", "value": self.n(), "effect": "NoSchedule"}],
-                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
-                    "topologyKey": "kubernetes.io/hostname",
-                    "labelSelector": {"matchLabels": {
-                        keys::LABEL_CLUSTER: CLUSTER, keys::LABEL_COMPONENT: component
-                    }}
-                }]}}
-            }}})
-        };
+        let overlay = |component: &str| NodePool::overlay(self.n(), CLUSTER, component);
         let cluster: Cluster = serde_json::from_value(json!({
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
             "metadata": {"name": CLUSTER}, "spec": {}

@@ -2,7 +2,9 @@
 //! their shipped RBAC with the operand simulator. A TiKV store forced Down past the group's
 //! failover period gets a replacement store while its instance, Pod and PVC stay; Regions are
 //! fully replicated again; a second failure finds the cap; the failed store, once back, leaves
-//! through PD; a failed store whose Node is gone for good is removed by deleting its instance.
+//! through PD; a failed store whose Node is gone for good is removed by deleting its instance —
+//! also when that Node is really lost and its Pod can never be confirmed gone. Crash-looping
+//! stores get no more than `maxReplacements` replacements at once.
 //! Every store Down at once is an outage and replaces nothing. A TiDB server not Ready past the
 //! period is replaced and goes only once its replacement serves, the MySQL Service never empty.
 
@@ -11,15 +13,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
 use operator_api::core::{Cluster, PD, PDGroup, TiDB, TiDBGroup, TiKV, TiKVGroup};
 use operator_api::keys;
 use scenarios::{
-    Allowed, Controller, Simulator, apply_controller_identity, ensure_crds, event_seq, events_of,
-    ready_endpoints,
+    Allowed, Controller, NodePool, Simulator, apply_controller_identity, ensure_crds, event_seq,
+    events_of, ready_endpoints,
 };
 use serde_json::{Value, json};
 use testkit::{LocalCluster, TestNamespace, wait_until};
@@ -39,6 +41,11 @@ struct Scene {
 
 impl Scene {
     async fn start(prefix: &str) -> Scene {
+        Scene::start_with(prefix, &[]).await
+    }
+
+    /// A scene whose simulator runs with `simulator_flags`.
+    async fn start_with(prefix: &str, simulator_flags: &[&str]) -> Scene {
         let cluster = LocalCluster::get().unwrap();
         ensure_crds(&cluster).unwrap();
         let binaries = ["pd-controller", "tikv-controller", "tidb-controller"];
@@ -49,7 +56,7 @@ impl Scene {
         let ns = TestNamespace::create(&cluster, &client, prefix)
             .await
             .unwrap();
-        let simulator = Simulator::start_with(&cluster, ns.name(), "200ms", &[])
+        let simulator = Simulator::start_with(&cluster, ns.name(), "200ms", simulator_flags)
             .await
             .unwrap();
         let mut controllers = Vec::new();
@@ -153,13 +160,20 @@ impl Scene {
     }
 
     async fn create_tikv(&self, replicas: i32, max_replacements: i32) {
+        self.create_tikv_with(replicas, max_replacements, json!({}))
+            .await;
+    }
+
+    /// A TiKVGroup whose template has `overlay`.
+    async fn create_tikv_with(&self, replicas: i32, max_replacements: i32, overlay: Value) {
         self.create::<TiKVGroup>(json!({
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiKVGroup",
             "metadata": {"name": "tikv"},
             "spec": {"cluster": {"name": CLUSTER}, "replicas": replicas, "minReadySeconds": 0,
                      "failover": {"period": format!("{PERIOD_SECONDS}s"),
                                   "maxReplacements": max_replacements},
-                     "template": {"spec": {"version": "v8.5.2", "volumes": volumes()}}}
+                     "template": {"spec": {"version": "v8.5.2", "volumes": volumes(),
+                                           "overlay": overlay}}}
         }))
         .await;
     }
@@ -345,6 +359,11 @@ fn annotated(tikv: &TiKV, key: &str) -> bool {
     tikv.annotations().contains_key(key)
 }
 
+/// Whether the instance is leaving its group (deleted, or marked for removal by a scale-in).
+fn leaving(tikv: &TiKV) -> bool {
+    tikv.metadata.deletion_timestamp.is_some() || annotated(tikv, keys::ANNO_DEFER_DELETE)
+}
+
 fn synced_reason(
     conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
 ) -> String {
@@ -512,6 +531,189 @@ async fn a_down_store_is_replaced_kept_and_taken_out_through_pd_once_it_is_back_
     scene
         .simulator
         .verdict(scene.n(), CLUSTER, &Allowed::none())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_store_on_a_lost_node_is_replaced_and_one_delete_takes_it_out_through_pd() {
+    let scene = Scene::start("e2e-failover-node").await;
+    // Four Nodes of the test's own: three stores, one per Node, and room for a replacement.
+    let pool = NodePool::create(
+        &scene.client,
+        scene.cluster.kubectl(),
+        scene.n(),
+        &[false; 4],
+    )
+    .await
+    .unwrap();
+    scene.create_cluster().await;
+    let mut overlay = NodePool::overlay(scene.n(), CLUSTER, "tikv");
+    // A short grace period: the removal below waits for it to pass before it calls the Pod stuck.
+    overlay["pod"]["spec"]["terminationGracePeriodSeconds"] = json!(2);
+    scene.create_tikv_with(3, 1, overlay).await;
+    scene.wait_tikv_ready(3, "three serving stores").await;
+    let ids = scene.recorded_ids().await;
+    let lost = ids.keys().next().unwrap().clone();
+    let id = ids[&lost].clone();
+    let node_of = |pod: &Pod| pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    let pods = scene.api::<Pod>();
+    let node = node_of(&pods.get(&lost).await.unwrap()).unwrap();
+
+    // The Node dies: kwok stops running it and the simulator sees nothing on it run.
+    pool.lose(&scene.client, &node).await.unwrap();
+    scene.fault(&format!("node-lost/{node}"), true).await;
+    wait_until(
+        &scene.cluster.kubectl(),
+        scene.n(),
+        "a replacement store serving on another Node and the lost one marked",
+        CONVERGE,
+        || async {
+            let tikvs = scene.tikvs().await;
+            let marked = tikvs
+                .iter()
+                .any(|t| t.name_any() == lost && conditions::is_true(t.conditions(), "FailedOver"));
+            let serving = tikvs
+                .iter()
+                .filter(|t| !ids.contains_key(&t.name_any()))
+                .filter(|t| conditions::is_true(t.conditions(), conditions::READY))
+                .count();
+            Ok::<_, kube::Error>(marked && serving == 1 && tikvs.len() == 4)
+        },
+    )
+    .await
+    .unwrap();
+    let replacement = scene
+        .tikvs()
+        .await
+        .iter()
+        .map(|t| t.name_any())
+        .find(|n| !ids.contains_key(n))
+        .unwrap();
+    assert_ne!(
+        node_of(&pods.get(&replacement).await.unwrap()).as_deref(),
+        Some(node.as_str())
+    );
+    assert_eq!(scene.keeps_pod_and_pvc(&lost).await, (true, true));
+    wait_until(
+        &scene.cluster.kubectl(),
+        scene.n(),
+        "every Region fully replicated on the stores that are left",
+        CONVERGE,
+        || async {
+            let regions = scene.regions().await;
+            Ok::<_, kube::Error>(regions["with_down_peers"] == 0 && regions["missing_peers"] == 0)
+        },
+    )
+    .await
+    .unwrap();
+
+    // The Node is not coming back. One command: the store goes Offline, then Tombstone, and
+    // only then its Pod (which no kubelet will ever confirm gone), PVC and instance.
+    scene
+        .api::<TiKV>()
+        .delete(&lost, &DeleteParams::default())
+        .await
+        .unwrap();
+    scene.follow_removal(&lost, &id).await;
+    let forced = scene.events("PodForceDeleted").await;
+    assert!(
+        forced
+            .iter()
+            .any(|m| m.contains(&node) && m.contains(&format!("store {id} is Tombstone"))),
+        "{forced:?}"
+    );
+    assert_eq!(scene.keeps_pod_and_pvc(&lost).await, (false, false));
+    scene
+        .wait_tikv_ready(3, "three stores without the lost one")
+        .await;
+    assert_eq!(scene.store_state(&id).await, "Tombstone");
+    scene
+        .simulator
+        .verdict(scene.n(), CLUSTER, &Allowed::none())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn crash_looping_stores_get_no_more_than_max_replacements_at_once() {
+    // Each crash-looping store is Down, then Up for a while. Down for long enough that both are
+    // seen failed past the period in the same down phase: a serving store's state is looked at
+    // every 30 s.
+    let scene = Scene::start_with("e2e-failover-flap", &["--flap-down=36s", "--flap-up=4s"]).await;
+    scene.create_cluster().await;
+    // Five stores: two of them silent at once is not an outage.
+    scene.create_tikv(5, 1).await;
+    scene.wait_tikv_ready(5, "five serving stores").await;
+    let ids = scene.recorded_ids().await;
+    let names: Vec<String> = ids.keys().cloned().collect();
+    let (a, b) = (&names[0], &names[1]);
+    scene.fault(&format!("store-flap/{a}"), true).await;
+    scene.fault(&format!("store-flap/{b}"), true).await;
+
+    // Over several crash cycles: never more than one replacement outstanding, nor more than one
+    // instance above `replicas` staying; the store that finds the cap taken is named.
+    let until = Instant::now() + Duration::from_secs(44);
+    let mut refused = false;
+    while Instant::now() < until {
+        let tikvs = scene.tikvs().await;
+        let staying: Vec<&TiKV> = tikvs.iter().filter(|t| !leaving(t)).collect();
+        let outstanding = staying
+            .iter()
+            .filter(|t| annotated(t, keys::ANNO_FAILED_OVER))
+            .count();
+        assert!(
+            outstanding <= 1 && staying.len() <= 6,
+            "{outstanding} replacements outstanding, {} instances staying",
+            staying.len()
+        );
+        let group = scene.api::<TiKVGroup>().get("tikv").await.unwrap();
+        refused |= conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| {
+            c.reason == "FailoverExhausted"
+                && (c.message.contains(a.as_str()) || c.message.contains(b.as_str()))
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The condition may be overtaken by another reason meanwhile; the Warning Event stays.
+    let exhausted = scene.events("FailoverExhausted").await;
+    refused |= exhausted
+        .iter()
+        .any(|m| m.contains(a.as_str()) || m.contains(b.as_str()));
+    assert!(refused, "the cap was never reported");
+    let started = scene.failovers("tikv", "started").await;
+    assert!(
+        (1.0..=2.0).contains(&started),
+        "{started} replacements begun for two crash-looping stores"
+    );
+
+    // The crash loops end: the group returns to five Ready stores; a replaced store that came
+    // back left through PD, the replacements stay.
+    scene.fault(&format!("store-flap/{a}"), false).await;
+    scene.fault(&format!("store-flap/{b}"), false).await;
+    scene
+        .wait_tikv_ready(5, "five stores once the crash loops end")
+        .await;
+    scene
+        .wait_tikv_group("no failover condition left", |g| {
+            !synced_reason(g.conditions()).starts_with("Failover")
+        })
+        .await;
+    assert!(
+        scene
+            .tikvs()
+            .await
+            .iter()
+            .all(|t| !annotated(t, keys::ANNO_FAILED_OVER))
+    );
+    // Two of five stores down at once take some Regions' majority with them (the world's
+    // outage, not the operator's); nothing may be lost.
+    scene
+        .simulator
+        .verdict(
+            scene.n(),
+            CLUSTER,
+            &Allowed::none().regions_without_leader(),
+        )
         .await
         .unwrap();
 }
