@@ -324,7 +324,7 @@ pub fn build(settings: &JobSettings, request: JobRequest) -> Job {
                     annotations: (!annotations.is_empty()).then_some(annotations),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
+                spec: Some(restricted(PodSpec {
                     restart_policy: Some("Never".into()),
                     init_containers,
                     containers: vec![runner],
@@ -341,7 +341,7 @@ pub fn build(settings: &JobSettings, request: JobRequest) -> Job {
                     priority_class_name: (!pod.priority_class_name.is_empty())
                         .then_some(pod.priority_class_name),
                     ..PodSpec::default()
-                }),
+                })),
             },
             ..JobSpec::default()
         }),
@@ -379,6 +379,13 @@ fn image_of(repository: &str, image: &str, version: Option<&str>) -> Option<Stri
     };
     let repository = if image.is_empty() { repository } else { image };
     Some(format!("{repository}:{version}"))
+}
+
+/// `spec` with the restricted security defaults every operator Pod gets; what the Backup's or
+/// Restore's `podSecurityContext` sets is kept.
+fn restricted(mut spec: PodSpec) -> PodSpec {
+    operator_runtime::security::restrict(&mut spec);
+    spec
 }
 
 #[cfg(test)]

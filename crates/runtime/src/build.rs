@@ -1,6 +1,7 @@
 //! Pure builders every component shares: the labels the operator puts on what it creates, owner
 //! references, PVCs of a template's volumes, container resources, the config-file merge, the
-//! overlay applied over a built Pod, and an instance's ConfigMap, volumes and Pod.
+//! restricted security and the overlay applied over a built Pod, and an instance's ConfigMap,
+//! volumes and Pod.
 
 use std::collections::BTreeMap;
 
@@ -317,8 +318,12 @@ pub fn pvcs(
         .collect()
 }
 
-/// Applies the template's Pod overlay (metadata and spec) over a built Pod.
-pub fn apply_pod_overlay(pod: Pod, overlay: Option<&Overlay>) -> Result<Pod, BuildError> {
+/// Gives a built Pod the restricted security defaults ([`crate::security::restrict`]), then
+/// applies the template's Pod overlay (metadata and spec) over it: what the overlay names wins.
+pub fn apply_pod_overlay(mut pod: Pod, overlay: Option<&Overlay>) -> Result<Pod, BuildError> {
+    if let Some(spec) = pod.spec.as_mut() {
+        crate::security::restrict(spec);
+    }
     let Some(patch) = overlay.and_then(|o| o.pod.as_ref()) else {
         return Ok(pod);
     };

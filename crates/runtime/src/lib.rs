@@ -25,6 +25,7 @@ pub mod pod;
 pub mod reconcile;
 pub mod revision;
 pub mod scope;
+pub mod security;
 pub mod telemetry;
 pub mod update;
 pub mod upgrade;
