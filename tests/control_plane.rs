@@ -34,7 +34,14 @@ async fn setup(prefix: &str) -> (LocalCluster, Client, TestNamespace) {
 fn pod(name: &str) -> serde_json::Value {
     json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {"containers": [{"name": "main", "image": "example.com/main:1"}]}
+        "spec": {
+            // Test namespaces enforce the "restricted" Pod Security Standard.
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "main", "image": "example.com/main:1",
+                            "securityContext": {"allowPrivilegeEscalation": false,
+                                                "capabilities": {"drop": ["ALL"]}}}]
+        }
     })
 }
 
@@ -152,12 +159,11 @@ async fn an_owned_pod_runs_and_is_collected_with_its_owner() {
 async fn a_job_completes() {
     let (cluster, client, ns) = setup("jobs").await;
     let jobs = Api::<Job>::namespaced(client.clone(), ns.name());
+    let mut spec = pod("once")["spec"].clone();
+    spec["restartPolicy"] = json!("Never");
     let job = json!({
         "metadata": {"name": "once"},
-        "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never",
-            "containers": [{"name": "main", "image": "example.com/job:1"}]
-        }}}
+        "spec": {"backoffLimit": 0, "template": {"spec": spec}}
     });
     jobs.create(
         &PostParams::default(),
@@ -179,6 +185,33 @@ async fn a_job_completes() {
                     .any(|c| c.type_ == "Complete" && c.status == "True"),
             )
         },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_test_namespace_refuses_a_pod_that_is_not_restricted() {
+    let (_cluster, client, ns) = setup("restricted").await;
+    let pods = Api::<Pod>::namespaced(client, ns.name());
+    let root = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root"},
+        "spec": {"containers": [{"name": "main", "image": "example.com/main:1"}]}
+    });
+    let refused = pods
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(root).unwrap(),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s))
+            if s.code == 403 && s.message.contains("violates PodSecurity \"restricted:latest\"")),
+        "{refused:?}"
+    );
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(pod("restricted")).unwrap(),
     )
     .await
     .unwrap();

@@ -19,7 +19,8 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
-    /// Creates `t-<prefix>-<unique suffix>`, labelled so leftovers can be found.
+    /// Creates `t-<prefix>-<unique suffix>`, labelled so leftovers can be found and enforcing the
+    /// "restricted" Pod Security Standard.
     pub async fn create(
         cluster: &LocalCluster,
         client: &Client,
@@ -41,7 +42,22 @@ impl TestNamespace {
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some([("testkit.tidb.io/test".to_string(), prefix)].into()),
+                labels: Some(
+                    [
+                        ("testkit.tidb.io/test".to_string(), prefix),
+                        // The API server itself refuses any Pod the operator makes that is not
+                        // "restricted".
+                        (
+                            "pod-security.kubernetes.io/enforce".to_string(),
+                            "restricted".to_string(),
+                        ),
+                        (
+                            "pod-security.kubernetes.io/enforce-version".to_string(),
+                            "latest".to_string(),
+                        ),
+                    ]
+                    .into(),
+                ),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
