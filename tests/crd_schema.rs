@@ -298,6 +298,9 @@ fn expected_rules(entries: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<Stri
 const OVERLAY_CLAIMS: &str = "overlay volumeClaims names must exist in volumes";
 const DATA_VOLUME: &str = "data volume must be configured";
 const VAC: &str = "VolumeAttributesClassName cannot be changed from non-nil to nil";
+/// Ours, not the reference's rule (it ships a ValidatingAdmissionPolicy for it): a volume
+/// cannot shrink.
+const NO_SHRINK: &str = "storage cannot be made smaller: a volume cannot shrink (grow it, or keep its size)";
 const POD_LABELS: &str = "cannot overlay pod labels starting with 'pingcap.com/'";
 const CLUSTER_NAME: &str = "cluster name is immutable";
 const SERVER_LABELS: &str = "labels cannot contain 'host', 'region', or 'zone' keys";
@@ -344,7 +347,7 @@ fn cel_rules_sit_where_the_reference_has_them() {
                 (".spec.cluster.name", &[CLUSTER_NAME]),
                 (".spec.template.spec", &[OVERLAY_CLAIMS, DATA_VOLUME]),
                 (".spec.template.spec.overlay.pod.metadata", &[POD_LABELS]),
-                (".spec.template.spec.volumes[]", &[VAC]),
+                (".spec.template.spec.volumes[]", &[VAC, NO_SHRINK]),
             ],
         ),
         (
@@ -358,7 +361,7 @@ fn cel_rules_sit_where_the_reference_has_them() {
                     ".spec.template.spec.server.labels",
                     &[SERVER_LABELS, PLACEMENT_LABELS],
                 ),
-                (".spec.template.spec.volumes[]", &[VAC]),
+                (".spec.template.spec.volumes[]", &[VAC, NO_SHRINK]),
             ],
         ),
         (
@@ -373,7 +376,7 @@ fn cel_rules_sit_where_the_reference_has_them() {
                     &["field .mysql.enabled is immutable"],
                 ),
                 (".spec.template.spec.server.labels", &[SERVER_LABELS]),
-                (".spec.template.spec.volumes[]", &[VAC]),
+                (".spec.template.spec.volumes[]", &[VAC, NO_SHRINK]),
             ],
         ),
     ];
@@ -385,7 +388,7 @@ fn cel_rules_sit_where_the_reference_has_them() {
             (".spec.overlay.pod.metadata", &[POD_LABELS]),
             (".spec.subdomain", &["subdomain is immutable"]),
             (".spec.topology", &["topology is immutable"]),
-            (".spec.volumes[]", &[VAC]),
+            (".spec.volumes[]", &[VAC, NO_SHRINK]),
         ];
         entries.extend(extra);
         (kind.to_string(), entries)

@@ -85,6 +85,9 @@ pub const ANNO_FAILED_OVER: &str = "core.pingcap.com/failed-over";
 /// failover made since the group was last wholly healthy; operator state.
 pub const ANNO_FAILOVER_REPLACEMENTS: &str = "core.pingcap.com/failover-replacements";
 /// Value of boolean annotations.
+/// On a PVC: the size whose expansion the API server refused (its StorageClass does not allow
+/// expansion), so that the operator does not ask again until the size asked for changes.
+pub const ANNO_RESIZE_REFUSED: &str = "core.pingcap.com/resize-refused";
 pub const ANNO_TRUE: &str = "true";
 
 /// Finalizer the operator puts on the objects whose removal needs work first.

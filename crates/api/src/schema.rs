@@ -22,6 +22,13 @@ pub fn quantity(schema: &mut Schema) {
     schema.insert("pattern".into(), Value::from(QUANTITY_PATTERN));
 }
 
+/// A volume's storage quantity: a bounded length, so that the CEL rule comparing it with the
+/// old size stays within the API server's cost budget.
+pub fn storage_quantity(schema: &mut Schema) {
+    quantity(schema);
+    schema.insert("maxLength".into(), Value::from(64));
+}
+
 /// Marks an object that is replaced as a whole by server-side apply (an object reference).
 pub fn atomic_map(schema: &mut Schema) {
     schema.insert("x-kubernetes-map-type".into(), Value::from("atomic"));

@@ -6,12 +6,14 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, NewCondition, reasons};
 use operator_api::core::Instance;
+use operator_api::keys;
 
 use crate::cache;
 use crate::component::Shared;
@@ -156,7 +158,8 @@ where
     Ok(())
 }
 
-/// Creates the instance's PVCs that its cache does not show; one that exists is never changed.
+/// Creates the instance's PVCs that its cache does not show, and asks for more storage on those
+/// whose volume grew ([`grow_pvc`]); nothing else of an existing PVC is changed.
 pub async fn create_pvcs<K>(
     shared: &Shared,
     manager: &str,
@@ -167,15 +170,94 @@ where
     K: StatusKind,
 {
     let namespace = instance.namespace().unwrap_or_default();
-    crate::apply::create_missing(
-        &Api::<PersistentVolumeClaim>::namespaced(shared.client.clone(), &namespace),
-        manager,
-        pvcs,
-        |pvc| cache::get(&shared.caches.pvcs, &namespace, &pvc.name_any()).is_some(),
-    )
+    let api = Api::<PersistentVolumeClaim>::namespaced(shared.client.clone(), &namespace);
+    for desired in &pvcs {
+        if let Some(existing) = cache::get(&shared.caches.pvcs, &namespace, &desired.name_any()) {
+            grow_pvc(shared, &api, instance, &existing, desired).await?;
+        }
+    }
+    crate::apply::create_missing(&api, manager, pvcs, |pvc| {
+        cache::get(&shared.caches.pvcs, &namespace, &pvc.name_any()).is_some()
+    })
     .await
     .map_err(Error::kube("creating the PVCs"))?;
     Ok(())
+}
+
+/// The storage a PVC asks for.
+fn requested(pvc: &PersistentVolumeClaim) -> Option<&Quantity> {
+    pvc.spec
+        .as_ref()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
+}
+
+/// Asks for more storage on `existing` when the template's volume grew (`desired` asks for more),
+/// without touching the Pod: the storage provider expands the volume, online where it can. A
+/// StorageClass that does not allow expansion makes the API server refuse: a Warning Event says
+/// so, and the PVC is marked so that the same size is not asked for again. A smaller size is
+/// never asked for (admission refuses a shrink; an older PVC that is larger stays as it is).
+async fn grow_pvc<K: StatusKind>(
+    shared: &Shared,
+    api: &Api<PersistentVolumeClaim>,
+    instance: &K,
+    existing: &PersistentVolumeClaim,
+    desired: &PersistentVolumeClaim,
+) -> Result<(), Error> {
+    let (Some(want), Some(has)) = (requested(desired), requested(existing)) else {
+        return Ok(());
+    };
+    let larger = matches!(
+        (crate::quantity::bytes(want), crate::quantity::bytes(has)),
+        (Some(want), Some(has)) if want > has
+    );
+    let refused_before = existing.annotations().get(keys::ANNO_RESIZE_REFUSED) == Some(&want.0);
+    if !larger || refused_before || existing.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    let name = existing.name_any();
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {keys::ANNO_RESIZE_REFUSED: null}},
+        "spec": {"resources": {"requests": {"storage": want}}}
+    });
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {
+            let message = format!(
+                "PVC {name}: storage {} → {}; the storage provider expands the volume, the Pod keeps running",
+                has.0, want.0
+            );
+            shared
+                .events
+                .normal(instance, "VolumeExpanding", "Resize", message)
+                .await;
+            Ok(())
+        }
+        // Forbidden (the StorageClass does not allow expansion) or invalid: say so once.
+        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => {
+            let message = format!(
+                "PVC {name} cannot grow from {} to {}: {}; it keeps its size (its StorageClass must set allowVolumeExpansion)",
+                has.0, want.0, s.message
+            );
+            shared
+                .events
+                .warning(instance, "VolumeNotExpandable", "Resize", message)
+                .await;
+            let mark = serde_json::json!({
+                "metadata": {"annotations": {keys::ANNO_RESIZE_REFUSED: want.0}}
+            });
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&mark))
+                .await
+                .map_err(Error::kube("marking a PVC whose expansion was refused"))?;
+            Ok(())
+        }
+        Err(error) => Err(Error::kube("expanding a PVC")(error)),
+    }
 }
 
 /// Creates the instance's Pod (under `manager`).

@@ -22,6 +22,7 @@ pub mod node;
 pub mod online_config;
 pub mod overlay;
 pub mod pod;
+pub mod quantity;
 pub mod reconcile;
 pub mod revision;
 pub mod scope;

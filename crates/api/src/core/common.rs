@@ -198,14 +198,16 @@ pub struct VolumeMount {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(oldSelf.volumeAttributesClassName) || has(self.volumeAttributesClassName)").message("VolumeAttributesClassName cannot be changed from non-nil to nil"))]
+#[x_kube(validation = Rule::new("quantity(string(self.storage)).compareTo(quantity(string(oldSelf.storage))) >= 0").message("storage cannot be made smaller: a volume cannot shrink (grow it, or keep its size)"))]
 pub struct Volume {
     /// Name of the volume, unique in the template. PD and TiKV need one named `data`.
     pub name: String,
     /// Where the volume is mounted.
     #[x_kube(merge_strategy = ListMerge::Atomic)]
     pub mounts: Vec<VolumeMount>,
-    /// Requested size, for example `100Gi`.
-    #[schemars(transform = quantity)]
+    /// Requested size, for example `100Gi`. It can grow (existing PVCs are expanded where their
+    /// StorageClass allows it) but not shrink.
+    #[schemars(transform = crate::schema::storage_quantity)]
     pub storage: Quantity,
     /// StorageClass of the PVCs. Changing it affects only PVCs created afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
