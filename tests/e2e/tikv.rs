@@ -1742,3 +1742,108 @@ async fn a_killed_controller_hands_over_mid_upgrade_and_mid_scale_in() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test]
+async fn a_roll_holds_every_pod_while_pd_cannot_be_asked_and_resumes_once_it_answers() {
+    let scene = Scene::start(Options {
+        prefix: "tikv-pd-away",
+        tick: "300ms",
+        simulator_flags: &["--moves-per-tick=1"],
+        ..Options::default()
+    })
+    .await;
+    let cluster = "away";
+    scene.create_cluster(cluster).await;
+    scene.create_pd(cluster, 3).await;
+    scene.create_tikv(cluster, 3).await;
+    scene.wait_pd(cluster, 3, "v8.5.2").await;
+    scene.wait_tikv(cluster, 3, "v8.5.2").await;
+    let before = scene.pod_uids("tikv").await;
+    let store_ids = scene.store_ids(cluster).await;
+    let start = scene.last_seq(cluster).await;
+    let conditions = ConditionLog::start(&scene.client, scene.n());
+
+    // A roll, caught while a store's leaders are being evicted.
+    scene
+        .patch_group::<TiKVGroup>(
+            "tikv",
+            json!({"spec": {"template": {"spec": {"config": "[log]\nlevel = \"warn\"\n"}}}}),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let evicting = scene.stores(cluster).await.iter().any(|s| {
+            s["evicting_leaders"].as_bool() == Some(true)
+                && s["leader_count"].as_u64().unwrap_or_default() >= 2
+        });
+        if evicting {
+            break;
+        }
+        if Instant::now() > deadline {
+            scene.fail(cluster, "no store's leaders were evicted").await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // PD cannot be asked (20 s here, to keep the suite short): no TiKV Pod goes, since nothing
+    // can confirm a store's leaders are gone; the instances say why.
+    scene.fault(cluster, "pd-unreachable", true).await;
+    let pods = scene.api::<Pod>();
+    let selector = format!("{}=tikv", keys::LABEL_COMPONENT);
+    let live = |list: Vec<Pod>| -> BTreeMap<String, String> {
+        list.into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+            .collect()
+    };
+    let held = live(
+        pods.list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+            .items,
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        let now = live(
+            pods.list(&ListParams::default().labels(&selector))
+                .await
+                .unwrap()
+                .items,
+        );
+        for (name, uid) in &held {
+            assert_eq!(
+                now.get(name),
+                Some(uid),
+                "{name} was deleted while PD could not be asked"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let said = conditions.matching(&["TiKV/", "PDUnreachable"]);
+    assert!(!said.is_empty(), "no instance said PD cannot be asked");
+
+    // PD answers again: the roll finishes, one evicted store at a time, and nothing is left.
+    scene.fault(cluster, "pd-unreachable", false).await;
+    scene.wait_tikv(cluster, 3, "v8.5.2").await;
+    scene
+        .wait(
+            cluster,
+            "every TiKV Pod recreated and no scheduler left",
+            Duration::from_secs(60),
+            || async {
+                let now = scene.pod_uids("tikv").await;
+                Ok(now.iter().all(|(name, uid)| before.get(name) != Some(uid))
+                    && scene.evicted_stores(cluster).await.is_empty())
+            },
+        )
+        .await;
+    let events = scene.events(cluster).await;
+    if let Err(e) = check_rolling_restart(&events, start, &before, &store_ids, &[]) {
+        scene.fail(cluster, &e).await;
+    }
+    scene
+        .simulator
+        .verdict(scene.n(), cluster, &scenarios::Allowed::none())
+        .await
+        .unwrap();
+}
