@@ -1233,3 +1233,110 @@ async fn a_roll_replaces_the_next_server_only_once_the_last_replacement_was_read
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test]
+async fn every_controller_killed_at_once_mid_upgrade_finishes_it_once_when_they_start_again() {
+    let mut scene = Scene::start("tidb-allkill", 1, true).await;
+    let n = scene.n().to_string();
+    scene.create_cluster("allkill", json!({})).await;
+    scene.create_pd("allkill", 3, "v8.5.2").await;
+    scene.create_tikv("allkill", 3, "v8.5.2").await;
+    scene.create_tidb("allkill", 2, "v8.5.2").await;
+    scene.wait_group::<PDGroup>("pd", 3, "v8.5.2").await;
+    scene.wait_group::<TiKVGroup>("tikv", 3, "v8.5.2").await;
+    scene.wait_tidb(2, "v8.5.2").await;
+    let before: BTreeSet<String> = scene
+        .api::<Pod>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(|p| p.uid())
+        .collect();
+    let start = last_seq(&scene.simulator.events(&n, "allkill").await.unwrap());
+
+    let upgrade = json!({"spec": {"template": {"spec": {"version": "v8.5.3"}}}});
+    scene.patch::<TiDBGroup>(GROUP, upgrade.clone()).await;
+    scene.patch::<TiKVGroup>("tikv", upgrade.clone()).await;
+    scene.patch::<PDGroup>("pd", upgrade).await;
+
+    // Once the upgrade is under way (the first PD member restarted), every controller dies at
+    // once; a few seconds later all start again.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let events = scene.simulator.events(&n, "allkill").await.unwrap();
+        if !events_of(&events, start, "pod_deleted", "pd").is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the upgrade did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names: Vec<String> = scene.controllers.iter().map(|(n, _)| n.clone()).collect();
+    for (_, controller) in &mut scene.controllers {
+        controller.process.kill();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    scene.controllers.clear();
+    for name in names {
+        let (binary, replica) = name.rsplit_once('-').unwrap();
+        let controller = Controller::start(
+            &scene.cluster,
+            &scene.client,
+            binary,
+            &n,
+            replica.parse().unwrap(),
+            &scene.simulator.overrides(),
+        )
+        .await
+        .unwrap();
+        scene.controllers.push((name, controller));
+    }
+
+    scene.wait_group::<PDGroup>("pd", 3, "v8.5.3").await;
+    scene.wait_group::<TiKVGroup>("tikv", 3, "v8.5.3").await;
+    scene.wait_tidb(2, "v8.5.3").await;
+    // Every Pod that ran before was replaced exactly once; no Pod made during the upgrade was
+    // deleted again (nothing restarted twice).
+    let events = scene.simulator.events(&n, "allkill").await.unwrap();
+    let mut deleted: BTreeMap<String, usize> = BTreeMap::new();
+    for component in ["pd", "tikv", "tidb"] {
+        for event in events_of(&events, start, "pod_deleted", component) {
+            let uid = event["uid"].as_str().unwrap_or_default().to_string();
+            *deleted.entry(uid).or_default() += 1;
+        }
+    }
+    let twice: Vec<&String> = deleted
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(u, _)| u)
+        .collect();
+    assert!(twice.is_empty(), "Pods deleted twice: {twice:?}");
+    let new_deleted: Vec<&String> = deleted.keys().filter(|u| !before.contains(*u)).collect();
+    assert!(
+        new_deleted.is_empty(),
+        "Pods of the upgrade restarted again: {new_deleted:?}"
+    );
+    let running_before = before.len();
+    assert_eq!(
+        deleted.len(),
+        running_before,
+        "every Pod of the old version replaced once"
+    );
+    let state = scene.simulator.state(&n, "allkill").await.unwrap();
+    let evicting: Vec<&Value> = state["stores"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["evicting_leaders"].as_bool() == Some(true))
+        .collect();
+    assert!(
+        evicting.is_empty(),
+        "evict-leader schedulers left: {evicting:?}"
+    );
+    scene
+        .simulator
+        .verdict(&n, "allkill", &scenarios::Allowed::none())
+        .await
+        .unwrap();
+}
