@@ -381,6 +381,114 @@ fn cases() -> Vec<Case> {
             "field .mysql.enabled is immutable",
         ),
         case(
+            "a volume made smaller",
+            group("TiKVGroup", "shrink", "c"),
+            Some(json!({"spec": {"template": {"spec": {"volumes": [
+                {"name": "data", "mounts": [{"type": "data"}], "storage": "5Gi"}
+            ]}}}})),
+            "spec.template.spec.volumes[0]",
+            "storage cannot be made smaller: a volume cannot shrink (grow it, or keep its size)",
+        ),
+        case(
+            "a volume size that is not a quantity",
+            with(
+                group("PDGroup", "bad-size", "c"),
+                "spec/template/spec/volumes",
+                json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "ten gigs"}]),
+            ),
+            None,
+            "spec.template.spec.volumes[0].storage",
+            "should match",
+        ),
+        case(
+            "a failover period that is not a duration",
+            with(
+                group("TiKVGroup", "bad-period", "c"),
+                "spec/failover",
+                json!({"period": "five minutes"}),
+            ),
+            None,
+            "spec.failover.period",
+            "should match",
+        ),
+        case(
+            "more than 100 failover replacements",
+            with(
+                group("TiDBGroup", "many-replacements", "c"),
+                "spec/failover",
+                json!({"maxReplacements": 101}),
+            ),
+            None,
+            "spec.failover.maxReplacements",
+            "should be less than or equal to 100",
+        ),
+        case(
+            "a negative minReadySeconds",
+            with(
+                group("TiKVGroup", "negative-ready", "c"),
+                "spec/minReadySeconds",
+                json!(-1),
+            ),
+            None,
+            "spec.minReadySeconds",
+            "should be greater than or equal to 0",
+        ),
+        case(
+            "a TiKV server label the operator owns",
+            with(
+                group("TiKVGroup", "owned-label", "c"),
+                "spec/template/spec/server",
+                json!({"labels": {"zone": "a"}}),
+            ),
+            None,
+            "spec.template.spec.server.labels",
+            "labels cannot contain 'host', 'region', or 'zone' keys",
+        ),
+        case(
+            "a TiKV server label under the placement prefix",
+            with(
+                group("TiKVGroup", "placement-label", "c"),
+                "spec/template/spec/server",
+                json!({"labels": {"k/disk": "ssd"}}),
+            ),
+            None,
+            "spec.template.spec.server.labels",
+            "labels cannot contain keys with 'k/' or '$k/' prefix",
+        ),
+        case(
+            "a keyspace on a standby TiDB",
+            with(
+                with(instance("TiDB", "standby"), "spec/mode", json!("StandBy")),
+                "spec/keyspace",
+                json!("ks"),
+            ),
+            None,
+            "spec",
+            "keyspace cannot be set if mode is StandBy",
+        ),
+        case(
+            "an unknown DNS mode",
+            with(
+                cluster_obj("dns-unknown"),
+                "spec/dns",
+                json!({"mode": "Short"}),
+            ),
+            None,
+            "spec.dns.mode",
+            "Unsupported value",
+        ),
+        case(
+            "an unknown feature gate",
+            with(
+                cluster_obj("gate-unknown"),
+                "spec/featureGates",
+                json!([{"name": "FeatureModification"}, {"name": "Teleport"}]),
+            ),
+            None,
+            "spec.featureGates[1].name",
+            "Unsupported value",
+        ),
+        case(
             "a log backup with both the old and the new stop field",
             json!({
                 "apiVersion": "br.pingcap.com/v1alpha1", "kind": "Backup", "metadata": {"name": "log"},
