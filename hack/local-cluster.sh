@@ -8,6 +8,8 @@
 #   up [NAME]       build the tools if needed, start the cluster (or reuse a
 #                   running one), create the fake Nodes, install the CRDs
 #   down [NAME]     stop every process of the cluster and remove its state
+#   restart [NAME]  stop every process of the cluster (etcd included) and start
+#                   them again on the same state
 #   env [NAME]      print `export KUBECONFIG=...`, `export KUBECTL=...` and
 #                   `export PATH=...` lines; use: eval "$(hack/local-cluster.sh env)"
 #   status [NAME]   print the cluster's state; exit 1 if it is not up
@@ -401,6 +403,20 @@ stop_processes() {
   done
 }
 
+# Stops every process of the control plane (etcd, kube-apiserver, the
+# controller manager, the scheduler, kwok) as a crash would, then starts them
+# again on the same state: what an operator sees when its control plane
+# restarts under it.
+cmd_restart() {
+  cluster_exists || die "cluster ${NAME} does not exist"
+  local -a pids
+  mapfile -t pids < <(cluster_pids)
+  log "stopping the ${#pids[@]} processes of cluster ${NAME}"
+  stop_processes "${pids[@]}"
+  rm -f "${CLUSTER_DIR}"/pids/*.pid
+  cmd_up >/dev/null
+}
+
 cmd_down() {
   if [[ ! -d "${CLUSTER_DIR}" ]]; then
     log "cluster ${NAME} does not exist; nothing to do"
@@ -452,6 +468,7 @@ cmd_status() {
 case "${COMMAND}" in
   up) cmd_up ;;
   down) cmd_down ;;
+  restart) cmd_restart ;;
   env)
     [[ -x "${KUBECTL_BIN}" ]] || log "warning: tools not built yet; run hack/build-tools.sh or '$0 up ${NAME}'"
     cluster_exists || log "warning: cluster ${NAME} does not exist yet; run '$0 up ${NAME}'"
