@@ -6,6 +6,7 @@
 #   $TIDB_OPERATOR_CACHE/bin/etcd-<version>/  etcd
 #   $TIDB_OPERATOR_CACHE/bin/kwok-<version>/  kwok kwokctl
 #   $TIDB_OPERATOR_CACHE/bin/prometheus-<version>/  prometheus promtool
+#   $TIDB_OPERATOR_CACHE/bin/cert-manager-<version>/  cert-manager-controller, crds/*.yaml
 #
 # TIDB_OPERATOR_CACHE defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/tidb-operator.
 # Versions come from the wrapper modules under hack/tools/ (go.mod).
@@ -18,7 +19,8 @@
 #   --check   build nothing; exit 1 if any binary is missing or stale.
 #
 # On success it prints, on stdout, shell assignments a caller can eval:
-#   K8S_BIN_DIR=... ETCD_BIN_DIR=... KWOK_BIN_DIR=... PROMETHEUS_BIN_DIR=... TOOLS_PATH=...
+#   K8S_BIN_DIR=... ETCD_BIN_DIR=... KWOK_BIN_DIR=... PROMETHEUS_BIN_DIR=... CERT_MANAGER_BIN_DIR=...
+#   TOOLS_PATH=...
 # Progress goes to stderr.
 set -euo pipefail
 
@@ -51,7 +53,7 @@ stamp_for() {
     {
       cat go.mod go.sum
       find . \( -name '*.go' -o -name 'patch.sh' \) -not -path './etcd/*' -not -path './kwok/*' \
-        -not -path './prometheus/*' -print0 | LC_ALL=C sort -z | xargs -0 cat
+        -not -path './prometheus/*' -not -path './cert-manager/*' -print0 | LC_ALL=C sort -z | xargs -0 cat
       printf '%s\n' "${ldflags}" "${GOOS:-}" "${GOARCH:-}"
       # Only when set, so the stamps of tools built without tags stay as they were.
       if [[ -n "${tags}" ]]; then printf 'tags=%s\n' "${tags}"; fi
@@ -177,6 +179,22 @@ BUILD_TAGS=remove_all_sd,enable_kubernetes_sd \
   prometheus=github.com/prometheus/prometheus/cmd/prometheus \
   promtool=github.com/prometheus/prometheus/cmd/promtool
 
+# cert-manager's controllers, for the TLS tests: cert-manager does not publish its controller's
+# main package through the module proxy, so hack/tools/cert-manager has a small main around the
+# published controller packages (it says which it runs). The CRDs come from the same module
+# version (deploy/crds), copied next to the binary for the tests to apply.
+cm_pkg=github.com/cert-manager/cert-manager/pkg/util
+ensure "${CERT_MANAGER_BIN_DIR}" "${TOOLS_DIR}/cert-manager" "${CERT_MANAGER_VERSION}" \
+  "-s -w -X ${cm_pkg}.AppVersion=${CERT_MANAGER_VERSION} -X ${cm_pkg}.AppGitCommit=archive" \
+  cert-manager-controller=./cmd/cert-manager-controller
+if [[ "${CHECK_ONLY}" != true && ! -f "${CERT_MANAGER_BIN_DIR}/crds/cert-manager.io_certificates.yaml" ]]; then
+  cm_dir="$(cd "${TOOLS_DIR}/cert-manager" && go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)"
+  [[ -d "${cm_dir}/deploy/crds" ]] || die "cert-manager ${CERT_MANAGER_VERSION} has no deploy/crds"
+  mkdir -p "${CERT_MANAGER_BIN_DIR}/crds"
+  cp "${cm_dir}"/deploy/crds/*.yaml "${CERT_MANAGER_BIN_DIR}/crds/"
+  chmod u+w "${CERT_MANAGER_BIN_DIR}"/crds/*.yaml
+fi
+
 if [[ "${CHECK_ONLY}" == true && ${#STALE[@]} -gt 0 ]]; then
   log "missing or stale: ${STALE[*]} (run hack/build-tools.sh)"
   exit 1
@@ -186,4 +204,5 @@ printf 'K8S_BIN_DIR=%q\n' "${K8S_BIN_DIR}"
 printf 'ETCD_BIN_DIR=%q\n' "${ETCD_BIN_DIR}"
 printf 'KWOK_BIN_DIR=%q\n' "${KWOK_BIN_DIR}"
 printf 'PROMETHEUS_BIN_DIR=%q\n' "${PROMETHEUS_BIN_DIR}"
+printf 'CERT_MANAGER_BIN_DIR=%q\n' "${CERT_MANAGER_BIN_DIR}"
 printf 'TOOLS_PATH=%q\n' "$(tools_path)"

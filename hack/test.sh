@@ -26,6 +26,8 @@ export KUBECTL="${K8S_BIN_DIR}/kubectl"
 # tests/e2e/monitoring.rs (a real Prometheus scraping a sample cluster).
 export PROMTOOL="${PROMETHEUS_BIN_DIR}/promtool"
 export PROMETHEUS="${PROMETHEUS_BIN_DIR}/prometheus"
+# Read by testkit's CertManager (tests/e2e/tls.rs); its CRDs are in crds/ next to it.
+export CERT_MANAGER_CONTROLLER="${CERT_MANAGER_BIN_DIR}/cert-manager-controller"
 "${KUBECTL}" version --client >&2
 
 step "formatting"

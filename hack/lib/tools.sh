@@ -31,14 +31,18 @@ K8S_VERSION="$(module_version "${TOOLS_DIR}/go.mod" k8s.io/kubernetes)"
 ETCD_VERSION="$(module_version "${TOOLS_DIR}/etcd/go.mod" go.etcd.io/etcd/server/v3)"
 KWOK_VERSION="$(module_version "${TOOLS_DIR}/kwok/go.mod" sigs.k8s.io/kwok)"
 PROMETHEUS_VERSION="$(module_version "${TOOLS_DIR}/prometheus/go.mod" github.com/prometheus/prometheus)"
+CERT_MANAGER_VERSION="$(module_version "${TOOLS_DIR}/cert-manager/go.mod" github.com/cert-manager/cert-manager)"
 
 BIN_ROOT="${TIDB_OPERATOR_CACHE}/bin"
 K8S_BIN_DIR="${BIN_ROOT}/k8s-${K8S_VERSION}"
 ETCD_BIN_DIR="${BIN_ROOT}/etcd-${ETCD_VERSION}"
 KWOK_BIN_DIR="${BIN_ROOT}/kwok-${KWOK_VERSION}"
 PROMETHEUS_BIN_DIR="${BIN_ROOT}/prometheus-${PROMETHEUS_VERSION}"
+# Holds cert-manager-controller and, under crds/, the CRDs of the same module version.
+CERT_MANAGER_BIN_DIR="${BIN_ROOT}/cert-manager-${CERT_MANAGER_VERSION}"
 
 # PATH entries for the built tools, kubectl first.
 tools_path() {
-  printf '%s:%s:%s:%s\n' "${K8S_BIN_DIR}" "${ETCD_BIN_DIR}" "${KWOK_BIN_DIR}" "${PROMETHEUS_BIN_DIR}"
+  printf '%s:%s:%s:%s:%s\n' "${K8S_BIN_DIR}" "${ETCD_BIN_DIR}" "${KWOK_BIN_DIR}" "${PROMETHEUS_BIN_DIR}" \
+    "${CERT_MANAGER_BIN_DIR}"
 }
