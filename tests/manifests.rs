@@ -106,6 +106,8 @@ const CONTROLLERS: &[Controller] = &[
             ),
             // Aggregated into the Cluster's status.
             grant(CORE, &["pds", "tikvs", "tidbs"], &[R]),
+            // The operator's client certificate of a TLS cluster; get only, no list or watch.
+            grant(K8S, &["secrets"], &[&["get"]]),
         ],
     },
     Controller {
@@ -130,6 +132,9 @@ const CONTROLLERS: &[Controller] = &[
             ),
             // A member on a cordoned Node hands PD leadership over.
             grant(K8S, &["nodes"], &[R]),
+            // TLS Secrets: an instance's certificates checked before its Pod, the operator's
+            // client certificate; get only, no list or watch.
+            grant(K8S, &["secrets"], &[&["get"]]),
         ],
     },
     Controller {
@@ -154,6 +159,9 @@ const CONTROLLERS: &[Controller] = &[
             ),
             // Node topology labels become PD store labels; a cordoned Node's stores evict leaders.
             grant(K8S, &["nodes"], &[R]),
+            // TLS Secrets: an instance's certificates checked before its Pod, the operator's
+            // client certificate; get only, no list or watch.
+            grant(K8S, &["secrets"], &[&["get"]]),
         ],
     },
     Controller {
@@ -176,6 +184,9 @@ const CONTROLLERS: &[Controller] = &[
                 &["poddisruptionbudgets"],
                 &[R, &["create", "patch"]],
             ),
+            // TLS Secrets: an instance's certificates checked before its Pod, the operator's
+            // client certificate; get only, no list or watch.
+            grant(K8S, &["secrets"], &[&["get"]]),
         ],
     },
     Controller {

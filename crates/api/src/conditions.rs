@@ -85,6 +85,8 @@ pub mod reasons {
     pub const CLUSTER_NOT_FOUND: &str = "ClusterNotFound";
     /// The spec cannot be acted on; the message says why.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A TLS Secret an instance mounts is missing or lacks a key; it waits for it.
+    pub const TLS_SECRET_MISSING: &str = "TLSSecretMissing";
     /// The group waits for the groups it depends on to run the new version.
     pub const WAITING_FOR_DEPENDENCIES: &str = "WaitingForDependencies";
     /// The group's version is lower than one its instances run: nothing is rolled.

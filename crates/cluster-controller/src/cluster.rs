@@ -45,6 +45,8 @@ pub struct Ctx {
     pub endpoints: Endpoints,
     /// The groups of every Cluster of the scope.
     pub groups: GroupCaches,
+    /// The operator's client certificate of each TLS cluster, for its PD calls.
+    pub client_tls: operator_runtime::tls::ClientTls,
 }
 
 /// The caches of the groups a Cluster is made of.
@@ -193,7 +195,19 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
             },
             url.clone(),
         );
-        match PdClient::new(&url, None, Duration::from_secs(3)) {
+        ctx.client_tls
+            .refresh(&ctx.client, cluster)
+            .await
+            .map_err(Error::kube("reading the client certificate Secrets"))?;
+        let tls = match ctx.client_tls.get(&namespace, &name) {
+            None => Ok(None),
+            Some(tls) => tls.map(Some),
+        };
+        let client = match tls {
+            Ok(tls) => PdClient::new(&url, tls.as_ref(), Duration::from_secs(3)),
+            Err(e) => Err(pd_client::Error::Tls(e.to_string())),
+        };
+        match client {
             Ok(pd) => match pd.cluster_id().await {
                 Ok(id) => cluster_id = id.to_string(),
                 // Before the first member runs there is no PD to be unavailable.
@@ -284,7 +298,7 @@ fn view<K: Resource>(
 /// `spec.dns` asks.
 pub fn pd_url(dns: &Dns, namespace: &str, group: &str) -> String {
     let host = dns.service_host(&format!("{group}-pd"), namespace);
-    format!("http://{host}:{PD_DEFAULT_PORT_CLIENT}")
+    format!("{}://{host}:{PD_DEFAULT_PORT_CLIENT}", dns.scheme())
 }
 
 /// The Cluster's status from its groups (pure).

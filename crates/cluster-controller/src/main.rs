@@ -60,6 +60,7 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         metrics: ctx.metrics.clone(),
         endpoints: Endpoints::new(&ctx.flags.endpoint_overrides),
         groups: groups.clone(),
+        client_tls: Default::default(),
     });
     let clusters = Controller::new(scoped::<Cluster>(&ctx.client, namespace), all.clone());
     let cluster_store = clusters.store();

@@ -10,6 +10,7 @@ use operator_api::core::{
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
 use operator_runtime::dns::Dns;
+use operator_runtime::tls::{self, SecretMount};
 
 /// Name of the component label value and of the container.
 pub const COMPONENT: &str = keys::COMPONENT_PD;
@@ -19,6 +20,15 @@ pub const CONFIG_DIR: &str = "/etc/pd";
 pub const CONFIG_FILE: &str = "config.toml";
 /// Default image when the template names none.
 pub const DEFAULT_IMAGE: &str = "pingcap/pd";
+/// Where the cluster TLS Secret is mounted (tidb-operator v2's path).
+pub const CLUSTER_TLS_DIR: &str = "/var/lib/pd-tls";
+/// PD's certificate keys, which the operator writes when the cluster has TLS and refuses in the
+/// user's config.
+pub const SECURITY_KEYS: [&str; 3] = [
+    "security.cacert-path",
+    "security.cert-path",
+    "security.key-path",
+];
 
 /// Headless Service giving each member a stable DNS name.
 pub fn peer_service_name(group: &str) -> String {
@@ -101,7 +111,8 @@ pub fn host(pd: &PD, dns: &Dns) -> String {
 /// Client URL of an instance.
 pub fn client_url(pd: &PD, dns: &Dns) -> String {
     format!(
-        "http://{}:{}",
+        "{}://{}:{}",
+        dns.scheme(),
         host(pd, dns),
         client_port(&pd.spec.template)
     )
@@ -109,13 +120,18 @@ pub fn client_url(pd: &PD, dns: &Dns) -> String {
 
 /// Peer URL of an instance.
 pub fn peer_url(pd: &PD, dns: &Dns) -> String {
-    format!("http://{}:{}", host(pd, dns), peer_port(&pd.spec.template))
+    format!(
+        "{}://{}:{}",
+        dns.scheme(),
+        host(pd, dns),
+        peer_port(&pd.spec.template)
+    )
 }
 
 /// The URL of the client Service of the PD group `group` in `namespace`.
 pub fn client_service_url(namespace: &str, group: &str, port: i32, dns: &Dns) -> String {
     let host = dns.service_host(&client_service_name(group), namespace);
-    format!("http://{host}:{port}")
+    format!("{}://{host}:{port}", dns.scheme())
 }
 
 /// The URL of the client Service of `group`, the group of `pd` (whose client port it uses).
@@ -143,24 +159,40 @@ pub enum Membership {
     Join(String),
 }
 
-/// The config file: the user's TOML with the keys the operator owns.
-pub fn config(pd: &PD, dns: &Dns, membership: &Membership) -> Result<String, BuildError> {
+/// The config file: the user's TOML with the keys the operator owns; with the cluster TLS
+/// Secret among `mounts`, its certificate paths (which the user's TOML may not set).
+pub fn config(
+    pd: &PD,
+    dns: &Dns,
+    membership: &Membership,
+    mounts: &[SecretMount],
+) -> Result<String, BuildError> {
     let spec = &pd.spec.template;
+    build::refuse_managed(&spec.common.config, &SECURITY_KEYS)?;
     let data_dir = data_mount_path(spec);
+    let scheme = dns.scheme();
     let mut owned: Vec<(&str, toml::Value)> = vec![
         ("name", pd.name_any().into()),
         ("data-dir", format!("{data_dir}/data").into()),
         (
             "client-urls",
-            format!("http://0.0.0.0:{}", client_port(spec)).into(),
+            format!("{scheme}://0.0.0.0:{}", client_port(spec)).into(),
         ),
         ("advertise-client-urls", client_url(pd, dns).into()),
         (
             "peer-urls",
-            format!("http://0.0.0.0:{}", peer_port(spec)).into(),
+            format!("{scheme}://0.0.0.0:{}", peer_port(spec)).into(),
         ),
         ("advertise-peer-urls", peer_url(pd, dns).into()),
     ];
+    if let Some(tls) = mounts.iter().find(|m| m.volume == tls::CLUSTER_TLS_VOLUME) {
+        for (key, file) in SECURITY_KEYS
+            .iter()
+            .zip([tls::CA_KEY, tls::CERT_KEY, tls::KEY_KEY])
+        {
+            owned.push((key, tls.path(file).into()));
+        }
+    }
     match membership {
         Membership::InitialCluster(members) => {
             owned.push(("initial-cluster", members.clone().into()))
@@ -270,6 +302,7 @@ mod tests {
             &pd,
             &Dns::default(),
             &Membership::InitialCluster("pd-abcde=http://x:2380".into()),
+            &[],
         )
         .unwrap();
         let table: toml::Table = text.parse().unwrap();
@@ -288,6 +321,7 @@ mod tests {
             &pd,
             &Dns::default(),
             &Membership::Join("http://pd-pd.db:2379".into()),
+            &[],
         )
         .unwrap()
         .parse()
@@ -411,8 +445,8 @@ mod tests {
         let initial = Membership::InitialCluster(initial_cluster(&[pd], dns));
         let joining = Membership::Join(group_client_url(pd, "pd", dns));
         serde_json::json!({
-            "initial": config_map(pd, config(pd, dns, &initial).unwrap()).unwrap(),
-            "joining": config_map(pd, config(pd, dns, &joining).unwrap()).unwrap(),
+            "initial": config_map(pd, config(pd, dns, &initial, &[]).unwrap()).unwrap(),
+            "joining": config_map(pd, config(pd, dns, &joining, &[]).unwrap()).unwrap(),
             "pod": pod(pd).unwrap(),
             "clientUrl": client_url(pd, dns),
         })
@@ -439,13 +473,63 @@ mod tests {
     }
 
     #[test]
+    fn with_tls_every_url_is_https_and_the_certificate_paths_are_written_and_refused() {
+        let pd = instance_of(&default_group());
+        let dns = Dns::default().with_tls(true);
+        let mounts = [SecretMount::cluster("pd", "pd", CLUSTER_TLS_DIR, None)];
+        let initial = Membership::InitialCluster(initial_cluster(&[&pd], &dns));
+        let table: toml::Table = config(&pd, &dns, &initial, &mounts)
+            .unwrap()
+            .parse()
+            .unwrap();
+        for key in [
+            "client-urls",
+            "advertise-client-urls",
+            "peer-urls",
+            "advertise-peer-urls",
+        ] {
+            let url = table[key].as_str().unwrap();
+            assert!(url.starts_with("https://"), "{key} = {url}");
+        }
+        assert!(
+            table["initial-cluster"]
+                .as_str()
+                .unwrap()
+                .contains("=https://")
+        );
+        assert_eq!(
+            table["security"]["cacert-path"].as_str(),
+            Some("/var/lib/pd-tls/ca.crt")
+        );
+        assert_eq!(
+            table["security"]["cert-path"].as_str(),
+            Some("/var/lib/pd-tls/tls.crt")
+        );
+        assert_eq!(
+            table["security"]["key-path"].as_str(),
+            Some("/var/lib/pd-tls/tls.key")
+        );
+        assert!(group_client_url(&pd, "pd", &dns).starts_with("https://"));
+        // Without TLS no security key is written, and the user may never set one.
+        let plain: toml::Table = config(&pd, &Dns::default(), &initial, &[])
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(plain.get("security").is_none());
+        let mut manual = pd.clone();
+        manual.spec.template.common.config = "[security]\ncert-path = \"/mine\"\n".into();
+        let error = config(&manual, &dns, &initial, &mounts).unwrap_err();
+        assert!(error.to_string().contains("security.cert-path"), "{error}");
+    }
+
+    #[test]
     fn fqdn_names_qualify_every_address_and_keep_the_member_name() {
         let pd = instance_of(&default_group());
         let dns = Dns::fqdn("east.example");
         let host = "pd-abcde.pd-pd-peer.db.svc.east.example";
         assert_eq!(super::host(&pd, &dns), host);
         let initial = Membership::InitialCluster(initial_cluster(&[&pd], &dns));
-        let table: toml::Table = config(&pd, &dns, &initial).unwrap().parse().unwrap();
+        let table: toml::Table = config(&pd, &dns, &initial, &[]).unwrap().parse().unwrap();
         assert_eq!(table["name"].as_str(), Some("pd-abcde"));
         assert_eq!(
             table["advertise-client-urls"].as_str(),

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use operator_api::conditions::{self, Look, reasons};
-use operator_api::core::{Cluster, PD, PDGroup, PDStatus};
+use operator_api::core::{Cluster, PD, PDGroup, PDStatus, TlsSecret};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
 use operator_runtime::dns::Dns;
@@ -20,6 +20,7 @@ use operator_runtime::node::{self, PodNode};
 use operator_runtime::online_config::{self, ConfigStep, Recorder, Settled};
 use operator_runtime::pod::{is_ready, readiness, synced as pod_synced};
 use operator_runtime::reconcile::{Error, Started};
+use operator_runtime::tls::SecretMount;
 use operator_runtime::{cache, duration};
 use pd_client::PdClient;
 use tracing::warn;
@@ -125,13 +126,21 @@ impl InstanceRules for Rules {
         ))))
     }
 
+    const CLUSTER_TLS_DIR: &'static str = build::CLUSTER_TLS_DIR;
+
+    fn cluster_tls(pd: &PD) -> Option<&TlsSecret> {
+        let security = pd.spec.template.security.as_ref()?;
+        Some(&security.tls.as_ref()?.cluster.as_ref()?.secret)
+    }
+
     fn config_map(
         pd: &PD,
         cluster: &Cluster,
         membership: &Membership,
+        mounts: &[SecretMount],
     ) -> Result<ConfigMap, BuildError> {
         let dns = Dns::of_spec(&cluster.spec);
-        build::config_map(pd, build::config(pd, &dns, membership)?)
+        build::config_map(pd, build::config(pd, &dns, membership, mounts)?)
     }
 
     fn pod(pd: &PD, _: &Membership) -> Result<Pod, BuildError> {

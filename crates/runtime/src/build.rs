@@ -25,6 +25,9 @@ pub enum BuildError {
     /// The config is not valid TOML.
     #[error("config is not valid TOML: {0}")]
     InvalidConfig(String),
+    /// The config sets keys the operator manages.
+    #[error("{0}")]
+    ManagedKeys(String),
     /// The overlay cannot be merged into the Pod.
     #[error("overlay cannot be applied: {0}")]
     InvalidOverlay(String),
@@ -401,6 +404,48 @@ pub fn stamp_hashes(pod: &mut Pod, strategy: &api::UpdateStrategy, config_hash: 
     }
 }
 
+/// Refuses a user config that sets any of `managed`, dotted keys the operator writes itself
+/// (the certificate paths of TLS): the message names each key and says why.
+pub fn refuse_managed(user: &str, managed: &[&str]) -> Result<(), BuildError> {
+    if user.trim().is_empty() {
+        return Ok(());
+    }
+    let table: toml::Table = user
+        .parse()
+        .map_err(|e: toml::de::Error| BuildError::InvalidConfig(e.message().to_string()))?;
+    let set: Vec<&str> = managed
+        .iter()
+        .copied()
+        .filter(|path| {
+            let mut parts = path.split('.');
+            let mut node = parts.next().and_then(|first| table.get(first));
+            for part in parts {
+                node = node.and_then(|n| n.get(part));
+            }
+            node.is_some()
+        })
+        .collect();
+    if set.is_empty() {
+        return Ok(());
+    }
+    Err(BuildError::ManagedKeys(format!(
+        "config sets {}, which the operator manages (the certificate paths of the TLS Secrets it mounts); remove them from the config",
+        set.join(", ")
+    )))
+}
+
+/// Stamps `pod` with the hash of its spec again, after the runtime added to it what the
+/// component's builder does not know of (its TLS Secrets), keeping the rest of
+/// [`stamp_hashes`].
+pub fn rehash_pod_spec(pod: &mut Pod) {
+    let pod_hash = match pod.annotations().get(keys::ANNO_RESTARTED_AT) {
+        Some(at) => crate::revision::hash_of(&(&pod.spec, at)),
+        None => crate::revision::hash_of(&pod.spec),
+    };
+    pod.labels_mut()
+        .insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
+}
+
 /// Whether a running Pod is what the instance asks for: same Pod spec hash, and, with the
 /// `Restart` strategy, the same config hash (the labels the instance builders stamp).
 pub fn pod_is_current(existing: &Pod, desired: &Pod) -> bool {
@@ -687,6 +732,24 @@ where
     stamp_hashes(&mut pod, &common.update_strategy, config_hash);
     crate::online_config::stamp(&mut pod, &common.config);
     Ok(pod)
+}
+
+#[cfg(test)]
+mod refuse_tests {
+    use super::*;
+
+    #[test]
+    fn a_managed_key_in_the_user_config_is_refused_by_name() {
+        let managed = ["security.cacert-path", "security.key-path"];
+        assert!(refuse_managed("", &managed).is_ok());
+        assert!(refuse_managed("[security]\nredact-info-log = true\n", &managed).is_ok());
+        let error = refuse_managed("[security]\ncacert-path = \"/x\"\n", &managed).unwrap_err();
+        assert!(
+            error.to_string().contains("security.cacert-path"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("key-path"), "{error}");
+    }
 }
 
 #[cfg(test)]

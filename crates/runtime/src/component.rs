@@ -17,7 +17,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use operator_api::core::{Cluster, OfCluster};
-use pd_client::PdClient;
+use pd_client::{PdClient, StatusClient, TlsConfig};
 use serde::de::DeserializeOwned;
 
 use crate::apply::{ApplyError, adopt_all, apply_owned, state_manager};
@@ -27,6 +27,7 @@ use crate::events::Events;
 use crate::expect::Expectations;
 use crate::metrics::Metrics;
 use crate::scope::{log_and_retry, of_cluster, scoped};
+use crate::tls::ClientTls;
 
 /// Timeout of each call to PD.
 pub const PD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,7 +61,10 @@ pub struct Shared {
     /// group that saw no instances yet would create them again).
     synced: Arc<std::sync::atomic::AtomicBool>,
     endpoints: Endpoints,
-    pd_clients: Mutex<HashMap<String, PdClient>>,
+    pd_clients: Mutex<HashMap<String, (Option<TlsConfig>, PdClient)>>,
+    /// The operator's client certificate of each TLS cluster.
+    pub client_tls: ClientTls,
+    status_clients: Mutex<HashMap<(String, String), (TlsConfig, StatusClient)>>,
 }
 
 impl Shared {
@@ -81,7 +85,52 @@ impl Shared {
             synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             endpoints,
             pd_clients: Mutex::new(HashMap::new()),
+            client_tls: ClientTls::default(),
+            status_clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The client certificate of a cluster with TLS (as last read, see [`ClientTls`]); `None`
+    /// for a cluster without TLS.
+    fn tls_of(&self, namespace: &str, cluster: &str) -> Result<Option<TlsConfig>, PdClientError> {
+        match self.client_tls.get(namespace, cluster) {
+            None => Ok(None),
+            Some(Ok(tls)) => Ok(Some(tls)),
+            Some(Err(error)) => Err(PdClientError {
+                url: format!("Cluster {namespace}/{cluster}"),
+                source: pd_client::Error::Tls(error.to_string()),
+            }),
+        }
+    }
+
+    /// The client of the status ports of a TLS cluster's TiKV and TiDB instances, with the
+    /// operator's client certificate as last read (a new client when it changed); `None` for a
+    /// cluster without TLS, whose status ports the controller's plain client reaches.
+    pub fn status_client(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        timeout: Duration,
+    ) -> Result<Option<StatusClient>, PdClientError> {
+        let Some(tls) = self.tls_of(namespace, cluster)? else {
+            return Ok(None);
+        };
+        let key = (namespace.to_string(), cluster.to_string());
+        let mut clients = self
+            .status_clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((used, client)) = clients.get(&key)
+            && *used == tls
+        {
+            return Ok(Some(client.clone()));
+        }
+        let client = StatusClient::new(Some(&tls), timeout).map_err(|source| PdClientError {
+            url: format!("Cluster {namespace}/{cluster}"),
+            source,
+        })?;
+        clients.insert(key, (tls, client.clone()));
+        Ok(Some(client))
     }
 
     /// Where `component`'s endpoint of `instance` is: `in_cluster`, or its endpoint override.
@@ -109,7 +158,8 @@ impl Shared {
     }
 
     /// A client of the PD of a cluster, reached at `in_cluster_url` (or the endpoint override),
-    /// made once per URL.
+    /// made once per URL, and again when the operator's client certificate of a TLS cluster
+    /// changed (see [`ClientTls`]).
     pub fn pd(
         &self,
         namespace: &str,
@@ -125,20 +175,23 @@ impl Shared {
             },
             in_cluster_url,
         );
+        let tls = self.tls_of(namespace, cluster)?;
         let mut clients = self
             .pd_clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(client) = clients.get(&url) {
+        if let Some((used, client)) = clients.get(&url)
+            && *used == tls
+        {
             return Ok(client.clone());
         }
-        let client = PdClient::new(&url, None, PD_TIMEOUT)
+        let client = PdClient::new(&url, tls.as_ref(), PD_TIMEOUT)
             .map_err(|source| PdClientError {
                 url: url.clone(),
                 source,
             })?
             .observed(self.metrics.pd_observer());
-        clients.insert(url, client.clone());
+        clients.insert(url, (tls, client.clone()));
         Ok(client)
     }
 }

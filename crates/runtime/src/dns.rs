@@ -1,6 +1,7 @@
 //! The DNS names the operator writes for a cluster's components, in the form its
 //! `spec.dns` asks for: `<svc>.<namespace>` (`InCluster`) or `<svc>.<namespace>.svc.<domain>`
-//! (`FQDN`). Every host in an address the operator writes or calls comes from here.
+//! (`FQDN`), with the scheme its `spec.tlsCluster` asks for (`https` with TLS). Every host and
+//! scheme in an address the operator writes or calls comes from here.
 
 use kube::{Resource, ResourceExt};
 use operator_api::core::{Cluster, ClusterSpec, DnsMode};
@@ -13,6 +14,8 @@ pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 pub struct Dns {
     /// The cluster domain of fully qualified names; `None` for the short `InCluster` form.
     fqdn_domain: Option<String>,
+    /// Whether the cluster has TLS between its components (`https` URLs).
+    tls: bool,
 }
 
 impl Dns {
@@ -27,7 +30,8 @@ impl Dns {
                 "" => DEFAULT_CLUSTER_DOMAIN.to_string(),
                 domain => domain.to_string(),
             });
-        Self { fqdn_domain }
+        let tls = spec.tls_cluster.as_ref().is_some_and(|t| t.enabled);
+        Self { fqdn_domain, tls }
     }
 
     /// The names of `cluster`; the short form when the Cluster is not known (it is gone).
@@ -39,7 +43,19 @@ impl Dns {
     pub fn fqdn(domain: &str) -> Self {
         Self {
             fqdn_domain: Some(domain.to_string()),
+            tls: false,
         }
+    }
+
+    /// The same names, with `https` URLs when `tls`.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The scheme of every URL of the cluster: `https` with TLS between its components.
+    pub fn scheme(&self) -> &'static str {
+        crate::tls::scheme(self.tls)
     }
 
     /// The cluster domain of fully qualified names, `None` for the short form.

@@ -16,14 +16,15 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use operator_api::conditions::{self, reasons};
-use operator_api::core::{Cluster, OfCluster};
+use operator_api::core::{Cluster, Instance, OfCluster, TlsSecret};
 use operator_api::keys;
 use tracing::Instrument;
 
-use crate::build::BuildError;
+use crate::build::{self, BuildError};
 use crate::component::{CACHE_LAG_RETRY, Shared};
 use crate::metrics::{InstanceLabels, Metrics};
 use crate::reconcile::{self, Error, InstanceStart, Started, StatusKind};
+use crate::tls::{self, SecretMount};
 use crate::{cache, expect, failover, group, instance};
 
 /// How a reconcile of an instance ends: the status to write, if any, and when to look again.
@@ -105,7 +106,7 @@ pub struct Prepared<'a, R: InstanceRules> {
 /// it does with its Pod and its member of the component (restart, online config, status).
 pub trait InstanceRules: Sized + Send + Sync + 'static {
     /// The instance kind.
-    type Instance: StatusKind<StatusOf: Send + Sync> + OfCluster + Send + Sync + 'static;
+    type Instance: StatusKind<StatusOf: Send + Sync> + OfCluster + Instance + Send + Sync + 'static;
     /// The group kind.
     type Group: Resource<DynamicType = ()> + Clone + Send + Sync + 'static;
     /// The controller's context.
@@ -146,12 +147,42 @@ pub trait InstanceRules: Sized + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Result<Self::Inputs, Blocked>, Error>> + Send;
 
     /// The instance's ConfigMap; the addresses in it are named as its `cluster`'s `spec.dns`
-    /// asks.
+    /// asks, and it names the certificate files of `mounts` (see [`InstanceRules::tls_mounts`]).
     fn config_map(
         instance: &Self::Instance,
         cluster: &Cluster,
         inputs: &Self::Inputs,
+        mounts: &[SecretMount],
     ) -> Result<ConfigMap, BuildError>;
+
+    /// Where the cluster TLS Secret is mounted in the component's container.
+    const CLUSTER_TLS_DIR: &'static str;
+
+    /// The instance's own choice of cluster TLS Secrets (`spec.security.tls.cluster`), if any.
+    fn cluster_tls(_instance: &Self::Instance) -> Option<&TlsSecret> {
+        None
+    }
+
+    /// The Secrets the component mounts besides the cluster TLS one (TiDB's MySQL certificate).
+    fn more_mounts(_instance: &Self::Instance, _group: &str) -> Vec<SecretMount> {
+        Vec::new()
+    }
+
+    /// Every Secret the instance mounts: its group's cluster TLS Secret when `cluster` has TLS
+    /// on, and [`InstanceRules::more_mounts`].
+    fn tls_mounts(instance: &Self::Instance, cluster: &Cluster, group: &str) -> Vec<SecretMount> {
+        let mut mounts = Vec::new();
+        if tls::enabled(cluster) {
+            mounts.push(SecretMount::cluster(
+                group,
+                <Self::Instance as Instance>::COMPONENT,
+                Self::CLUSTER_TLS_DIR,
+                Self::cluster_tls(instance),
+            ));
+        }
+        mounts.extend(Self::more_mounts(instance, group));
+        mounts
+    }
 
     /// The instance's Pod.
     fn pod(instance: &Self::Instance, inputs: &Self::Inputs) -> Result<Pod, BuildError>;
@@ -247,8 +278,21 @@ async fn run<R: InstanceRules>(
         Ok(inputs) => inputs,
         Err(blocked) => return Ok(Finished::blocked(instance, blocked)),
     };
-    let built = R::config_map(instance, cluster, &inputs)
-        .and_then(|cm| Ok((cm, R::pod(instance, &inputs)?)));
+    let mut mounts = R::tls_mounts(instance, cluster, &start.group);
+    if let Some(missing) = tls::check(&ctx.client, &namespace, &mut mounts)
+        .await
+        .map_err(Error::kube("reading the TLS Secrets of an instance"))?
+    {
+        return Ok(secret_missing(ctx, instance, &namespace, &missing).await);
+    }
+    let built = R::config_map(instance, cluster, &inputs, &mounts).and_then(|cm| {
+        let mut pod = R::pod(instance, &inputs)?;
+        if !mounts.is_empty() {
+            tls::mount(&mut pod, <R::Instance as Instance>::COMPONENT, &mounts);
+            build::rehash_pod_spec(&mut pod);
+        }
+        Ok((cm, pod))
+    });
     let (config_map, desired) = match built {
         Ok(built) => built,
         Err(error) => return Ok(Finished::blocked(instance, invalid_spec(&error))),
@@ -334,6 +378,46 @@ pub fn invalid_spec(error: &BuildError) -> Blocked {
         message: error.to_string(),
         then: Action::await_change(),
     }
+}
+
+/// How long an instance held for a TLS Secret waits before it looks again (Secrets are not
+/// watched, so nothing wakes it when one appears).
+pub const SECRET_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// An instance whose TLS Secret is missing or lacks a key: held, with no Pod created or
+/// changed, `Ready` and `Synced` false for `TLSSecretMissing` naming the Secret and the key,
+/// and a warning Event when that is news (not on every look).
+async fn secret_missing<K>(
+    ctx: &Shared,
+    instance: &K,
+    namespace: &str,
+    missing: &tls::Missing,
+) -> Finished<K::StatusOf>
+where
+    K: StatusKind + Resource<DynamicType = ()>,
+    K::StatusOf: Clone + Default,
+{
+    let message = missing.message(namespace);
+    let known = conditions::find(instance.conditions(), conditions::READY)
+        .is_some_and(|c| c.reason == reasons::TLS_SECRET_MISSING && c.message == message);
+    if !known {
+        ctx.events
+            .warning(
+                instance,
+                reasons::TLS_SECRET_MISSING,
+                "Hold",
+                message.clone(),
+            )
+            .await;
+    }
+    Finished::blocked(
+        instance,
+        Blocked {
+            reason: reasons::TLS_SECRET_MISSING,
+            message,
+            then: Action::requeue(SECRET_RETRY),
+        },
+    )
 }
 
 /// An instance whose Cluster does not exist: `ClusterNotFound`, and a look again in 30 s.

@@ -28,6 +28,7 @@ pub mod revision;
 pub mod scope;
 pub mod security;
 pub mod telemetry;
+pub mod tls;
 pub mod update;
 pub mod upgrade;
 

@@ -259,6 +259,7 @@ where
             .await
             .map(GroupStart::Done);
     }
+    refresh_client_tls(shared, &cluster).await?;
     Ok(GroupStart::Go {
         namespace,
         cluster: Box::new(cluster),
@@ -361,11 +362,27 @@ where
             .await
             .map(InstanceStart::Done);
     }
+    if let Some(cluster) = &cluster {
+        refresh_client_tls(shared, cluster).await?;
+    }
     Ok(InstanceStart::Go(Started {
         namespace,
         group,
         cluster: cluster.map(Box::new),
     }))
+}
+
+/// Reads the operator's client certificate of a TLS cluster again when it is due (see
+/// [`crate::tls::ClientTls`]), so the PD and status clients of this reconcile use the current one.
+async fn refresh_client_tls(shared: &Shared, cluster: &Cluster) -> Result<(), Error> {
+    shared
+        .client_tls
+        .refresh(&shared.client, cluster)
+        .await
+        .map_err(Error::kube(format!(
+            "reading the client certificate Secrets of Cluster {}",
+            cluster.metadata.name.as_deref().unwrap_or_default()
+        )))
 }
 
 #[cfg(test)]

@@ -14,11 +14,12 @@ use operator_api::core::{
     Feature, TIDB_DEFAULT_PORT_CLIENT, TIDB_DEFAULT_PORT_STATUS,
     TIDB_DEFAULT_PRE_STOP_SLEEP_SECONDS, TIDB_PORT_NAME_CLIENT, TIDB_PORT_NAME_STATUS,
     TIDB_SLOW_LOG_DEFAULT_PATH, TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG, TiDB, TiDBGroup, TiDBProbeType,
-    TiDBSpec, TiDBTemplateSpec, Topology,
+    TiDBSpec, TiDBTemplateSpec, Tls, Topology,
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
 use operator_runtime::dns::Dns;
+use operator_runtime::tls::{self, SecretMount};
 
 /// Name of the component label value and of the main container.
 pub const COMPONENT: &str = keys::COMPONENT_TIDB;
@@ -204,7 +205,8 @@ pub fn host(tidb: &TiDB, dns: &Dns) -> String {
 /// In-cluster URL of an instance's status port.
 pub fn status_url(tidb: &TiDB, dns: &Dns) -> String {
     format!(
-        "http://{}:{}",
+        "{}://{}:{}",
+        dns.scheme(),
         host(tidb, dns),
         status_port(&tidb.spec.template)
     )
@@ -267,11 +269,46 @@ pub fn slow_log_dir(spec: &TiDBTemplateSpec) -> Option<String> {
     })
 }
 
+/// Where the cluster TLS Secret is mounted (tidb-operator v2's path).
+pub const CLUSTER_TLS_DIR: &str = "/var/lib/tidb-tls";
+/// TiDB's certificate keys of the links to PD and TiKV, written when the cluster has TLS.
+pub const CLUSTER_SECURITY_KEYS: [&str; 3] = [
+    "security.cluster-ssl-ca",
+    "security.cluster-ssl-cert",
+    "security.cluster-ssl-key",
+];
+/// TiDB's certificate keys of its MySQL port, written with MySQL TLS on (`ssl-ca` only when the
+/// Secret carries a CA, which turns on the verification of client certificates).
+pub const MYSQL_SECURITY_KEYS: [&str; 3] =
+    ["security.ssl-ca", "security.ssl-cert", "security.ssl-key"];
+
+/// Whether the template turns on TLS for MySQL clients.
+pub fn mysql_tls(spec: &TiDBTemplateSpec) -> Option<&Tls> {
+    spec.security
+        .as_ref()
+        .and_then(|s| s.tls.as_ref())
+        .and_then(|t| t.mysql.as_ref())
+        .filter(|m| m.enabled)
+}
+
 /// The config file: the user's TOML with the keys the operator owns set over it. `pd` is TiDB's
 /// `path`; `bootstrap_sql` says whether the Cluster's bootstrap SQL is mounted; `dns` names the
-/// advertised address.
-pub fn config(tidb: &TiDB, dns: &Dns, pd: &str, bootstrap_sql: bool) -> Result<String, BuildError> {
+/// advertised address; the certificate paths of the Secrets among `mounts` (cluster TLS,
+/// MySQL TLS) are written, and refused in the user's TOML.
+pub fn config(
+    tidb: &TiDB,
+    dns: &Dns,
+    pd: &str,
+    bootstrap_sql: bool,
+    mounts: &[SecretMount],
+) -> Result<String, BuildError> {
     let spec = &tidb.spec.template;
+    let managed: Vec<&str> = CLUSTER_SECURITY_KEYS
+        .iter()
+        .chain(MYSQL_SECURITY_KEYS.iter())
+        .copied()
+        .collect();
+    build::refuse_managed(&spec.common.config, &managed)?;
     let mut owned: Vec<(&str, toml::Value)> = vec![
         ("store", "tikv".into()),
         ("host", "::".into()),
@@ -285,6 +322,19 @@ pub fn config(tidb: &TiDB, dns: &Dns, pd: &str, bootstrap_sql: bool) -> Result<S
             "log.slow-query-file",
             format!("{dir}/{SLOW_LOG_FILE}").into(),
         ));
+    }
+    for mount in mounts {
+        let keys = match mount.volume.as_str() {
+            tls::CLUSTER_TLS_VOLUME => CLUSTER_SECURITY_KEYS,
+            tls::MYSQL_TLS_VOLUME => MYSQL_SECURITY_KEYS,
+            _ => continue,
+        };
+        let [ca, cert, key] = keys;
+        if mount.has_ca {
+            owned.push((ca, mount.path(tls::CA_KEY).into()));
+        }
+        owned.push((cert, mount.path(tls::CERT_KEY).into()));
+        owned.push((key, mount.path(tls::KEY_KEY).into()));
     }
     if bootstrap_sql {
         owned.push((

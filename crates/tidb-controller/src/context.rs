@@ -46,8 +46,20 @@ impl Ctx {
         })
     }
 
-    /// `GET {url}/status` of a TiDB.
-    pub async fn tidb_status(&self, url: &str) -> Result<TidbStatus, pd_client::Error> {
-        self.status.tidb_status(url).await
+    /// `GET {url}/status` of `tidb`: with the operator's client certificate when its cluster
+    /// has TLS.
+    pub async fn tidb_status(
+        &self,
+        tidb: &TiDB,
+        url: &str,
+    ) -> Result<TidbStatus, pd_client::Error> {
+        let namespace = tidb.metadata.namespace.as_deref().unwrap_or_default();
+        let client = self
+            .status_client(namespace, &tidb.spec.cluster.name, STATUS_TIMEOUT)
+            .map_err(|e| e.source)?;
+        match client {
+            Some(client) => client.tidb_status(url).await,
+            None => self.status.tidb_status(url).await,
+        }
     }
 }

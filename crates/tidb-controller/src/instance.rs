@@ -9,7 +9,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, Look, reasons};
-use operator_api::core::{Cluster, TiDB, TiDBGroup, TiDBStatus};
+use operator_api::core::{Cluster, TiDB, TiDBGroup, TiDBStatus, TlsSecret};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
 use operator_runtime::dns::Dns;
@@ -17,6 +17,7 @@ use operator_runtime::instance::{self, PodRemoval};
 use operator_runtime::instance_reconcile::{Blocked, Finished, InstanceRules, Prepared};
 use operator_runtime::pod::{is_ready, readiness, synced as pod_synced};
 use operator_runtime::reconcile::{Error, Started};
+use operator_runtime::tls::SecretMount;
 
 use crate::build;
 use crate::context::{Ctx, MANAGER};
@@ -105,13 +106,35 @@ impl InstanceRules for Rules {
         }))
     }
 
+    const CLUSTER_TLS_DIR: &'static str = build::CLUSTER_TLS_DIR;
+
+    fn cluster_tls(tidb: &TiDB) -> Option<&TlsSecret> {
+        let security = tidb.spec.template.security.as_ref()?;
+        Some(&security.tls.as_ref()?.cluster.as_ref()?.secret)
+    }
+
+    /// With MySQL TLS on, the group's server certificate.
+    fn more_mounts(tidb: &TiDB, group: &str) -> Vec<SecretMount> {
+        build::mysql_tls(&tidb.spec.template)
+            .map(|mysql| SecretMount::mysql(group, Some(&mysql.secret)))
+            .into_iter()
+            .collect()
+    }
+
     fn config_map(
         tidb: &TiDB,
         cluster: &Cluster,
         inputs: &Inputs,
+        mounts: &[SecretMount],
     ) -> Result<ConfigMap, BuildError> {
         let dns = Dns::of_spec(&cluster.spec);
-        let config = build::config(tidb, &dns, &inputs.pd_path, inputs.bootstrap_sql.is_some())?;
+        let config = build::config(
+            tidb,
+            &dns,
+            &inputs.pd_path,
+            inputs.bootstrap_sql.is_some(),
+            mounts,
+        )?;
         build::config_map(tidb, config)
     }
 
@@ -222,7 +245,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiDBSt
     let health = match &existing_pod {
         Some(pod) if !is_terminating(pod) && is_ready(pod) => {
             let url = ctx.status_url(tidb, build::status_url(tidb, &Dns::of_spec(&cluster.spec)));
-            match ctx.tidb_status(&url).await {
+            match ctx.tidb_status(tidb, &url).await {
                 Ok(status) => Health::Serving(status.version),
                 Err(e) => Health::Failing {
                     url,

@@ -12,6 +12,7 @@ use operator_api::core::{
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
 use operator_runtime::dns::Dns;
+use operator_runtime::tls::{self, SecretMount};
 
 /// Name of the component label value and of the container.
 pub const COMPONENT: &str = keys::COMPONENT_TIKV;
@@ -115,24 +116,42 @@ pub fn store_address(tikv: &TiKV, dns: &Dns) -> String {
 /// The in-cluster URL of the instance's status port.
 pub fn status_url(tikv: &TiKV, dns: &Dns) -> String {
     format!(
-        "http://{}:{}",
+        "{}://{}:{}",
+        dns.scheme(),
         host(tikv, dns),
         status_port(&tikv.spec.template)
     )
 }
 
+/// Where the cluster TLS Secret is mounted (tidb-operator v2's path).
+pub const CLUSTER_TLS_DIR: &str = "/var/lib/tikv-tls";
+/// TiKV's certificate keys, which the operator writes when the cluster has TLS and refuses in
+/// the user's config.
+pub const SECURITY_KEYS: [&str; 3] = [
+    "security.ca-path",
+    "security.cert-path",
+    "security.key-path",
+];
+
 /// The URL of a PDGroup's client Service (`<group>-pd`).
 pub fn pd_group_url(namespace: &str, pd_group: &str, port: i32, dns: &Dns) -> String {
     let host = dns.service_host(&format!("{pd_group}-pd"), namespace);
-    format!("http://{host}:{port}")
+    format!("{}://{host}:{port}", dns.scheme())
 }
 
 /// The config file: the user's TOML with the keys the operator owns (addresses, data directory,
-/// PD endpoints) set over it.
-pub fn config(tikv: &TiKV, dns: &Dns, pd_url: &str) -> Result<String, BuildError> {
+/// PD endpoints) set over it; with the cluster TLS Secret among `mounts`, its certificate paths
+/// (which the user's TOML may not set).
+pub fn config(
+    tikv: &TiKV,
+    dns: &Dns,
+    pd_url: &str,
+    mounts: &[SecretMount],
+) -> Result<String, BuildError> {
     let spec = &tikv.spec.template;
+    build::refuse_managed(&spec.common.config, &SECURITY_KEYS)?;
     let host = host(tikv, dns);
-    let owned: Vec<(&str, toml::Value)> = vec![
+    let mut owned: Vec<(&str, toml::Value)> = vec![
         (
             "server.addr",
             format!("0.0.0.0:{}", client_port(spec)).into(),
@@ -155,6 +174,14 @@ pub fn config(tikv: &TiKV, dns: &Dns, pd_url: &str) -> Result<String, BuildError
             toml::Value::Array(vec![pd_url.to_string().into()]),
         ),
     ];
+    if let Some(tls) = mounts.iter().find(|m| m.volume == tls::CLUSTER_TLS_VOLUME) {
+        for (key, file) in SECURITY_KEYS
+            .iter()
+            .zip([tls::CA_KEY, tls::CERT_KEY, tls::KEY_KEY])
+        {
+            owned.push((key, tls.path(file).into()));
+        }
+    }
     build::merge_config(&spec.common.config, &owned)
 }
 
@@ -272,7 +299,7 @@ mod tests {
     #[test]
     fn config_has_the_operator_keys_over_the_users() {
         let tikv = instance_of(&default_group());
-        let text = config(&tikv, &Dns::default(), "http://pd-pd.db:2379").unwrap();
+        let text = config(&tikv, &Dns::default(), "http://pd-pd.db:2379", &[]).unwrap();
         let table: toml::Table = text.parse().unwrap();
         let server = &table["server"];
         assert_eq!(server["addr"].as_str(), Some("0.0.0.0:20160"));
@@ -304,7 +331,7 @@ mod tests {
             "volumes": [{"name": "data", "mounts": [{"type": "data", "mountPath": "/data"}], "storage": "1Gi"}]
         }));
         let tikv = instance_of(&group);
-        let table: toml::Table = config(&tikv, &Dns::default(), "http://pd:2379")
+        let table: toml::Table = config(&tikv, &Dns::default(), "http://pd:2379", &[])
             .unwrap()
             .parse()
             .unwrap();
@@ -403,7 +430,7 @@ mod tests {
         let pd_url = crate::pd::pd_url(Some(&cluster), &[pd_group], "db").unwrap();
         let dns = Dns::of(Some(&cluster));
         serde_json::json!({
-            "configMap": config_map(tikv, config(tikv, &dns, &pd_url).unwrap()).unwrap(),
+            "configMap": config_map(tikv, config(tikv, &dns, &pd_url, &[]).unwrap()).unwrap(),
             "pod": pod(tikv).unwrap(),
             "storeAddress": store_address(tikv, &dns),
             "statusUrl": status_url(tikv, &dns),

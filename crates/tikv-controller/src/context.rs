@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::Store;
 use operator_api::core::{TiKV, TiKVGroup};
 use operator_runtime::cache::Recent;
-use operator_runtime::component::Shared;
+use operator_runtime::component::{PdClientError, Shared};
 use pd_client::{PdClient, StatusClient};
 
 use crate::pd::PdView;
@@ -58,6 +58,15 @@ impl Ctx {
             pd_views: Recent::new(PD_VIEW_TTL),
             status,
         })
+    }
+
+    /// The client of `tikv`'s status port: with the operator's client certificate when its
+    /// cluster has TLS, else the plain one.
+    pub fn status_of(&self, tikv: &TiKV) -> Result<StatusClient, PdClientError> {
+        let namespace = tikv.metadata.namespace.as_deref().unwrap_or_default();
+        Ok(self
+            .status_client(namespace, &tikv.spec.cluster.name, STATUS_TIMEOUT)?
+            .unwrap_or_else(|| self.status.clone()))
     }
 
     /// PD's view of the stores of a cluster, polled at most once per [`PD_VIEW_TTL`] for every

@@ -15,7 +15,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, Look, reasons};
-use operator_api::core::{Cluster, TiKV, TiKVGroup, TiKVStatus};
+use operator_api::core::{Cluster, TiKV, TiKVGroup, TiKVStatus, TlsSecret};
 use operator_api::keys;
 use operator_runtime::apply::state_manager;
 use operator_runtime::build::BuildError;
@@ -24,6 +24,7 @@ use operator_runtime::instance_reconcile::{Blocked, Finished, InstanceRules, Pre
 use operator_runtime::online_config::{self, ConfigStep, Recorder};
 use operator_runtime::pod::{is_ready, readiness};
 use operator_runtime::reconcile::{Error, Started};
+use operator_runtime::tls::SecretMount;
 use operator_runtime::{expect, instance, node};
 use pd_client::{PdClient, ReplicationConfig, StoreInfo};
 use tracing::info;
@@ -131,13 +132,21 @@ impl InstanceRules for Rules {
         }))
     }
 
+    const CLUSTER_TLS_DIR: &'static str = build::CLUSTER_TLS_DIR;
+
+    fn cluster_tls(tikv: &TiKV) -> Option<&TlsSecret> {
+        let security = tikv.spec.template.security.as_ref()?;
+        Some(&security.tls.as_ref()?.cluster.as_ref()?.secret)
+    }
+
     fn config_map(
         tikv: &TiKV,
         cluster: &Cluster,
         pd_url: &String,
+        mounts: &[SecretMount],
     ) -> Result<ConfigMap, BuildError> {
         let dns = Dns::of_spec(&cluster.spec);
-        build::config_map(tikv, build::config(tikv, &dns, pd_url)?)
+        build::config_map(tikv, build::config(tikv, &dns, pd_url, mounts)?)
     }
 
     fn pod(tikv: &TiKV, _: &String) -> Result<Pod, BuildError> {

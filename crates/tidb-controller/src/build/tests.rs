@@ -51,7 +51,7 @@ fn config_has_the_operator_keys_over_the_users() {
         "server": {"ports": {"client": {"port": 4001}}, "labels": {"rack": "r1"}}
     }}}));
     let tidb = instance_of(&group);
-    let text = config(&tidb, &Dns::default(), "basic-pd.ns:2379", false).unwrap();
+    let text = config(&tidb, &Dns::default(), "basic-pd.ns:2379", false, &[]).unwrap();
     let table: toml::Table = text.parse().unwrap();
     assert_eq!(table["store"].as_str(), Some("tikv"));
     assert_eq!(table["host"].as_str(), Some("::"));
@@ -68,7 +68,7 @@ fn config_has_the_operator_keys_over_the_users() {
     assert!(table.get("initialize-sql-file").is_none());
     assert!(table["log"].get("slow-query-file").is_none());
 
-    let with_sql: toml::Table = config(&tidb, &Dns::default(), "x:2379", true)
+    let with_sql: toml::Table = config(&tidb, &Dns::default(), "x:2379", true, &[])
         .unwrap()
         .parse()
         .unwrap();
@@ -81,7 +81,7 @@ fn config_has_the_operator_keys_over_the_users() {
 #[test]
 fn invalid_toml_is_an_error_with_a_reason() {
     let group = group(serde_json::json!({"template": {"spec": {"config": "[log\n"}}}));
-    let err = config(&instance_of(&group), &Dns::default(), "x:2379", false).unwrap_err();
+    let err = config(&instance_of(&group), &Dns::default(), "x:2379", false, &[]).unwrap_err();
     assert!(err.to_string().contains("not valid TOML"), "{err}");
 }
 
@@ -208,7 +208,7 @@ fn pvcs_only_for_declared_volumes_and_the_slow_log_mount() {
     let sidecar = &spec.init_containers.unwrap()[0];
     assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
     assert_eq!(sidecar.image.as_deref(), Some("busybox:1.37.0"));
-    let table: toml::Table = config(&tidb, &Dns::default(), "x:2379", false)
+    let table: toml::Table = config(&tidb, &Dns::default(), "x:2379", false, &[])
         .unwrap()
         .parse()
         .unwrap();
@@ -332,7 +332,7 @@ fn images_keep_explicit_tags() {
 fn addressed_objects(tidb: &TiDB, dns: &Dns) -> serde_json::Value {
     let path = pd_path("", "ns", &[("pd".to_string(), 2379)], dns).unwrap();
     serde_json::json!({
-        "configMap": config_map(tidb, config(tidb, dns, &path, false).unwrap()).unwrap(),
+        "configMap": config_map(tidb, config(tidb, dns, &path, false, &[]).unwrap()).unwrap(),
         "pod": pod(tidb, None).unwrap(),
         "statusUrl": status_url(tidb, dns),
     })
@@ -375,5 +375,61 @@ fn fqdn_names_qualify_the_advertised_address_and_pd() {
     assert_eq!(
         pd_path("http://pd-pd.ns.svc.east.example:2379", "ns", &[], &dns).as_deref(),
         Some("pd-pd.ns.svc.east.example:2379")
+    );
+}
+
+#[test]
+fn tls_writes_the_cluster_and_mysql_certificate_paths_and_refuses_them_in_the_config() {
+    let group = group(serde_json::json!({"template": {"spec": {
+        "security": {"tls": {"mysql": {"enabled": true}}}
+    }}}));
+    let tidb = instance_of(&group);
+    assert!(mysql_tls(&tidb.spec.template).is_some());
+    let dns = Dns::default().with_tls(true);
+    assert!(status_url(&tidb, &dns).starts_with("https://"));
+    let mut mysql = SecretMount::mysql("db", None);
+    let cluster = SecretMount::cluster("db", "tidb", CLUSTER_TLS_DIR, None);
+    let table = |mounts: &[SecretMount]| -> toml::Table {
+        config(&tidb, &dns, "x:2379", false, mounts)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // Without a CA in the server Secret, clients are not asked for certificates.
+    let without_ca = table(&[cluster.clone(), mysql.clone()]);
+    let security = &without_ca["security"];
+    assert_eq!(
+        security["cluster-ssl-ca"].as_str(),
+        Some("/var/lib/tidb-tls/ca.crt")
+    );
+    assert_eq!(
+        security["cluster-ssl-cert"].as_str(),
+        Some("/var/lib/tidb-tls/tls.crt")
+    );
+    assert_eq!(
+        security["cluster-ssl-key"].as_str(),
+        Some("/var/lib/tidb-tls/tls.key")
+    );
+    assert_eq!(
+        security["ssl-cert"].as_str(),
+        Some("/var/lib/tidb-sql-tls/tls.crt")
+    );
+    assert_eq!(
+        security["ssl-key"].as_str(),
+        Some("/var/lib/tidb-sql-tls/tls.key")
+    );
+    assert!(security.get("ssl-ca").is_none());
+    mysql.has_ca = true;
+    let with_ca = table(&[cluster, mysql]);
+    assert_eq!(
+        with_ca["security"]["ssl-ca"].as_str(),
+        Some("/var/lib/tidb-sql-tls/ca.crt")
+    );
+    let mut manual = tidb.clone();
+    manual.spec.template.common.config = "[security]\ncluster-ssl-key = \"/k\"\n".into();
+    let error = config(&manual, &dns, "x:2379", false, &[]).unwrap_err();
+    assert!(
+        error.to_string().contains("security.cluster-ssl-key"),
+        "{error}"
     );
 }

@@ -44,7 +44,11 @@ pub(super) async fn apply(
             let url = scope
                 .ctx
                 .status_url(tikv, build::status_url(tikv, &scope.dns));
-            let answer = scope.ctx.status.tikv_set_config(&url, items).await;
+            let answer = scope
+                .ctx
+                .status_of(tikv)?
+                .tikv_set_config(&url, items)
+                .await;
             let settled = recorder
                 .settle(&scope.ctx.events, tikv, items, answer, online::refused)
                 .await?;
