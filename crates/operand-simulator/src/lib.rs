@@ -13,11 +13,13 @@
 //!
 //! Layout: [`sim`] is the pure simulation (Pods, PVCs and API calls in, PD-shaped views out,
 //! `tick` to advance), [`wire`] the PD JSON types, [`http`] the axum router, [`watch`] the Pod
-//! watcher, [`volumes`] the PVC watcher and a stand-in volume provisioner for the operands' PVCs.
+//! watcher, [`volumes`] the PVC watcher and a stand-in volume provisioner for the operands' PVCs,
+//! [`tls`] the mutual-TLS listeners of clusters with TLS on.
 
 pub mod clock;
 pub mod http;
 pub mod sim;
+pub mod tls;
 pub mod volumes;
 pub mod watch;
 pub mod wire;

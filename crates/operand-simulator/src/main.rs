@@ -86,6 +86,13 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     moves_per_tick: usize,
 
+    /// Also serve PD, TiKV and TiDB over mutual TLS, for clusters with `tlsCluster` on: one
+    /// loopback listener per component, with the certificates of the namespace's TLS Secrets
+    /// (see docs/operand-simulator.md). Their addresses are written to this file, one
+    /// `component=ADDR` line each; the record of their handshakes is at /control/tls.
+    #[arg(long, value_name = "PATH")]
+    tls_address_file: Option<PathBuf>,
+
     /// The DNS domain of the Kubernetes cluster (the kubelet's `--cluster-domain`): a Pod is
     /// reachable at `<hostname>.<subdomain>.<namespace>`, with `.svc` and `.svc.<domain>`.
     #[arg(long, default_value = operand_simulator::sim::DEFAULT_CLUSTER_DOMAIN)]
@@ -161,6 +168,38 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(%addr, "operand simulator (test tooling) serving");
 
+    let tls_record = operand_simulator::tls::TlsRecord::default();
+    if let Some(path) = &args.tls_address_file {
+        let mut lines = String::new();
+        for component in ["pd", "tikv", "tidb"] {
+            let tcp = tokio::net::TcpListener::bind((args.listen.ip(), 0))
+                .await
+                .with_context(|| format!("binding the TLS listener of {component}"))?;
+            let tls_addr = tcp.local_addr().context("reading the bound address")?;
+            lines.push_str(&format!("{component}={tls_addr}\n"));
+            let listener = operand_simulator::tls::Listener::new(
+                tcp,
+                client.clone(),
+                args.namespace.clone(),
+                component,
+                tls_record.clone(),
+            );
+            let router = http::router(sim.clone());
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, router).await {
+                    tracing::error!(component, "TLS listener stopped: {err}");
+                }
+            });
+        }
+        let tmp = path.with_extension("tmp");
+        tokio::fs::write(&tmp, lines)
+            .await
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        tokio::fs::rename(&tmp, path)
+            .await
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    }
+
     tokio::spawn(watch::run(
         client.clone(),
         args.namespace.clone(),
@@ -196,7 +235,22 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    axum::serve(listener, http::router(sim))
+    let record = tls_record.clone();
+    let control = axum::Router::new().route(
+        "/control/tls",
+        axum::routing::get(move || async move {
+            let record = record
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let body = serde_json::to_string(&record).unwrap_or_default();
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        }),
+    );
+    axum::serve(listener, http::router(sim).merge(control))
         .with_graceful_shutdown(shutdown())
         .await
         .context("serving HTTP")?;
