@@ -786,6 +786,71 @@ impl Simulator {
     }
 }
 
+/// The operand simulator with its mutual-TLS listeners (`--tls-address-file`), for clusters
+/// with `tlsCluster` on.
+pub struct TlsSimulator {
+    /// The simulator; its control API stays plain HTTP.
+    pub simulator: Simulator,
+    /// `https://ADDR` of the TLS listener of each component (`pd`, `tikv`, `tidb`).
+    pub urls: std::collections::BTreeMap<String, String>,
+}
+
+impl TlsSimulator {
+    /// Starts the simulator on `namespace` with its TLS listeners and waits for their addresses.
+    pub async fn start(
+        cluster: &testkit::LocalCluster,
+        namespace: &str,
+    ) -> Result<TlsSimulator, String> {
+        let file = std::env::temp_dir().join(format!("{namespace}.simulator.tls"));
+        let _ = std::fs::remove_file(&file);
+        let arg = format!("--tls-address-file={}", file.display());
+        let simulator = Simulator::start_with(cluster, namespace, "200ms", &[arg.as_str()]).await?;
+        for _ in 0..100 {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                let urls: std::collections::BTreeMap<String, String> = text
+                    .lines()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(c, a)| (c.to_string(), format!("https://{a}")))
+                    .collect();
+                if urls.len() == 3 {
+                    return Ok(TlsSimulator { simulator, urls });
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "the simulator did not report its TLS listeners:\n{}",
+            simulator.output()
+        ))
+    }
+
+    /// The endpoint overrides that send a controller's PD, TiKV and TiDB calls to the TLS
+    /// listeners.
+    pub fn overrides(&self) -> Vec<String> {
+        let url = |c: &str| self.urls.get(c).cloned().unwrap_or_default();
+        vec![
+            format!(
+                "--endpoint-override=pd={}/clusters/{{namespace}}/{{cluster}}",
+                url("pd")
+            ),
+            format!(
+                "--endpoint-override=tikv={}/clusters/{{namespace}}/{{cluster}}/tikv/{{instance}}",
+                url("tikv")
+            ),
+            format!(
+                "--endpoint-override=tidb={}/clusters/{{namespace}}/{{cluster}}/tidb/{{instance}}",
+                url("tidb")
+            ),
+        ]
+    }
+
+    /// The record of the TLS handshakes, by component: `accepted`, `refused`, `last_refusal`.
+    pub async fn handshakes(&self) -> Result<serde_json::Value, String> {
+        let body = http_get(&format!("{}/control/tls", self.simulator.url)).await?;
+        serde_json::from_str(&body).map_err(|e| e.to_string())
+    }
+}
+
 /// The `seq` of a simulator event (0 when it has none).
 pub fn event_seq(event: &serde_json::Value) -> u64 {
     event

@@ -1,0 +1,600 @@
+//! TLS end to end: a real cert-manager (built from its Go module by hack/build-tools.sh) issues
+//! the certificates as tidb-operator v2's `examples/tls` does (a self-signed Issuer, a CA
+//! Certificate, an Issuer on that CA, a Certificate per component group, the operator's client
+//! Certificate and TiDB's MySQL server Certificate); every controller runs as a process under its
+//! shipped RBAC; the operand simulator serves PD, TiKV and TiDB status over mutual TLS with the
+//! certificates of those Secrets. Each scenario ends with the simulator's data-safety verdict.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use operator_api::conditions::{self, HasConditions};
+use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKV, TiKVGroup};
+use operator_api::keys::LABEL_MANAGED_BY;
+use scenarios::{Allowed, Controller, TlsSimulator, apply_controller_identity, ensure_crds};
+use serde_json::{Value, json};
+use testkit::{CertManager, LocalCluster, TestNamespace, wait_until};
+
+const WAIT: Duration = Duration::from_secs(240);
+const CLUSTER: &str = "tls";
+const BINARIES: [&str; 4] = [
+    "cluster-controller",
+    "pd-controller",
+    "tikv-controller",
+    "tidb-controller",
+];
+
+/// The cert-manager objects of `examples/tls` for the Cluster `tls` in `ns`: the CA chain, one
+/// Certificate per group (`<group>-<component>-cluster-secret`, server and client auth), the
+/// operator's client certificate and TiDB's MySQL server certificate.
+fn issuers_and_certificates(ns: &str) -> String {
+    let mut docs = vec![
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+               "metadata": {"name": "selfsigned"}, "spec": {"selfSigned": {}}}),
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+               "metadata": {"name": "tls-ca"},
+               "spec": {"secretName": "tls-ca-secret", "commonName": "TiDB CA", "isCA": true,
+                        "issuerRef": {"name": "selfsigned", "kind": "Issuer"}}}),
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+               "metadata": {"name": "tls-issuer"}, "spec": {"ca": {"secretName": "tls-ca-secret"}}}),
+    ];
+    for component in ["pd", "tikv", "tidb"] {
+        docs.push(component_certificate(ns, component));
+    }
+    docs.push(certificate(
+        &format!("{CLUSTER}-cluster-client-secret"),
+        json!({"commonName": "TiDB", "usages": ["client auth"]}),
+    ));
+    docs.push(certificate(
+        "tidb-tidb-server-secret",
+        json!({"commonName": "TiDB Server", "usages": ["server auth"],
+               "dnsNames": ["tidb-tidb", format!("tidb-tidb.{ns}"), format!("tidb-tidb.{ns}.svc")],
+               "ipAddresses": ["127.0.0.1", "::1"]}),
+    ));
+    docs.iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// The Certificate of a group named as its component.
+fn component_certificate(ns: &str, component: &str) -> Value {
+    let group = component;
+    let mut names = Vec::new();
+    for service in [
+        format!("{group}-{component}"),
+        format!("{group}-{component}-peer"),
+    ] {
+        names.push(service.clone());
+        names.push(format!("{service}.{ns}"));
+        names.push(format!("{service}.{ns}.svc"));
+        names.push(format!("*.{service}"));
+        names.push(format!("*.{service}.{ns}"));
+        names.push(format!("*.{service}.{ns}.svc"));
+    }
+    certificate(
+        &format!("{group}-{component}-cluster-secret"),
+        json!({"commonName": "TiDB", "usages": ["server auth", "client auth"],
+               "dnsNames": names, "ipAddresses": ["127.0.0.1", "::1"]}),
+    )
+}
+
+fn certificate(secret: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["secretName"] = json!(secret);
+    spec["subject"] = json!({"organizations": ["PingCAP"]});
+    spec["issuerRef"] = json!({"name": "tls-issuer", "kind": "Issuer", "group": "cert-manager.io"});
+    json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+           "metadata": {"name": secret}, "spec": spec})
+}
+
+/// Every controller, cert-manager and the TLS simulator on a fresh namespace.
+struct Scene {
+    cluster: LocalCluster,
+    client: Client,
+    ns: TestNamespace,
+    cert_manager: CertManager,
+    simulator: TlsSimulator,
+    _controllers: Vec<Controller>,
+}
+
+impl Scene {
+    async fn start(prefix: &str) -> Scene {
+        let cluster = LocalCluster::get().unwrap();
+        ensure_crds(&cluster).unwrap();
+        for binary in BINARIES {
+            apply_controller_identity(&cluster, binary).unwrap();
+        }
+        let client = cluster.client().await.unwrap();
+        let ns = TestNamespace::create(&cluster, &client, prefix)
+            .await
+            .unwrap();
+        let cert_manager = CertManager::start(&cluster, ns.name()).await.unwrap();
+        let simulator = TlsSimulator::start(&cluster, ns.name()).await.unwrap();
+        let mut controllers = Vec::new();
+        for binary in BINARIES {
+            controllers.push(
+                Controller::start(
+                    &cluster,
+                    &client,
+                    binary,
+                    ns.name(),
+                    0,
+                    &simulator.overrides(),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        Scene {
+            cluster,
+            client,
+            ns,
+            cert_manager,
+            simulator,
+            _controllers: controllers,
+        }
+    }
+
+    fn n(&self) -> &str {
+        self.ns.name()
+    }
+
+    /// Applies the issuers and Certificates and waits for every Secret they make.
+    async fn issue(&self) {
+        self.cluster
+            .kubectl()
+            .ok(
+                &["apply", "-n", self.n(), "-f", "-"],
+                Some(&issuers_and_certificates(self.n())),
+            )
+            .unwrap();
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), self.n());
+        let wanted = [
+            "pd-pd-cluster-secret".to_string(),
+            "tikv-tikv-cluster-secret".to_string(),
+            "tidb-tidb-cluster-secret".to_string(),
+            format!("{CLUSTER}-cluster-client-secret"),
+            "tidb-tidb-server-secret".to_string(),
+        ];
+        let cert_manager = &self.cert_manager;
+        wait_until(
+            &self.cluster.kubectl(),
+            self.n(),
+            "cert-manager issued every certificate (tls.crt, tls.key, ca.crt)",
+            WAIT,
+            || async {
+                for name in &wanted {
+                    let Some(secret) = secrets.get_opt(name).await? else {
+                        return Ok::<_, kube::Error>(false);
+                    };
+                    let data = secret.data.unwrap_or_default();
+                    if !["tls.crt", "tls.key", "ca.crt"]
+                        .iter()
+                        .all(|k| data.contains_key(*k))
+                    {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n--- cert-manager ---\n{}", cert_manager.output()));
+    }
+
+    /// The Cluster with TLS on and its groups: PD `pd`, TiKV `tikv`, TiDB `tidb` (MySQL TLS on).
+    async fn create_cluster(&self, pd: i32, tikv: i32, tidb: i32) {
+        let object: Cluster = serde_json::from_value(json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": CLUSTER}, "spec": {"tlsCluster": {"enabled": true}}
+        }))
+        .unwrap();
+        Api::<Cluster>::namespaced(self.client.clone(), self.n())
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+        let data = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "1Gi"}]);
+        let group = |kind: &str, name: &str, replicas: i32, spec: Value| {
+            json!({
+                "apiVersion": "core.pingcap.com/v1alpha1", "kind": kind, "metadata": {"name": name},
+                "spec": {"cluster": {"name": CLUSTER}, "replicas": replicas,
+                         "minReadySeconds": scenarios::SHORT_MIN_READY_SECONDS,
+                         "template": {"spec": spec}}
+            })
+        };
+        let stores = json!({"version": "v8.5.2", "volumes": data});
+        Api::<PDGroup>::namespaced(self.client.clone(), self.n())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(group("PDGroup", "pd", pd, stores.clone())).unwrap(),
+            )
+            .await
+            .unwrap();
+        Api::<TiKVGroup>::namespaced(self.client.clone(), self.n())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(group("TiKVGroup", "tikv", tikv, stores)).unwrap(),
+            )
+            .await
+            .unwrap();
+        let tidb_spec = json!({"version": "v8.5.2",
+                               "security": {"tls": {"mysql": {"enabled": true}}}});
+        Api::<TiDBGroup>::namespaced(self.client.clone(), self.n())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(group("TiDBGroup", "tidb", tidb, tidb_spec)).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits for the Cluster Available and Ready with these replicas.
+    async fn wait_ready(&self, replicas: [i32; 3]) {
+        let clusters: Api<Cluster> = Api::namespaced(self.client.clone(), self.n());
+        wait_until(
+            &self.cluster.kubectl(),
+            self.n(),
+            &format!("Cluster {CLUSTER} Available and Ready with {replicas:?}"),
+            WAIT,
+            || async {
+                let c = clusters.get(CLUSTER).await?;
+                let found: Vec<i32> = c
+                    .status
+                    .as_ref()
+                    .map(|s| s.components.iter().map(|p| p.replicas).collect())
+                    .unwrap_or_default();
+                Ok::<_, kube::Error>(
+                    conditions::is_true(c.conditions(), conditions::AVAILABLE)
+                        && conditions::is_true(c.conditions(), conditions::READY)
+                        && found == replicas,
+                )
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn verdict(&self) {
+        self.simulator
+            .simulator
+            .verdict(self.n(), CLUSTER, &Allowed::none())
+            .await
+            .unwrap();
+    }
+}
+
+/// The string at a dotted key of a TOML table.
+fn toml_str(table: &toml::Table, key: &str) -> Option<String> {
+    let mut parts = key.split('.');
+    let mut value = table.get(parts.next()?)?;
+    for part in parts {
+        value = value.get(part)?;
+    }
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_tls_cluster_with_certificates_from_cert_manager_comes_up_over_mutual_tls() {
+    let scene = Scene::start("tls").await;
+    let n = scene.n();
+    scene.issue().await;
+    scene.create_cluster(3, 3, 2).await;
+    scene.wait_ready([3, 3, 2]).await;
+
+    // The PD URL every component and Job is given is https.
+    let clusters: Api<Cluster> = Api::namespaced(scene.client.clone(), n);
+    let status = clusters.get(CLUSTER).await.unwrap().status.unwrap();
+    assert_eq!(status.pd, format!("https://pd-pd.{n}:2379"));
+
+    // Every component's config names its certificates at tidb-operator v2's paths, and every
+    // URL in it is https.
+    let expected: &[(&str, &[(&str, &str)])] = &[
+        (
+            "pd",
+            &[
+                ("security.cacert-path", "/var/lib/pd-tls/ca.crt"),
+                ("security.cert-path", "/var/lib/pd-tls/tls.crt"),
+                ("security.key-path", "/var/lib/pd-tls/tls.key"),
+            ],
+        ),
+        (
+            "tikv",
+            &[
+                ("security.ca-path", "/var/lib/tikv-tls/ca.crt"),
+                ("security.cert-path", "/var/lib/tikv-tls/tls.crt"),
+                ("security.key-path", "/var/lib/tikv-tls/tls.key"),
+            ],
+        ),
+        (
+            "tidb",
+            &[
+                ("security.cluster-ssl-ca", "/var/lib/tidb-tls/ca.crt"),
+                ("security.cluster-ssl-cert", "/var/lib/tidb-tls/tls.crt"),
+                ("security.cluster-ssl-key", "/var/lib/tidb-tls/tls.key"),
+                // The server Secret carries a CA: clients are asked for certificates.
+                ("security.ssl-ca", "/var/lib/tidb-sql-tls/ca.crt"),
+                ("security.ssl-cert", "/var/lib/tidb-sql-tls/tls.crt"),
+                ("security.ssl-key", "/var/lib/tidb-sql-tls/tls.key"),
+            ],
+        ),
+    ];
+    let config_maps = Api::<ConfigMap>::namespaced(scene.client.clone(), n)
+        .list(&ListParams::default().labels(&format!("{LABEL_MANAGED_BY}=tidb-operator")))
+        .await
+        .unwrap();
+    let mut seen = 0;
+    for cm in &config_maps.items {
+        let component = cm
+            .labels()
+            .get("pingcap.com/component")
+            .cloned()
+            .unwrap_or_default();
+        let Some((_, keys)) = expected.iter().find(|(c, _)| *c == component) else {
+            continue;
+        };
+        let text = cm.data.as_ref().unwrap()["config.toml"].clone();
+        let table: toml::Table = text.parse().unwrap();
+        for (key, path) in *keys {
+            assert_eq!(
+                toml_str(&table, key).as_deref(),
+                Some(*path),
+                "{} {key}:\n{text}",
+                cm.name_any()
+            );
+        }
+        for key in [
+            "advertise-client-urls",
+            "advertise-peer-urls",
+            "pd.endpoints",
+        ] {
+            if let Some(url) = toml_str(&table, key) {
+                assert!(
+                    url.starts_with("https://"),
+                    "{} {key} = {url}",
+                    cm.name_any()
+                );
+            }
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 8, "one ConfigMap per instance");
+
+    // Each Pod mounts its group's Secret, read-only, where its config says.
+    let pods = Api::<Pod>::namespaced(scene.client.clone(), n)
+        .list(&ListParams::default().labels(&format!("{LABEL_MANAGED_BY}=tidb-operator")))
+        .await
+        .unwrap();
+    assert_eq!(pods.items.len(), 8);
+    for pod in &pods.items {
+        let component = pod.labels()["pingcap.com/component"].clone();
+        let spec = pod.spec.as_ref().unwrap();
+        let volume = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "tls")
+            .unwrap_or_else(|| panic!("{} has no tls volume", pod.name_any()));
+        assert_eq!(
+            volume.secret.as_ref().and_then(|s| s.secret_name.clone()),
+            Some(format!("{component}-{component}-cluster-secret"))
+        );
+        let main = spec
+            .containers
+            .iter()
+            .find(|c| c.name == component)
+            .unwrap();
+        let mount = main
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "tls")
+            .unwrap();
+        assert_eq!(mount.mount_path, format!("/var/lib/{component}-tls"));
+        assert_eq!(mount.read_only, Some(true));
+        if component == "tidb" {
+            let sql = spec
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == "tidb-sql-tls")
+                .unwrap();
+            assert_eq!(
+                sql.secret.as_ref().and_then(|s| s.secret_name.as_deref()),
+                Some("tidb-tidb-server-secret")
+            );
+        }
+    }
+
+    // The operator's calls reached PD and TiDB only through mutual TLS: the simulator's TLS
+    // listeners are the only place they can go, and they accept no client without a
+    // certificate from the cluster's CA.
+    let handshakes = scene.simulator.handshakes().await.unwrap();
+    for component in ["pd", "tidb"] {
+        let accepted = handshakes[component]["accepted"]
+            .as_u64()
+            .unwrap_or_default();
+        assert!(
+            accepted > 0,
+            "no mTLS handshake on {component}: {handshakes}"
+        );
+    }
+
+    // A client that trusts the CA but has no certificate of its own is refused.
+    let secrets: Api<Secret> = Api::namespaced(scene.client.clone(), n);
+    let client_secret = secrets
+        .get(&format!("{CLUSTER}-cluster-client-secret"))
+        .await
+        .unwrap();
+    let ca = client_secret.data.as_ref().unwrap()["ca.crt"].0.clone();
+    let anonymous = pd_client::PdClient::new(
+        &format!("{}/clusters/{n}/{CLUSTER}", scene.simulator.urls["pd"]),
+        Some(&pd_client::TlsConfig {
+            ca_pem: ca.clone(),
+            cert_pem: None,
+            key_pem: None,
+        }),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    let refused_before = handshakes["pd"]["refused"].as_u64().unwrap_or_default();
+    let answer = anonymous.cluster_id().await;
+    assert!(
+        answer.is_err(),
+        "a client without a certificate got {answer:?}"
+    );
+    let after = scene.simulator.handshakes().await.unwrap();
+    assert!(
+        after["pd"]["refused"].as_u64().unwrap_or_default() > refused_before,
+        "{after}"
+    );
+    // The same client with the operator's certificate is let in.
+    let data = client_secret.data.as_ref().unwrap();
+    let admitted = pd_client::PdClient::new(
+        &format!("{}/clusters/{n}/{CLUSTER}", scene.simulator.urls["pd"]),
+        Some(&pd_client::TlsConfig {
+            ca_pem: ca,
+            cert_pem: Some(data["tls.crt"].0.clone()),
+            key_pem: Some(data["tls.key"].0.clone()),
+        }),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    admitted.cluster_id().await.unwrap();
+
+    // Mutual TLS cannot be turned off on a running Cluster.
+    let refused = clusters
+        .patch(
+            CLUSTER,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"tlsCluster": {"enabled": false}}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("tlsCluster is immutable"),
+        "{refused}"
+    );
+
+    scene.verdict().await;
+}
+
+#[tokio::test]
+async fn a_deleted_component_secret_holds_its_instances_until_it_is_back() {
+    let scene = Scene::start("tls-hold").await;
+    let n = scene.n();
+    scene.issue().await;
+    scene.create_cluster(1, 3, 1).await;
+    scene.wait_ready([1, 3, 1]).await;
+    let kubectl = scene.cluster.kubectl();
+
+    // The Certificate goes first (cert-manager would issue the Secret again), then its Secret.
+    kubectl
+        .ok(
+            &["delete", "-n", n, "certificate", "tikv-tikv-cluster-secret"],
+            None,
+        )
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(scene.client.clone(), n);
+    secrets
+        .delete("tikv-tikv-cluster-secret", &DeleteParams::default())
+        .await
+        .unwrap();
+    // A fourth store wants a Pod while the Secret is gone.
+    Api::<TiKVGroup>::namespaced(scene.client.clone(), n)
+        .patch(
+            "tikv",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    let tikvs: Api<TiKV> = Api::namespaced(scene.client.clone(), n);
+    let pods: Api<Pod> = Api::namespaced(scene.client.clone(), n);
+    let held_message = format!("Secret {n}/tikv-tikv-cluster-secret does not exist");
+    wait_until(
+        &kubectl,
+        n,
+        "every TiKV held for its Secret, the new one without a Pod",
+        WAIT,
+        || async {
+            let list = tikvs.list(&ListParams::default()).await?;
+            if list.items.len() != 4 {
+                return Ok::<_, kube::Error>(false);
+            }
+            for tikv in &list.items {
+                let held =
+                    conditions::find(tikv.conditions(), conditions::READY).is_some_and(|c| {
+                        c.status == "False"
+                            && c.reason == "TLSSecretMissing"
+                            && c.message.contains(&held_message)
+                    });
+                if !held {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+    )
+    .await
+    .unwrap();
+    let tikv_pods = pods
+        .list(&ListParams::default().labels("pingcap.com/component=tikv"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tikv_pods.items.len(),
+        3,
+        "no Pod starts without its certificates"
+    );
+    // The Event names the Secret.
+    let events: Api<Event> = Api::namespaced(scene.client.clone(), n);
+    let named = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("TLSSecretMissing")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("tikv-tikv-cluster-secret"))
+        });
+    assert!(named, "no TLSSecretMissing Event naming the Secret");
+    // Nothing else of the cluster stops: PD and TiDB stay Ready.
+    for group in ["pd", "tidb"] {
+        let list = pods
+            .list(&ListParams::default().labels(&format!("pingcap.com/component={group}")))
+            .await
+            .unwrap();
+        assert!(
+            list.items.iter().all(operator_runtime::pod::is_ready),
+            "{group} Pods not ready while TiKV waits"
+        );
+    }
+
+    // The Certificate back: cert-manager issues the Secret, every instance proceeds.
+    kubectl
+        .ok(
+            &["apply", "-n", n, "-f", "-"],
+            Some(&serde_yaml::to_string(&component_certificate(n, "tikv")).unwrap()),
+        )
+        .unwrap();
+    scene.wait_ready([1, 4, 1]).await;
+    scene.verdict().await;
+}
