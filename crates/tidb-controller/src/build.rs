@@ -163,7 +163,9 @@ pub fn update_keeps_pod(existing: &TiDB, target: &Target) -> bool {
     let mut updated = existing.clone();
     updated.spec.template = target.spec.clone();
     updated.spec.features = target.features.clone();
-    match (pod(existing, None), pod(&updated, None)) {
+    // Cluster TLS changes the Pod the same way before and after (it cannot change), so the
+    // comparison leaves it out.
+    match (pod(existing, None, false), pod(&updated, None, false)) {
         (Ok(before), Ok(after)) => pod_is_current(&before, &after),
         _ => false,
     }
@@ -376,7 +378,7 @@ pub fn image(spec: &TiDBTemplateSpec) -> String {
 
 /// The readiness probe: a TCP connect to the MySQL port (the default), or with type `command`
 /// a request to the status API's `/status` from inside the container.
-fn readiness_probe(spec: &TiDBTemplateSpec) -> Probe {
+fn readiness_probe(spec: &TiDBTemplateSpec, cluster_tls: bool) -> Probe {
     let kind = spec
         .probes
         .readiness
@@ -395,13 +397,26 @@ fn readiness_probe(spec: &TiDBTemplateSpec) -> Probe {
             });
         }
         TiDBProbeType::Command => {
+            let scheme = tls::scheme(cluster_tls);
+            let mut command = vec![
+                "curl".into(),
+                format!("{scheme}://127.0.0.1:{}/status", status_port(spec)),
+                "--fail".into(),
+                "--location".into(),
+            ];
+            // With cluster TLS the status port wants the group's certificate, as any client's.
+            if cluster_tls {
+                for (flag, key) in [
+                    ("--cacert", tls::CA_KEY),
+                    ("--cert", tls::CERT_KEY),
+                    ("--key", tls::KEY_KEY),
+                ] {
+                    command.push(flag.into());
+                    command.push(format!("{CLUSTER_TLS_DIR}/{key}"));
+                }
+            }
             probe.exec = Some(ExecAction {
-                command: Some(vec![
-                    "curl".into(),
-                    format!("http://127.0.0.1:{}/status", status_port(spec)),
-                    "--fail".into(),
-                    "--location".into(),
-                ]),
+                command: Some(command),
             });
         }
     }
@@ -413,8 +428,9 @@ fn readiness_probe(spec: &TiDBTemplateSpec) -> Probe {
 ///
 /// `bootstrap_sql` names the user's ConfigMap holding the Cluster's bootstrap SQL; it is mounted
 /// at [`BOOTSTRAP_SQL_DIR`] but left out of the hash, so removing `bootstrapSQL` from the Cluster
-/// after the first bootstrap restarts nothing.
-pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>) -> Result<Pod, BuildError> {
+/// after the first bootstrap restarts nothing. `cluster_tls`: the cluster has TLS between its
+/// components (the readiness command calls the status port over https with the certificate).
+pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>, cluster_tls: bool) -> Result<Pod, BuildError> {
     let spec = &tidb.spec.template;
     let name = tidb.name_any();
     if let Some(volume) =
@@ -480,7 +496,7 @@ pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>) -> Result<Pod, BuildError> 
     }
     let sleep = pre_stop_sleep_seconds(spec);
     let container = Container {
-        readiness_probe: Some(readiness_probe(spec)),
+        readiness_probe: Some(readiness_probe(spec, cluster_tls)),
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 exec: Some(ExecAction {

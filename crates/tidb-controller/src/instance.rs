@@ -37,6 +37,8 @@ pub struct Inputs {
     pd_path: String,
     /// The ConfigMap of the bootstrap SQL the Cluster names, if it does.
     bootstrap_sql: Option<String>,
+    /// Whether the cluster has TLS between its components.
+    cluster_tls: bool,
 }
 
 /// The TiDB instance rules on the runtime's instance reconciler.
@@ -103,6 +105,7 @@ impl InstanceRules for Rules {
         Ok(Ok(Inputs {
             pd_path,
             bootstrap_sql,
+            cluster_tls: operator_runtime::tls::enabled(cluster),
         }))
     }
 
@@ -139,7 +142,7 @@ impl InstanceRules for Rules {
     }
 
     fn pod(tidb: &TiDB, inputs: &Inputs) -> Result<Pod, BuildError> {
-        build::pod(tidb, inputs.bootstrap_sql.as_deref())
+        build::pod(tidb, inputs.bootstrap_sql.as_deref(), inputs.cluster_tls)
     }
 
     async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiDBStatus>, Error> {
@@ -362,7 +365,7 @@ mod tests {
     }
 
     fn ready_pod(t: &TiDB) -> Pod {
-        let mut pod = build::pod(t, None).unwrap();
+        let mut pod = build::pod(t, None, false).unwrap();
         pod.status = Some(PodStatus {
             conditions: Some(vec![PodCondition {
                 type_: "Ready".into(),
@@ -383,7 +386,7 @@ mod tests {
     fn ready_needs_the_pod_and_the_status_port() {
         let t = tidb();
         let pod = ready_pod(&t);
-        let desired = build::pod(&t, None).unwrap();
+        let desired = build::pod(&t, None, false).unwrap();
         let serving = observe_status(&t, Some(&pod), &desired, &Health::Serving("v".into()));
         assert_eq!(ready_condition(&serving).0, "True");
         assert!(conditions::is_true(
@@ -421,7 +424,7 @@ mod tests {
         let pod = ready_pod(&t);
         let mut newer = t.clone();
         newer.spec.template.common.version = "v8.5.3".into();
-        let desired = build::pod(&newer, None).unwrap();
+        let desired = build::pod(&newer, None, false).unwrap();
         let status = observe_status(&newer, Some(&pod), &desired, &Health::Serving("v".into()));
         let synced = conditions::find(&status.common.conditions, conditions::SYNCED).unwrap();
         assert_eq!(synced.reason, "PodNotUpToDate");

@@ -117,7 +117,7 @@ fn pd_path_prefers_the_cluster_status_then_the_pd_groups() {
 #[test]
 fn the_pod_runs_tidb_with_ports_probe_and_a_graceful_stop() {
     let tidb = instance_of(&group(serde_json::json!({})));
-    let pod = pod(&tidb, None).unwrap();
+    let pod = pod(&tidb, None, false).unwrap();
     let facts = builders::pod_facts(&pod);
     assert_eq!(facts.image, "pingcap/tidb:v8.5.2");
     assert_eq!(
@@ -165,7 +165,7 @@ fn pre_stop_and_grace_period_follow_the_template() {
         "preStop": {"sleepSeconds": 25},
         "probes": {"readiness": {"type": "command"}}
     }}}));
-    let pod = pod(&instance_of(&group), None).unwrap();
+    let pod = pod(&instance_of(&group), None, false).unwrap();
     let spec = pod.spec.unwrap();
     assert_eq!(spec.termination_grace_period_seconds, Some(45));
     let container = &spec.containers[0];
@@ -189,7 +189,7 @@ fn pvcs_only_for_declared_volumes_and_the_slow_log_mount() {
     let claims = pvcs(&tidb).unwrap();
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].metadata.name.as_deref(), Some("log-db-abcde"));
-    let pod = pod(&tidb, None).unwrap();
+    let pod = pod(&tidb, None, false).unwrap();
     let spec = pod.spec.unwrap();
     let mounts: Vec<_> = spec.containers[0]
         .volume_mounts
@@ -221,7 +221,7 @@ fn pvcs_only_for_declared_volumes_and_the_slow_log_mount() {
 #[test]
 fn the_slow_log_sidecar_without_a_volume_gets_a_scratch_directory() {
     let group = group(serde_json::json!({"template": {"spec": {"slowLog": {"image": "alpine"}}}}));
-    let pod = pod(&instance_of(&group), None).unwrap();
+    let pod = pod(&instance_of(&group), None, false).unwrap();
     let spec = pod.spec.unwrap();
     let volumes = spec.volumes.unwrap();
     assert!(
@@ -238,8 +238,8 @@ fn the_slow_log_sidecar_without_a_volume_gets_a_scratch_directory() {
 #[test]
 fn the_bootstrap_sql_is_mounted_but_does_not_decide_restarts() {
     let tidb = instance_of(&group(serde_json::json!({})));
-    let with = pod(&tidb, Some("init-sql")).unwrap();
-    let without = pod(&tidb, None).unwrap();
+    let with = pod(&tidb, Some("init-sql"), false).unwrap();
+    let without = pod(&tidb, None, false).unwrap();
     assert!(pod_is_current(&with, &without));
     let spec = with.spec.unwrap();
     let volume = spec
@@ -266,14 +266,14 @@ fn reserved_volume_names_are_refused() {
     let group = group(serde_json::json!({"template": {"spec": {
         "volumes": [{"name": "config", "mounts": [{"type": "slowlog"}], "storage": "1Gi"}]
     }}}));
-    let err = pod(&instance_of(&group), None).unwrap_err();
+    let err = pod(&instance_of(&group), None, false).unwrap_err();
     assert!(err.to_string().contains("used by the operator"), "{err}");
 }
 
 #[test]
 fn a_version_change_restarts_and_a_hot_reload_config_change_does_not() {
     let base = instance_of(&group(serde_json::json!({})));
-    builders::assert_restarts_follow_the_strategy(&base, |tidb| pod(tidb, None).unwrap());
+    builders::assert_restarts_follow_the_strategy(&base, |tidb| pod(tidb, None, false).unwrap());
     let mut newer = Target::of_instance(&base);
     newer.spec.common.version = "v8.5.3".into();
     assert!(!update_keeps_pod(&base, &newer));
@@ -333,7 +333,7 @@ fn addressed_objects(tidb: &TiDB, dns: &Dns) -> serde_json::Value {
     let path = pd_path("", "ns", &[("pd".to_string(), 2379)], dns).unwrap();
     serde_json::json!({
         "configMap": config_map(tidb, config(tidb, dns, &path, false, &[]).unwrap()).unwrap(),
-        "pod": pod(tidb, None).unwrap(),
+        "pod": pod(tidb, None, false).unwrap(),
         "statusUrl": status_url(tidb, dns),
     })
 }
@@ -424,6 +424,25 @@ fn tls_writes_the_cluster_and_mysql_certificate_paths_and_refuses_them_in_the_co
     assert_eq!(
         with_ca["security"]["ssl-ca"].as_str(),
         Some("/var/lib/tidb-sql-tls/ca.crt")
+    );
+    // A readiness command calls the status port as any client does.
+    let mut probed = tidb.clone();
+    probed.spec.template.probes.readiness =
+        serde_json::from_value(serde_json::json!({"type": "command"})).unwrap();
+    let command = pod(&probed, None, true).unwrap().spec.unwrap().containers[0]
+        .readiness_probe
+        .clone()
+        .unwrap()
+        .exec
+        .unwrap()
+        .command
+        .unwrap();
+    assert!(command[1].starts_with("https://127.0.0.1:"), "{command:?}");
+    assert!(
+        command
+            .windows(2)
+            .any(|w| w == ["--cert", "/var/lib/tidb-tls/tls.crt"]),
+        "{command:?}"
     );
     let mut manual = tidb.clone();
     manual.spec.template.common.config = "[security]\ncluster-ssl-key = \"/k\"\n".into();
