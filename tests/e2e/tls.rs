@@ -15,6 +15,7 @@ use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
 use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKV, TiKVGroup};
 use operator_api::keys::LABEL_MANAGED_BY;
+use rustls::pki_types::pem::PemObject;
 use scenarios::{Allowed, Controller, TlsSimulator, apply_controller_identity, ensure_crds};
 use serde_json::{Value, json};
 use testkit::{CertManager, LocalCluster, TestNamespace, wait_until};
@@ -99,7 +100,7 @@ struct Scene {
     ns: TestNamespace,
     cert_manager: CertManager,
     simulator: TlsSimulator,
-    _controllers: Vec<Controller>,
+    controllers: Vec<Controller>,
 }
 
 impl Scene {
@@ -136,7 +137,7 @@ impl Scene {
             ns,
             cert_manager,
             simulator,
-            _controllers: controllers,
+            controllers,
         }
     }
 
@@ -596,5 +597,131 @@ async fn a_deleted_component_secret_holds_its_instances_until_it_is_back() {
         )
         .unwrap();
     scene.wait_ready([1, 4, 1]).await;
+    scene.verdict().await;
+}
+
+#[tokio::test]
+async fn a_new_ca_reaches_the_operators_client_without_a_restart() {
+    let mut scene = Scene::start("tls-ca").await;
+    let n = scene.n().to_string();
+    scene.issue().await;
+    scene.create_cluster(1, 3, 1).await;
+    scene.wait_ready([1, 3, 1]).await;
+    let kubectl = scene.cluster.kubectl();
+    let secrets: Api<Secret> = Api::namespaced(scene.client.clone(), &n);
+    let old_ca = secrets.get("tls-ca-secret").await.unwrap().data.unwrap()["tls.crt"]
+        .0
+        .clone();
+
+    // A second CA, and every Certificate moved onto it: cert-manager issues each again, so the
+    // simulated servers trust only the new CA and refuse the old client certificate.
+    let new_ca = [
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+               "metadata": {"name": "tls-ca-2"},
+               "spec": {"secretName": "tls-ca-2-secret", "commonName": "TiDB CA 2", "isCA": true,
+                        "issuerRef": {"name": "selfsigned", "kind": "Issuer"}}}),
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+               "metadata": {"name": "tls-issuer-2"},
+               "spec": {"ca": {"secretName": "tls-ca-2-secret"}}}),
+    ]
+    .iter()
+    .map(|d| serde_yaml::to_string(d).unwrap())
+    .collect::<Vec<_>>()
+    .join("---\n");
+    kubectl
+        .ok(&["apply", "-n", &n, "-f", "-"], Some(&new_ca))
+        .unwrap();
+    let names = [
+        "pd-pd-cluster-secret".to_string(),
+        "tikv-tikv-cluster-secret".to_string(),
+        "tidb-tidb-cluster-secret".to_string(),
+        format!("{CLUSTER}-cluster-client-secret"),
+        "tidb-tidb-server-secret".to_string(),
+    ];
+    for name in &names {
+        kubectl
+            .ok(
+                &[
+                    "patch",
+                    "-n",
+                    &n,
+                    "certificate",
+                    name,
+                    "--type=merge",
+                    "-p",
+                    r#"{"spec":{"issuerRef":{"name":"tls-issuer-2"}}}"#,
+                ],
+                None,
+            )
+            .unwrap();
+    }
+    let cert_manager = &scene.cert_manager;
+    wait_until(
+        &kubectl,
+        &n,
+        "every Secret issued again by the new CA",
+        WAIT,
+        || async {
+            for name in &names {
+                let Some(secret) = secrets.get_opt(name).await? else {
+                    return Ok::<_, kube::Error>(false);
+                };
+                let ca = secret
+                    .data
+                    .unwrap_or_default()
+                    .get("ca.crt")
+                    .map(|b| b.0.clone());
+                if ca.is_none() || ca.as_ref() == Some(&old_ca) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n--- cert-manager ---\n{}", cert_manager.output()));
+
+    // The operator's PD calls go on with the new client certificate, which only a client that
+    // read the Secret again can present.
+    let client_pem = secrets
+        .get(&format!("{CLUSTER}-cluster-client-secret"))
+        .await
+        .unwrap()
+        .data
+        .unwrap()["tls.crt"]
+        .0
+        .clone();
+    let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(&client_pem)
+        .next()
+        .unwrap()
+        .unwrap();
+    let new_client: String = leaf.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let simulator = &scene.simulator;
+    wait_until(
+        &kubectl,
+        &n,
+        "a mutual TLS handshake on PD with the operator's new client certificate",
+        WAIT,
+        || async {
+            let now = simulator.handshakes().await.map_err(|e| e.to_string())?;
+            let clients = now["pd"]["clients"].as_array().cloned().unwrap_or_default();
+            Ok::<_, String>(
+                clients
+                    .iter()
+                    .any(|c| c.as_str() == Some(new_client.as_str())),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    scene.wait_ready([1, 3, 1]).await;
+    // No controller was restarted to get there.
+    for controller in &mut scene.controllers {
+        assert!(
+            controller.process.exited().is_none(),
+            "a controller exited:\n{}",
+            controller.process.output()
+        );
+    }
     scene.verdict().await;
 }

@@ -42,6 +42,9 @@ pub struct Handshakes {
     pub refused: u64,
     /// Why the last refused one was refused.
     pub last_refusal: Option<String>,
+    /// Every distinct client certificate accepted (the DER of the leaf, in hex), so a test can
+    /// tell which certificate a client used.
+    pub clients: std::collections::BTreeSet<String>,
 }
 
 /// The handshakes of every TLS listener, by component.
@@ -75,11 +78,14 @@ impl Listener {
         }
     }
 
-    fn note(&self, outcome: Result<(), String>) {
+    fn note(&self, outcome: Result<Option<String>, String>) {
         let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
         let entry = record.entry(self.component.to_string()).or_default();
         match outcome {
-            Ok(()) => entry.accepted += 1,
+            Ok(client) => {
+                entry.accepted += 1;
+                entry.clients.extend(client);
+            }
             Err(why) => {
                 tracing::info!(component = self.component, %why, "TLS client refused");
                 entry.refused += 1;
@@ -116,7 +122,13 @@ impl axum::serve::Listener for Listener {
             };
             match self.handshake(stream).await {
                 Ok(tls) => {
-                    self.note(Ok(()));
+                    let client = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| hex(leaf.as_ref()));
+                    self.note(Ok(client));
                     return (tls, addr);
                 }
                 Err(why) => self.note(Err(why)),
@@ -127,6 +139,10 @@ impl axum::serve::Listener for Listener {
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.tcp.local_addr()
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The TLS Secrets of the namespace, by name, with their data.
