@@ -597,6 +597,43 @@ async fn a_deleted_component_secret_holds_its_instances_until_it_is_back() {
         )
         .unwrap();
     scene.wait_ready([1, 4, 1]).await;
+
+    // A certificate path of the operator's in a group's config is refused with its name: the
+    // new TiDB instance says so and gets no Pod, the running one stays.
+    Api::<TiDBGroup>::namespaced(scene.client.clone(), n)
+        .patch(
+            "tidb",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {
+                "config": "[security]\nssl-ca = \"/mine/ca.crt\"\n"}}}})),
+        )
+        .await
+        .unwrap();
+    let tidbs: Api<operator_api::core::TiDB> = Api::namespaced(scene.client.clone(), n);
+    wait_until(
+        &kubectl,
+        n,
+        "a TiDB instance refusing the manual security.ssl-ca",
+        WAIT,
+        || async {
+            let list = tidbs.list(&ListParams::default()).await?;
+            Ok::<_, kube::Error>(list.items.iter().any(|t| {
+                conditions::find(t.conditions(), conditions::SYNCED).is_some_and(|c| {
+                    c.reason == "InvalidSpec"
+                        && c.message.contains("security.ssl-ca")
+                        && c.message.contains("the operator manages")
+                })
+            }))
+        },
+    )
+    .await
+    .unwrap();
+    let tidb_pods = pods
+        .list(&ListParams::default().labels("pingcap.com/component=tidb"))
+        .await
+        .unwrap();
+    assert_eq!(tidb_pods.items.len(), 1, "the refused instance has no Pod");
+    assert!(tidb_pods.items.iter().all(operator_runtime::pod::is_ready));
     scene.verdict().await;
 }
 
