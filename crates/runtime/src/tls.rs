@@ -353,12 +353,6 @@ impl ClientTls {
             .map(|l| l.tls.clone())
     }
 
-    /// Forgets what was read of `cluster` (it is gone, or its TLS Secrets must be read again).
-    pub fn forget(&self, namespace: &str, cluster: &str) {
-        self.lock()
-            .remove(&(namespace.to_string(), cluster.to_string()));
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Loaded>> {
         self.loaded
             .lock()
