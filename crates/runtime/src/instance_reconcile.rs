@@ -283,6 +283,11 @@ async fn run<R: InstanceRules>(
         .await
         .map_err(Error::kube("reading the TLS Secrets of an instance"))?
     {
+        // A suspension still takes the Pod away; nothing else goes on without the Secret.
+        if cluster.spec.suspends_compute() {
+            let (status, then) = instance::suspend(ctx, instance, pod.as_ref(), R::KEPT).await?;
+            return Ok(Finished::with(R::suspended(status), then));
+        }
         return Ok(secret_missing(ctx, instance, &namespace, &missing).await);
     }
     let built = R::config_map(instance, cluster, &inputs, &mounts).and_then(|cm| {
