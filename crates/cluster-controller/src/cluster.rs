@@ -15,7 +15,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use operator_api::conditions::{self, reasons};
 use operator_api::core::{
     Cluster, ClusterStatus, ComponentGroupStatus, ComponentKind, ComponentStatus, Feature,
-    FeatureGateStatus, FeatureStage, PD_DEFAULT_PORT_CLIENT, PDGroup, TiDBGroup, TiKVGroup,
+    FeatureGateStatus, FeatureStage, PD_DEFAULT_PORT_CLIENT, PDGroup, PdMemberStatus, TiDBGroup,
+    TiKVGroup,
 };
 use operator_api::keys;
 use operator_runtime::cache;
@@ -47,6 +48,8 @@ pub struct Ctx {
     pub groups: GroupCaches,
     /// The operator's client certificate of each TLS cluster, for its PD calls.
     pub client_tls: operator_runtime::tls::ClientTls,
+    /// How long a settled Cluster waits before it is looked at again.
+    pub settled_resync: Duration,
 }
 
 /// The caches of the groups a Cluster is made of.
@@ -185,6 +188,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
         .unwrap_or_default();
     // PD is asked on every reconcile: its ID the first time, whether it answers always.
     let mut pd_error = None;
+    let mut pd_members = None;
     if let Some(url) = &pd_url {
         let url = ctx.endpoints.resolve(
             EndpointFor {
@@ -209,7 +213,14 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
         };
         match client {
             Ok(pd) => match pd.cluster_id().await {
-                Ok(id) => cluster_id = id.to_string(),
+                Ok(id) => {
+                    cluster_id = id.to_string();
+                    // Best effort: the list stays as last written when PD does not answer.
+                    if let Ok(info) = pd.members().await {
+                        let dns = Dns::of_spec(&cluster.spec);
+                        pd_members = Some(members_status(&dns, &namespace, &groups, &info));
+                    }
+                }
                 // Before the first member runs there is no PD to be unavailable.
                 Err(e) if !cluster_id.is_empty() => pd_error = Some(e.to_string()),
                 Err(_) => {}
@@ -217,7 +228,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
             Err(e) => pd_error = Some(e.to_string()),
         }
     }
-    let status = cluster_status(
+    let mut status = cluster_status(
         cluster,
         &groups,
         pd_url,
@@ -225,6 +236,9 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
         pd_error.as_deref(),
         Timestamp::now(),
     );
+    if let Some(members) = pd_members {
+        status.pd_members = members;
+    }
     let api = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace);
     if let Some(before) = &cluster.status {
         announce_transitions(cluster, ctx, before, &status).await;
@@ -236,7 +250,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
         && !status.id.is_empty()
         && pd_error.is_none();
     Ok(Action::requeue(if settled {
-        Duration::from_secs(300)
+        ctx.settled_resync
     } else {
         Duration::from_secs(10)
     }))
@@ -299,6 +313,47 @@ fn view<K: Resource>(
 pub fn pd_url(dns: &Dns, namespace: &str, group: &str) -> String {
     let host = dns.service_host(&format!("{group}-pd"), namespace);
     format!("{}://{host}:{PD_DEFAULT_PORT_CLIENT}", dns.scheme())
+}
+
+/// `status.pdMembers`: PD's members by name, each marked local when its client URL is a host
+/// under the peer Service of one of this Cluster's PD groups (as this Cluster's DNS names it);
+/// the members of other Kubernetes clusters have other hosts.
+pub fn members_status(
+    dns: &Dns,
+    namespace: &str,
+    groups: &[GroupView],
+    info: &pd_client::MembersInfo,
+) -> Vec<PdMemberStatus> {
+    let suffixes: Vec<String> = groups
+        .iter()
+        .filter(|g| g.kind == ComponentKind::PD)
+        .map(|g| {
+            format!(
+                ".{}",
+                dns.service_host(&format!("{}-pd-peer", g.name), namespace)
+            )
+        })
+        .collect();
+    let mut members: Vec<PdMemberStatus> = info
+        .members
+        .iter()
+        .map(|m| {
+            let client_url = m.client_urls.first().cloned().unwrap_or_default();
+            let host = client_url
+                .split_once("://")
+                .map_or(client_url.as_str(), |(_, rest)| rest)
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            PdMemberStatus {
+                name: m.name.clone(),
+                local: suffixes.iter().any(|s| host.ends_with(s.as_str())),
+                client_url,
+            }
+        })
+        .collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    members
 }
 
 /// The Cluster's status from its groups (pure).

@@ -29,11 +29,19 @@ use crate::cluster::{Ctx, Error, GroupCaches, MANAGER};
 struct Cli {
     #[command(flatten)]
     common: CommonFlags,
+    /// How often a settled Cluster is looked at again (PD's ID and members, among them those
+    /// of other Kubernetes clusters that joined).
+    #[arg(long, env = "SETTLED_RESYNC", default_value = "300s", value_parser = operator_runtime::duration::parse_flag)]
+    settled_resync: std::time::Duration,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    operator_runtime::main(MANAGER, cli.common, controllers).map_err(anyhow::Error::from_boxed)
+    let settled_resync = cli.settled_resync;
+    operator_runtime::main(MANAGER, cli.common, move |ctx| {
+        controllers(ctx, settled_resync)
+    })
+    .map_err(anyhow::Error::from_boxed)
 }
 
 /// The Cluster a group points at.
@@ -46,7 +54,10 @@ fn cluster_of<K: Resource<DynamicType = ()>>(
 }
 
 /// Runs the Cluster controller until shutdown.
-async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
+async fn controllers(
+    ctx: Context,
+    settled_resync: std::time::Duration,
+) -> Result<(), RuntimeError> {
     let namespace = ctx.flags.namespace.as_deref();
     let all = watcher::Config::default();
     let groups = GroupCaches {
@@ -61,6 +72,7 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         endpoints: Endpoints::new(&ctx.flags.endpoint_overrides),
         groups: groups.clone(),
         client_tls: Default::default(),
+        settled_resync,
     });
     let clusters = Controller::new(scoped::<Cluster>(&ctx.client, namespace), all.clone());
     let cluster_store = clusters.store();

@@ -27,6 +27,9 @@ use crate::context::{Ctx, MANAGER};
 pub const REASON_SCALE_IN_REFUSED: &str = "ScaleInRefused";
 /// Reason of a group waiting for its first members to form the PD cluster.
 pub const REASON_BOOTSTRAPPING: &str = "Bootstrapping";
+/// Reason of a joining group (`Cluster.spec.join`) whose named PD does not answer: it creates
+/// nothing, so nothing can bootstrap a second PD cluster.
+pub const REASON_JOIN_UNREACHABLE: &str = "JoinTargetUnreachable";
 
 /// The PD component's group rules.
 pub struct Rules;
@@ -129,9 +132,36 @@ impl GroupRules for Rules {
         } else {
             None
         };
+        // A joining group asks the PD it joins before its first member exists; once a member
+        // is in, the local Service reaches the whole PD cluster.
+        let join = match (&cluster.spec.join, group.spec.bootstrapped) {
+            (Some(join), false) => {
+                let probe = probe_join(ctx, &namespace, &group.spec.cluster.name, &join.pd_urls)
+                    .await
+                    .map_err(|error| {
+                        format!(
+                            "the PD this cluster joins does not answer at {}: {error}; no PD member is created until it does",
+                            join.pd_urls.join(", ")
+                        )
+                    });
+                if let Err(message) = &probe {
+                    shared_group::refusal(
+                        &ctx.events,
+                        group,
+                        REASON_JOIN_UNREACHABLE,
+                        "Join",
+                        message.clone(),
+                    )
+                    .await;
+                }
+                Some(probe)
+            }
+            _ => None,
+        };
         Ok(Observed {
             pods_created: failover::pods_created(&ctx.caches.pods, &namespace, instances),
             pd_health,
+            join,
         })
     }
 
@@ -199,6 +229,9 @@ impl GroupRules for Rules {
     }
 
     fn progress(view: &View<'_>, outcome: &Outcome) -> (Option<String>, Option<&'static str>) {
+        if let Some(Err(message)) = &view.observed.join {
+            return (Some(message.clone()), Some(REASON_JOIN_UNREACHABLE));
+        }
         let reason = (!view.group.spec.bootstrapped).then_some(REASON_BOOTSTRAPPING);
         (outcome.waiting.clone(), reason)
     }
@@ -216,6 +249,30 @@ pub struct Observed {
     /// PD's health of each member by name (`/health`), or why PD did not answer; `None` where
     /// it was not asked (failover off, or PD not bootstrapped).
     pd_health: Option<Result<BTreeMap<String, bool>, String>>,
+    /// For a group of a joining Cluster not yet in the PD cluster: whether the PD it joins
+    /// answers (with a leader), or the message saying it does not.
+    join: Option<Result<(), String>>,
+}
+
+/// Asks each URL a joining Cluster names for PD's leader; `Ok` once one answers with one (a
+/// member joins only through a PD with a quorum), else the last error.
+async fn probe_join(
+    ctx: &Ctx,
+    namespace: &str,
+    cluster: &str,
+    urls: &[String],
+) -> Result<(), String> {
+    let mut last = "no URL given".to_string();
+    for url in urls {
+        match ctx.pd_join(namespace, cluster, url) {
+            Ok(pd) => match pd.leader().await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = format!("{url}: {e}"),
+            },
+            Err(e) => last = format!("{url}: {e}"),
+        }
+    }
+    Err(last)
 }
 
 /// A member is replaced only while a majority of the members is healthy, so that PD can remove
@@ -264,6 +321,29 @@ fn bootstrap(view: &View<'_>) -> Result<BeforePlan<PD>, BuildError> {
         skip_plan: true,
         ..BeforePlan::default()
     };
+    // A joining Cluster never bootstraps: once the PD it names answers, the group counts as
+    // bootstrapped (the PD cluster exists) and its members are created one by one, each
+    // joining it. Until then nothing is created.
+    if let Some(join) = &view.cluster.spec.join {
+        match &view.observed.join {
+            Some(Ok(())) => {
+                before.effects = vec![
+                    Effect::PatchGroup(serde_json::json!({"spec": {"bootstrapped": true}})),
+                    Effect::event(
+                        "Joining",
+                        "Join",
+                        format!(
+                            "the PD cluster at {} answers; the members join it",
+                            join.pd_urls.join(", ")
+                        ),
+                    ),
+                ];
+            }
+            Some(Err(message)) => before.waiting = Some(message.clone()),
+            None => before.waiting = Some("asking the PD this cluster joins".to_string()),
+        }
+        return Ok(before);
+    }
     if view.instances.is_empty() {
         let replicas = group.spec.replicas.max(1);
         let policy = Policy {

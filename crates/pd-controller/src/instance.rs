@@ -98,6 +98,11 @@ impl InstanceRules for Rules {
             .cloned()
             .unwrap_or_default();
         let dns = Dns::of_spec(&cluster.spec);
+        // A joining Cluster's members join the PD cluster it names (PD's `join` takes several
+        // URLs, comma separated); the URLs are fixed, so the config file stays the same.
+        if let Some(join) = &cluster.spec.join {
+            return Ok(Ok(Membership::Join(join.pd_urls.join(","))));
+        }
         let Some(expected) = pd.annotations().get(keys::ANNO_INITIAL_CLUSTER_NUM) else {
             return Ok(Ok(Membership::Join(build::group_client_url(
                 pd,

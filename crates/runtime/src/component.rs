@@ -157,6 +157,31 @@ impl Shared {
         )
     }
 
+    /// A client of a PD member of another Kubernetes cluster, which a joining cluster names by
+    /// its client URL `url`. The endpoint override of target `pd-join` (its `{instance}` is the
+    /// URL's `host:port`) stands in for cross-cluster DNS where the controller runs outside.
+    pub fn pd_join(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        url: &str,
+    ) -> Result<PdClient, PdClientError> {
+        let authority = url
+            .split_once("://")
+            .map_or(url, |(_, rest)| rest)
+            .trim_end_matches('/');
+        let resolved = self.endpoints.resolve(
+            EndpointFor {
+                component: "pd-join",
+                namespace,
+                cluster,
+                instance: authority,
+            },
+            url.to_string(),
+        );
+        self.pd_client(namespace, cluster, resolved)
+    }
+
     /// A client of the PD of a cluster, reached at `in_cluster_url` (or the endpoint override),
     /// made once per URL, and again when the operator's client certificate of a TLS cluster
     /// changed (see [`ClientTls`]).
@@ -175,6 +200,17 @@ impl Shared {
             },
             in_cluster_url,
         );
+        self.pd_client(namespace, cluster, url)
+    }
+
+    /// The client of the PD at `url` for a cluster, made once per URL, and again when the
+    /// operator's client certificate of a TLS cluster changed.
+    fn pd_client(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        url: String,
+    ) -> Result<PdClient, PdClientError> {
         let tls = self.tls_of(namespace, cluster)?;
         let mut clients = self
             .pd_clients

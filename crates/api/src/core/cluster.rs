@@ -37,7 +37,9 @@ use super::common::{
     // Ours, not the reference's: PD keeps each member's peer URLs in its own data, so the names
     // cannot change under a running cluster. Compared as they take effect: no `dns` is
     // `InCluster`, and the domain counts only for `FQDN`.
-    validation = Rule::new(DNS_UNCHANGED_RULE).message(DNS_UNCHANGED_MESSAGE).field_path(".dns")
+    validation = Rule::new(DNS_UNCHANGED_RULE).message(DNS_UNCHANGED_MESSAGE).field_path(".dns"),
+    // Ours too: which PD cluster the members join is decided once; PD keeps it in its data.
+    validation = Rule::new(JOIN_UNCHANGED_RULE).message(JOIN_UNCHANGED_MESSAGE).field_path(".join")
 )]
 pub struct ClusterSpec {
     /// What to suspend: with `suspendCompute`, every Pod is removed while instances, PVCs and data
@@ -90,7 +92,40 @@ pub struct ClusterSpec {
     /// Security settings of the whole cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<ClusterSecurity>,
+    /// An extension (not in the reference API): the PD cluster this Cluster joins, run by another
+    /// Kubernetes cluster. Its PD members join that PD cluster instead of bootstrapping one.
+    /// Fixed once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<ClusterJoin>,
 }
+
+/// The PD cluster a Cluster joins, across Kubernetes clusters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterJoin {
+    /// Client URLs of members of the existing PD cluster, reachable from this Kubernetes
+    /// cluster's Pods, for example
+    /// `http://basic-pd-abc.basic-pd-peer.db.svc.cluster-1.local:2379`.
+    #[serde(rename = "pdURLs")]
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(validation = Rule::new(JOIN_URLS_RULE).message(JOIN_URLS_MESSAGE))]
+    pub pd_urls: Vec<String>,
+}
+
+/// The CEL rule each join URL passes: `http://` or `https://`, a host and a port, no path.
+pub const JOIN_URLS_RULE: &str =
+    "self.all(u, u.matches('^https?://[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?:[0-9]{1,5}$'))";
+
+/// Why a join URL is refused.
+pub const JOIN_URLS_MESSAGE: &str =
+    "each of join.pdURLs is a PD client URL: http(s)://host:port, without a path";
+
+/// The CEL rule that keeps `spec.join` once the Cluster exists: set or not, and the same URLs.
+pub const JOIN_UNCHANGED_RULE: &str = "oldSelf == null || has(self.join) == has(oldSelf.join) && \
+(!has(self.join) || self.join.pdURLs == oldSelf.join.pdURLs)";
+
+/// Why `spec.join` cannot change.
+pub const JOIN_UNCHANGED_MESSAGE: &str = "join cannot be set, removed or changed once the cluster exists: its PD members joined that PD cluster";
 
 /// Security settings of a whole cluster.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -237,6 +272,25 @@ pub struct ClusterStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub feature_gates: Vec<FeatureGateStatus>,
+    /// An extension (not in the reference API): the PD members of the whole TiDB cluster as PD
+    /// lists them, those of this Cluster marked `local`. Written when the Cluster joins another
+    /// (`spec.join`) or is joined.
+    #[serde(rename = "pdMembers", default, skip_serializing_if = "Vec::is_empty")]
+    pub pd_members: Vec<PdMemberStatus>,
+}
+
+/// One PD member of the whole TiDB cluster, as the Cluster's status shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PdMemberStatus {
+    /// The member's name in PD.
+    pub name: String,
+    /// Its client URL as PD lists it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_url: String,
+    /// Whether it is an instance of this Cluster (else it runs in another Kubernetes cluster).
+    #[serde(default)]
+    pub local: bool,
 }
 
 fn is_zero(value: &i64) -> bool {
