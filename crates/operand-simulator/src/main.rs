@@ -97,6 +97,13 @@ struct Args {
     /// reachable at `<hostname>.<subdomain>.<namespace>`, with `.svc` and `.svc.<domain>`.
     #[arg(long, default_value = operand_simulator::sim::DEFAULT_CLUSTER_DOMAIN)]
     cluster_domain: String,
+
+    /// Also watch the API server of this kubeconfig, a second Kubernetes cluster whose DNS
+    /// domain is DOMAIN: its operand Pods are simulated too, and a PD Pod of either whose `join`
+    /// names a member of the other (by its fully qualified name) makes them one PD cluster.
+    /// Namespace and cluster names must not repeat across the two.
+    #[arg(long, value_name = "KUBECONFIG=DOMAIN")]
+    remote: Option<String>,
 }
 
 #[tokio::main]
@@ -203,8 +210,46 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(watch::run(
         client.clone(),
         args.namespace.clone(),
+        None,
         sim.clone(),
     ));
+    if let Some(remote) = &args.remote {
+        let (path, domain) = remote
+            .split_once('=')
+            .with_context(|| format!("--remote {remote}: expected KUBECONFIG=DOMAIN"))?;
+        let kubeconfig = kube::config::Kubeconfig::read_from(path)
+            .with_context(|| format!("reading the kubeconfig {path}"))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .with_context(|| format!("loading the kubeconfig {path}"))?;
+        let remote_client = kube::Client::try_from(config)
+            .with_context(|| format!("connecting to the API server of {path}"))?;
+        tokio::spawn(watch::run(
+            remote_client.clone(),
+            args.namespace.clone(),
+            Some(domain.to_owned()),
+            sim.clone(),
+        ));
+        tokio::spawn(watch::run_config_maps(
+            remote_client.clone(),
+            args.namespace.clone(),
+            sim.clone(),
+        ));
+        if args.no_volumes {
+            tokio::spawn(operand_simulator::volumes::watch_only(
+                remote_client,
+                args.namespace.clone(),
+                sim.clone(),
+            ));
+        } else {
+            tokio::spawn(operand_simulator::volumes::run(
+                remote_client,
+                args.namespace.clone(),
+                sim.clone(),
+            ));
+        }
+        tracing::info!(kubeconfig = %path, %domain, "also watching a second Kubernetes cluster");
+    }
     tokio::spawn(watch::run_config_maps(
         client.clone(),
         args.namespace.clone(),

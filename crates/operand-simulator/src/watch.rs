@@ -97,6 +97,8 @@ pub fn observe(pod: &Pod) -> Option<PodObservation> {
         data_volume: None,
         config_map,
         advertised: BTreeMap::new(),
+        join: None,
+        domain: None,
     })
 }
 
@@ -138,7 +140,14 @@ pub async fn run_config_maps(client: Client, namespace: Option<String>, sim: Sha
 
 /// Watches Pods (in `namespace`, or all namespaces) until the stream ends, which it does not:
 /// errors are logged and the watch retried with backoff.
-pub async fn run(client: Client, namespace: Option<String>, sim: SharedSim) {
+/// `domain` is the cluster domain of the API server `client` talks to, given to every Pod seen
+/// (`None`: the simulator's own `--cluster-domain`).
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    domain: Option<String>,
+    sim: SharedSim,
+) {
     let api: Api<Pod> = match &namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
@@ -150,7 +159,8 @@ pub async fn run(client: Client, namespace: Option<String>, sim: SharedSim) {
         match event {
             Ok(watcher::Event::Init) => lock(&sim).begin_resync(),
             Ok(watcher::Event::InitApply(pod) | watcher::Event::Apply(pod)) => {
-                if let Some(obs) = observe(&pod) {
+                if let Some(mut obs) = observe(&pod) {
+                    obs.domain.clone_from(&domain);
                     tracing::debug!(pod = %obs.name, running = obs.running, "pod observed");
                     lock(&sim).observe_pod(obs, now);
                 }

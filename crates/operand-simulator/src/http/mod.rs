@@ -32,7 +32,41 @@ pub fn router(sim: SharedSim) -> Router {
         .merge(pd::routes())
         .merge(status::routes())
         .merge(control::routes())
+        .route("/hosts/{authority}/{*rest}", axum::routing::any(by_host))
         .with_state(sim)
+}
+
+/// `/hosts/{host:port}/...`: what a client in another Kubernetes cluster reaches at a PD URL
+/// (a member's or a client Service's host, fully qualified in that cluster's domain). The
+/// simulator resolves the name as cross-cluster DNS would and redirects to that cluster's PD
+/// API; a name that resolves to no simulated PD does not answer (503).
+async fn by_host(
+    axum::extract::State(sim): axum::extract::State<SharedSim>,
+    axum::extract::Path((authority, rest)): axum::extract::Path<(String, String)>,
+    uri: Uri,
+) -> Response {
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority.as_str(), |(h, _)| h);
+    let key = lock(&sim).cluster_of_host(host);
+    match key {
+        Some(key) => {
+            let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+            let location = format!("/clusters/{}/{}/{rest}{query}", key.namespace, key.cluster);
+            match HeaderValue::from_str(&location) {
+                Ok(location) => (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(header::LOCATION, location)],
+                )
+                    .into_response(),
+                Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            }
+        }
+        None => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("no PD answers at {authority}: the name resolves to no simulated PD member"),
+        ),
+    }
 }
 
 /// `{namespace}` and `{cluster}` of a path.

@@ -44,6 +44,8 @@ fn pod(component: Component, name: &str) -> PodObservation {
         data_volume: None,
         config_map: None,
         advertised: BTreeMap::new(),
+        join: None,
+        domain: None,
     }
 }
 

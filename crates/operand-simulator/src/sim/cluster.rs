@@ -439,7 +439,11 @@ impl ClusterState {
     /// Kubernetes cluster's DNS (its domain is `cluster_domain`). One that does not is logged
     /// once (`address_unresolvable`), and the Pod serves no one: peers and PD cannot reach it.
     fn reachable(&mut self, pod: &PodObservation, now: Now) -> bool {
-        let Some(address) = pod.unresolvable(&self.settings.cluster_domain) else {
+        let domain = pod
+            .domain
+            .clone()
+            .unwrap_or_else(|| self.settings.cluster_domain.clone());
+        let Some(address) = pod.unresolvable(&domain) else {
             return true;
         };
         if self.unresolvable_pods.insert(pod.uid.clone()) {
@@ -448,7 +452,7 @@ impl ClusterState {
                 cluster = %self.key.cluster,
                 pod = %pod.name,
                 %address,
-                domain = %self.settings.cluster_domain,
+                %domain,
                 "the Pod advertises an address that does not resolve to it; it serves no one"
             );
             self.log(

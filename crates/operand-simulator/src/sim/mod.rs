@@ -158,7 +158,15 @@ pub struct PodObservation {
     /// The addresses its config file advertises, by config key (see [`advertised_keys`]),
     /// filled in by [`Sim`] from the ConfigMaps it saw.
     pub advertised: BTreeMap<String, String>,
+    /// A PD Pod's `join` (client URLs, comma separated), filled in by [`Sim`] from its config.
+    pub join: Option<String>,
+    /// The cluster domain of the Kubernetes cluster (API server) the Pod was seen in; `None`
+    /// means the simulator's own `cluster_domain`.
+    pub domain: Option<String>,
 }
+
+/// The config key of a PD member's `join` URLs, read with the advertised addresses.
+pub const JOIN_KEY: &str = "join";
 
 /// The config keys whose addresses the simulator takes from an operand's config file: what PD
 /// lists for a member (`advertise-client-urls`, `advertise-peer-urls`) and for a store
@@ -180,6 +188,7 @@ pub fn advertised_in(config: &str) -> BTreeMap<String, String> {
     [Component::Pd, Component::Tikv, Component::Tidb]
         .iter()
         .flat_map(|c| advertised_keys(*c).iter())
+        .chain(std::iter::once(&JOIN_KEY))
         .filter_map(|key| {
             let mut value = None::<&toml::Value>;
             for (i, part) in key.split('.').enumerate() {
@@ -193,6 +202,15 @@ pub fn advertised_in(config: &str) -> BTreeMap<String, String> {
             Some(((*key).to_owned(), text.to_owned()))
         })
         .collect()
+}
+
+/// `host` without `.svc.<domain>` or `.svc` at its end.
+fn strip_domain<'a>(host: &'a str, domain: &str) -> &'a str {
+    let domain = domain.trim_end_matches('.');
+    host.strip_suffix(domain)
+        .and_then(|h| h.strip_suffix(".svc."))
+        .or_else(|| host.strip_suffix(".svc"))
+        .unwrap_or(host)
 }
 
 /// The host of an address: `http://h:2379` and `h:20160` both give `h`.
@@ -320,6 +338,22 @@ pub struct Sim {
     configs: BTreeMap<(String, String), BTreeMap<String, String>>,
     /// Pods (as observed) that wait for their config ConfigMap, by (namespace, name).
     awaiting_config: BTreeMap<(String, String), PodObservation>,
+    /// Clusters whose PD joined another simulated cluster (by a member's `join` URLs), and the
+    /// cluster they are one PD cluster with: their Pods and PD API are that cluster's.
+    aliases: BTreeMap<ClusterKey, ClusterKey>,
+    /// UIDs of PD Pods whose `join` named no simulated PD (already logged).
+    refused_joins: BTreeSet<String>,
+}
+
+/// What a PD Pod's `join` URLs name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinTarget {
+    /// Its own cluster (a Service or member of its own namespace), as a scale-out does.
+    Own,
+    /// A member or the client Service of another simulated cluster.
+    Other(ClusterKey),
+    /// Nothing the simulator knows: this URL, the first one.
+    Nothing(String),
 }
 
 impl Sim {
@@ -333,6 +367,8 @@ impl Sim {
             pvcs: BTreeMap::new(),
             configs: BTreeMap::new(),
             awaiting_config: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+            refused_joins: BTreeSet::new(),
         }
     }
 
@@ -357,7 +393,10 @@ impl Sim {
                 .configs
                 .get(&(pod.namespace.clone(), config_map.clone()))
             {
-                Some(advertised) => pod.advertised = advertised.clone(),
+                Some(advertised) => {
+                    pod.advertised = advertised.clone();
+                    pod.join = pod.advertised.remove(JOIN_KEY);
+                }
                 None => {
                     self.awaiting_config.insert(id.clone(), pod.clone());
                     pod.running = false;
@@ -367,7 +406,40 @@ impl Sim {
         if let Some(seen) = &mut self.resync_seen {
             seen.insert(id.clone());
         }
-        let key = pod.key();
+        let mut key = self.root(&pod.key());
+        if pod.component == Component::Pd && pod.running && pod.join.is_some() {
+            match self.join_target(&pod) {
+                JoinTarget::Own => {}
+                JoinTarget::Other(target) => {
+                    if self.aliases.get(&pod.key()) != Some(&target) {
+                        tracing::info!(
+                            namespace = %pod.namespace, cluster = %pod.cluster, pod = %pod.name,
+                            into_namespace = %target.namespace, into_cluster = %target.cluster,
+                            "a PD member joins another simulated cluster: both are one PD cluster now"
+                        );
+                        // An entry made before any Pod (an early API call) holds nothing.
+                        if self
+                            .clusters
+                            .get(&pod.key())
+                            .is_some_and(|c| c.raw_pods.is_empty())
+                        {
+                            self.clusters.remove(&pod.key());
+                        }
+                        self.aliases.insert(pod.key(), target.clone());
+                    }
+                    key = target;
+                }
+                JoinTarget::Nothing(url) => {
+                    if self.refused_joins.insert(pod.uid.clone()) {
+                        tracing::warn!(
+                            namespace = %pod.namespace, cluster = %pod.cluster, pod = %pod.name,
+                            %url, "the PD member's join URLs name no PD; it does not join (as PD refuses)"
+                        );
+                    }
+                    pod.running = false;
+                }
+            }
+        }
         if let Some(old) = self.pod_index.get(&id)
             && *old != key
             && let Some(cluster) = self.clusters.get_mut(old)
@@ -403,6 +475,79 @@ impl Sim {
         }
     }
 
+    /// The cluster `key` is one PD cluster with: itself, or the cluster it joined.
+    pub fn root(&self, key: &ClusterKey) -> ClusterKey {
+        let mut key = key.clone();
+        // Bounded: a chain of joins is short, and a cycle must not hang the simulator.
+        for _ in 0..8 {
+            match self.aliases.get(&key) {
+                Some(next) if *next != key => key = next.clone(),
+                _ => break,
+            }
+        }
+        key
+    }
+
+    /// What the `join` URLs of PD Pod `pod` name: a host in its own namespace (and Kubernetes
+    /// cluster) is its own cluster, as a scale-out joins through the client Service; any other
+    /// host must resolve, in the domain of the API server it names, to a PD member or to the
+    /// client Service (`<group>-pd`, whose peer Service is `<group>-pd-peer`) of a simulated
+    /// cluster, or the join names nothing.
+    pub fn join_target(&self, pod: &PodObservation) -> JoinTarget {
+        let own_domain = pod.domain.as_deref().unwrap_or(&self.config.cluster_domain);
+        let own = self.root(&pod.key());
+        let urls: Vec<&str> = pod
+            .join
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let mut nothing = None;
+        for url in &urls {
+            let host = host_of_address(url).trim_end_matches('.');
+            let local = strip_domain(host, own_domain);
+            if local.rsplit('.').next() == Some(pod.namespace.as_str()) && local.contains('.') {
+                return JoinTarget::Own;
+            }
+            match self.cluster_of_host(host) {
+                Some(key) if key == own => return JoinTarget::Own,
+                Some(key) => return JoinTarget::Other(key),
+                None => {
+                    nothing.get_or_insert_with(|| (*url).to_owned());
+                }
+            }
+        }
+        JoinTarget::Nothing(nothing.unwrap_or_default())
+    }
+
+    /// The simulated cluster whose PD `host` names, fully qualified in the domain of the API
+    /// server the cluster's Pods were seen in: a PD member's host, or its group's client
+    /// Service.
+    pub fn cluster_of_host(&self, host: &str) -> Option<ClusterKey> {
+        let host = host.trim_end_matches('.');
+        self.clusters.values().find_map(|cluster| {
+            cluster
+                .raw_pods
+                .values()
+                .filter(|p| p.component == Component::Pd && !self.refused_joins.contains(&p.uid))
+                .find(|p| {
+                    let domain = p.domain.as_deref().unwrap_or(&self.config.cluster_domain);
+                    if p.resolves(host, domain) {
+                        return true;
+                    }
+                    // `<group>-pd.<namespace>.svc.<domain>`, the client Service.
+                    let service = strip_domain(host, domain);
+                    let peer = p.subdomain.as_deref().unwrap_or_default();
+                    service.split_once('.').is_some_and(|(name, ns)| {
+                        ns == p.namespace && format!("{name}-peer") == peer
+                    })
+                })
+                .map(|_| cluster.key().clone())
+        })
+    }
+
     /// A Pod disappeared from the API.
     pub fn pod_gone(&mut self, namespace: &str, name: &str, now: Now) {
         self.awaiting_config
@@ -427,10 +572,17 @@ impl Sim {
         } else {
             self.pvcs.insert(id, pvc.uid.clone());
         }
+        // A cluster another joined holds Pods (and claims) of the joining cluster's namespace.
+        let joined: BTreeSet<ClusterKey> = self
+            .aliases
+            .keys()
+            .filter(|k| k.namespace == pvc.namespace)
+            .map(|k| self.root(k))
+            .collect();
         for cluster in self
             .clusters
             .values_mut()
-            .filter(|c| c.key().namespace == pvc.namespace)
+            .filter(|c| c.key().namespace == pvc.namespace || joined.contains(c.key()))
         {
             cluster.observe_volume(&pvc.name, &pvc.uid, pvc.deleted, now);
         }
@@ -464,18 +616,21 @@ impl Sim {
         }
     }
 
-    /// A cluster, if it was ever seen.
+    /// A cluster, if it was ever seen (the cluster it joined, for one that joined another).
     pub fn cluster(&self, namespace: &str, cluster: &str) -> Option<&ClusterState> {
-        self.clusters.get(&ClusterKey::new(namespace, cluster))
+        self.clusters
+            .get(&self.root(&ClusterKey::new(namespace, cluster)))
     }
 
-    /// A cluster, if it was ever seen.
+    /// A cluster, if it was ever seen (the cluster it joined, for one that joined another).
     pub fn cluster_mut(&mut self, namespace: &str, cluster: &str) -> Option<&mut ClusterState> {
-        self.clusters.get_mut(&ClusterKey::new(namespace, cluster))
+        let key = self.root(&ClusterKey::new(namespace, cluster));
+        self.clusters.get_mut(&key)
     }
 
     /// A cluster, created empty if it was never seen (faults may be set before its Pods exist).
     pub fn cluster_entry(&mut self, key: ClusterKey, now: Now) -> &mut ClusterState {
+        let key = self.root(&key);
         let config = &self.config;
         self.clusters
             .entry(key.clone())

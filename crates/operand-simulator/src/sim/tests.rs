@@ -45,6 +45,8 @@ fn pod(component: Component, instance: &str, uid: &str) -> PodObservation {
         data_volume: None,
         config_map: None,
         advertised: BTreeMap::new(),
+        join: None,
+        domain: None,
     }
 }
 
@@ -1498,4 +1500,97 @@ fn a_flapping_store_is_down_then_up_over_and_over_until_cleared() {
         Fault::parse("store-flap", Some("kv-a")).expect("parses"),
         flap
     );
+}
+
+/// A Pod of the second Kubernetes cluster (namespace `db2`, cluster `east`, domain
+/// `cluster-2.local`), its config advertising its fully qualified host, with `join` for PD.
+fn remote(component: Component, instance: &str, join: Option<&str>) -> (PodObservation, String) {
+    let host = format!("{instance}.east-peer.db2.svc.cluster-2.local");
+    let (mut p, mut config) = configured(component, instance, &host);
+    p.namespace = "db2".to_owned();
+    p.cluster = "east".to_owned();
+    p.subdomain = Some("east-peer".to_owned());
+    p.domain = Some("cluster-2.local".to_owned());
+    if let Some(join) = join {
+        config.push_str(&format!("join = \"{join}\"\n"));
+    }
+    (p, config)
+}
+
+/// The first cluster (`db/basic`, domain `cluster-1.local`): PD a, b, c and TiKV a, b, c.
+fn first_cluster() -> World {
+    let mut w = fqdn_world("cluster-1.local");
+    for (component, names) in [
+        (Component::Pd, ["pd-a", "pd-b", "pd-c"]),
+        (Component::Tikv, ["kv-a", "kv-b", "kv-c"]),
+    ] {
+        for n in names {
+            let host = format!("{n}.{CL}-peer.{NS}.svc.cluster-1.local");
+            let (p, config) = configured(component, n, &host);
+            let now = w.now;
+            w.sim.observe_config(NS, n, advertised_in(&config), now);
+            w.run(p);
+        }
+    }
+    w.ticks(2);
+    w
+}
+
+#[test]
+fn a_pd_member_joining_another_kubernetes_clusters_pd_makes_one_pd_cluster() {
+    let mut w = first_cluster();
+    let join = "http://pd-a.basic-peer.db.svc.cluster-1.local:2379";
+    for (component, name, join) in [
+        (Component::Pd, "pd-x", Some(join)),
+        (Component::Pd, "pd-y", Some(join)),
+        (Component::Tikv, "kv-x", None),
+    ] {
+        let (p, config) = remote(component, name, join);
+        let now = w.now;
+        w.sim
+            .observe_config("db2", name, advertised_in(&config), now);
+        w.run(p);
+    }
+    w.ticks(2);
+    // Both sides' API is the same PD cluster: 5 members, 4 stores.
+    let members = w.c().members_info().members;
+    assert_eq!(members.len(), 5, "{members:?}");
+    let now = w.now;
+    let joined = w.sim.cluster_mut("db2", "east").expect("aliased");
+    assert_eq!(joined.key(), &ClusterKey::new(NS, CL));
+    assert_eq!(joined.members_info().members.len(), 5);
+    assert_eq!(joined.stores_info(&[0, 1, 2], now).count, 4);
+    // A client Service name of the other cluster resolves as well (the test Pods' peer
+    // Service is `basic-peer`, so their client Service is `basic`), in its own domain only.
+    assert_eq!(
+        w.sim.cluster_of_host("basic.db.svc.cluster-1.local"),
+        Some(ClusterKey::new(NS, CL))
+    );
+    assert_eq!(w.sim.cluster_of_host("basic.db.svc.cluster-2.local"), None);
+}
+
+#[test]
+fn a_join_that_names_no_pd_is_refused() {
+    let mut w = first_cluster();
+    let (p, config) = remote(
+        Component::Pd,
+        "pd-x",
+        Some("http://nowhere-pd.db.svc.cluster-9.local:2379"),
+    );
+    let now = w.now;
+    w.sim
+        .observe_config("db2", "pd-x", advertised_in(&config), now);
+    w.run(p.clone());
+    w.ticks(2);
+    assert_eq!(
+        w.sim.join_target(&PodObservation {
+            join: Some("http://nowhere-pd.db.svc.cluster-9.local:2379".to_owned()),
+            ..p
+        }),
+        JoinTarget::Nothing("http://nowhere-pd.db.svc.cluster-9.local:2379".to_owned())
+    );
+    // Not a member anywhere: the first cluster keeps its 3, and no second PD cluster formed.
+    assert_eq!(w.c().members_info().members.len(), 3);
+    let alone = w.sim.cluster("db2", "east");
+    assert!(alone.is_none_or(|c| c.members_info().members.is_empty()));
 }
