@@ -276,7 +276,37 @@ impl Simulator {
                 "--endpoint-override=tidb={}/clusters/{{namespace}}/{{cluster}}/tidb/{{instance}}",
                 self.url
             ),
+            // The PD a joining Cluster names, by host: the simulator resolves it as DNS across
+            // Kubernetes clusters would.
+            format!(
+                "--endpoint-override=pd-join={}/hosts/{{instance}}",
+                self.url
+            ),
         ]
+    }
+
+    /// One simulator for two local control planes standing for two Kubernetes clusters, of
+    /// cluster domains `domain` and `remote_domain`, scoped to `namespace` in both: the PD Pods
+    /// of a Cluster in one that joins a Cluster in the other are one PD cluster.
+    pub async fn start_across(
+        cluster: &testkit::LocalCluster,
+        domain: &str,
+        remote: &testkit::LocalCluster,
+        remote_domain: &str,
+        namespace: &str,
+    ) -> Result<Simulator, String> {
+        let domain_arg = format!("--cluster-domain={domain}");
+        let remote_arg = format!(
+            "--remote={}={remote_domain}",
+            remote.kubeconfig().display()
+        );
+        Self::start_with(
+            cluster,
+            namespace,
+            "200ms",
+            &[domain_arg.as_str(), remote_arg.as_str()],
+        )
+        .await
     }
 
     /// What the simulator saw happen in a cluster, in order.

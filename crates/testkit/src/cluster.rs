@@ -39,6 +39,15 @@ impl LocalCluster {
         Self::named(&cluster_name())
     }
 
+    /// The second local control plane, standing for another Kubernetes cluster:
+    /// `TESTKIT_CLUSTER_2`, default `<TESTKIT_CLUSTER>-2`; started when it is not running. Only
+    /// tests of one TiDB cluster across Kubernetes clusters ask for it.
+    pub fn second() -> Result<LocalCluster> {
+        let name = std::env::var("TESTKIT_CLUSTER_2")
+            .unwrap_or_else(|_| format!("{}-2", cluster_name()));
+        Self::named(&name)
+    }
+
     /// The local control plane called `name`, started with `hack/local-cluster.sh up` when it is
     /// not running (or `KUBECONFIG_TEST` as it is, when set).
     pub fn named(name: &str) -> Result<LocalCluster> {

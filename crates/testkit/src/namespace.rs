@@ -39,6 +39,19 @@ impl TestNamespace {
         prefix.make_ascii_lowercase();
         prefix.truncate(40);
         let name = format!("t-{prefix}-{unique}");
+        Self::create_named(cluster, client, &name, &prefix).await
+    }
+
+    /// Creates the namespace `name` (labelled with `prefix`): the same name in a second local
+    /// control plane, as one TiDB cluster across Kubernetes clusters uses.
+    pub async fn create_named(
+        cluster: &LocalCluster,
+        client: &Client,
+        name: &str,
+        prefix: &str,
+    ) -> Result<TestNamespace> {
+        let name = name.to_string();
+        let prefix = prefix.to_string();
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),

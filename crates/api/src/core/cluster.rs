@@ -107,7 +107,8 @@ pub struct ClusterJoin {
     /// cluster's Pods, for example
     /// `http://basic-pd-abc.basic-pd-peer.db.svc.cluster-1.local:2379`.
     #[serde(rename = "pdURLs")]
-    #[schemars(length(min = 1, max = 16))]
+    // Bounded items keep the CEL rule within the API server's cost budget.
+    #[schemars(length(min = 1, max = 16), inner(length(max = 300)))]
     #[x_kube(validation = Rule::new(JOIN_URLS_RULE).message(JOIN_URLS_MESSAGE))]
     pub pd_urls: Vec<String>,
 }
