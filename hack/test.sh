@@ -6,7 +6,8 @@
 #   3. builds the operator image (hack/build-image.sh: static release binaries, an OCI image from
 #      scratch, unpacked again) unless SKIP_IMAGE=1, for the scenario that runs the image's binaries;
 #   4. starts the local control plane `tidb-test` (removed again at the end unless KEEP_CLUSTER=1)
-#      and runs every test of the workspace, the API and end-to-end tests against it;
+#      and runs every test of the workspace, the API and end-to-end tests against it (the
+#      multi-cluster scenario starts a second one, `tidb-test-2`, removed at the end as well);
 #   5. prints one closing line: "tests: N passed, N failed, N skipped".
 #
 # Usage: hack/test.sh [extra cargo test arguments]
@@ -50,11 +51,15 @@ fi
 
 step "local control plane"
 export TESTKIT_CLUSTER="${TESTKIT_CLUSTER:-tidb-test}"
+# The second control plane, standing for another Kubernetes cluster: started by the test harness
+# only when a multi-cluster scenario (tests/e2e/multicluster.rs) asks for it, removed here.
+export TESTKIT_CLUSTER_2="${TESTKIT_CLUSTER_2:-${TESTKIT_CLUSTER}-2}"
 # shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
   rm -f "${log:-}"
   if [[ "${KEEP_CLUSTER:-0}" != 1 ]]; then
     hack/local-cluster.sh down "${TESTKIT_CLUSTER}" >&2 || true
+    hack/local-cluster.sh down "${TESTKIT_CLUSTER_2}" >/dev/null 2>&1 || true
   fi
 }
 trap cleanup EXIT

@@ -115,11 +115,16 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
 }
 
 /// Installs the CRDs of this checkout (`manifests/crd`) into the local control plane, once per
-/// test process, so tests never run against CRDs from an older build, and waits until they are
-/// Established.
+/// test process and control plane, so tests never run against CRDs from an older build, and
+/// waits until they are Established.
 pub fn ensure_crds(cluster: &testkit::LocalCluster) -> Result<(), String> {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    DONE.get_or_init(|| {
+    static SECOND: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    // The first control plane a process asks for is the test run's own; any other is the
+    // second one of the multi-cluster scenarios.
+    let own = testkit::LocalCluster::get().is_ok_and(|c| c.kubeconfig() == cluster.kubeconfig());
+    let once = if own { &DONE } else { &SECOND };
+    once.get_or_init(|| {
         let kubectl = cluster.kubectl();
         let dir = repo_root().join("manifests/crd");
         let dir = dir.to_string_lossy();
@@ -296,10 +301,7 @@ impl Simulator {
         namespace: &str,
     ) -> Result<Simulator, String> {
         let domain_arg = format!("--cluster-domain={domain}");
-        let remote_arg = format!(
-            "--remote={}={remote_domain}",
-            remote.kubeconfig().display()
-        );
+        let remote_arg = format!("--remote={}={remote_domain}", remote.kubeconfig().display());
         Self::start_with(
             cluster,
             namespace,

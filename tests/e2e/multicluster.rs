@@ -269,9 +269,11 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
         WAIT,
         || async {
             let g = groups.get("lost-pd").await?;
-            Ok::<_, kube::Error>(g.conditions().iter().any(|c| {
-                c.reason == "JoinTargetUnreachable" && c.message.contains(&nowhere)
-            }))
+            Ok::<_, kube::Error>(
+                g.conditions()
+                    .iter()
+                    .any(|c| c.reason == "JoinTargetUnreachable" && c.message.contains(&nowhere)),
+            )
         },
     )
     .await
@@ -304,7 +306,10 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
         "no Pod of the lost Cluster"
     );
     let groups = groups.get("lost-pd").await.unwrap();
-    assert!(!groups.spec.bootstrapped, "the lost group never counts as bootstrapped");
+    assert!(
+        !groups.spec.bootstrapped,
+        "the lost group never counts as bootstrapped"
+    );
 
     simulator
         .verdict(n, "one", &Allowed::none())

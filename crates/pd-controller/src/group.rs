@@ -175,9 +175,20 @@ impl GroupRules for Rules {
             build::client_port(&group.spec.template.spec),
             &Dns::of_spec(&view.cluster.spec),
         );
-        match ctx.pd(view.namespace, &group.spec.cluster.name, url) {
+        let local = match ctx.pd(view.namespace, &group.spec.cluster.name, url) {
             Ok(pd) => pd.members().await.err().map(|e| e.to_string()),
             Err(e) => Some(e.to_string()),
+        };
+        // A joining Cluster's first member has no local PD to ask: the PD it joins answers
+        // for the PD cluster.
+        match (local, &view.cluster.spec.join) {
+            (Some(error), Some(join)) => {
+                probe_join(ctx, view.namespace, &group.spec.cluster.name, &join.pd_urls)
+                    .await
+                    .err()
+                    .map(|join_error| format!("{error}; and the PD it joins: {join_error}"))
+            }
+            (local, _) => local,
         }
     }
 
@@ -491,6 +502,48 @@ mod tests {
         // Bootstrapped: the update engine plans as for any group.
         let done = bootstrap_of(&group(true), std::slice::from_ref(&member));
         assert!(!done.skip_plan && done.effects.is_empty());
+    }
+
+    #[test]
+    fn a_joining_group_creates_nothing_until_the_pd_it_joins_answers_then_never_bootstraps() {
+        let fresh = group(false);
+        let cluster: Cluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": "c"},
+            "spec": {"join": {"pdURLs": ["http://pd-a.pd-pd-peer.db.svc.one.local:2379"]}}
+        }))
+        .unwrap();
+        let before = |join: Option<Result<(), String>>| {
+            let observed = Observed {
+                join,
+                ..Observed::default()
+            };
+            bootstrap(&GroupView {
+                group: &fresh,
+                namespace: "db",
+                cluster: &cluster,
+                instances: &[],
+                update_revision: "pd-r1",
+                observed: &observed,
+            })
+            .unwrap()
+        };
+        let creates = |b: &BeforePlan<PD>| b.effects.iter().any(|e| matches!(e, Effect::Create(_)));
+
+        // PD does not answer: nothing is created, and the group says why.
+        let silent = before(Some(Err("no PD answers at http://pd-a...".into())));
+        assert!(silent.skip_plan && !creates(&silent));
+        assert!(silent.waiting.is_some_and(|w| w.contains("no PD answers")));
+        let unasked = before(None);
+        assert!(unasked.skip_plan && !creates(&unasked));
+
+        // It answers: the group counts as bootstrapped, and no first member with
+        // `initial-cluster` is ever made; members are created by the plan, each joining.
+        let answered = before(Some(Ok(())));
+        assert!(!creates(&answered));
+        assert!(
+            matches!(&answered.effects[0], Effect::PatchGroup(p) if p["spec"]["bootstrapped"] == true)
+        );
     }
 
     fn view(name: &str, ready: bool) -> InstanceView {

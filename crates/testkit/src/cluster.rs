@@ -43,8 +43,8 @@ impl LocalCluster {
     /// `TESTKIT_CLUSTER_2`, default `<TESTKIT_CLUSTER>-2`; started when it is not running. Only
     /// tests of one TiDB cluster across Kubernetes clusters ask for it.
     pub fn second() -> Result<LocalCluster> {
-        let name = std::env::var("TESTKIT_CLUSTER_2")
-            .unwrap_or_else(|_| format!("{}-2", cluster_name()));
+        let name =
+            std::env::var("TESTKIT_CLUSTER_2").unwrap_or_else(|_| format!("{}-2", cluster_name()));
         Self::named(&name)
     }
 
