@@ -417,15 +417,16 @@ impl Sim {
                             into_namespace = %target.namespace, into_cluster = %target.cluster,
                             "a PD member joins another simulated cluster: both are one PD cluster now"
                         );
-                        // An entry made before any Pod (an early API call) holds nothing.
-                        if self
-                            .clusters
-                            .get(&pod.key())
-                            .is_some_and(|c| c.raw_pods.is_empty())
-                        {
-                            self.clusters.remove(&pod.key());
-                        }
                         self.aliases.insert(pod.key(), target.clone());
+                        // Pods of the joining cluster seen before (TiDB starts with PD) move
+                        // into the one PD cluster; what ran alone there served no one else.
+                        if let Some(alone) = self.clusters.remove(&pod.key()) {
+                            for earlier in alone.raw_pods.into_values() {
+                                if earlier.name != pod.name {
+                                    self.observe_pod(earlier, now);
+                                }
+                            }
+                        }
                     }
                     key = target;
                 }

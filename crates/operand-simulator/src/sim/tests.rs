@@ -1540,6 +1540,12 @@ fn first_cluster() -> World {
 fn a_pd_member_joining_another_kubernetes_clusters_pd_makes_one_pd_cluster() {
     let mut w = first_cluster();
     let join = "http://pd-a.basic-peer.db.svc.cluster-1.local:2379";
+    // TiDB of the joining side may run before its PD: it moves into the one PD cluster.
+    let (tidb, config) = remote(Component::Tidb, "db-x", None);
+    let now = w.now;
+    w.sim
+        .observe_config("db2", "db-x", advertised_in(&config), now);
+    w.run(tidb);
     for (component, name, join) in [
         (Component::Pd, "pd-x", Some(join)),
         (Component::Pd, "pd-y", Some(join)),
@@ -1560,6 +1566,7 @@ fn a_pd_member_joining_another_kubernetes_clusters_pd_makes_one_pd_cluster() {
     assert_eq!(joined.key(), &ClusterKey::new(NS, CL));
     assert_eq!(joined.members_info().members.len(), 5);
     assert_eq!(joined.stores_info(&[0, 1, 2], now).count, 4);
+    assert!(joined.raw_pods.contains_key("db-x"), "TiDB moved along");
     // A client Service name of the other cluster resolves as well (the test Pods' peer
     // Service is `basic-peer`, so their client Service is `basic`), in its own domain only.
     assert_eq!(
