@@ -272,6 +272,39 @@ fn cases() -> Vec<Case> {
             operator_api::core::DNS_UNCHANGED_MESSAGE,
         ),
         case(
+            "a join URL with a path",
+            with(
+                cluster_obj("join-path"),
+                "spec/join",
+                json!({"pdURLs": ["http://pd-a.pd-pd-peer.db.svc.one.local:2379/pd"]}),
+            ),
+            None,
+            "spec.join.pdURLs",
+            operator_api::core::JOIN_URLS_MESSAGE,
+        ),
+        case(
+            "the PD a running cluster joined changed",
+            with(
+                cluster_obj("join-changed"),
+                "spec/join",
+                json!({"pdURLs": ["http://pd-a.pd-pd-peer.db.svc.one.local:2379"]}),
+            ),
+            Some(
+                json!({"spec": {"join": {"pdURLs": ["http://pd-b.pd-pd-peer.db.svc.one.local:2379"]}}}),
+            ),
+            "spec.join",
+            operator_api::core::JOIN_UNCHANGED_MESSAGE,
+        ),
+        case(
+            "a join added to a running cluster",
+            cluster_obj("join-added"),
+            Some(
+                json!({"spec": {"join": {"pdURLs": ["http://pd-b.pd-pd-peer.db.svc.one.local:2379"]}}}),
+            ),
+            "spec.join",
+            operator_api::core::JOIN_UNCHANGED_MESSAGE,
+        ),
+        case(
             "the cluster domain of a running FQDN cluster changed",
             with(
                 cluster_obj("dns-domain"),

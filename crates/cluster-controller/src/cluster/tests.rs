@@ -172,3 +172,26 @@ fn the_pd_url_follows_the_clusters_dns() {
         "http://pd-pd.db.svc.east.example:2379"
     );
 }
+
+#[test]
+fn pd_members_of_other_kubernetes_clusters_are_listed_and_not_marked_local() {
+    let member = |name: &str, domain: &str| pd_client::Member {
+        name: name.into(),
+        client_urls: vec![format!("http://{name}.pd-pd-peer.db.svc.{domain}:2379")],
+        ..Default::default()
+    };
+    let info = pd_client::MembersInfo {
+        members: vec![
+            member("pd-x", "two.local"),
+            member("pd-a", "one.local"),
+            // Same namespace and group name, but another domain: not ours.
+            member("pd-b", "one.local"),
+        ],
+        ..Default::default()
+    };
+    let groups = [group(ComponentKind::PD, "pd", 2, 2, true)];
+    let listed = members_status(&Dns::fqdn("one.local"), "db", &groups, &info);
+    let seen: Vec<(&str, bool)> = listed.iter().map(|m| (m.name.as_str(), m.local)).collect();
+    assert_eq!(seen, [("pd-a", true), ("pd-b", true), ("pd-x", false)]);
+    assert!(listed[2].client_url.ends_with(".svc.two.local:2379"));
+}
