@@ -300,7 +300,8 @@ const DATA_VOLUME: &str = "data volume must be configured";
 const VAC: &str = "VolumeAttributesClassName cannot be changed from non-nil to nil";
 /// Ours, not the reference's rule (it ships a ValidatingAdmissionPolicy for it): a volume
 /// cannot shrink.
-const NO_SHRINK: &str = "storage cannot be made smaller: a volume cannot shrink (grow it, or keep its size)";
+const NO_SHRINK: &str =
+    "storage cannot be made smaller: a volume cannot shrink (grow it, or keep its size)";
 const POD_LABELS: &str = "cannot overlay pod labels starting with 'pingcap.com/'";
 const CLUSTER_NAME: &str = "cluster name is immutable";
 const SERVER_LABELS: &str = "labels cannot contain 'host', 'region', or 'zone' keys";
