@@ -321,7 +321,15 @@ fn cel_rules_sit_where_the_reference_has_them() {
                         // Ours, not the reference's: the names are fixed once PD holds them
                         // (docs/dns.md).
                         "dns.mode and dns.clusterDomain cannot change once the cluster exists: PD keeps its members' peer URLs in its data",
+                        // Ours: the PD cluster a Cluster joined is fixed (docs/multi-cluster.md).
+                        "join cannot be set, removed or changed once the cluster exists: its PD members joined that PD cluster",
                         "tlsCluster is immutable",
+                    ],
+                ),
+                (
+                    ".spec.join.pdURLs",
+                    &[
+                        "each of join.pdURLs is a PD client URL: http(s)://host:port, without a path",
                     ],
                 ),
                 (
