@@ -601,6 +601,27 @@ impl Simulator {
     }
 }
 
+/// The string at a dotted key of a TOML table (`server.advertise-addr`); arrays are joined with
+/// commas.
+pub fn toml_value(table: &toml::Table, key: &str) -> Option<String> {
+    let mut parts = key.split('.');
+    let mut value = table.get(parts.next()?)?;
+    for part in parts {
+        value = value.get(part)?;
+    }
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    }
+}
+
 /// Label and taint key of a test's own fake Nodes ([`NodePool`]).
 pub const POOL: &str = "test.pingcap.com/pool";
 

@@ -49,26 +49,6 @@ fn assert_fqdn(what: &str, value: &str, ns: &str) {
     }
 }
 
-/// The string at a dotted key of a TOML table (`server.advertise-addr`); arrays are joined.
-fn toml_value(table: &toml::Table, key: &str) -> Option<String> {
-    let mut parts = key.split('.');
-    let mut value = table.get(parts.next()?)?;
-    for part in parts {
-        value = value.get(part)?;
-    }
-    match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Array(items) => Some(
-            items
-                .iter()
-                .filter_map(|v| v.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        _ => None,
-    }
-}
-
 #[tokio::test]
 async fn fqdn_names_are_written_everywhere_and_cannot_change() {
     let cluster = LocalCluster::get().unwrap();
@@ -213,7 +193,7 @@ async fn fqdn_names_are_written_everywhere_and_cannot_change() {
             .unwrap_or_else(|| panic!("ConfigMap {} has no config.toml", cm.name_any()));
         let table: toml::Table = text.parse().unwrap();
         for key in *keys {
-            let value = toml_value(&table, key)
+            let value = scenarios::toml_value(&table, key)
                 .unwrap_or_else(|| panic!("{}: no {key} in\n{text}", cm.name_any()));
             assert_fqdn(&format!("ConfigMap {} {key}", cm.name_any()), &value, n);
         }

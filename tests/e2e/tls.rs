@@ -269,26 +269,6 @@ impl Scene {
     }
 }
 
-/// The string at a dotted key of a TOML table.
-fn toml_str(table: &toml::Table, key: &str) -> Option<String> {
-    let mut parts = key.split('.');
-    let mut value = table.get(parts.next()?)?;
-    for part in parts {
-        value = value.get(part)?;
-    }
-    match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Array(items) => Some(
-            items
-                .iter()
-                .filter_map(|v| v.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        _ => None,
-    }
-}
-
 #[tokio::test]
 async fn a_tls_cluster_with_certificates_from_cert_manager_comes_up_over_mutual_tls() {
     let scene = Scene::start("tls").await;
@@ -352,7 +332,7 @@ async fn a_tls_cluster_with_certificates_from_cert_manager_comes_up_over_mutual_
         let table: toml::Table = text.parse().unwrap();
         for (key, path) in *keys {
             assert_eq!(
-                toml_str(&table, key).as_deref(),
+                scenarios::toml_value(&table, key).as_deref(),
                 Some(*path),
                 "{} {key}:\n{text}",
                 cm.name_any()
@@ -363,7 +343,7 @@ async fn a_tls_cluster_with_certificates_from_cert_manager_comes_up_over_mutual_
             "advertise-peer-urls",
             "pd.endpoints",
         ] {
-            if let Some(url) = toml_str(&table, key) {
+            if let Some(url) = scenarios::toml_value(&table, key) {
                 assert!(
                     url.starts_with("https://"),
                     "{} {key} = {url}",
