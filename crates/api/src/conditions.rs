@@ -9,7 +9,10 @@ use k8s_openapi::jiff::Timestamp;
 use crate::core::{
     Cluster, ClusterStatus, PD, PDGroup, PDStatus, TiDB, TiDBGroup, TiDBStatus, TiKV,
 };
-use crate::core::{ComponentGroupStatus, TiKVGroup, TiKVStatus};
+use crate::core::{
+    ComponentGroupStatus, TiCDC, TiCDCGroup, TiCDCStatus, TiFlash, TiFlashGroup, TiFlashStatus,
+    TiKVGroup, TiKVStatus,
+};
 
 /// All managed objects are ready (not necessarily up to date).
 pub const READY: &str = "Ready";
@@ -33,6 +36,9 @@ pub const OFFLINED: &str = "Offlined";
 /// Condition of an instance that failed: False while failing, True once the group replaced it
 /// (docs/failover.md).
 pub const FAILED_OVER: &str = "FailedOver";
+/// TiCDC instance: before its Pod goes, its capture gave up ownership and handed its tables to
+/// other captures (false while that goes on; true once done, skipped or timed out).
+pub const CAPTURE_DRAINED: &str = "CaptureDrained";
 
 /// Condition status `True`.
 pub const STATUS_TRUE: &str = "True";
@@ -61,6 +67,11 @@ pub mod reasons {
     pub const POD_NOT_READY: &str = "PodNotReady";
     /// Instance: its Pod is terminating.
     pub const POD_TERMINATING: &str = "PodTerminating";
+    /// Instance: the scheduler finds no Node for its Pod (the message is the scheduler's).
+    pub const POD_UNSCHEDULABLE: &str = "PodUnschedulable";
+    /// Instance: its Pod cannot be scheduled because a volume is pinned to a Node it cannot run
+    /// on (a node-local volume whose Node is cordoned, unready or gone).
+    pub const VOLUME_PINNED_TO_UNAVAILABLE_NODE: &str = "VolumePinnedToUnavailableNode";
     /// Instance: the component reports itself unhealthy.
     pub const INSTANCE_NOT_HEALTHY: &str = "InstanceNotHealthy";
     /// Synced.
@@ -101,6 +112,19 @@ pub mod reasons {
     pub const CLUSTER_SUSPEND: &str = "ClusterSuspend";
     /// `NodeCordoned` false: the Pod runs on a Node that takes new Pods again.
     pub const NODE_SCHEDULABLE: &str = "NodeSchedulable";
+    /// `CaptureDrained` false: the capture is the owner and was asked to resign.
+    pub const RESIGNING_OWNER: &str = "ResigningOwner";
+    /// `CaptureDrained` false: the capture hands its tables to other captures.
+    pub const DRAINING_TABLES: &str = "DrainingTables";
+    /// `CaptureDrained` false: TiCDC's API did not answer; asked again until the timeout.
+    pub const TICDC_UNREACHABLE: &str = "TiCDCUnreachable";
+    /// `CaptureDrained` true: the capture holds no table.
+    pub const DRAINED: &str = "Drained";
+    /// `CaptureDrained` true: nothing to hand over (fewer than two captures, or the server does
+    /// not run or is not registered).
+    pub const DRAIN_SKIPPED: &str = "DrainSkipped";
+    /// `CaptureDrained` true: the hand-over did not finish in time; the Pod goes anyway.
+    pub const DRAIN_TIMED_OUT: &str = "DrainTimedOut";
 }
 
 /// The condition of a type in a list, if present.
@@ -233,6 +257,10 @@ has_conditions!(TiDBGroup, ComponentGroupStatus, |s| s.common.conditions);
 has_conditions!(PD, PDStatus, |s| s.common.conditions);
 has_conditions!(TiKV, TiKVStatus, |s| s.common.conditions);
 has_conditions!(TiDB, TiDBStatus, |s| s.common.conditions);
+has_conditions!(TiFlashGroup, ComponentGroupStatus, |s| s.common.conditions);
+has_conditions!(TiFlash, TiFlashStatus, |s| s.common.conditions);
+has_conditions!(TiCDCGroup, ComponentGroupStatus, |s| s.common.conditions);
+has_conditions!(TiCDC, TiCDCStatus, |s| s.common.conditions);
 
 #[cfg(test)]
 mod tests {

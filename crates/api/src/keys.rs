@@ -49,6 +49,10 @@ pub const COMPONENT_PD: &str = "pd";
 pub const COMPONENT_TIKV: &str = "tikv";
 /// Component label value of TiDB.
 pub const COMPONENT_TIDB: &str = "tidb";
+/// Component label value of TiFlash.
+pub const COMPONENT_TIFLASH: &str = "tiflash";
+/// Component label value of TiCDC.
+pub const COMPONENT_TICDC: &str = "ticdc";
 
 /// Prefix of the operator's annotations.
 pub const ANNO_PREFIX: &str = "core.pingcap.com/";
@@ -71,6 +75,10 @@ pub const ANNO_ALLOW_DOWNGRADE: &str = "core.pingcap.com/allow-downgrade";
 /// whose change restarts the Pods it reaches, through the same safe, one-at-a-time restart as an
 /// upgrade. The key the reference operator documents for a rolling restart.
 pub const ANNO_RESTARTED_AT: &str = "pingcap.com/restartedAt";
+/// On an instance: the fingerprint of a certificate its component does not reload by itself
+/// (TiDB's MySQL server certificate), set by the group. Like [`ANNO_RESTARTED_AT`], a change
+/// restarts the Pod, so a renewed certificate rolls the group.
+pub const ANNO_TLS_FINGERPRINT: &str = "core.pingcap.com/tls-fingerprint";
 /// Number of members the PD cluster was bootstrapped with.
 pub const ANNO_INITIAL_CLUSTER_NUM: &str = "pd.core.pingcap.com/initial-cluster-num";
 /// When the group first saw an instance failed (RFC 3339): operator state of failover.

@@ -1,7 +1,7 @@
 //! Custom resource types of the operator, wire-compatible with tidb-operator v2.
 //!
-//! `core` holds `core.pingcap.com/v1alpha1` (Cluster and the PD, TiKV and TiDB groups and
-//! instances); `br` holds `br.pingcap.com/v1alpha1` (Backup, Restore, BackupSchedule,
+//! `core` holds `core.pingcap.com/v1alpha1` (Cluster and the PD, TiKV, TiDB, TiFlash and TiCDC
+//! groups and instances); `br` holds `br.pingcap.com/v1alpha1` (Backup, Restore, BackupSchedule,
 //! CompactBackup). The label
 //! and annotation keys, condition types and reasons every controller uses live in `keys` and
 //! `conditions`, so that no controller spells them on its own.
@@ -27,6 +27,10 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         core::TiKV::crd(),
         core::TiDBGroup::crd(),
         core::TiDB::crd(),
+        core::TiFlashGroup::crd(),
+        core::TiFlash::crd(),
+        core::TiCDCGroup::crd(),
+        core::TiCDC::crd(),
         br::Backup::crd(),
         br::Restore::crd(),
         br::BackupSchedule::crd(),

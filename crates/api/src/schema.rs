@@ -57,6 +57,13 @@ pub fn require_enabled(schema: &mut Schema) {
     }
 }
 
+/// Adds `id` and `isOwner` to the required properties of a TiCDC status, which the reference
+/// always writes out.
+pub fn require_id_and_is_owner(schema: &mut Schema) {
+    require(schema, "id");
+    require(schema, "isOwner");
+}
+
 fn require(schema: &mut Schema, property: &str) {
     let required = schema
         .ensure_object()

@@ -278,6 +278,29 @@ pub struct ClusterStatus {
     /// (`spec.join`) or is joined.
     #[serde(rename = "pdMembers", default, skip_serializing_if = "Vec::is_empty")]
     pub pd_members: Vec<PdMemberStatus>,
+    /// An extension (not in the reference API): the stores of the whole TiDB cluster as PD lists
+    /// them (Tombstones left out), those of this Cluster marked `local`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<StoreMemberStatus>,
+}
+
+/// One store of the whole TiDB cluster, as the Cluster's status shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreMemberStatus {
+    /// The store ID in PD.
+    pub id: String,
+    /// The address the store advertises, `host:port`.
+    pub address: String,
+    /// Its state as PD names it: Up, Offline, Disconnected, Down.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub state: String,
+    /// The version PD reports for it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// Whether it is an instance of this Cluster (else it runs in another Kubernetes cluster).
+    #[serde(default)]
+    pub local: bool,
 }
 
 /// One PD member of the whole TiDB cluster, as the Cluster's status shows it.

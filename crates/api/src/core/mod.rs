@@ -1,15 +1,20 @@
-//! `core.pingcap.com/v1alpha1`: Cluster, and the PD, TiKV and TiDB groups and instances.
+//! `core.pingcap.com/v1alpha1`: Cluster, and the PD, TiKV, TiDB, TiFlash and TiCDC groups and
+//! instances.
 
 mod cluster;
 mod common;
 mod pd;
+mod ticdc;
 mod tidb;
+mod tiflash;
 mod tikv;
 
 pub use cluster::*;
 pub use common::*;
 pub use pd::*;
+pub use ticdc::*;
 pub use tidb::*;
+pub use tiflash::*;
 pub use tikv::*;
 
 /// A group or instance of one Cluster (`spec.cluster.name`, in its own namespace).
@@ -28,7 +33,18 @@ macro_rules! of_cluster {
     };
 }
 
-of_cluster!(PDGroup, PD, TiKVGroup, TiKV, TiDBGroup, TiDB);
+of_cluster!(
+    PDGroup,
+    PD,
+    TiKVGroup,
+    TiKV,
+    TiDBGroup,
+    TiDB,
+    TiFlashGroup,
+    TiFlash,
+    TiCDCGroup,
+    TiCDC
+);
 
 /// An instance of a component (PD, TiKV, TiDB): what every instance has, whatever its component.
 pub trait Instance: OfCluster {
@@ -72,7 +88,9 @@ macro_rules! instance {
 instance!(
     PD => crate::keys::COMPONENT_PD,
     TiKV => crate::keys::COMPONENT_TIKV,
-    TiDB => crate::keys::COMPONENT_TIDB
+    TiDB => crate::keys::COMPONENT_TIDB,
+    TiFlash => crate::keys::COMPONENT_TIFLASH,
+    TiCDC => crate::keys::COMPONENT_TICDC
 );
 
 /// A group of instances of a component (PDGroup, TiKVGroup, TiDBGroup): what every group has,
@@ -124,7 +142,9 @@ macro_rules! group {
 group!(
     PDGroup => crate::keys::COMPONENT_PD, PD_DEFAULT_MIN_READY_SECONDS;
     TiKVGroup => crate::keys::COMPONENT_TIKV, TIKV_DEFAULT_MIN_READY_SECONDS;
-    TiDBGroup => crate::keys::COMPONENT_TIDB, TIDB_DEFAULT_MIN_READY_SECONDS
+    TiDBGroup => crate::keys::COMPONENT_TIDB, TIDB_DEFAULT_MIN_READY_SECONDS;
+    TiFlashGroup => crate::keys::COMPONENT_TIFLASH, TIFLASH_DEFAULT_MIN_READY_SECONDS;
+    TiCDCGroup => crate::keys::COMPONENT_TICDC, TICDC_DEFAULT_MIN_READY_SECONDS
 );
 
 /// API group of the core kinds.
