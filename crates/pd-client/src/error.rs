@@ -32,6 +32,13 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A write not sent: the client's [`WriteGate`](crate::WriteGate) refused it (the
+    /// controller replica's leadership may have ended).
+    #[error("{url} not asked: this replica's leadership may have ended")]
+    Fenced {
+        /// The URL that would have been requested.
+        url: String,
+    },
     /// PD answered, but reports no leader (it is electing one).
     #[error("{url} reports no PD leader")]
     NoLeader {

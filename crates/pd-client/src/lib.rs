@@ -1,8 +1,9 @@
-//! Typed async client of the PD HTTP API and the TiDB/TiKV status endpoints.
+//! Typed async client of the PD HTTP API, the TiDB/TiKV status endpoints and TiCDC's API.
 //!
 //! [`PdClient`] makes the calls the operator needs from PD: members and leader transfer, stores
 //! and their removal, the evict-leader scheduler, Region health and the replication config.
-//! [`StatusClient`] checks TiDB's and TiKV's status ports. Both speak plain HTTP or TLS (with a
+//! [`StatusClient`] checks TiDB's and TiKV's status ports and makes TiCDC's calls (captures,
+//! owner resignation, capture drain). Both speak plain HTTP or TLS (with a
 //! client certificate for mutual TLS) through rustls and its ring provider, put one timeout on
 //! every request, and return an [`Error`] that names the URL and, for a non-2xx answer, the
 //! status and the start of the body.
@@ -22,11 +23,13 @@ mod transport;
 mod types;
 
 pub use error::{Error, MAX_ERROR_BODY_CHARS, Result};
-pub use pd::{EVICT_LEADER_SCHEDULER, PdClient, RequestObserver};
+pub use pd::{EVICT_LEADER_SCHEDULER, PdClient, RequestObserver, max_tiflash_replicas};
 pub use status::StatusClient;
 pub use tls::TlsConfig;
+pub use transport::WriteGate;
 pub use types::{
-    ClusterInfo, Member, MemberHealth, MembersInfo, Peer, PeerStats, RegionInfo, RegionsInfo,
-    ReplicationConfig, STATE_DISCONNECTED, STATE_DOWN, STATE_OFFLINE, STATE_TOMBSTONE, STATE_UP,
-    Store, StoreInfo, StoreLabel, StoreStatus, StoresInfo, TidbStatus,
+    CaptureInfo, CaptureStatus, ClusterInfo, LabelConstraint, Member, MemberHealth, MembersInfo,
+    Peer, PeerStats, PlacementRule, RegionInfo, RegionsInfo, ReplicationConfig, STATE_DISCONNECTED,
+    STATE_DOWN, STATE_OFFLINE, STATE_TOMBSTONE, STATE_UP, Store, StoreInfo, StoreLabel,
+    StoreStatus, StoresInfo, TidbStatus,
 };

@@ -8,9 +8,9 @@ use reqwest::{Method, Url};
 
 use crate::error::{Error, Result};
 use crate::tls::TlsConfig;
-use crate::transport::{Reply, Transport, join, parse_base};
+use crate::transport::{Reply, Transport, WriteGate, join, parse_base};
 use crate::types::{
-    ClusterInfo, EvictLeaderConfig, Member, MemberHealth, MembersInfo, RegionsInfo,
+    ClusterInfo, EvictLeaderConfig, Member, MemberHealth, MembersInfo, PlacementRule, RegionsInfo,
     ReplicationConfig, StoreInfo, StoresInfo,
 };
 
@@ -69,6 +69,12 @@ impl PdClient {
     /// The same client, telling `observer` of every request it makes (for metrics).
     pub fn observed(mut self, observer: RequestObserver) -> Self {
         self.observer = Observer(Some(observer));
+        self
+    }
+
+    /// The same client, asking `gate` before every write ([`WriteGate`]).
+    pub fn gated(mut self, gate: WriteGate) -> Self {
+        self.transport = self.transport.gated(gate);
         self
     }
 
@@ -148,6 +154,25 @@ impl PdClient {
     /// `GET /pd/api/v1/config/replicate`: `max-replicas` and `location-labels`.
     pub async fn replication_config(&self) -> Result<ReplicationConfig> {
         self.get(&["config", "replicate"], &[]).await?.json()
+    }
+
+    /// `GET /pd/api/v1/config/rules/group/{group}`: the placement rules of a group (TiDB writes
+    /// one per table with TiFlash replicas in group `tiflash`); none when PD knows no such group.
+    pub async fn rules_of_group(&self, group: &str) -> Result<Vec<PlacementRule>> {
+        match self.get(&["config", "rules", "group", group], &[]).await {
+            Ok(reply) => Ok(reply
+                .json::<Option<Vec<PlacementRule>>>()?
+                .unwrap_or_default()),
+            Err(error) if error.is_not_found() => Ok(Vec::new()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The most TiFlash replicas any table asks for: the largest `count` of the learner rules of
+    /// group `tiflash` that place on `engine=tiflash` stores (0 when no table has TiFlash
+    /// replicas).
+    pub async fn tiflash_replicas(&self) -> Result<u64> {
+        Ok(max_tiflash_replicas(&self.rules_of_group("tiflash").await?))
     }
 
     /// `GET /pd/api/v1/stores?state=0&state=1&state=2`: every store, Tombstones included (PD
@@ -319,6 +344,10 @@ impl PdClient {
         let url = self.url(path)?;
         let endpoint = path.first().copied().unwrap_or_default();
         let result = self.transport.send(method.clone(), url, query, body).await;
+        // A write the gate refused was never sent: the observer is not told of it.
+        if let Err(Error::Fenced { .. }) = &result {
+            return result;
+        }
         if let Some(observer) = &self.observer.0 {
             let outcome = match &result {
                 Ok(_) => Self::OUTCOMES[0],
@@ -333,6 +362,21 @@ impl PdClient {
 }
 
 /// A write whose 404 means "already done".
+/// The largest `count` of `rules` that are TiFlash learner rules.
+pub fn max_tiflash_replicas(rules: &[PlacementRule]) -> u64 {
+    rules
+        .iter()
+        .filter(|r| r.role == "learner")
+        .filter(|r| {
+            r.label_constraints.iter().any(|c| {
+                c.key == "engine" && c.op == "in" && c.values.iter().any(|v| v == "tiflash")
+            })
+        })
+        .map(|r| r.count)
+        .max()
+        .unwrap_or(0)
+}
+
 fn ignore_not_found(result: Result<Reply>) -> Result<()> {
     match result {
         Err(error) if error.is_not_found() => Ok(()),

@@ -1,4 +1,5 @@
-//! [`StatusClient`]: the health checks of TiDB's and TiKV's status ports.
+//! [`StatusClient`]: the health checks of TiDB's and TiKV's status ports, and TiCDC's HTTP API
+//! (tiflow `cdc/api/v1`, `cdc/api/v2`) on its one port.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,8 +8,8 @@ use reqwest::Method;
 
 use crate::error::Result;
 use crate::tls::TlsConfig;
-use crate::transport::{Transport, join, parse_base};
-use crate::types::TidbStatus;
+use crate::transport::{Transport, WriteGate, join, parse_base};
+use crate::types::{CaptureInfo, CaptureStatus, TidbStatus};
 
 /// A client of TiDB and TiKV status ports; each call names the instance's status URL.
 #[derive(Debug, Clone)]
@@ -23,6 +24,13 @@ impl StatusClient {
         Ok(Self {
             transport: Transport::new(tls, timeout)?,
         })
+    }
+
+    /// The same client, asking `gate` before every write ([`WriteGate`]): an online config
+    /// change, an owner resignation, a drain.
+    pub fn gated(mut self, gate: WriteGate) -> Self {
+        self.transport = self.transport.gated(gate);
+        self
     }
 
     /// `GET {base}/status` of a TiDB: a 2xx answer with TiDB's status JSON means it serves.
@@ -64,5 +72,56 @@ impl StatusClient {
             .send(Method::POST, url, &[("persist", "false")], Some(&body))
             .await
             .map(drop)
+    }
+
+    /// `GET {base}/status` of a TiCDC server: its capture ID and whether it is the owner.
+    pub async fn ticdc_status(&self, base: &str) -> Result<CaptureStatus> {
+        let (_, base_url) = parse_base(base)?;
+        let url = join(&base_url, &["status"])?;
+        self.transport
+            .send(Method::GET, url, &[], None)
+            .await?
+            .json()
+    }
+
+    /// `GET {base}/api/v2/captures`: every capture of the TiCDC cluster, as the server at
+    /// `base` knows them.
+    pub async fn ticdc_captures(&self, base: &str) -> Result<Vec<CaptureInfo>> {
+        let (_, base_url) = parse_base(base)?;
+        let url = join(&base_url, &["api", "v2", "captures"])?;
+        self.transport
+            .send(Method::GET, url, &[], None)
+            .await?
+            .json()
+    }
+
+    /// `POST {base}/api/v2/owner/resign`: the owner (whichever server is asked) steps down and
+    /// another capture is elected.
+    pub async fn ticdc_resign_owner(&self, base: &str) -> Result<()> {
+        let (_, base_url) = parse_base(base)?;
+        let url = join(&base_url, &["api", "v2", "owner", "resign"])?;
+        self.transport
+            .send(Method::POST, url, &[], None)
+            .await
+            .map(drop)
+    }
+
+    /// `PUT {base}/api/v1/captures/drain` with `{"capture_id"}`: the capture takes no new
+    /// tables and hands its own to the others; answers how many it still holds.
+    pub async fn ticdc_drain_capture(&self, base: &str, capture_id: &str) -> Result<u64> {
+        #[derive(serde::Deserialize)]
+        struct Drain {
+            #[serde(default)]
+            current_table_count: u64,
+        }
+        let (_, base_url) = parse_base(base)?;
+        let url = join(&base_url, &["api", "v1", "captures", "drain"])?;
+        let body = serde_json::json!({ "capture_id": capture_id });
+        let drain: Drain = self
+            .transport
+            .send(Method::PUT, url, &[], Some(&body))
+            .await?
+            .json()?;
+        Ok(drain.current_table_count)
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP plumbing PD and the status ports share: one client, URL joining, status checks,
 //! JSON decoding and debug logging.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, Url};
@@ -9,10 +10,26 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result, truncate_body};
 use crate::tls::{TlsConfig, client_config};
 
-/// A `reqwest` client whose every request has the same timeout and TLS configuration.
+/// Asked before every request that changes something (any method but GET): `false` refuses it
+/// unsent, with [`Error::Fenced`]. A controller replica gives its leadership here, so a replica
+/// whose leadership may have ended changes nothing in PD, TiKV or TiCDC.
+pub type WriteGate = Arc<dyn Fn() -> bool + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct Gate(Option<WriteGate>);
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Gate" } else { "None" })
+    }
+}
+
+/// A `reqwest` client whose every request has the same timeout, TLS configuration and write
+/// gate.
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
     http: reqwest::Client,
+    gate: Gate,
 }
 
 /// A 2xx answer, read whole.
@@ -44,7 +61,26 @@ impl Transport {
             .no_proxy()
             .build()
             .map_err(|source| Error::Client { source })?;
-        Ok(Self { http })
+        Ok(Self {
+            http,
+            gate: Gate::default(),
+        })
+    }
+
+    /// The same transport, asking `gate` before every write ([`WriteGate`]).
+    pub(crate) fn gated(mut self, gate: WriteGate) -> Self {
+        self.gate = Gate(Some(gate));
+        self
+    }
+
+    /// [`Error::Fenced`] for a write to `url` the gate refuses now.
+    fn check_gate(&self, method: &Method, url: &Url) -> Result<()> {
+        match &self.gate.0 {
+            Some(gate) if *method != Method::GET && !gate() => Err(Error::Fenced {
+                url: url.to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Sends one request; a non-2xx answer becomes [`Error::Status`].
@@ -55,6 +91,7 @@ impl Transport {
         query: &[(&str, &str)],
         body: Option<&serde_json::Value>,
     ) -> Result<Reply> {
+        self.check_gate(&method, &url)?;
         let mut shown = url.clone();
         if !query.is_empty() {
             shown.query_pairs_mut().extend_pairs(query);

@@ -20,6 +20,9 @@ pub struct Member {
     /// The URLs clients reach it on.
     #[serde(deserialize_with = "null_as_default")]
     pub client_urls: Vec<String>,
+    /// The version the member's binary reports, e.g. `v8.5.2` (empty when PD does not say).
+    #[serde(deserialize_with = "null_as_default")]
+    pub binary_version: String,
 }
 
 /// The answer of `GET /pd/api/v1/members` (`pdpb.GetMembersResponse`).
@@ -47,6 +50,21 @@ impl MembersInfo {
             .as_ref()
             .map(|m| m.name.as_str())
             .filter(|n| !n.is_empty())
+    }
+
+    /// A member to hand leadership to when `name` goes: the first, in PD's order, that `health`
+    /// reports healthy, other than `name` and none of `avoid`.
+    pub fn successor(
+        &self,
+        health: &[MemberHealth],
+        name: &str,
+        avoid: &dyn Fn(&str) -> bool,
+    ) -> Option<String> {
+        self.members
+            .iter()
+            .map(|m| m.name.as_str())
+            .find(|m| *m != name && !avoid(m) && health.iter().any(|h| h.name == *m && h.health))
+            .map(str::to_string)
     }
 }
 
@@ -209,6 +227,42 @@ pub struct StoreStatus {
     pub last_heartbeat_ts: Option<String>,
 }
 
+/// One placement rule (`GET /pd/api/v1/config/rules/group/{group}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlacementRule {
+    /// The rule's group (`tiflash` for TiFlash replicas).
+    #[serde(deserialize_with = "null_as_default")]
+    pub group_id: String,
+    /// Its ID (TiDB writes `table-<id>-r`).
+    #[serde(deserialize_with = "null_as_default")]
+    pub id: String,
+    /// `voter`, `leader`, `follower` or `learner`.
+    #[serde(deserialize_with = "null_as_default")]
+    pub role: String,
+    /// How many replicas the rule places.
+    #[serde(deserialize_with = "null_as_default")]
+    pub count: u64,
+    /// Which stores the replicas may go to.
+    #[serde(deserialize_with = "null_as_default")]
+    pub label_constraints: Vec<LabelConstraint>,
+}
+
+/// A placement rule's constraint on store labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LabelConstraint {
+    /// The label.
+    #[serde(deserialize_with = "null_as_default")]
+    pub key: String,
+    /// `in`, `notIn`, `exists` or `notExists`.
+    #[serde(deserialize_with = "null_as_default")]
+    pub op: String,
+    /// The values.
+    #[serde(deserialize_with = "null_as_default")]
+    pub values: Vec<String>,
+}
+
 /// The answer of `GET /pd/api/v1/config/replicate`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -313,6 +367,36 @@ pub struct TidbStatus {
     /// The commit TiDB was built from.
     #[serde(deserialize_with = "null_as_default")]
     pub git_hash: String,
+}
+
+/// The answer of TiCDC's `GET /status` (tiflow `cdc/model`, `ServerStatus`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaptureStatus {
+    /// The version, e.g. "v8.5.2".
+    #[serde(deserialize_with = "null_as_default")]
+    pub version: String,
+    /// The capture ID of this server.
+    #[serde(deserialize_with = "null_as_default")]
+    pub id: String,
+    /// Whether this server is the owner.
+    #[serde(deserialize_with = "null_as_default")]
+    pub is_owner: bool,
+}
+
+/// One capture of TiCDC's `GET /api/v2/captures` (tiflow `cdc/api/v2`, `Capture`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaptureInfo {
+    /// Capture ID.
+    #[serde(deserialize_with = "null_as_default")]
+    pub id: String,
+    /// Whether it is the owner.
+    #[serde(deserialize_with = "null_as_default")]
+    pub is_owner: bool,
+    /// Its advertised address.
+    #[serde(deserialize_with = "null_as_default")]
+    pub address: String,
 }
 
 /// The config of PD's evict-leader scheduler

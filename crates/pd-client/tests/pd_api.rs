@@ -669,3 +669,89 @@ async fn an_observer_is_told_each_request_by_method_endpoint_and_outcome() {
     );
     assert!(PdClient::OUTCOMES.contains(&"unreachable"));
 }
+
+#[tokio::test]
+async fn the_tiflash_replica_count_is_the_largest_tiflash_learner_rule() {
+    let rules = r#"[
+        {"group_id": "tiflash", "id": "table-45-r", "role": "learner", "count": 2,
+         "label_constraints": [{"key": "engine", "op": "in", "values": ["tiflash"]}]},
+        {"group_id": "tiflash", "id": "table-46-r", "role": "learner", "count": 3,
+         "label_constraints": [{"key": "engine", "op": "in", "values": ["tiflash"]}]},
+        {"group_id": "tiflash", "id": "odd", "role": "voter", "count": 9}
+    ]"#;
+    let (_server, base) = Server::start(&[(
+        Method::GET,
+        "/pd/api/v1/config/rules/group/tiflash",
+        200,
+        rules,
+    )])
+    .await;
+    assert_eq!(client(&base).tiflash_replicas().await.unwrap(), 3);
+    // A PD that knows no such group (404) has no TiFlash replica to keep.
+    let (_server, base) = Server::start(&[]).await;
+    assert_eq!(client(&base).tiflash_replicas().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_closed_gate_refuses_writes_unsent_and_lets_reads_through() {
+    let (server, base) = Server::start(&[
+        (Method::GET, "/pd/api/v1/leader", 200, r#"{"name": "pd-a"}"#),
+        (Method::DELETE, "/pd/api/v1/store/6", 200, "null"),
+    ])
+    .await;
+    let open = Arc::new(Mutex::new(false));
+    let gate = {
+        let open = open.clone();
+        Arc::new(move || *open.lock().unwrap())
+    };
+    let pd = client(&base).gated(gate);
+    assert_eq!(pd.leader().await.unwrap().name, "pd-a");
+    let refused = pd.delete_store(6).await.unwrap_err();
+    assert!(matches!(refused, Error::Fenced { .. }), "{refused}");
+    assert_eq!(server.seen().len(), 1, "the refused write was not sent");
+    *open.lock().unwrap() = true;
+    pd.delete_store(6).await.unwrap();
+    assert_eq!(server.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_closed_gate_stops_the_status_clients_writes_too() {
+    let (server, base) = Server::start(&[
+        (Method::GET, "/tikv-0/status", 200, ""),
+        (Method::POST, "/tikv-0/config", 200, ""),
+        (Method::POST, "/cdc-0/api/v2/owner/resign", 200, ""),
+        (
+            Method::PUT,
+            "/cdc-0/api/v1/captures/drain",
+            200,
+            r#"{"current_table_count": 2}"#,
+        ),
+    ])
+    .await;
+    let open = Arc::new(Mutex::new(false));
+    let gate = {
+        let open = open.clone();
+        Arc::new(move || *open.lock().unwrap())
+    };
+    let status = StatusClient::new(None, Duration::from_secs(5))
+        .unwrap()
+        .gated(gate);
+    let (tikv, cdc) = (format!("{base}/tikv-0"), format!("{base}/cdc-0"));
+    let items = BTreeMap::from([("raftstore.messages-per-tick".to_string(), json("4096"))]);
+
+    status.tikv_status(&tikv).await.unwrap();
+    for refused in [
+        status.tikv_set_config(&tikv, &items).await.unwrap_err(),
+        status.ticdc_resign_owner(&cdc).await.unwrap_err(),
+        status.ticdc_drain_capture(&cdc, "c-1").await.unwrap_err(),
+    ] {
+        assert!(matches!(refused, Error::Fenced { .. }), "{refused}");
+    }
+    assert_eq!(server.seen().len(), 1, "no refused write was sent");
+
+    *open.lock().unwrap() = true;
+    status.tikv_set_config(&tikv, &items).await.unwrap();
+    status.ticdc_resign_owner(&cdc).await.unwrap();
+    assert_eq!(status.ticdc_drain_capture(&cdc, "c-1").await.unwrap(), 2);
+    assert_eq!(server.seen().len(), 4);
+}

@@ -387,16 +387,47 @@ pub fn merge_config(user: &str, owned: &[(&str, toml::Value)]) -> Result<String,
     toml::to_string(&table).map_err(|e| BuildError::InvalidConfig(e.to_string()))
 }
 
+/// The hash of a Pod's spec and of its restart annotations ([`RESTART_ANNOTATIONS`]). Only a Pod
+/// with an annotation hashes it, so Pods without one keep their hash (and are not restarted by an
+/// operator upgrade).
+fn pod_hash(pod: &Pod) -> String {
+    let spec = hashed_spec(pod);
+    let annotations = pod.annotations();
+    match (
+        annotations.get(keys::ANNO_RESTARTED_AT),
+        annotations.get(keys::ANNO_TLS_FINGERPRINT),
+    ) {
+        (None, None) => crate::revision::hash_of(&spec),
+        (Some(at), None) => crate::revision::hash_of(&(&spec, at)),
+        (at, Some(fingerprint)) => crate::revision::hash_of(&(&spec, at, fingerprint)),
+    }
+}
+
+/// A Pod's spec as its hash covers it: without the image of the hand-over installer, which
+/// follows the operator's own image. A new operator image then restarts no PD, TiKV or TiCDC Pod;
+/// each gets the new installer when it restarts for a reason of its own.
+fn hashed_spec(pod: &Pod) -> Option<PodSpec> {
+    let mut spec = pod.spec.clone();
+    let installers = spec
+        .as_mut()
+        .and_then(|s| s.init_containers.as_mut())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.name == crate::handover::INIT_CONTAINER);
+    for installer in installers {
+        installer.image = None;
+    }
+    spec
+}
+
+/// The annotations an instance passes on to its Pod, whose change restarts it.
+pub const RESTART_ANNOTATIONS: [&str; 2] = [keys::ANNO_RESTARTED_AT, keys::ANNO_TLS_FINGERPRINT];
+
 /// Labels a built Pod with the hash of its spec (and of its restart annotation, when it has one)
 /// and, unless config changes are hot-reloaded, with `config_hash` (of the user's config as
 /// written), so [`pod_is_current`] tells when it must be recreated.
 pub fn stamp_hashes(pod: &mut Pod, strategy: &api::UpdateStrategy, config_hash: String) {
-    // Only a Pod with the annotation hashes it, so Pods without one keep their hash (and are not
-    // restarted by an operator upgrade).
-    let pod_hash = match pod.annotations().get(keys::ANNO_RESTARTED_AT) {
-        Some(at) => crate::revision::hash_of(&(&pod.spec, at)),
-        None => crate::revision::hash_of(&pod.spec),
-    };
+    let pod_hash = pod_hash(pod);
     let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
     labels.insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
     if strategy.config != Some(api::ConfigUpdateStrategy::HotReload) {
@@ -438,10 +469,7 @@ pub fn refuse_managed(user: &str, managed: &[&str]) -> Result<(), BuildError> {
 /// component's builder does not know of (its TLS Secrets), keeping the rest of
 /// [`stamp_hashes`].
 pub fn rehash_pod_spec(pod: &mut Pod) {
-    let pod_hash = match pod.annotations().get(keys::ANNO_RESTARTED_AT) {
-        Some(at) => crate::revision::hash_of(&(&pod.spec, at)),
-        None => crate::revision::hash_of(&pod.spec),
-    };
+    let pod_hash = pod_hash(pod);
     pod.labels_mut()
         .insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
 }
@@ -707,16 +735,19 @@ where
     );
     let name = instance.name_any();
     let topology = instance.topology();
-    let restarted_at = instance
-        .annotations()
-        .get(keys::ANNO_RESTARTED_AT)
-        .map(|at| BTreeMap::from([(keys::ANNO_RESTARTED_AT.to_string(), at.clone())]));
+    let restart: BTreeMap<String, String> = RESTART_ANNOTATIONS
+        .iter()
+        .filter_map(|key| {
+            let value = instance.annotations().get(*key)?;
+            Some(((*key).to_string(), value.clone()))
+        })
+        .collect();
     let pod = Pod {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: instance.namespace(),
             labels: Some(labels),
-            annotations: restarted_at,
+            annotations: (!restart.is_empty()).then_some(restart),
             owner_references: Some(vec![controller_ref(instance)?]),
             ..ObjectMeta::default()
         },
@@ -821,6 +852,38 @@ mod tests {
         assert!(pod_is_current(
             &first,
             &stamped(Some("2026-01-01T00:00:00Z"))
+        ));
+    }
+
+    #[test]
+    fn a_new_operator_image_in_the_hand_over_installer_keeps_the_pod_current() {
+        let built = |installer_image: &str, server_image: &str| {
+            let mut spec = PodSpec {
+                containers: vec![Container {
+                    name: "pd".into(),
+                    image: Some(server_image.into()),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            };
+            crate::handover::add(&mut spec, "pd", installer_image, vec!["pd".into()]);
+            let mut pod = Pod {
+                spec: Some(spec),
+                ..Pod::default()
+            };
+            stamp_hashes(&mut pod, &api::UpdateStrategy::default(), "c".into());
+            pod
+        };
+        let running = built("example.com/tidb-operator:v0.1.0", "pingcap/pd:v8.5.2");
+        // The operator upgraded: its installer image is new, the Pod stays.
+        assert!(pod_is_current(
+            &running,
+            &built("example.com/tidb-operator:v0.2.0", "pingcap/pd:v8.5.2")
+        ));
+        // The server's own image still restarts it.
+        assert!(!pod_is_current(
+            &running,
+            &built("example.com/tidb-operator:v0.1.0", "pingcap/pd:v8.5.3")
         ));
     }
 

@@ -7,7 +7,7 @@
 //! and Cargo already rebuilds when an `option_env!` variable changes. A plain `cargo build` says
 //! `unknown` for both.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use prometheus::{IntGaugeVec, Opts, Registry};
 
@@ -39,6 +39,60 @@ pub const IMAGE: &str = concat!(
     "ghcr.io/tidb-operator-rs/tidb-operator:v",
     env!("CARGO_PKG_VERSION")
 );
+
+static GIVEN_IMAGE: OnceLock<String> = OnceLock::new();
+static DISCOVERED_IMAGE: OnceLock<String> = OnceLock::new();
+
+/// Records the image `--operator-image` (`OPERATOR_IMAGE`) names; it wins over the discovered
+/// one. Blank is no image.
+pub fn set_given_operator_image(image: &str) {
+    if !image.trim().is_empty() {
+        let _ = GIVEN_IMAGE.set(image.trim().to_string());
+    }
+}
+
+/// Records the image this controller runs from, as its own Pod names it (see
+/// [`discover_operator_image`]); the first recorded wins.
+pub fn set_operator_image(image: String) {
+    let _ = DISCOVERED_IMAGE.set(image);
+}
+
+/// The operator's image, which operand Pods take helper binaries from: the one
+/// `--operator-image` gives, else the image of this controller's own Pod when it was found,
+/// else the release's [`IMAGE`].
+pub fn operator_image() -> &'static str {
+    GIVEN_IMAGE
+        .get()
+        .or(DISCOVERED_IMAGE.get())
+        .map_or(IMAGE, String::as_str)
+}
+
+/// Finds the image of this controller's own Pod (`POD_NAME` in `POD_NAMESPACE`, as the
+/// Deployments set them; the first container's), so an installation that mirrors or pins the
+/// image hands the same one to operand Pods. Outside a Pod, or when the Pod cannot be read,
+/// nothing is recorded and [`operator_image`] falls back.
+pub async fn discover_operator_image(client: &kube::Client) {
+    let (Ok(name), Ok(namespace)) = (std::env::var("POD_NAME"), std::env::var("POD_NAMESPACE"))
+    else {
+        return;
+    };
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), &namespace);
+    match pods.get_opt(&name).await {
+        Ok(Some(pod)) => {
+            let image = pod
+                .spec
+                .and_then(|spec| spec.containers.into_iter().next())
+                .and_then(|container| container.image);
+            if let Some(image) = image {
+                tracing::info!(%image, "the operator's image, from this controller's Pod");
+                set_operator_image(image);
+            }
+        }
+        Ok(None) => tracing::warn!(pod = %name, "this controller's Pod is not found"),
+        Err(error) => tracing::warn!(%error, "cannot read this controller's Pod for its image"),
+    }
+}
 
 /// What `--version` prints after the binary's name: `0.1.0 (commit abc…, built 2025-…)`.
 pub fn version() -> &'static str {

@@ -1,5 +1,6 @@
 //! The Kubernetes client of a controller binary, which counts every API request it makes in
-//! [`Metrics`] by verb, resource and status code.
+//! [`Metrics`] by verb, resource and status code, and (as a leader's client) sends no write once
+//! its leadership may have ended ([`crate::fence`]).
 
 use std::task::{Context, Poll};
 
@@ -8,15 +9,44 @@ use http::{Method, Request, Response};
 use tower::{Layer, Service};
 
 use crate::error::RuntimeError;
+use crate::fence::{FenceLayer, WriteFence};
 use crate::metrics::Metrics;
 
-/// A client from the environment: the in-cluster service account when running in a Pod, else
-/// `KUBECONFIG` (or `~/.kube/config`). Every request it makes is counted in `metrics`.
-pub async fn client(metrics: &Metrics) -> Result<kube::Client, RuntimeError> {
+/// A leader's client from the environment: the in-cluster service account when running in a
+/// Pod, else `KUBECONFIG` (or `~/.kube/config`). Every request it makes is counted in `metrics`;
+/// writes go only while `fence` is open; `user_agent` is sent with every request, so the API
+/// server's audit log tells the replicas apart.
+pub async fn client(
+    metrics: &Metrics,
+    fence: &WriteFence,
+    user_agent: &str,
+) -> Result<kube::Client, RuntimeError> {
     let config = kube::Config::infer()
         .await
         .map_err(|e| RuntimeError::Config(Box::new(e)))?;
-    client_from_config(config, metrics)
+    fenced_client_from_config(config, metrics, fence, user_agent)
+}
+
+/// [`client`] for an explicit configuration.
+pub fn fenced_client_from_config(
+    mut config: kube::Config,
+    metrics: &Metrics,
+    fence: &WriteFence,
+    user_agent: &str,
+) -> Result<kube::Client, RuntimeError> {
+    let agent =
+        http::HeaderValue::from_str(user_agent).map_err(|source| RuntimeError::UserAgent {
+            agent: user_agent.to_string(),
+            source,
+        })?;
+    config.headers.push((http::header::USER_AGENT, agent));
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| RuntimeError::Client(Box::new(e)))?;
+    // The fence sits outside the counter: a refused write never reached the API server.
+    Ok(builder
+        .with_layer(&ApiRequestCounter::new(metrics.clone()))
+        .with_layer(&FenceLayer::new(fence.clone(), metrics.clone()))
+        .build())
 }
 
 /// A client for an explicit configuration, counting every request in `metrics`.

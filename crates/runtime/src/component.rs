@@ -25,6 +25,7 @@ use crate::cache::{Caches, operand_selector};
 use crate::endpoints::{EndpointFor, Endpoints};
 use crate::events::Events;
 use crate::expect::Expectations;
+use crate::fence::WriteFence;
 use crate::metrics::Metrics;
 use crate::scope::{log_and_retry, of_cluster, scoped};
 use crate::tls::ClientTls;
@@ -65,6 +66,8 @@ pub struct Shared {
     /// The operator's client certificate of each TLS cluster.
     pub client_tls: ClientTls,
     status_clients: Mutex<HashMap<(String, String), (TlsConfig, StatusClient)>>,
+    /// The replica's leadership fence; the PD and status clients ask it before every write.
+    fence: Option<WriteFence>,
 }
 
 impl Shared {
@@ -87,7 +90,15 @@ impl Shared {
             pd_clients: Mutex::new(HashMap::new()),
             client_tls: ClientTls::default(),
             status_clients: Mutex::new(HashMap::new()),
+            fence: None,
         }
+    }
+
+    /// The same state, its PD and status clients changing nothing once `fence` closes (the
+    /// replica's leadership may have ended).
+    pub fn with_fence(mut self, fence: WriteFence) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     /// The client certificate of a cluster with TLS (as last read, see [`ClientTls`]); `None`
@@ -129,6 +140,10 @@ impl Shared {
             url: format!("Cluster {namespace}/{cluster}"),
             source,
         })?;
+        let client = match &self.fence {
+            Some(fence) => client.gated(fence.gate()),
+            None => client,
+        };
         clients.insert(key, (tls, client.clone()));
         Ok(Some(client))
     }
@@ -227,6 +242,10 @@ impl Shared {
                 source,
             })?
             .observed(self.metrics.pd_observer());
+        let client = match &self.fence {
+            Some(fence) => client.gated(fence.gate()),
+            None => client,
+        };
         clients.insert(url, (tls, client.clone()));
         Ok(client)
     }
@@ -309,7 +328,8 @@ where
         Endpoints::new(&ctx.flags.endpoint_overrides),
         caches.clone(),
         manager,
-    );
+    )
+    .with_fence(ctx.fence.clone());
     let synced_flag = state.synced.clone();
     let shared = make_ctx(state, groups.store(), instances.store());
     let (group_store, instance_store) = (groups.store(), instances.store());

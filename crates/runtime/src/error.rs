@@ -17,6 +17,15 @@ pub enum RuntimeError {
     #[error("cannot build the Kubernetes client: {0}")]
     Client(#[source] Box<kube::Error>),
 
+    /// The identity makes a user agent HTTP cannot carry.
+    #[error("cannot send the user agent {agent:?} (from the binary and --identity): {source}")]
+    UserAgent {
+        /// The user agent.
+        agent: String,
+        /// Why it is not a header value.
+        source: http::header::InvalidHeaderValue,
+    },
+
     /// A metric could not be registered.
     #[error("cannot register metric {name}: {source}")]
     Metrics {

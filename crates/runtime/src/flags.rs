@@ -92,6 +92,12 @@ pub struct CommonFlags {
     #[arg(long, env = "DEBOUNCE", default_value = "200ms", value_parser = crate::duration::parse_flag)]
     pub debounce: std::time::Duration,
 
+    /// The operator's image as this installation pulls it (a mirror, a digest), which PD, TiKV
+    /// and TiCDC Pods take their hand-over binary from. Default: the image of this controller's
+    /// own Pod, else the release's.
+    #[arg(long, env = "OPERATOR_IMAGE")]
+    pub operator_image: Option<String>,
+
     /// Reach a component at a URL instead of its in-cluster DNS name, as TARGET=URL (repeatable).
     #[arg(long = "endpoint-override", value_name = "TARGET=URL")]
     pub endpoint_overrides: Vec<EndpointOverride>,

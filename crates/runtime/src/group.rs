@@ -418,6 +418,19 @@ pub fn synced_reason_is(object: &impl HasConditions, reason: &str) -> bool {
     conditions::find(object.conditions(), conditions::SYNCED).is_some_and(|c| c.reason == reason)
 }
 
+/// Why a group's plan waits right after a pause, if it does: instances still say `Paused`
+/// instead of how they are, and the update engine would take them all for unavailable and pick
+/// the wrong one to remove (TiDB and TiCDC wait for them in `before_plan`).
+pub fn unobserved_after_pause<I: HasConditions>(instances: &[I]) -> Option<String> {
+    let unobserved = instances
+        .iter()
+        .filter(|i| synced_reason_is(*i, reasons::PAUSED))
+        .count();
+    (unobserved > 0).then(|| {
+        format!("waiting for {unobserved} instance(s) to report their state after the pause")
+    })
+}
+
 /// Records on `object` (a group) why it cannot proceed ([`status_blocked`]), with a Warning Event
 /// when that is news. Returns whether it wrote.
 pub async fn write_blocked<K>(

@@ -204,7 +204,21 @@ pub trait GroupRules: Sized + Send + Sync + 'static {
         cluster: &Cluster,
         instances: &[Self::Instance],
         update_revision: &str,
+        revision_extra: Option<&str>,
     ) -> impl Future<Output = Result<Self::Observed, Error>> + Send;
+
+    /// What the group's revision covers besides its spec, that only the rules can read (the
+    /// fingerprint of a certificate the component does not reload by itself): a change makes a
+    /// new revision, which rolls the group as a template change does. `None` adds nothing, so a
+    /// group without one keeps the revision its spec gives. [`GroupRules::observe`] is handed
+    /// the value, so the rules read it once per reconcile.
+    fn revision_extra(
+        _ctx: &Self::Ctx,
+        _group: &Self::Group,
+        _instances: &[Self::Instance],
+    ) -> impl Future<Output = Result<Option<String>, Error>> + Send {
+        async { Ok(None) }
+    }
 
     /// Why PD does not answer, asked afresh before instances are added or removed, if it does
     /// not: the group then adds and removes nothing ([`shared_group::hold_scaling`]).
@@ -425,8 +439,21 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
     let instances = cache::list(R::instances(ctx), &namespace, |i| {
         cache::has_labels(i, &labels)
     });
-    let update_revision = revision_name(&name, &group.revision_input());
-    let observed = R::observe(ctx, group, &cluster, &instances, &update_revision).await?;
+    let mut revision_input = group.revision_input();
+    let extra = R::revision_extra(ctx, group, &instances).await?;
+    if let Some(extra) = &extra {
+        revision_input["extra"] = serde_json::Value::String(extra.clone());
+    }
+    let update_revision = revision_name(&name, &revision_input);
+    let observed = R::observe(
+        ctx,
+        group,
+        &cluster,
+        &instances,
+        &update_revision,
+        extra.as_deref(),
+    )
+    .await?;
     let view = GroupView::<R> {
         group,
         namespace: &namespace,

@@ -53,6 +53,12 @@ impl Readiness {
         self.inner.leading.load(Ordering::SeqCst)
     }
 
+    /// Whether the controllers' caches have synced (one binary running two components waits for
+    /// both before it reports synced).
+    pub fn is_synced(&self) -> bool {
+        self.inner.synced.load(Ordering::SeqCst)
+    }
+
     /// Ready: standing by, or leading with synced caches.
     pub fn is_ready(&self) -> bool {
         !self.is_leading() || self.inner.synced.load(Ordering::SeqCst)

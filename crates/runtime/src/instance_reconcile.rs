@@ -300,7 +300,7 @@ async fn run<R: InstanceRules>(
     });
     let (config_map, desired) = match built {
         Ok(built) => built,
-        Err(error) => return Ok(Finished::blocked(instance, invalid_spec(&error))),
+        Err(error) => return Ok(refused_spec(ctx, instance, &error).await),
     };
     instance::apply_config_map(ctx, R::MANAGER, instance, config_map).await?;
     if cluster.spec.suspends_compute() {
@@ -383,6 +383,25 @@ pub fn invalid_spec(error: &BuildError) -> Blocked {
         message: error.to_string(),
         then: Action::await_change(),
     }
+}
+
+/// An instance whose spec cannot be turned into objects ([`invalid_spec`]), with a Warning
+/// Event when that is news (not on every look): a key the operator owns set in the user's
+/// config, say.
+async fn refused_spec<K>(ctx: &Shared, instance: &K, error: &BuildError) -> Finished<K::StatusOf>
+where
+    K: StatusKind + Resource<DynamicType = ()>,
+    K::StatusOf: Clone + Default,
+{
+    let blocked = invalid_spec(error);
+    let known = conditions::find(instance.conditions(), conditions::READY)
+        .is_some_and(|c| c.reason == blocked.reason && c.message == blocked.message);
+    if !known {
+        ctx.events
+            .warning(instance, blocked.reason, "Refuse", blocked.message.clone())
+            .await;
+    }
+    Finished::blocked(instance, blocked)
 }
 
 /// How long an instance held for a TLS Secret waits before it looks again (Secrets are not

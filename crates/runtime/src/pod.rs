@@ -39,9 +39,48 @@ pub fn readiness(pod: Option<&Pod>) -> Option<Verdict> {
             reasons::POD_TERMINATING,
             "the Pod is terminating".to_string(),
         )),
-        Some(p) if !is_ready(p) => Some((false, reasons::POD_NOT_READY, not_ready_message(p))),
+        Some(p) if !is_ready(p) => Some(match unschedulable(p) {
+            Some(why) if VOLUME_NODE_AFFINITY.iter().any(|words| why.contains(words)) => (
+                false,
+                reasons::VOLUME_PINNED_TO_UNAVAILABLE_NODE,
+                format!(
+                    "the Pod cannot be scheduled: a PersistentVolume it needs is pinned to a Node \
+                     it cannot run on (cordoned, not ready or gone); wait for that Node, or \
+                     replace the instance (docs/node-maintenance.md). The scheduler: {why}"
+                ),
+            ),
+            Some(why) => (
+                false,
+                reasons::POD_UNSCHEDULABLE,
+                format!("the scheduler finds no Node for the Pod: {why}"),
+            ),
+            None => (false, reasons::POD_NOT_READY, not_ready_message(p)),
+        }),
         Some(_) => None,
     }
+}
+
+/// The scheduler's words for a PersistentVolume whose node affinity no candidate Node meets
+/// (Kubernetes 1.33 and later, and before).
+const VOLUME_NODE_AFFINITY: [&str; 2] = [
+    "didn't match PersistentVolume's node affinity",
+    "volume node affinity conflict",
+];
+
+/// The scheduler's message when it found no Node for the Pod (`PodScheduled` False, reason
+/// `Unschedulable`).
+pub fn unschedulable(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        })
+        .map(|c| c.message.clone().unwrap_or_default())
 }
 
 /// `Synced` as far as the Pod decides it: whether it is `current` (built from the instance's
@@ -147,6 +186,44 @@ mod tests {
                 k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
             ));
         assert_eq!(reason(Some(&terminating)), Some(reasons::POD_TERMINATING));
+    }
+
+    #[test]
+    fn an_unschedulable_pod_says_why_and_a_pinned_volume_is_named() {
+        let pending = |message: &str| {
+            pod(PodStatus {
+                phase: Some("Pending".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "PodScheduled".into(),
+                    status: "False".into(),
+                    reason: Some("Unschedulable".into()),
+                    message: Some(message.into()),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            })
+        };
+        let pinned = pending(
+            "0/4 nodes are available: 1 node(s) were unschedulable, 3 node(s) had volume node affinity conflict.",
+        );
+        let (ready, reason, message) = readiness(Some(&pinned)).unwrap();
+        assert!(!ready);
+        assert_eq!(reason, reasons::VOLUME_PINNED_TO_UNAVAILABLE_NODE);
+        assert!(
+            message.contains("3 node(s) had volume node affinity conflict"),
+            "{message}"
+        );
+        let newer = pending(
+            "0/9 nodes are available: 3 node(s) didn't match PersistentVolume's node affinity, 6 node(s) didn't match Pod's node affinity/selector.",
+        );
+        assert_eq!(
+            readiness(Some(&newer)).unwrap().1,
+            reasons::VOLUME_PINNED_TO_UNAVAILABLE_NODE
+        );
+        let full = pending("0/4 nodes are available: 4 Insufficient cpu.");
+        let (_, reason, message) = readiness(Some(&full)).unwrap();
+        assert_eq!(reason, reasons::POD_UNSCHEDULABLE);
+        assert!(message.ends_with("4 Insufficient cpu."), "{message}");
     }
 
     #[test]

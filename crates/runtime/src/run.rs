@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client;
 use crate::error::RuntimeError;
+use crate::fence::WriteFence;
 use crate::flags::CommonFlags;
 use crate::http::{HttpServer, Readiness};
 use crate::leader::{LeaderConfig, LeaderElector, LeaseLoss, default_identity};
@@ -39,6 +40,9 @@ pub struct Context {
     pub flags: CommonFlags,
     /// Cancelled when the controllers must stop.
     pub shutdown: CancellationToken,
+    /// Open while this replica leads ([`crate::fence`]): the client's writes, and those of the
+    /// PD clients the controllers make, go only while it is.
+    pub fence: WriteFence,
 }
 
 /// Everything [`run_with`] needs, for callers (tests) that build the client themselves.
@@ -48,12 +52,15 @@ pub struct Setup {
     pub binary: String,
     /// The command-line flags.
     pub flags: CommonFlags,
-    /// The client; build it with [`client::client_from_config`] so requests are counted.
+    /// The client; build it with [`client::fenced_client_from_config`] (with `fence`) so requests
+    /// are counted and writes stop with leadership.
     pub client: kube::Client,
     /// The metrics the client counts into.
     pub metrics: Metrics,
     /// Leader-election timing.
     pub leader: LeaderConfig,
+    /// The fence of `client`, which the elector keeps open while this replica leads.
+    pub fence: WriteFence,
 }
 
 /// How [`run_with`] ended without an error.
@@ -112,13 +119,22 @@ where
     // Listen for signals first, so one that arrives during start-up is handled, not fatal.
     let signals = Signals::install()?;
     let metrics = Metrics::new()?;
-    let client = client::client(&metrics).await?;
+    let mut flags = flags;
+    let identity = flags.identity.clone().unwrap_or_else(default_identity);
+    flags.identity = Some(identity.clone());
+    if let Some(image) = &flags.operator_image {
+        crate::build_info::set_given_operator_image(image);
+    }
+    let fence = WriteFence::new();
+    let user_agent = format!("{binary}/{} ({identity})", crate::build_info::VERSION);
+    let client = client::client(&metrics, &fence, &user_agent).await?;
     let setup = Setup {
         binary: binary.to_string(),
         flags,
         client,
         metrics,
         leader: LeaderConfig::default(),
+        fence,
     };
     match run_with(setup, signals.received(), controllers).await? {
         RunOutcome::Stopped => Ok(()),
@@ -150,6 +166,7 @@ where
         client,
         metrics,
         leader,
+        fence,
     } = setup;
     let lease = flags.lease_name_or(&binary).to_string();
     let identity = flags.identity.clone().unwrap_or_else(default_identity);
@@ -159,7 +176,8 @@ where
         &lease,
         identity,
         leader,
-    )?;
+    )?
+    .with_fence(fence.clone());
     metrics.set_leader(&lease, false);
     let readiness = Readiness::new();
     let server = HttpServer::start(flags.http_address, metrics.clone(), readiness.clone()).await?;
@@ -192,6 +210,7 @@ where
         readiness: readiness.clone(),
         flags,
         shutdown: shutdown.clone(),
+        fence,
     };
     let mut task = tokio::spawn(controllers(context));
     let step_down = |metrics: &Metrics, readiness: &Readiness| {
@@ -240,6 +259,14 @@ where
         }
         ended = &mut task => {
             shutdown.cancel();
+            // The controllers stop the moment leadership is lost, which can be just before the
+            // loss is reported: a lost Lease is a loss, not a finish.
+            if leadership.is_lost() {
+                let loss = leadership.lost().await;
+                step_down(&metrics, &readiness);
+                let _ = server.stop().await;
+                return Ok(RunOutcome::LeaseLost(loss));
+            }
             match ended {
                 Ok(Ok(())) => {
                     tracing::info!("the controllers finished");

@@ -55,6 +55,23 @@ pub fn client_secret_name(cluster: &str) -> String {
     format!("{cluster}-cluster-client-secret")
 }
 
+/// The Secrets of a Cluster's client certificate, `(certificate and key, CA)`: those named by
+/// `spec.security.tls.client` where set, else both [`client_secret_name`].
+pub fn client_secrets(cluster: &Cluster) -> (String, String) {
+    let secret = cluster
+        .spec
+        .security
+        .as_ref()
+        .and_then(|s| s.tls.as_ref())
+        .and_then(|t| t.client.as_ref())
+        .map(|c| &c.secret);
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    names(&client_secret_name(name), secret)
+}
+
+/// `clientAuth` of a MySQL TLS setting that asks clients for no certificate (no CA needed).
+pub const NO_CLIENT_CERT: &str = "NoClientCert";
+
 /// `<group>-tidb-server-secret`: a TiDB group's certificate for MySQL clients.
 pub fn mysql_secret_name(group: &str) -> String {
     format!("{group}-tidb-server-secret")
@@ -77,6 +94,9 @@ pub struct SecretMount {
     pub ca_required: bool,
     /// Whether `ca.crt` was found (set by [`check`]; the config names it only then).
     pub has_ca: bool,
+    /// Whether `ca.crt` is left out even when the Secret has one (a MySQL server that asks its
+    /// clients for no certificate).
+    pub no_ca: bool,
 }
 
 impl SecretMount {
@@ -92,20 +112,25 @@ impl SecretMount {
             ca_secret,
             ca_required: true,
             has_ca: true,
+            no_ca: false,
         }
     }
 
     /// TiDB's MySQL server certificate, from `<group>-tidb-server-secret` unless `secret` names
-    /// other Secrets; the CA is optional.
-    pub fn mysql(group: &str, secret: Option<&TlsSecret>) -> Self {
+    /// other Secrets. As in the reference, `clientAuth: NoClientCert` needs no CA (clients are
+    /// asked for no certificate); otherwise (`VerifyClientCertIfNeed`, the default) the CA is
+    /// required and clients that present a certificate are verified against it.
+    pub fn mysql(group: &str, secret: Option<&TlsSecret>, client_auth: Option<&str>) -> Self {
         let (cert_secret, ca_secret) = names(&mysql_secret_name(group), secret);
+        let no_ca = client_auth == Some(NO_CLIENT_CERT);
         SecretMount {
             volume: MYSQL_TLS_VOLUME.into(),
             dir: MYSQL_TLS_DIR.into(),
             cert_secret,
             ca_secret,
-            ca_required: false,
+            ca_required: !no_ca,
             has_ca: false,
+            no_ca,
         }
     }
 
@@ -219,9 +244,10 @@ pub fn missing(
             }
         }
         let ca_keys = keys_of(&mount.ca_secret);
-        mount.has_ca = ca_keys
-            .as_ref()
-            .is_some_and(|k| k.iter().any(|k| k == CA_KEY));
+        mount.has_ca = !mount.no_ca
+            && ca_keys
+                .as_ref()
+                .is_some_and(|k| k.iter().any(|k| k == CA_KEY));
         if mount.ca_required && !mount.has_ca {
             return Some(Missing {
                 secret: mount.ca_secret.clone(),
@@ -319,14 +345,7 @@ impl ClientTls {
         if fresh {
             return Ok(());
         }
-        let secret = cluster
-            .spec
-            .security
-            .as_ref()
-            .and_then(|s| s.tls.as_ref())
-            .and_then(|t| t.client.as_ref())
-            .map(|c| &c.secret);
-        let (cert_name, ca_name) = names(&client_secret_name(&name), secret);
+        let (cert_name, ca_name) = client_secrets(cluster);
         let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
         let cert = api.get_opt(&cert_name).await?;
         let ca = if ca_name == cert_name {
@@ -452,22 +471,46 @@ mod tests {
     }
 
     #[test]
-    fn a_separate_ca_secret_is_projected_and_a_mysql_ca_is_optional() {
+    fn a_separate_ca_secret_is_projected_and_a_mysql_ca_is_needed_unless_no_client_cert() {
         let secret = TlsSecret {
             ca: Some(SecretName {
                 name: "shared-ca".into(),
             }),
             cert_key_pair: None,
         };
-        let mut mounts = vec![
-            SecretMount::cluster("tidb", "tidb", "/var/lib/tidb-tls", Some(&secret)),
-            SecretMount::mysql("tidb", None),
-        ];
         let found = data(&[
             ("tidb-tidb-cluster-secret", Some(&[CERT_KEY, KEY_KEY])),
             ("shared-ca", Some(&[CA_KEY])),
             ("tidb-tidb-server-secret", Some(&[CERT_KEY, KEY_KEY])),
         ]);
+        // By default (VerifyClientCertIfNeed) the MySQL CA is required, as in the reference.
+        let mut verify = vec![SecretMount::mysql(
+            "tidb",
+            None,
+            Some("VerifyClientCertIfNeed"),
+        )];
+        assert_eq!(
+            missing(&mut verify, &found),
+            Some(Missing {
+                secret: "tidb-tidb-server-secret".into(),
+                key: Some(CA_KEY),
+            })
+        );
+        let mut default = vec![SecretMount::mysql("tidb", None, None)];
+        assert!(missing(&mut default, &found).is_some());
+        // NoClientCert needs none, and leaves out one the Secret has.
+        let with_ca = data(&[(
+            "tidb-tidb-server-secret",
+            Some(&[CERT_KEY, KEY_KEY, CA_KEY]),
+        )]);
+        let mut ignored = vec![SecretMount::mysql("tidb", None, Some(NO_CLIENT_CERT))];
+        assert_eq!(missing(&mut ignored, &with_ca), None);
+        assert!(!ignored[0].has_ca);
+
+        let mut mounts = vec![
+            SecretMount::cluster("tidb", "tidb", "/var/lib/tidb-tls", Some(&secret)),
+            SecretMount::mysql("tidb", None, Some(NO_CLIENT_CERT)),
+        ];
         assert_eq!(missing(&mut mounts, &found), None);
         assert!(mounts[0].has_ca && !mounts[1].has_ca);
         let mut pod = Pod {

@@ -1,6 +1,8 @@
 //! The upgrade order: PD, then TiKV, then TiDB. A group starts a new version only when every
 //! group it depends on runs that version with all replicas updated and ready, unless the
-//! Cluster's `upgradePolicy` is `NoConstraints`.
+//! Cluster's `upgradePolicy` is `NoConstraints`. Across Kubernetes clusters the gate also asks
+//! PD: TiKV waits until every PD member PD lists runs the version, TiDB until every store does,
+//! whichever Kubernetes cluster runs them.
 
 use operator_api::core::{ComponentGroupStatus, UpgradePolicy};
 
@@ -77,6 +79,73 @@ pub fn downgrade_refusal<'a>(
     ))
 }
 
+/// Whether moving to `version` is gated at all: not under `NoConstraints`, and only for a group
+/// whose instances run another version (`running`; `None` when it has none yet).
+pub fn is_gated(policy: Option<UpgradePolicy>, version: &str, running: Option<&str>) -> bool {
+    policy != Some(UpgradePolicy::NoConstraints)
+        && running.is_some_and(|current| !same_version(current, version))
+}
+
+/// One PD member or store as PD reports it: its name (member name or store address) and the
+/// version it says it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reported {
+    /// Member name or store address.
+    pub name: String,
+    /// The version PD reports for it; empty when PD does not say.
+    pub version: String,
+}
+
+/// `Ok` when PD reports every one of `reported` (its `what`s: "PD member", "store") running
+/// `version`, else why the group waits. `reported` is `Err` when PD did not answer: silence is
+/// no answer, so the group waits. A `version` that is no release number (`nightly`, a custom
+/// tag) cannot be matched against what binaries report; then only the groups' own status gates
+/// (see [`may_upgrade`]).
+pub fn pd_runs(
+    version: &str,
+    what: &str,
+    reported: Result<&[Reported], &str>,
+) -> Result<(), String> {
+    if semver::Version::parse(version.trim_start_matches('v')).is_err() {
+        return Ok(());
+    }
+    let reported = reported.map_err(|error| {
+        format!("waiting to upgrade to {version}: PD did not say which version each {what} runs: {error}")
+    })?;
+    let behind: Vec<String> = reported
+        .iter()
+        .filter(|r| !same_version(&r.version, version))
+        .map(|r| {
+            let runs = if r.version.is_empty() {
+                "an unknown version"
+            } else {
+                r.version.as_str()
+            };
+            format!("{what} {} runs {runs}", r.name)
+        })
+        .collect();
+    if behind.is_empty() {
+        return Ok(());
+    }
+    let shown = behind
+        .iter()
+        .take(3)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    let more = behind.len().saturating_sub(3);
+    Err(format!(
+        "waiting to upgrade to {version}: PD reports {} of {} {what}s not on it yet ({shown}{})",
+        behind.len(),
+        reported.len(),
+        if more > 0 {
+            format!("; {more} more")
+        } else {
+            String::new()
+        }
+    ))
+}
+
 /// `Ok` when the group may move to `version`, else why it waits (for a condition message).
 /// `running` is the version the group's instances run now: a group that already runs `version`
 /// (or has no instances yet) never waits.
@@ -86,13 +155,8 @@ pub fn may_upgrade(
     running: Option<&str>,
     dependencies: &[Dependency<'_>],
 ) -> Result<(), String> {
-    if policy == Some(UpgradePolicy::NoConstraints) {
+    if !is_gated(policy, version, running) {
         return Ok(());
-    }
-    match running {
-        None => return Ok(()),
-        Some(current) if same_version(current, version) => return Ok(()),
-        Some(_) => {}
     }
     let waiting: Vec<String> = dependencies
         .iter()
@@ -162,6 +226,58 @@ mod tests {
         );
         let done = status("8.5.3", 3, 3);
         assert!(may_upgrade(None, "v8.5.3", Some("v8.5.2"), &[dep(&done)]).is_ok());
+    }
+
+    fn reported(items: &[(&str, &str)]) -> Vec<Reported> {
+        items
+            .iter()
+            .map(|(name, version)| Reported {
+                name: (*name).into(),
+                version: (*version).into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn waits_until_pd_reports_every_member_or_store_on_the_version() {
+        // A remote member still on the old version holds the gate, whoever runs it.
+        let members = reported(&[("pd-a", "v8.5.3"), ("pd-remote", "v8.5.2"), ("pd-b", "")]);
+        let err = pd_runs("v8.5.3", "PD member", Ok(&members)).unwrap_err();
+        assert!(
+            err.contains("PD reports 2 of 3 PD members not on it yet"),
+            "{err}"
+        );
+        assert!(err.contains("PD member pd-remote runs v8.5.2"), "{err}");
+        assert!(err.contains("pd-b runs an unknown version"), "{err}");
+        // Stores report versions without the leading v.
+        let stores = reported(&[("tikv-a:20160", "8.5.3"), ("tikv-b:20160", "8.5.3")]);
+        assert!(pd_runs("v8.5.3", "store", Ok(&stores)).is_ok());
+        assert!(pd_runs("v8.5.3", "store", Ok(&[])).is_ok());
+    }
+
+    #[test]
+    fn a_silent_pd_means_wait() {
+        let err = pd_runs("v8.5.3", "store", Err("connection refused")).unwrap_err();
+        assert!(err.contains("PD did not say") && err.contains("connection refused"));
+    }
+
+    #[test]
+    fn a_version_that_is_no_release_number_is_not_matched_against_pd() {
+        let stores = reported(&[("tikv-a:20160", "9.0.0-alpha")]);
+        assert!(pd_runs("nightly", "store", Ok(&stores)).is_ok());
+        assert!(pd_runs("nightly", "store", Err("silent")).is_ok());
+    }
+
+    #[test]
+    fn only_a_version_change_is_gated() {
+        assert!(is_gated(None, "v8.5.3", Some("v8.5.2")));
+        assert!(!is_gated(None, "v8.5.3", Some("8.5.3")));
+        assert!(!is_gated(None, "v8.5.3", None));
+        assert!(!is_gated(
+            Some(UpgradePolicy::NoConstraints),
+            "v8.5.3",
+            Some("v8.5.2")
+        ));
     }
 
     #[test]

@@ -4,19 +4,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
 use futures::future::BoxFuture;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
-use operator_runtime::client::client_from_config;
+use operator_runtime::client::fenced_client_from_config;
+use operator_runtime::fence::{FenceLayer, WriteFence};
 use operator_runtime::leader::lease_holder;
 use operator_runtime::{
     CommonFlags, LeaderConfig, LeaderElector, Leadership, LeaseLoss, Metrics, RunOutcome, Setup,
@@ -209,10 +211,11 @@ async fn a_leader_whose_lease_is_stolen_stops_within_one_renew_period() {
 }
 
 /// A client layer that, once cut, leaves every request unanswered: a network partition between
-/// the leader and the API server.
+/// the leader and the API server (or, with `only_leases`, renewals alone blocked).
 #[derive(Clone)]
 struct Partition {
     cut: Arc<AtomicBool>,
+    only_leases: bool,
 }
 
 impl<S> tower::Layer<S> for Partition {
@@ -222,6 +225,7 @@ impl<S> tower::Layer<S> for Partition {
         PartitionedService {
             inner,
             cut: self.cut.clone(),
+            only_leases: self.only_leases,
         }
     }
 }
@@ -230,6 +234,7 @@ impl<S> tower::Layer<S> for Partition {
 struct PartitionedService<S> {
     inner: S,
     cut: Arc<AtomicBool>,
+    only_leases: bool,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for PartitionedService<S>
@@ -251,7 +256,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if self.cut.load(Ordering::SeqCst) {
+        let blocked = !self.only_leases || request.uri().path().contains("/leases");
+        if self.cut.load(Ordering::SeqCst) && blocked {
             Box::pin(futures::future::pending())
         } else {
             Box::pin(self.inner.call(request))
@@ -270,7 +276,10 @@ async fn a_leader_cut_off_from_the_api_gives_up_before_its_lease_expires() {
     let cut = Arc::new(AtomicBool::new(false));
     let partitioned = kube::client::ClientBuilder::try_from(config)
         .unwrap()
-        .with_layer(&Partition { cut: cut.clone() })
+        .with_layer(&Partition {
+            cut: cut.clone(),
+            only_leases: false,
+        })
         .build();
     let a = elector(&partitioned, &ns, "ctl", "replica-a");
     let b = elector(&client, &ns, "ctl", "replica-b");
@@ -306,6 +315,93 @@ async fn a_leader_cut_off_from_the_api_gives_up_before_its_lease_expires() {
     let took = cut_at.elapsed();
     eprintln!("the standby took over {took:?} after the cut");
     assert!(took > gave_up_after);
+    assert_eq!(
+        holder(&client, &ns, "ctl").await.as_deref(),
+        Some("replica-b")
+    );
+    assert!(taken.release().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_leader_whose_renewals_are_blocked_writes_nothing_once_the_standby_may_lead() {
+    let (cluster, client, ns) = setup("leader-fence").await;
+    let ns = ns.name().to_string();
+    let kubeconfig = Kubeconfig::read_from(cluster.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    // Replica A's client as a binary builds it, with its Lease requests blockable underneath.
+    let cut = Arc::new(AtomicBool::new(false));
+    let fence = WriteFence::new();
+    let metrics = Metrics::new().unwrap();
+    let client_a = kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&Partition {
+            cut: cut.clone(),
+            only_leases: true,
+        })
+        .with_layer(&FenceLayer::new(fence.clone(), metrics.clone()))
+        .build();
+    let a = elector(&client_a, &ns, "ctl", "replica-a").with_fence(fence.clone());
+    let leadership = tokio::time::timeout(Duration::from_secs(10), a.acquire())
+        .await
+        .unwrap();
+
+    // Work that escapes the controllers' cancellation (a write already on its way when the loss
+    // is noticed, or a process paused and woken up): it keeps writing as long as it may.
+    let config_maps = Api::<ConfigMap>::namespaced(client_a.clone(), &ns);
+    let writes: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    let log = writes.clone();
+    let stray = tokio::spawn(async move {
+        for seq in 0u64.. {
+            let patch = serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "writer"},
+                "data": {"writer": "replica-a", "seq": seq.to_string()},
+            });
+            let ok = config_maps
+                .patch("writer", &PatchParams::apply("a"), &Patch::Apply(&patch))
+                .await
+                .is_ok();
+            log.lock().unwrap().push((Instant::now(), ok));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    tokio::time::sleep(FAST.renew_period * 2).await;
+
+    cut.store(true, Ordering::SeqCst);
+    let b = elector(&client, &ns, "ctl", "replica-b");
+    let standby = tokio::spawn(async move { b.acquire().await });
+    tokio::time::timeout(
+        FAST.renew_deadline + Duration::from_secs(1),
+        leadership.lost(),
+    )
+    .await
+    .expect("the leader whose renewals were blocked never gave up");
+    let taken = tokio::time::timeout(Duration::from_secs(10), standby)
+        .await
+        .expect("the standby never took over")
+        .unwrap();
+    let taken_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stray.abort();
+
+    let writes = writes.lock().unwrap().clone();
+    let sent: Vec<Instant> = writes
+        .iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(at, _)| *at)
+        .collect();
+    assert!(!sent.is_empty(), "the leader wrote nothing while it led");
+    let last = sent.iter().max().copied().unwrap();
+    assert!(
+        last < taken_at,
+        "replica A's write completed {:?} after replica B took the Lease",
+        last - taken_at
+    );
+    assert!(
+        metrics.fenced_writes() > 0,
+        "the fence refused nothing: the stray writer kept writing"
+    );
     assert_eq!(
         holder(&client, &ns, "ctl").await.as_deref(),
         Some("replica-b")
@@ -370,7 +466,8 @@ async fn start_replica(
         .await
         .unwrap();
     let metrics = Metrics::new().unwrap();
-    let client = client_from_config(config, &metrics).unwrap();
+    let fence = WriteFence::new();
+    let client = fenced_client_from_config(config, &metrics, &fence, "harness/test").unwrap();
     let address = free_port();
     let flags = Cli::try_parse_from([
         "test".to_string(),
@@ -386,6 +483,7 @@ async fn start_replica(
         client,
         metrics: metrics.clone(),
         leader: FAST,
+        fence,
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let id = identity.to_string();
