@@ -2,7 +2,9 @@
 //! an instance's ConfigMap, PVCs and Pod. No client here; every function is tested on plain
 //! values.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolumeClaim, Pod, PodSpec, Service,
+};
 use kube::ResourceExt;
 use operator_api::core::{
     TIKV_DATA_DEFAULT_PATH, TIKV_DEFAULT_PORT_CLIENT, TIKV_DEFAULT_PORT_STATUS,
@@ -12,6 +14,7 @@ use operator_api::core::{
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
 use operator_runtime::dns::Dns;
+use operator_runtime::handover;
 use operator_runtime::tls::{self, SecretMount};
 
 /// Name of the component label value and of the container.
@@ -22,9 +25,11 @@ pub const CONFIG_DIR: &str = "/etc/tikv";
 pub const CONFIG_FILE: &str = "config.toml";
 /// Default image when the template names none.
 pub const DEFAULT_IMAGE: &str = "pingcap/tikv";
-/// Termination grace period of the Pod as built; a restart may give more (see
-/// [`crate::store::restart_grace_period`]).
-pub const POD_TERMINATION_GRACE_SECONDS: i64 = 30;
+/// How long the preStop hook waits for the store's leaders to leave.
+const HANDOVER_TIMEOUT_SECONDS: i64 = 30;
+/// Termination grace period of the Pod as built: the hook's wait, then 30 s for TiKV to stop; a
+/// restart may give more (see [`crate::store::restart_grace_period`]).
+pub const POD_TERMINATION_GRACE_SECONDS: i64 = HANDOVER_TIMEOUT_SECONDS + 30;
 
 /// Headless Service giving each store a stable DNS name.
 pub fn peer_service_name(group: &str) -> String {
@@ -231,7 +236,33 @@ pub fn pod(tikv: &TiKV) -> Result<Pod, BuildError> {
             mounts,
         )
     };
-    build::server_pod(tikv, container, volumes, POD_TERMINATION_GRACE_SECONDS)
+    let mut pod_spec = PodSpec {
+        containers: vec![container],
+        volumes: Some(volumes),
+        termination_grace_period_seconds: Some(POD_TERMINATION_GRACE_SECONDS),
+        ..PodSpec::default()
+    };
+    // Whoever deletes the Pod, the store's leaders move to other stores before the kubelet
+    // stops TiKV. PD's URL and the certificate come from TiKV's own config file, so changing
+    // either restarts nothing; the store is the one on the Pod's DNS name.
+    let host = format!(
+        "{}.{}.{}",
+        tikv.name_any(),
+        tikv.spec.subdomain,
+        tikv.namespace().unwrap_or_default()
+    );
+    handover::add(
+        &mut pod_spec,
+        COMPONENT,
+        operator_runtime::build_info::operator_image(),
+        vec![
+            "tikv".into(),
+            format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
+            format!("--store-host={host}"),
+            format!("--timeout-seconds={HANDOVER_TIMEOUT_SECONDS}"),
+        ],
+    );
+    build::pod_of(tikv, pod_spec, build::config_hash_of(tikv))
 }
 
 pub use operator_runtime::build::pod_is_current;
@@ -360,7 +391,11 @@ mod tests {
                 ],
                 host: ("tikv-abcde".into(), "tikv-tikv-peer".into()),
                 ports: vec![("client".into(), 20160), ("status".into(), 20180)],
-                mounts: vec!["/etc/tikv".into(), "/var/lib/tikv".into()],
+                mounts: vec![
+                    "/etc/tikv".into(),
+                    "/var/lib/tikv".into(),
+                    "/var/lib/tidb-handover".into()
+                ],
                 claims: vec!["data-tikv-abcde".into()],
                 memory: Some("4Gi".into()),
                 hashed: true,

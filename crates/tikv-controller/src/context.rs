@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::Store;
-use operator_api::core::{TiKV, TiKVGroup};
+use operator_api::core::{TiFlashGroup, TiKV, TiKVGroup};
 use operator_runtime::cache::Recent;
 use operator_runtime::component::{PdClientError, Shared};
 use pd_client::{PdClient, StatusClient};
@@ -32,6 +32,8 @@ pub struct Ctx {
     pub instances: Store<TiKV>,
     /// The Nodes, for store labels and to tell a store on a cordoned Node.
     pub nodes: Store<Node>,
+    /// Every TiFlashGroup of the scope: a new TiKV version waits for them, as in the reference.
+    pub tiflash_groups: Store<TiFlashGroup>,
     pd_views: Recent<PdView>,
     /// The client of the stores' status ports (online config changes).
     pub status: StatusClient,
@@ -47,6 +49,7 @@ impl Ctx {
         groups: Store<TiKVGroup>,
         instances: Store<TiKV>,
         nodes: Store<Node>,
+        tiflash_groups: Store<TiFlashGroup>,
         status: StatusClient,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -55,6 +58,7 @@ impl Ctx {
             groups,
             instances,
             nodes,
+            tiflash_groups,
             pd_views: Recent::new(PD_VIEW_TTL),
             status,
         })

@@ -70,7 +70,7 @@ pub const REASON_EVICTION_TIMED_OUT: &str = "LeaderEvictionTimedOut";
 /// `LeadersEvicted` reason: no eviction is going on.
 pub const REASON_NOT_EVICTING: &str = "NotEvicting";
 /// Reason: the store does not serve (not registered, disconnected, down).
-pub const REASON_STORE_NOT_SERVING: &str = "StoreNotServing";
+pub const REASON_STORE_NOT_SERVING: &str = store::STORE_NOT_SERVING;
 /// Reason: after a restart, the store has not served again yet.
 pub const REASON_WAITING_FOR_STORE: &str = "WaitingForStore";
 /// `Offlined` reason: PD is moving the store's Regions away.
@@ -552,41 +552,18 @@ fn set_ready(
     view: &Result<PdView, String>,
     lookup: Option<StoreLookup<'_>>,
 ) {
-    let (ready, reason, message) = match readiness(pod) {
-        Some(verdict) => verdict,
-        None => match (view, lookup.unwrap_or(StoreLookup::NeverRegistered)) {
-            // A PD that cannot be asked for a moment does not make a ready store unready.
-            (Err(_), _)
-                if conditions::is_true(&draft.status.common.conditions, conditions::READY) =>
-            {
-                return;
-            }
-            (Err(error), _) => (
-                false,
-                REASON_PD_UNREACHABLE,
-                format!("PD cannot be asked about this store: {error}"),
-            ),
-            (Ok(_), StoreLookup::NeverRegistered) => (
-                false,
-                REASON_STORE_NOT_SERVING,
-                "the store has not registered with PD yet".to_string(),
-            ),
-            (Ok(_), StoreLookup::Unlisted(id)) => (
-                false,
-                store::HOLD_STORE_NOT_FOUND,
-                format!("PD does not list store {id}, the store this instance recorded"),
-            ),
-            (Ok(_), StoreLookup::Listed(info)) if !info.is_up() => (
-                false,
-                REASON_STORE_NOT_SERVING,
-                format!("store {} is {}", info.store.id, info.store.state_name),
-            ),
-            (Ok(_), StoreLookup::Listed(info)) => (
-                true,
-                reasons::READY,
-                format!("store {} is Up", info.store.id),
-            ),
-        },
+    let verdict = match readiness(pod) {
+        Some(verdict) => Some(verdict),
+        None => {
+            let pd = match view {
+                Ok(_) => Ok(lookup.unwrap_or(StoreLookup::NeverRegistered)),
+                Err(error) => Err(error.as_str()),
+            };
+            let was_ready = conditions::is_true(&draft.status.common.conditions, conditions::READY);
+            store::ready_verdict(pd, was_ready)
+        }
     };
-    draft.set(conditions::READY, ready, reason, message);
+    if let Some((ready, reason, message)) = verdict {
+        draft.set(conditions::READY, ready, reason, message);
+    }
 }

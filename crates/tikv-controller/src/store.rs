@@ -220,6 +220,12 @@ pub fn instance_state(info: &StoreInfo) -> &'static str {
     }
 }
 
+/// Whether PD labels the store a TiFlash store (`engine=tiflash`). It holds learner replicas
+/// only: it never counts as a place for TiKV's replicas.
+pub fn is_tiflash(info: &StoreInfo) -> bool {
+    info.store.label(RESERVED_LABEL) == Some("tiflash")
+}
+
 /// Whether the store is being taken out (Offline) but not gone yet.
 pub fn is_removing(info: &StoreInfo) -> bool {
     info.is_offline() || info.store.node_state.as_deref() == Some("Removing")
@@ -402,12 +408,16 @@ pub fn restart_step(input: &RestartInput<'_>) -> RestartStep {
 }
 
 /// Why removing the store `victim` now would leave fewer Up stores than PD's `max-replicas`, if
-/// it would. A victim that is not Up does not lower the count and may always go, and one that
-/// never registered has nothing to remove; a victim whose recorded store PD does not list
+/// it would. `after_it` more stores of the same scale-in are still to go after this one (a
+/// group scaled from 5 to 2 takes out 3, an exit to 0 all of its stores): they count as leaving
+/// too, so a scale-in that could not finish is refused before its first store goes offline,
+/// not halfway. A victim that is not Up does not lower the count and may always go, and one
+/// that never registered has nothing to remove; a victim whose recorded store PD does not list
 /// cannot be checked, so it is refused.
 pub fn scale_in_refusal(
     stores: &StoresInfo,
     victim: StoreLookup<'_>,
+    after_it: usize,
     max_replicas: u64,
 ) -> Option<String> {
     let victim = match victim {
@@ -419,13 +429,67 @@ pub fn scale_in_refusal(
             ));
         }
     };
-    let up = stores.stores.iter().filter(|s| s.is_up()).count();
-    let after = up.saturating_sub(1);
+    // TiFlash stores hold learners only: they are no place for the replicas max-replicas counts.
+    let up = stores
+        .stores
+        .iter()
+        .filter(|s| s.is_up() && !is_tiflash(s))
+        .count();
+    let leaving = 1 + after_it;
+    let after = up.saturating_sub(leaving);
     (u64::try_from(after).unwrap_or(u64::MAX) < max_replicas).then(|| {
+        let what = if leaving == 1 {
+            format!("removing store {}", victim.store.id)
+        } else {
+            format!(
+                "taking out the {leaving} stores of this scale-in (store {} first)",
+                victim.store.id
+            )
+        };
         format!(
-            "removing store {} would leave {after} Up stores, fewer than PD's max-replicas {max_replicas}; nothing is taken offline",
-            victim.store.id
+            "{what} would leave {after} Up stores in the whole TiDB cluster, fewer than PD's max-replicas {max_replicas}; nothing is taken offline"
         )
+    })
+}
+
+/// Reason: the store does not serve (not registered, disconnected, down).
+pub const STORE_NOT_SERVING: &str = "StoreNotServing";
+
+/// `Ready` of a store's instance (TiKV or TiFlash) as far as PD decides it, once its Pod is
+/// ready: the store is Up by its recorded ID. `pd` is PD's answer about the store, or why PD
+/// could not be asked; `None` keeps the condition as it is, for a store that was ready when PD
+/// cannot be asked for a moment (silence does not make a store unready).
+pub fn ready_verdict(
+    pd: Result<StoreLookup<'_>, &str>,
+    was_ready: bool,
+) -> Option<(bool, &'static str, String)> {
+    Some(match pd {
+        Err(_) if was_ready => return None,
+        Err(error) => (
+            false,
+            HOLD_PD_UNREACHABLE,
+            format!("PD cannot be asked about this store: {error}"),
+        ),
+        Ok(StoreLookup::NeverRegistered) => (
+            false,
+            STORE_NOT_SERVING,
+            "the store has not registered with PD yet".to_string(),
+        ),
+        Ok(StoreLookup::Unlisted(id)) => (
+            false,
+            HOLD_STORE_NOT_FOUND,
+            format!("PD does not list store {id}, the store this instance recorded"),
+        ),
+        Ok(StoreLookup::Listed(info)) if !info.is_up() => (
+            false,
+            STORE_NOT_SERVING,
+            format!("store {} is {}", info.store.id, info.store.state_name),
+        ),
+        Ok(StoreLookup::Listed(info)) => (
+            true,
+            operator_api::conditions::reasons::READY,
+            format!("store {} is Up", info.store.id),
+        ),
     })
 }
 

@@ -215,19 +215,53 @@ fn scale_in_never_leaves_fewer_up_stores_than_max_replicas() {
         ],
     };
     let listed = |id| StoreLookup::Listed(stores.by_id(id).unwrap());
-    let refusal = scale_in_refusal(&stores, listed(3), 3).unwrap();
+    let refusal = scale_in_refusal(&stores, listed(3), 0, 3).unwrap();
     assert!(
         refusal.contains("leave 2 Up stores") && refusal.contains("max-replicas 3"),
         "{refusal}"
     );
-    assert!(scale_in_refusal(&stores, listed(3), 2).is_none());
+    // Up TiFlash stores do not make up for a TiKV store taken out.
+    let mut with_tiflash = stores.clone();
+    let mut tiflash = store(7, "f:20170", "Up", 0);
+    tiflash.store.labels = vec![StoreLabel {
+        key: "engine".into(),
+        value: "tiflash".into(),
+    }];
+    with_tiflash.stores.push(tiflash.clone());
+    let listed_in = |id| StoreLookup::Listed(with_tiflash.by_id(id).unwrap());
+    assert!(scale_in_refusal(&with_tiflash, listed_in(3), 0, 3).is_some());
+    assert!(is_tiflash(&tiflash) && !is_tiflash(stores.by_id(3).unwrap()));
+    assert!(scale_in_refusal(&stores, listed(3), 0, 2).is_none());
     // A store that is down already does not lower the count.
-    assert!(scale_in_refusal(&stores, listed(4), 3).is_none());
-    assert!(scale_in_refusal(&stores, StoreLookup::NeverRegistered, 3).is_none());
+    assert!(scale_in_refusal(&stores, listed(4), 0, 3).is_none());
+    assert!(scale_in_refusal(&stores, StoreLookup::NeverRegistered, 0, 3).is_none());
     // A store PD does not list is never waved through.
-    let refusal = scale_in_refusal(&stores, StoreLookup::Unlisted(9), 1).unwrap();
+    let refusal = scale_in_refusal(&stores, StoreLookup::Unlisted(9), 0, 1).unwrap();
     assert!(refusal.contains("store 9"), "{refusal}");
     assert_eq!(describe_stores(&[2, 9], Some(&stores)), "2 (b), 9");
+}
+
+#[test]
+fn a_scale_in_that_could_not_finish_is_refused_before_its_first_store_goes() {
+    // Six Up stores, three of them (4, 5, 6) of a side that exits: 3 left, max-replicas 3.
+    let stores = StoresInfo {
+        count: 6,
+        stores: (1..=6)
+            .map(|id| store(id, &format!("s{id}"), "Up", 0))
+            .collect(),
+    };
+    let listed = |id| StoreLookup::Listed(stores.by_id(id).unwrap());
+    assert!(scale_in_refusal(&stores, listed(4), 2, 3).is_none());
+    // With max-replicas 4 the whole exit would leave 3: refused at its first store, though
+    // that store alone could go (5 left).
+    assert!(scale_in_refusal(&stores, listed(4), 0, 4).is_none());
+    let refusal = scale_in_refusal(&stores, listed(4), 2, 4).unwrap();
+    assert!(
+        refusal.contains("the 3 stores of this scale-in")
+            && refusal.contains("leave 3 Up stores")
+            && refusal.contains("max-replicas 4"),
+        "{refusal}"
+    );
 }
 
 #[test]
@@ -457,4 +491,44 @@ fn server_labels_join_the_location_labels_which_win_on_a_shared_key() {
         map(&[("disk", "nvme")]),
         "without location labels in PD the user's labels are still set"
     );
+}
+
+#[test]
+fn ready_comes_from_pd_by_the_recorded_id_and_silence_changes_nothing() {
+    let stores = StoresInfo {
+        count: 2,
+        stores: vec![store(1, "a:20160", "Up", 0), store(2, "b:20160", "Down", 0)],
+    };
+    let listed = |id| Ok(StoreLookup::Listed(stores.by_id(id).unwrap()));
+    type Case<'a> = (
+        Result<StoreLookup<'a>, &'a str>,
+        bool,
+        Option<(bool, &'a str)>,
+    );
+    let cases: [Case<'_>; 7] = [
+        (listed(1), false, Some((true, "Ready"))),
+        (listed(2), true, Some((false, STORE_NOT_SERVING))),
+        (
+            Ok(StoreLookup::NeverRegistered),
+            false,
+            Some((false, STORE_NOT_SERVING)),
+        ),
+        (
+            Ok(StoreLookup::Unlisted(9)),
+            true,
+            Some((false, HOLD_STORE_NOT_FOUND)),
+        ),
+        // PD silent: a ready store stays as it was, one that was not says why.
+        (Err("timed out"), true, None),
+        (Err("timed out"), false, Some((false, HOLD_PD_UNREACHABLE))),
+        (listed(1), true, Some((true, "Ready"))),
+    ];
+    for (pd, was_ready, want) in cases {
+        let got = ready_verdict(pd, was_ready);
+        assert_eq!(
+            got.as_ref().map(|(ok, reason, _)| (*ok, *reason)),
+            want,
+            "{pd:?} was_ready={was_ready}: {got:?}"
+        );
+    }
 }
