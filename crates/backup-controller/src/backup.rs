@@ -193,10 +193,14 @@ async fn prepare(
             ),
         )));
     };
-    let args = match command::backup(&backup.name_any(), spec, br, &storage, &target.pd, action) {
+    let mut args = match command::backup(&backup.name_any(), spec, br, &storage, &target.pd, action)
+    {
         Ok(args) => args,
         Err(e) => return invalid(e),
     };
+    if target.tls.is_some() {
+        command::add_tls(&mut args);
+    }
     let job = job::build(
         &ctx.jobs,
         JobRequest {
@@ -207,6 +211,7 @@ async fn prepare(
             work: Work::Br { image, args },
             env: storage.env(),
             storage_volume: storage.volume(),
+            tls: target.tls.clone(),
             pod: PodSettings::of_backup(spec),
             fake: fake_mode(backup, FAKE_BR_ANNOTATION),
         },

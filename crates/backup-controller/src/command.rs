@@ -3,8 +3,10 @@
 //! that follow the `br` binary.
 
 use operator_api::br::{BRConfig, BackupSpec, BackupType, RestoreMode, RestoreSpec};
+use operator_runtime::tls::{CA_KEY, CERT_KEY, KEY_KEY};
 
 use crate::storage::Storage;
+use crate::target::CLIENT_TLS_DIR;
 
 /// What a Backup's Job asks BR to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +55,18 @@ fn global(pd: &str, br: &BRConfig) -> Vec<String> {
         args.push(format!("--send-credentials-to-tikv={send}"));
     }
     args
+}
+
+/// Adds BR's TLS flags (the client certificate mounted at [`CLIENT_TLS_DIR`]) right after `--pd`,
+/// for a Cluster with TLS between components: BR then speaks TLS to PD and TiKV.
+pub fn add_tls(args: &mut Vec<String>) {
+    let at = args
+        .iter()
+        .position(|a| a.starts_with("--pd="))
+        .map_or(args.len(), |i| i + 1);
+    let flags = [("ca", CA_KEY), ("cert", CERT_KEY), ("key", KEY_KEY)]
+        .map(|(flag, key)| format!("--{flag}={CLIENT_TLS_DIR}/{key}"));
+    args.splice(at..at, flags);
 }
 
 /// What a snapshot covers: table filters, else the deprecated `db`/`table`. Checks that `db` and
@@ -430,5 +444,28 @@ mod tests {
         assert_eq!(&args[..2], ["restore", "point"]);
         assert!(args.contains(&"--full-backup-storage=s3://backups/snap".to_string()));
         assert!(args.contains(&"--restored-ts=2024-01-02 03:04:05+0000".to_string()));
+    }
+
+    #[test]
+    fn tls_flags_follow_pd() {
+        let mut args = vec![
+            "backup".into(),
+            "full".into(),
+            format!("--pd={PD}"),
+            "--storage=s3://b/p".into(),
+        ];
+        add_tls(&mut args);
+        assert_eq!(
+            args,
+            [
+                "backup",
+                "full",
+                "--pd=basic-pd.db:2379",
+                "--ca=/var/lib/cluster-client-tls/ca.crt",
+                "--cert=/var/lib/cluster-client-tls/tls.crt",
+                "--key=/var/lib/cluster-client-tls/tls.key",
+                "--storage=s3://b/p",
+            ]
+        );
     }
 }

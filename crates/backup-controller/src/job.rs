@@ -12,16 +12,20 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, Toleration, Volume, VolumeMount,
+    Affinity, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, LocalObjectReference,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements,
+    SecretProjection, Toleration, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use operator_api::br::{BackupSpec, CompactSpec, RestoreSpec};
 use operator_api::keys;
 
+use operator_runtime::tls::{CA_KEY, CERT_KEY, KEY_KEY};
+
 use crate::outcome::{FAKE_RESULT_ANNOTATION, FakeMode};
 use crate::storage::merge_env;
+use crate::target::ClientCert;
 
 /// A controller owner reference to `object`, so what it makes (its Jobs, a schedule's Backups)
 /// goes with it.
@@ -68,6 +72,8 @@ pub const TIKV_CTL_BIN: &str = "/var/lib/br-bin/tikv-ctl";
 /// Name of the runner container, whose termination message carries the result.
 pub const RUNNER_CONTAINER: &str = "br";
 const BR_BIN_VOLUME: &str = "br-bin";
+/// The volume of the Cluster's client certificate (TLS clusters).
+const CLIENT_TLS_VOLUME: &str = "cluster-client-tls";
 
 /// Longest Job name: the Job controller puts it in a label of the Job's Pods.
 pub const MAX_JOB_NAME: usize = 63;
@@ -202,10 +208,45 @@ pub struct JobRequest {
     pub env: Vec<EnvVar>,
     /// The storage's volume, for local storage.
     pub storage_volume: Option<(Volume, VolumeMount)>,
+    /// The Cluster's client certificate, mounted read-only at [`crate::target::CLIENT_TLS_DIR`]
+    /// for BR (a Cluster with TLS between components).
+    pub tls: Option<ClientCert>,
     /// Pod settings from the spec.
     pub pod: PodSettings,
     /// Test tooling: the fake mode's text and value, used only when [`JobSettings::fake_br`].
     pub fake: Option<(String, FakeMode)>,
+}
+
+/// The client certificate as one directory: the key pair from its Secret, `ca.crt` from the CA's
+/// (the same Secret unless the Cluster names two).
+fn client_tls_volume(tls: ClientCert) -> Volume {
+    let source = |secret: String, keys: &[&str]| VolumeProjection {
+        secret: Some(SecretProjection {
+            name: secret,
+            items: Some(
+                keys.iter()
+                    .map(|k| KeyToPath {
+                        key: (*k).to_string(),
+                        path: (*k).to_string(),
+                        ..KeyToPath::default()
+                    })
+                    .collect(),
+            ),
+            ..SecretProjection::default()
+        }),
+        ..VolumeProjection::default()
+    };
+    Volume {
+        name: CLIENT_TLS_VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![
+                source(tls.cert, &[CERT_KEY, KEY_KEY]),
+                source(tls.ca, &[CA_KEY]),
+            ]),
+            ..ProjectedVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
 }
 
 /// The Job of a request.
@@ -218,6 +259,7 @@ pub fn build(settings: &JobSettings, request: JobRequest) -> Job {
         work,
         env,
         storage_volume,
+        tls,
         pod,
         fake,
     } = request;
@@ -236,6 +278,15 @@ pub fn build(settings: &JobSettings, request: JobRequest) -> Job {
     if let Some((volume, mount)) = storage_volume {
         volumes.push(volume);
         mounts.push(mount);
+    }
+    if let Some(tls) = tls {
+        volumes.push(client_tls_volume(tls));
+        mounts.push(VolumeMount {
+            name: CLIENT_TLS_VOLUME.into(),
+            mount_path: crate::target::CLIENT_TLS_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
     }
     volumes.extend(pod.volumes);
     mounts.extend(pod.volume_mounts);
@@ -424,6 +475,7 @@ mod tests {
             },
             env: storage.env(),
             storage_volume: None,
+            tls: None,
             pod: PodSettings {
                 env: vec![EnvVar {
                     name: "EXTRA".into(),
@@ -531,5 +583,67 @@ mod tests {
         );
         assert_eq!(br_image("", None), None);
         assert_eq!(tikv_image(Some("8.5.2")).unwrap(), "pingcap/tikv:v8.5.2");
+    }
+
+    #[test]
+    fn a_tls_cluster_s_client_certificate_is_one_read_only_directory_from_its_two_secrets() {
+        let mut with_tls = request(None);
+        with_tls.tls = Some(ClientCert {
+            cert: "client-pair".into(),
+            ca: "client-ca".into(),
+        });
+        let job = build(&settings(false), with_tls);
+        let spec = job.spec.unwrap().template.spec.unwrap();
+        let volume = spec
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .find(|v| v.name == CLIENT_TLS_VOLUME)
+            .unwrap();
+        let sources: Vec<(String, Vec<String>)> = volume
+            .projected
+            .unwrap()
+            .sources
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                let secret = p.secret.unwrap();
+                let keys = secret.items.unwrap().into_iter().map(|i| i.path);
+                (secret.name, keys.collect())
+            })
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                (
+                    "client-pair".to_string(),
+                    vec!["tls.crt".to_string(), "tls.key".to_string()]
+                ),
+                ("client-ca".to_string(), vec!["ca.crt".to_string()]),
+            ]
+        );
+        let mount = spec.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == CLIENT_TLS_VOLUME)
+            .unwrap();
+        assert_eq!(mount.mount_path, crate::target::CLIENT_TLS_DIR);
+        assert_eq!(mount.read_only, Some(true));
+        // Without TLS, no such volume.
+        let plain = build(&settings(false), request(None))
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        assert!(
+            plain
+                .volumes
+                .unwrap_or_default()
+                .iter()
+                .all(|v| v.name != CLIENT_TLS_VOLUME)
+        );
     }
 }

@@ -102,10 +102,13 @@ async fn prepare(restore: &Restore, ctx: &Ctx) -> Result<Result<Job, Blocked>, E
             ),
         )));
     };
-    let args = match command::restore(spec, br, &storage, full_backup.as_ref(), &target.pd) {
+    let mut args = match command::restore(spec, br, &storage, full_backup.as_ref(), &target.pd) {
         Ok(args) => args,
         Err(e) => return invalid(e),
     };
+    if target.tls.is_some() {
+        command::add_tls(&mut args);
+    }
     let fake = fake_mode(restore, FAKE_BR_ANNOTATION);
     Ok(Ok(job::build(
         &ctx.jobs,
@@ -117,6 +120,7 @@ async fn prepare(restore: &Restore, ctx: &Ctx) -> Result<Result<Job, Blocked>, E
             work: Work::Br { image, args },
             env: storage.env(),
             storage_volume: storage.volume(),
+            tls: target.tls.clone(),
             pod: PodSettings::of_restore(spec),
             fake,
         },

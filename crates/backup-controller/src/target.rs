@@ -1,18 +1,23 @@
-//! The cluster a Backup or Restore works on, as BR needs it: the PD address and the version that
-//! picks BR's image. Read from the Cluster's status and its TiKV or PD group; never written.
+//! The cluster a Backup or Restore works on, as BR needs it: the PD address, the version that
+//! picks BR's image, and with TLS the client certificate's Secret. Read from the Cluster and its
+//! TiKV or PD group; never written.
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::ListParams;
 use operator_api::br::BRConfig;
 use operator_api::core::{Cluster, PDGroup, TiKVGroup};
 
+use operator_runtime::tls::{CA_KEY, CERT_KEY, KEY_KEY};
+
 use crate::error::Error;
-use crate::status::Blocked;
+use crate::status::{Blocked, SECRET_KEY_MISSING, SECRET_NOT_FOUND};
 
 /// Reason: the Cluster has no PD URL or version yet.
 pub const CLUSTER_NOT_READY: &str = "ClusterNotReady";
-/// Reason: the Cluster uses TLS, which these Jobs do not set up yet.
-pub const TLS_NOT_SUPPORTED: &str = "TLSNotSupported";
+/// Where a Job mounts the Cluster's client certificate (as the reference does), for BR's
+/// `--ca`, `--cert` and `--key`.
+pub const CLIENT_TLS_DIR: &str = "/var/lib/cluster-client-tls";
 
 /// What BR needs to know about its cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +30,19 @@ pub struct Target {
     pub pd: String,
     /// Version of TiKV (or PD) the cluster runs, if known.
     pub version: Option<String>,
+    /// With TLS between components: the client certificate BR presents, which the Job mounts
+    /// at [`CLIENT_TLS_DIR`].
+    pub tls: Option<ClientCert>,
+}
+
+/// The Secrets of a Cluster's client certificate (`<cluster>-cluster-client-secret` for both,
+/// unless the Cluster's `spec.security.tls.client` names others).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The Secret with `tls.crt` and `tls.key`.
+    pub cert: String,
+    /// The Secret with `ca.crt`.
+    pub ca: String,
 }
 
 /// `host:port` of a PD URL such as `http://basic-pd.db:2379`.
@@ -87,14 +105,21 @@ pub async fn resolve(
         Err(blocked) => return Ok(Err(blocked)),
     };
     let cluster_ns = cluster_ns.as_str();
-    if cluster.spec.tls_cluster.as_ref().is_some_and(|t| t.enabled) {
-        return Ok(Err(Blocked::new(
-            TLS_NOT_SUPPORTED,
-            format!(
-                "Cluster {name} uses TLS between components; backup and restore Jobs do not mount its client certificates yet"
-            ),
-        )));
-    }
+    let tls = if operator_runtime::tls::enabled(&cluster) {
+        let (cert, ca) = operator_runtime::tls::client_secrets(&cluster);
+        // The Job runs in the Backup's (or Restore's) namespace, and a Pod mounts Secrets of its
+        // own namespace only: a Pod waiting for a missing Secret would say nothing useful.
+        for (secret, keys) in [(&cert, &[CERT_KEY, KEY_KEY][..]), (&ca, &[CA_KEY][..])] {
+            if let Some(blocked) =
+                check_client_secret(client, namespace, secret, keys, name).await?
+            {
+                return Ok(Err(blocked));
+            }
+        }
+        Some(ClientCert { cert, ca })
+    } else {
+        None
+    };
     let pd_url = cluster
         .status
         .as_ref()
@@ -112,6 +137,45 @@ pub async fn resolve(
         name: name.clone(),
         pd: pd_address(&pd_url),
         version,
+        tls,
+    }))
+}
+
+/// Checks that a client certificate Secret of a TLS Cluster is in `namespace` with the `keys` BR
+/// reads. Only names are looked at.
+async fn check_client_secret(
+    client: &kube::Client,
+    namespace: &str,
+    secret: &str,
+    keys: &[&str],
+    cluster: &str,
+) -> Result<Option<Blocked>, Error> {
+    let found = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(secret)
+        .await
+        .map_err(Error::kube("reading the client certificate Secret"))?;
+    let Some(found) = found else {
+        return Ok(Some(Blocked::new(
+            SECRET_NOT_FOUND,
+            format!(
+                "Cluster {cluster} uses TLS between components, and its client certificate Secret {secret} does not exist in namespace {namespace}, where the Job runs"
+            ),
+        )));
+    };
+    let data = found.data.unwrap_or_default();
+    let missing: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !data.contains_key(*k))
+        .collect();
+    Ok((!missing.is_empty()).then(|| {
+        Blocked::new(
+            SECRET_KEY_MISSING,
+            format!(
+                "client certificate Secret {secret} lacks key(s) {}",
+                missing.join(", ")
+            ),
+        )
     }))
 }
 

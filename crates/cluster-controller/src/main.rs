@@ -13,7 +13,7 @@ use kube::Resource;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKVGroup};
+use operator_api::core::{Cluster, PDGroup, TiCDCGroup, TiDBGroup, TiFlashGroup, TiKVGroup};
 use operator_runtime::cache;
 use operator_runtime::component::after_sync;
 use operator_runtime::endpoints::Endpoints;
@@ -64,6 +64,8 @@ async fn controllers(
         pd: cache::reflect(scoped(&ctx.client, namespace), all.clone(), &ctx.shutdown),
         tikv: cache::reflect(scoped(&ctx.client, namespace), all.clone(), &ctx.shutdown),
         tidb: cache::reflect(scoped(&ctx.client, namespace), all.clone(), &ctx.shutdown),
+        tiflash: cache::reflect(scoped(&ctx.client, namespace), all.clone(), &ctx.shutdown),
+        ticdc: cache::reflect(scoped(&ctx.client, namespace), all.clone(), &ctx.shutdown),
     };
     let shared = Arc::new(Ctx {
         events: Events::new(ctx.client.clone(), MANAGER),
@@ -83,6 +85,8 @@ async fn controllers(
         cache::synced(&groups.pd).await;
         cache::synced(&groups.tikv).await;
         cache::synced(&groups.tidb).await;
+        cache::synced(&groups.tiflash).await;
+        cache::synced(&groups.ticdc).await;
         cache::synced(&cluster_store).await;
         synced_flag.store(true, std::sync::atomic::Ordering::Release);
         readiness.set_synced(true);
@@ -98,7 +102,17 @@ async fn controllers(
             all.clone(),
             |g| cluster_of(&g, &g.spec.cluster.name),
         )
-        .watches(scoped::<TiDBGroup>(&ctx.client, namespace), all, |g| {
+        .watches(
+            scoped::<TiDBGroup>(&ctx.client, namespace),
+            all.clone(),
+            |g| cluster_of(&g, &g.spec.cluster.name),
+        )
+        .watches(
+            scoped::<TiFlashGroup>(&ctx.client, namespace),
+            all.clone(),
+            |g| cluster_of(&g, &g.spec.cluster.name),
+        )
+        .watches(scoped::<TiCDCGroup>(&ctx.client, namespace), all, |g| {
             cluster_of(&g, &g.spec.cluster.name)
         })
         .with_config(ctx.flags.controller_config())

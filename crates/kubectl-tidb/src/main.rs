@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::jiff::Timestamp;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKVGroup};
+use operator_api::core::{Cluster, PDGroup, TiCDCGroup, TiDBGroup, TiFlashGroup, TiKVGroup};
 use serde::Serialize;
 
 use crate::error::{EXIT_NOT_HEALTHY, EXIT_OK, Error, Result};
@@ -182,10 +182,12 @@ async fn list(cli: &Cli, client: &Client, namespace: &str) -> Result<i32> {
     let pd: Vec<PDGroup> = snapshot::list(client, ns, None).await?;
     let tikv: Vec<TiKVGroup> = snapshot::list(client, ns, None).await?;
     let tidb: Vec<TiDBGroup> = snapshot::list(client, ns, None).await?;
+    let tiflash: Vec<TiFlashGroup> = snapshot::list_optional(client, ns).await?;
+    let ticdc: Vec<TiCDCGroup> = snapshot::list_optional(client, ns).await?;
     let now = Timestamp::now();
     let mut rows: Vec<view::ClusterRow> = clusters
         .iter()
-        .map(|c| view::cluster_row(c, &pd, &tikv, &tidb, now))
+        .map(|c| view::cluster_row(c, &pd, &tikv, &tidb, &tiflash, &ticdc, now))
         .collect();
     rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     emit(cli.output, &rows, || {

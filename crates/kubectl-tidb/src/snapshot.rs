@@ -65,6 +65,26 @@ where
     Ok(items)
 }
 
+/// [`list`] of a kind an older installation may not serve (TiFlash, TiCDC): no such resource
+/// (404, its CRD not installed) or no right to read it (403) gives nothing.
+pub async fn list_optional<K>(client: &Client, namespace: Option<&str>) -> Result<Vec<K>>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(status)) if status.code == 403 || status.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(Error::api(format!("listing {}", K::plural(&())))(e)),
+    }
+}
+
 /// [`list`], but a kind the user may not read (403) gives nothing and is noted in `unreadable`.
 async fn list_or_note<K>(
     client: &Client,

@@ -10,8 +10,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use operator_api::conditions::{self, HasConditions};
 use operator_api::core::{
-    Cluster, CommonStatus, ComponentGroupStatus, PD, PDGroup, TiDB, TiDBGroup, TiKV, TiKVGroup,
-    UpgradePolicy,
+    Cluster, CommonStatus, ComponentGroupStatus, PD, PDGroup, TiCDCGroup, TiDB, TiDBGroup,
+    TiFlashGroup, TiKV, TiKVGroup, UpgradePolicy,
 };
 use operator_api::keys;
 use serde::Serialize;
@@ -368,7 +368,9 @@ macro_rules! group_facts {
 group_facts!(
     PDGroup => "PDGroup", keys::COMPONENT_PD;
     TiKVGroup => "TiKVGroup", keys::COMPONENT_TIKV;
-    TiDBGroup => "TiDBGroup", keys::COMPONENT_TIDB
+    TiDBGroup => "TiDBGroup", keys::COMPONENT_TIDB;
+    TiFlashGroup => "TiFlashGroup", keys::COMPONENT_TIFLASH;
+    TiCDCGroup => "TiCDCGroup", keys::COMPONENT_TICDC
 );
 
 /// The fields every instance kind has, and the component's own.
@@ -707,6 +709,8 @@ pub fn cluster_row(
     pd: &[PDGroup],
     tikv: &[TiKVGroup],
     tidb: &[TiDBGroup],
+    tiflash: &[TiFlashGroup],
+    ticdc: &[TiCDCGroup],
     now: Timestamp,
 ) -> ClusterRow {
     let namespace = cluster.namespace().unwrap_or_default();
@@ -727,6 +731,18 @@ pub fn cluster_row(
         }
     }
     for g in tidb {
+        let f = GroupFacts::from(g);
+        if mine(g.namespace(), &g.spec.cluster.name) {
+            facts.push(f);
+        }
+    }
+    for g in tiflash {
+        let f = GroupFacts::from(g);
+        if mine(g.namespace(), &g.spec.cluster.name) {
+            facts.push(f);
+        }
+    }
+    for g in ticdc {
         let f = GroupFacts::from(g);
         if mine(g.namespace(), &g.spec.cluster.name) {
             facts.push(f);

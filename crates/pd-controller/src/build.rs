@@ -1,7 +1,7 @@
 //! Pure builders of everything PD needs: instances from a group, the group's Services, and an
 //! instance's ConfigMap, PVCs and Pod. No client here; every function is tested on plain values.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Service, ServiceSpec};
 use kube::ResourceExt;
 use operator_api::core::{
     Feature, PD, PD_DATA_DEFAULT_PATH, PD_PORT_NAME_CLIENT, PD_PORT_NAME_PEER,
@@ -10,6 +10,7 @@ use operator_api::core::{
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
 use operator_runtime::dns::Dns;
+use operator_runtime::handover;
 use operator_runtime::tls::{self, SecretMount};
 
 /// Name of the component label value and of the container.
@@ -29,6 +30,12 @@ pub const SECURITY_KEYS: [&str; 3] = [
     "security.cert-path",
     "security.key-path",
 ];
+
+/// How long the preStop hook waits for PD leadership to move. The grace period leaves the server
+/// ten seconds more to stop after it.
+const HANDOVER_TIMEOUT_SECONDS: i64 = 20;
+/// The Pod's termination grace period.
+const GRACE_SECONDS: i64 = HANDOVER_TIMEOUT_SECONDS + 10;
 
 /// Headless Service giving each member a stable DNS name.
 pub fn peer_service_name(group: &str) -> String {
@@ -252,7 +259,29 @@ pub fn pod(pd: &PD) -> Result<Pod, BuildError> {
             mounts,
         )
     };
-    build::server_pod(pd, container, volumes, 30)
+    let client_port = client_port(spec);
+    let mut spec = PodSpec {
+        containers: vec![container],
+        volumes: Some(volumes),
+        termination_grace_period_seconds: Some(GRACE_SECONDS),
+        ..PodSpec::default()
+    };
+    // Whoever deletes the Pod, a member that leads PD hands leadership to a healthy peer before
+    // the kubelet stops it. The hook asks its own member (so it works while the Service's other
+    // endpoints are unreachable), over mutual TLS when the cluster certificate is mounted.
+    handover::add(
+        &mut spec,
+        COMPONENT,
+        operator_runtime::build_info::operator_image(),
+        vec![
+            "pd".into(),
+            format!("--pd=http://127.0.0.1:{client_port}"),
+            format!("--member={}", pd.name_any()),
+            format!("--tls-dir={CLUSTER_TLS_DIR}"),
+            format!("--timeout-seconds={HANDOVER_TIMEOUT_SECONDS}"),
+        ],
+    );
+    build::pod_of(pd, spec, build::config_hash_of(pd))
 }
 
 pub use operator_runtime::build::pod_is_current;
@@ -340,13 +369,58 @@ mod tests {
                 command: vec!["/pd-server".into(), "--config=/etc/pd/config.toml".into()],
                 host: ("pd-abcde".into(), "pd-pd-peer".into()),
                 ports: vec![("client".into(), 2379), ("peer".into(), 2380)],
-                mounts: vec!["/etc/pd".into(), "/var/lib/pd".into()],
+                mounts: vec![
+                    "/etc/pd".into(),
+                    "/var/lib/pd".into(),
+                    "/var/lib/tidb-handover".into()
+                ],
                 claims: vec!["data-pd-abcde".into()],
                 memory: Some("2Gi".into()),
                 hashed: true,
                 owner: Some("uid-2".into()),
             }
         );
+    }
+
+    #[test]
+    fn the_pod_hands_pd_leadership_over_before_it_stops() {
+        let pd = instance_of(&default_group());
+        let pod = pod(&pd).unwrap();
+        let spec = pod.spec.unwrap();
+        let init = &spec.init_containers.unwrap()[0];
+        assert_eq!(init.name, handover::INIT_CONTAINER);
+        assert_eq!(
+            init.image.as_deref(),
+            Some(operator_runtime::build_info::operator_image())
+        );
+        assert_eq!(
+            init.command.as_deref().unwrap(),
+            [
+                "/tidb-handover",
+                "install",
+                "/var/lib/tidb-handover/tidb-handover"
+            ]
+        );
+        let hook = spec.containers[0]
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.exec.as_ref())
+            .and_then(|e| e.command.clone())
+            .unwrap();
+        assert_eq!(
+            hook,
+            [
+                "/var/lib/tidb-handover/tidb-handover",
+                "pd",
+                "--pd=http://127.0.0.1:2379",
+                "--member=pd-abcde",
+                "--tls-dir=/var/lib/pd-tls",
+                "--timeout-seconds=20"
+            ]
+        );
+        // The hook's wait fits in the grace period, with time left for the server to stop.
+        assert_eq!(spec.termination_grace_period_seconds, Some(30));
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub const REASON_BOOTSTRAPPING: &str = "Bootstrapping";
 /// Reason of a joining group (`Cluster.spec.join`) whose named PD does not answer: it creates
 /// nothing, so nothing can bootstrap a second PD cluster.
 pub const REASON_JOIN_UNREACHABLE: &str = "JoinTargetUnreachable";
+/// Reason of a joining group scaled to 0 (an exit) whose last members wait until PD lists no
+/// store of this Kubernetes cluster but Tombstones: the stores leave through PD first.
+pub const REASON_EXIT_WAITING_FOR_STORES: &str = "ExitWaitingForStores";
 
 /// The PD component's group rules.
 pub struct Rules;
@@ -104,12 +107,19 @@ impl GroupRules for Rules {
         cluster: &Cluster,
         instances: &[PD],
         _update_revision: &str,
+        _revision_extra: Option<&str>,
     ) -> Result<Observed, Error> {
         let namespace = group.namespace().unwrap_or_default();
         // Failover decides from PD's own view of its members now, not from instance conditions
         // that lag by up to a health check: asked only where failover may act.
         let settings = failover::Settings::of(group.spec.failover.as_ref());
-        let pd_health = if group.spec.bootstrapped && settings.enabled {
+        // A scale-in counts the whole PD cluster's members against quorum, so it asks too.
+        let scaling_in = instances
+            .iter()
+            .filter(|i| i.metadata.deletion_timestamp.is_none())
+            .count()
+            > usize::try_from(operator_api::core::Group::replicas(group)).unwrap_or_default();
+        let pd_health = if group.spec.bootstrapped && (settings.enabled || scaling_in) {
             let url = build::client_service_url(
                 &namespace,
                 &group.name_any(),
@@ -158,10 +168,32 @@ impl GroupRules for Rules {
             }
             _ => None,
         };
+        // An exit (a joining Cluster's PD scaled to 0) waits for this side's stores to leave
+        // PD, which only PD itself can say.
+        let local_stores = if scaling_in && exiting(group, cluster) {
+            let url = build::client_service_url(
+                &namespace,
+                &group.name_any(),
+                build::client_port(&group.spec.template.spec),
+                &Dns::of_spec(&cluster.spec),
+            );
+            let suffix = local_store_suffix(&namespace, &Dns::of_spec(&cluster.spec));
+            Some(match ctx.pd(&namespace, &group.spec.cluster.name, url) {
+                Ok(pd) => pd
+                    .stores()
+                    .await
+                    .map(|info| live_stores_under(&info, &suffix))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            })
+        } else {
+            None
+        };
         Ok(Observed {
             pods_created: failover::pods_created(&ctx.caches.pods, &namespace, instances),
             pd_health,
             join,
+            local_stores,
         })
     }
 
@@ -222,12 +254,23 @@ impl GroupRules for Rules {
 
     fn delete(view: &View<'_>, victim: &PD) -> Result<Decision<PD>, BuildError> {
         let name = victim.name_any();
-        if let Some(message) = scale_in_refusal(&view.views(), &name) {
+        let pd_health = view
+            .observed
+            .pd_health
+            .as_ref()
+            .and_then(|h| h.as_ref().ok());
+        let joining = view.cluster.spec.join.is_some();
+        if let Some(message) = scale_in_refusal(&view.views(), &name, pd_health, joining) {
             return Ok(Decision::Refuse {
                 reason: REASON_SCALE_IN_REFUSED,
                 action: "ScaleIn",
                 message,
             });
+        }
+        if exiting(view.group, view.cluster)
+            && exit_wait(view.observed.local_stores.as_ref()).is_some()
+        {
+            return Ok(Decision::Hold);
         }
         Ok(Decision::Act(vec![
             Effect::Delete(name.clone()),
@@ -242,6 +285,11 @@ impl GroupRules for Rules {
     fn progress(view: &View<'_>, outcome: &Outcome) -> (Option<String>, Option<&'static str>) {
         if let Some(Err(message)) = &view.observed.join {
             return (Some(message.clone()), Some(REASON_JOIN_UNREACHABLE));
+        }
+        if outcome.held > 0
+            && let Some(message) = exit_wait(view.observed.local_stores.as_ref())
+        {
+            return (Some(message), Some(REASON_EXIT_WAITING_FOR_STORES));
         }
         let reason = (!view.group.spec.bootstrapped).then_some(REASON_BOOTSTRAPPING);
         (outcome.waiting.clone(), reason)
@@ -263,6 +311,62 @@ pub struct Observed {
     /// For a group of a joining Cluster not yet in the PD cluster: whether the PD it joins
     /// answers (with a leader), or the message saying it does not.
     join: Option<Result<(), String>>,
+    /// During an exit: the stores PD lists under this Kubernetes cluster's names that are not
+    /// Tombstone (`id (address, state)`), or why PD did not answer; `None` when not exiting.
+    local_stores: Option<Result<Vec<String>, String>>,
+}
+
+/// Whether `group` is leaving the PD cluster altogether: scaled to 0 in a Cluster that joins
+/// another's PD (only such a group may go to 0; the PD cluster lives on elsewhere).
+fn exiting(group: &PDGroup, cluster: &Cluster) -> bool {
+    group.spec.replicas == 0 && cluster.spec.join.is_some()
+}
+
+/// What the addresses of this Kubernetes cluster's stores end with before the port:
+/// `.<namespace>.svc.<domain>` (or `.<namespace>` in the short form). Every store of this side
+/// is an instance host under a peer Service of this namespace; another side's names differ by
+/// its cluster domain.
+fn local_store_suffix(namespace: &str, dns: &Dns) -> String {
+    let host = dns.service_host("x", namespace);
+    host.strip_prefix('x').unwrap_or(&host).to_string()
+}
+
+/// The stores of `info` whose address host ends with `suffix` and that are not Tombstone.
+fn live_stores_under(info: &pd_client::StoresInfo, suffix: &str) -> Vec<String> {
+    info.stores
+        .iter()
+        .filter(|s| !s.is_tombstone())
+        .filter(|s| {
+            let host = s
+                .store
+                .address
+                .rsplit_once(':')
+                .map_or(s.store.address.as_str(), |(h, _)| h);
+            host.ends_with(suffix)
+        })
+        .map(|s| {
+            format!(
+                "{} ({}, {})",
+                s.store.id, s.store.address, s.store.state_name
+            )
+        })
+        .collect()
+}
+
+/// Why the last PD members of an exiting group wait, if they do: PD still lists stores of
+/// this Kubernetes cluster that are not Tombstone (they need PD to leave), or PD cannot say.
+fn exit_wait(local_stores: Option<&Result<Vec<String>, String>>) -> Option<String> {
+    match local_stores? {
+        Ok(stores) if stores.is_empty() => None,
+        Ok(stores) => Some(format!(
+            "the PD members of this cluster leave once its stores have left PD; PD still lists {} of them not Tombstone: {}",
+            stores.len(),
+            stores.join(", ")
+        )),
+        Err(error) => Some(format!(
+            "the PD members of this cluster leave once its stores have left PD, and PD cannot say whether they have: {error}"
+        )),
+    }
 }
 
 /// Asks each URL a joining Cluster names for PD's leader; `Ok` once one answers with one (a
@@ -401,295 +505,60 @@ fn initial_cluster_num(pd: &PD) -> Option<i32> {
         .and_then(|n| n.parse().ok())
 }
 
-/// Why removing `victim` now would hurt the PD cluster, if it would: never below one member, and
-/// never while the members left would not have a healthy majority.
-fn scale_in_refusal(views: &[InstanceView], victim: &str) -> Option<String> {
+/// Why removing `victim` now would hurt the PD cluster, if it would: never while the members
+/// left would not have a healthy majority, and never below one member of this group unless the
+/// Cluster joins another's PD (`joining`): then the PD cluster lives on in the other
+/// Kubernetes clusters, and the last local member may go once their members alone keep a
+/// quorum. Quorum counts the whole PD cluster: `pd_health` (PD's `/health`, when asked) lists
+/// every member, and those that are no instance of this group (members of another Kubernetes
+/// cluster) count with the health PD reports for them.
+fn scale_in_refusal(
+    views: &[InstanceView],
+    victim: &str,
+    pd_health: Option<&BTreeMap<String, bool>>,
+    joining: bool,
+) -> Option<String> {
     let active: Vec<&InstanceView> = views.iter().filter(|v| !v.deleting).collect();
-    let remaining = active.len().saturating_sub(1);
-    if remaining == 0 {
-        return Some("PD cannot be scaled below one member".to_string());
+    let local_remaining = active.len().saturating_sub(1);
+    if local_remaining == 0 && !joining {
+        return Some(
+            "PD cannot be scaled below one member: this Cluster bootstrapped the PD cluster (only a Cluster that joins another's PD, spec.join, may scale its PD to 0)"
+                .to_string(),
+        );
     }
-    let unhealthy_others: Vec<&str> = active
+    let others: Vec<(&str, bool)> = pd_health
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| !views.iter().any(|v| &v.name == *name))
+        .map(|(name, healthy)| (name.as_str(), *healthy))
+        .collect();
+    if local_remaining == 0 && others.is_empty() {
+        return Some(format!(
+            "removing {victim}, the last PD member of this cluster, needs members in the other Kubernetes clusters to keep PD going, and PD lists none{}",
+            if pd_health.is_none() {
+                " (PD was not asked)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let mut unhealthy: Vec<&str> = active
         .iter()
         .filter(|v| v.name != victim && !v.ready)
         .map(|v| v.name.as_str())
         .collect();
-    let healthy_after = remaining - unhealthy_others.len();
+    unhealthy.extend(others.iter().filter(|(_, h)| !h).map(|(name, _)| *name));
+    let remaining = local_remaining + others.len();
+    let healthy_after = remaining - unhealthy.len();
     if healthy_after * 2 <= remaining {
         return Some(format!(
-            "removing {victim} would leave {healthy_after} healthy of {remaining} PD members, no quorum; unhealthy: {}",
-            unhealthy_others.join(", ")
+            "removing {victim} would leave {healthy_after} healthy of {remaining} PD members of the whole PD cluster ({} in other Kubernetes clusters), no quorum; unhealthy: {}",
+            others.len(),
+            unhealthy.join(", ")
         ));
     }
     None
 }
 
 #[cfg(test)]
-mod tests {
-    use operator_api::conditions::NewCondition;
-
-    use super::*;
-
-    fn group(bootstrapped: bool) -> PDGroup {
-        let mut group = PDGroup::new(
-            "pd",
-            serde_json::from_value(serde_json::json!({
-                "cluster": {"name": "c"}, "replicas": 3, "bootstrapped": bootstrapped,
-                "template": {"spec": {"version": "v8.5.2"}}
-            }))
-            .unwrap(),
-        );
-        group.metadata.namespace = Some("db".into());
-        group.metadata.uid = Some("u".into());
-        group
-    }
-
-    /// `bootstrap` of `group` over `instances`.
-    fn bootstrap_of(group: &PDGroup, instances: &[PD]) -> BeforePlan<PD> {
-        let cluster = Cluster::new("c", Default::default());
-        bootstrap(&GroupView {
-            group,
-            namespace: "db",
-            cluster: &cluster,
-            instances,
-            update_revision: "pd-r1",
-            observed: &Observed::default(),
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn the_first_members_are_created_together_then_the_group_is_marked_bootstrapped() {
-        let fresh = group(false);
-        let first = bootstrap_of(&fresh, &[]);
-        assert!(first.skip_plan);
-        let created: Vec<&PD> = first
-            .effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Create(pd) => Some(pd),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(created.len(), 3);
-        assert!(created.iter().all(|pd| initial_cluster_num(pd) == Some(3)));
-
-        // Members exist, none initialized: wait, create nothing more.
-        let mut member = created[0].clone();
-        let waiting = bootstrap_of(&fresh, std::slice::from_ref(&member));
-        assert!(waiting.skip_plan && waiting.effects.is_empty() && waiting.waiting.is_some());
-
-        // One is initialized: the group is marked bootstrapped.
-        let mut conditions = Vec::new();
-        conditions::set(
-            &mut conditions,
-            NewCondition {
-                type_: conditions::INITIALIZED,
-                status: true,
-                reason: "Initialized",
-                message: String::new(),
-                observed_generation: None,
-            },
-            Default::default(),
-        );
-        member.status = Some(Default::default());
-        *member.conditions_mut() = conditions;
-        let marked = bootstrap_of(&fresh, std::slice::from_ref(&member));
-        assert!(
-            matches!(&marked.effects[0], Effect::PatchGroup(p) if p["spec"]["bootstrapped"] == true)
-        );
-
-        // Bootstrapped: the update engine plans as for any group.
-        let done = bootstrap_of(&group(true), std::slice::from_ref(&member));
-        assert!(!done.skip_plan && done.effects.is_empty());
-    }
-
-    #[test]
-    fn a_joining_group_creates_nothing_until_the_pd_it_joins_answers_then_never_bootstraps() {
-        let fresh = group(false);
-        let cluster: Cluster = serde_json::from_value(serde_json::json!({
-            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
-            "metadata": {"name": "c"},
-            "spec": {"join": {"pdURLs": ["http://pd-a.pd-pd-peer.db.svc.one.local:2379"]}}
-        }))
-        .unwrap();
-        let before = |join: Option<Result<(), String>>| {
-            let observed = Observed {
-                join,
-                ..Observed::default()
-            };
-            bootstrap(&GroupView {
-                group: &fresh,
-                namespace: "db",
-                cluster: &cluster,
-                instances: &[],
-                update_revision: "pd-r1",
-                observed: &observed,
-            })
-            .unwrap()
-        };
-        let creates = |b: &BeforePlan<PD>| b.effects.iter().any(|e| matches!(e, Effect::Create(_)));
-
-        // PD does not answer: nothing is created, and the group says why.
-        let silent = before(Some(Err("no PD answers at http://pd-a...".into())));
-        assert!(silent.skip_plan && !creates(&silent));
-        assert!(silent.waiting.is_some_and(|w| w.contains("no PD answers")));
-        let unasked = before(None);
-        assert!(unasked.skip_plan && !creates(&unasked));
-
-        // It answers: the group counts as bootstrapped, and no first member with
-        // `initial-cluster` is ever made; members are created by the plan, each joining.
-        let answered = before(Some(Ok(())));
-        assert!(!creates(&answered));
-        assert!(
-            matches!(&answered.effects[0], Effect::PatchGroup(p) if p["spec"]["bootstrapped"] == true)
-        );
-    }
-
-    fn view(name: &str, ready: bool) -> InstanceView {
-        InstanceView {
-            name: name.into(),
-            revision: "r".into(),
-            ready,
-            settling: None,
-            deleting: false,
-            topology: Default::default(),
-            last: false,
-        }
-    }
-
-    #[test]
-    fn never_below_one_member() {
-        let refusal = scale_in_refusal(&[view("a", true)], "a").unwrap();
-        assert!(refusal.contains("below one member"), "{refusal}");
-    }
-
-    #[test]
-    fn scale_in_keeps_a_healthy_majority() {
-        // 3 → 2 with one other member down: 1 healthy of 2 is no quorum.
-        let views = [view("a", true), view("b", false), view("c", true)];
-        let refusal = scale_in_refusal(&views, "c").unwrap();
-        assert!(
-            refusal.contains("no quorum") && refusal.contains('b'),
-            "{refusal}"
-        );
-        // Removing the unhealthy one itself is fine.
-        assert!(scale_in_refusal(&views, "b").is_none());
-        // All healthy: fine.
-        assert!(
-            scale_in_refusal(&[view("a", true), view("b", true), view("c", true)], "c").is_none()
-        );
-    }
-
-    fn member(name: &str, ready: Option<bool>) -> PD {
-        let mut pd = PD::new(
-            name,
-            serde_json::from_value(serde_json::json!({
-                "cluster": {"name": "c"}, "subdomain": "pd-pd-peer", "version": "v8.5.2"
-            }))
-            .unwrap(),
-        );
-        if let Some(ready) = ready {
-            let mut list = Vec::new();
-            conditions::set(
-                &mut list,
-                NewCondition {
-                    type_: conditions::READY,
-                    status: ready,
-                    reason: "R",
-                    message: String::new(),
-                    observed_generation: None,
-                },
-                Timestamp::UNIX_EPOCH,
-            );
-            *pd.conditions_mut() = list;
-        }
-        pd
-    }
-
-    #[test]
-    fn a_member_is_failed_over_only_while_a_majority_is_healthy() {
-        let pods = |names: &[&str]| -> BTreeMap<String, Timestamp> {
-            names
-                .iter()
-                .map(|n| (n.to_string(), Timestamp::UNIX_EPOCH))
-                .collect()
-        };
-        let all = pods(&["a", "b", "c"]);
-        let one_down = [
-            member("a", Some(false)),
-            member("b", Some(true)),
-            member("c", Some(true)),
-        ];
-        assert_eq!(members_outage(&one_down, &all, None), None);
-        let two_down = [
-            member("a", Some(false)),
-            member("b", Some(false)),
-            member("c", Some(true)),
-        ];
-        assert!(
-            members_outage(&two_down, &all, None)
-                .is_some_and(|m| m.starts_with("only 1 of the 3 PD members"))
-        );
-        // PD's own answer counts: a member its instance still shows Ready but that PD reports
-        // unhealthy is not healthy, and a PD that does not answer is an outage.
-        let pd = |healthy: &[&str]| -> Result<BTreeMap<String, bool>, String> {
-            Ok(["a", "b", "c"]
-                .iter()
-                .map(|n| (n.to_string(), healthy.contains(n)))
-                .collect())
-        };
-        assert_eq!(
-            members_outage(&one_down, &all, Some(&pd(&["b", "c"]))),
-            None
-        );
-        assert!(
-            members_outage(&one_down, &all, Some(&pd(&["c"])))
-                .is_some_and(|m| m.starts_with("only 1 of the 3 PD members"))
-        );
-        let silent: Result<BTreeMap<String, bool>, String> = Err("no leader".into());
-        assert!(
-            members_outage(&one_down, &all, Some(&silent))
-                .is_some_and(|m| m.starts_with("PD does not answer (no leader)"))
-        );
-        // A member that cannot be judged is not counted healthy.
-        let unknown = [
-            member("a", Some(false)),
-            member("b", None),
-            member("c", Some(true)),
-        ];
-        assert!(members_outage(&unknown, &all, None).is_some());
-        // The only member is never replaced.
-        assert!(members_outage(&[member("a", Some(false))], &pods(&["a"]), None).is_some());
-    }
-
-    #[test]
-    fn a_new_member_waits_until_a_leaving_one_has_left() {
-        let view = |name: &str, deleting: bool| InstanceView {
-            name: name.into(),
-            revision: "r".into(),
-            ready: !deleting,
-            settling: None,
-            deleting,
-            topology: Topology::new(),
-            last: false,
-        };
-        let policy = Policy {
-            replicas: 3,
-            update_revision: "r".into(),
-            max_surge: 0,
-            max_unavailable: 1,
-            topologies: Vec::new(),
-        };
-        let views = [view("a", true), view("b", false), view("c", false)];
-        let plan = Rules::plan(&policy, &views);
-        assert!(plan.actions.is_empty(), "{plan:?}");
-        assert!(
-            plan.waiting
-                .is_some_and(|w| w.contains("waiting for a to leave"))
-        );
-        let views = [view("b", false), view("c", false)];
-        let plan = Rules::plan(&policy, &views);
-        assert!(matches!(&plan.actions[..], [update::Action::Create { .. }]));
-    }
-}
+mod tests;

@@ -78,7 +78,14 @@ impl InstanceRules for Rules {
             &pd.spec.cluster.name,
             build::group_client_url(pd, &start.group, &dns),
         )?;
-        finalize(pd, ctx, &pd_api, alone).await
+        let join = start
+            .cluster
+            .as_ref()
+            .and_then(|c| c.spec.join.as_ref())
+            .map(|j| j.pd_urls.as_slice())
+            .unwrap_or_default();
+        let leaving = leaving_members(ctx, pd, &start.namespace, &start.group);
+        finalize(pd, ctx, pd_api, join, &leaving, alone).await
     }
 
     /// The first members bootstrap together and keep `initial-cluster` (PD ignores it once it
@@ -449,12 +456,54 @@ async fn cordon(
     Ok(Some(condition))
 }
 
-/// Takes a removed instance out of PD (leadership first), then deletes its Pod and PVCs, then
-/// lets the instance go. When the whole group or cluster goes, PD is not asked and PVCs stay.
+/// The members of `pd`'s group that are leaving too, besides `pd` (being deleted, or all of
+/// them when the group is scaled to 0, as in an exit): leadership goes to none of them.
+fn leaving_members(ctx: &Ctx, pd: &PD, namespace: &str, group: &str) -> BTreeSet<String> {
+    let to_zero = cache::get(&ctx.groups, namespace, group).is_none_or(|g| g.spec.replicas == 0);
+    cache::list(&ctx.instances, namespace, |p| {
+        p.labels().get(keys::LABEL_GROUP).map(String::as_str) == Some(group)
+    })
+    .iter()
+    .filter(|p| to_zero || p.metadata.deletion_timestamp.is_some())
+    .map(|p| p.name_any())
+    .filter(|name| name != &pd.name_any())
+    .collect()
+}
+
+/// PD as this member's removal asks it: through the local Service, or, when that does not
+/// answer and the Cluster joins another's PD (`join`), through the URLs it joined, which reach
+/// the members of the other Kubernetes clusters (the last local member may have left already).
+async fn removal_pd(ctx: &Ctx, pd: &PD, local: PdClient, join: &[String]) -> (PdClient, Observed) {
+    let observed = Observed::of(&local).await;
+    if observed.error.is_none() || join.is_empty() {
+        return (local, observed);
+    }
+    let namespace = pd.namespace().unwrap_or_default();
+    for url in join {
+        let remote = match ctx.pd_join(&namespace, &pd.spec.cluster.name, url) {
+            Ok(remote) => remote,
+            Err(error) => {
+                warn!(%error, url, "cannot make a client of a PD this cluster joined");
+                continue;
+            }
+        };
+        let answer = Observed::of(&remote).await;
+        if answer.error.is_none() {
+            return (remote, answer);
+        }
+    }
+    (local, observed)
+}
+
+/// Takes a removed instance out of PD (leadership first, to a member that stays: not one of
+/// `leaving`), then deletes its Pod and PVCs, then lets the instance go. When the whole group
+/// or cluster goes, PD is not asked and PVCs stay.
 async fn finalize(
     pd: &PD,
     ctx: &Ctx,
-    pd_api: &PdClient,
+    local: PdClient,
+    join: &[String],
+    leaving: &BTreeSet<String>,
     scale_in: bool,
 ) -> Result<Finished<PDStatus>, Error> {
     if !pd.finalizers().iter().any(|f| f == keys::FINALIZER) {
@@ -462,7 +511,7 @@ async fn finalize(
     }
     let name = pd.name_any();
     if scale_in {
-        let observed = Observed::of(pd_api).await;
+        let (pd_api, observed) = removal_pd(ctx, pd, local, join).await;
         if let Some(error) = &observed.error {
             warn!(%error, "PD is unreachable; the member is removed once it answers");
             let blocked = Blocked {
@@ -474,7 +523,7 @@ async fn finalize(
         }
         if observed.is_member(&name) {
             if observed.is_leader(&name)
-                && let Some(successor) = observed.successor(&name)
+                && let Some(successor) = member::removal_successor(&observed, &name, leaving)
             {
                 pd_api
                     .transfer_leader(&successor)

@@ -36,6 +36,8 @@ fn main() -> Result<()> {
 
 /// Runs the PDGroup and PD controllers until shutdown.
 async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
+    // PD Pods install their preStop hand-over from the image this controller runs from.
+    operator_runtime::build_info::discover_operator_image(&ctx.client).await;
     let nodes = node::cache(&ctx.client, &ctx.shutdown);
     let (node_cache, synced_nodes) = (nodes.clone(), nodes);
     let client = ctx.client.clone();

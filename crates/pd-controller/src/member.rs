@@ -70,12 +70,23 @@ impl Observed {
     /// hand leadership to.
     pub fn successor_avoiding(&self, name: &str, avoid: &BTreeSet<String>) -> Option<String> {
         let members = self.members.as_ref()?;
-        members
-            .members
-            .iter()
-            .map(|m| m.name.clone())
-            .find(|m| m != name && !avoid.contains(m) && self.healthy(m))
+        let health = self.health.as_deref().unwrap_or_default();
+        members.successor(health, name, &|m| avoid.contains(m))
     }
+}
+
+/// The member PD's leadership goes to before `name` is removed: a healthy one that stays (none
+/// of `leaving`, the other members of its group on their way out, as in an exit where every
+/// local member goes and leadership must land on another Kubernetes cluster's member), else
+/// any healthy one (it hands over again before its own removal).
+pub fn removal_successor(
+    observed: &Observed,
+    name: &str,
+    leaving: &BTreeSet<String>,
+) -> Option<String> {
+    observed
+        .successor_avoiding(name, leaving)
+        .or_else(|| observed.successor(name))
 }
 
 /// The next step of restarting member `name`'s outdated Pod.
@@ -221,6 +232,24 @@ mod tests {
             ),
             error: None,
         }
+    }
+
+    #[test]
+    fn a_leaving_leader_hands_over_to_a_member_that_stays() {
+        // Two local members (a, b) leave in an exit; r1 and r2 are another side's.
+        let pd = observed(
+            &[("a", true), ("b", true), ("r1", false), ("r2", true)],
+            Some("a"),
+        );
+        let leaving: BTreeSet<String> = ["b".to_string()].into();
+        assert_eq!(removal_successor(&pd, "a", &leaving).as_deref(), Some("r2"));
+        // Nothing else healthy stays: a healthy leaving member takes it (it hands over again).
+        let pd = observed(&[("a", true), ("b", true), ("r1", false)], Some("a"));
+        assert_eq!(removal_successor(&pd, "a", &leaving).as_deref(), Some("b"));
+        assert_eq!(
+            removal_successor(&observed(&[("a", true)], Some("a")), "a", &leaving),
+            None
+        );
     }
 
     /// Every branch, as a table: PD's view, the member, its Pod ready; the step (a wait by its

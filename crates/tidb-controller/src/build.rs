@@ -105,15 +105,19 @@ pub struct Target {
     pub spec: TiDBTemplateSpec,
     /// The features.
     pub features: Vec<Feature>,
+    /// The fingerprint of the MySQL server certificate, with MySQL TLS on
+    /// ([`keys::ANNO_TLS_FINGERPRINT`]).
+    pub tls_fingerprint: Option<String>,
 }
 
 impl Target {
-    /// The group's own template.
-    pub fn of_group(group: &TiDBGroup, revision: &str) -> Self {
+    /// The group's own template, with the fingerprint of its MySQL certificate.
+    pub fn of_group(group: &TiDBGroup, revision: &str, tls_fingerprint: Option<String>) -> Self {
         Target {
             revision: revision.to_string(),
             spec: group.spec.template.spec.clone(),
             features: group.spec.features.clone(),
+            tls_fingerprint,
         }
     }
 
@@ -123,6 +127,25 @@ impl Target {
             revision: revision_of(tidb),
             spec: tidb.spec.template.clone(),
             features: tidb.spec.features.clone(),
+            tls_fingerprint: tls_fingerprint_of(tidb),
+        }
+    }
+}
+
+/// The MySQL certificate fingerprint an instance carries.
+pub fn tls_fingerprint_of(tidb: &TiDB) -> Option<String> {
+    tidb.annotations().get(keys::ANNO_TLS_FINGERPRINT).cloned()
+}
+
+/// Sets (or, with `None`, removes) the MySQL certificate fingerprint of an instance.
+fn set_tls_fingerprint(tidb: &mut TiDB, fingerprint: Option<&String>) {
+    match fingerprint {
+        Some(f) => {
+            tidb.annotations_mut()
+                .insert(keys::ANNO_TLS_FINGERPRINT.to_string(), f.clone());
+        }
+        None => {
+            tidb.annotations_mut().remove(keys::ANNO_TLS_FINGERPRINT);
         }
     }
 }
@@ -142,7 +165,7 @@ pub fn instance(
     topology: Topology,
     target: &Target,
 ) -> Result<TiDB, BuildError> {
-    let tidb = TiDB {
+    let mut tidb = TiDB {
         metadata: build::instance_meta(group, name, &target.revision)?,
         spec: TiDBSpec {
             cluster: group.spec.cluster.clone(),
@@ -154,6 +177,7 @@ pub fn instance(
         },
         status: None,
     };
+    set_tls_fingerprint(&mut tidb, target.tls_fingerprint.as_ref());
     Ok(tidb)
 }
 
@@ -163,6 +187,7 @@ pub fn update_keeps_pod(existing: &TiDB, target: &Target) -> bool {
     let mut updated = existing.clone();
     updated.spec.template = target.spec.clone();
     updated.spec.features = target.features.clone();
+    set_tls_fingerprint(&mut updated, target.tls_fingerprint.as_ref());
     // Cluster TLS changes the Pod the same way before and after (it cannot change), so the
     // comparison leaves it out.
     match (pod(existing, None, false), pod(&updated, None, false)) {

@@ -4,22 +4,26 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use kube::runtime::reflector::Store;
-use operator_api::conditions::{self, HasConditions, reasons};
+use kube::{Api, ResourceExt};
+use operator_api::conditions::{HasConditions, reasons};
 use operator_api::core::{
     Cluster, PDGroup, TIDB_DEFAULT_MAX_SURGE, TiDB, TiDBGroup, TiKVGroup, Topology,
 };
 use operator_runtime::build::BuildError;
 use operator_runtime::cache;
+use operator_runtime::dns::Dns;
 use operator_runtime::failover;
 use operator_runtime::group as shared_group;
 use operator_runtime::group_reconcile::{
     BeforePlan, Decision, Effect, GroupRules, GroupView, Outcome, is_available,
 };
 use operator_runtime::reconcile::Error;
+use operator_runtime::revision::hash_of;
+use operator_runtime::surge;
+use operator_runtime::tls::{CA_KEY, CERT_KEY, SecretMount};
 use operator_runtime::update::{self, InstanceView, Policy};
 use operator_runtime::upgrade::{self, Dependency};
 
@@ -79,6 +83,15 @@ impl GroupRules for Rules {
         Ok(build::services(group)?.into())
     }
 
+    /// The MySQL certificate's fingerprint: a renewed certificate rolls the group.
+    async fn revision_extra(
+        ctx: &Ctx,
+        group: &TiDBGroup,
+        instances: &[TiDB],
+    ) -> Result<Option<String>, Error> {
+        mysql_tls_fingerprint(ctx, group, instances).await
+    }
+
     /// The upgrade order: a new version starts only once PD and TiKV run it everywhere; until
     /// then the group keeps (and scales) what it runs.
     async fn observe(
@@ -87,8 +100,11 @@ impl GroupRules for Rules {
         cluster: &Cluster,
         instances: &[TiDB],
         update_revision: &str,
+        revision_extra: Option<&str>,
     ) -> Result<Observed, Error> {
         let namespace = group.namespace().unwrap_or_default();
+        // The MySQL certificate's fingerprint, as revision_extra read it this reconcile.
+        let fingerprint = revision_extra.map(str::to_string);
         let pods_created = failover::pods_created(&ctx.caches.pods, &namespace, instances);
         let version = &group.spec.template.spec.common.version;
         let outdated_version: Vec<&TiDB> = instances
@@ -103,24 +119,37 @@ impl GroupRules for Rules {
                     dependencies(ctx, &namespace, &group.spec.cluster.name);
                 let mut deps: Vec<Dependency<'_>> = pd_groups.iter().map(Dependency::of).collect();
                 deps.extend(tikv_groups.iter().map(Dependency::of));
-                upgrade::may_upgrade(
+                let local = upgrade::may_upgrade(
                     cluster.spec.upgrade_policy,
                     version,
                     Some(&running.spec.template.common.version),
                     &deps,
-                )
+                );
+                // Local groups settled is not enough across Kubernetes clusters: every store PD
+                // reports, wherever it runs, must be on the version.
+                let gated = upgrade::is_gated(
+                    cluster.spec.upgrade_policy,
+                    version,
+                    Some(&running.spec.template.common.version),
+                );
+                match local {
+                    Ok(()) if gated => {
+                        stores_run(ctx, &namespace, cluster, &pd_groups, version).await
+                    }
+                    other => other,
+                }
             }
         };
         Ok(match gate {
             Ok(()) => Observed {
-                target: Target::of_group(group, update_revision),
+                target: Target::of_group(group, update_revision, fingerprint),
                 gated: None,
                 pods_created,
             },
             Err(message) => {
                 let source = most_common_revision(&outdated_version);
                 let target = source.map_or_else(
-                    || Target::of_group(group, update_revision),
+                    || Target::of_group(group, update_revision, fingerprint),
                     Target::of_instance,
                 );
                 if !shared_group::synced_reason_is(group, reasons::WAITING_FOR_DEPENDENCIES) {
@@ -169,7 +198,7 @@ impl GroupRules for Rules {
     }
 
     fn plan(policy: &Policy, views: &[InstanceView]) -> update::Plan {
-        plan(policy, views)
+        surge::plan(policy, views)
     }
 
     /// Changes that leave the Pods as they are (HotReload config, labels) apply in place at once.
@@ -177,20 +206,10 @@ impl GroupRules for Rules {
     /// would take every one for unavailable and pick the wrong one to remove, so the plan waits
     /// for them.
     fn before_plan(view: &View<'_>) -> Result<BeforePlan<TiDB>, BuildError> {
-        let unobserved = view
-            .instances
-            .iter()
-            .filter(|i| {
-                conditions::find(i.conditions(), conditions::SYNCED)
-                    .is_some_and(|c| c.reason == reasons::PAUSED)
-            })
-            .count();
-        if unobserved > 0 {
+        if let Some(waiting) = shared_group::unobserved_after_pause(view.instances) {
             return Ok(BeforePlan {
                 effects: Vec::new(),
-                waiting: Some(format!(
-                    "waiting for {unobserved} instance(s) to report their state after the pause"
-                )),
+                waiting: Some(waiting),
                 skip_plan: true,
             });
         }
@@ -303,6 +322,55 @@ fn servers_outage(instances: &[TiDB], pods: &BTreeMap<String, Timestamp>) -> Opt
     })
 }
 
+/// The fingerprint of the group's MySQL server certificate and CA, with MySQL TLS on: TiDB does
+/// not reload that certificate, so a renewed one must restart the servers, and the fingerprint in
+/// the group's revision makes that a roll with surge. The Secrets are read with a GET (the
+/// controller does not watch Secrets); a settled group looks again every 30 s, so a renewal is
+/// seen within that. While the certificate cannot be read, the fingerprint the instances carry
+/// stands: a missing Secret rolls nothing (new Pods would wait for it anyway).
+async fn mysql_tls_fingerprint(
+    ctx: &Ctx,
+    group: &TiDBGroup,
+    instances: &[TiDB],
+) -> Result<Option<String>, Error> {
+    let Some(mysql) = build::mysql_tls(&group.spec.template.spec) else {
+        return Ok(None);
+    };
+    let mount = SecretMount::mysql(
+        &group.name_any(),
+        Some(&mysql.secret),
+        mysql.client_auth.as_deref(),
+    );
+    let namespace = group.namespace().unwrap_or_default();
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+    let read = |name: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .get_opt(&name)
+                .await
+                .map_err(Error::kube("reading the MySQL TLS Secret"))
+        }
+    };
+    let cert = read(mount.cert_secret.clone()).await?;
+    let ca = if mount.ca_secret == mount.cert_secret {
+        cert.clone()
+    } else {
+        read(mount.ca_secret.clone()).await?
+    };
+    let value = |secret: &Option<Secret>, key: &str| {
+        secret
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(key))
+            .map(|b| b.0.clone())
+    };
+    Ok(match value(&cert, CERT_KEY) {
+        Some(certificate) => Some(hash_of(&(certificate, value(&ca, CA_KEY)))),
+        None => instances.iter().find_map(build::tls_fingerprint_of),
+    })
+}
+
 /// Moving `existing` to the target: its new spec and an Event.
 fn updated(view: &View<'_>, existing: &TiDB) -> Result<Vec<Effect<TiDB>>, BuildError> {
     let revision = &view.observed.target.revision;
@@ -319,50 +387,54 @@ fn updated(view: &View<'_>, existing: &TiDB) -> Result<Vec<Effect<TiDB>>, BuildE
     ])
 }
 
-/// The update engine's plan, and one thing more: the engine surges only while every instance is
-/// available (Ready for `minReadySeconds`), but an outdated server that is not Ready serves no
-/// one, and waiting for it would stall the very roll that may fix it. Then the surge goes ahead
-/// (placed as the engine places it), and the engine removes the unready outdated server first. A
-/// new server that is not yet available still holds the roll: no working server is removed for
-/// it.
-fn plan(policy: &Policy, views: &[InstanceView]) -> update::Plan {
-    let plan = update::plan(policy, views);
-    if !plan.actions.is_empty() || policy.max_surge <= 0 {
-        return plan;
-    }
-    let replicas = usize::try_from(policy.replicas).unwrap_or(0);
-    let active = views.iter().filter(|v| !v.deleting).count();
-    let not_ready: Vec<&InstanceView> = views.iter().filter(|v| !v.ready).collect();
-    let only_outdated_unready = !not_ready.is_empty()
-        && not_ready
-            .iter()
-            .all(|v| !v.deleting && v.revision != policy.update_revision);
-    if active != views.len() || active != replicas || !only_outdated_unready {
-        return plan;
-    }
-    let as_if_ready: Vec<InstanceView> = views
-        .iter()
-        .cloned()
-        .map(|mut v| {
-            v.ready = true;
-            v.settling = None;
-            v
-        })
-        .collect();
-    let surge = update::plan(policy, &as_if_ready);
-    let creates: Vec<update::Action> = surge
-        .actions
-        .into_iter()
-        .filter(|a| matches!(a, update::Action::Create { .. }))
-        .collect();
-    if creates.is_empty() {
-        return plan;
-    }
-    update::Plan {
-        actions: creates,
-        waiting: None,
-        recheck_after: None,
-    }
+/// Whether PD reports every store that is not a Tombstone running `version`; a PD that does
+/// not answer (or is not known yet) holds the gate. PD is reached at the Cluster's `status.pd`,
+/// else at the client Service of its first PDGroup.
+async fn stores_run(
+    ctx: &Ctx,
+    namespace: &str,
+    cluster: &Cluster,
+    pd_groups: &[PDGroup],
+    version: &str,
+) -> Result<(), String> {
+    let dns = Dns::of_spec(&cluster.spec);
+    let url = cluster
+        .status
+        .as_ref()
+        .map(|s| s.pd.clone())
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            pd_groups.first().map(|g| {
+                let host = dns.service_host(&format!("{}-pd", g.name_any()), namespace);
+                let port = g.spec.template.spec.server.ports.client_port();
+                format!("{}://{host}:{port}", dns.scheme())
+            })
+        });
+    let reported = match url {
+        Some(url) => match ctx.pd(namespace, &cluster.name_any(), url) {
+            Ok(pd) => pd
+                .stores()
+                .await
+                .map(|info| {
+                    info.stores
+                        .into_iter()
+                        .filter(|s| !s.is_tombstone())
+                        .map(|s| upgrade::Reported {
+                            name: s.store.address,
+                            version: s.store.version,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        None => Err("the Cluster has no PD URL yet".to_string()),
+    };
+    upgrade::pd_runs(
+        version,
+        "store",
+        reported.as_deref().map_err(String::as_str),
+    )
 }
 
 /// The PD and TiKV groups of the cluster: what a new TiDB version waits for.
@@ -394,6 +466,7 @@ fn most_common_revision<'a>(instances: &[&'a TiDB]) -> Option<&'a TiDB> {
 
 #[cfg(test)]
 mod tests {
+    use operator_api::conditions;
     use operator_api::keys;
 
     use super::*;
@@ -414,70 +487,6 @@ mod tests {
             .into(),
         );
         t
-    }
-
-    fn view(name: &str, revision: &str, ready: bool) -> InstanceView {
-        InstanceView {
-            name: name.into(),
-            revision: revision.into(),
-            ready,
-            settling: None,
-            deleting: false,
-            topology: Default::default(),
-            last: false,
-        }
-    }
-
-    fn policy() -> Policy {
-        Policy {
-            replicas: 2,
-            update_revision: "new".into(),
-            max_surge: 1,
-            max_unavailable: 1,
-            topologies: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn a_roll_surges_past_an_unready_outdated_server_and_removes_it_first() {
-        let views = [view("db-a", "old", false), view("db-b", "old", true)];
-        let first = plan(&policy(), &views);
-        assert!(
-            matches!(first.actions.as_slice(), [update::Action::Create { .. }]),
-            "{first:?}"
-        );
-        let views = [
-            view("db-a", "old", false),
-            view("db-b", "old", true),
-            view("db-c", "new", false),
-        ];
-        assert_eq!(
-            plan(&policy(), &views).actions,
-            [update::Action::Delete {
-                name: "db-a".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn an_unready_new_server_still_holds_the_roll() {
-        let views = [view("db-b", "old", true), view("db-c", "new", false)];
-        let held = plan(&policy(), &views);
-        assert!(held.actions.is_empty(), "{held:?}");
-        assert!(held.waiting.is_some());
-    }
-
-    #[test]
-    fn without_surge_the_engine_decides_alone() {
-        let mut p = policy();
-        p.max_surge = 0;
-        let views = [view("db-a", "old", false), view("db-b", "old", true)];
-        assert_eq!(
-            plan(&p, &views).actions,
-            [update::Action::Update {
-                name: "db-a".into()
-            }]
-        );
     }
 
     #[test]

@@ -119,7 +119,9 @@ impl InstanceRules for Rules {
     /// With MySQL TLS on, the group's server certificate.
     fn more_mounts(tidb: &TiDB, group: &str) -> Vec<SecretMount> {
         build::mysql_tls(&tidb.spec.template)
-            .map(|mysql| SecretMount::mysql(group, Some(&mysql.secret)))
+            .map(|mysql| {
+                SecretMount::mysql(group, Some(&mysql.secret), mysql.client_auth.as_deref())
+            })
             .into_iter()
             .collect()
     }

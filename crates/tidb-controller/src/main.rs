@@ -1,11 +1,15 @@
-//! tidb-controller: reconciles TiDBGroup and TiDB. Each TiDBGroup becomes TiDB instances and a
-//! MySQL Service; each TiDB instance becomes its ConfigMap, PVCs and Pod, watched through TiDB's
-//! status port. Rolling updates surge: a new server is Ready before an old one leaves.
+//! tidb-controller: reconciles TiDBGroup and TiDB, and TiCDCGroup and TiCDC. Each TiDBGroup
+//! becomes TiDB instances and a MySQL Service; each TiDB instance becomes its ConfigMap, PVCs and
+//! Pod, watched through TiDB's status port. TiCDC (see [`ticdc`]) runs beside it the same way.
+//! Rolling updates surge: a new server is Ready before an old one leaves.
 
 mod build;
 mod context;
 mod group;
 mod instance;
+mod ticdc;
+
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
@@ -15,7 +19,7 @@ use operator_api::keys;
 use operator_runtime::cache;
 use operator_runtime::component::{groups_of_cluster, run_controllers};
 use operator_runtime::scope::scoped;
-use operator_runtime::{CommonFlags, Context, RuntimeError};
+use operator_runtime::{CommonFlags, Context, Readiness, RuntimeError};
 use operator_runtime::{group_reconcile, instance_reconcile};
 use pd_client::StatusClient;
 
@@ -34,17 +38,31 @@ const NAME: &str = "tidb-controller";
 struct Cli {
     #[command(flatten)]
     common: CommonFlags,
+
+    /// How long a TiCDC capture may take to resign ownership and hand its tables to other
+    /// captures before its Pod is deleted anyway, e.g. `10m`, `90s`.
+    #[arg(
+        long,
+        env = "TICDC_DRAIN_TIMEOUT",
+        default_value = "10m",
+        value_parser = operator_runtime::duration::parse_flag
+    )]
+    ticdc_drain_timeout: Duration,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    operator_runtime::main(NAME, cli.common, controllers).map_err(anyhow::Error::from_boxed)
+    let drain_timeout = cli.ticdc_drain_timeout;
+    operator_runtime::main(NAME, cli.common, move |ctx| controllers(ctx, drain_timeout))
+        .map_err(anyhow::Error::from_boxed)
 }
 
-/// Runs the TiDBGroup and TiDB controllers until shutdown.
-async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
+/// Runs the TiDBGroup and TiDB controllers, and TiCDC's beside them, until shutdown.
+async fn controllers(ctx: Context, drain_timeout: Duration) -> Result<(), RuntimeError> {
+    // TiCDC Pods install their preStop hand-over from the image this controller runs from.
+    operator_runtime::build_info::discover_operator_image(&ctx.client).await;
     let status = match StatusClient::new(None, STATUS_TIMEOUT) {
-        Ok(status) => status,
+        Ok(status) => status.gated(ctx.fence.gate()),
         Err(error) => {
             // Without the status client no instance can be judged; stop rather than guess.
             tracing::error!(%error, "cannot start the TiDB controllers");
@@ -62,7 +80,18 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         &ctx.shutdown,
     );
     let (tikv_groups_read, synced_tikv) = (tikv_cache.clone(), tikv_cache);
-    run_controllers(
+    // TiCDC reports its caches synced to a readiness of its own; this binary is ready once both
+    // components are.
+    let ticdc_synced = Readiness::new();
+    let ticdc = ticdc::controllers(
+        Context {
+            readiness: ticdc_synced.clone(),
+            ..ctx.clone()
+        },
+        status.clone(),
+        drain_timeout,
+    );
+    let tidb = run_controllers(
         ctx,
         keys::COMPONENT_TIDB,
         NAME,
@@ -86,7 +115,13 @@ async fn controllers(ctx: Context) -> Result<(), RuntimeError> {
         },
         group_reconcile::reconcile::<group::Rules>,
         instance_reconcile::reconcile::<instance::Rules>,
-        async move { cache::synced(&synced_tikv).await },
-    )
-    .await
+        async move {
+            cache::synced(&synced_tikv).await;
+            while !ticdc_synced.is_synced() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    );
+    let (tidb, ticdc) = tokio::join!(tidb, ticdc);
+    tidb.and(ticdc)
 }

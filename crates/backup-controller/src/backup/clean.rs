@@ -169,6 +169,7 @@ pub(super) async fn finalize(backup: &Backup, ctx: &Ctx) -> Result<Action, Error
             },
             env: storage.env(),
             storage_volume: storage.volume(),
+            tls: None,
             pod: PodSettings::of_backup(&backup.spec),
             fake: fake_mode(backup, FAKE_CLEAN_ANNOTATION),
         },

@@ -1,7 +1,7 @@
 //! Tests of the Cluster status: components, conditions, pausing and PD unavailability.
 
 use operator_api::conditions::NewCondition;
-use operator_api::core::ClusterSpec;
+use operator_api::core::{ClusterSpec, ComponentGroupStatus};
 
 use super::*;
 
@@ -78,6 +78,48 @@ fn a_settled_cluster_is_available_ready_and_not_progressing() {
     assert_eq!(condition(&status, conditions::PROGRESSING).0, "False");
     assert_eq!(condition(&status, conditions::READY).0, "True");
     assert_eq!(condition(&status, conditions::SYNCED).0, "True");
+}
+
+#[test]
+fn tiflash_and_ticdc_groups_are_listed_and_an_unready_one_keeps_the_cluster_unready() {
+    let groups = [
+        group(ComponentKind::PD, "pd", 3, 3, true),
+        group(ComponentKind::TiKV, "tikv", 3, 3, true),
+        group(ComponentKind::TiDB, "tidb", 2, 2, true),
+        group(ComponentKind::TiFlash, "tiflash", 2, 2, true),
+        group(ComponentKind::TiCDC, "ticdc", 2, 0, false),
+    ];
+    let status = cluster_status(
+        &cluster(),
+        &groups,
+        Some("http://pd-pd.db:2379".into()),
+        "7".into(),
+        None,
+        Timestamp::now(),
+    );
+    assert_eq!(
+        status
+            .components
+            .iter()
+            .map(|c| (c.kind, c.replicas))
+            .collect::<Vec<_>>(),
+        [
+            (ComponentKind::PD, 3),
+            (ComponentKind::TiKV, 3),
+            (ComponentKind::TiDB, 2),
+            (ComponentKind::TiFlash, 2),
+            (ComponentKind::TiCDC, 2)
+        ]
+    );
+    // SQL is served; a TiCDC group that is not Ready keeps the Cluster unready, like any group.
+    assert_eq!(condition(&status, conditions::AVAILABLE).0, "True");
+    assert_eq!(condition(&status, conditions::READY).0, "False");
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::READY)
+        .unwrap();
+    assert!(ready.message.contains("ticdc"), "{}", ready.message);
 }
 
 #[test]
@@ -194,4 +236,43 @@ fn pd_members_of_other_kubernetes_clusters_are_listed_and_not_marked_local() {
     let seen: Vec<(&str, bool)> = listed.iter().map(|m| (m.name.as_str(), m.local)).collect();
     assert_eq!(seen, [("pd-a", true), ("pd-b", true), ("pd-x", false)]);
     assert!(listed[2].client_url.ends_with(".svc.two.local:2379"));
+}
+
+#[test]
+fn stores_of_other_kubernetes_clusters_are_listed_and_not_marked_local() {
+    let store = |id: u64, name: &str, domain: &str, state: &str| pd_client::StoreInfo {
+        store: pd_client::Store {
+            id,
+            address: format!("{name}.tikv-tikv-peer.db.svc.{domain}:20160"),
+            state_name: state.into(),
+            version: "8.5.2".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let info = pd_client::StoresInfo {
+        count: 4,
+        stores: vec![
+            store(11, "tikv-x", "two.local", "Up"),
+            store(2, "tikv-a", "one.local", "Up"),
+            store(3, "tikv-b", "one.local", "Tombstone"),
+            // Same namespace and group name, but another domain: not ours.
+            store(5, "tikv-a", "two.local", "Offline"),
+        ],
+    };
+    let groups = [group(ComponentKind::TiKV, "tikv", 2, 2, true)];
+    let listed = stores_status(&Dns::fqdn("one.local"), "db", &groups, &info);
+    let seen: Vec<(&str, &str, bool)> = listed
+        .iter()
+        .map(|s| (s.id.as_str(), s.state.as_str(), s.local))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("2", "Up", true),
+            ("5", "Offline", false),
+            ("11", "Up", false)
+        ]
+    );
+    assert_eq!(listed[0].version, "8.5.2");
 }

@@ -287,7 +287,7 @@ fn list_rows_sum_components_and_keep_other_clusters_groups_out() {
     other.spec.replicas = 5;
     let pd = vec![s.pd_groups[0].clone(), other];
     let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
-    let row = cluster_row(&s.cluster, &pd, &s.tikv_groups, &[], now);
+    let row = cluster_row(&s.cluster, &pd, &s.tikv_groups, &[], &[], &[], now);
     assert_eq!(row.versions, ["v8.5.2", "v8.5.3"]);
     let counts: Vec<(&str, i32, i32)> = row
         .components
@@ -411,4 +411,31 @@ fn pds_own_view_is_read_through_the_service_proxy_and_shown_with_counts() {
     view.pd_view = None;
     view.pd_view_error = Some("503".into());
     assert!(render::status(Style::PLAIN, &view).contains("PD's own view: not readable: 503"));
+}
+
+#[test]
+fn list_rows_count_tiflash_and_ticdc_groups_too() {
+    let s = snapshot();
+    // A TiKV group's fields read as a TiFlash and a TiCDC group's: the same cluster, replicas
+    // and status.
+    let as_json = serde_json::to_value(&s.tikv_groups[0]).unwrap();
+    let tiflash: operator_api::core::TiFlashGroup =
+        serde_json::from_value(as_json.clone()).unwrap();
+    let ticdc: operator_api::core::TiCDCGroup = serde_json::from_value(as_json).unwrap();
+    let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+    let row = cluster_row(
+        &s.cluster,
+        &s.pd_groups,
+        &s.tikv_groups,
+        &[],
+        std::slice::from_ref(&tiflash),
+        std::slice::from_ref(&ticdc),
+        now,
+    );
+    let components: Vec<&str> = row
+        .components
+        .iter()
+        .map(|c| c.component.as_str())
+        .collect();
+    assert_eq!(components, ["pd", "tikv", "tiflash", "ticdc"]);
 }

@@ -24,7 +24,7 @@ fn merge(base: &mut serde_json::Value, extra: &serde_json::Value) {
 }
 
 fn instance_of(group: &TiDBGroup) -> TiDB {
-    let target = Target::of_group(group, "db-rev1");
+    let target = Target::of_group(group, "db-rev1", None);
     let mut tidb = instance(group, "db-abcde", Topology::new(), &target).unwrap();
     tidb.metadata.uid = Some("uid-2".into());
     tidb
@@ -290,6 +290,40 @@ fn a_version_change_restarts_and_a_hot_reload_config_change_does_not() {
 }
 
 #[test]
+fn a_renewed_mysql_certificate_restarts_the_pod_and_none_leaves_pods_as_they_were() {
+    let group = group(serde_json::json!({}));
+    let plain = instance_of(&group);
+    let plain_pod = pod(&plain, None, false).unwrap();
+    // No fingerprint: no annotation, the Pod hash of before (no restart at an operator upgrade).
+    assert!(tls_fingerprint_of(&plain).is_none());
+    assert!(
+        plain_pod
+            .annotations()
+            .get(keys::ANNO_TLS_FINGERPRINT)
+            .is_none()
+    );
+
+    let mut first = instance(
+        &group,
+        "db-abcde",
+        Topology::new(),
+        &Target::of_group(&group, "db-rev2", Some("f1".into())),
+    )
+    .unwrap();
+    first.metadata.uid = plain.metadata.uid.clone();
+    assert_eq!(tls_fingerprint_of(&first).as_deref(), Some("f1"));
+    let first_pod = pod(&first, None, false).unwrap();
+    assert_eq!(first_pod.annotations()[keys::ANNO_TLS_FINGERPRINT], "f1");
+    assert!(!pod_is_current(&plain_pod, &first_pod));
+
+    // The same certificate keeps the Pod; a renewed one restarts it.
+    assert!(update_keeps_pod(&first, &Target::of_instance(&first)));
+    let mut renewed = Target::of_instance(&first);
+    renewed.tls_fingerprint = Some("f2".into());
+    assert!(!update_keeps_pod(&first, &renewed));
+}
+
+#[test]
 fn services_select_the_group_and_honour_the_type() {
     let [peer, mysql] = services(&group(serde_json::json!({}))).unwrap();
     assert_eq!(peer.metadata.name.as_deref(), Some("db-tidb-peer"));
@@ -387,7 +421,7 @@ fn tls_writes_the_cluster_and_mysql_certificate_paths_and_refuses_them_in_the_co
     assert!(mysql_tls(&tidb.spec.template).is_some());
     let dns = Dns::default().with_tls(true);
     assert!(status_url(&tidb, &dns).starts_with("https://"));
-    let mut mysql = SecretMount::mysql("db", None);
+    let mut mysql = SecretMount::mysql("db", None, None);
     let cluster = SecretMount::cluster("db", "tidb", CLUSTER_TLS_DIR, None);
     let table = |mounts: &[SecretMount]| -> toml::Table {
         config(&tidb, &dns, "x:2379", false, mounts)
