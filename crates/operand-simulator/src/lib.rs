@@ -14,10 +14,12 @@
 //! Layout: [`sim`] is the pure simulation (Pods, PVCs and API calls in, PD-shaped views out,
 //! `tick` to advance), [`wire`] the PD JSON types, [`http`] the axum router, [`watch`] the Pod
 //! watcher, [`volumes`] the PVC watcher and a stand-in volume provisioner for the operands' PVCs,
-//! [`tls`] the mutual-TLS listeners of clusters with TLS on.
+//! [`tls`] the mutual-TLS listeners of clusters with TLS on, [`pre_stop`] the kubelet's part in
+//! the hand-over hook of PD Pods.
 
 pub mod clock;
 pub mod http;
+pub mod pre_stop;
 pub mod sim;
 pub mod tls;
 pub mod volumes;

@@ -86,7 +86,7 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     moves_per_tick: usize,
 
-    /// Also serve PD, TiKV and TiDB over mutual TLS, for clusters with `tlsCluster` on: one
+    /// Also serve PD, TiKV, TiDB and TiCDC over mutual TLS, for clusters with `tlsCluster` on: one
     /// loopback listener per component, with the certificates of the namespace's TLS Secrets
     /// (see docs/operand-simulator.md). Their addresses are written to this file, one
     /// `component=ADDR` line each; the record of their handshakes is at /control/tls.
@@ -104,6 +104,11 @@ struct Args {
     /// Namespace and cluster names must not repeat across the two.
     #[arg(long, value_name = "KUBECONFIG=DOMAIN")]
     remote: Option<String>,
+
+    /// Run the hand-over preStop hook of deleted PD Pods with this `tidb-handover` binary, as a
+    /// kubelet would, holding each Pod (by a finalizer) until its hook has returned.
+    #[arg(long, value_name = "PATH")]
+    pre_stop_binary: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -178,7 +183,7 @@ async fn main() -> anyhow::Result<()> {
     let tls_record = operand_simulator::tls::TlsRecord::default();
     if let Some(path) = &args.tls_address_file {
         let mut lines = String::new();
-        for component in ["pd", "tikv", "tidb"] {
+        for component in ["pd", "tikv", "tidb", "ticdc"] {
             let tcp = tokio::net::TcpListener::bind((args.listen.ip(), 0))
                 .await
                 .with_context(|| format!("binding the TLS listener of {component}"))?;
@@ -207,11 +212,20 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     }
 
+    let pre_stop = args.pre_stop_binary.clone().map(|binary| {
+        operand_simulator::pre_stop::PreStop::new(
+            binary,
+            format!("http://{addr}"),
+            client.clone(),
+            sim.clone(),
+        )
+    });
     tokio::spawn(watch::run(
         client.clone(),
         args.namespace.clone(),
         None,
         sim.clone(),
+        pre_stop,
     ));
     if let Some(remote) = &args.remote {
         let (path, domain) = remote
@@ -229,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
             args.namespace.clone(),
             Some(domain.to_owned()),
             sim.clone(),
+            None,
         ));
         tokio::spawn(watch::run_config_maps(
             remote_client.clone(),

@@ -1,4 +1,4 @@
-//! TLS listeners, for clusters with `tlsCluster` on: one per component (PD, TiKV, TiDB), each
+//! TLS listeners, for clusters with `tlsCluster` on: one per component (PD, TiKV, TiDB, TiCDC), each
 //! serving the same routes as the plain listener over mutual TLS, as the real servers do when
 //! their `security` keys are set.
 //!

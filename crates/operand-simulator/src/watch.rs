@@ -16,6 +16,7 @@ use operator_runtime::build::CONFIG_VOLUME;
 
 use crate::clock::Now;
 use crate::http::{SharedSim, lock};
+use crate::pre_stop::PreStop;
 use crate::sim::{Component, PodObservation, advertised_in};
 
 /// The label selector of the operand Pods.
@@ -49,6 +50,8 @@ pub fn observe(pod: &Pod) -> Option<PodObservation> {
         Component::Pd => "pd",
         Component::Tikv => "tikv",
         Component::Tidb => "tidb",
+        Component::Tiflash => "tiflash",
+        Component::Ticdc => "ticdc",
     };
     let image = containers
         .iter()
@@ -141,12 +144,14 @@ pub async fn run_config_maps(client: Client, namespace: Option<String>, sim: Sha
 /// Watches Pods (in `namespace`, or all namespaces) until the stream ends, which it does not:
 /// errors are logged and the watch retried with backoff.
 /// `domain` is the cluster domain of the API server `client` talks to, given to every Pod seen
-/// (`None`: the simulator's own `--cluster-domain`).
+/// (`None`: the simulator's own `--cluster-domain`). With `pre_stop`, a deleted Pod's process runs
+/// on while its preStop hook does.
 pub async fn run(
     client: Client,
     namespace: Option<String>,
     domain: Option<String>,
     sim: SharedSim,
+    pre_stop: Option<PreStop>,
 ) {
     let api: Api<Pod> = match &namespace {
         Some(ns) => Api::namespaced(client, ns),
@@ -161,6 +166,17 @@ pub async fn run(
             Ok(watcher::Event::InitApply(pod) | watcher::Event::Apply(pod)) => {
                 if let Some(mut obs) = observe(&pod) {
                     obs.domain.clone_from(&domain);
+                    if let Some(pre_stop) = &pre_stop
+                        && pre_stop.on_pod(&pod, &obs).await
+                    {
+                        // Deleted, but its hook runs: the process has not been told to stop.
+                        obs.deleting = false;
+                        obs.running = pod
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.phase.as_deref())
+                            .is_some_and(|p| p == "Running");
+                    }
                     tracing::debug!(pod = %obs.name, running = obs.running, "pod observed");
                     lock(&sim).observe_pod(obs, now);
                 }
@@ -276,7 +292,7 @@ mod tests {
 
         let other = pod(serde_json::json!({
             "metadata": {"name": "x", "namespace": "db", "uid": "u2",
-                         "labels": {"pingcap.com/component": "ticdc", "pingcap.com/cluster": "c", "pingcap.com/instance": "i"}},
+                         "labels": {"pingcap.com/component": "dm", "pingcap.com/cluster": "c", "pingcap.com/instance": "i"}},
             "spec": {"containers": []}
         }));
         assert!(observe(&other).is_none());

@@ -1,8 +1,9 @@
 //! The HTTP face of the simulator: one axum router over the shared simulation, serving PD's API
 //! per cluster (`/clusters/{namespace}/{cluster}/pd/...`), the TiDB/TiKV status endpoints per
-//! instance, and the control API (`/control/...`). Handlers lock the simulation, call it, and
-//! serialize what it returns; no simulation logic lives here.
+//! instance, TiCDC's API per capture, and the control API (`/control/...`). Handlers lock the
+//! simulation, call it, and serialize what it returns; no simulation logic lives here.
 
+mod cdc;
 mod control;
 mod pd;
 mod status;
@@ -31,6 +32,7 @@ pub fn router(sim: SharedSim) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(pd::routes())
         .merge(status::routes())
+        .merge(cdc::routes())
         .merge(control::routes())
         .route("/hosts/{authority}/{*rest}", axum::routing::any(by_host))
         .with_state(sim)

@@ -39,6 +39,9 @@ pub(super) fn routes() -> Router<SharedSim> {
             &r("/config/replicate"),
             get(replication).post(set_replication),
         )
+        .route(&r("/config/rule"), post(set_rule))
+        .route(&r("/config/rule/{group}/{id}"), delete(delete_rule))
+        .route(&r("/config/rules/group/{group}"), get(rules_of_group))
         .route(&r("/stores"), get(stores))
         .route(&r("/store/{id}"), get(store).delete(delete_store))
         .route(&r("/store/{id}/state"), post(set_store_state))
@@ -233,6 +236,52 @@ async fn set_config(
         c.set_pd_config(&items, now)?;
         ok("The config is updated.")
     })
+}
+
+async fn set_rule(
+    State(sim): State<SharedSim>,
+    Path(p): Path<ClusterPath>,
+    body: Bytes,
+) -> Response {
+    with_pd(&sim, &p, |c, _| {
+        let rule: Value = parse_body(&body)?;
+        c.set_rule(rule)?;
+        ok("Update rule successfully.")
+    })
+}
+
+#[derive(Deserialize)]
+struct RulePath {
+    namespace: String,
+    cluster: String,
+    group: String,
+    id: String,
+}
+
+async fn delete_rule(State(sim): State<SharedSim>, Path(p): Path<RulePath>) -> Response {
+    let cluster = ClusterPath {
+        namespace: p.namespace,
+        cluster: p.cluster,
+    };
+    with_pd(&sim, &cluster, |c, _| {
+        c.delete_rule(&p.group, &p.id);
+        ok("Delete rule successfully.")
+    })
+}
+
+#[derive(Deserialize)]
+struct GroupPath {
+    namespace: String,
+    cluster: String,
+    group: String,
+}
+
+async fn rules_of_group(State(sim): State<SharedSim>, Path(p): Path<GroupPath>) -> Response {
+    let cluster = ClusterPath {
+        namespace: p.namespace,
+        cluster: p.cluster,
+    };
+    with_pd(&sim, &cluster, |c, _| ok(&c.rules_of_group(&p.group)))
 }
 
 async fn replication(State(sim): State<SharedSim>, Path(p): Path<ClusterPath>) -> Response {

@@ -1,8 +1,8 @@
 //! TiDB and TiKV status endpoints, per instance:
 //! `/clusters/{namespace}/{cluster}/tidb/{instance}/...` and `.../tikv/{instance}/...`.
 //! An instance whose Pod does not run, or that a fault marks unhealthy, answers 503.
-//! `/metrics/{namespace}/{cluster}/{pd|tikv|tidb}/{instance}`: each operand's `/metrics`, a
-//! small subset of the real one, for a Prometheus that scrapes the operand Pods.
+//! `/metrics/{namespace}/{cluster}/{pd|tikv|tidb|tiflash|ticdc}/{instance}`: each operand's
+//! `/metrics`, a small subset of the real one, for a Prometheus that scrapes the operand Pods.
 
 use std::collections::BTreeMap;
 
@@ -52,6 +52,14 @@ pub(super) fn routes() -> Router<SharedSim> {
         .route(
             "/metrics/{namespace}/{cluster}/tidb/{instance}",
             get(tidb_metrics),
+        )
+        .route(
+            "/metrics/{namespace}/{cluster}/tiflash/{instance}",
+            get(tiflash_metrics),
+        )
+        .route(
+            "/metrics/{namespace}/{cluster}/ticdc/{instance}",
+            get(ticdc_metrics),
         )
 }
 
@@ -188,6 +196,43 @@ async fn set_tikv_config(
     }
 }
 
+/// A TiFlash server's and its proxy's `/metrics` (both ports answer the same here): the region
+/// count its proxy reports, learners included.
+async fn tiflash_metrics(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    let Some(status) = sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.tiflash_status(&p.instance))
+    else {
+        return unavailable(&format!("TiFlash {}", p.instance));
+    };
+    exposition(format!(
+        "# HELP tiflash_proxy_tikv_raftstore_region_count Number of regions (simulated).\n\
+         # TYPE tiflash_proxy_tikv_raftstore_region_count gauge\n\
+         tiflash_proxy_tikv_raftstore_region_count{{type=\"region\"}} {}\n",
+        status.region_count
+    ))
+}
+
+/// A TiCDC server's `/metrics` while its capture runs: only a Go runtime gauge, as every Go
+/// server exports it.
+async fn ticdc_metrics(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    if sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.capture_status(&p.instance))
+        .is_none()
+    {
+        return unavailable(&format!("TiCDC {}", p.instance));
+    }
+    exposition(
+        "# HELP go_goroutines Number of goroutines that currently exist (simulated).\n\
+         # TYPE go_goroutines gauge\n\
+         go_goroutines 64\n"
+            .to_owned(),
+    )
+}
+
 /// The two TiKV metrics the operator reads, in Prometheus text format.
 async fn tikv_metrics(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
     let sim = lock(&sim);
@@ -197,20 +242,11 @@ async fn tikv_metrics(State(sim): State<SharedSim>, Path(p): Path<InstancePath>)
     else {
         return unavailable(&format!("TiKV {}", p.instance));
     };
-    let body = format!(
+    exposition(format!(
         "# HELP tikv_raftstore_region_count Number of regions (simulated).\n\
          # TYPE tikv_raftstore_region_count gauge\n\
          tikv_raftstore_region_count{{type=\"leader\"}} {}\n\
          tikv_raftstore_region_count{{type=\"region\"}} {}\n",
         status.leader_count, status.region_count
-    );
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        body,
-    )
-        .into_response()
+    ))
 }

@@ -22,6 +22,8 @@ fn pod(component: Component, name: &str) -> PodObservation {
         Component::Pd => vec![("client", 2379), ("peer", 2380)],
         Component::Tikv => vec![("client", 20160), ("status", 20180)],
         Component::Tidb => vec![("mysql", 4000), ("status", 10080)],
+        Component::Tiflash => vec![("proxy", 20170), ("proxy-metrics", 20292)],
+        Component::Ticdc => vec![("ticdc", 8300)],
     };
     PodObservation {
         namespace: "db".into(),
@@ -853,4 +855,107 @@ fn query_strings_are_split_and_decoded() {
             ("flag".to_owned(), String::new()),
         ]
     );
+}
+
+#[tokio::test]
+async fn ticdc_captures_status_resign_drain_and_health_have_tiflows_shapes() {
+    let (sim, app) = setup();
+    {
+        let mut s = lock(&sim);
+        let now = Now::real();
+        s.observe_pod(pod(Component::Ticdc, "basic-cdc-a"), now);
+        s.observe_pod(pod(Component::Ticdc, "basic-cdc-b"), now);
+    }
+    ticks(&sim, 20);
+    let base = "/clusters/db/basic/ticdc";
+    let (status, captures) = get_json(&app, &format!("{base}/basic-cdc-b/api/v2/captures")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(captures.as_array().map(Vec::len), Some(2));
+    assert_eq!(captures[0]["is_owner"], true);
+    assert_eq!(captures[0]["address"], "basic-cdc-a.basic-peer.db:8300");
+    let (_, me) = get_json(&app, &format!("{base}/basic-cdc-b/status")).await;
+    assert_eq!(me["is_owner"], false);
+    assert_eq!(me["version"], "v8.5.2");
+    let (status, _) = get_json(&app, &format!("{base}/basic-cdc-a/api/v2/health")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The owner cannot be drained; resign moves it, then the drain is accepted.
+    let owner_id = captures[0]["id"].as_str().unwrap_or_default().to_owned();
+    let drain = |capture: &str| json!({"capture_id": capture});
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        &format!("{base}/basic-cdc-a/api/v1/captures/drain"),
+        Some(drain(&owner_id)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("error_msg"), "{body}");
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &format!("{base}/basic-cdc-a/api/v2/owner/resign"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, a) = get_json(&app, &format!("{base}/basic-cdc-a/status")).await;
+    assert_eq!(a["is_owner"], false);
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        &format!("{base}/basic-cdc-b/api/v1/captures/drain"),
+        Some(drain(&owner_id)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, r#"{"current_table_count":6}"#);
+
+    // A capture whose Pod does not run does not answer.
+    let (status, _) = get_json(&app, &format!("{base}/basic-cdc-x/status")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn tiflash_and_ticdc_serve_metrics_while_they_run() {
+    let (sim, app) = setup();
+    {
+        let mut s = lock(&sim);
+        let now = Now::real();
+        s.observe_pod(pod(Component::Tiflash, "basic-flash-a"), now);
+        s.observe_pod(pod(Component::Ticdc, "basic-cdc-a"), now);
+        s.tick(now);
+    }
+    ticks(&sim, 2);
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        "/metrics/db/basic/tiflash/basic-flash-a",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("tiflash_proxy_tikv_raftstore_region_count{type=\"region\"} 0"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        "/metrics/db/basic/ticdc/basic-cdc-a",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("go_goroutines"), "{body}");
+    for missing in ["tiflash/basic-flash-z", "ticdc/basic-cdc-z"] {
+        let (status, _) = call(
+            &app,
+            Method::GET,
+            &format!("/metrics/db/basic/{missing}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{missing}");
+    }
 }

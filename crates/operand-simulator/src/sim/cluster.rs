@@ -35,6 +35,23 @@ pub struct ApiError {
     pub message: String,
 }
 
+impl ClusterState {
+    /// `POST /config/rule`.
+    pub fn set_rule(&mut self, rule: serde_json::Value) -> Result<(), ApiError> {
+        self.rules.set(rule)
+    }
+
+    /// `DELETE /config/rule/{group}/{id}`.
+    pub fn delete_rule(&mut self, group: &str, id: &str) {
+        self.rules.delete(group, id);
+    }
+
+    /// `GET /config/rules/group/{group}`.
+    pub fn rules_of_group(&self, group: &str) -> Vec<serde_json::Value> {
+        self.rules.of_group(group)
+    }
+}
+
 impl ApiError {
     /// An error with a status and message.
     pub fn new(status: u16, message: impl Into<String>) -> Self {
@@ -93,7 +110,12 @@ pub(super) enum Liveness {
     Down,
 }
 
-/// A TiKV store.
+/// The store label that tells a TiFlash store from a TiKV one.
+pub(super) const ENGINE_LABEL: &str = "engine";
+/// Its value on a TiFlash store.
+pub(super) const TIFLASH_ENGINE: &str = "tiflash";
+
+/// A TiKV or TiFlash store.
 #[derive(Clone, Debug)]
 pub(super) struct Store {
     pub id: u64,
@@ -121,6 +143,13 @@ pub(super) struct Store {
     pub data_lost: bool,
 }
 
+impl Store {
+    /// Whether it is a TiFlash store (`engine=tiflash`).
+    pub(super) fn is_tiflash(&self) -> bool {
+        self.labels.get(ENGINE_LABEL).map(String::as_str) == Some(TIFLASH_ENGINE)
+    }
+}
+
 /// A peer of a region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Peer {
@@ -134,6 +163,8 @@ pub(super) struct Region {
     pub id: u64,
     pub index: usize,
     pub peers: Vec<Peer>,
+    /// Learners on TiFlash stores ([`super::learners`]); never voters or leaders.
+    pub learners: Vec<Peer>,
     pub leader: Option<u64>,
     pub conf_ver: u64,
     pub version: u64,
@@ -146,6 +177,11 @@ pub(super) struct Region {
 impl Region {
     pub fn has_peer_on(&self, store: u64) -> bool {
         self.peers.iter().any(|p| p.store == store)
+    }
+
+    /// Whether a voter or a learner of it is on `store`.
+    pub fn has_replica_on(&self, store: u64) -> bool {
+        self.has_peer_on(store) || self.learners.iter().any(|p| p.store == store)
     }
 }
 
@@ -234,6 +270,10 @@ pub struct ClusterState {
     pub(super) faults: Faults,
     pub(super) events: EventLog,
     pub(super) tidb_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// The TiCDC captures and their tables.
+    pub(super) cdc: super::cdc::Captures,
+    /// PD's placement rules, as written.
+    pub(super) rules: super::rules::Rules,
 }
 
 impl ClusterState {
@@ -272,6 +312,8 @@ impl ClusterState {
             faults: Faults::default(),
             events: EventLog::default(),
             tidb_labels: BTreeMap::new(),
+            cdc: super::cdc::Captures::default(),
+            rules: super::rules::Rules::default(),
         }
     }
 
@@ -418,27 +460,29 @@ impl ClusterState {
                 uid: pod.uid.clone(),
             },
         );
-        let delayed = !self.settings.start_delay.is_zero() && pod.component != Component::Tidb;
+        let delayed = !self.settings.start_delay.is_zero()
+            && !matches!(pod.component, Component::Tidb | Component::Ticdc);
         if delayed {
             self.starting
                 .insert(pod.uid.clone(), (now.instant, pod.component));
         }
         match pod.component {
-            Component::Tikv if !delayed => self.tikv_started(pod, now),
+            Component::Tikv | Component::Tiflash if !delayed => self.tikv_started(pod, now),
             Component::Pd => self.admit_member(pod, now),
             Component::Tidb => {
                 // Only said: TiDB's status port answers the operator through the simulator's
                 // own URL, whatever name TiDB advertises.
                 self.reachable(pod, now);
             }
-            Component::Tikv => {}
+            Component::Ticdc => self.capture_started(pod, now),
+            Component::Tikv | Component::Tiflash => {}
         }
     }
 
     /// Whether every address the Pod's config advertises resolves to the Pod in this
     /// Kubernetes cluster's DNS (its domain is `cluster_domain`). One that does not is logged
     /// once (`address_unresolvable`), and the Pod serves no one: peers and PD cannot reach it.
-    fn reachable(&mut self, pod: &PodObservation, now: Now) -> bool {
+    pub(super) fn reachable(&mut self, pod: &PodObservation, now: Now) -> bool {
         let domain = pod
             .domain
             .clone()
@@ -480,7 +524,7 @@ impl ClusterState {
             .collect();
         for (uid, component) in ready {
             self.starting.remove(&uid);
-            if component == Component::Tikv
+            if matches!(component, Component::Tikv | Component::Tiflash)
                 && let Some(pod) = self
                     .pods
                     .values()
@@ -494,6 +538,11 @@ impl ClusterState {
 
     fn pod_stopped(&mut self, pod: &PodObservation, reason: StopReason, now: Now) {
         self.starting.remove(&pod.uid);
+        let leaders = matches!(pod.component, Component::Tikv | Component::Tiflash)
+            .then(|| self.store_by_instance.get(&pod.instance).copied())
+            .flatten()
+            .filter(|id| self.stores.get(id).is_some_and(|s| s.uid == pod.uid))
+            .map(|id| self.leader_counts().get(&id).copied().unwrap_or(0));
         self.log(
             now,
             EventKind::PodStopped {
@@ -502,9 +551,13 @@ impl ClusterState {
                 pod: pod.name.clone(),
                 uid: pod.uid.clone(),
                 reason,
+                leaders,
             },
         );
-        if pod.component == Component::Tikv
+        if pod.component == Component::Ticdc {
+            self.capture_stopped(pod, now);
+        }
+        if matches!(pod.component, Component::Tikv | Component::Tiflash)
             && let Some(id) = self.store_by_instance.get(&pod.instance).copied()
             && let Some(store) = self.stores.get_mut(&id)
             && store.uid == pod.uid
@@ -617,12 +670,27 @@ impl ClusterState {
         if !self.reachable(pod, now) {
             return;
         }
-        let address = pod.address("server.advertise-addr", "", pod.port("client", 20160));
-        let status_address = pod.address(
-            "server.advertise-status-addr",
-            "",
-            pod.port("status", 20180),
-        );
+        // A TiFlash store is known to PD by its proxy's addresses.
+        let tiflash = pod.component == Component::Tiflash;
+        let (address, status_address) = if tiflash {
+            (
+                pod.address("flash.proxy.advertise-addr", "", pod.port("proxy", 20170)),
+                pod.address(
+                    "flash.proxy.advertise-status-addr",
+                    "",
+                    pod.port("proxy-metrics", 20292),
+                ),
+            )
+        } else {
+            (
+                pod.address("server.advertise-addr", "", pod.port("client", 20160)),
+                pod.address(
+                    "server.advertise-status-addr",
+                    "",
+                    pod.port("status", 20180),
+                ),
+            )
+        };
         let version = pod.version().trim_start_matches('v').to_owned();
         let existing = self
             .store_by_instance
@@ -686,7 +754,12 @@ impl ClusterState {
                 address: address.clone(),
                 status_address,
                 version,
-                labels: BTreeMap::new(),
+                // TiFlash registers with `engine=tiflash`, the label PD tells it apart by.
+                labels: if tiflash {
+                    BTreeMap::from([(ENGINE_LABEL.to_owned(), TIFLASH_ENGINE.to_owned())])
+                } else {
+                    BTreeMap::new()
+                },
                 state: StoreState::Up,
                 pod_running: true,
                 stopped_at: None,
@@ -1177,7 +1250,7 @@ impl ClusterState {
         now: Now,
     ) -> Result<(), ApiError> {
         let op = format!("POST /store/{id}/label");
-        if labels.contains_key("engine") {
+        if labels.contains_key(ENGINE_LABEL) {
             let err = ApiError::new(400, "label key \"engine\" is reserved");
             return Err(self.reject(now, op, err));
         }

@@ -54,6 +54,10 @@ pub enum EventKind {
         uid: String,
         /// Why.
         reason: StopReason,
+        /// For a store's Pod: the Region leaders the store held as its process stopped (each
+        /// loses its leader until the Region elects another).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        leaders: Option<usize>,
     },
     /// A Pod disappeared from the API.
     PodDeleted {
@@ -245,6 +249,55 @@ pub enum EventKind {
         store: String,
         /// Down now (else Up).
         down: bool,
+    },
+    /// A TiCDC Pod runs: a new capture registered.
+    CaptureRegistered {
+        /// TiCDC instance.
+        instance: String,
+        /// Capture ID.
+        capture_id: String,
+        /// Advertised address.
+        address: String,
+    },
+    /// A capture became the owner on its own (the first capture, or the owner went away).
+    CaptureOwnerElected {
+        /// TiCDC instance of the new owner.
+        instance: String,
+        /// The owner before, if any.
+        previous: Option<String>,
+    },
+    /// `POST /api/v2/owner/resign` moved ownership.
+    CaptureOwnerResigned {
+        /// TiCDC instance of the owner before.
+        from: String,
+        /// TiCDC instance of the new owner.
+        to: String,
+    },
+    /// `PUT /api/v1/captures/drain` was accepted for a capture (logged once per capture).
+    CaptureDrainRequested {
+        /// TiCDC instance.
+        instance: String,
+        /// Capture ID.
+        capture_id: String,
+        /// Tables it held then.
+        tables: usize,
+    },
+    /// A drained capture handed over its last table.
+    CaptureDrained {
+        /// TiCDC instance.
+        instance: String,
+        /// Capture ID.
+        capture_id: String,
+    },
+    /// A capture stopped (its Pod stopped); `tables` it still held wait for the owner to place
+    /// them elsewhere: replication of those tables paused.
+    CaptureGone {
+        /// TiCDC instance.
+        instance: String,
+        /// Capture ID.
+        capture_id: String,
+        /// Tables it still held.
+        tables: usize,
     },
     /// A fault was cleared through the control API.
     FaultCleared {

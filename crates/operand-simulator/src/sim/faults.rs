@@ -83,6 +83,11 @@ pub enum Fault {
     /// A crash-looping TiKV: the store is forced Down (as under `store-down`) for the flap's
     /// down time, then Up for its up time, over and over, starting Down.
     StoreFlap(StoreRef),
+    /// A drained TiCDC capture (by instance) never hands over a table.
+    TicdcDrainStuck(String),
+    /// A TiCDC server (by instance) whose Pod runs but whose capture lost its session: gone
+    /// from TiCDC's view, its API unanswered, back as a capture once cleared.
+    TicdcDown(String),
 }
 
 impl Fault {
@@ -102,6 +107,8 @@ impl Fault {
             Self::NodeLost(_) => "node-lost",
             Self::SlowDrain(_) => "slow-drain",
             Self::StoreFlap(_) => "store-flap",
+            Self::TicdcDrainStuck(_) => "ticdc-drain-stuck",
+            Self::TicdcDown(_) => "ticdc-down",
         }
     }
 
@@ -112,7 +119,9 @@ impl Fault {
             Self::MemberUnhealthy(n)
             | Self::TidbUnhealthy(n)
             | Self::PdMemberDown(n)
-            | Self::NodeLost(n) => Some(n.clone()),
+            | Self::NodeLost(n)
+            | Self::TicdcDrainStuck(n)
+            | Self::TicdcDown(n) => Some(n.clone()),
             Self::StoreDown(s)
             | Self::DownPeers(s)
             | Self::LeadersNeverDrain(s)
@@ -143,6 +152,8 @@ impl Fault {
             "node-lost" => Self::NodeLost(need(target)?),
             "slow-drain" => Self::SlowDrain(StoreRef::parse(&need(target)?)),
             "store-flap" => Self::StoreFlap(StoreRef::parse(&need(target)?)),
+            "ticdc-drain-stuck" => Self::TicdcDrainStuck(need(target)?),
+            "ticdc-down" => Self::TicdcDown(need(target)?),
             "max-replicas" => {
                 // On clear the value does not matter; on set it must be a positive number.
                 let value = target.unwrap_or("0");
@@ -187,6 +198,10 @@ pub struct Faults {
     /// Crash-looping stores, with when the fault was set (their phase counts from it).
     #[serde(serialize_with = "keys_only")]
     pub flapping_stores: BTreeMap<StoreRef, Instant>,
+    /// TiCDC instances whose drained capture never hands over a table.
+    pub stuck_drains: BTreeSet<String>,
+    /// TiCDC instances whose capture lost its session while the Pod runs.
+    pub down_captures: BTreeSet<String>,
     /// The flapping stores in their down phase as of the last [`Faults::flap`].
     #[serde(skip)]
     flapped_down: BTreeSet<StoreRef>,
@@ -225,6 +240,8 @@ impl Faults {
                 }
                 new
             }
+            Fault::TicdcDrainStuck(n) => self.stuck_drains.insert(n.clone()),
+            Fault::TicdcDown(n) => self.down_captures.insert(n.clone()),
         }
     }
 
@@ -247,6 +264,8 @@ impl Faults {
                 self.flapped_down.remove(s);
                 self.flapping_stores.remove(s).is_some()
             }
+            Fault::TicdcDrainStuck(n) => self.stuck_drains.remove(n),
+            Fault::TicdcDown(n) => self.down_captures.remove(n),
         }
     }
 
@@ -298,6 +317,13 @@ impl Faults {
         );
         all.extend(self.slow_drain_stores.iter().cloned().map(Fault::SlowDrain));
         all.extend(self.flapping_stores.keys().cloned().map(Fault::StoreFlap));
+        all.extend(
+            self.stuck_drains
+                .iter()
+                .cloned()
+                .map(Fault::TicdcDrainStuck),
+        );
+        all.extend(self.down_captures.iter().cloned().map(Fault::TicdcDown));
         all.extend(
             self.moved_stores
                 .iter()

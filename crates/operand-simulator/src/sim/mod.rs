@@ -5,11 +5,14 @@
 //! Test tooling only: it models the PD, etcd and Raft rules the operator's safety depends on,
 //! not PD.
 
+mod cdc;
 mod cluster;
 mod config;
 mod events;
 mod faults;
+mod learners;
 mod placement;
+mod rules;
 mod safety;
 mod views;
 
@@ -18,6 +21,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use cdc::{CDC_TABLES, CaptureInfo, CaptureStatus, CaptureView, TABLES_MOVED_PER_TICK};
 pub use cluster::{
     ApiError, ClusterState, DEFAULT_SCHEDULERS, EVICT_LEADER, NOT_BOOTSTRAPPED, StoreState,
 };
@@ -106,6 +110,11 @@ pub enum Component {
     Tikv,
     /// TiDB.
     Tidb,
+    /// TiFlash: a store like TiKV's, labelled `engine=tiflash`, that holds no Region replicas
+    /// here (its learners are not simulated) and so is never a place for them.
+    Tiflash,
+    /// TiCDC: a capture of the cluster's changefeed (see `cdc`).
+    Ticdc,
 }
 
 impl Component {
@@ -115,6 +124,8 @@ impl Component {
             operator_api::keys::COMPONENT_PD => Some(Self::Pd),
             operator_api::keys::COMPONENT_TIKV => Some(Self::Tikv),
             operator_api::keys::COMPONENT_TIDB => Some(Self::Tidb),
+            operator_api::keys::COMPONENT_TIFLASH => Some(Self::Tiflash),
+            operator_api::keys::COMPONENT_TICDC => Some(Self::Ticdc),
             _ => None,
         }
     }
@@ -170,12 +181,18 @@ pub const JOIN_KEY: &str = "join";
 
 /// The config keys whose addresses the simulator takes from an operand's config file: what PD
 /// lists for a member (`advertise-client-urls`, `advertise-peer-urls`) and for a store
-/// (`server.advertise-addr`, `server.advertise-status-addr`), and TiDB's `advertise-address`.
+/// (`server.advertise-addr`, `server.advertise-status-addr`), TiDB's `advertise-address` and
+/// TiCDC's `advertise-addr`.
 pub fn advertised_keys(component: Component) -> &'static [&'static str] {
     match component {
         Component::Pd => &["advertise-client-urls", "advertise-peer-urls"],
         Component::Tikv => &["server.advertise-addr", "server.advertise-status-addr"],
         Component::Tidb => &["advertise-address"],
+        Component::Tiflash => &[
+            "flash.proxy.advertise-addr",
+            "flash.proxy.advertise-status-addr",
+        ],
+        Component::Ticdc => &["advertise-addr"],
     }
 }
 
@@ -185,23 +202,29 @@ pub fn advertised_in(config: &str) -> BTreeMap<String, String> {
     let Ok(table) = config.parse::<toml::Table>() else {
         return BTreeMap::new();
     };
-    [Component::Pd, Component::Tikv, Component::Tidb]
-        .iter()
-        .flat_map(|c| advertised_keys(*c).iter())
-        .chain(std::iter::once(&JOIN_KEY))
-        .filter_map(|key| {
-            let mut value = None::<&toml::Value>;
-            for (i, part) in key.split('.').enumerate() {
-                value = if i == 0 {
-                    table.get(part)
-                } else {
-                    value.and_then(|v| v.get(part))
-                };
-            }
-            let text = value?.as_str()?;
-            Some(((*key).to_owned(), text.to_owned()))
-        })
-        .collect()
+    [
+        Component::Pd,
+        Component::Tikv,
+        Component::Tidb,
+        Component::Tiflash,
+        Component::Ticdc,
+    ]
+    .iter()
+    .flat_map(|c| advertised_keys(*c).iter())
+    .chain(std::iter::once(&JOIN_KEY))
+    .filter_map(|key| {
+        let mut value = None::<&toml::Value>;
+        for (i, part) in key.split('.').enumerate() {
+            value = if i == 0 {
+                table.get(part)
+            } else {
+                value.and_then(|v| v.get(part))
+            };
+        }
+        let text = value?.as_str()?;
+        Some(((*key).to_owned(), text.to_owned()))
+    })
+    .collect()
 }
 
 /// `host` without `.svc.<domain>` or `.svc` at its end.

@@ -50,6 +50,7 @@ impl ClusterState {
         let budget = self.settings.moves_per_tick;
         self.evict_leaders(&classes, budget);
         let used = self.drain_offline(&classes, budget);
+        self.place_learners(&classes, budget);
         self.repair_replicas(&classes);
         if self.schedulers.contains("balance-region-scheduler") {
             self.balance_regions(&classes, budget.saturating_sub(used));
@@ -59,6 +60,8 @@ impl ClusterState {
         }
         self.tombstone_empty_offline(now);
         self.report_drained(now);
+        self.apply_capture_faults(now);
+        self.tick_captures(now);
         self.report_state_changes(now);
         self.record_safety(now);
     }
@@ -132,7 +135,9 @@ impl ClusterState {
                 let alive = s.state != StoreState::Tombstone
                     && !s.data_lost
                     && self.liveness(s, now) == Liveness::Alive;
-                let placeable = alive && s.state == StoreState::Up;
+                // TiFlash stores hold learners only (placed by `place_learners`): no voter or
+                // leader is ever placed on them.
+                let placeable = alive && s.state == StoreState::Up && !s.is_tiflash();
                 let leader_ok = placeable && !self.evict_leader.contains(&s.id);
                 let down = s.state == StoreState::Up && self.liveness(s, now) == Liveness::Down;
                 (
@@ -148,9 +153,9 @@ impl ClusterState {
             .collect()
     }
 
-    /// Regions per store.
+    /// Regions per store, learners included (as PD counts them).
     pub(super) fn region_counts(&self) -> BTreeMap<u64, usize> {
-        let mut counts = BTreeMap::new();
+        let mut counts = self.learner_counts();
         for region in &self.regions {
             for peer in &region.peers {
                 *counts.entry(peer.store).or_default() += 1;
@@ -201,6 +206,7 @@ impl ClusterState {
                 id,
                 index,
                 peers,
+                learners: Vec::new(),
                 leader,
                 conf_ver: replicas as u64,
                 version: 1,

@@ -7,6 +7,8 @@ use std::time::Duration;
 use super::*;
 use crate::clock::Now;
 
+mod learners;
+
 const NS: &str = "db";
 const CL: &str = "basic";
 
@@ -15,6 +17,8 @@ fn pod(component: Component, instance: &str, uid: &str) -> PodObservation {
         Component::Pd => (2379, 2380),
         Component::Tikv => (20160, 20180),
         Component::Tidb => (4000, 10080),
+        Component::Tiflash => (20170, 20292),
+        Component::Ticdc => (8300, 8301),
     };
     PodObservation {
         namespace: NS.to_owned(),
@@ -30,14 +34,15 @@ fn pod(component: Component, instance: &str, uid: &str) -> PodObservation {
         ports: BTreeMap::from([
             ("client".to_owned(), client),
             (
-                if component == Component::Tikv {
-                    "status"
-                } else {
-                    "peer"
+                match component {
+                    Component::Tikv => "status",
+                    Component::Tiflash => "proxy-metrics",
+                    _ => "peer",
                 }
                 .to_owned(),
                 peer,
             ),
+            ("proxy".to_owned(), client),
         ]),
         image: Some("pingcap/x:v8.5.1".to_owned()),
         node: Some(format!("node-{instance}")),
@@ -560,6 +565,43 @@ fn a_deleted_store_goes_offline_drains_and_becomes_tombstone() {
 }
 
 #[test]
+fn a_tiflash_store_registers_with_its_engine_label_holds_no_region_and_leaves_through_tombstone() {
+    let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c"]);
+    w.run(pod(Component::Tiflash, "flash-a", "uid-flash-a"));
+    w.ticks(20);
+    let flash = w.store(4);
+    assert_eq!(flash.store.state_name, "Up");
+    assert_eq!(flash.store.address, format!("flash-a.{CL}-peer.{NS}:20170"));
+    assert!(
+        flash
+            .store
+            .labels
+            .iter()
+            .any(|l| l.key == "engine" && l.value == "tiflash"),
+        "{:?}",
+        flash.store.labels
+    );
+    assert_eq!(flash.status.region_count, 0);
+    assert_eq!(flash.status.leader_count, 0);
+    // The operator cannot take the engine label away or set it.
+    let now = w.now;
+    let refused = w.c().set_store_labels(
+        4,
+        BTreeMap::from([("engine".to_owned(), "tikv".to_owned())]),
+        false,
+        now,
+    );
+    assert_eq!(refused.map_err(|e| e.status), Err(400));
+    assert!(w.c().delete_store(4, now).is_ok());
+    assert_eq!(w.store(4).store.state_name, "Offline");
+    w.tick();
+    assert_eq!(w.store(4).store.state_name, "Tombstone");
+    for id in 1..=3 {
+        assert_eq!(w.store(id).status.region_count, 30);
+    }
+}
+
+#[test]
 fn a_recreated_instance_after_tombstone_registers_a_new_store() {
     let mut w = basic_cluster(&["kv-a", "kv-b", "kv-c", "kv-d"]);
     let now = w.now;
@@ -934,6 +976,8 @@ fn events_are_ordered_and_pods_gone_from_a_resync_are_deleted() {
                 pod: "kv-c".into(),
                 uid: "uid-kv-c".into(),
                 reason: StopReason::Deleted,
+                // Deleted without a hand-over: its leaders are lost with it.
+                leaders: Some(10),
             },
             EventKind::PodDeleted {
                 component: Component::Tikv,
@@ -1367,6 +1411,10 @@ fn configured(component: Component, instance: &str, host: &str) -> (PodObservati
             "[server]\nadvertise-addr = \"{host}:20160\"\nadvertise-status-addr = \"{host}:20180\"\n"
         ),
         Component::Tidb => format!("advertise-address = \"{host}\"\n"),
+        Component::Tiflash => format!(
+            "[flash.proxy]\nadvertise-addr = \"{host}:20170\"\nadvertise-status-addr = \"{host}:20292\"\n"
+        ),
+        Component::Ticdc => format!("advertise-addr = \"{host}:8300\"\n"),
     };
     (p, config)
 }

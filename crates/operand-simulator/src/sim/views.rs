@@ -220,6 +220,16 @@ fn voter(id: u64, store_id: u64) -> MetaPeer {
     }
 }
 
+fn learner(id: u64, store_id: u64) -> MetaPeer {
+    MetaPeer {
+        id,
+        store_id,
+        role: 1,
+        role_name: "Learner".to_owned(),
+        is_learner: true,
+    }
+}
+
 impl ClusterState {
     fn member_json(m: &MemberView) -> Member {
         Member {
@@ -406,7 +416,7 @@ impl ClusterState {
     }
 
     fn counts_of(&self, id: u64) -> (usize, usize) {
-        let regions = self.regions.iter().filter(|r| r.has_peer_on(id)).count();
+        let regions = self.regions.iter().filter(|r| r.has_replica_on(id)).count();
         let leaders = self.regions.iter().filter(|r| r.leader == Some(id)).count();
         (regions, leaders)
     }
@@ -526,7 +536,12 @@ impl ClusterState {
                 conf_ver: region.conf_ver,
                 version: region.version,
             }),
-            peers: region.peers.iter().map(|p| voter(p.id, p.store)).collect(),
+            peers: region
+                .peers
+                .iter()
+                .map(|p| voter(p.id, p.store))
+                .chain(region.learners.iter().map(|p| learner(p.id, p.store)))
+                .collect(),
             leader,
             down_peers: self.down_peers(region, now),
             pending_peers: Vec::new(),
@@ -566,7 +581,7 @@ impl ClusterState {
     pub fn regions_check(&self, kind: &str, now: Now) -> Option<RegionsInfo> {
         let want = usize::try_from(self.max_replicas()).unwrap_or(usize::MAX);
         let offline = |r: &Region| {
-            r.peers.iter().any(|p| {
+            r.peers.iter().chain(&r.learners).any(|p| {
                 self.stores
                     .get(&p.store)
                     .is_some_and(|s| s.state == StoreState::Offline)
@@ -577,8 +592,10 @@ impl ClusterState {
             "miss-peer" => self.regions_where(now, |r, _| r.peers.len() < want),
             "extra-peer" => self.regions_where(now, |r, _| r.peers.len() > want),
             "offline-peer" => self.regions_where(now, |r, _| offline(r)),
-            "pending-peer" | "learner-peer" | "empty-region" | "oversized-region"
-            | "undersized-region" => self.regions_where(now, |_, _| false),
+            "learner-peer" => self.regions_where(now, |r, _| !r.learners.is_empty()),
+            "pending-peer" | "empty-region" | "oversized-region" | "undersized-region" => {
+                self.regions_where(now, |_, _| false)
+            }
             _ => return None,
         })
     }
@@ -586,8 +603,18 @@ impl ClusterState {
     /// A TiKV instance's status endpoint: `None` (503) unless its Pod runs and its store is not
     /// forced Down.
     pub fn tikv_status(&self, instance: &str) -> Option<TikvStatus> {
+        self.store_server_status(Component::Tikv, instance)
+    }
+
+    /// A TiFlash instance's status (its proxy's): as [`ClusterState::tikv_status`], its region
+    /// count counting learners.
+    pub fn tiflash_status(&self, instance: &str) -> Option<TikvStatus> {
+        self.store_server_status(Component::Tiflash, instance)
+    }
+
+    fn store_server_status(&self, component: Component, instance: &str) -> Option<TikvStatus> {
         let running = self.pods.values().any(|p| {
-            p.component == Component::Tikv
+            p.component == component
                 && p.instance == instance
                 && p.running
                 && !self.refused_pods.contains(&p.uid)
