@@ -105,8 +105,35 @@ options:
   etcdBinary: ${ETCD_BIN_DIR}/etcd
   kwokBinaryPrefix: ${KWOK_BIN_DIR}
   kwokControllerBinary: ${KWOK_BIN_DIR}/kwok
+  kubeAuditPolicy: ${AUDIT_POLICY}
 EOF
   write_stages >>"${file}"
+}
+
+# The API server's audit policy: the writes of the operator's controllers (the
+# ServiceAccounts in tidb-admin), at Metadata level, so a test can tell which
+# replica wrote what and when (logs/audit.log of the cluster). Events and
+# Leases are left out: they are many and say nothing about who acted.
+AUDIT_POLICY="${KWOK_WORKDIR}/audit-policy.yaml"
+write_audit_policy() {
+  cat >"${AUDIT_POLICY}" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: None
+  resources:
+  - group: ""
+    resources: ["events"]
+  - group: "events.k8s.io"
+    resources: ["events"]
+  - group: "coordination.k8s.io"
+    resources: ["leases"]
+- level: Metadata
+  userGroups: ["system:serviceaccounts:tidb-admin"]
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None
+EOF
 }
 
 # The directory of the kwok module the tools were built from (downloaded if
@@ -292,6 +319,14 @@ cmd_up() {
   ensure_tools
   mkdir -p "${KWOK_WORKDIR}"
 
+  # kwokctl keeps a cluster's first configuration: one created before the audit policy
+  # existed would never write its audit log, which tests read. Such a cluster is test state
+  # only: recreate it.
+  if cluster_exists && ! grep -q 'kubeAuditPolicy' "${CLUSTER_DIR}/kwok.yaml" 2>/dev/null; then
+    log "cluster ${NAME} was created without the audit policy; recreating it"
+    cmd_down
+  fi
+
   if cluster_exists && api_ready; then
     log "cluster ${NAME} is already running"
   else
@@ -308,6 +343,7 @@ cmd_up() {
     fi
     local config
     config="$(mktemp "${KWOK_WORKDIR}/kwokctl-${NAME}.XXXXXX.yaml")"
+    write_audit_policy
     write_kwokctl_config "${config}"
     # kwokctl picks each cluster's ports by probing for free ones; two
     # clusters created at the same moment can pick the same ports. Create one
@@ -379,15 +415,17 @@ cluster_pids() {
   done
 }
 
-# stop_processes PID...: SIGTERM, then SIGKILL whatever is still running
-# after 10s. Only pids that are still this cluster's processes are touched.
+# stop_processes PID...: SIGTERM, then SIGKILL whatever is still running after
+# 20s, then wait for the killed ones to be gone (a process that still holds its
+# port or its etcd data directory would make the next start fail). Only pids
+# that are still this cluster's processes are touched.
 stop_processes() {
-  local pid deadline
+  local pid deadline killed=0
   local -a alive
   for pid in "$@"; do
     if ours "${pid}"; then kill "${pid}" 2>/dev/null || true; fi
   done
-  deadline=$((SECONDS + 10))
+  deadline=$((SECONDS + 20))
   while :; do
     alive=()
     for pid in "$@"; do
@@ -395,9 +433,14 @@ stop_processes() {
     done
     ((${#alive[@]} == 0)) && return 0
     if ((SECONDS >= deadline)); then
-      log "killing processes that did not stop within 10s: ${alive[*]}"
+      if ((killed)); then
+        log "processes still running 10s after SIGKILL: ${alive[*]}"
+        return 1
+      fi
+      log "killing processes that did not stop within 20s: ${alive[*]}"
       kill -9 "${alive[@]}" 2>/dev/null || true
-      return 0
+      killed=1
+      deadline=$((SECONDS + 10))
     fi
     sleep 0.5
   done
