@@ -13,11 +13,12 @@
 #          steps 1 and 2 only, into DIR (the Containerfile's build stage uses this).
 #
 # The image's files: /cluster-controller, /pd-controller, /tikv-controller, /tidb-controller,
-# /backup-controller; /etc/passwd and /etc/group naming the user `nonroot` (65532), which the image
+# /backup-controller; /tidb-handover, which PD Pods install from this image for their preStop hook
+# (crates/handover); /etc/passwd and /etc/group naming the user `nonroot` (65532), which the image
 # runs as; /etc/nsswitch.conf; the CA certificates at /etc/ssl/certs/ca-certificates.crt. Nothing
 # is written at run time, so a read-only root filesystem works.
 # The kubectl plugin (crates/kubectl-tidb) is a client tool and is not in the image: only the
-# CONTROLLERS below are built and copied.
+# CONTROLLERS and TOOLS below are built and copied.
 #
 # Environment:
 #   IMAGE_REPOSITORY   name the archive records (default: the name in manifests/image)
@@ -25,6 +26,8 @@
 #   SOURCE_DATE_EPOCH  the build date the binaries and the image carry (default: the commit's time,
 #                      so building one commit twice gives the same binaries)
 #   TIDB_OPERATOR_GIT_COMMIT  the commit the binaries report (default: `git rev-parse HEAD`)
+#   IMAGE_PROFILE      the cargo profile of the binaries (default `release`, what is shipped);
+#                      the tests build `image-check` (Cargo.toml says how it differs)
 #   CARGO_TARGET_DIR   as for cargo
 #
 # On success it prints, on stdout, shell assignments a caller can eval:
@@ -36,6 +39,8 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${REPO_ROOT}"
 
 CONTROLLERS=(cluster-controller pd-controller tikv-controller tidb-controller backup-controller)
+# Binaries the operand Pods take from this image: package name, binary name.
+TOOLS=(handover:tidb-handover)
 # The user of distroless images, so volumes prepared for those fit this one.
 NONROOT=65532
 
@@ -65,25 +70,29 @@ case "${target}" in
   *) die "no image architecture for ${target}" ;;
 esac
 target_dir="${CARGO_TARGET_DIR:-${REPO_ROOT}/target}"
+profile="${IMAGE_PROFILE:-release}"
+# cargo's output directory of a profile: `dev` builds into debug/, every other profile by name.
+profile_dir="${profile/#dev/debug}"
 
 # Static binaries: glibc linked in (rustls does TLS, so nothing else is needed), so they run in an
 # image with no libraries. The explicit --target keeps the flag off build scripts and proc-macros.
 build_binaries() {
-  log "building ${CONTROLLERS[*]} ${version} (${commit:0:12}, ${build_date}) for ${target}"
-  local packages=()
+  log "building ${CONTROLLERS[*]} ${TOOLS[*]#*:} ${version} (${commit:0:12}, ${build_date}) for ${target}, profile ${profile}"
+  local packages=() t
   for c in "${CONTROLLERS[@]}"; do packages+=(-p "${c}"); done
+  for t in "${TOOLS[@]}"; do packages+=(-p "${t%%:*}"); done
   TIDB_OPERATOR_GIT_COMMIT="${commit}" TIDB_OPERATOR_BUILD_DATE="${build_date}" \
     RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-    cargo build --release --locked --target "${target}" --bins "${packages[@]}" >&2
+    cargo build --profile "${profile}" --locked --target "${target}" --bins "${packages[@]}" >&2
 }
 
 # The image's files, in $1 (emptied first).
 layout_rootfs() {
-  local root="$1" bin="${target_dir}/${target}/release" certs=/etc/ssl/certs/ca-certificates.crt
+  local root="$1" bin="${target_dir}/${target}/${profile_dir}" certs=/etc/ssl/certs/ca-certificates.crt
   [[ -f "${certs}" ]] || die "${certs} is missing (Debian/Ubuntu: apt-get install ca-certificates)"
   rm -rf "${root}"
   mkdir -p "${root}/etc/ssl/certs"
-  for c in "${CONTROLLERS[@]}"; do
+  for c in "${CONTROLLERS[@]}" "${TOOLS[@]#*:}"; do
     install -m 0755 "${bin}/${c}" "${root}/${c}"
   done
   install -m 0644 "${certs}" "${root}/etc/ssl/certs/ca-certificates.crt"
@@ -147,7 +156,7 @@ for layer in $(jq -r '.layers[].digest' "${manifest}"); do
   tar -xf "$(blob "${layer}")" -C "${unpacked}/rootfs"
 done
 rm -rf "${unpacked}/layout"
-for c in "${CONTROLLERS[@]}"; do
+for c in "${CONTROLLERS[@]}" "${TOOLS[@]#*:}"; do
   "${unpacked}/rootfs/${c}" --version >&2 || die "${c} from the image does not run"
 done
 log "image ${image}: $(du -h "${archive}" | cut -f1) compressed, binaries $(du -ch "${unpacked}"/rootfs/*-controller | tail -1 | cut -f1)"

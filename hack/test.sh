@@ -3,14 +3,18 @@
 #   1. builds the local control plane's tools once into the cache (hack/build-tools.sh) and puts
 #      them first on PATH, so the tests use the same kubectl everywhere;
 #   2. checks formatting, that manifests/crd and docs/api-reference.md match the code, and clippy;
-#   3. builds the operator image (hack/build-image.sh: static release binaries, an OCI image from
-#      scratch, unpacked again) unless SKIP_IMAGE=1, for the scenario that runs the image's binaries;
+#   3. builds the operator image (hack/build-image.sh: static binaries, an OCI image from scratch,
+#      unpacked again) unless SKIP_IMAGE=1, for the scenario that runs the image's binaries. It is
+#      built with the `image-check` profile (IMAGE_PROFILE): the release image's files, layout and
+#      static linking, without the optimisation that would make this step the run's longest;
 #   4. starts the local control plane `tidb-test` (removed again at the end unless KEEP_CLUSTER=1)
-#      and runs every test of the workspace, the API and end-to-end tests against it (the
-#      multi-cluster scenario starts a second one, `tidb-test-2`, removed at the end as well);
+#      and runs every test of the workspace, the API and end-to-end tests against it, several
+#      test binaries at once (hack/run-tests.sh; TEST_JOBS). The multi-cluster scenario starts a
+#      second control plane, `tidb-test-2`, and the control-plane restart scenario one of its own,
+#      `tidb-test-restart`; both are removed at the end as well;
 #   5. prints one closing line: "tests: N passed, N failed, N skipped".
 #
-# Usage: hack/test.sh [extra cargo test arguments]
+# Usage: hack/test.sh [cargo test arguments] [-- test binary arguments]
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,7 +47,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 if [[ "${SKIP_IMAGE:-0}" != 1 ]]; then
   step "the operator image"
-  image_env="$(hack/build-image.sh)"
+  image_env="$(IMAGE_PROFILE="${IMAGE_PROFILE:-image-check}" hack/build-image.sh)"
   eval "${image_env}"
   # Read by tests/e2e/image.rs: the unpacked image whose binaries it runs.
   export TIDB_OPERATOR_IMAGE_BUNDLE
@@ -60,6 +64,7 @@ cleanup() {
   if [[ "${KEEP_CLUSTER:-0}" != 1 ]]; then
     hack/local-cluster.sh down "${TESTKIT_CLUSTER}" >&2 || true
     hack/local-cluster.sh down "${TESTKIT_CLUSTER_2}" >/dev/null 2>&1 || true
+    hack/local-cluster.sh down "${TESTKIT_CLUSTER}-restart" >/dev/null 2>&1 || true
   fi
 }
 trap cleanup EXIT
@@ -70,7 +75,7 @@ step "tests"
 cargo build --workspace --bins --locked
 log="$(mktemp)"
 set +e
-cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "${log}"
+hack/run-tests.sh "$@" 2>&1 | tee "${log}"
 status=${PIPESTATUS[0]}
 set -e
 

@@ -60,7 +60,7 @@ fn data_volume() -> Value {
 
 fn group(kind: &str, name: &str, cluster: &str) -> Value {
     let mut template = json!({"version": "v8.5.2"});
-    if kind != "TiDBGroup" {
+    if kind != "TiDBGroup" && kind != "TiCDCGroup" {
         template["volumes"] = data_volume();
     }
     json!({
@@ -74,7 +74,7 @@ fn instance(kind: &str, name: &str) -> Value {
         "cluster": {"name": "c"}, "subdomain": "peer", "version": "v8.5.2",
         "topology": {"topology.kubernetes.io/zone": "zone-a"}
     });
-    if kind != "TiDB" {
+    if kind != "TiDB" && kind != "TiCDC" {
         spec["volumes"] = data_volume();
     }
     json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
@@ -850,14 +850,18 @@ type MakeObject = fn(&str) -> Value;
 
 fn name_length_cases() -> Vec<Parity> {
     let mut cases = Vec::new();
-    let objects: [(&str, usize, MakeObject); 7] = [
+    let objects: [(&str, usize, MakeObject); 11] = [
         ("Cluster", 37, cluster_obj),
         ("PDGroup", 40, |n| group("PDGroup", n, "c")),
         ("TiKVGroup", 40, |n| group("TiKVGroup", n, "c")),
         ("TiDBGroup", 40, |n| group("TiDBGroup", n, "c")),
+        ("TiFlashGroup", 40, |n| group("TiFlashGroup", n, "c")),
+        ("TiCDCGroup", 40, |n| group("TiCDCGroup", n, "c")),
         ("PD", 47, |n| instance("PD", n)),
         ("TiKV", 47, |n| instance("TiKV", n)),
         ("TiDB", 47, |n| instance("TiDB", n)),
+        ("TiFlash", 47, |n| instance("TiFlash", n)),
+        ("TiCDC", 47, |n| instance("TiCDC", n)),
     ];
     for (kind, limit, make) in objects {
         let fits = "a".repeat(limit);
@@ -883,6 +887,8 @@ fn min_ready_seconds_cases() -> Vec<Parity> {
         ("PDGroup", "mrs-pd"),
         ("TiKVGroup", "mrs-kv"),
         ("TiDBGroup", "mrs-db"),
+        ("TiFlashGroup", "mrs-fg"),
+        ("TiCDCGroup", "mrs-cg"),
     ] {
         let with_value = |suffix: &str, value: i64| {
             with(
@@ -1331,6 +1337,223 @@ fn tidb_cases() -> Vec<Parity> {
     ]
 }
 
+/// TiFlash carries TiKV's store rules (a data volume, store labels, `offline`); TiCDC needs no
+/// volume. The reference's basic example of each is accepted as written.
+fn tiflash_and_ticdc_cases() -> Vec<Parity> {
+    let labels = |name: &str, labels: Value| {
+        with(
+            group("TiFlashGroup", name, "c"),
+            "spec/template/spec/server",
+            json!({"labels": labels}),
+        )
+    };
+    let basic = load_manifests(&["tests/fixtures/reference"]).unwrap();
+    let example = |kind: &str| {
+        let mut value = basic
+            .iter()
+            .find(|m| m.kind() == kind && m.label().contains("basic-tiflash-ticdc"))
+            .unwrap()
+            .value
+            .clone();
+        value["metadata"]["name"] = json!(format!("basic-{}", kind.to_lowercase()));
+        value
+    };
+    // The example writes an empty proxy config; the fixture leaves it out (it round-trips away).
+    let tiflash_example = with(
+        example("TiFlashGroup"),
+        "spec/template/spec/proxyConfig",
+        json!(""),
+    );
+    vec![
+        accepted(
+            "tiflash",
+            "basic example TiFlashGroup",
+            tiflash_example,
+            None,
+        ),
+        accepted(
+            "ticdc",
+            "basic example TiCDCGroup",
+            example("TiCDCGroup"),
+            None,
+        ),
+        rejected(
+            "tiflash",
+            "a TiFlashGroup without a data volume",
+            with(
+                group("TiFlashGroup", "fg-no-data", "c"),
+                "spec/template/spec/volumes",
+                json!([{"name": "log", "mounts": [{"mountPath": "/log"}], "storage": "1Gi"}]),
+            ),
+            None,
+            "spec.template.spec",
+            "data volume must be configured",
+        ),
+        rejected(
+            "tiflash",
+            "a TiFlashGroup without volumes",
+            with(
+                group("TiFlashGroup", "fg-no-volumes", "c"),
+                "spec/template/spec/volumes",
+                json!(null),
+            ),
+            None,
+            "spec.template.spec.volumes",
+            "Required value",
+        ),
+        rejected(
+            "tiflash",
+            "a TiFlash instance without a data volume",
+            with(instance("TiFlash", "f-no-data"), "spec/volumes", json!([])),
+            None,
+            "spec",
+            "data volume must be configured",
+        ),
+        rejected(
+            "tiflash",
+            "a TiFlash store label the operator owns",
+            labels("fg-zone", json!({"zone": "a"})),
+            None,
+            "spec.template.spec.server.labels",
+            "labels cannot contain 'host', 'region', or 'zone' keys",
+        ),
+        rejected(
+            "tiflash",
+            "a TiFlash store label under the placement prefix",
+            labels("fg-k", json!({"k/x": "a"})),
+            None,
+            "spec.template.spec.server.labels",
+            "labels cannot contain keys with 'k/' or '$k/' prefix",
+        ),
+        accepted(
+            "tiflash",
+            "a TiFlash custom store label",
+            labels("fg-custom", json!({"disk": "ssd"})),
+            None,
+        ),
+        rejected(
+            "tiflash",
+            "a TiFlash overlay claim that is not a volume",
+            with(
+                group("TiFlashGroup", "fg-bad-claim", "c"),
+                "spec/template/spec/overlay",
+                json!({"volumeClaims": [{"name": "log", "volumeClaim": {"metadata": {"labels": {"a": "b"}}}}]}),
+            ),
+            None,
+            "spec.template.spec",
+            "overlay volumeClaims names must exist in volumes",
+        ),
+        accepted(
+            "tiflash",
+            "TiFlash marked offline",
+            instance("TiFlash", "f-offline"),
+            Some(json!({"spec": {"offline": true}})),
+        ),
+        rejected(
+            "tiflash",
+            "TiFlash replicas 2",
+            with(instance("TiFlash", "f-two"), "spec/replicas", json!(2)),
+            None,
+            "spec.replicas",
+            "should be less than or equal to 1",
+        ),
+        rejected(
+            "tiflash",
+            "a TiFlash topology changed",
+            instance("TiFlash", "f-topo"),
+            Some(json!({"spec": {"topology": {"topology.kubernetes.io/zone": "zone-b"}}})),
+            "spec.topology",
+            "topology is immutable",
+        ),
+        rejected(
+            "tiflash",
+            "a TiFlash subdomain changed",
+            instance("TiFlash", "f-subdomain"),
+            Some(json!({"spec": {"subdomain": "other"}})),
+            "spec.subdomain",
+            "subdomain is immutable",
+        ),
+        rejected(
+            "tiflash",
+            "a TiFlashGroup moved to another cluster",
+            group("TiFlashGroup", "fg-moved", "c"),
+            Some(json!({"spec": {"cluster": {"name": "other"}}})),
+            "spec.cluster.name",
+            "cluster name is immutable",
+        ),
+        rejected(
+            "tiflash",
+            "negative TiFlash replicas",
+            with(
+                group("TiFlashGroup", "fg-negative", "c"),
+                "spec/replicas",
+                json!(-1),
+            ),
+            None,
+            "spec.replicas",
+            "spec.replicas in body should be greater than or equal to 0",
+        ),
+        accepted(
+            "ticdc",
+            "a TiCDCGroup without volumes",
+            group("TiCDCGroup", "cg-no-volumes", "c"),
+            None,
+        ),
+        rejected(
+            "ticdc",
+            "a TiCDC overlay claim that is not a volume",
+            with(
+                group("TiCDCGroup", "cg-bad-claim", "c"),
+                "spec/template/spec/overlay",
+                json!({"volumeClaims": [{"name": "sort", "volumeClaim": {"metadata": {"labels": {"a": "b"}}}}]}),
+            ),
+            None,
+            "spec.template.spec",
+            "overlay volumeClaims names must exist in volumes",
+        ),
+        rejected(
+            "ticdc",
+            "a TiCDC overlay pod label under pingcap.com/",
+            with(
+                group("TiCDCGroup", "cg-bad-label", "c"),
+                "spec/template/spec/overlay",
+                json!({"pod": {"metadata": {"labels": {"pingcap.com/component": "x"}}}}),
+            ),
+            None,
+            "spec.template.spec.overlay.pod.metadata",
+            "cannot overlay pod labels starting with 'pingcap.com/'",
+        ),
+        rejected(
+            "ticdc",
+            "a TiCDC topology removed",
+            instance("TiCDC", "c-topo-removed"),
+            Some(json!({"spec": {"topology": null}})),
+            "spec.topology",
+            "topology can only be set when creating",
+        ),
+        rejected(
+            "ticdc",
+            "TiCDC replicas 0",
+            with(instance("TiCDC", "c-zero"), "spec/replicas", json!(0)),
+            None,
+            "spec.replicas",
+            "should be greater than or equal to 1",
+        ),
+        rejected(
+            "ticdc",
+            "a TiCDC version that is not semantic",
+            with(
+                group("TiCDCGroup", "cg-version", "c"),
+                "spec/template/spec/version",
+                json!("8.5"),
+            ),
+            None,
+            "spec.template.spec.version",
+            "spec.template.spec.version in body should match",
+        ),
+    ]
+}
+
 fn instance_and_pd_cases() -> Vec<Parity> {
     let replicas = |kind: &str, name: &str, value: i64| {
         with(instance(kind, name), "spec/replicas", json!(value))
@@ -1511,6 +1734,7 @@ async fn manifests_are_accepted_exactly_when_the_reference_accepts_them() {
         cluster_cases(),
         server_label_cases(),
         tidb_cases(),
+        tiflash_and_ticdc_cases(),
         instance_and_pd_cases(),
         backup_cases(),
         compact_backup_cases(),

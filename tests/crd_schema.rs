@@ -84,9 +84,15 @@ fn printer_columns(kind: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-const GROUPS: [&str; 3] = ["PDGroup", "TiKVGroup", "TiDBGroup"];
-const INSTANCES: [&str; 3] = ["PD", "TiKV", "TiDB"];
-const CORE: [&str; 7] = [
+const GROUPS: [&str; 5] = [
+    "PDGroup",
+    "TiKVGroup",
+    "TiDBGroup",
+    "TiFlashGroup",
+    "TiCDCGroup",
+];
+const INSTANCES: [&str; 5] = ["PD", "TiKV", "TiDB", "TiFlash", "TiCDC"];
+const CORE: [&str; 11] = [
     "Cluster",
     "PDGroup",
     "PD",
@@ -94,6 +100,10 @@ const CORE: [&str; 7] = [
     "TiKV",
     "TiDBGroup",
     "TiDB",
+    "TiFlashGroup",
+    "TiFlash",
+    "TiCDCGroup",
+    "TiCDC",
 ];
 
 #[test]
@@ -106,6 +116,10 @@ fn names_short_names_and_categories_match_the_reference() {
         ("TiKV", "tikvs", vec![], vec!["instance"]),
         ("TiDBGroup", "tidbgroups", vec!["dbg"], vec!["group"]),
         ("TiDB", "tidbs", vec![], vec!["instance"]),
+        ("TiFlashGroup", "tiflashgroups", vec!["fg"], vec!["group"]),
+        ("TiFlash", "tiflashes", vec![], vec!["instance"]),
+        ("TiCDCGroup", "ticdcgroups", vec!["cg"], vec!["group"]),
+        ("TiCDC", "ticdcs", vec![], vec!["instance"]),
     ];
     for (kind, plural, short, categories) in expected {
         let crd = crd(kind);
@@ -184,7 +198,13 @@ fn printer_columns_match_the_reference() {
     ];
     for kind in GROUPS {
         let names: Vec<_> = printer_columns(kind).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, group_columns, "{kind}");
+        // The reference's TiCDCGroup has no Synced column.
+        let expected: Vec<_> = group_columns
+            .iter()
+            .filter(|c| kind != "TiCDCGroup" || **c != "Synced")
+            .copied()
+            .collect();
+        assert_eq!(names, expected, "{kind}");
     }
     let names = |kind| {
         printer_columns(kind)
@@ -205,7 +225,9 @@ fn printer_columns_match_the_reference() {
             "Age"
         ]
     );
+    assert_eq!(names("TiFlash"), names("TiKV"));
     assert_eq!(names("TiDB"), ["Cluster", "Synced", "Ready", "Age"]);
+    assert_eq!(names("TiCDC"), ["Cluster", "Synced", "Ready", "Age"]);
     assert_eq!(
         names("Cluster"),
         [
@@ -237,9 +259,13 @@ fn every_kind_limits_its_name_length_as_the_reference_does() {
         ("PDGroup", 40),
         ("TiKVGroup", 40),
         ("TiDBGroup", 40),
+        ("TiFlashGroup", 40),
+        ("TiCDCGroup", 40),
         ("PD", 47),
         ("TiKV", 47),
         ("TiDB", 47),
+        ("TiFlash", 47),
+        ("TiCDC", 47),
     ];
     for (kind, limit) in limits {
         let rules = rule_messages(&schema(kind), "");
@@ -388,6 +414,30 @@ fn cel_rules_sit_where_the_reference_has_them() {
                 (".spec.template.spec.volumes[]", &[VAC, NO_SHRINK]),
             ],
         ),
+        (
+            "TiFlashGroup",
+            vec![
+                ("", &["name must not exceed 40 characters"]),
+                (".spec.cluster.name", &[CLUSTER_NAME]),
+                (".spec.template.spec", &[OVERLAY_CLAIMS, DATA_VOLUME]),
+                (".spec.template.spec.overlay.pod.metadata", &[POD_LABELS]),
+                (
+                    ".spec.template.spec.server.labels",
+                    &[SERVER_LABELS, PLACEMENT_LABELS],
+                ),
+                (".spec.template.spec.volumes[]", &[VAC, NO_SHRINK]),
+            ],
+        ),
+        (
+            "TiCDCGroup",
+            vec![
+                ("", &["name must not exceed 40 characters"]),
+                (".spec.cluster.name", &[CLUSTER_NAME]),
+                (".spec.template.spec", &[OVERLAY_CLAIMS]),
+                (".spec.template.spec.overlay.pod.metadata", &[POD_LABELS]),
+                (".spec.template.spec.volumes[]", &[VAC, NO_SHRINK]),
+            ],
+        ),
     ];
     let instance = |kind: &str, spec: &'static [&'static str], extra: Rules| {
         let mut entries: Rules = vec![
@@ -436,6 +486,20 @@ fn cel_rules_sit_where_the_reference_has_them() {
                 (".spec.server.labels", &[SERVER_LABELS]),
             ],
         ),
+        instance(
+            "TiFlash",
+            &[
+                OVERLAY_CLAIMS,
+                "topology can only be set when creating",
+                DATA_VOLUME,
+            ],
+            vec![(".spec.server.labels", &[SERVER_LABELS, PLACEMENT_LABELS])],
+        ),
+        instance(
+            "TiCDC",
+            &[OVERLAY_CLAIMS, "topology can only be set when creating"],
+            vec![],
+        ),
     ];
     let mut failures = Vec::new();
     let all = cases
@@ -477,7 +541,7 @@ fn bounds_defaults_and_required_fields_match_the_reference() {
             .unwrap();
         assert!(mount.get("required").is_none(), "{kind}: {mount}");
     }
-    for kind in ["PDGroup", "TiKVGroup"] {
+    for kind in ["PDGroup", "TiKVGroup", "TiFlashGroup"] {
         let required = schema(kind)
             .pointer(&format!("{TEMPLATE_SPEC}/required"))
             .cloned()
@@ -488,6 +552,19 @@ fn bounds_defaults_and_required_fields_match_the_reference() {
             "{kind}"
         );
     }
+    let ticdc = schema("TiCDCGroup");
+    assert_eq!(
+        ticdc.pointer(&format!("{TEMPLATE_SPEC}/required")),
+        Some(&serde_json::json!(["version"]))
+    );
+    assert_eq!(
+        schema("TiCDC").pointer("/properties/status/required"),
+        Some(&serde_json::json!(["id", "isOwner"]))
+    );
+    assert_eq!(
+        schema("TiFlashGroup").pointer(&format!("{}/maxItems", at(TEMPLATE_SPEC, &["volumes"]))),
+        Some(&Value::from(256))
+    );
     let tidb = schema("TiDBGroup");
     assert_eq!(
         tidb.pointer(&format!("{}/minimum", at(SPEC, &["maxSurge"]))),
@@ -594,13 +671,15 @@ fn group_rules() {
             Value::from(operator_api::schema::VERSION_PATTERN)
         );
     }
-    for kind in ["PDGroup", "TiKVGroup"] {
+    for kind in ["PDGroup", "TiKVGroup", "TiFlashGroup"] {
         assert_rules(kind, TEMPLATE_SPEC, &["data volume must be configured"]);
     }
-    assert!(
-        !rule_messages(&schema("TiDBGroup"), TEMPLATE_SPEC)
-            .contains("data volume must be configured")
-    );
+    for kind in ["TiDBGroup", "TiCDCGroup"] {
+        assert!(
+            !rule_messages(&schema(kind), TEMPLATE_SPEC).contains("data volume must be configured"),
+            "{kind}"
+        );
+    }
     assert_rules(
         "PDGroup",
         SPEC,
@@ -648,7 +727,7 @@ fn instance_rules() {
             Some(&Value::from(1))
         );
     }
-    for kind in ["PD", "TiKV"] {
+    for kind in ["PD", "TiKV", "TiFlash"] {
         assert_rules(kind, SPEC, &["data volume must be configured"]);
     }
 }

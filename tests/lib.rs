@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub mod audit;
+
 /// `spec.minReadySeconds` of the groups of scenarios whose subject it is not: every step of a
 /// roll still waits for it, but not the defaults (PD and TiKV 5 s, TiDB 10 s) that would add
 /// minutes to the suite.
@@ -159,6 +161,10 @@ pub fn api_resource(kind: &str) -> Option<kube::core::ApiResource> {
         "TiKV" => ApiResource::erase::<core::TiKV>(&()),
         "TiDBGroup" => ApiResource::erase::<core::TiDBGroup>(&()),
         "TiDB" => ApiResource::erase::<core::TiDB>(&()),
+        "TiFlashGroup" => ApiResource::erase::<core::TiFlashGroup>(&()),
+        "TiFlash" => ApiResource::erase::<core::TiFlash>(&()),
+        "TiCDCGroup" => ApiResource::erase::<core::TiCDCGroup>(&()),
+        "TiCDC" => ApiResource::erase::<core::TiCDC>(&()),
         "Backup" => ApiResource::erase::<br::Backup>(&()),
         "Restore" => ApiResource::erase::<br::Restore>(&()),
         "BackupSchedule" => ApiResource::erase::<br::BackupSchedule>(&()),
@@ -215,6 +221,9 @@ pub async fn http_send(
     }
 }
 
+/// The finalizer by which the simulator holds a deleted Pod while its preStop hook runs.
+pub const PRE_STOP_FINALIZER: &str = "simulator.pingcap.com/pre-stop";
+
 /// The operand simulator, scoped to one test namespace, as a child process.
 pub struct Simulator {
     process: testkit::ControllerProcess,
@@ -228,42 +237,43 @@ impl Simulator {
         cluster: &testkit::LocalCluster,
         namespace: &str,
     ) -> Result<Simulator, String> {
-        let dir = std::env::temp_dir();
-        let address_file = dir.join(format!("{namespace}.simulator.address"));
-        let _ = std::fs::remove_file(&address_file);
-        let address_arg = format!("--address-file={}", address_file.display());
-        let namespace_arg = format!("--namespace={namespace}");
-        let mut args = vec!["--listen=127.0.0.1:0", address_arg.as_str(), "--tick=200ms"];
-        // An empty namespace means every namespace.
-        if !namespace.is_empty() {
-            args.push(namespace_arg.as_str());
-        }
-        let process = testkit::ControllerProcess::start(
-            "operand-simulator",
-            &format!("{namespace}.simulator"),
-            cluster.kubeconfig(),
-            &args,
-            &dir,
-        )
-        .map_err(|e| e.to_string())?;
-        for _ in 0..100 {
-            if let Ok(address) = std::fs::read_to_string(&address_file)
-                && !address.trim().is_empty()
-            {
-                let address = address.trim();
-                let url = if address.starts_with("http") {
-                    address.to_string()
-                } else {
-                    format!("http://{address}")
-                };
-                return Ok(Simulator { process, url });
+        Self::start_with(cluster, namespace, "200ms", &[]).await
+    }
+
+    /// Stops the simulator, then takes its pre-stop finalizer off every Pod of `namespace`, so
+    /// that nothing it held stays behind (a simulator started with `--pre-stop-binary` holds
+    /// the Pods whose preStop hook it runs).
+    pub async fn stop_releasing_pods(
+        mut self,
+        client: &kube::Client,
+        namespace: &str,
+    ) -> Result<(), String> {
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::{ListParams, Patch, PatchParams};
+        self.process.kill();
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), namespace);
+        let list = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        for pod in list.items {
+            let Some(name) = pod.metadata.name.clone() else {
+                continue;
+            };
+            let finalizers = pod.metadata.finalizers.unwrap_or_default();
+            if !finalizers.iter().any(|f| f == PRE_STOP_FINALIZER) {
+                continue;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let rest: Vec<&String> = finalizers
+                .iter()
+                .filter(|f| *f != PRE_STOP_FINALIZER)
+                .collect();
+            let patch = serde_json::json!({"metadata": {"finalizers": rest}});
+            pods.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| format!("releasing Pod {name}: {e}"))?;
         }
-        Err(format!(
-            "the simulator did not report its address:\n{}",
-            process.output()
-        ))
+        Ok(())
     }
 
     /// The endpoint overrides that send a controller's PD, TiKV and TiDB calls here.
@@ -279,6 +289,10 @@ impl Simulator {
             ),
             format!(
                 "--endpoint-override=tidb={}/clusters/{{namespace}}/{{cluster}}/tidb/{{instance}}",
+                self.url
+            ),
+            format!(
+                "--endpoint-override=ticdc={}/clusters/{{namespace}}/{{cluster}}/ticdc/{{instance}}",
                 self.url
             ),
             // The PD a joining Cluster names, by host: the simulator resolves it as DNS across
@@ -844,7 +858,7 @@ impl Simulator {
 pub struct TlsSimulator {
     /// The simulator; its control API stays plain HTTP.
     pub simulator: Simulator,
-    /// `https://ADDR` of the TLS listener of each component (`pd`, `tikv`, `tidb`).
+    /// `https://ADDR` of the TLS listener of each component (`pd`, `tikv`, `tidb`, `ticdc`).
     pub urls: std::collections::BTreeMap<String, String>,
 }
 
@@ -865,7 +879,7 @@ impl TlsSimulator {
                     .filter_map(|l| l.split_once('='))
                     .map(|(c, a)| (c.to_string(), format!("https://{a}")))
                     .collect();
-                if urls.len() == 3 {
+                if urls.len() == 4 {
                     return Ok(TlsSimulator { simulator, urls });
                 }
             }
@@ -877,8 +891,8 @@ impl TlsSimulator {
         ))
     }
 
-    /// The endpoint overrides that send a controller's PD, TiKV and TiDB calls to the TLS
-    /// listeners.
+    /// The endpoint overrides that send a controller's PD, TiKV, TiDB and TiCDC calls to the
+    /// TLS listeners.
     pub fn overrides(&self) -> Vec<String> {
         let url = |c: &str| self.urls.get(c).cloned().unwrap_or_default();
         vec![
@@ -893,6 +907,10 @@ impl TlsSimulator {
             format!(
                 "--endpoint-override=tidb={}/clusters/{{namespace}}/{{cluster}}/tidb/{{instance}}",
                 url("tidb")
+            ),
+            format!(
+                "--endpoint-override=ticdc={}/clusters/{{namespace}}/{{cluster}}/ticdc/{{instance}}",
+                url("ticdc")
             ),
         ]
     }
@@ -910,6 +928,55 @@ pub fn event_seq(event: &serde_json::Value) -> u64 {
         .get("seq")
         .and_then(serde_json::Value::as_u64)
         .unwrap_or_default()
+}
+
+/// Checks, from the simulator's events after `start`, that an operation replaced every Pod of
+/// `before` (their UIDs) exactly once: no Pod of `components` deleted twice, none created during
+/// the operation deleted again, none of `before` left running.
+pub fn replaced_exactly_once(
+    events: &[serde_json::Value],
+    start: u64,
+    before: &std::collections::BTreeSet<String>,
+    components: &[&str],
+) -> Result<(), String> {
+    let mut deleted: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for component in components {
+        for event in events_of(events, "pod_deleted", &[("component", component)]) {
+            if event_seq(event) > start {
+                let uid = event.get("uid").and_then(serde_json::Value::as_str);
+                *deleted.entry(uid.unwrap_or_default()).or_default() += 1;
+            }
+        }
+    }
+    let twice: Vec<&str> = deleted
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(u, _)| *u)
+        .collect();
+    if !twice.is_empty() {
+        return Err(format!("Pods deleted more than once: {twice:?}"));
+    }
+    let again: Vec<&str> = deleted
+        .keys()
+        .copied()
+        .filter(|u| !before.contains(*u))
+        .collect();
+    if !again.is_empty() {
+        return Err(format!("Pods of the operation restarted again: {again:?}"));
+    }
+    let left: Vec<&String> = before
+        .iter()
+        .filter(|u| !deleted.contains_key(u.as_str()))
+        .collect();
+    if !left.is_empty() {
+        return Err(format!("Pods never replaced: {left:?}"));
+    }
+    Ok(())
+}
+
+/// The `seq` of the last of the simulator's `events` (0 when there is none).
+pub fn last_seq(events: &[serde_json::Value]) -> u64 {
+    events.iter().map(event_seq).max().unwrap_or_default()
 }
 
 /// The simulator events of `kind` whose fields include every `(key, value)` given (values

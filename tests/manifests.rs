@@ -101,7 +101,13 @@ const CONTROLLERS: &[Controller] = &[
             // Feature gates written into groups (patch); groups deleted in order with their Cluster.
             grant(
                 CORE,
-                &["pdgroups", "tikvgroups", "tidbgroups"],
+                &[
+                    "pdgroups",
+                    "tikvgroups",
+                    "tidbgroups",
+                    "tiflashgroups",
+                    "ticdcgroups",
+                ],
                 &[R, &["patch", "delete"]],
             ),
             // Aggregated into the Cluster's status.
@@ -140,12 +146,20 @@ const CONTROLLERS: &[Controller] = &[
     Controller {
         name: "tikv-controller",
         cluster_wide: &[
-            grant(CORE, &["tikvgroups"], &[R, &["update", "patch"]]),
-            grant(CORE, &["tikvgroups/status"], &[S]),
-            grant(CORE, &["tikvgroups/finalizers"], &[F]),
-            grant(CORE, &["tikvs"], &[R, W]),
-            grant(CORE, &["tikvs/status"], &[S]),
-            grant(CORE, &["tikvs/finalizers"], &[F]),
+            grant(
+                CORE,
+                &["tikvgroups", "tiflashgroups"],
+                &[R, &["update", "patch"]],
+            ),
+            grant(CORE, &["tikvgroups/status", "tiflashgroups/status"], &[S]),
+            grant(
+                CORE,
+                &["tikvgroups/finalizers", "tiflashgroups/finalizers"],
+                &[F],
+            ),
+            grant(CORE, &["tikvs", "tiflashes"], &[R, W]),
+            grant(CORE, &["tikvs/status", "tiflashes/status"], &[S]),
+            grant(CORE, &["tikvs/finalizers", "tiflashes/finalizers"], &[F]),
             grant(CORE, &["clusters", "pdgroups"], &[R]),
             grant(
                 K8S,
@@ -167,12 +181,20 @@ const CONTROLLERS: &[Controller] = &[
     Controller {
         name: "tidb-controller",
         cluster_wide: &[
-            grant(CORE, &["tidbgroups"], &[R, &["update", "patch"]]),
-            grant(CORE, &["tidbgroups/status"], &[S]),
-            grant(CORE, &["tidbgroups/finalizers"], &[F]),
-            grant(CORE, &["tidbs"], &[R, W]),
-            grant(CORE, &["tidbs/status"], &[S]),
-            grant(CORE, &["tidbs/finalizers"], &[F]),
+            grant(
+                CORE,
+                &["tidbgroups", "ticdcgroups"],
+                &[R, &["update", "patch"]],
+            ),
+            grant(CORE, &["tidbgroups/status", "ticdcgroups/status"], &[S]),
+            grant(
+                CORE,
+                &["tidbgroups/finalizers", "ticdcgroups/finalizers"],
+                &[F],
+            ),
+            grant(CORE, &["tidbs", "ticdcs"], &[R, W]),
+            grant(CORE, &["tidbs/status", "ticdcs/status"], &[S]),
+            grant(CORE, &["tidbs/finalizers", "ticdcs/finalizers"], &[F]),
             grant(CORE, &["clusters", "pdgroups", "tikvgroups"], &[R]),
             grant(
                 K8S,

@@ -18,7 +18,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use operator_api::core::{PD_PORT_NAME_CLIENT, TIDB_PORT_NAME_STATUS, TIKV_PORT_NAME_STATUS};
+use operator_api::core::{
+    PD_PORT_NAME_CLIENT, TICDC_PORT_NAME, TIDB_PORT_NAME_STATUS, TIFLASH_PORT_NAME_METRICS,
+    TIFLASH_PORT_NAME_PROXY_STATUS, TIKV_PORT_NAME_STATUS,
+};
 use operator_api::keys;
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -139,10 +142,15 @@ fn alert_names(rule: &Value) -> BTreeSet<String> {
 fn the_component_adds_a_pod_monitor_per_operand_the_rules_and_the_dashboard() {
     let objects = install_with_monitoring();
     let monitors = of_kind(&objects, "PodMonitor");
-    for (component, port) in [
-        (keys::COMPONENT_PD, PD_PORT_NAME_CLIENT),
-        (keys::COMPONENT_TIKV, TIKV_PORT_NAME_STATUS),
-        (keys::COMPONENT_TIDB, TIDB_PORT_NAME_STATUS),
+    for (component, ports) in [
+        (keys::COMPONENT_PD, &[PD_PORT_NAME_CLIENT][..]),
+        (keys::COMPONENT_TIKV, &[TIKV_PORT_NAME_STATUS]),
+        (keys::COMPONENT_TIDB, &[TIDB_PORT_NAME_STATUS]),
+        (
+            keys::COMPONENT_TIFLASH,
+            &[TIFLASH_PORT_NAME_METRICS, TIFLASH_PORT_NAME_PROXY_STATUS],
+        ),
+        (keys::COMPONENT_TICDC, &[TICDC_PORT_NAME]),
     ] {
         let monitor = monitors
             .iter()
@@ -156,31 +164,36 @@ fn the_component_adds_a_pod_monitor_per_operand_the_rules_and_the_dashboard() {
             "{component}"
         );
         let endpoints = spec["podMetricsEndpoints"].as_array().unwrap();
-        assert_eq!(endpoints.len(), 1, "{component}");
-        assert_eq!(endpoints[0]["port"], port, "{component}");
-        assert_eq!(endpoints[0]["path"], "/metrics", "{component}");
-        let relabelings = endpoints[0]["relabelings"].as_array().unwrap();
-        let target = |label: &str| {
-            relabelings
-                .iter()
-                .find(|r| r["targetLabel"] == label)
-                .unwrap_or_else(|| panic!("{component}: no relabeling sets {label}"))
-        };
-        let cluster = target("tidb_cluster");
-        assert_eq!(
-            cluster["sourceLabels"],
-            serde_json::json!([
-                "__meta_kubernetes_namespace",
-                "__meta_kubernetes_pod_label_pingcap_com_cluster"
-            ]),
-            "{component}: tidb_cluster is <namespace>-<cluster>"
-        );
-        assert_eq!(cluster["separator"], "-");
-        assert!(target("k8s_cluster")["replacement"].is_string());
-        assert_eq!(
-            target("component")["sourceLabels"][0],
-            "__meta_kubernetes_pod_label_pingcap_com_component"
-        );
+        let named: Vec<&str> = endpoints
+            .iter()
+            .filter_map(|e| e["port"].as_str())
+            .collect();
+        assert_eq!(named, ports, "{component}");
+        for endpoint in endpoints {
+            assert_eq!(endpoint["path"], "/metrics", "{component}");
+            let relabelings = endpoint["relabelings"].as_array().unwrap();
+            let target = |label: &str| {
+                relabelings
+                    .iter()
+                    .find(|r| r["targetLabel"] == label)
+                    .unwrap_or_else(|| panic!("{component}: no relabeling sets {label}"))
+            };
+            let cluster = target("tidb_cluster");
+            assert_eq!(
+                cluster["sourceLabels"],
+                serde_json::json!([
+                    "__meta_kubernetes_namespace",
+                    "__meta_kubernetes_pod_label_pingcap_com_cluster"
+                ]),
+                "{component}: tidb_cluster is <namespace>-<cluster>"
+            );
+            assert_eq!(cluster["separator"], "-");
+            assert!(target("k8s_cluster")["replacement"].is_string());
+            assert_eq!(
+                target("component")["sourceLabels"][0],
+                "__meta_kubernetes_pod_label_pingcap_com_component"
+            );
+        }
     }
     // The pod label the relabelings read is the operator's cluster label.
     assert_eq!(keys::LABEL_CLUSTER, "pingcap.com/cluster");

@@ -23,6 +23,10 @@ fn round_trip_by_kind(manifest: &Manifest) -> Result<Value, String> {
         "TiKV" => round_trip::<core::TiKV>(manifest),
         "TiDBGroup" => round_trip::<core::TiDBGroup>(manifest),
         "TiDB" => round_trip::<core::TiDB>(manifest),
+        "TiFlashGroup" => round_trip::<core::TiFlashGroup>(manifest),
+        "TiFlash" => round_trip::<core::TiFlash>(manifest),
+        "TiCDCGroup" => round_trip::<core::TiCDCGroup>(manifest),
+        "TiCDC" => round_trip::<core::TiCDC>(manifest),
         "Backup" => round_trip::<br::Backup>(manifest),
         "Restore" => round_trip::<br::Restore>(manifest),
         "BackupSchedule" => round_trip::<br::BackupSchedule>(manifest),
@@ -93,6 +97,10 @@ fn every_fixture_and_example_round_trips() {
         "TiKV",
         "TiDBGroup",
         "TiDB",
+        "TiFlashGroup",
+        "TiFlash",
+        "TiCDCGroup",
+        "TiCDC",
     ] {
         assert!(kinds.contains(kind), "no fixture of kind {kind}");
     }

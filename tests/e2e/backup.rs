@@ -94,10 +94,15 @@ impl Scene {
 
     /// A Cluster with a PD URL in its status, and an inert TiKVGroup on v8.5.2.
     async fn create_target(&self, name: &str) {
+        self.create_target_with(name, json!({})).await;
+    }
+
+    /// [`Scene::create_target`] with the Cluster's `spec`.
+    async fn create_target_with(&self, name: &str, spec: Value) {
         let clusters = Api::<Cluster>::namespaced(self.client.clone(), self.n());
         let cluster: Cluster = serde_json::from_value(json!({
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
-            "metadata": {"name": name}, "spec": {}
+            "metadata": {"name": name}, "spec": spec
         }))
         .unwrap();
         clusters
@@ -152,6 +157,27 @@ impl Scene {
             .create(&PostParams::default(), &backup)
             .await
             .unwrap()
+    }
+
+    /// Creates a Restore from `manifest` (its apiVersion and kind filled in).
+    async fn create_restore(&self, manifest: Value) {
+        let mut manifest = manifest;
+        manifest["apiVersion"] = json!("br.pingcap.com/v1alpha1");
+        manifest["kind"] = json!("Restore");
+        let restore: Restore = serde_json::from_value(manifest).unwrap();
+        self.restores()
+            .create(&PostParams::default(), &restore)
+            .await
+            .unwrap();
+    }
+
+    /// Waits until Restore `name` is Complete.
+    async fn wait_restore_complete(&self, name: &str) {
+        self.wait(&format!("Restore {name} Complete"), WAIT, || async {
+            let r = self.restores().get(name).await?;
+            Ok(phase_of(&r.status.as_ref().and_then(|s| s.phase)) == "Complete")
+        })
+        .await;
     }
 
     async fn backup(&self, name: &str) -> Result<Backup, kube::Error> {
@@ -813,30 +839,20 @@ async fn a_restore_completes_and_one_into_a_missing_cluster_says_so() {
     scene.create_target("basic").await;
     scene.create_secret("s3-secret").await;
     for (name, cluster) in [("back", "basic"), ("lost", "nowhere")] {
-        let restore: Restore = serde_json::from_value(json!({
-            "apiVersion": "br.pingcap.com/v1alpha1", "kind": "Restore",
-            "metadata": {"name": name, "annotations": {
-                "tidb-operator.test/fake-br": "success:size=10,commit-ts=450000000000000777"
-            }},
-            "spec": {
-                "br": {"cluster": cluster},
-                "s3": s3("full", Some("s3-secret")),
-                "backoffLimit": 2
-            }
-        }))
-        .unwrap();
         scene
-            .restores()
-            .create(&PostParams::default(), &restore)
-            .await
-            .unwrap();
+            .create_restore(json!({
+                "metadata": {"name": name, "annotations": {
+                    "tidb-operator.test/fake-br": "success:size=10,commit-ts=450000000000000777"
+                }},
+                "spec": {
+                    "br": {"cluster": cluster},
+                    "s3": s3("full", Some("s3-secret")),
+                    "backoffLimit": 2
+                }
+            }))
+            .await;
     }
-    scene
-        .wait("Restore back Complete", WAIT, || async {
-            let r = scene.restores().get("back").await?;
-            Ok(phase_of(&r.status.as_ref().and_then(|s| s.phase)) == "Complete")
-        })
-        .await;
+    scene.wait_restore_complete("back").await;
     let status = scene.restores().get("back").await.unwrap().status.unwrap();
     assert_eq!(status.commit_ts, "450000000000000777");
     assert!(status.time_started.is_some() && status.time_completed.is_some());
@@ -885,6 +901,144 @@ async fn a_restore_completes_and_one_into_a_missing_cluster_says_so() {
     );
     let lost = scene.restores().get("lost").await.unwrap();
     assert_eq!(phase_of(&lost.status.and_then(|s| s.phase)), "Invalid");
+}
+
+/// The Pod spec of a Job.
+fn pod_spec(job: &Job) -> k8s_openapi::api::core::v1::PodSpec {
+    job.spec.as_ref().unwrap().template.spec.clone().unwrap()
+}
+
+/// Checks that a Job of a TLS cluster mounts the client certificate Secret read-only where BR's
+/// flags point, and passes those flags right after `--pd`.
+fn assert_client_tls(job: &Job, secret: &str, pd: &str) {
+    let dir = "/var/lib/cluster-client-tls";
+    let command = br_command(job);
+    let at = command
+        .iter()
+        .position(|a| a == pd)
+        .expect("--pd in BR's command");
+    assert_eq!(
+        command[at + 1..at + 4],
+        [
+            format!("--ca={dir}/ca.crt"),
+            format!("--cert={dir}/tls.crt"),
+            format!("--key={dir}/tls.key"),
+        ],
+        "BR's TLS flags: {command:?}"
+    );
+    let spec = pod_spec(job);
+    let volume = spec
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "cluster-client-tls")
+        .expect("a volume of the client certificate");
+    let sources: Vec<(String, Vec<String>)> = volume
+        .projected
+        .and_then(|p| p.sources)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| s.secret)
+        .map(|s| {
+            let keys = s.items.unwrap_or_default().into_iter().map(|i| i.key);
+            (s.name, keys.collect())
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            (
+                secret.to_string(),
+                vec!["tls.crt".to_string(), "tls.key".to_string()]
+            ),
+            (secret.to_string(), vec!["ca.crt".to_string()]),
+        ],
+        "the key pair and the CA, from the client certificate Secret"
+    );
+    let mount = spec.containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.name == volume.name)
+        .expect("the runner mounts the client certificate");
+    assert_eq!(mount.mount_path, dir);
+    assert_eq!(mount.read_only, Some(true));
+}
+
+#[tokio::test]
+async fn a_backup_and_a_restore_of_a_tls_cluster_present_its_client_certificate() {
+    let scene = Scene::start("bk-tls").await;
+    scene
+        .create_target_with("secure", json!({"tlsCluster": {"enabled": true}}))
+        .await;
+    scene.create_secret("s3-secret").await;
+    let fake = "success:size=10,commit-ts=450000000000000042";
+
+    // Without the client certificate Secret in the Backup's namespace: Invalid, naming it, and
+    // no Job (its Pod would wait for the Secret, saying nothing).
+    scene
+        .create_backup(json!({
+            "metadata": {"name": "full", "annotations": {"tidb-operator.test/fake-br": fake}},
+            "spec": {"br": {"cluster": "secure"}, "s3": s3("full", Some("s3-secret"))}
+        }))
+        .await;
+    let secret = "secure-cluster-client-secret";
+    scene
+        .wait(
+            "Backup full says the client Secret is missing",
+            WAIT,
+            || async {
+                let b = scene.backup("full").await?;
+                Ok(b.status.as_ref().is_some_and(|s| {
+                    conditions::find(&s.conditions, "Invalid").is_some_and(|c| {
+                        c.status == "True"
+                            && c.reason == "SecretNotFound"
+                            && c.message.contains(secret)
+                    })
+                }))
+            },
+        )
+        .await;
+    assert!(
+        scene
+            .job_names("br.pingcap.com/backup=full")
+            .await
+            .is_empty(),
+        "a Job before the client certificate exists"
+    );
+    assert!(reasons(&scene.events_of("full").await).contains("SecretNotFound"));
+
+    // The Secret appears (as cert-manager would write it): the backup runs with it.
+    let tls: Secret = serde_json::from_value(json!({
+        "metadata": {"name": secret},
+        "type": "kubernetes.io/tls",
+        "stringData": {"ca.crt": "ca", "tls.crt": "cert", "tls.key": "key"}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(scene.client.clone(), scene.n())
+        .create(&PostParams::default(), &tls)
+        .await
+        .unwrap();
+    scene
+        .wait_backup_phase("full", "Complete", Duration::from_secs(120))
+        .await;
+    let pd = format!("--pd=secure-pd.{}:2379", scene.n());
+    assert_client_tls(&scene.jobs().get("backup-full").await.unwrap(), secret, &pd);
+
+    // A restore into the same cluster presents the same certificate.
+    scene
+        .create_restore(json!({
+            "metadata": {"name": "back", "annotations": {"tidb-operator.test/fake-br": fake}},
+            "spec": {"br": {"cluster": "secure"}, "s3": s3("full", Some("s3-secret"))}
+        }))
+        .await;
+    scene.wait_restore_complete("back").await;
+    assert_client_tls(
+        &scene.jobs().get("restore-back").await.unwrap(),
+        secret,
+        &pd,
+    );
 }
 
 #[tokio::test]
@@ -1345,23 +1499,22 @@ async fn a_compaction_completes_or_fails_after_its_retries_and_leaves_no_job_beh
             .unwrap();
     }
     scene
-        .wait("the compaction Jobs and Pods gone", WAIT, || async {
-            let jobs = scene
-                .jobs()
-                .list(&ListParams::default().labels("br.pingcap.com/compact-backup"))
-                .await?;
-            let pods = Api::<Pod>::namespaced(scene.client.clone(), scene.n())
-                .list(&ListParams::default().labels("br.pingcap.com/compact-backup"))
-                .await?;
-            Ok(jobs.items.is_empty() && pods.items.is_empty())
-        })
+        .wait(
+            "the CompactBackups, their Jobs and Pods gone",
+            WAIT,
+            || async {
+                let jobs = scene
+                    .jobs()
+                    .list(&ListParams::default().labels("br.pingcap.com/compact-backup"))
+                    .await?;
+                let pods = Api::<Pod>::namespaced(scene.client.clone(), scene.n())
+                    .list(&ListParams::default().labels("br.pingcap.com/compact-backup"))
+                    .await?;
+                // A foreground deletion removes the owner only after the garbage collector has
+                // seen its dependents go, which can lag behind them.
+                let owners = compacts.list(&ListParams::default()).await?;
+                Ok(jobs.items.is_empty() && pods.items.is_empty() && owners.items.is_empty())
+            },
+        )
         .await;
-    assert!(
-        compacts
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
@@ -287,11 +288,32 @@ async fn cluster_follows_scale_pause_suspend_and_delete() {
     wait_until(
         &kubectl,
         n,
-        "Cluster basic settled at 4 PD members after unpausing",
+        "Cluster basic settled at 4 PD members after unpausing, the fifth member's PVC gone",
         WAIT,
         || async {
             let count = instances.list(&ListParams::default()).await?.items.len();
-            Ok::<_, kube::Error>(count == 4 && settled(4)().await?)
+            // The removed member's PVC goes after its instance: wait for it, or the snapshot
+            // below would catch it mid-deletion.
+            let claims = pvc_uids(&client, n).await.len();
+            Ok::<_, kube::Error>(count == 4 && claims == 4 && settled(4)().await?)
+        },
+    )
+    .await
+    .unwrap();
+
+    // The group's disruption budget follows the scale-in: all members but one.
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), n);
+    wait_until(
+        &kubectl,
+        n,
+        "PodDisruptionBudget pd-pd at minAvailable 3",
+        WAIT,
+        || async {
+            let budget = budgets.get("pd-pd").await?;
+            Ok::<_, kube::Error>(
+                budget.spec.and_then(|s| s.min_available)
+                    == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(3)),
+            )
         },
     )
     .await
@@ -410,6 +432,19 @@ async fn cluster_follows_scale_pause_suspend_and_delete() {
         claims,
         "deleting the Cluster deleted PVCs"
     );
+    // The group's disruption budget went with it (its owner).
+    wait_until(
+        &kubectl,
+        n,
+        "the PDGroup's PodDisruptionBudget gone",
+        WAIT,
+        || async {
+            let left = budgets.list(&ListParams::default()).await?.items;
+            Ok::<_, kube::Error>(left.is_empty())
+        },
+    )
+    .await
+    .unwrap();
     // Suspending compute removes every PD and TiKV Pod on purpose.
     simulator
         .verdict(

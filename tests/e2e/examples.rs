@@ -2,20 +2,23 @@
 //! (`kubectl apply --server-side -k`), to a namespace of its own with the PD, TiKV, TiDB and
 //! cluster controllers and the operand simulator, and becomes Available and Ready; then what the
 //! example sets is checked on the Pods a user would look at, and the scenario ends with the
-//! simulator's data-safety verdict. `examples/basic` is covered by `cluster.rs`.
+//! simulator's data-safety verdict. `examples/basic` is covered by `cluster.rs`. The reference's
+//! own basic example, with its TiFlash and TiCDC groups, is applied as upstream writes it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
 use operator_api::core::Cluster;
 use operator_api::keys::LABEL_COMPONENT;
 use scenarios::{Allowed, Controller, Simulator, apply_controller_identity, ensure_crds};
+use serde_json::json;
 use testkit::{LocalCluster, TestNamespace, wait_until};
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -61,6 +64,19 @@ impl Applied {
 /// Applies `examples/<example>` and waits until its Cluster `cluster` is Available and Ready, with
 /// the PD, TiKV and TiDB replicas `replicas` (in that order).
 async fn apply_example(example: &str, cluster_name: &str, replicas: [i32; 3]) -> Applied {
+    let dir = scenarios::repo_root().join("examples").join(example);
+    apply_dir(&dir, &format!("example-{example}"), cluster_name, &replicas).await
+}
+
+/// Applies the Kustomize directory `dir` in a namespace named after `prefix` and waits until its
+/// Cluster `cluster` is Available and Ready, with its components' replicas `replicas` in the
+/// order the Cluster lists them (PD, TiKV, TiDB, TiFlash, TiCDC).
+async fn apply_dir(
+    dir: &std::path::Path,
+    prefix: &str,
+    cluster_name: &str,
+    replicas: &[i32],
+) -> Applied {
     let cluster = LocalCluster::get().unwrap();
     ensure_crds(&cluster).unwrap();
     let binaries = [
@@ -73,7 +89,7 @@ async fn apply_example(example: &str, cluster_name: &str, replicas: [i32; 3]) ->
         apply_controller_identity(&cluster, binary).unwrap();
     }
     let client = cluster.client().await.unwrap();
-    let ns = TestNamespace::create(&cluster, &client, &format!("example-{example}"))
+    let ns = TestNamespace::create(&cluster, &client, prefix)
         .await
         .unwrap();
     let n = ns.name().to_string();
@@ -88,7 +104,6 @@ async fn apply_example(example: &str, cluster_name: &str, replicas: [i32; 3]) ->
     }
 
     let kubectl = cluster.kubectl();
-    let dir = scenarios::repo_root().join("examples").join(example);
     kubectl
         .ok(
             &[
@@ -106,7 +121,7 @@ async fn apply_example(example: &str, cluster_name: &str, replicas: [i32; 3]) ->
     wait_until(
         &kubectl,
         &n,
-        &format!("Cluster {cluster_name} Available and Ready with PD, TiKV, TiDB {replicas:?}"),
+        &format!("Cluster {cluster_name} Available and Ready with replicas {replicas:?}"),
         WAIT,
         || async {
             let c = clusters.get(cluster_name).await?;
@@ -354,4 +369,349 @@ async fn schedule_policy_example_puts_one_instance_of_each_group_in_each_zone() 
         );
     }
     applied.verdict().await;
+}
+
+/// The reference's `examples/basic` as upstream writes it, TiFlash and TiCDC included: PD 1,
+/// TiKV 3, TiDB 2, TiFlash 1 and TiCDC 2 become Available, `kubectl get` shows every group and
+/// instance Ready, the TiFlash server has its config and a store serving in PD, one TiCDC capture
+/// owns the changefeeds and each keeps its sort directory on the example's ephemeral volume.
+#[tokio::test]
+async fn the_reference_basic_example_with_tiflash_and_ticdc_becomes_available() {
+    let dir = scenarios::repo_root().join("tests/data/reference-basic");
+    let applied = apply_dir(&dir, "example-reference", "basic", &[1, 3, 2, 1, 2]).await;
+    let n = applied.ns();
+    let kubectl = LocalCluster::get().unwrap().kubectl();
+
+    // What a user looks at: every group and instance Ready in `kubectl get`.
+    for (kinds, names) in [
+        ("tiflashgroup,ticdcgroup", vec!["tiflash", "ticdc"]),
+        ("tiflash,ticdc", vec!["tiflash-", "ticdc-", "ticdc-"]),
+    ] {
+        let printed = kubectl
+            .ok(&["get", "-n", n, kinds, "--no-headers"], None)
+            .unwrap();
+        let rows: Vec<&str> = printed.lines().collect();
+        assert_eq!(rows.len(), names.len(), "kubectl get {kinds}:\n{printed}");
+        for (row, name) in rows.iter().zip(&names) {
+            let columns: Vec<&str> = row.split_whitespace().collect();
+            assert!(
+                columns.first().is_some_and(|c| c.contains(name)),
+                "kubectl get {kinds}: {row}"
+            );
+            assert!(
+                columns.contains(&"True") && !columns.contains(&"False"),
+                "kubectl get {kinds} shows {name} Ready: {row}"
+            );
+        }
+    }
+    let printed = kubectl
+        .ok(&["get", "-n", n, "cluster", "basic", "--no-headers"], None)
+        .unwrap();
+    let row: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!(
+        &row[..5],
+        ["basic", "1", "3", "2", "1"],
+        "kubectl get cluster shows PD, TiKV, TiDB and TiFlash: {printed}"
+    );
+
+    // TiFlash: the example's config reaches the server, and its store serves (Up in PD).
+    let tiflash: Vec<operator_api::core::TiFlash> = Api::namespaced(applied.client.clone(), n)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(tiflash.len(), 1);
+    let store = tiflash[0]
+        .status
+        .as_ref()
+        .map(|s| (s.id.clone(), s.state.clone()));
+    assert!(
+        store
+            .as_ref()
+            .is_some_and(|(id, state)| !id.is_empty() && state == "Serving"),
+        "the TiFlash store as its instance reports it: {store:?}"
+    );
+    let configs = Api::<ConfigMap>::namespaced(applied.client.clone(), n)
+        .get(&tiflash[0].name_any())
+        .await
+        .unwrap();
+    assert!(
+        configs
+            .data
+            .unwrap_or_default()
+            .values()
+            .any(|text| text.contains("mark_cache_size = 1073741824")),
+        "the TiFlash server config keeps the example's key"
+    );
+
+    // TiCDC: one owner, and each capture's sort directory is the example's ephemeral volume.
+    let ticdc: Vec<operator_api::core::TiCDC> = Api::namespaced(applied.client.clone(), n)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let owners = ticdc
+        .iter()
+        .filter(|t| t.status.as_ref().is_some_and(|s| s.is_owner))
+        .count();
+    assert_eq!((ticdc.len(), owners), (2, 1), "TiCDC captures and owners");
+    for pod in applied.pods("ticdc").await {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let ephemeral = spec
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == "data" && v.ephemeral.is_some());
+        let mounted = spec.containers.iter().any(|c| {
+            c.name == "ticdc"
+                && c.volume_mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| m.name == "data" && m.mount_path == "/var/lib/ticdc")
+        });
+        assert!(ephemeral && mounted, "{}: {spec:?}", pod.name_any());
+    }
+    applied.verdict().await;
+}
+
+/// The PVCs of the namespace that outlive Pods (a TiCDC Pod's ephemeral volume goes with it), by
+/// name, with their UIDs.
+async fn lasting_claims(applied: &Applied) -> BTreeMap<String, String> {
+    Api::<PersistentVolumeClaim>::namespaced(applied.client.clone(), applied.ns())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|c| !c.owner_references().iter().any(|o| o.kind == "Pod"))
+        .map(|c| (c.name_any(), c.uid().unwrap_or_default()))
+        .collect()
+}
+
+/// The instance names of the TiFlash and TiCDC groups.
+async fn tiflash_and_ticdc(applied: &Applied) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> =
+        Api::<operator_api::core::TiFlash>::namespaced(applied.client.clone(), applied.ns())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+    names.extend(
+        Api::<operator_api::core::TiCDC>::namespaced(applied.client.clone(), applied.ns())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(ResourceExt::name_any),
+    );
+    names
+}
+
+/// Suspending compute of the reference's basic cluster removes the TiFlash and TiCDC Pods with the
+/// others and keeps every instance and volume; resuming brings the same instances back on the same
+/// volumes. Pausing it holds a TiFlash config change and a TiCDC scale-out, the groups saying
+/// `Paused`, until it is unpaused.
+#[tokio::test]
+async fn suspending_and_pausing_the_reference_basic_cluster_cover_tiflash_and_ticdc() {
+    let dir = scenarios::repo_root().join("tests/data/reference-basic");
+    let replicas = [1, 3, 2, 1, 2];
+    let applied = apply_dir(&dir, "example-suspend", "basic", &replicas).await;
+    let n = applied.ns();
+    let kubectl = LocalCluster::get().unwrap().kubectl();
+    let clusters = Api::<Cluster>::namespaced(applied.client.clone(), n);
+    let pods = Api::<Pod>::namespaced(applied.client.clone(), n);
+    let claims = lasting_claims(&applied).await;
+    let instances = tiflash_and_ticdc(&applied).await;
+    assert_eq!(instances.len(), 3, "{instances:?}");
+
+    let suspend = |on: bool| json!({"spec": {"suspendAction": {"suspendCompute": on}}});
+    clusters
+        .patch(
+            "basic",
+            &PatchParams::default(),
+            &Patch::Merge(suspend(true)),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster basic Suspended with no Pod left",
+        WAIT,
+        || async {
+            let c = clusters.get("basic").await?;
+            let left = pods.list(&ListParams::default()).await?.items.len();
+            Ok::<_, kube::Error>(
+                left == 0 && conditions::is_true(c.conditions(), conditions::SUSPENDED),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        lasting_claims(&applied).await,
+        claims,
+        "suspending touched a PVC"
+    );
+    assert_eq!(
+        tiflash_and_ticdc(&applied).await,
+        instances,
+        "suspending removed an instance"
+    );
+
+    clusters
+        .patch(
+            "basic",
+            &PatchParams::default(),
+            &Patch::Merge(suspend(false)),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster basic resumed: Available and Ready with every Pod back",
+        WAIT,
+        || async {
+            let c = clusters.get("basic").await?;
+            let running = pods.list(&ListParams::default()).await?.items.len();
+            Ok::<_, kube::Error>(
+                running == 9
+                    && !conditions::is_true(c.conditions(), conditions::SUSPENDED)
+                    && conditions::is_true(c.conditions(), conditions::AVAILABLE)
+                    && conditions::is_true(c.conditions(), conditions::READY),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    for component in ["tiflash", "ticdc"] {
+        let back: BTreeSet<String> = applied
+            .pods(component)
+            .await
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+        assert!(
+            back.iter().all(|name| instances.contains(name)) && !back.is_empty(),
+            "{component} came back as other instances: {back:?}, before {instances:?}"
+        );
+    }
+    assert_eq!(
+        lasting_claims(&applied).await,
+        claims,
+        "resuming used other PVCs"
+    );
+
+    // Paused: a TiFlash config change and one more TiCDC server wait, and the groups say why.
+    let uids =
+        |pods: Vec<Pod>| -> BTreeSet<String> { pods.iter().filter_map(ResourceExt::uid).collect() };
+    let before = (
+        uids(applied.pods("tiflash").await),
+        uids(applied.pods("ticdc").await),
+    );
+    let pause = |on: bool| json!({"spec": {"paused": on}});
+    clusters
+        .patch("basic", &PatchParams::default(), &Patch::Merge(pause(true)))
+        .await
+        .unwrap();
+    let (tiflash_groups, ticdc_groups) = (
+        Api::<operator_api::core::TiFlashGroup>::namespaced(applied.client.clone(), n),
+        Api::<operator_api::core::TiCDCGroup>::namespaced(applied.client.clone(), n),
+    );
+    let paused = |c: &[Condition]| {
+        conditions::find(c, conditions::SYNCED).is_some_and(|c| c.reason == "Paused")
+    };
+    wait_until(
+        &kubectl,
+        n,
+        "the TiFlash and TiCDC groups say Paused",
+        WAIT,
+        || async {
+            let tiflash = tiflash_groups.get("tiflash").await?;
+            let ticdc = ticdc_groups.get("ticdc").await?;
+            Ok::<_, kube::Error>(paused(tiflash.conditions()) && paused(ticdc.conditions()))
+        },
+    )
+    .await
+    .unwrap();
+    tiflash_groups
+        .patch(
+            "tiflash",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"template": {"spec": {"config": "mark_cache_size = 2147483648\n"}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    ticdc_groups
+        .patch(
+            "ticdc",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    // Two looks of a paused group (10 s each) would show a change that slipped through.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let held = (
+        uids(applied.pods("tiflash").await),
+        uids(applied.pods("ticdc").await),
+    );
+    assert_eq!(held, before, "a TiFlash or TiCDC Pod changed while paused");
+    assert_eq!(
+        tiflash_and_ticdc(&applied).await,
+        instances,
+        "an instance came or went while paused"
+    );
+    clusters
+        .patch(
+            "basic",
+            &PatchParams::default(),
+            &Patch::Merge(pause(false)),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "unpaused: TiFlash restarted with its new config and three TiCDC servers, the Cluster Ready",
+        WAIT,
+        || async {
+            let c = clusters.get("basic").await?;
+            let tiflash = tiflash_groups.get("tiflash").await?;
+            let ticdc = ticdc_groups.get("ticdc").await?;
+            let rolled = tiflash.status.as_ref().is_some_and(|s| {
+                s.common.current_revision == s.common.update_revision && s.group.ready_replicas == 1
+            }) && applied
+                .pods("tiflash")
+                .await
+                .iter()
+                .all(|p| !before.0.contains(&p.uid().unwrap_or_default()));
+            let scaled = ticdc
+                .status
+                .as_ref()
+                .is_some_and(|s| s.group.ready_replicas == 3);
+            Ok::<_, kube::Error>(
+                rolled && scaled && conditions::is_true(c.conditions(), conditions::READY),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    // Suspending compute stops every PD Pod and store on purpose.
+    applied
+        .simulator
+        .verdict(
+            n,
+            "basic",
+            &Allowed::none().pd_quorum_loss().regions_without_leader(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -28,6 +28,9 @@ const CONTROLLERS: [&str; 5] = [
     "backup-controller",
 ];
 
+/// The hand-over binary PD Pods install from the image for their preStop hook.
+const HANDOVER: &str = "tidb-handover";
+
 /// The user the image and the Deployments run as.
 const NONROOT: &str = "65532:65532";
 
@@ -116,6 +119,7 @@ fn the_image_runs_as_nonroot_and_holds_static_binaries_that_name_their_build() {
         .collect();
     top.sort();
     let mut expected: Vec<String> = CONTROLLERS.iter().map(|c| c.to_string()).collect();
+    expected.push(HANDOVER.into());
     expected.push("etc".into());
     expected.sort();
     assert_eq!(top, expected, "the image's top-level files");
@@ -139,6 +143,11 @@ fn the_image_runs_as_nonroot_and_holds_static_binaries_that_name_their_build() {
         );
         assert!(!line.contains("unknown"), "{line}");
     }
+    // The hand-over runs in PD Pods from a copy: it must be static too.
+    let handover = rootfs.join(HANDOVER);
+    assert!(!needs_loader(&std::fs::read(&handover).unwrap()));
+    let line = version_of(&handover);
+    assert!(line.starts_with(&format!("{HANDOVER} {VERSION}")), "{line}");
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKV, TiKVGroup};
+use operator_api::core::{Cluster, PDGroup, TiCDCGroup, TiDBGroup, TiFlashGroup, TiKV, TiKVGroup};
 use operator_api::keys;
 use scenarios::{
     Allowed, Controller, Simulator, apply_controller_identity, ensure_crds, free_port, http_get,
@@ -92,7 +92,7 @@ fn relabel_config(relabeling: &Value) -> Value {
 /// `namespace`, `pod`, `job` labels), followed by the test world's rewrite to the simulator.
 fn operand_scrape_configs(kubeconfig: &Path, namespace: &str, simulator: &str) -> Vec<Value> {
     let monitors = documents(&repo().join("manifests/monitoring/operands.yaml"));
-    assert_eq!(monitors.len(), 3, "a PodMonitor per operand");
+    assert_eq!(monitors.len(), 5, "a PodMonitor per operand");
     let simulator_host = simulator.trim_start_matches("http://").to_owned();
     let mut configs = Vec::new();
     for monitor in monitors {
@@ -309,6 +309,17 @@ async fn create(client: &Client, ns: &str) {
         .create(&PostParams::default(), &tidb)
         .await
         .unwrap();
+    let tiflash: TiFlashGroup =
+        serde_json::from_value(group("TiFlashGroup", "tiflash", 1, Some(&volumes))).unwrap();
+    Api::<TiFlashGroup>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &tiflash)
+        .await
+        .unwrap();
+    let ticdc: TiCDCGroup = serde_json::from_value(group("TiCDCGroup", "ticdc", 1, None)).unwrap();
+    Api::<TiCDCGroup>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &ticdc)
+        .await
+        .unwrap();
 }
 
 fn label<'a>(sample: &'a Value, name: &str) -> &'a str {
@@ -344,8 +355,8 @@ async fn prometheus_scrapes_every_controller_and_operand_and_a_store_fault_fires
     let prometheus = Prometheus::start(&cluster, &n, &simulator.url, &ports).await;
     let kubectl = cluster.kubectl();
 
-    // Every controller and every operand Pod (1 PD, 3 TiKV, 1 TiDB) is a target that is up,
-    // with the labels the dashboards filter on.
+    // Every controller and every operand Pod (1 PD, 3 TiKV, 1 TiDB, 1 TiFlash, 1 TiCDC) is a
+    // target that is up, with the labels the dashboards filter on.
     let tidb_cluster = format!("{n}-{CLUSTER}");
     let seen = std::sync::Mutex::new(String::new());
     let up = wait_until(&kubectl, &n, "every target up", CONVERGE, || async {
@@ -370,7 +381,8 @@ async fn prometheus_scrapes_every_controller_and_operand_and_a_store_fault_fires
             .iter()
             .filter(|s| label(s, "job").ends_with("-controller") && s["value"][1] == "1")
             .count();
-        Ok(operands.len() == 5 && components.len() == 5 && controllers_up == CONTROLLERS.len())
+        // TiFlash's server and proxy are two targets of one Pod.
+        Ok(operands.len() == 8 && components.len() == 7 && controllers_up == CONTROLLERS.len())
     })
     .await;
     if let Err(e) = up {

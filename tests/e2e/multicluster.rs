@@ -5,14 +5,22 @@
 //! Cluster `two` in the second names `one`'s PD members in `spec.join` and joins: one PD cluster of
 //! 5 members and 6 stores, both Clusters Ready, each listing the members of both sides with its
 //! own marked local. A third Cluster that names a PD that does not answer says so and creates
-//! nothing. Each side is driven only through its own API server. The scenario ends with the
-//! simulator's data-safety verdict of the whole TiDB cluster.
+//! nothing. Then a new version is applied to every group of both sides at once: the simulator's
+//! log shows no TiKV Pod stopped before the last PD member (of either side) ran the new version,
+//! and no TiDB Pod stopped before the last store did. Each side is driven only through its own
+//! API server. The scenario ends with the simulator's data-safety verdict of the whole TiDB
+//! cluster.
+//!
+//! A second scenario takes a joined side out: every group of `two` scaled to 0 is refused while
+//! the stores left would be fewer than `max-replicas`, then its stores go Tombstone through PD,
+//! then its PD members leave (leadership handed to a member that stays), with its controllers
+//! killed mid-way and their standbys finishing; once `two` is deleted PD lists nothing of it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use operator_api::conditions::{self, HasConditions};
@@ -20,11 +28,18 @@ use operator_api::core::{
     Cluster, JOIN_UNCHANGED_MESSAGE, PD, PDGroup, PdMemberStatus, TiDBGroup, TiKVGroup,
 };
 use operator_api::keys::LABEL_CLUSTER;
-use scenarios::{Allowed, Controller, Simulator, apply_controller_identity, ensure_crds, http_get};
+use scenarios::{
+    Allowed, Controller, Simulator, apply_controller_identity, ensure_crds, event_seq, events_of,
+    http_get,
+};
 use serde_json::json;
 use testkit::{LocalCluster, TestNamespace, wait_until};
 
 const WAIT: Duration = Duration::from_secs(240);
+/// A rolling upgrade of 5 PD members, 6 stores and 3 TiDB servers over both sides.
+const UPGRADE_WAIT: Duration = Duration::from_secs(600);
+const VERSION: &str = "v8.5.2";
+const NEW_VERSION: &str = "v8.5.3";
 const DOMAIN_1: &str = "cluster-1.local";
 const DOMAIN_2: &str = "cluster-2.local";
 const BINARIES: [&str; 4] = [
@@ -84,7 +99,7 @@ async fn create(
         .unwrap();
     let data = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "1Gi"}]);
     let group = |kind: &str, group: &str, replicas: i32, with_data: bool| {
-        let mut template = json!({"version": "v8.5.2"});
+        let mut template = json!({"version": VERSION});
         if with_data {
             template["volumes"] = data.clone();
         }
@@ -213,6 +228,34 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
         assert!(a.client_url.contains(&format!(".svc.{domain}:")), "{a:?}");
     }
 
+    // Each side's status lists the six stores of the whole TiDB cluster, its own three local.
+    for (cluster, client, name) in [(&first, &client_1, "one"), (&second, &client_2, "two")] {
+        let clusters: Api<Cluster> = Api::namespaced(client.clone(), n);
+        wait_until(
+            &cluster.kubectl(),
+            n,
+            &format!("Cluster {name} lists 6 stores, 3 local"),
+            WAIT,
+            || async {
+                let status = clusters.get(name).await?.status.unwrap_or_default();
+                let local = status.stores.iter().filter(|s| s.local).count();
+                Ok::<_, kube::Error>(status.stores.len() == 6 && local == 3)
+            },
+        )
+        .await
+        .unwrap();
+        let status = clusters.get(name).await.unwrap().status.unwrap();
+        let domain = if name == "one" { DOMAIN_1 } else { DOMAIN_2 };
+        for store in &status.stores {
+            assert_eq!(
+                store.local,
+                store.address.contains(&format!(".svc.{domain}:")),
+                "{store:?}"
+            );
+            assert_eq!(store.state, "Up", "{store:?}");
+        }
+    }
+
     // PD's own view, asked on either side: one PD cluster of 5 members and 6 stores.
     for name in ["one", "two"] {
         let pd = format!("{}/clusters/{n}/{name}/pd/api/v1", simulator.url);
@@ -310,6 +353,486 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
         !groups.spec.bootstrapped,
         "the lost group never counts as bootstrapped"
     );
+
+    upgrade_both_sides(&simulator, n, [(&first, &client_1), (&second, &client_2)]).await;
+
+    simulator
+        .verdict(n, "one", &Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The new version applied to every group of both sides at once; checks the order from the
+/// simulator's log and PD's view once every group runs it.
+async fn upgrade_both_sides(simulator: &Simulator, n: &str, sides: [(&LocalCluster, &Client); 2]) {
+    let start = simulator
+        .events(n, "one")
+        .await
+        .unwrap()
+        .iter()
+        .map(event_seq)
+        .max()
+        .unwrap_or_default();
+    let patch = Patch::Merge(json!({"spec": {"template": {"spec": {"version": NEW_VERSION}}}}));
+    let pp = PatchParams::default();
+    for (_, client) in sides {
+        Api::<PDGroup>::namespaced(client.clone(), n)
+            .patch("pd", &pp, &patch)
+            .await
+            .unwrap();
+        Api::<TiKVGroup>::namespaced(client.clone(), n)
+            .patch("tikv", &pp, &patch)
+            .await
+            .unwrap();
+        Api::<TiDBGroup>::namespaced(client.clone(), n)
+            .patch("tidb", &pp, &patch)
+            .await
+            .unwrap();
+    }
+    for (cluster, client) in sides {
+        let pd: Api<PDGroup> = Api::namespaced(client.clone(), n);
+        let tikv: Api<TiKVGroup> = Api::namespaced(client.clone(), n);
+        let tidb: Api<TiDBGroup> = Api::namespaced(client.clone(), n);
+        wait_until(
+            &cluster.kubectl(),
+            n,
+            &format!("every group runs {NEW_VERSION}"),
+            UPGRADE_WAIT,
+            || async {
+                let statuses = [
+                    pd.get("pd").await?.status,
+                    tikv.get("tikv").await?.status,
+                    tidb.get("tidb").await?.status,
+                ];
+                Ok::<_, kube::Error>(statuses.iter().all(|status| {
+                    status.as_ref().is_some_and(|s| {
+                        s.group.version == NEW_VERSION
+                            && s.group.updated_replicas == s.group.replicas
+                            && s.group.ready_replicas == s.group.replicas
+                    })
+                }))
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    // The order, from what the simulator saw of the Pods of both sides (one PD cluster).
+    let events: Vec<serde_json::Value> = simulator
+        .events(n, "one")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| event_seq(e) > start)
+        .collect();
+    let seqs = |kind: &str, component: &str| -> Vec<u64> {
+        events_of(&events, kind, &[("component", component)])
+            .into_iter()
+            .map(event_seq)
+            .collect()
+    };
+    let pd_started = seqs("pod_running", "pd");
+    let tikv_stopped = seqs("pod_stopped", "tikv");
+    let tikv_started = seqs("pod_running", "tikv");
+    let tidb_stopped = seqs("pod_stopped", "tidb");
+    assert_eq!(pd_started.len(), 5, "every PD member restarted once");
+    assert_eq!(tikv_stopped.len(), 6, "every store restarted once");
+    assert_eq!(tidb_stopped.len(), 3, "every TiDB server restarted once");
+    let last_pd = pd_started.iter().max().copied().unwrap_or_default();
+    let first_tikv = tikv_stopped.iter().min().copied().unwrap_or_default();
+    assert!(
+        last_pd < first_tikv,
+        "a TiKV Pod stopped (seq {first_tikv}) before the last PD member ran {NEW_VERSION} (seq {last_pd})"
+    );
+    let last_tikv = tikv_started.iter().max().copied().unwrap_or_default();
+    let first_tidb = tidb_stopped.iter().min().copied().unwrap_or_default();
+    assert!(
+        last_tikv < first_tidb,
+        "a TiDB Pod stopped (seq {first_tidb}) before the last store ran {NEW_VERSION} (seq {last_tikv})"
+    );
+
+    // PD reports every member and store of both sides on the new version.
+    let pd = format!("{}/clusters/{n}/one/pd/api/v1", simulator.url);
+    let members: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{pd}/members")).await.unwrap()).unwrap();
+    for m in members["members"].as_array().unwrap() {
+        assert_eq!(m["binary_version"], NEW_VERSION, "{m}");
+    }
+    let stores: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{pd}/stores")).await.unwrap()).unwrap();
+    for s in stores["stores"].as_array().unwrap() {
+        assert_eq!(
+            s["store"]["version"],
+            NEW_VERSION.trim_start_matches('v'),
+            "{s}"
+        );
+    }
+}
+
+/// The leading replica of `binary` among `running` (by each one's leader gauge for its Lease).
+async fn leading(running: &[(String, Controller)], binary: &str, n: &str) -> Option<usize> {
+    let lease = format!("{binary}-{n}");
+    for (index, (name, controller)) in running.iter().enumerate() {
+        if name == binary
+            && controller
+                .metric_sum("tidb_operator_leader", &[("lease", &lease)])
+                .await
+                .is_ok_and(|v| v == 1.0)
+        {
+            return Some(index);
+        }
+    }
+    None
+}
+
+/// Simulator events of `kind` after `start` whose `field` is one of `names`, as that field's
+/// values (one per event).
+fn named(events: &[serde_json::Value], kind: &str, field: &str, names: &[String]) -> Vec<String> {
+    events_of(events, kind, &[])
+        .into_iter()
+        .filter_map(|e| e[field].as_str().map(str::to_string))
+        .filter(|v| names.contains(v))
+        .collect()
+}
+
+/// The names of the instances of `kind` in `n` on one side.
+async fn instance_names<K>(client: &Client, n: &str) -> Vec<String>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    use kube::ResourceExt;
+    Api::<K>::namespaced(client.clone(), n)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_joined_kubernetes_cluster_exits_through_pd_and_leaves_nothing_behind() {
+    use operator_api::core::TiKV;
+
+    let first = LocalCluster::get().unwrap();
+    let second = LocalCluster::second().unwrap();
+    for cluster in [&first, &second] {
+        ensure_crds(cluster).unwrap();
+        for binary in BINARIES {
+            apply_controller_identity(cluster, binary).unwrap();
+        }
+    }
+    let client_1 = first.client().await.unwrap();
+    let client_2 = second.client().await.unwrap();
+    let ns_1 = TestNamespace::create(&first, &client_1, "mc-exit")
+        .await
+        .unwrap();
+    let n = ns_1.name();
+    let _ns_2 = TestNamespace::create_named(&second, &client_2, n, "mc-exit")
+        .await
+        .unwrap();
+    let simulator = Simulator::start_across(&first, DOMAIN_1, &second, DOMAIN_2, n)
+        .await
+        .unwrap();
+    let _side_1 = controllers(&first, &client_1, n, 0, &simulator).await;
+    // The side that exits runs a standby of the controllers that carry the exit out.
+    let mut side_2: Vec<(String, Controller)> = BINARIES
+        .iter()
+        .map(|b| (*b).to_string())
+        .zip(controllers(&second, &client_2, n, 1, &simulator).await)
+        .collect();
+    for binary in ["pd-controller", "tikv-controller"] {
+        let standby = Controller::start(&second, &client_2, binary, n, 2, &simulator.overrides())
+            .await
+            .unwrap();
+        side_2.push((binary.to_string(), standby));
+    }
+
+    create(&client_1, n, "one", DOMAIN_1, None, "", [3, 3, 1]).await;
+    let members = wait_ready(&first, &client_1, n, "one", [3, 3, 1], 3, 3).await;
+    let join: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
+    create(&client_2, n, "two", DOMAIN_2, Some(&join), "", [2, 2, 1]).await;
+    wait_ready(&second, &client_2, n, "two", [2, 2, 1], 5, 2).await;
+    let pd_two = instance_names::<PD>(&client_2, n).await;
+    let tikv_two = instance_names::<TiKV>(&client_2, n).await;
+    assert_eq!((pd_two.len(), tikv_two.len()), (2, 2));
+
+    // A member of the exiting side leads PD: its leadership must land on the first side.
+    let pd = format!("{}/clusters/{n}/one/pd/api/v1", simulator.url);
+    scenarios::http_send(
+        reqwest::Method::POST,
+        &format!("{pd}/leader/transfer/{}", pd_two[0]),
+        &json!({}),
+    )
+    .await
+    .unwrap();
+    wait_until(
+        &second.kubectl(),
+        n,
+        "a member of two leads PD",
+        WAIT,
+        || async {
+            let leader: serde_json::Value =
+                serde_json::from_str(&http_get(&format!("{pd}/leader")).await.unwrap_or_default())
+                    .unwrap_or_default();
+            Ok::<_, kube::Error>(leader["name"] == pd_two[0].as_str())
+        },
+    )
+    .await
+    .unwrap();
+
+    // With max-replicas 4, the 3 stores left after the exit are too few: the exit is refused
+    // before its first store goes, though one store alone could go (4 left).
+    simulator
+        .set_fault(n, "one", "max-replicas/4")
+        .await
+        .unwrap();
+    let start = simulator
+        .events(n, "one")
+        .await
+        .unwrap()
+        .iter()
+        .map(event_seq)
+        .max()
+        .unwrap_or_default();
+    let to_zero = Patch::Merge(json!({"spec": {"replicas": 0}}));
+    let pp = PatchParams::default();
+    Api::<TiDBGroup>::namespaced(client_2.clone(), n)
+        .patch("tidb", &pp, &to_zero)
+        .await
+        .unwrap();
+    Api::<TiKVGroup>::namespaced(client_2.clone(), n)
+        .patch("tikv", &pp, &to_zero)
+        .await
+        .unwrap();
+    Api::<PDGroup>::namespaced(client_2.clone(), n)
+        .patch("pd", &pp, &to_zero)
+        .await
+        .unwrap();
+    let tikv_groups: Api<TiKVGroup> = Api::namespaced(client_2.clone(), n);
+    wait_until(
+        &second.kubectl(),
+        n,
+        "TiKVGroup tikv of two: the exit refused below max-replicas",
+        WAIT,
+        || async {
+            let g = tikv_groups.get("tikv").await?;
+            Ok::<_, kube::Error>(g.conditions().iter().any(|c| {
+                c.type_ == conditions::SYNCED
+                    && c.status == "False"
+                    && c.reason == "ScaleInRefused"
+                    && c.message.contains("max-replicas 4")
+            }))
+        },
+    )
+    .await
+    .unwrap();
+    let pd_groups: Api<PDGroup> = Api::namespaced(client_2.clone(), n);
+    wait_until(
+        &second.kubectl(),
+        n,
+        "PDGroup pd of two waits for its stores to leave PD",
+        WAIT,
+        || async {
+            let g = pd_groups.get("pd").await?;
+            Ok::<_, kube::Error>(
+                g.conditions()
+                    .iter()
+                    .any(|c| c.reason == "ExitWaitingForStores"),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let events = second
+        .kubectl()
+        .ok(&["get", "events", "-n", n, "-o", "json"], None)
+        .unwrap();
+    assert!(
+        events.contains("ScaleInRefused"),
+        "a Warning Event says why: {events}"
+    );
+    let seen: Vec<serde_json::Value> = simulator
+        .events(n, "one")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| event_seq(e) > start)
+        .collect();
+    assert!(
+        named(&seen, "store_deleted", "instance", &tikv_two).is_empty()
+            && named(&seen, "member_deleted", "name", &pd_two).is_empty(),
+        "nothing was taken offline: {seen:?}"
+    );
+    for tikv in Api::<TiKV>::namespaced(client_2.clone(), n)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+    {
+        assert!(
+            !kube::ResourceExt::annotations(&tikv)
+                .contains_key(operator_api::keys::ANNO_DEFER_DELETE),
+            "no store is marked for removal"
+        );
+    }
+
+    // max-replicas back to 3: the exit goes on. The controllers that carry it out are killed
+    // mid-way, each once its first step was taken; their standbys finish it.
+    simulator
+        .clear_fault(n, "one", "max-replicas")
+        .await
+        .unwrap();
+    for (binary, kind, field, names) in [
+        ("tikv-controller", "store_deleted", "instance", &tikv_two),
+        ("pd-controller", "member_deleted", "name", &pd_two),
+    ] {
+        wait_until(
+            &second.kubectl(),
+            n,
+            &format!("a {kind} of two"),
+            UPGRADE_WAIT,
+            || async {
+                let events = simulator.events(n, "one").await.unwrap_or_default();
+                Ok::<_, kube::Error>(!named(&events, kind, field, names).is_empty())
+            },
+        )
+        .await
+        .unwrap();
+        let index = leading(&side_2, binary, n)
+            .await
+            .unwrap_or_else(|| panic!("no {binary} of two leads"));
+        side_2[index].1.process.kill();
+        eprintln!("killed the leading {binary} of two after its first {kind}");
+    }
+
+    // Two ends Ready and empty, listing the first side's three members only; one stays Ready.
+    let left = wait_ready(&second, &client_2, n, "two", [0, 0, 0], 3, 0).await;
+    assert!(
+        left.iter().all(|m| m.client_url.contains(DOMAIN_1)),
+        "{left:?}"
+    );
+    wait_ready(&first, &client_1, n, "one", [3, 3, 1], 3, 3).await;
+    let selector = ListParams::default().labels(&format!("{LABEL_CLUSTER}=two"));
+    wait_until(
+        &second.kubectl(),
+        n,
+        "no Pod or PVC of two left",
+        WAIT,
+        || async {
+            let pods = Api::<Pod>::namespaced(client_2.clone(), n)
+                .list(&selector)
+                .await?;
+            let pvcs = Api::<PersistentVolumeClaim>::namespaced(client_2.clone(), n)
+                .list(&selector)
+                .await?;
+            Ok::<_, kube::Error>(pods.items.is_empty() && pvcs.items.is_empty())
+        },
+    )
+    .await
+    .unwrap();
+    let events: Vec<serde_json::Value> = simulator
+        .events(n, "one")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| event_seq(e) > start)
+        .collect();
+    for store in &tikv_two {
+        let deleted = named(
+            &events,
+            "store_deleted",
+            "instance",
+            std::slice::from_ref(store),
+        );
+        assert_eq!(deleted.len(), 1, "store of {store} taken offline once");
+        let tombstone = named(
+            &events,
+            "store_tombstone",
+            "instance",
+            std::slice::from_ref(store),
+        );
+        assert_eq!(tombstone.len(), 1, "store of {store} went Tombstone once");
+    }
+    for member in &pd_two {
+        let deleted = named(
+            &events,
+            "member_deleted",
+            "name",
+            std::slice::from_ref(member),
+        );
+        assert_eq!(deleted.len(), 1, "{member} left PD once");
+    }
+    // The PD members left after the stores, and leadership went to a member that stays.
+    let last_tombstone = events_of(&events, "store_tombstone", &[])
+        .into_iter()
+        .map(event_seq)
+        .max()
+        .unwrap_or_default();
+    let first_left = events_of(&events, "member_deleted", &[])
+        .into_iter()
+        .map(event_seq)
+        .min()
+        .unwrap_or_default();
+    assert!(
+        last_tombstone < first_left,
+        "a PD member left (seq {first_left}) before the last store went Tombstone (seq {last_tombstone})"
+    );
+    let handed: Vec<&serde_json::Value> = events_of(&events, "leader_transferred", &[]);
+    assert!(!handed.is_empty(), "leadership was handed over: {events:?}");
+    for transfer in handed {
+        let to = transfer["to"].as_str().unwrap_or_default();
+        assert!(
+            !pd_two.iter().any(|m| m == to),
+            "leadership went to {to}, which leaves: {transfer}"
+        );
+    }
+
+    let elected = named(&events, "leader_elected", "name", &pd_two);
+    assert!(
+        elected.is_empty(),
+        "a leaving member was elected: {elected:?}"
+    );
+
+    // Two deleted: PD lists no member and no store of it; one stays Ready.
+    Api::<TiDBGroup>::namespaced(client_2.clone(), n)
+        .delete("tidb", &Default::default())
+        .await
+        .unwrap();
+    tikv_groups
+        .delete("tikv", &Default::default())
+        .await
+        .unwrap();
+    pd_groups.delete("pd", &Default::default()).await.unwrap();
+    let clusters_2: Api<Cluster> = Api::namespaced(client_2.clone(), n);
+    clusters_2.delete("two", &Default::default()).await.unwrap();
+    wait_until(&second.kubectl(), n, "Cluster two gone", WAIT, || async {
+        Ok::<_, kube::Error>(clusters_2.get_opt("two").await?.is_none())
+    })
+    .await
+    .unwrap();
+    let members: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{pd}/members")).await.unwrap()).unwrap();
+    let members = members["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(
+        members.iter().all(|m| !m.to_string().contains(DOMAIN_2)),
+        "no member of two: {members:?}"
+    );
+    let stores: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{pd}/stores")).await.unwrap()).unwrap();
+    let stores = stores["stores"].as_array().unwrap();
+    assert_eq!(stores.len(), 3, "{stores:?}");
+    assert!(
+        stores
+            .iter()
+            .all(|s| s["store"]["state_name"] == "Up" && !s.to_string().contains(DOMAIN_2)),
+        "only the first side's stores, Up: {stores:?}"
+    );
+    wait_ready(&first, &client_1, n, "one", [3, 3, 1], 3, 3).await;
 
     simulator
         .verdict(n, "one", &Allowed::none())

@@ -794,3 +794,109 @@ async fn upgrade_rolls_one_member_at_a_time_leader_last_and_survives_a_killed_co
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test]
+async fn a_frozen_leader_that_wakes_after_its_standby_took_over_writes_nothing() {
+    let mut scene = Scene::start("pd-frozen", 2).await;
+    scene.create_cluster("fz").await;
+    scene.create_group("fz", 3, json!({})).await;
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    let lease = format!("pd-controller-{}", scene.n());
+    let mut leader_index = None;
+    for (index, controller) in scene.controllers.iter().enumerate() {
+        let leading = controller
+            .metric_sum("tidb_operator_leader", &[("lease", &lease)])
+            .await
+            .unwrap();
+        if leading == 1.0 {
+            leader_index = Some(index);
+        }
+    }
+    let leader_index = leader_index.expect("no replica leads");
+    let leader = format!("pd-controller-{leader_index}");
+    let standby = format!("pd-controller-{}", 1 - leader_index);
+    let before = scene.pod_uids().await;
+
+    // Freeze the leader in the middle of a roll, as a paused container or a stalled machine is:
+    // its Lease runs out while it stands still.
+    scene
+        .patch_group(json!({"spec": {"template": {"spec": {"version": "v8.5.3"}}}}))
+        .await;
+    loop {
+        let now = scene.pod_uids().await;
+        if before.iter().any(|(name, uid)| now.get(name) != Some(uid)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    scene.controllers[leader_index].process.pause().unwrap();
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "the standby leads",
+        Duration::from_secs(60),
+        || async {
+            scene.controllers[1 - leader_index]
+                .metric_sum("tidb_operator_leader", &[("lease", &lease)])
+                .await
+                .map(|v| v == 1.0)
+        },
+    )
+    .await
+    .unwrap();
+    // The new leader carries on with the roll; then the old one wakes up, with its reconciles and
+    // its renewal all due at once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    scene.controllers[leader_index].process.resume().unwrap();
+    // It finds its Lease gone and exits; the fence keeps it from writing in between.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = scene.controllers[leader_index].process.exited() {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the woken replica did not exit\n{}",
+            scene.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.code(), Some(1), "{}", scene.logs());
+    assert!(
+        scene.controllers[leader_index]
+            .process
+            .output()
+            .contains("lost the leader-election Lease"),
+        "{}",
+        scene.logs()
+    );
+    scene
+        .wait_converged(3, "v8.5.3", Duration::from_secs(240))
+        .await;
+
+    // No two writers: every write of the frozen replica reached the API server before the first
+    // write of the one that took over.
+    let writes = scenarios::audit::writes_in(&scene.cluster.audit_log(), scene.n()).unwrap();
+    let old: Vec<_> = writes.iter().filter(|w| w.by(&leader)).collect();
+    let new: Vec<_> = writes.iter().filter(|w| w.by(&standby)).collect();
+    assert!(
+        !old.is_empty(),
+        "the first leader wrote nothing: {writes:#?}"
+    );
+    assert!(!new.is_empty(), "the new leader wrote nothing: {writes:#?}");
+    let last_old = old.iter().map(|w| &w.received).max().unwrap();
+    let first_new = new.iter().map(|w| &w.received).min().unwrap();
+    assert!(
+        last_old < first_new,
+        "{leader} wrote at {last_old}, after {standby} began writing at {first_new}: {:#?}",
+        writes
+            .iter()
+            .filter(|w| &w.received >= first_new && w.by(&leader))
+            .collect::<Vec<_>>()
+    );
+    scene
+        .simulator
+        .verdict(scene.n(), "fz", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -17,7 +17,8 @@ use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
 use operator_api::core::{Cluster, PDGroup, TiDB, TiDBGroup, TiKVGroup};
 use scenarios::{
-    Controller, Simulator, apply_controller_identity, ensure_crds, metric_sum, ready_endpoints,
+    Controller, Simulator, apply_controller_identity, ensure_crds, last_seq, metric_sum,
+    ready_endpoints,
 };
 use serde_json::{Value, json};
 use testkit::{Kubectl, LocalCluster, TestNamespace, wait_until};
@@ -85,6 +86,39 @@ impl Scene {
 
     fn n(&self) -> &str {
         self.ns.name()
+    }
+
+    /// Kills every controller at once, waits `down`, and starts each again (as the Deployments'
+    /// Pods would be).
+    async fn restart_every_controller(&mut self, down: Duration) {
+        self.restart_every_controller_with(down, &[]).await;
+    }
+
+    /// [`Scene::restart_every_controller`], the controllers started again with `extra` flags
+    /// too (another `--operator-image`, as an upgrade of the operator brings).
+    async fn restart_every_controller_with(&mut self, down: Duration, extra: &[String]) {
+        let names: Vec<String> = self.controllers.iter().map(|(n, _)| n.clone()).collect();
+        for (_, controller) in &mut self.controllers {
+            controller.process.kill();
+        }
+        tokio::time::sleep(down).await;
+        self.controllers.clear();
+        for name in names {
+            let (binary, replica) = name.rsplit_once('-').unwrap();
+            let mut flags = self.simulator.overrides();
+            flags.extend(extra.iter().cloned());
+            let controller = Controller::start(
+                &self.cluster,
+                &self.client,
+                binary,
+                self.ns.name(),
+                replica.parse().unwrap(),
+                &flags,
+            )
+            .await
+            .unwrap();
+            self.controllers.push((name, controller));
+        }
     }
 
     fn kubectl(&self) -> Kubectl {
@@ -350,10 +384,6 @@ fn condition(
 
 fn seq(event: &Value) -> u64 {
     event["seq"].as_u64().unwrap_or_default()
-}
-
-fn last_seq(events: &[Value]) -> u64 {
-    events.iter().map(seq).max().unwrap_or(0)
 }
 
 /// Simulator events of one kind and component after `since`.
@@ -1272,26 +1302,7 @@ async fn every_controller_killed_at_once_mid_upgrade_finishes_it_once_when_they_
         assert!(Instant::now() < deadline, "the upgrade did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let names: Vec<String> = scene.controllers.iter().map(|(n, _)| n.clone()).collect();
-    for (_, controller) in &mut scene.controllers {
-        controller.process.kill();
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    scene.controllers.clear();
-    for name in names {
-        let (binary, replica) = name.rsplit_once('-').unwrap();
-        let controller = Controller::start(
-            &scene.cluster,
-            &scene.client,
-            binary,
-            &n,
-            replica.parse().unwrap(),
-            &scene.simulator.overrides(),
-        )
-        .await
-        .unwrap();
-        scene.controllers.push((name, controller));
-    }
+    scene.restart_every_controller(Duration::from_secs(3)).await;
 
     scene.wait_group::<PDGroup>("pd", 3, "v8.5.3").await;
     scene.wait_group::<TiKVGroup>("tikv", 3, "v8.5.3").await;
@@ -1299,30 +1310,8 @@ async fn every_controller_killed_at_once_mid_upgrade_finishes_it_once_when_they_
     // Every Pod that ran before was replaced exactly once; no Pod made during the upgrade was
     // deleted again (nothing restarted twice).
     let events = scene.simulator.events(&n, "allkill").await.unwrap();
-    let mut deleted: BTreeMap<String, usize> = BTreeMap::new();
-    for component in ["pd", "tikv", "tidb"] {
-        for event in events_of(&events, start, "pod_deleted", component) {
-            let uid = event["uid"].as_str().unwrap_or_default().to_string();
-            *deleted.entry(uid).or_default() += 1;
-        }
-    }
-    let twice: Vec<&String> = deleted
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(u, _)| u)
-        .collect();
-    assert!(twice.is_empty(), "Pods deleted twice: {twice:?}");
-    let new_deleted: Vec<&String> = deleted.keys().filter(|u| !before.contains(*u)).collect();
-    assert!(
-        new_deleted.is_empty(),
-        "Pods of the upgrade restarted again: {new_deleted:?}"
-    );
-    let running_before = before.len();
-    assert_eq!(
-        deleted.len(),
-        running_before,
-        "every Pod of the old version replaced once"
-    );
+    scenarios::replaced_exactly_once(&events, start, &before, &["pd", "tikv", "tidb"])
+        .unwrap_or_else(|e| panic!("{e}"));
     let state = scene.simulator.state(&n, "allkill").await.unwrap();
     let evicting: Vec<&Value> = state["stores"]
         .as_array()
@@ -1337,6 +1326,188 @@ async fn every_controller_killed_at_once_mid_upgrade_finishes_it_once_when_they_
     scene
         .simulator
         .verdict(&n, "allkill", &scenarios::Allowed::none())
+        .await
+        .unwrap();
+}
+
+/// What a restart of the operator may not change, of every object it writes: the Pods,
+/// ConfigMaps, PVCs, Services and PodDisruptionBudgets by resourceVersion (any write moves it),
+/// the budgets and the groups and instances by everything but their status (which others write).
+async fn written_state(scene: &Scene) -> BTreeMap<String, String> {
+    use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let mut state = BTreeMap::new();
+    let lp = ListParams::default();
+    let mut by_version = |kind: &str, items: Vec<(String, Option<String>)>| {
+        for (name, version) in items {
+            state.insert(format!("{kind}/{name}"), version.unwrap_or_default());
+        }
+    };
+    let pods = scene.api::<Pod>().list(&lp).await.unwrap().items;
+    by_version(
+        "Pod",
+        pods.iter()
+            .map(|o| (o.name_any(), o.resource_version()))
+            .collect(),
+    );
+    let maps = scene.api::<ConfigMap>().list(&lp).await.unwrap().items;
+    by_version(
+        "ConfigMap",
+        maps.iter()
+            .map(|o| (o.name_any(), o.resource_version()))
+            .collect(),
+    );
+    let claims = scene
+        .api::<PersistentVolumeClaim>()
+        .list(&lp)
+        .await
+        .unwrap()
+        .items;
+    by_version(
+        "PVC",
+        claims
+            .iter()
+            .map(|o| (o.name_any(), o.resource_version()))
+            .collect(),
+    );
+    let services = scene.api::<Service>().list(&lp).await.unwrap().items;
+    by_version(
+        "Service",
+        services
+            .iter()
+            .map(|o| (o.name_any(), o.resource_version()))
+            .collect(),
+    );
+    // A budget's status is the disruption controller's: its spec and metadata are compared.
+    let budgets = scene
+        .api::<PodDisruptionBudget>()
+        .list(&lp)
+        .await
+        .unwrap()
+        .items;
+    by_version(
+        "PodDisruptionBudget",
+        budgets
+            .iter()
+            .map(|o| {
+                let mut meta = o.metadata.clone();
+                meta.resource_version = None;
+                meta.managed_fields = None;
+                (o.name_any(), serde_json::to_string(&(meta, &o.spec)).ok())
+            })
+            .collect(),
+    );
+    for kind in ["PDGroup", "PD", "TiKVGroup", "TiKV", "TiDBGroup", "TiDB"] {
+        let ar = scenarios::api_resource(kind).unwrap();
+        let objects =
+            Api::<kube::api::DynamicObject>::namespaced_with(scene.client.clone(), scene.n(), &ar)
+                .list(&lp)
+                .await
+                .unwrap()
+                .items;
+        for object in objects {
+            let mut meta = object.metadata.clone();
+            meta.resource_version = None;
+            meta.managed_fields = None;
+            let mut data = object.data.clone();
+            data.as_object_mut().map(|o| o.remove("status"));
+            state.insert(
+                format!("{kind}/{}", object.name_any()),
+                serde_json::to_string(&(meta, data)).unwrap(),
+            );
+        }
+    }
+    state
+}
+
+/// The operator restarted under a converged cluster (every controller stopped, then started
+/// again from another operator image, as an upgrade of the operator does): no Pod restarted, and
+/// no Pod, ConfigMap, PVC, Service, budget, group or instance rewritten; only status may be
+/// written. The PD and TiKV Pods' hand-over installer follows the operator image, and is left out
+/// of what makes a Pod current.
+#[tokio::test]
+async fn restarting_the_operator_under_a_converged_cluster_rewrites_nothing() {
+    let mut scene = Scene::start("tidb-restart", 1, true).await;
+    let n = scene.n().to_string();
+    scene.create_cluster("still", json!({})).await;
+    scene.create_pd("still", 3, "v8.5.2").await;
+    scene.create_tikv("still", 3, "v8.5.2").await;
+    scene.create_tidb("still", 2, "v8.5.2").await;
+    scene.wait_group::<PDGroup>("pd", 3, "v8.5.2").await;
+    scene.wait_group::<TiKVGroup>("tikv", 3, "v8.5.2").await;
+    scene.wait_tidb(2, "v8.5.2").await;
+    // Settled: two looks of a settled group (30 s each) would show any late write.
+    let settled = written_state(&scene).await;
+    let start = last_seq(&scene.simulator.events(&n, "still").await.unwrap());
+
+    scene
+        .restart_every_controller_with(
+            Duration::from_secs(1),
+            &["--operator-image=registry.example.com/tidb-operator:next".to_string()],
+        )
+        .await;
+    // Long enough for every controller to list, reconcile every object and look again.
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let after = written_state(&scene).await;
+    let changed: Vec<&String> = settled
+        .iter()
+        .filter(|(key, value)| after.get(*key) != Some(*value))
+        .map(|(key, _)| key)
+        .chain(after.keys().filter(|k| !settled.contains_key(*k)))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "rewritten by the restarted operator: {changed:?}"
+    );
+    let events = scene.simulator.events(&n, "still").await.unwrap();
+    let deleted = events
+        .iter()
+        .filter(|e| seq(e) > start && e["kind"] == "pod_deleted")
+        .count();
+    assert_eq!(deleted, 0, "a Pod was restarted");
+
+    // A PD Pod deleted by hand comes back with the new operator image's installer.
+    let pods: Api<Pod> = Api::namespaced(scene.client.clone(), &n);
+    let installer = |pod: &Pod| {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|c| c.name == "handover-install")
+            .and_then(|c| c.image.clone())
+    };
+    let victim = pods
+        .list(&ListParams::default().labels("pingcap.com/component=pd"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let (name, uid) = (victim.name_any(), victim.uid());
+    assert_ne!(
+        installer(&victim).as_deref(),
+        Some("registry.example.com/tidb-operator:next")
+    );
+    pods.delete(&name, &Default::default()).await.unwrap();
+    wait_until(
+        &scene.kubectl(),
+        &n,
+        "the deleted PD Pod back with the new installer",
+        CONVERGE,
+        || async {
+            let pod = pods.get_opt(&name).await?;
+            Ok::<_, kube::Error>(pod.is_some_and(|p| {
+                p.uid() != uid
+                    && installer(&p).as_deref() == Some("registry.example.com/tidb-operator:next")
+            }))
+        },
+    )
+    .await
+    .unwrap();
+    scene.wait_group::<PDGroup>("pd", 3, "v8.5.2").await;
+    scene
+        .simulator
+        .verdict(&n, "still", &scenarios::Allowed::none())
         .await
         .unwrap();
 }

@@ -70,6 +70,22 @@ struct Scene {
 }
 
 impl Scene {
+    /// Waits until the PodDisruptionBudget `name` keeps `min_available` Pods.
+    async fn wait_budget_min(&self, name: &str, min_available: i32) {
+        let budgets = self.api::<PodDisruptionBudget>();
+        self.wait(
+            "scale",
+            &format!("PodDisruptionBudget {name} at minAvailable {min_available}"),
+            Duration::from_secs(60),
+            || async {
+                let budget = budgets.get(name).await.map_err(|e| e.to_string())?;
+                Ok(budget.spec.and_then(|s| s.min_available)
+                    == Some(IntOrString::Int(min_available)))
+            },
+        )
+        .await;
+    }
+
     /// Waits until the PodDisruptionBudget `name` allows a disruption (every Pod it covers is
     /// ready again, as the disruption controller sees them).
     async fn wait_disruption_allowed(&self, name: &str) {
@@ -1342,9 +1358,11 @@ async fn scale_out_and_in_through_tombstone_and_refused_below_max_replicas() {
     scene.scale_tikv(3);
     scene.wait_tikv(cluster, 3, "v8.5.2").await;
 
-    // 3 → 5.
+    // 3 → 5; the disruption budget follows: all but one.
+    scene.wait_budget_min("tikv-tikv", 2).await;
     scene.scale_tikv(5);
     scene.wait_tikv(cluster, 5, "v8.5.2").await;
+    scene.wait_budget_min("tikv-tikv", 4).await;
     let five = scene.tikv_names().await;
     let uids = scene.pod_uids("tikv").await;
     let store_ids = scene.store_ids(cluster).await;
@@ -1390,6 +1408,7 @@ async fn scale_out_and_in_through_tombstone_and_refused_below_max_replicas() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     scene.wait_tikv(cluster, 4, "v8.5.2").await;
+    scene.wait_budget_min("tikv-tikv", 3).await;
     let four = scene.tikv_names().await;
     let removed: Vec<&String> = five.difference(&four).collect();
     assert_eq!(removed.len(), 1);
@@ -1785,8 +1804,8 @@ async fn a_roll_holds_every_pod_while_pd_cannot_be_asked_and_resumes_once_it_ans
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // PD cannot be asked (20 s here, to keep the suite short): no TiKV Pod goes, since nothing
-    // can confirm a store's leaders are gone; the instances say why.
+    // PD cannot be asked for a minute: no TiKV Pod goes, since nothing can confirm a store's
+    // leaders are gone; the instances say why.
     scene.fault(cluster, "pd-unreachable", true).await;
     let pods = scene.api::<Pod>();
     let selector = format!("{}=tikv", keys::LABEL_COMPONENT);
@@ -1802,7 +1821,7 @@ async fn a_roll_holds_every_pod_while_pd_cannot_be_asked_and_resumes_once_it_ans
             .unwrap()
             .items,
     );
-    let until = Instant::now() + Duration::from_secs(20);
+    let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
         let now = live(
             pods.list(&ListParams::default().labels(&selector))

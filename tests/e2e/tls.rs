@@ -7,14 +7,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
-use operator_api::core::{Cluster, PDGroup, TiDBGroup, TiKV, TiKVGroup};
-use operator_api::keys::LABEL_MANAGED_BY;
+use operator_api::core::{
+    Cluster, PDGroup, TiCDC, TiCDCGroup, TiDBGroup, TiFlash, TiFlashGroup, TiKV, TiKVGroup,
+};
+use operator_api::keys::{self, LABEL_MANAGED_BY};
 use rustls::pki_types::pem::PemObject;
 use scenarios::{Allowed, Controller, TlsSimulator, apply_controller_identity, ensure_crds};
 use serde_json::{Value, json};
@@ -22,6 +25,17 @@ use testkit::{CertManager, LocalCluster, TestNamespace, wait_until};
 
 const WAIT: Duration = Duration::from_secs(240);
 const CLUSTER: &str = "tls";
+/// How long before the end of an hour-long certificate cert-manager renews it in the renewal
+/// scenario: every 20 s.
+const RENEW_BEFORE: &str = "59m40s";
+/// The Secrets of the Certificates the renewal scenario renews: each component group's and the
+/// operator's client certificate.
+const RENEWED: [&str; 4] = [
+    "pd-pd-cluster-secret",
+    "tikv-tikv-cluster-secret",
+    "tidb-tidb-cluster-secret",
+    "tls-cluster-client-secret",
+];
 const BINARIES: [&str; 4] = [
     "cluster-controller",
     "pd-controller",
@@ -32,7 +46,10 @@ const BINARIES: [&str; 4] = [
 /// The cert-manager objects of `examples/tls` for the Cluster `tls` in `ns`: the CA chain, one
 /// Certificate per group (`<group>-<component>-cluster-secret`, server and client auth), the
 /// operator's client certificate and TiDB's MySQL server certificate.
-fn issuers_and_certificates(ns: &str) -> String {
+///
+/// With `short_lived`, the component and client Certificates last an hour and are renewed
+/// [`RENEW_BEFORE`] before they expire, so cert-manager renews each every 20 s.
+fn issuers_and_certificates(ns: &str, short_lived: bool) -> String {
     let mut docs = vec![
         json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
                "metadata": {"name": "selfsigned"}, "spec": {"selfSigned": {}}}),
@@ -43,13 +60,21 @@ fn issuers_and_certificates(ns: &str) -> String {
         json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
                "metadata": {"name": "tls-issuer"}, "spec": {"ca": {"secretName": "tls-ca-secret"}}}),
     ];
+    let mut renewed = Vec::new();
     for component in ["pd", "tikv", "tidb"] {
-        docs.push(component_certificate(ns, component));
+        renewed.push(component_certificate(ns, component));
     }
-    docs.push(certificate(
+    renewed.push(certificate(
         &format!("{CLUSTER}-cluster-client-secret"),
         json!({"commonName": "TiDB", "usages": ["client auth"]}),
     ));
+    for mut doc in renewed {
+        if short_lived {
+            doc["spec"]["duration"] = json!("1h");
+            doc["spec"]["renewBefore"] = json!(RENEW_BEFORE);
+        }
+        docs.push(doc);
+    }
     docs.push(certificate(
         "tidb-tidb-server-secret",
         json!({"commonName": "TiDB Server", "usages": ["server auth"],
@@ -147,11 +172,16 @@ impl Scene {
 
     /// Applies the issuers and Certificates and waits for every Secret they make.
     async fn issue(&self) {
+        self.issue_with(false).await;
+    }
+
+    /// [`Scene::issue`], with the component and client certificates `short_lived`.
+    async fn issue_with(&self, short_lived: bool) {
         self.cluster
             .kubectl()
             .ok(
                 &["apply", "-n", self.n(), "-f", "-"],
-                Some(&issuers_and_certificates(self.n())),
+                Some(&issuers_and_certificates(self.n(), short_lived)),
             )
             .unwrap();
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), self.n());
@@ -235,7 +265,7 @@ impl Scene {
     }
 
     /// Waits for the Cluster Available and Ready with these replicas.
-    async fn wait_ready(&self, replicas: [i32; 3]) {
+    async fn wait_ready(&self, replicas: &[i32]) {
         let clusters: Api<Cluster> = Api::namespaced(self.client.clone(), self.n());
         wait_until(
             &self.cluster.kubectl(),
@@ -260,6 +290,85 @@ impl Scene {
         .unwrap();
     }
 
+    /// The UIDs of the Pods of `component`.
+    async fn pod_uids(&self, component: &str) -> BTreeSet<String> {
+        Api::<Pod>::namespaced(self.client.clone(), self.n())
+            .list(&ListParams::default().labels(&format!("{}={component}", keys::LABEL_COMPONENT)))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter_map(|p| p.uid())
+            .collect()
+    }
+
+    /// The `seq` of the simulator's last event so far.
+    async fn last_seq(&self) -> u64 {
+        scenarios::last_seq(
+            &self
+                .simulator
+                .simulator
+                .events(self.n(), CLUSTER)
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// Waits until every TiDB server of `before` was replaced and the group `tidb` settled on
+    /// `replicas` Ready servers, the MySQL Service never without an endpoint meanwhile; then
+    /// checks from the simulator's log (after `start`) that each was replaced once.
+    async fn wait_tidb_rolled(&self, before: &BTreeSet<String>, replicas: i32, start: u64) {
+        let emptied = std::cell::Cell::new(false);
+        wait_until(
+            &self.cluster.kubectl(),
+            self.n(),
+            "every TiDB server replaced, a new one Ready before an old one went",
+            WAIT,
+            || async {
+                let endpoints =
+                    scenarios::ready_endpoints(&self.client, self.n(), "tidb-tidb").await?;
+                emptied.set(emptied.get() || endpoints.is_empty());
+                let now = self.pod_uids("tidb").await;
+                let group = Api::<TiDBGroup>::namespaced(self.client.clone(), self.n())
+                    .get("tidb")
+                    .await?;
+                let status = group.status.clone().unwrap_or_default();
+                Ok::<_, kube::Error>(
+                    now.len() == usize::try_from(replicas).unwrap_or_default()
+                        && now.is_disjoint(before)
+                        && status.common.current_revision == status.common.update_revision
+                        && status.group.ready_replicas == replicas
+                        && conditions::is_true(group.conditions(), conditions::READY),
+                )
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n--- cert-manager ---\n{}", self.cert_manager.output()));
+        assert!(
+            !emptied.get(),
+            "the MySQL Service lost every endpoint during the roll"
+        );
+        let events = self
+            .simulator
+            .simulator
+            .events(self.n(), CLUSTER)
+            .await
+            .unwrap();
+        scenarios::replaced_exactly_once(&events, start, before, &["tidb"])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Checks that no controller exited (none was restarted).
+    fn assert_controllers_running(&mut self) {
+        for controller in &mut self.controllers {
+            assert!(
+                controller.process.exited().is_none(),
+                "a controller exited:\n{}",
+                controller.process.output()
+            );
+        }
+    }
+
     async fn verdict(&self) {
         self.simulator
             .simulator
@@ -275,7 +384,7 @@ async fn a_tls_cluster_with_certificates_from_cert_manager_comes_up_over_mutual_
     let n = scene.n();
     scene.issue().await;
     scene.create_cluster(3, 3, 2).await;
-    scene.wait_ready([3, 3, 2]).await;
+    scene.wait_ready(&[3, 3, 2]).await;
 
     // The PD URL every component and Job is given is https.
     let clusters: Api<Cluster> = Api::namespaced(scene.client.clone(), n);
@@ -471,6 +580,49 @@ async fn a_tls_cluster_with_certificates_from_cert_manager_comes_up_over_mutual_
         "{refused}"
     );
 
+    // cert-manager renews TiDB's MySQL certificate (as `cmctl renew` asks it to). TiDB does not
+    // reload that certificate, so the group rolls: each server replaced once, a new one Ready
+    // before an old one goes, the MySQL Service never without an endpoint.
+    let before = scene.pod_uids("tidb").await;
+    let start = scene.last_seq().await;
+    let server_secret = "tidb-tidb-server-secret";
+    let issued = secrets.get(server_secret).await.unwrap().data.unwrap()["tls.crt"].clone();
+    let certificates = Api::<kube::api::DynamicObject>::namespaced_with(
+        scene.client.clone(),
+        n,
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "cert-manager.io",
+            "v1",
+            "Certificate",
+        )),
+    );
+    let renew = json!([{"op": "add", "path": "/status/conditions/-", "value": {
+        "type": "Issuing", "status": "True", "reason": "ManuallyTriggered",
+        "message": "Certificate re-issuance manually triggered",
+        "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string()
+    }}]);
+    certificates
+        .patch_status(
+            server_secret,
+            &PatchParams::default(),
+            &Patch::<Value>::Json(serde_json::from_value(renew).unwrap()),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &scene.cluster.kubectl(),
+        n,
+        "cert-manager renewed the MySQL certificate",
+        WAIT,
+        || async {
+            let data = secrets.get(server_secret).await?.data.unwrap_or_default();
+            Ok::<_, kube::Error>(data.get("tls.crt") != Some(&issued))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n--- cert-manager ---\n{}", scene.cert_manager.output()));
+    scene.wait_tidb_rolled(&before, 2, start).await;
+
     scene.verdict().await;
 }
 
@@ -480,7 +632,7 @@ async fn a_deleted_component_secret_holds_its_instances_until_it_is_back() {
     let n = scene.n();
     scene.issue().await;
     scene.create_cluster(1, 3, 1).await;
-    scene.wait_ready([1, 3, 1]).await;
+    scene.wait_ready(&[1, 3, 1]).await;
     let kubectl = scene.cluster.kubectl();
 
     // The Certificate goes first (cert-manager would issue the Secret again), then its Secret.
@@ -576,7 +728,7 @@ async fn a_deleted_component_secret_holds_its_instances_until_it_is_back() {
             Some(&serde_yaml::to_string(&component_certificate(n, "tikv")).unwrap()),
         )
         .unwrap();
-    scene.wait_ready([1, 4, 1]).await;
+    scene.wait_ready(&[1, 4, 1]).await;
 
     // A certificate path of the operator's in a group's config is refused with its name: the
     // new TiDB instance says so and gets no Pod, the running one stays.
@@ -623,12 +775,15 @@ async fn a_new_ca_reaches_the_operators_client_without_a_restart() {
     let n = scene.n().to_string();
     scene.issue().await;
     scene.create_cluster(1, 3, 1).await;
-    scene.wait_ready([1, 3, 1]).await;
+    scene.wait_ready(&[1, 3, 1]).await;
     let kubectl = scene.cluster.kubectl();
     let secrets: Api<Secret> = Api::namespaced(scene.client.clone(), &n);
     let old_ca = secrets.get("tls-ca-secret").await.unwrap().data.unwrap()["tls.crt"]
         .0
         .clone();
+    let (pd_before, tikv_before) = (scene.pod_uids("pd").await, scene.pod_uids("tikv").await);
+    let tidb_before = scene.pod_uids("tidb").await;
+    let start = scene.last_seq().await;
 
     // A second CA, and every Certificate moved onto it: cert-manager issues each again, so the
     // simulated servers trust only the new CA and refuse the old client certificate.
@@ -708,11 +863,7 @@ async fn a_new_ca_reaches_the_operators_client_without_a_restart() {
         .unwrap()["tls.crt"]
         .0
         .clone();
-    let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(&client_pem)
-        .next()
-        .unwrap()
-        .unwrap();
-    let new_client: String = leaf.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let new_client = leaf_hex(&client_pem);
     let simulator = &scene.simulator;
     wait_until(
         &kubectl,
@@ -731,14 +882,336 @@ async fn a_new_ca_reaches_the_operators_client_without_a_restart() {
     )
     .await
     .unwrap();
-    scene.wait_ready([1, 3, 1]).await;
+    scene.wait_ready(&[1, 3, 1]).await;
+    // PD and TiKV read their new certificates from the files: none of their Pods restarted.
+    // TiDB does not reload its MySQL certificate, which was issued again too: it rolled once.
+    assert_eq!(scene.pod_uids("pd").await, pd_before, "a PD Pod restarted");
+    assert_eq!(
+        scene.pod_uids("tikv").await,
+        tikv_before,
+        "a TiKV Pod restarted"
+    );
+    scene.wait_tidb_rolled(&tidb_before, 1, start).await;
     // No controller was restarted to get there.
-    for controller in &mut scene.controllers {
-        assert!(
-            controller.process.exited().is_none(),
-            "a controller exited:\n{}",
-            controller.process.output()
+    scene.assert_controllers_running();
+    scene.verdict().await;
+}
+
+/// The leaf certificate of a PEM chain, as hex DER (how the simulator names the client
+/// certificates it accepted).
+fn leaf_hex(pem: &[u8]) -> String {
+    let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .next()
+        .unwrap()
+        .unwrap();
+    leaf.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// cert-manager renews every component certificate and the operator's client certificate every
+/// 20 s: the Cluster stays Ready at every look through at least two renewals of each, no Pod
+/// restarts (PD, TiKV and TiDB read a renewed cluster certificate from its file, and the renewed
+/// certificates chain to the same CA, so no two members ever fail to talk), and the operator's PD
+/// calls go on with a renewed client certificate, no controller restarted.
+#[tokio::test]
+async fn renewed_certificates_keep_the_cluster_ready_without_a_restart() {
+    let mut scene = Scene::start("tls-renew").await;
+    let n = scene.n().to_string();
+    scene.issue_with(true).await;
+    scene.create_cluster(1, 3, 1).await;
+    scene.wait_ready(&[1, 3, 1]).await;
+    let kubectl = scene.cluster.kubectl();
+    let secrets: Api<Secret> = Api::namespaced(scene.client.clone(), &n);
+    let clusters: Api<Cluster> = Api::namespaced(scene.client.clone(), &n);
+    let mut pods_before = Vec::new();
+    for component in ["pd", "tikv", "tidb"] {
+        pods_before.push(scene.pod_uids(component).await);
+    }
+
+    // Every certificate each Secret has held from here on, the first one included.
+    let seen = std::cell::RefCell::new(std::collections::BTreeMap::<&str, BTreeSet<String>>::new());
+    let not_ready = std::cell::RefCell::new(None::<String>);
+    let cert_manager = &scene.cert_manager;
+    wait_until(
+        &kubectl,
+        &n,
+        "each certificate renewed twice, the Cluster Ready at every look",
+        WAIT,
+        || async {
+            let cluster = clusters.get(CLUSTER).await?;
+            if !conditions::is_true(cluster.conditions(), conditions::READY) {
+                not_ready.borrow_mut().get_or_insert_with(|| {
+                    format!("{:?}", cluster.status.as_ref().map(|s| &s.conditions))
+                });
+            }
+            for name in RENEWED {
+                let secret = secrets.get(name).await?;
+                if let Some(crt) = secret.data.unwrap_or_default().get("tls.crt") {
+                    seen.borrow_mut()
+                        .entry(name)
+                        .or_default()
+                        .insert(leaf_hex(&crt.0));
+                }
+            }
+            Ok::<_, kube::Error>(
+                RENEWED
+                    .iter()
+                    .all(|name| seen.borrow().get(name).is_some_and(|s| s.len() >= 3)),
+            )
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n--- cert-manager ---\n{}", cert_manager.output()));
+    assert_eq!(
+        not_ready.borrow().clone(),
+        None,
+        "the Cluster was not Ready during a renewal"
+    );
+
+    // The operator presented a renewed client certificate to PD, read from the Secret without a
+    // restart: of the certificates the client Secret held from the first look on (that one and at
+    // least two renewed ones), at least two. It reads the Secret again every 10 s at the most
+    // while it reconciles, so a certificate that lasted 20 s may have gone by unread.
+    let client_certs = seen.borrow()[RENEWED[3]].clone();
+    let simulator = &scene.simulator;
+    let last = std::cell::RefCell::new((0, 0));
+    wait_until(
+        &kubectl,
+        &n,
+        "a renewed client certificate presented to PD",
+        WAIT,
+        || async {
+            let now = simulator.handshakes().await.map_err(|e| e.to_string())?;
+            let presented: BTreeSet<String> = now["pd"]["clients"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect();
+            *last.borrow_mut() = (
+                presented.intersection(&client_certs).count(),
+                presented.len(),
+            );
+            Ok::<_, String>(last.borrow().0 >= 2)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: (of the client Secret's {}, presented to PD) = {:?}",
+            client_certs.len(),
+            last.borrow()
+        )
+    });
+    for (component, before) in ["pd", "tikv", "tidb"].iter().zip(&pods_before) {
+        assert_eq!(
+            &scene.pod_uids(component).await,
+            before,
+            "a {component} Pod restarted"
         );
     }
+    scene.assert_controllers_running();
+    scene.verdict().await;
+}
+
+/// TiFlash and TiCDC groups on a TLS cluster: each mounts its `<group>-<component>-cluster-secret`
+/// and its config names the certificates (TiFlash in both its files); the TiFlash store serves,
+/// and the TiCDC servers become Ready with one owner, the operator's calls to them mutual TLS; a
+/// TiCDC scale 2 → 1 drains the capture that goes before its Pod stops, over the same TLS.
+#[tokio::test]
+async fn tiflash_and_ticdc_run_on_a_tls_cluster_and_a_capture_drains_over_tls_before_a_scale_in() {
+    let scene = Scene::start("tls-cdc").await;
+    let n = scene.n().to_string();
+    scene.issue().await;
+    for component in ["tiflash", "ticdc"] {
+        scene
+            .cluster
+            .kubectl()
+            .ok(
+                &["apply", "-n", &n, "-f", "-"],
+                Some(&serde_yaml::to_string(&component_certificate(&n, component)).unwrap()),
+            )
+            .unwrap();
+    }
+    scene.create_cluster(1, 3, 1).await;
+    let group = |kind: &str, name: &str, replicas: i32, spec: Value| {
+        json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": kind,
+            "metadata": {"name": name},
+            "spec": {"cluster": {"name": CLUSTER}, "replicas": replicas,
+                     "minReadySeconds": scenarios::SHORT_MIN_READY_SECONDS,
+                     "template": {"spec": spec}}
+        })
+    };
+    let volumes = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]);
+    Api::<TiFlashGroup>::namespaced(scene.client.clone(), &n)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(group(
+                "TiFlashGroup",
+                "tiflash",
+                1,
+                json!({"version": "v8.5.2", "volumes": volumes}),
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let groups: Api<TiCDCGroup> = Api::namespaced(scene.client.clone(), &n);
+    groups
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(group(
+                "TiCDCGroup",
+                "ticdc",
+                2,
+                json!({"version": "v8.5.2"}),
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    scene.wait_ready(&[1, 3, 1, 1, 2]).await;
+
+    // TiFlash: both config files name the mounted certificate, and its store serves.
+    let tiflash = Api::<TiFlash>::namespaced(scene.client.clone(), &n)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(tiflash.len(), 1);
+    let files = Api::<ConfigMap>::namespaced(scene.client.clone(), &n)
+        .get(&tiflash[0].name_any())
+        .await
+        .unwrap()
+        .data
+        .unwrap_or_default();
+    for (file, key) in [
+        ("config.toml", "security.ca_path"),
+        ("proxy.toml", "security.ca-path"),
+    ] {
+        let table: toml::Table = files.get(file).map_or("", String::as_str).parse().unwrap();
+        assert_eq!(
+            scenarios::toml_value(&table, key).as_deref(),
+            Some("/var/lib/tiflash-tls/ca.crt"),
+            "TiFlash {file}: {key}"
+        );
+    }
+    assert_eq!(
+        tiflash[0].status.as_ref().map(|s| s.state.as_str()),
+        Some("Serving"),
+        "the TiFlash store"
+    );
+    let kubectl = scene.cluster.kubectl();
+    let ticdcs: Api<TiCDC> = Api::namespaced(scene.client.clone(), &n);
+    wait_until(
+        &kubectl,
+        &n,
+        "two TiCDC servers, one owner",
+        WAIT,
+        || async {
+            let all = ticdcs.list(&ListParams::default()).await?.items;
+            let owners = all
+                .iter()
+                .filter(|t| t.status.as_ref().is_some_and(|s| s.is_owner))
+                .count();
+            let ready = all
+                .iter()
+                .filter(|t| conditions::is_true(t.conditions(), conditions::READY))
+                .count();
+            Ok::<_, kube::Error>(all.len() == 2 && ready == 2 && owners == 1)
+        },
+    )
+    .await
+    .unwrap();
+
+    // Its config names the mounted certificate, and the PD it is given is https.
+    let instance = ticdcs.list(&ListParams::default()).await.unwrap().items[0].name_any();
+    let config = Api::<ConfigMap>::namespaced(scene.client.clone(), &n)
+        .get(&instance)
+        .await
+        .unwrap();
+    let text: String = config.data.unwrap_or_default().into_values().collect();
+    let table: toml::Table = text.parse().unwrap();
+    for (key, path) in [
+        ("security.ca-path", "/var/lib/ticdc-tls/ca.crt"),
+        ("security.cert-path", "/var/lib/ticdc-tls/tls.crt"),
+        ("security.key-path", "/var/lib/ticdc-tls/tls.key"),
+    ] {
+        assert_eq!(
+            scenarios::toml_value(&table, key).as_deref(),
+            Some(path),
+            "{instance}: {key} in\n{text}"
+        );
+    }
+    let pod = Api::<Pod>::namespaced(scene.client.clone(), &n)
+        .get(&instance)
+        .await
+        .unwrap();
+    let spec = pod.spec.unwrap_or_default();
+    let args: Vec<String> = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.command.iter().flatten().chain(c.args.iter().flatten()))
+        .cloned()
+        .collect();
+    assert!(
+        args.iter().any(|a| a.contains("https://pd-pd.")),
+        "{instance} is given PD over https: {args:?}"
+    );
+    assert!(
+        spec.volumes.iter().flatten().any(|v| v
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref())
+            == Some("ticdc-ticdc-cluster-secret")),
+        "{instance} mounts its group's cluster Secret"
+    );
+
+    // The operator asked the servers over mutual TLS, with its client certificate.
+    let handshakes = scene.simulator.handshakes().await.unwrap();
+    assert!(
+        handshakes["ticdc"]["accepted"].as_u64().unwrap_or(0) > 0
+            && !handshakes["ticdc"]["clients"]
+                .as_array()
+                .is_none_or(Vec::is_empty),
+        "TiCDC handshakes: {handshakes}"
+    );
+
+    // Scale 2 → 1: the capture that goes is drained (over TLS: the only way the controller
+    // reaches TiCDC here) before its Pod stops.
+    let start = scene.last_seq().await;
+    groups
+        .patch(
+            "ticdc",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    wait_until(&kubectl, &n, "one TiCDC server left", WAIT, || async {
+        Ok::<_, kube::Error>(ticdcs.list(&ListParams::default()).await?.items.len() == 1)
+    })
+    .await
+    .unwrap();
+    let events = scene.simulator.simulator.events(&n, CLUSTER).await.unwrap();
+    let since: Vec<Value> = events
+        .into_iter()
+        .filter(|e| scenarios::event_seq(e) > start)
+        .collect();
+    let stopped = scenarios::events_of(&since, "pod_stopped", &[("component", "ticdc")]);
+    let gone = stopped
+        .first()
+        .and_then(|e| e["instance"].as_str())
+        .unwrap_or_else(|| panic!("no TiCDC Pod stopped: {since:?}"))
+        .to_string();
+    let stop = scenarios::event_seq(stopped[0]);
+    let drained = scenarios::events_of(&since, "capture_drain_requested", &[("instance", &gone)]);
+    assert!(
+        drained
+            .first()
+            .is_some_and(|e| scenarios::event_seq(e) < stop),
+        "{gone} was not drained before its Pod stopped: {since:?}"
+    );
     scene.verdict().await;
 }

@@ -48,6 +48,13 @@ impl LocalCluster {
         Self::named(&name)
     }
 
+    /// A local control plane of one test binary's own, `<TESTKIT_CLUSTER>-<purpose>`, started when it
+    /// is not running: for a scenario that would disturb tests running beside it (one that
+    /// restarts the control plane, say).
+    pub fn dedicated(purpose: &str) -> Result<LocalCluster> {
+        Self::named(&format!("{}-{purpose}", cluster_name()))
+    }
+
     /// The local control plane called `name`, started with `hack/local-cluster.sh up` when it is
     /// not running (or `KUBECONFIG_TEST` as it is, when set).
     pub fn named(name: &str) -> Result<LocalCluster> {
@@ -117,6 +124,16 @@ impl LocalCluster {
     /// Path of the admin kubeconfig.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// The API server's audit log: the writes of the operator's controllers, one JSON event per
+    /// line (the policy in `hack/local-cluster.sh`), next to the kubeconfig in the cluster's
+    /// directory.
+    pub fn audit_log(&self) -> PathBuf {
+        self.kubeconfig
+            .parent()
+            .map(|dir| dir.join("logs").join("audit.log"))
+            .unwrap_or_else(|| PathBuf::from("audit.log"))
     }
 
     /// A new admin client. Each test makes its own: a client belongs to the runtime it was made in.

@@ -21,5 +21,5 @@ pub use error::{Error, Result};
 pub use identity::service_account_kubeconfig;
 pub use kubectl::Kubectl;
 pub use namespace::TestNamespace;
-pub use process::ControllerProcess;
+pub use process::{ControllerProcess, workspace_binary};
 pub use wait::{diagnostics, wait_until};

@@ -88,6 +88,35 @@ impl ControllerProcess {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Freezes the process (SIGSTOP), as a paused container or a stalled machine would: its
+    /// timers, connections and tasks all stand still until [`ControllerProcess::resume`].
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .map_err(|e| Error::Command {
+                command: format!("kill {signal} ({})", self.name),
+                message: e.to_string(),
+            })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Command {
+                command: format!("kill {signal} ({})", self.name),
+                message: status.to_string(),
+            })
+        }
+    }
+
     /// Kills the process (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -103,7 +132,7 @@ impl Drop for ControllerProcess {
 
 /// Path of a workspace binary: `target/<profile>/<name>`, next to the running executable or the
 /// directory above its `deps/`.
-fn workspace_binary(name: &str) -> Result<PathBuf> {
+pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| Error::Command {
         command: name.to_string(),
         message: e.to_string(),
