@@ -83,6 +83,8 @@ up() {
     "--endpoint-override=pd=${sim}/clusters/{namespace}/{cluster}"
     "--endpoint-override=tikv=${sim}/clusters/{namespace}/{cluster}/tikv/{instance}"
     "--endpoint-override=tidb=${sim}/clusters/{namespace}/{cluster}/tidb/{instance}"
+    "--endpoint-override=ticdc=${sim}/clusters/{namespace}/{cluster}/ticdc/{instance}"
+    "--endpoint-override=tiflash=${sim}/clusters/{namespace}/{cluster}/tiflash/{instance}"
   )
 
   for controller in "${CONTROLLERS[@]}"; do

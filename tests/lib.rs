@@ -276,7 +276,8 @@ impl Simulator {
         Ok(())
     }
 
-    /// The endpoint overrides that send a controller's PD, TiKV and TiDB calls here.
+    /// The endpoint overrides that send a controller's PD, TiKV, TiDB, TiCDC and TiFlash calls
+    /// here.
     pub fn overrides(&self) -> Vec<String> {
         vec![
             format!(
@@ -293,6 +294,10 @@ impl Simulator {
             ),
             format!(
                 "--endpoint-override=ticdc={}/clusters/{{namespace}}/{{cluster}}/ticdc/{{instance}}",
+                self.url
+            ),
+            format!(
+                "--endpoint-override=tiflash={}/clusters/{{namespace}}/{{cluster}}/tiflash/{{instance}}",
                 self.url
             ),
             // The PD a joining Cluster names, by host: the simulator resolves it as DNS across
@@ -879,7 +884,7 @@ impl TlsSimulator {
                     .filter_map(|l| l.split_once('='))
                     .map(|(c, a)| (c.to_string(), format!("https://{a}")))
                     .collect();
-                if urls.len() == 4 {
+                if urls.len() == 5 {
                     return Ok(TlsSimulator { simulator, urls });
                 }
             }
@@ -891,8 +896,8 @@ impl TlsSimulator {
         ))
     }
 
-    /// The endpoint overrides that send a controller's PD, TiKV, TiDB and TiCDC calls to the
-    /// TLS listeners.
+    /// The endpoint overrides that send a controller's PD, TiKV, TiDB, TiCDC and TiFlash calls to
+    /// the TLS listeners.
     pub fn overrides(&self) -> Vec<String> {
         let url = |c: &str| self.urls.get(c).cloned().unwrap_or_default();
         vec![
@@ -911,6 +916,10 @@ impl TlsSimulator {
             format!(
                 "--endpoint-override=ticdc={}/clusters/{{namespace}}/{{cluster}}/ticdc/{{instance}}",
                 url("ticdc")
+            ),
+            format!(
+                "--endpoint-override=tiflash={}/clusters/{{namespace}}/{{cluster}}/tiflash/{{instance}}",
+                url("tiflash")
             ),
         ]
     }

@@ -651,6 +651,129 @@ async fn a_tiflash_roll_goes_one_store_at_a_time_and_waits_for_down_peers_elsewh
         .unwrap();
 }
 
+/// TiFlash is Ready only once it reports its store `Running` (`/tiflash/store-status`, as the
+/// reference asks): PD lists a store Up as soon as its proxy registers, before its storage
+/// serves. A store Up in PD that TiFlash reports `Ready` is not Ready, says why, and a roll
+/// does not go past it; once it runs, the roll finishes.
+#[tokio::test]
+async fn a_store_tiflash_does_not_report_running_is_not_ready_and_holds_the_roll() {
+    let scene = Scene::start("e2e-tiflash-running").await;
+    scene.create().await;
+    scene.scale(2).await;
+    scene.wait_ready(2, "two TiFlash stores").await;
+    let ids = scene.recorded_ids().await;
+    let names: Vec<String> = ids.keys().cloned().collect();
+    let (stuck, other) = (names[0].clone(), names[1].clone());
+    let fault = format!("tiflash-not-running/{stuck}");
+    scene
+        .simulator
+        .set_fault(scene.n(), CLUSTER, &fault)
+        .await
+        .unwrap();
+
+    let not_running = |t: &TiFlash| {
+        conditions::find(t.conditions(), conditions::READY).is_some_and(|c| {
+            c.status == "False"
+                && c.reason == "StoreNotRunning"
+                && c.message.contains("\"Ready\", not Running")
+        })
+    };
+    wait_until(
+        &scene.cluster.kubectl(),
+        scene.n(),
+        "the store TiFlash reports Ready not Ready, the group one store short",
+        CONVERGE,
+        || async {
+            let stuck_now = scene.api::<TiFlash>().get(&stuck).await?;
+            let group = scene.api::<TiFlashGroup>().get("tiflash").await?;
+            Ok::<_, kube::Error>(
+                not_running(&stuck_now)
+                    && group
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| s.group.ready_replicas == 1),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    // PD still lists the store Up: the readiness is TiFlash's own answer.
+    let (state, _) = scene.stores().await[&ids[&stuck]].clone();
+    assert_eq!(state, "Up", "PD's view of store {}", ids[&stuck]);
+
+    // A config change: the store that does not serve restarts first (it is down already), and
+    // the roll waits for it before the other store.
+    let before = tiflash_pod_uids(&scene).await;
+    scene
+        .api::<TiFlashGroup>()
+        .patch(
+            "tiflash",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"template": {"spec": {
+                "config": "mark_cache_size = 2147483648\n"
+            }}}})),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &scene.cluster.kubectl(),
+        scene.n(),
+        "the roll waiting for the restarted store before the other",
+        CONVERGE,
+        || async {
+            let group = scene.api::<TiFlashGroup>().get("tiflash").await?;
+            let waiting = conditions::find(group.conditions(), conditions::SYNCED)
+                .is_some_and(|c| c.message.contains(&format!("before updating {other}")));
+            let now = tiflash_pod_uids(&scene).await;
+            Ok::<_, kube::Error>(waiting && now.get(&stuck) != before.get(&stuck))
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let now = tiflash_pod_uids(&scene).await;
+    assert_eq!(
+        now.get(&other),
+        before.get(&other),
+        "{other} restarted while {stuck} did not serve"
+    );
+    let stuck_now = scene.api::<TiFlash>().get(&stuck).await.unwrap();
+    assert!(
+        not_running(&stuck_now),
+        "{stuck} after its restart: {:?}",
+        conditions::find(stuck_now.conditions(), conditions::READY)
+    );
+
+    // TiFlash runs the store again: the roll finishes.
+    scene
+        .simulator
+        .clear_fault(scene.n(), CLUSTER, &fault)
+        .await
+        .unwrap();
+    wait_until(
+        &scene.cluster.kubectl(),
+        scene.n(),
+        "both TiFlash Pods recreated",
+        CONVERGE,
+        || async {
+            let now = tiflash_pod_uids(&scene).await;
+            Ok::<_, kube::Error>(
+                now.len() == 2 && now.iter().all(|(name, uid)| before.get(name) != Some(uid)),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    scene
+        .wait_ready(2, "two TiFlash stores after the roll")
+        .await;
+    scene
+        .simulator
+        .verdict(scene.n(), CLUSTER, &Allowed::none())
+        .await
+        .unwrap();
+}
+
 /// A new version applied to PD, TiKV and TiFlash at once rolls them in the reference's order:
 /// PD, then TiFlash, then TiKV (TiKV waits for PD and TiFlash), from the simulator's log; a
 /// TiFlash roll that cannot finish holds TiKV's.

@@ -86,9 +86,9 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     moves_per_tick: usize,
 
-    /// Also serve PD, TiKV, TiDB and TiCDC over mutual TLS, for clusters with `tlsCluster` on: one
-    /// loopback listener per component, with the certificates of the namespace's TLS Secrets
-    /// (see docs/operand-simulator.md). Their addresses are written to this file, one
+    /// Also serve PD, TiKV, TiDB, TiCDC and TiFlash over mutual TLS, for clusters with
+    /// `tlsCluster` on: one loopback listener per component, with the certificates of the
+    /// namespace's TLS Secrets (see docs/operand-simulator.md). Their addresses are written to this file, one
     /// `component=ADDR` line each; the record of their handshakes is at /control/tls.
     #[arg(long, value_name = "PATH")]
     tls_address_file: Option<PathBuf>,
@@ -183,7 +183,7 @@ async fn main() -> anyhow::Result<()> {
     let tls_record = operand_simulator::tls::TlsRecord::default();
     if let Some(path) = &args.tls_address_file {
         let mut lines = String::new();
-        for component in ["pd", "tikv", "tidb", "ticdc"] {
+        for component in ["pd", "tikv", "tidb", "ticdc", "tiflash"] {
             let tcp = tokio::net::TcpListener::bind((args.listen.ip(), 0))
                 .await
                 .with_context(|| format!("binding the TLS listener of {component}"))?;

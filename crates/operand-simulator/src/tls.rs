@@ -1,6 +1,6 @@
-//! TLS listeners, for clusters with `tlsCluster` on: one per component (PD, TiKV, TiDB, TiCDC), each
-//! serving the same routes as the plain listener over mutual TLS, as the real servers do when
-//! their `security` keys are set.
+//! TLS listeners, for clusters with `tlsCluster` on: one per component (PD, TiKV, TiDB, TiCDC,
+//! TiFlash), each serving the same routes as the plain listener over mutual TLS, as the real
+//! servers do when their `security` keys are set.
 //!
 //! What is modelled: the server presents the certificate of its component's group Secret
 //! (`<group>-<component>-cluster-secret`: `tls.crt`, `tls.key`; the first such Secret by name in

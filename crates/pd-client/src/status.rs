@@ -1,5 +1,5 @@
-//! [`StatusClient`]: the health checks of TiDB's and TiKV's status ports, and TiCDC's HTTP API
-//! (tiflow `cdc/api/v1`, `cdc/api/v2`) on its one port.
+//! [`StatusClient`]: the health checks of TiDB's, TiKV's and TiFlash's status ports, and
+//! TiCDC's HTTP API (tiflow `cdc/api/v1`, `cdc/api/v2`) on its one port.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -72,6 +72,19 @@ impl StatusClient {
             .send(Method::POST, url, &[("persist", "false")], Some(&body))
             .await
             .map(drop)
+    }
+
+    /// `GET {base}/tiflash/store-status` of a TiFlash (`base` is its proxy status URL, e.g.
+    /// "http://basic-tiflash-x.basic-tiflash-peer.db:20292"): the store's status in plain text,
+    /// `Idle`, `Ready`, `Running`, `Stopping` or `Terminated`; it serves only when `Running`.
+    pub async fn tiflash_store_status(&self, base: &str) -> Result<String> {
+        let (_, base_url) = parse_base(base)?;
+        let url = join(&base_url, &["tiflash", "store-status"])?;
+        Ok(self
+            .transport
+            .send(Method::GET, url, &[], None)
+            .await?
+            .text())
     }
 
     /// `GET {base}/status` of a TiCDC server: its capture ID and whether it is the owner.

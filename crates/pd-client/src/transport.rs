@@ -46,6 +46,11 @@ impl Reply {
             source,
         })
     }
+
+    /// The body as text, lossily decoded and trimmed (an answer in plain text).
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).trim().to_string()
+    }
 }
 
 impl Transport {

@@ -606,6 +606,12 @@ async fn status_ports_are_checked_under_their_prefix() {
         ),
         (Method::GET, "/tikv-0/status", 200, ""),
         (Method::GET, "/tikv-1/status", 503, "starting"),
+        (
+            Method::GET,
+            "/tiflash-0/tiflash/store-status",
+            200,
+            "Running\n",
+        ),
     ])
     .await;
     let status = StatusClient::new(None, Duration::from_secs(5)).unwrap();
@@ -626,6 +632,16 @@ async fn status_ports_are_checked_under_their_prefix() {
         .await
         .unwrap_err();
     assert_eq!(error.status(), Some(503));
+
+    let tiflash = status
+        .tiflash_store_status(&format!("{base}/tiflash-0"))
+        .await
+        .unwrap();
+    assert_eq!(tiflash, "Running");
+    assert_eq!(
+        server.last().path,
+        format!("{PREFIX}/tiflash-0/tiflash/store-status")
+    );
 
     let error = status.tidb_status("not a url").await.unwrap_err();
     assert!(matches!(error, Error::InvalidUrl(_)), "{error:?}");

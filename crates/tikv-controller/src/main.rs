@@ -98,6 +98,7 @@ async fn controllers(ctx: Context, leader_eviction_timeout: Duration) -> Result<
             ..ctx.clone()
         },
         nodes,
+        status.clone(),
     );
     let tikv = run_controllers(
         ctx,

@@ -1,5 +1,6 @@
-//! TiDB and TiKV status endpoints, per instance:
-//! `/clusters/{namespace}/{cluster}/tidb/{instance}/...` and `.../tikv/{instance}/...`.
+//! TiDB, TiKV and TiFlash status endpoints, per instance:
+//! `/clusters/{namespace}/{cluster}/tidb/{instance}/...`, `.../tikv/{instance}/...` and
+//! `.../tiflash/{instance}/tiflash/store-status`.
 //! An instance whose Pod does not run, or that a fault marks unhealthy, answers 503.
 //! `/metrics/{namespace}/{cluster}/{pd|tikv|tidb|tiflash|ticdc}/{instance}`: each operand's
 //! `/metrics`, a small subset of the real one, for a Prometheus that scrapes the operand Pods.
@@ -38,6 +39,10 @@ pub(super) fn routes() -> Router<SharedSim> {
         .route(
             "/clusters/{namespace}/{cluster}/tikv/{instance}/config",
             post(set_tikv_config),
+        )
+        .route(
+            "/clusters/{namespace}/{cluster}/tiflash/{instance}/tiflash/store-status",
+            get(tiflash_store_status),
         )
         // Every operand's /metrics under one prefix (PD's API owns every path under
         // `/clusters/{namespace}/{cluster}/pd/`): what a scrape of the operand's Pod gets.
@@ -193,6 +198,22 @@ async fn set_tikv_config(
                 StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, err.message).into_response()
         }
+    }
+}
+
+/// `GET /tiflash/store-status` on a TiFlash's proxy status port: the store's status as plain
+/// text (`Idle`, `Ready`, `Running`), as TiFlash answers it.
+async fn tiflash_store_status(
+    State(sim): State<SharedSim>,
+    Path(p): Path<InstancePath>,
+) -> Response {
+    let sim = lock(&sim);
+    match sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.tiflash_store_status(&p.instance))
+    {
+        Some(status) => (StatusCode::OK, status).into_response(),
+        None => unavailable(&format!("TiFlash {}", p.instance)),
     }
 }
 

@@ -88,6 +88,9 @@ pub enum Fault {
     /// A TiCDC server (by instance) whose Pod runs but whose capture lost its session: gone
     /// from TiCDC's view, its API unanswered, back as a capture once cleared.
     TicdcDown(String),
+    /// A TiFlash server (by instance) that runs and whose store PD may report Up, but whose
+    /// storage layer is not serving: `/tiflash/store-status` answers `Ready`, not `Running`.
+    TiflashNotRunning(String),
 }
 
 impl Fault {
@@ -109,6 +112,7 @@ impl Fault {
             Self::StoreFlap(_) => "store-flap",
             Self::TicdcDrainStuck(_) => "ticdc-drain-stuck",
             Self::TicdcDown(_) => "ticdc-down",
+            Self::TiflashNotRunning(_) => "tiflash-not-running",
         }
     }
 
@@ -121,7 +125,8 @@ impl Fault {
             | Self::PdMemberDown(n)
             | Self::NodeLost(n)
             | Self::TicdcDrainStuck(n)
-            | Self::TicdcDown(n) => Some(n.clone()),
+            | Self::TicdcDown(n)
+            | Self::TiflashNotRunning(n) => Some(n.clone()),
             Self::StoreDown(s)
             | Self::DownPeers(s)
             | Self::LeadersNeverDrain(s)
@@ -154,6 +159,7 @@ impl Fault {
             "store-flap" => Self::StoreFlap(StoreRef::parse(&need(target)?)),
             "ticdc-drain-stuck" => Self::TicdcDrainStuck(need(target)?),
             "ticdc-down" => Self::TicdcDown(need(target)?),
+            "tiflash-not-running" => Self::TiflashNotRunning(need(target)?),
             "max-replicas" => {
                 // On clear the value does not matter; on set it must be a positive number.
                 let value = target.unwrap_or("0");
@@ -202,6 +208,8 @@ pub struct Faults {
     pub stuck_drains: BTreeSet<String>,
     /// TiCDC instances whose capture lost its session while the Pod runs.
     pub down_captures: BTreeSet<String>,
+    /// TiFlash instances whose storage layer does not serve (`/tiflash/store-status` Ready).
+    pub tiflash_not_running: BTreeSet<String>,
     /// The flapping stores in their down phase as of the last [`Faults::flap`].
     #[serde(skip)]
     flapped_down: BTreeSet<StoreRef>,
@@ -242,6 +250,7 @@ impl Faults {
             }
             Fault::TicdcDrainStuck(n) => self.stuck_drains.insert(n.clone()),
             Fault::TicdcDown(n) => self.down_captures.insert(n.clone()),
+            Fault::TiflashNotRunning(n) => self.tiflash_not_running.insert(n.clone()),
         }
     }
 
@@ -266,6 +275,7 @@ impl Faults {
             }
             Fault::TicdcDrainStuck(n) => self.stuck_drains.remove(n),
             Fault::TicdcDown(n) => self.down_captures.remove(n),
+            Fault::TiflashNotRunning(n) => self.tiflash_not_running.remove(n),
         }
     }
 
@@ -324,6 +334,12 @@ impl Faults {
                 .map(Fault::TicdcDrainStuck),
         );
         all.extend(self.down_captures.iter().cloned().map(Fault::TicdcDown));
+        all.extend(
+            self.tiflash_not_running
+                .iter()
+                .cloned()
+                .map(Fault::TiflashNotRunning),
+        );
         all.extend(
             self.moved_stores
                 .iter()

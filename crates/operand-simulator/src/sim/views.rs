@@ -612,6 +612,28 @@ impl ClusterState {
         self.store_server_status(Component::Tiflash, instance)
     }
 
+    /// What a TiFlash instance's `/tiflash/store-status` answers: `Idle` while its Pod starts,
+    /// `Ready` under the `tiflash-not-running` fault (the server runs, its storage does not
+    /// serve), `Running` once it serves; `None` (503) when its Pod does not run or its store is
+    /// forced Down.
+    pub fn tiflash_store_status(&self, instance: &str) -> Option<&'static str> {
+        if self.tiflash_status(instance).is_some() {
+            return Some(if self.faults.tiflash_not_running.contains(instance) {
+                "Ready"
+            } else {
+                "Running"
+            });
+        }
+        let starting = self.pods.values().any(|p| {
+            p.component == Component::Tiflash
+                && p.instance == instance
+                && p.running
+                && !self.refused_pods.contains(&p.uid)
+                && self.starting.contains_key(&p.uid)
+        });
+        starting.then_some("Idle")
+    }
+
     fn store_server_status(&self, component: Component, instance: &str) -> Option<TikvStatus> {
         let running = self.pods.values().any(|p| {
             p.component == component

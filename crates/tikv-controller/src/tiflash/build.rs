@@ -171,6 +171,17 @@ pub fn host(tiflash: &TiFlash, dns: &Dns) -> String {
     dns.instance_host(tiflash)
 }
 
+/// The in-cluster URL of the instance's proxy status port, where TiFlash answers
+/// `/tiflash/store-status` (the port the reference asks too).
+pub fn status_url(tiflash: &TiFlash, dns: &Dns) -> String {
+    format!(
+        "{}://{}:{}",
+        dns.scheme(),
+        host(tiflash, dns),
+        proxy_status_port(&tiflash.spec.template)
+    )
+}
+
 /// The address the store advertises to PD, `host:proxy-port`; the instance's store is found in
 /// PD by it the first time.
 pub fn store_address(tiflash: &TiFlash, dns: &Dns) -> String {

@@ -36,6 +36,9 @@ use crate::instance::{
 use crate::pd::{self, PdView};
 use crate::store::{self, PodPresence, RemovalInput, RemovalStep, StoreLookup};
 
+/// `Ready` is false: PD lists the store Up, but TiFlash does not report its store `Running`.
+pub const REASON_STORE_NOT_RUNNING: &str = "StoreNotRunning";
+
 /// The TiFlash instance rules on the runtime's instance reconciler.
 pub struct Rules;
 
@@ -348,7 +351,21 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiFlas
         sync_labels(&scope, &view.replication.location_labels, info, pod).await?;
     }
 
-    set_ready(&mut draft, existing_pod.as_ref(), &view, lookup);
+    // As the reference does, a TiFlash is Ready only once TiFlash itself reports its store
+    // Running: PD lists the store Up as soon as its proxy registers, before its storage serves.
+    let store_status = match (&existing_pod, store) {
+        (Some(pod), Some(info)) if info.is_up() && is_ready(pod) => {
+            Some(store_status(&scope).await)
+        }
+        _ => None,
+    };
+    set_ready(
+        &mut draft,
+        existing_pod.as_ref(),
+        &view,
+        lookup,
+        store_status,
+    );
     if conditions::find(&draft.status.common.conditions, conditions::SUSPENDED).is_some() {
         draft.set(
             conditions::SUSPENDED,
@@ -457,13 +474,29 @@ async fn sync_labels(
     Ok(())
 }
 
-/// `Ready`: the Pod is ready and the store is Up in PD.
+/// `GET /tiflash/store-status` of the instance's proxy status port: `Running`, `Idle`, ...
+async fn store_status(scope: &Scope<'_>) -> Result<String, String> {
+    let tiflash = scope.tiflash;
+    let url = scope
+        .ctx
+        .status_url(tiflash, build::status_url(tiflash, &scope.dns));
+    let client = scope.ctx.status_of(tiflash).map_err(|e| e.to_string())?;
+    client
+        .tiflash_store_status(&url)
+        .await
+        .map_err(|e| format!("{url}: {e}"))
+}
+
+/// `Ready`: the Pod is ready, the store is Up in PD and TiFlash reports it `Running`.
+/// `store_status` is what TiFlash answered, asked only of a ready Pod whose store is Up.
 fn set_ready(
     draft: &mut Draft,
     pod: Option<&Pod>,
     view: &Result<PdView, String>,
     lookup: Option<StoreLookup<'_>>,
+    store_status: Option<Result<String, String>>,
 ) {
+    let was_ready = conditions::is_true(&draft.status.common.conditions, conditions::READY);
     let verdict = match readiness(pod) {
         Some(verdict) => Some(verdict),
         None => {
@@ -471,12 +504,40 @@ fn set_ready(
                 Ok(_) => Ok(lookup.unwrap_or(StoreLookup::NeverRegistered)),
                 Err(error) => Err(error.as_str()),
             };
-            let was_ready = conditions::is_true(&draft.status.common.conditions, conditions::READY);
             store::ready_verdict(pd, was_ready)
         }
     };
+    let verdict = with_store_status(verdict, store_status, was_ready);
     if let Some((ready, reason, message)) = verdict {
         draft.set(conditions::READY, ready, reason, message);
+    }
+}
+
+type Verdict = Option<(bool, &'static str, String)>;
+
+/// The `Ready` verdict from the Pod and PD, corrected by what TiFlash says of its store: a store
+/// PD lists Up is not Ready until TiFlash reports it `Running`. One unanswered status call does
+/// not take a Ready store out (the condition stays as it was), as with PD.
+fn with_store_status(
+    verdict: Verdict,
+    store_status: Option<Result<String, String>>,
+    was_ready: bool,
+) -> Verdict {
+    match (verdict, store_status) {
+        (Some((true, _, _)), Some(Ok(status))) if status != "Running" => Some((
+            false,
+            REASON_STORE_NOT_RUNNING,
+            format!(
+                "the store is Up in PD, but TiFlash reports its store status {status:?}, not Running"
+            ),
+        )),
+        (Some((true, _, _)), Some(Err(_))) if was_ready => None,
+        (Some((true, _, _)), Some(Err(error))) => Some((
+            false,
+            REASON_STORE_NOT_RUNNING,
+            format!("TiFlash's store status cannot be read: {error}"),
+        )),
+        (verdict, _) => verdict,
     }
 }
 
@@ -709,4 +770,39 @@ async fn finalize(
         Finish::ReleaseFinalizer,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up() -> Verdict {
+        Some((true, reasons::READY, "store 4 is Up".into()))
+    }
+
+    #[test]
+    fn a_store_up_in_pd_is_ready_only_once_tiflash_reports_it_running() {
+        let running = with_store_status(up(), Some(Ok("Running".into())), false);
+        assert_eq!(running.map(|v| v.0), Some(true));
+
+        let (ready, reason, message) =
+            with_store_status(up(), Some(Ok("Ready".into())), true).unwrap();
+        assert!(!ready);
+        assert_eq!(reason, REASON_STORE_NOT_RUNNING);
+        assert!(message.contains("\"Ready\", not Running"), "{message}");
+
+        // Unanswered: a Ready store stays as it was; one not yet Ready says why it is not.
+        assert_eq!(
+            with_store_status(up(), Some(Err("timed out".into())), true),
+            None
+        );
+        let (ready, _, message) =
+            with_store_status(up(), Some(Err("timed out".into())), false).unwrap();
+        assert!(!ready && message.contains("timed out"), "{message}");
+
+        // Not asked (the Pod is not ready or the store not Up): the Pod's and PD's verdict stands.
+        let down = Some((false, "StoreNotServing", "store 4 is Down".to_string()));
+        assert_eq!(with_store_status(down.clone(), None, true), down);
+        assert_eq!(with_store_status(up(), None, false), up());
+    }
 }

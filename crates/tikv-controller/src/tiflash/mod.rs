@@ -16,13 +16,13 @@ use kube::runtime::watcher;
 use operator_api::core::{PDGroup, TiFlash, TiFlashGroup};
 use operator_api::keys;
 use operator_runtime::cache::Recent;
-use operator_runtime::component::{Shared, groups_of_cluster, run_controllers};
+use operator_runtime::component::{PdClientError, Shared, groups_of_cluster, run_controllers};
 use operator_runtime::scope::scoped;
 use operator_runtime::{Context, RuntimeError};
 use operator_runtime::{group_reconcile, instance_reconcile};
-use pd_client::PdClient;
+use pd_client::{PdClient, StatusClient};
 
-use crate::context::MANAGER;
+use crate::context::{MANAGER, STATUS_TIMEOUT};
 use crate::pd::PdView;
 
 /// How long one poll of PD's view is shared by the TiFlash reconciles of a cluster.
@@ -38,6 +38,8 @@ pub struct Ctx {
     /// The Nodes, for store labels.
     pub nodes: Store<Node>,
     pd_views: Recent<PdView>,
+    /// The client of the stores' proxy status ports (`/tiflash/store-status`).
+    status: StatusClient,
 }
 
 operator_runtime::derefs_to_shared!(Ctx);
@@ -55,12 +57,25 @@ impl Ctx {
     pub fn pd_changed(&self, pd: &PdClient) {
         self.pd_views.forget(pd.base());
     }
+
+    /// The client of `tiflash`'s proxy status port: with the operator's client certificate when
+    /// its cluster has TLS, else the plain one.
+    pub fn status_of(&self, tiflash: &TiFlash) -> Result<StatusClient, PdClientError> {
+        let namespace = tiflash.metadata.namespace.as_deref().unwrap_or_default();
+        Ok(self
+            .status_client(namespace, &tiflash.spec.cluster.name, STATUS_TIMEOUT)?
+            .unwrap_or_else(|| self.status.clone()))
+    }
 }
 
 /// Runs the TiFlashGroup and TiFlash controllers until shutdown, beside TiKV's in this binary.
 /// `ctx` has a readiness of its own, which the TiKV controllers wait for before the binary
 /// reports ready.
-pub async fn controllers(ctx: Context, nodes: Store<Node>) -> Result<(), RuntimeError> {
+pub async fn controllers(
+    ctx: Context,
+    nodes: Store<Node>,
+    status: StatusClient,
+) -> Result<(), RuntimeError> {
     let namespace = ctx.flags.namespace.as_deref();
     let pd_groups = scoped::<PDGroup>(&ctx.client, namespace);
     run_controllers(
@@ -83,6 +98,7 @@ pub async fn controllers(ctx: Context, nodes: Store<Node>) -> Result<(), Runtime
                 instances,
                 nodes,
                 pd_views: Recent::new(PD_VIEW_TTL),
+                status,
             })
         },
         group_reconcile::reconcile::<group::Rules>,

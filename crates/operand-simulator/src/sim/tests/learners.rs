@@ -94,3 +94,29 @@ fn an_offline_tiflash_store_whose_learners_have_nowhere_to_go_stays_offline_unti
     assert_eq!(w.store(4).store.state_name, "Tombstone");
     assert!(learners(&mut w).iter().all(|s| s == &[5]));
 }
+
+#[test]
+fn tiflash_reports_its_store_idle_while_it_starts_running_once_it_serves_and_ready_under_the_fault()
+{
+    let mut w = World::with(SimConfig {
+        start_delay: Duration::from_secs(2),
+        ..SimConfig::default()
+    });
+    w.run(pod(Component::Tiflash, "flash-a", "uid-flash-a"));
+    w.tick();
+    assert_eq!(w.c().tiflash_store_status("flash-a"), Some("Idle"));
+    w.advance(Duration::from_secs(2));
+    w.ticks(2);
+    assert_eq!(w.c().tiflash_store_status("flash-a"), Some("Running"));
+
+    let fault = Fault::parse("tiflash-not-running", Some("flash-a")).expect("parses");
+    let now = w.now;
+    w.c().set_fault(&fault, now);
+    assert_eq!(w.c().tiflash_store_status("flash-a"), Some("Ready"));
+    w.c().clear_fault(&fault, now);
+    assert_eq!(w.c().tiflash_store_status("flash-a"), Some("Running"));
+
+    w.stop(Component::Tiflash, "flash-a");
+    assert_eq!(w.c().tiflash_store_status("flash-a"), None);
+    assert_eq!(w.c().tiflash_store_status("flash-unknown"), None);
+}
