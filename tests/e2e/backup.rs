@@ -5,7 +5,8 @@
 //! report rides on the Pod as an annotation the controller reads in that mode only.
 //!
 //! The target is a Cluster object with a plausible `status.pd` written by the test and an inert
-//! TiKVGroup that gives the version (no PD or TiKV runs).
+//! TiKVGroup that gives the version (no PD or TiKV runs); one scenario adds inert TiFlash and
+//! TiCDC groups, which change nothing for a backup.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -134,6 +135,35 @@ impl Scene {
             .create(&PostParams::default(), &group)
             .await
             .unwrap();
+    }
+
+    /// An inert TiFlashGroup and TiCDCGroup in Cluster `name` (no controller runs them): a
+    /// cluster with the analytical store and change data capture, as most production ones have.
+    async fn add_tiflash_and_ticdc(&self, name: &str) {
+        let volumes = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]);
+        for (kind, group, spec) in [
+            (
+                "TiFlashGroup",
+                "tiflash",
+                json!({"version": "v8.5.2", "volumes": volumes}),
+            ),
+            ("TiCDCGroup", "ticdc", json!({"version": "v8.5.2"})),
+        ] {
+            let object: kube::api::DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "core.pingcap.com/v1alpha1", "kind": kind,
+                "metadata": {"name": format!("{name}-{group}")},
+                "spec": {"cluster": {"name": name}, "replicas": 1, "template": {"spec": spec}}
+            }))
+            .unwrap();
+            Api::<kube::api::DynamicObject>::namespaced_with(
+                self.client.clone(),
+                self.n(),
+                &scenarios::api_resource(kind).unwrap(),
+            )
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+        }
     }
 
     async fn create_secret(&self, name: &str) {
@@ -324,6 +354,8 @@ fn s3(prefix: &str, secret: Option<&str>) -> Value {
 async fn a_backup_to_s3_completes_with_its_result_and_shows_no_credential() {
     let scene = Scene::start("bk-s3").await;
     scene.create_target("basic").await;
+    // TiFlash and TiCDC in the cluster change nothing for a backup.
+    scene.add_tiflash_and_ticdc("basic").await;
     scene.create_secret("s3-secret").await;
     scene
         .create_backup(json!({
