@@ -12,6 +12,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
 use operator_api::core::{Cluster, PD, PDGroup};
+use operator_api::keys;
 use scenarios::{Controller, Simulator, apply_controller_identity, ensure_crds};
 use serde_json::{Value, json};
 use testkit::{Kubectl, LocalCluster, TestNamespace, wait_until};
@@ -391,7 +392,7 @@ async fn hot_reload_updates_the_config_map_and_restarts_nothing() {
 }
 
 #[tokio::test]
-async fn a_group_of_a_missing_cluster_says_so() {
+async fn a_group_of_a_missing_cluster_and_a_second_pd_group_of_one_cluster_say_so() {
     let scene = Scene::start("pd-orphan", 1).await;
     scene.create_group("nowhere", 3, json!({})).await;
     wait_until(
@@ -432,6 +433,72 @@ async fn a_group_of_a_missing_cluster_says_so() {
     );
     // Creating the Cluster lets it proceed.
     scene.create_cluster("nowhere").await;
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+
+    // A second PDGroup of the same Cluster (first by name, created later) would bootstrap a
+    // second PD cluster: it is held, says which group owns the Cluster's PD, and creates nothing.
+    let mut second = scene.groups().get("pd").await.unwrap();
+    second.metadata = kube::api::ObjectMeta {
+        name: Some("aa-pd".into()),
+        ..Default::default()
+    };
+    second.spec.bootstrapped = false;
+    second.status = None;
+    scene
+        .groups()
+        .create(&PostParams::default(), &second)
+        .await
+        .unwrap();
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "PDGroup aa-pd Synced=False AnotherPDGroup",
+        Duration::from_secs(30),
+        || async {
+            let group = scene.groups().get("aa-pd").await?;
+            Ok::<_, kube::Error>(
+                conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| {
+                    c.status == "False"
+                        && c.reason == "AnotherPDGroup"
+                        && c.message
+                            .contains("PDGroup pd owns the PD of Cluster nowhere")
+                }),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pds = scene
+        .pds()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        pds.iter()
+            .all(|pd| pd.labels().get(keys::LABEL_GROUP).map(String::as_str) == Some("pd")),
+        "the held group created no member: {:?}",
+        pds.iter().map(ResourceExt::name_any).collect::<Vec<_>>()
+    );
+    let events = scene
+        .kubectl()
+        .ok(&["get", "events", "-n", scene.n(), "-o", "json"], None)
+        .unwrap();
+    assert!(
+        events.contains("AnotherPDGroup"),
+        "an Event says why: {events}"
+    );
+    assert!(
+        !scene.groups().get("aa-pd").await.unwrap().spec.bootstrapped,
+        "the held group never counts as bootstrapped"
+    );
+    // Deleting it loses nothing: the first group's members serve on.
+    scene
+        .groups()
+        .delete("aa-pd", &Default::default())
+        .await
+        .unwrap();
     scene.wait_converged(3, "v8.5.2", CONVERGE).await;
     scene
         .simulator

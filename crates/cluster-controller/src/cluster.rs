@@ -136,10 +136,11 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
         carry_feature_gates(cluster, ctx, &groups).await?;
     }
 
-    let pd_url = groups
-        .iter()
-        .find(|g| g.kind == ComponentKind::PD)
-        .map(|g| pd_url(&Dns::of_spec(&cluster.spec), &namespace, &g.name));
+    // The PDGroup that owns the Cluster's PD: with two, the one the pd-controller lets go ahead.
+    let pd_groups =
+        operator_runtime::cache::list(&ctx.groups.pd, &namespace, |g| g.spec.cluster.name == name);
+    let pd_url = operator_runtime::group::pd_owner(&pd_groups)
+        .map(|g| pd_url(&Dns::of_spec(&cluster.spec), &namespace, &g.name_any()));
     let mut cluster_id = cluster
         .status
         .as_ref()

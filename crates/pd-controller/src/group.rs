@@ -34,6 +34,10 @@ pub const REASON_JOIN_UNREACHABLE: &str = "JoinTargetUnreachable";
 /// store of this Kubernetes cluster but Tombstones: the stores leave through PD first.
 pub const REASON_EXIT_WAITING_FOR_STORES: &str = "ExitWaitingForStores";
 
+/// Reason of a PDGroup held because another PDGroup of its Cluster owns the Cluster's PD: a
+/// second group would bootstrap a second PD cluster for one TiDB cluster.
+pub const REASON_ANOTHER_PD_GROUP: &str = "AnotherPDGroup";
+
 /// The PD component's group rules.
 pub struct Rules;
 
@@ -189,11 +193,37 @@ impl GroupRules for Rules {
         } else {
             None
         };
+        // A second PDGroup of one Cluster would bootstrap a PD cluster of its own: it is held
+        // before it creates anything, and says which group owns the Cluster's PD.
+        let held_by = if !group.spec.bootstrapped && instances.is_empty() {
+            let others = operator_runtime::cache::list(&ctx.groups, &namespace, |g| {
+                g.spec.cluster.name == group.spec.cluster.name && g.name_any() != group.name_any()
+            });
+            owner_of_pd(group, &others).map(|owner| {
+                format!(
+                    "PDGroup {owner} owns the PD of Cluster {}: a second PDGroup would bootstrap a second PD cluster, so this one creates nothing (more than one PDGroup per Cluster is the reference's MultiPDGroup feature, which this operator does not implement); delete this group, or scale {owner}",
+                    group.spec.cluster.name
+                )
+            })
+        } else {
+            None
+        };
+        if let Some(message) = &held_by {
+            shared_group::refusal(
+                &ctx.events,
+                group,
+                REASON_ANOTHER_PD_GROUP,
+                "Bootstrap",
+                message.clone(),
+            )
+            .await;
+        }
         Ok(Observed {
             pods_created: failover::pods_created(&ctx.caches.pods, &namespace, instances),
             pd_health,
             join,
             local_stores,
+            held_by,
         })
     }
 
@@ -283,6 +313,9 @@ impl GroupRules for Rules {
     }
 
     fn progress(view: &View<'_>, outcome: &Outcome) -> (Option<String>, Option<&'static str>) {
+        if let Some(message) = &view.observed.held_by {
+            return (Some(message.clone()), Some(REASON_ANOTHER_PD_GROUP));
+        }
         if let Some(Err(message)) = &view.observed.join {
             return (Some(message.clone()), Some(REASON_JOIN_UNREACHABLE));
         }
@@ -314,6 +347,16 @@ pub struct Observed {
     /// During an exit: the stores PD lists under this Kubernetes cluster's names that are not
     /// Tombstone (`id (address, state)`), or why PD did not answer; `None` when not exiting.
     local_stores: Option<Result<Vec<String>, String>>,
+    /// For a group that has created nothing yet: why another PDGroup of its Cluster owns the
+    /// Cluster's PD, which holds this one.
+    held_by: Option<String>,
+}
+
+/// The PDGroup among `others` (the other PDGroups of `group`'s Cluster) that owns the Cluster's
+/// PD instead of `group` ([`shared_group::pd_owner`]).
+fn owner_of_pd(group: &PDGroup, others: &[PDGroup]) -> Option<String> {
+    let owner = shared_group::pd_owner(others.iter().chain(std::iter::once(group)))?;
+    (owner.name_any() != group.name_any()).then(|| owner.name_any())
 }
 
 /// Whether `group` is leaving the PD cluster altogether: scaled to 0 in a Cluster that joins
@@ -431,6 +474,13 @@ fn bootstrap(view: &View<'_>) -> Result<BeforePlan<PD>, BuildError> {
     let group = view.group;
     if group.spec.bootstrapped {
         return Ok(BeforePlan::default());
+    }
+    if let Some(message) = &view.observed.held_by {
+        return Ok(BeforePlan {
+            waiting: Some(message.clone()),
+            skip_plan: true,
+            ..BeforePlan::default()
+        });
     }
     let mut before = BeforePlan {
         skip_plan: true,

@@ -316,6 +316,23 @@ where
     blocked(object, reason, message).0
 }
 
+/// Of the PDGroups of one Cluster, the one that owns the Cluster's PD (whose Service is the
+/// Cluster's `status.pd`, and the only one that may bootstrap a PD cluster): a group not being
+/// deleted before one that is, then one that bootstrapped, then the oldest, then the first by
+/// name, so that of two groups created together exactly one goes ahead.
+pub fn pd_owner<'a>(
+    groups: impl IntoIterator<Item = &'a operator_api::core::PDGroup>,
+) -> Option<&'a operator_api::core::PDGroup> {
+    groups.into_iter().min_by_key(|g| {
+        (
+            g.metadata.deletion_timestamp.is_some(),
+            !g.spec.bootstrapped,
+            g.metadata.creation_timestamp.clone().map(|t| t.0),
+            g.metadata.name.clone().unwrap_or_default(),
+        )
+    })
+}
+
 /// A refusal of a group: a Warning Event when `reason` is news (its `Synced` does not give it
 /// yet), and the reason and message for its status.
 pub async fn refusal<K>(

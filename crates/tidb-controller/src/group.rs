@@ -404,7 +404,7 @@ async fn stores_run(
         .map(|s| s.pd.clone())
         .filter(|u| !u.is_empty())
         .or_else(|| {
-            pd_groups.first().map(|g| {
+            operator_runtime::group::pd_owner(pd_groups).map(|g| {
                 let host = dns.service_host(&format!("{}-pd", g.name_any()), namespace);
                 let port = g.spec.template.spec.server.ports.client_port();
                 format!("{}://{host}:{port}", dns.scheme())

@@ -120,6 +120,60 @@ fn a_joining_group_creates_nothing_until_the_pd_it_joins_answers_then_never_boot
     );
 }
 
+#[test]
+fn of_two_pd_groups_of_one_cluster_only_one_bootstraps_and_the_other_creates_nothing() {
+    let named = |name: &str, bootstrapped: bool, created: &str| {
+        let mut g = group(bootstrapped);
+        g.metadata.name = Some(name.into());
+        g.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            created.parse().unwrap(),
+        ));
+        g
+    };
+    let older = named("pd-b", false, "2026-01-01T00:00:00Z");
+    let newer = named("pd-a", false, "2026-01-01T00:00:05Z");
+    let twin = named("pd-c", false, "2026-01-01T00:00:00Z");
+    // The oldest goes ahead; created in the same second, the first by name.
+    assert_eq!(owner_of_pd(&older, std::slice::from_ref(&newer)), None);
+    assert_eq!(
+        owner_of_pd(&newer, std::slice::from_ref(&older)).as_deref(),
+        Some("pd-b")
+    );
+    assert_eq!(
+        owner_of_pd(&twin, std::slice::from_ref(&older)).as_deref(),
+        Some("pd-b")
+    );
+    assert_eq!(owner_of_pd(&older, std::slice::from_ref(&twin)), None);
+    // One that bootstrapped owns PD, however young.
+    let bootstrapped = named("pd-z", true, "2026-01-02T00:00:00Z");
+    assert_eq!(
+        owner_of_pd(&older, &[newer.clone(), bootstrapped.clone()]).as_deref(),
+        Some("pd-z")
+    );
+    // A group being deleted owns nothing.
+    let mut leaving = older.clone();
+    leaving.metadata.deletion_timestamp = newer.metadata.creation_timestamp.clone();
+    assert_eq!(owner_of_pd(&newer, &[leaving]), None);
+
+    // Held: the plan is skipped and nothing is created.
+    let cluster = Cluster::new("c", Default::default());
+    let observed = Observed {
+        held_by: Some("PDGroup pd-b owns the PD of Cluster c".into()),
+        ..Observed::default()
+    };
+    let held = bootstrap(&GroupView {
+        group: &newer,
+        namespace: "db",
+        cluster: &cluster,
+        instances: &[],
+        update_revision: "pd-r1",
+        observed: &observed,
+    })
+    .unwrap();
+    assert!(held.skip_plan && held.effects.is_empty());
+    assert!(held.waiting.is_some_and(|w| w.contains("pd-b")));
+}
+
 fn view(name: &str, ready: bool) -> InstanceView {
     InstanceView {
         name: name.into(),
