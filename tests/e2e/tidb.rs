@@ -840,6 +840,90 @@ async fn scaling_out_and_in_removes_an_unhealthy_server_first_and_waits_while_pa
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Waits until the one TiDB instance is held for its bootstrap SQL with a message containing
+/// `says`, and checks that it has no Pod.
+async fn wait_bootstrap_sql_held(scene: &Scene, says: &str) {
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        &format!("the TiDB instance held: BootstrapSQLNotFound, {says}"),
+        Duration::from_secs(60),
+        || async {
+            let tidbs = scene.tidbs().await;
+            Ok::<_, kube::Error>(
+                tidbs.len() == 1
+                    && tidbs.iter().all(|t| {
+                        conditions::find(t.conditions(), conditions::READY).is_some_and(|c| {
+                            c.status == "False"
+                                && c.reason == "BootstrapSQLNotFound"
+                                && c.message.contains(says)
+                        })
+                    }),
+            )
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", scene.logs()));
+    assert!(
+        scene.tidb_pods().await.is_empty(),
+        "no TiDB Pod without its bootstrap SQL"
+    );
+}
+
+/// The Cluster's `bootstrapSQL` names a ConfigMap that is not there, then one without the key:
+/// no TiDB Pod is created (it could not mount the file, and TiDB would bootstrap without the
+/// SQL), the instance names the ConfigMap and what is wrong, with a Warning Event; once the key
+/// is there the server starts.
+#[tokio::test]
+async fn a_missing_bootstrap_sql_config_map_holds_tidb_and_says_which() {
+    let scene = Scene::start("tidb-bsql", 1, false).await;
+    scene
+        .create_cluster("bsql", json!({"bootstrapSQL": {"name": "init-sql"}}))
+        .await;
+    scene.create_pd("bsql", 1, "v8.5.2").await;
+    scene.create_tidb("bsql", 1, "v8.5.2").await;
+    wait_bootstrap_sql_held(
+        &scene,
+        "ConfigMap init-sql named by Cluster bsql spec.bootstrapSQL does not exist",
+    )
+    .await;
+    let events = scene
+        .kubectl()
+        .ok(&["get", "events", "-n", scene.n(), "-o", "json"], None)
+        .unwrap();
+    assert!(
+        events.contains("BootstrapSQLNotFound") && events.contains("init-sql"),
+        "a Warning Event names the ConfigMap: {events}"
+    );
+
+    let config_maps = scene.api::<ConfigMap>();
+    let wrong: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "init-sql"},
+        "data": {"bootstrap.sql": "CREATE DATABASE app;"}
+    }))
+    .unwrap();
+    config_maps
+        .create(&PostParams::default(), &wrong)
+        .await
+        .unwrap();
+    wait_bootstrap_sql_held(&scene, "has no key bootstrap-sql").await;
+
+    config_maps
+        .patch(
+            "init-sql",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"bootstrap-sql": "CREATE DATABASE app;"}})),
+        )
+        .await
+        .unwrap();
+    scene.wait_tidb(1, "v8.5.2").await;
+    scene
+        .simulator
+        .verdict(scene.n(), "bsql", &scenarios::Allowed::none())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn an_unhealthy_server_makes_its_instance_and_group_not_ready_until_it_recovers() {
     let scene = Scene::start("tidb-health", 1, false).await;

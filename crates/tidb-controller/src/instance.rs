@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
-use operator_api::conditions::{self, Look, reasons};
+use operator_api::conditions::{self, HasConditions, Look, reasons};
 use operator_api::core::{Cluster, TiDB, TiDBGroup, TiDBStatus, TlsSecret};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
@@ -96,6 +96,20 @@ impl InstanceRules for Rules {
             && !cluster.spec.suspends_compute()
             && let Some(message) = bootstrap_sql_problem(ctx, tidb, source).await?
         {
+            // A Warning Event when that is news, not on every look.
+            let known = conditions::find(tidb.conditions(), conditions::READY).is_some_and(|c| {
+                c.reason == REASON_BOOTSTRAP_SQL_NOT_FOUND && c.message == message
+            });
+            if !known {
+                ctx.events
+                    .warning(
+                        tidb,
+                        REASON_BOOTSTRAP_SQL_NOT_FOUND,
+                        "Hold",
+                        message.clone(),
+                    )
+                    .await;
+            }
             return Ok(Err(Blocked {
                 reason: REASON_BOOTSTRAP_SQL_NOT_FOUND,
                 message,
