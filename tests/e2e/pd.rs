@@ -336,6 +336,103 @@ async fn three_members_come_up_then_scale_out_and_in_through_pd() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// The template changed again in the middle of a roll (a version, then a config change while the
+/// first member restarts): the roll moves on to the newest template, never two members down at
+/// once; a member already moved restarts once more, the others go straight to the newest; every
+/// member ends on the new version with the new config.
+#[tokio::test]
+async fn a_template_changed_mid_roll_rolls_on_to_the_newest_one_member_at_a_time() {
+    let scene = Scene::start("pd-midroll", 1).await;
+    scene.create_cluster("mid").await;
+    scene.create_group("mid", 3, json!({})).await;
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    let before = scene.pod_uids().await;
+    let start = last_seq(&scene.simulator.events(scene.n(), "mid").await.unwrap());
+
+    scene
+        .patch_group(json!({"spec": {"template": {"spec": {"version": "v8.5.3"}}}}))
+        .await;
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "the first PD Pod replaced",
+        CONVERGE,
+        || async {
+            let now = scene.pod_uids().await;
+            Ok::<_, kube::Error>(before.iter().any(|(name, uid)| now.get(name) != Some(uid)))
+        },
+    )
+    .await
+    .unwrap();
+    let midway = scene.pod_uids().await;
+    assert!(
+        before
+            .iter()
+            .filter(|(n, u)| midway.get(*n) != Some(*u))
+            .count()
+            < 3,
+        "the roll finished before the template could change again"
+    );
+    scene
+        .patch_group(
+            json!({"spec": {"template": {"spec": {"config": "[log]\nlevel = \"warn\"\n"}}}}),
+        )
+        .await;
+    scene.wait_converged(3, "v8.5.3", CONVERGE).await;
+
+    // Every member runs the newest template: the new version and the new config.
+    let config_maps: Api<ConfigMap> = Api::namespaced(scene.client.clone(), scene.n());
+    for name in before.keys() {
+        let text = config_maps
+            .get(name)
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default()
+            .remove("config.toml")
+            .unwrap_or_default();
+        assert!(text.contains("level = \"warn\""), "{name}:\n{text}");
+    }
+    // The simulator sees the Pods the API shows before its log is read.
+    let after = scene.pod_uids().await;
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "the simulator sees the new PD Pods running",
+        Duration::from_secs(30),
+        || async {
+            let events = scene.simulator.events(scene.n(), "mid").await?;
+            Ok::<_, String>(after.values().all(|uid| {
+                events.iter().any(|e| {
+                    e.get("kind").and_then(Value::as_str) == Some("pod_running")
+                        && e.get("uid").and_then(Value::as_str) == Some(uid.as_str())
+                })
+            }))
+        },
+    )
+    .await
+    .unwrap();
+    let events = scene.simulator.events(scene.n(), "mid").await.unwrap();
+    let history = pod_history(&events, start);
+    assert_eq!(
+        history.max_down_at_once, 1,
+        "more than one PD member was down at once: {:?}",
+        history.stopped
+    );
+    for name in before.keys() {
+        let runs = history.uids.get(name).map_or(0, BTreeSet::len);
+        assert!(
+            (2..=3).contains(&runs),
+            "{name} ran with {runs} UIDs: recreated once, or twice when it had moved to the first change"
+        );
+    }
+    scene
+        .simulator
+        .verdict(scene.n(), "mid", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 #[tokio::test]
 async fn hot_reload_updates_the_config_map_and_restarts_nothing() {
     let scene = Scene::start("pd-hot", 1).await;
