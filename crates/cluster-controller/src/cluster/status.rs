@@ -138,36 +138,47 @@ pub fn pd_url(dns: &Dns, namespace: &str, group: &str) -> String {
     format!("{}://{host}:{PD_DEFAULT_PORT_CLIENT}", dns.scheme())
 }
 
+/// The host suffixes (`.<group>-<component>-peer.<namespace>...`, as this Cluster's DNS names
+/// them) of the peer Services of this Cluster's groups of the `kinds` given with their component
+/// names: a member or store whose host ends with one runs in this Kubernetes cluster; those of
+/// other Kubernetes clusters have other hosts.
+fn peer_suffixes(
+    dns: &Dns,
+    namespace: &str,
+    groups: &[GroupView],
+    kinds: &[(ComponentKind, &str)],
+) -> Vec<String> {
+    groups
+        .iter()
+        .filter_map(|g| {
+            let (_, component) = kinds.iter().find(|(kind, _)| *kind == g.kind)?;
+            let service = format!("{}-{component}-peer", g.name);
+            Some(format!(".{}", dns.service_host(&service, namespace)))
+        })
+        .collect()
+}
+
+/// The host of a URL or `host:port` address.
+fn host_of(address: &str) -> &str {
+    let rest = address.split_once("://").map_or(address, |(_, rest)| rest);
+    rest.rsplit_once(':').map_or(rest, |(host, _)| host)
+}
+
 /// `status.pdMembers`: PD's members by name, each marked local when its client URL is a host
-/// under the peer Service of one of this Cluster's PD groups (as this Cluster's DNS names it);
-/// the members of other Kubernetes clusters have other hosts.
+/// under the peer Service of one of this Cluster's PD groups.
 pub fn members_status(
     dns: &Dns,
     namespace: &str,
     groups: &[GroupView],
     info: &pd_client::MembersInfo,
 ) -> Vec<PdMemberStatus> {
-    let suffixes: Vec<String> = groups
-        .iter()
-        .filter(|g| g.kind == ComponentKind::PD)
-        .map(|g| {
-            format!(
-                ".{}",
-                dns.service_host(&format!("{}-pd-peer", g.name), namespace)
-            )
-        })
-        .collect();
+    let suffixes = peer_suffixes(dns, namespace, groups, &[(ComponentKind::PD, "pd")]);
     let mut members: Vec<PdMemberStatus> = info
         .members
         .iter()
         .map(|m| {
             let client_url = m.client_urls.first().cloned().unwrap_or_default();
-            let host = client_url
-                .split_once("://")
-                .map_or(client_url.as_str(), |(_, rest)| rest)
-                .split(':')
-                .next()
-                .unwrap_or_default();
+            let host = host_of(&client_url);
             PdMemberStatus {
                 name: m.name.clone(),
                 local: suffixes.iter().any(|s| host.ends_with(s.as_str())),
@@ -180,34 +191,28 @@ pub fn members_status(
 }
 
 /// `status.stores`: PD's stores but Tombstones, by ID, each marked local when its address is a
-/// host under the peer Service of one of this Cluster's TiKV groups (as this Cluster's DNS names
-/// it); the stores of other Kubernetes clusters have other hosts.
+/// host under the peer Service of one of this Cluster's TiKV or TiFlash groups.
 pub fn stores_status(
     dns: &Dns,
     namespace: &str,
     groups: &[GroupView],
     info: &pd_client::StoresInfo,
 ) -> Vec<StoreMemberStatus> {
-    let suffixes: Vec<String> = groups
-        .iter()
-        .filter(|g| g.kind == ComponentKind::TiKV)
-        .map(|g| {
-            format!(
-                ".{}",
-                dns.service_host(&format!("{}-tikv-peer", g.name), namespace)
-            )
-        })
-        .collect();
+    let suffixes = peer_suffixes(
+        dns,
+        namespace,
+        groups,
+        &[
+            (ComponentKind::TiKV, "tikv"),
+            (ComponentKind::TiFlash, "tiflash"),
+        ],
+    );
     let mut stores: Vec<StoreMemberStatus> = info
         .stores
         .iter()
         .filter(|s| !s.is_tombstone())
         .map(|s| {
-            let host = s
-                .store
-                .address
-                .rsplit_once(':')
-                .map_or(s.store.address.as_str(), |(host, _)| host);
+            let host = host_of(&s.store.address);
             StoreMemberStatus {
                 id: s.store.id.to_string(),
                 address: s.store.address.clone(),

@@ -251,16 +251,30 @@ fn stores_of_other_kubernetes_clusters_are_listed_and_not_marked_local() {
         ..Default::default()
     };
     let info = pd_client::StoresInfo {
-        count: 4,
+        count: 5,
         stores: vec![
             store(11, "tikv-x", "two.local", "Up"),
             store(2, "tikv-a", "one.local", "Up"),
             store(3, "tikv-b", "one.local", "Tombstone"),
             // Same namespace and group name, but another domain: not ours.
             store(5, "tikv-a", "two.local", "Offline"),
+            // A TiFlash store of this Cluster's TiFlash group is ours too.
+            pd_client::StoreInfo {
+                store: pd_client::Store {
+                    id: 7,
+                    address: "tiflash-a.tiflash-tiflash-peer.db.svc.one.local:20170".into(),
+                    state_name: "Up".into(),
+                    version: "8.5.2".into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
         ],
     };
-    let groups = [group(ComponentKind::TiKV, "tikv", 2, 2, true)];
+    let groups = [
+        group(ComponentKind::TiKV, "tikv", 2, 2, true),
+        group(ComponentKind::TiFlash, "tiflash", 1, 1, true),
+    ];
     let listed = stores_status(&Dns::fqdn("one.local"), "db", &groups, &info);
     let seen: Vec<(&str, &str, bool)> = listed
         .iter()
@@ -271,6 +285,7 @@ fn stores_of_other_kubernetes_clusters_are_listed_and_not_marked_local() {
         [
             ("2", "Up", true),
             ("5", "Offline", false),
+            ("7", "Up", true),
             ("11", "Up", false)
         ]
     );
