@@ -88,8 +88,9 @@ struct Args {
 
     /// Also serve PD, TiKV, TiDB, TiCDC and TiFlash over mutual TLS, for clusters with
     /// `tlsCluster` on: one loopback listener per component, with the certificates of the
-    /// namespace's TLS Secrets (see docs/operand-simulator.md). Their addresses are written to this file, one
-    /// `component=ADDR` line each; the record of their handshakes is at /control/tls.
+    /// namespace's TLS Secrets (see docs/operand-simulator.md). Their addresses are written to
+    /// this file, one `component=ADDR` line each; the record of their handshakes is at
+    /// /control/tls.
     #[arg(long, value_name = "PATH")]
     tls_address_file: Option<PathBuf>,
 
