@@ -488,28 +488,37 @@ async fn hot_reload_updates_the_config_map_and_restarts_nothing() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-#[tokio::test]
-async fn a_group_of_a_missing_cluster_and_a_second_pd_group_of_one_cluster_say_so() {
-    let scene = Scene::start("pd-orphan", 1).await;
-    scene.create_group("nowhere", 3, json!({})).await;
+/// Waits until PDGroup `group` is `Synced=False` for `reason` with a message containing `says`,
+/// and checks that a Warning Event gives that reason too.
+async fn wait_group_refused(scene: &Scene, group: &str, reason: &str, says: &str) {
     wait_until(
         &scene.kubectl(),
         scene.n(),
-        "PDGroup pd Synced=False ClusterNotFound",
+        &format!("PDGroup {group} Synced=False {reason}"),
         Duration::from_secs(30),
         || async {
-            let group = scene.groups().get("pd").await?;
+            let group = scene.groups().get(group).await?;
             Ok::<_, kube::Error>(
                 conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| {
-                    c.status == "False"
-                        && c.reason == "ClusterNotFound"
-                        && c.message.contains("nowhere")
+                    c.status == "False" && c.reason == reason && c.message.contains(says)
                 }),
             )
         },
     )
     .await
     .unwrap();
+    let events = scene
+        .kubectl()
+        .ok(&["get", "events", "-n", scene.n(), "-o", "json"], None)
+        .unwrap();
+    assert!(events.contains(reason), "an Event says why: {events}");
+}
+
+#[tokio::test]
+async fn a_group_of_a_missing_cluster_and_a_second_pd_group_of_one_cluster_say_so() {
+    let scene = Scene::start("pd-orphan", 1).await;
+    scene.create_group("nowhere", 3, json!({})).await;
+    wait_group_refused(&scene, "pd", "ClusterNotFound", "nowhere").await;
     assert!(
         scene
             .pds()
@@ -519,14 +528,6 @@ async fn a_group_of_a_missing_cluster_and_a_second_pd_group_of_one_cluster_say_s
             .items
             .is_empty(),
         "no instance without a Cluster"
-    );
-    let events = scene
-        .kubectl()
-        .ok(&["get", "events", "-n", scene.n(), "-o", "json"], None)
-        .unwrap();
-    assert!(
-        events.contains("ClusterNotFound"),
-        "an Event says why: {events}"
     );
     // Creating the Cluster lets it proceed.
     scene.create_cluster("nowhere").await;
@@ -546,25 +547,13 @@ async fn a_group_of_a_missing_cluster_and_a_second_pd_group_of_one_cluster_say_s
         .create(&PostParams::default(), &second)
         .await
         .unwrap();
-    wait_until(
-        &scene.kubectl(),
-        scene.n(),
-        "PDGroup aa-pd Synced=False AnotherPDGroup",
-        Duration::from_secs(30),
-        || async {
-            let group = scene.groups().get("aa-pd").await?;
-            Ok::<_, kube::Error>(
-                conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| {
-                    c.status == "False"
-                        && c.reason == "AnotherPDGroup"
-                        && c.message
-                            .contains("PDGroup pd owns the PD of Cluster nowhere")
-                }),
-            )
-        },
+    wait_group_refused(
+        &scene,
+        "aa-pd",
+        "AnotherPDGroup",
+        "PDGroup pd owns the PD of Cluster nowhere",
     )
-    .await
-    .unwrap();
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pds = scene
         .pds()
@@ -577,14 +566,6 @@ async fn a_group_of_a_missing_cluster_and_a_second_pd_group_of_one_cluster_say_s
             .all(|pd| pd.labels().get(keys::LABEL_GROUP).map(String::as_str) == Some("pd")),
         "the held group created no member: {:?}",
         pds.iter().map(ResourceExt::name_any).collect::<Vec<_>>()
-    );
-    let events = scene
-        .kubectl()
-        .ok(&["get", "events", "-n", scene.n(), "-o", "json"], None)
-        .unwrap();
-    assert!(
-        events.contains("AnotherPDGroup"),
-        "an Event says why: {events}"
     );
     assert!(
         !scene.groups().get("aa-pd").await.unwrap().spec.bootstrapped,

@@ -160,6 +160,18 @@ impl Scene {
             .unwrap();
     }
 
+    /// Sets the TiFlashGroup template's server `config`.
+    async fn set_config(&self, config: &str) {
+        self.api::<TiFlashGroup>()
+            .patch(
+                "tiflash",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"template": {"spec": {"config": config}}}})),
+            )
+            .await
+            .unwrap();
+    }
+
     /// The store ID each TiFlash instance recorded.
     async fn recorded_ids(&self) -> BTreeMap<String, String> {
         self.tiflashes()
@@ -305,16 +317,8 @@ async fn tiflash_scales_out_and_in_through_tombstone() {
     let original = scene.api::<TiFlashGroup>().get("tiflash").await.unwrap();
     let original_config = original.spec.template.spec.common.config.clone();
     scene
-        .api::<TiFlashGroup>()
-        .patch(
-            "tiflash",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"template": {"spec": {
-                "config": "[raft]\npd_addr = \"http://elsewhere:2379\"\n"
-            }}}})),
-        )
-        .await
-        .unwrap();
+        .set_config("[raft]\npd_addr = \"http://elsewhere:2379\"\n")
+        .await;
     wait_until(
         &scene.cluster.kubectl(),
         scene.n(),
@@ -338,15 +342,7 @@ async fn tiflash_scales_out_and_in_through_tombstone() {
         data["config.toml"],
         "the config file is kept"
     );
-    scene
-        .api::<TiFlashGroup>()
-        .patch(
-            "tiflash",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"template": {"spec": {"config": original_config}}}})),
-        )
-        .await
-        .unwrap();
+    scene.set_config(&original_config).await;
     scene
         .wait_ready(1, "the store synced again once the key is gone")
         .await;
@@ -550,17 +546,7 @@ async fn a_tiflash_roll_goes_one_store_at_a_time_and_waits_for_down_peers_elsewh
     let start = events.iter().map(event_seq).max().unwrap_or_default();
 
     // A config change restarts every TiFlash store.
-    scene
-        .api::<TiFlashGroup>()
-        .patch(
-            "tiflash",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"template": {"spec": {
-                "config": "mark_cache_size = 2147483648\n"
-            }}}})),
-        )
-        .await
-        .unwrap();
+    scene.set_config("mark_cache_size = 2147483648\n").await;
     wait_until(
         &scene.cluster.kubectl(),
         scene.n(),
@@ -704,17 +690,7 @@ async fn a_store_tiflash_does_not_report_running_is_not_ready_and_holds_the_roll
     // A config change: the store that does not serve restarts first (it is down already), and
     // the roll waits for it before the other store.
     let before = tiflash_pod_uids(&scene).await;
-    scene
-        .api::<TiFlashGroup>()
-        .patch(
-            "tiflash",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"template": {"spec": {
-                "config": "mark_cache_size = 2147483648\n"
-            }}}})),
-        )
-        .await
-        .unwrap();
+    scene.set_config("mark_cache_size = 2147483648\n").await;
     wait_until(
         &scene.cluster.kubectl(),
         scene.n(),
