@@ -28,6 +28,10 @@ pub const LABEL_GROUP: &str = "pingcap.com/group";
 pub const LABEL_INSTANCE: &str = "pingcap.com/instance";
 /// `pingcap.com/pod-spec-hash`: hash of the Pod spec the operator built, to detect drift.
 pub const LABEL_POD_SPEC_HASH: &str = "pingcap.com/pod-spec-hash";
+/// `pingcap.com/pod-inputs-hash`: hash of what the operator built a Pod from (its instance, what
+/// else the builder read, the Secrets it mounts), so a Pod rendered differently by another
+/// operator version from the same inputs is not restarted.
+pub const LABEL_POD_INPUTS_HASH: &str = "pingcap.com/pod-inputs-hash";
 /// `pingcap.com/instance-revision-hash`: the group revision an instance was created from.
 pub const LABEL_INSTANCE_REVISION_HASH: &str = "pingcap.com/instance-revision-hash";
 /// `pingcap.com/config-hash`: hash of the user's config TOML (not the merged one), so an operator

@@ -159,6 +159,10 @@ impl InstanceRules for Rules {
         build::pod(pd)
     }
 
+    fn pod_inputs(_: &Membership) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
     fn suspended(mut status: PDStatus) -> PDStatus {
         status.is_leader = false;
         status

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe,
     ResourceRequirements, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume as PodVolume,
     VolumeMount, VolumeResourceRequirements,
@@ -474,12 +474,53 @@ pub fn rehash_pod_spec(pod: &mut Pod) {
         .insert(keys::LABEL_POD_SPEC_HASH.to_string(), pod_hash);
 }
 
-/// Whether a running Pod is what the instance asks for: same Pod spec hash, and, with the
-/// `Restart` strategy, the same config hash (the labels the instance builders stamp).
+/// Whether a running Pod is what the instance asks for: same Pod spec hash and, with the
+/// `Restart` strategy, the same config hash (the labels the instance builders stamp); or, built
+/// differently, built from the same inputs ([`LABEL_POD_INPUTS_HASH`](keys::LABEL_POD_INPUTS_HASH)
+/// on both). The latter is an operator version that renders Pods its own way: what the user asked
+/// for has not changed, so the Pod is not restarted for it; it gets the new rendering when it
+/// restarts for a reason of its own.
 pub fn pod_is_current(existing: &Pod, desired: &Pod) -> bool {
     let get = |pod: &Pod, key: &str| pod.labels().get(key).cloned();
-    get(existing, keys::LABEL_POD_SPEC_HASH) == get(desired, keys::LABEL_POD_SPEC_HASH)
-        && get(existing, keys::LABEL_CONFIG_HASH) == get(desired, keys::LABEL_CONFIG_HASH)
+    let same = |key: &str| get(existing, key) == get(desired, key);
+    if same(keys::LABEL_POD_SPEC_HASH) && same(keys::LABEL_CONFIG_HASH) {
+        return true;
+    }
+    matches!(
+        (get(existing, keys::LABEL_POD_INPUTS_HASH), get(desired, keys::LABEL_POD_INPUTS_HASH)),
+        (Some(was), Some(now)) if was == now
+    )
+}
+
+/// Labels a built Pod with `hash`, the hash of everything it was built from (see
+/// [`pod_is_current`]).
+pub fn stamp_inputs_hash(pod: &mut Pod, hash: String) {
+    pod.labels_mut()
+        .insert(keys::LABEL_POD_INPUTS_HASH.to_string(), hash);
+}
+
+static TEST_POD_ENV: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+/// Test tooling (`--test-pod-env`): records `NAME=VALUE`, which [`add_test_env`] adds to every
+/// component container, as an operator version that renders Pods differently would.
+pub fn set_test_pod_env(name: &str, value: &str) {
+    let _ = TEST_POD_ENV.set((name.to_string(), value.to_string()));
+}
+
+/// Adds the variable of [`set_test_pod_env`], when one is set, to every container of `pod` (not
+/// its init containers) and stamps the spec hash again.
+pub fn add_test_env(pod: &mut Pod) {
+    let Some((name, value)) = TEST_POD_ENV.get() else {
+        return;
+    };
+    for container in pod.spec.iter_mut().flat_map(|s| s.containers.iter_mut()) {
+        container.env.get_or_insert_with(Vec::new).push(EnvVar {
+            name: name.clone(),
+            value: Some(value.clone()),
+            ..EnvVar::default()
+        });
+    }
+    rehash_pod_spec(pod);
 }
 
 /// A storage quantity as given (for messages).
@@ -853,6 +894,48 @@ mod tests {
             &first,
             &stamped(Some("2026-01-01T00:00:00Z"))
         ));
+    }
+
+    #[test]
+    fn a_pod_built_differently_from_the_same_inputs_stays_and_one_from_other_inputs_restarts() {
+        let built = |variable: &str, inputs: Option<&str>| {
+            let mut pod = Pod {
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "pd".into(),
+                        env: Some(vec![EnvVar {
+                            name: variable.into(),
+                            ..EnvVar::default()
+                        }]),
+                        ..Container::default()
+                    }],
+                    ..PodSpec::default()
+                }),
+                ..Pod::default()
+            };
+            stamp_hashes(&mut pod, &api::UpdateStrategy::default(), "c".into());
+            if let Some(inputs) = inputs {
+                stamp_inputs_hash(&mut pod, inputs.into());
+            }
+            pod
+        };
+        let running = built("A", Some("i1"));
+        assert!(
+            pod_is_current(&running, &built("B", Some("i1"))),
+            "only the operator's rendering changed"
+        );
+        assert!(
+            !pod_is_current(&running, &built("B", Some("i2"))),
+            "the inputs changed and so did the Pod"
+        );
+        assert!(
+            pod_is_current(&running, &built("A", Some("i2"))),
+            "other inputs that build the same Pod"
+        );
+        // A Pod from before the inputs hash: only how it was built tells.
+        let unlabelled = built("A", None);
+        assert!(!pod_is_current(&unlabelled, &built("B", Some("i1"))));
+        assert!(pod_is_current(&unlabelled, &built("A", Some("i1"))));
     }
 
     #[test]

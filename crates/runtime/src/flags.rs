@@ -98,9 +98,22 @@ pub struct CommonFlags {
     #[arg(long, env = "OPERATOR_IMAGE")]
     pub operator_image: Option<String>,
 
+    /// Test tooling: adds NAME=VALUE to the environment of every component container, as an
+    /// operator version that renders Pods differently would; Pods already running are kept.
+    #[arg(long = "test-pod-env", value_name = "NAME=VALUE", hide = true, value_parser = parse_env)]
+    pub test_pod_env: Option<(String, String)>,
+
     /// Reach a component at a URL instead of its in-cluster DNS name, as TARGET=URL (repeatable).
     #[arg(long = "endpoint-override", value_name = "TARGET=URL")]
     pub endpoint_overrides: Vec<EndpointOverride>,
+}
+
+/// `NAME=VALUE`, with a NAME.
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
 }
 
 impl CommonFlags {

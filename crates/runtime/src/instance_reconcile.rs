@@ -106,7 +106,13 @@ pub struct Prepared<'a, R: InstanceRules> {
 /// it does with its Pod and its member of the component (restart, online config, status).
 pub trait InstanceRules: Sized + Send + Sync + 'static {
     /// The instance kind.
-    type Instance: StatusKind<StatusOf: Send + Sync> + OfCluster + Instance + Send + Sync + 'static;
+    type Instance: StatusKind<StatusOf: Send + Sync>
+        + OfCluster
+        + Instance
+        + serde::Serialize
+        + Send
+        + Sync
+        + 'static;
     /// The group kind.
     type Group: Resource<DynamicType = ()> + Clone + Send + Sync + 'static;
     /// The controller's context.
@@ -186,6 +192,12 @@ pub trait InstanceRules: Sized + Send + Sync + 'static {
 
     /// The instance's Pod.
     fn pod(instance: &Self::Instance, inputs: &Self::Inputs) -> Result<Pod, BuildError>;
+
+    /// Everything of `inputs` that [`InstanceRules::pod`] reads (`Null` when it reads nothing):
+    /// part of the hash that tells a Pod built from other inputs from one only rendered
+    /// differently ([`build::pod_is_current`]). Leaving out what the Pod is built from would keep
+    /// a Pod whose operator version also renders differently from restarting for it.
+    fn pod_inputs(inputs: &Self::Inputs) -> serde_json::Value;
 
     /// The status of a suspended instance, from the runtime's (a PD is no longer leader, say).
     fn suspended(
@@ -296,6 +308,8 @@ async fn run<R: InstanceRules>(
             tls::mount(&mut pod, <R::Instance as Instance>::COMPONENT, &mounts);
             build::rehash_pod_spec(&mut pod);
         }
+        build::add_test_env(&mut pod);
+        build::stamp_inputs_hash(&mut pod, pod_inputs_hash::<R>(instance, &inputs, &mounts));
         Ok((cm, pod))
     });
     let (config_map, desired) = match built {
@@ -316,6 +330,52 @@ async fn run<R: InstanceRules>(
         pod,
     };
     R::act(ctx, prepared).await
+}
+
+/// The hash of what an instance's Pod spec is built from: the instance's spec and restart
+/// annotations ([`build::RESTART_ANNOTATIONS`]), what the builder reads of `inputs`, and the
+/// Secrets mounted. The rest of the instance's metadata only labels and annotates the Pod, which
+/// restarts nothing; its other annotations are the operator's bookkeeping, which comes and goes
+/// under a running Pod.
+fn pod_inputs_hash<R: InstanceRules>(
+    instance: &R::Instance,
+    inputs: &R::Inputs,
+    mounts: &[SecretMount],
+) -> String {
+    let spec = serde_json::to_value(instance)
+        .ok()
+        .and_then(|mut object| object.get_mut("spec").map(serde_json::Value::take))
+        .map(pruned);
+    let annotations = instance.annotations();
+    let restart: Vec<(&str, Option<&String>)> = build::RESTART_ANNOTATIONS
+        .iter()
+        .map(|key| (*key, annotations.get(*key)))
+        .collect();
+    crate::revision::hash_of(&(spec, restart, R::pod_inputs(inputs), mounts))
+}
+
+/// `value` without the nulls, empty strings, lists and maps, and `false`s in it: what an API
+/// field added with a default looks like before anyone sets it, so that a newer operator that
+/// knows the field hashes an unchanged instance as the older one did.
+fn pruned(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let empty = |v: &Value| match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(_) | Value::Bool(true) => false,
+    };
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, pruned(v)))
+                .filter(|(_, v)| !empty(v))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(pruned).collect()),
+        other => other,
+    }
 }
 
 /// Gives `instance` the `FailedOver` condition its failover annotations call for
@@ -454,5 +514,29 @@ fn cluster_missing<K: Resource + OfCluster>(instance: &K) -> Blocked {
             instance.meta().namespace.as_deref().unwrap_or_default()
         ),
         then: Action::requeue(std::time::Duration::from_secs(30)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::pruned;
+
+    #[test]
+    fn defaults_a_newer_api_adds_leave_the_hashed_spec_as_it_was() {
+        let older = json!({"version": "v8.5.2", "replicas": 3, "config": "a = 1"});
+        let newer = json!({
+            "version": "v8.5.2", "replicas": 3, "config": "a = 1",
+            "added": null, "list": [], "map": {}, "flag": false, "text": "",
+            "nested": {"inner": [], "off": false}
+        });
+        assert_eq!(pruned(newer), older);
+        // What is set stays: zero, true, and non-empty values.
+        let set = json!({"n": 0, "on": true, "items": [{"a": "", "b": 1}]});
+        assert_eq!(
+            pruned(set),
+            json!({"n": 0, "on": true, "items": [{"b": 1}]})
+        );
     }
 }

@@ -125,6 +125,10 @@ where
     if let Some(image) = &flags.operator_image {
         crate::build_info::set_given_operator_image(image);
     }
+    if let Some((name, value)) = &flags.test_pod_env {
+        tracing::warn!("--test-pod-env: every Pod built gets {name}; this is test tooling");
+        crate::build::set_test_pod_env(name, value);
+    }
     let fence = WriteFence::new();
     let user_agent = format!("{binary}/{} ({identity})", crate::build_info::VERSION);
     let client = client::client(&metrics, &fence, &user_agent).await?;

@@ -79,7 +79,7 @@ pub fn mysql_secret_name(group: &str) -> String {
 
 /// Secrets mounted in one directory of an instance's main container: `tls.crt` and `tls.key` of
 /// one Secret and `ca.crt` of the same or another.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SecretMount {
     /// The Pod volume.
     pub volume: String,

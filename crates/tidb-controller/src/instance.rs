@@ -161,6 +161,10 @@ impl InstanceRules for Rules {
         build::pod(tidb, inputs.bootstrap_sql.as_deref(), inputs.cluster_tls)
     }
 
+    fn pod_inputs(inputs: &Inputs) -> serde_json::Value {
+        serde_json::json!([inputs.bootstrap_sql, inputs.cluster_tls])
+    }
+
     async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiDBStatus>, Error> {
         act(ctx, prepared).await
     }

@@ -79,6 +79,8 @@ pub const REASON_STORE_REMOVING: &str = "StoreRemoving";
 pub const REASON_STORE_REMOVED: &str = "StoreRemoved";
 /// `Offlined` reason: PD refused to take the store offline.
 pub const REASON_STORE_REMOVAL_REFUSED: &str = "StoreRemovalRefused";
+/// Event reason: the instance went with its group or Cluster; its store and PVCs stay.
+pub const REASON_DATA_KEPT: &str = "DataKept";
 /// `Offlined` reason: the removal was cancelled; the store is Up again.
 pub const REASON_OFFLINE_CANCELLED: &str = "OfflineCancelled";
 
@@ -151,6 +153,10 @@ impl InstanceRules for Rules {
 
     fn pod(tikv: &TiKV, _: &String) -> Result<Pod, BuildError> {
         build::pod(tikv)
+    }
+
+    fn pod_inputs(_: &String) -> serde_json::Value {
+        serde_json::Value::Null
     }
 
     async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVStatus>, Error> {

@@ -129,6 +129,10 @@ impl InstanceRules for Rules {
         build::pod(ticdc, &inputs.pd_urls)
     }
 
+    fn pod_inputs(inputs: &Inputs) -> serde_json::Value {
+        serde_json::json!(inputs.pd_urls)
+    }
+
     async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiCDCStatus>, Error> {
         act(ctx, prepared).await
     }

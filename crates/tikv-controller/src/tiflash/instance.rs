@@ -114,6 +114,10 @@ impl InstanceRules for Rules {
         build::pod(tiflash)
     }
 
+    fn pod_inputs(_: &String) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
     async fn act(
         ctx: &Ctx,
         prepared: Prepared<'_, Rules>,
