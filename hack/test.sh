@@ -7,12 +7,14 @@
 #      unpacked again) unless SKIP_IMAGE=1, for the scenario that runs the image's binaries. It is
 #      built with the `image-check` profile (IMAGE_PROFILE): the release image's files, layout and
 #      static linking, without the optimisation that would make this step the run's longest;
-#   4. starts the local control plane `tidb-test` (removed again at the end unless KEEP_CLUSTER=1)
+#   4. builds the previous commit's controllers (hack/build-previous.sh), which the operator-upgrade
+#      scenario starts from, before this commit's own binaries are built;
+#   5. starts the local control plane `tidb-test` (removed again at the end unless KEEP_CLUSTER=1)
 #      and runs every test of the workspace, the API and end-to-end tests against it, several
 #      test binaries at once (hack/run-tests.sh; TEST_JOBS). The multi-cluster scenario starts a
 #      second control plane, `tidb-test-2`, and the control-plane restart scenario one of its own,
 #      `tidb-test-restart`; both are removed at the end as well;
-#   5. prints one closing line: "tests: N passed, N failed, N skipped".
+#   6. prints one closing line: "tests: N passed, N failed, N skipped".
 #
 # Usage: hack/test.sh [cargo test arguments] [-- test binary arguments]
 set -euo pipefail
@@ -52,6 +54,12 @@ if [[ "${SKIP_IMAGE:-0}" != 1 ]]; then
   # Read by tests/e2e/image.rs: the unpacked image whose binaries it runs.
   export TIDB_OPERATOR_IMAGE_BUNDLE
 fi
+
+step "the previous commit's controllers (the operator-upgrade scenario)"
+previous_env="$(hack/build-previous.sh)"
+eval "${previous_env}"
+# Read by tests/e2e/tidb.rs::upgrading_the_operator_from_the_previous_commit_restarts_nothing.
+export TIDB_OPERATOR_PREVIOUS_BIN
 
 step "local control plane"
 export TESTKIT_CLUSTER="${TESTKIT_CLUSTER:-tidb-test}"

@@ -45,13 +45,33 @@ impl Scene {
     /// Starts the simulator, one pd-controller, `tidb_replicas` tidb-controllers and, with
     /// `with_tikv`, one tikv-controller.
     async fn start(prefix: &str, tidb_replicas: usize, with_tikv: bool) -> Scene {
-        let cluster = LocalCluster::get().unwrap();
-        ensure_crds(&cluster).unwrap();
         let mut binaries = vec![("pd-controller", 1), ("tidb-controller", tidb_replicas)];
         if with_tikv {
             binaries.push(("tikv-controller", 1));
         }
-        for (binary, _) in &binaries {
+        Self::launch(prefix, &binaries, None).await
+    }
+
+    /// One of each controller, the cluster-controller too, run from the binaries in `bin_dir`.
+    async fn start_from(prefix: &str, bin_dir: &std::path::Path) -> Scene {
+        let binaries = [
+            ("pd-controller", 1),
+            ("tidb-controller", 1),
+            ("tikv-controller", 1),
+            ("cluster-controller", 1),
+        ];
+        Self::launch(prefix, &binaries, Some(bin_dir)).await
+    }
+
+    /// Starts the simulator and `replicas` of each binary, from `bin_dir` if given.
+    async fn launch(
+        prefix: &str,
+        binaries: &[(&str, usize)],
+        bin_dir: Option<&std::path::Path>,
+    ) -> Scene {
+        let cluster = LocalCluster::get().unwrap();
+        ensure_crds(&cluster).unwrap();
+        for (binary, _) in binaries {
             apply_controller_identity(&cluster, binary).unwrap();
         }
         let client = cluster.client().await.unwrap();
@@ -60,11 +80,12 @@ impl Scene {
             .unwrap();
         let simulator = Simulator::start(&cluster, ns.name()).await.unwrap();
         let mut controllers = Vec::new();
-        for (binary, replicas) in binaries {
+        for &(binary, replicas) in binaries {
             for replica in 0..replicas {
-                let controller = Controller::start(
+                let controller = Controller::start_from(
                     &cluster,
                     &client,
+                    bin_dir,
                     binary,
                     ns.name(),
                     replica,
@@ -1481,7 +1502,15 @@ async fn written_state(scene: &Scene) -> BTreeMap<String, String> {
             })
             .collect(),
     );
-    for kind in ["PDGroup", "PD", "TiKVGroup", "TiKV", "TiDBGroup", "TiDB"] {
+    for kind in [
+        "Cluster",
+        "PDGroup",
+        "PD",
+        "TiKVGroup",
+        "TiKV",
+        "TiDBGroup",
+        "TiDB",
+    ] {
         let ar = scenarios::api_resource(kind).unwrap();
         let objects =
             Api::<kube::api::DynamicObject>::namespaced_with(scene.client.clone(), scene.n(), &ar)
@@ -1504,11 +1533,92 @@ async fn written_state(scene: &Scene) -> BTreeMap<String, String> {
     state
 }
 
+/// Waits until the restarted controllers have listed, reconciled every object and looked again,
+/// then asserts that nothing of [`written_state`] changed from `settled` and that no Pod of
+/// `cluster` was deleted since the simulator's event `start`.
+async fn assert_restarted_operator_changed_nothing(
+    scene: &Scene,
+    cluster: &str,
+    settled: &BTreeMap<String, String>,
+    start: u64,
+) {
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let after = written_state(scene).await;
+    let changed: Vec<&String> = settled
+        .iter()
+        .filter(|(key, value)| after.get(*key) != Some(*value))
+        .map(|(key, _)| key)
+        .chain(after.keys().filter(|k| !settled.contains_key(*k)))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "rewritten by the restarted operator: {changed:?}"
+    );
+    let events = scene.simulator.events(scene.n(), cluster).await.unwrap();
+    let deleted = events
+        .iter()
+        .filter(|e| seq(e) > start && e["kind"] == "pod_deleted")
+        .count();
+    assert_eq!(deleted, 0, "a Pod was restarted");
+}
+
+/// The operator upgraded under a converged cluster: every controller built from the previous
+/// commit (hack/build-previous.sh; there is no release yet) stopped, then this commit's started.
+/// No Pod restarted, and nothing rewritten but status.
+#[tokio::test]
+async fn upgrading_the_operator_from_the_previous_commit_restarts_nothing() {
+    let bin_dir = match std::env::var("TIDB_OPERATOR_PREVIOUS_BIN") {
+        Ok(dir) if dir.starts_with("none:") => {
+            eprintln!("NOT RUN: no previous commit to build ({dir})");
+            return;
+        }
+        Ok(dir) => std::path::PathBuf::from(dir),
+        Err(_) => panic!(
+            "TIDB_OPERATOR_PREVIOUS_BIN is not set: run hack/test.sh, or eval \"$(hack/build-previous.sh)\" and export it"
+        ),
+    };
+    let mut scene = Scene::start_from("tidb-upgrade", &bin_dir).await;
+    let n = scene.n().to_string();
+    scene.create_cluster("older", json!({})).await;
+    scene.create_pd("older", 3, "v8.5.2").await;
+    scene.create_tikv("older", 3, "v8.5.2").await;
+    scene.create_tidb("older", 2, "v8.5.2").await;
+    scene.wait_group::<PDGroup>("pd", 3, "v8.5.2").await;
+    scene.wait_group::<TiKVGroup>("tikv", 3, "v8.5.2").await;
+    scene.wait_tidb(2, "v8.5.2").await;
+    // The controllers that built it are the previous commit's (hack/build-previous.sh records it).
+    let commit = std::fs::read_to_string(bin_dir.join("../commit")).unwrap();
+    for (name, controller) in &scene.controllers {
+        let metrics = controller.metrics().await.unwrap();
+        assert!(
+            metrics.contains(&format!("git_commit=\"{}\"", commit.trim())),
+            "{name} does not run commit {commit}"
+        );
+    }
+    let settled = written_state(&scene).await;
+    let start = last_seq(&scene.simulator.events(&n, "older").await.unwrap());
+
+    // This commit's controllers, as the Deployments' new Pods run them.
+    scene.restart_every_controller(Duration::from_secs(1)).await;
+    assert_restarted_operator_changed_nothing(&scene, "older", &settled, start).await;
+    scene.wait_group::<PDGroup>("pd", 3, "v8.5.2").await;
+    scene.wait_tidb(2, "v8.5.2").await;
+    scene
+        .simulator
+        .verdict(&n, "older", &scenarios::Allowed::none())
+        .await
+        .unwrap();
+}
+
+/// The variable `--test-pod-env` adds to every container.
+const RENDERING: &str = "TIDB_OPERATOR_TEST_RENDERING";
+
 /// The operator restarted under a converged cluster (every controller stopped, then started
-/// again from another operator image, as an upgrade of the operator does): no Pod restarted, and
-/// no Pod, ConfigMap, PVC, Service, budget, group or instance rewritten; only status may be
-/// written. The PD and TiKV Pods' hand-over installer follows the operator image, and is left out
-/// of what makes a Pod current.
+/// again from another operator image and rendering every Pod differently, as an upgrade of the
+/// operator may): no Pod restarted, and no Pod, ConfigMap, PVC, Service, budget, group or instance
+/// rewritten; only status may be written. A Pod is restarted when what it is built from changes,
+/// not when the operator builds it another way; a Pod that restarts for a reason of its own gets
+/// the new way.
 #[tokio::test]
 async fn restarting_the_operator_under_a_converged_cluster_rewrites_nothing() {
     let mut scene = Scene::start("tidb-restart", 1, true).await;
@@ -1527,31 +1637,33 @@ async fn restarting_the_operator_under_a_converged_cluster_rewrites_nothing() {
     scene
         .restart_every_controller_with(
             Duration::from_secs(1),
-            &["--operator-image=registry.example.com/tidb-operator:next".to_string()],
+            &[
+                "--operator-image=registry.example.com/tidb-operator:next".to_string(),
+                // A stand-in for a version that builds Pods differently: every container gets it.
+                format!("--test-pod-env={RENDERING}=next"),
+            ],
         )
         .await;
-    // Long enough for every controller to list, reconcile every object and look again.
-    tokio::time::sleep(Duration::from_secs(40)).await;
-    let after = written_state(&scene).await;
-    let changed: Vec<&String> = settled
-        .iter()
-        .filter(|(key, value)| after.get(*key) != Some(*value))
-        .map(|(key, _)| key)
-        .chain(after.keys().filter(|k| !settled.contains_key(*k)))
-        .collect();
-    assert!(
-        changed.is_empty(),
-        "rewritten by the restarted operator: {changed:?}"
-    );
-    let events = scene.simulator.events(&n, "still").await.unwrap();
-    let deleted = events
-        .iter()
-        .filter(|e| seq(e) > start && e["kind"] == "pod_deleted")
-        .count();
-    assert_eq!(deleted, 0, "a Pod was restarted");
+    assert_restarted_operator_changed_nothing(&scene, "still", &settled, start).await;
 
-    // A PD Pod deleted by hand comes back with the new operator image's installer.
+    // A PD Pod deleted by hand comes back with the new operator image's installer, and built
+    // the new way.
     let pods: Api<Pod> = Api::namespaced(scene.client.clone(), &n);
+    let rendered_anew = |pod: &Pod| {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.env.as_ref())
+            .is_some_and(|env| {
+                env.iter()
+                    .any(|e| e.name == RENDERING && e.value.as_deref() == Some("next"))
+            })
+    };
+    let all = pods.list(&ListParams::default()).await.unwrap().items;
+    assert!(
+        all.iter().all(|p| !rendered_anew(p)),
+        "a running Pod was rebuilt the new way"
+    );
     let installer = |pod: &Pod| {
         pod.spec
             .as_ref()
@@ -1583,12 +1695,43 @@ async fn restarting_the_operator_under_a_converged_cluster_rewrites_nothing() {
             Ok::<_, kube::Error>(pod.is_some_and(|p| {
                 p.uid() != uid
                     && installer(&p).as_deref() == Some("registry.example.com/tidb-operator:next")
+                    && rendered_anew(&p)
             }))
         },
     )
     .await
     .unwrap();
     scene.wait_group::<PDGroup>("pd", 3, "v8.5.2").await;
+
+    // What the TiDB Pods are built from changes (their config): they restart, built the new way.
+    let before = scene.tidb_pods().await;
+    scene
+        .patch::<TiDBGroup>(
+            GROUP,
+            json!({"spec": {"template": {"spec": {"config": "[log]\nlevel = \"warn\"\n"}}}}),
+        )
+        .await;
+    wait_until(
+        &scene.kubectl(),
+        &n,
+        "every TiDB Pod replaced and built the new way",
+        CONVERGE,
+        || async {
+            let tidb = pods
+                .list(&ListParams::default().labels("pingcap.com/component=tidb"))
+                .await?
+                .items;
+            Ok::<_, kube::Error>(
+                tidb.len() == before.len()
+                    && tidb
+                        .iter()
+                        .all(|p| rendered_anew(p) && before.get(&p.name_any()) != p.uid().as_ref()),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    scene.wait_tidb(2, "v8.5.2").await;
     scene
         .simulator
         .verdict(&n, "still", &scenarios::Allowed::none())
