@@ -1,17 +1,19 @@
 //! Cluster end to end: the cluster-controller and pd-controller as processes under their shipped
 //! RBAC, with the operand simulator. The Cluster's conditions follow a scale-out; a paused Cluster
-//! gets no writes; suspending compute keeps instances and PVCs; deleting the Cluster removes its
-//! groups and keeps the data.
+//! gets no writes; suspending compute keeps instances and PVCs; deleting the Cluster waits for a
+//! running backup, then removes its groups and keeps the data.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
+use operator_api::br::Backup;
 use operator_api::conditions::{self, HasConditions};
 use operator_api::core::{Cluster, PD, PDGroup};
 use scenarios::{Controller, Simulator, apply_controller_identity, ensure_crds, metric_sum};
@@ -404,9 +406,129 @@ async fn cluster_follows_scale_pause_suspend_and_delete() {
         "resuming used other PVCs"
     );
 
-    // Deleting the Cluster removes its groups and instances, and keeps the PVCs.
+    // A backup whose BR Job runs (its image is never pulled, so it runs until it is deleted)
+    // holds the Cluster's deletion: nothing is deleted, the Cluster says why.
+    apply_controller_identity(&cluster, "backup-controller").unwrap();
+    let _backup_controller = Controller::start(
+        &cluster,
+        &client,
+        "backup-controller",
+        n,
+        0,
+        &["--fake-br".to_string()],
+    )
+    .await
+    .unwrap();
+    let backups: Api<Backup> = Api::namespaced(client.clone(), n);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), n);
+    let backup = |name: &str| -> Backup {
+        serde_json::from_value(json!({
+            "apiVersion": "br.pingcap.com/v1alpha1", "kind": "Backup",
+            "metadata": {"name": name},
+            "spec": {
+                "br": {"cluster": "basic"},
+                "toolImage": "br.invalid/br:v8.5.2",
+                "s3": {"provider": "ceph", "bucket": "backups", "prefix": name,
+                       "endpoint": "http://minio.storage:9000"}
+            }
+        }))
+        .unwrap()
+    };
+    backups
+        .create(&PostParams::default(), &backup("final"))
+        .await
+        .unwrap();
+    let phase = |name: &'static str| {
+        let backups = backups.clone();
+        move || {
+            let backups = backups.clone();
+            async move {
+                let b = backups.get(name).await?;
+                Ok::<_, kube::Error>(b.status.and_then(|s| s.phase).map(|p| p.as_str()))
+            }
+        }
+    };
+    wait_until(&kubectl, n, "Backup final's Job scheduled", WAIT, || {
+        let phase = phase("final");
+        async move { Ok::<_, kube::Error>(phase().await? == Some("Scheduled")) }
+    })
+    .await
+    .unwrap();
     clusters
         .delete("basic", &DeleteParams::default())
+        .await
+        .unwrap();
+    let waiting = format!(
+        "the groups are deleted once Backup {n}/final has finished; deleting it stops its BR Job"
+    );
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster basic: deletion waiting for Backup final",
+        WAIT,
+        || async {
+            let c = clusters.get("basic").await?;
+            Ok::<_, kube::Error>(
+                conditions::find(c.conditions(), conditions::SYNCED).is_some_and(|c| {
+                    c.status == "False"
+                        && c.reason == "DeletionWaitingForBackups"
+                        && c.message == waiting
+                }),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let warned = Api::<Event>::namespaced(client.clone(), n)
+        .list(&ListParams::default().fields(
+            "involvedObject.kind=Cluster,involvedObject.name=basic,reason=DeletionWaitingForBackups,type=Warning",
+        ))
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        warned
+            .iter()
+            .any(|e| e.message.as_deref() == Some(waiting.as_str())),
+        "no Warning Event on the Cluster says why: {warned:?}"
+    );
+    // A backup asked for now does not start: it would hold the deletion longer.
+    backups
+        .create(&PostParams::default(), &backup("late"))
+        .await
+        .unwrap();
+    wait_until(&kubectl, n, "Backup late refused", WAIT, || async {
+        let b = backups.get("late").await?;
+        let refused = b.status.as_ref().is_some_and(|s| {
+            conditions::find(&s.conditions, "Invalid")
+                .is_some_and(|c| c.status == "True" && c.reason == "ClusterDeleting")
+        });
+        Ok::<_, kube::Error>(refused)
+    })
+    .await
+    .unwrap();
+    let job_names: Vec<String> = jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.name_any())
+        .collect();
+    assert!(
+        job_names.iter().all(|j| !j.contains("late")),
+        "a Job started against a Cluster being deleted: {job_names:?}"
+    );
+    let group = groups.get("pd").await.unwrap();
+    assert!(
+        group.metadata.deletion_timestamp.is_none(),
+        "the PDGroup was deleted while a backup ran"
+    );
+    assert_eq!(pvc_uids(&client, n).await, claims);
+
+    // Deleting the backup stops its Job; then the Cluster's deletion goes on: it removes its
+    // groups and instances, and keeps the PVCs.
+    backups
+        .delete("final", &DeleteParams::default())
         .await
         .unwrap();
     wait_until(

@@ -106,6 +106,10 @@ pub mod reasons {
     pub const CLUSTER_CREATION: &str = "ClusterCreation";
     /// Cluster: being deleted.
     pub const CLUSTER_DELETION: &str = "ClusterDeletion";
+    /// Cluster: its deletion waits for the Backups and Restores whose BR Jobs run against it.
+    pub const DELETION_WAITING_FOR_BR: &str = "DeletionWaitingForBackups";
+    /// Backup, Restore: no BR Job starts against a Cluster that is being deleted.
+    pub const CLUSTER_DELETING: &str = "ClusterDeleting";
     /// Cluster: available.
     pub const CLUSTER_AVAILABLE: &str = "ClusterAvailable";
     /// Cluster: suspended.

@@ -105,6 +105,16 @@ pub async fn resolve(
         Err(blocked) => return Ok(Err(blocked)),
     };
     let cluster_ns = cluster_ns.as_str();
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // Its deletion waits for the BR Jobs already running; a new one would hold it longer
+        // (a schedule's, for ever).
+        return Ok(Err(Blocked::new(
+            operator_api::conditions::reasons::CLUSTER_DELETING,
+            format!(
+                "Cluster {name} in namespace {cluster_ns} is being deleted: no BR Job starts against it"
+            ),
+        )));
+    }
     let tls = if operator_runtime::tls::enabled(&cluster) {
         let (cert, ca) = operator_runtime::tls::client_secrets(&cluster);
         // The Job runs in the Backup's (or Restore's) namespace, and a Pod mounts Secrets of its

@@ -11,6 +11,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
+use operator_api::br::{Backup, Restore};
 use operator_api::conditions::{self, reasons};
 use operator_api::core::{
     Cluster, ClusterStatus, ComponentKind, Feature, PDGroup, TiCDCGroup, TiDBGroup, TiFlashGroup,
@@ -28,6 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
+mod br;
 mod status;
 pub use status::*;
 
@@ -50,6 +52,9 @@ pub struct Ctx {
     pub client_tls: operator_runtime::tls::ClientTls,
     /// How long a settled Cluster waits before it is looked at again.
     pub settled_resync: Duration,
+    /// The namespace the controller is scoped to, if any (where it looks for Backups and
+    /// Restores of a Cluster being deleted).
+    pub scope: Option<String>,
 }
 
 /// The caches of the groups a Cluster is made of.
@@ -331,6 +336,8 @@ where
 /// Deletes the groups TiDB and TiCDC first, then TiFlash, then TiKV, then PD, each once the ones
 /// before are gone (a TiFlash store needs TiKV's Regions and PD to leave cleanly); then
 /// releases the Cluster. PVCs stay: the instance controllers keep them when the whole group goes.
+/// Nothing is deleted while a Backup or Restore runs its BR Job against the Cluster
+/// ([`br`]): a backup cut off half-way would be lost.
 async fn delete_in_order(
     cluster: &Cluster,
     ctx: &Ctx,
@@ -340,6 +347,11 @@ async fn delete_in_order(
         return Ok(Action::await_change());
     }
     let namespace = cluster.namespace().unwrap_or_default();
+    let running = running_br(ctx, &namespace, &cluster.name_any()).await?;
+    if !running.is_empty() {
+        hold_deletion(cluster, ctx, &running).await?;
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     let order: [&[ComponentKind]; 4] = [
         &[ComponentKind::TiDB, ComponentKind::TiCDC],
         &[ComponentKind::TiFlash],
@@ -404,6 +416,67 @@ async fn delete_in_order(
     .await
     .map_err(Error::kube("removing the Cluster's finalizer"))?;
     Ok(Action::await_change())
+}
+
+/// The Backups and Restores (`Backup ns/name`) whose BR Job runs against the Cluster `name`.
+async fn running_br(ctx: &Ctx, namespace: &str, name: &str) -> Result<Vec<String>, Error> {
+    let scope = ctx.scope.as_deref();
+    let listed = |kind: &str| format!("listing {kind}s of a Cluster being deleted");
+    let backups = operator_runtime::scope::scoped::<Backup>(&ctx.client, scope)
+        .list(&Default::default())
+        .await
+        .map_err(Error::kube(listed("Backup")))?;
+    let restores = operator_runtime::scope::scoped::<Restore>(&ctx.client, scope)
+        .list(&Default::default())
+        .await
+        .map_err(Error::kube(listed("Restore")))?;
+    let label = |kind: &str, meta: &kube::api::ObjectMeta| {
+        let namespace = meta.namespace.as_deref().unwrap_or_default();
+        let name = meta.name.as_deref().unwrap_or_default();
+        format!("{kind} {namespace}/{name}")
+    };
+    let mut running: Vec<String> = backups
+        .iter()
+        .filter(|b| br::backup_holds(b, namespace, name))
+        .map(|b| label("Backup", &b.metadata))
+        .collect();
+    running.extend(
+        restores
+            .iter()
+            .filter(|r| br::restore_holds(r, namespace, name))
+            .map(|r| label("Restore", &r.metadata)),
+    );
+    Ok(running)
+}
+
+/// Says that the deletion waits for `running`: `Synced=False`, reason
+/// [`DELETION_WAITING_FOR_BR`](reasons::DELETION_WAITING_FOR_BR), and a Warning Event when that
+/// is news.
+async fn hold_deletion(cluster: &Cluster, ctx: &Ctx, running: &[String]) -> Result<(), Error> {
+    let message = br::waiting_message(running);
+    let before = cluster.status.clone().unwrap_or_default();
+    let news = conditions::find(&before.conditions, conditions::SYNCED)
+        .is_none_or(|c| c.reason != reasons::DELETION_WAITING_FOR_BR || c.message != message);
+    if !news {
+        return Ok(());
+    }
+    let mut status = before.clone();
+    conditions::Look::now(cluster.metadata.generation).set(
+        &mut status.conditions,
+        conditions::SYNCED,
+        false,
+        reasons::DELETION_WAITING_FOR_BR,
+        message.clone(),
+    );
+    ctx.events
+        .warning(cluster, reasons::DELETION_WAITING_FOR_BR, "Delete", message)
+        .await;
+    let api =
+        Api::<Cluster>::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    write_status_if_changed(&api, cluster, Some(&before), &status)
+        .await
+        .map_err(Error::kube("writing the Cluster status"))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -75,6 +75,7 @@ async fn controllers(
         groups: groups.clone(),
         client_tls: Default::default(),
         settled_resync,
+        scope: ctx.flags.namespace.clone(),
     });
     let clusters = Controller::new(scoped::<Cluster>(&ctx.client, namespace), all.clone());
     let cluster_store = clusters.store();
