@@ -1573,6 +1573,117 @@ async fn a_scale_in_cancelled_by_scaling_out_keeps_the_store() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// A TiKVGroup deleted while one of its stores is being taken out (bad-input row 62): the
+/// deletion wins. Every instance and Pod goes, PD is asked nothing more (the store under removal
+/// stays Offline, no store turns Tombstone), every PVC stays, and each instance says so.
+#[tokio::test]
+async fn a_group_deleted_mid_scale_in_takes_its_instances_and_keeps_every_pvc() {
+    let scene = Scene::start(Options {
+        prefix: "tikv-gone",
+        tick: "500ms",
+        simulator_flags: &["--moves-per-tick=1"],
+        ..Options::default()
+    })
+    .await;
+    let cluster = "gone";
+    scene.create_cluster(cluster).await;
+    scene.create_pd(cluster, 3).await;
+    scene.create_tikv(cluster, 4).await;
+    scene.wait_pd(cluster, 3, "v8.5.2").await;
+    scene.wait_tikv(cluster, 4, "v8.5.2").await;
+    let names = scene.tikv_names().await;
+    let claims = || async {
+        scene
+            .api::<PersistentVolumeClaim>()
+            .list(&ListParams::default().labels("pingcap.com/component=tikv"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let before = claims().await;
+    assert_eq!(before.len(), 4);
+    let start = scene.last_seq(cluster).await;
+
+    scene.scale_tikv(3);
+    scene
+        .wait(
+            cluster,
+            "a store taken offline (Removing)",
+            Duration::from_secs(60),
+            || async {
+                Ok(scene.tikvs().await.iter().any(|t| {
+                    t.annotations().contains_key(keys::ANNO_DEFER_DELETE)
+                        && t.status.as_ref().is_some_and(|s| s.state == "Removing")
+                }))
+            },
+        )
+        .await;
+    scene
+        .api::<TiKVGroup>()
+        .delete("tikv", &Default::default())
+        .await
+        .unwrap();
+    scene
+        .wait(
+            cluster,
+            "the TiKVGroup, its instances and their Pods gone",
+            Duration::from_secs(60),
+            || async {
+                let pods = scene.pod_uids("tikv").await;
+                let group = scene
+                    .api::<TiKVGroup>()
+                    .get_opt("tikv")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(group.is_none() && scene.tikvs().await.is_empty() && pods.is_empty())
+            },
+        )
+        .await;
+
+    assert_eq!(claims().await, before, "every PVC is kept, the same ones");
+    let since: Vec<Value> = scene
+        .events(cluster)
+        .await
+        .into_iter()
+        .filter(|e| event_seq(e) > start)
+        .collect();
+    assert_eq!(
+        events_of(&since, "store_deleted", &[]).len(),
+        1,
+        "PD was asked to remove only the store of the scale-in"
+    );
+    assert!(
+        events_of(&since, "store_tombstone", &[]).is_empty(),
+        "no store turned Tombstone"
+    );
+    assert!(
+        scene.evicted_stores(cluster).await.is_empty(),
+        "no evict-leader scheduler left"
+    );
+    let kept: BTreeSet<String> = scene
+        .k8s_events()
+        .await
+        .into_iter()
+        .filter(|(_, reason, message)| {
+            reason == "DataKept" && message.contains("its PVCs are kept")
+        })
+        .map(|(name, _, _)| name)
+        .collect();
+    assert_eq!(kept, names, "each instance says what it left behind");
+    scene
+        .simulator
+        .verdict(
+            scene.n(),
+            cluster,
+            &scenarios::Allowed::none().regions_without_leader(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 #[tokio::test]
 async fn a_killed_controller_hands_over_mid_upgrade_and_mid_scale_in() {
     let mut scene = Scene::start(Options {

@@ -17,8 +17,9 @@ use operator_runtime::{cache, instance};
 use tracing::info;
 
 use super::{
-    ANNO_CORDON_EVICTION_STARTED, ANNO_EVICTION_STARTED, Draft, REASON_PD_NOT_FOUND,
-    REASON_STORE_REMOVAL_REFUSED, REASON_STORE_REMOVED, REASON_STORE_REMOVING, Scope, lookup,
+    ANNO_CORDON_EVICTION_STARTED, ANNO_EVICTION_STARTED, Draft, REASON_DATA_KEPT,
+    REASON_PD_NOT_FOUND, REASON_STORE_REMOVAL_REFUSED, REASON_STORE_REMOVED, REASON_STORE_REMOVING,
+    Scope, lookup,
 };
 use crate::build;
 use crate::context::Ctx;
@@ -270,6 +271,7 @@ pub(super) async fn finalize(
     let namespace = tikv.namespace().unwrap_or_default();
     let Some(pd_url) = pd_url else {
         if !only_this {
+            kept(ctx, tikv).await;
             return Ok(Finished::then(instance::release(ctx, tikv).await?));
         }
         let blocked = Blocked {
@@ -302,5 +304,27 @@ pub(super) async fn finalize(
             .remove_scheduler(info.store.id, "its group or Cluster is deleted", "Remove")
             .await?;
     }
+    kept(ctx, tikv).await;
     Ok(Finished::then(instance::release(ctx, tikv).await?))
+}
+
+/// Says what an instance leaves behind when its group or Cluster goes: its store as PD has it
+/// (a removal under way carries on in PD) and its PVCs.
+async fn kept(ctx: &Ctx, tikv: &TiKV) {
+    let store = tikv.status.as_ref().map(|s| s.id.as_str()).unwrap_or("");
+    let store = if store.is_empty() {
+        "its store (never registered)".to_string()
+    } else {
+        format!("store {store}")
+    };
+    ctx.events
+        .normal(
+            tikv,
+            REASON_DATA_KEPT,
+            "Delete",
+            format!(
+                "its group or Cluster is deleted: {store} is left in PD as it is, and its PVCs are kept"
+            ),
+        )
+        .await;
 }
