@@ -348,8 +348,10 @@ cmd_up() {
     # kwokctl picks each cluster's ports by probing for free ones; two
     # clusters created at the same moment can pick the same ports. Create one
     # at a time: once kwokctl returns, this cluster's ports are bound.
-    exec 8>"${KWOK_WORKDIR}/.create.lock"
-    flock -w "${TIMEOUT}" 8 || die "timed out after ${TIMEOUT}s waiting for another cluster's creation (lock ${KWOK_WORKDIR}/.create.lock)"
+    if [[ "${CREATE_LOCK_HELD:-0}" != 1 ]]; then
+      exec 8>"${KWOK_WORKDIR}/.create.lock"
+      flock -w "${TIMEOUT}" 8 || die "timed out after ${TIMEOUT}s waiting for another cluster's creation (lock ${KWOK_WORKDIR}/.create.lock)"
+    fi
     log "starting cluster ${NAME} (logs: ${CLUSTER_DIR}/logs)"
     # --timeout bounds creation; --kubeconfig "" keeps ~/.kube/config
     # untouched; 8>&- keeps the lock out of the processes kwokctl leaves running.
@@ -452,12 +454,18 @@ stop_processes() {
 # restarts under it.
 cmd_restart() {
   cluster_exists || die "cluster ${NAME} does not exist"
+  # While this cluster's processes are down its ports are free, and kwokctl creating another
+  # cluster meanwhile would pick them: then this etcd cannot bind its port and this API server
+  # talks to the other cluster's etcd. No cluster is created until these ports are bound again.
+  exec 8>"${KWOK_WORKDIR}/.create.lock"
+  flock -w "${TIMEOUT}" 8 || die "timed out after ${TIMEOUT}s waiting for another cluster's creation (lock ${KWOK_WORKDIR}/.create.lock)"
   local -a pids
   mapfile -t pids < <(cluster_pids)
   log "stopping the ${#pids[@]} processes of cluster ${NAME}"
   stop_processes "${pids[@]}"
   rm -f "${CLUSTER_DIR}"/pids/*.pid
-  cmd_up >/dev/null
+  CREATE_LOCK_HELD=1 cmd_up >/dev/null
+  exec 8>&-
 }
 
 cmd_down() {
