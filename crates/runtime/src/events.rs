@@ -1,13 +1,30 @@
 //! Events on the objects a controller manages: every blocked or notable operation is reported
 //! where `kubectl describe` shows it, not only in a log.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
+/// How many (object, type, reason, action) keys [`Events`] remembers before it starts afresh.
+const MAX_KEYS: usize = 10_000;
+
+/// What an Event is counted under: the object's UID, type, reason and action.
+type Key = (String, String, String, String);
+
 /// Publishes Events as one controller.
+///
+/// kube's [`Recorder`] counts an Event again (its `series`) when the object, type, reason and
+/// action repeat, keeping the first note: a hold whose message changes (a ConfigMap first
+/// missing, then lacking a key) would never show the new message. So each such key gets its own
+/// recorder, replaced whenever the note changes: the same note is counted, a new one is a new
+/// Event.
 #[derive(Clone)]
 pub struct Events {
-    recorder: Recorder,
+    client: kube::Client,
+    reporter: Reporter,
+    recorders: Arc<Mutex<HashMap<Key, (String, Recorder)>>>,
 }
 
 impl Events {
@@ -18,8 +35,29 @@ impl Events {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            recorder: Recorder::new(client, reporter),
+            client,
+            reporter,
+            recorders: Arc::default(),
         }
+    }
+
+    /// The recorder that counts `note` under `key`: the one that counted it last, else a new one.
+    fn recorder_for(&self, key: Key, note: &str) -> Recorder {
+        let mut recorders = self
+            .recorders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((last, recorder)) = recorders.get(&key)
+            && last == note
+        {
+            return recorder.clone();
+        }
+        if recorders.len() >= MAX_KEYS {
+            recorders.clear();
+        }
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        recorders.insert(key, (note.to_string(), recorder.clone()));
+        recorder
     }
 
     /// A normal Event: something was done.
@@ -54,6 +92,14 @@ impl Events {
         action: &str,
         note: String,
     ) {
+        let reference = object.object_ref(&());
+        let key = (
+            reference.uid.clone().unwrap_or_default(),
+            format!("{type_:?}"),
+            reason.to_string(),
+            action.to_string(),
+        );
+        let recorder = self.recorder_for(key, &note);
         let event = Event {
             type_,
             reason: reason.to_string(),
@@ -62,7 +108,7 @@ impl Events {
             secondary: None,
         };
         // An Event that cannot be written must not fail the reconcile that reports it.
-        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(error) = recorder.publish(&event, &reference).await {
             tracing::warn!(%error, reason, "could not publish an Event");
         }
     }
