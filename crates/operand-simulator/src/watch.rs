@@ -100,6 +100,7 @@ pub fn observe(pod: &Pod) -> Option<PodObservation> {
         data_volume: None,
         config_map,
         advertised: BTreeMap::new(),
+        standby: false,
         join: None,
         domain: None,
     })

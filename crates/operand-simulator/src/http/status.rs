@@ -29,6 +29,14 @@ pub(super) fn routes() -> Router<SharedSim> {
             get(tidb_labels).post(set_tidb_labels),
         )
         .route(
+            "/clusters/{namespace}/{cluster}/tidb/{instance}/tidb-pool/status",
+            get(tidb_pool_status),
+        )
+        .route(
+            "/clusters/{namespace}/{cluster}/tidb/{instance}/tidb-pool/activate",
+            post(tidb_activate),
+        )
+        .route(
             "/clusters/{namespace}/{cluster}/tikv/{instance}/status",
             get(tikv_status),
         )
@@ -157,6 +165,42 @@ async fn set_tidb_labels(
     }
     cluster.set_tidb_labels(&p.instance, labels);
     json(StatusCode::OK, &cluster.tidb_labels(&p.instance))
+}
+
+async fn tidb_pool_status(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    match sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.tidb_pool_state(&p.instance))
+    {
+        Some(Some(state)) => json(StatusCode::OK, &serde_json::json!({ "state": state })),
+        // A server not started in standby mode has no such path.
+        Some(None) => (StatusCode::NOT_FOUND, "404 page not found").into_response(),
+        None => unavailable(&format!("TiDB {}", p.instance)),
+    }
+}
+
+async fn tidb_activate(
+    State(sim): State<SharedSim>,
+    Path(p): Path<InstancePath>,
+    body: Bytes,
+) -> Response {
+    #[derive(Deserialize)]
+    struct Activate {
+        keyspace_name: String,
+    }
+    let request: Activate = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+    };
+    let mut sim = lock(&sim);
+    let Some(cluster) = sim.cluster_mut(&p.namespace, &p.cluster) else {
+        return unavailable(&format!("TiDB {}", p.instance));
+    };
+    match cluster.activate_tidb(&p.instance, &request.keyspace_name, Now::real()) {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({})),
+        Err(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+    }
 }
 
 async fn tikv_status(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {

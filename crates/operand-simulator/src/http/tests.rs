@@ -46,6 +46,7 @@ fn pod(component: Component, name: &str) -> PodObservation {
         data_volume: None,
         config_map: None,
         advertised: BTreeMap::new(),
+        standby: false,
         join: None,
         domain: None,
     }

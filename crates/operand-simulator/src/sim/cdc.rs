@@ -491,6 +491,7 @@ mod tests {
             data_volume: None,
             config_map: None,
             advertised: BTreeMap::new(),
+            standby: false,
             join: None,
             domain: None,
         }

@@ -270,6 +270,9 @@ pub struct ClusterState {
     pub(super) faults: Faults,
     pub(super) events: EventLog,
     pub(super) tidb_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// The keyspace each standby TiDB was activated with, by Pod UID (a restarted Pod reads its
+    /// config again).
+    pub(super) tidb_activated: BTreeMap<String, String>,
     /// The TiCDC captures and their tables.
     pub(super) cdc: super::cdc::Captures,
     /// PD's placement rules, as written.
@@ -312,6 +315,7 @@ impl ClusterState {
             faults: Faults::default(),
             events: EventLog::default(),
             tidb_labels: BTreeMap::new(),
+            tidb_activated: BTreeMap::new(),
             cdc: super::cdc::Captures::default(),
             rules: super::rules::Rules::default(),
         }
@@ -1410,6 +1414,63 @@ impl ClusterState {
             .entry(instance.to_owned())
             .or_default()
             .extend(labels);
+    }
+
+    /// The running, healthy TiDB Pod of `instance`.
+    fn serving_tidb(&self, instance: &str) -> Option<&PodObservation> {
+        if self.faults.unhealthy_tidb.contains(instance) {
+            return None;
+        }
+        self.pods
+            .values()
+            .find(|p| p.component == Component::Tidb && p.instance == instance && p.running)
+    }
+
+    /// `GET /tidb-pool/status` of a TiDB: `None` (503) unless it serves; `Some(None)` (404) for
+    /// a server not started in standby mode; else `standby` or `activated`.
+    pub fn tidb_pool_state(&self, instance: &str) -> Option<Option<&'static str>> {
+        let pod = self.serving_tidb(instance)?;
+        Some(pod.standby.then(|| {
+            if self.tidb_activated.contains_key(&pod.uid) {
+                "activated"
+            } else {
+                "standby"
+            }
+        }))
+    }
+
+    /// `POST /tidb-pool/activate`: a standby TiDB serves `keyspace` from now on. `Err` says why
+    /// not (it does not serve, was not started in standby mode, or serves another keyspace).
+    pub fn activate_tidb(
+        &mut self,
+        instance: &str,
+        keyspace: &str,
+        now: Now,
+    ) -> Result<(), String> {
+        let pod = self
+            .serving_tidb(instance)
+            .ok_or_else(|| format!("TiDB {instance} does not serve"))?;
+        if !pod.standby {
+            return Err(format!("TiDB {instance} was not started in standby mode"));
+        }
+        let uid = pod.uid.clone();
+        match self.tidb_activated.get(&uid) {
+            Some(serving) if serving != keyspace => {
+                Err(format!("TiDB {instance} serves keyspace {serving} already"))
+            }
+            Some(_) => Ok(()),
+            None => {
+                self.tidb_activated.insert(uid, keyspace.to_owned());
+                self.log(
+                    now,
+                    EventKind::TidbActivated {
+                        instance: instance.to_owned(),
+                        keyspace: keyspace.to_owned(),
+                    },
+                );
+                Ok(())
+            }
+        }
     }
 
     // ---------------------------------------------------------------- faults

@@ -266,6 +266,13 @@ pub enum EventKind {
         /// The owner before, if any.
         previous: Option<String>,
     },
+    /// `POST /tidb-pool/activate` gave a standby TiDB its keyspace.
+    TidbActivated {
+        /// TiDB instance.
+        instance: String,
+        /// The keyspace it serves now.
+        keyspace: String,
+    },
     /// `POST /api/v2/owner/resign` moved ownership.
     CaptureOwnerResigned {
         /// TiCDC instance of the owner before.

@@ -171,6 +171,9 @@ pub struct PodObservation {
     pub advertised: BTreeMap<String, String>,
     /// A PD Pod's `join` (client URLs, comma separated), filled in by [`Sim`] from its config.
     pub join: Option<String>,
+    /// A TiDB started in standby mode (`standby.standby-mode = true` in its config): it waits
+    /// to be activated with a keyspace. Filled in by [`Sim`] from its config.
+    pub standby: bool,
     /// The cluster domain of the Kubernetes cluster (API server) the Pod was seen in; `None`
     /// means the simulator's own `cluster_domain`.
     pub domain: Option<String>,
@@ -178,6 +181,8 @@ pub struct PodObservation {
 
 /// The config key of a PD member's `join` URLs, read with the advertised addresses.
 pub const JOIN_KEY: &str = "join";
+/// The config key of TiDB's standby mode, read with the advertised addresses (`"true"` when on).
+pub const STANDBY_KEY: &str = "standby.standby-mode";
 
 /// The config keys whose addresses the simulator takes from an operand's config file: what PD
 /// lists for a member (`advertise-client-urls`, `advertise-peer-urls`) and for a store
@@ -211,7 +216,7 @@ pub fn advertised_in(config: &str) -> BTreeMap<String, String> {
     ]
     .iter()
     .flat_map(|c| advertised_keys(*c).iter())
-    .chain(std::iter::once(&JOIN_KEY))
+    .chain([&JOIN_KEY, &STANDBY_KEY])
     .filter_map(|key| {
         let mut value = None::<&toml::Value>;
         for (i, part) in key.split('.').enumerate() {
@@ -221,8 +226,11 @@ pub fn advertised_in(config: &str) -> BTreeMap<String, String> {
                 value.and_then(|v| v.get(part))
             };
         }
-        let text = value?.as_str()?;
-        Some(((*key).to_owned(), text.to_owned()))
+        let text = match value? {
+            toml::Value::Boolean(on) => on.to_string(),
+            other => other.as_str()?.to_owned(),
+        };
+        Some(((*key).to_owned(), text))
     })
     .collect()
 }
@@ -419,6 +427,7 @@ impl Sim {
                 Some(advertised) => {
                     pod.advertised = advertised.clone();
                     pod.join = pod.advertised.remove(JOIN_KEY);
+                    pod.standby = pod.advertised.remove(STANDBY_KEY).as_deref() == Some("true");
                 }
                 None => {
                     self.awaiting_config.insert(id.clone(), pod.clone());

@@ -50,6 +50,7 @@ fn pod(component: Component, instance: &str, uid: &str) -> PodObservation {
         data_volume: None,
         config_map: None,
         advertised: BTreeMap::new(),
+        standby: false,
         join: None,
         domain: None,
     }
@@ -883,6 +884,50 @@ fn tidb_status_reports_the_image_version_and_honours_the_fault() {
     w.stop(Component::Tidb, "db-0");
     assert!(w.c().tidb_status("db-0").is_none());
     assert!(w.c().tidb_status("db-9").is_none());
+}
+
+#[test]
+fn a_standby_tidb_is_activated_once_with_one_keyspace() {
+    let mut w = World::new();
+    let mut standby = pod(Component::Tidb, "db-0", "uid-db-0");
+    standby.standby = true;
+    w.run(standby);
+    w.run(pod(Component::Tidb, "db-1", "uid-db-1"));
+    let now = w.now;
+    assert_eq!(w.c().tidb_pool_state("db-0"), Some(Some("standby")));
+    assert_eq!(
+        w.c().tidb_pool_state("db-1"),
+        Some(None),
+        "no pool API: 404"
+    );
+    assert!(w.c().activate_tidb("db-1", "ks1", now).is_err());
+    w.c().activate_tidb("db-0", "ks1", now).unwrap();
+    assert_eq!(w.c().tidb_pool_state("db-0"), Some(Some("activated")));
+    w.c().activate_tidb("db-0", "ks1", now).unwrap();
+    assert!(
+        w.c().activate_tidb("db-0", "ks2", now).is_err(),
+        "one keyspace"
+    );
+    let activations = w
+        .c()
+        .events()
+        .since(0)
+        .filter(|e| matches!(e.kind, EventKind::TidbActivated { .. }))
+        .count();
+    assert_eq!(activations, 1);
+    w.stop(Component::Tidb, "db-0");
+    assert_eq!(w.c().tidb_pool_state("db-0"), None);
+}
+
+#[test]
+fn standby_mode_is_read_from_the_config_file() {
+    let read = advertised_in("[standby]\nstandby-mode = true\n");
+    assert_eq!(read.get(STANDBY_KEY).map(String::as_str), Some("true"));
+    assert!(
+        advertised_in("keyspace-name = \"ks1\"\n")
+            .get(STANDBY_KEY)
+            .is_none()
+    );
 }
 
 #[test]
