@@ -24,7 +24,7 @@ mod types;
 
 pub use error::{Error, MAX_ERROR_BODY_CHARS, Result};
 pub use pd::{EVICT_LEADER_SCHEDULER, PdClient, RequestObserver, max_tiflash_replicas};
-pub use status::StatusClient;
+pub use status::{StatusClient, TIDB_POOL_ACTIVATED, TIDB_POOL_STANDBY};
 pub use tls::TlsConfig;
 pub use transport::WriteGate;
 pub use types::{

@@ -11,6 +11,11 @@ use crate::tls::TlsConfig;
 use crate::transport::{Transport, WriteGate, join, parse_base};
 use crate::types::{CaptureInfo, CaptureStatus, TidbStatus};
 
+/// [`StatusClient::tidb_pool_state`] of a TiDB that serves its keyspace.
+pub const TIDB_POOL_ACTIVATED: &str = "activated";
+/// [`StatusClient::tidb_pool_state`] of a TiDB that waits for its keyspace.
+pub const TIDB_POOL_STANDBY: &str = "standby";
+
 /// A client of TiDB and TiKV status ports; each call names the instance's status URL.
 #[derive(Debug, Clone)]
 pub struct StatusClient {
@@ -43,6 +48,39 @@ impl StatusClient {
             .send(Method::GET, url, &[], None)
             .await?
             .json()
+    }
+
+    /// `GET {base}/tidb-pool/status` of a TiDB: `standby` while a server started in standby mode
+    /// waits for its keyspace, `activated` after. A server that was not started in standby mode
+    /// has no such path (404): it is activated.
+    pub async fn tidb_pool_state(&self, base: &str) -> Result<String> {
+        #[derive(serde::Deserialize)]
+        struct Pool {
+            state: String,
+        }
+        let (_, base_url) = parse_base(base)?;
+        let url = join(&base_url, &["tidb-pool", "status"])?;
+        match self.transport.send(Method::GET, url, &[], None).await {
+            Ok(answer) => answer.json::<Pool>().map(|p| p.state),
+            Err(e) if e.status() == Some(404) => Ok(TIDB_POOL_ACTIVATED.to_string()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST {base}/tidb-pool/activate`: a standby TiDB serves `keyspace` from now on (with DDL
+    /// and auto-analyze on, as the reference operator asks).
+    pub async fn tidb_activate(&self, base: &str, keyspace: &str) -> Result<()> {
+        let (_, base_url) = parse_base(base)?;
+        let url = join(&base_url, &["tidb-pool", "activate"])?;
+        let body = serde_json::json!({
+            "keyspace_name": keyspace,
+            "run_auto_analyze": true,
+            "tidb_enable_ddl": true,
+        });
+        self.transport
+            .send(Method::POST, url, &[], Some(&body))
+            .await
+            .map(drop)
     }
 
     /// `GET {base}/status` of a TiKV: a 2xx answer means it serves. `base` is the status URL,
