@@ -861,13 +861,13 @@ async fn scaling_out_and_in_removes_an_unhealthy_server_first_and_waits_while_pa
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// Waits until the one TiDB instance is held for its bootstrap SQL with a message containing
-/// `says`, and checks that it has no Pod.
-async fn wait_bootstrap_sql_held(scene: &Scene, says: &str) {
+/// Waits until the one TiDB instance is held (`Ready=False`) for `reason` with a message
+/// containing `says`, and checks that it has no Pod and that a Warning Event says so.
+async fn wait_held(scene: &Scene, reason: &str, says: &str) {
     wait_until(
         &scene.kubectl(),
         scene.n(),
-        &format!("the TiDB instance held: BootstrapSQLNotFound, {says}"),
+        &format!("the TiDB instance held: {reason}, {says}"),
         Duration::from_secs(60),
         || async {
             let tidbs = scene.tidbs().await;
@@ -875,9 +875,7 @@ async fn wait_bootstrap_sql_held(scene: &Scene, says: &str) {
                 tidbs.len() == 1
                     && tidbs.iter().all(|t| {
                         conditions::find(t.conditions(), conditions::READY).is_some_and(|c| {
-                            c.status == "False"
-                                && c.reason == "BootstrapSQLNotFound"
-                                && c.message.contains(says)
+                            c.status == "False" && c.reason == reason && c.message.contains(says)
                         })
                     }),
             )
@@ -887,48 +885,81 @@ async fn wait_bootstrap_sql_held(scene: &Scene, says: &str) {
     .unwrap_or_else(|e| panic!("{e}\n{}", scene.logs()));
     assert!(
         scene.tidb_pods().await.is_empty(),
-        "no TiDB Pod without its bootstrap SQL"
+        "no TiDB Pod without the files it reads"
+    );
+    let events = scene
+        .kubectl()
+        .ok(&["get", "events", "-n", scene.n(), "-o", "json"], None)
+        .unwrap();
+    assert!(
+        events.contains(reason) && events.contains(says),
+        "a Warning Event says why: {events}"
     );
 }
 
-/// The Cluster's `bootstrapSQL` names a ConfigMap that is not there, then one without the key:
-/// no TiDB Pod is created (it could not mount the file, and TiDB would bootstrap without the
-/// SQL), the instance names the ConfigMap and what is wrong, with a Warning Event; once the key
-/// is there the server starts.
+/// The files a TiDB Pod would read from objects it names, each missing in turn: a
+/// session-token signing certificate the `SessionTokenSigning` feature needs and the Cluster does
+/// not name, the Cluster's `bootstrapSQL` ConfigMap (absent, then without its key), the
+/// `security.sem` ConfigMap, the `security.authToken` JWKs Secret, the signing certificate's
+/// Secret. No TiDB Pod is created meanwhile (it could not mount the file, and TiDB would
+/// bootstrap without the SQL); the instance names the object and what is wrong, with a Warning
+/// Event. Once all are there the server starts with each mounted and named in its config.
 #[tokio::test]
-async fn a_missing_bootstrap_sql_config_map_holds_tidb_and_says_which() {
+async fn a_missing_bootstrap_sql_sem_or_jwks_source_holds_tidb_and_says_which() {
     let scene = Scene::start("tidb-bsql", 1, false).await;
     scene
         .create_cluster("bsql", json!({"bootstrapSQL": {"name": "init-sql"}}))
         .await;
     scene.create_pd("bsql", 1, "v8.5.2").await;
     scene.create_tidb("bsql", 1, "v8.5.2").await;
-    wait_bootstrap_sql_held(
+    scene
+        .patch::<TiDBGroup>(
+            GROUP,
+            json!({"spec": {
+                "features": ["SessionTokenSigning"],
+                "template": {"spec": {"security": {
+                    "sem": {"config": {"name": "sem-rules"}},
+                    "authToken": {"jwks": {"name": "jwks"}}
+                }}}
+            }}),
+        )
+        .await;
+    wait_held(
         &scene,
+        "SessionTokenSigningCertNotSet",
+        "set Cluster bsql spec.security.sessionTokenSigningCertKeyPair",
+    )
+    .await;
+    scene
+        .patch::<Cluster>(
+            "bsql",
+            json!({"spec": {"security": {"sessionTokenSigningCertKeyPair": {"name": "signer"}}}}),
+        )
+        .await;
+    wait_held(
+        &scene,
+        "BootstrapSQLNotFound",
         "ConfigMap init-sql named by Cluster bsql spec.bootstrapSQL does not exist",
     )
     .await;
-    let events = scene
-        .kubectl()
-        .ok(&["get", "events", "-n", scene.n(), "-o", "json"], None)
-        .unwrap();
-    assert!(
-        events.contains("BootstrapSQLNotFound") && events.contains("init-sql"),
-        "a Warning Event names the ConfigMap: {events}"
-    );
 
     let config_maps = scene.api::<ConfigMap>();
-    let wrong: ConfigMap = serde_json::from_value(json!({
+    let create = |value: Value| {
+        let config_maps = config_maps.clone();
+        async move {
+            let map: ConfigMap = serde_json::from_value(value).unwrap();
+            config_maps
+                .create(&PostParams::default(), &map)
+                .await
+                .unwrap();
+        }
+    };
+    create(json!({
         "metadata": {"name": "init-sql"},
         "data": {"bootstrap.sql": "CREATE DATABASE app;"}
     }))
-    .unwrap();
-    config_maps
-        .create(&PostParams::default(), &wrong)
-        .await
-        .unwrap();
-    wait_bootstrap_sql_held(&scene, "has no key bootstrap-sql").await;
-
+    .await;
+    wait_held(&scene, "BootstrapSQLNotFound", "has no key bootstrap-sql").await;
     config_maps
         .patch(
             "init-sql",
@@ -937,10 +968,171 @@ async fn a_missing_bootstrap_sql_config_map_holds_tidb_and_says_which() {
         )
         .await
         .unwrap();
+    wait_held(
+        &scene,
+        "SEMConfigNotFound",
+        "ConfigMap sem-rules named by security.sem does not exist",
+    )
+    .await;
+    create(json!({"metadata": {"name": "sem-rules"}, "data": {"sem.json": "{}"}})).await;
+    wait_held(
+        &scene,
+        "AuthTokenJWKSNotFound",
+        "Secret jwks named by security.authToken.jwks does not exist",
+    )
+    .await;
+    let secrets = scene.api::<k8s_openapi::api::core::v1::Secret>();
+    let create_secret = |value: Value| {
+        let secrets = secrets.clone();
+        async move {
+            let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(value).unwrap();
+            secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .unwrap();
+        }
+    };
+    create_secret(json!({
+        "metadata": {"name": "jwks"},
+        "stringData": {"tidb_auth_token_jwks.json": "{\"keys\": []}"}
+    }))
+    .await;
+    wait_held(&scene, "TLSSecretMissing", "signer").await;
+    create_secret(json!({
+        "metadata": {"name": "signer"},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": "cert", "tls.key": "key"}
+    }))
+    .await;
     scene.wait_tidb(1, "v8.5.2").await;
+
+    // Each file mounted where the config says.
+    let pod = scene
+        .api::<Pod>()
+        .list(&ListParams::default().labels("pingcap.com/component=tidb"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let mounts: BTreeSet<String> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.volume_mounts.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.mount_path)
+        .collect();
+    for dir in [
+        "/etc/tidb-bootstrap",
+        "/etc/sem",
+        "/var/lib/tidb-auth-token",
+        "/var/lib/tidb-session-token-signing-tls",
+    ] {
+        assert!(mounts.contains(dir), "{dir} not mounted: {mounts:?}");
+    }
+    let config = config_maps.get(&pod.name_any()).await.unwrap();
+    let text = &config.data.unwrap()["config.toml"];
+    let table: toml::Table = text.parse().unwrap();
+    let security = &table["security"];
+    assert_eq!(security["sem-config"].as_str(), Some("/etc/sem/sem.json"));
+    assert_eq!(security["enable-sem"].as_bool(), Some(true));
+    assert_eq!(
+        security["auth-token-jwks"].as_str(),
+        Some("/var/lib/tidb-auth-token/tidb_auth_token_jwks.json")
+    );
+    assert_eq!(
+        security["session-token-signing-key"].as_str(),
+        Some("/var/lib/tidb-session-token-signing-tls/tls.key")
+    );
     scene
         .simulator
         .verdict(scene.n(), "bsql", &scenarios::Allowed::none())
+        .await
+        .unwrap();
+}
+
+/// A TiDB started in standby mode (`mode: StandBy`: next-generation TiDB waiting for a keyspace)
+/// is given one by changing its group to `mode: Normal` with a `keyspace`: its Pod is kept, the
+/// server is activated with that keyspace once through its status port, and its config file
+/// names the keyspace for its next start.
+#[tokio::test]
+async fn a_standby_server_given_a_keyspace_is_activated_in_place() {
+    let scene = Scene::start("tidb-standby", 1, false).await;
+    let n = scene.n().to_string();
+    scene.create_cluster("pool", json!({})).await;
+    scene.create_pd("pool", 1, "v8.5.2").await;
+    scene.create_tidb("pool", 1, "v8.5.2").await;
+    scene
+        .patch::<TiDBGroup>(
+            GROUP,
+            json!({"spec": {"template": {"spec": {"mode": "StandBy"}}}}),
+        )
+        .await;
+    scene.wait_tidb(1, "v8.5.2").await;
+    let maps = scene.api::<ConfigMap>();
+    let config = |name: String| {
+        let maps = maps.clone();
+        async move {
+            let map = maps.get(&name).await.unwrap();
+            map.data.unwrap()["config.toml"]
+                .parse::<toml::Table>()
+                .unwrap()
+        }
+    };
+    let tidb = scene.tidbs().await.remove(0).name_any();
+    let standby = config(tidb.clone()).await;
+    assert_eq!(standby["standby"]["standby-mode"].as_bool(), Some(true));
+    assert!(standby.get("keyspace-name").is_none());
+    let pods = scene.tidb_pods().await;
+    let start = last_seq(&scene.simulator.events(&n, "pool").await.unwrap());
+
+    scene
+        .patch::<TiDBGroup>(
+            GROUP,
+            json!({"spec": {"template": {"spec": {"mode": "Normal", "keyspace": "ks1"}}}}),
+        )
+        .await;
+    wait_until(
+        &scene.kubectl(),
+        &n,
+        "the standby server activated with keyspace ks1",
+        CONVERGE,
+        || async {
+            let events = scene.simulator.events(&n, "pool").await.unwrap();
+            Ok::<_, kube::Error>(
+                events.iter().any(|e| {
+                    seq(e) > start && e["kind"] == "tidb_activated" && e["keyspace"] == "ks1"
+                }),
+            )
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", scene.logs()));
+    scene.wait_tidb(1, "v8.5.2").await;
+    assert_eq!(scene.tidb_pods().await, pods, "the Pod was kept");
+    let active = config(tidb.clone()).await;
+    assert_eq!(active["keyspace-name"].as_str(), Some("ks1"));
+    assert!(active.get("standby").is_none());
+    // Once: later health checks find it activated.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let events = scene.simulator.events(&n, "pool").await.unwrap();
+    let activations = events
+        .iter()
+        .filter(|e| seq(e) > start && e["kind"] == "tidb_activated")
+        .count();
+    assert_eq!(activations, 1);
+    let k8s_events = scene
+        .kubectl()
+        .ok(&["get", "events", "-n", &n, "-o", "json"], None)
+        .unwrap();
+    assert!(
+        k8s_events.contains("activated with keyspace ks1"),
+        "an Event says so: {k8s_events}"
+    );
+    scene
+        .simulator
+        .verdict(&n, "pool", &scenarios::Allowed::none())
         .await
         .unwrap();
 }

@@ -447,14 +447,7 @@ pub fn refuse_managed(user: &str, managed: &[&str]) -> Result<(), BuildError> {
     let set: Vec<&str> = managed
         .iter()
         .copied()
-        .filter(|path| {
-            let mut parts = path.split('.');
-            let mut node = parts.next().and_then(|first| table.get(first));
-            for part in parts {
-                node = node.and_then(|n| n.get(part));
-            }
-            node.is_some()
-        })
+        .filter(|path| table_sets(&table, path))
         .collect();
     if set.is_empty() {
         return Ok(());
@@ -463,6 +456,23 @@ pub fn refuse_managed(user: &str, managed: &[&str]) -> Result<(), BuildError> {
         "config sets {}, which the operator manages (the certificate paths of the TLS Secrets it mounts); remove them from the config",
         set.join(", ")
     )))
+}
+
+/// Whether `table` sets the dotted key `path`.
+fn table_sets(table: &toml::Table, path: &str) -> bool {
+    let mut parts = path.split('.');
+    let mut node = parts.next().and_then(|first| table.get(first));
+    for part in parts {
+        node = node.and_then(|n| n.get(part));
+    }
+    node.is_some()
+}
+
+/// Whether the user's config (TOML) sets the dotted key `path`; a config that does not parse
+/// sets nothing (it is refused where it is merged).
+pub fn config_sets(user: &str, path: &str) -> bool {
+    user.parse::<toml::Table>()
+        .is_ok_and(|table| table_sets(&table, path))
 }
 
 /// Stamps `pod` with the hash of its spec again, after the runtime added to it what the

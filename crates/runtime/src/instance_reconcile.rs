@@ -169,8 +169,13 @@ pub trait InstanceRules: Sized + Send + Sync + 'static {
         None
     }
 
-    /// The Secrets the component mounts besides the cluster TLS one (TiDB's MySQL certificate).
-    fn more_mounts(_instance: &Self::Instance, _group: &str) -> Vec<SecretMount> {
+    /// The Secrets the component mounts besides the cluster TLS one (TiDB's MySQL certificate
+    /// and session-token signing certificate).
+    fn more_mounts(
+        _instance: &Self::Instance,
+        _cluster: &Cluster,
+        _group: &str,
+    ) -> Vec<SecretMount> {
         Vec::new()
     }
 
@@ -186,7 +191,7 @@ pub trait InstanceRules: Sized + Send + Sync + 'static {
                 Self::cluster_tls(instance),
             ));
         }
-        mounts.extend(Self::more_mounts(instance, group));
+        mounts.extend(Self::more_mounts(instance, cluster, group));
         mounts
     }
 

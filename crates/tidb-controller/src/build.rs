@@ -4,17 +4,17 @@
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, ExecAction, KeyToPath,
-    Lifecycle, LifecycleHandler, PersistentVolumeClaim, Pod, PodSpec, Probe, Service, ServiceSpec,
-    TCPSocketAction, Volume as PodVolume, VolumeMount,
+    Lifecycle, LifecycleHandler, PersistentVolumeClaim, Pod, PodSpec, Probe, SecretVolumeSource,
+    Service, ServiceSpec, TCPSocketAction, Volume as PodVolume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use operator_api::core::{
-    Feature, TIDB_DEFAULT_PORT_CLIENT, TIDB_DEFAULT_PORT_STATUS,
+    Cluster, Feature, TIDB_DEFAULT_PORT_CLIENT, TIDB_DEFAULT_PORT_STATUS,
     TIDB_DEFAULT_PRE_STOP_SLEEP_SECONDS, TIDB_PORT_NAME_CLIENT, TIDB_PORT_NAME_STATUS,
-    TIDB_SLOW_LOG_DEFAULT_PATH, TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG, TiDB, TiDBGroup, TiDBProbeType,
-    TiDBSpec, TiDBTemplateSpec, Tls, Topology,
+    TIDB_SLOW_LOG_DEFAULT_PATH, TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG, TiDB, TiDBGroup, TiDBMode,
+    TiDBProbeType, TiDBSpec, TiDBTemplateSpec, Tls, Topology,
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
@@ -35,6 +35,22 @@ pub const BOOTSTRAP_SQL_KEY: &str = "bootstrap-sql";
 pub const BOOTSTRAP_SQL_DIR: &str = "/etc/tidb-bootstrap";
 /// File name of the bootstrap SQL in [`BOOTSTRAP_SQL_DIR`].
 pub const BOOTSTRAP_SQL_FILE: &str = "bootstrap.sql";
+/// Where the SEM configuration (`security.sem`'s ConfigMap) is mounted, as the reference does.
+pub const SEM_DIR: &str = "/etc/sem";
+/// Key of the SEM configuration in its ConfigMap, and its file name in [`SEM_DIR`].
+pub const SEM_FILE: &str = "sem.json";
+/// Where the `tidb_auth_token` JWKs (`security.authToken`'s Secret) are mounted.
+pub const AUTH_TOKEN_DIR: &str = "/var/lib/tidb-auth-token";
+/// Key of the JWKs in their Secret, and their file name in [`AUTH_TOKEN_DIR`].
+pub const AUTH_TOKEN_FILE: &str = "tidb_auth_token_jwks.json";
+/// Where the certificate that signs session tokens is mounted (the `SessionTokenSigning`
+/// feature), as the reference does.
+pub const SESSION_TOKEN_DIR: &str = "/var/lib/tidb-session-token-signing-tls";
+/// The config keys of that certificate and its key.
+pub const SESSION_TOKEN_KEYS: [&str; 2] = [
+    "security.session-token-signing-cert",
+    "security.session-token-signing-key",
+];
 /// File name of the slow log in the slow-log directory.
 pub const SLOW_LOG_FILE: &str = "slowlog";
 /// Image of the slow-log sidecar when the template names none.
@@ -50,6 +66,9 @@ const READINESS_INITIAL_DELAY_SECONDS: i32 = 10;
 const CONFIG_VOLUME: &str = "config";
 const BOOTSTRAP_SQL_VOLUME: &str = "bootstrap-sql";
 const SLOW_LOG_VOLUME: &str = "slowlog";
+const SEM_VOLUME: &str = "sem";
+const SESSION_TOKEN_VOLUME: &str = "session-token-signing-tls";
+const AUTH_TOKEN_VOLUME: &str = "tidb-auth-token";
 /// Name of the slow-log sidecar container.
 const SLOW_LOG_CONTAINER: &str = "slowlog";
 
@@ -330,11 +349,29 @@ pub fn config(
     mounts: &[SecretMount],
 ) -> Result<String, BuildError> {
     let spec = &tidb.spec.template;
-    let managed: Vec<&str> = CLUSTER_SECURITY_KEYS
+    let security = spec.security.as_ref();
+    let sem = security.is_some_and(|s| s.sem.is_some());
+    let auth_token = security.is_some_and(|s| s.auth_token.is_some());
+    let mut managed: Vec<&str> = CLUSTER_SECURITY_KEYS
         .iter()
         .chain(MYSQL_SECURITY_KEYS.iter())
         .copied()
         .collect();
+    if sem {
+        managed.push("security.sem-config");
+    }
+    if auth_token {
+        managed.push("security.auth-token-jwks");
+    }
+    if !spec.keyspace.is_empty() {
+        managed.push("keyspace-name");
+    }
+    if spec.mode == TiDBMode::StandBy {
+        managed.push("standby.standby-mode");
+    }
+    if signs_session_tokens(tidb) {
+        managed.extend(SESSION_TOKEN_KEYS);
+    }
     build::refuse_managed(&spec.common.config, &managed)?;
     let mut owned: Vec<(&str, toml::Value)> = vec![
         ("store", "tikv".into()),
@@ -354,6 +391,12 @@ pub fn config(
         let keys = match mount.volume.as_str() {
             tls::CLUSTER_TLS_VOLUME => CLUSTER_SECURITY_KEYS,
             tls::MYSQL_TLS_VOLUME => MYSQL_SECURITY_KEYS,
+            SESSION_TOKEN_VOLUME => {
+                let [cert, key] = SESSION_TOKEN_KEYS;
+                owned.push((cert, mount.path(tls::CERT_KEY).into()));
+                owned.push((key, mount.path(tls::KEY_KEY).into()));
+                continue;
+            }
             _ => continue,
         };
         let [ca, cert, key] = keys;
@@ -368,6 +411,28 @@ pub fn config(
             "initialize-sql-file",
             format!("{BOOTSTRAP_SQL_DIR}/{BOOTSTRAP_SQL_FILE}").into(),
         ));
+    }
+    if sem {
+        owned.push((
+            "security.sem-config",
+            format!("{SEM_DIR}/{SEM_FILE}").into(),
+        ));
+        // On unless the config turns it off.
+        if !build::config_sets(&spec.common.config, "security.enable-sem") {
+            owned.push(("security.enable-sem", true.into()));
+        }
+    }
+    if auth_token {
+        owned.push((
+            "security.auth-token-jwks",
+            format!("{AUTH_TOKEN_DIR}/{AUTH_TOKEN_FILE}").into(),
+        ));
+    }
+    // A standby server waits for its keyspace; it is given one when activated.
+    if spec.mode == TiDBMode::StandBy {
+        owned.push(("standby.standby-mode", true.into()));
+    } else if !spec.keyspace.is_empty() {
+        owned.push(("keyspace-name", spec.keyspace.clone().into()));
     }
     if !spec.server.labels.is_empty() {
         let labels: toml::Table = spec
@@ -458,11 +523,17 @@ fn readiness_probe(spec: &TiDBTemplateSpec, cluster_tls: bool) -> Probe {
 pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>, cluster_tls: bool) -> Result<Pod, BuildError> {
     let spec = &tidb.spec.template;
     let name = tidb.name_any();
-    if let Some(volume) =
-        spec.common.volumes.iter().find(|v| {
-            [CONFIG_VOLUME, BOOTSTRAP_SQL_VOLUME, SLOW_LOG_VOLUME].contains(&v.name.as_str())
-        })
-    {
+    if let Some(volume) = spec.common.volumes.iter().find(|v| {
+        [
+            CONFIG_VOLUME,
+            BOOTSTRAP_SQL_VOLUME,
+            SLOW_LOG_VOLUME,
+            SEM_VOLUME,
+            AUTH_TOKEN_VOLUME,
+            SESSION_TOKEN_VOLUME,
+        ]
+        .contains(&v.name.as_str())
+    }) {
         return Err(BuildError::Missing(format!(
             "volume name {} is used by the operator; choose another",
             volume.name
@@ -470,6 +541,29 @@ pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>, cluster_tls: bool) -> Resul
     }
     let default_paths = [(TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG, TIDB_SLOW_LOG_DEFAULT_PATH)];
     let (mut volumes, mut mounts) = build::volumes_of(tidb, CONFIG_DIR, &default_paths)?;
+    let security = spec.security.as_ref();
+    if let Some(sem) = security.and_then(|s| s.sem.as_ref()) {
+        volumes.push(PodVolume {
+            name: SEM_VOLUME.into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: sem.config.name.clone(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..PodVolume::default()
+        });
+        mounts.push(read_only_mount(SEM_VOLUME, SEM_DIR));
+    }
+    if let Some(token) = security.and_then(|s| s.auth_token.as_ref()) {
+        volumes.push(PodVolume {
+            name: AUTH_TOKEN_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(token.jwks.name.clone()),
+                ..SecretVolumeSource::default()
+            }),
+            ..PodVolume::default()
+        });
+        mounts.push(read_only_mount(AUTH_TOKEN_VOLUME, AUTH_TOKEN_DIR));
+    }
     let slow_log_mount = spec
         .common
         .volumes
@@ -600,15 +694,76 @@ pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>, cluster_tls: bool) -> Resul
         if let Some(main) = spec.containers.iter_mut().find(|c| c.name == COMPONENT) {
             main.volume_mounts
                 .get_or_insert_with(Vec::new)
-                .push(VolumeMount {
-                    name: BOOTSTRAP_SQL_VOLUME.into(),
-                    mount_path: BOOTSTRAP_SQL_DIR.into(),
-                    read_only: Some(true),
-                    ..VolumeMount::default()
-                });
+                .push(read_only_mount(BOOTSTRAP_SQL_VOLUME, BOOTSTRAP_SQL_DIR));
         }
     }
     Ok(pod)
+}
+
+/// Whether the TiDB signs session tokens (the `SessionTokenSigning` feature gate).
+pub fn signs_session_tokens(tidb: &TiDB) -> bool {
+    tidb.spec.features.contains(&Feature::SessionTokenSigning)
+}
+
+/// Whether `cluster` gives a certificate to sign session tokens with: its own
+/// `security.sessionTokenSigningCertKeyPair`, else the cluster TLS certificate.
+pub fn has_session_token_cert(cluster: &Cluster) -> bool {
+    signing_key_pair(cluster).is_some() || tls::enabled(cluster)
+}
+
+fn signing_key_pair(cluster: &Cluster) -> Option<&str> {
+    cluster
+        .spec
+        .security
+        .as_ref()
+        .and_then(|s| s.session_token_signing_cert_key_pair.as_ref())
+        .map(|r| r.name.as_str())
+}
+
+/// The Secret whose `tls.crt` and `tls.key` sign the session tokens of a TiDB of `group` that
+/// has the `SessionTokenSigning` feature: the Cluster's `sessionTokenSigningCertKeyPair`, else
+/// (with TLS between components) the TiDB's cluster certificate, as in the reference.
+pub fn session_token_secret(tidb: &TiDB, cluster: &Cluster, group: &str) -> Option<String> {
+    if !signs_session_tokens(tidb) {
+        return None;
+    }
+    if let Some(name) = signing_key_pair(cluster) {
+        return Some(name.to_string());
+    }
+    tls::enabled(cluster).then(|| {
+        let own = tidb
+            .spec
+            .template
+            .security
+            .as_ref()
+            .and_then(|s| s.tls.as_ref())
+            .and_then(|t| t.cluster.as_ref())
+            .map(|c| &c.secret);
+        SecretMount::cluster(group, COMPONENT, CLUSTER_TLS_DIR, own).cert_secret
+    })
+}
+
+/// The mount of the session-token signing certificate in Secret `secret` (no CA).
+pub fn session_token_mount(secret: &str) -> SecretMount {
+    SecretMount {
+        volume: SESSION_TOKEN_VOLUME.into(),
+        dir: SESSION_TOKEN_DIR.into(),
+        cert_secret: secret.to_string(),
+        ca_secret: secret.to_string(),
+        ca_required: false,
+        has_ca: false,
+        no_ca: true,
+    }
+}
+
+/// A read-only mount of volume `name` at `path`.
+fn read_only_mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
 }
 
 pub use operator_runtime::build::pod_is_current;

@@ -62,4 +62,21 @@ impl Ctx {
             None => self.status.tidb_status(url).await,
         }
     }
+
+    /// Activates `tidb` (at status URL `url`) with its keyspace when it waits in standby mode;
+    /// whether it was activated now.
+    pub async fn activate_tidb(&self, tidb: &TiDB, url: &str) -> Result<bool, pd_client::Error> {
+        let namespace = tidb.metadata.namespace.as_deref().unwrap_or_default();
+        let client = self
+            .status_client(namespace, &tidb.spec.cluster.name, STATUS_TIMEOUT)
+            .map_err(|e| e.source)?;
+        let client = client.as_ref().unwrap_or(&self.status);
+        if client.tidb_pool_state(url).await? != pd_client::TIDB_POOL_STANDBY {
+            return Ok(false);
+        }
+        client
+            .tidb_activate(url, &tidb.spec.template.keyspace)
+            .await?;
+        Ok(true)
+    }
 }

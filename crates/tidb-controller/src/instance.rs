@@ -2,14 +2,15 @@
 //! graceful removal (the Pod first, then the PVCs, then the instance); and the instance's status
 //! from its Pod and TiDB's `/status`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 use operator_api::conditions::{self, HasConditions, Look, reasons};
-use operator_api::core::{Cluster, TiDB, TiDBGroup, TiDBStatus, TlsSecret};
+use operator_api::core::{Cluster, TiDB, TiDBGroup, TiDBMode, TiDBStatus, TlsSecret};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
 use operator_runtime::dns::Dns;
@@ -26,6 +27,16 @@ use crate::context::{Ctx, MANAGER};
 pub const REASON_NO_PD: &str = "PDNotFound";
 /// Reason of an instance whose Cluster's bootstrap SQL ConfigMap is missing or lacks its key.
 pub const REASON_BOOTSTRAP_SQL_NOT_FOUND: &str = "BootstrapSQLNotFound";
+/// Reason of an instance whose `security.sem` ConfigMap is missing or lacks `sem.json`.
+pub const REASON_SEM_CONFIG_NOT_FOUND: &str = "SEMConfigNotFound";
+/// Reason of an instance whose `security.authToken` Secret is missing or lacks its JWKs.
+pub const REASON_AUTH_TOKEN_JWKS_NOT_FOUND: &str = "AuthTokenJWKSNotFound";
+/// Reason of an instance with the `SessionTokenSigning` feature and no certificate to sign with.
+pub const REASON_NO_SESSION_TOKEN_CERT: &str = "SessionTokenSigningCertNotSet";
+/// `Ready=False` reason: a TiDB given a keyspace still waits in standby mode.
+pub const REASON_NOT_ACTIVATED: &str = "NotActivated";
+/// Event reason: a standby TiDB was given its keyspace.
+pub const REASON_ACTIVATED: &str = "Activated";
 /// How often a Ready instance's `/status` is checked.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 /// How often an instance that is not Ready is looked at again.
@@ -89,29 +100,33 @@ impl InstanceRules for Rules {
             }));
         };
         let bootstrap_sql = cluster.spec.bootstrap_sql.as_ref().map(|r| r.name.clone());
-        // A Pod is not created without the bootstrap SQL file it would be told to run (none is
-        // created while compute is suspended).
-        if let Some(source) = &bootstrap_sql
-            && pod.is_none()
-            && !cluster.spec.suspends_compute()
-            && let Some(message) = bootstrap_sql_problem(ctx, tidb, source).await?
-        {
+        let hold = if build::signs_session_tokens(tidb) && !build::has_session_token_cert(cluster) {
+            Some((
+                REASON_NO_SESSION_TOKEN_CERT,
+                format!(
+                    "the SessionTokenSigning feature needs a certificate to sign with: set Cluster {} spec.security.sessionTokenSigningCertKeyPair, or turn on TLS between components to use the cluster certificate",
+                    tidb.spec.cluster.name
+                ),
+            ))
+        } else if pod.is_none() && !cluster.spec.suspends_compute() {
+            // A Pod is not created without the files it would be told to read: the bootstrap
+            // SQL, the SEM configuration, the auth-token JWKs (none is created while compute is
+            // suspended).
+            missing_source(ctx, tidb, bootstrap_sql.as_deref()).await?
+        } else {
+            None
+        };
+        if let Some((reason, message)) = hold {
             // A Warning Event when that is news, not on every look.
-            let known = conditions::find(tidb.conditions(), conditions::READY).is_some_and(|c| {
-                c.reason == REASON_BOOTSTRAP_SQL_NOT_FOUND && c.message == message
-            });
+            let known = conditions::find(tidb.conditions(), conditions::READY)
+                .is_some_and(|c| c.reason == reason && c.message == message);
             if !known {
                 ctx.events
-                    .warning(
-                        tidb,
-                        REASON_BOOTSTRAP_SQL_NOT_FOUND,
-                        "Hold",
-                        message.clone(),
-                    )
+                    .warning(tidb, reason, "Hold", message.clone())
                     .await;
             }
             return Ok(Err(Blocked {
-                reason: REASON_BOOTSTRAP_SQL_NOT_FOUND,
+                reason,
                 message,
                 then: Action::requeue(Duration::from_secs(15)),
             }));
@@ -130,14 +145,15 @@ impl InstanceRules for Rules {
         Some(&security.tls.as_ref()?.cluster.as_ref()?.secret)
     }
 
-    /// With MySQL TLS on, the group's server certificate.
-    fn more_mounts(tidb: &TiDB, group: &str) -> Vec<SecretMount> {
-        build::mysql_tls(&tidb.spec.template)
-            .map(|mysql| {
-                SecretMount::mysql(group, Some(&mysql.secret), mysql.client_auth.as_deref())
-            })
-            .into_iter()
-            .collect()
+    /// With MySQL TLS on, the group's server certificate; with the `SessionTokenSigning`
+    /// feature, the certificate that signs session tokens.
+    fn more_mounts(tidb: &TiDB, cluster: &Cluster, group: &str) -> Vec<SecretMount> {
+        let mysql = build::mysql_tls(&tidb.spec.template).map(|mysql| {
+            SecretMount::mysql(group, Some(&mysql.secret), mysql.client_auth.as_deref())
+        });
+        let signing = build::session_token_secret(tidb, cluster, group)
+            .map(|secret| build::session_token_mount(&secret));
+        mysql.into_iter().chain(signing).collect()
     }
 
     fn config_map(
@@ -198,36 +214,75 @@ fn pd_path(ctx: &Ctx, tidb: &TiDB, cluster: &Cluster) -> Option<String> {
     )
 }
 
-/// What is wrong with the bootstrap SQL ConfigMap `source`, if anything. Read once, before the
-/// Pod is created: TiDB runs the file only when it bootstraps the cluster.
-async fn bootstrap_sql_problem(
+/// The first file the Pod would mount that is missing, as a reason and a message: the
+/// Cluster's bootstrap SQL (`source`, key `bootstrap-sql`), the SEM configuration
+/// (`security.sem`, key `sem.json`), the auth-token JWKs (`security.authToken`, key
+/// `tidb_auth_token_jwks.json`).
+async fn missing_source(
     ctx: &Ctx,
     tidb: &TiDB,
-    source: &str,
-) -> Result<Option<String>, Error> {
+    bootstrap_sql: Option<&str>,
+) -> Result<Option<(&'static str, String)>, Error> {
     let namespace = tidb.namespace().unwrap_or_default();
     let cluster_name = &tidb.spec.cluster.name;
-    let found = Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(source)
-        .await
-        .map_err(Error::kube("reading the bootstrap SQL ConfigMap"))?;
-    Ok(match found {
-        None => Some(format!(
-            "ConfigMap {source} named by Cluster {cluster_name} spec.bootstrapSQL does not exist"
-        )),
-        Some(cm)
-            if !cm
-                .data
-                .as_ref()
-                .is_some_and(|d| d.contains_key(build::BOOTSTRAP_SQL_KEY)) =>
-        {
-            Some(format!(
-                "ConfigMap {source} named by Cluster {cluster_name} spec.bootstrapSQL has no key {}",
-                build::BOOTSTRAP_SQL_KEY
-            ))
+    let config_maps = Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace);
+    if let Some(source) = bootstrap_sql {
+        let found = config_maps
+            .get_opt(source)
+            .await
+            .map_err(Error::kube("reading the bootstrap SQL ConfigMap"))?;
+        let named = format!("ConfigMap {source} named by Cluster {cluster_name} spec.bootstrapSQL");
+        if let Some(message) = lacks(
+            found.map(|c| keys_of(c.data)),
+            &named,
+            build::BOOTSTRAP_SQL_KEY,
+        ) {
+            return Ok(Some((REASON_BOOTSTRAP_SQL_NOT_FOUND, message)));
         }
+    }
+    let security = tidb.spec.template.security.as_ref();
+    if let Some(sem) = security.and_then(|s| s.sem.as_ref()) {
+        let name = &sem.config.name;
+        let found = config_maps
+            .get_opt(name)
+            .await
+            .map_err(Error::kube("reading the SEM ConfigMap"))?;
+        let named = format!("ConfigMap {name} named by security.sem");
+        if let Some(message) = lacks(found.map(|c| keys_of(c.data)), &named, build::SEM_FILE) {
+            return Ok(Some((REASON_SEM_CONFIG_NOT_FOUND, message)));
+        }
+    }
+    if let Some(token) = security.and_then(|s| s.auth_token.as_ref()) {
+        let name = &token.jwks.name;
+        let found = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+            .get_opt(name)
+            .await
+            .map_err(Error::kube("reading the auth-token JWKs Secret"))?;
+        let named = format!("Secret {name} named by security.authToken.jwks");
+        let keys = found.map(|s| {
+            let mut keys = keys_of(s.data);
+            keys.extend(keys_of(s.string_data));
+            keys
+        });
+        if let Some(message) = lacks(keys, &named, build::AUTH_TOKEN_FILE) {
+            return Ok(Some((REASON_AUTH_TOKEN_JWKS_NOT_FOUND, message)));
+        }
+    }
+    Ok(None)
+}
+
+/// The keys of a ConfigMap's or Secret's data.
+fn keys_of<V>(data: Option<BTreeMap<String, V>>) -> BTreeSet<String> {
+    data.into_iter().flat_map(|d| d.into_keys()).collect()
+}
+
+/// Why `named`, found with `keys` (or not found), cannot give the file under `key`.
+fn lacks(keys: Option<BTreeSet<String>>, named: &str, key: &str) -> Option<String> {
+    match keys {
+        None => Some(format!("{named} does not exist")),
+        Some(keys) if !keys.contains(key) => Some(format!("{named} has no key {key}")),
         Some(_) => None,
-    })
+    }
 }
 
 /// What TiDB's status port said.
@@ -238,6 +293,8 @@ enum Health {
     Serving(String),
     /// It did not answer 2xx: the error, and the URL asked.
     Failing { url: String, error: String },
+    /// It serves, in standby mode, and could not be given its keyspace: why.
+    NotActivated(String),
 }
 
 /// The Pod created or restarted, and the status observed from the Pod and TiDB's `/status`.
@@ -269,7 +326,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiDBSt
         Some(pod) if !is_terminating(pod) && is_ready(pod) => {
             let url = ctx.status_url(tidb, build::status_url(tidb, &Dns::of_spec(&cluster.spec)));
             match ctx.tidb_status(tidb, &url).await {
-                Ok(status) => Health::Serving(status.version),
+                Ok(status) => activate(ctx, tidb, url, status.version).await,
                 Err(e) => Health::Failing {
                     url,
                     error: e.to_string(),
@@ -286,6 +343,31 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiDBSt
         NOT_READY_INTERVAL
     }));
     Ok(Finished::with(status, then))
+}
+
+/// A serving TiDB given a keyspace (`mode: Normal`) that still waits in standby mode (it
+/// started as `StandBy`, and the change kept its Pod) is activated with it, as the reference
+/// does. A server without a keyspace is not asked: a classic TiDB has no standby mode.
+async fn activate(ctx: &Ctx, tidb: &TiDB, url: String, version: String) -> Health {
+    let spec = &tidb.spec.template;
+    if spec.mode != TiDBMode::Normal || spec.keyspace.is_empty() {
+        return Health::Serving(version);
+    }
+    match ctx.activate_tidb(tidb, &url).await {
+        Ok(activated) => {
+            if activated {
+                let message = format!("activated with keyspace {}", spec.keyspace);
+                ctx.events
+                    .normal(tidb, REASON_ACTIVATED, "Activate", message)
+                    .await;
+            }
+            Health::Serving(version)
+        }
+        Err(e) => Health::NotActivated(format!(
+            "TiDB waits in standby mode and activating it with keyspace {} failed (at {url}): {e}",
+            spec.keyspace
+        )),
+    }
 }
 
 /// A removed instance: its Pod is deleted (it leaves the Service's ready endpoints at once, then
@@ -331,6 +413,7 @@ fn observe_status(tidb: &TiDB, pod: Option<&Pod>, desired: &Pod, health: &Health
                 reasons::INSTANCE_NOT_HEALTHY,
                 format!("TiDB's /status does not answer (asked {url}): {error}"),
             ),
+            Health::NotActivated(message) => (false, REASON_NOT_ACTIVATED, message.clone()),
             Health::NotAsked => (
                 false,
                 reasons::POD_NOT_READY,

@@ -486,3 +486,166 @@ fn tls_writes_the_cluster_and_mysql_certificate_paths_and_refuses_them_in_the_co
         "{error}"
     );
 }
+
+#[test]
+fn sem_auth_token_and_keyspace_are_written_mounted_and_refused_in_the_config() {
+    let secure = group(serde_json::json!({"template": {"spec": {
+        "keyspace": "ks1",
+        "security": {
+            "sem": {"config": {"name": "sem-rules"}},
+            "authToken": {"jwks": {"name": "jwks"}}
+        }
+    }}}));
+    let tidb = instance_of(&secure);
+    let table: toml::Table = config(&tidb, &Dns::default(), "x:2379", false, &[])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        table["security"]["sem-config"].as_str(),
+        Some("/etc/sem/sem.json")
+    );
+    assert_eq!(table["security"]["enable-sem"].as_bool(), Some(true));
+    assert_eq!(
+        table["security"]["auth-token-jwks"].as_str(),
+        Some("/var/lib/tidb-auth-token/tidb_auth_token_jwks.json")
+    );
+    assert_eq!(table["keyspace-name"].as_str(), Some("ks1"));
+    assert!(table.get("standby").is_none());
+    let pod = pod(&tidb, None, false).unwrap();
+    let spec = pod.spec.unwrap();
+    let volume = |name: &str| {
+        spec.volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .cloned()
+    };
+    assert_eq!(
+        volume("sem").and_then(|v| v.config_map).map(|c| c.name),
+        Some("sem-rules".to_string())
+    );
+    assert_eq!(
+        volume("tidb-auth-token")
+            .and_then(|v| v.secret)
+            .and_then(|s| s.secret_name),
+        Some("jwks".to_string())
+    );
+    let mounts: Vec<String> = spec.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.clone())
+        .collect();
+    assert!(mounts.contains(&"/etc/sem".to_string()));
+    assert!(mounts.contains(&"/var/lib/tidb-auth-token".to_string()));
+
+    // SEM stays off when the config says so; the paths it owns are refused.
+    let off = group(serde_json::json!({"template": {"spec": {
+        "config": "[security]\nenable-sem = false\n",
+        "security": {"sem": {"config": {"name": "sem-rules"}}}
+    }}}));
+    let table: toml::Table = config(&instance_of(&off), &Dns::default(), "x:2379", false, &[])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(table["security"]["enable-sem"].as_bool(), Some(false));
+    let owned = group(serde_json::json!({"template": {"spec": {
+        "config": "keyspace-name = \"mine\"\n[security]\nsem-config = \"/x\"\n",
+        "keyspace": "ks1",
+        "security": {"sem": {"config": {"name": "sem-rules"}}}
+    }}}));
+    let error = config(&instance_of(&owned), &Dns::default(), "x:2379", false, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("security.sem-config") && error.contains("keyspace-name"),
+        "{error}"
+    );
+
+    // A standby server gets no keyspace until it is activated.
+    let standby = group(serde_json::json!({"template": {"spec": {"mode": "StandBy"}}}));
+    let table: toml::Table = config(
+        &instance_of(&standby),
+        &Dns::default(),
+        "x:2379",
+        false,
+        &[],
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert_eq!(table["standby"]["standby-mode"].as_bool(), Some(true));
+    assert!(table.get("keyspace-name").is_none());
+}
+
+#[test]
+fn standby_to_normal_with_a_keyspace_keeps_the_pod() {
+    let standby = instance_of(&group(
+        serde_json::json!({"template": {"spec": {"mode": "StandBy"}}}),
+    ));
+    let active = instance_of(&group(
+        serde_json::json!({"template": {"spec": {"keyspace": "ks1"}}}),
+    ));
+    // Only the config file differs: TiDB is activated in place.
+    assert!(pod_is_current(
+        &pod(&standby, None, false).unwrap(),
+        &pod(&active, None, false).unwrap()
+    ));
+}
+
+#[test]
+fn session_tokens_are_signed_with_the_named_key_pair_else_the_cluster_certificate() {
+    let signing = instance_of(&group(
+        serde_json::json!({"features": ["SessionTokenSigning"]}),
+    ));
+    let plain = instance_of(&group(serde_json::json!({})));
+    let cluster = |spec: serde_json::Value| -> Cluster {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": "basic", "namespace": "ns"}, "spec": spec
+        }))
+        .unwrap()
+    };
+    let named = cluster(serde_json::json!({
+        "security": {"sessionTokenSigningCertKeyPair": {"name": "signer"}}
+    }));
+    let with_tls = cluster(serde_json::json!({"tlsCluster": {"enabled": true}}));
+    let bare = cluster(serde_json::json!({}));
+    assert!(signs_session_tokens(&signing) && !signs_session_tokens(&plain));
+    assert_eq!(
+        session_token_secret(&signing, &named, "db").as_deref(),
+        Some("signer")
+    );
+    assert_eq!(
+        session_token_secret(&signing, &with_tls, "db").as_deref(),
+        Some("db-tidb-cluster-secret")
+    );
+    assert_eq!(session_token_secret(&signing, &bare, "db"), None);
+    assert!(!has_session_token_cert(&bare) && has_session_token_cert(&named));
+    assert_eq!(session_token_secret(&plain, &named, "db"), None);
+
+    let mounts = [session_token_mount("signer")];
+    let table: toml::Table = config(&signing, &Dns::default(), "x:2379", false, &mounts)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        table["security"]["session-token-signing-cert"].as_str(),
+        Some("/var/lib/tidb-session-token-signing-tls/tls.crt")
+    );
+    assert_eq!(
+        table["security"]["session-token-signing-key"].as_str(),
+        Some("/var/lib/tidb-session-token-signing-tls/tls.key")
+    );
+    let owned = instance_of(&group(serde_json::json!({
+        "features": ["SessionTokenSigning"],
+        "template": {"spec": {"config": "[security]\nsession-token-signing-key = \"/k\"\n"}}
+    })));
+    assert!(
+        config(&owned, &Dns::default(), "x:2379", false, &mounts)
+            .unwrap_err()
+            .to_string()
+            .contains("security.session-token-signing-key")
+    );
+}
