@@ -278,6 +278,46 @@ impl Scene {
             .unwrap();
     }
 
+    /// A scene whose Regions move one per 500 ms tick, with `cluster` of PD 3 and TiKV 4 up:
+    /// a store taken out stays Offline long enough to act on it meanwhile.
+    async fn four_slow_stores(prefix: &str, cluster: &str) -> Scene {
+        let scene = Scene::start(Options {
+            prefix,
+            tick: "500ms",
+            simulator_flags: &["--moves-per-tick=1"],
+            ..Options::default()
+        })
+        .await;
+        scene.create_cluster(cluster).await;
+        scene.create_pd(cluster, 3).await;
+        scene.create_tikv(cluster, 4).await;
+        scene.wait_pd(cluster, 3, "v8.5.2").await;
+        scene.wait_tikv(cluster, 4, "v8.5.2").await;
+        scene
+    }
+
+    /// Waits until the instance a scale-in marked has its store `Removing` (Offline in PD), and
+    /// names it.
+    async fn wait_store_removing(&self, cluster: &str) -> String {
+        let victim: RefCell<Option<String>> = RefCell::new(None);
+        self.wait(
+            cluster,
+            "a store taken offline (Removing)",
+            Duration::from_secs(60),
+            || async {
+                let marked = self.tikvs().await.into_iter().find(|t| {
+                    t.annotations().contains_key(keys::ANNO_DEFER_DELETE)
+                        && t.status.as_ref().is_some_and(|s| s.state == "Removing")
+                });
+                let found = marked.is_some();
+                *victim.borrow_mut() = marked.map(|t| t.name_any());
+                Ok(found)
+            },
+        )
+        .await;
+        victim.into_inner().unwrap_or_default()
+    }
+
     fn scale_tikv(&self, replicas: i32) {
         self.kubectl()
             .ok(
@@ -1472,19 +1512,8 @@ async fn scale_out_and_in_through_tombstone_and_refused_below_max_replicas() {
 #[tokio::test]
 async fn a_scale_in_cancelled_by_scaling_out_keeps_the_store() {
     // Regions move slowly here, so the store is still Offline when the scale-out comes.
-    let scene = Scene::start(Options {
-        prefix: "tikv-cancel",
-        tick: "500ms",
-        simulator_flags: &["--moves-per-tick=1"],
-        ..Options::default()
-    })
-    .await;
     let cluster = "cancel";
-    scene.create_cluster(cluster).await;
-    scene.create_pd(cluster, 3).await;
-    scene.create_tikv(cluster, 4).await;
-    scene.wait_pd(cluster, 3, "v8.5.2").await;
-    scene.wait_tikv(cluster, 4, "v8.5.2").await;
+    let scene = Scene::four_slow_stores("tikv-cancel", cluster).await;
     let names = scene.tikv_names().await;
     let uids = scene.pod_uids("tikv").await;
     let store_ids = scene.store_ids(cluster).await;
@@ -1492,26 +1521,7 @@ async fn a_scale_in_cancelled_by_scaling_out_keeps_the_store() {
     let log = ConditionLog::start(&scene.client, scene.n());
 
     scene.scale_tikv(3);
-    let victim: RefCell<Option<String>> = RefCell::new(None);
-    scene
-        .wait(
-            cluster,
-            "a store taken offline (Removing)",
-            Duration::from_secs(60),
-            || async {
-                for t in scene.tikvs().await {
-                    if t.annotations().contains_key(keys::ANNO_DEFER_DELETE)
-                        && t.status.as_ref().is_some_and(|s| s.state == "Removing")
-                    {
-                        *victim.borrow_mut() = Some(t.name_any());
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
-            },
-        )
-        .await;
-    let victim = victim.into_inner().unwrap();
+    let victim = scene.wait_store_removing(cluster).await;
     let id = store_ids[&victim];
     scene.scale_tikv(4);
     scene.wait_tikv(cluster, 4, "v8.5.2").await;
@@ -1578,19 +1588,8 @@ async fn a_scale_in_cancelled_by_scaling_out_keeps_the_store() {
 /// stays Offline, no store turns Tombstone), every PVC stays, and each instance says so.
 #[tokio::test]
 async fn a_group_deleted_mid_scale_in_takes_its_instances_and_keeps_every_pvc() {
-    let scene = Scene::start(Options {
-        prefix: "tikv-gone",
-        tick: "500ms",
-        simulator_flags: &["--moves-per-tick=1"],
-        ..Options::default()
-    })
-    .await;
     let cluster = "gone";
-    scene.create_cluster(cluster).await;
-    scene.create_pd(cluster, 3).await;
-    scene.create_tikv(cluster, 4).await;
-    scene.wait_pd(cluster, 3, "v8.5.2").await;
-    scene.wait_tikv(cluster, 4, "v8.5.2").await;
+    let scene = Scene::four_slow_stores("tikv-gone", cluster).await;
     let names = scene.tikv_names().await;
     let claims = || async {
         scene
@@ -1608,19 +1607,7 @@ async fn a_group_deleted_mid_scale_in_takes_its_instances_and_keeps_every_pvc() 
     let start = scene.last_seq(cluster).await;
 
     scene.scale_tikv(3);
-    scene
-        .wait(
-            cluster,
-            "a store taken offline (Removing)",
-            Duration::from_secs(60),
-            || async {
-                Ok(scene.tikvs().await.iter().any(|t| {
-                    t.annotations().contains_key(keys::ANNO_DEFER_DELETE)
-                        && t.status.as_ref().is_some_and(|s| s.state == "Removing")
-                }))
-            },
-        )
-        .await;
+    scene.wait_store_removing(cluster).await;
     scene
         .api::<TiKVGroup>()
         .delete("tikv", &Default::default())
