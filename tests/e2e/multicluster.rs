@@ -3,9 +3,9 @@
 //! every controller as a process under its shipped RBAC, and one operand simulator watching both
 //! (it is where the names of one resolve in the other). Cluster `one` comes up in the first;
 //! Cluster `two` in the second names `one`'s PD members in `spec.join` and joins: one PD cluster of
-//! 5 members and 6 stores, both Clusters Ready, each listing the members of both sides with its
-//! own marked local. A third Cluster that names a PD that does not answer says so and creates
-//! nothing. Then a new version is applied to every group of both sides at once: the simulator's
+//! 5 members and 6 stores, both Clusters Ready, each listing the members, stores and TiDB servers
+//! of both sides with its own marked local. A third Cluster that names a PD that does not answer
+//! says so and creates nothing. Then a new version is applied to every group of both sides at once: the simulator's
 //! log shows no TiKV Pod stopped before the last PD member (of either side) ran the new version,
 //! and no TiDB Pod stopped before the last store did. Each side is driven only through its own
 //! API server. The scenario ends with the simulator's data-safety verdict of the whole TiDB
@@ -253,6 +253,37 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
                 "{store:?}"
             );
             assert_eq!(store.state, "Up", "{store:?}");
+        }
+    }
+
+    // And the three TiDB servers of both sides, as a TiDB of its own lists them, its own local.
+    for (cluster, client, name, own) in [
+        (&first, &client_1, "one", 2),
+        (&second, &client_2, "two", 1),
+    ] {
+        let clusters: Api<Cluster> = Api::namespaced(client.clone(), n);
+        wait_until(
+            &cluster.kubectl(),
+            n,
+            &format!("Cluster {name} lists 3 TiDB servers, {own} local"),
+            WAIT,
+            || async {
+                let status = clusters.get(name).await?.status.unwrap_or_default();
+                let local = status.tidb_servers.iter().filter(|s| s.local).count();
+                Ok::<_, kube::Error>(status.tidb_servers.len() == 3 && local == own)
+            },
+        )
+        .await
+        .unwrap();
+        let status = clusters.get(name).await.unwrap().status.unwrap();
+        let domain = if name == "one" { DOMAIN_1 } else { DOMAIN_2 };
+        for server in &status.tidb_servers {
+            assert_eq!(
+                server.local,
+                server.address.contains(&format!(".svc.{domain}:")),
+                "{server:?}"
+            );
+            assert!(server.version.ends_with(VERSION), "{server:?}");
         }
     }
 

@@ -12,10 +12,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use operator_api::br::{Backup, Restore};
+use operator_api::conditions::HasConditions;
 use operator_api::conditions::{self, reasons};
 use operator_api::core::{
-    Cluster, ClusterStatus, ComponentKind, Feature, PDGroup, TiCDCGroup, TiDBGroup, TiFlashGroup,
-    TiKVGroup,
+    Cluster, ClusterStatus, ComponentKind, Feature, PDGroup, TIDB_DEFAULT_PORT_STATUS, TiCDCGroup,
+    TiDB, TiDBGroup, TiFlashGroup, TiKVGroup, TidbServerStatus,
 };
 use operator_api::keys;
 use operator_runtime::dns::Dns;
@@ -155,6 +156,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
     let mut pd_error = None;
     let mut pd_members = None;
     let mut stores = None;
+    let mut tidb_servers = None;
     if let Some(url) = &pd_url {
         let url = ctx.endpoints.resolve(
             EndpointFor {
@@ -173,7 +175,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
             None => Ok(None),
             Some(tls) => tls.map(Some),
         };
-        let client = match tls {
+        let client = match &tls {
             Ok(tls) => PdClient::new(&url, tls.as_ref(), Duration::from_secs(3)),
             Err(e) => Err(pd_client::Error::Tls(e.to_string())),
         };
@@ -185,6 +187,15 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
                     let dns = Dns::of_spec(&cluster.spec);
                     if let Ok(info) = pd.members().await {
                         pd_members = Some(members_status(&dns, &namespace, &groups, &info));
+                    }
+                    // Across Kubernetes clusters, the TiDB servers of every side, as one of ours
+                    // lists them.
+                    let joined = pd_members
+                        .as_ref()
+                        .is_some_and(|m| m.iter().any(|m| !m.local));
+                    if joined && let Ok(tls) = &tls {
+                        tidb_servers =
+                            tidb_servers_status(ctx, cluster, &groups, tls.as_ref()).await?;
                     }
                     // PD without a store yet answers an error: the list stays as it was.
                     if let Ok(info) = pd.stores().await {
@@ -212,6 +223,9 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
     if let Some(stores) = stores {
         status.stores = stores;
     }
+    if let Some(servers) = tidb_servers {
+        status.tidb_servers = servers;
+    }
     let api = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace);
     if let Some(before) = &cluster.status {
         announce_transitions(cluster, ctx, before, &status).await;
@@ -227,6 +241,55 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
     } else {
         Duration::from_secs(10)
     }))
+}
+
+/// `status.tidbServers`: every TiDB server of the whole TiDB cluster as the first Ready TiDB of
+/// this Cluster lists them (`/info/all`), each marked local when its address is a host under one
+/// of this Cluster's TiDB peer Services. `None` (the list stays as last written) when no TiDB of
+/// this Cluster answers.
+async fn tidb_servers_status(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    groups: &[GroupView],
+    tls: Option<&pd_client::TlsConfig>,
+) -> Result<Option<Vec<TidbServerStatus>>, Error> {
+    let namespace = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let tidbs = Api::<TiDB>::namespaced(ctx.client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .map_err(Error::kube("listing the TiDB instances"))?;
+    let Ok(client) = pd_client::StatusClient::new(tls, Duration::from_secs(3)) else {
+        return Ok(None);
+    };
+    let dns = Dns::of(Some(cluster));
+    let ready = tidbs.items.iter().filter(|t| {
+        t.spec.cluster.name == name && conditions::is_true(t.conditions(), conditions::READY)
+    });
+    for tidb in ready {
+        let port = tidb
+            .spec
+            .template
+            .server
+            .ports
+            .status
+            .as_ref()
+            .map_or(TIDB_DEFAULT_PORT_STATUS, |p| p.port);
+        let url = format!("{}://{}:{port}", dns.scheme(), dns.instance_host(tidb));
+        let url = ctx.endpoints.resolve(
+            EndpointFor {
+                component: keys::COMPONENT_TIDB,
+                namespace: &namespace,
+                cluster: &name,
+                instance: &tidb.name_any(),
+            },
+            url,
+        );
+        if let Ok(servers) = client.tidb_servers(&url).await {
+            return Ok(Some(tidb_servers(&dns, &namespace, groups, &servers)));
+        }
+    }
+    Ok(None)
 }
 
 /// Events for the transitions a user wants to see in `kubectl describe`.

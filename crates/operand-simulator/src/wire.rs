@@ -367,6 +367,42 @@ pub struct EvictLeaderConfig {
     pub batch: u32,
 }
 
+/// TiDB's `GET /info/all` (tidb `ClusterServerInfo`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TidbAllServers {
+    /// How many servers.
+    pub servers_num: usize,
+    /// The DDL ID of the DDL owner.
+    pub owner_id: String,
+    /// Whether every server runs the same version.
+    pub is_all_server_version_consistent: bool,
+    /// The servers by DDL ID.
+    pub all_servers_info: BTreeMap<String, TidbServerBody>,
+}
+
+/// One server of [`TidbAllServers`] (tidb `infosync.ServerInfo`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TidbServerBody {
+    /// `8.0.11-TiDB-{tag}`.
+    pub version: String,
+    /// Git hash.
+    pub git_hash: String,
+    /// Its DDL ID.
+    pub ddl_id: String,
+    /// Its `advertise-address`.
+    pub ip: String,
+    /// Its MySQL port.
+    pub listening_port: u16,
+    /// Its status port.
+    pub status_port: u16,
+    /// Its schema lease, as a Go duration.
+    pub lease: String,
+    /// When it started, Unix seconds.
+    pub start_timestamp: i64,
+    /// Its server labels.
+    pub labels: BTreeMap<String, String>,
+}
+
 /// TiDB's `GET /status`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TidbStatusBody {

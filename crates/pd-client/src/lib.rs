@@ -31,5 +31,5 @@ pub use types::{
     CaptureInfo, CaptureStatus, ClusterInfo, LabelConstraint, Member, MemberHealth, MembersInfo,
     Peer, PeerStats, PlacementRule, RegionInfo, RegionsInfo, ReplicationConfig, STATE_DISCONNECTED,
     STATE_DOWN, STATE_OFFLINE, STATE_TOMBSTONE, STATE_UP, Store, StoreInfo, StoreLabel,
-    StoreStatus, StoresInfo, TidbStatus,
+    StoreStatus, StoresInfo, TidbServerInfo, TidbServers, TidbStatus,
 };

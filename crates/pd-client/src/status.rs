@@ -9,7 +9,7 @@ use reqwest::Method;
 use crate::error::Result;
 use crate::tls::TlsConfig;
 use crate::transport::{Transport, WriteGate, join, parse_base};
-use crate::types::{CaptureInfo, CaptureStatus, TidbStatus};
+use crate::types::{CaptureInfo, CaptureStatus, TidbServers, TidbStatus};
 
 /// [`StatusClient::tidb_pool_state`] of a TiDB that serves its keyspace.
 pub const TIDB_POOL_ACTIVATED: &str = "activated";
@@ -44,6 +44,16 @@ impl StatusClient {
     pub async fn tidb_status(&self, base: &str) -> Result<TidbStatus> {
         let (_, base_url) = parse_base(base)?;
         let url = join(&base_url, &["status"])?;
+        self.transport
+            .send(Method::GET, url, &[], None)
+            .await?
+            .json()
+    }
+
+    /// `GET {base}/info/all` of a TiDB: every TiDB server of the cluster, as it knows them.
+    pub async fn tidb_servers(&self, base: &str) -> Result<TidbServers> {
+        let (_, base_url) = parse_base(base)?;
+        let url = join(&base_url, &["info", "all"])?;
         self.transport
             .send(Method::GET, url, &[], None)
             .await?

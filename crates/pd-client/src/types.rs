@@ -354,6 +354,34 @@ pub struct ClusterInfo {
     pub max_peer_count: u64,
 }
 
+/// The answer of TiDB's `GET /info/all` (tidb `ClusterServerInfo`): every TiDB server of the
+/// cluster, by its DDL ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TidbServers {
+    /// The servers, by DDL ID.
+    #[serde(deserialize_with = "null_as_default")]
+    pub all_servers_info: std::collections::BTreeMap<String, TidbServerInfo>,
+}
+
+/// One TiDB server in [`TidbServers`] (tidb `infosync.ServerInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TidbServerInfo {
+    /// The version it reports, e.g. "8.0.11-TiDB-v8.5.2".
+    #[serde(deserialize_with = "null_as_default")]
+    pub version: String,
+    /// The address it advertises (its `advertise-address`).
+    #[serde(deserialize_with = "null_as_default")]
+    pub ip: String,
+    /// Its MySQL port.
+    #[serde(deserialize_with = "null_as_default")]
+    pub listening_port: u64,
+    /// Its status port.
+    #[serde(deserialize_with = "null_as_default")]
+    pub status_port: u64,
+}
+
 /// The answer of TiDB's `GET /status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -282,6 +282,25 @@ pub struct ClusterStatus {
     /// them (Tombstones left out), those of this Cluster marked `local`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stores: Vec<StoreMemberStatus>,
+    /// An extension (not in the reference API): the TiDB servers of the whole TiDB cluster as a
+    /// TiDB server of this Cluster lists them (`/info/all`), those of this Cluster marked
+    /// `local`. Written while PD lists members of another Kubernetes cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tidb_servers: Vec<TidbServerStatus>,
+}
+
+/// One TiDB server of the whole TiDB cluster, as the Cluster's status shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TidbServerStatus {
+    /// The address it serves MySQL clients on, `host:port`.
+    pub address: String,
+    /// The version it reports.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// Whether it is an instance of this Cluster (else it runs in another Kubernetes cluster).
+    #[serde(default)]
+    pub local: bool,
 }
 
 /// One store of the whole TiDB cluster, as the Cluster's status shows it.

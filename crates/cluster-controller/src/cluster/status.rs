@@ -8,6 +8,7 @@ use operator_api::conditions::{self, reasons};
 use operator_api::core::{
     Cluster, ClusterStatus, ComponentGroupStatus, ComponentKind, ComponentStatus, Feature,
     FeatureGateStatus, FeatureStage, PD_DEFAULT_PORT_CLIENT, PdMemberStatus, StoreMemberStatus,
+    TidbServerStatus,
 };
 use operator_runtime::cache;
 use operator_runtime::dns::Dns;
@@ -188,6 +189,30 @@ pub fn members_status(
         .collect();
     members.sort_by(|a, b| a.name.cmp(&b.name));
     members
+}
+
+/// `status.tidbServers`: the TiDB servers a TiDB lists, by address, each marked local when its
+/// address is a host under the peer Service of one of this Cluster's TiDB groups.
+pub fn tidb_servers(
+    dns: &Dns,
+    namespace: &str,
+    groups: &[GroupView],
+    servers: &pd_client::TidbServers,
+) -> Vec<TidbServerStatus> {
+    let suffixes = peer_suffixes(dns, namespace, groups, &[(ComponentKind::TiDB, "tidb")]);
+    let mut list: Vec<TidbServerStatus> = servers
+        .all_servers_info
+        .values()
+        .map(|s| TidbServerStatus {
+            address: format!("{}:{}", s.ip, s.listening_port),
+            version: s.version.clone(),
+            local: suffixes
+                .iter()
+                .any(|suffix| s.ip.ends_with(suffix.as_str())),
+        })
+        .collect();
+    list.sort_by(|a, b| a.address.cmp(&b.address));
+    list
 }
 
 /// `status.stores`: PD's stores but Tombstones, by ID, each marked local when its address is a

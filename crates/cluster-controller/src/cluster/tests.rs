@@ -291,3 +291,37 @@ fn stores_of_other_kubernetes_clusters_are_listed_and_not_marked_local() {
     );
     assert_eq!(listed[0].version, "8.5.2");
 }
+
+#[test]
+fn tidb_servers_of_other_kubernetes_clusters_are_listed_and_not_marked_local() {
+    let server = |name: &str, domain: &str| pd_client::TidbServerInfo {
+        version: "8.0.11-TiDB-v8.5.2".into(),
+        ip: format!("{name}.db-tidb-peer.ns.svc.{domain}"),
+        listening_port: 4000,
+        status_port: 10080,
+    };
+    let servers = pd_client::TidbServers {
+        all_servers_info: [
+            ("id-1".to_string(), server("db-b", "one.local")),
+            ("id-2".to_string(), server("db-x", "two.local")),
+            ("id-3".to_string(), server("db-a", "one.local")),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let groups = [group(ComponentKind::TiDB, "db", 2, 2, true)];
+    let listed = tidb_servers(&Dns::fqdn("one.local"), "ns", &groups, &servers);
+    let seen: Vec<(&str, bool)> = listed
+        .iter()
+        .map(|s| (s.address.as_str(), s.local))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("db-a.db-tidb-peer.ns.svc.one.local:4000", true),
+            ("db-b.db-tidb-peer.ns.svc.one.local:4000", true),
+            ("db-x.db-tidb-peer.ns.svc.two.local:4000", false),
+        ]
+    );
+    assert_eq!(listed[0].version, "8.0.11-TiDB-v8.5.2");
+}

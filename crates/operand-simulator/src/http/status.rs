@@ -29,6 +29,10 @@ pub(super) fn routes() -> Router<SharedSim> {
             get(tidb_labels).post(set_tidb_labels),
         )
         .route(
+            "/clusters/{namespace}/{cluster}/tidb/{instance}/info/all",
+            get(tidb_all_servers),
+        )
+        .route(
             "/clusters/{namespace}/{cluster}/tidb/{instance}/tidb-pool/status",
             get(tidb_pool_status),
         )
@@ -165,6 +169,17 @@ async fn set_tidb_labels(
     }
     cluster.set_tidb_labels(&p.instance, labels);
     json(StatusCode::OK, &cluster.tidb_labels(&p.instance))
+}
+
+async fn tidb_all_servers(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    match sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.tidb_all_servers(&p.instance))
+    {
+        Some(servers) => json(StatusCode::OK, &servers),
+        None => unavailable(&format!("TiDB {}", p.instance)),
+    }
 }
 
 async fn tidb_pool_status(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {

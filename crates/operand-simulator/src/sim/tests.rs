@@ -1690,3 +1690,30 @@ fn a_join_that_names_no_pd_is_refused() {
     let alone = w.sim.cluster("db2", "east");
     assert!(alone.is_none_or(|c| c.members_info().members.is_empty()));
 }
+
+#[test]
+fn every_running_tidb_is_listed_by_any_of_them() {
+    let mut w = World::new();
+    w.run(pod(Component::Tidb, "db-0", "uid-db-0"));
+    w.run(pod(Component::Tidb, "db-1", "uid-db-1"));
+    let all = w.c().tidb_all_servers("db-1").expect("it serves");
+    assert_eq!(all.servers_num, 2);
+    assert!(all.is_all_server_version_consistent);
+    let hosts: Vec<&str> = all
+        .all_servers_info
+        .values()
+        .map(|s| s.ip.as_str())
+        .collect();
+    assert_eq!(hosts.len(), 2);
+    assert!(
+        all.all_servers_info
+            .values()
+            .all(|s| s.listening_port == 4000)
+    );
+    w.stop(Component::Tidb, "db-0");
+    assert_eq!(
+        w.c().tidb_all_servers("db-1").map(|a| a.servers_num),
+        Some(1)
+    );
+    assert!(w.c().tidb_all_servers("db-0").is_none());
+}

@@ -17,7 +17,7 @@ use crate::clock::{Now, rfc3339, unix_nanos, unix_seconds};
 use crate::wire::{
     ClusterMeta, EvictLeaderConfig, Health, KeyRange, Member, MembersInfo, MetaPeer, MetaStore,
     PeerStats, RegionEpoch, RegionInfo, RegionsInfo, ReplicationConfig, ResponseHeader, StoreInfo,
-    StoreLabel, StoreStatus, StoresInfo, TidbStatusBody,
+    StoreLabel, StoreStatus, StoresInfo, TidbAllServers, TidbServerBody, TidbStatusBody,
 };
 
 /// Git hash the simulated servers report.
@@ -732,6 +732,45 @@ impl ClusterState {
             connections: 0,
             version: format!("8.0.11-TiDB-{}", pod.version()),
             git_hash: GIT_HASH.to_owned(),
+        })
+    }
+
+    /// A TiDB instance's `/info/all`: every running TiDB of the PD cluster (of every Kubernetes
+    /// cluster that joined it), the first by name being the DDL owner. `None` (503) unless
+    /// `instance` itself serves.
+    pub fn tidb_all_servers(&self, instance: &str) -> Option<TidbAllServers> {
+        self.tidb_status(instance)?;
+        let servers: BTreeMap<String, TidbServerBody> = self
+            .pods
+            .values()
+            .filter(|p| p.component == Component::Tidb && p.running)
+            .map(|p| {
+                let ip = p
+                    .advertised
+                    .get("advertise-address")
+                    .cloned()
+                    .unwrap_or_else(|| p.host());
+                let server = TidbServerBody {
+                    version: format!("8.0.11-TiDB-{}", p.version()),
+                    git_hash: GIT_HASH.to_owned(),
+                    ddl_id: p.uid.clone(),
+                    ip,
+                    listening_port: p.ports.get("mysql-client").copied().unwrap_or(4000),
+                    status_port: p.ports.get("status").copied().unwrap_or(10080),
+                    lease: "45s".to_owned(),
+                    start_timestamp: 0,
+                    labels: self.tidb_labels(&p.instance),
+                };
+                (p.uid.clone(), server)
+            })
+            .collect();
+        let versions: std::collections::BTreeSet<&str> =
+            servers.values().map(|s| s.version.as_str()).collect();
+        Some(TidbAllServers {
+            servers_num: servers.len(),
+            owner_id: servers.keys().next().cloned().unwrap_or_default(),
+            is_all_server_version_consistent: versions.len() <= 1,
+            all_servers_info: servers,
         })
     }
 

@@ -331,6 +331,30 @@ fn tidb_status_decodes() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn tidb_servers_decode() -> TestResult {
+    // tidb's ClusterServerInfo, as `GET /info/all` writes it.
+    let servers: TidbServers = serde_json::from_str(
+        r#"{"servers_num": 2, "owner_id": "a1", "is_all_server_version_consistent": true,
+            "all_servers_info": {
+              "a1": {"version": "8.0.11-TiDB-v8.5.2", "git_hash": "x", "ddl_id": "a1",
+                     "ip": "db-a.db-tidb-peer.ns", "listening_port": 4000, "status_port": 10080,
+                     "lease": "45s", "binlog_status": "Off", "start_timestamp": 1700000000,
+                     "labels": {}, "server_id": 12},
+              "b2": {"version": "8.0.11-TiDB-v8.5.2", "ddl_id": "b2", "ip": "db-b.db-tidb-peer.ns",
+                     "listening_port": 4001, "status_port": 10081}
+            }}"#,
+    )?;
+    let b = servers
+        .all_servers_info
+        .get("b2")
+        .ok_or_else(|| missing("b2"))?;
+    assert_eq!(b.ip, "db-b.db-tidb-peer.ns");
+    assert_eq!((b.listening_port, b.status_port), (4001, 10081));
+    assert_eq!(servers.all_servers_info.len(), 2);
+    Ok(())
+}
+
 fn missing(what: &str) -> serde_json::Error {
     <serde_json::Error as serde::de::Error>::custom(format!("{what} is missing"))
 }
