@@ -483,16 +483,8 @@ async fn delete_in_order(
 
 /// The Backups and Restores (`Backup ns/name`) whose BR Job runs against the Cluster `name`.
 async fn running_br(ctx: &Ctx, namespace: &str, name: &str) -> Result<Vec<String>, Error> {
-    let scope = ctx.scope.as_deref();
-    let listed = |kind: &str| format!("listing {kind}s of a Cluster being deleted");
-    let backups = operator_runtime::scope::scoped::<Backup>(&ctx.client, scope)
-        .list(&Default::default())
-        .await
-        .map_err(Error::kube(listed("Backup")))?;
-    let restores = operator_runtime::scope::scoped::<Restore>(&ctx.client, scope)
-        .list(&Default::default())
-        .await
-        .map_err(Error::kube(listed("Restore")))?;
+    let backups = list_br::<Backup>(ctx, "Backup").await?;
+    let restores = list_br::<Restore>(ctx, "Restore").await?;
     let label = |kind: &str, meta: &kube::api::ObjectMeta| {
         let namespace = meta.namespace.as_deref().unwrap_or_default();
         let name = meta.name.as_deref().unwrap_or_default();
@@ -510,6 +502,26 @@ async fn running_br(ctx: &Ctx, namespace: &str, name: &str) -> Result<Vec<String
             .map(|r| label("Restore", &r.metadata)),
     );
     Ok(running)
+}
+
+/// Every object of a backup kind in the controller's scope; none when its CRD is not installed.
+async fn list_br<K>(ctx: &Ctx, kind: &str) -> Result<Vec<K>, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned,
+{
+    match operator_runtime::scope::scoped::<K>(&ctx.client, ctx.scope.as_deref())
+        .list(&Default::default())
+        .await
+    {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(Error::kube(format!(
+            "listing {kind}s of a Cluster being deleted"
+        ))(e)),
+    }
 }
 
 /// Says that the deletion waits for `running`: `Synced=False`, reason
