@@ -318,6 +318,11 @@ print_env() {
 cmd_up() {
   ensure_tools
   mkdir -p "${KWOK_WORKDIR}"
+  # Two callers bringing up the same cluster at once (two tests of one run, say) would both
+  # create its Nodes and one would fail on AlreadyExists: one `up` per cluster at a time; the
+  # second finds the cluster running. 9>&- below keeps this lock out of the processes left running.
+  exec 9>"${KWOK_WORKDIR}/.up-${NAME}.lock"
+  flock -w "${TIMEOUT}" 9 || die "timed out after ${TIMEOUT}s waiting for another 'up ${NAME}' (lock ${KWOK_WORKDIR}/.up-${NAME}.lock)"
 
   # kwokctl keeps a cluster's first configuration: one created before the audit policy
   # existed would never write its audit log, which tests read. Such a cluster is test state
@@ -358,7 +363,7 @@ cmd_up() {
     if ! kwokctl_ --config "${config}" create cluster \
         --runtime binary \
         --kubeconfig "" \
-        --timeout "${TIMEOUT}s" >&2 8>&-; then
+        --timeout "${TIMEOUT}s" >&2 8>&- 9>&-; then
       rm -f "${config}"
       die "kwokctl could not create cluster ${NAME}; see ${CLUSTER_DIR}/logs, then run: $0 down ${NAME}"
     fi
