@@ -1,7 +1,8 @@
 //! Typed async client of the PD HTTP API, the TiDB/TiKV status endpoints and TiCDC's API.
 //!
 //! [`PdClient`] makes the calls the operator needs from PD: members and leader transfer, stores
-//! and their removal, the evict-leader scheduler, Region health and the replication config.
+//! and their removal, the evict-leader scheduler, Region health and the replication config, and
+//! compare-and-swap writes of single keys in PD's embedded etcd.
 //! [`StatusClient`] checks TiDB's and TiKV's status ports and makes TiCDC's calls (captures,
 //! owner resignation, capture drain). Both speak plain HTTP or TLS (with a
 //! client certificate for mutual TLS) through rustls and its ring provider, put one timeout on
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod etcd;
 mod pd;
 mod status;
 mod tls;
@@ -23,6 +25,7 @@ mod transport;
 mod types;
 
 pub use error::{Error, MAX_ERROR_BODY_CHARS, Result};
+pub use etcd::EtcdEntry;
 pub use pd::{EVICT_LEADER_SCHEDULER, PdClient, RequestObserver, max_tiflash_replicas};
 pub use status::{StatusClient, TIDB_POOL_ACTIVATED, TIDB_POOL_STANDBY};
 pub use tls::TlsConfig;

@@ -83,6 +83,11 @@ impl PdClient {
         &self.base
     }
 
+    /// The base URL, parsed.
+    pub(crate) fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
     /// `GET /pd/api/v1/health`: every member and whether PD could reach it.
     pub async fn health(&self) -> Result<Vec<MemberHealth>> {
         let reply = self.get(&["health"], &[]).await?;
@@ -343,6 +348,18 @@ impl PdClient {
     ) -> Result<Reply> {
         let url = self.url(path)?;
         let endpoint = path.first().copied().unwrap_or_default();
+        self.send_url(method, url, endpoint, query, body).await
+    }
+
+    /// Sends to `url` (under [`PdClient::base`]), telling the observer of it as `endpoint`.
+    pub(crate) async fn send_url(
+        &self,
+        method: Method,
+        url: Url,
+        endpoint: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply> {
         let result = self.transport.send(method.clone(), url, query, body).await;
         // A write the gate refused was never sent: the observer is not told of it.
         if let Err(Error::Fenced { .. }) = &result {

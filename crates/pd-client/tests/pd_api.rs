@@ -771,3 +771,64 @@ async fn a_closed_gate_stops_the_status_clients_writes_too() {
     assert_eq!(status.ticdc_drain_capture(&cdc, "c-1").await.unwrap(), 2);
     assert_eq!(server.seen().len(), 4);
 }
+
+#[tokio::test]
+async fn etcd_keys_are_read_and_swapped_through_the_gateway() {
+    // "/k" is "L2s=", "held" is "aGVsZA==" in base64, as etcd's gateway carries them.
+    let (server, base) = Server::start(&[
+        (
+            Method::POST,
+            "/v3/kv/range",
+            200,
+            r#"{"header":{"revision":"9"},"kvs":[{"key":"L2s=","create_revision":"7","mod_revision":"8","version":"2","value":"aGVsZA=="}],"count":"1"}"#,
+        ),
+        // A lost compare: etcd leaves `succeeded` out.
+        (Method::POST, "/v3/kv/txn", 200, r#"{"header":{"revision":"9"}}"#),
+    ])
+    .await;
+    let pd = client(&base);
+    let entry = pd.etcd_get("/k").await.unwrap().unwrap();
+    assert_eq!(entry.value, b"held");
+    assert_eq!(entry.mod_revision, 8);
+    assert_eq!(json(&server.last().body), json(r#"{"key":"L2s="}"#));
+
+    assert!(!pd.etcd_put_if("/k", b"mine", Some(8)).await.unwrap());
+    assert_eq!(server.last().path, format!("{PREFIX}/v3/kv/txn"));
+    assert_eq!(
+        json(&server.last().body),
+        json(
+            r#"{"compare":[{"key":"L2s=","target":"MOD","result":"EQUAL","mod_revision":"8"}],
+                "success":[{"request_put":{"key":"L2s=","value":"bWluZQ=="}}]}"#
+        )
+    );
+    assert!(!pd.etcd_put_if("/k", b"mine", None).await.unwrap());
+    assert_eq!(
+        json(&server.last().body)["compare"][0],
+        json(r#"{"key":"L2s=","target":"CREATE","result":"EQUAL","create_revision":"0"}"#)
+    );
+    assert!(!pd.etcd_delete_if("/k", 8).await.unwrap());
+    assert_eq!(
+        json(&server.last().body)["success"][0],
+        json(r#"{"request_delete_range":{"key":"L2s="}}"#)
+    );
+
+    // A won compare, and a key that does not exist (no `kvs`).
+    let (_, base) = Server::start(&[
+        (
+            Method::POST,
+            "/v3/kv/range",
+            200,
+            r#"{"header":{"revision":"9"}}"#,
+        ),
+        (
+            Method::POST,
+            "/v3/kv/txn",
+            200,
+            r#"{"header":{"revision":"10"},"succeeded":true}"#,
+        ),
+    ])
+    .await;
+    let pd = client(&base);
+    assert_eq!(pd.etcd_get("/k").await.unwrap(), None);
+    assert!(pd.etcd_put_if("/k", b"mine", None).await.unwrap());
+}

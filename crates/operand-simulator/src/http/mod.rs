@@ -1,10 +1,12 @@
 //! The HTTP face of the simulator: one axum router over the shared simulation, serving PD's API
-//! per cluster (`/clusters/{namespace}/{cluster}/pd/...`), the TiDB/TiKV status endpoints per
-//! instance, TiCDC's API per capture, and the control API (`/control/...`). Handlers lock the
-//! simulation, call it, and serialize what it returns; no simulation logic lives here.
+//! per cluster (`/clusters/{namespace}/{cluster}/pd/...`) and its embedded etcd's gateway
+//! (`.../v3/kv/...`), the TiDB/TiKV status endpoints per instance, TiCDC's API per capture, and
+//! the control API (`/control/...`). Handlers lock the simulation, call it, and serialize what it
+//! returns; no simulation logic lives here.
 
 mod cdc;
 mod control;
+mod etcd;
 mod pd;
 mod status;
 
@@ -31,6 +33,7 @@ pub fn router(sim: SharedSim) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(pd::routes())
+        .merge(etcd::routes())
         .merge(status::routes())
         .merge(cdc::routes())
         .merge(control::routes())

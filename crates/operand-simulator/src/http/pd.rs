@@ -70,7 +70,7 @@ pub(super) fn routes() -> Router<SharedSim> {
 }
 
 /// Runs `f` on the cluster if its PD answers; 503 otherwise.
-fn with_pd(
+pub(super) fn with_pd(
     sim: &SharedSim,
     p: &ClusterPath,
     f: impl FnOnce(&mut ClusterState, Now) -> Result<Response, ApiError>,
@@ -102,7 +102,7 @@ fn with_raft(
     })
 }
 
-fn ok<T: serde::Serialize + ?Sized>(body: &T) -> Result<Response, ApiError> {
+pub(super) fn ok<T: serde::Serialize + ?Sized>(body: &T) -> Result<Response, ApiError> {
     Ok(json(StatusCode::OK, body))
 }
 
@@ -115,7 +115,7 @@ fn parse_id(raw: &str) -> Result<u64, ApiError> {
     })
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|err| ApiError::new(400, err.to_string()))
 }
 

@@ -960,3 +960,85 @@ async fn tiflash_and_ticdc_serve_metrics_while_they_run() {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{missing}");
     }
 }
+
+#[tokio::test]
+async fn pds_etcd_gateway_swaps_a_key_only_against_its_revision() {
+    let (_sim, app) = setup();
+    let kv = "/clusters/db/basic/v3/kv";
+    let post = |path: &'static str, body: Value| {
+        let app = app.clone();
+        async move {
+            let (status, text) =
+                call(&app, Method::POST, &format!("{kv}/{path}"), Some(body)).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {text}");
+            serde_json::from_str::<Value>(&text).expect("JSON")
+        }
+    };
+    // "k" and "v1", "v2" in base64, as the gateway carries keys and values.
+    let (key, v1, v2) = ("aw==", "djE=", "djI=");
+    let absent = json!({"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"});
+    let put = |value: &str| json!([{"request_put": {"key": key, "value": value}}]);
+    let won = post("txn", json!({"compare": [absent], "success": put(v1)})).await;
+    assert_eq!(won["succeeded"], true, "{won}");
+    // A second put-if-absent fails; `succeeded` is left out at its default, as etcd writes it.
+    let lost = post(
+        "txn",
+        json!({"compare": [absent], "success": put(v2), "failure": [{"request_range": {"key": key}}]}),
+    )
+    .await;
+    assert!(lost.get("succeeded").is_none(), "{lost}");
+    let kvs = &lost["responses"][0]["response_range"]["kvs"][0];
+    assert_eq!(kvs["value"], v1);
+    let revision = kvs["mod_revision"]
+        .as_str()
+        .expect("revisions are strings")
+        .to_owned();
+    // A swap against that revision wins, a second one against it loses.
+    let current = json!({"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": revision});
+    assert_eq!(
+        post("txn", json!({"compare": [current], "success": put(v2)})).await["succeeded"],
+        true
+    );
+    assert!(
+        post("txn", json!({"compare": [current], "success": put(v1)}))
+            .await
+            .get("succeeded")
+            .is_none()
+    );
+    let read = post("range", json!({"key": key})).await;
+    assert_eq!(read["kvs"][0]["value"], v2, "{read}");
+    // A delete; the key reads absent: no `kvs`.
+    let deleted = post(
+        "txn",
+        json!({"success": [{"request_delete_range": {"key": key}}]}),
+    )
+    .await;
+    assert_eq!(
+        deleted["responses"][0]["response_delete_range"]["deleted"],
+        "1"
+    );
+    assert!(
+        post("range", json!({"key": key}))
+            .await
+            .get("kvs")
+            .is_none()
+    );
+    // Prefix ranges are not modelled: refused, not answered wrongly.
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &format!("{kv}/range"),
+        Some(json!({"key": key, "range_end": "bA=="})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // No PD, no etcd.
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/clusters/db/nothing/v3/kv/range",
+        Some(json!({"key": key})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}

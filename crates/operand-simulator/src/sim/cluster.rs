@@ -277,6 +277,8 @@ pub struct ClusterState {
     pub(super) cdc: super::cdc::Captures,
     /// PD's placement rules, as written.
     pub(super) rules: super::rules::Rules,
+    /// The keys written to PD's embedded etcd.
+    pub kv: super::kv::Kv,
 }
 
 impl ClusterState {
@@ -315,6 +317,7 @@ impl ClusterState {
             faults: Faults::default(),
             events: EventLog::default(),
             tidb_labels: BTreeMap::new(),
+            kv: super::kv::Kv::default(),
             tidb_activated: BTreeMap::new(),
             cdc: super::cdc::Captures::default(),
             rules: super::rules::Rules::default(),

@@ -10,6 +10,7 @@ mod cluster;
 mod config;
 mod events;
 mod faults;
+pub mod kv;
 mod learners;
 mod placement;
 mod rules;
