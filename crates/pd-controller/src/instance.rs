@@ -29,6 +29,7 @@ use crate::build::{self, Membership};
 use crate::context::{Ctx, MANAGER};
 use crate::member::{self, CordonStep, Observed, RestartStep};
 use crate::online;
+use crate::slot;
 
 /// Reason of an instance waiting for the other first members before it starts.
 pub const REASON_WAITING_FOR_MEMBERS: &str = "WaitingForInitialMembers";
@@ -232,7 +233,17 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
                 config_change = Some(online_config::restart_status(keys, &common.config));
                 config_pending = Some(online_config::restart_message(keys));
             }
-            match member::restart_step(&observed, &name, is_ready(pod), &cordoned) {
+            let mut step = member::restart_step(&observed, &name, is_ready(pod), &cordoned);
+            // A serving member of a PD shared with another Kubernetes cluster restarts only while
+            // it holds PD's restart slot: one member at a time across every side.
+            if is_ready(pod)
+                && !matches!(step, RestartStep::Wait { .. })
+                && shares_pd(ctx, pd, namespace, &observed)
+                && let Some((reason, message)) = slot::acquire(&pd_api, &name).await
+            {
+                step = RestartStep::Wait { reason, message };
+            }
+            match step {
                 RestartStep::Restart => instance::restart_pod(ctx, pd, pod, "").await?,
                 RestartStep::TransferTo(successor) => {
                     pd_api
@@ -309,6 +320,13 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
     } else {
         cordon(ctx, pd, &pd_api, &observed, &node, &cordoned).await?
     };
+    if !restarting && shares_pd(ctx, pd, namespace, &observed) {
+        let serves = existing_pod.as_ref().is_some_and(is_ready) && observed.healthy(&name);
+        if let Err(e) = slot::settle(&pd_api, &name, serves).await {
+            // Left for the next reconcile; an unrenewed claim ends on its own.
+            warn!(pd = %name, error = %e, "cannot settle PD's restart slot");
+        }
+    }
     let mut status = observe_status(pd, &existing_pod, &desired_pod, &observed, config_pending);
     if config_change.is_some() {
         status.last_config_change = config_change;
@@ -329,6 +347,22 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
 }
 
 /// The PD members of `pd`'s Cluster whose Pods are on a cordoned Node, from the caches.
+/// Whether PD lists a member that is not a PD instance of this Cluster here: one PD shared with
+/// another Kubernetes cluster, whose operator rolls its members unseen.
+fn shares_pd(ctx: &Ctx, pd: &PD, namespace: &str, observed: &Observed) -> bool {
+    let Some(members) = &observed.members else {
+        return false;
+    };
+    let cluster = &pd.spec.cluster.name;
+    let local: BTreeSet<String> = cache::list(&ctx.instances, namespace, |p| {
+        &p.spec.cluster.name == cluster
+    })
+    .iter()
+    .map(|p| p.name_any())
+    .collect();
+    members.members.iter().any(|m| !local.contains(&m.name))
+}
+
 fn cordoned_members(ctx: &Ctx, pd: &PD, namespace: &str) -> BTreeSet<String> {
     let cluster = &pd.spec.cluster.name;
     cache::list(&ctx.instances, namespace, |p| {

@@ -7,6 +7,7 @@ mod group;
 mod instance;
 mod member;
 mod online;
+mod slot;
 
 use anyhow::Result;
 use clap::Parser;
