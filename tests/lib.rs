@@ -6,6 +6,10 @@ use serde_json::Value;
 
 pub mod audit;
 
+/// How long after they run the PD and TiKV Pods of a simulator across two Kubernetes clusters
+/// serve ([`Simulator::start_across`]).
+pub const ACROSS_START_DELAY_MS: u64 = 2000;
+
 /// `spec.minReadySeconds` of the groups of scenarios whose subject it is not: every step of a
 /// roll still waits for it, but not the defaults (PD and TiKV 5 s, TiDB 10 s) that would add
 /// minutes to the suite.
@@ -311,7 +315,9 @@ impl Simulator {
 
     /// One simulator for two local control planes standing for two Kubernetes clusters, of
     /// cluster domains `domain` and `remote_domain`, scoped to `namespace` in both: the PD Pods
-    /// of a Cluster in one that joins a Cluster in the other are one PD cluster.
+    /// of a Cluster in one that joins a Cluster in the other are one PD cluster. PD and TiKV Pods
+    /// serve [`ACROSS_START_DELAY_MS`] after they run, so a restart leaves a member down long
+    /// enough for another side's restart to overlap it if nothing orders them.
     pub async fn start_across(
         cluster: &testkit::LocalCluster,
         domain: &str,
@@ -321,11 +327,12 @@ impl Simulator {
     ) -> Result<Simulator, String> {
         let domain_arg = format!("--cluster-domain={domain}");
         let remote_arg = format!("--remote={}={remote_domain}", remote.kubeconfig().display());
+        let delay_arg = format!("--start-delay={ACROSS_START_DELAY_MS}ms");
         Self::start_with(
             cluster,
             namespace,
             "200ms",
-            &[domain_arg.as_str(), remote_arg.as_str()],
+            &[domain_arg.as_str(), remote_arg.as_str(), delay_arg.as_str()],
         )
         .await
     }
@@ -873,10 +880,37 @@ impl TlsSimulator {
         cluster: &testkit::LocalCluster,
         namespace: &str,
     ) -> Result<TlsSimulator, String> {
+        Self::start_with(cluster, namespace, &[]).await
+    }
+
+    /// [`TlsSimulator::start`] watching a second Kubernetes cluster too, as
+    /// [`Simulator::start_across`]. The TLS listeners serve the certificates of the first
+    /// cluster's namespace and trust the CAs found there: a second side's certificates verify
+    /// only when they come from the same CA.
+    pub async fn start_across(
+        cluster: &testkit::LocalCluster,
+        domain: &str,
+        remote: &testkit::LocalCluster,
+        remote_domain: &str,
+        namespace: &str,
+    ) -> Result<TlsSimulator, String> {
+        let domain_arg = format!("--cluster-domain={domain}");
+        let remote_arg = format!("--remote={}={remote_domain}", remote.kubeconfig().display());
+        let delay_arg = format!("--start-delay={ACROSS_START_DELAY_MS}ms");
+        Self::start_with(cluster, namespace, &[&domain_arg, &remote_arg, &delay_arg]).await
+    }
+
+    async fn start_with(
+        cluster: &testkit::LocalCluster,
+        namespace: &str,
+        extra: &[&str],
+    ) -> Result<TlsSimulator, String> {
         let file = std::env::temp_dir().join(format!("{namespace}.simulator.tls"));
         let _ = std::fs::remove_file(&file);
         let arg = format!("--tls-address-file={}", file.display());
-        let simulator = Simulator::start_with(cluster, namespace, "200ms", &[arg.as_str()]).await?;
+        let mut args = vec![arg.as_str()];
+        args.extend_from_slice(extra);
+        let simulator = Simulator::start_with(cluster, namespace, "200ms", &args).await?;
         for _ in 0..100 {
             if let Ok(text) = std::fs::read_to_string(&file) {
                 let urls: std::collections::BTreeMap<String, String> = text
@@ -920,6 +954,10 @@ impl TlsSimulator {
             format!(
                 "--endpoint-override=tiflash={}/clusters/{{namespace}}/{{cluster}}/tiflash/{{instance}}",
                 url("tiflash")
+            ),
+            format!(
+                "--endpoint-override=pd-join={}/hosts/{{instance}}",
+                url("pd")
             ),
         ]
     }
@@ -1169,4 +1207,15 @@ mod verdict_tests {
         assert!(verdict_findings(&record, &all).is_empty());
         assert!(verdict_findings(&serde_json::json!({}), &Allowed::none()).is_empty());
     }
+}
+
+/// The leaf certificate of a PEM chain, as hex DER (how the TLS simulator names the client
+/// certificates it accepted, [`TlsSimulator::handshakes`]).
+pub fn leaf_hex(pem: &[u8]) -> String {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .next()
+        .and_then(Result::ok)
+        .map(|leaf| leaf.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+        .unwrap_or_default()
 }

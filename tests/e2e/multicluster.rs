@@ -5,9 +5,10 @@
 //! Cluster `two` in the second names `one`'s PD members in `spec.join` and joins: one PD cluster of
 //! 5 members and 6 stores, both Clusters Ready, each listing the members, stores and TiDB servers
 //! of both sides with its own marked local. A third Cluster that names a PD that does not answer
-//! says so and creates nothing. Then a new version is applied to every group of both sides at once: the simulator's
-//! log shows no TiKV Pod stopped before the last PD member (of either side) ran the new version,
-//! and no TiDB Pod stopped before the last store did. Each side is driven only through its own
+//! //! says so and creates nothing. Then a new version is applied to every group of both sides at
+//! once: the simulator's log shows one PD member down at a time across both sides, no TiKV Pod
+//! stopped before the last PD member (of either side) ran the new version, and no TiDB Pod
+//! stopped before the last store did. Each side is driven only through its own
 //! API server. The scenario ends with the simulator's data-safety verdict of the whole TiDB
 //! cluster.
 //!
@@ -15,12 +16,16 @@
 //! the stores left would be fewer than `max-replicas`, then its stores go Tombstone through PD,
 //! then its PD members leave (leadership handed to a member that stays), with its controllers
 //! killed mid-way and their standbys finishing; once `two` is deleted PD lists nothing of it.
+//!
+//! A third joins over mutual TLS with one CA for both sides (its Secret copied), each side's
+//! certificates naming its own domain; a Cluster whose certificates come from another CA is told
+//! it cannot reach the PD it joins.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use operator_api::conditions::{self, HasConditions};
@@ -29,11 +34,11 @@ use operator_api::core::{
 };
 use operator_api::keys::LABEL_CLUSTER;
 use scenarios::{
-    Allowed, Controller, Simulator, apply_controller_identity, ensure_crds, event_seq, events_of,
-    http_get,
+    Allowed, Controller, Simulator, TlsSimulator, apply_controller_identity, ensure_crds,
+    event_seq, events_of, http_get,
 };
 use serde_json::json;
-use testkit::{LocalCluster, TestNamespace, wait_until};
+use testkit::{CertManager, LocalCluster, TestNamespace, wait_until};
 
 const WAIT: Duration = Duration::from_secs(240);
 /// A rolling upgrade of 5 PD members, 6 stores and 3 TiDB servers over both sides.
@@ -56,11 +61,11 @@ async fn controllers(
     client: &Client,
     n: &str,
     replica: usize,
-    simulator: &Simulator,
+    overrides: &[String],
 ) -> Vec<Controller> {
     let mut running = Vec::new();
     for binary in BINARIES {
-        let mut extra = simulator.overrides();
+        let mut extra = overrides.to_vec();
         if binary == "cluster-controller" {
             extra.push("--settled-resync=2s".to_string());
         }
@@ -73,8 +78,8 @@ async fn controllers(
     running
 }
 
-/// Creates Cluster `name` (FQDN in `domain`, joining `join` when given) and its PD, TiKV and
-/// TiDB groups (`<prefix>pd`, `<prefix>tikv`, `<prefix>tidb`) of the given sizes.
+/// Creates Cluster `name` (FQDN in `domain`, joining `join` when given, mutual TLS on with
+/// `tls`) and its PD, TiKV and TiDB groups (`<prefix>pd`, `<prefix>tikv`, `<prefix>tidb`) of the given sizes.
 async fn create(
     client: &Client,
     n: &str,
@@ -83,8 +88,12 @@ async fn create(
     join: Option<&[String]>,
     prefix: &str,
     sizes: [i32; 3],
+    tls: bool,
 ) {
     let mut spec = json!({"dns": {"mode": "FQDN", "clusterDomain": domain}});
+    if tls {
+        spec["tlsCluster"] = json!({"enabled": true});
+    }
     if let Some(urls) = join {
         spec["join"] = json!({"pdURLs": urls});
     }
@@ -199,11 +208,11 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
     let simulator = Simulator::start_across(&first, DOMAIN_1, &second, DOMAIN_2, n)
         .await
         .unwrap();
-    let _side_1 = controllers(&first, &client_1, n, 0, &simulator).await;
-    let _side_2 = controllers(&second, &client_2, n, 1, &simulator).await;
+    let _side_1 = controllers(&first, &client_1, n, 0, &simulator.overrides()).await;
+    let _side_2 = controllers(&second, &client_2, n, 1, &simulator.overrides()).await;
 
     // Cluster one bootstraps the PD cluster in the first Kubernetes cluster.
-    create(&client_1, n, "one", DOMAIN_1, None, "", [3, 3, 2]).await;
+    create(&client_1, n, "one", DOMAIN_1, None, "", [3, 3, 2], false).await;
     let members = wait_ready(&first, &client_1, n, "one", [3, 3, 2], 3, 3).await;
     let join: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
     for url in &join {
@@ -214,7 +223,17 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
     }
 
     // Cluster two joins it from the second, through its own API server only.
-    create(&client_2, n, "two", DOMAIN_2, Some(&join), "", [2, 3, 1]).await;
+    create(
+        &client_2,
+        n,
+        "two",
+        DOMAIN_2,
+        Some(&join),
+        "",
+        [2, 3, 1],
+        false,
+    )
+    .await;
     let two = wait_ready(&second, &client_2, n, "two", [2, 3, 1], 5, 2).await;
     let one = wait_ready(&first, &client_1, n, "one", [3, 3, 2], 5, 3).await;
     // The same five members, each local on exactly one side, named after its own domain.
@@ -333,6 +352,7 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
         Some(std::slice::from_ref(&nowhere)),
         "lost-",
         [1, 0, 0],
+        false,
     )
     .await;
     let groups: Api<PDGroup> = Api::namespaced(client_2.clone(), n);
@@ -469,6 +489,35 @@ async fn upgrade_both_sides(simulator: &Simulator, n: &str, sides: [(&LocalClust
     assert_eq!(pd_started.len(), 5, "every PD member restarted once");
     assert_eq!(tikv_stopped.len(), 6, "every store restarted once");
     assert_eq!(tidb_stopped.len(), 3, "every TiDB server restarted once");
+    // One PD member down at a time across both sides: each side's operator sees only its own
+    // members; PD's restart slot orders them. A member is down from its Pod's stop until it
+    // serves again, the simulator's start delay after its new Pod runs.
+    let mut stopped_at = std::collections::BTreeMap::new();
+    let mut down: Vec<(u64, u64, String)> = Vec::new();
+    let mut pd_events: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["component"] == "pd").collect();
+    pd_events.sort_by_key(|e| event_seq(e));
+    for e in pd_events {
+        let instance = e["instance"].as_str().unwrap_or_default().to_string();
+        let at = e["unix_ms"].as_u64().unwrap_or_default();
+        if e["kind"] == "pod_stopped" {
+            stopped_at.insert(instance, at);
+        } else if e["kind"] == "pod_running"
+            && let Some(from) = stopped_at.remove(&instance)
+        {
+            down.push((from, at + scenarios::ACROSS_START_DELAY_MS, instance));
+        }
+    }
+    assert_eq!(down.len(), 5, "every PD member went down once: {down:?}");
+    down.sort();
+    for pair in down.windows(2) {
+        let ((_, a_end, a), (b_start, _, b)) = (&pair[0], &pair[1]);
+        assert!(
+            b_start >= a_end,
+            "PD member {b} went down {} ms before {a} served again: a roll across Kubernetes clusters restarts one PD member at a time ({down:?})",
+            a_end - b_start
+        );
+    }
     let last_pd = pd_started.iter().max().copied().unwrap_or_default();
     let first_tikv = tikv_stopped.iter().min().copied().unwrap_or_default();
     assert!(
@@ -480,6 +529,20 @@ async fn upgrade_both_sides(simulator: &Simulator, n: &str, sides: [(&LocalClust
     assert!(
         last_tikv < first_tidb,
         "a TiDB Pod stopped (seq {first_tidb}) before the last store ran {NEW_VERSION} (seq {last_tikv})"
+    );
+
+    // The last member to restart gave PD's restart slot back: the next roll is not held.
+    let slot = scenarios::http_send(
+        reqwest::Method::POST,
+        &format!("{}/clusters/{n}/one/v3/kv/range", simulator.url),
+        // "/tidb-operator/pd-restart-slot" in base64, as etcd's gateway carries keys.
+        &json!({"key": "L3RpZGItb3BlcmF0b3IvcGQtcmVzdGFydC1zbG90"}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !slot.contains("\"kvs\""),
+        "PD's restart slot is still held: {slot}"
     );
 
     // PD reports every member and store of both sides on the new version.
@@ -569,12 +632,12 @@ async fn a_joined_kubernetes_cluster_exits_through_pd_and_leaves_nothing_behind(
     let simulator = Simulator::start_across(&first, DOMAIN_1, &second, DOMAIN_2, n)
         .await
         .unwrap();
-    let _side_1 = controllers(&first, &client_1, n, 0, &simulator).await;
+    let _side_1 = controllers(&first, &client_1, n, 0, &simulator.overrides()).await;
     // The side that exits runs a standby of the controllers that carry the exit out.
     let mut side_2: Vec<(String, Controller)> = BINARIES
         .iter()
         .map(|b| (*b).to_string())
-        .zip(controllers(&second, &client_2, n, 1, &simulator).await)
+        .zip(controllers(&second, &client_2, n, 1, &simulator.overrides()).await)
         .collect();
     for binary in ["pd-controller", "tikv-controller"] {
         let standby = Controller::start(&second, &client_2, binary, n, 2, &simulator.overrides())
@@ -583,10 +646,20 @@ async fn a_joined_kubernetes_cluster_exits_through_pd_and_leaves_nothing_behind(
         side_2.push((binary.to_string(), standby));
     }
 
-    create(&client_1, n, "one", DOMAIN_1, None, "", [3, 3, 1]).await;
+    create(&client_1, n, "one", DOMAIN_1, None, "", [3, 3, 1], false).await;
     let members = wait_ready(&first, &client_1, n, "one", [3, 3, 1], 3, 3).await;
     let join: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
-    create(&client_2, n, "two", DOMAIN_2, Some(&join), "", [2, 2, 1]).await;
+    create(
+        &client_2,
+        n,
+        "two",
+        DOMAIN_2,
+        Some(&join),
+        "",
+        [2, 2, 1],
+        false,
+    )
+    .await;
     wait_ready(&second, &client_2, n, "two", [2, 2, 1], 5, 2).await;
     let pd_two = instance_names::<PD>(&client_2, n).await;
     let tikv_two = instance_names::<TiKV>(&client_2, n).await;
@@ -866,6 +939,296 @@ async fn a_joined_kubernetes_cluster_exits_through_pd_and_leaves_nothing_behind(
     wait_ready(&first, &client_1, n, "one", [3, 3, 1], 3, 3).await;
 
     simulator
+        .verdict(n, "one", &Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// cert-manager objects applied to one side's namespace, as YAML documents.
+fn apply_all(cluster: &LocalCluster, n: &str, docs: &[serde_json::Value]) {
+    let yaml = docs
+        .iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    cluster
+        .kubectl()
+        .ok(&["apply", "-n", n, "-f", "-"], Some(&yaml))
+        .unwrap();
+}
+
+/// A Certificate issued by Issuer `issuer` into Secret `secret`.
+fn certificate(secret: &str, issuer: &str, spec: serde_json::Value) -> serde_json::Value {
+    let mut spec = spec;
+    spec["secretName"] = json!(secret);
+    spec["subject"] = json!({"organizations": ["PingCAP"]});
+    spec["issuerRef"] = json!({"name": issuer, "kind": "Issuer", "group": "cert-manager.io"});
+    json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+           "metadata": {"name": secret}, "spec": spec})
+}
+
+/// A self-signed CA in Secret `secret` and Issuer `issuer` on it.
+fn ca(secret: &str, issuer: &str) -> Vec<serde_json::Value> {
+    vec![
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+               "metadata": {"name": format!("{issuer}-selfsigned")}, "spec": {"selfSigned": {}}}),
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+               "metadata": {"name": secret},
+               "spec": {"secretName": secret, "commonName": "TiDB CA", "isCA": true,
+                        "issuerRef": {"name": format!("{issuer}-selfsigned"), "kind": "Issuer"}}}),
+        ca_issuer(secret, issuer),
+    ]
+}
+
+fn ca_issuer(secret: &str, issuer: &str) -> serde_json::Value {
+    json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+           "metadata": {"name": issuer}, "spec": {"ca": {"secretName": secret}}})
+}
+
+/// The certificates of Cluster `cluster` (groups `pd`, `tikv`, `tidb`) in a Kubernetes cluster of
+/// domain `domain`: each names the fully qualified Service and Pod addresses its members use
+/// across clusters, and the operator's client certificate.
+fn cluster_certificates(n: &str, cluster: &str, domain: &str) -> Vec<serde_json::Value> {
+    let mut docs = Vec::new();
+    for component in ["pd", "tikv", "tidb"] {
+        let mut names = Vec::new();
+        for service in [
+            format!("{component}-{component}"),
+            format!("{component}-{component}-peer"),
+        ] {
+            names.push(format!("{service}.{n}.svc.{domain}"));
+            names.push(format!("*.{service}.{n}.svc.{domain}"));
+        }
+        docs.push(certificate(
+            &format!("{component}-{component}-cluster-secret"),
+            "tls-issuer",
+            json!({"commonName": "TiDB", "usages": ["server auth", "client auth"],
+                   "dnsNames": names, "ipAddresses": ["127.0.0.1", "::1"]}),
+        ));
+    }
+    docs.push(certificate(
+        &format!("{cluster}-cluster-client-secret"),
+        "tls-issuer",
+        json!({"commonName": "TiDB", "usages": ["client auth"]}),
+    ));
+    docs
+}
+
+/// Waits until cert-manager wrote each Secret of `names` (`tls.crt`, `tls.key`, `ca.crt`).
+async fn wait_issued(cluster: &LocalCluster, client: &Client, n: &str, names: &[String]) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), n);
+    wait_until(
+        &cluster.kubectl(),
+        n,
+        &format!("cert-manager issued {names:?}"),
+        WAIT,
+        || async {
+            for name in names {
+                let Some(secret) = secrets.get_opt(name).await? else {
+                    return Ok::<_, kube::Error>(false);
+                };
+                let data = secret.data.unwrap_or_default();
+                if !["tls.crt", "tls.key", "ca.crt"]
+                    .iter()
+                    .all(|k| data.contains_key(*k))
+                {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// The join over mutual TLS, as docs/tls.md tells it: one CA made in the first Kubernetes
+/// cluster, its Secret copied to the second, each side's certificates from it with its own
+/// domain's names. The second side's operator reaches the first side's PD with its own client
+/// certificate and joins; a Cluster whose certificates come from another CA is told it cannot
+/// reach the PD it joins and creates nothing.
+#[tokio::test]
+async fn a_cluster_joins_over_mutual_tls_with_certificates_of_one_ca() {
+    let first = LocalCluster::get().unwrap();
+    let second = LocalCluster::second().unwrap();
+    for cluster in [&first, &second] {
+        ensure_crds(cluster).unwrap();
+        for binary in BINARIES {
+            apply_controller_identity(cluster, binary).unwrap();
+        }
+    }
+    let client_1 = first.client().await.unwrap();
+    let client_2 = second.client().await.unwrap();
+    let ns_1 = TestNamespace::create(&first, &client_1, "mc-tls")
+        .await
+        .unwrap();
+    let n = ns_1.name();
+    let _ns_2 = TestNamespace::create_named(&second, &client_2, n, "mc-tls")
+        .await
+        .unwrap();
+    let _cert_manager_1 = CertManager::start(&first, n).await.unwrap();
+    let _cert_manager_2 = CertManager::start(&second, n).await.unwrap();
+
+    // The CA, made once in the first Kubernetes cluster; its Secret copied to the second.
+    apply_all(&first, n, &ca("tls-ca-secret", "tls-issuer"));
+    wait_issued(&first, &client_1, n, &["tls-ca-secret".to_string()]).await;
+    let ca_secret = Api::<Secret>::namespaced(client_1.clone(), n)
+        .get("tls-ca-secret")
+        .await
+        .unwrap();
+    let copy = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("tls-ca-secret".into()),
+            ..Default::default()
+        },
+        type_: ca_secret.type_.clone(),
+        data: ca_secret.data.clone(),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client_2.clone(), n)
+        .create(&PostParams::default(), &copy)
+        .await
+        .unwrap();
+    apply_all(&second, n, &[ca_issuer("tls-ca-secret", "tls-issuer")]);
+    // Each side's certificates, with the names of its own domain.
+    apply_all(&first, n, &cluster_certificates(n, "one", DOMAIN_1));
+    apply_all(&second, n, &cluster_certificates(n, "two", DOMAIN_2));
+    let issued = |cluster: &str| {
+        let mut names: Vec<String> = ["pd", "tikv", "tidb"]
+            .iter()
+            .map(|c| format!("{c}-{c}-cluster-secret"))
+            .collect();
+        names.push(format!("{cluster}-cluster-client-secret"));
+        names
+    };
+    wait_issued(&first, &client_1, n, &issued("one")).await;
+    wait_issued(&second, &client_2, n, &issued("two")).await;
+
+    let simulator = TlsSimulator::start_across(&first, DOMAIN_1, &second, DOMAIN_2, n)
+        .await
+        .unwrap();
+    let _side_1 = controllers(&first, &client_1, n, 0, &simulator.overrides()).await;
+    let _side_2 = controllers(&second, &client_2, n, 1, &simulator.overrides()).await;
+
+    // Two members in `one`: a second member added to a PD of one would leave it without a
+    // majority until the new member serves, in etcd as in the simulator.
+    create(&client_1, n, "one", DOMAIN_1, None, "", [2, 2, 1], true).await;
+    let members = wait_ready(&first, &client_1, n, "one", [2, 2, 1], 2, 2).await;
+    let join: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
+    create(
+        &client_2,
+        n,
+        "two",
+        DOMAIN_2,
+        Some(&join),
+        "",
+        [1, 1, 1],
+        true,
+    )
+    .await;
+    let two = wait_ready(&second, &client_2, n, "two", [1, 1, 1], 3, 1).await;
+    wait_ready(&first, &client_1, n, "one", [2, 2, 1], 3, 2).await;
+    // Every member advertises https on its fully qualified name, in its own side's domain.
+    for member in &two {
+        let domain = if member.local { DOMAIN_2 } else { DOMAIN_1 };
+        assert!(
+            member.client_url.starts_with("https://")
+                && member
+                    .client_url
+                    .ends_with(&format!(".{n}.svc.{domain}:2379")),
+            "{member:?}"
+        );
+    }
+    // The second side's operator called PD with its own client certificate, and no handshake
+    // failed: the certificates of both sides chain to the one CA.
+    let client_2_secret = Api::<Secret>::namespaced(client_2.clone(), n)
+        .get("two-cluster-client-secret")
+        .await
+        .unwrap();
+    let leaf_2 = scenarios::leaf_hex(&client_2_secret.data.unwrap()["tls.crt"].0);
+    let handshakes = simulator.handshakes().await.unwrap();
+    let clients = handshakes["pd"]["clients"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        clients.iter().any(|c| c.as_str() == Some(leaf_2.as_str())),
+        "no PD handshake with the second side's client certificate: {handshakes}"
+    );
+    assert_eq!(
+        handshakes["pd"]["refused"].as_u64(),
+        Some(0),
+        "{handshakes}"
+    );
+
+    // A Cluster of the second side whose certificates come from a CA of its own (the copy
+    // forgotten) cannot verify the first side's PD: it says so and creates nothing.
+    apply_all(&second, n, &ca("other-ca-secret", "other-issuer"));
+    apply_all(
+        &second,
+        n,
+        &[certificate(
+            "stray-cluster-client-secret",
+            "other-issuer",
+            json!({"commonName": "TiDB", "usages": ["client auth"]}),
+        )],
+    );
+    wait_issued(
+        &second,
+        &client_2,
+        n,
+        &["stray-cluster-client-secret".to_string()],
+    )
+    .await;
+    create(
+        &client_2,
+        n,
+        "stray",
+        DOMAIN_2,
+        Some(&join),
+        "stray-",
+        [1, 0, 0],
+        true,
+    )
+    .await;
+    let groups: Api<PDGroup> = Api::namespaced(client_2.clone(), n);
+    wait_until(
+        &second.kubectl(),
+        n,
+        "PDGroup stray-pd says the PD it joins does not answer",
+        WAIT,
+        || async {
+            let g = groups.get("stray-pd").await?;
+            Ok::<_, kube::Error>(
+                g.conditions()
+                    .iter()
+                    .any(|c| c.reason == "JoinTargetUnreachable" && c.message.contains(&join[0])),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let selector = ListParams::default().labels(&format!("{LABEL_CLUSTER}=stray"));
+    assert!(
+        Api::<Pod>::namespaced(client_2.clone(), n)
+            .list(&selector)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no Pod of the stray Cluster"
+    );
+    let pd = format!("{}/clusters/{n}/one/pd/api/v1", simulator.simulator.url);
+    let members: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{pd}/members")).await.unwrap()).unwrap();
+    assert_eq!(
+        members["members"].as_array().map(Vec::len),
+        Some(3),
+        "PD lists only the members of one and two: {members}"
+    );
+
+    simulator
+        .simulator
         .verdict(n, "one", &Allowed::none())
         .await
         .unwrap_or_else(|e| panic!("{e}"));

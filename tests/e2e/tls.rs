@@ -18,7 +18,6 @@ use operator_api::core::{
     Cluster, PDGroup, TiCDC, TiCDCGroup, TiDBGroup, TiFlash, TiFlashGroup, TiKV, TiKVGroup,
 };
 use operator_api::keys::{self, LABEL_MANAGED_BY};
-use rustls::pki_types::pem::PemObject;
 use scenarios::{Allowed, Controller, TlsSimulator, apply_controller_identity, ensure_crds};
 use serde_json::{Value, json};
 use testkit::{CertManager, LocalCluster, TestNamespace, wait_until};
@@ -863,7 +862,7 @@ async fn a_new_ca_reaches_the_operators_client_without_a_restart() {
         .unwrap()["tls.crt"]
         .0
         .clone();
-    let new_client = leaf_hex(&client_pem);
+    let new_client = scenarios::leaf_hex(&client_pem);
     let simulator = &scene.simulator;
     wait_until(
         &kubectl,
@@ -895,16 +894,6 @@ async fn a_new_ca_reaches_the_operators_client_without_a_restart() {
     // No controller was restarted to get there.
     scene.assert_controllers_running();
     scene.verdict().await;
-}
-
-/// The leaf certificate of a PEM chain, as hex DER (how the simulator names the client
-/// certificates it accepted).
-fn leaf_hex(pem: &[u8]) -> String {
-    let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
-        .next()
-        .unwrap()
-        .unwrap();
-    leaf.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// cert-manager renews every component certificate and the operator's client certificate every
@@ -949,7 +938,7 @@ async fn renewed_certificates_keep_the_cluster_ready_without_a_restart() {
                     seen.borrow_mut()
                         .entry(name)
                         .or_default()
-                        .insert(leaf_hex(&crt.0));
+                        .insert(scenarios::leaf_hex(&crt.0));
                 }
             }
             Ok::<_, kube::Error>(

@@ -23,7 +23,8 @@ impl CertManager {
     /// Applies the CRDs (server-side, so a second scenario's apply changes nothing), waits until
     /// they are established, then starts the controller on `namespace` with the admin identity
     /// (it reads and writes Secrets, Certificates and their requests there). Its log is
-    /// `<tmp>/<namespace>.cert-manager.log`.
+    /// `<tmp>/<cluster>.<namespace>.cert-manager.log` (two control planes may each run one on a
+    /// namespace of the same name).
     pub async fn start(cluster: &LocalCluster, namespace: &str) -> Result<CertManager> {
         let binary = binary()?;
         let crds = binary
@@ -64,7 +65,7 @@ impl CertManager {
         let kubeconfig_arg = format!("--kubeconfig={}", cluster.kubeconfig().display());
         let process = ControllerProcess::start_path(
             &binary,
-            &format!("{namespace}.cert-manager"),
+            &format!("{}.{namespace}.cert-manager", cluster.name()),
             cluster.kubeconfig(),
             &[&kubeconfig_arg, &namespace_arg],
             &std::env::temp_dir(),
