@@ -1182,6 +1182,17 @@ impl Simulator {
     }
 }
 
+/// The leaf certificate of a PEM chain, as hex DER (how the TLS simulator names the client
+/// certificates it accepted, [`TlsSimulator::handshakes`]).
+pub fn leaf_hex(pem: &[u8]) -> String {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .next()
+        .and_then(Result::ok)
+        .map(|leaf| leaf.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod verdict_tests {
     use super::{Allowed, verdict_findings};
@@ -1207,15 +1218,4 @@ mod verdict_tests {
         assert!(verdict_findings(&record, &all).is_empty());
         assert!(verdict_findings(&serde_json::json!({}), &Allowed::none()).is_empty());
     }
-}
-
-/// The leaf certificate of a PEM chain, as hex DER (how the TLS simulator names the client
-/// certificates it accepted, [`TlsSimulator::handshakes`]).
-pub fn leaf_hex(pem: &[u8]) -> String {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
-        .next()
-        .and_then(Result::ok)
-        .map(|leaf| leaf.as_ref().iter().map(|b| format!("{b:02x}")).collect())
-        .unwrap_or_default()
 }

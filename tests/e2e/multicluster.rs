@@ -78,24 +78,21 @@ async fn controllers(
     running
 }
 
-/// Creates Cluster `name` (FQDN in `domain`, joining `join` when given, mutual TLS on with
-/// `tls`) and its PD, TiKV and TiDB groups (`<prefix>pd`, `<prefix>tikv`, `<prefix>tidb`) of the given sizes.
+/// Creates Cluster `name` (FQDN in `domain`, with the fields of `extra` added to its spec:
+/// `join`, `tlsCluster`) and its PD, TiKV and TiDB groups (`<prefix>pd`, `<prefix>tikv`,
+/// `<prefix>tidb`) of the given sizes.
 async fn create(
     client: &Client,
     n: &str,
     name: &str,
     domain: &str,
-    join: Option<&[String]>,
+    extra: serde_json::Value,
     prefix: &str,
     sizes: [i32; 3],
-    tls: bool,
 ) {
     let mut spec = json!({"dns": {"mode": "FQDN", "clusterDomain": domain}});
-    if tls {
-        spec["tlsCluster"] = json!({"enabled": true});
-    }
-    if let Some(urls) = join {
-        spec["join"] = json!({"pdURLs": urls});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
     }
     let object: Cluster = serde_json::from_value(json!({
         "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster", "metadata": {"name": name},
@@ -212,7 +209,7 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
     let _side_2 = controllers(&second, &client_2, n, 1, &simulator.overrides()).await;
 
     // Cluster one bootstraps the PD cluster in the first Kubernetes cluster.
-    create(&client_1, n, "one", DOMAIN_1, None, "", [3, 3, 2], false).await;
+    create(&client_1, n, "one", DOMAIN_1, json!({}), "", [3, 3, 2]).await;
     let members = wait_ready(&first, &client_1, n, "one", [3, 3, 2], 3, 3).await;
     let join: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
     for url in &join {
@@ -228,10 +225,9 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
         n,
         "two",
         DOMAIN_2,
-        Some(&join),
+        json!({"join": {"pdURLs": join}}),
         "",
         [2, 3, 1],
-        false,
     )
     .await;
     let two = wait_ready(&second, &client_2, n, "two", [2, 3, 1], 5, 2).await;
@@ -349,10 +345,9 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
         n,
         "lost",
         DOMAIN_2,
-        Some(std::slice::from_ref(&nowhere)),
+        json!({"join": {"pdURLs": [nowhere]}}),
         "lost-",
         [1, 0, 0],
-        false,
     )
     .await;
     let groups: Api<PDGroup> = Api::namespaced(client_2.clone(), n);
@@ -646,7 +641,7 @@ async fn a_joined_kubernetes_cluster_exits_through_pd_and_leaves_nothing_behind(
         side_2.push((binary.to_string(), standby));
     }
 
-    create(&client_1, n, "one", DOMAIN_1, None, "", [3, 3, 1], false).await;
+    create(&client_1, n, "one", DOMAIN_1, json!({}), "", [3, 3, 1]).await;
     let members = wait_ready(&first, &client_1, n, "one", [3, 3, 1], 3, 3).await;
     let join: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
     create(
@@ -654,10 +649,9 @@ async fn a_joined_kubernetes_cluster_exits_through_pd_and_leaves_nothing_behind(
         n,
         "two",
         DOMAIN_2,
-        Some(&join),
+        json!({"join": {"pdURLs": join}}),
         "",
         [2, 2, 1],
-        false,
     )
     .await;
     wait_ready(&second, &client_2, n, "two", [2, 2, 1], 5, 2).await;
@@ -1112,7 +1106,8 @@ async fn a_cluster_joins_over_mutual_tls_with_certificates_of_one_ca() {
 
     // Two members in `one`: a second member added to a PD of one would leave it without a
     // majority until the new member serves, in etcd as in the simulator.
-    create(&client_1, n, "one", DOMAIN_1, None, "", [2, 2, 1], true).await;
+    let tls = json!({"tlsCluster": {"enabled": true}});
+    create(&client_1, n, "one", DOMAIN_1, tls, "", [2, 2, 1]).await;
     let members = wait_ready(&first, &client_1, n, "one", [2, 2, 1], 2, 2).await;
     let join: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
     create(
@@ -1120,10 +1115,9 @@ async fn a_cluster_joins_over_mutual_tls_with_certificates_of_one_ca() {
         n,
         "two",
         DOMAIN_2,
-        Some(&join),
+        json!({"join": {"pdURLs": join}, "tlsCluster": {"enabled": true}}),
         "",
         [1, 1, 1],
-        true,
     )
     .await;
     let two = wait_ready(&second, &client_2, n, "two", [1, 1, 1], 3, 1).await;
@@ -1185,10 +1179,9 @@ async fn a_cluster_joins_over_mutual_tls_with_certificates_of_one_ca() {
         n,
         "stray",
         DOMAIN_2,
-        Some(&join),
+        json!({"join": {"pdURLs": join}, "tlsCluster": {"enabled": true}}),
         "stray-",
         [1, 0, 0],
-        true,
     )
     .await;
     let groups: Api<PDGroup> = Api::namespaced(client_2.clone(), n);
