@@ -1583,6 +1583,95 @@ async fn a_scale_in_cancelled_by_scaling_out_keeps_the_store() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// An instance left mid-scale-in by tidb-operator v2 when this operator takes over: its group's
+/// replicas lowered and the instance marked `spec.offline: true`, the way that operator scales in.
+/// The same store goes out through PD and no other (not the one this operator's own scale-in
+/// would have picked), the field becomes this operator's mark (Event `OfflineRequested`), and the
+/// group ends Ready with the three other stores, their Pods untouched.
+#[tokio::test]
+async fn a_scale_in_left_as_spec_offline_takes_out_that_store_and_no_other() {
+    let cluster = "left";
+    let mut scene = Scene::start(Options {
+        prefix: "tikv-left",
+        ..Options::default()
+    })
+    .await;
+    scene.create_cluster(cluster).await;
+    scene.create_pd(cluster, 3).await;
+    scene.create_tikv(cluster, 4).await;
+    scene.wait_pd(cluster, 3, "v8.5.2").await;
+    scene.wait_tikv(cluster, 4, "v8.5.2").await;
+    let names = scene.tikv_names().await;
+    let uids = scene.pod_uids("tikv").await;
+    let store_ids = scene.store_ids(cluster).await;
+    let start = scene.last_seq(cluster).await;
+    // This operator's scale-in takes the newest name; the other operator chose the oldest.
+    let chosen = names.iter().next().cloned().unwrap();
+
+    // The swap: no tikv-controller runs while the other operator's state is written.
+    let index = scene
+        .controllers
+        .iter()
+        .position(|(name, _)| name == "tikv-controller-0")
+        .unwrap();
+    let (_, mut stopped) = scene.controllers.remove(index);
+    stopped.process.kill();
+    scene.scale_tikv(3);
+    scene
+        .api::<TiKV>()
+        .patch(
+            &chosen,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"offline": true}})),
+        )
+        .await
+        .unwrap();
+    scene.start_controller("tikv-controller", 0).await;
+    scene.wait_tikv(cluster, 3, "v8.5.2").await;
+
+    let left: BTreeSet<String> = names.iter().filter(|n| **n != chosen).cloned().collect();
+    assert_eq!(scene.tikv_names().await, left, "{chosen} went, no other");
+    let id = store_ids[&chosen].to_string();
+    let since: Vec<Value> = scene
+        .events(cluster)
+        .await
+        .into_iter()
+        .filter(|e| event_seq(e) > start)
+        .collect();
+    assert_eq!(
+        events_of(&since, "store_deleted", &[]).len(),
+        1,
+        "one store taken offline"
+    );
+    assert_eq!(
+        events_of(&since, "store_deleted", &[("store_id", &id)]).len(),
+        1,
+        "the chosen one: store {id}"
+    );
+    assert_eq!(
+        events_of(&since, "store_tombstone", &[("store_id", &id)]).len(),
+        1
+    );
+    let mut kept = uids.clone();
+    kept.remove(&chosen);
+    let mut now = scene.pod_uids("tikv").await;
+    now.retain(|name, _| *name != chosen);
+    assert_eq!(now, kept, "the other stores' Pods are the same Pods");
+    assert!(
+        scene
+            .k8s_events()
+            .await
+            .iter()
+            .any(|(object, reason, _)| *object == chosen && reason == "OfflineRequested"),
+        "an Event says spec.offline was taken over"
+    );
+    scene
+        .simulator
+        .verdict(scene.n(), cluster, &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// A TiKVGroup deleted while one of its stores is being taken out (bad-input row 62): the
 /// deletion wins. Every instance and Pod goes, PD is asked nothing more (the store under removal
 /// stays Offline, no store turns Tombstone), every PVC stays, and each instance says so.

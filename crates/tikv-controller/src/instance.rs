@@ -40,6 +40,7 @@ use restart::{finish_restart, restart};
 use crate::build;
 use crate::context::{Ctx, MANAGER};
 use crate::cordon::{NeedInput, scheduler_need};
+use crate::offline;
 use crate::pd::{self, PdView};
 use crate::store::{self, StoreLookup};
 
@@ -336,6 +337,11 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVSt
     let view = scope.ctx.pd_view(&scope.pd).await;
     let lookup = lookup(tikv, &scope.dns, &view);
     let store = lookup.and_then(|l| l.info());
+    if tikv.spec.offline == Some(true) {
+        // Taken over as this operator's mark; the next look removes the store.
+        offline::take_over(ctx, tikv).await?;
+        return Ok(Finished::then(Action::requeue(Duration::from_secs(1))));
+    }
     let marked = tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE);
     if marked || store.is_some_and(store::is_removed) {
         return remove_store(

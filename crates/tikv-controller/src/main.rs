@@ -9,6 +9,7 @@ mod context;
 mod cordon;
 mod group;
 mod instance;
+mod offline;
 mod online;
 mod pd;
 mod scaling;

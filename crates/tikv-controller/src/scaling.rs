@@ -27,6 +27,8 @@ pub trait StoreInstance: Instance + Resource<DynamicType = ()> + Clone {
     fn store_state(&self) -> Option<&str>;
     /// The store ID it recorded (empty before it learned one).
     fn recorded_store(&self) -> &str;
+    /// Its `spec.offline` asks for its store to be taken out ([`crate::offline`]).
+    fn offline(&self) -> bool;
 }
 
 impl StoreInstance for TiKV {
@@ -38,6 +40,9 @@ impl StoreInstance for TiKV {
     fn recorded_store(&self) -> &str {
         self.status.as_ref().map_or("", |s| s.id.as_str())
     }
+    fn offline(&self) -> bool {
+        self.spec.offline == Some(true)
+    }
 }
 
 impl StoreInstance for TiFlash {
@@ -48,6 +53,9 @@ impl StoreInstance for TiFlash {
     }
     fn recorded_store(&self) -> &str {
         self.status.as_ref().map_or("", |s| s.id.as_str())
+    }
+    fn offline(&self) -> bool {
+        self.spec.offline == Some(true)
     }
 }
 
@@ -99,9 +107,10 @@ pub fn stores_outage<I: StoreInstance>(view: Option<&Result<PdView, String>>) ->
     })
 }
 
-/// Whether an instance is marked for removal (scale-in in progress).
+/// Whether an instance is marked for removal (scale-in in progress): by this operator's mark, or
+/// by `spec.offline` not taken over yet.
 pub fn is_marked<I: StoreInstance>(instance: &I) -> bool {
-    instance.annotations().contains_key(keys::ANNO_DEFER_DELETE)
+    instance.annotations().contains_key(keys::ANNO_DEFER_DELETE) || instance.offline()
 }
 
 /// Whether an instance is leaving the group: deleted, or marked for removal.
@@ -109,9 +118,11 @@ pub fn is_leaving<I: StoreInstance>(instance: &I) -> bool {
     instance.meta().deletion_timestamp.is_some() || is_marked(instance)
 }
 
-/// Whether a marked instance can still be kept: its store is not removed yet.
+/// Whether a marked instance can still be kept: its store is not removed yet, and its
+/// `spec.offline` is taken over (until then clearing the mark would not keep it).
 pub fn is_cancellable<I: StoreInstance>(instance: &I) -> bool {
-    is_marked(instance)
+    instance.annotations().contains_key(keys::ANNO_DEFER_DELETE)
+        && !instance.offline()
         && instance.meta().deletion_timestamp.is_none()
         && instance.store_state() != Some(STORE_STATE_REMOVED)
 }

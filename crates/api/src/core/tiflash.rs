@@ -230,9 +230,9 @@ pub struct TiFlashSpec {
     /// Subdomain of the store's DNS name (the group's peer Service); the same for every store.
     #[x_kube(validation = Rule::new("self == oldSelf").message("subdomain is immutable"))]
     pub subdomain: String,
-    /// Marks the store offline in PD, so that its data moves to other stores; false brings it
-    /// back online where PD still can. This operator's TiFlashGroup takes stores offline on its
-    /// own when it scales in and does not act on this field.
+    /// True takes the store out through PD, as tidb-operator v2's group does when it scales in:
+    /// this operator replaces the field with its own removal mark, and the instance goes once PD
+    /// reports the store Tombstone. False or unset asks nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline: Option<bool>,
     /// Always 1: it lets a PodDisruptionBudget count the instance through the scale subresource.

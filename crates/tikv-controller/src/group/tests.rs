@@ -40,6 +40,23 @@ fn a_marked_instance_counts_as_leaving_and_is_kept_until_its_store_is_removed() 
     assert!(is_leaving(&removed) && !is_cancellable(&removed));
 }
 
+#[test]
+fn spec_offline_counts_as_a_mark_and_is_kept_only_once_taken_over() {
+    // Left by tidb-operator v2's scale-in: leaving, so no other store is picked; not yet
+    // cancellable, since clearing the mark alone would not keep it.
+    let mut left = tikv(&[], "Serving");
+    left.spec.offline = Some(true);
+    assert!(is_leaving(&left) && Rules::leaving(&left) && !is_cancellable(&left));
+    // Taken over: the mark instead of the field, cancellable like any scale-in of ours.
+    let mut taken = tikv(&[(keys::ANNO_DEFER_DELETE, "true")], "Removing");
+    taken.spec.offline = None;
+    assert!(is_leaving(&taken) && is_cancellable(&taken));
+    // `offline: false` is no request.
+    let mut online = tikv(&[], "Serving");
+    online.spec.offline = Some(false);
+    assert!(!is_leaving(&online));
+}
+
 fn group() -> TiKVGroup {
     let mut group = TiKVGroup::new(
         "tikv",

@@ -33,6 +33,7 @@ use crate::instance::{
     REASON_DOWN_PEERS_ELSEWHERE, REASON_OFFLINE_CANCELLED, REASON_PD_NOT_FOUND,
     REASON_STORE_REMOVAL_REFUSED, REASON_STORE_REMOVED, REASON_STORE_REMOVING,
 };
+use crate::offline;
 use crate::pd::{self, PdView};
 use crate::store::{self, PodPresence, RemovalInput, RemovalStep, StoreLookup};
 
@@ -266,6 +267,11 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiFlas
     let view = ctx.pd_view(&scope.pd).await;
     let lookup = lookup(tiflash, &scope.dns, &view);
     let store = lookup.and_then(|l| l.info());
+    if tiflash.spec.offline == Some(true) {
+        // Taken over as this operator's mark; the next look removes the store.
+        offline::take_over(ctx, tiflash).await?;
+        return Ok(Finished::then(Action::requeue(Duration::from_secs(1))));
+    }
     let marked = tiflash.annotations().contains_key(keys::ANNO_DEFER_DELETE);
     if marked || store.is_some_and(store::is_removed) {
         return remove_store(
