@@ -346,7 +346,6 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
     Ok(Finished::with(status, then))
 }
 
-/// The PD members of `pd`'s Cluster whose Pods are on a cordoned Node, from the caches.
 /// Whether PD lists a member that is not a PD instance of this Cluster here: one PD shared with
 /// another Kubernetes cluster, whose operator rolls its members unseen.
 fn shares_pd(ctx: &Ctx, pd: &PD, namespace: &str, observed: &Observed) -> bool {
@@ -363,6 +362,7 @@ fn shares_pd(ctx: &Ctx, pd: &PD, namespace: &str, observed: &Observed) -> bool {
     members.members.iter().any(|m| !local.contains(&m.name))
 }
 
+/// The PD members of `pd`'s Cluster whose Pods are on a cordoned Node, from the caches.
 fn cordoned_members(ctx: &Ctx, pd: &PD, namespace: &str) -> BTreeSet<String> {
     let cluster = &pd.spec.cluster.name;
     cache::list(&ctx.instances, namespace, |p| {

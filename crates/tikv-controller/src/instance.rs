@@ -333,15 +333,15 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVSt
         pod: existing_pod,
         ..
     } = prepared;
+    if tikv.spec.offline == Some(true) {
+        // Taken over as this operator's mark first; the next look asks PD and removes the store.
+        offline::take_over(ctx, tikv).await?;
+        return Ok(Finished::then(Action::requeue(Duration::from_secs(1))));
+    }
     let scope = Scope::new(tikv, ctx, pd_url, Dns::of_spec(&cluster.spec))?;
     let view = scope.ctx.pd_view(&scope.pd).await;
     let lookup = lookup(tikv, &scope.dns, &view);
     let store = lookup.and_then(|l| l.info());
-    if tikv.spec.offline == Some(true) {
-        // Taken over as this operator's mark; the next look removes the store.
-        offline::take_over(ctx, tikv).await?;
-        return Ok(Finished::then(Action::requeue(Duration::from_secs(1))));
-    }
     let marked = tikv.annotations().contains_key(keys::ANNO_DEFER_DELETE);
     if marked || store.is_some_and(store::is_removed) {
         return remove_store(

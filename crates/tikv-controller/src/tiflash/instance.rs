@@ -263,15 +263,15 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiFlas
         pod: existing_pod,
         ..
     } = prepared;
+    if tiflash.spec.offline == Some(true) {
+        // Taken over as this operator's mark first; the next look asks PD and removes the store.
+        offline::take_over(ctx, tiflash).await?;
+        return Ok(Finished::then(Action::requeue(Duration::from_secs(1))));
+    }
     let scope = Scope::new(tiflash, ctx, pd_url, Dns::of_spec(&cluster.spec))?;
     let view = ctx.pd_view(&scope.pd).await;
     let lookup = lookup(tiflash, &scope.dns, &view);
     let store = lookup.and_then(|l| l.info());
-    if tiflash.spec.offline == Some(true) {
-        // Taken over as this operator's mark; the next look removes the store.
-        offline::take_over(ctx, tiflash).await?;
-        return Ok(Finished::then(Action::requeue(Duration::from_secs(1))));
-    }
     let marked = tiflash.annotations().contains_key(keys::ANNO_DEFER_DELETE);
     if marked || store.is_some_and(store::is_removed) {
         return remove_store(
