@@ -325,16 +325,9 @@ impl Simulator {
         remote_domain: &str,
         namespace: &str,
     ) -> Result<Simulator, String> {
-        let domain_arg = format!("--cluster-domain={domain}");
-        let remote_arg = format!("--remote={}={remote_domain}", remote.kubeconfig().display());
-        let delay_arg = format!("--start-delay={ACROSS_START_DELAY_MS}ms");
-        Self::start_with(
-            cluster,
-            namespace,
-            "200ms",
-            &[domain_arg.as_str(), remote_arg.as_str(), delay_arg.as_str()],
-        )
-        .await
+        let args = across_args(domain, remote, remote_domain);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start_with(cluster, namespace, "200ms", &args).await
     }
 
     /// What the simulator saw happen in a cluster, in order.
@@ -894,10 +887,9 @@ impl TlsSimulator {
         remote_domain: &str,
         namespace: &str,
     ) -> Result<TlsSimulator, String> {
-        let domain_arg = format!("--cluster-domain={domain}");
-        let remote_arg = format!("--remote={}={remote_domain}", remote.kubeconfig().display());
-        let delay_arg = format!("--start-delay={ACROSS_START_DELAY_MS}ms");
-        Self::start_with(cluster, namespace, &[&domain_arg, &remote_arg, &delay_arg]).await
+        let args = across_args(domain, remote, remote_domain);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start_with(cluster, namespace, &args).await
     }
 
     async fn start_with(
@@ -1180,6 +1172,36 @@ impl Simulator {
             findings.join("\n- ")
         ))
     }
+}
+
+/// The simulator's arguments for two Kubernetes clusters ([`Simulator::start_across`]).
+fn across_args(domain: &str, remote: &testkit::LocalCluster, remote_domain: &str) -> Vec<String> {
+    vec![
+        format!("--cluster-domain={domain}"),
+        format!("--remote={}={remote_domain}", remote.kubeconfig().display()),
+        format!("--start-delay={ACROSS_START_DELAY_MS}ms"),
+    ]
+}
+
+/// Whether cert-manager has written each Secret of `names` whole (`tls.crt`, `tls.key`,
+/// `ca.crt`): the check a scenario waits on after applying its Certificates.
+pub async fn issued(
+    secrets: &kube::Api<k8s_openapi::api::core::v1::Secret>,
+    names: &[String],
+) -> Result<bool, kube::Error> {
+    for name in names {
+        let Some(secret) = secrets.get_opt(name).await? else {
+            return Ok(false);
+        };
+        let data = secret.data.unwrap_or_default();
+        if !["tls.crt", "tls.key", "ca.crt"]
+            .iter()
+            .all(|k| data.contains_key(*k))
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The leaf certificate of a PEM chain, as hex DER (how the TLS simulator names the client

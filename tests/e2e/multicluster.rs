@@ -54,6 +54,46 @@ const BINARIES: [&str; 4] = [
     "tidb-controller",
 ];
 
+/// Both local control planes, each with the CRDs and every controller's identity, their clients,
+/// and a test namespace of the same name on each (the simulator watches one namespace of each).
+struct Sides {
+    first: LocalCluster,
+    second: LocalCluster,
+    client_1: Client,
+    client_2: Client,
+    ns_1: TestNamespace,
+    ns_2: TestNamespace,
+}
+
+impl Sides {
+    async fn start(prefix: &str) -> Sides {
+        let first = LocalCluster::get().unwrap();
+        let second = LocalCluster::second().unwrap();
+        for cluster in [&first, &second] {
+            ensure_crds(cluster).unwrap();
+            for binary in BINARIES {
+                apply_controller_identity(cluster, binary).unwrap();
+            }
+        }
+        let client_1 = first.client().await.unwrap();
+        let client_2 = second.client().await.unwrap();
+        let ns_1 = TestNamespace::create(&first, &client_1, prefix)
+            .await
+            .unwrap();
+        let ns_2 = TestNamespace::create_named(&second, &client_2, ns_1.name(), prefix)
+            .await
+            .unwrap();
+        Sides {
+            first,
+            second,
+            client_1,
+            client_2,
+            ns_1,
+            ns_2,
+        }
+    }
+}
+
 /// Every controller of one Kubernetes cluster, pointed at the simulator; the cluster-controller
 /// looks at settled Clusters often, so members that join elsewhere show soon.
 async fn controllers(
@@ -184,24 +224,15 @@ async fn wait_ready(
 
 #[tokio::test]
 async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
-    let first = LocalCluster::get().unwrap();
-    let second = LocalCluster::second().unwrap();
-    for cluster in [&first, &second] {
-        ensure_crds(cluster).unwrap();
-        for binary in BINARIES {
-            apply_controller_identity(cluster, binary).unwrap();
-        }
-    }
-    let client_1 = first.client().await.unwrap();
-    let client_2 = second.client().await.unwrap();
-    // The same namespace name on both sides: the simulator watches one namespace of each.
-    let ns_1 = TestNamespace::create(&first, &client_1, "multicluster")
-        .await
-        .unwrap();
+    let Sides {
+        first,
+        second,
+        client_1,
+        client_2,
+        ns_1,
+        ns_2: _ns_2,
+    } = Sides::start("multicluster").await;
     let n = ns_1.name();
-    let _ns_2 = TestNamespace::create_named(&second, &client_2, n, "multicluster")
-        .await
-        .unwrap();
     let simulator = Simulator::start_across(&first, DOMAIN_1, &second, DOMAIN_2, n)
         .await
         .unwrap();
@@ -607,23 +638,15 @@ where
 async fn a_joined_kubernetes_cluster_exits_through_pd_and_leaves_nothing_behind() {
     use operator_api::core::TiKV;
 
-    let first = LocalCluster::get().unwrap();
-    let second = LocalCluster::second().unwrap();
-    for cluster in [&first, &second] {
-        ensure_crds(cluster).unwrap();
-        for binary in BINARIES {
-            apply_controller_identity(cluster, binary).unwrap();
-        }
-    }
-    let client_1 = first.client().await.unwrap();
-    let client_2 = second.client().await.unwrap();
-    let ns_1 = TestNamespace::create(&first, &client_1, "mc-exit")
-        .await
-        .unwrap();
+    let Sides {
+        first,
+        second,
+        client_1,
+        client_2,
+        ns_1,
+        ns_2: _ns_2,
+    } = Sides::start("mc-exit").await;
     let n = ns_1.name();
-    let _ns_2 = TestNamespace::create_named(&second, &client_2, n, "mc-exit")
-        .await
-        .unwrap();
     let simulator = Simulator::start_across(&first, DOMAIN_1, &second, DOMAIN_2, n)
         .await
         .unwrap();
@@ -1016,21 +1039,7 @@ async fn wait_issued(cluster: &LocalCluster, client: &Client, n: &str, names: &[
         n,
         &format!("cert-manager issued {names:?}"),
         WAIT,
-        || async {
-            for name in names {
-                let Some(secret) = secrets.get_opt(name).await? else {
-                    return Ok::<_, kube::Error>(false);
-                };
-                let data = secret.data.unwrap_or_default();
-                if !["tls.crt", "tls.key", "ca.crt"]
-                    .iter()
-                    .all(|k| data.contains_key(*k))
-                {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        },
+        || scenarios::issued(&secrets, names),
     )
     .await
     .unwrap();
@@ -1043,23 +1052,15 @@ async fn wait_issued(cluster: &LocalCluster, client: &Client, n: &str, names: &[
 /// reach the PD it joins and creates nothing.
 #[tokio::test]
 async fn a_cluster_joins_over_mutual_tls_with_certificates_of_one_ca() {
-    let first = LocalCluster::get().unwrap();
-    let second = LocalCluster::second().unwrap();
-    for cluster in [&first, &second] {
-        ensure_crds(cluster).unwrap();
-        for binary in BINARIES {
-            apply_controller_identity(cluster, binary).unwrap();
-        }
-    }
-    let client_1 = first.client().await.unwrap();
-    let client_2 = second.client().await.unwrap();
-    let ns_1 = TestNamespace::create(&first, &client_1, "mc-tls")
-        .await
-        .unwrap();
+    let Sides {
+        first,
+        second,
+        client_1,
+        client_2,
+        ns_1,
+        ns_2: _ns_2,
+    } = Sides::start("mc-tls").await;
     let n = ns_1.name();
-    let _ns_2 = TestNamespace::create_named(&second, &client_2, n, "mc-tls")
-        .await
-        .unwrap();
     let _cert_manager_1 = CertManager::start(&first, n).await.unwrap();
     let _cert_manager_2 = CertManager::start(&second, n).await.unwrap();
 

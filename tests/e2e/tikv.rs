@@ -399,6 +399,13 @@ impl Scene {
         self.simulator.events(self.n(), cluster).await.unwrap()
     }
 
+    /// The simulator's events of `cluster` after sequence number `start`.
+    async fn events_since(&self, cluster: &str, start: u64) -> Vec<Value> {
+        let mut events = self.events(cluster).await;
+        events.retain(|e| event_seq(e) > start);
+        events
+    }
+
     async fn last_seq(&self, cluster: &str) -> u64 {
         self.events(cluster)
             .await
@@ -1632,12 +1639,7 @@ async fn a_scale_in_left_as_spec_offline_takes_out_that_store_and_no_other() {
     let left: BTreeSet<String> = names.iter().filter(|n| **n != chosen).cloned().collect();
     assert_eq!(scene.tikv_names().await, left, "{chosen} went, no other");
     let id = store_ids[&chosen].to_string();
-    let since: Vec<Value> = scene
-        .events(cluster)
-        .await
-        .into_iter()
-        .filter(|e| event_seq(e) > start)
-        .collect();
+    let since = scene.events_since(cluster, start).await;
     assert_eq!(
         events_of(&since, "store_deleted", &[]).len(),
         1,
@@ -1720,12 +1722,7 @@ async fn a_group_deleted_mid_scale_in_takes_its_instances_and_keeps_every_pvc() 
         .await;
 
     assert_eq!(claims().await, before, "every PVC is kept, the same ones");
-    let since: Vec<Value> = scene
-        .events(cluster)
-        .await
-        .into_iter()
-        .filter(|e| event_seq(e) > start)
-        .collect();
+    let since = scene.events_since(cluster, start).await;
     assert_eq!(
         events_of(&since, "store_deleted", &[]).len(),
         1,

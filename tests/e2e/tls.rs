@@ -197,21 +197,7 @@ impl Scene {
             self.n(),
             "cert-manager issued every certificate (tls.crt, tls.key, ca.crt)",
             WAIT,
-            || async {
-                for name in &wanted {
-                    let Some(secret) = secrets.get_opt(name).await? else {
-                        return Ok::<_, kube::Error>(false);
-                    };
-                    let data = secret.data.unwrap_or_default();
-                    if !["tls.crt", "tls.key", "ca.crt"]
-                        .iter()
-                        .all(|k| data.contains_key(*k))
-                    {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            },
+            || scenarios::issued(&secrets, &wanted),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}\n--- cert-manager ---\n{}", cert_manager.output()));
