@@ -381,55 +381,7 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
         [1, 0, 0],
     )
     .await;
-    let groups: Api<PDGroup> = Api::namespaced(client_2.clone(), n);
-    wait_until(
-        &second.kubectl(),
-        n,
-        "PDGroup lost-pd says the PD it joins does not answer",
-        WAIT,
-        || async {
-            let g = groups.get("lost-pd").await?;
-            Ok::<_, kube::Error>(
-                g.conditions()
-                    .iter()
-                    .any(|c| c.reason == "JoinTargetUnreachable" && c.message.contains(&nowhere)),
-            )
-        },
-    )
-    .await
-    .unwrap();
-    let events = second
-        .kubectl()
-        .ok(&["get", "events", "-n", n, "-o", "json"], None)
-        .unwrap();
-    assert!(
-        events.contains("JoinTargetUnreachable") && events.contains(&nowhere),
-        "an Event says why: {events}"
-    );
-    let selector = ListParams::default().labels(&format!("{LABEL_CLUSTER}=lost"));
-    assert!(
-        Api::<PD>::namespaced(client_2.clone(), n)
-            .list(&selector)
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
-        "no PD instance of the lost Cluster"
-    );
-    assert!(
-        Api::<Pod>::namespaced(client_2.clone(), n)
-            .list(&selector)
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
-        "no Pod of the lost Cluster"
-    );
-    let groups = groups.get("lost-pd").await.unwrap();
-    assert!(
-        !groups.spec.bootstrapped,
-        "the lost group never counts as bootstrapped"
-    );
+    refused_join(&second, &client_2, n, "lost", &nowhere).await;
 
     upgrade_both_sides(&simulator, n, [(&first, &client_1), (&second, &client_2)]).await;
 
@@ -437,6 +389,61 @@ async fn a_cluster_in_a_second_kubernetes_cluster_joins_the_pd_of_the_first() {
         .verdict(n, "one", &Allowed::none())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Cluster `name` (groups `<name>-...`), joining a PD it cannot reach at `url`: its PDGroup says
+/// so in a condition and an Event, never counts as bootstrapped, and nothing of it is created
+/// that could bootstrap a second PD cluster.
+async fn refused_join(cluster: &LocalCluster, client: &Client, n: &str, name: &str, url: &str) {
+    let group = format!("{name}-pd");
+    let groups: Api<PDGroup> = Api::namespaced(client.clone(), n);
+    wait_until(
+        &cluster.kubectl(),
+        n,
+        &format!("PDGroup {group} says the PD it joins does not answer"),
+        WAIT,
+        || async {
+            let g = groups.get(&group).await?;
+            Ok::<_, kube::Error>(
+                g.conditions()
+                    .iter()
+                    .any(|c| c.reason == "JoinTargetUnreachable" && c.message.contains(url)),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let events = cluster
+        .kubectl()
+        .ok(&["get", "events", "-n", n, "-o", "json"], None)
+        .unwrap();
+    assert!(
+        events.contains("JoinTargetUnreachable") && events.contains(url),
+        "an Event says why: {events}"
+    );
+    let selector = ListParams::default().labels(&format!("{LABEL_CLUSTER}={name}"));
+    assert!(
+        Api::<PD>::namespaced(client.clone(), n)
+            .list(&selector)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no PD instance of Cluster {name}"
+    );
+    assert!(
+        Api::<Pod>::namespaced(client.clone(), n)
+            .list(&selector)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no Pod of Cluster {name}"
+    );
+    assert!(
+        !groups.get(&group).await.unwrap().spec.bootstrapped,
+        "{group} never counts as bootstrapped"
+    );
 }
 
 /// The new version applied to every group of both sides at once; checks the order from the
@@ -1185,33 +1192,7 @@ async fn a_cluster_joins_over_mutual_tls_with_certificates_of_one_ca() {
         [1, 0, 0],
     )
     .await;
-    let groups: Api<PDGroup> = Api::namespaced(client_2.clone(), n);
-    wait_until(
-        &second.kubectl(),
-        n,
-        "PDGroup stray-pd says the PD it joins does not answer",
-        WAIT,
-        || async {
-            let g = groups.get("stray-pd").await?;
-            Ok::<_, kube::Error>(
-                g.conditions()
-                    .iter()
-                    .any(|c| c.reason == "JoinTargetUnreachable" && c.message.contains(&join[0])),
-            )
-        },
-    )
-    .await
-    .unwrap();
-    let selector = ListParams::default().labels(&format!("{LABEL_CLUSTER}=stray"));
-    assert!(
-        Api::<Pod>::namespaced(client_2.clone(), n)
-            .list(&selector)
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
-        "no Pod of the stray Cluster"
-    );
+    refused_join(&second, &client_2, n, "stray", &join[0]).await;
     let pd = format!("{}/clusters/{n}/one/pd/api/v1", simulator.simulator.url);
     let members: serde_json::Value =
         serde_json::from_str(&http_get(&format!("{pd}/members")).await.unwrap()).unwrap();

@@ -281,13 +281,21 @@ impl Scene {
     /// A scene whose Regions move one per 500 ms tick, with `cluster` of PD 3 and TiKV 4 up:
     /// a store taken out stays Offline long enough to act on it meanwhile.
     async fn four_slow_stores(prefix: &str, cluster: &str) -> Scene {
-        let scene = Scene::start(Options {
-            prefix,
-            tick: "500ms",
-            simulator_flags: &["--moves-per-tick=1"],
-            ..Options::default()
-        })
-        .await;
+        Scene::four_stores(
+            Options {
+                prefix,
+                tick: "500ms",
+                simulator_flags: &["--moves-per-tick=1"],
+                ..Options::default()
+            },
+            cluster,
+        )
+        .await
+    }
+
+    /// A scene with Cluster `cluster` up: 3 PD members and 4 stores, all Ready.
+    async fn four_stores(options: Options<'_>, cluster: &str) -> Scene {
+        let scene = Scene::start(options).await;
         scene.create_cluster(cluster).await;
         scene.create_pd(cluster, 3).await;
         scene.create_tikv(cluster, 4).await;
@@ -1598,16 +1606,11 @@ async fn a_scale_in_cancelled_by_scaling_out_keeps_the_store() {
 #[tokio::test]
 async fn a_scale_in_left_as_spec_offline_takes_out_that_store_and_no_other() {
     let cluster = "left";
-    let mut scene = Scene::start(Options {
+    let options = Options {
         prefix: "tikv-left",
         ..Options::default()
-    })
-    .await;
-    scene.create_cluster(cluster).await;
-    scene.create_pd(cluster, 3).await;
-    scene.create_tikv(cluster, 4).await;
-    scene.wait_pd(cluster, 3, "v8.5.2").await;
-    scene.wait_tikv(cluster, 4, "v8.5.2").await;
+    };
+    let mut scene = Scene::four_stores(options, cluster).await;
     let names = scene.tikv_names().await;
     let uids = scene.pod_uids("tikv").await;
     let store_ids = scene.store_ids(cluster).await;
