@@ -93,6 +93,12 @@ impl Scene {
     }
 
     async fn create_group(&self, cluster: &str, replicas: i32, template: Value) {
+        self.create_group_with(cluster, replicas, template, json!({}))
+            .await;
+    }
+
+    /// [`Scene::create_group`], with the fields of `extra` added to the group's spec.
+    async fn create_group_with(&self, cluster: &str, replicas: i32, template: Value, extra: Value) {
         let mut spec = json!({
             "version": "v8.5.2",
             "volumes": [{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}],
@@ -101,7 +107,7 @@ impl Scene {
         if let (Some(base), Some(extra)) = (spec.as_object_mut(), template.as_object()) {
             base.extend(extra.clone());
         }
-        let group: PDGroup = serde_json::from_value(json!({
+        let mut group = json!({
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "PDGroup",
             "metadata": {"name": "pd"},
             "spec": {
@@ -114,8 +120,11 @@ impl Scene {
                 ]}}],
                 "template": {"spec": spec}
             }
-        }))
-        .unwrap();
+        });
+        if let (Some(spec), Some(extra)) = (group["spec"].as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let group: PDGroup = serde_json::from_value(group).unwrap();
         self.groups()
             .create(&PostParams::default(), &group)
             .await
@@ -484,6 +493,79 @@ async fn hot_reload_updates_the_config_map_and_restarts_nothing() {
     scene
         .simulator
         .verdict(scene.n(), "hot", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// With the `UsePDReadyAPI` gate, every PD Pod's readiness probe asks PD's ready API on the
+/// member's own port, and a member is Ready only while that API says so: while PD answers 500
+/// (Regions not loaded) every member says `RegionsNotLoaded` and the group is not Ready, though
+/// PD reports them healthy; once it answers 200 they are Ready again. Nothing restarts.
+#[tokio::test]
+async fn with_the_ready_api_gate_a_member_is_ready_only_when_pd_says_so() {
+    let scene = Scene::start("pd-ready", 1).await;
+    scene.create_cluster("ready").await;
+    scene
+        .create_group_with(
+            "ready",
+            3,
+            json!({}),
+            json!({"features": ["UsePDReadyAPI"]}),
+        )
+        .await;
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    let uids = scene.pod_uids().await;
+    for pod in scene.pods().list(&ListParams::default()).await.unwrap() {
+        let probe = pod.spec.unwrap().containers[0]
+            .readiness_probe
+            .clone()
+            .unwrap();
+        let command = probe.exec.and_then(|e| e.command).unwrap_or_default();
+        assert!(
+            command
+                .iter()
+                .any(|c| c.contains("127.0.0.1:2379/pd/api/v2/ready")),
+            "{command:?}"
+        );
+    }
+
+    scene
+        .simulator
+        .set_fault(scene.n(), "ready", "pd-regions-not-loaded")
+        .await
+        .unwrap();
+    let pds = scene.pds();
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "every PD member RegionsNotLoaded",
+        CONVERGE,
+        || async {
+            let list = pds.list(&ListParams::default()).await?;
+            Ok::<_, kube::Error>(
+                list.items.len() == 3
+                    && list.items.iter().all(|pd| {
+                        conditions::find(pd.conditions(), conditions::READY)
+                            .is_some_and(|c| c.status == "False" && c.reason == "RegionsNotLoaded")
+                    }),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let group = scene.groups().get("pd").await.unwrap();
+    assert!(!conditions::is_true(group.conditions(), conditions::READY));
+
+    scene
+        .simulator
+        .clear_fault(scene.n(), "ready", "pd-regions-not-loaded")
+        .await
+        .unwrap();
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    assert_eq!(scene.pod_uids().await, uids, "nothing restarted");
+    scene
+        .simulator
+        .verdict(scene.n(), "ready", &scenarios::Allowed::none())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -101,6 +101,19 @@ impl PdClient {
         self.get(&["members"], &[]).await?.json()
     }
 
+    /// `GET /pd/api/v2/ready` (`/pd/api/v2/readyz` with `v2`), asked of one member: `true` when
+    /// it is ready (200), `false` while it is still loading its Regions (500). Any other answer is
+    /// the error, a 404 included (a PD before v8.5.2 has no such path).
+    pub async fn ready(&self, v2: bool) -> Result<bool> {
+        let leaf = if v2 { "readyz" } else { "ready" };
+        let url = join(&self.base_url, &["pd", "api", "v2", leaf])?;
+        match self.send_url(Method::GET, url, leaf, &[], None).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(500) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /pd/api/v1/leader`: the PD leader; [`Error::NoLeader`] while none is elected (PD
     /// answers `null` then).
     pub async fn leader(&self) -> Result<Member> {

@@ -832,3 +832,20 @@ async fn etcd_keys_are_read_and_swapped_through_the_gateway() {
     assert_eq!(pd.etcd_get("/k").await.unwrap(), None);
     assert!(pd.etcd_put_if("/k", b"mine", None).await.unwrap());
 }
+
+#[tokio::test]
+async fn a_members_ready_api_says_ready_not_yet_or_not_there() {
+    let (server, base) = Server::start(&[
+        (Method::GET, "/pd/api/v2/ready", 200, ""),
+        (Method::GET, "/pd/api/v2/readyz", 500, "regions not loaded"),
+    ])
+    .await;
+    let pd = client(&base);
+    assert!(pd.ready(false).await.unwrap());
+    assert_eq!(server.last().path, format!("{PREFIX}/pd/api/v2/ready"));
+    assert!(!pd.ready(true).await.unwrap(), "500 while Regions load");
+    assert_eq!(server.last().path, format!("{PREFIX}/pd/api/v2/readyz"));
+    // A PD without the path: the 404 is the caller's to weigh against the version.
+    let (_, base) = Server::start(&[]).await;
+    assert!(client(&base).ready(false).await.unwrap_err().is_not_found());
+}

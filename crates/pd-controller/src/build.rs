@@ -13,6 +13,8 @@ use operator_runtime::dns::Dns;
 use operator_runtime::handover;
 use operator_runtime::tls::{self, SecretMount};
 
+use crate::ready;
+
 /// Name of the component label value and of the container.
 pub const COMPONENT: &str = keys::COMPONENT_PD;
 /// Where the config file is mounted.
@@ -239,11 +241,14 @@ pub fn pod(pd: &PD) -> Result<Pod, BuildError> {
     let spec = &pd.spec.template;
     let default_paths = [(PD_VOLUME_MOUNT_TYPE_DATA, PD_DATA_DEFAULT_PATH)];
     let (volumes, mounts) = build::volumes_of(pd, CONFIG_DIR, &default_paths)?;
-    let readiness = (!pd
-        .spec
-        .features
-        .contains(&Feature::DisablePDDefaultReadinessProbe))
-    .then(|| build::tcp_readiness(PD_PORT_NAME_CLIENT));
+    let readiness = match ready::api(pd) {
+        Some(v2) => Some(ready::probe(pd, v2)),
+        None => (!pd
+            .spec
+            .features
+            .contains(&Feature::DisablePDDefaultReadinessProbe))
+        .then(|| build::tcp_readiness(PD_PORT_NAME_CLIENT)),
+    };
     let container = Container {
         readiness_probe: readiness,
         ..build::server_container(

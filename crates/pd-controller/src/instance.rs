@@ -29,6 +29,7 @@ use crate::build::{self, Membership};
 use crate::context::{Ctx, MANAGER};
 use crate::member::{self, CordonStep, Observed, RestartStep};
 use crate::online;
+use crate::ready;
 use crate::slot;
 
 /// Reason of an instance waiting for the other first members before it starts.
@@ -200,6 +201,15 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
     )?;
     instance::create_pvcs(ctx, MANAGER, pd, build::pvcs(pd)?).await?;
     let observed = Observed::of(&pd_api).await;
+    // With a ready-API gate, a serving member is Ready only once it says so itself.
+    let not_ready = match ready::api(pd) {
+        Some(v2) if existing_pod.as_ref().is_some_and(is_ready) && observed.healthy(&name) => {
+            let member_api = ctx.pd(namespace, cluster_name, build::client_url(pd, &dns))?;
+            let answer = member_api.ready(v2).await;
+            ready::verdict(&answer, &pd.spec.template.common.version, v2)
+        }
+        _ => None,
+    };
     let node = node::pod_node(&ctx.nodes, existing_pod.as_ref());
     let cordoned = cordoned_members(ctx, pd, namespace);
     let common = &pd.spec.template.common;
@@ -261,8 +271,14 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
                 }
                 RestartStep::Wait { reason, message } => {
                     // It still serves: `Ready` stays as observed, `Synced` says why it waits.
-                    let mut status =
-                        observe_status(pd, &existing_pod, &desired_pod, &observed, None);
+                    let mut status = observe_status(
+                        pd,
+                        &existing_pod,
+                        &desired_pod,
+                        &observed,
+                        &not_ready,
+                        None,
+                    );
                     if config_change.is_some() {
                         status.last_config_change = config_change;
                     }
@@ -327,7 +343,14 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
             warn!(pd = %name, error = %e, "cannot settle PD's restart slot");
         }
     }
-    let mut status = observe_status(pd, &existing_pod, &desired_pod, &observed, config_pending);
+    let mut status = observe_status(
+        pd,
+        &existing_pod,
+        &desired_pod,
+        &observed,
+        &not_ready,
+        config_pending,
+    );
     if config_change.is_some() {
         status.last_config_change = config_change;
     }
@@ -606,6 +629,7 @@ fn observe_status(
     pod: &Option<Pod>,
     desired: &Pod,
     observed: &Observed,
+    not_ready: &Option<(&'static str, String)>,
     config_pending: Option<String>,
 ) -> PDStatus {
     let name = pd.name_any();
@@ -648,7 +672,10 @@ fn observe_status(
                 reasons::INSTANCE_NOT_HEALTHY,
                 "PD reports the member unhealthy".to_string(),
             ),
-            None => (true, reasons::READY, "the member is healthy".to_string()),
+            None => match not_ready {
+                Some((reason, message)) => (false, *reason, message.clone()),
+                None => (true, reasons::READY, "the member is healthy".to_string()),
+            },
         },
     };
     set(&mut status, conditions::READY, ready, reason, message);

@@ -7,6 +7,7 @@ mod group;
 mod instance;
 mod member;
 mod online;
+mod ready;
 mod slot;
 
 use anyhow::Result;

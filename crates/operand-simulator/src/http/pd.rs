@@ -66,6 +66,10 @@ pub(super) fn routes() -> Router<SharedSim> {
             "/clusters/{namespace}/{cluster}/pd/api/v2/ready",
             get(ready),
         )
+        .route(
+            "/clusters/{namespace}/{cluster}/pd/api/v2/readyz",
+            get(ready),
+        )
         .route("/clusters/{namespace}/{cluster}/pd/{*rest}", any(unknown))
 }
 
@@ -529,7 +533,13 @@ async fn regions_check(
 }
 
 async fn ready(State(sim): State<SharedSim>, Path(p): Path<ClusterPath>) -> Response {
-    with_pd(&sim, &p, |_, _| ok(&Value::Null))
+    with_pd(&sim, &p, |c, _| {
+        if c.faults().pd_regions_not_loaded {
+            // PD's handler answers 500 until its region storage is loaded.
+            return Err(ApiError::new(500, "regions not loaded"));
+        }
+        ok(&Value::Null)
+    })
 }
 
 async fn unknown(State(sim): State<SharedSim>, Path(p): Path<ClusterPath>) -> Response {

@@ -76,6 +76,9 @@ pub enum Fault {
     PdMemberDown(String),
     /// PD has no leader, whatever its members do.
     PdQuorumLost,
+    /// PD's ready API (`/pd/api/v2/ready`, `readyz`) answers 500, as a member still loading its
+    /// Regions does; everything else serves.
+    PdRegionsNotLoaded,
     /// Every Pod of the cluster on this Node is treated as not running.
     NodeLost(String),
     /// The evict-leader scheduler moves one leader off the store per [`SLOW_DRAIN_TICKS`].
@@ -107,6 +110,7 @@ impl Fault {
             Self::StoreAddressChanged(_) => "store-address-changed",
             Self::PdMemberDown(_) => "pd-member-down",
             Self::PdQuorumLost => "pd-quorum-lost",
+            Self::PdRegionsNotLoaded => "pd-regions-not-loaded",
             Self::NodeLost(_) => "node-lost",
             Self::SlowDrain(_) => "slow-drain",
             Self::StoreFlap(_) => "store-flap",
@@ -119,7 +123,7 @@ impl Fault {
     /// What the fault applies to, if it takes a target.
     pub fn target(&self) -> Option<String> {
         match self {
-            Self::PdUnreachable | Self::PdQuorumLost => None,
+            Self::PdUnreachable | Self::PdQuorumLost | Self::PdRegionsNotLoaded => None,
             Self::MemberUnhealthy(n)
             | Self::TidbUnhealthy(n)
             | Self::PdMemberDown(n)
@@ -154,6 +158,7 @@ impl Fault {
             "store-address-changed" => Self::StoreAddressChanged(StoreRef::parse(&need(target)?)),
             "pd-member-down" => Self::PdMemberDown(need(target)?),
             "pd-quorum-lost" => Self::PdQuorumLost,
+            "pd-regions-not-loaded" => Self::PdRegionsNotLoaded,
             "node-lost" => Self::NodeLost(need(target)?),
             "slow-drain" => Self::SlowDrain(StoreRef::parse(&need(target)?)),
             "store-flap" => Self::StoreFlap(StoreRef::parse(&need(target)?)),
@@ -197,6 +202,8 @@ pub struct Faults {
     pub down_members: BTreeSet<String>,
     /// PD has no leader.
     pub pd_quorum_lost: bool,
+    /// PD's ready API answers 500.
+    pub pd_regions_not_loaded: bool,
     /// Nodes whose Pods are treated as not running.
     pub lost_nodes: BTreeSet<String>,
     /// Stores whose leaders drain slowly.
@@ -237,6 +244,7 @@ impl Faults {
             Fault::StoreAddressChanged(s) => self.moved_stores.insert(s.clone()),
             Fault::PdMemberDown(n) => self.down_members.insert(n.clone()),
             Fault::PdQuorumLost => !std::mem::replace(&mut self.pd_quorum_lost, true),
+            Fault::PdRegionsNotLoaded => !std::mem::replace(&mut self.pd_regions_not_loaded, true),
             Fault::NodeLost(n) => self.lost_nodes.insert(n.clone()),
             Fault::SlowDrain(s) => self.slow_drain_stores.insert(s.clone()),
             Fault::StoreFlap(s) => {
@@ -267,6 +275,7 @@ impl Faults {
             Fault::StoreAddressChanged(s) => self.moved_stores.remove(s),
             Fault::PdMemberDown(n) => self.down_members.remove(n),
             Fault::PdQuorumLost => std::mem::replace(&mut self.pd_quorum_lost, false),
+            Fault::PdRegionsNotLoaded => std::mem::replace(&mut self.pd_regions_not_loaded, false),
             Fault::NodeLost(n) => self.lost_nodes.remove(n),
             Fault::SlowDrain(s) => self.slow_drain_stores.remove(s),
             Fault::StoreFlap(s) => {
