@@ -553,8 +553,19 @@ async fn with_the_ready_api_gate_a_member_is_ready_only_when_pd_says_so() {
     )
     .await
     .unwrap();
-    let group = scene.groups().get("pd").await.unwrap();
-    assert!(!conditions::is_true(group.conditions(), conditions::READY));
+    let groups = scene.groups();
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "PDGroup pd not Ready",
+        CONVERGE,
+        || async {
+            let group = groups.get("pd").await?;
+            Ok::<_, kube::Error>(!conditions::is_true(group.conditions(), conditions::READY))
+        },
+    )
+    .await
+    .unwrap();
 
     scene
         .simulator

@@ -200,9 +200,9 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
         build::group_client_url(pd, &group_name, &dns),
     )?;
     instance::create_pvcs(ctx, MANAGER, pd, build::pvcs(pd)?).await?;
-    let observed = Observed::of(&pd_api).await;
+    let mut observed = Observed::of(&pd_api).await;
     // With a ready-API gate, a serving member is Ready only once it says so itself.
-    let not_ready = match ready::api(pd) {
+    observed.not_ready = match ready::api(pd) {
         Some(v2) if existing_pod.as_ref().is_some_and(is_ready) && observed.healthy(&name) => {
             let member_api = ctx.pd(namespace, cluster_name, build::client_url(pd, &dns))?;
             let answer = member_api.ready(v2).await;
@@ -271,14 +271,8 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
                 }
                 RestartStep::Wait { reason, message } => {
                     // It still serves: `Ready` stays as observed, `Synced` says why it waits.
-                    let mut status = observe_status(
-                        pd,
-                        &existing_pod,
-                        &desired_pod,
-                        &observed,
-                        &not_ready,
-                        None,
-                    );
+                    let mut status =
+                        observe_status(pd, &existing_pod, &desired_pod, &observed, None);
                     if config_change.is_some() {
                         status.last_config_change = config_change;
                     }
@@ -343,14 +337,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
             warn!(pd = %name, error = %e, "cannot settle PD's restart slot");
         }
     }
-    let mut status = observe_status(
-        pd,
-        &existing_pod,
-        &desired_pod,
-        &observed,
-        &not_ready,
-        config_pending,
-    );
+    let mut status = observe_status(pd, &existing_pod, &desired_pod, &observed, config_pending);
     if config_change.is_some() {
         status.last_config_change = config_change;
     }
@@ -629,7 +616,6 @@ fn observe_status(
     pod: &Option<Pod>,
     desired: &Pod,
     observed: &Observed,
-    not_ready: &Option<(&'static str, String)>,
     config_pending: Option<String>,
 ) -> PDStatus {
     let name = pd.name_any();
@@ -672,7 +658,7 @@ fn observe_status(
                 reasons::INSTANCE_NOT_HEALTHY,
                 "PD reports the member unhealthy".to_string(),
             ),
-            None => match not_ready {
+            None => match &observed.not_ready {
                 Some((reason, message)) => (false, *reason, message.clone()),
                 None => (true, reasons::READY, "the member is healthy".to_string()),
             },
@@ -734,7 +720,7 @@ mod tests {
                     })
                     .collect(),
             ),
-            error: None,
+            ..Observed::default()
         }
     }
 

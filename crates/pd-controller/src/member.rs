@@ -24,6 +24,9 @@ pub struct Observed {
     pub health: Option<Vec<MemberHealth>>,
     /// Why PD did not answer.
     pub error: Option<String>,
+    /// Why the member's own ready API says it is not ready, when a gate asks it
+    /// ([`crate::ready`]).
+    pub not_ready: Option<(&'static str, String)>,
 }
 
 impl Observed {
@@ -33,7 +36,7 @@ impl Observed {
             Ok(members) => Observed {
                 members: Some(members),
                 health: pd.health().await.ok(),
-                error: None,
+                ..Observed::default()
             },
             Err(e) => Observed {
                 error: Some(e.to_string()),
@@ -230,7 +233,7 @@ mod tests {
                     })
                     .collect(),
             ),
-            error: None,
+            ..Observed::default()
         }
     }
 
