@@ -331,7 +331,10 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
         cordon(ctx, pd, &pd_api, &observed, &node, &cordoned).await?
     };
     if !restarting && shares_pd(ctx, pd, namespace, &observed) {
-        let serves = existing_pod.as_ref().is_some_and(is_ready) && observed.healthy(&name);
+        // Serving, as Ready counts it: with a ready-API gate, its Regions loaded too.
+        let serves = existing_pod.as_ref().is_some_and(is_ready)
+            && observed.healthy(&name)
+            && observed.not_ready.is_none();
         if let Err(e) = slot::settle(&pd_api, &name, serves).await {
             // Left for the next reconcile; an unrenewed claim ends on its own.
             warn!(pd = %name, error = %e, "cannot settle PD's restart slot");
