@@ -315,7 +315,24 @@ async fn the_plugin_shows_operates_and_diagnoses_a_cluster() {
     .unwrap();
 
     // A read-only identity sees everything and changes nothing: each change exits 4 and says why.
+    // The Cluster's own conditions follow its groups' a moment later (the cluster-controller may
+    // still be looking at the fault's last report): it too is healthy once they settle.
     let viewer = read_only_kubeconfig(&cluster, &client, &n).await;
+    wait_until(
+        &kubectl,
+        &n,
+        "`status` healthy for the read-only identity",
+        WAIT,
+        || {
+            let viewer = viewer.clone();
+            let n = n.clone();
+            async move {
+                Ok::<_, String>(run(&viewer, &n, &["status", CLUSTER]).status.code() == Some(0))
+            }
+        },
+    )
+    .await
+    .unwrap();
     let seen = run(&viewer, &n, &["status", CLUSTER, "-o", "json"]);
     assert_eq!(seen.status.code(), Some(0), "{}", show(&seen));
     assert_eq!(json_of(&seen)["healthy"], true);
