@@ -210,6 +210,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
         }
         _ => None,
     };
+    let shared = shares_pd(ctx, pd, namespace, &observed);
     let node = node::pod_node(&ctx.nodes, existing_pod.as_ref());
     let cordoned = cordoned_members(ctx, pd, namespace);
     let common = &pd.spec.template.common;
@@ -248,7 +249,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
             // it holds PD's restart slot: one member at a time across every side.
             if is_ready(pod)
                 && !matches!(step, RestartStep::Wait { .. })
-                && shares_pd(ctx, pd, namespace, &observed)
+                && shared
                 && let Some((reason, message)) = slot::acquire(&pd_api, &name).await
             {
                 step = RestartStep::Wait { reason, message };
@@ -330,7 +331,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
     } else {
         cordon(ctx, pd, &pd_api, &observed, &node, &cordoned).await?
     };
-    if !restarting && shares_pd(ctx, pd, namespace, &observed) {
+    if !restarting && shared {
         // Serving, as Ready counts it: with a ready-API gate, its Regions loaded too.
         let serves = existing_pod.as_ref().is_some_and(is_ready)
             && observed.healthy(&name)

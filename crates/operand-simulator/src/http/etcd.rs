@@ -1,5 +1,5 @@
 //! PD's embedded etcd as its JSON gateway serves it on PD's client URL (`/v3/kv/range`,
-//! `/v3/kv/put`, `/v3/kv/txn`): keys and values in base64, 64-bit numbers as strings, fields at
+//! `/v3/kv/txn`): keys and values in base64, 64-bit numbers as strings, fields at
 //! their default left out, as etcd's gateway writes them. Only single keys: no prefixes, leases
 //! or watches.
 
@@ -22,7 +22,6 @@ const P: &str = "/clusters/{namespace}/{cluster}/v3/kv";
 pub(super) fn routes() -> Router<SharedSim> {
     Router::new()
         .route(&format!("{P}/range"), post(range))
-        .route(&format!("{P}/put"), post(put))
         .route(&format!("{P}/txn"), post(txn))
 }
 
@@ -34,15 +33,6 @@ async fn range(State(sim): State<SharedSim>, Path(p): Path<ClusterPath>, body: B
         let mut answer = range_answer(&key, c.kv.get(&key));
         answer.insert("header".into(), header(&c.kv));
         ok(&answer)
-    })
-}
-
-async fn put(State(sim): State<SharedSim>, Path(p): Path<ClusterPath>, body: Bytes) -> Response {
-    with_pd(&sim, &p, |c, _| {
-        let req: Value = parse_body(&body)?;
-        let op = Op::Put(bytes(&req, "key")?, bytes(&req, "value")?);
-        c.kv.txn(&[], &[op], &[]);
-        ok(&json!({"header": header(&c.kv)}))
     })
 }
 
