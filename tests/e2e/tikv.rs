@@ -898,7 +898,9 @@ async fn a_tikv_only_cluster_comes_up_with_serving_stores_labelled_by_their_node
         assert!(pvc.owner_references().is_empty());
     }
 
-    // Store labels: the zone and host of the Node each Pod landed on.
+    // Store labels: the zone and host of the Node each Pod landed on, and the group's placement
+    // label (`<namespace>.<group>`, tidb-operator v2's).
+    let group_label = format!("{}.tikv", scene.n());
     let nodes: Api<Node> = Api::all(scene.client.clone());
     let labels_match = || async {
         let stores = scene.stores(cluster).await;
@@ -919,6 +921,7 @@ async fn a_tikv_only_cluster_comes_up_with_serving_stores_labelled_by_their_node
             if store["labels"]["zone"] != zone.as_str()
                 || store["labels"]["host"] != node_name.as_str()
                 || store["labels"]["disk"] != "nvme"
+                || store["labels"]["k/tikvgroup"] != group_label.as_str()
             {
                 return Ok(false);
             }
@@ -984,6 +987,70 @@ async fn a_tikv_only_cluster_comes_up_with_serving_stores_labelled_by_their_node
         labels_before,
         "labels that already match are not set again"
     );
+
+    // `placement.exclusive` marks every store `$k/exclusive=true` through PD, restarting nothing;
+    // turned off again, the label is deleted (setting labels in PD never removes one).
+    let uids = scene.pod_uids("tikv").await;
+    let exclusive_is = |want: Option<&'static str>| {
+        let (scene, tikvs, group_label) = (&scene, &tikvs, &group_label);
+        async move {
+            let stores = scene.stores(cluster).await;
+            Ok(tikvs.iter().all(|tikv| {
+                stores
+                    .iter()
+                    .find(|s| s["instance"] == tikv.name_any().as_str())
+                    .is_some_and(|s| {
+                        s["labels"]["$k/exclusive"].as_str() == want
+                            && s["labels"]["k/tikvgroup"] == group_label.as_str()
+                    })
+            }))
+        }
+    };
+    let placement = |exclusive: bool| json!({"spec": {"template": {"spec": {"placement": {"exclusive": exclusive}}}}});
+    scene
+        .patch_group::<TiKVGroup>("tikv", placement(true))
+        .await;
+    scene
+        .wait(
+            cluster,
+            "every store labelled $k/exclusive=true",
+            Duration::from_secs(60),
+            || exclusive_is(Some("true")),
+        )
+        .await;
+    scene
+        .patch_group::<TiKVGroup>("tikv", placement(false))
+        .await;
+    scene
+        .wait(
+            cluster,
+            "the $k/exclusive label deleted from every store",
+            Duration::from_secs(60),
+            || exclusive_is(None),
+        )
+        .await;
+    assert_eq!(
+        scene.pod_uids("tikv").await,
+        uids,
+        "a placement change restarts no TiKV Pod"
+    );
+    scene
+        .wait(
+            cluster,
+            "a StoreLabelDeleted Event for each store",
+            Duration::from_secs(30),
+            || async {
+                let deleted: BTreeSet<String> = scene
+                    .k8s_events()
+                    .await
+                    .into_iter()
+                    .filter(|(_, reason, _)| reason == "StoreLabelDeleted")
+                    .map(|(object, _, _)| object)
+                    .collect();
+                Ok(deleted.len() == 3)
+            },
+        )
+        .await;
 
     // Disruption budgets: one per group, owned by it and selecting its Pods. A drain (the
     // Eviction API) takes one TiKV Pod, is refused every other while that store is away, and

@@ -245,6 +245,20 @@ impl PdClient {
         .map(drop)
     }
 
+    /// `DELETE /pd/api/v1/store/{id}/label` with the key as a JSON string: removes that one
+    /// label (setting labels only ever adds or overwrites them).
+    pub async fn delete_store_label(&self, id: u64, key: &str) -> Result<()> {
+        let body = serde_json::json!(key);
+        self.send(
+            Method::DELETE,
+            &["store", &id.to_string(), "label"],
+            &[],
+            Some(&body),
+        )
+        .await
+        .map(drop)
+    }
+
     /// `GET /pd/api/v1/schedulers`: the names of the schedulers that run.
     pub async fn schedulers(&self) -> Result<Vec<String>> {
         let reply = self.get(&["schedulers"], &[]).await?;

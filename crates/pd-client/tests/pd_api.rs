@@ -289,6 +289,12 @@ async fn writes_send_the_right_method_path_query_and_body() {
             r#""The store's label is updated.""#,
         ),
         (
+            Method::DELETE,
+            "/pd/api/v1/store/4/label",
+            200,
+            r#""The label $k/exclusive is deleted for store 4.""#,
+        ),
+        (
             Method::POST,
             "/pd/api/v1/schedulers",
             200,
@@ -357,6 +363,14 @@ async fn writes_send_the_right_method_path_query_and_body() {
         json(r#"{"zone": "z1", "host": "node-7"}"#)
     );
 
+    pd.delete_store_label(4, "$k/exclusive").await.unwrap();
+    let seen = server.last();
+    assert_eq!(
+        (seen.method, seen.path),
+        (Method::DELETE, format!("{PREFIX}/pd/api/v1/store/4/label"))
+    );
+    assert_eq!(json(&seen.body), json(r#""$k/exclusive""#));
+
     pd.add_evict_leader_scheduler(4).await.unwrap();
     let seen = server.last();
     assert_eq!(
@@ -377,7 +391,7 @@ async fn writes_send_the_right_method_path_query_and_body() {
             format!("{PREFIX}/pd/api/v1/schedulers/evict-leader-scheduler-4")
         )
     );
-    assert_eq!(server.seen().len(), 7);
+    assert_eq!(server.seen().len(), 8);
 }
 
 #[tokio::test]

@@ -505,8 +505,9 @@ async fn ensure_pvcs(scope: &Scope<'_>) -> Result<(), Error> {
     instance::create_pvcs(scope.ctx, MANAGER, scope.tikv, build::pvcs(scope.tikv)?).await
 }
 
-/// Pushes the template's `server.labels` and the Node's location labels to the store when they
-/// differ.
+/// Pushes the template's `server.labels`, the Node's location labels and the placement labels
+/// (the group's, and `$k/exclusive` with `placement.exclusive`) to the store when they differ,
+/// and deletes the exclusive label once the template stops asking for it.
 async fn sync_labels(
     scope: &Scope<'_>,
     replication: &ReplicationConfig,
@@ -526,12 +527,43 @@ async fn sync_labels(
         };
         store::desired_labels(&replication.location_labels, node.labels())
     };
-    let desired = store::store_labels(&scope.tikv.spec.template.server.labels, location);
+    let template = &scope.tikv.spec.template;
+    let exclusive = template
+        .placement
+        .as_ref()
+        .is_some_and(|p| p.exclusive == Some(true));
+    let group = scope
+        .tikv
+        .labels()
+        .get(keys::LABEL_GROUP)
+        .map(String::as_str);
+    let mut desired = store::store_labels(&template.server.labels, location);
+    desired.extend(store::placement_labels(&scope.namespace, group, exclusive));
+    let id = info.store.id;
+    if store::stale_exclusive_label(info, exclusive) {
+        let key = store::PLACEMENT_EXCLUSIVE_LABEL;
+        scope
+            .pd
+            .delete_store_label(id, key)
+            .await
+            .map_err(scope.pd_error())?;
+        scope.ctx.pd_changed(&scope.pd);
+        info!(store_id = id, label = key, "deleted store label");
+        scope
+            .ctx
+            .events
+            .normal(
+                scope.tikv,
+                "StoreLabelDeleted",
+                "Labels",
+                format!("store {id}: label {key} deleted (placement.exclusive is off)"),
+            )
+            .await;
+    }
     let missing = store::labels_to_set(info, &desired);
     if missing.is_empty() {
         return Ok(());
     }
-    let id = info.store.id;
     scope
         .pd
         .set_store_labels(id, &missing)

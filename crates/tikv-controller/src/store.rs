@@ -19,6 +19,11 @@ pub const NODE_LABEL_REGION: &str = "topology.kubernetes.io/region";
 pub const NODE_LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 /// Store label key PD reserves for itself.
 const RESERVED_LABEL: &str = "engine";
+/// Store label naming a TiKV store's group, `<namespace>.<group>` (tidb-operator v2's key, which
+/// its placement policies select stores by).
+pub const PLACEMENT_GROUP_LABEL: &str = "k/tikvgroup";
+/// Store label marking the stores of a group with `placement.exclusive` (value `true`).
+pub const PLACEMENT_EXCLUSIVE_LABEL: &str = "$k/exclusive";
 
 /// Shortest grace period a restarting TiKV Pod gets, in seconds.
 pub const MIN_GRACE_SECONDS: i64 = 30;
@@ -278,6 +283,32 @@ pub fn store_labels(
         .collect();
     labels.extend(location);
     labels
+}
+
+/// The placement labels of a TiKV store of `group` in `namespace`: the group's label always,
+/// the exclusive one when the template asks for it. A store of no group gets neither.
+pub fn placement_labels(
+    namespace: &str,
+    group: Option<&str>,
+    exclusive: bool,
+) -> BTreeMap<String, String> {
+    let Some(group) = group.filter(|g| !g.is_empty()) else {
+        return BTreeMap::new();
+    };
+    let mut labels = BTreeMap::from([(
+        PLACEMENT_GROUP_LABEL.to_owned(),
+        format!("{namespace}.{group}"),
+    )]);
+    if exclusive {
+        labels.insert(PLACEMENT_EXCLUSIVE_LABEL.to_owned(), "true".to_owned());
+    }
+    labels
+}
+
+/// Whether the store still carries the exclusive label its template no longer asks for. Setting
+/// labels only adds or overwrites in PD, so this one must be deleted on its own.
+pub fn stale_exclusive_label(info: &StoreInfo, exclusive: bool) -> bool {
+    !exclusive && info.store.label(PLACEMENT_EXCLUSIVE_LABEL).is_some()
 }
 
 /// The desired labels the store lacks or has with another value; empty when nothing to push.

@@ -45,7 +45,10 @@ pub(super) fn routes() -> Router<SharedSim> {
         .route(&r("/stores"), get(stores))
         .route(&r("/store/{id}"), get(store).delete(delete_store))
         .route(&r("/store/{id}/state"), post(set_store_state))
-        .route(&r("/store/{id}/label"), post(set_store_labels))
+        .route(
+            &r("/store/{id}/label"),
+            post(set_store_labels).delete(delete_store_label),
+        )
         .route(&r("/schedulers"), get(schedulers).post(add_scheduler))
         .route(&r("/schedulers/{name}"), delete(remove_scheduler))
         .route(
@@ -421,6 +424,21 @@ async fn set_store_labels(
         let force = query_pairs(&uri).iter().any(|(k, _)| k == "force");
         c.set_store_labels(id, labels, force, now)?;
         ok("The store's label is updated.")
+    })
+}
+
+/// `DELETE /store/{id}/label` with the label key as a JSON string, as PD reads it.
+async fn delete_store_label(
+    State(sim): State<SharedSim>,
+    Path(p): Path<ClusterPath>,
+    Path(i): Path<IdPath>,
+    body: Bytes,
+) -> Response {
+    with_raft(&sim, &p, |c, now| {
+        let id = parse_id(&i.id)?;
+        let key: String = parse_body(&body)?;
+        c.delete_store_label(id, &key, now)?;
+        ok(&format!("The label {key} is deleted for store {id}."))
     })
 }
 

@@ -1292,6 +1292,40 @@ impl ClusterState {
         Ok(())
     }
 
+    /// `DELETE /store/{id}/label`: removes one label key; PD answers 500 when the store has no
+    /// such label.
+    pub fn delete_store_label(&mut self, id: u64, key: &str, now: Now) -> Result<(), ApiError> {
+        let op = format!("DELETE /store/{id}/label");
+        if !valid_label_key(key) {
+            let err = ApiError::new(
+                400,
+                format!("[PD:config:ErrInvalidLabel]invalid label key: {key:?}"),
+            );
+            return Err(self.reject(now, op, err));
+        }
+        let Some(store) = self.stores.get_mut(&id) else {
+            let err = ApiError::new(
+                500,
+                format!("[PD:cluster:ErrInvalidStoreID]invalid store ID {id}, not found"),
+            );
+            return Err(self.reject(now, op, err));
+        };
+        if store.labels.remove(key).is_none() {
+            let err = ApiError::new(500, format!("Label {key} not found"));
+            return Err(self.reject(now, op, err));
+        }
+        let (instance, labels) = (store.instance.clone(), store.labels.clone());
+        self.log(
+            now,
+            EventKind::StoreLabelsSet {
+                store_id: id,
+                instance,
+                labels,
+            },
+        );
+        Ok(())
+    }
+
     // ---------------------------------------------------------------- schedulers
 
     /// `POST /schedulers` (and `POST /scheduler-config/evict-leader-scheduler/config`).

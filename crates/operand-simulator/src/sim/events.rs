@@ -179,7 +179,7 @@ pub enum EventKind {
         /// TiKV instance.
         instance: String,
     },
-    /// `POST /store/{id}/label` set labels.
+    /// `POST /store/{id}/label` set labels, or `DELETE /store/{id}/label` removed one.
     StoreLabelsSet {
         /// Store ID.
         store_id: u64,

@@ -863,6 +863,10 @@ fn store_labels_merge_and_are_validated() {
         Err(500)
     );
     assert!(w.kinds().contains(&"store_labels_set".to_owned()));
+    assert!(w.c().delete_store_label(1, "rack", now).is_ok());
+    assert!(w.store(1).store.labels.is_empty());
+    assert_eq!(status(w.c().delete_store_label(1, "rack", now)), Err(500));
+    assert_eq!(status(w.c().delete_store_label(1, "-bad", now)), Err(400));
 }
 
 // ------------------------------------------------------------------------ TiDB, TiKV status

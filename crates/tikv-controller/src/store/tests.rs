@@ -107,6 +107,32 @@ fn labels_come_from_the_node_for_pds_location_labels() {
 }
 
 #[test]
+fn placement_labels_name_the_group_and_mark_exclusive_stores() {
+    let plain = placement_labels("ns", Some("kv"), false);
+    assert_eq!(
+        plain.into_iter().collect::<Vec<_>>(),
+        [("k/tikvgroup".to_owned(), "ns.kv".to_owned())]
+    );
+    let exclusive = placement_labels("ns", Some("kv"), true);
+    assert_eq!(
+        exclusive.get("$k/exclusive").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(exclusive.len(), 2);
+    assert!(placement_labels("ns", None, true).is_empty());
+    assert!(placement_labels("ns", Some(""), true).is_empty());
+
+    let mut info = store(1, "kv-0:20160", "Up", 0);
+    assert!(!stale_exclusive_label(&info, false));
+    info.store.labels = vec![StoreLabel {
+        key: "$k/exclusive".into(),
+        value: "true".into(),
+    }];
+    assert!(stale_exclusive_label(&info, false));
+    assert!(!stale_exclusive_label(&info, true));
+}
+
+#[test]
 fn the_grace_period_grows_with_regions_within_bounds() {
     assert_eq!(restart_grace_period(0, None), 30);
     assert_eq!(restart_grace_period(5_000, Some(30)), 80);
