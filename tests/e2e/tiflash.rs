@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
@@ -89,6 +90,12 @@ impl Scene {
     /// A Cluster with one PD and three TiKV stores, and the reference's basic TiFlashGroup as
     /// written (one store, an empty proxy config).
     async fn create(&self) {
+        self.create_with("v8.5.2", &[]).await;
+    }
+
+    /// As [`Scene::create`], with every group at `version` and the TiKV and TiFlash groups with
+    /// these `features` (as the cluster-controller copies them from the Cluster's feature gates).
+    async fn create_with(&self, version: &str, features: &[&str]) {
         let volumes = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]);
         let cluster: Cluster = serde_json::from_value(json!({
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
@@ -103,7 +110,7 @@ impl Scene {
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "PDGroup",
             "metadata": {"name": "pd"},
             "spec": {"cluster": {"name": CLUSTER}, "replicas": 1,
-                     "template": {"spec": {"version": "v8.5.2", "volumes": volumes}}}
+                     "template": {"spec": {"version": version, "volumes": volumes}}}
         }))
         .unwrap();
         self.api::<PDGroup>()
@@ -113,8 +120,8 @@ impl Scene {
         let tikv: TiKVGroup = serde_json::from_value(json!({
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiKVGroup",
             "metadata": {"name": "tikv"},
-            "spec": {"cluster": {"name": CLUSTER}, "replicas": 3,
-                     "template": {"spec": {"version": "v8.5.2", "volumes": volumes}}}
+            "spec": {"cluster": {"name": CLUSTER}, "replicas": 3, "features": features,
+                     "template": {"spec": {"version": version, "volumes": volumes}}}
         }))
         .unwrap();
         self.api::<TiKVGroup>()
@@ -130,6 +137,8 @@ impl Scene {
             .clone();
         // As the example writes it (the fixture leaves the empty proxy config out).
         tiflash["spec"]["template"]["spec"]["proxyConfig"] = json!("");
+        tiflash["spec"]["template"]["spec"]["version"] = json!(version);
+        tiflash["spec"]["features"] = json!(features);
         let object: DynamicObject = serde_json::from_value(tiflash).unwrap();
         Api::<DynamicObject>::namespaced_with(
             self.client.clone(),
@@ -743,6 +752,137 @@ async fn a_store_tiflash_does_not_report_running_is_not_ready_and_holds_the_roll
     scene
         .wait_ready(2, "two TiFlash stores after the roll")
         .await;
+    scene
+        .simulator
+        .verdict(scene.n(), CLUSTER, &Allowed::none())
+        .await
+        .unwrap();
+}
+
+/// With `UseTiKVReadyAPI` and `UseTiFlashReadyAPI`, every TiKV and TiFlash Pod's readiness
+/// probe asks the server's own ready API, and so does the instance's `Ready`: a store PD lists Up
+/// whose ready API answers 500 is not Ready (`StoreNotReady`) and its group is one short; once it
+/// answers 200 it is Ready again, with nothing restarted.
+#[tokio::test]
+async fn with_the_ready_api_gates_a_store_is_ready_only_when_it_says_so() {
+    let scene = Scene::start("e2e-store-ready").await;
+    let features = [
+        "UseTiKVReadyAPI",
+        "UseTiFlashReadyAPI",
+        "TerminableLogTailer",
+    ];
+    scene.create_with("v9.0.0", &features).await;
+    scene
+        .wait_ready(1, "one TiFlash store and three TiKV stores")
+        .await;
+    let pods = scene
+        .api::<Pod>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let uids: BTreeMap<String, String> = pods
+        .items
+        .iter()
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect();
+    for pod in &pods.items {
+        let component = pod.labels().get(keys::LABEL_COMPONENT).cloned();
+        let path = match component.as_deref() {
+            Some("tikv") => "127.0.0.1:20180/ready",
+            Some("tiflash") => "127.0.0.1:20292/tiflash/readyz",
+            _ => continue,
+        };
+        let probe = pod.spec.as_ref().unwrap().containers[0]
+            .readiness_probe
+            .clone()
+            .unwrap();
+        let command = probe.exec.and_then(|e| e.command).unwrap_or_default();
+        assert!(
+            command.iter().any(|c| c.contains(path)),
+            "{}: {command:?}",
+            pod.name_any()
+        );
+        // `TerminableLogTailer`: TiFlash's log tailers stop on SIGTERM.
+        for tailer in pod.spec.as_ref().unwrap().init_containers.iter().flatten() {
+            let command = tailer.command.clone().unwrap_or_default().join(" ");
+            if command.contains("tail -n0 -F") {
+                assert!(command.contains("trap"), "{}: {command}", tailer.name);
+            }
+        }
+    }
+
+    let kv = scene
+        .api::<TiKV>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items[0]
+        .name_any();
+    let flash = scene.tiflashes().await[0].name_any();
+    let faults = [
+        format!("tikv-not-ready/{kv}"),
+        format!("tiflash-not-running/{flash}"),
+    ];
+    for fault in &faults {
+        scene
+            .simulator
+            .set_fault(scene.n(), CLUSTER, fault)
+            .await
+            .unwrap();
+    }
+    let not_ready = |conds: &[Condition], path: &str| {
+        conditions::find(conds, conditions::READY).is_some_and(|c| {
+            c.status == "False" && c.reason == "StoreNotReady" && c.message.contains(path)
+        })
+    };
+    wait_until(
+        &scene.cluster.kubectl(),
+        scene.n(),
+        "the TiKV and the TiFlash whose ready API answers 500 not Ready, each group one short",
+        CONVERGE,
+        || async {
+            let tikv = scene.api::<TiKV>().get(&kv).await?;
+            let tiflash = scene.api::<TiFlash>().get(&flash).await?;
+            let kv_group = scene.api::<TiKVGroup>().get("tikv").await?;
+            let flash_group = scene.api::<TiFlashGroup>().get("tiflash").await?;
+            Ok::<_, kube::Error>(
+                not_ready(tikv.conditions(), "(/ready)")
+                    && not_ready(tiflash.conditions(), "(/tiflash/readyz)")
+                    && kv_group
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| s.group.ready_replicas == 2)
+                    && flash_group
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| s.group.ready_replicas == 0),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    // PD still lists both stores Up: the readiness is the servers' own answer.
+    let states: Vec<String> = scene.stores().await.into_values().map(|(s, _)| s).collect();
+    assert!(states.iter().all(|s| s == "Up"), "{states:?}");
+
+    for fault in &faults {
+        scene
+            .simulator
+            .clear_fault(scene.n(), CLUSTER, fault)
+            .await
+            .unwrap();
+    }
+    scene.wait_ready(1, "every store Ready again").await;
+    let now: BTreeMap<String, String> = scene
+        .api::<Pod>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect();
+    assert_eq!(now, uids, "nothing restarted");
     scene
         .simulator
         .verdict(scene.n(), CLUSTER, &Allowed::none())

@@ -135,6 +135,29 @@ impl StatusClient {
             .text())
     }
 
+    /// `GET {base}/ready` of a TiKV (its status URL; TiKV v9.0.0 on): `true` when it answers
+    /// 200, `false` on 500 (not ready yet). Any other answer is the error, a 404 from an older
+    /// TiKV included.
+    pub async fn tikv_ready(&self, base: &str) -> Result<bool> {
+        self.ready_at(base, &["ready"]).await
+    }
+
+    /// `GET {base}/tiflash/readyz` of a TiFlash (its proxy status URL): as
+    /// [`StatusClient::tikv_ready`].
+    pub async fn tiflash_readyz(&self, base: &str) -> Result<bool> {
+        self.ready_at(base, &["tiflash", "readyz"]).await
+    }
+
+    async fn ready_at(&self, base: &str, path: &[&str]) -> Result<bool> {
+        let (_, base_url) = parse_base(base)?;
+        let url = join(&base_url, path)?;
+        match self.transport.send(Method::GET, url, &[], None).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(500) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET {base}/status` of a TiCDC server: its capture ID and whether it is the owner.
     pub async fn ticdc_status(&self, base: &str) -> Result<CaptureStatus> {
         let (_, base_url) = parse_base(base)?;

@@ -626,6 +626,10 @@ async fn status_ports_are_checked_under_their_prefix() {
             200,
             "Running\n",
         ),
+        (Method::GET, "/tikv-0/ready", 200, ""),
+        (Method::GET, "/tikv-1/ready", 500, "not ready"),
+        (Method::GET, "/tikv-2/ready", 404, "not found"),
+        (Method::GET, "/tiflash-0/tiflash/readyz", 500, "Idle"),
     ])
     .await;
     let status = StatusClient::new(None, Duration::from_secs(5)).unwrap();
@@ -655,6 +659,25 @@ async fn status_ports_are_checked_under_their_prefix() {
     assert_eq!(
         server.last().path,
         format!("{PREFIX}/tiflash-0/tiflash/store-status")
+    );
+
+    assert!(status.tikv_ready(&format!("{base}/tikv-0")).await.unwrap());
+    assert_eq!(server.last().path, format!("{PREFIX}/tikv-0/ready"));
+    assert!(!status.tikv_ready(&format!("{base}/tikv-1")).await.unwrap());
+    let error = status
+        .tikv_ready(&format!("{base}/tikv-2"))
+        .await
+        .unwrap_err();
+    assert!(error.is_not_found(), "{error:?}");
+    assert!(
+        !status
+            .tiflash_readyz(&format!("{base}/tiflash-0"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        server.last().path,
+        format!("{PREFIX}/tiflash-0/tiflash/readyz")
     );
 
     let error = status.tidb_status("not a url").await.unwrap_err();

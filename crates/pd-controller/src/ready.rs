@@ -3,9 +3,9 @@
 //! says so (its Regions loaded), in its Pod's readiness probe and in the instance's `Ready`
 //! condition, so a roll does not go on past a member that serves but has not loaded its Regions.
 
-use k8s_openapi::api::core::v1::{ExecAction, Probe};
+use k8s_openapi::api::core::v1::Probe;
 use operator_api::core::{Feature, PD};
-use operator_runtime::upgrade;
+use operator_runtime::{build, upgrade};
 
 use crate::build::{CLUSTER_TLS_DIR, client_port};
 
@@ -38,26 +38,10 @@ pub fn path(v2: bool) -> &'static str {
     }
 }
 
-/// The readiness probe that asks the member's ready API on its own client port. Whether the
-/// cluster has TLS is told by the certificate mounted at [`CLUSTER_TLS_DIR`]: with it the probe
-/// calls `https` with the member's own certificate, as mutual TLS requires.
+/// The readiness probe that asks the member's ready API on its own client port (over `https`
+/// with the member's certificate when one is mounted).
 pub fn probe(pd: &PD, v2: bool) -> Probe {
-    let port = client_port(&pd.spec.template);
-    let path = path(v2);
-    let dir = CLUSTER_TLS_DIR;
-    // --fail: a 500 (Regions not loaded) fails the probe; --location: a redirect is followed.
-    let script = format!(
-        "if [ -f {dir}/tls.crt ]; then \
-         exec curl --fail -sS --location --cacert {dir}/ca.crt --cert {dir}/tls.crt --key {dir}/tls.key https://127.0.0.1:{port}{path}; \
-         else exec curl --fail -sS --location http://127.0.0.1:{port}{path}; fi"
-    );
-    Probe {
-        exec: Some(ExecAction {
-            command: Some(vec!["sh".into(), "-c".into(), script]),
-        }),
-        period_seconds: Some(5),
-        ..Probe::default()
-    }
+    build::ready_api_probe(client_port(&pd.spec.template), path(v2), CLUSTER_TLS_DIR)
 }
 
 /// What the ready API's answer means for the `Ready` condition: `None` when the member is ready,

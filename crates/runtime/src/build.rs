@@ -6,17 +6,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe,
-    ResourceRequirements, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume as PodVolume,
-    VolumeMount, VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, ExecAction,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod,
+    PodSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Volume as PodVolume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use operator_api::core::{self as api, Overlay, Volume};
+use operator_api::core::{self as api, Feature, Overlay, Volume};
 use operator_api::keys;
 
 /// Errors of the pure builders: what the user wrote cannot be turned into objects.
@@ -577,6 +577,38 @@ pub fn tcp_readiness(port: &str) -> Probe {
     }
 }
 
+/// The command of a log-tailer sidecar that follows `file` (created if missing) on its
+/// stdout. With `TerminableLogTailer` it stops on SIGTERM, 3 s later so the last lines are out
+/// (tidb-operator v2's form); without it, it runs until killed at the end of the grace period.
+pub fn log_tailer_command(file: &str, features: &[Feature]) -> Vec<String> {
+    let script = if features.contains(&Feature::TerminableLogTailer) {
+        format!(r#"trap "sleep 3; exit 0" TERM; touch {file}; tail -n0 -F {file} & wait $!"#)
+    } else {
+        format!("touch {file}; tail -n0 -F {file};")
+    };
+    vec!["sh".into(), "-c".into(), script]
+}
+
+/// A readiness probe that asks a server's own ready API, `path` on `port` of the Pod itself, with
+/// `curl --fail` (so a 500 fails it). Whether the cluster has TLS is told by a certificate mounted
+/// in `tls_dir`: with one, the probe calls `https` with the server's own certificate, as mutual
+/// TLS requires.
+pub fn ready_api_probe(port: i32, path: &str, tls_dir: &str) -> Probe {
+    let dir = tls_dir;
+    let script = format!(
+        "if [ -f {dir}/tls.crt ]; then \
+         exec curl --fail -sS --location --cacert {dir}/ca.crt --cert {dir}/tls.crt --key {dir}/tls.key https://127.0.0.1:{port}{path}; \
+         else exec curl --fail -sS --location http://127.0.0.1:{port}{path}; fi"
+    );
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["sh".into(), "-c".into(), script]),
+        }),
+        period_seconds: Some(5),
+        ..Probe::default()
+    }
+}
+
 /// The hash of the instance's config as the user wrote it (the `pingcap.com/config-hash` label).
 pub fn config_hash_of<I: api::Instance>(instance: &I) -> String {
     crate::revision::hash_of(&instance.common().config)
@@ -848,6 +880,34 @@ mod tests {
         component: "pd",
         group: "pd",
     };
+
+    #[test]
+    fn a_log_tailer_stops_on_sigterm_only_with_its_gate() {
+        let plain = log_tailer_command("/var/log/slow.log", &[]);
+        assert_eq!(
+            plain,
+            [
+                "sh",
+                "-c",
+                "touch /var/log/slow.log; tail -n0 -F /var/log/slow.log;"
+            ]
+        );
+        let terminable = log_tailer_command("/l", &[Feature::TerminableLogTailer]);
+        assert_eq!(
+            terminable[2],
+            r#"trap "sleep 3; exit 0" TERM; touch /l; tail -n0 -F /l & wait $!"#
+        );
+    }
+
+    #[test]
+    fn ready_api_probes_fail_on_an_error_answer_and_use_tls_when_mounted() {
+        let probe = ready_api_probe(20180, "/ready", "/var/lib/tikv-tls");
+        let script = probe.exec.and_then(|e| e.command).unwrap_or_default().join(" ");
+        assert!(script.contains("--fail"), "{script}");
+        assert!(script.contains("[ -f /var/lib/tikv-tls/tls.crt ]"), "{script}");
+        assert!(script.contains("https://127.0.0.1:20180/ready;"), "{script}");
+        assert!(script.contains("http://127.0.0.1:20180/ready;"), "{script}");
+    }
 
     #[test]
     fn operator_keys_win_over_the_users_and_the_rest_is_kept() {

@@ -603,11 +603,7 @@ pub fn pod(tidb: &TiDB, bootstrap_sql: Option<&str>, cluster_tls: bool) -> Resul
             ),
             // A native sidecar: it starts before TiDB and runs beside it.
             restart_policy: Some("Always".into()),
-            command: Some(vec![
-                "sh".into(),
-                "-c".into(),
-                format!("touch {file}; tail -n0 -F {file};"),
-            ]),
+            command: Some(build::log_tailer_command(&file, &tidb.spec.features)),
             volume_mounts: Some(vec![mount]),
             resources: build::resources(&sidecar.resources),
             ..Container::default()

@@ -17,6 +17,8 @@ use operator_runtime::dns::Dns;
 use operator_runtime::handover;
 use operator_runtime::tls::{self, SecretMount};
 
+use crate::ready;
+
 /// Name of the component label value and of the container.
 pub const COMPONENT: &str = keys::COMPONENT_TIKV;
 /// Where the config file is mounted.
@@ -221,8 +223,14 @@ pub fn pod(tikv: &TiKV) -> Result<Pod, BuildError> {
     let spec = &tikv.spec.template;
     let default_paths = [(TIKV_VOLUME_MOUNT_TYPE_DATA, TIKV_DATA_DEFAULT_PATH)];
     let (volumes, mounts) = build::volumes_of(tikv, CONFIG_DIR, &default_paths)?;
+    // With `UseTiKVReadyAPI`, TiKV's own `/ready` decides, as in tidb-operator v2.
+    let readiness = if ready::tikv(tikv) {
+        build::ready_api_probe(status_port(spec), ready::TIKV_PATH, CLUSTER_TLS_DIR)
+    } else {
+        build::tcp_readiness(TIKV_PORT_NAME_CLIENT)
+    };
     let container = Container {
-        readiness_probe: Some(build::tcp_readiness(TIKV_PORT_NAME_CLIENT)),
+        readiness_probe: Some(readiness),
         ..build::server_container(
             COMPONENT,
             image(spec),

@@ -42,6 +42,7 @@ use crate::context::{Ctx, MANAGER};
 use crate::cordon::{NeedInput, scheduler_need};
 use crate::offline;
 use crate::pd::{self, PdView};
+use crate::ready;
 use crate::store::{self, StoreLookup};
 
 /// Annotation of a TiKV instance: when the leader-eviction wait of the current restart started
@@ -471,7 +472,14 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVSt
         sync_labels(&scope, &view.replication, info, pod).await?;
     }
 
-    set_ready(&mut draft, existing_pod.as_ref(), &view, lookup);
+    // With `UseTiKVReadyAPI`, a ready Pod whose store is Up is asked whether it is ready.
+    let ready_api = match (&existing_pod, store) {
+        (Some(pod), Some(info)) if ready::tikv(tikv) && info.is_up() && is_ready(pod) => Some(
+            ready::ready_api_said(ready_answer(&scope).await, ready::TIKV_PATH),
+        ),
+        _ => None,
+    };
+    set_ready(&mut draft, existing_pod.as_ref(), &view, lookup, ready_api);
     if conditions::find(&draft.status.common.conditions, conditions::SUSPENDED).is_some() {
         draft.set(
             conditions::SUSPENDED,
@@ -487,6 +495,19 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiKVSt
         Duration::from_secs(5)
     }));
     Ok(scope.finished(draft.finish(tikv), then))
+}
+
+/// `GET /ready` of the instance's status port.
+async fn ready_answer(scope: &Scope<'_>) -> Result<bool, String> {
+    let tikv = scope.tikv;
+    let url = scope
+        .ctx
+        .status_url(tikv, build::status_url(tikv, &scope.dns));
+    let client = scope.ctx.status_of(tikv).map_err(|e| e.to_string())?;
+    client
+        .tikv_ready(&url)
+        .await
+        .map_err(|e| format!("{url}: {e}"))
 }
 
 /// What PD says of the instance's store: found by the store ID recorded in its status, or at
@@ -595,7 +616,9 @@ fn set_ready(
     pod: Option<&Pod>,
     view: &Result<PdView, String>,
     lookup: Option<StoreLookup<'_>>,
+    ready_api: Option<ready::Said>,
 ) {
+    let was_ready = conditions::is_true(&draft.status.common.conditions, conditions::READY);
     let verdict = match readiness(pod) {
         Some(verdict) => Some(verdict),
         None => {
@@ -603,10 +626,10 @@ fn set_ready(
                 Ok(_) => Ok(lookup.unwrap_or(StoreLookup::NeverRegistered)),
                 Err(error) => Err(error.as_str()),
             };
-            let was_ready = conditions::is_true(&draft.status.common.conditions, conditions::READY);
             store::ready_verdict(pd, was_ready)
         }
     };
+    let verdict = ready::correct(verdict, ready_api, was_ready);
     if let Some((ready, reason, message)) = verdict {
         draft.set(conditions::READY, ready, reason, message);
     }

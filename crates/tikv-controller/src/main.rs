@@ -12,6 +12,7 @@ mod instance;
 mod offline;
 mod online;
 mod pd;
+mod ready;
 mod scaling;
 mod store;
 mod tiflash;

@@ -1,6 +1,6 @@
 //! TiDB, TiKV and TiFlash status endpoints, per instance:
 //! `/clusters/{namespace}/{cluster}/tidb/{instance}/...`, `.../tikv/{instance}/...` and
-//! `.../tiflash/{instance}/tiflash/store-status`.
+//! `.../tiflash/{instance}/tiflash/store-status` and `.../tiflash/readyz`.
 //! An instance whose Pod does not run, or that a fault marks unhealthy, answers 503.
 //! `/metrics/{namespace}/{cluster}/{pd|tikv|tidb|tiflash|ticdc}/{instance}`: each operand's
 //! `/metrics`, a small subset of the real one, for a Prometheus that scrapes the operand Pods.
@@ -45,6 +45,10 @@ pub(super) fn routes() -> Router<SharedSim> {
             get(tikv_status),
         )
         .route(
+            "/clusters/{namespace}/{cluster}/tikv/{instance}/ready",
+            get(tikv_ready),
+        )
+        .route(
             "/clusters/{namespace}/{cluster}/tikv/{instance}/metrics",
             get(tikv_metrics),
         )
@@ -55,6 +59,10 @@ pub(super) fn routes() -> Router<SharedSim> {
         .route(
             "/clusters/{namespace}/{cluster}/tiflash/{instance}/tiflash/store-status",
             get(tiflash_store_status),
+        )
+        .route(
+            "/clusters/{namespace}/{cluster}/tiflash/{instance}/tiflash/readyz",
+            get(tiflash_readyz),
         )
         // Every operand's /metrics under one prefix (PD's API owns every path under
         // `/clusters/{namespace}/{cluster}/pd/`): what a scrape of the operand's Pod gets.
@@ -273,6 +281,37 @@ async fn tiflash_store_status(
     {
         Some(status) => (StatusCode::OK, status).into_response(),
         None => unavailable(&format!("TiFlash {}", p.instance)),
+    }
+}
+
+/// `GET /tiflash/readyz` on a TiFlash's proxy status port: 200 once its store is `Running`,
+/// 500 while it is not yet (it starts, or its storage does not serve).
+async fn tiflash_readyz(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    match sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.tiflash_store_status(&p.instance))
+    {
+        Some("Running") => (StatusCode::OK, "ok").into_response(),
+        Some(status) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("store status is {status}"),
+        )
+            .into_response(),
+        None => unavailable(&format!("TiFlash {}", p.instance)),
+    }
+}
+
+/// `GET /ready` on a TiKV's status port: 200 once it serves, 500 while it says it is not ready.
+async fn tikv_ready(State(sim): State<SharedSim>, Path(p): Path<InstancePath>) -> Response {
+    let sim = lock(&sim);
+    match sim
+        .cluster(&p.namespace, &p.cluster)
+        .and_then(|c| c.tikv_ready(&p.instance))
+    {
+        Some(true) => (StatusCode::OK, "ok").into_response(),
+        Some(false) => (StatusCode::INTERNAL_SERVER_ERROR, "not ready").into_response(),
+        None => unavailable(&format!("TiKV {}", p.instance)),
     }
 }
 

@@ -962,6 +962,51 @@ async fn tiflash_and_ticdc_serve_metrics_while_they_run() {
 }
 
 #[tokio::test]
+async fn tikv_ready_and_tiflash_readyz_answer_as_their_servers_do() {
+    let (sim, app) = setup();
+    {
+        let mut s = lock(&sim);
+        let now = Now::real();
+        s.observe_pod(pod(Component::Tikv, "basic-kv-a"), now);
+        s.observe_pod(pod(Component::Tiflash, "basic-flash-a"), now);
+        s.tick(now);
+    }
+    ticks(&sim, 2);
+    let get = |path: &'static str| {
+        let app = app.clone();
+        async move { call(&app, Method::GET, path, None).await.0 }
+    };
+    let kv = "/clusters/db/basic/tikv/basic-kv-a/ready";
+    let flash = "/clusters/db/basic/tiflash/basic-flash-a/tiflash/readyz";
+    assert_eq!(get(kv).await, StatusCode::OK);
+    assert_eq!(get(flash).await, StatusCode::OK);
+    for (fault, path) in [
+        ("tikv-not-ready/basic-kv-a", kv),
+        ("tiflash-not-running/basic-flash-a", flash),
+    ] {
+        let control = format!("/control/clusters/db/basic/faults/{fault}");
+        assert_eq!(
+            call(&app, Method::PUT, &control, None).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(path).await,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{fault}"
+        );
+        assert_eq!(
+            call(&app, Method::DELETE, &control, None).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(get(path).await, StatusCode::OK, "{fault} cleared");
+    }
+    assert_eq!(
+        get("/clusters/db/basic/tikv/basic-kv-z/ready").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
 async fn pds_etcd_gateway_swaps_a_key_only_against_its_revision() {
     let (_sim, app) = setup();
     let kv = "/clusters/db/basic/v3/kv";

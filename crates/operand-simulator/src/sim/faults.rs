@@ -94,6 +94,9 @@ pub enum Fault {
     /// A TiFlash server (by instance) that runs and whose store PD may report Up, but whose
     /// storage layer is not serving: `/tiflash/store-status` answers `Ready`, not `Running`.
     TiflashNotRunning(String),
+    /// A TiKV server (by instance) that runs and whose store PD lists Up, but that says it is
+    /// not ready yet (its Regions still catching up): its `/ready` answers 500.
+    TikvNotReady(String),
 }
 
 impl Fault {
@@ -117,6 +120,7 @@ impl Fault {
             Self::TicdcDrainStuck(_) => "ticdc-drain-stuck",
             Self::TicdcDown(_) => "ticdc-down",
             Self::TiflashNotRunning(_) => "tiflash-not-running",
+            Self::TikvNotReady(_) => "tikv-not-ready",
         }
     }
 
@@ -130,7 +134,8 @@ impl Fault {
             | Self::NodeLost(n)
             | Self::TicdcDrainStuck(n)
             | Self::TicdcDown(n)
-            | Self::TiflashNotRunning(n) => Some(n.clone()),
+            | Self::TiflashNotRunning(n)
+            | Self::TikvNotReady(n) => Some(n.clone()),
             Self::StoreDown(s)
             | Self::DownPeers(s)
             | Self::LeadersNeverDrain(s)
@@ -165,6 +170,7 @@ impl Fault {
             "ticdc-drain-stuck" => Self::TicdcDrainStuck(need(target)?),
             "ticdc-down" => Self::TicdcDown(need(target)?),
             "tiflash-not-running" => Self::TiflashNotRunning(need(target)?),
+            "tikv-not-ready" => Self::TikvNotReady(need(target)?),
             "max-replicas" => {
                 // On clear the value does not matter; on set it must be a positive number.
                 let value = target.unwrap_or("0");
@@ -217,6 +223,8 @@ pub struct Faults {
     pub down_captures: BTreeSet<String>,
     /// TiFlash instances whose storage layer does not serve (`/tiflash/store-status` Ready).
     pub tiflash_not_running: BTreeSet<String>,
+    /// TiKV instances whose `/ready` answers 500.
+    pub tikv_not_ready: BTreeSet<String>,
     /// The flapping stores in their down phase as of the last [`Faults::flap`].
     #[serde(skip)]
     flapped_down: BTreeSet<StoreRef>,
@@ -259,6 +267,7 @@ impl Faults {
             Fault::TicdcDrainStuck(n) => self.stuck_drains.insert(n.clone()),
             Fault::TicdcDown(n) => self.down_captures.insert(n.clone()),
             Fault::TiflashNotRunning(n) => self.tiflash_not_running.insert(n.clone()),
+            Fault::TikvNotReady(n) => self.tikv_not_ready.insert(n.clone()),
         }
     }
 
@@ -285,6 +294,7 @@ impl Faults {
             Fault::TicdcDrainStuck(n) => self.stuck_drains.remove(n),
             Fault::TicdcDown(n) => self.down_captures.remove(n),
             Fault::TiflashNotRunning(n) => self.tiflash_not_running.remove(n),
+            Fault::TikvNotReady(n) => self.tikv_not_ready.remove(n),
         }
     }
 
@@ -349,6 +359,7 @@ impl Faults {
                 .cloned()
                 .map(Fault::TiflashNotRunning),
         );
+        all.extend(self.tikv_not_ready.iter().cloned().map(Fault::TikvNotReady));
         all.extend(
             self.moved_stores
                 .iter()

@@ -634,6 +634,14 @@ impl ClusterState {
         starting.then_some("Idle")
     }
 
+    /// What a TiKV instance's `/ready` answers: `Some(true)` (200) once it serves, `Some(false)`
+    /// (500) under the `tikv-not-ready` fault, `None` (503) when its Pod does not run or its
+    /// store is forced Down.
+    pub fn tikv_ready(&self, instance: &str) -> Option<bool> {
+        self.tikv_status(instance)
+            .map(|_| !self.faults.tikv_not_ready.contains(instance))
+    }
+
     fn store_server_status(&self, component: Component, instance: &str) -> Option<TikvStatus> {
         let running = self.pods.values().any(|p| {
             p.component == component

@@ -20,6 +20,8 @@ use operator_runtime::build::{self, BuildError};
 use operator_runtime::dns::Dns;
 use operator_runtime::tls::{self, SecretMount};
 
+use crate::ready;
+
 /// Name of the component label value and of the container.
 pub const COMPONENT: &str = keys::COMPONENT_TIFLASH;
 /// Where the config files are mounted (tidb-operator v2's path).
@@ -397,11 +399,7 @@ fn log_tailer(tiflash: &TiFlash, name: &str, file: &str, mount: &VolumeMount) ->
                 .unwrap_or_else(|| DEFAULT_LOG_TAILER_IMAGE.into()),
         ),
         restart_policy: Some("Always".into()),
-        command: Some(vec![
-            "sh".into(),
-            "-c".into(),
-            format!("touch {file}; tail -n0 -F {file};"),
-        ]),
+        command: Some(build::log_tailer_command(file, &tiflash.spec.features)),
         volume_mounts: Some(vec![mount.clone()]),
         resources: tailer.and_then(|t| build::resources(&t.resources)),
         ..Container::default()
@@ -440,7 +438,16 @@ pub fn pod(tiflash: &TiFlash) -> Result<Pod, BuildError> {
         "--config-file".into(),
         format!("{CONFIG_DIR}/{CONFIG_FILE}"),
     ]);
-    container.readiness_probe = Some(build::tcp_readiness(TIFLASH_PORT_NAME_FLASH));
+    // With `UseTiFlashReadyAPI`, the proxy's `/tiflash/readyz` decides, as in tidb-operator v2.
+    container.readiness_probe = Some(if ready::tiflash(tiflash) {
+        build::ready_api_probe(
+            proxy_status_port(spec),
+            ready::TIFLASH_PATH,
+            CLUSTER_TLS_DIR,
+        )
+    } else {
+        build::tcp_readiness(TIFLASH_PORT_NAME_FLASH)
+    });
     let init = vec![
         log_tailer(
             tiflash,

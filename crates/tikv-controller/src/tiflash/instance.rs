@@ -35,6 +35,7 @@ use crate::instance::{
 };
 use crate::offline;
 use crate::pd::{self, PdView};
+use crate::ready;
 use crate::store::{self, PodPresence, RemovalInput, RemovalStep, StoreLookup};
 
 /// `Ready` is false: PD lists the store Up, but TiFlash does not report its store `Running`.
@@ -361,21 +362,20 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<TiFlas
         sync_labels(&scope, &view.replication.location_labels, info, pod).await?;
     }
 
-    // As the reference does, a TiFlash is Ready only once TiFlash itself reports its store
-    // Running: PD lists the store Up as soon as its proxy registers, before its storage serves.
-    let store_status = match (&existing_pod, store) {
+    // As the reference does, a TiFlash is Ready only once TiFlash itself says so: PD lists the
+    // store Up as soon as its proxy registers, before its storage serves. It is asked its store
+    // status (`Running`), or with `UseTiFlashReadyAPI` its ready API.
+    let said = match (&existing_pod, store) {
         (Some(pod), Some(info)) if info.is_up() && is_ready(pod) => {
-            Some(store_status(&scope).await)
+            Some(if ready::tiflash(tiflash) {
+                ready::ready_api_said(ready_answer(&scope).await, ready::TIFLASH_PATH)
+            } else {
+                store_status_said(store_status(&scope).await)
+            })
         }
         _ => None,
     };
-    set_ready(
-        &mut draft,
-        existing_pod.as_ref(),
-        &view,
-        lookup,
-        store_status,
-    );
+    set_ready(&mut draft, existing_pod.as_ref(), &view, lookup, said);
     if conditions::find(&draft.status.common.conditions, conditions::SUSPENDED).is_some() {
         draft.set(
             conditions::SUSPENDED,
@@ -497,14 +497,27 @@ async fn store_status(scope: &Scope<'_>) -> Result<String, String> {
         .map_err(|e| format!("{url}: {e}"))
 }
 
-/// `Ready`: the Pod is ready, the store is Up in PD and TiFlash reports it `Running`.
-/// `store_status` is what TiFlash answered, asked only of a ready Pod whose store is Up.
+/// `GET /tiflash/readyz` of the instance's proxy status port.
+async fn ready_answer(scope: &Scope<'_>) -> Result<bool, String> {
+    let tiflash = scope.tiflash;
+    let url = scope
+        .ctx
+        .status_url(tiflash, build::status_url(tiflash, &scope.dns));
+    let client = scope.ctx.status_of(tiflash).map_err(|e| e.to_string())?;
+    client
+        .tiflash_readyz(&url)
+        .await
+        .map_err(|e| format!("{url}: {e}"))
+}
+
+/// `Ready`: the Pod is ready, the store is Up in PD and TiFlash says it serves: its store status
+/// `Running`, or its ready API 200 with `UseTiFlashReadyAPI`.
 fn set_ready(
     draft: &mut Draft,
     pod: Option<&Pod>,
     view: &Result<PdView, String>,
     lookup: Option<StoreLookup<'_>>,
-    store_status: Option<Result<String, String>>,
+    said: Option<ready::Said>,
 ) {
     let was_ready = conditions::is_true(&draft.status.common.conditions, conditions::READY);
     let verdict = match readiness(pod) {
@@ -517,37 +530,26 @@ fn set_ready(
             store::ready_verdict(pd, was_ready)
         }
     };
-    let verdict = with_store_status(verdict, store_status, was_ready);
+    let verdict = ready::correct(verdict, said, was_ready);
     if let Some((ready, reason, message)) = verdict {
         draft.set(conditions::READY, ready, reason, message);
     }
 }
 
-type Verdict = Option<(bool, &'static str, String)>;
-
-/// The `Ready` verdict from the Pod and PD, corrected by what TiFlash says of its store: a store
-/// PD lists Up is not Ready until TiFlash reports it `Running`. One unanswered status call does
-/// not take a Ready store out (the condition stays as it was), as with PD.
-fn with_store_status(
-    verdict: Verdict,
-    store_status: Option<Result<String, String>>,
-    was_ready: bool,
-) -> Verdict {
-    match (verdict, store_status) {
-        (Some((true, _, _)), Some(Ok(status))) if status != "Running" => Some((
-            false,
+/// What TiFlash's store status says: only `Running` serves.
+fn store_status_said(status: Result<String, String>) -> ready::Said {
+    match status {
+        Ok(status) if status == "Running" => Ok(None),
+        Ok(status) => Ok(Some((
             REASON_STORE_NOT_RUNNING,
             format!(
                 "the store is Up in PD, but TiFlash reports its store status {status:?}, not Running"
             ),
-        )),
-        (Some((true, _, _)), Some(Err(_))) if was_ready => None,
-        (Some((true, _, _)), Some(Err(error))) => Some((
-            false,
+        ))),
+        Err(error) => Err((
             REASON_STORE_NOT_RUNNING,
             format!("TiFlash's store status cannot be read: {error}"),
         )),
-        (verdict, _) => verdict,
     }
 }
 

@@ -2,8 +2,16 @@
 
 use super::*;
 
-fn up() -> Verdict {
+fn up() -> ready::Verdict {
     Some((true, reasons::READY, "store 4 is Up".into()))
+}
+
+fn with_store_status(
+    verdict: ready::Verdict,
+    status: Option<Result<String, String>>,
+    was_ready: bool,
+) -> ready::Verdict {
+    ready::correct(verdict, status.map(store_status_said), was_ready)
 }
 
 #[test]
