@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_api::br::Backup;
 use operator_api::conditions::{self, HasConditions};
-use operator_api::core::{Cluster, PD, PDGroup};
+use operator_api::core::{Cluster, PD, PDGroup, TiKV, TiKVGroup};
 use scenarios::{Controller, Simulator, apply_controller_identity, ensure_crds, metric_sum};
 use serde_json::json;
 use testkit::{LocalCluster, TestNamespace, wait_until};
@@ -580,33 +580,63 @@ async fn cluster_follows_scale_pause_suspend_and_delete() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-#[tokio::test]
-async fn the_basic_example_converges_into_an_available_cluster() {
-    let cluster = LocalCluster::get().unwrap();
-    ensure_crds(&cluster).unwrap();
-    let controllers = [
-        "cluster-controller",
-        "pd-controller",
-        "tikv-controller",
-        "tidb-controller",
-    ];
-    for controller in controllers {
-        apply_controller_identity(&cluster, controller).unwrap();
-    }
-    let client = cluster.client().await.unwrap();
-    let ns = TestNamespace::create(&cluster, &client, "basic")
-        .await
-        .unwrap();
-    let n = ns.name();
-    let simulator = Simulator::start(&cluster, n).await.unwrap();
-    let mut running = Vec::new();
-    for controller in controllers {
-        running.push(
-            Controller::start(&cluster, &client, controller, n, 0, &simulator.overrides())
+/// A namespace with the simulator and the cluster-, pd-, tikv- and tidb-controllers running in it.
+struct Whole {
+    cluster: LocalCluster,
+    client: Client,
+    ns: TestNamespace,
+    simulator: Simulator,
+    _running: Vec<Controller>,
+}
+
+impl Whole {
+    async fn start(prefix: &str) -> Whole {
+        let cluster = LocalCluster::get().unwrap();
+        ensure_crds(&cluster).unwrap();
+        let controllers = [
+            "cluster-controller",
+            "pd-controller",
+            "tikv-controller",
+            "tidb-controller",
+        ];
+        for controller in controllers {
+            apply_controller_identity(&cluster, controller).unwrap();
+        }
+        let client = cluster.client().await.unwrap();
+        let ns = TestNamespace::create(&cluster, &client, prefix)
+            .await
+            .unwrap();
+        let simulator = Simulator::start(&cluster, ns.name()).await.unwrap();
+        let mut running = Vec::new();
+        for controller in controllers {
+            running.push(
+                Controller::start(
+                    &cluster,
+                    &client,
+                    controller,
+                    ns.name(),
+                    0,
+                    &simulator.overrides(),
+                )
                 .await
                 .unwrap(),
-        );
+            );
+        }
+        Whole {
+            cluster,
+            client,
+            ns,
+            simulator,
+            _running: running,
+        }
     }
+}
+
+#[tokio::test]
+async fn the_basic_example_converges_into_an_available_cluster() {
+    let whole = Whole::start("basic").await;
+    let (cluster, client, simulator) = (&whole.cluster, &whole.client, &whole.simulator);
+    let n = whole.ns.name();
     // Applied as a user would, from the v2-style example manifests.
     let kubectl = cluster.kubectl();
     let dir = scenarios::repo_root().join("examples/basic");
@@ -669,6 +699,176 @@ async fn the_basic_example_converges_into_an_available_cluster() {
         printed.contains("True"),
         "kubectl get cluster shows Available: {printed}"
     );
+    simulator
+        .verdict(n, "basic", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The `ClusterSubdomain` feature gate: the cluster-controller makes the Cluster's one headless
+/// Service `<cluster>-cluster`, every PD, TiKV and TiDB instance lives under it, and PD knows
+/// members and stores by those names. Turned off later, the existing instances keep their names
+/// (the field is immutable; nothing restarts) and a new store lives under its group's Service.
+#[tokio::test]
+async fn under_the_cluster_subdomain_gate_every_instance_lives_under_one_headless_service() {
+    let whole = Whole::start("subdomain").await;
+    let (client, simulator) = (&whole.client, &whole.simulator);
+    let n = whole.ns.name();
+    let kubectl = whole.cluster.kubectl();
+    let volumes = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]);
+    let objects = [
+        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+               "metadata": {"name": "basic"},
+               "spec": {"featureGates": [{"name": "FeatureModification"}, {"name": "ClusterSubdomain"}]}}),
+        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "PDGroup", "metadata": {"name": "pd"},
+               "spec": {"cluster": {"name": "basic"}, "replicas": 3,
+                        "template": {"spec": {"version": "v8.5.2", "volumes": volumes}}}}),
+        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiKVGroup", "metadata": {"name": "tikv"},
+               "spec": {"cluster": {"name": "basic"}, "replicas": 3,
+                        "template": {"spec": {"version": "v8.5.2", "volumes": volumes}}}}),
+        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiDBGroup", "metadata": {"name": "tidb"},
+               "spec": {"cluster": {"name": "basic"}, "replicas": 1,
+                        "template": {"spec": {"version": "v8.5.2"}}}}),
+    ];
+    let manifest = objects
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    kubectl
+        .ok(&["apply", "-n", n, "-f", "-"], Some(&manifest))
+        .unwrap();
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), n);
+    let available = || async {
+        let c = clusters.get("basic").await?;
+        Ok::<_, kube::Error>(
+            condition(&c, conditions::AVAILABLE).is_some_and(|(s, _)| s == "True")
+                && condition(&c, conditions::READY).is_some_and(|(s, _)| s == "True"),
+        )
+    };
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster basic Available and Ready",
+        WAIT,
+        available,
+    )
+    .await
+    .unwrap();
+
+    let service = Api::<Service>::namespaced(client.clone(), n)
+        .get("basic-cluster")
+        .await
+        .unwrap();
+    let spec = service.spec.clone().unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(spec.publish_not_ready_addresses, Some(true));
+    assert_eq!(service.owner_references()[0].name, "basic");
+    let pods = Api::<Pod>::namespaced(client.clone(), n)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(pods.len(), 7, "3 PD, 3 TiKV, 1 TiDB");
+    for pod in &pods {
+        assert_eq!(
+            pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()),
+            Some("basic-cluster"),
+            "{}",
+            pod.name_any()
+        );
+    }
+    let state = simulator.state(n, "basic").await.unwrap();
+    let addresses: Vec<String> = state["stores"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["address"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(addresses.len(), 3, "{addresses:?}");
+    let suffix = format!(".basic-cluster.{n}:20160");
+    assert!(
+        addresses.iter().all(|a| a.ends_with(&suffix)),
+        "{addresses:?}"
+    );
+    // The Cluster counts them as its own (not another Kubernetes cluster's).
+    let status = clusters.get("basic").await.unwrap().status.unwrap();
+    assert!(status.stores.iter().all(|s| s.local), "{:?}", status.stores);
+    assert!(
+        status.pd_members.len() == 3 && status.pd_members.iter().all(|m| m.local),
+        "{:?}",
+        status.pd_members
+    );
+
+    // The gate off: nothing moves; a new store lives under its group's Service.
+    let tikvs: Api<TiKV> = Api::namespaced(client.clone(), n);
+    let uids: BTreeMap<String, String> = pods
+        .iter()
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect();
+    clusters
+        .patch(
+            "basic",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"featureGates": [{"name": "FeatureModification"}]}})),
+        )
+        .await
+        .unwrap();
+    Api::<TiKVGroup>::namespaced(client.clone(), n)
+        .patch(
+            "tikv",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "four TiKV stores, all at the group's new revision, the new one under tikv-tikv-peer, Cluster Ready",
+        WAIT,
+        || async {
+            // The gate is in the revision: every instance is updated to it, keeping its name.
+            let group = Api::<TiKVGroup>::namespaced(client.clone(), n)
+                .get("tikv")
+                .await?;
+            let updated = group
+                .status
+                .as_ref()
+                .is_some_and(|s| s.group.updated_replicas == 4);
+            let list = tikvs.list(&ListParams::default()).await?.items;
+            let new_one = list
+                .iter()
+                .filter(|t| !uids.contains_key(&t.name_any()))
+                .all(|t| t.spec.subdomain == "tikv-tikv-peer");
+            Ok::<_, kube::Error>(
+                updated
+                    && list.len() == 4
+                    && new_one
+                    && list
+                        .iter()
+                        .all(|t| conditions::is_true(t.conditions(), conditions::READY))
+                    && available().await?,
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let now: BTreeMap<String, String> = Api::<Pod>::namespaced(client.clone(), n)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| uids.contains_key(&p.name_any()))
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect();
+    assert_eq!(now, uids, "turning the gate off restarts nothing");
+    for tikv in tikvs.list(&ListParams::default()).await.unwrap().items {
+        if uids.contains_key(&tikv.name_any()) {
+            assert_eq!(tikv.spec.subdomain, "basic-cluster", "{}", tikv.name_any());
+        }
+    }
     simulator
         .verdict(n, "basic", &scenarios::Allowed::none())
         .await

@@ -81,9 +81,14 @@ impl Scene {
     }
 
     async fn create_cluster(&self, name: &str) {
+        self.create_cluster_with(name, json!({})).await;
+    }
+
+    /// A Cluster `name` with this `spec`.
+    async fn create_cluster_with(&self, name: &str, spec: Value) {
         let cluster: Cluster = serde_json::from_value(json!({
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
-            "metadata": {"name": name}, "spec": {}
+            "metadata": {"name": name}, "spec": spec
         }))
         .unwrap();
         Api::<Cluster>::namespaced(self.client.clone(), self.n())
@@ -504,7 +509,12 @@ async fn hot_reload_updates_the_config_map_and_restarts_nothing() {
 #[tokio::test]
 async fn with_the_ready_api_gate_a_member_is_ready_only_when_pd_says_so() {
     let scene = Scene::start("pd-ready", 1).await;
-    scene.create_cluster("ready").await;
+    scene
+        .create_cluster_with(
+            "ready",
+            json!({"featureGates": [{"name": "UsePDReadyAPI"}]}),
+        )
+        .await;
     scene
         .create_group_with(
             "ready",

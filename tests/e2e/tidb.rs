@@ -908,7 +908,11 @@ async fn wait_held(scene: &Scene, reason: &str, says: &str) {
 async fn a_missing_bootstrap_sql_sem_or_jwks_source_holds_tidb_and_says_which() {
     let scene = Scene::start("tidb-bsql", 1, false).await;
     scene
-        .create_cluster("bsql", json!({"bootstrapSQL": {"name": "init-sql"}}))
+        .create_cluster(
+            "bsql",
+            json!({"bootstrapSQL": {"name": "init-sql"},
+                   "featureGates": [{"name": "SessionTokenSigning"}]}),
+        )
         .await;
     scene.create_pd("bsql", 1, "v8.5.2").await;
     scene.create_tidb("bsql", 1, "v8.5.2").await;

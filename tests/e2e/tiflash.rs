@@ -93,13 +93,15 @@ impl Scene {
         self.create_with("v8.5.2", &[]).await;
     }
 
-    /// As [`Scene::create`], with every group at `version` and the TiKV and TiFlash groups with
-    /// these `features` (as the cluster-controller copies them from the Cluster's feature gates).
+    /// As [`Scene::create`], with every group at `version`, and these `features` as the Cluster's
+    /// feature gates and in every group (as the cluster-controller copies them, which does not
+    /// run here).
     async fn create_with(&self, version: &str, features: &[&str]) {
         let volumes = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]);
         let cluster: Cluster = serde_json::from_value(json!({
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
-            "metadata": {"name": CLUSTER}, "spec": {}
+            "metadata": {"name": CLUSTER},
+            "spec": {"featureGates": features.iter().map(|f| json!({"name": f})).collect::<Vec<_>>()}
         }))
         .unwrap();
         self.api::<Cluster>()
@@ -109,7 +111,7 @@ impl Scene {
         let pd: PDGroup = serde_json::from_value(json!({
             "apiVersion": "core.pingcap.com/v1alpha1", "kind": "PDGroup",
             "metadata": {"name": "pd"},
-            "spec": {"cluster": {"name": CLUSTER}, "replicas": 1,
+            "spec": {"cluster": {"name": CLUSTER}, "replicas": 1, "features": features,
                      "template": {"spec": {"version": version, "volumes": volumes}}}
         }))
         .unwrap();

@@ -32,6 +32,7 @@ use tracing::{info, instrument};
 
 mod br;
 mod status;
+mod subdomain;
 pub use status::*;
 
 /// Field manager and Event reporter of this binary.
@@ -84,10 +85,13 @@ pub enum Error {
         /// The client's error.
         source: Box<kube::Error>,
     },
+    /// An object could not be built from the Cluster.
+    #[error("building an object of the Cluster: {0}")]
+    Build(#[from] operator_runtime::build::BuildError),
 }
 
 impl Error {
-    fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    pub(crate) fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let action = action.into();
         move |source| Error::Kube {
             action,
@@ -98,7 +102,10 @@ impl Error {
 
 impl operator_runtime::reconcile::Categorized for Error {
     fn category(&self) -> &'static str {
-        "kube_api"
+        match self {
+            Error::Kube { .. } => "kube_api",
+            Error::Build(_) => "build",
+        }
     }
 }
 
@@ -140,6 +147,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
         }
     } else {
         carry_feature_gates(cluster, ctx, &groups).await?;
+        subdomain::ensure(cluster, ctx).await?;
     }
 
     // The PDGroup that owns the Cluster's PD: with two, the one the pd-controller lets go ahead.
@@ -186,7 +194,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
                     // Best effort: the list stays as last written when PD does not answer.
                     let dns = Dns::of_spec(&cluster.spec);
                     if let Ok(info) = pd.members().await {
-                        pd_members = Some(members_status(&dns, &namespace, &groups, &info));
+                        pd_members = Some(members_status(&dns, &namespace, &name, &groups, &info));
                     }
                     // Across Kubernetes clusters, the TiDB servers of every side, as one of ours
                     // lists them.
@@ -199,7 +207,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
                     }
                     // PD without a store yet answers an error: the list stays as it was.
                     if let Ok(info) = pd.stores().await {
-                        stores = Some(stores_status(&dns, &namespace, &groups, &info));
+                        stores = Some(stores_status(&dns, &namespace, &name, &groups, &info));
                     }
                 }
                 // Before the first member runs there is no PD to be unavailable.
@@ -286,7 +294,9 @@ async fn tidb_servers_status(
             url,
         );
         if let Ok(servers) = client.tidb_servers(&url).await {
-            return Ok(Some(tidb_servers(&dns, &namespace, groups, &servers)));
+            return Ok(Some(tidb_servers(
+                &dns, &namespace, &name, groups, &servers,
+            )));
         }
     }
     Ok(None)

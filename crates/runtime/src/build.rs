@@ -577,6 +577,23 @@ pub fn tcp_readiness(port: &str) -> Probe {
     }
 }
 
+/// The Cluster's one headless Service that every instance lives under with the
+/// `ClusterSubdomain` feature gate, `<cluster>-cluster` (tidb-operator v2's name).
+pub fn cluster_subdomain(cluster: &str) -> String {
+    format!("{cluster}-cluster")
+}
+
+/// The subdomain of a new instance: its group's peer Service `peer_service`, or with the
+/// `ClusterSubdomain` gate the Cluster's headless Service. An existing instance keeps its own
+/// (the field is immutable), so turning the gate on or off renames no member or store.
+pub fn new_instance_subdomain(features: &[Feature], cluster: &str, peer_service: String) -> String {
+    if features.contains(&Feature::ClusterSubdomain) {
+        cluster_subdomain(cluster)
+    } else {
+        peer_service
+    }
+}
+
 /// The command of a log-tailer sidecar that follows `file` (created if missing) on its
 /// stdout. With `TerminableLogTailer` it stops on SIGTERM, 3 s later so the last lines are out
 /// (tidb-operator v2's form); without it, it runs until killed at the end of the grace period.
@@ -902,10 +919,20 @@ mod tests {
     #[test]
     fn ready_api_probes_fail_on_an_error_answer_and_use_tls_when_mounted() {
         let probe = ready_api_probe(20180, "/ready", "/var/lib/tikv-tls");
-        let script = probe.exec.and_then(|e| e.command).unwrap_or_default().join(" ");
+        let script = probe
+            .exec
+            .and_then(|e| e.command)
+            .unwrap_or_default()
+            .join(" ");
         assert!(script.contains("--fail"), "{script}");
-        assert!(script.contains("[ -f /var/lib/tikv-tls/tls.crt ]"), "{script}");
-        assert!(script.contains("https://127.0.0.1:20180/ready;"), "{script}");
+        assert!(
+            script.contains("[ -f /var/lib/tikv-tls/tls.crt ]"),
+            "{script}"
+        );
+        assert!(
+            script.contains("https://127.0.0.1:20180/ready;"),
+            "{script}"
+        );
         assert!(script.contains("http://127.0.0.1:20180/ready;"), "{script}");
     }
 

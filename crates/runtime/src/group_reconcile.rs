@@ -5,6 +5,7 @@
 //! update engine, asks the component's [`GroupRules`] what each step means, carries out the
 //! [`Effect`]s they return, and writes the group's status once.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::ops::Deref;
 
@@ -17,7 +18,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
 use operator_api::conditions::{self, HasConditions};
-use operator_api::core::{Cluster, ComponentGroupStatus, Group, Instance, Topology};
+use operator_api::core::{Cluster, ComponentGroupStatus, Feature, Group, Instance, Topology};
 use operator_api::keys;
 use serde::Serialize;
 use tracing::info;
@@ -469,6 +470,7 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
             (revision_of(i) == target)
                 .then(|| R::rebuilt(&view, i).ok())
                 .flatten()
+                .map(|desired| keeping_identity(i, desired))
         })
         .await?;
 
@@ -482,6 +484,10 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
     if suspended {
         // Nothing is created, updated or removed while the Pods are suspended.
         waiting = Some("the Cluster suspends compute".to_string());
+    } else if let Some(unsynced) = features_unsynced(group.features(), &cluster) {
+        // As in tidb-operator v2: an instance made before the gates arrive would be made wrong
+        // (a subdomain, a probe), so nothing is done until the cluster-controller copied them.
+        waiting = Some(unsynced);
     } else if let Some(refusal) =
         shared_group::downgrade_hold(&ctx.events, group, version, &instances).await
     {
@@ -775,6 +781,26 @@ fn failover_plan<R: GroupRules>(
     )
 }
 
+/// Why the group waits for its Cluster's feature gates, `None` once its `features` are the same
+/// set (the cluster-controller copies them in).
+pub fn features_unsynced(features: &[Feature], cluster: &Cluster) -> Option<String> {
+    let have: BTreeSet<Feature> = features.iter().copied().collect();
+    let want: BTreeSet<Feature> = cluster.spec.feature_gates.iter().map(|g| g.name).collect();
+    (have != want).then(|| {
+        format!(
+            "the group's features {have:?} are not yet the Cluster's feature gates {want:?}; the cluster-controller copies them"
+        )
+    })
+}
+
+/// `desired` with what `existing` keeps for life: its subdomain, immutable in the API. A group
+/// whose new instances live elsewhere (the `ClusterSubdomain` gate turned on or off) leaves the
+/// existing ones where they are, so no member or store changes its address.
+fn keeping_identity<I: Instance>(existing: &I, mut desired: I) -> I {
+    existing.subdomain().clone_into(desired.subdomain_mut());
+    desired
+}
+
 /// Carries out one effect of the rules.
 async fn carry_out<R: GroupRules>(
     ctx: &R::Ctx,
@@ -797,6 +823,10 @@ async fn carry_out<R: GroupRules>(
         Effect::Update(desired) => {
             let name = desired.name_any();
             let existing = instances.iter().find(|i| i.name_any() == name);
+            let desired = match existing {
+                Some(existing) => keeping_identity(existing, desired),
+                None => desired,
+            };
             writer.apply(existing, &desired).await?;
             info!(
                 instance = name,
@@ -845,4 +875,31 @@ async fn carry_out<R: GroupRules>(
         } => ctx.events.normal(group, reason, action, message).await,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_waits_until_its_features_are_the_clusters_gates() {
+        let cluster: Cluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": "basic"},
+            "spec": {"featureGates": [{"name": "ClusterSubdomain"}, {"name": "FeatureModification"}]}
+        }))
+        .unwrap();
+        let message = features_unsynced(&[], &cluster).unwrap();
+        assert!(message.contains("ClusterSubdomain"), "{message}");
+        assert!(features_unsynced(&[Feature::ClusterSubdomain], &cluster).is_some());
+        // The same set, in any order, is synced.
+        let both = [Feature::FeatureModification, Feature::ClusterSubdomain];
+        assert_eq!(features_unsynced(&both, &cluster), None);
+        let none: Cluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": "basic"}, "spec": {}
+        }))
+        .unwrap();
+        assert_eq!(features_unsynced(&[], &none), None);
+    }
 }

@@ -190,7 +190,11 @@ pub fn instance(
             cluster: group.spec.cluster.clone(),
             features: target.features.clone(),
             topology,
-            subdomain: peer_service_name(&group.name_any()),
+            subdomain: build::new_instance_subdomain(
+                &target.features,
+                &group.spec.cluster.name,
+                peer_service_name(&group.name_any()),
+            ),
             replicas: None,
             template: target.spec.clone(),
         },

@@ -17,7 +17,7 @@ use operator_runtime::group_reconcile::{Decision, GroupRules, GroupView, Outcome
 use operator_runtime::pod::is_ready;
 use operator_runtime::reconcile::Error;
 use operator_runtime::upgrade::{self, Dependency};
-use pd_client::PdClient;
+use pd_client::{PdClient, StoreInfo};
 use tracing::{info, warn};
 
 use crate::build;
@@ -213,15 +213,31 @@ impl GroupRules for Rules {
     }
 }
 
-/// The instance of `group` whose store advertises `address`, `None` for a store of another
-/// group: `<instance>.<group>-tikv-peer.<namespace>:<port>`, with `.svc.<domain>` before the
-/// port when the Cluster's names are fully qualified.
-fn instance_at(group: &TiKVGroup, address: &str, dns: &Dns) -> Option<String> {
+/// The instance of `group` that `store` is, `None` for a store of another group: its address is
+/// `<instance>.<group>-tikv-peer.<namespace>:<port>` (with `.svc.<domain>` before the port when
+/// the Cluster's names are fully qualified), or, for an instance made under the
+/// `ClusterSubdomain` gate, `<instance>.<cluster>-cluster.<namespace>:<port>` on a store labelled
+/// as this group's (`k/tikvgroup`), since every group shares that Service.
+fn instance_at(group: &TiKVGroup, store: &StoreInfo, dns: &Dns) -> Option<String> {
     let namespace = group.namespace().unwrap_or_default();
-    let peer_service = build::peer_service_name(&group.name_any());
-    let suffix = format!(".{}:", dns.service_host(&peer_service, &namespace));
-    let at = address.find(&suffix)?;
-    Some(address[..at].to_string())
+    let address = store.store.address.as_str();
+    let host_prefix = |service: &str| {
+        let suffix = format!(".{}:", dns.service_host(service, &namespace));
+        address.find(&suffix).map(|at| address[..at].to_string())
+    };
+    let ours = store::placement_labels(&namespace, Some(&group.name_any()), false);
+    let labelled_ours = ours
+        .iter()
+        .all(|(key, value)| store.store.label(key) == Some(value.as_str()));
+    host_prefix(&build::peer_service_name(&group.name_any())).or_else(|| {
+        labelled_ours
+            .then(|| {
+                host_prefix(&operator_runtime::build::cluster_subdomain(
+                    &group.spec.cluster.name,
+                ))
+            })
+            .flatten()
+    })
 }
 
 /// Removes evict-leader schedulers of this group's stores that neither a restart nor a cordoned
@@ -247,7 +263,7 @@ async fn clean_up_schedulers(
         .iter()
         .filter_map(|id| {
             let info = view.stores.by_id(*id)?;
-            let instance = instance_at(group, &info.store.address, dns)?;
+            let instance = instance_at(group, info, dns)?;
             let known = instances.iter().find(|i| i.name_any() == instance);
             (!known.is_some_and(restarting)).then_some((*id, instance))
         })

@@ -56,6 +56,8 @@ pub trait Instance: OfCluster {
     fn common_mut(&mut self) -> &mut CommonTemplateSpec;
     /// The headless Service its Pod's hostname lives under.
     fn subdomain(&self) -> &str;
+    /// The same, to change (only ever to keep an existing instance's: it is immutable).
+    fn subdomain_mut(&mut self) -> &mut String;
     /// The Node labels its Pod must run on.
     fn topology(&self) -> &Topology;
     /// The generation its status last saw (0 before it has a status).
@@ -74,6 +76,9 @@ macro_rules! instance {
             }
             fn subdomain(&self) -> &str {
                 &self.spec.subdomain
+            }
+            fn subdomain_mut(&mut self) -> &mut String {
+                &mut self.spec.subdomain
             }
             fn topology(&self) -> &Topology {
                 &self.spec.topology
@@ -106,6 +111,8 @@ pub trait Group: OfCluster {
     fn schedule_policies(&self) -> &[SchedulePolicy];
     /// What its revision covers: the template and the features.
     fn revision_input(&self) -> serde_json::Value;
+    /// The features turned on for it (the Cluster's feature gates, copied in).
+    fn features(&self) -> &[Feature];
     /// The labels and annotations its template gives its instances.
     fn template_metadata(&self) -> &ObjectMeta;
     /// Seconds a new instance must have been Ready to count as available: `spec.minReadySeconds`,
@@ -128,6 +135,9 @@ macro_rules! group {
             }
             fn revision_input(&self) -> serde_json::Value {
                 serde_json::json!({"template": self.spec.template, "features": self.spec.features})
+            }
+            fn features(&self) -> &[Feature] {
+                &self.spec.features
             }
             fn template_metadata(&self) -> &ObjectMeta {
                 &self.spec.template.metadata

@@ -10,8 +10,8 @@ use operator_api::core::{
     FeatureGateStatus, FeatureStage, PD_DEFAULT_PORT_CLIENT, PdMemberStatus, StoreMemberStatus,
     TidbServerStatus,
 };
-use operator_runtime::cache;
 use operator_runtime::dns::Dns;
+use operator_runtime::{build, cache};
 
 use super::GroupCaches;
 
@@ -141,21 +141,25 @@ pub fn pd_url(dns: &Dns, namespace: &str, group: &str) -> String {
 
 /// The host suffixes (`.<group>-<component>-peer.<namespace>...`, as this Cluster's DNS names
 /// them) of the peer Services of this Cluster's groups of the `kinds` given with their component
-/// names: a member or store whose host ends with one runs in this Kubernetes cluster; those of
-/// other Kubernetes clusters have other hosts.
+/// names, and of the Cluster's own headless Service (`ClusterSubdomain`): a member or store whose
+/// host ends with one runs in this Kubernetes cluster; those of other Kubernetes clusters have
+/// other hosts.
 fn peer_suffixes(
     dns: &Dns,
     namespace: &str,
+    cluster: &str,
     groups: &[GroupView],
     kinds: &[(ComponentKind, &str)],
 ) -> Vec<String> {
+    let cluster_service = build::cluster_subdomain(cluster);
     groups
         .iter()
         .filter_map(|g| {
             let (_, component) = kinds.iter().find(|(kind, _)| *kind == g.kind)?;
-            let service = format!("{}-{component}-peer", g.name);
-            Some(format!(".{}", dns.service_host(&service, namespace)))
+            Some(format!("{}-{component}-peer", g.name))
         })
+        .chain(std::iter::once(cluster_service))
+        .map(|service| format!(".{}", dns.service_host(&service, namespace)))
         .collect()
 }
 
@@ -170,10 +174,17 @@ fn host_of(address: &str) -> &str {
 pub fn members_status(
     dns: &Dns,
     namespace: &str,
+    cluster: &str,
     groups: &[GroupView],
     info: &pd_client::MembersInfo,
 ) -> Vec<PdMemberStatus> {
-    let suffixes = peer_suffixes(dns, namespace, groups, &[(ComponentKind::PD, "pd")]);
+    let suffixes = peer_suffixes(
+        dns,
+        namespace,
+        cluster,
+        groups,
+        &[(ComponentKind::PD, "pd")],
+    );
     let mut members: Vec<PdMemberStatus> = info
         .members
         .iter()
@@ -196,10 +207,17 @@ pub fn members_status(
 pub fn tidb_servers(
     dns: &Dns,
     namespace: &str,
+    cluster: &str,
     groups: &[GroupView],
     servers: &pd_client::TidbServers,
 ) -> Vec<TidbServerStatus> {
-    let suffixes = peer_suffixes(dns, namespace, groups, &[(ComponentKind::TiDB, "tidb")]);
+    let suffixes = peer_suffixes(
+        dns,
+        namespace,
+        cluster,
+        groups,
+        &[(ComponentKind::TiDB, "tidb")],
+    );
     let mut list: Vec<TidbServerStatus> = servers
         .all_servers_info
         .values()
@@ -220,12 +238,14 @@ pub fn tidb_servers(
 pub fn stores_status(
     dns: &Dns,
     namespace: &str,
+    cluster: &str,
     groups: &[GroupView],
     info: &pd_client::StoresInfo,
 ) -> Vec<StoreMemberStatus> {
     let suffixes = peer_suffixes(
         dns,
         namespace,
+        cluster,
         groups,
         &[
             (ComponentKind::TiKV, "tikv"),

@@ -232,7 +232,7 @@ fn pd_members_of_other_kubernetes_clusters_are_listed_and_not_marked_local() {
         ..Default::default()
     };
     let groups = [group(ComponentKind::PD, "pd", 2, 2, true)];
-    let listed = members_status(&Dns::fqdn("one.local"), "db", &groups, &info);
+    let listed = members_status(&Dns::fqdn("one.local"), "db", "basic", &groups, &info);
     let seen: Vec<(&str, bool)> = listed.iter().map(|m| (m.name.as_str(), m.local)).collect();
     assert_eq!(seen, [("pd-a", true), ("pd-b", true), ("pd-x", false)]);
     assert!(listed[2].client_url.ends_with(".svc.two.local:2379"));
@@ -275,7 +275,7 @@ fn stores_of_other_kubernetes_clusters_are_listed_and_not_marked_local() {
         group(ComponentKind::TiKV, "tikv", 2, 2, true),
         group(ComponentKind::TiFlash, "tiflash", 1, 1, true),
     ];
-    let listed = stores_status(&Dns::fqdn("one.local"), "db", &groups, &info);
+    let listed = stores_status(&Dns::fqdn("one.local"), "db", "basic", &groups, &info);
     let seen: Vec<(&str, &str, bool)> = listed
         .iter()
         .map(|s| (s.id.as_str(), s.state.as_str(), s.local))
@@ -310,7 +310,7 @@ fn tidb_servers_of_other_kubernetes_clusters_are_listed_and_not_marked_local() {
         .collect(),
     };
     let groups = [group(ComponentKind::TiDB, "db", 2, 2, true)];
-    let listed = tidb_servers(&Dns::fqdn("one.local"), "ns", &groups, &servers);
+    let listed = tidb_servers(&Dns::fqdn("one.local"), "ns", "basic", &groups, &servers);
     let seen: Vec<(&str, bool)> = listed
         .iter()
         .map(|s| (s.address.as_str(), s.local))

@@ -229,14 +229,26 @@ fn a_store_address_names_its_instance_in_either_form() {
     group.metadata.namespace = Some("db".into());
     let short = Dns::default();
     let fqdn = Dns::fqdn("east.example");
+    let at = |address: &str, labels: &[(&str, &str)], dns: &Dns| {
+        let labels: Vec<_> = labels
+            .iter()
+            .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+            .collect();
+        let store: StoreInfo = serde_json::from_value(serde_json::json!({
+            "store": {"id": 1, "address": address, "labels": labels},
+            "status": {}
+        }))
+        .unwrap();
+        instance_at(&group, &store, dns)
+    };
     assert_eq!(
-        instance_at(&group, "tikv-a.tikv-tikv-peer.db:20160", &short).as_deref(),
+        at("tikv-a.tikv-tikv-peer.db:20160", &[], &short).as_deref(),
         Some("tikv-a")
     );
     assert_eq!(
-        instance_at(
-            &group,
+        at(
             "tikv-a.tikv-tikv-peer.db.svc.east.example:20160",
+            &[],
             &fqdn
         )
         .as_deref(),
@@ -244,23 +256,36 @@ fn a_store_address_names_its_instance_in_either_form() {
     );
     // Another group's store, or a name of the other form, is not this group's.
     assert_eq!(
-        instance_at(&group, "kv-a.kv-tikv-peer.db.svc.east.example:20160", &fqdn),
+        at("kv-a.kv-tikv-peer.db.svc.east.example:20160", &[], &fqdn),
         None
     );
-    assert_eq!(
-        instance_at(&group, "tikv-a.tikv-tikv-peer.db:20160", &fqdn),
-        None
-    );
+    assert_eq!(at("tikv-a.tikv-tikv-peer.db:20160", &[], &fqdn), None);
     // A store of another Kubernetes cluster, even of a group and namespace of the same
     // names, is not this group's: its evict-leader scheduler is never removed from here.
     assert_eq!(
-        instance_at(
-            &group,
+        at(
             "tikv-a.tikv-tikv-peer.db.svc.west.example:20160",
+            &[],
             &fqdn
         ),
         None
     );
+    // Under the Cluster's one headless Service (`ClusterSubdomain`), only a store labelled as
+    // this group's is one of its instances.
+    let ours = [("k/tikvgroup", "db.tikv")];
+    assert_eq!(
+        at("tikv-a.c-cluster.db:20160", &ours, &short).as_deref(),
+        Some("tikv-a")
+    );
+    assert_eq!(
+        at(
+            "kv-a.c-cluster.db:20160",
+            &[("k/tikvgroup", "db.kv")],
+            &short
+        ),
+        None
+    );
+    assert_eq!(at("tikv-a.c-cluster.db:20160", &[], &short), None);
 }
 
 fn stores(states: &[(u64, &str)]) -> PdView {

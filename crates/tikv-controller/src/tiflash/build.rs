@@ -130,7 +130,11 @@ pub fn instance(
             cluster: group.spec.cluster.clone(),
             features: group.spec.features.clone(),
             topology,
-            subdomain: peer_service_name(&group.name_any()),
+            subdomain: build::new_instance_subdomain(
+                &group.spec.features,
+                &group.spec.cluster.name,
+                peer_service_name(&group.name_any()),
+            ),
             offline: None,
             replicas: None,
             template: group.spec.template.spec.clone(),
