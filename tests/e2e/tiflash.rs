@@ -519,9 +519,14 @@ async fn tiflash_pod_uids(scene: &Scene) -> BTreeMap<String, String> {
         keys::LABEL_COMPONENT,
         keys::COMPONENT_TIFLASH
     ));
+    pod_uids(scene, &params).await
+}
+
+/// UIDs of the Pods `params` selects, by name.
+async fn pod_uids(scene: &Scene, params: &ListParams) -> BTreeMap<String, String> {
     scene
         .api::<Pod>()
-        .list(&params)
+        .list(params)
         .await
         .unwrap()
         .items
@@ -782,11 +787,7 @@ async fn with_the_ready_api_gates_a_store_is_ready_only_when_it_says_so() {
         .list(&ListParams::default())
         .await
         .unwrap();
-    let uids: BTreeMap<String, String> = pods
-        .items
-        .iter()
-        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
-        .collect();
+    let uids = pod_uids(&scene, &ListParams::default()).await;
     for pod in &pods.items {
         let component = pod.labels().get(keys::LABEL_COMPONENT).cloned();
         let path = match component.as_deref() {
@@ -875,15 +876,7 @@ async fn with_the_ready_api_gates_a_store_is_ready_only_when_it_says_so() {
             .unwrap();
     }
     scene.wait_ready(1, "every store Ready again").await;
-    let now: BTreeMap<String, String> = scene
-        .api::<Pod>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
-        .collect();
+    let now = pod_uids(&scene, &ListParams::default()).await;
     assert_eq!(now, uids, "nothing restarted");
     scene
         .simulator

@@ -1262,24 +1262,25 @@ impl ClusterState {
             return Err(self.reject(now, op, err));
         }
         if let Some(bad) = labels.keys().find(|k| !valid_label_key(k)) {
-            let err = ApiError::new(
-                400,
-                format!("[PD:config:ErrInvalidLabel]invalid label key: {bad:?}"),
-            );
-            return Err(self.reject(now, op, err));
+            return Err(self.reject(now, op, invalid_label_key(bad)));
         }
         let Some(store) = self.stores.get_mut(&id) else {
-            let err = ApiError::new(
-                500,
-                format!("[PD:cluster:ErrInvalidStoreID]invalid store ID {id}, not found"),
-            );
-            return Err(self.reject(now, op, err));
+            return Err(self.reject(now, op, invalid_store_id(id)));
         };
         if force {
             store.labels = labels;
         } else {
             store.labels.extend(labels);
         }
+        self.log_labels(id, now);
+        Ok(())
+    }
+
+    /// Logs the labels store `id` has after a change of them.
+    fn log_labels(&mut self, id: u64, now: Now) {
+        let Some(store) = self.stores.get(&id) else {
+            return;
+        };
         let (instance, labels) = (store.instance.clone(), store.labels.clone());
         self.log(
             now,
@@ -1289,7 +1290,6 @@ impl ClusterState {
                 labels,
             },
         );
-        Ok(())
     }
 
     /// `DELETE /store/{id}/label`: removes one label key; PD answers 500 when the store has no
@@ -1297,32 +1297,16 @@ impl ClusterState {
     pub fn delete_store_label(&mut self, id: u64, key: &str, now: Now) -> Result<(), ApiError> {
         let op = format!("DELETE /store/{id}/label");
         if !valid_label_key(key) {
-            let err = ApiError::new(
-                400,
-                format!("[PD:config:ErrInvalidLabel]invalid label key: {key:?}"),
-            );
-            return Err(self.reject(now, op, err));
+            return Err(self.reject(now, op, invalid_label_key(key)));
         }
         let Some(store) = self.stores.get_mut(&id) else {
-            let err = ApiError::new(
-                500,
-                format!("[PD:cluster:ErrInvalidStoreID]invalid store ID {id}, not found"),
-            );
-            return Err(self.reject(now, op, err));
+            return Err(self.reject(now, op, invalid_store_id(id)));
         };
         if store.labels.remove(key).is_none() {
             let err = ApiError::new(500, format!("Label {key} not found"));
             return Err(self.reject(now, op, err));
         }
-        let (instance, labels) = (store.instance.clone(), store.labels.clone());
-        self.log(
-            now,
-            EventKind::StoreLabelsSet {
-                store_id: id,
-                instance,
-                labels,
-            },
-        );
+        self.log_labels(id, now);
         Ok(())
     }
 
@@ -1604,6 +1588,22 @@ impl ClusterState {
 
 /// PD's label key rule: letters, digits and `-_./`, starting and ending with a letter or digit
 /// (an optional leading `$` marks an internal label).
+/// PD's answer to a label key it does not accept.
+fn invalid_label_key(key: &str) -> ApiError {
+    ApiError::new(
+        400,
+        format!("[PD:config:ErrInvalidLabel]invalid label key: {key:?}"),
+    )
+}
+
+/// PD's answer to a store ID it does not know, in a label call.
+fn invalid_store_id(id: u64) -> ApiError {
+    ApiError::new(
+        500,
+        format!("[PD:cluster:ErrInvalidStoreID]invalid store ID {id}, not found"),
+    )
+}
+
 fn valid_label_key(key: &str) -> bool {
     let key = key.strip_prefix('$').unwrap_or(key);
     let bytes = key.as_bytes();

@@ -24,7 +24,7 @@ use operator_runtime::pod::{is_ready, readiness};
 use operator_runtime::reconcile::{Error, Started};
 use operator_runtime::tls::SecretMount;
 use operator_runtime::{cache, expect, instance};
-use pd_client::{PdClient, StoreInfo};
+use pd_client::{PdClient, StatusClient, StoreInfo};
 use tracing::info;
 
 use super::{Ctx, build};
@@ -484,13 +484,19 @@ async fn sync_labels(
     Ok(())
 }
 
-/// `GET /tiflash/store-status` of the instance's proxy status port: `Running`, `Idle`, ...
-async fn store_status(scope: &Scope<'_>) -> Result<String, String> {
+/// The client and URL of the instance's proxy status port.
+fn status_endpoint(scope: &Scope<'_>) -> Result<(StatusClient, String), String> {
     let tiflash = scope.tiflash;
     let url = scope
         .ctx
         .status_url(tiflash, build::status_url(tiflash, &scope.dns));
     let client = scope.ctx.status_of(tiflash).map_err(|e| e.to_string())?;
+    Ok((client, url))
+}
+
+/// `GET /tiflash/store-status` of the instance's proxy status port: `Running`, `Idle`, ...
+async fn store_status(scope: &Scope<'_>) -> Result<String, String> {
+    let (client, url) = status_endpoint(scope)?;
     client
         .tiflash_store_status(&url)
         .await
@@ -499,11 +505,7 @@ async fn store_status(scope: &Scope<'_>) -> Result<String, String> {
 
 /// `GET /tiflash/readyz` of the instance's proxy status port.
 async fn ready_answer(scope: &Scope<'_>) -> Result<bool, String> {
-    let tiflash = scope.tiflash;
-    let url = scope
-        .ctx
-        .status_url(tiflash, build::status_url(tiflash, &scope.dns));
-    let client = scope.ctx.status_of(tiflash).map_err(|e| e.to_string())?;
+    let (client, url) = status_endpoint(scope)?;
     client
         .tiflash_readyz(&url)
         .await
