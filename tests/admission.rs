@@ -423,6 +423,17 @@ fn cases() -> Vec<Case> {
             "storage cannot be made smaller: a volume cannot shrink (grow it, or keep its size)",
         ),
         case(
+            "a volume of no size",
+            with(
+                group("TiKVGroup", "zero-size", "c"),
+                "spec/template/spec/volumes",
+                json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "0"}]),
+            ),
+            None,
+            "spec.template.spec.volumes[0]",
+            "Volume storage must be greater than 0 for all volumes",
+        ),
+        case(
             "a volume size that is not a quantity",
             with(
                 group("PDGroup", "bad-size", "c"),

@@ -199,6 +199,7 @@ pub struct VolumeMount {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(oldSelf.volumeAttributesClassName) || has(self.volumeAttributesClassName)").message("VolumeAttributesClassName cannot be changed from non-nil to nil"))]
 #[x_kube(validation = Rule::new("quantity(string(self.storage)).compareTo(quantity(string(oldSelf.storage))) >= 0").message("storage cannot be made smaller: a volume cannot shrink (grow it, or keep its size)"))]
+#[x_kube(validation = Rule::new("quantity(string(self.storage)).compareTo(quantity('0')) > 0").message("Volume storage must be greater than 0 for all volumes"))]
 pub struct Volume {
     /// Name of the volume, unique in the template. PD and TiKV need one named `data`.
     pub name: String,
