@@ -213,7 +213,7 @@ pub struct BackupSpec {
     /// Deadline in seconds of the initialising job of a volume backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 600))]
-    pub volume_backup_init_job_max_active_seconds: Option<i32>,
+    pub volume_backup_init_job_max_active_seconds: Option<i64>,
 }
 
 /// How a backup is taken.

@@ -49,11 +49,11 @@ pub struct BRConfig {
     /// Threads per TiKV node that run the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
-    pub concurrency: Option<i32>,
+    pub concurrency: Option<i64>,
     /// Rate limit per TiKV node, in MB/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
-    pub rate_limit: Option<i32>,
+    pub rate_limit: Option<i64>,
     /// Back up the data as it was this long ago, for example `1m` or `1h`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub time_ago: String,
@@ -97,7 +97,7 @@ pub struct CleanOption {
     /// Retries inside the clean-up Pod when the clean-up fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 5))]
-    pub retry_count: Option<i32>,
+    pub retry_count: Option<i64>,
     /// Whether to back off when a delete call fails, for rate-limited stores.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub backoff_enabled: bool,
@@ -116,11 +116,11 @@ pub struct BatchDeleteOption {
     /// Batch deletions in parallel, where the store has a batch-delete API (S3). Default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
-    pub batch_concurrency: Option<i32>,
+    pub batch_concurrency: Option<i64>,
     /// Parallel single-object deletions. Default 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
-    pub routine_concurrency: Option<i32>,
+    pub routine_concurrency: Option<i64>,
 }
 
 /// Retries of a failed snapshot backup job. The n-th retry waits `minRetryDuration` × 2^(n-1);
@@ -135,7 +135,7 @@ pub struct BackoffRetryPolicy {
     /// Maximum number of retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 2))]
-    pub max_retry_times: Option<i32>,
+    pub max_retry_times: Option<i64>,
     /// No retry starts once this long has passed since the first failure, a duration such as
     /// `30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -67,7 +67,7 @@ pub struct CompactSpec {
     /// Parallel compaction tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 4))]
-    pub concurrency: Option<i32>,
+    pub concurrency: Option<i64>,
     /// Tolerations of the compaction job's Pod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
@@ -99,7 +99,7 @@ pub struct CompactSpec {
     /// Retries of a failed compaction job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 6))]
-    pub max_retry_times: Option<i32>,
+    pub max_retry_times: Option<i64>,
     /// Extra volumes of the compaction job's Pod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_volumes: Vec<Volume>,

@@ -64,4 +64,31 @@ mod tests {
         }
         assert!(count >= 10, "only {count} fixtures found");
     }
+
+    /// The reference's BR integers are Go `int`, `uint` and `uint64`, and the API server does not
+    /// enforce a width: a value past 32 bits must still read, or one object would stop the watch
+    /// of its whole kind.
+    #[test]
+    fn integers_wider_than_32_bits_read() {
+        let big = 5_000_000_000_i64;
+        let backup: Backup = serde_json::from_value(serde_json::json!({
+            "apiVersion": "br.pingcap.com/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "b"},
+            "spec": {
+                "br": {"cluster": "c", "rateLimit": big, "concurrency": big},
+                "cleanOption": {"retryCount": big, "batchConcurrency": big, "routineConcurrency": big},
+                "backoffRetryPolicy": {"maxRetryTimes": big},
+                "volumeBackupInitJobMaxActiveSeconds": big
+            }
+        }))
+        .unwrap();
+        assert_eq!(backup.spec.br.and_then(|b| b.rate_limit), Some(big));
+        let compact: CompactBackup = serde_json::from_value(serde_json::json!({
+            "apiVersion": "br.pingcap.com/v1alpha1", "kind": "CompactBackup",
+            "metadata": {"name": "c"},
+            "spec": {"concurrency": big, "maxRetryTimes": big}
+        }))
+        .unwrap();
+        assert_eq!(compact.spec.concurrency, Some(big));
+    }
 }
