@@ -324,10 +324,11 @@ fn expected_rules(entries: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<Stri
 const OVERLAY_CLAIMS: &str = "overlay volumeClaims names must exist in volumes";
 const DATA_VOLUME: &str = "data volume must be configured";
 const VAC: &str = "VolumeAttributesClassName cannot be changed from non-nil to nil";
-/// Ours, not the reference's rule (it ships a ValidatingAdmissionPolicy for it): a volume
-/// cannot shrink.
+/// Ours, not the reference's CRD rules (it ships a ValidatingAdmissionPolicy with both): a
+/// volume cannot shrink, and its size must be above 0 (the policy's message).
 const NO_SHRINK: &str =
     "storage cannot be made smaller: a volume cannot shrink (grow it, or keep its size)";
+const ABOVE_ZERO: &str = "Volume storage must be greater than 0 for all volumes";
 const POD_LABELS: &str = "cannot overlay pod labels starting with 'pingcap.com/'";
 const CLUSTER_NAME: &str = "cluster name is immutable";
 const SERVER_LABELS: &str = "labels cannot contain 'host', 'region', or 'zone' keys";
@@ -382,7 +383,10 @@ fn cel_rules_sit_where_the_reference_has_them() {
                 (".spec.cluster.name", &[CLUSTER_NAME]),
                 (".spec.template.spec", &[OVERLAY_CLAIMS, DATA_VOLUME]),
                 (".spec.template.spec.overlay.pod.metadata", &[POD_LABELS]),
-                (".spec.template.spec.volumes[]", &[VAC, NO_SHRINK]),
+                (
+                    ".spec.template.spec.volumes[]",
+                    &[VAC, NO_SHRINK, ABOVE_ZERO],
+                ),
             ],
         ),
         (
@@ -396,7 +400,10 @@ fn cel_rules_sit_where_the_reference_has_them() {
                     ".spec.template.spec.server.labels",
                     &[SERVER_LABELS, PLACEMENT_LABELS],
                 ),
-                (".spec.template.spec.volumes[]", &[VAC, NO_SHRINK]),
+                (
+                    ".spec.template.spec.volumes[]",
+                    &[VAC, NO_SHRINK, ABOVE_ZERO],
+                ),
             ],
         ),
         (
@@ -411,7 +418,10 @@ fn cel_rules_sit_where_the_reference_has_them() {
                     &["field .mysql.enabled is immutable"],
                 ),
                 (".spec.template.spec.server.labels", &[SERVER_LABELS]),
-                (".spec.template.spec.volumes[]", &[VAC, NO_SHRINK]),
+                (
+                    ".spec.template.spec.volumes[]",
+                    &[VAC, NO_SHRINK, ABOVE_ZERO],
+                ),
             ],
         ),
         (
@@ -425,7 +435,10 @@ fn cel_rules_sit_where_the_reference_has_them() {
                     ".spec.template.spec.server.labels",
                     &[SERVER_LABELS, PLACEMENT_LABELS],
                 ),
-                (".spec.template.spec.volumes[]", &[VAC, NO_SHRINK]),
+                (
+                    ".spec.template.spec.volumes[]",
+                    &[VAC, NO_SHRINK, ABOVE_ZERO],
+                ),
             ],
         ),
         (
@@ -435,7 +448,10 @@ fn cel_rules_sit_where_the_reference_has_them() {
                 (".spec.cluster.name", &[CLUSTER_NAME]),
                 (".spec.template.spec", &[OVERLAY_CLAIMS]),
                 (".spec.template.spec.overlay.pod.metadata", &[POD_LABELS]),
-                (".spec.template.spec.volumes[]", &[VAC, NO_SHRINK]),
+                (
+                    ".spec.template.spec.volumes[]",
+                    &[VAC, NO_SHRINK, ABOVE_ZERO],
+                ),
             ],
         ),
     ];
@@ -447,7 +463,7 @@ fn cel_rules_sit_where_the_reference_has_them() {
             (".spec.overlay.pod.metadata", &[POD_LABELS]),
             (".spec.subdomain", &["subdomain is immutable"]),
             (".spec.topology", &["topology is immutable"]),
-            (".spec.volumes[]", &[VAC, NO_SHRINK]),
+            (".spec.volumes[]", &[VAC, NO_SHRINK, ABOVE_ZERO]),
         ];
         entries.extend(extra);
         (kind.to_string(), entries)
