@@ -916,6 +916,25 @@ async fn a_missing_bootstrap_sql_sem_or_jwks_source_holds_tidb_and_says_which() 
         .await;
     scene.create_pd("bsql", 1, "v8.5.2").await;
     scene.create_tidb("bsql", 1, "v8.5.2").await;
+    // The group's features are not yet the Cluster's gate (no cluster-controller runs here to
+    // copy it): the group makes nothing and says why.
+    wait_until(
+        &scene.kubectl(),
+        scene.n(),
+        "TiDBGroup Synced=False FeatureGatesNotSynced, no instance",
+        Duration::from_secs(60),
+        || async {
+            let group = scene.api::<TiDBGroup>().get(GROUP).await?;
+            let waits = conditions::find(group.conditions(), conditions::SYNCED).is_some_and(|c| {
+                c.status == "False"
+                    && c.reason == "FeatureGatesNotSynced"
+                    && c.message.contains("SessionTokenSigning")
+            });
+            Ok::<_, kube::Error>(waits && scene.tidbs().await.is_empty())
+        },
+    )
+    .await
+    .unwrap();
     scene
         .patch::<TiDBGroup>(
             GROUP,

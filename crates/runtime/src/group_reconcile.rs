@@ -476,6 +476,7 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
 
     let mut acted = false;
     let mut waiting = None;
+    let mut gates_wait = None;
     let mut blocked = None;
     let mut held = 0;
     let mut recheck = None;
@@ -487,7 +488,7 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
     } else if let Some(unsynced) = features_unsynced(group.features(), &cluster) {
         // As in tidb-operator v2: an instance made before the gates arrive would be made wrong
         // (a subdomain, a probe), so nothing is done until the cluster-controller copied them.
-        waiting = Some(unsynced);
+        gates_wait = Some(unsynced);
     } else if let Some(refusal) =
         shared_group::downgrade_hold(&ctx.events, group, version, &instances).await
     {
@@ -578,7 +579,10 @@ async fn run<R: GroupRules>(group: &R::Group, ctx: &R::Ctx) -> Result<Action, Er
         blocked: blocked.is_some(),
         held,
     };
-    let (waiting, waiting_reason) = R::progress(&view, &outcome);
+    let (waiting, waiting_reason) = match gates_wait {
+        Some(wait) => (Some(wait), Some(REASON_FEATURE_GATES_NOT_SYNCED)),
+        None => R::progress(&view, &outcome),
+    };
     let summaries: Vec<InstanceSummary> = instances
         .iter()
         .map(|i| InstanceSummary {
@@ -780,6 +784,9 @@ fn failover_plan<R: GroupRules>(
         Timestamp::now(),
     )
 }
+
+/// Reason of a group that waits for its Cluster's feature gates to be copied into it.
+pub const REASON_FEATURE_GATES_NOT_SYNCED: &str = "FeatureGatesNotSynced";
 
 /// Why the group waits for its Cluster's feature gates, `None` once its `features` are the same
 /// set (the cluster-controller copies them in).
