@@ -22,7 +22,7 @@ use operator_runtime::build::BuildError;
 use operator_runtime::dns::Dns;
 use operator_runtime::instance_reconcile::{Blocked, Finished, InstanceRules, Prepared};
 use operator_runtime::online_config::{self, ConfigStep, Recorder};
-use operator_runtime::pod::{is_ready, readiness};
+use operator_runtime::pod::is_ready;
 use operator_runtime::reconcile::{Error, Started};
 use operator_runtime::tls::SecretMount;
 use operator_runtime::{expect, instance, node};
@@ -619,17 +619,7 @@ fn set_ready(
     ready_api: Option<ready::Said>,
 ) {
     let was_ready = conditions::is_true(&draft.status.common.conditions, conditions::READY);
-    let verdict = match readiness(pod) {
-        Some(verdict) => Some(verdict),
-        None => {
-            let pd = match view {
-                Ok(_) => Ok(lookup.unwrap_or(StoreLookup::NeverRegistered)),
-                Err(error) => Err(error.as_str()),
-            };
-            store::ready_verdict(pd, was_ready)
-        }
-    };
-    let verdict = ready::correct(verdict, ready_api, was_ready);
+    let verdict = ready::verdict(was_ready, pod, view, lookup, ready_api);
     if let Some((ready, reason, message)) = verdict {
         draft.set(conditions::READY, ready, reason, message);
     }

@@ -4,8 +4,13 @@
 //! itself, and so does the instance's `Ready` condition, so a roll does not go on past a store
 //! PD lists Up that does not yet say it is ready.
 
+use k8s_openapi::api::core::v1::Pod;
 use operator_api::core::{Feature, TiFlash, TiKV};
+use operator_runtime::pod::readiness;
 use operator_runtime::upgrade;
+
+use crate::pd::PdView;
+use crate::store::{self, StoreLookup};
 
 /// The first TiKV version with `/ready` (tidb-operator v2's compatibility table says so).
 pub const TIKV_FIRST_VERSION: &str = "v9.0.0";
@@ -50,6 +55,28 @@ pub fn ready_api_said(answer: Result<bool, String>, path: &str) -> Said {
             format!("the store's ready API ({path}) did not answer: {error}"),
         )),
     }
+}
+
+/// The `Ready` verdict of a store's instance (TiKV or TiFlash): its Pod's readiness, else PD's word
+/// on its store ([`store::ready_verdict`]), corrected by what the server said of itself.
+pub fn verdict(
+    was_ready: bool,
+    pod: Option<&Pod>,
+    view: &Result<PdView, String>,
+    lookup: Option<StoreLookup<'_>>,
+    said: Option<Said>,
+) -> Verdict {
+    let verdict = match readiness(pod) {
+        Some(verdict) => Some(verdict),
+        None => {
+            let pd = match view {
+                Ok(_) => Ok(lookup.unwrap_or(StoreLookup::NeverRegistered)),
+                Err(error) => Err(error.as_str()),
+            };
+            store::ready_verdict(pd, was_ready)
+        }
+    };
+    correct(verdict, said, was_ready)
 }
 
 /// The verdict from the Pod and PD, corrected by what the server said of itself (asked only of
