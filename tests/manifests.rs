@@ -114,8 +114,8 @@ const CONTROLLERS: &[Controller] = &[
             grant(CORE, &["pds", "tikvs", "tidbs"], &[R]),
             // The operator's client certificate of a TLS cluster; get only, no list or watch.
             grant(K8S, &["secrets"], &[&["get"]]),
-            // The Cluster's headless Service of the ClusterSubdomain gate; made, never changed.
-            grant(K8S, &["services"], &[&["get", "create"]]),
+            // The Cluster's headless and PD Services of its gates; made, a PDGroup's adopted.
+            grant(K8S, &["services"], &[&["get", "create", "patch"]]),
             // A Cluster being deleted waits for the BR Jobs running against it; list only.
             grant(BR, &["backups", "restores"], &[&["list"]]),
         ],

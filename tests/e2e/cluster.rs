@@ -874,3 +874,215 @@ async fn under_the_cluster_subdomain_gate_every_instance_lives_under_one_headles
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The `MultiPDGroup` feature gate, turned on under a running cluster as tidb-operator v2's own
+/// scenario does: the Cluster's PD Service takes the first group's client Service name
+/// (`customizedPDServiceName`), so no component is given a new PD URL; a second PDGroup joins
+/// the one PD instead of bootstrapping its own; the first group is then deleted and its members
+/// leave PD one at a time, PD keeping its quorum throughout. Nothing but PD restarts.
+#[tokio::test]
+async fn under_multi_pd_group_a_second_pd_group_joins_and_the_first_can_be_deleted() {
+    let whole = Whole::start("multipd").await;
+    let (client, simulator) = (&whole.client, &whole.simulator);
+    let n = whole.ns.name();
+    let kubectl = whole.cluster.kubectl();
+    let volumes = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]);
+    let pd_group = |name: &str| {
+        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "PDGroup", "metadata": {"name": name},
+               "spec": {"cluster": {"name": "basic"}, "replicas": 3,
+                        "template": {"spec": {"version": "v8.5.2", "volumes": volumes}}}})
+    };
+    let objects = [
+        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+               "metadata": {"name": "basic"},
+               "spec": {"featureGates": [{"name": "FeatureModification"}]}}),
+        pd_group("pd"),
+        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiKVGroup", "metadata": {"name": "tikv"},
+               "spec": {"cluster": {"name": "basic"}, "replicas": 3,
+                        "template": {"spec": {"version": "v8.5.2", "volumes": volumes}}}}),
+        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiDBGroup", "metadata": {"name": "tidb"},
+               "spec": {"cluster": {"name": "basic"}, "replicas": 1,
+                        "template": {"spec": {"version": "v8.5.2"}}}}),
+    ];
+    let manifest = objects
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    kubectl
+        .ok(&["apply", "-n", n, "-f", "-"], Some(&manifest))
+        .unwrap();
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), n);
+    let ready_with = |members: usize| {
+        let clusters = clusters.clone();
+        async move {
+            let c = clusters.get("basic").await?;
+            let pd_members = c.status.as_ref().map_or(0, |s| s.pd_members.len());
+            Ok::<_, kube::Error>(
+                condition(&c, conditions::AVAILABLE).is_some_and(|(s, _)| s == "True")
+                    && condition(&c, conditions::READY).is_some_and(|(s, _)| s == "True")
+                    && pd_members == members,
+            )
+        }
+    };
+    wait_until(
+        &kubectl,
+        n,
+        "Cluster basic Available and Ready with 3 PD members",
+        WAIT,
+        || ready_with(3),
+    )
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let others = |pods: Vec<Pod>| -> BTreeMap<String, String> {
+        pods.into_iter()
+            .filter(|p| p.labels().get("pingcap.com/component").map(String::as_str) != Some("pd"))
+            .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+            .collect()
+    };
+    let before = others(pods.list(&ListParams::default()).await.unwrap().items);
+    assert_eq!(before.len(), 4, "3 TiKV, 1 TiDB: {before:?}");
+    let pd_url = format!("http://pd-pd.{n}:2379");
+    let status_pd = |c: &Cluster| c.status.as_ref().map(|s| s.pd.clone()).unwrap_or_default();
+    assert_eq!(status_pd(&clusters.get("basic").await.unwrap()), pd_url);
+
+    // The gate on, keeping the PD Service's name: the Cluster takes the group's Service over.
+    clusters
+        .patch(
+            "basic",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {
+                "featureGates": [{"name": "FeatureModification"}, {"name": "MultiPDGroup"}],
+                "customizedPDServiceName": "pd-pd"
+            }})),
+        )
+        .await
+        .unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), n);
+    wait_until(
+        &kubectl,
+        n,
+        "Service pd-pd belongs to the Cluster and selects every PD Pod of it",
+        WAIT,
+        || async {
+            let s = services.get("pd-pd").await?;
+            let selector = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .unwrap_or_default();
+            Ok::<_, kube::Error>(
+                s.owner_references().len() == 1
+                    && s.owner_references()[0].kind == "Cluster"
+                    && !selector.contains_key("pingcap.com/group")
+                    && selector.get("pingcap.com/component").map(String::as_str) == Some("pd"),
+            )
+        },
+    )
+    .await
+    .unwrap();
+
+    // A second group joins the one PD.
+    kubectl
+        .ok(
+            &["apply", "-n", n, "-f", "-"],
+            Some(&serde_json::to_string(&pd_group("second")).unwrap()),
+        )
+        .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "PD has 6 members, the second group's 3 of them Ready, Cluster Ready",
+        WAIT,
+        || async {
+            let pds = Api::<PD>::namespaced(client.clone(), n)
+                .list(&ListParams::default().labels("pingcap.com/group=second"))
+                .await?
+                .items;
+            Ok::<_, kube::Error>(
+                pds.len() == 3
+                    && pds
+                        .iter()
+                        .all(|p| conditions::is_true(p.conditions(), conditions::READY))
+                    && ready_with(6).await?,
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let second = Api::<PDGroup>::namespaced(client.clone(), n)
+        .get("second")
+        .await
+        .unwrap();
+    assert!(
+        second.spec.bootstrapped,
+        "the second group joined: bootstrapped"
+    );
+    let state = simulator.state(n, "basic").await.unwrap();
+    assert_eq!(
+        state["members"].as_array().map(Vec::len),
+        Some(6),
+        "{state}"
+    );
+    // Its members were told to join through the Cluster's PD Service, not to bootstrap.
+    let configs: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), n);
+    for pd in Api::<PD>::namespaced(client.clone(), n)
+        .list(&ListParams::default().labels("pingcap.com/group=second"))
+        .await
+        .unwrap()
+        .items
+    {
+        let cm = configs.get(&pd.name_any()).await.unwrap();
+        let text = cm
+            .data
+            .unwrap_or_default()
+            .into_values()
+            .collect::<String>();
+        assert!(
+            text.contains(&format!("join = \"{pd_url}\"")) && !text.contains("initial-cluster ="),
+            "{}: {text}",
+            pd.name_any()
+        );
+    }
+
+    // The first group deleted: its members leave PD one at a time; PD keeps a leader.
+    Api::<PDGroup>::namespaced(client.clone(), n)
+        .delete("pd", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        n,
+        "the first group's PD members gone, PD at 3 members, Cluster Ready",
+        WAIT,
+        || async {
+            let left = Api::<PD>::namespaced(client.clone(), n)
+                .list(&ListParams::default().labels("pingcap.com/group=pd"))
+                .await?
+                .items;
+            Ok::<_, kube::Error>(left.is_empty() && ready_with(3).await?)
+        },
+    )
+    .await
+    .unwrap();
+    let state = simulator.state(n, "basic").await.unwrap();
+    let removed = state["removed_members"]
+        .as_object()
+        .map(|m| m.keys().filter(|k| k.starts_with("pd-")).count());
+    assert_eq!(removed, Some(3), "they left PD through its API: {state}");
+    let status = clusters.get("basic").await.unwrap();
+    assert_eq!(status_pd(&status), pd_url, "status.pd never changed");
+    let service = services.get("pd-pd").await.unwrap();
+    assert_eq!(
+        service.owner_references()[0].name,
+        "basic",
+        "kept with the Cluster"
+    );
+    let after = others(pods.list(&ListParams::default()).await.unwrap().items);
+    assert_eq!(after, before, "no TiKV or TiDB Pod restarted");
+    simulator
+        .verdict(n, "basic", &scenarios::Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}

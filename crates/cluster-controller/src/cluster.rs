@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
 mod br;
+mod pd_service;
 mod status;
 mod subdomain;
 pub use status::*;
@@ -148,13 +149,22 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
     } else {
         carry_feature_gates(cluster, ctx, &groups).await?;
         subdomain::ensure(cluster, ctx).await?;
+        pd_service::ensure(cluster, ctx).await?;
     }
 
-    // The PDGroup that owns the Cluster's PD: with two, the one the pd-controller lets go ahead.
+    // Under MultiPDGroup, the Cluster's PD Service once a PDGroup exists; else the client
+    // Service of the PDGroup that owns the Cluster's PD: with two, the one the pd-controller
+    // lets go ahead.
     let pd_groups =
         operator_runtime::cache::list(&ctx.groups.pd, &namespace, |g| g.spec.cluster.name == name);
-    let pd_url = operator_runtime::group::pd_owner(&pd_groups)
-        .map(|g| pd_url(&Dns::of_spec(&cluster.spec), &namespace, &g.name_any()));
+    let dns = Dns::of_spec(&cluster.spec);
+    let pd_url = operator_runtime::group::pd_owner(&pd_groups).map(|g| {
+        let service = cluster
+            .spec
+            .pd_service(&name)
+            .unwrap_or_else(|| format!("{}-pd", g.name_any()));
+        pd_url(&dns, &namespace, &service)
+    });
     let mut cluster_id = cluster
         .status
         .as_ref()

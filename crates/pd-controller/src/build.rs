@@ -4,8 +4,8 @@
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Service, ServiceSpec};
 use kube::ResourceExt;
 use operator_api::core::{
-    Feature, PD, PD_DATA_DEFAULT_PATH, PD_PORT_NAME_CLIENT, PD_PORT_NAME_PEER,
-    PD_VOLUME_MOUNT_TYPE_DATA, PDGroup, PDSpec, PDTemplateSpec, Topology,
+    Cluster, Feature, PD, PD_DATA_DEFAULT_PATH, PD_DEFAULT_PORT_CLIENT, PD_PORT_NAME_CLIENT,
+    PD_PORT_NAME_PEER, PD_VOLUME_MOUNT_TYPE_DATA, PDGroup, PDSpec, PDTemplateSpec, Topology,
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
@@ -93,27 +93,30 @@ pub fn instance(
     Ok(pd)
 }
 
-/// The group's headless peer Service and its client Service.
-pub fn services(group: &PDGroup) -> Result<[Service; 2], BuildError> {
+/// The group's headless peer Service and its client Service. Under `MultiPDGroup` PD is
+/// reached through the Cluster's PD Service instead, and the group makes no client Service (one
+/// made before stays, for the clients that still use it, unless the Cluster adopts it).
+pub fn services(group: &PDGroup) -> Result<Vec<Service>, BuildError> {
     let group_name = group.name_any();
     let spec = &group.spec.template.spec;
     let client = build::named_port(PD_PORT_NAME_CLIENT, client_port(spec));
     let peer = build::named_port(PD_PORT_NAME_PEER, peer_port(spec));
-    Ok([
-        build::peer_service(
-            group,
-            peer_service_name(&group_name),
-            vec![client.clone(), peer],
-        )?,
-        build::group_service(
+    let mut services = vec![build::peer_service(
+        group,
+        peer_service_name(&group_name),
+        vec![client.clone(), peer],
+    )?];
+    if !group.spec.features.contains(&Feature::MultiPDGroup) {
+        services.push(build::group_service(
             group,
             client_service_name(&group_name),
             ServiceSpec {
                 ports: Some(vec![client]),
                 ..ServiceSpec::default()
             },
-        )?,
-    ])
+        )?);
+    }
+    Ok(services)
 }
 
 /// DNS name of an instance through its peer Service, in the form `dns` asks for.
@@ -147,10 +150,30 @@ pub fn client_service_url(namespace: &str, group: &str, port: i32, dns: &Dns) ->
     format!("{}://{host}:{port}", dns.scheme())
 }
 
-/// The URL of the client Service of `group`, the group of `pd` (whose client port it uses).
-pub fn group_client_url(pd: &PD, group: &str, dns: &Dns) -> String {
+/// Where `group`'s rules, its members' `join` and the operator's calls reach PD: the Cluster's
+/// PD Service under `MultiPDGroup` (PD's default client port, which it maps to each member's
+/// own), else the group's client Service.
+pub fn pd_service_url(cluster: &Cluster, namespace: &str, group: &str, port: i32) -> String {
+    let dns = Dns::of_spec(&cluster.spec);
+    match cluster.spec.pd_service(&cluster.name_any()) {
+        Some(service) => format!(
+            "{}://{}:{PD_DEFAULT_PORT_CLIENT}",
+            dns.scheme(),
+            dns.service_host(&service, namespace)
+        ),
+        None => client_service_url(namespace, group, port, &dns),
+    }
+}
+
+/// [`pd_service_url`] for `pd` of `group` (whose client port it uses); without its Cluster, the
+/// group's client Service.
+pub fn group_client_url(pd: &PD, group: &str, cluster: Option<&Cluster>) -> String {
     let namespace = pd.namespace().unwrap_or_default();
-    client_service_url(&namespace, group, client_port(&pd.spec.template), dns)
+    let port = client_port(&pd.spec.template);
+    match cluster {
+        Some(cluster) => pd_service_url(cluster, &namespace, group, port),
+        None => client_service_url(&namespace, group, port, &Dns::default()),
+    }
 }
 
 /// PD's `initial-cluster`: `name=peer-url` of each first member, sorted, comma separated.
@@ -470,7 +493,7 @@ mod tests {
 
     #[test]
     fn services_select_the_group() {
-        let [peer, client] = services(&default_group()).unwrap();
+        let [peer, client]: [Service; 2] = services(&default_group()).unwrap().try_into().unwrap();
         assert_eq!(peer.metadata.name.as_deref(), Some("pd-pd-peer"));
         assert_eq!(
             peer.spec.as_ref().unwrap().cluster_ip.as_deref(),
@@ -481,6 +504,32 @@ mod tests {
             client.spec.as_ref().unwrap().selector.as_ref().unwrap()[keys::LABEL_GROUP],
             "pd"
         );
+    }
+
+    #[test]
+    fn under_multi_pd_group_pd_is_reached_through_the_clusters_service() {
+        let cluster = |spec: serde_json::Value| -> Cluster {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "basic", "namespace": "db"}, "spec": spec
+            }))
+            .unwrap()
+        };
+        let plain = cluster(serde_json::json!({}));
+        assert_eq!(
+            pd_service_url(&plain, "db", "pd", 2381),
+            "http://pd-pd.db:2381"
+        );
+        let gated = cluster(serde_json::json!({"featureGates": [{"name": "MultiPDGroup"}]}));
+        assert_eq!(
+            pd_service_url(&gated, "db", "pd", 2381),
+            "http://basic-pd.db:2379"
+        );
+        let mut group = default_group();
+        assert_eq!(services(&group).unwrap().len(), 2);
+        group.spec.features = vec![Feature::MultiPDGroup];
+        let only = services(&group).unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].name_any(), "pd-pd-peer");
     }
 
     #[test]
@@ -526,7 +575,7 @@ mod tests {
     /// Everything the builders write with an address in it, under `dns`.
     fn addressed_objects(pd: &PD, dns: &Dns) -> serde_json::Value {
         let initial = Membership::InitialCluster(initial_cluster(&[pd], dns));
-        let joining = Membership::Join(group_client_url(pd, "pd", dns));
+        let joining = Membership::Join(client_service_url("db", "pd", 2379, dns));
         serde_json::json!({
             "initial": config_map(pd, config(pd, dns, &initial, &[]).unwrap()).unwrap(),
             "joining": config_map(pd, config(pd, dns, &joining, &[]).unwrap()).unwrap(),
@@ -592,7 +641,7 @@ mod tests {
             table["security"]["key-path"].as_str(),
             Some("/var/lib/pd-tls/tls.key")
         );
-        assert!(group_client_url(&pd, "pd", &dns).starts_with("https://"));
+        assert!(client_service_url("db", "pd", 2379, &dns).starts_with("https://"));
         // Without TLS no security key is written, and the user may never set one.
         let plain: toml::Table = config(&pd, &Dns::default(), &initial, &[])
             .unwrap()
@@ -627,7 +676,7 @@ mod tests {
             Some(format!("pd-abcde=http://{host}:2380").as_str())
         );
         assert_eq!(
-            group_client_url(&pd, "pd", &dns),
+            client_service_url("db", "pd", 2379, &dns),
             "http://pd-pd.db.svc.east.example:2379"
         );
         // The Pod names no address: it reads them from its ConfigMap.

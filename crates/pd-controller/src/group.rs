@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use operator_api::conditions::{self, HasConditions};
-use operator_api::core::{Cluster, PD, PDGroup, Topology};
+use operator_api::core::{Cluster, Feature, PD, PDGroup, Topology};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
 use operator_runtime::dns::Dns;
@@ -102,7 +102,7 @@ impl GroupRules for Rules {
     }
 
     fn services(group: &PDGroup) -> Result<Vec<Service>, BuildError> {
-        Ok(build::services(group)?.into())
+        build::services(group)
     }
 
     async fn observe(
@@ -124,11 +124,11 @@ impl GroupRules for Rules {
             .count()
             > usize::try_from(operator_api::core::Group::replicas(group)).unwrap_or_default();
         let pd_health = if group.spec.bootstrapped && (settings.enabled || scaling_in) {
-            let url = build::client_service_url(
+            let url = build::pd_service_url(
+                cluster,
                 &namespace,
                 &group.name_any(),
                 build::client_port(&group.spec.template.spec),
-                &Dns::of_spec(&cluster.spec),
             );
             Some(match ctx.pd(&namespace, &group.spec.cluster.name, url) {
                 Ok(pd) => pd
@@ -146,9 +146,36 @@ impl GroupRules for Rules {
         } else {
             None
         };
+        // Under MultiPDGroup a group that does not own the Cluster's PD joins it, through the
+        // Cluster's PD Service; without the gate it is held (`held_by`).
+        let others = operator_runtime::cache::list(&ctx.groups, &namespace, |g| {
+            g.spec.cluster.name == group.spec.cluster.name && g.name_any() != group.name_any()
+        });
+        let owner = (!group.spec.bootstrapped && instances.is_empty())
+            .then(|| owner_of_pd(group, &others))
+            .flatten();
+        let multi = multi_pd_group(cluster);
         // A joining group asks the PD it joins before its first member exists; once a member
         // is in, the local Service reaches the whole PD cluster.
         let join = match (&cluster.spec.join, group.spec.bootstrapped) {
+            (None, false) if multi && owner.is_some() => {
+                let url = build::pd_service_url(
+                    cluster,
+                    &namespace,
+                    &group.name_any(),
+                    build::client_port(&group.spec.template.spec),
+                );
+                let answer = match ctx.pd(&namespace, &group.spec.cluster.name, url.clone()) {
+                    Ok(pd) => pd.leader().await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                Some(answer.map_err(|error| {
+                    format!(
+                        "the PD of Cluster {} does not answer at {url} yet: {error}; this group's members join it once it does",
+                        group.spec.cluster.name
+                    )
+                }))
+            }
             (Some(join), false) => {
                 let probe = probe_join(ctx, &namespace, &group.spec.cluster.name, &join.pd_urls)
                     .await
@@ -175,11 +202,11 @@ impl GroupRules for Rules {
         // An exit (a joining Cluster's PD scaled to 0) waits for this side's stores to leave
         // PD, which only PD itself can say.
         let local_stores = if scaling_in && exiting(group, cluster) {
-            let url = build::client_service_url(
+            let url = build::pd_service_url(
+                cluster,
                 &namespace,
                 &group.name_any(),
                 build::client_port(&group.spec.template.spec),
-                &Dns::of_spec(&cluster.spec),
             );
             let suffix = local_store_suffix(&namespace, &Dns::of_spec(&cluster.spec));
             Some(match ctx.pd(&namespace, &group.spec.cluster.name, url) {
@@ -195,19 +222,12 @@ impl GroupRules for Rules {
         };
         // A second PDGroup of one Cluster would bootstrap a PD cluster of its own: it is held
         // before it creates anything, and says which group owns the Cluster's PD.
-        let held_by = if !group.spec.bootstrapped && instances.is_empty() {
-            let others = operator_runtime::cache::list(&ctx.groups, &namespace, |g| {
-                g.spec.cluster.name == group.spec.cluster.name && g.name_any() != group.name_any()
-            });
-            owner_of_pd(group, &others).map(|owner| {
-                format!(
-                    "PDGroup {owner} owns the PD of Cluster {}: a second PDGroup would bootstrap a second PD cluster, so this one creates nothing (more than one PDGroup per Cluster is the reference's MultiPDGroup feature, which this operator does not implement); delete this group, or scale {owner}",
-                    group.spec.cluster.name
-                )
-            })
-        } else {
-            None
-        };
+        let held_by = owner.filter(|_| !multi).map(|owner| {
+            format!(
+                "PDGroup {owner} owns the PD of Cluster {}: a second PDGroup would bootstrap a second PD cluster, so this one creates nothing; turn on the Cluster's MultiPDGroup feature gate for several PDGroups to make one PD, or delete this group, or scale {owner}",
+                group.spec.cluster.name
+            )
+        });
         if let Some(message) = &held_by {
             shared_group::refusal(
                 &ctx.events,
@@ -231,11 +251,11 @@ impl GroupRules for Rules {
     // join and an old one cannot leave, and the attempt only adds to the outage.
     async fn silence(ctx: &Ctx, view: &View<'_>) -> Option<String> {
         let group = view.group;
-        let url = build::client_service_url(
+        let url = build::pd_service_url(
+            view.cluster,
             view.namespace,
             &group.name_any(),
             build::client_port(&group.spec.template.spec),
-            &Dns::of_spec(&view.cluster.spec),
         );
         let local = match ctx.pd(view.namespace, &group.spec.cluster.name, url) {
             Ok(pd) => pd.members().await.err().map(|e| e.to_string()),
@@ -289,8 +309,9 @@ impl GroupRules for Rules {
             .pd_health
             .as_ref()
             .and_then(|h| h.as_ref().ok());
-        let joining = view.cluster.spec.join.is_some();
-        if let Some(message) = scale_in_refusal(&view.views(), &name, pd_health, joining) {
+        // PD lives on in other Kubernetes clusters (a join) or other PDGroups (MultiPDGroup).
+        let elsewhere = view.cluster.spec.join.is_some() || multi_pd_group(view.cluster);
+        if let Some(message) = scale_in_refusal(&view.views(), &name, pd_health, elsewhere) {
             return Ok(Decision::Refuse {
                 reason: REASON_SCALE_IN_REFUSED,
                 action: "ScaleIn",
@@ -357,6 +378,11 @@ pub struct Observed {
 fn owner_of_pd(group: &PDGroup, others: &[PDGroup]) -> Option<String> {
     let owner = shared_group::pd_owner(others.iter().chain(std::iter::once(group)))?;
     (owner.name_any() != group.name_any()).then(|| owner.name_any())
+}
+
+/// Whether several PDGroups of `cluster` make one PD (the `MultiPDGroup` gate).
+fn multi_pd_group(cluster: &Cluster) -> bool {
+    cluster.spec.enables(Feature::MultiPDGroup)
 }
 
 /// Whether `group` is leaving the PD cluster altogether: scaled to 0 in a Cluster that joins
@@ -489,7 +515,18 @@ fn bootstrap(view: &View<'_>) -> Result<BeforePlan<PD>, BuildError> {
     // A joining Cluster never bootstraps: once the PD it names answers, the group counts as
     // bootstrapped (the PD cluster exists) and its members are created one by one, each
     // joining it. Until then nothing is created.
-    if let Some(join) = &view.cluster.spec.join {
+    // Under MultiPDGroup a group that does not own the Cluster's PD joins it the same way.
+    let joins = match &view.cluster.spec.join {
+        Some(join) => Some(join.pd_urls.join(", ")),
+        None if view.observed.join.is_some() => Some(build::pd_service_url(
+            view.cluster,
+            view.namespace,
+            &group.name_any(),
+            build::client_port(&group.spec.template.spec),
+        )),
+        None => None,
+    };
+    if let Some(urls) = joins {
         match &view.observed.join {
             Some(Ok(())) => {
                 before.effects = vec![
@@ -497,10 +534,7 @@ fn bootstrap(view: &View<'_>) -> Result<BeforePlan<PD>, BuildError> {
                     Effect::event(
                         "Joining",
                         "Join",
-                        format!(
-                            "the PD cluster at {} answers; the members join it",
-                            join.pd_urls.join(", ")
-                        ),
+                        format!("the PD cluster at {urls} answers; the members join it"),
                     ),
                 ];
             }
@@ -556,23 +590,23 @@ fn initial_cluster_num(pd: &PD) -> Option<i32> {
 }
 
 /// Why removing `victim` now would hurt the PD cluster, if it would: never while the members
-/// left would not have a healthy majority, and never below one member of this group unless the
-/// Cluster joins another's PD (`joining`): then the PD cluster lives on in the other
-/// Kubernetes clusters, and the last local member may go once their members alone keep a
+/// left would not have a healthy majority, and never below one member of this group unless PD
+/// lives on `elsewhere` (the Cluster joins another's PD, or several PDGroups make one PD under
+/// MultiPDGroup): then the last member of the group may go once the others alone keep a
 /// quorum. Quorum counts the whole PD cluster: `pd_health` (PD's `/health`, when asked) lists
 /// every member, and those that are no instance of this group (members of another Kubernetes
-/// cluster) count with the health PD reports for them.
+/// cluster or PDGroup) count with the health PD reports for them.
 fn scale_in_refusal(
     views: &[InstanceView],
     victim: &str,
     pd_health: Option<&BTreeMap<String, bool>>,
-    joining: bool,
+    elsewhere: bool,
 ) -> Option<String> {
     let active: Vec<&InstanceView> = views.iter().filter(|v| !v.deleting).collect();
     let local_remaining = active.len().saturating_sub(1);
-    if local_remaining == 0 && !joining {
+    if local_remaining == 0 && !elsewhere {
         return Some(
-            "PD cannot be scaled below one member: this Cluster bootstrapped the PD cluster (only a Cluster that joins another's PD, spec.join, may scale its PD to 0)"
+            "PD cannot be scaled below one member: this group is the Cluster's whole PD (only a Cluster that joins another's PD, spec.join, or one with several PDGroups under MultiPDGroup may scale a PDGroup to 0)"
                 .to_string(),
         );
     }
@@ -584,7 +618,7 @@ fn scale_in_refusal(
         .collect();
     if local_remaining == 0 && others.is_empty() {
         return Some(format!(
-            "removing {victim}, the last PD member of this cluster, needs members in the other Kubernetes clusters to keep PD going, and PD lists none{}",
+            "removing {victim}, the last PD member of this group, needs members of other PDGroups or Kubernetes clusters to keep PD going, and PD lists none{}",
             if pd_health.is_none() {
                 " (PD was not asked)"
             } else {

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use operator_api::conditions::{self, Look, reasons};
-use operator_api::core::{Cluster, PD, PDGroup, PDStatus, TlsSecret};
+use operator_api::core::{Cluster, Feature, PD, PDGroup, PDStatus, TlsSecret};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
 use operator_runtime::dns::Dns;
@@ -74,11 +74,10 @@ impl InstanceRules for Rules {
         start: &Started,
         alone: bool,
     ) -> Result<Finished<PDStatus>, Error> {
-        let dns = Dns::of(start.cluster.as_deref());
         let pd_api = ctx.pd(
             &start.namespace,
             &pd.spec.cluster.name,
-            build::group_client_url(pd, &start.group, &dns),
+            build::group_client_url(pd, &start.group, start.cluster.as_deref()),
         )?;
         let join = start
             .cluster
@@ -87,7 +86,25 @@ impl InstanceRules for Rules {
             .map(|j| j.pd_urls.as_slice())
             .unwrap_or_default();
         let leaving = leaving_members(ctx, pd, &start.namespace, &start.group);
-        finalize(pd, ctx, pd_api, join, &leaving, alone).await
+        // A PDGroup deleted while other PDGroups keep the Cluster's PD (MultiPDGroup): its
+        // members leave PD one at a time, as a scale-in, or PD would keep them as dead members
+        // and lose its quorum.
+        let exits = !alone && group_exits(ctx, start);
+        let turn = if exits {
+            Some(cache::list(&ctx.instances, &start.namespace, |p| {
+                p.labels().get(keys::LABEL_GROUP) == Some(&start.group)
+            }))
+        } else {
+            None
+        };
+        let removal = Removal {
+            join,
+            leaving: &leaving,
+            in_turn: turn
+                .as_ref()
+                .map(|t| t.iter().map(|p| p.name_any()).collect()),
+        };
+        finalize(pd, ctx, pd_api, removal, alone || exits).await
     }
 
     /// The first members bootstrap together and keep `initial-cluster` (PD ignores it once it
@@ -116,7 +133,7 @@ impl InstanceRules for Rules {
             return Ok(Ok(Membership::Join(build::group_client_url(
                 pd,
                 &group_name,
-                &dns,
+                Some(cluster),
             ))));
         };
         let expected: usize = expected.parse().unwrap_or(1);
@@ -197,7 +214,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
     let pd_api = ctx.pd(
         namespace,
         cluster_name,
-        build::group_client_url(pd, &group_name, &dns),
+        build::group_client_url(pd, &group_name, Some(cluster)),
     )?;
     instance::create_pvcs(ctx, MANAGER, pd, build::pvcs(pd)?).await?;
     let mut observed = Observed::of(&pd_api).await;
@@ -210,7 +227,7 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
         }
         _ => None,
     };
-    let shared = shares_pd(ctx, pd, namespace, &observed);
+    let shared = shares_pd(ctx, pd, namespace, &group_name, &observed);
     let node = node::pod_node(&ctx.nodes, existing_pod.as_ref());
     let cordoned = cordoned_members(ctx, pd, namespace);
     let common = &pd.spec.template.common;
@@ -360,15 +377,18 @@ async fn act(ctx: &Ctx, prepared: Prepared<'_, Rules>) -> Result<Finished<PDStat
     Ok(Finished::with(status, then))
 }
 
-/// Whether PD lists a member that is not a PD instance of this Cluster here: one PD shared with
-/// another Kubernetes cluster, whose operator rolls its members unseen.
-fn shares_pd(ctx: &Ctx, pd: &PD, namespace: &str, observed: &Observed) -> bool {
+/// Whether PD lists a member that is not a PD instance of this group: one PD shared with another
+/// Kubernetes cluster, whose operator rolls its members unseen, or with other PDGroups
+/// (MultiPDGroup), which roll on their own. Either way the restart slot makes it one member at a
+/// time across all of them.
+fn shares_pd(ctx: &Ctx, pd: &PD, namespace: &str, group: &str, observed: &Observed) -> bool {
     let Some(members) = &observed.members else {
         return false;
     };
     let cluster = &pd.spec.cluster.name;
     let local: BTreeSet<String> = cache::list(&ctx.instances, namespace, |p| {
         &p.spec.cluster.name == cluster
+            && p.labels().get(keys::LABEL_GROUP).map(String::as_str) == Some(group)
     })
     .iter()
     .map(|p| p.name_any())
@@ -547,6 +567,71 @@ async fn removal_pd(ctx: &Ctx, pd: &PD, local: PdClient, join: &[String]) -> (Pd
     (local, observed)
 }
 
+/// Whether the instance's PDGroup is gone (or going) while its Cluster lives, under
+/// MultiPDGroup, with another PDGroup of the Cluster left to keep PD: then the group's members
+/// leave PD rather than vanish from under it.
+fn group_exits(ctx: &Ctx, start: &Started) -> bool {
+    let Some(cluster) = start.cluster.as_deref() else {
+        return false;
+    };
+    if cluster.metadata.deletion_timestamp.is_some() || !cluster.spec.enables(Feature::MultiPDGroup)
+    {
+        return false;
+    }
+    let group_going = cache::get(&ctx.groups, &start.namespace, &start.group)
+        .is_none_or(|g| g.metadata.deletion_timestamp.is_some());
+    let others_stay = !cache::list(&ctx.groups, &start.namespace, |g| {
+        g.spec.cluster.name == cluster.name_any()
+            && g.name_any() != start.group
+            && g.metadata.deletion_timestamp.is_none()
+    })
+    .is_empty();
+    group_going && others_stay
+}
+
+/// How a removed member leaves PD.
+struct Removal<'a> {
+    /// The PD URLs a joining Cluster names (asked when the local Service does not answer).
+    join: &'a [String],
+    /// Members leaving too: leadership never goes to one of them.
+    leaving: &'a BTreeSet<String>,
+    /// When a whole PDGroup leaves (MultiPDGroup): its members, which leave one at a time.
+    in_turn: Option<Vec<String>>,
+}
+
+/// Reason of a member of a deleted PDGroup waiting for its turn to leave PD.
+pub const REASON_LEAVING_IN_TURN: &str = "LeavingInTurn";
+
+/// Why `name`, of a PDGroup leaving as a whole, does not leave PD yet: another member of the
+/// group (`group`, those PD still lists go first by name) is leaving, or PD would lose its
+/// healthy majority without it.
+fn exit_turn(observed: &Observed, name: &str, group: &[String]) -> Option<String> {
+    let mut before: Vec<&String> = group
+        .iter()
+        .filter(|m| m.as_str() < name && observed.is_member(m))
+        .collect();
+    before.sort();
+    if let Some(first) = before.first() {
+        return Some(format!(
+            "the members of a deleted PDGroup leave PD one at a time; {first} leaves first"
+        ));
+    }
+    let members = observed.members.as_ref()?;
+    let remaining: Vec<&str> = members
+        .members
+        .iter()
+        .map(|m| m.name.as_str())
+        .filter(|m| *m != name)
+        .collect();
+    let healthy = remaining.iter().filter(|m| observed.healthy(m)).count();
+    (healthy * 2 <= remaining.len()).then(|| {
+        format!(
+            "removing {name} would leave {healthy} healthy of {} PD members, no quorum; it leaves once the others are healthy",
+            remaining.len()
+        )
+    })
+}
+
 /// Takes a removed instance out of PD (leadership first, to a member that stays: not one of
 /// `leaving`), then deletes its Pod and PVCs, then lets the instance go. When the whole group
 /// or cluster goes, PD is not asked and PVCs stay.
@@ -554,14 +639,18 @@ async fn finalize(
     pd: &PD,
     ctx: &Ctx,
     local: PdClient,
-    join: &[String],
-    leaving: &BTreeSet<String>,
+    removal: Removal<'_>,
     scale_in: bool,
 ) -> Result<Finished<PDStatus>, Error> {
     if !pd.finalizers().iter().any(|f| f == keys::FINALIZER) {
         return Ok(Finished::then(Action::await_change()));
     }
     let name = pd.name_any();
+    let Removal {
+        join,
+        leaving,
+        in_turn,
+    } = removal;
     if scale_in {
         let (pd_api, observed) = removal_pd(ctx, pd, local, join).await;
         if let Some(error) = &observed.error {
@@ -570,6 +659,17 @@ async fn finalize(
                 reason: REASON_PD_UNREACHABLE,
                 message: format!("cannot remove {name} from PD: {error}"),
                 then: Action::requeue(Duration::from_secs(5)),
+            };
+            return Ok(Finished::blocked(pd, blocked));
+        }
+        if let Some(message) = in_turn
+            .as_deref()
+            .and_then(|group| exit_turn(&observed, &name, group))
+        {
+            let blocked = Blocked {
+                reason: REASON_LEAVING_IN_TURN,
+                message,
+                then: Action::requeue(Duration::from_secs(3)),
             };
             return Ok(Finished::blocked(pd, blocked));
         }
@@ -726,6 +826,26 @@ mod tests {
             ),
             ..Observed::default()
         }
+    }
+
+    #[test]
+    fn the_members_of_a_deleted_group_leave_pd_one_at_a_time_and_never_below_a_quorum() {
+        // a and b are of the deleted group, c of the group that stays.
+        let all = observed("c", &["a", "b", "c"]);
+        let group = ["a".to_string(), "b".to_string()];
+        assert_eq!(exit_turn(&all, "a", &group), None);
+        let waits = exit_turn(&all, "b", &group).unwrap();
+        assert!(waits.contains("a leaves first"), "{waits}");
+        // Once a is out of PD, b goes.
+        let mut without_a = all.clone();
+        if let Some(m) = without_a.members.as_mut() {
+            m.members.retain(|m| m.name != "a");
+        }
+        assert_eq!(exit_turn(&without_a, "b", &group), None);
+        // Never when the members left would have no healthy majority.
+        let sick = observed("c", &["a", "c"]);
+        let refused = exit_turn(&sick, "a", &group).unwrap();
+        assert!(refused.contains("1 healthy of 2"), "{refused}");
     }
 
     #[test]

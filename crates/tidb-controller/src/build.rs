@@ -11,10 +11,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use operator_api::core::{
-    Cluster, Feature, TIDB_DEFAULT_PORT_CLIENT, TIDB_DEFAULT_PORT_STATUS,
-    TIDB_DEFAULT_PRE_STOP_SLEEP_SECONDS, TIDB_PORT_NAME_CLIENT, TIDB_PORT_NAME_STATUS,
-    TIDB_SLOW_LOG_DEFAULT_PATH, TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG, TiDB, TiDBGroup, TiDBMode,
-    TiDBProbeType, TiDBSpec, TiDBTemplateSpec, Tls, Topology,
+    Cluster, Feature, PD_DEFAULT_PORT_CLIENT, PDGroup, TIDB_DEFAULT_PORT_CLIENT,
+    TIDB_DEFAULT_PORT_STATUS, TIDB_DEFAULT_PRE_STOP_SLEEP_SECONDS, TIDB_PORT_NAME_CLIENT,
+    TIDB_PORT_NAME_STATUS, TIDB_SLOW_LOG_DEFAULT_PATH, TIDB_VOLUME_MOUNT_TYPE_SLOW_LOG, TiDB,
+    TiDBGroup, TiDBMode, TiDBProbeType, TiDBSpec, TiDBTemplateSpec, Tls, Topology,
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
@@ -263,12 +263,12 @@ pub fn status_url(tidb: &TiDB, dns: &Dns) -> String {
 }
 
 /// TiDB's `path`: the PD endpoints as `host:port`, comma separated. From the Cluster's
-/// `status.pd` URL(s) when set, else from the client Services of the Cluster's PD groups
-/// (`(group, client port)`), named as `dns` asks. `None` when there is no PD to name.
+/// `status.pd` URL(s) when set, else from PD's client Services (`(service, port)`, see
+/// [`pd_services`]), named as `dns` asks. `None` when there is no PD to name.
 pub fn pd_path(
     status_pd: &str,
     namespace: &str,
-    pd_groups: &[(String, i32)],
+    pd_services: &[(String, i32)],
     dns: &Dns,
 ) -> Option<String> {
     let from_status: Vec<String> = status_pd
@@ -285,15 +285,36 @@ pub fn pd_path(
     if !from_status.is_empty() {
         return Some(from_status.join(","));
     }
-    let mut groups: Vec<String> = pd_groups
+    let mut groups: Vec<String> = pd_services
         .iter()
-        .map(|(group, port)| {
-            let host = dns.service_host(&format!("{group}-pd"), namespace);
+        .map(|(service, port)| {
+            let host = dns.service_host(service, namespace);
             format!("{host}:{port}")
         })
         .collect();
     groups.sort();
     (!groups.is_empty()).then(|| groups.join(","))
+}
+
+/// PD's client Services of `cluster` when its status names none yet, with their ports: the
+/// Cluster's PD Service under MultiPDGroup (when it has a PDGroup), else each PDGroup's own.
+pub fn pd_services(cluster: &Cluster, pd_groups: &[PDGroup]) -> Vec<(String, i32)> {
+    if let Some(service) = cluster.spec.pd_service(&cluster.name_any()) {
+        return if pd_groups.is_empty() {
+            Vec::new()
+        } else {
+            vec![(service, PD_DEFAULT_PORT_CLIENT)]
+        };
+    }
+    pd_groups
+        .iter()
+        .map(|g| {
+            (
+                format!("{}-pd", g.name_any()),
+                g.spec.template.spec.server.ports.client_port(),
+            )
+        })
+        .collect()
 }
 
 /// Where the slow log goes: the mount of type `slowlog` (its path, or the default), or the

@@ -195,14 +195,10 @@ fn pd_path(ctx: &Ctx, tidb: &TiDB, cluster: &Cluster) -> Option<String> {
         .map(|s| s.pd.clone())
         .unwrap_or_default();
     let pd_groups = if status_pd.is_empty() {
-        ctx.caches
-            .pd_groups_of(&namespace, &tidb.spec.cluster.name)
-            .iter()
-            .map(|g| {
-                let port = g.spec.template.spec.server.ports.client_port();
-                (g.name_any(), port)
-            })
-            .collect()
+        build::pd_services(
+            cluster,
+            &ctx.caches.pd_groups_of(&namespace, &tidb.spec.cluster.name),
+        )
     } else {
         Vec::new()
     };

@@ -2,14 +2,15 @@
 //! stores, the stores under the evict-leader scheduler and the replication settings.
 
 use kube::ResourceExt;
-use operator_api::core::{Cluster, PDGroup};
+use operator_api::core::{Cluster, PD_DEFAULT_PORT_CLIENT, PDGroup};
 use operator_runtime::dns::Dns;
 use pd_client::{PdClient, ReplicationConfig, StoresInfo};
 
 use crate::build;
 
 /// The in-cluster URL of a cluster's PD: `status.pd` of the Cluster when it is set, else the
-/// client Service of its (first, by name) PDGroup, named as the Cluster's `spec.dns` asks.
+/// Cluster's PD Service under MultiPDGroup, else the client Service of its (first, by name)
+/// PDGroup, named as the Cluster's `spec.dns` asks.
 pub fn pd_url(cluster: Option<&Cluster>, groups: &[PDGroup], namespace: &str) -> Option<String> {
     if let Some(url) = cluster
         .and_then(|c| c.status.as_ref())
@@ -18,9 +19,20 @@ pub fn pd_url(cluster: Option<&Cluster>, groups: &[PDGroup], namespace: &str) ->
     {
         return Some(url);
     }
+    let dns = Dns::of(cluster);
+    // Under MultiPDGroup no PDGroup has a client Service: the Cluster's PD Service serves.
+    if let Some(service) = cluster.and_then(|c| c.spec.pd_service(&c.name_any()))
+        && !groups.is_empty()
+    {
+        let host = dns.service_host(&service, namespace);
+        return Some(format!(
+            "{}://{host}:{PD_DEFAULT_PORT_CLIENT}",
+            dns.scheme()
+        ));
+    }
     groups.first().map(|g| {
         let port = g.spec.template.spec.server.ports.client_port();
-        build::pd_group_url(namespace, &g.name_any(), port, &Dns::of(cluster))
+        build::pd_group_url(namespace, &g.name_any(), port, &dns)
     })
 }
 
@@ -111,5 +123,12 @@ mod tests {
             Some("https://pd.example:2379")
         );
         assert_eq!(pd_url(None, &[], "db"), None);
+        cluster.status = None;
+        cluster.spec.feature_gates =
+            serde_json::from_value(serde_json::json!([{"name": "MultiPDGroup"}])).unwrap();
+        assert_eq!(
+            pd_url(Some(&cluster), &groups, "db").as_deref(),
+            Some("http://basic-pd.db:2379")
+        );
     }
 }

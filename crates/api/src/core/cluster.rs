@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CLUSTER_NAME_MAX, FeatureGate, FeatureGateStatus, InternalClientTls, LocalObjectReference,
-    name_length_rule,
+    CLUSTER_NAME_MAX, Feature, FeatureGate, FeatureGateStatus, InternalClientTls,
+    LocalObjectReference, name_length_rule,
 };
 
 /// A TiDB cluster: its cluster-wide settings. The PD, TiKV and TiDB groups that make it up point
@@ -79,7 +79,9 @@ pub struct ClusterSpec {
     )]
     pub feature_gates: Vec<FeatureGate>,
     /// Name of the PD Service shared by every PDGroup under the `MultiPDGroup` feature (default
-    /// `<cluster>-pd`). This operator runs one PDGroup per cluster and does not use it.
+    /// `<cluster>-pd`); naming a PDGroup's own client Service (`<group>-pd`) keeps the PD URL
+    /// every component was given when the feature is turned on. Without the feature it does
+    /// nothing.
     #[serde(
         rename = "customizedPDServiceName",
         default,
@@ -341,6 +343,23 @@ fn is_zero(value: &i64) -> bool {
 }
 
 impl ClusterSpec {
+    /// Whether the feature gate `feature` is on.
+    pub fn enables(&self, feature: Feature) -> bool {
+        self.feature_gates.iter().any(|g| g.name == feature)
+    }
+
+    /// The Service every PDGroup of the Cluster is reached through under the `MultiPDGroup`
+    /// gate: `customizedPDServiceName`, else `<cluster>-pd` (tidb-operator v2's names). `None`
+    /// without the gate: each PDGroup then has a client Service of its own.
+    pub fn pd_service(&self, cluster: &str) -> Option<String> {
+        self.enables(Feature::MultiPDGroup).then(|| {
+            self.customized_pd_service_name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| format!("{cluster}-pd"))
+        })
+    }
+
     /// Whether the Cluster suspends compute (every Pod deleted, instances and PVCs kept).
     pub fn suspends_compute(&self) -> bool {
         self.suspend_action

@@ -132,10 +132,10 @@ fn view<K: Resource>(
     }
 }
 
-/// `status.pd`: the URL of the client Service of the PD group `group`, named as the Cluster's
-/// `spec.dns` asks.
-pub fn pd_url(dns: &Dns, namespace: &str, group: &str) -> String {
-    let host = dns.service_host(&format!("{group}-pd"), namespace);
+/// `status.pd`: the URL of PD's client Service `service` (a PDGroup's `<group>-pd`, or the
+/// Cluster's under MultiPDGroup), named as the Cluster's `spec.dns` asks.
+pub fn pd_url(dns: &Dns, namespace: &str, service: &str) -> String {
+    let host = dns.service_host(service, namespace);
     format!("{}://{host}:{PD_DEFAULT_PORT_CLIENT}", dns.scheme())
 }
 

@@ -204,13 +204,13 @@ fn the_pd_url_follows_the_clusters_dns() {
             serde_json::json!({"mode": "InCluster", "clusterDomain": "x.example"}),
         )),
     ] {
-        assert_eq!(pd_url(&dns, "db", "pd"), "http://pd-pd.db:2379");
+        assert_eq!(pd_url(&dns, "db", "pd-pd"), "http://pd-pd.db:2379");
     }
     let fqdn = Dns::of_spec(&spec(
         serde_json::json!({"mode": "FQDN", "clusterDomain": "east.example"}),
     ));
     assert_eq!(
-        pd_url(&fqdn, "db", "pd"),
+        pd_url(&fqdn, "db", "pd-pd"),
         "http://pd-pd.db.svc.east.example:2379"
     );
 }

@@ -174,6 +174,65 @@ fn of_two_pd_groups_of_one_cluster_only_one_bootstraps_and_the_other_creates_not
     assert!(held.waiting.is_some_and(|w| w.contains("pd-b")));
 }
 
+#[test]
+fn under_multi_pd_group_a_second_group_joins_the_clusters_pd_instead_of_bootstrapping() {
+    let second = group(false);
+    let cluster: Cluster = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "c", "namespace": "db"},
+        "spec": {"featureGates": [{"name": "MultiPDGroup"}], "customizedPDServiceName": "pd0-pd"}
+    }))
+    .unwrap();
+    let before = |join: Option<Result<(), String>>| {
+        let observed = Observed {
+            join,
+            ..Observed::default()
+        };
+        bootstrap(&GroupView {
+            group: &second,
+            namespace: "db",
+            cluster: &cluster,
+            instances: &[],
+            update_revision: "pd-r1",
+            observed: &observed,
+        })
+        .unwrap()
+    };
+    // PD answers at the Cluster's PD Service: the group counts as bootstrapped (its members
+    // join) and no first member with `initial-cluster` is made.
+    let joins = before(Some(Ok(())));
+    assert!(joins.skip_plan);
+    assert!(matches!(
+        &joins.effects[..],
+        [Effect::PatchGroup(p), Effect::Event { message, .. }]
+            if p["spec"]["bootstrapped"] == true && message.contains("http://pd0-pd.db:2379")
+    ));
+    // It does not answer: nothing is made.
+    let waits = before(Some(Err("no leader".into())));
+    assert!(waits.effects.is_empty() && waits.waiting.as_deref() == Some("no leader"));
+    // The owner group (nothing to join) bootstraps as ever.
+    let owner = before(None);
+    assert!(matches!(&owner.effects[..], [Effect::Create(_), ..]));
+}
+
+#[test]
+fn a_group_goes_to_zero_only_where_other_groups_keep_pd() {
+    let health = |entries: &[(&str, bool)]| -> BTreeMap<String, bool> {
+        entries
+            .iter()
+            .map(|(n, h)| ((*n).to_string(), *h))
+            .collect()
+    };
+    let last = [view("a", true)];
+    let others = health(&[("a", true), ("b1", true), ("b2", true)]);
+    assert!(scale_in_refusal(&last, "a", Some(&others), true).is_none());
+    let refusal = scale_in_refusal(&last, "a", Some(&others), false).unwrap();
+    assert!(refusal.contains("MultiPDGroup"), "{refusal}");
+    let sick = health(&[("a", true), ("b1", true), ("b2", false)]);
+    assert!(
+        scale_in_refusal(&last, "a", Some(&sick), true).is_some_and(|r| r.contains("no quorum"))
+    );
+}
+
 fn view(name: &str, ready: bool) -> InstanceView {
     InstanceView {
         name: name.into(),

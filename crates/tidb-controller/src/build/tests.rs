@@ -105,13 +105,40 @@ fn pd_path_prefers_the_cluster_status_then_the_pd_groups() {
         pd_path(
             "",
             "ns",
-            &[("pd".into(), 2379), ("pd2".into(), 3379)],
+            &[("pd-pd".into(), 2379), ("pd2-pd".into(), 3379)],
             &Dns::default()
         )
         .as_deref(),
         Some("pd-pd.ns:2379,pd2-pd.ns:3379")
     );
     assert_eq!(pd_path("", "ns", &[], &Dns::default()), None);
+}
+
+#[test]
+fn pd_services_are_the_groups_or_the_clusters_under_multi_pd_group() {
+    let group: operator_api::core::PDGroup = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "pd", "namespace": "ns"},
+        "spec": {"cluster": {"name": "basic"}, "replicas": 1, "template": {"spec": {
+            "version": "v8.5.2", "server": {"ports": {"client": {"port": 3379}}}
+        }}}
+    }))
+    .unwrap();
+    let mut cluster: Cluster = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "basic", "namespace": "ns"}, "spec": {}
+    }))
+    .unwrap();
+    let groups = [group];
+    assert_eq!(
+        pd_services(&cluster, &groups),
+        vec![("pd-pd".to_string(), 3379)]
+    );
+    cluster.spec.feature_gates =
+        serde_json::from_value(serde_json::json!([{"name": "MultiPDGroup"}])).unwrap();
+    assert_eq!(
+        pd_services(&cluster, &groups),
+        vec![("basic-pd".to_string(), 2379)]
+    );
+    assert!(pd_services(&cluster, &[]).is_empty());
 }
 
 #[test]
@@ -364,7 +391,7 @@ fn images_keep_explicit_tags() {
 
 /// Everything the builders write with an address in it, under `dns`.
 fn addressed_objects(tidb: &TiDB, dns: &Dns) -> serde_json::Value {
-    let path = pd_path("", "ns", &[("pd".to_string(), 2379)], dns).unwrap();
+    let path = pd_path("", "ns", &[("pd-pd".to_string(), 2379)], dns).unwrap();
     serde_json::json!({
         "configMap": config_map(tidb, config(tidb, dns, &path, false, &[]).unwrap()).unwrap(),
         "pod": pod(tidb, None, false).unwrap(),

@@ -83,17 +83,11 @@ impl InstanceRules for Rules {
             .as_ref()
             .map(|s| s.pd.clone())
             .unwrap_or_default();
-        let pd_groups: Vec<(String, i32)> = ctx
-            .caches
-            .pd_groups_of(&namespace, &ticdc.spec.cluster.name)
-            .iter()
-            .map(|g| {
-                (
-                    g.name_any(),
-                    g.spec.template.spec.server.ports.client_port(),
-                )
-            })
-            .collect();
+        let pd_groups = crate::build::pd_services(
+            cluster,
+            &ctx.caches
+                .pd_groups_of(&namespace, &ticdc.spec.cluster.name),
+        );
         let dns = Dns::of_spec(&cluster.spec);
         let Some(pd_path) = crate::build::pd_path(&status_pd, &namespace, &pd_groups, &dns) else {
             return Ok(Err(Blocked {
