@@ -14,7 +14,8 @@
 #
 # The image's files: /cluster-controller, /pd-controller, /tikv-controller, /tidb-controller,
 # /backup-controller; /tidb-handover, which PD Pods install from this image for their preStop hook
-# (crates/handover); /etc/passwd and /etc/group naming the user `nonroot` (65532), which the image
+# (crates/handover); /tidb-secret-syncer, the sidecar of TiCDC Pods under TiCDCDynamicSecretSyncer
+# (crates/secret-syncer); /etc/passwd and /etc/group naming the user `nonroot` (65532), which the image
 # runs as; /etc/nsswitch.conf; the CA certificates at /etc/ssl/certs/ca-certificates.crt. Nothing
 # is written at run time, so a read-only root filesystem works.
 # The kubectl plugin (crates/kubectl-tidb) is a client tool and is not in the image: only the
@@ -40,7 +41,7 @@ cd "${REPO_ROOT}"
 
 CONTROLLERS=(cluster-controller pd-controller tikv-controller tidb-controller backup-controller)
 # Binaries the operand Pods take from this image: package name, binary name.
-TOOLS=(handover:tidb-handover)
+TOOLS=(handover:tidb-handover secret-syncer:tidb-secret-syncer)
 # The user of distroless images, so volumes prepared for those fit this one.
 NONROOT=65532
 

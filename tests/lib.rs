@@ -530,11 +530,15 @@ pub fn apply_controller_identity(
                 .unwrap_or(false)
         })
         .collect();
-    if documents.len() != wanted.len() {
-        return Err(format!(
-            "{controller}: expected one each of {wanted:?}, found {}",
-            documents.len()
-        ));
+    // Every kind at least once (a base may ship a ClusterRole for operand Pods too).
+    let kind_of = |doc: &&str| {
+        serde_yaml::from_str::<serde_yaml::Value>(doc)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+    };
+    let kinds: Vec<String> = documents.iter().filter_map(kind_of).collect();
+    if let Some(missing) = wanted.iter().find(|w| !kinds.iter().any(|k| k == *w)) {
+        return Err(format!("{controller}: its base has no {missing}"));
     }
     kubectl
         .ok(

@@ -51,6 +51,8 @@ const K8S: &str = "";
 const BATCH: &str = "batch";
 /// The API group of PodDisruptionBudgets.
 const POLICY: &str = "policy";
+/// The API group of roles and their bindings.
+const RBAC: &str = "rbac.authorization.k8s.io";
 
 /// In API group `group`, each of `resources` may have each verb of `verbs`.
 struct Grant {
@@ -76,6 +78,9 @@ const fn grant(
 struct Controller {
     name: &'static str,
     cluster_wide: &'static [Grant],
+    /// ClusterRoles the base ships for operand Pods, which the controller binds at run time
+    /// (never to itself), by name, with exactly what each grants.
+    operand_roles: &'static [(&'static str, Grant)],
 }
 
 /// Every controller records Events; the kube-rs recorder writes `events.k8s.io`.
@@ -119,6 +124,7 @@ const CONTROLLERS: &[Controller] = &[
             // A Cluster being deleted waits for the BR Jobs running against it; list only.
             grant(BR, &["backups", "restores"], &[&["list"]]),
         ],
+        operand_roles: &[],
     },
     Controller {
         name: "pd-controller",
@@ -146,6 +152,7 @@ const CONTROLLERS: &[Controller] = &[
             // client certificate; get only, no list or watch.
             grant(K8S, &["secrets"], &[&["get"]]),
         ],
+        operand_roles: &[],
     },
     Controller {
         name: "tikv-controller",
@@ -181,6 +188,7 @@ const CONTROLLERS: &[Controller] = &[
             // client certificate; get only, no list or watch.
             grant(K8S, &["secrets"], &[&["get"]]),
         ],
+        operand_roles: &[],
     },
     Controller {
         name: "tidb-controller",
@@ -213,7 +221,20 @@ const CONTROLLERS: &[Controller] = &[
             // TLS Secrets: an instance's certificates checked before its Pod, the operator's
             // client certificate; get only, no list or watch.
             grant(K8S, &["secrets"], &[&["get"]]),
+            // A TiCDCGroup's RoleBinding under TiCDCDynamicSecretSyncer, binding its Pods to
+            // the operand ClusterRole below, which is all it may bind.
+            grant(RBAC, &["rolebindings"], &[&["get", "create", "patch"]]),
+            grant(
+                RBAC,
+                &["clusterroles[tidb-operator:ticdc-secret-reader]"],
+                &[&["bind"]],
+            ),
         ],
+        // TiCDC Pods under TiCDCDynamicSecretSyncer read the Secrets of their namespace.
+        operand_roles: &[(
+            "tidb-operator:ticdc-secret-reader",
+            grant(K8S, &["secrets"], &[R]),
+        )],
     },
     Controller {
         name: "backup-controller",
@@ -250,6 +271,7 @@ const CONTROLLERS: &[Controller] = &[
             // A failed Job pod's reason.
             grant(K8S, &["pods"], &[R]),
         ],
+        operand_roles: &[],
     },
 ];
 
@@ -797,10 +819,17 @@ fn granted_permissions(controller: &str, objects: &[Value]) -> BTreeSet<Permissi
         }
     }
 
+    // Operand roles are bound at run time, to operand Pods: checked by their own test.
+    let operand: Vec<&str> = CONTROLLERS
+        .iter()
+        .filter(|c| c.name == controller)
+        .flat_map(|c| c.operand_roles.iter().map(|(n, _)| *n))
+        .collect();
     let mut granted = BTreeSet::new();
     for role in objects
         .iter()
         .filter(|o| matches!(kind(o), "Role" | "ClusterRole"))
+        .filter(|o| !(kind(o) == "ClusterRole" && operand.contains(&name(o))))
     {
         assert!(
             bound.contains(&id(role)),
@@ -816,29 +845,78 @@ fn granted_permissions(controller: &str, objects: &[Value]) -> BTreeSet<Permissi
             Some(ns) if kind(role) == "Role" => Scope::Namespace(ns.to_owned()),
             _ => Scope::Cluster,
         };
+        granted.extend(rule_permissions(controller, role, &scope));
+    }
+    granted
+}
+
+/// What the rules of `role` grant in `scope`; a rule limited to `resourceNames` grants
+/// `resource[name]` for each.
+fn rule_permissions(controller: &str, role: &Value, scope: &Scope) -> BTreeSet<Permission> {
+    let mut granted = BTreeSet::new();
+    {
         for rule in role["rules"].as_array().into_iter().flatten() {
-            for field in ["resourceNames", "nonResourceURLs"] {
-                assert!(
-                    rule.get(field).is_none(),
-                    "{controller}: {} uses {field}, which this table does not describe: {rule}",
-                    id(role)
-                );
-            }
+            assert!(
+                rule.get("nonResourceURLs").is_none(),
+                "{controller}: {} uses nonResourceURLs, which this table does not describe: {rule}",
+                id(role)
+            );
+            let names = strings(&rule["resourceNames"]);
             for group in strings(&rule["apiGroups"]) {
-                for resource in strings(&rule["resources"]) {
-                    for verb in strings(&rule["verbs"]) {
-                        granted.insert((
-                            scope.clone(),
-                            group.to_owned(),
-                            resource.to_owned(),
-                            verb.to_owned(),
-                        ));
+                for plain in strings(&rule["resources"]) {
+                    let resources: Vec<String> = if names.is_empty() {
+                        vec![plain.to_owned()]
+                    } else {
+                        names.iter().map(|n| format!("{plain}[{n}]")).collect()
+                    };
+                    for resource in resources {
+                        for verb in strings(&rule["verbs"]) {
+                            granted.insert((
+                                scope.clone(),
+                                group.to_owned(),
+                                resource.clone(),
+                                verb.to_owned(),
+                            ));
+                        }
                     }
                 }
             }
         }
     }
     granted
+}
+
+#[test]
+fn operand_roles_grant_exactly_their_table_and_are_bound_to_no_controller() {
+    for controller in CONTROLLERS {
+        let objects = render(&format!("controllers/{}", controller.name));
+        for (role_name, table) in controller.operand_roles {
+            let role = find(&objects, "ClusterRole", role_name);
+            let granted = rule_permissions(controller.name, role, &Scope::Cluster);
+            let mut expected = BTreeSet::new();
+            for resource in table.resources {
+                for verbs in table.verbs {
+                    for verb in *verbs {
+                        expected.insert((
+                            Scope::Cluster,
+                            table.group.to_owned(),
+                            (*resource).to_owned(),
+                            (*verb).to_owned(),
+                        ));
+                    }
+                }
+            }
+            assert_eq!(granted, expected, "{}: {role_name}", controller.name);
+            for binding in of_kind(&objects, "ClusterRoleBinding") {
+                assert_ne!(
+                    binding["roleRef"]["name"],
+                    json!(role_name),
+                    "{}: {role_name} is for operand Pods, not the controller",
+                    controller.name
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -30,6 +30,8 @@ const CONTROLLERS: [&str; 5] = [
 
 /// The hand-over binary PD Pods install from the image for their preStop hook.
 const HANDOVER: &str = "tidb-handover";
+/// The sidecar of TiCDC Pods under TiCDCDynamicSecretSyncer, run from this image.
+const SECRET_SYNCER: &str = "tidb-secret-syncer";
 
 /// The user the image and the Deployments run as.
 const NONROOT: &str = "65532:65532";
@@ -120,6 +122,7 @@ fn the_image_runs_as_nonroot_and_holds_static_binaries_that_name_their_build() {
     top.sort();
     let mut expected: Vec<String> = CONTROLLERS.iter().map(|c| c.to_string()).collect();
     expected.push(HANDOVER.into());
+    expected.push(SECRET_SYNCER.into());
     expected.push("etc".into());
     expected.sort();
     assert_eq!(top, expected, "the image's top-level files");
@@ -148,6 +151,13 @@ fn the_image_runs_as_nonroot_and_holds_static_binaries_that_name_their_build() {
     assert!(!needs_loader(&std::fs::read(&handover).unwrap()));
     let line = version_of(&handover);
     assert!(line.starts_with(&format!("{HANDOVER} {VERSION}")), "{line}");
+    let syncer = rootfs.join(SECRET_SYNCER);
+    assert!(!needs_loader(&std::fs::read(&syncer).unwrap()));
+    let line = version_of(&syncer);
+    assert!(
+        line.starts_with(&format!("{SECRET_SYNCER} {VERSION}")),
+        "{line}"
+    );
 }
 
 #[tokio::test]

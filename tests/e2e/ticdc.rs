@@ -700,3 +700,233 @@ async fn a_ticdc_owner_deleted_by_hand_hands_over_before_it_stops() {
         .await
         .unwrap();
 }
+
+/// Kills the child process when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `TiCDCDynamicSecretSyncer` feature gate. Turned on, the TiCDC Pods roll onto a Pod with the
+/// secret-syncer sidecar and its volume, and the group's Pods' ServiceAccount is bound to the
+/// shipped Secret-reader ClusterRole (before, it may not list Secrets). Nothing runs inside the
+/// test world's Pods, so the syncer binary runs here as that ServiceAccount (impersonated), with
+/// the command line the Pod gives it: a Secret with the labels becomes files, follows its
+/// changes and goes when deleted; a Secret without them never appears.
+#[tokio::test]
+async fn under_the_secret_syncer_gate_ticdc_pods_keep_their_labelled_secrets_as_files() {
+    let scene = Scene::start("e2e-ticdc-secrets", &[]).await;
+    let n = scene.n().to_string();
+    let kubectl = scene.cluster.kubectl();
+    scene.create_cluster().await;
+    scene
+        .wait_ready(2, "v8.5.2", "the basic example's two TiCDC servers")
+        .await;
+    let account = format!("system:serviceaccount:{n}:default");
+    let can_list = || {
+        kubectl
+            .ok(
+                &[
+                    "auth", "can-i", "list", "secrets", "-n", &n, "--as", &account,
+                ],
+                None,
+            )
+            .is_ok_and(|out| out.trim() == "yes")
+    };
+    assert!(!can_list(), "before the gate the Pods may not list Secrets");
+    let before = scene.pod_uids().await;
+
+    let clusters = scene.api::<Cluster>();
+    for gates in [
+        json!([{"name": "FeatureModification"}]),
+        json!([{"name": "FeatureModification"}, {"name": "TiCDCDynamicSecretSyncer"}]),
+    ] {
+        clusters
+            .patch(
+                CLUSTER,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"featureGates": gates}})),
+            )
+            .await
+            .unwrap();
+    }
+    scene
+        .patch_group(
+            json!({"spec": {"template": {"spec": {"syncer": {"labels": {"sink": "kafka"}}}}}}),
+        )
+        .await;
+    wait_until(
+        &kubectl,
+        &n,
+        "every TiCDC Pod replaced by one with the secret syncer",
+        CONVERGE,
+        || async {
+            let pods = scene
+                .api::<Pod>()
+                .list(&ListParams::default().labels(&format!(
+                    "{}={}",
+                    keys::LABEL_COMPONENT,
+                    keys::COMPONENT_TICDC
+                )))
+                .await?
+                .items;
+            Ok::<_, kube::Error>(
+                pods.len() == 2
+                    && pods.iter().all(|p| {
+                        !before.contains(&p.uid().unwrap_or_default())
+                            && p.spec.as_ref().is_some_and(|s| {
+                                s.init_containers
+                                    .iter()
+                                    .flatten()
+                                    .any(|c| c.name == "ti-resource-syncer")
+                            })
+                    }),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    scene
+        .wait_ready(2, "v8.5.2", "two TiCDC servers with the syncer")
+        .await;
+    assert!(can_list(), "the Pods' ServiceAccount may list Secrets now");
+    let binding = scene
+        .api::<k8s_openapi::api::rbac::v1::RoleBinding>()
+        .get("ticdc-ticdc")
+        .await
+        .unwrap();
+    assert_eq!(binding.role_ref.name, "tidb-operator:ticdc-secret-reader");
+    assert_eq!(binding.owner_references()[0].kind, "TiCDCGroup");
+
+    // The syncer as the Pod runs it, as the Pod's ServiceAccount.
+    let pod = scene
+        .api::<Pod>()
+        .list(&ListParams::default().labels(&format!(
+            "{}={}",
+            keys::LABEL_COMPONENT,
+            keys::COMPONENT_TICDC
+        )))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let sidecar = pod
+        .spec
+        .unwrap()
+        .init_containers
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == "ti-resource-syncer")
+        .unwrap();
+    let command = sidecar.command.unwrap();
+    assert_eq!(command[0], "/tidb-secret-syncer");
+    let labels = command.last().unwrap().clone();
+    assert_eq!(
+        labels,
+        "pingcap.com/cluster=basic,pingcap.com/component=ticdc,pingcap.com/managed-by=tidb-operator,sink=kafka"
+    );
+    let scratch = std::env::temp_dir().join(format!("secret-syncer-{n}"));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(scene.cluster.kubeconfig()).unwrap())
+            .unwrap();
+    for user in config["users"].as_sequence_mut().unwrap() {
+        user["user"]["as"] = serde_yaml::Value::String(account.clone());
+    }
+    let kubeconfig = scratch.join("kubeconfig");
+    std::fs::write(&kubeconfig, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let port = scenarios::free_port();
+    let files = scratch.join("files");
+    let _syncer = Running(
+        std::process::Command::new(testkit::workspace_binary("tidb-secret-syncer").unwrap())
+            .args(["-d", &files.to_string_lossy(), "-n", &n, "-l", &labels])
+            .arg(format!("--health-probe-bind-address=127.0.0.1:{port}"))
+            .env("KUBECONFIG", &kubeconfig)
+            .spawn()
+            .unwrap(),
+    );
+    let secrets = scene.api::<k8s_openapi::api::core::v1::Secret>();
+    let secret = |name: &str, labelled: bool, value: &str| {
+        let mut labels = json!({"pingcap.com/managed-by": "tidb-operator",
+            "pingcap.com/component": "ticdc", "pingcap.com/cluster": CLUSTER});
+        if labelled {
+            labels["sink"] = json!("kafka");
+        }
+        serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(json!({
+            "metadata": {"name": name, "labels": labels},
+            "stringData": {"ca.crt": value}
+        }))
+        .unwrap()
+    };
+    secrets
+        .create(&PostParams::default(), &secret("sink-tls", true, "first"))
+        .await
+        .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret("unrelated", false, "x"))
+        .await
+        .unwrap();
+    let read =
+        |name: &str| std::fs::read_to_string(files.join("secrets").join(name).join("ca.crt")).ok();
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    wait_until(
+        &kubectl,
+        &n,
+        "the labelled Secret as a file, the syncer healthy",
+        CONVERGE,
+        || async {
+            let healthy = reqwest::get(&healthz)
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            Ok::<_, String>(healthy && read("sink-tls").as_deref() == Some("first"))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        read("unrelated"),
+        None,
+        "a Secret without the labels is not kept"
+    );
+    secrets
+        .patch(
+            "sink-tls",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"stringData": {"ca.crt": "renewed"}})),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        &n,
+        "the renewed Secret's file",
+        CONVERGE,
+        || async { Ok::<_, String>(read("sink-tls").as_deref() == Some("renewed")) },
+    )
+    .await
+    .unwrap();
+    secrets
+        .delete("sink-tls", &Default::default())
+        .await
+        .unwrap();
+    wait_until(
+        &kubectl,
+        &n,
+        "the deleted Secret's files gone",
+        CONVERGE,
+        || async { Ok::<_, String>(!files.join("secrets/sink-tls").exists()) },
+    )
+    .await
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&scratch);
+    scene
+        .simulator
+        .verdict(&n, CLUSTER, &Allowed::none())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -403,9 +403,13 @@ fn pod_hash(pod: &Pod) -> String {
     }
 }
 
-/// A Pod's spec as its hash covers it: without the image of the hand-over installer, which
-/// follows the operator's own image. A new operator image then restarts no PD, TiKV or TiCDC Pod;
-/// each gets the new installer when it restarts for a reason of its own.
+/// The TiCDC sidecar keeping labelled Secrets as files (`TiCDCDynamicSecretSyncer`), which runs
+/// from the operator's image by default (tidb-operator v2's container name).
+pub const SECRET_SYNCER_CONTAINER: &str = "ti-resource-syncer";
+
+/// A Pod's spec as its hash covers it: without the images of the hand-over installer and the
+/// secret syncer, which follow the operator's own image. A new operator image then restarts no
+/// PD, TiKV or TiCDC Pod; each gets the new image when it restarts for a reason of its own.
 fn hashed_spec(pod: &Pod) -> Option<PodSpec> {
     let mut spec = pod.spec.clone();
     let installers = spec
@@ -413,7 +417,7 @@ fn hashed_spec(pod: &Pod) -> Option<PodSpec> {
         .and_then(|s| s.init_containers.as_mut())
         .into_iter()
         .flatten()
-        .filter(|c| c.name == crate::handover::INIT_CONTAINER);
+        .filter(|c| c.name == crate::handover::INIT_CONTAINER || c.name == SECRET_SYNCER_CONTAINER);
     for installer in installers {
         installer.image = None;
     }

@@ -100,7 +100,8 @@ pub struct TiCDCTemplateSpec {
     /// The check run before a TiCDC container stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_stop: Option<TiCDCPreStop>,
-    /// The sidecar that copies labelled Secrets and ConfigMaps (sink certificates) into the Pod.
+    /// The sidecar that keeps labelled Secrets (sink certificates, say) as files in the Pod, under
+    /// the `TiCDCDynamicSecretSyncer` feature gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syncer: Option<TiCDCSyncer>,
 }
@@ -146,12 +147,11 @@ pub struct TiCDCPreStop {
 /// The resource syncer sidecar of TiCDC.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TiCDCSyncer {
-    /// Image of the syncer. Default `pingcap/tidb-operator-resource-syncer`.
+    /// Image of the syncer, which runs its `/tidb-secret-syncer`. Default: this operator's image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Labels a Secret or ConfigMap must carry, besides the operator's own
-    /// (`pingcap.com/managed-by`, `pingcap.com/component: ticdc`, `pingcap.com/cluster`), to be
-    /// copied into the Pods.
+    /// Labels a Secret must carry, besides the operator's own (`pingcap.com/managed-by`,
+    /// `pingcap.com/component: ticdc`, `pingcap.com/cluster`), to be kept in the Pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }

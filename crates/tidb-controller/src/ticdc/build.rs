@@ -2,10 +2,15 @@
 //! Service, and an instance's config file, ConfigMap, PVCs and Pod (`/cdc server`). No client
 //! here; every function is tested on plain values.
 
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, PodSpec, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim, Pod, PodSpec,
+    Probe, Service, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use operator_api::core::{
-    TICDC_DEFAULT_PORT, TICDC_PORT_NAME, TiCDC, TiCDCGroup, TiCDCSpec, TiCDCTemplateSpec, Topology,
+    Feature, TICDC_DEFAULT_PORT, TICDC_PORT_NAME, TiCDC, TiCDCGroup, TiCDCSpec, TiCDCTemplateSpec,
+    Topology,
 };
 use operator_api::keys;
 use operator_runtime::build::{self, BuildError};
@@ -40,6 +45,16 @@ pub const MANAGED_KEYS: [&str; 6] = [
     "security.cert-path",
     "security.key-path",
 ];
+
+/// The sidecar keeping labelled Secrets as files (`TiCDCDynamicSecretSyncer`; tidb-operator v2's
+/// container name).
+pub const SECRET_SYNCER: &str = build::SECRET_SYNCER_CONTAINER;
+/// The volume the sidecar writes and TiCDC reads (tidb-operator v2's name and path).
+pub const SECRET_SYNCER_VOLUME: &str = "ti-kube-resource";
+/// Where that volume is mounted; the Secrets are under `secrets/<name>/<key>`.
+pub const SECRET_SYNCER_DIR: &str = "/var/lib/kube-resource";
+/// The sidecar's health port (its startup probe waits for the first sync).
+const SECRET_SYNCER_HEALTH_PORT: i32 = 8081;
 
 /// Headless Service giving each server a stable DNS name.
 pub fn peer_service_name(group: &str) -> String {
@@ -200,7 +215,87 @@ pub fn pod(ticdc: &TiCDC, pd_urls: &str) -> Result<Pod, BuildError> {
             format!("--timeout-seconds={HANDOVER_TIMEOUT_SECONDS}"),
         ],
     );
+    if ticdc
+        .spec
+        .features
+        .contains(&Feature::TiCDCDynamicSecretSyncer)
+    {
+        add_secret_syncer(&mut pod_spec, ticdc);
+    }
     build::pod_of(ticdc, pod_spec, build::config_hash_of(ticdc))
+}
+
+/// The labels a Secret carries to be kept in the Pods: the operator's, of TiCDC of this
+/// Cluster, and the template's `syncer.labels`, as `key=value` sorted and comma separated.
+pub fn secret_syncer_labels(ticdc: &TiCDC) -> String {
+    let mut labels = vec![
+        format!("{}={}", keys::LABEL_MANAGED_BY, keys::MANAGED_BY),
+        format!("{}={COMPONENT}", keys::LABEL_COMPONENT),
+        format!("{}={}", keys::LABEL_CLUSTER, ticdc.spec.cluster.name),
+    ];
+    if let Some(syncer) = &ticdc.spec.template.syncer {
+        labels.extend(syncer.labels.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    labels.sort();
+    labels.join(",")
+}
+
+/// The secret syncer as a native sidecar (an init container that keeps running), started before
+/// TiCDC and Ready once it has written the Secrets, with the volume both share. Its image is
+/// `syncer.image`, else this operator's (its `/tidb-secret-syncer`); the image does not count
+/// in the Pod's hash, so an operator upgrade restarts no TiCDC Pod.
+fn add_secret_syncer(spec: &mut PodSpec, ticdc: &TiCDC) {
+    let image = ticdc
+        .spec
+        .template
+        .syncer
+        .as_ref()
+        .and_then(|s| s.image.clone())
+        .unwrap_or_else(|| operator_runtime::build_info::operator_image().to_string());
+    let mount = VolumeMount {
+        name: SECRET_SYNCER_VOLUME.into(),
+        mount_path: SECRET_SYNCER_DIR.into(),
+        ..VolumeMount::default()
+    };
+    spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: SECRET_SYNCER_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    });
+    if let Some(server) = spec.containers.iter_mut().find(|c| c.name == COMPONENT) {
+        server
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(mount.clone());
+    }
+    spec.init_containers
+        .get_or_insert_with(Vec::new)
+        .push(Container {
+            name: SECRET_SYNCER.into(),
+            image: Some(image),
+            restart_policy: Some("Always".into()),
+            command: Some(vec![
+                "/tidb-secret-syncer".into(),
+                "-d".into(),
+                SECRET_SYNCER_DIR.into(),
+                "-n".into(),
+                ticdc.namespace().unwrap_or_default(),
+                "-l".into(),
+                secret_syncer_labels(ticdc),
+            ]),
+            volume_mounts: Some(vec![mount]),
+            startup_probe: Some(Probe {
+                http_get: Some(HTTPGetAction {
+                    path: Some("/healthz".into()),
+                    port: IntOrString::Int(SECRET_SYNCER_HEALTH_PORT),
+                    ..HTTPGetAction::default()
+                }),
+                period_seconds: Some(2),
+                failure_threshold: Some(60),
+                ..Probe::default()
+            }),
+            ..Container::default()
+        });
 }
 
 pub use operator_runtime::build::pod_is_current;
@@ -224,6 +319,56 @@ mod tests {
         t.metadata.namespace = Some("ns".into());
         t.metadata.uid = Some("u".into());
         t
+    }
+
+    #[test]
+    fn under_the_secret_syncer_gate_a_sidecar_keeps_the_labelled_secrets_in_the_pod() {
+        let mut t = ticdc();
+        let plain = pod(&t, "http://db-pd.ns:2379").unwrap();
+        assert!(
+            plain
+                .spec
+                .unwrap()
+                .init_containers
+                .unwrap_or_default()
+                .iter()
+                .all(|c| c.name != SECRET_SYNCER)
+        );
+        t.spec.features = vec![Feature::TiCDCDynamicSecretSyncer];
+        t.spec.template.syncer =
+            Some(serde_json::from_value(serde_json::json!({"labels": {"sink": "kafka"}})).unwrap());
+        let spec = pod(&t, "http://db-pd.ns:2379").unwrap().spec.unwrap();
+        let sidecar = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .find(|c| c.name == SECRET_SYNCER)
+            .unwrap();
+        assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(
+            sidecar.command.as_deref().unwrap(),
+            [
+                "/tidb-secret-syncer",
+                "-d",
+                "/var/lib/kube-resource",
+                "-n",
+                "ns",
+                "-l",
+                "pingcap.com/cluster=basic,pingcap.com/component=ticdc,pingcap.com/managed-by=tidb-operator,sink=kafka"
+            ]
+        );
+        let server = spec
+            .containers
+            .iter()
+            .find(|c| c.name == COMPONENT)
+            .unwrap();
+        assert!(
+            server
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == SECRET_SYNCER_VOLUME && m.mount_path == SECRET_SYNCER_DIR)
+        );
     }
 
     #[test]

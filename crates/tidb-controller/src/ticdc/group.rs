@@ -6,7 +6,7 @@
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
-use operator_api::core::{Cluster, TiCDC, TiCDCGroup, Topology};
+use operator_api::core::{Cluster, Feature, TiCDC, TiCDCGroup, Topology};
 use operator_runtime::build::BuildError;
 use operator_runtime::group as shared_group;
 use operator_runtime::group_reconcile::{
@@ -17,7 +17,7 @@ use operator_runtime::surge;
 use operator_runtime::update::{self, InstanceView, Policy};
 
 use super::Ctx;
-use super::build;
+use super::{build, rbac};
 use crate::context::MANAGER;
 
 /// How many servers a roll adds above the replicas: one new server at a time, Ready before an
@@ -49,15 +49,24 @@ impl GroupRules for Rules {
         Ok(vec![build::peer_service(group)?])
     }
 
-    /// Nothing to learn: TiCDC waits for no other group (the reference's upgrade order).
+    /// Nothing to learn: TiCDC waits for no other group (the reference's upgrade order). Under
+    /// `TiCDCDynamicSecretSyncer` the Pods' Secret access is ensured here.
     async fn observe(
-        _ctx: &Ctx,
-        _group: &TiCDCGroup,
+        ctx: &Ctx,
+        group: &TiCDCGroup,
         _cluster: &Cluster,
         _instances: &[TiCDC],
         _update_revision: &str,
         _revision_extra: Option<&str>,
     ) -> Result<(), Error> {
+        // The secret syncer's access, before the Pods that need it.
+        if group
+            .spec
+            .features
+            .contains(&Feature::TiCDCDynamicSecretSyncer)
+        {
+            rbac::ensure(&ctx.client, group).await?;
+        }
         Ok(())
     }
 

@@ -7,6 +7,7 @@ pub mod build;
 pub mod group;
 pub mod handover;
 pub mod instance;
+pub mod rbac;
 
 use std::sync::Arc;
 use std::time::Duration;
