@@ -681,6 +681,19 @@ async fn a_group_of_a_missing_cluster_and_a_second_pd_group_of_one_cluster_say_s
         .await
         .unwrap();
     scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+
+    // PD's microservice mode, which this operator does not run: the group says so, and PD
+    // serves on in the normal mode, no member restarted; removing it clears the condition.
+    let before = scene.pod_uids().await;
+    scene
+        .patch_group(json!({"spec": {"template": {"spec": {"mode": "ms"}}}}))
+        .await;
+    wait_group_refused(&scene, "pd", "PDModeNotSupported", "mode: ms").await;
+    scene
+        .patch_group(json!({"spec": {"template": {"spec": {"mode": null}}}}))
+        .await;
+    scene.wait_converged(3, "v8.5.2", CONVERGE).await;
+    assert_eq!(scene.pod_uids().await, before, "no PD Pod restarted");
     scene
         .simulator
         .verdict(scene.n(), "nowhere", &scenarios::Allowed::none())

@@ -1052,6 +1052,61 @@ async fn a_tikv_only_cluster_comes_up_with_serving_stores_labelled_by_their_node
         )
         .await;
 
+    // `remoteWorkers` (next-generation TiKV's workers, which this operator does not run): the
+    // group says so and the stores serve on, nothing restarted; removed, the group is Synced.
+    let group_synced_reason = || async {
+        let group = scene.api::<TiKVGroup>().get("tikv").await.unwrap();
+        conditions::find(group.conditions(), conditions::SYNCED)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    scene
+        .patch_group::<TiKVGroup>(
+            "tikv",
+            json!({"spec": {"template": {"spec": {"remoteWorkers": {"worker": {"name": "w"}}}}}}),
+        )
+        .await;
+    scene
+        .wait(
+            cluster,
+            "TiKVGroup tikv Synced=False RemoteWorkersNotSupported, with an Event",
+            Duration::from_secs(60),
+            || async {
+                let said = group_synced_reason().await.is_some_and(|(s, r, m)| {
+                    s == "False" && r == "RemoteWorkersNotSupported" && m.contains("remoteWorkers")
+                });
+                let evented = scene
+                    .k8s_events()
+                    .await
+                    .iter()
+                    .any(|(_, reason, _)| reason == "RemoteWorkersNotSupported");
+                Ok(said && evented)
+            },
+        )
+        .await;
+    scene
+        .patch_group::<TiKVGroup>(
+            "tikv",
+            json!({"spec": {"template": {"spec": {"remoteWorkers": null}}}}),
+        )
+        .await;
+    scene
+        .wait(
+            cluster,
+            "TiKVGroup tikv Synced again",
+            Duration::from_secs(60),
+            || async {
+                Ok(group_synced_reason()
+                    .await
+                    .is_some_and(|(s, _, _)| s == "True"))
+            },
+        )
+        .await;
+    assert_eq!(
+        scene.pod_uids("tikv").await,
+        uids,
+        "remoteWorkers set and removed restarts no TiKV Pod"
+    );
+
     // Disruption budgets: one per group, owned by it and selecting its Pods. A drain (the
     // Eviction API) takes one TiKV Pod, is refused every other while that store is away, and
     // takes the next once the first is back.

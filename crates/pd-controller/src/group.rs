@@ -38,6 +38,11 @@ pub const REASON_EXIT_WAITING_FOR_STORES: &str = "ExitWaitingForStores";
 /// second group would bootstrap a second PD cluster for one TiDB cluster.
 pub const REASON_ANOTHER_PD_GROUP: &str = "AnotherPDGroup";
 
+/// Reason of a group whose template sets `mode: ms`, which this operator does not act on.
+pub const REASON_MODE_NOT_SUPPORTED: &str = "PDModeNotSupported";
+/// PD's microservice mode.
+const PD_MODE_MS: &str = "ms";
+
 /// The PD component's group rules.
 pub struct Rules;
 
@@ -238,12 +243,26 @@ impl GroupRules for Rules {
             )
             .await;
         }
+        let unsupported = (group.spec.template.spec.mode == PD_MODE_MS).then(|| {
+            "mode: ms (PD microservices) is not supported: this operator runs no TSO or scheduling servers, so PD keeps serving them itself in the normal mode; remove mode to clear this".to_string()
+        });
+        if let Some(message) = &unsupported {
+            shared_group::refusal(
+                &ctx.events,
+                group,
+                REASON_MODE_NOT_SUPPORTED,
+                "Spec",
+                message.clone(),
+            )
+            .await;
+        }
         Ok(Observed {
             pods_created: failover::pods_created(&ctx.caches.pods, &namespace, instances),
             pd_health,
             join,
             local_stores,
             held_by,
+            unsupported,
         })
     }
 
@@ -345,6 +364,11 @@ impl GroupRules for Rules {
         {
             return (Some(message), Some(REASON_EXIT_WAITING_FOR_STORES));
         }
+        if outcome.waiting.is_none()
+            && let Some(message) = &view.observed.unsupported
+        {
+            return (Some(message.clone()), Some(REASON_MODE_NOT_SUPPORTED));
+        }
         let reason = (!view.group.spec.bootstrapped).then_some(REASON_BOOTSTRAPPING);
         (outcome.waiting.clone(), reason)
     }
@@ -371,6 +395,8 @@ pub struct Observed {
     /// For a group that has created nothing yet: why another PDGroup of its Cluster owns the
     /// Cluster's PD, which holds this one.
     held_by: Option<String>,
+    /// Why a field the group sets is not acted on (`mode: ms`), if one is.
+    unsupported: Option<String>,
 }
 
 /// The PDGroup among `others` (the other PDGroups of `group`'s Cluster) that owns the Cluster's

@@ -13,6 +13,7 @@ use operator_runtime::build::BuildError;
 use operator_runtime::cache;
 use operator_runtime::dns::Dns;
 use operator_runtime::failover;
+use operator_runtime::group as shared_group;
 use operator_runtime::group_reconcile::{Decision, GroupRules, GroupView, Outcome};
 use operator_runtime::pod::is_ready;
 use operator_runtime::reconcile::Error;
@@ -31,6 +32,8 @@ use crate::store;
 
 /// Reason of a scale-in refused because it would leave fewer Up stores than PD's `max-replicas`.
 pub const REASON_SCALE_IN_REFUSED: &str = "ScaleInRefused";
+/// Reason of a group whose template sets `remoteWorkers`, which this operator does not act on.
+pub const REASON_REMOTE_WORKERS_NOT_SUPPORTED: &str = "RemoteWorkersNotSupported";
 /// Reason of a group whose stores are being taken out.
 pub const REASON_SCALING_IN: &str = "ScalingIn";
 
@@ -59,6 +62,8 @@ pub struct Observed {
     gate: Result<(), String>,
     /// The version the staying instances run while the gate is closed.
     running: Option<String>,
+    /// Why a field the group sets is not acted on (`remoteWorkers`), if one is.
+    unsupported: Option<String>,
 }
 
 /// What a TiKVGroup's rules see.
@@ -136,11 +141,25 @@ impl GroupRules for Rules {
         if gate.is_ok() && upgrade::is_gated(cluster.spec.upgrade_policy, version, running) {
             gate = pd_members_run(pd.as_ref(), version).await;
         }
+        let unsupported = group.spec.template.spec.remote_workers.as_ref().map(|_| {
+            "remoteWorkers is not supported: this operator runs no TiKV workers (next-generation TiKV), so the stores run without remote workers; remove remoteWorkers to clear this".to_string()
+        });
+        if let Some(message) = &unsupported {
+            shared_group::refusal(
+                &ctx.events,
+                group,
+                REASON_REMOTE_WORKERS_NOT_SUPPORTED,
+                "Spec",
+                message.clone(),
+            )
+            .await;
+        }
         Ok(Observed {
             pd,
             view,
             gate,
             running: running.map(str::to_string),
+            unsupported,
         })
     }
 
@@ -204,12 +223,19 @@ impl GroupRules for Rules {
     }
 
     fn progress(view: &View<'_>, outcome: &Outcome) -> (Option<String>, Option<&'static str>) {
-        scaling::progress(
+        let progress = scaling::progress(
             view.instances,
             view.update_revision,
             &view.observed.gate,
             outcome,
-        )
+        );
+        match (&progress.0, &view.observed.unsupported) {
+            (None, Some(message)) => (
+                Some(message.clone()),
+                Some(REASON_REMOTE_WORKERS_NOT_SUPPORTED),
+            ),
+            _ => progress,
+        }
     }
 }
 

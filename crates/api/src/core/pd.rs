@@ -111,7 +111,8 @@ pub struct PDTemplateSpec {
     #[serde(flatten)]
     pub common: CommonTemplateSpec,
     /// PD's mode: empty for a normal PD, `ms` for microservices (TSO and scheduling served
-    /// apart). This operator runs PD in the normal mode only and does not act on `ms`.
+    /// apart). This operator runs PD in the normal mode only: with `ms` the group says so
+    /// (`PDModeNotSupported`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mode: String,
     /// Listen ports.

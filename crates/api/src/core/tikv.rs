@@ -123,7 +123,8 @@ pub struct TiKVTemplateSpec {
     /// The check run before a TiKV container stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_stop: Option<TiKVPreStop>,
-    /// The TiKV workers this TiKV hands work to (next-generation TiKV only).
+    /// The TiKV workers this TiKV hands work to (next-generation TiKV only). This operator runs
+    /// no workers: with it set the group says so (`RemoteWorkersNotSupported`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_workers: Option<TiKVRemoteWorkers>,
 }

@@ -496,3 +496,32 @@ fn a_new_member_waits_until_a_leaving_one_has_left() {
     let plan = Rules::plan(&policy, &views);
     assert!(matches!(&plan.actions[..], [update::Action::Create { .. }]));
 }
+
+#[test]
+fn mode_ms_is_named_as_not_acted_on_once_nothing_else_waits() {
+    let group = group(true);
+    let cluster = Cluster::new("c", Default::default());
+    let observed = Observed {
+        unsupported: Some("mode: ms (PD microservices) is not supported".into()),
+        ..Observed::default()
+    };
+    let view = GroupView {
+        group: &group,
+        namespace: "db",
+        cluster: &cluster,
+        instances: &[],
+        update_revision: "pd-r1",
+        observed: &observed,
+    };
+    let (message, reason) = Rules::progress(&view, &Outcome::default());
+    assert_eq!(reason, Some(REASON_MODE_NOT_SUPPORTED));
+    assert!(message.is_some_and(|m| m.contains("mode: ms")));
+    let waiting = Outcome {
+        waiting: Some("rolling".into()),
+        ..Outcome::default()
+    };
+    assert_eq!(
+        Rules::progress(&view, &waiting).0.as_deref(),
+        Some("rolling")
+    );
+}

@@ -77,6 +77,7 @@ fn observed(gate: Result<(), String>, view: Option<Result<PdView, String>>) -> O
         view,
         gate,
         running: Some("v8.5.1".into()),
+        unsupported: None,
     }
 }
 
@@ -389,4 +390,22 @@ fn half_the_stores_silent_at_once_is_an_outage() {
         .is_some()
     );
     assert!(scaling::stores_outage::<TiKV>(Some(&Ok(stores(&[(1, "Down")])))).is_some());
+}
+
+#[test]
+fn remote_workers_are_named_as_not_acted_on_once_nothing_else_waits() {
+    let mut observed = observed(Ok(()), None);
+    observed.unsupported = Some("remoteWorkers is not supported".into());
+    let (message, reason) = decide(&[], &observed, |view| {
+        Rules::progress(view, &Outcome::default())
+    });
+    assert_eq!(reason, Some(REASON_REMOTE_WORKERS_NOT_SUPPORTED));
+    assert!(message.is_some_and(|m| m.contains("remoteWorkers")));
+    // A wait of the roll says what it waits for first.
+    let waiting = Outcome {
+        waiting: Some("rolling".into()),
+        ..Outcome::default()
+    };
+    let (message, _) = decide(&[], &observed, |view| Rules::progress(view, &waiting));
+    assert_eq!(message.as_deref(), Some("rolling"));
 }
