@@ -630,6 +630,42 @@ impl Whole {
             _running: running,
         }
     }
+
+    /// Applies Cluster `basic` with the feature gates `gates`, a PDGroup of 3 for each name in
+    /// `pd_groups`, 3 TiKV stores and 1 TiDB, at once as `kubectl apply` does.
+    fn apply_basic(&self, gates: &[&str], pd_groups: &[&str]) {
+        let volumes = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]);
+        let gates: Vec<serde_json::Value> = gates.iter().map(|g| json!({"name": g})).collect();
+        let group = |kind: &str, name: &str, replicas: i32, volumes: Option<&serde_json::Value>| {
+            let mut spec = json!({"version": "v8.5.2"});
+            if let Some(volumes) = volumes {
+                spec["volumes"] = volumes.clone();
+            }
+            json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": kind, "metadata": {"name": name},
+                   "spec": {"cluster": {"name": "basic"}, "replicas": replicas,
+                            "template": {"spec": spec}}})
+        };
+        let mut objects = vec![
+            json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
+               "metadata": {"name": "basic"}, "spec": {"featureGates": gates}}),
+        ];
+        objects.extend(
+            pd_groups
+                .iter()
+                .map(|name| group("PDGroup", name, 3, Some(&volumes))),
+        );
+        objects.push(group("TiKVGroup", "tikv", 3, Some(&volumes)));
+        objects.push(group("TiDBGroup", "tidb", 1, None));
+        let manifest = objects
+            .iter()
+            .map(|o| serde_json::to_string(o).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n---\n");
+        self.cluster
+            .kubectl()
+            .ok(&["apply", "-n", self.ns.name(), "-f", "-"], Some(&manifest))
+            .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -715,29 +751,7 @@ async fn under_the_cluster_subdomain_gate_every_instance_lives_under_one_headles
     let (client, simulator) = (&whole.client, &whole.simulator);
     let n = whole.ns.name();
     let kubectl = whole.cluster.kubectl();
-    let volumes = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]);
-    let objects = [
-        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
-               "metadata": {"name": "basic"},
-               "spec": {"featureGates": [{"name": "FeatureModification"}, {"name": "ClusterSubdomain"}]}}),
-        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "PDGroup", "metadata": {"name": "pd"},
-               "spec": {"cluster": {"name": "basic"}, "replicas": 3,
-                        "template": {"spec": {"version": "v8.5.2", "volumes": volumes}}}}),
-        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiKVGroup", "metadata": {"name": "tikv"},
-               "spec": {"cluster": {"name": "basic"}, "replicas": 3,
-                        "template": {"spec": {"version": "v8.5.2", "volumes": volumes}}}}),
-        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiDBGroup", "metadata": {"name": "tidb"},
-               "spec": {"cluster": {"name": "basic"}, "replicas": 1,
-                        "template": {"spec": {"version": "v8.5.2"}}}}),
-    ];
-    let manifest = objects
-        .iter()
-        .map(|o| serde_json::to_string(o).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n---\n");
-    kubectl
-        .ok(&["apply", "-n", n, "-f", "-"], Some(&manifest))
-        .unwrap();
+    whole.apply_basic(&["FeatureModification", "ClusterSubdomain"], &["pd"]);
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), n);
     let available = || async {
         let c = clusters.get("basic").await?;
@@ -886,32 +900,7 @@ async fn under_multi_pd_group_a_second_pd_group_joins_and_the_first_can_be_delet
     let (client, simulator) = (&whole.client, &whole.simulator);
     let n = whole.ns.name();
     let kubectl = whole.cluster.kubectl();
-    let volumes = json!([{"name": "data", "mounts": [{"type": "data"}], "storage": "10Gi"}]);
-    let pd_group = |name: &str| {
-        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "PDGroup", "metadata": {"name": name},
-               "spec": {"cluster": {"name": "basic"}, "replicas": 3,
-                        "template": {"spec": {"version": "v8.5.2", "volumes": volumes}}}})
-    };
-    let objects = [
-        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "Cluster",
-               "metadata": {"name": "basic"},
-               "spec": {"featureGates": [{"name": "FeatureModification"}]}}),
-        pd_group("pd"),
-        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiKVGroup", "metadata": {"name": "tikv"},
-               "spec": {"cluster": {"name": "basic"}, "replicas": 3,
-                        "template": {"spec": {"version": "v8.5.2", "volumes": volumes}}}}),
-        json!({"apiVersion": "core.pingcap.com/v1alpha1", "kind": "TiDBGroup", "metadata": {"name": "tidb"},
-               "spec": {"cluster": {"name": "basic"}, "replicas": 1,
-                        "template": {"spec": {"version": "v8.5.2"}}}}),
-    ];
-    let manifest = objects
-        .iter()
-        .map(|o| serde_json::to_string(o).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n---\n");
-    kubectl
-        .ok(&["apply", "-n", n, "-f", "-"], Some(&manifest))
-        .unwrap();
+    whole.apply_basic(&["FeatureModification"], &["pd"]);
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), n);
     let ready_with = |members: usize| {
         let clusters = clusters.clone();
@@ -983,13 +972,8 @@ async fn under_multi_pd_group_a_second_pd_group_joins_and_the_first_can_be_delet
     .await
     .unwrap();
 
-    // A second group joins the one PD.
-    kubectl
-        .ok(
-            &["apply", "-n", n, "-f", "-"],
-            Some(&serde_json::to_string(&pd_group("second")).unwrap()),
-        )
-        .unwrap();
+    // A second group joins the one PD (applied again with it; the rest is unchanged).
+    whole.apply_basic(&["FeatureModification", "MultiPDGroup"], &["pd", "second"]);
     wait_until(
         &kubectl,
         n,

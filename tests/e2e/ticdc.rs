@@ -254,17 +254,24 @@ impl Scene {
         self.simulator.events(self.n(), CLUSTER).await.unwrap()
     }
 
-    /// The UIDs of the TiCDC Pods.
-    async fn pod_uids(&self) -> BTreeSet<String> {
-        self.api::<Pod>()
+    /// The TiCDC Pods.
+    async fn pods(&self) -> Result<Vec<Pod>, kube::Error> {
+        Ok(self
+            .api::<Pod>()
             .list(&ListParams::default().labels(&format!(
                 "{}={}",
                 keys::LABEL_COMPONENT,
                 keys::COMPONENT_TICDC
             )))
+            .await?
+            .items)
+    }
+
+    /// The UIDs of the TiCDC Pods.
+    async fn pod_uids(&self) -> BTreeSet<String> {
+        self.pods()
             .await
             .unwrap()
-            .items
             .iter()
             .filter_map(|p| p.metadata.uid.clone())
             .collect()
@@ -765,15 +772,7 @@ async fn under_the_secret_syncer_gate_ticdc_pods_keep_their_labelled_secrets_as_
         "every TiCDC Pod replaced by one with the secret syncer",
         CONVERGE,
         || async {
-            let pods = scene
-                .api::<Pod>()
-                .list(&ListParams::default().labels(&format!(
-                    "{}={}",
-                    keys::LABEL_COMPONENT,
-                    keys::COMPONENT_TICDC
-                )))
-                .await?
-                .items;
+            let pods = scene.pods().await?;
             Ok::<_, kube::Error>(
                 pods.len() == 2
                     && pods.iter().all(|p| {
@@ -803,17 +802,7 @@ async fn under_the_secret_syncer_gate_ticdc_pods_keep_their_labelled_secrets_as_
     assert_eq!(binding.owner_references()[0].kind, "TiCDCGroup");
 
     // The syncer as the Pod runs it, as the Pod's ServiceAccount.
-    let pod = scene
-        .api::<Pod>()
-        .list(&ListParams::default().labels(&format!(
-            "{}={}",
-            keys::LABEL_COMPONENT,
-            keys::COMPONENT_TICDC
-        )))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
+    let pod = scene.pods().await.unwrap().remove(0);
     let sidecar = pod
         .spec
         .unwrap()

@@ -21,13 +21,23 @@ fn group(bootstrapped: bool) -> PDGroup {
 /// `bootstrap` of `group` over `instances`.
 fn bootstrap_of(group: &PDGroup, instances: &[PD]) -> BeforePlan<PD> {
     let cluster = Cluster::new("c", Default::default());
+    bootstrap_in(group, &cluster, instances, &Observed::default())
+}
+
+/// `bootstrap` of `group` of `cluster` over `instances`, having `observed`.
+fn bootstrap_in(
+    group: &PDGroup,
+    cluster: &Cluster,
+    instances: &[PD],
+    observed: &Observed,
+) -> BeforePlan<PD> {
     bootstrap(&GroupView {
         group,
         namespace: "db",
-        cluster: &cluster,
+        cluster,
         instances,
         update_revision: "pd-r1",
-        observed: &Observed::default(),
+        observed,
     })
     .unwrap()
 }
@@ -92,15 +102,7 @@ fn a_joining_group_creates_nothing_until_the_pd_it_joins_answers_then_never_boot
             join,
             ..Observed::default()
         };
-        bootstrap(&GroupView {
-            group: &fresh,
-            namespace: "db",
-            cluster: &cluster,
-            instances: &[],
-            update_revision: "pd-r1",
-            observed: &observed,
-        })
-        .unwrap()
+        bootstrap_in(&fresh, &cluster, &[], &observed)
     };
     let creates = |b: &BeforePlan<PD>| b.effects.iter().any(|e| matches!(e, Effect::Create(_)));
 
@@ -161,15 +163,7 @@ fn of_two_pd_groups_of_one_cluster_only_one_bootstraps_and_the_other_creates_not
         held_by: Some("PDGroup pd-b owns the PD of Cluster c".into()),
         ..Observed::default()
     };
-    let held = bootstrap(&GroupView {
-        group: &newer,
-        namespace: "db",
-        cluster: &cluster,
-        instances: &[],
-        update_revision: "pd-r1",
-        observed: &observed,
-    })
-    .unwrap();
+    let held = bootstrap_in(&newer, &cluster, &[], &observed);
     assert!(held.skip_plan && held.effects.is_empty());
     assert!(held.waiting.is_some_and(|w| w.contains("pd-b")));
 }
@@ -187,15 +181,7 @@ fn under_multi_pd_group_a_second_group_joins_the_clusters_pd_instead_of_bootstra
             join,
             ..Observed::default()
         };
-        bootstrap(&GroupView {
-            group: &second,
-            namespace: "db",
-            cluster: &cluster,
-            instances: &[],
-            update_revision: "pd-r1",
-            observed: &observed,
-        })
-        .unwrap()
+        bootstrap_in(&second, &cluster, &[], &observed)
     };
     // PD answers at the Cluster's PD Service: the group counts as bootstrapped (its members
     // join) and no first member with `initial-cluster` is made.
