@@ -13,7 +13,7 @@ use kube::Resource;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use operator_api::core::{Cluster, PDGroup, TiCDCGroup, TiDBGroup, TiFlashGroup, TiKVGroup};
+use operator_api::core::{Cluster, PD, PDGroup, TiCDCGroup, TiDBGroup, TiFlashGroup, TiKVGroup};
 use operator_runtime::cache;
 use operator_runtime::component::after_sync;
 use operator_runtime::endpoints::Endpoints;
@@ -113,8 +113,16 @@ async fn controllers(
             all.clone(),
             |g| cluster_of(&g, &g.spec.cluster.name),
         )
-        .watches(scoped::<TiCDCGroup>(&ctx.client, namespace), all, |g| {
-            cluster_of(&g, &g.spec.cluster.name)
+        .watches(
+            scoped::<TiCDCGroup>(&ctx.client, namespace),
+            all.clone(),
+            |g| cluster_of(&g, &g.spec.cluster.name),
+        )
+        // PD's membership changes with its instances (one joins, one leaves through PD before
+        // its instance goes), not always with a group: `status.pdMembers` follows them at once
+        // instead of at the next settled resync.
+        .watches(scoped::<PD>(&ctx.client, namespace), all, |pd| {
+            cluster_of(&pd, &pd.spec.cluster.name)
         })
         .with_config(ctx.flags.controller_config())
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
