@@ -464,6 +464,17 @@ cmd_restart() {
   # talks to the other cluster's etcd. No cluster is created until these ports are bound again.
   exec 8>"${KWOK_WORKDIR}/.create.lock"
   flock -w "${TIMEOUT}" 8 || die "timed out after ${TIMEOUT}s waiting for another cluster's creation (lock ${KWOK_WORKDIR}/.create.lock)"
+  # kwok plays every Node's kubelet, but a restarted kwok takes a new identity, and it acts for
+  # a Node only once it holds the Node's Lease: it would wait for its earlier self's Leases to
+  # expire (kwokctl makes them last 200 s), starting and deleting no Pod meanwhile. A kubelet
+  # keeps its identity across a restart, so kwok is stopped first and its Leases released.
+  local kwok_pid
+  kwok_pid="$(cat "${CLUSTER_DIR}/pids/kwok-controller.pid" 2>/dev/null || true)"
+  if [[ "${kwok_pid}" =~ ^[0-9]+$ ]]; then
+    stop_processes "${kwok_pid}"
+    kubectl_ delete lease --namespace kube-node-lease --all >/dev/null \
+      || log "could not release the Node Leases; the restarted kwok waits for them to expire"
+  fi
   local -a pids
   mapfile -t pids < <(cluster_pids)
   log "stopping the ${#pids[@]} processes of cluster ${NAME}"

@@ -301,7 +301,9 @@ async fn an_upgrade_and_a_scale_in_finish_once_across_control_plane_restarts() {
     // Then again once TiKV's part has begun: a store's leaders being evicted (or, on a slow
     // machine that missed that moment, the first store restarted; three more are to go). PD's
     // roll has to finish first, after a control plane restart and with every controller started
-    // again: on a loaded 2-core machine that has taken over four minutes.
+    // again. (It used to take minutes: the restarted kwok waited for its earlier self's Node
+    // Leases to expire before it started any Pod; `hack/local-cluster.sh restart` now releases
+    // them, as a restarted kubelet keeps its identity.)
     let deadline = Instant::now() + 2 * WAIT;
     loop {
         let evicting = scene
