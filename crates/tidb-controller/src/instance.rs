@@ -194,7 +194,7 @@ fn pd_path(ctx: &Ctx, tidb: &TiDB, cluster: &Cluster) -> Option<String> {
         .as_ref()
         .map(|s| s.pd.clone())
         .unwrap_or_default();
-    let pd_groups = if status_pd.is_empty() {
+    let pd_services = if status_pd.is_empty() {
         build::pd_services(
             cluster,
             &ctx.caches.pd_groups_of(&namespace, &tidb.spec.cluster.name),
@@ -205,7 +205,7 @@ fn pd_path(ctx: &Ctx, tidb: &TiDB, cluster: &Cluster) -> Option<String> {
     build::pd_path(
         &status_pd,
         &namespace,
-        &pd_groups,
+        &pd_services,
         &Dns::of_spec(&cluster.spec),
     )
 }

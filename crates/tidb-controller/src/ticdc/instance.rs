@@ -83,13 +83,14 @@ impl InstanceRules for Rules {
             .as_ref()
             .map(|s| s.pd.clone())
             .unwrap_or_default();
-        let pd_groups = crate::build::pd_services(
+        let pd_services = crate::build::pd_services(
             cluster,
             &ctx.caches
                 .pd_groups_of(&namespace, &ticdc.spec.cluster.name),
         );
         let dns = Dns::of_spec(&cluster.spec);
-        let Some(pd_path) = crate::build::pd_path(&status_pd, &namespace, &pd_groups, &dns) else {
+        let Some(pd_path) = crate::build::pd_path(&status_pd, &namespace, &pd_services, &dns)
+        else {
             return Ok(Err(Blocked {
                 reason: REASON_NO_PD,
                 message: format!(
