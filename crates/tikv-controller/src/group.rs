@@ -116,8 +116,14 @@ impl GroupRules for Rules {
             Some(url) => Some(ctx.pd(&namespace, &group.spec.cluster.name, url)?),
             None => None,
         };
+        let scaling_in = scaling::scaling_in(instances, group.spec.replicas);
         let view = match &pd {
-            Some(pd) => Some(ctx.pd_view(pd).await),
+            Some(pd) => {
+                if scaling_in {
+                    ctx.pd_changed(pd);
+                }
+                Some(ctx.pd_view(pd).await)
+            }
             None => None,
         };
         if let (Some(pd), Some(Ok(view))) = (&pd, &view)

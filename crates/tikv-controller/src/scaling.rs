@@ -118,6 +118,14 @@ pub fn is_leaving<I: StoreInstance>(instance: &I) -> bool {
     instance.meta().deletion_timestamp.is_some() || is_marked(instance)
 }
 
+/// Whether a scale-in is due: more instances stay than `replicas` asks for. A group then reads
+/// PD's view afresh instead of the one shared for a second: its stores and `max-replicas` decide
+/// the scale-in, and a `max-replicas` raised a moment ago must hold a store that would leave too
+/// few.
+pub fn scaling_in<I: StoreInstance>(instances: &[I], replicas: i32) -> bool {
+    instances.iter().filter(|i| !is_leaving(*i)).count() > usize::try_from(replicas).unwrap_or(0)
+}
+
 /// Whether a marked instance can still be kept: its store is not removed yet, and its
 /// `spec.offline` is taken over (until then clearing the mark would not keep it).
 pub fn is_cancellable<I: StoreInstance>(instance: &I) -> bool {

@@ -99,17 +99,20 @@ impl GroupRules for Rules {
             Some(url) => Some(ctx.pd(&namespace, &group.spec.cluster.name, url)?),
             None => None,
         };
+        let scaling_in = scaling::scaling_in(instances, group.spec.replicas);
         let view = match &pd {
-            Some(pd) => Some(ctx.pd_view(pd).await),
+            Some(pd) => {
+                if scaling_in {
+                    ctx.pd_changed(pd);
+                }
+                Some(ctx.pd_view(pd).await)
+            }
             None => None,
         };
         // Asked only when a scale-in is due: a table's TiFlash replicas bound how few stores may
         // remain.
-        let active = instances.iter().filter(|i| !is_leaving(*i)).count();
         let replicas = match &pd {
-            Some(pd) if active > usize::try_from(group.spec.replicas).unwrap_or(0) => {
-                Some(pd.tiflash_replicas().await.map_err(|e| e.to_string()))
-            }
+            Some(pd) if scaling_in => Some(pd.tiflash_replicas().await.map_err(|e| e.to_string())),
             _ => None,
         };
         let version = &group.spec.template.spec.common.version;
