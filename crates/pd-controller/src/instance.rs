@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use operator_api::conditions::{self, Look, reasons};
-use operator_api::core::{Cluster, Feature, PD, PDGroup, PDStatus, TlsSecret};
+use operator_api::core::{Cluster, PD, PDGroup, PDStatus, TlsSecret};
 use operator_api::keys;
 use operator_runtime::build::BuildError;
 use operator_runtime::dns::Dns;
@@ -27,6 +27,7 @@ use tracing::warn;
 
 use crate::build::{self, Membership};
 use crate::context::{Ctx, MANAGER};
+use crate::group_exit;
 use crate::member::{self, CordonStep, Observed, RestartStep};
 use crate::online;
 use crate::ready;
@@ -89,7 +90,7 @@ impl InstanceRules for Rules {
         // A PDGroup deleted while other PDGroups keep the Cluster's PD (MultiPDGroup): its
         // members leave PD one at a time, as a scale-in, or PD would keep them as dead members
         // and lose its quorum.
-        let exits = !alone && group_exits(ctx, start);
+        let exits = !alone && group_exit::group_exits(ctx, start);
         let turn = if exits {
             Some(cache::list(&ctx.instances, &start.namespace, |p| {
                 p.labels().get(keys::LABEL_GROUP) == Some(&start.group)
@@ -567,28 +568,6 @@ async fn removal_pd(ctx: &Ctx, pd: &PD, local: PdClient, join: &[String]) -> (Pd
     (local, observed)
 }
 
-/// Whether the instance's PDGroup is gone (or going) while its Cluster lives, under
-/// MultiPDGroup, with another PDGroup of the Cluster left to keep PD: then the group's members
-/// leave PD rather than vanish from under it.
-fn group_exits(ctx: &Ctx, start: &Started) -> bool {
-    let Some(cluster) = start.cluster.as_deref() else {
-        return false;
-    };
-    if cluster.metadata.deletion_timestamp.is_some() || !cluster.spec.enables(Feature::MultiPDGroup)
-    {
-        return false;
-    }
-    let group_going = cache::get(&ctx.groups, &start.namespace, &start.group)
-        .is_none_or(|g| g.metadata.deletion_timestamp.is_some());
-    let others_stay = !cache::list(&ctx.groups, &start.namespace, |g| {
-        g.spec.cluster.name == cluster.name_any()
-            && g.name_any() != start.group
-            && g.metadata.deletion_timestamp.is_none()
-    })
-    .is_empty();
-    group_going && others_stay
-}
-
 /// How a removed member leaves PD.
 struct Removal<'a> {
     /// The PD URLs a joining Cluster names (asked when the local Service does not answer).
@@ -597,39 +576,6 @@ struct Removal<'a> {
     leaving: &'a BTreeSet<String>,
     /// When a whole PDGroup leaves (MultiPDGroup): its members, which leave one at a time.
     in_turn: Option<Vec<String>>,
-}
-
-/// Reason of a member of a deleted PDGroup waiting for its turn to leave PD.
-pub const REASON_LEAVING_IN_TURN: &str = "LeavingInTurn";
-
-/// Why `name`, of a PDGroup leaving as a whole, does not leave PD yet: another member of the
-/// group (`group`, those PD still lists go first by name) is leaving, or PD would lose its
-/// healthy majority without it.
-fn exit_turn(observed: &Observed, name: &str, group: &[String]) -> Option<String> {
-    let mut before: Vec<&String> = group
-        .iter()
-        .filter(|m| m.as_str() < name && observed.is_member(m))
-        .collect();
-    before.sort();
-    if let Some(first) = before.first() {
-        return Some(format!(
-            "the members of a deleted PDGroup leave PD one at a time; {first} leaves first"
-        ));
-    }
-    let members = observed.members.as_ref()?;
-    let remaining: Vec<&str> = members
-        .members
-        .iter()
-        .map(|m| m.name.as_str())
-        .filter(|m| *m != name)
-        .collect();
-    let healthy = remaining.iter().filter(|m| observed.healthy(m)).count();
-    (healthy * 2 <= remaining.len()).then(|| {
-        format!(
-            "removing {name} would leave {healthy} healthy of {} PD members, no quorum; it leaves once the others are healthy",
-            remaining.len()
-        )
-    })
 }
 
 /// Takes a removed instance out of PD (leadership first, to a member that stays: not one of
@@ -664,10 +610,10 @@ async fn finalize(
         }
         if let Some(message) = in_turn
             .as_deref()
-            .and_then(|group| exit_turn(&observed, &name, group))
+            .and_then(|group| group_exit::exit_turn(&observed, &name, group))
         {
             let blocked = Blocked {
-                reason: REASON_LEAVING_IN_TURN,
+                reason: group_exit::REASON_LEAVING_IN_TURN,
                 message,
                 then: Action::requeue(Duration::from_secs(3)),
             };
@@ -826,26 +772,6 @@ mod tests {
             ),
             ..Observed::default()
         }
-    }
-
-    #[test]
-    fn the_members_of_a_deleted_group_leave_pd_one_at_a_time_and_never_below_a_quorum() {
-        // a and b are of the deleted group, c of the group that stays.
-        let all = observed("c", &["a", "b", "c"]);
-        let group = ["a".to_string(), "b".to_string()];
-        assert_eq!(exit_turn(&all, "a", &group), None);
-        let waits = exit_turn(&all, "b", &group).unwrap();
-        assert!(waits.contains("a leaves first"), "{waits}");
-        // Once a is out of PD, b goes.
-        let mut without_a = all.clone();
-        if let Some(m) = without_a.members.as_mut() {
-            m.members.retain(|m| m.name != "a");
-        }
-        assert_eq!(exit_turn(&without_a, "b", &group), None);
-        // Never when the members left would have no healthy majority.
-        let sick = observed("c", &["a", "c"]);
-        let refused = exit_turn(&sick, "a", &group).unwrap();
-        assert!(refused.contains("1 healthy of 2"), "{refused}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod build;
 mod context;
 mod group;
+mod group_exit;
 mod instance;
 mod member;
 mod online;
