@@ -67,34 +67,11 @@ pub fn exit_turn(observed: &Observed, name: &str, group: &[String]) -> Option<St
 
 #[cfg(test)]
 mod tests {
-    use pd_client::{Member, MemberHealth, MembersInfo};
-
     use super::*;
+    use crate::member::fixture;
 
-    /// PD's view of members a, b and c, the healthy ones `healthy`.
     fn observed(healthy: &[&str]) -> Observed {
-        let member = |n: &str| Member {
-            name: n.into(),
-            ..Member::default()
-        };
-        Observed {
-            members: Some(MembersInfo {
-                members: vec![member("a"), member("b"), member("c")],
-                leader: Some(member("c")),
-                etcd_leader: None,
-            }),
-            health: Some(
-                ["a", "b", "c"]
-                    .iter()
-                    .map(|n| MemberHealth {
-                        name: n.to_string(),
-                        health: healthy.contains(n),
-                        ..MemberHealth::default()
-                    })
-                    .collect(),
-            ),
-            ..Observed::default()
-        }
+        fixture::observed("c", healthy)
     }
 
     #[test]

@@ -744,35 +744,7 @@ fn observe_status(
 
 #[cfg(test)]
 mod tests {
-    use pd_client::{Member, MemberHealth, MembersInfo};
-
-    use super::*;
-
-    fn observed(leader: &str, healthy: &[&str]) -> Observed {
-        let member = |n: &str| Member {
-            name: n.into(),
-            member_id: 7,
-            ..Member::default()
-        };
-        Observed {
-            members: Some(MembersInfo {
-                members: vec![member("a"), member("b"), member("c")],
-                leader: Some(member(leader)),
-                etcd_leader: None,
-            }),
-            health: Some(
-                ["a", "b", "c"]
-                    .iter()
-                    .map(|n| MemberHealth {
-                        name: n.to_string(),
-                        health: healthy.contains(n),
-                        ..MemberHealth::default()
-                    })
-                    .collect(),
-            ),
-            ..Observed::default()
-        }
-    }
+    use crate::member::fixture::observed;
 
     #[test]
     fn leadership_goes_to_a_healthy_other_member() {

@@ -445,3 +445,38 @@ mod tests {
         }
     }
 }
+
+/// PD's answers for tests of more than one module.
+#[cfg(test)]
+pub mod fixture {
+    use pd_client::{Member, MemberHealth, MembersInfo};
+
+    use super::Observed;
+
+    /// Members a, b and c, `leader` leading, the `healthy` ones healthy.
+    pub fn observed(leader: &str, healthy: &[&str]) -> Observed {
+        let member = |n: &str| Member {
+            name: n.into(),
+            member_id: 7,
+            ..Member::default()
+        };
+        Observed {
+            members: Some(MembersInfo {
+                members: vec![member("a"), member("b"), member("c")],
+                leader: Some(member(leader)),
+                etcd_leader: None,
+            }),
+            health: Some(
+                ["a", "b", "c"]
+                    .iter()
+                    .map(|n| MemberHealth {
+                        name: n.to_string(),
+                        health: healthy.contains(n),
+                        ..MemberHealth::default()
+                    })
+                    .collect(),
+            ),
+            ..Observed::default()
+        }
+    }
+}
